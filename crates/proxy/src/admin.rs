@@ -1,0 +1,102 @@
+//! The admin listener: liveness, readiness and metrics, on a port of its own so that
+//! probes and scrapes never compete with model traffic and are never exposed with it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+use crate::body::{ProxyBody, full, json_response};
+use crate::config::UpstreamBase;
+use crate::error::json_error;
+
+/// What the admin endpoints look at.
+pub(crate) struct AdminState {
+    pub(crate) registry: Registry,
+    pub(crate) upstream: UpstreamBase,
+    pub(crate) connect_timeout: Duration,
+    /// Set when shutdown begins, so that load balancers stop sending new traffic.
+    pub(crate) draining: AtomicBool,
+}
+
+pub(crate) async fn handle<B>(state: Arc<AdminState>, request: Request<B>) -> Response<ProxyBody> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "the admin endpoints answer GET and HEAD",
+        );
+    }
+    match request.uri().path() {
+        "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+        "/readyz" => readiness(&state).await,
+        "/metrics" => metrics(&state),
+        _ => json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such admin endpoint; try /healthz, /readyz or /metrics",
+        ),
+    }
+}
+
+async fn readiness(state: &AdminState) -> Response<ProxyBody> {
+    let draining = state.draining.load(Ordering::Relaxed);
+    let upstream = probe_upstream(state).await;
+    let ready = !draining && upstream.is_ok();
+    let body = json!({
+        "ready": ready,
+        "checks": {
+            "config": { "ok": true },
+            "draining": { "ok": !draining },
+            "upstream": match &upstream {
+                Ok(()) => json!({ "ok": true }),
+                Err(reason) => json!({ "ok": false, "error": reason }),
+            },
+        }
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, &body)
+}
+
+/// A TCP connect is enough to know the model server is listening, and costs the model
+/// nothing; whether it answers well shows in the request metrics.
+async fn probe_upstream(state: &AdminState) -> Result<(), String> {
+    let authority = &state.upstream.authority;
+    let port = authority.port_u16().unwrap_or(80);
+    let target = (authority.host().trim_matches(['[', ']']).to_owned(), port);
+    match tokio::time::timeout(state.connect_timeout, tokio::net::TcpStream::connect(target)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("cannot connect to {authority}: {e}")),
+        Err(_) => Err(format!(
+            "no connection to {authority} within {:?}",
+            state.connect_timeout
+        )),
+    }
+}
+
+fn metrics(state: &AdminState) -> Response<ProxyBody> {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        return json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics_encoding",
+            &e.to_string(),
+        );
+    }
+    let mut response = Response::new(full(Bytes::from(text)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    response
+}

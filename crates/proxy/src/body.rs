@@ -1,0 +1,140 @@
+//! Body types: the boxed body every layer passes on, and a streaming meter that counts
+//! bytes and enforces the hard size limit without ever holding the body in memory.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::error::BoxError;
+
+/// The body type of every request and response inside the proxy.
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// The streamed body went past `server.max_body_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("body exceeded the limit of {limit} bytes")]
+pub(crate) struct BodyLimitExceeded {
+    pub(crate) limit: u64,
+}
+
+/// Wraps a body, adding each data frame's length to a counter and failing the stream
+/// once more than `limit` bytes have passed.
+pub(crate) struct Metered<B> {
+    inner: B,
+    counter: Counter,
+    seen: u64,
+    limit: Option<u64>,
+    /// Fired once the last byte has been handed on, so that the upstream timeout can
+    /// start when the request is fully sent rather than when sending began.
+    on_end: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<B> Metered<B> {
+    pub(crate) fn new(inner: B, counter: Counter, limit: Option<u64>) -> Self {
+        Self {
+            inner,
+            counter,
+            seen: 0,
+            limit,
+            on_end: None,
+        }
+    }
+
+    /// Returns a receiver that completes when the body has been read to its end (or
+    /// dropped). A body that is empty from the start completes it at once.
+    pub(crate) fn notify_end(&mut self) -> tokio::sync::oneshot::Receiver<()>
+    where
+        B: Body,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inner.is_end_stream() {
+            let _ = tx.send(());
+        } else {
+            self.on_end = Some(tx);
+        }
+        rx
+    }
+
+    fn ended(&mut self) {
+        if let Some(tx) = self.on_end.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+// === impl Metered ===
+
+impl<B> Body for Metered<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    this.seen += len;
+                    this.counter.inc_by(len);
+                    if let Some(limit) = this.limit {
+                        if this.seen > limit {
+                            return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded { limit }))));
+                        }
+                    }
+                }
+                // hyper stops polling once `is_end_stream` is true, so the end may never
+                // be seen as a `None` frame.
+                if this.inner.is_end_stream() {
+                    this.ended();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => {
+                this.ended();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body held whole in memory, for answers Sidelight writes itself.
+pub(crate) fn full(bytes: Bytes) -> ProxyBody {
+    use http_body_util::BodyExt;
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A JSON answer with the given status.
+pub(crate) fn json_response(
+    status: http::StatusCode,
+    body: &serde_json::Value,
+) -> http::Response<ProxyBody> {
+    let mut response = http::Response::new(full(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

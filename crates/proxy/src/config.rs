@@ -1,0 +1,393 @@
+//! Configuration: one TOML file, every key overridable by a `SIDELIGHT_…` variable.
+//!
+//! Nested keys are joined with a double underscore in the environment, so
+//! `upstream.request_timeout` is `SIDELIGHT_UPSTREAM__REQUEST_TIMEOUT`. Values from the
+//! environment win over the file. Unknown keys are errors, so that a typo is not silently
+//! ignored, and every error names the key it is about.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use http::Uri;
+use serde::{Deserialize, Serialize};
+
+/// Everything `sidelight serve` needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The listeners and what they accept from clients.
+    pub server: ServerConfig,
+    /// The model API that requests are forwarded to.
+    pub upstream: UpstreamConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Named parts of the model API. A request matches the route with the longest
+    /// `path_prefix`; requests that match none are forwarded under the route `other`.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The data and admin listeners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the data listener, where clients send model requests.
+    pub listen: SocketAddr,
+    /// Address of the admin listener: health, readiness, metrics.
+    pub admin_listen: SocketAddr,
+    /// Accept HTTP/2 (prior knowledge, h2c) as well as HTTP/1.1 from clients.
+    pub http2: bool,
+    /// How long a client connection may sit idle between requests before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Hard limit on a request body, in bytes. Larger bodies are refused with 413.
+    pub max_body_bytes: u64,
+    /// On SIGTERM or SIGINT, how long in-flight requests may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// Which HTTP version is spoken to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge.
+    H2c,
+}
+
+/// The model API in front of which Sidelight stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Base URL, `http://host:port` with an optional path prefix that is put in front
+    /// of every forwarded path.
+    pub url: String,
+    /// `http1` or `h2c`.
+    pub protocol: UpstreamProtocol,
+    /// How long to wait for a TCP connection to the upstream.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long to wait for the upstream's response headers once the request is sent.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long an idle pooled connection to the upstream is kept.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    /// How many idle connections to keep open to the upstream.
+    pub pool_max_idle: usize,
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `sidelight_proxy=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// A named part of the model API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in metrics and logs.
+    pub name: String,
+    /// Requests whose path starts with this prefix belong to the route.
+    pub path_prefix: String,
+    /// How much of a JSON request body may be read to inspect it; a larger body is
+    /// streamed to the upstream uninspected.
+    #[serde(default = "default_inspect_limit")]
+    pub inspect_limit_bytes: u64,
+}
+
+fn default_inspect_limit() -> u64 {
+    1024 * 1024
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            upstream: UpstreamConfig::default(),
+            log: LogConfig::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            http2: true,
+            idle_timeout: Duration::from_secs(60),
+            max_body_bytes: 64 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8000".to_owned(),
+            protocol: UpstreamProtocol::Http1,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle: 64,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// A configuration that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is missing or unreadable.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: String,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The TOML or an environment variable does not fit the expected shape. The message
+    /// names the key and where it came from.
+    #[error("{0}")]
+    Parse(Box<figment::Error>),
+    /// A value has the right type but is not acceptable.
+    #[error("invalid value for key `{key}`: {message}")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `upstream.url`.
+        key: String,
+        /// What is wrong and what would be accepted.
+        message: String,
+    },
+}
+
+/// The environment variables that override keys, as pairs, so that callers (and tests)
+/// can pass a map instead of the process environment.
+pub type EnvOverrides = Vec<(String, String)>;
+
+impl Config {
+    /// Reads `path`, applies `SIDELIGHT_…` variables from the process environment, and
+    /// validates the result.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(Some(path), std::env::vars().collect())
+    }
+
+    /// Like [`Config::load`], with the environment given explicitly. `path` may be `None`
+    /// to start from the defaults.
+    pub fn load_with_env(path: Option<&Path>, env: EnvOverrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            // Figment treats a missing file as empty; a user who names a file means it.
+            std::fs::metadata(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(EnvOverridesProvider(env));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document (no environment) and validates it.
+    pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: URLs, non-zero limits, unique route names.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            message,
+        };
+        self.upstream.base().map_err(|m| invalid("upstream.url", m))?;
+        for (key, value) in [
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.request_timeout", self.upstream.request_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be longer than zero".to_owned()));
+            }
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
+            return Err(invalid(
+                "server.admin_listen",
+                format!(
+                    "must differ from server.listen ({}); the admin API needs its own port",
+                    self.server.listen
+                ),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let key = |field: &str| format!("routes[{i}].{field}");
+            if route.name.is_empty() || route.name == OTHER_ROUTE {
+                return Err(invalid(
+                    &key("name"),
+                    format!("must be non-empty and not `{OTHER_ROUTE}` (reserved for unmatched requests)"),
+                ));
+            }
+            if !names.insert(route.name.as_str()) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("`{}` is used by another route", route.name),
+                ));
+            }
+            if !route.path_prefix.starts_with('/') {
+                return Err(invalid(
+                    &key("path_prefix"),
+                    format!("`{}` must start with `/`", route.path_prefix),
+                ));
+            }
+            if route.inspect_limit_bytes > self.server.max_body_bytes {
+                return Err(invalid(
+                    &key("inspect_limit_bytes"),
+                    format!(
+                        "{} is above server.max_body_bytes ({})",
+                        route.inspect_limit_bytes, self.server.max_body_bytes
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The route name for requests that match no configured route.
+pub const OTHER_ROUTE: &str = "other";
+
+/// `SIDELIGHT_A__B=v` pairs as a figment provider. Figment's own `Env` reads the process
+/// environment; this reads a given list so that tests need not mutate the environment.
+struct EnvOverridesProvider(EnvOverrides);
+
+impl Provider for EnvOverridesProvider {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable").interpolater(|_: &Profile, path: &[&str]| {
+            let keys: Vec<String> = path.iter().map(|k| k.to_ascii_uppercase()).collect();
+            format!("{ENV_PREFIX}{}", keys.join("__"))
+        })
+    }
+
+    fn data(&self) -> Result<figment::value::Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (name, raw) in &self.0 {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if key.is_empty() {
+                continue;
+            }
+            let path = key.to_ascii_lowercase().replace("__", ".");
+            // Values are parsed the way figment parses environment values: numbers,
+            // booleans and inline arrays or tables become typed, anything else a string.
+            let value: Value = raw.parse().unwrap_or_else(|never| match never {});
+            if let Some(nested) = figment::util::nest(&path, value).into_dict() {
+                dict = merge_dicts(dict, nested);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn merge_dicts(mut into: Dict, from: Dict) -> Dict {
+    for (key, value) in from {
+        let merged = match (into.remove(&key), value) {
+            (Some(Value::Dict(_, old)), Value::Dict(tag, new)) => {
+                Value::Dict(tag, merge_dicts(old, new))
+            }
+            (_, new) => new,
+        };
+        into.insert(key, merged);
+    }
+    into
+}
+
+const ENV_PREFIX: &str = "SIDELIGHT_";
+
+/// The parsed parts of `upstream.url`.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamBase {
+    pub(crate) scheme: http::uri::Scheme,
+    pub(crate) authority: http::uri::Authority,
+    /// Path prefix without a trailing slash; empty when the URL has no path.
+    pub(crate) path_prefix: String,
+}
+
+impl UpstreamConfig {
+    pub(crate) fn base(&self) -> Result<UpstreamBase, String> {
+        let uri: Uri = self
+            .url
+            .parse()
+            .map_err(|e| format!("`{}` is not a URL: {e}", self.url))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| format!("`{}` has no scheme; write http://host:port", self.url))?;
+        if scheme != http::uri::Scheme::HTTP {
+            return Err(format!(
+                "scheme `{scheme}` is not supported; use http:// (TLS to the upstream is not available yet)"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("`{}` has no host", self.url))?;
+        if uri.query().is_some() {
+            return Err(format!("`{}` must not have a query string", self.url));
+        }
+        let path_prefix = uri.path().trim_end_matches('/').to_owned();
+        Ok(UpstreamBase {
+            scheme,
+            authority,
+            path_prefix,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

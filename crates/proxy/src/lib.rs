@@ -1,0 +1,34 @@
+//! `sidelight-proxy`: the reverse proxy that stands in front of a model's HTTP API.
+//!
+//! It forwards every request to the upstream unchanged in meaning (hop-by-hop headers
+//! removed, forwarding headers and a request id added), streams bodies it does not need
+//! to read, answers its own failures as JSON errors, and exposes health, readiness and
+//! Prometheus metrics on a separate admin listener.
+//!
+//! The whole application is [`Sidelight`]: bind it from a [`Config`], read the bound
+//! addresses, then [`Sidelight::run`] it until a shutdown future completes. Tests start it
+//! in-process exactly as the `sidelight` binary does.
+//!
+//! What this crate must never do: change a prediction, fail a request because an
+//! optional stage (inspection, later explanation) failed, panic on anything a client or
+//! upstream sends, or write a payload value, token or key to a log line.
+
+mod admin;
+mod body;
+pub mod config;
+mod error;
+mod forward;
+mod headers;
+mod inspect;
+mod metrics;
+mod route;
+mod server;
+mod stack;
+
+pub use body::ProxyBody;
+pub use config::{Config, ConfigError};
+pub use error::{BoxError, ProxyError, json_error};
+pub use forward::ClientAddr;
+pub use inspect::Inspection;
+pub use route::Route;
+pub use server::{Drained, Sidelight, StartError};

@@ -1,0 +1,192 @@
+//! The data plane, assembled in one place. Read it inside out: the forwarder sends the
+//! request upstream; `rescue` turns its failures into JSON answers; `Observe` names the
+//! route, tags the request id and counts what the client finally received.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::forward::{ErrorCode, Forward};
+use crate::headers;
+use crate::metrics::{ErrorLabels, Metrics, RequestLabels, method_label};
+use crate::route::RouteTable;
+
+/// The data-plane service handed to each client connection.
+pub(crate) type DataPlane = BoxCloneSyncService<Request<Incoming>, Response<ProxyBody>, Infallible>;
+
+pub(crate) fn data_plane(forward: Forward, routes: Arc<RouteTable>, metrics: Metrics) -> DataPlane {
+    let service = ServiceBuilder::new()
+        // Outermost, so that answers Sidelight made itself are counted and tagged too.
+        .layer(ObserveLayer { routes, metrics })
+        // The one place where a failure becomes an HTTP answer; nothing below may
+        // fail a request in any other way.
+        .layer(RescueLayer)
+        .service(forward);
+    BoxCloneSyncService::new(service)
+}
+
+#[derive(Clone)]
+struct ObserveLayer {
+    routes: Arc<RouteTable>,
+    metrics: Metrics,
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            routes: self.routes.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Matches the route, keeps or creates the request id (and returns it to the client),
+/// tracks in-flight requests and counts answers by route, method and status.
+#[derive(Clone)]
+pub(crate) struct Observe<S> {
+    inner: S,
+    routes: Arc<RouteTable>,
+    metrics: Metrics,
+}
+
+// === impl Observe ===
+
+impl<S> Service<Request<Incoming>> for Observe<S>
+where
+    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        let route = self.routes.lookup(request.uri().path()).clone();
+        let method = method_label(request.method());
+        let request_id = headers::ensure_request_id(request.headers_mut());
+        request.extensions_mut().insert(route.clone());
+        let metrics = self.metrics.clone();
+        // Take the service that was driven to readiness, leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let _in_flight = InFlight::enter(&metrics);
+            let Ok(mut response) = inner.oneshot(request).await;
+            if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>().copied() {
+                metrics
+                    .errors
+                    .get_or_create(&ErrorLabels {
+                        route: route.name.to_string(),
+                        code,
+                    })
+                    .inc();
+            }
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: route.name.to_string(),
+                    method,
+                    status: response.status().as_u16(),
+                })
+                .inc();
+            response
+                .headers_mut()
+                .insert(headers::REQUEST_ID.clone(), request_id);
+            Ok(response)
+        })
+    }
+}
+
+#[derive(Clone)]
+struct RescueLayer;
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+
+    fn layer(&self, inner: S) -> Rescue<S> {
+        Rescue { inner }
+    }
+}
+
+/// Makes the stack infallible for hyper: every [`ProxyError`] becomes its JSON answer,
+/// logged once, with its code left on the response for [`Observe`] to count.
+#[derive(Clone)]
+pub(crate) struct Rescue<S> {
+    inner: S,
+}
+
+// === impl Rescue ===
+
+impl<S> Service<Request<Incoming>> for Rescue<S>
+where
+    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The forwarder is always ready; should a future inner layer not be, its
+        // readiness error surfaces on the call instead.
+        match self.inner.poll_ready(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            Ok(match future.await {
+                Ok(response) => response,
+                Err(error) => {
+                    let code = error.code();
+                    if error.status().is_server_error() {
+                        tracing::warn!(code, error = %error, "upstream failure");
+                    } else {
+                        tracing::debug!(code, error = %error, "request refused");
+                    }
+                    let mut response = error.into_response();
+                    response.extensions_mut().insert(ErrorCode(code));
+                    response
+                }
+            })
+        })
+    }
+}
+
+/// Decrements the in-flight gauge however the request ends, cancellation included.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn enter(metrics: &Metrics) -> Self {
+        metrics.in_flight.inc();
+        Self(metrics.in_flight.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
