@@ -72,7 +72,12 @@ async fn probe_upstream(state: &AdminState) -> Result<(), String> {
     let authority = &state.upstream.authority;
     let port = authority.port_u16().unwrap_or(80);
     let target = (authority.host().trim_matches(['[', ']']).to_owned(), port);
-    match tokio::time::timeout(state.connect_timeout, tokio::net::TcpStream::connect(target)).await {
+    match tokio::time::timeout(
+        state.connect_timeout,
+        tokio::net::TcpStream::connect(target),
+    )
+    .await
+    {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(format!("cannot connect to {authority}: {e}")),
         Err(_) => Err(format!(

@@ -238,7 +238,9 @@ impl Config {
             key: key.to_owned(),
             message,
         };
-        self.upstream.base().map_err(|m| invalid("upstream.url", m))?;
+        self.upstream
+            .base()
+            .map_err(|m| invalid("upstream.url", m))?;
         for (key, value) in [
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.request_timeout", self.upstream.request_timeout),
@@ -269,7 +271,9 @@ impl Config {
             if route.name.is_empty() || route.name == OTHER_ROUTE {
                 return Err(invalid(
                     &key("name"),
-                    format!("must be non-empty and not `{OTHER_ROUTE}` (reserved for unmatched requests)"),
+                    format!(
+                        "must be non-empty and not `{OTHER_ROUTE}` (reserved for unmatched requests)"
+                    ),
                 ));
             }
             if !names.insert(route.name.as_str()) {

@@ -20,7 +20,7 @@ use crate::config::{Config, UpstreamBase, UpstreamProtocol};
 use crate::error::{ProxyError, chain, find_cause};
 use crate::headers;
 use crate::inspect::{self, Inspection};
-use crate::metrics::{BytesLabels, Direction, InspectLabels, Metrics, RouteLabels};
+use crate::metrics::{BytesLabels, InspectLabels, Metrics, RouteLabels};
 use crate::route::Route;
 
 /// The address of the client, put on each request by the listener.
@@ -71,14 +71,18 @@ struct ForwardShared {
 // === impl Forward ===
 
 impl Forward {
-    pub(crate) fn new(config: &Config, metrics: Metrics) -> Result<Self, crate::config::ConfigError> {
-        let base = config
-            .upstream
-            .base()
-            .map_err(|message| crate::config::ConfigError::Invalid {
-                key: "upstream.url".to_owned(),
-                message,
-            })?;
+    pub(crate) fn new(
+        config: &Config,
+        metrics: Metrics,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let base =
+            config
+                .upstream
+                .base()
+                .map_err(|message| crate::config::ConfigError::Invalid {
+                    key: "upstream.url".to_owned(),
+                    message,
+                })?;
         Ok(Self {
             shared: Arc::new(ForwardShared {
                 client: upstream_client(config),
@@ -114,11 +118,14 @@ impl tower::Service<Request<Incoming>> for Forward {
 impl ForwardShared {
     async fn forward(&self, request: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
-        let route = parts
-            .extensions
-            .get::<Route>()
-            .cloned()
-            .ok_or(ProxyError::MalformedRequest("request reached the forwarder without a route"))?;
+        let route =
+            parts
+                .extensions
+                .get::<Route>()
+                .cloned()
+                .ok_or(ProxyError::MalformedRequest(
+                    "request reached the forwarder without a route",
+                ))?;
 
         if parts.method == Method::CONNECT {
             return Err(ProxyError::MalformedRequest(
@@ -130,7 +137,9 @@ impl ForwardShared {
             .path_and_query()
             .filter(|pq| pq.path().starts_with('/'))
             .cloned()
-            .ok_or(ProxyError::MalformedRequest("the request target must be a path starting with `/`"))?;
+            .ok_or(ProxyError::MalformedRequest(
+                "the request target must be a path starting with `/`",
+            ))?;
         if let Some(declared) = content_length(&parts.headers) {
             if declared > self.max_body_bytes {
                 return Err(ProxyError::BodyTooLarge {
@@ -168,7 +177,7 @@ impl ForwardShared {
             .body_bytes
             .get_or_create(&BytesLabels {
                 route: route.name.to_string(),
-                direction: Direction::Request,
+                direction: "request",
             })
             .clone();
         let mut metered = Metered::new(
@@ -226,7 +235,7 @@ impl ForwardShared {
             .body_bytes
             .get_or_create(&BytesLabels {
                 route: route.name.to_string(),
-                direction: Direction::Response,
+                direction: "response",
             })
             .clone();
         let body = Metered::new(body, response_bytes, None).boxed();
@@ -255,7 +264,6 @@ impl ForwardShared {
         }
         classify_body_error(error, self.max_body_bytes)
     }
-
 }
 
 fn classify_body_error(error: &(dyn std::error::Error + 'static), max: u64) -> ProxyError {

@@ -31,7 +31,10 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let te_trailers = headers
         .get(header::TE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     for name in [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -77,8 +80,8 @@ pub(crate) fn add_forwarded(
 /// Returns the request's id, creating one if the client sent none (or an unusable one).
 pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     if let Some(existing) = headers.get(&REQUEST_ID) {
-        let usable = existing.len() <= 200
-            && existing.as_bytes().iter().all(|b| b.is_ascii_graphic());
+        let usable =
+            existing.len() <= 200 && existing.as_bytes().iter().all(|b| b.is_ascii_graphic());
         if usable {
             return existing.clone();
         }
@@ -111,7 +114,10 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
             ("te", "gzip"),
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
             ("content-type", "application/json"),
         ]);
         remove_hop_by_hop(&mut headers);
@@ -130,7 +136,12 @@ mod tests {
     fn forwarded_for_is_appended_to_an_existing_chain() {
         let mut headers = map(&[("x-forwarded-for", "203.0.113.7")]);
         let client: SocketAddr = "127.0.0.9:5555".parse().unwrap();
-        add_forwarded(&mut headers, client, "http", Some(HeaderValue::from_static("api.example")));
+        add_forwarded(
+            &mut headers,
+            client,
+            "http",
+            Some(HeaderValue::from_static("api.example")),
+        );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.9");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "api.example");

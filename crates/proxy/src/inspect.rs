@@ -94,7 +94,10 @@ mod tests {
     async fn a_body_within_the_limit_is_inspected_whole_and_forwarded_unchanged() {
         let body = chunked(&[b"{\"a\":", b" 1}"]);
         let (inspection, forwarded) = read_prefix(body, 16).await.unwrap();
-        assert_eq!(inspection, Inspection::Complete(Bytes::from_static(b"{\"a\": 1}")));
+        assert_eq!(
+            inspection,
+            Inspection::Complete(Bytes::from_static(b"{\"a\": 1}"))
+        );
         let bytes = forwarded.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"{\"a\": 1}");
     }

@@ -4,7 +4,7 @@
 //! a path, a header or a payload value, so cardinality stays bounded and nothing private
 //! leaks into a monitoring system.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -29,22 +29,13 @@ pub(crate) struct RouteLabels {
     pub(crate) route: String,
 }
 
-/// Which way bytes flowed.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub(crate) enum Direction {
-    /// From the client, forwarded to the upstream.
-    Request,
-    /// From the upstream, forwarded to the client.
-    Response,
-}
-
 /// Labels of `sidelight_body_bytes_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct BytesLabels {
     /// Route name from the config, or `other`.
     pub(crate) route: String,
-    /// Request or response.
-    pub(crate) direction: Direction,
+    /// `request` or `response`.
+    pub(crate) direction: &'static str,
 }
 
 /// Labels of `sidelight_inspected_requests_total`.

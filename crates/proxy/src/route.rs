@@ -67,7 +67,10 @@ mod tests {
 
     #[test]
     fn the_longest_prefix_wins_and_unmatched_paths_go_to_other() {
-        let table = RouteTable::new(&[route("models", "/v1/models"), route("credit", "/v1/models/credit")]);
+        let table = RouteTable::new(&[
+            route("models", "/v1/models"),
+            route("credit", "/v1/models/credit"),
+        ]);
         assert_eq!(&*table.lookup("/v1/models/credit:predict").name, "credit");
         assert_eq!(&*table.lookup("/v1/models/other:predict").name, "models");
         let other = table.lookup("/healthz");

@@ -127,13 +127,18 @@ impl Sidelight {
                 plane.clone().oneshot(request)
             })
         });
-        let mut admin_accept = Box::pin(accept_loop(&admin_listener, &builder, &admin_graceful, |_peer| {
-            let state = admin.clone();
-            hyper::service::service_fn(move |request: Request<Incoming>| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin::handle(state, request).await) }
-            })
-        }));
+        let mut admin_accept = Box::pin(accept_loop(
+            &admin_listener,
+            &builder,
+            &admin_graceful,
+            |_peer| {
+                let state = admin.clone();
+                hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let state = state.clone();
+                    async move { Ok::<_, std::convert::Infallible>(admin::handle(state, request).await) }
+                })
+            },
+        ));
 
         tokio::select! {
             () = data_accept => {}
@@ -210,8 +215,10 @@ async fn accept_loop<M, S>(
     make_service: M,
 ) where
     M: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<Request<Incoming>, Response = http::Response<crate::body::ProxyBody>>
-        + Send
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = http::Response<crate::body::ProxyBody>,
+        > + Send
         + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

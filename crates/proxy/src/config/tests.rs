@@ -65,7 +65,10 @@ fn invalid_values_name_their_key() {
     let cases = [
         ("[upstream]\nurl = \"ftp://model\"\n", "upstream.url"),
         ("[upstream]\nurl = \"not a url\"\n", "upstream.url"),
-        ("[upstream]\nconnect_timeout = \"0s\"\n", "upstream.connect_timeout"),
+        (
+            "[upstream]\nconnect_timeout = \"0s\"\n",
+            "upstream.connect_timeout",
+        ),
         ("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes"),
         (
             "[server]\nlisten = \"127.0.0.1:9000\"\nadmin_listen = \"127.0.0.1:9000\"\n",

@@ -1,0 +1,156 @@
+//! The `sidelight` command. It only parses arguments, sets up logging, loads config and
+//! runs the libraries; everything a test would want to exercise lives in
+//! `sidelight-proxy`.
+
+mod demo;
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sidelight_proxy::{Config, Sidelight, StartError};
+
+/// Exit status for a configuration the user must fix (sysexits' EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "sidelight",
+    version,
+    about = "An explainability sidecar: a reverse proxy in front of a model's HTTP API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy in front of the configured upstream.
+    Serve {
+        /// The TOML config file. Without one, the defaults and SIDELIGHT_* variables apply.
+        #[arg(long, short, env = "SIDELIGHT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run everything on this machine with no set-up: a demo credit model, Sidelight in
+    /// front of it, and traffic replayed from the German credit data set.
+    Demo(demo::DemoArgs),
+    /// Work with config files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (and SIDELIGHT_* variables) without starting anything.
+    Check {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Demo(args) => demo::run(args),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => check(&file),
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, sidelight_proxy::ConfigError> {
+    match path {
+        Some(path) => Config::load(path),
+        None => Config::load_with_env(None, std::env::vars().collect()),
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    match load(Some(file)) {
+        Ok(config) => {
+            println!(
+                "{}: ok (upstream {}, listen {}, admin {}, {} route(s))",
+                file.display(),
+                config.upstream.url,
+                config.server.listen,
+                config.server.admin_listen,
+                config.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", file.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn serve(path: Option<PathBuf>) -> ExitCode {
+    let config = match load(path.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sidelight: invalid configuration: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(error) = logging::init(&config.log) {
+        eprintln!("sidelight: {error:#}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match runtime().and_then(|rt| rt.block_on(serve_config(config))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("sidelight: {error:#}");
+            let usage = error
+                .downcast_ref::<StartError>()
+                .is_some_and(|e| matches!(e, StartError::Config(_)));
+            ExitCode::from(if usage { EXIT_CONFIG } else { 1 })
+        }
+    }
+}
+
+async fn serve_config(config: Config) -> anyhow::Result<()> {
+    let upstream = config.upstream.url.clone();
+    let sidelight = Sidelight::bind(config).await?;
+    tracing::info!(
+        data = %sidelight.data_addr(),
+        admin = %sidelight.admin_addr(),
+        %upstream,
+        "sidelight is serving"
+    );
+    let drained = sidelight.run(shutdown_signal()?).await;
+    if drained.cut_connections > 0 {
+        tracing::warn!(
+            connections = drained.cut_connections,
+            "some connections were still busy at the end of the grace period"
+        );
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}
