@@ -1,5 +1,7 @@
 //! The real `sidelight serve` binary in front of a real upstream, through real sockets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use http::Method;

@@ -1,9 +1,168 @@
-//! `sidelight demo`: filled in once the demo model crate lands.
+//! `sidelight demo`: a demo credit model, Sidelight in front of it, and traffic replayed
+//! from the German credit data set, all in this process, with nothing to configure.
+
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sidelight_demo_model::data::applications;
+use sidelight_demo_model::server::PREDICT_PATH;
+use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
+use sidelight_proxy::config::{LogConfig, RouteConfig};
+use sidelight_proxy::{Config, Sidelight};
+use tokio::sync::watch;
 
 #[derive(clap::Args)]
-pub(crate) struct DemoArgs {}
+pub(crate) struct DemoArgs {
+    /// Where Sidelight accepts model traffic.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where Sidelight's admin endpoints answer.
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    admin_listen: SocketAddr,
+    /// Where the demo model listens (Sidelight's upstream).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    model_listen: SocketAddr,
+    /// Replayed applications per second; 0 sends no traffic.
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
+}
 
-pub(crate) fn run(_args: DemoArgs) -> ExitCode {
-    ExitCode::FAILURE
+pub(crate) fn run(args: DemoArgs) -> ExitCode {
+    // The demo prints its own summary; only warnings and errors go to the log unless
+    // RUST_LOG asks for more.
+    let log = LogConfig {
+        level: "warn".to_owned(),
+        ..LogConfig::default()
+    };
+    if let Err(error) = crate::logging::init(&log) {
+        eprintln!("sidelight demo: {error:#}");
+        return ExitCode::from(crate::EXIT_CONFIG);
+    }
+    let result = crate::runtime().and_then(|rt| rt.block_on(demo(args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sidelight demo: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        anyhow::bail!("--rate must be a number of requests per second, 0 or more");
+    }
+    let (stop, stopped) = watch::channel(false);
+    let on_stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let model_listener = tokio::net::TcpListener::bind(args.model_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start the demo model on {} (--model-listen)",
+                args.model_listen
+            )
+        })?;
+    let model_addr = model_listener.local_addr()?;
+    let model = tokio::spawn(sidelight_demo_model::server::serve(
+        model_listener,
+        on_stop(stopped.clone()),
+    ));
+
+    let mut config = Config::default();
+    config.server.listen = args.listen;
+    config.server.admin_listen = args.admin_listen;
+    config.server.shutdown_grace = Duration::from_secs(5);
+    config.upstream.url = format!("http://{model_addr}");
+    config.routes.push(RouteConfig {
+        name: "credit".to_owned(),
+        path_prefix: "/v1/models/credit".to_owned(),
+        inspect_limit_bytes: 1024 * 1024,
+    });
+    let sidelight = Sidelight::bind(config)
+        .await
+        .context("cannot start Sidelight (use --listen / --admin-listen to pick other ports)")?;
+    let proxy_addr = sidelight.data_addr();
+    let admin_addr = sidelight.admin_addr();
+    let proxy = tokio::spawn(sidelight.run(on_stop(stopped.clone())));
+
+    let stats = Arc::new(TrafficStats::default());
+    let traffic = (args.rate > 0.0).then(|| {
+        tokio::spawn(replay(
+            TrafficConfig {
+                base_url: format!("http://{proxy_addr}"),
+                rate_per_sec: args.rate,
+                limit: None,
+            },
+            stats.clone(),
+            on_stop(stopped.clone()),
+        ))
+    });
+
+    print_welcome(model_addr, proxy_addr, admin_addr, args.rate)?;
+
+    let mut progress = tokio::time::interval(Duration::from_secs(15));
+    progress.tick().await;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            _ = &mut interrupted => break,
+            _ = progress.tick() => {
+                let s = stats.snapshot();
+                println!("traffic: {} sent, {} ok, {} failed", s.sent, s.ok, s.failed);
+            }
+        }
+    }
+
+    println!("stopping…");
+    let _ = stop.send(true);
+    if let Some(traffic) = traffic {
+        traffic.await?.context("the traffic generator failed")?;
+    }
+    proxy.await?;
+    model.await?.context("the demo model failed")?;
+    let s = stats.snapshot();
+    println!(
+        "stopped: {} requests replayed, {} ok, {} failed",
+        s.sent, s.ok, s.failed
+    );
+    Ok(())
+}
+
+fn print_welcome(
+    model: SocketAddr,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    rate: f64,
+) -> anyhow::Result<()> {
+    let first = applications()
+        .context("the embedded data set does not load")?
+        .into_iter()
+        .next()
+        .context("the embedded data set is empty")?;
+    let instance = serde_json::to_string(&serde_json::json!({ "instances": [first.application] }))?;
+    println!("Sidelight demo is running. Ctrl-C stops it.");
+    println!();
+    println!("  demo model (upstream):  http://{model}");
+    println!("  sidelight (proxy):      http://{proxy}");
+    println!("  sidelight admin:        http://{admin}");
+    println!();
+    if rate > 0.0 {
+        println!("Replaying the German credit data set through the proxy at {rate} requests/s.");
+        println!();
+    }
+    println!("Try:");
+    println!(
+        "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -d '{instance}'"
+    );
+    println!("  curl -s http://{admin}/readyz");
+    println!("  curl -s http://{admin}/metrics | grep sidelight_requests_total");
+    println!();
+    Ok(())
 }

@@ -16,7 +16,7 @@ use http::Uri;
 use serde::{Deserialize, Serialize};
 
 /// Everything `sidelight serve` needs to run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The listeners and what they accept from clients.
@@ -118,17 +118,6 @@ pub struct RouteConfig {
 
 fn default_inspect_limit() -> u64 {
     1024 * 1024
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            upstream: UpstreamConfig::default(),
-            log: LogConfig::default(),
-            routes: Vec::new(),
-        }
-    }
 }
 
 impl Default for ServerConfig {

@@ -1,0 +1,113 @@
+//! `sidelight demo` starts with no configuration, serves predictions through the proxy,
+//! and stops cleanly on Ctrl-C.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::Method;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sidelight_e2e::{client, full, get, send, sidelight_bin};
+
+fn url_after(lines: &[String], label: &str) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no `{label}` line in {lines:#?}"))
+}
+
+#[tokio::test]
+async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
+    let mut child = Command::new(sidelight_bin())
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--model-listen", "127.0.0.1:0", "--rate", "40"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.starts_with("Try:")) {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the demo did not print its URLs: {lines:#?}"));
+        lines.push(line);
+    }
+    let proxy = url_after(&lines, "sidelight (proxy):");
+    let admin = url_after(&lines, "sidelight admin:");
+
+    let body = r#"{"instances": [{"checking_account": "no checking account", "duration_months": 12,
+        "credit_history": "existing credits paid back duly till now", "purpose": "car (new)",
+        "credit_amount": 2500, "savings": "... < 100 DM", "employed_since": "1 <= ... < 4 years",
+        "installment_rate_pct_income": 2, "personal_status_sex": "female : divorced/separated/married",
+        "other_debtors": "none", "residence_since_years": 2, "property": "car or other",
+        "age_years": 35, "other_installment_plans": "none", "housing": "own", "existing_credits": 1,
+        "job": "skilled employee/ official", "dependents": 1, "telephone": "no", "foreign_worker": "yes"}]}"#;
+    let answer = send(
+        &client(),
+        Method::POST,
+        &format!("{proxy}/v1/models/credit:predict"),
+        &[("content-type", "application/json")],
+        full(body),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let p = answer.json()["predictions"][0].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+
+    // The replayed traffic goes through the proxy too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = get(&format!("{admin}/metrics")).await;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        let replayed = text
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "sidelight_requests_total{route=\"credit\",method=\"POST\",status=\"200\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if replayed >= 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replayed traffic reached the proxy:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the demo did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.starts_with("stopped:")), "{rest:#?}");
+}
