@@ -20,7 +20,6 @@ use crate::config::{Config, UpstreamBase, UpstreamProtocol};
 use crate::error::{ProxyError, chain, find_cause};
 use crate::headers;
 use crate::inspect::{self, Inspection};
-use crate::metrics::{BytesLabels, InspectLabels, Metrics, RouteLabels};
 use crate::route::Route;
 
 /// The address of the client, put on each request by the listener.
@@ -65,16 +64,12 @@ struct ForwardShared {
     connect_timeout: Duration,
     request_timeout: Duration,
     max_body_bytes: u64,
-    metrics: Metrics,
 }
 
 // === impl Forward ===
 
 impl Forward {
-    pub(crate) fn new(
-        config: &Config,
-        metrics: Metrics,
-    ) -> Result<Self, crate::config::ConfigError> {
+    pub(crate) fn new(config: &Config) -> Result<Self, crate::config::ConfigError> {
         let base =
             config
                 .upstream
@@ -94,7 +89,6 @@ impl Forward {
                 connect_timeout: config.upstream.connect_timeout,
                 request_timeout: config.upstream.request_timeout,
                 max_body_bytes: config.server.max_body_bytes,
-                metrics,
             }),
         })
     }
@@ -171,18 +165,9 @@ impl ForwardShared {
         parts.uri = self.upstream_uri(&path_and_query)?;
         parts.version = self.version;
 
-        // Clone the counter out at once: the family's lock guard must not live across an await.
-        let request_bytes = self
-            .metrics
-            .body_bytes
-            .get_or_create(&BytesLabels {
-                route: route.name.to_string(),
-                direction: "request",
-            })
-            .clone();
         let mut metered = Metered::new(
             body.map_err(ClientBodyError),
-            request_bytes,
+            route.metrics.request_bytes.clone(),
             Some(self.max_body_bytes),
         );
         let sent = metered.notify_end();
@@ -198,13 +183,7 @@ impl ForwardShared {
             } else {
                 Inspection::Skipped
             };
-            self.metrics
-                .inspected
-                .get_or_create(&InspectLabels {
-                    route: route.name.to_string(),
-                    outcome: inspection.outcome(),
-                })
-                .inc();
+            route.metrics.inspected(&inspection).inc();
             parts.extensions.insert(inspection);
         }
 
@@ -221,24 +200,14 @@ impl ForwardShared {
             result = response_future => result.map_err(|e| self.classify_client_error(&e))?,
             () = deadline => return Err(ProxyError::UpstreamTimeout(timeout)),
         };
-        self.metrics
+        route
+            .metrics
             .upstream_latency
-            .get_or_create(&RouteLabels {
-                route: route.name.to_string(),
-            })
             .observe(started.elapsed().as_secs_f64());
 
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
-        let response_bytes = self
-            .metrics
-            .body_bytes
-            .get_or_create(&BytesLabels {
-                route: route.name.to_string(),
-                direction: "response",
-            })
-            .clone();
-        let body = Metered::new(body, response_bytes, None).boxed();
+        let body = Metered::new(body, route.metrics.response_bytes.clone(), None).boxed();
         Ok(Response::from_parts(parts, body))
     }
 

@@ -4,18 +4,31 @@
 //! a path, a header or a payload value, so cardinality stays bounded and nothing private
 //! leaks into a monitoring system.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// A route name shared by every label set that carries it, so that labelling a request
+/// costs a reference count, not a string copy.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub(crate) struct RouteName(pub(crate) Arc<str>);
+
+impl EncodeLabelValue for RouteName {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
 /// Labels of `sidelight_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RequestLabels {
     /// Route name from the config, or `other`.
-    pub(crate) route: String,
+    pub(crate) route: RouteName,
     /// HTTP method, upper case; unusual methods are folded into `OTHER`.
     pub(crate) method: &'static str,
     /// The status the client received.
@@ -26,14 +39,14 @@ pub(crate) struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RouteLabels {
     /// Route name from the config, or `other`.
-    pub(crate) route: String,
+    pub(crate) route: RouteName,
 }
 
 /// Labels of `sidelight_body_bytes_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct BytesLabels {
     /// Route name from the config, or `other`.
-    pub(crate) route: String,
+    pub(crate) route: RouteName,
     /// `request` or `response`.
     pub(crate) direction: &'static str,
 }
@@ -42,7 +55,7 @@ pub(crate) struct BytesLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct InspectLabels {
     /// Route name from the config.
-    pub(crate) route: String,
+    pub(crate) route: RouteName,
     /// `complete`, `over_limit` or `skipped`.
     pub(crate) outcome: &'static str,
 }
@@ -51,7 +64,7 @@ pub(crate) struct InspectLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ErrorLabels {
     /// Route name from the config, or `other`.
-    pub(crate) route: String,
+    pub(crate) route: RouteName,
     /// The error code from the JSON error body.
     pub(crate) code: &'static str,
 }
@@ -116,6 +129,63 @@ impl Metrics {
             metrics.errors.clone(),
         );
         metrics
+    }
+}
+
+/// The metric handles of one route, resolved once at start-up so that the request path
+/// touches no label map for them.
+#[derive(Clone, Debug)]
+pub(crate) struct RouteMetrics {
+    pub(crate) request_bytes: Counter,
+    pub(crate) response_bytes: Counter,
+    pub(crate) upstream_latency: Histogram,
+    inspected: [Counter; 3],
+}
+
+impl RouteMetrics {
+    pub(crate) fn new(metrics: &Metrics, route: &RouteName) -> Self {
+        let bytes = |direction| {
+            metrics
+                .body_bytes
+                .get_or_create(&BytesLabels {
+                    route: route.clone(),
+                    direction,
+                })
+                .clone()
+        };
+        let inspected = |outcome| {
+            metrics
+                .inspected
+                .get_or_create(&InspectLabels {
+                    route: route.clone(),
+                    outcome,
+                })
+                .clone()
+        };
+        Self {
+            request_bytes: bytes("request"),
+            response_bytes: bytes("response"),
+            upstream_latency: metrics
+                .upstream_latency
+                .get_or_create(&RouteLabels {
+                    route: route.clone(),
+                })
+                .clone(),
+            inspected: [
+                inspected("complete"),
+                inspected("over_limit"),
+                inspected("skipped"),
+            ],
+        }
+    }
+
+    pub(crate) fn inspected(&self, inspection: &crate::inspect::Inspection) -> &Counter {
+        use crate::inspect::Inspection;
+        match inspection {
+            Inspection::Complete(_) => &self.inspected[0],
+            Inspection::OverLimit => &self.inspected[1],
+            Inspection::Skipped => &self.inspected[2],
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{OTHER_ROUTE, RouteConfig};
+use crate::metrics::{Metrics, RouteMetrics, RouteName};
 
 /// The route a request belongs to, attached to the request as an extension.
 #[derive(Debug, Clone)]
@@ -12,6 +13,20 @@ pub struct Route {
     /// How much of a JSON body may be read for inspection; `None` for unmatched requests,
     /// which are never inspected.
     pub inspect_limit: Option<u64>,
+    pub(crate) label: RouteName,
+    pub(crate) metrics: Arc<RouteMetrics>,
+}
+
+impl Route {
+    fn new(name: &str, inspect_limit: Option<u64>, metrics: &Metrics) -> Self {
+        let label = RouteName(Arc::from(name));
+        Self {
+            name: label.0.clone(),
+            inspect_limit,
+            metrics: Arc::new(RouteMetrics::new(metrics, &label)),
+            label,
+        }
+    }
 }
 
 /// The routes of one config, longest prefix first.
@@ -22,26 +37,20 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    pub(crate) fn new(configs: &[RouteConfig]) -> Self {
+    pub(crate) fn new(configs: &[RouteConfig], metrics: &Metrics) -> Self {
         let mut routes: Vec<(String, Route)> = configs
             .iter()
             .map(|c| {
                 (
                     c.path_prefix.clone(),
-                    Route {
-                        name: Arc::from(c.name.as_str()),
-                        inspect_limit: Some(c.inspect_limit_bytes),
-                    },
+                    Route::new(&c.name, Some(c.inspect_limit_bytes), metrics),
                 )
             })
             .collect();
         routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Self {
             routes,
-            other: Route {
-                name: Arc::from(OTHER_ROUTE),
-                inspect_limit: None,
-            },
+            other: Route::new(OTHER_ROUTE, None, metrics),
         }
     }
 
@@ -67,6 +76,8 @@ mod tests {
 
     #[test]
     fn the_longest_prefix_wins_and_unmatched_paths_go_to_other() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
         let table = RouteTable::new(&[
             route("models", "/v1/models"),
             route("credit", "/v1/models/credit"),

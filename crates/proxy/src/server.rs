@@ -65,8 +65,8 @@ impl Sidelight {
         config.validate()?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let forward = Forward::new(&config, metrics.clone())?;
-        let routes = Arc::new(RouteTable::new(&config.routes));
+        let forward = Forward::new(&config)?;
+        let routes = Arc::new(RouteTable::new(&config.routes, &metrics));
         let data_plane = data_plane(forward, routes, metrics);
         let upstream = config
             .upstream

@@ -95,7 +95,7 @@ where
                 metrics
                     .errors
                     .get_or_create(&ErrorLabels {
-                        route: route.name.to_string(),
+                        route: route.label.clone(),
                         code,
                     })
                     .inc();
@@ -103,7 +103,7 @@ where
             metrics
                 .requests
                 .get_or_create(&RequestLabels {
-                    route: route.name.to_string(),
+                    route: route.label.clone(),
                     method,
                     status: response.status().as_u16(),
                 })
