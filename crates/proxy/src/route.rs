@@ -78,10 +78,13 @@ mod tests {
     fn the_longest_prefix_wins_and_unmatched_paths_go_to_other() {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let table = RouteTable::new(&[
-            route("models", "/v1/models"),
-            route("credit", "/v1/models/credit"),
-        ]);
+        let table = RouteTable::new(
+            &[
+                route("models", "/v1/models"),
+                route("credit", "/v1/models/credit"),
+            ],
+            &metrics,
+        );
         assert_eq!(&*table.lookup("/v1/models/credit:predict").name, "credit");
         assert_eq!(&*table.lookup("/v1/models/other:predict").name, "models");
         let other = table.lookup("/healthz");
