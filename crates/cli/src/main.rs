@@ -12,6 +12,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sidelight_proxy::{Config, Sidelight, StartError};
 
+// The proxy allocates and frees small buffers on every request; mimalloc's thread-local
+// free lists cost measurably less CPU per request than glibc's malloc (bench/passthrough.py).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for a configuration the user must fix (sysexits' EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 

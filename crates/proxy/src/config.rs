@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// Accept HTTP/2 (prior knowledge, h2c) as well as HTTP/1.1 from clients.
     pub http2: bool,
+    /// Threads serving model traffic, each with its own connections and upstream pool.
+    /// Defaults to the number of CPUs.
+    pub workers: usize,
     /// How long a client connection may sit idle between requests before it is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
             http2: true,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             idle_timeout: Duration::from_secs(60),
             max_body_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
@@ -238,6 +242,9 @@ impl Config {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than zero".to_owned()));
             }
+        }
+        if self.server.workers == 0 {
+            return Err(invalid("server.workers", "must be at least 1".to_owned()));
         }
         if self.server.max_body_bytes == 0 {
             return Err(invalid(

@@ -47,13 +47,20 @@ pub(crate) async fn read_prefix(
     loop {
         match body.frame().await {
             None => {
-                let mut whole = BytesMut::with_capacity(usize::try_from(seen).unwrap_or(0));
-                for frame in &frames {
-                    if let Some(data) = frame.data_ref() {
-                        whole.extend_from_slice(data);
+                let whole = match frames.as_slice() {
+                    // The usual case, a small body in one frame: share it, don't copy it.
+                    [only] if only.is_data() => only.data_ref().cloned().unwrap_or_default(),
+                    _ => {
+                        let mut whole = BytesMut::with_capacity(usize::try_from(seen).unwrap_or(0));
+                        for frame in &frames {
+                            if let Some(data) = frame.data_ref() {
+                                whole.extend_from_slice(data);
+                            }
+                        }
+                        whole.freeze()
                     }
-                }
-                return Ok((Inspection::Complete(whole.freeze()), replay(frames, None)));
+                };
+                return Ok((Inspection::Complete(whole), replay(frames, None)));
             }
             Some(frame) => {
                 let frame = frame?;

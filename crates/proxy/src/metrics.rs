@@ -70,7 +70,7 @@ pub(crate) struct ErrorLabels {
 }
 
 /// All of the proxy's metrics, cheap to clone (each metric is reference counted).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Metrics {
     pub(crate) requests: Family<RequestLabels, Counter>,
     pub(crate) upstream_latency: Family<RouteLabels, Histogram>,

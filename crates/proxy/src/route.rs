@@ -34,24 +34,31 @@ impl Route {
 pub(crate) struct RouteTable {
     routes: Vec<(String, Route)>,
     other: Route,
+    metrics: Metrics,
 }
 
 impl RouteTable {
-    pub(crate) fn new(configs: &[RouteConfig], metrics: &Metrics) -> Self {
+    pub(crate) fn new(configs: &[RouteConfig], metrics: Metrics) -> Self {
         let mut routes: Vec<(String, Route)> = configs
             .iter()
             .map(|c| {
                 (
                     c.path_prefix.clone(),
-                    Route::new(&c.name, Some(c.inspect_limit_bytes), metrics),
+                    Route::new(&c.name, Some(c.inspect_limit_bytes), &metrics),
                 )
             })
             .collect();
         routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Self {
             routes,
-            other: Route::new(OTHER_ROUTE, None, metrics),
+            other: Route::new(OTHER_ROUTE, None, &metrics),
+            metrics,
         }
+    }
+
+    /// The metrics the routes' handles belong to.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub(crate) fn lookup(&self, path: &str) -> &Route {

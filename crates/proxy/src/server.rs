@@ -21,6 +21,7 @@ use crate::forward::{ClientAddr, Forward};
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::stack::{DataPlane, data_plane};
+use tokio::sync::watch;
 
 /// Why Sidelight could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +52,9 @@ pub struct Drained {
 /// known (useful with port 0), and nothing is served until [`Sidelight::run`].
 pub struct Sidelight {
     config: Config,
-    data_listener: TcpListener,
+    data_listener: std::net::TcpListener,
     admin_listener: TcpListener,
-    data_plane: DataPlane,
+    routes: Arc<RouteTable>,
     admin: Arc<AdminState>,
 }
 
@@ -65,9 +66,7 @@ impl Sidelight {
         config.validate()?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let forward = Forward::new(&config)?;
-        let routes = Arc::new(RouteTable::new(&config.routes, &metrics));
-        let data_plane = data_plane(forward, routes, metrics);
+        let routes = Arc::new(RouteTable::new(&config.routes, metrics));
         let upstream = config
             .upstream
             .base()
@@ -81,13 +80,20 @@ impl Sidelight {
             connect_timeout: config.upstream.connect_timeout,
             draining: Default::default(),
         });
-        let data_listener = bind("server.listen", config.server.listen).await?;
+        let data_listener = bind("server.listen", config.server.listen)
+            .await?
+            .into_std()
+            .map_err(|source| StartError::Bind {
+                key: "server.listen",
+                addr: config.server.listen,
+                source,
+            })?;
         let admin_listener = bind("server.admin_listen", config.server.admin_listen).await?;
         Ok(Self {
             config,
             data_listener,
             admin_listener,
-            data_plane,
+            routes,
             admin,
         })
     }
@@ -108,25 +114,52 @@ impl Sidelight {
 
     /// Serves until `shutdown` completes, then stops accepting connections, lets
     /// in-flight requests finish within `server.shutdown_grace`, and returns.
+    ///
+    /// Model traffic is served by `server.workers` threads, each with its own
+    /// single-threaded runtime, accept loop and upstream connection pool, so that a
+    /// request and its upstream exchange stay on one thread: no cross-thread wake-ups,
+    /// which on a small machine cost more CPU than the proxying itself. The admin
+    /// listener runs on the caller's runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Drained {
         let Self {
             config,
             data_listener,
             admin_listener,
-            data_plane,
+            routes,
             admin,
         } = self;
-        let builder = connection_builder(&config);
-        let data_graceful = GracefulShutdown::new();
-        let admin_graceful = GracefulShutdown::new();
+        let (stop_workers, stop) = watch::channel(false);
+        let mut workers = Vec::new();
+        for index in 0..config.server.workers.max(1) {
+            let listener = match data_listener.try_clone() {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(%error, worker = index, "cannot share the data listener");
+                    break;
+                }
+            };
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let worker = Worker {
+                config: config.clone(),
+                listener,
+                routes: routes.clone(),
+                stop: stop.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("sidelight-data-{index}"))
+                .spawn(move || {
+                    let _ = done_tx.send(worker.run());
+                });
+            match spawned {
+                Ok(_) => workers.push(done_rx),
+                Err(error) => tracing::error!(%error, worker = index, "cannot start a data worker"),
+            }
+        }
+        // Only the workers' clones remain: when they drop theirs, the socket closes.
+        drop(data_listener);
 
-        let data_accept = accept_loop(&data_listener, &builder, &data_graceful, |peer| {
-            let plane = data_plane.clone();
-            hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ClientAddr(peer));
-                plane.clone().oneshot(request)
-            })
-        });
+        let builder = connection_builder(&config);
+        let admin_graceful = GracefulShutdown::new();
         let mut admin_accept = Box::pin(accept_loop(
             &admin_listener,
             &builder,
@@ -141,41 +174,125 @@ impl Sidelight {
         ));
 
         tokio::select! {
-            () = data_accept => {}
             () = &mut admin_accept => {}
             () = shutdown => {}
         }
-        // The data accept loop is gone; closing its socket makes new connections fail at
-        // once instead of queueing in the backlog until the process exits.
-        drop(data_listener);
         admin.draining.store(true, Ordering::Relaxed);
-        let in_flight = data_graceful.count();
         tracing::info!(
             grace = ?config.server.shutdown_grace,
-            connections = in_flight,
             "shutting down: no new connections, waiting for in-flight requests"
         );
+        let _ = stop_workers.send(true);
 
         // The admin port stays up while the data plane drains, so that /readyz can
         // report the drain to whoever watches it.
-        let drained = tokio::select! {
-            drained = tokio::time::timeout(config.server.shutdown_grace, data_graceful.shutdown()) => drained.is_ok(),
-            () = &mut admin_accept => false,
+        let mut cut_connections = 0;
+        let drained = async {
+            for worker in workers {
+                cut_connections += worker.await.unwrap_or(0);
+            }
         };
-        let cut_connections = if drained {
-            0
-        } else {
+        tokio::select! {
+            () = drained => {}
+            () = &mut admin_accept => {}
+        }
+        if cut_connections > 0 {
             tracing::warn!(
-                connections = in_flight,
-                "grace period over; cutting the connections still open"
+                connections = cut_connections,
+                "grace period over; cut the connections still open"
             );
-            in_flight
-        };
+        }
         drop(admin_accept);
         drop(admin_listener);
         let _ = tokio::time::timeout(Duration::from_secs(1), admin_graceful.shutdown()).await;
         tracing::info!("stopped");
         Drained { cut_connections }
+    }
+}
+
+/// One data-plane thread.
+struct Worker {
+    config: Config,
+    listener: std::net::TcpListener,
+    routes: Arc<RouteTable>,
+    stop: watch::Receiver<bool>,
+}
+
+// === impl Worker ===
+
+impl Worker {
+    /// Serves until told to stop, drains, and returns how many connections it cut.
+    fn run(self) -> usize {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "cannot start a data worker runtime");
+                return 0;
+            }
+        };
+        runtime.block_on(self.serve())
+    }
+
+    async fn serve(self) -> usize {
+        let Self {
+            config,
+            listener,
+            routes,
+            mut stop,
+        } = self;
+        let listener = match listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener))
+        {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, "cannot use the data listener");
+                return 0;
+            }
+        };
+        let forward = match Forward::new(&config) {
+            Ok(forward) => forward,
+            Err(error) => {
+                tracing::error!(%error, "cannot build the upstream client");
+                return 0;
+            }
+        };
+        let plane: DataPlane = data_plane(forward, routes);
+        // Tokio interrupts its driver (an eventfd write) whenever a timer is armed that
+        // expires before the driver's next planned wake-up. Every request arms timeouts
+        // far in the future; a tick every 500 ms keeps the planned wake-up nearer than
+        // any of them, which saves a system call per request.
+        let housekeeping = tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+            }
+        });
+        let builder = connection_builder(&config);
+        let graceful = GracefulShutdown::new();
+        {
+            let accept = accept_loop(&listener, &builder, &graceful, |peer| {
+                let plane = plane.clone();
+                hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                    request.extensions_mut().insert(ClientAddr(peer));
+                    plane.clone().oneshot(request)
+                })
+            });
+            tokio::select! {
+                () = accept => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+        }
+        drop(listener);
+        housekeeping.abort();
+        let open = graceful.count();
+        match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
+            Ok(()) => 0,
+            Err(_) => open,
+        }
     }
 }
 

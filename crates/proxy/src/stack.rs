@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::body::ProxyBody;
@@ -20,24 +19,26 @@ use crate::headers;
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels, method_label};
 use crate::route::RouteTable;
 
-/// The data-plane service handed to each client connection.
-pub(crate) type DataPlane = BoxCloneSyncService<Request<Incoming>, Response<ProxyBody>, Infallible>;
+/// The data-plane service handed to each client connection. A concrete type rather than
+/// a boxed service: it is cloned for every request, and cloning it is a few reference
+/// counts.
+pub(crate) type DataPlane = Observe<Rescue<Forward>>;
 
-pub(crate) fn data_plane(forward: Forward, routes: Arc<RouteTable>, metrics: Metrics) -> DataPlane {
-    let service = ServiceBuilder::new()
+pub(crate) fn data_plane(forward: Forward, routes: Arc<RouteTable>) -> DataPlane {
+    let metrics = Arc::new(routes.metrics().clone());
+    ServiceBuilder::new()
         // Outermost, so that answers Sidelight made itself are counted and tagged too.
         .layer(ObserveLayer { routes, metrics })
         // The one place where a failure becomes an HTTP answer; nothing below may
         // fail a request in any other way.
         .layer(RescueLayer)
-        .service(forward);
-    BoxCloneSyncService::new(service)
+        .service(forward)
 }
 
 #[derive(Clone)]
 struct ObserveLayer {
     routes: Arc<RouteTable>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -58,7 +59,7 @@ impl<S> Layer<S> for ObserveLayer {
 pub(crate) struct Observe<S> {
     inner: S,
     routes: Arc<RouteTable>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 // === impl Observe ===
