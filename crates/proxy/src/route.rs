@@ -90,7 +90,7 @@ mod tests {
                 route("models", "/v1/models"),
                 route("credit", "/v1/models/credit"),
             ],
-            &metrics,
+            metrics,
         );
         assert_eq!(&*table.lookup("/v1/models/credit:predict").name, "credit");
         assert_eq!(&*table.lookup("/v1/models/other:predict").name, "models");
