@@ -262,7 +262,10 @@ mod tests {
     fn malformed_trees_are_rejected_with_the_node() {
         let mut t = small();
         t.children_default[1] = 2;
-        assert!(matches!(t.validate(0, 2), Err(TreeError::BadNode { node: 1, .. })));
+        assert!(matches!(
+            t.validate(0, 2),
+            Err(TreeError::BadNode { node: 1, .. })
+        ));
         let mut t = small();
         t.feature[0] = 5;
         assert!(t.validate(0, 2).is_err());
