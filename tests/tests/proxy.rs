@@ -296,6 +296,40 @@ async fn an_unreachable_upstream_is_a_502_and_makes_the_proxy_unready() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_never_completes_the_handshake_is_a_504() {
+    // A listener whose accept backlog is full drops further SYNs, so a connection to it
+    // hangs until the connect timeout: a black hole on loopback.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(stream);
+        }
+    }
+    let proxy = Proxy::start(&config_for(
+        &format!("http://{addr}"),
+        "",
+        "connect_timeout = \"300ms\"",
+    ));
+    let answer = get(&proxy.url("/anything")).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.error_code().as_str()),
+        (504, "upstream_connect_timeout"),
+        "{:?}",
+        answer.body
+    );
+    drop(listener);
+}
+
+#[tokio::test]
 async fn upstream_connections_are_reused() {
     let upstream = Upstream::start().await;
     let proxy = proxy_for(&upstream);
