@@ -37,7 +37,8 @@
 //! (the complement products by a descending sweep), then a subset-sum (zeta) transform.
 //! Per row the explainer computes every node's pattern top-down in one pass over the
 //! splits (a feature's slot is fixed by its first split on the path, so a child's pattern
-//! is its parent's with one bit set or cleared) and reads `1 + d` table entries per leaf.
+//! is its parent's with one bit set or cleared) and reads `d` table entries per leaf
+//! (`F(H∖{k})`, which is `F(H)` itself for a cold `k`).
 //!
 //! # When a leaf has no table
 //!

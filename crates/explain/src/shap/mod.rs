@@ -1,6 +1,6 @@
 //! SHAP attributions: exact tree explainers, linear SHAP and model-agnostic KernelSHAP.
 //!
-//! Every explainer returns an [`Attribution`]: a base value φ₀, one value φᵢ per encoded
+//! Every explainer returns an [`Attribution`](crate::tree::Attribution): a base value φ₀, one value φᵢ per encoded
 //! feature, and the explained model's prediction, with `φ₀ + Σφᵢ == prediction`. What
 //! differs between them is the *game* whose Shapley values they compute, that is, what
 //! "the model's output when only the features in S are known" means.
