@@ -10,7 +10,10 @@ use anyhow::Context;
 use sidelight_demo_model::data::applications;
 use sidelight_demo_model::server::PREDICT_PATH;
 use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
-use sidelight_proxy::config::{LogConfig, RouteConfig};
+use sidelight_proxy::config::{
+    AttachMode, Audience, ExplainConfig, FeatureConfig, FeatureKindConfig, LogConfig,
+    OutputConfig, ProtocolName, RouteConfig, SurrogateConfig,
+};
 use sidelight_proxy::{Config, Sidelight};
 use tokio::sync::watch;
 
@@ -26,8 +29,64 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:8000")]
     model_listen: SocketAddr,
     /// Replayed applications per second; 0 sends no traffic.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 10.0)]
     rate: f64,
+    /// Where the trained surrogate is kept, so that a second run explains at once.
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("sidelight-demo"))]
+    state_dir: std::path::PathBuf,
+}
+
+/// The German credit features as a business would describe them: display names, units,
+/// and which attributes are protected (never named to a customer).
+fn credit_features() -> Vec<FeatureConfig> {
+    use FeatureKindConfig::{Categorical, Numeric};
+    let feature = |name: &str, kind, display: &str, unit: Option<&str>| FeatureConfig {
+        name: name.to_owned(),
+        kind,
+        display_name: Some(display.to_owned()),
+        unit: unit.map(str::to_owned),
+        levels: Vec::new(),
+        pii: false,
+        protected: false,
+        customer_visible: true,
+        actionable: false,
+        min: None,
+        max: None,
+    };
+    let protected = |mut f: FeatureConfig| {
+        f.protected = true;
+        f.pii = true;
+        f.customer_visible = false;
+        f
+    };
+    let actionable = |mut f: FeatureConfig, min: f64, max: f64| {
+        f.actionable = true;
+        f.min = Some(min);
+        f.max = Some(max);
+        f
+    };
+    vec![
+        feature("checking_account", Categorical, "checking account balance", None),
+        actionable(feature("duration_months", Numeric, "loan duration", Some("months")), 4.0, 72.0),
+        feature("credit_history", Categorical, "credit history", None),
+        feature("purpose", Categorical, "purpose of the loan", None),
+        actionable(feature("credit_amount", Numeric, "loan amount", Some("DM")), 250.0, 20000.0),
+        feature("savings", Categorical, "savings", None),
+        feature("employed_since", Categorical, "time in current job", None),
+        feature("installment_rate_pct_income", Numeric, "instalment as a share of income", Some("%")),
+        protected(feature("personal_status_sex", Categorical, "personal status and sex", None)),
+        feature("other_debtors", Categorical, "other debtors or guarantors", None),
+        feature("residence_since_years", Numeric, "years at current address", Some("years")),
+        feature("property", Categorical, "property", None),
+        protected(feature("age_years", Numeric, "age", Some("years"))),
+        feature("other_installment_plans", Categorical, "other instalment plans", None),
+        feature("housing", Categorical, "housing", None),
+        feature("existing_credits", Numeric, "existing credits at this bank", None),
+        feature("job", Categorical, "job", None),
+        feature("dependents", Numeric, "dependents", None),
+        feature("telephone", Categorical, "telephone", None),
+        protected(feature("foreign_worker", Categorical, "foreign worker", None)),
+    ]
 }
 
 pub(crate) fn run(args: DemoArgs) -> ExitCode {
@@ -79,16 +138,33 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     config.server.admin_listen = args.admin_listen;
     config.server.shutdown_grace = Duration::from_secs(5);
     config.upstream.url = format!("http://{model_addr}");
+    config.state.dir = args.state_dir.clone();
     config.routes.push(RouteConfig {
         name: "credit".to_owned(),
         path_prefix: "/v1/models/credit".to_owned(),
         inspect_limit_bytes: 1024 * 1024,
+        explain: Some(ExplainConfig {
+            protocol: ProtocolName::KserveV1,
+            rows_pointer: None,
+            outputs_pointer: None,
+            attach: AttachMode::Field,
+            audience: Audience::Customer,
+            output: OutputConfig::Probability,
+            explain_class: None,
+            features: credit_features(),
+            surrogate: SurrogateConfig {
+                warm_up_rows: 200,
+                retrain_every_rows: 500,
+                ..SurrogateConfig::default()
+            },
+        }),
     });
     let sidelight = Sidelight::bind(config)
         .await
         .context("cannot start Sidelight (use --listen / --admin-listen to pick other ports)")?;
     let proxy_addr = sidelight.data_addr();
     let admin_addr = sidelight.admin_addr();
+    let surrogates = sidelight.surrogates();
     let proxy = tokio::spawn(sidelight.run(on_stop(stopped.clone())));
 
     let stats = Arc::new(TrafficStats::default());
@@ -115,7 +191,16 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             _ = &mut interrupted => break,
             _ = progress.tick() => {
                 let s = stats.snapshot();
-                println!("traffic: {} sent, {} ok, {} failed", s.sent, s.ok, s.failed);
+                let surrogate = surrogates
+                    .routes()
+                    .into_iter()
+                    .map(|r| match r.version {
+                        Some(v) => format!("surrogate v{v} in service (held-out R² {:.3})", r.r2.unwrap_or(f64::NAN)),
+                        None => format!("warming up ({}/{} rows)", r.warm_up.0.min(r.warm_up.1), r.warm_up.1),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!("traffic: {} sent, {} ok, {} failed; {surrogate}", s.sent, s.ok, s.failed);
             }
         }
     }
@@ -161,6 +246,10 @@ fn print_welcome(
     println!(
         "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -d '{instance}'"
     );
+    println!(
+        "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -H 'x-sidelight-audience: developer' -d '{instance}'"
+    );
+    println!("  curl -s http://{admin}/api/v1/surrogates");
     println!("  curl -s http://{admin}/readyz");
     println!("  curl -s http://{admin}/metrics | grep sidelight_requests_total");
     println!();

@@ -21,6 +21,7 @@ pub(crate) struct AdminState {
     pub(crate) connect_timeout: Duration,
     /// Set when shutdown begins, so that load balancers stop sending new traffic.
     pub(crate) draining: AtomicBool,
+    pub(crate) surrogates: crate::live::SurrogateStatus,
 }
 
 pub(crate) async fn handle<B>(state: Arc<AdminState>, request: Request<B>) -> Response<ProxyBody> {
@@ -35,10 +36,11 @@ pub(crate) async fn handle<B>(state: Arc<AdminState>, request: Request<B>) -> Re
         "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
         "/readyz" => readiness(&state).await,
         "/metrics" => metrics(&state),
+        "/api/v1/surrogates" => json_response(StatusCode::OK, &state.surrogates.to_json()),
         _ => json_error(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such admin endpoint; try /healthz, /readyz or /metrics",
+            "no such admin endpoint; try /healthz, /readyz, /metrics or /api/v1/surrogates",
         ),
     }
 }

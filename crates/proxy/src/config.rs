@@ -15,6 +15,13 @@ use figment::{Figment, Metadata, Profile, Provider};
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
+mod live;
+
+pub use live::{
+    AttachMode, Audience, ExplainConfig, FeatureConfig, FeatureKindConfig, OutputConfig,
+    ProtocolName, StateConfig, SurrogateConfig,
+};
+
 /// Everything `sidelight serve` needs to run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +32,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Where state that must survive a restart is kept.
+    pub state: StateConfig,
     /// Named parts of the model API. A request matches the route with the longest
     /// `path_prefix`; requests that match none are forwarded under the route `other`.
     pub routes: Vec<RouteConfig>,
@@ -117,6 +126,9 @@ pub struct RouteConfig {
     /// streamed to the upstream uninspected.
     #[serde(default = "default_inspect_limit")]
     pub inspect_limit_bytes: u64,
+    /// Live explanations of this route's predictions; absent, the route is only proxied.
+    #[serde(default)]
+    pub explain: Option<ExplainConfig>,
 }
 
 fn default_inspect_limit() -> u64 {
@@ -283,6 +295,11 @@ impl Config {
                     &key("path_prefix"),
                     format!("`{}` must start with `/`", route.path_prefix),
                 ));
+            }
+            if let Some(explain) = &route.explain {
+                explain
+                    .validate(&key("explain"))
+                    .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
             }
             if route.inspect_limit_bytes > self.server.max_body_bytes {
                 return Err(invalid(

@@ -173,6 +173,7 @@ impl ForwardShared {
         let sent = metered.notify_end();
         let mut body = metered.boxed();
 
+        let mut inspected = None;
         if let Some(limit) = route.inspect_limit {
             let inspection = if is_json && !matches!(parts.method, Method::GET | Method::HEAD) {
                 let (inspection, replayed) = inspect::read_prefix(body, limit)
@@ -184,7 +185,7 @@ impl ForwardShared {
                 Inspection::Skipped
             };
             route.metrics.inspected(&inspection).inc();
-            parts.extensions.insert(inspection);
+            inspected = Some(inspection);
         }
 
         let started = Instant::now();
@@ -208,6 +209,11 @@ impl ForwardShared {
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
         let body = Metered::new(body, route.metrics.response_bytes.clone(), None).boxed();
+        // What was read of the request travels back with the response, for the stages
+        // that pair the model's inputs with its outputs.
+        if let Some(inspection) = inspected {
+            parts.extensions.insert(inspection);
+        }
         Ok(Response::from_parts(parts, body))
     }
 

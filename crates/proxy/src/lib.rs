@@ -13,6 +13,7 @@
 //! optional stage (inspection, later explanation) failed, panic on anything a client or
 //! upstream sends, or write a payload value, token or key to a log line.
 
+mod adapter;
 mod admin;
 mod body;
 pub mod config;
@@ -20,6 +21,7 @@ mod error;
 mod forward;
 mod headers;
 mod inspect;
+mod live;
 mod metrics;
 mod route;
 mod server;
@@ -30,5 +32,6 @@ pub use config::{Config, ConfigError};
 pub use error::{BoxError, ProxyError, json_error};
 pub use forward::ClientAddr;
 pub use inspect::Inspection;
+pub use live::{RouteSurrogate, SurrogateStatus};
 pub use route::Route;
 pub use server::{Drained, Sidelight, StartError};

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::{OTHER_ROUTE, RouteConfig};
+use crate::live::RouteLive;
 use crate::metrics::{Metrics, RouteMetrics, RouteName};
 
 /// The route a request belongs to, attached to the request as an extension.
@@ -15,6 +16,8 @@ pub struct Route {
     pub inspect_limit: Option<u64>,
     pub(crate) label: RouteName,
     pub(crate) metrics: Arc<RouteMetrics>,
+    /// Live explanations, on routes that have them.
+    pub(crate) live: Option<Arc<RouteLive>>,
 }
 
 impl Route {
@@ -25,6 +28,7 @@ impl Route {
             inspect_limit,
             metrics: Arc::new(RouteMetrics::new(metrics, &label)),
             label,
+            live: None,
         }
     }
 }
@@ -38,22 +42,34 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    pub(crate) fn new(configs: &[RouteConfig], metrics: Metrics) -> Self {
-        let mut routes: Vec<(String, Route)> = configs
-            .iter()
-            .map(|c| {
-                (
-                    c.path_prefix.clone(),
-                    Route::new(&c.name, Some(c.inspect_limit_bytes), &metrics),
-                )
-            })
-            .collect();
+    /// Builds the table; routes with live explanations restore their surrogate from
+    /// `state_dir`. The error names the route and what could not be loaded.
+    pub(crate) fn new(
+        configs: &[RouteConfig],
+        metrics: Metrics,
+        state_dir: &std::path::Path,
+    ) -> Result<Self, String> {
+        let mut routes = Vec::with_capacity(configs.len());
+        for c in configs {
+            let mut route = Route::new(&c.name, Some(c.inspect_limit_bytes), &metrics);
+            if let Some(explain) = &c.explain {
+                let live = RouteLive::new(&c.name, explain.clone(), state_dir, c.inspect_limit_bytes)
+                    .map_err(|e| format!("route `{}`: {e}", c.name))?;
+                route.live = Some(live);
+            }
+            routes.push((c.path_prefix.clone(), route));
+        }
         routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-        Self {
+        Ok(Self {
             routes,
             other: Route::new(OTHER_ROUTE, None, &metrics),
             metrics,
-        }
+        })
+    }
+
+    /// The routes that explain their predictions.
+    pub(crate) fn live_routes(&self) -> Vec<Arc<RouteLive>> {
+        self.routes.iter().filter_map(|(_, r)| r.live.clone()).collect()
     }
 
     /// The metrics the routes' handles belong to.
@@ -78,6 +94,7 @@ mod tests {
             name: name.to_owned(),
             path_prefix: prefix.to_owned(),
             inspect_limit_bytes: 10,
+            explain: None,
         }
     }
 

@@ -20,7 +20,11 @@ use crate::config::{Config, ConfigError};
 use crate::forward::{ClientAddr, Forward};
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
+use crate::live::RecentExplanations;
 use crate::stack::{DataPlane, data_plane};
+
+/// How many requests' explanations are kept for `GET /v1/explanations/{id}`.
+const RECENT_EXPLANATIONS: usize = 10_000;
 use tokio::sync::watch;
 
 /// Why Sidelight could not start.
@@ -66,7 +70,20 @@ impl Sidelight {
         config.validate()?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let routes = Arc::new(RouteTable::new(&config.routes, metrics));
+        if config.routes.iter().any(|r| r.explain.is_some()) {
+            std::fs::create_dir_all(&config.state.dir).map_err(|e| ConfigError::Invalid {
+                key: "state.dir".to_owned(),
+                message: format!("cannot create {}: {e}", config.state.dir.display()),
+            })?;
+        }
+        let routes = Arc::new(
+            RouteTable::new(&config.routes, metrics, &config.state.dir).map_err(|message| {
+                ConfigError::Invalid {
+                    key: "routes".to_owned(),
+                    message,
+                }
+            })?,
+        );
         let upstream = config
             .upstream
             .base()
@@ -75,6 +92,7 @@ impl Sidelight {
                 message,
             })?;
         let admin = Arc::new(AdminState {
+            surrogates: crate::live::SurrogateStatus::new(routes.live_routes()),
             registry,
             upstream,
             connect_timeout: config.upstream.connect_timeout,
@@ -105,6 +123,11 @@ impl Sidelight {
             .unwrap_or(self.config.server.listen)
     }
 
+    /// A view of the routes' surrogates that stays valid while Sidelight runs.
+    pub fn surrogates(&self) -> crate::live::SurrogateStatus {
+        self.admin.surrogates.clone()
+    }
+
     /// Where the admin listener answers health, readiness and metrics.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_listener
@@ -129,6 +152,9 @@ impl Sidelight {
             admin,
         } = self;
         let (stop_workers, stop) = watch::channel(false);
+        let recent = Arc::new(RecentExplanations::new(RECENT_EXPLANATIONS));
+        let live_routes = routes.live_routes();
+        let trainers = crate::live::start_trainers(&live_routes);
         let mut workers = Vec::new();
         for index in 0..config.server.workers.max(1) {
             let listener = match data_listener.try_clone() {
@@ -143,6 +169,7 @@ impl Sidelight {
                 config: config.clone(),
                 listener,
                 routes: routes.clone(),
+                recent: recent.clone(),
                 stop: stop.clone(),
             };
             let spawned = std::thread::Builder::new()
@@ -202,6 +229,14 @@ impl Sidelight {
                 "grace period over; cut the connections still open"
             );
         }
+        for live in &live_routes {
+            live.stop();
+        }
+        for trainer in trainers {
+            // A trainer in the middle of a fit finishes that tree first; it never holds
+            // up shutdown for long, and its result is simply not used.
+            let _ = tokio::task::spawn_blocking(move || trainer.join()).await;
+        }
         drop(admin_accept);
         drop(admin_listener);
         let _ = tokio::time::timeout(Duration::from_secs(1), admin_graceful.shutdown()).await;
@@ -215,6 +250,7 @@ struct Worker {
     config: Config,
     listener: std::net::TcpListener,
     routes: Arc<RouteTable>,
+    recent: Arc<RecentExplanations>,
     stop: watch::Receiver<bool>,
 }
 
@@ -241,6 +277,7 @@ impl Worker {
             config,
             listener,
             routes,
+            recent,
             mut stop,
         } = self;
         let listener = match listener
@@ -260,7 +297,7 @@ impl Worker {
                 return 0;
             }
         };
-        let plane: DataPlane = data_plane(forward, routes);
+        let plane: DataPlane = data_plane(forward, routes, recent);
         // Tokio interrupts its driver (an eventfd write) whenever a timer is armed that
         // expires before the driver's next planned wake-up. Every request arms timeouts
         // far in the future; a tick every 500 ms keeps the planned wake-up nearer than

@@ -15,6 +15,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::forward::{ErrorCode, Forward};
+use crate::live::{Explain, ExplainLayer, RecentExplanations};
 use crate::headers;
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels, method_label};
 use crate::route::RouteTable;
@@ -22,9 +23,13 @@ use crate::route::RouteTable;
 /// The data-plane service handed to each client connection. A concrete type rather than
 /// a boxed service: it is cloned for every request, and cloning it is a few reference
 /// counts.
-pub(crate) type DataPlane = Observe<Rescue<Forward>>;
+pub(crate) type DataPlane = Observe<Rescue<Explain<Forward>>>;
 
-pub(crate) fn data_plane(forward: Forward, routes: Arc<RouteTable>) -> DataPlane {
+pub(crate) fn data_plane(
+    forward: Forward,
+    routes: Arc<RouteTable>,
+    recent: Arc<RecentExplanations>,
+) -> DataPlane {
     let metrics = Arc::new(routes.metrics().clone());
     ServiceBuilder::new()
         // Outermost, so that answers Sidelight made itself are counted and tagged too.
@@ -32,6 +37,9 @@ pub(crate) fn data_plane(forward: Forward, routes: Arc<RouteTable>) -> DataPlane
         // The one place where a failure becomes an HTTP answer; nothing below may
         // fail a request in any other way.
         .layer(RescueLayer)
+        // Pairs the request's features with the model's outputs and attaches the why;
+        // it never fails a request the model answered.
+        .layer(ExplainLayer { recent })
         .service(forward)
 }
 

@@ -1,0 +1,323 @@
+//! Protocol adapters: read feature rows out of a model request, predictions out of its
+//! response, and add a field to a JSON response without touching the model's bytes.
+//!
+//! Pure functions over byte slices — no I/O, no async — so that every protocol can be
+//! tested without a socket, and so that a failure here can only ever mean "this request
+//! carries no explanation", never a failed request.
+//!
+//! Errors name *where* a body was wrong (a JSON Pointer, a tensor name, a count) and
+//! never *what* it held: they end up in logs and in the `x-sidelight-status` header, and
+//! payload values may be personal data.
+//!
+//! Feature names, per protocol:
+//! - object rows (KServe v1 / MLflow `instances`, `dataframe_records`, pointer rows):
+//!   the union of the objects' keys in first-seen order; a row without a key gets
+//!   [`Value::Missing`] for it;
+//! - array rows: positional, `x0`, `x1`, …;
+//! - column dictionaries (KServe v1 / MLflow `inputs: {col: [..]}`) and MLflow
+//!   `dataframe_split`: the column names;
+//! - Open Inference v2: a tensor of shape `[batch]` or `[batch, 1]` is one feature named
+//!   after the tensor; a tensor of shape `[batch, n, ...]` gives `n·…` features named
+//!   `{tensor}[0]`, `{tensor}[1]`, … (trailing dimensions flattened row-major). Several
+//!   tensors are concatenated in request order.
+
+mod json;
+mod kserve_v1;
+mod mlflow;
+mod pointer;
+mod rows;
+mod splice;
+mod v2;
+
+use std::fmt;
+
+pub(crate) use sidelight_explain::Value;
+pub(crate) use splice::attach_field;
+
+/// The API shape of a route's model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// KServe v1 / TF Serving: `{"instances": [...]}` → `{"predictions": [...]}`.
+    KServeV1,
+    /// Open Inference Protocol v2 (KServe v2, Triton, MLServer): named tensors.
+    OpenInferenceV2,
+    /// MLflow scoring server: `dataframe_split`, `dataframe_records`, `instances`,
+    /// `inputs` → `{"predictions": [...]}` or a bare array.
+    Mlflow,
+    /// Any JSON API: where the rows are and where the outputs are, as JSON Pointers
+    /// (RFC 6901; `""` is the whole document).
+    Pointer { rows: String, outputs: String },
+}
+
+impl Protocol {
+    /// Checks what can be checked without traffic (the pointers' syntax), so that a bad
+    /// configuration fails at start-up rather than on every request.
+    pub(crate) fn validate(&self) -> Result<(), AdapterError> {
+        match self {
+            Self::Pointer { rows, outputs } => {
+                for p in [rows, outputs] {
+                    if !json::pointer_is_valid(p) {
+                        return Err(AdapterError::InvalidPointer { pointer: p.clone() });
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The feature rows of one request, in request order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Rows {
+    /// One name per column; every row has exactly `names.len()` values.
+    pub(crate) names: Vec<String>,
+    pub(crate) rows: Vec<Vec<Value>>,
+}
+
+/// The model's outputs for one response, one entry per request row, in order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Outputs {
+    /// Per row: one value (a regression or a score), or one per class (probabilities).
+    /// Every row has the same width.
+    pub(crate) rows: Vec<Vec<f64>>,
+}
+
+/// Reads the feature rows out of a request body. At least one row, or an error.
+pub(crate) fn parse_request(protocol: &Protocol, body: &[u8]) -> Result<Rows, AdapterError> {
+    let root = json::parse(body, Side::Request)?;
+    match protocol {
+        Protocol::KServeV1 => kserve_v1::request(&root),
+        Protocol::OpenInferenceV2 => v2::request(&root),
+        Protocol::Mlflow => mlflow::request(&root),
+        Protocol::Pointer { rows, .. } => pointer::request(&root, rows),
+    }
+}
+
+/// Reads the model's outputs out of a response body; `expected_rows` is the number of
+/// rows its request had, and any other count is an error (outputs are matched to rows by
+/// position, so a count that differs means the pairing cannot be trusted).
+pub(crate) fn parse_response(
+    protocol: &Protocol,
+    body: &[u8],
+    expected_rows: usize,
+) -> Result<Outputs, AdapterError> {
+    let root = json::parse(body, Side::Response)?;
+    match protocol {
+        Protocol::KServeV1 => kserve_v1::response(&root, expected_rows),
+        Protocol::OpenInferenceV2 => v2::response(&root, expected_rows),
+        Protocol::Mlflow => mlflow::response(&root, expected_rows),
+        Protocol::Pointer { outputs, .. } => pointer::response(&root, outputs, expected_rows),
+    }
+}
+
+/// Which body an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Request,
+    Response,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Request => "request",
+            Self::Response => "response",
+        })
+    }
+}
+
+/// Why a body could not be read or augmented. Messages name paths, fields, tensors and
+/// counts, never payload values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AdapterError {
+    #[error("{side} body is not valid JSON (line {line}, column {column})")]
+    NotJson {
+        side: Side,
+        line: usize,
+        column: usize,
+    },
+    #[error("{side} body has nothing at {path:?}")]
+    MissingField { side: Side, path: String },
+    #[error("{side} body has the wrong type at {path:?}: expected {expected}")]
+    WrongType {
+        side: Side,
+        path: String,
+        expected: &'static str,
+    },
+    #[error("{side} body has no rows at {path:?}")]
+    Empty { side: Side, path: String },
+    #[error("{side} body has {found} values at {path:?} where the first row has {expected}")]
+    Ragged {
+        side: Side,
+        path: String,
+        expected: usize,
+        found: usize,
+    },
+    #[error(
+        "{side} tensor {tensor:?} has shape {shape:?}, which does not match its {found} data elements"
+    )]
+    ShapeMismatch {
+        side: Side,
+        tensor: String,
+        shape: Vec<usize>,
+        found: usize,
+    },
+    #[error("{side} tensor {tensor:?} has a batch of {found} where {expected} was expected")]
+    BatchMismatch {
+        side: Side,
+        tensor: String,
+        expected: usize,
+        found: usize,
+    },
+    #[error(
+        "{side} body has several numeric fields at {path:?} ({fields}) and none is named \
+         probability, probabilities, predict_proba, score or prediction"
+    )]
+    Ambiguous {
+        side: Side,
+        path: String,
+        fields: String,
+    },
+    #[error("response has outputs for {found} rows but its request had {expected}")]
+    RowCountMismatch { expected: usize, found: usize },
+    #[error("response body is JSON but not an object, so no field can be added to it")]
+    NotAnObject,
+    #[error("response body already has a top-level field {field:?}")]
+    FieldExists { field: String },
+    #[error("{pointer:?} is not a valid JSON Pointer (RFC 6901)")]
+    InvalidPointer { pointer: String },
+    #[error("the value to attach is not valid JSON")]
+    InvalidAttachment,
+}
+
+impl AdapterError {
+    /// A short stable code for the `x-sidelight-status` header and metrics labels.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Self::NotJson { side, .. }
+            | Self::MissingField { side, .. }
+            | Self::WrongType { side, .. }
+            | Self::Ragged { side, .. }
+            | Self::ShapeMismatch { side, .. }
+            | Self::BatchMismatch { side, .. }
+            | Self::Ambiguous { side, .. } => match side {
+                Side::Request => "unparseable_request",
+                Side::Response => "unparseable_response",
+            },
+            Self::Empty { side, .. } => match side {
+                Side::Request => "empty_request",
+                Side::Response => "empty_response",
+            },
+            Self::RowCountMismatch { .. } => "row_count_mismatch",
+            Self::NotAnObject => "response_not_object",
+            Self::FieldExists { .. } => "field_exists",
+            Self::InvalidPointer { .. } => "invalid_pointer",
+            Self::InvalidAttachment => "invalid_attachment",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_stable_codes() {
+        let e = AdapterError::RowCountMismatch {
+            expected: 2,
+            found: 3,
+        };
+        assert_eq!(e.reason(), "row_count_mismatch");
+        let e = AdapterError::NotJson {
+            side: Side::Response,
+            line: 1,
+            column: 2,
+        };
+        assert_eq!(e.reason(), "unparseable_response");
+        assert_eq!(AdapterError::NotAnObject.reason(), "response_not_object");
+        for e in [
+            parse_request(&Protocol::KServeV1, b"{"),
+            parse_request(&Protocol::KServeV1, b"{\"instances\": 3}"),
+            parse_request(&Protocol::OpenInferenceV2, b"{\"inputs\": [{}]}"),
+        ] {
+            assert_eq!(
+                e.map(|_| ()).err().map(|e| e.reason()),
+                Some("unparseable_request")
+            );
+        }
+    }
+
+    #[test]
+    fn pointer_protocol_validates_its_pointers() {
+        let ok = Protocol::Pointer {
+            rows: "/a".into(),
+            outputs: String::new(),
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        let bad = Protocol::Pointer {
+            rows: "a".into(),
+            outputs: String::new(),
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(AdapterError::InvalidPointer {
+                pointer: "a".into()
+            })
+        );
+        assert_eq!(Protocol::Mlflow.validate(), Ok(()));
+    }
+
+    /// A batch of the size the benchmark uses parses into the right shape under every
+    /// protocol (a correctness check on the hot path, not a timing test).
+    #[test]
+    fn batch_of_32_by_20_under_every_protocol() {
+        let row = |r: usize| -> Vec<String> { (0..20).map(|c| format!("{}.{}", r, c)).collect() };
+        let arrays: Vec<String> = (0..32).map(|r| format!("[{}]", row(r).join(","))).collect();
+        let objects: Vec<String> = (0..32)
+            .map(|r| {
+                let m: Vec<String> = row(r)
+                    .iter()
+                    .enumerate()
+                    .map(|(c, v)| format!("\"f{c}\":{v}"))
+                    .collect();
+                format!("{{{}}}", m.join(","))
+            })
+            .collect();
+        let flat: Vec<String> = (0..32).flat_map(row).collect();
+        let cases = [
+            (
+                Protocol::KServeV1,
+                format!("{{\"instances\":[{}]}}", arrays.join(",")),
+            ),
+            (
+                Protocol::KServeV1,
+                format!("{{\"instances\":[{}]}}", objects.join(",")),
+            ),
+            (
+                Protocol::Mlflow,
+                format!("{{\"dataframe_records\":[{}]}}", objects.join(",")),
+            ),
+            (
+                Protocol::OpenInferenceV2,
+                format!(
+                    "{{\"inputs\":[{{\"name\":\"x\",\"shape\":[32,20],\"datatype\":\"FP64\",\"data\":[{}]}}]}}",
+                    flat.join(",")
+                ),
+            ),
+            (
+                Protocol::Pointer {
+                    rows: "/rows".into(),
+                    outputs: "/out".into(),
+                },
+                format!("{{\"rows\":[{}]}}", objects.join(",")),
+            ),
+        ];
+        for (protocol, body) in cases {
+            let rows = parse_request(&protocol, body.as_bytes()).unwrap();
+            assert_eq!(rows.names.len(), 20, "{protocol:?}");
+            assert_eq!(rows.rows.len(), 32, "{protocol:?}");
+            assert_eq!(rows.rows[31][19], Value::Number(31.19), "{protocol:?}");
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Configuration of live explanations: per route, which protocol the model speaks, how
+//! explanations are attached, the feature schema, and the surrogate's lifecycle.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where Sidelight keeps what must survive a restart (trained surrogates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// A directory, created if missing. Relative paths are taken from the working
+    /// directory.
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("sidelight-state"),
+        }
+    }
+}
+
+/// The wire format of a route's model API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolName {
+    /// KServe v1: `instances` in, `predictions` out.
+    KserveV1,
+    /// Open Inference Protocol v2 (KServe v2, Triton, MLServer).
+    OpenInferenceV2,
+    /// The MLflow scoring server.
+    Mlflow,
+    /// Any JSON, with rows and outputs located by `rows_pointer` and `outputs_pointer`.
+    Pointer,
+}
+
+/// How an explanation reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachMode {
+    /// An `"explanations"` array added as the last member of the JSON response.
+    Field,
+    /// A compact summary in the `x-sidelight-explanation` header.
+    Header,
+    /// An id in `x-sidelight-explanation-id`, to fetch from `GET /v1/explanations/{id}`.
+    Reference,
+    /// Nothing attached (the surrogate still learns from the traffic).
+    Off,
+}
+
+impl AttachMode {
+    /// Parses the value of the `x-sidelight-explain` request header.
+    pub fn from_header(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "field" => Some(Self::Field),
+            "header" => Some(Self::Header),
+            "reference" => Some(Self::Reference),
+            "off" | "none" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
+/// Who reads the explanation's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// The person the prediction is about: no figures, no protected or hidden features.
+    Customer,
+    /// Whoever debugs the model: every attribution.
+    Developer,
+}
+
+impl Audience {
+    /// Parses the value of the `x-sidelight-audience` request header.
+    pub fn from_header(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "customer" => Some(Self::Customer),
+            "developer" => Some(Self::Developer),
+            _ => None,
+        }
+    }
+}
+
+/// What the model's output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputConfig {
+    /// Decide from the first rows: one value per row in [0, 1] is a probability, several
+    /// values per row are class probabilities, anything else a score.
+    Auto,
+    /// A real-valued score, explained as is.
+    Score,
+    /// Probabilities (one per row, or one per class); explained in logit space.
+    Probability,
+}
+
+/// The kind of a configured feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureKindConfig {
+    /// A number.
+    Numeric,
+    /// true / false.
+    Boolean,
+    /// One of a set of text levels.
+    Categorical,
+}
+
+/// One feature of a route's schema. Only `name` and `kind` drive the surrogate; the
+/// rest tells later stages how to word, protect and act on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureConfig {
+    /// The name in the payload (object key, v2 input name or column).
+    pub name: String,
+    /// numeric, boolean or categorical.
+    pub kind: FeatureKindConfig,
+    /// What people call it ("loan duration").
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The unit of a numeric feature ("months", "DM").
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// The known levels of a categorical feature, in a meaningful order.
+    #[serde(default)]
+    pub levels: Vec<String>,
+    /// Personal data: subject to the privacy policy of the audit log.
+    #[serde(default)]
+    pub pii: bool,
+    /// A protected attribute: never named to a customer, watched for fairness.
+    #[serde(default)]
+    pub protected: bool,
+    /// Whether a customer may see this feature named in their explanation.
+    #[serde(default = "yes")]
+    pub customer_visible: bool,
+    /// Whether the person could change it (a counterfactual may suggest it).
+    #[serde(default)]
+    pub actionable: bool,
+    /// Lower bound of an actionable numeric feature.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Upper bound of an actionable numeric feature.
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// When and how the route's surrogate is (re)trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SurrogateConfig {
+    /// No explanation until this many rows have been seen; responses say how far along.
+    pub warm_up_rows: usize,
+    /// The training window: the most recent rows kept for training.
+    pub window_rows: usize,
+    /// Retrain after this many new rows…
+    pub retrain_every_rows: usize,
+    /// …or this long after the last training, if any new row arrived.
+    #[serde(with = "humantime_serde")]
+    pub retrain_interval: Duration,
+    /// The fidelity gate: a new surrogate replaces the current one only if its R² on
+    /// held-out traffic reaches this.
+    pub min_r2: f64,
+    /// Share of the window held out to measure fidelity.
+    pub holdout_fraction: f64,
+    /// Trees per ensemble.
+    pub trees: usize,
+    /// Depth of each tree.
+    pub depth: usize,
+    /// Boosting learning rate.
+    pub learning_rate: f64,
+    /// Largest share of one CPU that training may use, in (0, 1]; the trainer pauses
+    /// between trees to keep to it, so request latency holds while it works.
+    pub cpu_share: f64,
+    /// A surrogate file (from `sidelight surrogate fit`) to start from when no trained
+    /// surrogate is in the state directory yet.
+    pub seed_model: Option<PathBuf>,
+}
+
+impl Default for SurrogateConfig {
+    fn default() -> Self {
+        Self {
+            warm_up_rows: 200,
+            window_rows: 5000,
+            retrain_every_rows: 1000,
+            retrain_interval: Duration::from_secs(600),
+            min_r2: 0.8,
+            holdout_fraction: 0.2,
+            trees: 100,
+            depth: 6,
+            learning_rate: 0.1,
+            cpu_share: 0.5,
+            seed_model: None,
+        }
+    }
+}
+
+/// Live explanations for one route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainConfig {
+    /// The model API's wire format.
+    pub protocol: ProtocolName,
+    /// With `protocol = "pointer"`: a JSON Pointer to the rows (an array, or one object).
+    #[serde(default)]
+    pub rows_pointer: Option<String>,
+    /// With `protocol = "pointer"`: a JSON Pointer to the outputs.
+    #[serde(default)]
+    pub outputs_pointer: Option<String>,
+    /// How explanations are attached unless the request asks otherwise.
+    #[serde(default = "default_attach")]
+    pub attach: AttachMode,
+    /// Whose words the text is in unless the request asks otherwise.
+    #[serde(default = "default_audience")]
+    pub audience: Audience,
+    /// What the model outputs.
+    #[serde(default = "default_output")]
+    pub output: OutputConfig,
+    /// With one probability per class: the class (index) to explain; by default the
+    /// predicted one.
+    #[serde(default)]
+    pub explain_class: Option<usize>,
+    /// The features; inferred from traffic when empty.
+    #[serde(default)]
+    pub features: Vec<FeatureConfig>,
+    /// The surrogate's lifecycle.
+    #[serde(default)]
+    pub surrogate: SurrogateConfig,
+}
+
+fn default_attach() -> AttachMode {
+    AttachMode::Field
+}
+
+fn default_audience() -> Audience {
+    Audience::Customer
+}
+
+fn default_output() -> OutputConfig {
+    OutputConfig::Auto
+}
+
+impl ExplainConfig {
+    /// Checks the values that types cannot; `key` is the config path of this table.
+    pub(crate) fn validate(&self, key: &str) -> Result<(), (String, String)> {
+        let at = |field: &str| format!("{key}.{field}");
+        if self.protocol == ProtocolName::Pointer {
+            for (field, value) in [
+                ("rows_pointer", &self.rows_pointer),
+                ("outputs_pointer", &self.outputs_pointer),
+            ] {
+                match value {
+                    None => {
+                        return Err((at(field), "is required with protocol = \"pointer\"".into()));
+                    }
+                    Some(p) if !(p.is_empty() || p.starts_with('/')) => {
+                        return Err((
+                            at(field),
+                            format!("`{p}` is not a JSON Pointer (use \"\" or start with /)"),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let s = &self.surrogate;
+        if s.warm_up_rows < 20 {
+            return Err((at("surrogate.warm_up_rows"), "must be at least 20".into()));
+        }
+        if s.window_rows < s.warm_up_rows {
+            return Err((
+                at("surrogate.window_rows"),
+                format!("must be at least surrogate.warm_up_rows ({})", s.warm_up_rows),
+            ));
+        }
+        if s.retrain_every_rows == 0 {
+            return Err((at("surrogate.retrain_every_rows"), "must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&s.min_r2) {
+            return Err((at("surrogate.min_r2"), "must be between 0 and 1".into()));
+        }
+        if !(s.holdout_fraction > 0.0 && s.holdout_fraction < 0.5) {
+            return Err((at("surrogate.holdout_fraction"), "must be in (0, 0.5)".into()));
+        }
+        if !(s.cpu_share > 0.0 && s.cpu_share <= 1.0) {
+            return Err((at("surrogate.cpu_share"), "must be in (0, 1]".into()));
+        }
+        if s.trees == 0 || s.depth == 0 || s.depth > 16 {
+            return Err((
+                at("surrogate.depth"),
+                "trees must be at least 1 and depth between 1 and 16".into(),
+            ));
+        }
+        if !(s.learning_rate > 0.0 && s.learning_rate <= 1.0) {
+            return Err((at("surrogate.learning_rate"), "must be in (0, 1]".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, feature) in self.features.iter().enumerate() {
+            if !names.insert(feature.name.as_str()) {
+                return Err((
+                    format!("{key}.features[{i}].name"),
+                    format!("`{}` is listed twice", feature.name),
+                ));
+            }
+            if let (Some(min), Some(max)) = (feature.min, feature.max) {
+                if min > max {
+                    return Err((format!("{key}.features[{i}].min"), "is above max".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,311 @@
+//! The explain layer: after the upstream has answered, reads the request's features and
+//! the model's outputs, feeds the training window, and attaches explanations the way the
+//! route (or the request) asks. Whatever goes wrong here, the model's answer goes back
+//! unchanged, with `x-sidelight-status` saying why it carries no explanation.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use tower::{Layer, Service};
+
+use super::{RecentExplanations, RouteLive};
+use crate::adapter;
+use crate::body::{ProxyBody, full};
+use crate::config::{AttachMode, Audience};
+use crate::error::{ProxyError, json_error};
+use crate::headers::REQUEST_ID;
+use crate::inspect::{self, Inspection};
+use crate::live::model::RowExplanation;
+use crate::route::Route;
+
+static EXPLAIN: HeaderName = HeaderName::from_static("x-sidelight-explain");
+static AUDIENCE: HeaderName = HeaderName::from_static("x-sidelight-audience");
+static STATUS: HeaderName = HeaderName::from_static("x-sidelight-status");
+static EXPLANATION: HeaderName = HeaderName::from_static("x-sidelight-explanation");
+static EXPLANATION_ID: HeaderName = HeaderName::from_static("x-sidelight-explanation-id");
+
+/// Where clients fetch explanations attached by reference.
+pub(crate) const EXPLANATIONS_PATH: &str = "/v1/explanations/";
+
+#[derive(Clone)]
+pub(crate) struct ExplainLayer {
+    pub(crate) recent: Arc<RecentExplanations>,
+}
+
+impl<S> Layer<S> for ExplainLayer {
+    type Service = Explain<S>;
+
+    fn layer(&self, inner: S) -> Explain<S> {
+        Explain {
+            inner,
+            recent: self.recent.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Explain<S> {
+    inner: S,
+    recent: Arc<RecentExplanations>,
+}
+
+// === impl Explain ===
+
+impl<S> Service<Request<Incoming>> for Explain<S>
+where
+    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = ProxyError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        if request.method() == Method::GET {
+            if let Some(id) = request.uri().path().strip_prefix(EXPLANATIONS_PATH) {
+                let answer = fetch(&self.recent, id);
+                return Box::pin(async move { Ok(answer) });
+            }
+        }
+        let live = request
+            .extensions()
+            .get::<Route>()
+            .and_then(|route| route.live.clone());
+        let Some(live) = live else {
+            return Box::pin(self.inner.call(request));
+        };
+        let ask = Ask::from_request(request.headers_mut(), &live);
+        let response = self.inner.call(request);
+        let recent = self.recent.clone();
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(augment(&live, &recent, ask, response).await)
+        })
+    }
+}
+
+/// What the client asked for, with the route's defaults filled in.
+struct Ask {
+    attach: AttachMode,
+    audience: Audience,
+    request_id: String,
+}
+
+impl Ask {
+    /// Reads and removes Sidelight's own request headers: they are for Sidelight, not
+    /// for the model.
+    fn from_request(headers: &mut HeaderMap, live: &RouteLive) -> Self {
+        let attach = headers
+            .remove(&EXPLAIN)
+            .and_then(|v| v.to_str().ok().and_then(AttachMode::from_header))
+            .unwrap_or(live.config.attach);
+        let audience = headers
+            .remove(&AUDIENCE)
+            .and_then(|v| v.to_str().ok().and_then(Audience::from_header))
+            .unwrap_or(live.config.audience);
+        let request_id = headers
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Self {
+            attach,
+            audience,
+            request_id,
+        }
+    }
+}
+
+/// Why a response carries no explanation; the value of `x-sidelight-status`.
+fn pass_through(mut response: Response<ProxyBody>, reason: &str) -> Response<ProxyBody> {
+    if let Ok(value) = HeaderValue::from_str(reason) {
+        response.headers_mut().insert(STATUS.clone(), value);
+    }
+    response
+}
+
+async fn augment(
+    live: &RouteLive,
+    recent: &RecentExplanations,
+    ask: Ask,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    let inspection = parts.extensions.remove::<Inspection>();
+    let rebuild = |parts, body| Response::from_parts(parts, body);
+    let request_bytes = match inspection {
+        Some(Inspection::Complete(bytes)) => bytes,
+        Some(Inspection::OverLimit) => {
+            return pass_through(rebuild(parts, body), "request_over_limit");
+        }
+        _ => return pass_through(rebuild(parts, body), "request_not_json"),
+    };
+    if !parts.status.is_success() {
+        return pass_through(rebuild(parts, body), "upstream_error");
+    }
+    if !is_json(&parts.headers) {
+        return pass_through(rebuild(parts, body), "response_not_json");
+    }
+    if parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() != b"identity")
+    {
+        return pass_through(rebuild(parts, body), "response_encoded");
+    }
+    let (inspection, body) = match inspect::read_prefix(body, live.response_limit).await {
+        Ok(read) => read,
+        Err(error) => {
+            // The upstream broke off mid-body; the client would have seen a cut body.
+            return ProxyError::UpstreamReset(crate::error::chain(error.as_ref())).into_response();
+        }
+    };
+    let Inspection::Complete(response_bytes) = inspection else {
+        return pass_through(rebuild(parts, body), "response_over_limit");
+    };
+
+    let rows = match adapter::parse_request(&live.protocol, &request_bytes) {
+        Ok(rows) => rows,
+        Err(error) => return pass_through(rebuild(parts, body), error.reason()),
+    };
+    let outputs = match adapter::parse_response(&live.protocol, &response_bytes, rows.rows.len()) {
+        Ok(outputs) => outputs,
+        Err(error) => return pass_through(rebuild(parts, body), error.reason()),
+    };
+
+    let model = live.model.load_full();
+    let explained: Option<Result<Vec<RowExplanation>, String>> = model.as_ref().map(|model| {
+        rows.rows
+            .iter()
+            .zip(&outputs.rows)
+            .enumerate()
+            .map(|(i, (row, output))| {
+                let row = live.schema_order(&rows.names, model, row);
+                model.explain(
+                    format!("{}:{i}", ask.request_id),
+                    &row,
+                    output,
+                    live.config.explain_class,
+                    ask.audience,
+                    &live.config.features,
+                )
+            })
+            .collect()
+    });
+    if live.observe(&rows.names, rows.rows, outputs.rows).is_err() {
+        tracing::debug!(route = %live.route, "outputs per row changed; batch not used for training");
+    }
+
+    let explanations = match explained {
+        None => {
+            let (seen, needed) = live.warm_up();
+            let status = format!("warming_up; rows={}/{needed}", seen.min(needed));
+            return pass_through(rebuild(parts, body), &status);
+        }
+        Some(Err(error)) => {
+            tracing::debug!(route = %live.route, %error, "explanation failed");
+            return pass_through(rebuild(parts, body), "explain_failed");
+        }
+        Some(Ok(explanations)) => explanations,
+    };
+    let version = explanations.first().map_or(0, |e| e.surrogate_version);
+    let status = format!("explained; surrogate_version={version}");
+    let mut attach = ask.attach;
+    let mut body_bytes = response_bytes.clone();
+    if attach == AttachMode::Field {
+        match serde_json::to_string(&explanations)
+            .map_err(|e| e.to_string())
+            .and_then(|json| {
+                adapter::attach_field(&response_bytes, "explanations", &json).map_err(|e| e.to_string())
+            }) {
+            Ok(with_field) => body_bytes = with_field,
+            // A bare array, or a model that already has an "explanations" member: the
+            // model's body stays as it is and the summary goes in a header instead.
+            Err(_) => attach = AttachMode::Header,
+        }
+    }
+    match attach {
+        AttachMode::Header => {
+            if let Ok(value) = HeaderValue::from_str(&summary(&explanations)) {
+                parts.headers.insert(EXPLANATION.clone(), value);
+            }
+        }
+        AttachMode::Reference => {
+            if let Ok(json) = serde_json::to_vec(&serde_json::json!({ "explanations": explanations })) {
+                recent.insert(ask.request_id.clone(), Bytes::from(json));
+                if let Ok(value) = HeaderValue::from_str(&ask.request_id) {
+                    parts.headers.insert(EXPLANATION_ID.clone(), value);
+                }
+            }
+        }
+        AttachMode::Field | AttachMode::Off => {}
+    }
+    // The body may have grown; hyper sets the length of a body held whole.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    pass_through(Response::from_parts(parts, full(body_bytes)), &status)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        })
+}
+
+/// The compact header form: per row, the three largest contributions.
+fn summary(explanations: &[RowExplanation]) -> String {
+    explanations
+        .iter()
+        .take(16)
+        .map(|e| {
+            let top: Vec<String> = e
+                .attributions
+                .iter()
+                .take(3)
+                .map(|a| format!("{}={:+.4}", sanitize(&a.feature), a.contribution))
+                .collect();
+            format!("v={} base={:.4} {}", e.surrogate_version, e.base_value, top.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Feature names come from payload keys; only visible ASCII may go into a header.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_graphic() && c != ',' && c != ';' && c != '=' { c } else { '_' })
+        .collect()
+}
+
+fn fetch(recent: &RecentExplanations, id: &str) -> Response<ProxyBody> {
+    match recent.get(id) {
+        Some(json) => {
+            let mut response = Response::new(full(json));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        None => json_error(
+                StatusCode::NOT_FOUND,
+                "explanation_not_found",
+            "no recent explanation has this id; explanations are kept for the most recent requests only",
+        ),
+    }
+}

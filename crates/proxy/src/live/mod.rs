@@ -1,0 +1,335 @@
+//! Live explanations: the training window a route's traffic fills, the surrogate in
+//! service (swapped atomically, never locked on the request path), the background
+//! trainer with its fidelity gate, and persistence across restarts.
+
+mod layer;
+mod model;
+mod store;
+mod trainer;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use arc_swap::ArcSwapOption;
+use sidelight_explain::{Surrogate, Value};
+
+use crate::adapter::Protocol;
+use crate::config::{ExplainConfig, ProtocolName};
+
+pub(crate) use layer::{Explain, ExplainLayer};
+pub(crate) use model::{LiveModel, VersionRecord};
+pub(crate) use store::RecentExplanations;
+
+/// One route's live-explanation state, shared by every worker thread and the trainer.
+pub(crate) struct RouteLive {
+    pub(crate) route: String,
+    pub(crate) config: ExplainConfig,
+    pub(crate) protocol: Protocol,
+    /// The surrogate in service; `None` while warming up.
+    pub(crate) model: ArcSwapOption<LiveModel>,
+    window: Mutex<Window>,
+    /// Wakes the trainer when enough new rows have arrived.
+    wake: Condvar,
+    stopping: AtomicBool,
+    /// Every version trained, accepted or not, newest last.
+    pub(crate) history: Mutex<Vec<VersionRecord>>,
+    next_version: AtomicU64,
+    state_dir: PathBuf,
+    /// How much of a response body may be read to find the outputs: the route's
+    /// inspection limit.
+    pub(crate) response_limit: u64,
+}
+
+/// The most recent rows and the model's outputs for them.
+#[derive(Default)]
+pub(crate) struct Window {
+    /// Feature names, in the order rows are stored: the configured features, or the
+    /// names of the first rows seen.
+    pub(crate) names: Vec<String>,
+    /// Values per row the model outputs (1, or one per class); fixed by the first rows.
+    pub(crate) width: Option<usize>,
+    pub(crate) rows: VecDeque<(Vec<Value>, Vec<f64>)>,
+    pub(crate) seen: u64,
+    pub(crate) since_training: u64,
+}
+
+/// Why an observation was not added to the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The number of outputs per row differs from the first rows'.
+    OutputWidth,
+}
+
+// === impl RouteLive ===
+
+impl std::fmt::Debug for RouteLive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteLive").field("route", &self.route).finish_non_exhaustive()
+    }
+}
+
+impl RouteLive {
+    pub(crate) fn new(
+        route: &str,
+        config: ExplainConfig,
+        state_dir: &Path,
+        response_limit: u64,
+    ) -> Result<Arc<Self>, String> {
+        let protocol = match config.protocol {
+            ProtocolName::KserveV1 => Protocol::KServeV1,
+            ProtocolName::OpenInferenceV2 => Protocol::OpenInferenceV2,
+            ProtocolName::Mlflow => Protocol::Mlflow,
+            ProtocolName::Pointer => Protocol::Pointer {
+                rows: config.rows_pointer.clone().unwrap_or_default(),
+                outputs: config.outputs_pointer.clone().unwrap_or_default(),
+            },
+        };
+        let names = config.features.iter().map(|f| f.name.clone()).collect();
+        let live = Arc::new(Self {
+            route: route.to_owned(),
+            protocol,
+            model: ArcSwapOption::empty(),
+            window: Mutex::new(Window {
+                names,
+                ..Window::default()
+            }),
+            wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            history: Mutex::new(Vec::new()),
+            next_version: AtomicU64::new(1),
+            state_dir: state_dir.to_owned(),
+            response_limit,
+            config,
+        });
+        live.restore()?;
+        Ok(live)
+    }
+
+    /// Rows needed before the first explanation, and rows seen so far.
+    pub(crate) fn warm_up(&self) -> (u64, u64) {
+        let seen = self.window.lock().map_or(0, |w| w.seen);
+        (seen, self.config.surrogate.warm_up_rows as u64)
+    }
+
+    /// Adds a batch to the training window and wakes the trainer when it is due.
+    pub(crate) fn observe(
+        &self,
+        names: &[String],
+        rows: Vec<Vec<Value>>,
+        outputs: Vec<Vec<f64>>,
+    ) -> Result<(), Refused> {
+        let Ok(mut window) = self.window.lock() else {
+            return Ok(());
+        };
+        if window.names.is_empty() {
+            window.names = names.to_vec();
+        }
+        let width = outputs.first().map_or(1, Vec::len);
+        match window.width {
+            None => window.width = Some(width),
+            Some(w) if w != width => return Err(Refused::OutputWidth),
+            Some(_) => {}
+        }
+        let order = column_order(&window.names, names);
+        let capacity = self.config.surrogate.window_rows;
+        for (row, output) in rows.into_iter().zip(outputs) {
+            if output.len() != width || output.iter().any(|v| !v.is_finite()) {
+                continue;
+            }
+            let row = reorder(&row, &order);
+            if window.rows.len() == capacity {
+                window.rows.pop_front();
+            }
+            window.rows.push_back((row, output));
+            window.seen += 1;
+            window.since_training += 1;
+        }
+        let due = window.seen >= self.config.surrogate.warm_up_rows as u64
+            && (self.model.load().is_none()
+                || window.since_training >= self.config.surrogate.retrain_every_rows as u64);
+        drop(window);
+        if due {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Puts a row given with `names` into the window's (and the surrogate's) order.
+    pub(crate) fn schema_order(&self, names: &[String], model: &LiveModel, row: &[Value]) -> Vec<Value> {
+        reorder(row, &column_order(model.names(), names))
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.wake.notify_all();
+    }
+
+    fn surrogate_path(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.surrogate.json", self.route))
+    }
+
+    fn meta_path(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.versions.json", self.route))
+    }
+
+    /// Loads the surrogate saved by an earlier run, or the configured seed model.
+    fn restore(&self) -> Result<(), String> {
+        let saved = self.surrogate_path();
+        if saved.exists() {
+            let history: Vec<VersionRecord> = std::fs::read_to_string(self.meta_path())
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+            match load_surrogate(&saved) {
+                Ok(surrogate) => {
+                    let record = history
+                        .iter()
+                        .rev()
+                        .find(|r| r.accepted)
+                        .cloned()
+                        .unwrap_or_else(|| seeded_record(1, "restored from the state directory"));
+                    let next = history.iter().map(|r| r.version).max().unwrap_or(record.version) + 1;
+                    self.next_version.store(next, Ordering::Relaxed);
+                    tracing::info!(route = %self.route, version = record.version, "surrogate restored");
+                    let model = LiveModel::new(surrogate, record)?;
+                    self.model.store(Some(Arc::new(model)));
+                    if let Ok(mut h) = self.history.lock() {
+                        *h = history;
+                    }
+                    return Ok(());
+                }
+                Err(error) => {
+                    // A damaged state file must not keep the proxy from starting: warm up
+                    // again and overwrite it with the next accepted surrogate.
+                    tracing::warn!(route = %self.route, path = %saved.display(), %error, "ignoring the saved surrogate");
+                }
+            }
+        }
+        if let Some(seed) = &self.config.surrogate.seed_model {
+            let surrogate = load_surrogate(seed)?;
+            let record = seeded_record(1, &format!("seeded from {}", seed.display()));
+            self.next_version.store(2, Ordering::Relaxed);
+            let model = LiveModel::new(surrogate, record.clone())?;
+            self.model.store(Some(Arc::new(model)));
+            if let Ok(mut h) = self.history.lock() {
+                h.push(record);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn seeded_record(version: u64, reason: &str) -> VersionRecord {
+    VersionRecord {
+        version,
+        trained_at: 0,
+        rows: 0,
+        r2: f64::NAN,
+        mae: f64::NAN,
+        agreement: None,
+        accepted: true,
+        reason: reason.to_owned(),
+    }
+}
+
+fn load_surrogate(path: &Path) -> Result<Surrogate, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read surrogate {}: {e}", path.display()))?;
+    Surrogate::from_json(&text).map_err(|e| format!("surrogate {}: {e}", path.display()))
+}
+
+/// For each name in `target`, where it is in `source` (if at all).
+fn column_order(target: &[String], source: &[String]) -> Vec<Option<usize>> {
+    if target == source {
+        return (0..target.len()).map(Some).collect();
+    }
+    target
+        .iter()
+        .map(|name| source.iter().position(|s| s == name))
+        .collect()
+}
+
+fn reorder(row: &[Value], order: &[Option<usize>]) -> Vec<Value> {
+    order
+        .iter()
+        .map(|i| i.and_then(|i| row.get(i).cloned()).unwrap_or(Value::Missing))
+        .collect()
+}
+
+/// A read-only view of every route's surrogate, for the admin API and the demo.
+#[derive(Clone, Debug, Default)]
+pub struct SurrogateStatus {
+    routes: Vec<Arc<RouteLive>>,
+}
+
+/// One route's surrogate, as [`SurrogateStatus::routes`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSurrogate {
+    /// The route's name.
+    pub route: String,
+    /// The version in service, if any.
+    pub version: Option<u64>,
+    /// Its R² on held-out traffic (NaN for a seeded surrogate).
+    pub r2: Option<f64>,
+    /// Rows seen, and rows needed before the first explanation.
+    pub warm_up: (u64, u64),
+}
+
+impl SurrogateStatus {
+    pub(crate) fn new(routes: Vec<Arc<RouteLive>>) -> Self {
+        Self { routes }
+    }
+
+    /// The surrogate of every explained route.
+    pub fn routes(&self) -> Vec<RouteSurrogate> {
+        self.routes
+            .iter()
+            .map(|live| {
+                let model = live.model.load();
+                RouteSurrogate {
+                    route: live.route.clone(),
+                    version: model.as_ref().map(|m| m.version()),
+                    r2: model.as_ref().map(|m| m.record.r2),
+                    warm_up: live.warm_up(),
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let routes: Vec<serde_json::Value> = self
+            .routes
+            .iter()
+            .map(|live| {
+                let model = live.model.load();
+                let (seen, needed) = live.warm_up();
+                let history = live.history.lock().map(|h| h.clone()).unwrap_or_default();
+                serde_json::json!({
+                    "route": live.route,
+                    "in_service": model.as_ref().map(|m| &m.record),
+                    "rows_seen": seen,
+                    "warm_up_rows": needed,
+                    "history": history,
+                })
+            })
+            .collect();
+        serde_json::json!({ "routes": routes })
+    }
+}
+
+/// Starts one trainer thread per explained route.
+pub(crate) fn start_trainers(routes: &[Arc<RouteLive>]) -> Vec<std::thread::JoinHandle<()>> {
+    routes
+        .iter()
+        .filter_map(|live| {
+            let live = live.clone();
+            std::thread::Builder::new()
+                .name(format!("sidelight-trainer-{}", live.route))
+                .spawn(move || trainer::run(&live))
+                .map_err(|e| tracing::error!(error = %e, "cannot start a trainer"))
+                .ok()
+        })
+        .collect()
+}

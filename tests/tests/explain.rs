@@ -1,0 +1,290 @@
+//! Live explanations end to end: the real binary in front of a real model server, for
+//! every protocol, with warm-up, training, attaching, pass-through reasons and restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use http::Method;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use sidelight_e2e::model::{ModelServer, row, score};
+use sidelight_e2e::*;
+
+const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
+
+fn config(model: &ModelServer, state: &std::path::Path, routes: &str) -> String {
+    format!(
+        "{}\n[state]\ndir = \"{}\"\n{routes}",
+        config_for(&model.url(), "", ""),
+        state.display()
+    )
+}
+
+fn route(name: &str, prefix: &str, protocol: &str, extra: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\n\
+         [routes.explain]\nprotocol = \"{protocol}\"\n{extra}\n\
+         [routes.explain.surrogate]\nwarm_up_rows = 60\nretrain_every_rows = 100000\n\
+         min_r2 = 0.5\ntrees = 60\ndepth = 4\ncpu_share = 1.0\n"
+    )
+}
+
+fn kserve_body(rows: &[usize]) -> String {
+    let instances: Vec<Value> = rows
+        .iter()
+        .map(|&i| {
+            let (a, b, c, colour) = row(i);
+            json!({"a": a, "b": b, "c": c, "colour": colour})
+        })
+        .collect();
+    json!({ "instances": instances }).to_string()
+}
+
+async fn post(proxy: &Proxy, path: &str, body: String, headers: &[(&str, &str)]) -> Answer {
+    let mut all: Vec<(&str, &str)> = JSON.to_vec();
+    all.extend_from_slice(headers);
+    send(&client(), Method::POST, &proxy.url(path), &all, full(body)).await
+}
+
+fn status(answer: &Answer) -> String {
+    answer
+        .headers
+        .get("x-sidelight-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Sends training traffic until the route has a surrogate in service.
+async fn warm_up(proxy: &Proxy, route: &str, mut send_one: impl AsyncFnMut(usize)) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    loop {
+        for _ in 0..10 {
+            send_one(i).await;
+            i += 1;
+        }
+        let surrogates = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
+        let ready = surrogates["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["route"] == route && !r["in_service"].is_null());
+        if ready {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no surrogate after {i} rows: {surrogates}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn check_efficiency(explanation: &Value) {
+    let base = explanation["base_value"].as_f64().unwrap();
+    let sum: f64 = explanation["attributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["contribution"].as_f64().unwrap())
+        .sum();
+    let surrogate = explanation["surrogate_prediction"].as_f64().unwrap();
+    assert!((base + sum - surrogate).abs() < 1e-9, "{explanation}");
+}
+
+#[tokio::test]
+async fn kserve_v1_warms_up_then_explains_every_row_without_touching_the_model_fields() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&config(
+        &model,
+        state.path(),
+        &route("m", "/v1/models/m", "kserve_v1", "output = \"score\"\naudience = \"developer\""),
+    ));
+
+    let first = post(&proxy, "/v1/models/m:predict", kserve_body(&[0]), &[]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(status(&first), "warming_up; rows=1/60");
+    assert!(first.json().get("explanations").is_none());
+
+    warm_up(&proxy, "m", async |i| {
+        post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
+    })
+    .await;
+
+    let batch = [3, 14, 15, 92, 65];
+    let direct = send(
+        &client(),
+        Method::POST,
+        &format!("{}/v1/models/m:predict", model.url()),
+        &JSON,
+        full(kserve_body(&batch)),
+    )
+    .await;
+    let answer = post(&proxy, "/v1/models/m:predict", kserve_body(&batch), &[]).await;
+    assert!(status(&answer).starts_with("explained; surrogate_version="), "{}", status(&answer));
+    // The model's bytes are kept exactly; the explanations are the last member.
+    let text = String::from_utf8(answer.body.to_vec()).unwrap();
+    let original = String::from_utf8(direct.body.to_vec()).unwrap();
+    let cut = text.find(",\"explanations\":").expect("no explanations member");
+    assert_eq!(format!("{}}}", &text[..cut]), original.trim_end());
+    let explanations = answer.json()["explanations"].as_array().unwrap().clone();
+    assert_eq!(explanations.len(), batch.len());
+    for (explanation, &i) in explanations.iter().zip(&batch) {
+        let (a, b, c, colour) = row(i);
+        assert!((explanation["prediction"].as_f64().unwrap() - score(a, b, c, colour)).abs() < 1e-12);
+        check_efficiency(explanation);
+        let names: Vec<&str> = explanation["attributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["feature"].as_str().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, ["a", "b", "c", "colour"]);
+        // A surrogate of 48 training rows is coarse; it must still be in the right range.
+        assert!(explanation["fidelity"]["local_error"].as_f64().unwrap() < 1.5);
+        assert!(explanation["fidelity"]["r2"].as_f64().unwrap() >= 0.5);
+        assert!(explanation["text"].as_str().unwrap().starts_with("Pushed up by"));
+    }
+}
+
+#[tokio::test]
+async fn every_protocol_is_explained_and_every_pass_through_reason_is_said() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let routes = [
+        route("v2", "/v2/models/m", "open_inference_v2", "output = \"score\""),
+        route("mlflow", "/invocations", "mlflow", "output = \"score\""),
+        route(
+            "pointer",
+            "/pointer",
+            "pointer",
+            "rows_pointer = \"/applicant\"\noutputs_pointer = \"/result/score\"\noutput = \"score\"",
+        ),
+        route("text", "/text", "kserve_v1", ""),
+        route("fail", "/fail", "kserve_v1", ""),
+    ]
+    .join("\n");
+    let proxy = Proxy::start(&format!(
+        "{}\n[[routes]]\nname = \"small\"\npath_prefix = \"/v1/models/m\"\ninspect_limit_bytes = 64\n\
+         [routes.explain]\nprotocol = \"kserve_v1\"\n",
+        config(&model, state.path(), &routes)
+    ));
+
+    let v2 = |rows: &[usize]| {
+        let pick = |f: fn((f64, f64, f64, &'static str)) -> Value| -> Vec<Value> {
+            rows.iter().map(|&i| f(row(i))).collect()
+        };
+        json!({"inputs": [
+            {"name": "a", "shape": [rows.len()], "datatype": "FP64", "data": pick(|r| json!(r.0))},
+            {"name": "b", "shape": [rows.len()], "datatype": "FP64", "data": pick(|r| json!(r.1))},
+            {"name": "c", "shape": [rows.len()], "datatype": "FP64", "data": pick(|r| json!(r.2))},
+            {"name": "colour", "shape": [rows.len()], "datatype": "BYTES", "data": pick(|r| json!(r.3))},
+        ]})
+        .to_string()
+    };
+    let mlflow = |rows: &[usize]| {
+        let data: Vec<Value> = rows
+            .iter()
+            .map(|&i| {
+                let (a, b, c, colour) = row(i);
+                json!([colour, a, b, c])
+            })
+            .collect();
+        json!({"dataframe_split": {"columns": ["colour", "a", "b", "c"], "data": data}}).to_string()
+    };
+    let pointer = |i: usize| {
+        let (a, b, c, colour) = row(i);
+        json!({"applicant": {"a": a, "b": b, "c": c, "colour": colour}}).to_string()
+    };
+
+    warm_up(&proxy, "v2", async |i| {
+        post(&proxy, "/v2/models/m/infer", v2(&[i, i + 1000]), &[]).await;
+    })
+    .await;
+    warm_up(&proxy, "mlflow", async |i| {
+        post(&proxy, "/invocations", mlflow(&[i, i + 500]), &[]).await;
+    })
+    .await;
+    warm_up(&proxy, "pointer", async |i| {
+        post(&proxy, "/pointer", pointer(i), &[]).await;
+    })
+    .await;
+
+    for (path, body, rows) in [
+        ("/v2/models/m/infer", v2(&[7, 8, 9]), 3),
+        ("/invocations", mlflow(&[7, 8]), 2),
+        ("/pointer", pointer(7), 1),
+    ] {
+        let answer = post(&proxy, path, body, &[]).await;
+        assert!(status(&answer).starts_with("explained"), "{path}: {}", status(&answer));
+        let explanations = answer.json()["explanations"].as_array().unwrap().clone();
+        assert_eq!(explanations.len(), rows, "{path}");
+        for explanation in &explanations {
+            check_efficiency(explanation);
+        }
+        let first = &explanations[0];
+        let (a, b, c, colour) = row(7);
+        assert!((first["prediction"].as_f64().unwrap() - score(a, b, c, colour)).abs() < 1e-12, "{path}");
+    }
+
+    // Header and reference modes, asked for per request.
+    let answer = post(&proxy, "/pointer", pointer(8), &[("x-sidelight-explain", "header")]).await;
+    assert!(answer.json().get("explanations").is_none());
+    let summary = answer.headers["x-sidelight-explanation"].to_str().unwrap();
+    assert!(summary.starts_with("v="), "{summary}");
+    let answer = post(
+        &proxy,
+        "/pointer",
+        pointer(9),
+        &[("x-sidelight-explain", "reference"), ("x-request-id", "ref-1")],
+    )
+    .await;
+    assert!(answer.json().get("explanations").is_none());
+    assert_eq!(answer.headers["x-sidelight-explanation-id"], "ref-1");
+    let fetched = get(&proxy.url("/v1/explanations/ref-1")).await;
+    assert_eq!(fetched.status, 200);
+    check_efficiency(&fetched.json()["explanations"][0]);
+    assert_eq!(get(&proxy.url("/v1/explanations/unknown")).await.status, 404);
+    let off = post(&proxy, "/pointer", pointer(9), &[("x-sidelight-explain", "off")]).await;
+    assert!(off.json().get("explanations").is_none());
+    assert!(off.headers.get("x-sidelight-explanation").is_none());
+
+    // Pass-through reasons: the model's answer goes back unchanged.
+    let text = post(&proxy, "/text", kserve_body(&[1]), &[]).await;
+    assert_eq!((&text.body[..], status(&text).as_str()), (&b"plain words"[..], "response_not_json"));
+    let fail = post(&proxy, "/fail", kserve_body(&[1]), &[]).await;
+    assert_eq!((fail.status.as_u16(), status(&fail).as_str()), (500, "upstream_error"));
+    assert_eq!(fail.json()["error"], "model crashed");
+    let big = post(&proxy, "/v1/models/m:predict", kserve_body(&[1, 2, 3, 4]), &[]).await;
+    assert_eq!((big.status.as_u16(), status(&big).as_str()), (200, "request_over_limit"));
+    let garbage = post(&proxy, "/pointer", "{\"applicant\": 5}".into(), &[]).await;
+    assert!(status(&garbage).starts_with("unparseable"), "{}", status(&garbage));
+}
+
+#[tokio::test]
+async fn a_restarted_proxy_explains_at_once_with_the_saved_surrogate() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let config = config(
+        &model,
+        state.path(),
+        &route("m", "/v1/models/m", "kserve_v1", "output = \"score\""),
+    );
+    let mut proxy = Proxy::start(&config);
+    warm_up(&proxy, "m", async |i| {
+        post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
+    })
+    .await;
+    let before = post(&proxy, "/v1/models/m:predict", kserve_body(&[5]), &[]).await;
+    proxy.signal(Signal::SIGTERM);
+    assert!(proxy.wait_exit(Duration::from_secs(10)).unwrap().success());
+
+    let restarted = Proxy::start(&config);
+    let after = post(&restarted, "/v1/models/m:predict", kserve_body(&[5]), &[]).await;
+    assert_eq!(status(&after), status(&before));
+    assert_eq!(
+        after.json()["explanations"][0]["attributions"],
+        before.json()["explanations"][0]["attributions"]
+    );
+}
