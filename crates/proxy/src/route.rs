@@ -108,7 +108,9 @@ mod tests {
                 route("credit", "/v1/models/credit"),
             ],
             metrics,
-        );
+            std::path::Path::new("unused"),
+        )
+        .unwrap();
         assert_eq!(&*table.lookup("/v1/models/credit:predict").name, "credit");
         assert_eq!(&*table.lookup("/v1/models/other:predict").name, "models");
         let other = table.lookup("/healthz");
