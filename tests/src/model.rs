@@ -89,16 +89,31 @@ fn num(v: &Value) -> f64 {
 }
 
 fn score_object(o: &Value) -> f64 {
-    score(num(&o["a"]), num(&o["b"]), num(&o["c"]), o["colour"].as_str().unwrap_or(""))
+    score(
+        num(&o["a"]),
+        num(&o["b"]),
+        num(&o["c"]),
+        o["colour"].as_str().unwrap_or(""),
+    )
 }
 
 fn score_array(a: &Value) -> f64 {
-    score(num(&a[0]), num(&a[1]), num(&a[2]), a[3].as_str().unwrap_or(""))
+    score(
+        num(&a[0]),
+        num(&a[1]),
+        num(&a[2]),
+        a[3].as_str().unwrap_or(""),
+    )
 }
 
 async fn handle(request: Request<Incoming>) -> Result<Response<BoxBody>, std::convert::Infallible> {
     let path = request.uri().path().to_owned();
-    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let answer = match path.as_str() {
         "/v1/models/m:predict" => {
@@ -106,7 +121,13 @@ async fn handle(request: Request<Incoming>) -> Result<Response<BoxBody>, std::co
                 .as_array()
                 .map(|rows| {
                     rows.iter()
-                        .map(|r| if r.is_object() { score_object(r) } else { score_array(r) })
+                        .map(|r| {
+                            if r.is_object() {
+                                score_object(r)
+                            } else {
+                                score_array(r)
+                            }
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -130,7 +151,14 @@ async fn handle(request: Request<Incoming>) -> Result<Response<BoxBody>, std::co
             };
             let (a, b, c, colour) = (column("a"), column("b"), column("c"), column("colour"));
             let scores: Vec<f64> = (0..a.len())
-                .map(|i| score(num(&a[i]), num(&b[i]), num(&c[i]), colour[i].as_str().unwrap_or("")))
+                .map(|i| {
+                    score(
+                        num(&a[i]),
+                        num(&b[i]),
+                        num(&c[i]),
+                        colour[i].as_str().unwrap_or(""),
+                    )
+                })
                 .collect();
             let body = json!({
                 "model_name": "m",
@@ -142,15 +170,25 @@ async fn handle(request: Request<Incoming>) -> Result<Response<BoxBody>, std::co
             let scores: Vec<f64> = if let Some(split) = parsed.get("dataframe_split") {
                 let columns: Vec<String> = split["columns"]
                     .as_array()
-                    .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .map(|c| {
+                        c.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 split["data"]
                     .as_array()
                     .map(|rows| {
                         rows.iter()
                             .map(|r| {
-                                let get = |n: &str| &r[columns.iter().position(|c| c == n).unwrap_or(99)];
-                                score(num(get("a")), num(get("b")), num(get("c")), get("colour").as_str().unwrap_or(""))
+                                let get =
+                                    |n: &str| &r[columns.iter().position(|c| c == n).unwrap_or(99)];
+                                score(
+                                    num(get("a")),
+                                    num(get("b")),
+                                    num(get("c")),
+                                    get("colour").as_str().unwrap_or(""),
+                                )
                             })
                             .collect()
                     })
@@ -165,7 +203,10 @@ async fn handle(request: Request<Incoming>) -> Result<Response<BoxBody>, std::co
         }
         "/pointer" => {
             let s = score_object(&parsed["applicant"]);
-            json_answer(StatusCode::OK, json!({ "result": { "score": s }, "model": "m" }).to_string())
+            json_answer(
+                StatusCode::OK,
+                json!({ "result": { "score": s }, "model": "m" }).to_string(),
+            )
         }
         "/text" => {
             let mut response = Response::new(full("plain words"));
@@ -174,7 +215,10 @@ async fn handle(request: Request<Incoming>) -> Result<Response<BoxBody>, std::co
                 .insert("content-type", "text/plain".parse().unwrap());
             response
         }
-        "/fail" => json_answer(StatusCode::INTERNAL_SERVER_ERROR, "{\"error\": \"model crashed\"}".into()),
+        "/fail" => json_answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{\"error\": \"model crashed\"}".into(),
+        ),
         _ => json_answer(StatusCode::NOT_FOUND, "{}".into()),
     };
     Ok(answer)

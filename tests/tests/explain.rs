@@ -73,7 +73,10 @@ async fn warm_up(proxy: &Proxy, route: &str, mut send_one: impl AsyncFnMut(usize
         if ready {
             return;
         }
-        assert!(Instant::now() < deadline, "no surrogate after {i} rows: {surrogates}");
+        assert!(
+            Instant::now() < deadline,
+            "no surrogate after {i} rows: {surrogates}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -97,7 +100,12 @@ async fn kserve_v1_warms_up_then_explains_every_row_without_touching_the_model_f
     let proxy = Proxy::start(&config(
         &model,
         state.path(),
-        &route("m", "/v1/models/m", "kserve_v1", "output = \"score\"\naudience = \"developer\""),
+        &route(
+            "m",
+            "/v1/models/m",
+            "kserve_v1",
+            "output = \"score\"\naudience = \"developer\"",
+        ),
     ));
 
     let first = post(&proxy, "/v1/models/m:predict", kserve_body(&[0]), &[]).await;
@@ -120,17 +128,25 @@ async fn kserve_v1_warms_up_then_explains_every_row_without_touching_the_model_f
     )
     .await;
     let answer = post(&proxy, "/v1/models/m:predict", kserve_body(&batch), &[]).await;
-    assert!(status(&answer).starts_with("explained; surrogate_version="), "{}", status(&answer));
+    assert!(
+        status(&answer).starts_with("explained; surrogate_version="),
+        "{}",
+        status(&answer)
+    );
     // The model's bytes are kept exactly; the explanations are the last member.
     let text = String::from_utf8(answer.body.to_vec()).unwrap();
     let original = String::from_utf8(direct.body.to_vec()).unwrap();
-    let cut = text.find(",\"explanations\":").expect("no explanations member");
+    let cut = text
+        .find(",\"explanations\":")
+        .expect("no explanations member");
     assert_eq!(format!("{}}}", &text[..cut]), original.trim_end());
     let explanations = answer.json()["explanations"].as_array().unwrap().clone();
     assert_eq!(explanations.len(), batch.len());
     for (explanation, &i) in explanations.iter().zip(&batch) {
         let (a, b, c, colour) = row(i);
-        assert!((explanation["prediction"].as_f64().unwrap() - score(a, b, c, colour)).abs() < 1e-12);
+        assert!(
+            (explanation["prediction"].as_f64().unwrap() - score(a, b, c, colour)).abs() < 1e-12
+        );
         check_efficiency(explanation);
         let names: Vec<&str> = explanation["attributions"]
             .as_array()
@@ -144,7 +160,12 @@ async fn kserve_v1_warms_up_then_explains_every_row_without_touching_the_model_f
         // A surrogate of 48 training rows is coarse; it must still be in the right range.
         assert!(explanation["fidelity"]["local_error"].as_f64().unwrap() < 1.5);
         assert!(explanation["fidelity"]["r2"].as_f64().unwrap() >= 0.5);
-        assert!(explanation["text"].as_str().unwrap().starts_with("Pushed up by"));
+        assert!(
+            explanation["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Pushed up by")
+        );
     }
 }
 
@@ -217,7 +238,11 @@ async fn every_protocol_is_explained_and_every_pass_through_reason_is_said() {
         ("/pointer", pointer(7), 1),
     ] {
         let answer = post(&proxy, path, body, &[]).await;
-        assert!(status(&answer).starts_with("explained"), "{path}: {}", status(&answer));
+        assert!(
+            status(&answer).starts_with("explained"),
+            "{path}: {}",
+            status(&answer)
+        );
         let explanations = answer.json()["explanations"].as_array().unwrap().clone();
         assert_eq!(explanations.len(), rows, "{path}");
         for explanation in &explanations {
@@ -225,11 +250,20 @@ async fn every_protocol_is_explained_and_every_pass_through_reason_is_said() {
         }
         let first = &explanations[0];
         let (a, b, c, colour) = row(7);
-        assert!((first["prediction"].as_f64().unwrap() - score(a, b, c, colour)).abs() < 1e-12, "{path}");
+        assert!(
+            (first["prediction"].as_f64().unwrap() - score(a, b, c, colour)).abs() < 1e-12,
+            "{path}"
+        );
     }
 
     // Header and reference modes, asked for per request.
-    let answer = post(&proxy, "/pointer", pointer(8), &[("x-sidelight-explain", "header")]).await;
+    let answer = post(
+        &proxy,
+        "/pointer",
+        pointer(8),
+        &[("x-sidelight-explain", "header")],
+    )
+    .await;
     assert!(answer.json().get("explanations").is_none());
     let summary = answer.headers["x-sidelight-explanation"].to_str().unwrap();
     assert!(summary.starts_with("v="), "{summary}");
@@ -237,7 +271,10 @@ async fn every_protocol_is_explained_and_every_pass_through_reason_is_said() {
         &proxy,
         "/pointer",
         pointer(9),
-        &[("x-sidelight-explain", "reference"), ("x-request-id", "ref-1")],
+        &[
+            ("x-sidelight-explain", "reference"),
+            ("x-request-id", "ref-1"),
+        ],
     )
     .await;
     assert!(answer.json().get("explanations").is_none());
@@ -245,21 +282,49 @@ async fn every_protocol_is_explained_and_every_pass_through_reason_is_said() {
     let fetched = get(&proxy.url("/v1/explanations/ref-1")).await;
     assert_eq!(fetched.status, 200);
     check_efficiency(&fetched.json()["explanations"][0]);
-    assert_eq!(get(&proxy.url("/v1/explanations/unknown")).await.status, 404);
-    let off = post(&proxy, "/pointer", pointer(9), &[("x-sidelight-explain", "off")]).await;
+    assert_eq!(
+        get(&proxy.url("/v1/explanations/unknown")).await.status,
+        404
+    );
+    let off = post(
+        &proxy,
+        "/pointer",
+        pointer(9),
+        &[("x-sidelight-explain", "off")],
+    )
+    .await;
     assert!(off.json().get("explanations").is_none());
     assert!(off.headers.get("x-sidelight-explanation").is_none());
 
     // Pass-through reasons: the model's answer goes back unchanged.
     let text = post(&proxy, "/text", kserve_body(&[1]), &[]).await;
-    assert_eq!((&text.body[..], status(&text).as_str()), (&b"plain words"[..], "response_not_json"));
+    assert_eq!(
+        (&text.body[..], status(&text).as_str()),
+        (&b"plain words"[..], "response_not_json")
+    );
     let fail = post(&proxy, "/fail", kserve_body(&[1]), &[]).await;
-    assert_eq!((fail.status.as_u16(), status(&fail).as_str()), (500, "upstream_error"));
+    assert_eq!(
+        (fail.status.as_u16(), status(&fail).as_str()),
+        (500, "upstream_error")
+    );
     assert_eq!(fail.json()["error"], "model crashed");
-    let big = post(&proxy, "/v1/models/m:predict", kserve_body(&[1, 2, 3, 4]), &[]).await;
-    assert_eq!((big.status.as_u16(), status(&big).as_str()), (200, "request_over_limit"));
+    let big = post(
+        &proxy,
+        "/v1/models/m:predict",
+        kserve_body(&[1, 2, 3, 4]),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (big.status.as_u16(), status(&big).as_str()),
+        (200, "request_over_limit")
+    );
     let garbage = post(&proxy, "/pointer", "{\"applicant\": 5}".into(), &[]).await;
-    assert!(status(&garbage).starts_with("unparseable"), "{}", status(&garbage));
+    assert!(
+        status(&garbage).starts_with("unparseable"),
+        "{}",
+        status(&garbage)
+    );
 }
 
 #[tokio::test]
@@ -286,5 +351,60 @@ async fn a_restarted_proxy_explains_at_once_with_the_saved_surrogate() {
     assert_eq!(
         after.json()["explanations"][0]["attributions"],
         before.json()["explanations"][0]["attributions"]
+    );
+}
+
+#[tokio::test]
+async fn customer_explanations_never_name_a_protected_or_hidden_feature() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let features = "\
+        [[routes.explain.features]]\nname = \"a\"\nkind = \"numeric\"\ndisplay_name = \"account age\"\n\
+        [[routes.explain.features]]\nname = \"b\"\nkind = \"numeric\"\nprotected = true\ncustomer_visible = false\n\
+        [[routes.explain.features]]\nname = \"c\"\nkind = \"numeric\"\ncustomer_visible = false\n\
+        [[routes.explain.features]]\nname = \"colour\"\nkind = \"categorical\"\n";
+    let routes = route("m", "/v1/models/m", "kserve_v1", "output = \"score\"").replace(
+        "[routes.explain.surrogate]",
+        &format!("{features}[routes.explain.surrogate]"),
+    );
+    let proxy = Proxy::start(&config(&model, state.path(), &routes));
+    warm_up(&proxy, "m", async |i| {
+        post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
+    })
+    .await;
+    for i in 0..20 {
+        let answer = post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
+        let explanation = &answer.json()["explanations"][0];
+        check_efficiency(explanation);
+        let names: Vec<&str> = explanation["attributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["feature"].as_str().unwrap())
+            .collect();
+        assert!(!names.contains(&"b") && !names.contains(&"c"), "{names:?}");
+        assert!(names.contains(&"other factors"), "{names:?}");
+        if let Some(text) = explanation["text"].as_str() {
+            assert!(!text.contains(" b ") && !text.contains(" c "), "{text}");
+            assert!(
+                !text.chars().any(|c| c.is_ascii_digit()),
+                "figures in {text}"
+            );
+        }
+    }
+    // A developer sees everything.
+    let answer = post(
+        &proxy,
+        "/v1/models/m:predict",
+        kserve_body(&[1]),
+        &[("x-sidelight-audience", "developer")],
+    )
+    .await;
+    assert_eq!(
+        answer.json()["explanations"][0]["attributions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
     );
 }

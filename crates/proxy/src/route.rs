@@ -53,8 +53,9 @@ impl RouteTable {
         for c in configs {
             let mut route = Route::new(&c.name, Some(c.inspect_limit_bytes), &metrics);
             if let Some(explain) = &c.explain {
-                let live = RouteLive::new(&c.name, explain.clone(), state_dir, c.inspect_limit_bytes)
-                    .map_err(|e| format!("route `{}`: {e}", c.name))?;
+                let live =
+                    RouteLive::new(&c.name, explain.clone(), state_dir, c.inspect_limit_bytes)
+                        .map_err(|e| format!("route `{}`: {e}", c.name))?;
                 route.live = Some(live);
             }
             routes.push((c.path_prefix.clone(), route));
@@ -69,7 +70,10 @@ impl RouteTable {
 
     /// The routes that explain their predictions.
     pub(crate) fn live_routes(&self) -> Vec<Arc<RouteLive>> {
-        self.routes.iter().filter_map(|(_, r)| r.live.clone()).collect()
+        self.routes
+            .iter()
+            .filter_map(|(_, r)| r.live.clone())
+            .collect()
     }
 
     /// The metrics the routes' handles belong to.

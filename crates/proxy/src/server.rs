@@ -18,9 +18,9 @@ use tower::ServiceExt;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError};
 use crate::forward::{ClientAddr, Forward};
+use crate::live::RecentExplanations;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
-use crate::live::RecentExplanations;
 use crate::stack::{DataPlane, data_plane};
 
 /// How many requests' explanations are kept for `GET /v1/explanations/{id}`.

@@ -15,8 +15,8 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::forward::{ErrorCode, Forward};
-use crate::live::{Explain, ExplainLayer, RecentExplanations};
 use crate::headers;
+use crate::live::{Explain, ExplainLayer, RecentExplanations};
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels, method_label};
 use crate::route::RouteTable;
 

@@ -277,17 +277,26 @@ impl ExplainConfig {
         if s.window_rows < s.warm_up_rows {
             return Err((
                 at("surrogate.window_rows"),
-                format!("must be at least surrogate.warm_up_rows ({})", s.warm_up_rows),
+                format!(
+                    "must be at least surrogate.warm_up_rows ({})",
+                    s.warm_up_rows
+                ),
             ));
         }
         if s.retrain_every_rows == 0 {
-            return Err((at("surrogate.retrain_every_rows"), "must be at least 1".into()));
+            return Err((
+                at("surrogate.retrain_every_rows"),
+                "must be at least 1".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&s.min_r2) {
             return Err((at("surrogate.min_r2"), "must be between 0 and 1".into()));
         }
         if !(s.holdout_fraction > 0.0 && s.holdout_fraction < 0.5) {
-            return Err((at("surrogate.holdout_fraction"), "must be in (0, 0.5)".into()));
+            return Err((
+                at("surrogate.holdout_fraction"),
+                "must be in (0, 0.5)".into(),
+            ));
         }
         if !(s.cpu_share > 0.0 && s.cpu_share <= 1.0) {
             return Err((at("surrogate.cpu_share"), "must be in (0, 1]".into()));

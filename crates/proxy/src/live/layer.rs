@@ -228,7 +228,8 @@ async fn augment(
         match serde_json::to_string(&explanations)
             .map_err(|e| e.to_string())
             .and_then(|json| {
-                adapter::attach_field(&response_bytes, "explanations", &json).map_err(|e| e.to_string())
+                adapter::attach_field(&response_bytes, "explanations", &json)
+                    .map_err(|e| e.to_string())
             }) {
             Ok(with_field) => body_bytes = with_field,
             // A bare array, or a model that already has an "explanations" member: the
@@ -243,7 +244,9 @@ async fn augment(
             }
         }
         AttachMode::Reference => {
-            if let Ok(json) = serde_json::to_vec(&serde_json::json!({ "explanations": explanations })) {
+            if let Ok(json) =
+                serde_json::to_vec(&serde_json::json!({ "explanations": explanations }))
+            {
                 recent.insert(ask.request_id.clone(), Bytes::from(json));
                 if let Ok(value) = HeaderValue::from_str(&ask.request_id) {
                     parts.headers.insert(EXPLANATION_ID.clone(), value);
@@ -262,7 +265,12 @@ fn is_json(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             essence == "application/json" || essence.ends_with("+json")
         })
 }
@@ -279,7 +287,12 @@ fn summary(explanations: &[RowExplanation]) -> String {
                 .take(3)
                 .map(|a| format!("{}={:+.4}", sanitize(&a.feature), a.contribution))
                 .collect();
-            format!("v={} base={:.4} {}", e.surrogate_version, e.base_value, top.join(","))
+            format!(
+                "v={} base={:.4} {}",
+                e.surrogate_version,
+                e.base_value,
+                top.join(",")
+            )
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -288,7 +301,13 @@ fn summary(explanations: &[RowExplanation]) -> String {
 /// Feature names come from payload keys; only visible ASCII may go into a header.
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_graphic() && c != ',' && c != ';' && c != '=' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != ',' && c != ';' && c != '=' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -303,8 +322,8 @@ fn fetch(recent: &RecentExplanations, id: &str) -> Response<ProxyBody> {
             response
         }
         None => json_error(
-                StatusCode::NOT_FOUND,
-                "explanation_not_found",
+            StatusCode::NOT_FOUND,
+            "explanation_not_found",
             "no recent explanation has this id; explanations are kept for the most recent requests only",
         ),
     }

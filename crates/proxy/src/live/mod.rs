@@ -66,7 +66,9 @@ pub(crate) enum Refused {
 
 impl std::fmt::Debug for RouteLive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouteLive").field("route", &self.route).finish_non_exhaustive()
+        f.debug_struct("RouteLive")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
     }
 }
 
@@ -157,7 +159,12 @@ impl RouteLive {
     }
 
     /// Puts a row given with `names` into the window's (and the surrogate's) order.
-    pub(crate) fn schema_order(&self, names: &[String], model: &LiveModel, row: &[Value]) -> Vec<Value> {
+    pub(crate) fn schema_order(
+        &self,
+        names: &[String],
+        model: &LiveModel,
+        row: &[Value],
+    ) -> Vec<Value> {
         reorder(row, &column_order(model.names(), names))
     }
 
@@ -167,7 +174,8 @@ impl RouteLive {
     }
 
     fn surrogate_path(&self) -> PathBuf {
-        self.state_dir.join(format!("{}.surrogate.json", self.route))
+        self.state_dir
+            .join(format!("{}.surrogate.json", self.route))
     }
 
     fn meta_path(&self) -> PathBuf {
@@ -190,7 +198,12 @@ impl RouteLive {
                         .find(|r| r.accepted)
                         .cloned()
                         .unwrap_or_else(|| seeded_record(1, "restored from the state directory"));
-                    let next = history.iter().map(|r| r.version).max().unwrap_or(record.version) + 1;
+                    let next = history
+                        .iter()
+                        .map(|r| r.version)
+                        .max()
+                        .unwrap_or(record.version)
+                        + 1;
                     self.next_version.store(next, Ordering::Relaxed);
                     tracing::info!(route = %self.route, version = record.version, "surrogate restored");
                     let model = LiveModel::new(surrogate, record)?;
@@ -254,7 +267,10 @@ fn column_order(target: &[String], source: &[String]) -> Vec<Option<usize>> {
 fn reorder(row: &[Value], order: &[Option<usize>]) -> Vec<Value> {
     order
         .iter()
-        .map(|i| i.and_then(|i| row.get(i).cloned()).unwrap_or(Value::Missing))
+        .map(|i| {
+            i.and_then(|i| row.get(i).cloned())
+                .unwrap_or(Value::Missing)
+        })
         .collect()
 }
 

@@ -84,7 +84,12 @@ impl LiveModel {
             .map(TreeExplainer::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("cannot prepare TreeSHAP: {e}"))?;
-        let names = surrogate.schema().names().into_iter().map(str::to_owned).collect();
+        let names = surrogate
+            .schema()
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         Ok(Self {
             record,
             surrogate,
@@ -141,6 +146,9 @@ impl LiveModel {
         attributions.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
         let local_error = (surrogate_prediction - prediction).abs();
         let text = describe(&attributions, audience, features, local_error);
+        if audience == Audience::Customer {
+            attributions = for_customer(attributions, features);
+        }
         Ok(RowExplanation {
             id,
             surrogate_version: self.record.version,
@@ -152,11 +160,46 @@ impl LiveModel {
                 local_error,
                 r2: self.record.r2,
             },
-            space: if kind.is_probability() { "logit" } else { "output" },
+            space: if kind.is_probability() {
+                "logit"
+            } else {
+                "output"
+            },
             attributions,
             text,
         })
     }
+}
+
+/// The name under which a customer sees the contributions of features they may not see.
+const OTHER_FACTORS: &str = "other factors";
+
+/// What a customer may see: only features the business declared visible and not
+/// protected, with their values; the rest summed into one "other factors" entry, so the
+/// contributions still add up to the prediction.
+fn for_customer(attributions: Vec<Contribution>, features: &[FeatureConfig]) -> Vec<Contribution> {
+    let visible = |name: &str| {
+        features
+            .iter()
+            .any(|f| f.name == name && f.customer_visible && !f.protected)
+    };
+    let mut hidden = 0.0;
+    let mut shown: Vec<Contribution> = Vec::with_capacity(attributions.len());
+    for a in attributions {
+        if visible(&a.feature) {
+            shown.push(a);
+        } else {
+            hidden += a.contribution;
+        }
+    }
+    if hidden != 0.0 {
+        shown.push(Contribution {
+            feature: OTHER_FACTORS.to_owned(),
+            value: Value::Missing,
+            contribution: hidden,
+        });
+    }
+    shown
 }
 
 /// A plain sentence naming the main reasons. The narration stage will replace this with
@@ -203,7 +246,11 @@ fn describe(
                     let name = config(&a.feature)
                         .and_then(|f| f.display_name.clone())
                         .unwrap_or_else(|| a.feature.replace('_', " "));
-                    let direction = if a.contribution > 0.0 { "helped" } else { "counted against" };
+                    let direction = if a.contribution > 0.0 {
+                        "helped"
+                    } else {
+                        "counted against"
+                    };
                     format!("your {name} {direction}")
                 })
                 .collect();

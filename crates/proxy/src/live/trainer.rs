@@ -21,7 +21,9 @@ pub(super) fn run(live: &RouteLive) {
         let Ok(window) = live.window.lock() else {
             return;
         };
-        let Ok((window, _)) = live.wake.wait_timeout(window, interval.min(Duration::from_secs(5)))
+        let Ok((window, _)) = live
+            .wake
+            .wait_timeout(window, interval.min(Duration::from_secs(5)))
         else {
             return;
         };
@@ -39,7 +41,11 @@ pub(super) fn run(live: &RouteLive) {
         let names = window.names.clone();
         let width = window.width.unwrap_or(1);
         let rows: Vec<Vec<Value>> = window.rows.iter().map(|(r, _)| r.clone()).collect();
-        let outputs: Vec<f64> = window.rows.iter().flat_map(|(_, o)| o.iter().copied()).collect();
+        let outputs: Vec<f64> = window
+            .rows
+            .iter()
+            .flat_map(|(_, o)| o.iter().copied())
+            .collect();
         drop(window);
         if let Ok(mut window) = live.window.lock() {
             window.since_training = 0;
@@ -148,7 +154,10 @@ fn train(
         agreement: fidelity.agreement,
         accepted,
         reason: if accepted {
-            format!("held-out R² {:.4} ≥ {}", fidelity.r2, config.surrogate.min_r2)
+            format!(
+                "held-out R² {:.4} ≥ {}",
+                fidelity.r2, config.surrogate.min_r2
+            )
         } else {
             format!(
                 "held-out R² {:.4} < {}: the previous surrogate stays in service",
