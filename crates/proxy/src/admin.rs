@@ -37,11 +37,34 @@ pub(crate) async fn handle<B>(state: Arc<AdminState>, request: Request<B>) -> Re
         "/readyz" => readiness(&state).await,
         "/metrics" => metrics(&state),
         "/api/v1/surrogates" => json_response(StatusCode::OK, &state.surrogates.to_json()),
+        path if path.starts_with(SCHEMA_PATH) => schema(&state, &path[SCHEMA_PATH.len()..]),
         _ => json_error(
             StatusCode::NOT_FOUND,
             "not_found",
             "no such admin endpoint; try /healthz, /readyz, /metrics or /api/v1/surrogates",
         ),
+    }
+}
+
+const SCHEMA_PATH: &str = "/api/v1/schema/";
+
+/// The schema inferred from a route's recent traffic, as TOML to start a config from.
+fn schema(state: &AdminState, route: &str) -> Response<ProxyBody> {
+    match state.surrogates.schema_toml(route) {
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "no route with live explanations has this name",
+        ),
+        Some(Err(error)) => json_error(StatusCode::CONFLICT, "no_schema", &error.to_string()),
+        Some(Ok(toml)) => {
+            let mut response = Response::new(full(Bytes::from(toml)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/toml; charset=utf-8"),
+            );
+            response
+        }
     }
 }
 

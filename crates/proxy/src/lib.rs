@@ -32,6 +32,6 @@ pub use config::{Config, ConfigError};
 pub use error::{BoxError, ProxyError, json_error};
 pub use forward::ClientAddr;
 pub use inspect::Inspection;
-pub use live::{RouteSurrogate, SurrogateStatus};
+pub use live::{RouteSurrogate, SchemaInferError, SurrogateStatus, infer_from_requests};
 pub use route::Route;
 pub use server::{Drained, Sidelight, StartError};

@@ -149,11 +149,12 @@ fn from_arrays(items: &[Node<'_>], path: Path<'_>) -> Result<Rows, AdapterError>
                 found: values.len(),
             });
         }
-        let row = values
-            .iter()
-            .enumerate()
-            .map(|(j, v)| cell(v, row_path.index(j)))
-            .collect::<Result<Vec<_>, _>>()?;
+        // A plain loop: collecting into `Result<Vec<_>, _>` loses the size hint and
+        // regrows the row several times.
+        let mut row = Vec::with_capacity(values.len());
+        for (j, v) in values.iter().enumerate() {
+            row.push(cell(v, row_path.index(j))?);
+        }
         rows.push(row);
     }
     Ok(Rows {

@@ -4,6 +4,7 @@
 
 mod layer;
 mod model;
+mod schema;
 mod store;
 mod trainer;
 
@@ -20,6 +21,7 @@ use crate::config::{ExplainConfig, ProtocolName};
 
 pub(crate) use layer::{Explain, ExplainLayer};
 pub(crate) use model::{LiveModel, VersionRecord};
+pub use schema::{SchemaInferError, infer_from_requests};
 pub(crate) use store::RecentExplanations;
 
 /// One route's live-explanation state, shared by every worker thread and the trainer.
@@ -312,6 +314,24 @@ impl SurrogateStatus {
                 }
             })
             .collect()
+    }
+
+    /// The schema inferred from `route`'s training window, as config TOML; `None` for
+    /// a route without live explanations.
+    pub fn schema_toml(&self, route: &str) -> Option<Result<String, SchemaInferError>> {
+        let live = self.routes.iter().find(|l| l.route == route)?;
+        let (names, rows) = match live.window.lock() {
+            Ok(window) => (
+                window.names.clone(),
+                window
+                    .rows
+                    .iter()
+                    .map(|(r, _)| r.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            Err(_) => return Some(Err(SchemaInferError::Empty)),
+        };
+        Some(schema::to_toml(&names, &rows))
     }
 
     pub(crate) fn to_json(&self) -> serde_json::Value {

@@ -1,0 +1,179 @@
+//! Inferring a route's feature schema from traffic, written as the TOML a user pastes
+//! into their config and then refines (display names, units, protected flags).
+
+use std::collections::BTreeSet;
+
+use sidelight_explain::{FeatureKind, Schema, Value};
+
+use crate::adapter::{self, Protocol};
+use crate::config::ProtocolName;
+
+/// Most levels listed for a categorical feature; beyond that the feature is more likely
+/// an identifier than a category, and the TOML says so.
+const MAX_LEVELS: usize = 50;
+
+/// Why traffic could not be turned into a schema.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaInferError {
+    /// A request body did not parse with the route's protocol.
+    #[error("request {index}: {message}")]
+    Request {
+        /// 1-based position of the request in the input.
+        index: usize,
+        /// What was wrong (never the payload's values).
+        message: String,
+    },
+    /// There were no rows at all.
+    #[error("no rows to infer a schema from")]
+    Empty,
+    /// The rows did not make a valid schema.
+    #[error("{0}")]
+    Schema(String),
+}
+
+/// Infers the schema of request bodies in `protocol`'s format. `pointer` is the rows
+/// pointer for `ProtocolName::Pointer`.
+pub fn infer_from_requests<'a>(
+    protocol: ProtocolName,
+    pointer: Option<&str>,
+    bodies: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<String, SchemaInferError> {
+    let protocol = match protocol {
+        ProtocolName::KserveV1 => Protocol::KServeV1,
+        ProtocolName::OpenInferenceV2 => Protocol::OpenInferenceV2,
+        ProtocolName::Mlflow => Protocol::Mlflow,
+        ProtocolName::Pointer => Protocol::Pointer {
+            rows: pointer.unwrap_or_default().to_owned(),
+            outputs: String::new(),
+        },
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let parsed =
+            adapter::parse_request(&protocol, body).map_err(|e| SchemaInferError::Request {
+                index: i + 1,
+                message: e.to_string(),
+            })?;
+        for name in &parsed.names {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        for row in parsed.rows {
+            let by_name = |n: &String| {
+                parsed
+                    .names
+                    .iter()
+                    .position(|p| p == n)
+                    .and_then(|i| row.get(i).cloned())
+                    .unwrap_or(Value::Missing)
+            };
+            rows.push(names.iter().map(by_name).collect());
+        }
+    }
+    // Rows from before a later request added a name are shorter; pad them.
+    for row in &mut rows {
+        row.resize(names.len(), Value::Missing);
+    }
+    to_toml(&names, &rows)
+}
+
+/// Writes the schema of `rows` (columns named `names`) as `[[routes.explain.features]]`
+/// tables.
+pub(crate) fn to_toml(names: &[String], rows: &[Vec<Value>]) -> Result<String, SchemaInferError> {
+    if rows.is_empty() || names.is_empty() {
+        return Err(SchemaInferError::Empty);
+    }
+    let schema = Schema::infer(names, rows).map_err(|e| SchemaInferError::Schema(e.to_string()))?;
+    let mut out = String::from(
+        "# Inferred from traffic by Sidelight. Add display names and units, and mark\n\
+         # protected, pii and actionable features before using it.\n",
+    );
+    for (i, feature) in schema.features().iter().enumerate() {
+        let kind = match feature.kind {
+            FeatureKind::Numeric => "numeric",
+            FeatureKind::Boolean => "boolean",
+            FeatureKind::Categorical => "categorical",
+        };
+        out.push_str("\n[[routes.explain.features]]\n");
+        out.push_str(&format!("name = {}\n", toml_string(&feature.name)));
+        out.push_str(&format!("kind = \"{kind}\"\n"));
+        let present = rows
+            .iter()
+            .filter(|r| !matches!(r[i], Value::Missing))
+            .count();
+        if present < rows.len() {
+            out.push_str(&format!(
+                "# missing in {} of {} rows\n",
+                rows.len() - present,
+                rows.len()
+            ));
+        }
+        if feature.kind == FeatureKind::Categorical {
+            let levels: BTreeSet<String> = rows
+                .iter()
+                .filter_map(|r| match &r[i] {
+                    Value::Text(t) => Some(t.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    Value::Missing => None,
+                })
+                .collect();
+            if levels.len() > MAX_LEVELS {
+                out.push_str(&format!(
+                    "# {} distinct values: an identifier? Consider leaving it out.\n",
+                    levels.len()
+                ));
+            } else {
+                let list: Vec<String> = levels.iter().map(|l| toml_string(l)).collect();
+                out.push_str(&format!("levels = [{}]\n", list.join(", ")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_levels_are_inferred_from_kserve_requests() {
+        let second = r#"{"instances": [{"age": 41.5, "city": "Köln \"Mitte\"", "member": false, "extra": 1}]}"#;
+        let bodies = [
+            br#"{"instances": [{"age": 30, "city": "Bonn", "member": true}]}"#.as_slice(),
+            second.as_bytes(),
+        ];
+        let toml = infer_from_requests(ProtocolName::KserveV1, None, bodies).unwrap();
+        let parsed: toml::Value = toml.parse().unwrap();
+        let features = parsed["routes"]["explain"]["features"].as_array().unwrap();
+        let kinds: Vec<(&str, &str)> = features
+            .iter()
+            .map(|f| (f["name"].as_str().unwrap(), f["kind"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("age", "numeric"),
+                ("city", "categorical"),
+                ("member", "boolean"),
+                ("extra", "numeric")
+            ]
+        );
+        let levels = features[1]["levels"].as_array().unwrap();
+        assert_eq!(levels.len(), 2);
+        assert!(toml.contains("# missing in 1 of 2 rows"));
+    }
+
+    #[test]
+    fn a_bad_request_is_named_by_position() {
+        let bodies = [br#"{"instances": [[1]]}"#.as_slice(), b"not json"];
+        let error = infer_from_requests(ProtocolName::KserveV1, None, bodies).unwrap_err();
+        assert!(error.to_string().starts_with("request 2:"), "{error}");
+    }
+}
