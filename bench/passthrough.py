@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Pass-through benchmark: the demo model direct, through Sidelight, and through nginx.
+"""Proxy benchmark: the demo model direct, through nginx, through Sidelight as a plain
+proxy, and through Sidelight explaining every response.
 
 Run from the repository root:
 
@@ -9,6 +10,10 @@ Run from the repository root:
 Needs wrk, nginx (Debian: apt-get install wrk nginx-light) and oha (cargo install oha).
 Everything runs on this machine, on loopback, in one run, so the three targets share
 the same conditions; figures are reported as ratios against the direct and nginx rows.
+
+Sidelight explaining uses a surrogate of 100 trees of depth 6 over the 20 features,
+trained from 1,000 replayed applications before the measurement. Requests carry one
+application (batch 1) or 32 (batch 32).
 
 Two loads, each as interleaved rounds (direct, sidelight, nginx, direct, ...) with the
 median taken per target:
@@ -32,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_PORT, SIDELIGHT_PORT, ADMIN_PORT, NGINX_PORT = 18000, 18080, 19100, 18081
+EXPLAIN_PORT, EXPLAIN_ADMIN_PORT = 18082, 19101
 BODY = json.dumps({"instances": [{
     "checking_account": "... < 0 DM", "duration_months": 6,
     "credit_history": "critical account/ other credits existing (not at this bank)",
@@ -42,6 +48,23 @@ BODY = json.dumps({"instances": [{
     "age_years": 67, "other_installment_plans": "none", "housing": "own",
     "existing_credits": 2, "job": "skilled employee/ official", "dependents": 1,
     "telephone": "yes", "foreign_worker": "yes"}]})
+
+
+def applications():
+    import csv
+    with open(ROOT / "data/german-credit/german_credit.csv") as f:
+        rows = list(csv.DictReader(f))
+    numeric = {"duration_months", "credit_amount", "installment_rate_pct_income",
+               "residence_since_years", "age_years", "existing_credits", "dependents"}
+    out = []
+    for row in rows:
+        row.pop("credit_risk", None)
+        out.append({k: (float(v) if k in numeric else v) for k, v in row.items()})
+    return out
+
+
+def body_of(apps):
+    return json.dumps({"instances": apps})
 
 
 def need(tool):
@@ -70,20 +93,20 @@ def rss_kib(pid):
     return 0
 
 
-def wrk(port, seconds, connections):
+def wrk(port, seconds, connections, body=BODY):
     out = subprocess.run(
         [need("wrk"), "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
          str(ROOT / "bench/predict.lua"), f"http://127.0.0.1:{port}"],
-        env={**os.environ, "BENCH_BODY": BODY}, capture_output=True, text=True, check=True)
+        env={**os.environ, "BENCH_BODY": body}, capture_output=True, text=True, check=True)
     line = [l for l in out.stdout.splitlines() if l.startswith("{")][-1]
     return json.loads(line)
 
 
-def oha(port, seconds, rate, connections):
+def oha(port, seconds, rate, connections, body=BODY):
     out = subprocess.run(
         [need("oha"), "-z", f"{seconds}s", "-q", str(rate), "-c", str(connections),
          "--no-tui", "--output-format", "json", "-m", "POST",
-         "-H", "content-type: application/json", "-d", BODY,
+         "-H", "content-type: application/json", "-d", body,
          f"http://127.0.0.1:{port}/v1/models/credit:predict"],
         capture_output=True, text=True, check=True)
     data = json.loads(out.stdout)
@@ -91,6 +114,28 @@ def oha(port, seconds, rate, connections):
     codes = data.get("statusCodeDistribution", {})
     return {"rps": data["summary"]["requestsPerSec"], "p50_ms": pct["p50"] * 1000,
             "p99_ms": pct["p99"] * 1000, "errors": sum(v for k, v in codes.items() if k != "200")}
+
+
+def train_surrogate(apps):
+    """Replays the data set through the explaining proxy until its surrogate is in service."""
+    import urllib.request
+    for start in range(0, len(apps), 10):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{EXPLAIN_PORT}/v1/models/credit:predict",
+            data=body_of(apps[start:start + 10]).encode(),
+            headers={"content-type": "application/json"})
+        urllib.request.urlopen(request).read()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{EXPLAIN_ADMIN_PORT}/api/v1/surrogates") as answer:
+            routes = json.load(answer)["routes"]
+        if routes and routes[0]["in_service"]:
+            print(f"surrogate in service: R² {routes[0]['in_service']['r2']:.3f}",
+                  file=sys.stderr)
+            return
+        time.sleep(0.5)
+    sys.exit("bench: the surrogate was not trained in time")
 
 
 def main():
@@ -124,6 +169,25 @@ def main():
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
         wait_port(SIDELIGHT_PORT)
+        explain_config = work / "explain.toml"
+        explain_config.write_text(
+            f'[server]\nlisten = "127.0.0.1:{EXPLAIN_PORT}"\n'
+            f'admin_listen = "127.0.0.1:{EXPLAIN_ADMIN_PORT}"\n'
+            f'[upstream]\nurl = "http://127.0.0.1:{MODEL_PORT}"\n[log]\nlevel = "warn"\n'
+            f'[state]\ndir = "{work / "state"}"\n'
+            '[[routes]]\nname = "credit"\npath_prefix = "/v1/models/credit"\n'
+            '[routes.explain]\nprotocol = "kserve_v1"\noutput = "probability"\n'
+            'audience = "developer"\n'
+            '[routes.explain.surrogate]\nwarm_up_rows = 1000\nwindow_rows = 5000\n'
+            'retrain_every_rows = 1000000\nretrain_interval = "24h"\nmin_r2 = 0.0\n'
+            'trees = 100\ndepth = 6\ncpu_share = 1.0\n')
+        procs["explain"] = subprocess.Popen(
+            [ROOT / "target/release/sidelight", "serve", "--config", explain_config],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
+        wait_port(EXPLAIN_PORT)
+        apps = applications()
+        train_surrogate(apps)
         nginx_conf = work / "nginx.conf"
         nginx_conf.write_text((ROOT / "bench/nginx.conf").read_text()
                               .replace("__PORT__", str(NGINX_PORT))
@@ -134,24 +198,32 @@ def main():
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(NGINX_PORT)
 
-        targets = {"direct": MODEL_PORT, "sidelight": SIDELIGHT_PORT, "nginx": NGINX_PORT}
+        batch32 = body_of(apps[:32])
+        # name -> (port, body)
+        targets = {
+            "direct": (MODEL_PORT, BODY), "nginx": (NGINX_PORT, BODY),
+            "sidelight": (SIDELIGHT_PORT, BODY), "sidelight explaining": (EXPLAIN_PORT, BODY),
+            "direct, batch 32": (MODEL_PORT, batch32),
+            "sidelight, batch 32": (SIDELIGHT_PORT, batch32),
+            "sidelight explaining, batch 32": (EXPLAIN_PORT, batch32),
+        }
         idle_rss = rss_kib(procs["sidelight"].pid)
-        for port in targets.values():  # warm pools and caches
-            wrk(port, 1, 8)
+        for port, body in targets.values():  # warm pools and caches
+            wrk(port, 1, 8, body)
         saturation = {t: [] for t in targets}
         moderate = {t: [] for t in targets}
         for r in range(args.rounds):
-            for name, port in targets.items():
-                saturation[name].append(wrk(port, args.seconds, 32))
-            for name, port in targets.items():
-                moderate[name].append(oha(port, args.seconds, args.rate, 4))
+            for name, (port, body) in targets.items():
+                saturation[name].append(wrk(port, args.seconds, 32, body))
+            for name, (port, body) in targets.items():
+                moderate[name].append(oha(port, args.seconds, args.rate, 4, body))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         loaded_rss = rss_kib(procs["sidelight"].pid)
 
         def med(rows, key):
             return statistics.median(row[key] for row in rows)
 
-        print(f"\nPass-through, {args.rounds} interleaved round(s) of {args.seconds} s per "
+        print(f"\n{args.rounds} interleaved round(s) of {args.seconds} s per "
               f"target and load, medians; {os.cpu_count()} cores shared by load generator, "
               "proxy and model.\n")
         print("| target | saturation req/s | p50 ms | p99 ms | "
@@ -168,6 +240,14 @@ def main():
         nginx_added = med(moderate["nginx"], "p99_ms") - med(moderate["direct"], "p99_ms")
         print(f"\nsidelight / nginx throughput: {side_rps / nginx_rps:.2f}x "
               f"(goal >= 1.00x)")
+        for suffix in ["", ", batch 32"]:
+            explained = med(saturation["sidelight explaining" + suffix], "rps")
+            plain = med(saturation["sidelight" + suffix], "rps")
+            added = (med(moderate["sidelight explaining" + suffix], "p99_ms")
+                     - med(moderate["direct" + suffix], "p99_ms"))
+            print(f"explaining{suffix or ', batch 1'}: throughput {explained / plain:.2f}x of "
+                  f"pass-through (goal >= 0.60x); p99 added over direct at {args.rate} req/s: "
+                  f"{added:+.3f} ms (goal <= 1 ms)")
         print(f"p99 added at {args.rate} req/s: sidelight {added_p99:+.3f} ms, "
               f"nginx {nginx_added:+.3f} ms (goal for sidelight <= 0.3 ms)")
         print(f"sidelight RSS: {idle_rss / 1024:.1f} MiB idle, "

@@ -79,8 +79,7 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Whether `pointer` is a syntactically valid JSON Pointer, so configuration can be
-/// rejected at start-up instead of on every request.
+/// Whether `pointer` is a syntactically valid JSON Pointer (RFC 6901).
 pub(crate) fn pointer_is_valid(pointer: &str) -> bool {
     pointer.is_empty()
         || pointer

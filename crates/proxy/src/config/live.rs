@@ -260,10 +260,12 @@ impl ExplainConfig {
                     None => {
                         return Err((at(field), "is required with protocol = \"pointer\"".into()));
                     }
-                    Some(p) if !(p.is_empty() || p.starts_with('/')) => {
+                    Some(p) if !crate::adapter::pointer_is_valid(p) => {
                         return Err((
                             at(field),
-                            format!("`{p}` is not a JSON Pointer (use \"\" or start with /)"),
+                            format!(
+                                "`{p}` is not a JSON Pointer (RFC 6901: \"\" or /a/b, with ~0 and ~1 escapes)"
+                            ),
                         ));
                     }
                     Some(_) => {}

@@ -84,12 +84,7 @@ impl LiveModel {
             .map(TreeExplainer::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("cannot prepare TreeSHAP: {e}"))?;
-        let names = surrogate
-            .schema()
-            .names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let names = surrogate.schema().names().map(str::to_owned).collect();
         Ok(Self {
             record,
             surrogate,
