@@ -22,6 +22,7 @@ fn url_after(lines: &[String], label: &str) -> String {
 
 #[tokio::test]
 async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
+    let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(sidelight_bin())
         .args([
             "demo",
@@ -30,7 +31,9 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
             "--admin-listen",
             "127.0.0.1:0",
         ])
-        .args(["--model-listen", "127.0.0.1:0", "--rate", "40"])
+        .args(["--model-listen", "127.0.0.1:0", "--rate", "100"])
+        .arg("--state-dir")
+        .arg(state.path())
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -97,6 +100,42 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // After warm-up on the replayed traffic, predictions come with explanations, in the
+    // customer's words, never naming a protected attribute.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let explained = loop {
+        let answer = send(
+            &client(),
+            Method::POST,
+            &format!("{proxy}/v1/models/credit:predict"),
+            &[("content-type", "application/json")],
+            full(body),
+        )
+        .await;
+        let json = answer.json();
+        if json.get("explanations").is_some() {
+            break json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no explanation after warm-up: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let explanation = &explained["explanations"][0];
+    let text = explanation["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("The main reasons"), "{explanation}");
+    for protected in ["age", "sex", "foreign", "personal status"] {
+        assert!(!text.contains(protected), "{text}");
+    }
+    let features: Vec<&str> = explanation["attributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["feature"].as_str().unwrap())
+        .collect();
+    assert!(!features.contains(&"age_years") && !features.contains(&"personal_status_sex"));
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
