@@ -55,6 +55,16 @@ fn credit_csv(dir: &Path, rows: usize) -> PathBuf {
     path
 }
 
+/// Not a check: writes the scored German credit rows to `$SIDELIGHT_CREDIT_CSV`, the data
+/// the README's throughput figures for `surrogate explain` were measured on.
+#[test]
+#[ignore = "writes a file for the README's measurements; run on demand"]
+fn write_scored_credit_csv() {
+    let target = PathBuf::from(std::env::var("SIDELIGHT_CREDIT_CSV").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(credit_csv(dir.path(), 1000), target).unwrap();
+}
+
 /// Parses an attribution CSV: header and rows of numbers.
 fn read_shap(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
     let text = std::fs::read_to_string(path).unwrap();

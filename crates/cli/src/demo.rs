@@ -11,8 +11,8 @@ use sidelight_demo_model::data::applications;
 use sidelight_demo_model::server::PREDICT_PATH;
 use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
 use sidelight_proxy::config::{
-    AttachMode, Audience, ExplainConfig, FeatureConfig, FeatureKindConfig, LogConfig,
-    OutputConfig, ProtocolName, RouteConfig, SurrogateConfig,
+    AttachMode, Audience, ExplainConfig, FeatureConfig, FeatureKindConfig, LogConfig, OutputConfig,
+    ProtocolName, RouteConfig, SurrogateConfig,
 };
 use sidelight_proxy::{Config, Sidelight};
 use tokio::sync::watch;
@@ -66,26 +66,74 @@ fn credit_features() -> Vec<FeatureConfig> {
         f
     };
     vec![
-        feature("checking_account", Categorical, "checking account balance", None),
-        actionable(feature("duration_months", Numeric, "loan duration", Some("months")), 4.0, 72.0),
+        feature(
+            "checking_account",
+            Categorical,
+            "checking account balance",
+            None,
+        ),
+        actionable(
+            feature("duration_months", Numeric, "loan duration", Some("months")),
+            4.0,
+            72.0,
+        ),
         feature("credit_history", Categorical, "credit history", None),
         feature("purpose", Categorical, "purpose of the loan", None),
-        actionable(feature("credit_amount", Numeric, "loan amount", Some("DM")), 250.0, 20000.0),
+        actionable(
+            feature("credit_amount", Numeric, "loan amount", Some("DM")),
+            250.0,
+            20000.0,
+        ),
         feature("savings", Categorical, "savings", None),
         feature("employed_since", Categorical, "time in current job", None),
-        feature("installment_rate_pct_income", Numeric, "instalment as a share of income", Some("%")),
-        protected(feature("personal_status_sex", Categorical, "personal status and sex", None)),
-        feature("other_debtors", Categorical, "other debtors or guarantors", None),
-        feature("residence_since_years", Numeric, "years at current address", Some("years")),
+        feature(
+            "installment_rate_pct_income",
+            Numeric,
+            "instalment as a share of income",
+            Some("%"),
+        ),
+        protected(feature(
+            "personal_status_sex",
+            Categorical,
+            "personal status and sex",
+            None,
+        )),
+        feature(
+            "other_debtors",
+            Categorical,
+            "other debtors or guarantors",
+            None,
+        ),
+        feature(
+            "residence_since_years",
+            Numeric,
+            "years at current address",
+            Some("years"),
+        ),
         feature("property", Categorical, "property", None),
         protected(feature("age_years", Numeric, "age", Some("years"))),
-        feature("other_installment_plans", Categorical, "other instalment plans", None),
+        feature(
+            "other_installment_plans",
+            Categorical,
+            "other instalment plans",
+            None,
+        ),
         feature("housing", Categorical, "housing", None),
-        feature("existing_credits", Numeric, "existing credits at this bank", None),
+        feature(
+            "existing_credits",
+            Numeric,
+            "existing credits at this bank",
+            None,
+        ),
         feature("job", Categorical, "job", None),
         feature("dependents", Numeric, "dependents", None),
         feature("telephone", Categorical, "telephone", None),
-        protected(feature("foreign_worker", Categorical, "foreign worker", None)),
+        protected(feature(
+            "foreign_worker",
+            Categorical,
+            "foreign worker",
+            None,
+        )),
     ]
 }
 

@@ -4,6 +4,7 @@
 
 mod demo;
 mod logging;
+mod surrogate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ enum Command {
     /// Run everything on this machine with no set-up: a demo credit model, Sidelight in
     /// front of it, and traffic replayed from the German credit data set.
     Demo(demo::DemoArgs),
+    /// Fit a surrogate of a model to rows and outputs in a CSV file, and explain rows
+    /// with it (SHAP values to CSV).
+    Surrogate(surrogate::SurrogateArgs),
     /// Work with config files.
     Config {
         #[command(subcommand)]
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Demo(args) => demo::run(args),
+        Command::Surrogate(args) => surrogate::run(args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => check(&file),
