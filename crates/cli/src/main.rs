@@ -4,6 +4,8 @@
 
 mod demo;
 mod logging;
+mod probe;
+mod schema;
 mod surrogate;
 
 use std::path::PathBuf;
@@ -46,6 +48,11 @@ enum Command {
     /// Fit a surrogate of a model to rows and outputs in a CSV file, and explain rows
     /// with it (SHAP values to CSV).
     Surrogate(surrogate::SurrogateArgs),
+    /// Work with feature schemas.
+    Schema(schema::SchemaArgs),
+    /// Check a live explanation against the real model: `explain --probe REQUEST_ID`
+    /// runs KernelSHAP through a running proxy and compares it with the surrogate's.
+    Explain(probe::ExplainArgs),
     /// Work with config files.
     Config {
         #[command(subcommand)]
@@ -68,6 +75,8 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::Demo(args) => demo::run(args),
         Command::Surrogate(args) => surrogate::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Explain(args) => probe::run(args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => check(&file),

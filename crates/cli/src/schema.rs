@@ -1,0 +1,87 @@
+//! `sidelight schema infer`: a route's feature schema inferred from recorded request
+//! bodies (one JSON body per line), printed as config TOML to start from.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sidelight_proxy::config::ProtocolName;
+
+/// sysexits' EX_DATAERR and EX_NOINPUT.
+const EXIT_DATA: u8 = 65;
+const EXIT_NO_INPUT: u8 = 66;
+
+#[derive(clap::Args)]
+pub(crate) struct SchemaArgs {
+    #[command(subcommand)]
+    command: SchemaCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum SchemaCommand {
+    /// Infer feature names and kinds from request bodies and print them as TOML for the
+    /// route's [routes.explain] table. (A running proxy serves the same for its recent
+    /// traffic at GET /api/v1/schema/{route} on the admin port.)
+    Infer {
+        /// A file of request bodies, one JSON document per line (JSON Lines).
+        #[arg(long)]
+        from: PathBuf,
+        /// The wire format of the bodies.
+        #[arg(long, value_enum, default_value = "kserve-v1")]
+        protocol: Protocol,
+        /// With --protocol pointer: a JSON Pointer to the rows in each body.
+        #[arg(long, default_value = "")]
+        rows_pointer: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Protocol {
+    KserveV1,
+    OpenInferenceV2,
+    Mlflow,
+    Pointer,
+}
+
+pub(crate) fn run(args: SchemaArgs) -> ExitCode {
+    let SchemaCommand::Infer {
+        from,
+        protocol,
+        rows_pointer,
+    } = args.command;
+    let text = match std::fs::read_to_string(&from) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("sidelight: cannot read {}: {error}", from.display());
+            return ExitCode::from(EXIT_NO_INPUT);
+        }
+    };
+    // Blank lines are skipped, but errors must name the line of the file.
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| (i + 1, line))
+        .collect();
+    let protocol = match protocol {
+        Protocol::KserveV1 => ProtocolName::KserveV1,
+        Protocol::OpenInferenceV2 => ProtocolName::OpenInferenceV2,
+        Protocol::Mlflow => ProtocolName::Mlflow,
+        Protocol::Pointer => ProtocolName::Pointer,
+    };
+    let bodies = lines.iter().map(|(_, line)| line.as_bytes());
+    match sidelight_proxy::infer_from_requests(protocol, Some(&rows_pointer), bodies) {
+        Ok(toml) => {
+            print!("{toml}");
+            ExitCode::SUCCESS
+        }
+        Err(sidelight_proxy::SchemaInferError::Request { index, message }) => {
+            let line = lines.get(index - 1).map_or(0, |(line, _)| *line);
+            eprintln!("sidelight: {}:{line}: {message}", from.display());
+            ExitCode::from(EXIT_DATA)
+        }
+        Err(error) => {
+            eprintln!("sidelight: {}: {error}", from.display());
+            ExitCode::from(EXIT_DATA)
+        }
+    }
+}

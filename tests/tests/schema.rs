@@ -1,0 +1,89 @@
+//! `sidelight schema infer` turns recorded request bodies into config TOML.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use sidelight_e2e::sidelight_bin;
+
+fn infer(lines: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("traffic.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    let output = Command::new(sidelight_bin())
+        .args(["schema", "infer", "--from", path.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn kserve_traffic_becomes_a_features_table_that_the_config_accepts() {
+    let traffic = "{\"instances\": [{\"duration\": 12, \"purpose\": \"car\", \"guarantor\": true}]}\n\
+                   \n\
+                   {\"instances\": [{\"duration\": 48.5, \"purpose\": \"education\", \"guarantor\": false}]}\n";
+    let (code, stdout, stderr) = infer(traffic, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let parsed: toml::Value = stdout.parse().unwrap();
+    let features = parsed["routes"]["explain"]["features"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = features
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("duration", "numeric"),
+            ("purpose", "categorical"),
+            ("guarantor", "boolean")
+        ]
+    );
+
+    // The printed tables slot into a route's config as they are.
+    let config = format!(
+        "[[routes]]\nname = \"m\"\npath_prefix = \"/m\"\n[routes.explain]\nprotocol = \"kserve_v1\"\n{stdout}"
+    );
+    sidelight_proxy_config_accepts(&config);
+}
+
+fn sidelight_proxy_config_accepts(config: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sidelight.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = Command::new(sidelight_bin())
+        .args(["config", "check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_bad_line_is_named_by_file_and_line() {
+    let (code, _, stderr) = infer("{\"instances\": [[1, 2]]}\n\nnot json\n", &[]);
+    assert_eq!(code, Some(65));
+    assert!(stderr.contains("traffic.jsonl:3:"), "{stderr}");
+}
+
+#[test]
+fn open_inference_v2_tensor_names_become_feature_names() {
+    let traffic = r#"{"inputs": [{"name": "income", "shape": [2], "datatype": "FP32", "data": [1.5, 2]}, {"name": "region", "shape": [2], "datatype": "BYTES", "data": ["north", "south"]}]}"#;
+    let (code, stdout, stderr) = infer(traffic, &["--protocol", "open-inference-v2"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("name = \"income\"\nkind = \"numeric\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("levels = [\"north\", \"south\"]"),
+        "{stdout}"
+    );
+}
