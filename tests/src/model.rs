@@ -12,8 +12,12 @@
 //!   `{"predictions": [...]}`.
 //! - `POST /pointer`: `{"applicant": {a, b, c, colour}}` → `{"result": {"score": s}}`.
 //! - `POST /text`: answers 200 with `text/plain`; `POST /fail`: answers 500 JSON.
+//!
+//! Requests carrying `x-sidelight-probe` (Sidelight's probe check) are counted.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -41,6 +45,7 @@ pub fn row(i: usize) -> (f64, f64, f64, &'static str) {
 /// The running model server.
 pub struct ModelServer {
     pub addr: SocketAddr,
+    probe_calls: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -48,20 +53,37 @@ impl ModelServer {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let probe_calls = Arc::new(AtomicUsize::new(0));
+        let counter = probe_calls.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                let counter = counter.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(handle);
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        if request.headers().contains_key("x-sidelight-probe") {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        handle(request)
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        Self { addr, task }
+        Self {
+            addr,
+            probe_calls,
+            task,
+        }
+    }
+
+    /// Requests received that carried `x-sidelight-probe`.
+    pub fn probe_calls(&self) -> usize {
+        self.probe_calls.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {

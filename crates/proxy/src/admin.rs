@@ -1,5 +1,7 @@
 //! The admin listener: liveness, readiness and metrics, on a port of its own so that
 //! probes and scrapes never compete with model traffic and are never exposed with it.
+//! Also the admin JSON API: surrogates, inferred schemas, and the probe check
+//! (`POST /api/v1/probe/{request_id}`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,14 +24,33 @@ pub(crate) struct AdminState {
     /// Set when shutdown begins, so that load balancers stop sending new traffic.
     pub(crate) draining: AtomicBool,
     pub(crate) surrogates: crate::live::SurrogateStatus,
+    pub(crate) probe: Arc<crate::live::Prober>,
 }
 
 pub(crate) async fn handle<B>(state: Arc<AdminState>, request: Request<B>) -> Response<ProxyBody> {
+    if let Some(id) = request.uri().path().strip_prefix(PROBE_PATH) {
+        if request.method() != Method::POST {
+            return json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the probe check is run with POST: it calls the model",
+            );
+        }
+        let Some(id) = percent_decode(id).filter(|id| !id.is_empty() && !id.contains('/')) else {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request_id",
+                "the request id must be one non-empty, correctly %-encoded path segment",
+            );
+        };
+        let query = request.uri().query().map(str::to_owned);
+        return state.probe.clone().handle(&id, query.as_deref()).await;
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "the admin endpoints answer GET and HEAD",
+            "the admin endpoints answer GET and HEAD (POST for the probe check)",
         );
     }
     match request.uri().path() {
@@ -47,6 +68,25 @@ pub(crate) async fn handle<B>(state: Arc<AdminState>, request: Request<B>) -> Re
 }
 
 const SCHEMA_PATH: &str = "/api/v1/schema/";
+const PROBE_PATH: &str = "/api/v1/probe/";
+
+/// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
 
 /// The schema inferred from a route's recent traffic, as TOML to start a config from.
 fn schema(state: &AdminState, route: &str) -> Response<ProxyBody> {

@@ -16,6 +16,7 @@
 mod adapter;
 mod admin;
 mod body;
+mod client;
 pub mod config;
 mod error;
 mod forward;
@@ -28,6 +29,7 @@ mod server;
 mod stack;
 
 pub use body::ProxyBody;
+pub use client::{AdminClientError, admin_post};
 pub use config::{Config, ConfigError};
 pub use error::{BoxError, ProxyError, json_error};
 pub use forward::ClientAddr;

@@ -18,7 +18,7 @@ use tower::ServiceExt;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError};
 use crate::forward::{ClientAddr, Forward};
-use crate::live::RecentExplanations;
+use crate::live::{Prober, RecentExplanations, RecentRequests};
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::stack::{DataPlane, data_plane};
@@ -91,8 +91,18 @@ impl Sidelight {
                 key: "upstream.url".to_owned(),
                 message,
             })?;
+        // The probe check keeps the same number of requests as reference mode does
+        // explanations, and reaches the upstream with a client of its own, off the data
+        // plane, so that its calls are never counted as traffic.
+        let probe = Arc::new(Prober::new(
+            Arc::new(RecentRequests::new(RECENT_EXPLANATIONS)),
+            crate::forward::upstream_client(&config),
+            upstream.clone(),
+            config.upstream.request_timeout,
+        ));
         let admin = Arc::new(AdminState {
             surrogates: crate::live::SurrogateStatus::new(routes.live_routes()),
+            probe,
             registry,
             upstream,
             connect_timeout: config.upstream.connect_timeout,
@@ -153,6 +163,7 @@ impl Sidelight {
         } = self;
         let (stop_workers, stop) = watch::channel(false);
         let recent = Arc::new(RecentExplanations::new(RECENT_EXPLANATIONS));
+        let requests = admin.probe.requests.clone();
         let live_routes = routes.live_routes();
         let trainers = crate::live::start_trainers(&live_routes);
         let mut workers = Vec::new();
@@ -170,6 +181,7 @@ impl Sidelight {
                 listener,
                 routes: routes.clone(),
                 recent: recent.clone(),
+                requests: requests.clone(),
                 stop: stop.clone(),
             };
             let spawned = std::thread::Builder::new()
@@ -251,6 +263,7 @@ struct Worker {
     listener: std::net::TcpListener,
     routes: Arc<RouteTable>,
     recent: Arc<RecentExplanations>,
+    requests: Arc<RecentRequests>,
     stop: watch::Receiver<bool>,
 }
 
@@ -278,6 +291,7 @@ impl Worker {
             listener,
             routes,
             recent,
+            requests,
             mut stop,
         } = self;
         let listener = match listener
@@ -297,7 +311,7 @@ impl Worker {
                 return 0;
             }
         };
-        let plane: DataPlane = data_plane(forward, routes, recent);
+        let plane: DataPlane = data_plane(forward, routes, recent, requests);
         // Tokio interrupts its driver (an eventfd write) whenever a timer is armed that
         // expires before the driver's next planned wake-up. Every request arms timeouts
         // far in the future; a tick every 500 ms keeps the planned wake-up nearer than

@@ -16,7 +16,7 @@ use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::forward::{ErrorCode, Forward};
 use crate::headers;
-use crate::live::{Explain, ExplainLayer, RecentExplanations};
+use crate::live::{Explain, ExplainLayer, RecentExplanations, RecentRequests};
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels, method_label};
 use crate::route::RouteTable;
 
@@ -29,6 +29,7 @@ pub(crate) fn data_plane(
     forward: Forward,
     routes: Arc<RouteTable>,
     recent: Arc<RecentExplanations>,
+    requests: Arc<RecentRequests>,
 ) -> DataPlane {
     let metrics = Arc::new(routes.metrics().clone());
     ServiceBuilder::new()
@@ -39,7 +40,7 @@ pub(crate) fn data_plane(
         .layer(RescueLayer)
         // Pairs the request's features with the model's outputs and attaches the why;
         // it never fails a request the model answered.
-        .layer(ExplainLayer { recent })
+        .layer(ExplainLayer { recent, requests })
         .service(forward)
 }
 

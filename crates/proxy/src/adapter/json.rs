@@ -88,7 +88,7 @@ pub(crate) fn pointer_is_valid(pointer: &str) -> bool {
 }
 
 /// RFC 6901 §4: `~1` is `/`, `~0` is `~`, and any other `~` makes the pointer invalid.
-fn unescape_token(token: &str) -> Result<Cow<'_, str>, ()> {
+pub(super) fn unescape_token(token: &str) -> Result<Cow<'_, str>, ()> {
     if !token.contains('~') {
         return Ok(Cow::Borrowed(token));
     }

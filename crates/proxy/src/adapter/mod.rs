@@ -28,11 +28,13 @@ mod pointer;
 mod rows;
 mod splice;
 mod v2;
+mod writer;
 
 use std::fmt;
 
 pub(crate) use sidelight_explain::Value;
 pub(crate) use splice::attach_field;
+pub(crate) use writer::{WriteError, write_request};
 
 /// The API shape of a route's model.
 #[derive(Debug, Clone, PartialEq, Eq)]

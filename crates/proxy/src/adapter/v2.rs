@@ -441,6 +441,23 @@ mod tests {
         assert_eq!(resp(no_proba, 1).unwrap().rows, [vec![1.0]]);
     }
 
+    /// MLServer 1.7.1 with mlserver-sklearn, as it answers a [2, 7] FP64 request: flat
+    /// `data`, `parameters` on every tensor, `predict` as INT64 [batch, 1] and, when the
+    /// request asks for it, `predict_proba` as FP64 [batch, classes].
+    #[test]
+    fn mlserver_sklearn_responses() {
+        let both = r#"{"model_name":"credit","model_version":"v1","id":"c31d0fc1","parameters":{},"outputs":[{"name":"predict","shape":[2,1],"datatype":"INT64","parameters":{"content_type":"np"},"data":[0,1]},{"name":"predict_proba","shape":[2,2],"datatype":"FP64","parameters":{"content_type":"np"},"data":[0.8893803574844487,0.11061964251555131,0.2979470218977752,0.7020529781022248]}]}"#;
+        assert_eq!(
+            resp(both, 2).unwrap().rows,
+            [
+                vec![0.8893803574844487, 0.11061964251555131],
+                vec![0.2979470218977752, 0.7020529781022248]
+            ]
+        );
+        let labels = r#"{"model_name":"credit","model_version":"v1","id":"x","parameters":{},"outputs":[{"name":"predict","shape":[2,1],"datatype":"INT64","parameters":{"content_type":"np"},"data":[0,1]}]}"#;
+        assert_eq!(resp(labels, 2).unwrap().rows, [vec![0.0], vec![1.0]]);
+    }
+
     #[test]
     fn response_errors() {
         assert_eq!(

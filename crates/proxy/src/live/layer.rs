@@ -2,6 +2,12 @@
 //! the model's outputs, feeds the training window, and attaches explanations the way the
 //! route (or the request) asks. Whatever goes wrong here, the model's answer goes back
 //! unchanged, with `x-sidelight-status` saying why it carries no explanation.
+//!
+//! A request marked `x-sidelight-probe` (the probe check's own calls carry it, and a
+//! client may set it too) is explained but never trained on and never kept for a later
+//! probe. The mark only keeps a request out of the surrogate's training: it is not a way
+//! to hide traffic, and later stages (the audit log) must record such requests like any
+//! other. It is Sidelight's header and is removed before the request goes upstream.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +19,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use hyper::body::Incoming;
 use tower::{Layer, Service};
 
-use super::{RecentExplanations, RouteLive};
+use super::store::{StoredExplanation, StoredRequest};
+use super::{RecentExplanations, RecentRequests, RouteLive};
 use crate::adapter;
 use crate::body::{ProxyBody, full};
 use crate::config::{AttachMode, Audience};
@@ -22,12 +29,15 @@ use crate::headers::REQUEST_ID;
 use crate::inspect::{self, Inspection};
 use crate::live::model::RowExplanation;
 use crate::route::Route;
+use sidelight_explain::Value;
 
 static EXPLAIN: HeaderName = HeaderName::from_static("x-sidelight-explain");
 static AUDIENCE: HeaderName = HeaderName::from_static("x-sidelight-audience");
 static STATUS: HeaderName = HeaderName::from_static("x-sidelight-status");
 static EXPLANATION: HeaderName = HeaderName::from_static("x-sidelight-explanation");
 static EXPLANATION_ID: HeaderName = HeaderName::from_static("x-sidelight-explanation-id");
+/// Marks a request that must not be trained on: see the module docs.
+pub(crate) static PROBE: HeaderName = HeaderName::from_static("x-sidelight-probe");
 
 /// Where clients fetch explanations attached by reference.
 pub(crate) const EXPLANATIONS_PATH: &str = "/v1/explanations/";
@@ -35,6 +45,7 @@ pub(crate) const EXPLANATIONS_PATH: &str = "/v1/explanations/";
 #[derive(Clone)]
 pub(crate) struct ExplainLayer {
     pub(crate) recent: Arc<RecentExplanations>,
+    pub(crate) requests: Arc<RecentRequests>,
 }
 
 impl<S> Layer<S> for ExplainLayer {
@@ -44,6 +55,7 @@ impl<S> Layer<S> for ExplainLayer {
         Explain {
             inner,
             recent: self.recent.clone(),
+            requests: self.requests.clone(),
         }
     }
 }
@@ -52,6 +64,7 @@ impl<S> Layer<S> for ExplainLayer {
 pub(crate) struct Explain<S> {
     inner: S,
     recent: Arc<RecentExplanations>,
+    requests: Arc<RecentRequests>,
 }
 
 // === impl Explain ===
@@ -79,6 +92,8 @@ where
                 return Box::pin(async move { Ok(answer) });
             }
         }
+        // Removed on every route: the header is Sidelight's, never the model's.
+        let probe = request.headers_mut().remove(&PROBE).is_some();
         let live = request
             .extensions()
             .get::<Route>()
@@ -86,12 +101,21 @@ where
         let Some(live) = live else {
             return Box::pin(self.inner.call(request));
         };
-        let ask = Ask::from_request(request.headers_mut(), &live);
+        let mut ask = Ask::from_request(request.headers_mut(), &live);
+        ask.probe = probe;
+        if !probe {
+            ask.target = request
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str().to_owned())
+                .unwrap_or_default();
+        }
         let response = self.inner.call(request);
         let recent = self.recent.clone();
+        let requests = self.requests.clone();
         Box::pin(async move {
             let response = response.await?;
-            Ok(augment(&live, &recent, ask, response).await)
+            Ok(augment(&live, &recent, &requests, ask, response).await)
         })
     }
 }
@@ -101,6 +125,10 @@ struct Ask {
     attach: AttachMode,
     audience: Audience,
     request_id: String,
+    /// Marked `x-sidelight-probe`: explained, but not trained on nor kept.
+    probe: bool,
+    /// The path and query, kept with the rows for the probe check.
+    target: String,
 }
 
 impl Ask {
@@ -124,6 +152,8 @@ impl Ask {
             attach,
             audience,
             request_id,
+            probe: false,
+            target: String::new(),
         }
     }
 }
@@ -137,8 +167,9 @@ fn pass_through(mut response: Response<ProxyBody>, reason: &str) -> Response<Pro
 }
 
 async fn augment(
-    live: &RouteLive,
+    live: &Arc<RouteLive>,
     recent: &RecentExplanations,
+    requests: &RecentRequests,
     ask: Ask,
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
@@ -186,16 +217,22 @@ async fn augment(
     };
 
     let model = live.model.load_full();
+    // Rows in the surrogate's order, kept for the probe check once explained.
+    let mut ordered: Vec<Vec<Value>> = Vec::new();
     let explained: Option<Result<Vec<RowExplanation>, String>> = model.as_ref().map(|model| {
-        rows.rows
+        ordered = rows
+            .rows
+            .iter()
+            .map(|row| live.schema_order(&rows.names, model, row))
+            .collect();
+        ordered
             .iter()
             .zip(&outputs.rows)
             .enumerate()
             .map(|(i, (row, output))| {
-                let row = live.schema_order(&rows.names, model, row);
                 model.explain(
                     format!("{}:{i}", ask.request_id),
-                    &row,
+                    row,
                     output,
                     live.config.explain_class,
                     ask.audience,
@@ -204,7 +241,9 @@ async fn augment(
             })
             .collect()
     });
-    if live.observe(&rows.names, rows.rows, outputs.rows).is_err() {
+    // Probe calls (and requests marked like them) ask about made-up rows: training on
+    // them would teach the surrogate a distribution that is not the traffic's.
+    if !ask.probe && live.observe(&rows.names, rows.rows, outputs.rows).is_err() {
         tracing::debug!(route = %live.route, "outputs per row changed; batch not used for training");
     }
 
@@ -220,6 +259,25 @@ async fn augment(
         }
         Some(Ok(explanations)) => explanations,
     };
+    if let (false, false, Some(model)) = (ask.probe, ask.request_id.is_empty(), model.as_ref()) {
+        let stored = StoredRequest {
+            route: live.clone(),
+            target: ask.target.clone(),
+            names: model.names().to_vec(),
+            rows: ordered,
+            explanations: explanations
+                .iter()
+                .map(|e| StoredExplanation {
+                    surrogate_version: e.surrogate_version,
+                    output: e.output,
+                    logit: e.space == "logit",
+                    base_value: e.base_value,
+                    contributions: e.schema_contributions.clone(),
+                })
+                .collect(),
+        };
+        requests.insert(ask.request_id.clone(), Arc::new(stored));
+    }
     let version = explanations.first().map_or(0, |e| e.surrogate_version);
     let status = format!("explained; surrogate_version={version}");
     let mut attach = ask.attach;

@@ -4,6 +4,7 @@
 
 mod layer;
 mod model;
+mod probe;
 mod schema;
 mod store;
 mod trainer;
@@ -21,8 +22,9 @@ use crate::config::{ExplainConfig, ProtocolName};
 
 pub(crate) use layer::{Explain, ExplainLayer};
 pub(crate) use model::{LiveModel, VersionRecord};
+pub(crate) use probe::Prober;
 pub use schema::{SchemaInferError, infer_from_requests};
-pub(crate) use store::RecentExplanations;
+pub(crate) use store::{RecentExplanations, RecentRequests};
 
 /// One route's live-explanation state, shared by every worker thread and the trainer.
 pub(crate) struct RouteLive {
@@ -168,6 +170,21 @@ impl RouteLive {
         row: &[Value],
     ) -> Vec<Value> {
         reorder(row, &column_order(model.names(), names))
+    }
+
+    /// Up to `n` rows of the training window, spread evenly over it (oldest first), in
+    /// the order of `names`: the probe check's background.
+    pub(crate) fn background(&self, names: &[String], n: usize) -> Vec<Vec<Value>> {
+        let Ok(window) = self.window.lock() else {
+            return Vec::new();
+        };
+        let order = column_order(names, &window.names);
+        let len = window.rows.len();
+        let take = n.min(len);
+        (0..take)
+            .filter_map(|k| window.rows.get(k * len / take))
+            .map(|(row, _)| reorder(row, &order))
+            .collect()
     }
 
     pub(crate) fn stop(&self) {

@@ -50,6 +50,10 @@ pub(crate) struct RowExplanation {
     pub(crate) space: &'static str,
     pub(crate) attributions: Vec<Contribution>,
     pub(crate) text: Option<String>,
+    /// Every feature's contribution in schema order, whatever the audience saw; kept for
+    /// the probe check, never sent.
+    #[serde(skip)]
+    pub(crate) schema_contributions: Vec<f64>,
 }
 
 /// How far this explanation can be trusted.
@@ -162,6 +166,7 @@ impl LiveModel {
             },
             attributions,
             text,
+            schema_contributions: attribution.values,
         })
     }
 }

@@ -1,37 +1,78 @@
-//! Recent explanations, kept so that a client in `reference` mode can fetch them with
-//! `GET /v1/explanations/{id}`. Bounded: the oldest are forgotten first. (The audit log
-//! will keep every explanation durably; this is only the short-term cache in front of it.)
+//! Short-term stores keyed by request id, bounded: the oldest entries are forgotten
+//! first. (The audit log will keep every explanation durably; these are only caches in
+//! front of it.)
+//!
+//! - [`RecentExplanations`]: the explanation JSON of requests in `reference` mode, for
+//!   `GET /v1/explanations/{id}`;
+//! - [`RecentRequests`]: the rows and surrogate attributions of every explained request,
+//!   so that the probe check can ask the real model about them later. It holds payload
+//!   values in memory only, as the training window does; nothing here is ever logged.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use sidelight_explain::Value;
+
+use super::RouteLive;
 
 /// The id → explanation JSON cache.
-pub(crate) struct RecentExplanations {
-    inner: Mutex<Inner>,
+pub(crate) type RecentExplanations = Recent<Bytes>;
+
+/// The id → explained request cache of the probe check.
+pub(crate) type RecentRequests = Recent<Arc<StoredRequest>>;
+
+/// An explained request, as the probe check needs it.
+pub(crate) struct StoredRequest {
+    pub(crate) route: Arc<RouteLive>,
+    /// The path and query the client sent, which the probe sends its rows to.
+    pub(crate) target: String,
+    /// The surrogate's feature names; every row is in this order.
+    pub(crate) names: Vec<String>,
+    pub(crate) rows: Vec<Vec<Value>>,
+    /// One per row.
+    pub(crate) explanations: Vec<StoredExplanation>,
+}
+
+/// The surrogate's attribution of one row, as it was attached.
+pub(crate) struct StoredExplanation {
+    pub(crate) surrogate_version: u64,
+    /// The output explained (the class, for class probabilities).
+    pub(crate) output: usize,
+    /// Whether the attributions add up in logit space (probability outputs).
+    pub(crate) logit: bool,
+    pub(crate) base_value: f64,
+    /// Per feature, in [`StoredRequest::names`] order.
+    pub(crate) contributions: Vec<f64>,
+}
+
+/// A bounded id → `T` map that forgets the oldest insertions first.
+pub(crate) struct Recent<T> {
+    inner: Mutex<Inner<T>>,
     capacity: usize,
 }
 
-#[derive(Default)]
-struct Inner {
-    by_id: HashMap<String, Bytes>,
+struct Inner<T> {
+    by_id: HashMap<String, T>,
     order: VecDeque<String>,
 }
 
-impl RecentExplanations {
+impl<T: Clone> Recent<T> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                by_id: HashMap::new(),
+                order: VecDeque::new(),
+            }),
             capacity: capacity.max(1),
         }
     }
 
-    pub(crate) fn insert(&self, id: String, json: Bytes) {
+    pub(crate) fn insert(&self, id: String, value: T) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if inner.by_id.insert(id.clone(), json).is_none() {
+        if inner.by_id.insert(id.clone(), value).is_none() {
             inner.order.push_back(id);
         }
         while inner.order.len() > self.capacity {
@@ -41,7 +82,7 @@ impl RecentExplanations {
         }
     }
 
-    pub(crate) fn get(&self, id: &str) -> Option<Bytes> {
+    pub(crate) fn get(&self, id: &str) -> Option<T> {
         self.inner.lock().ok()?.by_id.get(id).cloned()
     }
 }

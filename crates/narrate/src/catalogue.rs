@@ -1,0 +1,113 @@
+//! The messages the narrator formats, and the variables it offers each of them.
+//!
+//! This table is the contract between the Rust code and the `.ftl` files: a business's
+//! file may override any of these messages, and may use only the variables listed for
+//! it. Anything else in a file is a typo until proven otherwise, and is reported with
+//! its file and line.
+
+/// Message id -> the variables offered to it.
+pub(crate) const MESSAGES: &[(&str, &[&str])] = &[
+    ("value-yes", &[]),
+    ("value-no", &[]),
+    ("value-missing", &[]),
+    ("value-quoted", &["text"]),
+    ("value-money", &["number", "currency"]),
+    ("value-percent", &["number"]),
+    ("value-unit", &["number", "unit"]),
+    ("unit-days", &["count"]),
+    ("unit-months", &["count"]),
+    ("unit-years", &["count"]),
+    ("list-and", &[]),
+    ("feature-default-your", &["feature"]),
+    ("feature-default-more", &[]),
+    ("feature-default-less", &[]),
+    ("feature-default-step-more", &["feature"]),
+    ("feature-default-step-less", &["feature"]),
+    ("customer-decision", DECISION_VARIABLES),
+    ("customer-reasons", &["count", "reasons"]),
+    ("customer-reason", REASON_VARIABLES),
+    ("customer-other-factors", &["effect"]),
+    ("customer-no-reasons", &[]),
+    ("customer-caveat", &[]),
+    ("customer-next-step", &["count", "changes"]),
+    ("customer-step-change", &["kind", "phrase", "feature", "value"]),
+    ("dev-decision", DECISION_VARIABLES),
+    (
+        "dev-prediction",
+        &["prediction", "surrogate", "local_error", "r2", "version"],
+    ),
+    ("dev-base", &["base", "space"]),
+    ("dev-pushed-up", &["count", "items"]),
+    ("dev-pushed-down", &["count", "items"]),
+    ("dev-no-effect", &["count", "items"]),
+    (
+        "dev-attribution",
+        &["feature", "name", "value", "contribution", "visibility"],
+    ),
+    ("dev-next-step", &["changes", "reaches"]),
+    ("dev-step-change", &["feature", "name", "from", "to"]),
+    ("dev-fidelity", &["level"]),
+    ("audit-record", &["id"]),
+    ("audit-consent", &["consent"]),
+    ("audit-storage", &["facts"]),
+    ("audit-none", &[]),
+];
+
+/// Variables offered to a decision sentence (`customer-decision`, a route's override).
+pub(crate) const DECISION_VARIABLES: &[&str] = &["favourable", "has_outcome", "outcome"];
+
+/// Variables offered to one customer reason (`customer-reason`, a feature's override).
+pub(crate) const REASON_VARIABLES: &[&str] =
+    &["your", "feature", "comparison", "more", "less", "effect"];
+
+/// Messages describing one feature are named `feature-<name>`; their value is the
+/// feature's name in that language and these attributes (all optional, no variables)
+/// give the words around it.
+pub(crate) const FEATURE_PREFIX: &str = "feature-";
+pub(crate) const FEATURE_ATTRIBUTES: &[&str] = &["your", "more", "less", "step-more", "step-less"];
+
+/// A business's own messages, for route and feature overrides, are named `custom-…`;
+/// their variables are checked where a route uses them.
+pub(crate) const CUSTOM_PREFIX: &str = "custom-";
+
+/// What a message id in a `.ftl` file may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A message of the table above, with the variables offered to it.
+    Known(&'static [&'static str]),
+    /// `feature-<name>`.
+    Feature,
+    /// `custom-…`.
+    Custom,
+}
+
+pub(crate) fn kind(id: &str) -> Option<Kind> {
+    if let Some((_, vars)) = MESSAGES.iter().find(|(m, _)| *m == id) {
+        return Some(Kind::Known(vars));
+    }
+    if id.starts_with("feature-default-") {
+        return None;
+    }
+    if id.len() > FEATURE_PREFIX.len() && id.starts_with(FEATURE_PREFIX) {
+        return Some(Kind::Feature);
+    }
+    if id.len() > CUSTOM_PREFIX.len() && id.starts_with(CUSTOM_PREFIX) {
+        return Some(Kind::Custom);
+    }
+    None
+}
+
+/// The Fluent id of the message describing feature `name`: `feature-` followed by the
+/// name, with every character that a Fluent identifier cannot hold replaced by `_`.
+pub fn feature_message_id(name: &str) -> String {
+    let mut id = String::with_capacity(FEATURE_PREFIX.len() + name.len());
+    id.push_str(FEATURE_PREFIX);
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            id.push(c);
+        } else {
+            id.push('_');
+        }
+    }
+    id
+}
