@@ -233,7 +233,6 @@ async fn probe_of_a_kserve_request_finds_the_true_attributions_without_training_
     let output = cli(&proxy, &["--probe", "probe-me"]).await;
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    eprintln!("TABLE\n{text}");
     assert!(
         text.starts_with("Probe check of request probe-me (row 0, route m): "),
         "{text}"

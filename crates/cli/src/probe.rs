@@ -3,7 +3,7 @@
 //! API, `POST /api/v1/probe/{id}`), and prints how far the two agree.
 //!
 //! Exit status: 0 when a report was produced (whatever its verdict), 1 when there is none
-//! (unknown id, proxy unreachable, the model failed a call), 64 for bad arguments.
+//! (unknown id, proxy unreachable, the model failed a call).
 
 use std::process::ExitCode;
 use std::time::Duration;

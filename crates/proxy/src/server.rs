@@ -23,8 +23,12 @@ use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::stack::{DataPlane, data_plane};
 
-/// How many requests' explanations are kept for `GET /v1/explanations/{id}`.
+/// How many requests' explanations are kept for `GET /v1/explanations/{id}`, and how
+/// many explained requests for the probe check.
 const RECENT_EXPLANATIONS: usize = 10_000;
+/// The most feature values (rows × features) kept for the probe check in all: tens of
+/// MiB at most, whatever the batch sizes.
+const RECENT_REQUEST_CELLS: usize = 1_000_000;
 use tokio::sync::watch;
 
 /// Why Sidelight could not start.
@@ -95,7 +99,10 @@ impl Sidelight {
         // explanations, and reaches the upstream with a client of its own, off the data
         // plane, so that its calls are never counted as traffic.
         let probe = Arc::new(Prober::new(
-            Arc::new(RecentRequests::new(RECENT_EXPLANATIONS)),
+            Arc::new(RecentRequests::with_max_weight(
+                RECENT_EXPLANATIONS,
+                RECENT_REQUEST_CELLS,
+            )),
             crate::forward::upstream_client(&config),
             upstream.clone(),
             config.upstream.request_timeout,

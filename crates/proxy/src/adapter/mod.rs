@@ -1,5 +1,6 @@
 //! Protocol adapters: read feature rows out of a model request, predictions out of its
-//! response, and add a field to a JSON response without touching the model's bytes.
+//! response, and add a field to a JSON response without touching the model's bytes; and,
+//! for the probe check, write rows back into a request ([`write_request`]).
 //!
 //! Pure functions over byte slices — no I/O, no async — so that every protocol can be
 //! tested without a socket, and so that a failure here can only ever mean "this request

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use sidelight_explain::Value;
 use tower::{Layer, Service};
 
 use super::store::{StoredExplanation, StoredRequest};
@@ -29,7 +30,6 @@ use crate::headers::REQUEST_ID;
 use crate::inspect::{self, Inspection};
 use crate::live::model::RowExplanation;
 use crate::route::Route;
-use sidelight_explain::Value;
 
 static EXPLAIN: HeaderName = HeaderName::from_static("x-sidelight-explain");
 static AUDIENCE: HeaderName = HeaderName::from_static("x-sidelight-audience");
@@ -259,7 +259,8 @@ async fn augment(
         }
         Some(Ok(explanations)) => explanations,
     };
-    if let (false, false, Some(model)) = (ask.probe, ask.request_id.is_empty(), model.as_ref()) {
+    let keep = !ask.probe && !ask.request_id.is_empty();
+    if let Some(model) = model.as_ref().filter(|_| keep) {
         let stored = StoredRequest {
             route: live.clone(),
             target: ask.target.clone(),
@@ -276,7 +277,8 @@ async fn augment(
                 })
                 .collect(),
         };
-        requests.insert(ask.request_id.clone(), Arc::new(stored));
+        let cells = stored.rows.len() * stored.names.len();
+        requests.insert_weighted(ask.request_id.clone(), Arc::new(stored), cells);
     }
     let version = explanations.first().map_or(0, |e| e.surrogate_version);
     let status = format!("explained; surrogate_version={version}");

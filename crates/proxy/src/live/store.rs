@@ -46,44 +46,71 @@ pub(crate) struct StoredExplanation {
     pub(crate) contributions: Vec<f64>,
 }
 
-/// A bounded id → `T` map that forgets the oldest insertions first.
+/// A bounded id → `T` map that forgets the oldest insertions first: at most `capacity`
+/// entries, and at most `max_weight` in all (each entry weighs what its inserter says,
+/// so that a few huge batches cannot hold much more memory than many small ones).
 pub(crate) struct Recent<T> {
     inner: Mutex<Inner<T>>,
     capacity: usize,
+    max_weight: usize,
 }
 
 struct Inner<T> {
-    by_id: HashMap<String, T>,
+    by_id: HashMap<String, (T, usize)>,
     order: VecDeque<String>,
+    weight: usize,
 }
 
 impl<T: Clone> Recent<T> {
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::with_max_weight(capacity, usize::MAX)
+    }
+
+    pub(crate) fn with_max_weight(capacity: usize, max_weight: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 by_id: HashMap::new(),
                 order: VecDeque::new(),
+                weight: 0,
             }),
             capacity: capacity.max(1),
+            max_weight,
         }
     }
 
     pub(crate) fn insert(&self, id: String, value: T) {
+        self.insert_weighted(id, value, 0);
+    }
+
+    pub(crate) fn insert_weighted(&self, id: String, value: T, weight: usize) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if inner.by_id.insert(id.clone(), value).is_none() {
-            inner.order.push_back(id);
+        inner.weight = inner.weight.saturating_add(weight);
+        match inner.by_id.insert(id.clone(), (value, weight)) {
+            Some((_, old)) => inner.weight -= old,
+            None => inner.order.push_back(id),
         }
-        while inner.order.len() > self.capacity {
-            if let Some(oldest) = inner.order.pop_front() {
-                inner.by_id.remove(&oldest);
+        // The newest entry always stays, even if it alone is over the weight limit.
+        while inner.order.len() > self.capacity
+            || (inner.weight > self.max_weight && inner.order.len() > 1)
+        {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some((_, w)) = inner.by_id.remove(&oldest) {
+                inner.weight -= w;
             }
         }
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<T> {
-        self.inner.lock().ok()?.by_id.get(id).cloned()
+        self.inner
+            .lock()
+            .ok()?
+            .by_id
+            .get(id)
+            .map(|(v, _)| v.clone())
     }
 }
 
@@ -100,5 +127,25 @@ mod tests {
         assert_eq!(store.get("a"), None);
         assert_eq!(store.get("b").as_deref(), Some(&b"2"[..]));
         assert_eq!(store.get("c").as_deref(), Some(&b"3"[..]));
+    }
+
+    #[test]
+    fn heavy_entries_push_out_old_ones() {
+        let store = Recent::with_max_weight(10, 5);
+        store.insert_weighted("a".into(), 1, 2);
+        store.insert_weighted("b".into(), 2, 2);
+        store.insert_weighted("c".into(), 3, 2);
+        assert_eq!(store.get("a"), None);
+        assert_eq!((store.get("b"), store.get("c")), (Some(2), Some(3)));
+        // Replacing an entry replaces its weight.
+        store.insert_weighted("c".into(), 4, 1);
+        store.insert_weighted("d".into(), 5, 2);
+        assert_eq!(
+            (store.get("b"), store.get("c"), store.get("d")),
+            (Some(2), Some(4), Some(5))
+        );
+        // One entry over the limit on its own is still kept: it is the newest.
+        store.insert_weighted("e".into(), 6, 100);
+        assert_eq!((store.get("d"), store.get("e")), (None, Some(6)));
     }
 }
