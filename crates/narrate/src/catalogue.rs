@@ -30,7 +30,10 @@ pub(crate) const MESSAGES: &[(&str, &[&str])] = &[
     ("customer-no-reasons", &[]),
     ("customer-caveat", &[]),
     ("customer-next-step", &["count", "changes"]),
-    ("customer-step-change", &["kind", "phrase", "feature", "value"]),
+    (
+        "customer-step-change",
+        &["kind", "phrase", "feature", "value"],
+    ),
     ("dev-decision", DECISION_VARIABLES),
     (
         "dev-prediction",

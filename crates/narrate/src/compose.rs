@@ -41,7 +41,8 @@ fn trust(input: &Input<'_>) -> Trust {
         || error > policy.withhold_local_error
     {
         Trust::Withhold
-    } else if error > policy.caveat_local_error || !(input.r2 >= policy.caveat_r2) {
+    } else if error > policy.caveat_local_error || input.r2.is_nan() || input.r2 < policy.caveat_r2
+    {
         Trust::Caveat
     } else {
         Trust::Good
@@ -341,7 +342,14 @@ impl Composer<'_, '_> {
                 }
                 let more = to > from;
                 args.set("kind", if more { "more" } else { "less" });
-                args.set("phrase", if more { words.step_more } else { words.step_less });
+                args.set(
+                    "phrase",
+                    if more {
+                        words.step_more
+                    } else {
+                        words.step_less
+                    },
+                );
                 args.set("value", self.number_text(feature, rounded, false));
             }
             (_, to @ (Value::Text(_) | Value::Bool(_))) => {
@@ -414,7 +422,10 @@ impl Composer<'_, '_> {
                 args.set("unit", self.message(id, Some(&count)));
                 self.message("value-unit", Some(&args))
             }
-            ValueFormat::Count => with_unit(self.style.format(x, 0, if precise { 4 } else { 0 }), &mut args),
+            ValueFormat::Count => with_unit(
+                self.style.format(x, 0, if precise { 4 } else { 0 }),
+                &mut args,
+            ),
             ValueFormat::Plain | ValueFormat::Category => {
                 with_unit(self.style.format(x, 0, max), &mut args)
             }
@@ -423,7 +434,11 @@ impl Composer<'_, '_> {
 
     // --- developers and auditors ---
 
-    fn developer(&self, trust: Trust, auditor: bool) -> (Option<String>, Option<String>, Option<&'static str>) {
+    fn developer(
+        &self,
+        trust: Trust,
+        auditor: bool,
+    ) -> (Option<String>, Option<String>, Option<&'static str>) {
         let input = self.input;
         let style = self.style;
         let mut lines = Vec::new();
@@ -450,7 +465,14 @@ impl Composer<'_, '_> {
 
         if trust != Trust::Good {
             let mut args = FluentArgs::new();
-            args.set("level", if trust == Trust::Withhold { "withhold" } else { "caveat" });
+            args.set(
+                "level",
+                if trust == Trust::Withhold {
+                    "withhold"
+                } else {
+                    "caveat"
+                },
+            );
             lines.push(self.message("dev-fidelity", Some(&args)));
         }
 
@@ -503,7 +525,11 @@ impl Composer<'_, '_> {
 
         if auditor {
             match input.audit {
-                Some(facts) if facts.record_id.is_some() || facts.consent.is_some() || !facts.storage.is_empty() => {
+                Some(facts)
+                    if facts.record_id.is_some()
+                        || facts.consent.is_some()
+                        || !facts.storage.is_empty() =>
+                {
                     if let Some(id) = &facts.record_id {
                         let mut args = FluentArgs::new();
                         args.set("id", id.clone());

@@ -115,7 +115,7 @@ pub use catalogue::feature_message_id;
 pub use compose::{MAX_REASONS, SMALL_SHARE};
 pub use error::{NarrateError, Result};
 pub use input::{
-    AuditFacts, Audience, Decision, DurationUnit, FeatureInfo, FidelityPolicy, Input, Narration,
+    Audience, AuditFacts, Decision, DurationUnit, FeatureInfo, FidelityPolicy, Input, Narration,
     NextStep, Space, StepChange, Typical, ValueFormat,
 };
 pub use locale::Locale;

@@ -15,11 +15,27 @@ use crate::source::{self, FtlSource};
 /// The built-in files: (locale, file, text).
 const BUILTIN: &[(&str, &str, &str)] = &[
     ("en", "common.ftl", include_str!("../locales/en/common.ftl")),
-    ("en", "customer.ftl", include_str!("../locales/en/customer.ftl")),
-    ("en", "developer.ftl", include_str!("../locales/en/developer.ftl")),
+    (
+        "en",
+        "customer.ftl",
+        include_str!("../locales/en/customer.ftl"),
+    ),
+    (
+        "en",
+        "developer.ftl",
+        include_str!("../locales/en/developer.ftl"),
+    ),
     ("de", "common.ftl", include_str!("../locales/de/common.ftl")),
-    ("de", "customer.ftl", include_str!("../locales/de/customer.ftl")),
-    ("de", "developer.ftl", include_str!("../locales/de/developer.ftl")),
+    (
+        "de",
+        "customer.ftl",
+        include_str!("../locales/de/customer.ftl"),
+    ),
+    (
+        "de",
+        "developer.ftl",
+        include_str!("../locales/de/developer.ftl"),
+    ),
 ];
 
 /// Where a message of one locale was last defined.
@@ -72,7 +88,9 @@ impl Narrator {
         };
         let sources = BUILTIN
             .iter()
-            .map(|(locale, file, text)| FtlSource::new(*locale, format!("builtin:{locale}/{file}"), *text))
+            .map(|(locale, file, text)| {
+                FtlSource::new(*locale, format!("builtin:{locale}/{file}"), *text)
+            })
             .collect();
         narrator.load(sources, false)?;
         Ok(narrator)
@@ -94,7 +112,10 @@ impl Narrator {
 
     /// The languages it writes, as tags (`en` first).
     pub fn locales(&self) -> Vec<String> {
-        self.languages.iter().map(|l| l.locale.to_string()).collect()
+        self.languages
+            .iter()
+            .map(|l| l.locale.to_string())
+            .collect()
     }
 
     /// The best language for an `Accept-Language` header; English when nothing matches.
@@ -122,12 +143,13 @@ impl Narrator {
         let mut references = Vec::new();
         for FtlSource { locale, name, text } in sources {
             let Some(parsed_locale) = Locale::parse(&locale) else {
-                return Err(NarrateError::BadLocale {
-                    file: name,
-                    locale,
-                });
+                return Err(NarrateError::BadLocale { file: name, locale });
             };
-            let index = match self.languages.iter().position(|l| l.locale == parsed_locale) {
+            let index = match self
+                .languages
+                .iter()
+                .position(|l| l.locale == parsed_locale)
+            {
                 Some(index) => index,
                 None => {
                     self.languages.push(Language::new(parsed_locale));
@@ -163,12 +185,20 @@ impl Narrator {
                 );
             }
             language.terms.extend(parsed.terms.iter().cloned());
-            references.extend(parsed.references.into_iter().map(|r| (index, name.clone(), r)));
+            references.extend(
+                parsed
+                    .references
+                    .into_iter()
+                    .map(|r| (index, name.clone(), r)),
+            );
             language.bundle.add_resource_overriding(parsed.resource);
         }
         for (index, files) in &new_languages {
             let language = &self.languages[*index];
-            if let Some((id, _)) = MESSAGES.iter().find(|(id, _)| !language.bundle.has_message(id)) {
+            if let Some((id, _)) = MESSAGES
+                .iter()
+                .find(|(id, _)| !language.bundle.has_message(id))
+            {
                 return Err(NarrateError::Incomplete {
                     locale: language.locale.to_string(),
                     id: (*id).to_owned(),
@@ -230,7 +260,12 @@ impl Narrator {
     }
 
     /// Formats the value of message `id` in language `lang` only.
-    pub(crate) fn own_message(&self, lang: usize, id: &str, args: Option<&FluentArgs<'_>>) -> Option<String> {
+    pub(crate) fn own_message(
+        &self,
+        lang: usize,
+        id: &str,
+        args: Option<&FluentArgs<'_>>,
+    ) -> Option<String> {
         let language = self.languages.get(lang)?;
         format_in(&language.bundle, id, None, args)
     }
@@ -251,7 +286,11 @@ pub(crate) fn format_in(
         None => message.value()?,
     };
     let mut errors = Vec::new();
-    Some(bundle.format_pattern(pattern, args, &mut errors).into_owned())
+    Some(
+        bundle
+            .format_pattern(pattern, args, &mut errors)
+            .into_owned(),
+    )
 }
 
 impl fmt::Debug for Narrator {
@@ -259,5 +298,33 @@ impl fmt::Debug for Narrator {
         f.debug_struct("Narrator")
             .field("locales", &self.locales())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_language_has_every_message() {
+        let narrator = Narrator::builtin().unwrap_or_else(|e| panic!("{e}"));
+        for language in &narrator.languages {
+            for (id, _) in MESSAGES {
+                assert!(
+                    language.bundle.has_message(id),
+                    "{} lacks {id}",
+                    language.locale
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_isolation_marks() {
+        let narrator = Narrator::builtin().unwrap_or_else(|e| panic!("{e}"));
+        let mut args = FluentArgs::new();
+        args.set("text", "x");
+        let quoted = narrator.message(1, "value-quoted", Some(&args));
+        assert_eq!(quoted, "„x“");
     }
 }

@@ -45,7 +45,8 @@ impl NumberStyle {
             frac.pop();
         }
         let mut out = String::with_capacity(fixed.len() + 4);
-        let negative = x < 0.0 && (int.bytes().any(|b| b != b'0') || frac.bytes().any(|b| b != b'0'));
+        let negative =
+            x < 0.0 && (int.bytes().any(|b| b != b'0') || frac.bytes().any(|b| b != b'0'));
         if negative {
             out.push('-');
         }
@@ -66,7 +67,8 @@ impl NumberStyle {
     /// `x` with a sign always (`+0.210`, `-0.910`), `decimals` decimals kept.
     pub(crate) fn signed(self, x: f64, decimals: usize) -> String {
         let body = self.format(x, decimals, decimals);
-        if body.starts_with('-') || x.is_nan() {
+        if body.starts_with('-') || x.is_nan() || body.bytes().all(|b| !(b'1'..=b'9').contains(&b))
+        {
             body
         } else {
             format!("+{body}")
@@ -82,7 +84,11 @@ pub(crate) fn round_towards(from: f64, to: f64, step: f64) -> f64 {
         return to;
     }
     let scaled = to / step;
-    let rounded = if to < from { scaled.floor() } else { scaled.ceil() };
+    let rounded = if to < from {
+        scaled.floor()
+    } else {
+        scaled.ceil()
+    };
     rounded * step
 }
 
@@ -109,13 +115,17 @@ mod tests {
         assert_eq!(en.format(0.8957, 0, 4), "0.8957");
         assert_eq!(en.format(-0.00001, 0, 3), "0");
         assert_eq!(en.signed(0.21, 3), "+0.210");
+        assert_eq!(en.signed(0.0, 3), "0.000");
         assert_eq!(de.signed(-0.91, 3), "-0,910");
         assert_eq!(en.format(f64::NAN, 0, 3), "NaN");
     }
 
     #[test]
     fn rounds_in_the_direction_of_the_change() {
-        assert_eq!(round_towards(2500.0, 1823.0, two_significant(1823.0)), 1800.0);
+        assert_eq!(
+            round_towards(2500.0, 1823.0, two_significant(1823.0)),
+            1800.0
+        );
         assert_eq!(round_towards(10.0, 14.2, 1.0), 15.0);
         assert_eq!(round_towards(36.0, 17.6, 1.0), 17.0);
         assert_eq!(two_significant(5.0), 1.0);

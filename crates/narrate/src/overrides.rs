@@ -108,7 +108,11 @@ impl Narrator {
             }
         };
         let decision = match &spec.decision {
-            Some(d) => Some(compile("inline-decision".to_owned(), d, DECISION_VARIABLES)?),
+            Some(d) => Some(compile(
+                "inline-decision".to_owned(),
+                d,
+                DECISION_VARIABLES,
+            )?),
             None => None,
         };
         let mut features = BTreeMap::new();
@@ -194,7 +198,10 @@ impl Narrator {
         match slot {
             Slot::Message(id) => self.own_message(lang, id, Some(args)),
             Slot::Inline(key) => {
-                let bundle = overrides.inline.get(lang).or_else(|| overrides.inline.first())?;
+                let bundle = overrides
+                    .inline
+                    .get(lang)
+                    .or_else(|| overrides.inline.first())?;
                 format_in(bundle, key, None, Some(args))
             }
         }
@@ -223,7 +230,10 @@ fn check_pattern(pattern: &str, origin: &Origin, offered: &[&str]) -> Result<()>
         Ok(resource) => resource,
         Err((resource, errors)) => {
             let (line, message) = errors.first().map_or((1, String::from("invalid")), |e| {
-                (source::line_of(resource.source(), e.pos.start), e.kind.to_string())
+                (
+                    source::line_of(resource.source(), e.pos.start),
+                    e.kind.to_string(),
+                )
             });
             return Err(NarrateError::Syntax {
                 file: origin.file.clone(),
@@ -253,7 +263,12 @@ fn check_pattern(pattern: &str, origin: &Origin, offered: &[&str]) -> Result<()>
     let variables: Vec<(String, usize)> = refs
         .variables
         .iter()
-        .map(|v| ((*v).to_owned(), at(source::find_after(source, 1, &format!("${v}")))))
+        .map(|v| {
+            (
+                (*v).to_owned(),
+                at(source::find_after(source, 1, &format!("${v}"))),
+            )
+        })
         .collect();
     source::check_variables(&origin.file, "(inline pattern)", &variables, offered)?;
     if let Some(target) = refs
@@ -267,7 +282,8 @@ fn check_pattern(pattern: &str, origin: &Origin, offered: &[&str]) -> Result<()>
             line: at(source::find_after(source, 1, &target)),
             id: "(inline pattern)".to_owned(),
             target,
-            locale: "any (a literal pattern cannot refer to messages; use a custom- message)".to_owned(),
+            locale: "any (a literal pattern cannot refer to messages; use a custom- message)"
+                .to_owned(),
         });
     }
     Ok(())

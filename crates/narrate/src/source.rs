@@ -19,7 +19,11 @@ pub struct FtlSource {
 
 impl FtlSource {
     /// A source from its three parts.
-    pub fn new(locale: impl Into<String>, name: impl Into<String>, text: impl Into<String>) -> Self {
+    pub fn new(
+        locale: impl Into<String>,
+        name: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
         Self {
             locale: locale.into(),
             name: name.into(),
@@ -147,7 +151,11 @@ pub(crate) fn parse(file: &str, text: String) -> Result<Parsed> {
                 messages.push(Defined {
                     id: id.to_owned(),
                     line,
-                    variables: if kind == Kind::Custom { variables } else { Vec::new() },
+                    variables: if kind == Kind::Custom {
+                        variables
+                    } else {
+                        Vec::new()
+                    },
                 });
             }
             ast::Entry::Term(term) => terms.push(term.id.name.to_owned()),
@@ -169,7 +177,10 @@ pub(crate) fn check_variables(
     variables: &[(String, usize)],
     offered: &[&str],
 ) -> Result<()> {
-    match variables.iter().find(|(v, _)| !offered.contains(&v.as_str())) {
+    match variables
+        .iter()
+        .find(|(v, _)| !offered.contains(&v.as_str()))
+    {
         None => Ok(()),
         Some((variable, line)) => Err(NarrateError::UnknownVariable {
             file: file.to_owned(),
@@ -211,17 +222,24 @@ fn walk_expression<'s>(expression: &ast::Expression<&'s str>, refs: &mut Refs<'s
 
 fn walk_inline<'s>(inline: &ast::InlineExpression<&'s str>, refs: &mut Refs<'s>) {
     match inline {
-        ast::InlineExpression::VariableReference { id } => push_unique(&mut refs.variables, id.name),
-        ast::InlineExpression::MessageReference { id, .. } => push_unique(&mut refs.messages, id.name),
+        ast::InlineExpression::VariableReference { id } => {
+            push_unique(&mut refs.variables, id.name)
+        }
+        ast::InlineExpression::MessageReference { id, .. } => {
+            push_unique(&mut refs.messages, id.name)
+        }
         ast::InlineExpression::TermReference { id, arguments, .. } => {
             push_unique(&mut refs.terms, id.name);
             if let Some(arguments) = arguments {
                 walk_arguments(arguments, refs);
             }
         }
-        ast::InlineExpression::FunctionReference { arguments, .. } => walk_arguments(arguments, refs),
+        ast::InlineExpression::FunctionReference { arguments, .. } => {
+            walk_arguments(arguments, refs)
+        }
         ast::InlineExpression::Placeable { expression } => walk_expression(expression, refs),
-        ast::InlineExpression::StringLiteral { .. } | ast::InlineExpression::NumberLiteral { .. } => {}
+        ast::InlineExpression::StringLiteral { .. }
+        | ast::InlineExpression::NumberLiteral { .. } => {}
     }
 }
 
@@ -242,7 +260,13 @@ fn push_unique<'s>(list: &mut Vec<&'s str>, item: &'s str) {
 
 /// The 1-based line of byte offset `pos`.
 pub(crate) fn line_of(source: &str, pos: usize) -> usize {
-    let end = pos.min(source.len());
+    // An error at the end of the text (an unclosed `{`) belongs to the last written line.
+    let written = source.trim_end().len();
+    let end = if pos >= written {
+        written.saturating_sub(1)
+    } else {
+        pos
+    };
     source
         .as_bytes()
         .iter()

@@ -36,9 +36,18 @@ pub fn credit_features() -> Vec<FeatureInfo> {
         f
     };
     vec![
-        feature("checking_account", Categorical, "checking account balance", None),
+        feature(
+            "checking_account",
+            Categorical,
+            "checking account balance",
+            None,
+        ),
         typical(
-            actionable(feature("duration_months", Numeric, "loan duration", Some("months")), 4.0, 72.0),
+            actionable(
+                feature("duration_months", Numeric, "loan duration", Some("months")),
+                4.0,
+                72.0,
+            ),
             12.0,
             18.0,
             24.0,
@@ -46,7 +55,11 @@ pub fn credit_features() -> Vec<FeatureInfo> {
         feature("credit_history", Categorical, "credit history", None),
         feature("purpose", Categorical, "purpose of the loan", None),
         typical(
-            actionable(feature("credit_amount", Numeric, "loan amount", Some("DM")), 250.0, 20000.0),
+            actionable(
+                feature("credit_amount", Numeric, "loan amount", Some("DM")),
+                250.0,
+                20000.0,
+            ),
             1366.0,
             2320.0,
             3972.0,
@@ -54,36 +67,94 @@ pub fn credit_features() -> Vec<FeatureInfo> {
         feature("savings", Categorical, "savings", None),
         feature("employed_since", Categorical, "time in current job", None),
         typical(
-            feature("installment_rate_pct_income", Numeric, "instalment as a share of income", Some("%")),
+            feature(
+                "installment_rate_pct_income",
+                Numeric,
+                "instalment as a share of income",
+                Some("%"),
+            ),
             2.0,
             3.0,
             4.0,
         ),
-        protected(feature("personal_status_sex", Categorical, "personal status and sex", None)),
-        feature("other_debtors", Categorical, "other debtors or guarantors", None),
+        protected(feature(
+            "personal_status_sex",
+            Categorical,
+            "personal status and sex",
+            None,
+        )),
+        feature(
+            "other_debtors",
+            Categorical,
+            "other debtors or guarantors",
+            None,
+        ),
         typical(
-            feature("residence_since_years", Numeric, "years at current address", Some("years")),
+            feature(
+                "residence_since_years",
+                Numeric,
+                "years at current address",
+                Some("years"),
+            ),
             2.0,
             3.0,
             4.0,
         ),
         feature("property", Categorical, "property", None),
-        protected(typical(feature("age_years", Numeric, "age", Some("years")), 27.0, 33.0, 42.0)),
-        feature("other_installment_plans", Categorical, "other instalment plans", None),
+        protected(typical(
+            feature("age_years", Numeric, "age", Some("years")),
+            27.0,
+            33.0,
+            42.0,
+        )),
+        feature(
+            "other_installment_plans",
+            Categorical,
+            "other instalment plans",
+            None,
+        ),
         feature("housing", Categorical, "housing", None),
-        typical(feature("existing_credits", Numeric, "existing credits at this bank", None), 1.0, 1.0, 2.0),
+        typical(
+            feature(
+                "existing_credits",
+                Numeric,
+                "existing credits at this bank",
+                None,
+            ),
+            1.0,
+            1.0,
+            2.0,
+        ),
         feature("job", Categorical, "job", None),
-        typical(feature("dependents", Numeric, "dependents", None), 1.0, 1.0, 1.0),
+        typical(
+            feature("dependents", Numeric, "dependents", None),
+            1.0,
+            1.0,
+            1.0,
+        ),
         feature("telephone", Categorical, "telephone", None),
-        protected(feature("foreign_worker", Categorical, "foreign worker", None)),
+        protected(feature(
+            "foreign_worker",
+            Categorical,
+            "foreign worker",
+            None,
+        )),
     ]
 }
 
 /// The built-in narrator plus the credit model's words in English and German.
 pub fn credit_narrator() -> Narrator {
     let sources = vec![
-        FtlSource::new("en", "credit/en.ftl", include_str!("../fixtures/credit/en.ftl")),
-        FtlSource::new("de", "credit/de.ftl", include_str!("../fixtures/credit/de.ftl")),
+        FtlSource::new(
+            "en",
+            "credit/en.ftl",
+            include_str!("../fixtures/credit/en.ftl"),
+        ),
+        FtlSource::new(
+            "de",
+            "credit/de.ftl",
+            include_str!("../fixtures/credit/de.ftl"),
+        ),
     ];
     Narrator::builtin()
         .and_then(|n| n.with_overrides(sources))

@@ -135,6 +135,9 @@ impl Ask {
     /// Reads and removes Sidelight's own request headers: they are for Sidelight, not
     /// for the model.
     fn from_request(headers: &mut HeaderMap, live: &RouteLive) -> Self {
+        // A compressed answer cannot be read for its outputs; every client accepts an
+        // uncompressed one, so the model is asked for that on explained routes.
+        headers.remove(header::ACCEPT_ENCODING);
         let attach = headers
             .remove(&EXPLAIN)
             .and_then(|v| v.to_str().ok().and_then(AttachMode::from_header))
@@ -217,6 +220,15 @@ async fn augment(
     };
 
     let model = live.model.load_full();
+    if let Some(model) = &model {
+        let width = model.surrogate.output().n_outputs();
+        // The same route can answer differently per request (MLServer returns labels
+        // unless asked for probabilities): a surrogate of probabilities cannot explain a
+        // label, so such answers pass through rather than get a misleading explanation.
+        if outputs.rows.iter().any(|o| o.len() != width) {
+            return pass_through(rebuild(parts, body), "output_shape_changed");
+        }
+    }
     // Rows in the surrogate's order, kept for the probe check once explained.
     let mut ordered: Vec<Vec<Value>> = Vec::new();
     let explained: Option<Result<Vec<RowExplanation>, String>> = model.as_ref().map(|model| {
