@@ -1,4 +1,4 @@
-//! A small seeded generator for row sampling and splits.
+//! A small seeded generator for row sampling, splits and coalition sampling.
 //!
 //! Written here rather than taken from `rand` so that a seed keeps producing the same
 //! surrogate across dependency upgrades: the stream is part of this crate's behaviour.
@@ -28,10 +28,24 @@ impl SplitMix64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// Uniform in `0..n` (`n > 0`), by Lemire's multiply-shift; the tiny bias for huge
-    /// `n` does not matter for shuffling rows.
+    /// Uniform in `0..n` (`n > 0`), by rejection so that it is exactly uniform: coalition
+    /// sampling in KernelSHAP must not favour any coalition.
     pub(crate) fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+        let n = n as u64;
+        let zone = u64::MAX - u64::MAX % n;
+        loop {
+            let r = self.next_u64();
+            if r < zone {
+                return (r % n) as usize;
+            }
+        }
+    }
+
+    /// Standard normal by Box–Muller.
+    pub(crate) fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.next_f64();
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
     /// Fisher–Yates shuffle.

@@ -52,7 +52,7 @@
 use std::collections::HashMap;
 
 use super::common::binomials;
-use super::rng::SplitMix64;
+use crate::rng::SplitMix64;
 use super::{ShapError, check_row};
 use crate::tree::{Attribution, Ensemble};
 

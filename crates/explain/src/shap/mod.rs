@@ -60,7 +60,6 @@ pub mod interventional;
 pub mod kernel;
 pub mod linear;
 pub mod path;
-pub(crate) mod rng;
 pub mod synth;
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Gaussian data with random splits, so that covers, thresholds and leaf populations
 //! look like those of a trained ensemble without training one.
 
-use super::rng::SplitMix64;
+use crate::rng::SplitMix64;
 use crate::tree::{Ensemble, LEAF, Tree};
 
 /// `n_trees` trees of depth `depth` (full, unless a node runs out of data) over
