@@ -125,7 +125,13 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
     };
     let explanation = &explained["explanations"][0];
     let text = explanation["text"].as_str().unwrap_or_default();
-    assert!(text.starts_with("The main reasons"), "{explanation}");
+    // The route's own decision sentence (examples/narration/en/credit.ftl), then reasons.
+    assert!(
+        text.starts_with("We cannot approve your loan application")
+            || text.starts_with("Your loan application has been approved."),
+        "{explanation}"
+    );
+    assert!(text.contains("The main reason"), "{explanation}");
     for protected in ["age", "sex", "foreign", "personal status"] {
         assert!(!text.contains(protected), "{text}");
     }
@@ -136,6 +142,25 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
         .map(|a| a["feature"].as_str().unwrap())
         .collect();
     assert!(!features.contains(&"age_years") && !features.contains(&"personal_status_sex"));
+
+    // Once the surrogate is in service the demo prints, once, what customers and
+    // developers read, in English and German.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines
+        .iter()
+        .any(|l| l.trim_start().starts_with("developer, de"))
+    {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no side-by-side texts: {lines:#?}"));
+        lines.push(line);
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("customer, de") && l.contains("Kreditantrag")),
+        "{lines:#?}"
+    );
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);

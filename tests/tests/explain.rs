@@ -158,14 +158,17 @@ async fn kserve_v1_warms_up_then_explains_every_row_without_touching_the_model_f
         sorted.sort_unstable();
         assert_eq!(sorted, ["a", "b", "c", "colour"]);
         // A surrogate of 48 training rows is coarse; it must still be in the right range.
-        assert!(explanation["fidelity"]["local_error"].as_f64().unwrap() < 1.5);
-        assert!(explanation["fidelity"]["r2"].as_f64().unwrap() >= 0.5);
         assert!(
-            explanation["text"]
-                .as_str()
-                .unwrap()
-                .starts_with("Pushed up by")
+            explanation["fidelity"]["local_error"].as_f64().unwrap() < 1.5,
+            "{explanation}"
         );
+        assert!(explanation["fidelity"]["r2"].as_f64().unwrap() >= 0.5);
+        // The developer text: the decision, then every attribution by direction.
+        let text = explanation["text"].as_str().unwrap();
+        assert!(text.starts_with("Decision: "), "{text}");
+        assert!(text.contains("Pushed the prediction"), "{text}");
+        assert_eq!(explanation["locale"], "en");
+        assert!(explanation["caveat"].is_boolean());
     }
 }
 

@@ -11,10 +11,10 @@ use sidelight_demo_model::data::applications;
 use sidelight_demo_model::server::PREDICT_PATH;
 use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
 use sidelight_proxy::config::{
-    AttachMode, Audience, ExplainConfig, FeatureConfig, FeatureKindConfig, LogConfig, OutputConfig,
-    ProtocolName, RouteConfig, SurrogateConfig,
+    AttachMode, Audience, DecisionConfig, ExplainConfig, FeatureConfig, FeatureKindConfig,
+    LogConfig, OutputConfig, ProtocolName, RouteConfig, SurrogateConfig, WordingConfig,
 };
-use sidelight_proxy::{Config, Sidelight};
+use sidelight_proxy::{Config, FtlSource, Sidelight, SurrogateStatus, post_json};
 use tokio::sync::watch;
 
 #[derive(clap::Args)]
@@ -137,6 +137,23 @@ fn credit_features() -> Vec<FeatureConfig> {
     ]
 }
 
+/// The credit model's words in English and German, the same files as
+/// examples/narration/: embedded, so that the demo needs no files.
+fn credit_wording() -> Vec<FtlSource> {
+    vec![
+        FtlSource::new(
+            "en",
+            "examples/narration/en/credit.ftl",
+            include_str!("../../../examples/narration/en/credit.ftl"),
+        ),
+        FtlSource::new(
+            "de",
+            "examples/narration/de/credit.ftl",
+            include_str!("../../../examples/narration/de/credit.ftl"),
+        ),
+    ]
+}
+
 pub(crate) fn run(args: DemoArgs) -> ExitCode {
     // The demo prints its own summary; only warnings and errors go to the log unless
     // RUST_LOG asks for more.
@@ -200,6 +217,16 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             output: OutputConfig::Probability,
             explain_class: None,
             features: credit_features(),
+            decision: DecisionConfig {
+                favourable: Some("approved".to_owned()),
+                unfavourable: Some("declined".to_owned()),
+                higher_is_favourable: true,
+                threshold: Some(0.5),
+            },
+            wording: WordingConfig {
+                decision: Some("custom-credit-decision".to_owned()),
+                features: Default::default(),
+            },
             surrogate: SurrogateConfig {
                 warm_up_rows: 200,
                 retrain_every_rows: 500,
@@ -207,7 +234,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             },
         }),
     });
-    let sidelight = Sidelight::bind(config)
+    let sidelight = Sidelight::bind_with_wording(config, credit_wording())
         .await
         .context("cannot start Sidelight (use --listen / --admin-listen to pick other ports)")?;
     let proxy_addr = sidelight.data_addr();
@@ -229,6 +256,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     });
 
     print_welcome(model_addr, proxy_addr, admin_addr, args.rate)?;
+    let samples = tokio::spawn(print_samples(
+        surrogates.clone(),
+        format!("http://{proxy_addr}{PREDICT_PATH}"),
+    ));
 
     let mut progress = tokio::time::interval(Duration::from_secs(15));
     progress.tick().await;
@@ -254,6 +285,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     println!("stopping…");
+    samples.abort();
     let _ = stop.send(true);
     if let Some(traffic) = traffic {
         traffic.await?.context("the traffic generator failed")?;
@@ -297,9 +329,99 @@ fn print_welcome(
     println!(
         "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -H 'x-sidelight-audience: developer' -d '{instance}'"
     );
+    println!(
+        "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -H 'accept-language: de' -d '{instance}'"
+    );
     println!("  curl -s http://{admin}/api/v1/surrogates");
     println!("  curl -s http://{admin}/readyz");
     println!("  curl -s http://{admin}/metrics | grep sidelight_requests_total");
     println!();
     Ok(())
+}
+
+/// Once the first surrogate is in service, asks the proxy itself about three applicants
+/// (two declined, one approved, when the first rows of the data set have them) and
+/// prints what a customer and a developer read, in English and in German.
+async fn print_samples(surrogates: SurrogateStatus, url: String) {
+    loop {
+        if surrogates.routes().iter().any(|r| r.version.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let Ok(applications) = applications() else {
+        return;
+    };
+    let mut declined = Vec::new();
+    let mut approved = Vec::new();
+    for application in applications.iter().take(60) {
+        let body = serde_json::json!({ "instances": [application.application] }).to_string();
+        let Some(explanation) = explain(&url, &body, "customer", "en").await else {
+            continue;
+        };
+        let favourable = explanation["prediction"].as_f64().is_some_and(|p| p >= 0.5);
+        // Declined applicants with a next step show the whole of a customer text.
+        let with_step = explanation["next_step"].is_string();
+        match (favourable, with_step) {
+            (true, _) if approved.is_empty() => approved.push(body),
+            (false, true) if declined.len() < 2 => declined.push(body),
+            _ => {}
+        }
+        if approved.len() == 1 && declined.len() == 2 {
+            break;
+        }
+    }
+    let chosen: Vec<String> = declined.into_iter().chain(approved).collect();
+    if chosen.is_empty() {
+        return;
+    }
+    println!();
+    println!("What customers and developers read (x-sidelight-audience, Accept-Language):");
+    for (n, body) in chosen.iter().enumerate() {
+        println!();
+        println!("── applicant {} ──", n + 1);
+        for audience in ["customer", "developer"] {
+            for language in ["en", "de"] {
+                let Some(explanation) = explain(&url, body, audience, language).await else {
+                    continue;
+                };
+                let label = format!("{audience}, {language}");
+                let text = explanation["text"].as_str().unwrap_or("(withheld)");
+                print_block(&label, text);
+                if let Some(step) = explanation["next_step"].as_str() {
+                    print_block("", step);
+                }
+            }
+        }
+    }
+    println!();
+}
+
+/// The first explanation of one call to the proxy, or `None` if there is none.
+async fn explain(
+    url: &str,
+    body: &str,
+    audience: &str,
+    language: &str,
+) -> Option<serde_json::Value> {
+    let headers = [
+        ("x-sidelight-audience", audience),
+        ("accept-language", language),
+    ];
+    let (status, answer) = post_json(url, &headers, body.to_owned(), Duration::from_secs(10))
+        .await
+        .ok()?;
+    if status != 200 {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_str(&answer).ok()?;
+    json.get("explanations")?.get(0).cloned()
+}
+
+/// Prints `text` in a column to the right of `label`.
+fn print_block(label: &str, text: &str) {
+    for (i, line) in text.lines().enumerate() {
+        let label = if i == 0 { label } else { "" };
+        println!("  {label:<14} │ {line}");
+    }
 }

@@ -91,7 +91,7 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, sidelight_proxy::Confi
 }
 
 fn check(file: &std::path::Path) -> ExitCode {
-    match load(Some(file)) {
+    match load(Some(file)).and_then(|config| config.check_wording().map(|()| config)) {
         Ok(config) => {
             println!(
                 "{}: ok (upstream {}, listen {}, admin {}, {} route(s))",

@@ -1,11 +1,12 @@
-//! A minimal HTTP client for the `sidelight` command's calls to a running proxy's admin
-//! API, so that the command needs no HTTP stack of its own.
+//! A minimal HTTP client for the `sidelight` command's calls to a running proxy (its
+//! admin API, and the demo's calls to its data port), so that the command needs no HTTP
+//! stack of its own.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -43,6 +44,28 @@ pub enum AdminClientError {
 
 /// Sends a bodiless `POST` to `url` and returns the status and the body as text.
 pub async fn admin_post(url: &str, timeout: Duration) -> Result<(u16, String), AdminClientError> {
+    post(url, &[], Bytes::new(), timeout).await
+}
+
+/// Sends `body` as JSON in a `POST` to `url` with extra `headers`, and returns the
+/// status and the body as text. The demo calls its own proxy with it.
+pub async fn post_json(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: String,
+    timeout: Duration,
+) -> Result<(u16, String), AdminClientError> {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    post(url, &all, Bytes::from(body), timeout).await
+}
+
+async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(u16, String), AdminClientError> {
     let uri: Uri = url
         .parse()
         .map_err(|e: http::uri::InvalidUri| AdminClientError::Url {
@@ -55,11 +78,13 @@ pub async fn admin_post(url: &str, timeout: Duration) -> Result<(u16, String), A
             reason: "write it as http://host:port/…".to_owned(),
         });
     }
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .body(Empty::new())
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = Request::builder().method(Method::POST).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(Full::new(body))
         .map_err(|e| AdminClientError::Url {
             url: url.to_owned(),
             reason: e.to_string(),

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 mod live;
 
 pub use live::{
-    AttachMode, Audience, ExplainConfig, FeatureConfig, FeatureKindConfig, OutputConfig,
-    ProtocolName, StateConfig, SurrogateConfig,
+    AttachMode, Audience, DecisionConfig, ExplainConfig, FeatureConfig, FeatureKindConfig,
+    NarrationConfig, OutputConfig, ProtocolName, StateConfig, SurrogateConfig, WordingConfig,
 };
 
 /// Everything `sidelight serve` needs to run.
@@ -34,9 +34,15 @@ pub struct Config {
     pub log: LogConfig,
     /// Where state that must survive a restart is kept.
     pub state: StateConfig,
+    /// The wording of explanations: a directory of `.ftl` files.
+    pub narration: NarrationConfig,
     /// Named parts of the model API. A request matches the route with the longest
     /// `path_prefix`; requests that match none are forwarded under the route `other`.
     pub routes: Vec<RouteConfig>,
+    /// The file this config was read from, if any: errors about values written in it
+    /// (a route's wording) name it. Not a key.
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// The data and admin listeners.
@@ -220,11 +226,18 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(EnvOverridesProvider(env));
-        let config: Config = figment
+        let mut config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.file = path.map(Path::to_path_buf);
         config.validate()?;
         Ok(config)
+    }
+
+    /// Loads the wording (`narration.dir` and every route's sentences) and checks it,
+    /// as start-up does; `sidelight config check` calls it. Reads files.
+    pub fn check_wording(&self) -> Result<(), ConfigError> {
+        crate::narration::prepare(self, Vec::new()).map(|_| ())
     }
 
     /// Parses a TOML document (no environment) and validates it.

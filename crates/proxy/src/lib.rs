@@ -24,12 +24,13 @@ mod headers;
 mod inspect;
 mod live;
 mod metrics;
+mod narration;
 mod route;
 mod server;
 mod stack;
 
 pub use body::ProxyBody;
-pub use client::{AdminClientError, admin_post};
+pub use client::{AdminClientError, admin_post, post_json};
 pub use config::{Config, ConfigError};
 pub use error::{BoxError, ProxyError, json_error};
 pub use forward::ClientAddr;
@@ -37,3 +38,5 @@ pub use inspect::Inspection;
 pub use live::{RouteSurrogate, SchemaInferError, SurrogateStatus, infer_from_requests};
 pub use route::Route;
 pub use server::{Drained, Sidelight, StartError};
+/// A `.ftl` text for [`Sidelight::bind_with_wording`].
+pub use sidelight_narrate::FtlSource;

@@ -48,14 +48,22 @@ impl RouteTable {
         configs: &[RouteConfig],
         metrics: Metrics,
         state_dir: &std::path::Path,
+        wording: &mut crate::narration::Wording,
     ) -> Result<Self, String> {
         let mut routes = Vec::with_capacity(configs.len());
         for c in configs {
             let mut route = Route::new(&c.name, Some(c.inspect_limit_bytes), &metrics);
             if let Some(explain) = &c.explain {
-                let live =
-                    RouteLive::new(&c.name, explain.clone(), state_dir, c.inspect_limit_bytes)
-                        .map_err(|e| format!("route `{}`: {e}", c.name))?;
+                let overrides = wording.routes.remove(&c.name).unwrap_or_default();
+                let live = RouteLive::new(
+                    &c.name,
+                    explain.clone(),
+                    state_dir,
+                    c.inspect_limit_bytes,
+                    wording.narrator.clone(),
+                    overrides,
+                )
+                .map_err(|e| format!("route `{}`: {e}", c.name))?;
                 route.live = Some(live);
             }
             routes.push((c.path_prefix.clone(), route));
@@ -113,6 +121,7 @@ mod tests {
             ],
             metrics,
             std::path::Path::new("unused"),
+            &mut crate::narration::prepare(&crate::Config::default(), Vec::new()).unwrap(),
         )
         .unwrap();
         assert_eq!(&*table.lookup("/v1/models/credit:predict").name, "credit");

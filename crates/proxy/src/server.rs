@@ -71,7 +71,17 @@ pub struct Sidelight {
 impl Sidelight {
     /// Validates `config` and binds both listeners.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
+        Self::bind_with_wording(config, Vec::new()).await
+    }
+
+    /// Like [`Sidelight::bind`], with `.ftl` sources the caller embeds (the demo's
+    /// wording), loaded before those of `narration.dir`.
+    pub async fn bind_with_wording(
+        config: Config,
+        wording: Vec<sidelight_narrate::FtlSource>,
+    ) -> Result<Self, StartError> {
         config.validate()?;
+        let mut wording = crate::narration::prepare(&config, wording)?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         if config.routes.iter().any(|r| r.explain.is_some()) {
@@ -81,12 +91,12 @@ impl Sidelight {
             })?;
         }
         let routes = Arc::new(
-            RouteTable::new(&config.routes, metrics, &config.state.dir).map_err(|message| {
-                ConfigError::Invalid {
+            RouteTable::new(&config.routes, metrics, &config.state.dir, &mut wording).map_err(
+                |message| ConfigError::Invalid {
                     key: "routes".to_owned(),
                     message,
-                }
-            })?,
+                },
+            )?,
         );
         let upstream = config
             .upstream

@@ -1,6 +1,7 @@
 //! Configuration of live explanations: per route, which protocol the model speaks, how
 //! explanations are attached, the feature schema, and the surrogate's lifecycle.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,6 +22,63 @@ impl Default for StateConfig {
             dir: PathBuf::from("sidelight-state"),
         }
     }
+}
+
+/// The wording of explanations that a business edits without recompiling.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NarrationConfig {
+    /// A directory of `<locale>/*.ftl` files (`en/credit.ftl`, `de/credit.ftl`), read at
+    /// start-up and laid over the built-in English and German wording. Absent: only the
+    /// built-in wording.
+    pub dir: Option<PathBuf>,
+}
+
+/// How a route's prediction becomes a decision, in the route's own words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionConfig {
+    /// The route's word for the favourable outcome ("approved").
+    #[serde(default)]
+    pub favourable: Option<String>,
+    /// The route's word for the unfavourable outcome ("declined").
+    #[serde(default)]
+    pub unfavourable: Option<String>,
+    /// Whether a higher model output is better for the person (a probability of good
+    /// credit: yes; a default risk: no).
+    #[serde(default = "yes")]
+    pub higher_is_favourable: bool,
+    /// The model output (for the explained class) at which the decision turns
+    /// favourable. Default: 0.5 for probabilities; for scores, the surrogate's expected
+    /// output (its base value).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+}
+
+impl Default for DecisionConfig {
+    fn default() -> Self {
+        Self {
+            favourable: None,
+            unfavourable: None,
+            higher_is_favourable: true,
+            threshold: None,
+        }
+    }
+}
+
+/// A route's own sentences for customers. Each value is either the id of a `custom-…`
+/// message in the narration files (one per language) or a literal Fluent pattern, used
+/// for every language.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WordingConfig {
+    /// Replaces the decision sentence; may use `$favourable` (yes | no),
+    /// `$has_outcome` (yes | no) and `$outcome`.
+    pub decision: Option<String>,
+    /// Feature name -> replaces that feature's reason sentence; may use `$your`,
+    /// `$feature`, `$comparison` (higher | lower | typical | none), `$more`, `$less` and
+    /// `$effect` (for | against).
+    pub features: BTreeMap<String, String>,
 }
 
 /// The wire format of a route's model API.
@@ -72,6 +130,8 @@ pub enum Audience {
     Customer,
     /// Whoever debugs the model: every attribution.
     Developer,
+    /// The developer view plus the consent and storage facts of the record.
+    Auditor,
 }
 
 impl Audience {
@@ -80,6 +140,7 @@ impl Audience {
         match value.trim().to_ascii_lowercase().as_str() {
             "customer" => Some(Self::Customer),
             "developer" => Some(Self::Developer),
+            "auditor" => Some(Self::Auditor),
             _ => None,
         }
     }
@@ -230,6 +291,12 @@ pub struct ExplainConfig {
     /// The features; inferred from traffic when empty.
     #[serde(default)]
     pub features: Vec<FeatureConfig>,
+    /// How the prediction becomes a decision, and its words.
+    #[serde(default)]
+    pub decision: DecisionConfig,
+    /// The route's own sentences.
+    #[serde(default)]
+    pub wording: WordingConfig,
     /// The surrogate's lifecycle.
     #[serde(default)]
     pub surrogate: SurrogateConfig,
@@ -324,6 +391,37 @@ impl ExplainConfig {
                 if min > max {
                     return Err((format!("{key}.features[{i}].min"), "is above max".into()));
                 }
+            }
+        }
+        if let Some(t) = self.decision.threshold {
+            let probability = self.output == OutputConfig::Probability;
+            if !t.is_finite() || (probability && !(0.0..=1.0).contains(&t)) {
+                return Err((
+                    at("decision.threshold"),
+                    "must be a finite number (between 0 and 1 for output = \"probability\")".into(),
+                ));
+            }
+        }
+        for name in self.wording.features.keys() {
+            if !names.contains(name.as_str()) {
+                let known = if self.features.is_empty() {
+                    "no features are configured; list them in [[routes.explain.features]] \
+                     to word them"
+                        .to_owned()
+                } else {
+                    format!(
+                        "the route's features are: {}",
+                        self.features
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                return Err((
+                    at(&format!("wording.features.{name}")),
+                    format!("`{name}` is not a feature of this route; {known}"),
+                ));
             }
         }
         Ok(())

@@ -21,7 +21,7 @@ use sidelight_explain::Value;
 use tower::{Layer, Service};
 
 use super::store::{StoredExplanation, StoredRequest};
-use super::{RecentExplanations, RecentRequests, RouteLive};
+use super::{Narrate, RecentExplanations, RecentRequests, RouteLive};
 use crate::adapter;
 use crate::body::{ProxyBody, full};
 use crate::config::{AttachMode, Audience};
@@ -124,6 +124,9 @@ where
 struct Ask {
     attach: AttachMode,
     audience: Audience,
+    /// The client's `Accept-Language`, which picks the narration's language. Left on
+    /// the request: the model may use it too.
+    accept_language: Option<String>,
     request_id: String,
     /// Marked `x-sidelight-probe`: explained, but not trained on nor kept.
     probe: bool,
@@ -146,6 +149,10 @@ impl Ask {
             .remove(&AUDIENCE)
             .and_then(|v| v.to_str().ok().and_then(Audience::from_header))
             .unwrap_or(live.config.audience);
+        let accept_language = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let request_id = headers
             .get(&REQUEST_ID)
             .and_then(|v| v.to_str().ok())
@@ -154,6 +161,7 @@ impl Ask {
         Self {
             attach,
             audience,
+            accept_language,
             request_id,
             probe: false,
             target: String::new(),
@@ -231,6 +239,14 @@ async fn augment(
     }
     // Rows in the surrogate's order, kept for the probe check once explained.
     let mut ordered: Vec<Vec<Value>> = Vec::new();
+    let locale = live.narrator.negotiate(ask.accept_language.as_deref());
+    let narrate = Narrate {
+        audience: ask.audience,
+        locale: &locale,
+        narrator: &live.narrator,
+        overrides: &live.overrides,
+        config: &live.config,
+    };
     let explained: Option<Result<Vec<RowExplanation>, String>> = model.as_ref().map(|model| {
         ordered = rows
             .rows
@@ -242,14 +258,7 @@ async fn augment(
             .zip(&outputs.rows)
             .enumerate()
             .map(|(i, (row, output))| {
-                model.explain(
-                    format!("{}:{i}", ask.request_id),
-                    row,
-                    output,
-                    live.config.explain_class,
-                    ask.audience,
-                    &live.config.features,
-                )
+                model.explain(format!("{}:{i}", ask.request_id), row, output, &narrate)
             })
             .collect()
     });

@@ -16,12 +16,13 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use arc_swap::ArcSwapOption;
 use sidelight_explain::{Surrogate, Value};
+use sidelight_narrate::{Narrator, RouteOverrides};
 
 use crate::adapter::Protocol;
 use crate::config::{ExplainConfig, ProtocolName};
 
 pub(crate) use layer::{Explain, ExplainLayer};
-pub(crate) use model::{LiveModel, VersionRecord};
+pub(crate) use model::{LiveModel, Narrate, VersionRecord};
 pub(crate) use probe::Prober;
 pub use schema::{SchemaInferError, infer_from_requests};
 pub(crate) use store::{RecentExplanations, RecentRequests};
@@ -44,6 +45,10 @@ pub(crate) struct RouteLive {
     /// How much of a response body may be read to find the outputs: the route's
     /// inspection limit.
     pub(crate) response_limit: u64,
+    /// The narrator, shared by every route.
+    pub(crate) narrator: Arc<Narrator>,
+    /// The route's own sentences, checked at start-up.
+    pub(crate) overrides: RouteOverrides,
 }
 
 /// The most recent rows and the model's outputs for them.
@@ -82,6 +87,8 @@ impl RouteLive {
         config: ExplainConfig,
         state_dir: &Path,
         response_limit: u64,
+        narrator: Arc<Narrator>,
+        overrides: RouteOverrides,
     ) -> Result<Arc<Self>, String> {
         let protocol = match config.protocol {
             ProtocolName::KserveV1 => Protocol::KServeV1,
@@ -107,6 +114,8 @@ impl RouteLive {
             next_version: AtomicU64::new(1),
             state_dir: state_dir.to_owned(),
             response_limit,
+            narrator,
+            overrides,
             config,
         });
         live.restore()?;
@@ -225,7 +234,9 @@ impl RouteLive {
                         + 1;
                     self.next_version.store(next, Ordering::Relaxed);
                     tracing::info!(route = %self.route, version = record.version, "surrogate restored");
-                    let model = LiveModel::new(surrogate, record)?;
+                    // The window is empty at start-up: no typical values until the
+                    // next training.
+                    let model = LiveModel::new(surrogate, record, &self.config, &[])?;
                     self.model.store(Some(Arc::new(model)));
                     if let Ok(mut h) = self.history.lock() {
                         *h = history;
@@ -243,7 +254,7 @@ impl RouteLive {
             let surrogate = load_surrogate(seed)?;
             let record = seeded_record(1, &format!("seeded from {}", seed.display()));
             self.next_version.store(2, Ordering::Relaxed);
-            let model = LiveModel::new(surrogate, record.clone())?;
+            let model = LiveModel::new(surrogate, record.clone(), &self.config, &[])?;
             self.model.store(Some(Arc::new(model)));
             if let Ok(mut h) = self.history.lock() {
                 h.push(record);

@@ -1,11 +1,18 @@
 //! A trained surrogate ready to explain rows: the surrogate, one fast TreeSHAP explainer
-//! per output, and the facts an explanation states about it (version, fidelity).
+//! per output, the facts an explanation states about it (version, fidelity), and what
+//! the narrator and the next-step search need about each feature (words, visibility,
+//! bounds, typical values), prepared once per surrogate rather than per request.
 
 use serde::{Deserialize, Serialize};
+use sidelight_explain::counterfactual::{Constraint, Query, Target, counterfactual};
 use sidelight_explain::shap::TreeExplainer;
-use sidelight_explain::{OutputKind, Surrogate, Value};
+use sidelight_explain::{FeatureKind, OutputKind, Surrogate, Value};
+use sidelight_narrate::{
+    AuditFacts, Decision, FeatureInfo, FidelityPolicy, Input, Locale, Narrator, NextStep,
+    RouteOverrides, Space, StepChange, Typical, ValueFormat,
+};
 
-use crate::config::{Audience, FeatureConfig};
+use crate::config::{Audience, DecisionConfig, ExplainConfig, FeatureConfig, FeatureKindConfig};
 
 /// Facts about one trained surrogate, kept with it on disk and in the version history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,8 +35,25 @@ pub(crate) struct LiveModel {
     pub(crate) record: VersionRecord,
     pub(crate) surrogate: Surrogate,
     explainers: Vec<TreeExplainer>,
-    /// For each schema feature, the position of its value in the incoming row names.
+    /// The schema's feature names, in order.
     names: Vec<String>,
+    /// What the narrator knows about each schema feature, in schema order.
+    features: Vec<FeatureInfo>,
+    /// The next-step search's constraint per encoded feature: only actionable features
+    /// a customer may see can move, within their configured bounds.
+    constraints: Vec<Constraint>,
+    /// The next-step search's cost of moving each feature by one unit: the training
+    /// window's standard deviation, so that one deviation costs as much as one category.
+    scales: Vec<f64>,
+}
+
+/// What a request asks of the narration, with the route's wording.
+pub(crate) struct Narrate<'a> {
+    pub(crate) audience: Audience,
+    pub(crate) locale: &'a Locale,
+    pub(crate) narrator: &'a Narrator,
+    pub(crate) overrides: &'a RouteOverrides,
+    pub(crate) config: &'a ExplainConfig,
 }
 
 /// One row's explanation, as attached to a response.
@@ -49,7 +73,18 @@ pub(crate) struct RowExplanation {
     /// `logit` for probabilities (attributions add up to the logit), else `output`.
     pub(crate) space: &'static str,
     pub(crate) attributions: Vec<Contribution>,
+    /// The narration for the audience; `null` when withheld (see `withheld_reason`).
     pub(crate) text: Option<String>,
+    /// What the customer could change (customers, unfavourable decisions only), or the
+    /// counterfactual for developers when one was searched.
+    pub(crate) next_step: Option<String>,
+    /// Whether the explanation is only approximate for this row (the text says so).
+    pub(crate) caveat: bool,
+    /// The language of `text` and `next_step`.
+    pub(crate) locale: String,
+    /// Why `text` is `null`: `low_fidelity` or `invalid_input`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) withheld_reason: Option<&'static str>,
     /// Every feature's contribution in schema order, whatever the audience saw; kept for
     /// the probe check, never sent.
     #[serde(skip)]
@@ -73,27 +108,67 @@ pub(crate) struct Contribution {
     pub(crate) contribution: f64,
 }
 
-/// Local error above which a customer is told the explanation is approximate.
-const CAVEAT_ERROR: f64 = 0.05;
-/// Local error above which a customer gets no explanation at all.
-const WITHHOLD_ERROR: f64 = 0.2;
+/// The next-step search is bounded so that it stays cheap on the request path: at most
+/// two features changed together, and a narrow beam.
+const MAX_CHANGES: usize = 2;
+const BEAM_WIDTH: usize = 4;
+
+/// The consent and storage facts an auditor reads. The audit log does not exist yet
+/// (issue 6 adds it and fills these in from the record); until then they say plainly
+/// that nothing is recorded or stored, rather than leave the auditor to guess.
+const CONSENT_NOT_RECORDED: &str = "not recorded yet (audit log not configured)";
+const NOTHING_STORED: &str =
+    "nothing about this request is written to disk (no audit log is configured)";
+const WINDOW_IN_MEMORY: &str = "its rows are held in memory only, to train the surrogate and for the probe check, until newer traffic replaces them";
 
 // === impl LiveModel ===
 
 impl LiveModel {
-    pub(crate) fn new(surrogate: Surrogate, record: VersionRecord) -> Result<Self, String> {
+    /// Prepares `surrogate` for the route `config`. `window` holds training rows in the
+    /// surrogate's schema order (empty for a restored or seeded surrogate): typical
+    /// values and search scales come from them.
+    pub(crate) fn new(
+        surrogate: Surrogate,
+        record: VersionRecord,
+        config: &ExplainConfig,
+        window: &[Vec<Value>],
+    ) -> Result<Self, String> {
         let explainers = surrogate
             .ensembles()
             .iter()
             .map(TreeExplainer::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("cannot prepare TreeSHAP: {e}"))?;
-        let names = surrogate.schema().names().map(str::to_owned).collect();
+        let names: Vec<String> = surrogate.schema().names().map(str::to_owned).collect();
+        let stats = column_stats(&surrogate, window);
+        let features: Vec<FeatureInfo> = surrogate
+            .schema()
+            .features()
+            .iter()
+            .zip(&stats)
+            .map(|(feature, stats)| {
+                let configured = config.features.iter().find(|f| f.name == feature.name);
+                feature_info(&feature.name, feature.kind, configured, stats.typical)
+            })
+            .collect();
+        let constraints = features
+            .iter()
+            .enumerate()
+            .map(|(i, info)| constraint(&surrogate, i, info))
+            .collect();
+        let scales = features
+            .iter()
+            .zip(&stats)
+            .map(|(info, stats)| scale(info, stats.std))
+            .collect();
         Ok(Self {
             record,
             surrogate,
             explainers,
             names,
+            features,
+            constraints,
+            scales,
         })
     }
 
@@ -112,13 +187,13 @@ impl LiveModel {
         id: String,
         row: &[Value],
         outputs: &[f64],
-        explain_class: Option<usize>,
-        audience: Audience,
-        features: &[FeatureConfig],
+        ask: &Narrate<'_>,
     ) -> Result<RowExplanation, String> {
         let kind = self.surrogate.output();
         let class = match kind {
-            OutputKind::MultiClass { .. } => explain_class
+            OutputKind::MultiClass { .. } => ask
+                .config
+                .explain_class
                 .filter(|&c| c < outputs.len())
                 .unwrap_or_else(|| sidelight_explain::fidelity::argmax(outputs)),
             _ => 0,
@@ -131,6 +206,71 @@ impl LiveModel {
         let attribution = explainer.explain(&x).map_err(|e| e.to_string())?;
         let prediction = outputs.get(class).copied().unwrap_or(f64::NAN);
         let surrogate_prediction = kind.to_output(attribution.prediction);
+        let local_error = (surrogate_prediction - prediction).abs();
+
+        let rule = &ask.config.decision;
+        let threshold = threshold(rule, kind, attribution.base_value);
+        let favourable = if rule.higher_is_favourable {
+            prediction >= threshold
+        } else {
+            prediction <= threshold
+        };
+        let decision = Decision {
+            favourable,
+            outcome: if favourable {
+                rule.favourable.clone()
+            } else {
+                rule.unfavourable.clone()
+            },
+            higher_is_favourable: rule.higher_is_favourable,
+        };
+        let policy = FidelityPolicy::default();
+        // The search runs only where its answer can be shown: a customer with an
+        // unfavourable decision on a row the surrogate fits well (the narrator drops
+        // the next step otherwise, so searching would be wasted work).
+        let trusted =
+            local_error <= policy.caveat_local_error && self.record.r2 >= policy.caveat_r2;
+        let next_step = (ask.audience == Audience::Customer && !favourable && trusted)
+            .then(|| {
+                let raw = kind.to_raw(threshold);
+                let target = if rule.higher_is_favourable {
+                    Target::AtLeast(raw)
+                } else {
+                    Target::AtMost(raw)
+                };
+                self.next_step(class, &x, row, target)
+            })
+            .flatten();
+        let audit = (ask.audience == Audience::Auditor).then(|| AuditFacts {
+            record_id: Some(id.clone()),
+            consent: Some(CONSENT_NOT_RECORDED.to_owned()),
+            storage: vec![NOTHING_STORED.to_owned(), WINDOW_IN_MEMORY.to_owned()],
+        });
+        let input = Input {
+            features: &self.features,
+            values: row,
+            contributions: &attribution.values,
+            space: if kind.is_probability() {
+                Space::Logit
+            } else {
+                Space::Output
+            },
+            base_value: attribution.base_value,
+            prediction,
+            surrogate_prediction,
+            local_error,
+            r2: self.record.r2,
+            surrogate_version: self.record.version,
+            decision: &decision,
+            next_step: next_step.as_ref(),
+            audit: audit.as_ref(),
+            overrides: ask.overrides,
+            fidelity: policy,
+        };
+        let narration = ask
+            .narrator
+            .narrate(&input, ask.audience.into(), ask.locale);
+
         let mut attributions: Vec<Contribution> = self
             .names
             .iter()
@@ -143,10 +283,8 @@ impl LiveModel {
             })
             .collect();
         attributions.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
-        let local_error = (surrogate_prediction - prediction).abs();
-        let text = describe(&attributions, audience, features, local_error);
-        if audience == Audience::Customer {
-            attributions = for_customer(attributions, features);
+        if ask.audience == Audience::Customer {
+            attributions = for_customer(attributions, &ask.config.features);
         }
         Ok(RowExplanation {
             id,
@@ -165,9 +303,234 @@ impl LiveModel {
                 "output"
             },
             attributions,
-            text,
+            text: narration.text,
+            next_step: narration.next_step,
+            caveat: narration.caveat,
+            locale: narration.locale.to_string(),
+            withheld_reason: narration.withheld_reason,
             schema_contributions: attribution.values,
         })
+    }
+
+    /// The smallest change of actionable, customer-visible features (within their
+    /// bounds) that moves the surrogate's output for `class` into `target`, decoded back
+    /// to the row's values; `None` when nothing may move or the search fails.
+    pub(crate) fn next_step(
+        &self,
+        class: usize,
+        x: &[f64],
+        row: &[Value],
+        target: Target,
+    ) -> Option<NextStep> {
+        if self.constraints.iter().all(|c| *c == Constraint::Fixed) {
+            return None;
+        }
+        let ensemble = self.surrogate.ensembles().get(class)?;
+        let query = Query {
+            target,
+            constraints: self.constraints.clone(),
+            scales: self.scales.clone(),
+            max_changes: MAX_CHANGES,
+            beam_width: BEAM_WIDTH,
+        };
+        let found = counterfactual(ensemble, x, &query).ok()?;
+        let mut changes = Vec::with_capacity(found.changes.len());
+        for change in &found.changes {
+            let info = self.features.get(change.feature)?;
+            let from = match info.kind {
+                FeatureKind::Numeric => Value::Number(change.from),
+                _ => row.get(change.feature)?.clone(),
+            };
+            changes.push(StepChange {
+                feature: change.feature,
+                from,
+                to: self.decode(change.feature, change.to)?,
+            });
+        }
+        Some(NextStep {
+            changes,
+            reaches_target: found.reached,
+        })
+    }
+
+    /// An encoded value back as the value a client would send.
+    fn decode(&self, feature: usize, code: f64) -> Option<Value> {
+        match self.features.get(feature)?.kind {
+            FeatureKind::Numeric => Some(Value::Number(code)),
+            FeatureKind::Boolean => Some(Value::Bool(code >= 0.5)),
+            FeatureKind::Categorical => {
+                let levels = self.surrogate.encoder().levels(feature)?;
+                let index = usize::try_from(code as i64).ok()?;
+                levels.levels().get(index).cloned().map(Value::Text)
+            }
+        }
+    }
+}
+
+impl From<Audience> for sidelight_narrate::Audience {
+    fn from(audience: Audience) -> Self {
+        match audience {
+            Audience::Customer => Self::Customer,
+            Audience::Developer => Self::Developer,
+            Audience::Auditor => Self::Auditor,
+        }
+    }
+}
+
+/// The output (for the explained class) at which the decision turns: configured, or
+/// 0.5 for probabilities, or the surrogate's expected output for scores.
+fn threshold(rule: &DecisionConfig, kind: &OutputKind, base_value: f64) -> f64 {
+    rule.threshold.unwrap_or_else(|| {
+        if kind.is_probability() {
+            0.5
+        } else {
+            kind.to_output(base_value)
+        }
+    })
+}
+
+/// Typical values and spread of one schema feature in the training window.
+#[derive(Debug, Clone, Copy, Default)]
+struct ColumnStats {
+    typical: Option<Typical>,
+    std: Option<f64>,
+}
+
+/// Per schema feature: quartiles and standard deviation of the numeric columns of
+/// `window` (encoded, so text that is a number counts); nothing for other kinds or an
+/// empty window. Rows that do not encode are left out.
+fn column_stats(surrogate: &Surrogate, window: &[Vec<Value>]) -> Vec<ColumnStats> {
+    let features = surrogate.schema().features();
+    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); features.len()];
+    for row in window {
+        let Ok(x) = surrogate.encode(row) else {
+            continue;
+        };
+        for ((column, feature), v) in columns.iter_mut().zip(features).zip(x) {
+            if feature.kind == FeatureKind::Numeric && v.is_finite() {
+                column.push(v);
+            }
+        }
+    }
+    columns
+        .into_iter()
+        .map(|mut column| {
+            if column.len() < 2 {
+                return ColumnStats::default();
+            }
+            column.sort_by(f64::total_cmp);
+            let n = column.len() as f64;
+            let mean = column.iter().sum::<f64>() / n;
+            let variance = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            let std = variance.sqrt();
+            ColumnStats {
+                typical: Some(Typical {
+                    p25: quantile(&column, 0.25),
+                    median: quantile(&column, 0.5),
+                    p75: quantile(&column, 0.75),
+                }),
+                std: (std.is_finite() && std > 0.0).then_some(std),
+            }
+        })
+        .collect()
+}
+
+/// The `q` quantile of sorted, non-empty `values`, interpolating between neighbours.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let last = sorted.len().saturating_sub(1);
+    let position = q * last as f64;
+    let below = position.floor() as usize;
+    let above = (below + 1).min(last);
+    let weight = position - below as f64;
+    let (Some(lo), Some(hi)) = (sorted.get(below), sorted.get(above)) else {
+        return f64::NAN;
+    };
+    lo + (hi - lo) * weight
+}
+
+/// The narrator's view of one schema feature. A feature the config does not list is
+/// never named to a customer: nothing says whether it is protected.
+fn feature_info(
+    name: &str,
+    kind: FeatureKind,
+    configured: Option<&FeatureConfig>,
+    typical: Option<Typical>,
+) -> FeatureInfo {
+    let mut info = FeatureInfo::new(name, kind);
+    let Some(c) = configured else {
+        info.customer_visible = false;
+        return info;
+    };
+    info.display_name = c.display_name.clone();
+    info.unit = c.unit.clone();
+    info.format = match c.kind {
+        FeatureKindConfig::Categorical => ValueFormat::Category,
+        FeatureKindConfig::Numeric | FeatureKindConfig::Boolean => {
+            ValueFormat::from_unit(c.unit.as_deref())
+        }
+    };
+    info.levels = c.levels.clone();
+    info.protected = c.protected;
+    info.customer_visible = c.customer_visible;
+    info.actionable = c.actionable;
+    info.min = c.min;
+    info.max = c.max;
+    info.typical = typical.filter(|_| kind == FeatureKind::Numeric);
+    info
+}
+
+/// What the next-step search may do with feature `index`.
+fn constraint(surrogate: &Surrogate, index: usize, info: &FeatureInfo) -> Constraint {
+    // Suggesting a change the customer could not be shown, or could not make, is
+    // pointless: such features stay as they are.
+    if !(info.actionable && info.shown_to_customer()) {
+        return Constraint::Fixed;
+    }
+    match info.kind {
+        FeatureKind::Numeric => match (info.min, info.max) {
+            (Some(min), Some(max)) if min.is_finite() && max.is_finite() && min <= max => {
+                Constraint::Numeric {
+                    min,
+                    max,
+                    step: None,
+                }
+            }
+            // Without both bounds there is no range the business has vouched for.
+            _ => Constraint::Fixed,
+        },
+        FeatureKind::Boolean => Constraint::Levels(vec![0.0, 1.0]),
+        FeatureKind::Categorical => {
+            let codes: Vec<f64> = surrogate
+                .encoder()
+                .levels(index)
+                .map(|levels| {
+                    levels
+                        .levels()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, level)| info.levels.is_empty() || info.levels.contains(level))
+                        .map(|(code, _)| code as f64)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if codes.is_empty() {
+                Constraint::Fixed
+            } else {
+                Constraint::Levels(codes)
+            }
+        }
+    }
+}
+
+/// The search's unit of change for one feature: the window's standard deviation, else a
+/// quarter of the configured range, else 1.
+fn scale(info: &FeatureInfo, std: Option<f64>) -> f64 {
+    if let Some(std) = std {
+        return std;
+    }
+    match (info.min, info.max) {
+        (Some(min), Some(max)) if max > min && (max - min).is_finite() => (max - min) / 4.0,
+        _ => 1.0,
     }
 }
 
@@ -202,66 +565,221 @@ fn for_customer(attributions: Vec<Contribution>, features: &[FeatureConfig]) -> 
     shown
 }
 
-/// A plain sentence naming the main reasons. The narration stage will replace this with
-/// localised, schema-aware wording; this keeps to its rules already: a customer never
-/// sees a protected or hidden feature, figures, or an explanation that cannot be trusted.
-fn describe(
-    attributions: &[Contribution],
-    audience: Audience,
-    features: &[FeatureConfig],
-    local_error: f64,
-) -> Option<String> {
-    let config = |name: &str| features.iter().find(|f| f.name == name);
-    match audience {
-        Audience::Developer => {
-            let list = |up: bool| {
-                attributions
-                    .iter()
-                    .filter(|a| (a.contribution > 0.0) == up && a.contribution != 0.0)
-                    .take(3)
-                    .map(|a| format!("{} ({:+.3})", a.feature, a.contribution))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+#[cfg(test)]
+mod tests {
+    use linfa::ParamGuard;
+    use sidelight_explain::{Feature, GbtParams, Schema};
+
+    use super::*;
+    use crate::config::{OutputConfig, ProtocolName};
+
+    fn sigmoid(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    /// A credit-like model: longer and larger loans, a negative balance and youth
+    /// (protected, not actionable) lower the probability of approval.
+    fn credit_model(duration: f64, amount: f64, age: f64, checking: &str) -> f64 {
+        let balance = match checking {
+            "negative" => -1.0,
+            "low" => 0.0,
+            _ => 1.0,
+        };
+        sigmoid(2.5 - 0.07 * duration - 0.00015 * amount + 0.03 * (age - 35.0) + balance)
+    }
+
+    fn rows() -> Vec<(Vec<Value>, f64)> {
+        (0..1500)
+            .map(|i| {
+                let duration = 4.0 + ((i * 37) % 69) as f64;
+                let amount = 250.0 + ((i * 7919) % 15000) as f64;
+                let age = 19.0 + ((i * 13) % 50) as f64;
+                let checking = ["negative", "low", "good"][(i * 7) % 3];
+                let p = credit_model(duration, amount, age, checking);
+                (
+                    vec![
+                        Value::Number(duration),
+                        Value::Number(amount),
+                        Value::Number(age),
+                        Value::Text(checking.to_owned()),
+                    ],
+                    p,
+                )
+            })
+            .collect()
+    }
+
+    fn config() -> ExplainConfig {
+        let feature = |name: &str, kind| FeatureConfig {
+            name: name.to_owned(),
+            kind,
+            display_name: None,
+            unit: None,
+            levels: Vec::new(),
+            pii: false,
+            protected: false,
+            customer_visible: true,
+            actionable: false,
+            min: None,
+            max: None,
+        };
+        let actionable = |mut f: FeatureConfig, min, max| {
+            f.actionable = true;
+            f.min = Some(min);
+            f.max = Some(max);
+            f
+        };
+        let mut age = feature("age", FeatureKindConfig::Numeric);
+        age.protected = true;
+        age.customer_visible = false;
+        // Actionable but protected: the search must never move it.
+        age.actionable = true;
+        age.min = Some(18.0);
+        age.max = Some(90.0);
+        ExplainConfig {
+            protocol: ProtocolName::KserveV1,
+            rows_pointer: None,
+            outputs_pointer: None,
+            attach: crate::config::AttachMode::Field,
+            audience: Audience::Customer,
+            output: OutputConfig::Probability,
+            explain_class: None,
+            features: vec![
+                actionable(feature("duration", FeatureKindConfig::Numeric), 6.0, 60.0),
+                actionable(
+                    feature("amount", FeatureKindConfig::Numeric),
+                    500.0,
+                    15000.0,
+                ),
+                age,
+                feature("checking", FeatureKindConfig::Categorical),
+            ],
+            decision: DecisionConfig::default(),
+            wording: Default::default(),
+            surrogate: Default::default(),
+        }
+    }
+
+    fn trained() -> LiveModel {
+        let data = rows();
+        let (rows, outputs): (Vec<Vec<Value>>, Vec<f64>) = data.into_iter().unzip();
+        let schema = Schema::new(vec![
+            Feature::new("duration", FeatureKind::Numeric),
+            Feature::new("amount", FeatureKind::Numeric),
+            Feature::new("age", FeatureKind::Numeric),
+            Feature::new("checking", FeatureKind::Categorical),
+        ])
+        .unwrap();
+        let params = GbtParams::default()
+            .n_trees(100)
+            .max_depth(6)
+            .learning_rate(0.1)
+            .seed(1)
+            .check()
+            .unwrap();
+        let surrogate = Surrogate::fit(
+            schema,
+            &rows,
+            &outputs,
+            OutputKind::BinaryProbability,
+            &params,
+        )
+        .unwrap();
+        let record = VersionRecord {
+            version: 1,
+            trained_at: 0,
+            rows: rows.len(),
+            r2: 0.95,
+            mae: 0.0,
+            agreement: None,
+            accepted: true,
+            reason: String::new(),
+        };
+        LiveModel::new(surrogate, record, &config(), &rows).unwrap()
+    }
+
+    #[test]
+    fn next_steps_reach_the_target_on_the_surrogate_within_bounds() {
+        let model = trained();
+        let typical = model.features[0].typical.unwrap();
+        assert!(typical.p25 < typical.median && typical.median < typical.p75);
+        assert!(model.features[3].typical.is_none());
+        assert_eq!(
+            model.constraints[2],
+            Constraint::Fixed,
+            "protected age moved"
+        );
+        assert_eq!(model.constraints[3], Constraint::Fixed, "not actionable");
+
+        let target = Target::AtLeast(0.0);
+        let mut searched = 0;
+        let mut reached = 0;
+        let started = std::time::Instant::now();
+        for (row, _) in rows().into_iter().take(600) {
+            let x = model.surrogate.encode(&row).unwrap();
+            if model.surrogate.predict_raw_encoded(&x)[0] >= 0.0 {
+                continue;
+            }
+            searched += 1;
+            let Some(step) = model.next_step(0, &x, &row, target) else {
+                continue;
             };
-            let (up, down) = (list(true), list(false));
-            Some(format!(
-                "Pushed up by: {}. Pushed down by: {}. Surrogate error here: {:.3}.",
-                if up.is_empty() { "nothing" } else { &up },
-                if down.is_empty() { "nothing" } else { &down },
-                local_error
-            ))
+            if !step.reaches_target {
+                continue;
+            }
+            reached += 1;
+            assert!(!step.changes.is_empty() && step.changes.len() <= MAX_CHANGES);
+            let mut changed = row.clone();
+            for change in &step.changes {
+                assert!(change.feature < 2, "moved feature {}", change.feature);
+                let Value::Number(to) = change.to else {
+                    panic!("not a number: {:?}", change.to);
+                };
+                let (min, max) = if change.feature == 0 {
+                    (6.0, 60.0)
+                } else {
+                    (500.0, 15000.0)
+                };
+                assert!((min..=max).contains(&to), "{to} outside [{min}, {max}]");
+                changed[change.feature] = change.to.clone();
+            }
+            let raw = model.surrogate.predict_raw(&changed).unwrap()[0];
+            assert!(
+                target.reached(raw),
+                "the step does not reach the target: {raw}"
+            );
         }
-        Audience::Customer => {
-            if local_error > WITHHOLD_ERROR {
-                return None;
-            }
-            let reasons: Vec<String> = attributions
-                .iter()
-                .filter(|a| a.contribution != 0.0)
-                // Only features the business has declared visible: a feature of an inferred
-                // schema may be protected without anyone having said so.
-                .filter(|a| config(&a.feature).is_some_and(|f| f.customer_visible && !f.protected))
-                .take(3)
-                .map(|a| {
-                    let name = config(&a.feature)
-                        .and_then(|f| f.display_name.clone())
-                        .unwrap_or_else(|| a.feature.replace('_', " "));
-                    let direction = if a.contribution > 0.0 {
-                        "helped"
-                    } else {
-                        "counted against"
-                    };
-                    format!("your {name} {direction}")
-                })
-                .collect();
-            if reasons.is_empty() {
-                return None;
-            }
-            let mut text = format!("The main reasons for this result: {}.", reasons.join("; "));
-            if local_error > CAVEAT_ERROR {
-                text.push_str(" This explanation is approximate.");
-            }
-            Some(text)
+        let per_search = started.elapsed() / searched.max(1);
+        eprintln!("{searched} searches, {reached} reached; {per_search:?} per search");
+        assert!(
+            searched > 50 && reached * 2 > searched,
+            "{reached}/{searched}"
+        );
+    }
+
+    #[test]
+    fn categorical_steps_decode_to_levels() {
+        let mut config = config();
+        config.features[3].actionable = true;
+        let data = rows();
+        let model = trained();
+        let model = LiveModel::new(
+            model.surrogate,
+            model.record,
+            &config,
+            &data.into_iter().map(|(r, _)| r).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let Constraint::Levels(codes) = &model.constraints[3] else {
+            panic!("{:?}", model.constraints[3]);
+        };
+        assert_eq!(codes.len(), 3);
+        for code in codes {
+            let Some(Value::Text(level)) = model.decode(3, *code) else {
+                panic!("code {code} does not decode");
+            };
+            assert!(["negative", "low", "good"].contains(&level.as_str()));
         }
+        assert_eq!(model.decode(3, 7.0), None);
     }
 }

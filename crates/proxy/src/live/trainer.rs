@@ -165,7 +165,9 @@ fn train(
             )
         },
     };
-    let model = LiveModel::new(surrogate, record.clone())?;
+    // The window's rows are in the schema's order (configured or inferred from the same
+    // names), which is what the typical values are computed over.
+    let model = LiveModel::new(surrogate, record.clone(), config, rows)?;
     Ok((model, record))
 }
 

@@ -1,0 +1,56 @@
+# Das Kreditmodell der Demo auf Deutsch: wie seine Merkmale heißen, und der eigene
+# Entscheidungssatz der Route. `sidelight demo` bettet diese Datei ein; für
+# `sidelight serve` zeigt `[narration] dir` auf examples/narration.
+
+feature-checking_account = Kontostand des Girokontos
+    .your = Ihr Girokontostand
+feature-duration_months = Kreditlaufzeit
+    .your = Ihre Kreditlaufzeit
+    .more = länger
+    .less = kürzer
+    .step-more = eine längere Kreditlaufzeit
+    .step-less = eine kürzere Kreditlaufzeit
+feature-credit_history = Kredithistorie
+    .your = Ihre Kredithistorie
+feature-purpose = Verwendungszweck des Kredits
+    .your = der Verwendungszweck des Kredits
+feature-credit_amount = Kreditbetrag
+    .your = der Kreditbetrag
+    .step-more = ein höherer Kreditbetrag
+    .step-less = ein niedrigerer Kreditbetrag
+feature-savings = Sparguthaben
+    .your = Ihr Sparguthaben
+feature-employed_since = Dauer der aktuellen Beschäftigung
+    .your = die Dauer Ihrer aktuellen Beschäftigung
+    .more = länger
+    .less = kürzer
+feature-installment_rate_pct_income = Rate im Verhältnis zum Einkommen
+    .your = Ihre Rate im Verhältnis zu Ihrem Einkommen
+feature-personal_status_sex = Familienstand und Geschlecht
+feature-other_debtors = weitere Schuldner oder Bürgen
+    .your = die Angabe zu weiteren Schuldnern oder Bürgen
+feature-residence_since_years = Wohndauer an der aktuellen Adresse
+    .your = Ihre Wohndauer an der aktuellen Adresse
+    .more = länger
+    .less = kürzer
+feature-property = Vermögen
+    .your = Ihr Vermögen
+feature-age_years = Alter
+feature-other_installment_plans = andere Ratenkredite
+    .your = die Angabe zu anderen Ratenkrediten
+feature-housing = Wohnsituation
+    .your = Ihre Wohnsituation
+feature-existing_credits = bestehende Kredite bei dieser Bank
+    .your = die Zahl Ihrer Kredite bei dieser Bank
+feature-job = Beruf
+    .your = Ihr Beruf
+feature-dependents = unterhaltsberechtigte Personen
+    .your = die Zahl der von Ihnen unterhaltenen Personen
+feature-telephone = Telefon
+    .your = ein Telefonanschluss auf Ihren Namen
+feature-foreign_worker = ausländische Arbeitskraft
+
+custom-credit-decision = { $favourable ->
+    [yes] Ihr Kreditantrag wurde genehmigt.
+   *[no] Wir können Ihren Kreditantrag derzeit leider nicht genehmigen.
+}
