@@ -25,7 +25,7 @@ fn route(name: &str, prefix: &str, protocol: &str, extra: &str) -> String {
     format!(
         "[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\n\
          [routes.explain]\nprotocol = \"{protocol}\"\n{extra}\n\
-         [routes.explain.surrogate]\nwarm_up_rows = 60\nretrain_every_rows = 100000\n\
+         [routes.explain.surrogate]\nwarm_up_rows = 150\nretrain_every_rows = 100000\n\
          min_r2 = 0.5\ntrees = 60\ndepth = 4\ncpu_share = 1.0\n"
     )
 }
@@ -110,7 +110,7 @@ async fn kserve_v1_warms_up_then_explains_every_row_without_touching_the_model_f
 
     let first = post(&proxy, "/v1/models/m:predict", kserve_body(&[0]), &[]).await;
     assert_eq!(first.status, 200);
-    assert_eq!(status(&first), "warming_up; rows=1/60");
+    assert_eq!(status(&first), "warming_up; rows=1/150");
     assert!(first.json().get("explanations").is_none());
 
     warm_up(&proxy, "m", async |i| {
@@ -157,7 +157,7 @@ async fn kserve_v1_warms_up_then_explains_every_row_without_touching_the_model_f
         let mut sorted = names.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, ["a", "b", "c", "colour"]);
-        // A surrogate of 48 training rows is coarse; it must still be in the right range.
+        // A surrogate of 120 training rows is coarse; it must still be in the right range.
         assert!(
             explanation["fidelity"]["local_error"].as_f64().unwrap() < 1.5,
             "{explanation}"
