@@ -12,8 +12,9 @@ Everything runs on this machine, on loopback, in one run, so the three targets s
 the same conditions; figures are reported as ratios against the direct and nginx rows.
 
 Sidelight explaining uses a surrogate of 100 trees of depth 6 over the 20 features,
-trained from 1,000 replayed applications before the measurement. Requests carry one
-application (batch 1) or 32 (batch 32).
+trained from 1,000 replayed applications before the measurement, and attaches the
+route's default explanation (customer audience: attributions and the customer's text).
+Requests carry one application (batch 1) or 32 (batch 32).
 
 Two loads, each as interleaved rounds (direct, sidelight, nginx, direct, ...) with the
 median taken per target:
@@ -177,7 +178,6 @@ def main():
             f'[state]\ndir = "{work / "state"}"\n'
             '[[routes]]\nname = "credit"\npath_prefix = "/v1/models/credit"\n'
             '[routes.explain]\nprotocol = "kserve_v1"\noutput = "probability"\n'
-            'audience = "developer"\n'
             '[routes.explain.surrogate]\nwarm_up_rows = 1000\nwindow_rows = 5000\n'
             'retrain_every_rows = 1000000\nretrain_interval = "24h"\nmin_r2 = 0.0\n'
             'trees = 100\ndepth = 6\ncpu_share = 1.0\n')

@@ -298,6 +298,7 @@ async fn every_protocol_is_explained_and_every_pass_through_reason_is_said() {
     .await;
     assert!(off.json().get("explanations").is_none());
     assert!(off.headers.get("x-sidelight-explanation").is_none());
+    assert_eq!(status(&off), "observed; attach=off");
 
     // Pass-through reasons: the model's answer goes back unchanged.
     let text = post(&proxy, "/text", kserve_body(&[1]), &[]).await;

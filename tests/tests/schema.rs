@@ -87,3 +87,52 @@ fn open_inference_v2_tensor_names_become_feature_names() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_running_proxy_infers_the_schema_of_its_recent_traffic() {
+    use sidelight_e2e::model::{ModelServer, row};
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[state]\ndir = \"{}\"\n[[routes]]\nname = \"m\"\npath_prefix = \"/v1/models/m\"\n\
+         [routes.explain]\nprotocol = \"kserve_v1\"\n",
+        sidelight_e2e::config_for(&model.url(), "", ""),
+        state.path().display()
+    );
+    let proxy = sidelight_e2e::Proxy::start(&config);
+    for i in 0..5 {
+        let (a, b, c, colour) = row(i);
+        let body = serde_json::json!({"instances": [{"a": a, "b": b, "c": c, "colour": colour}]});
+        sidelight_e2e::send(
+            &sidelight_e2e::client(),
+            http::Method::POST,
+            &proxy.url("/v1/models/m:predict"),
+            &[("content-type", "application/json")],
+            sidelight_e2e::full(body.to_string()),
+        )
+        .await;
+    }
+    let admin = format!("http://{}", proxy.admin);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(sidelight_bin())
+            .args(["schema", "infer", "--from", &admin, "--route", "m"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("name = \"colour\"\nkind = \"categorical\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("name = \"a\"\nkind = \"numeric\""),
+        "{stdout}"
+    );
+}

@@ -22,9 +22,14 @@ enum SchemaCommand {
     /// route's [routes.explain] table. (A running proxy serves the same for its recent
     /// traffic at GET /api/v1/schema/{route} on the admin port.)
     Infer {
-        /// A file of request bodies, one JSON document per line (JSON Lines).
+        /// A file of request bodies, one JSON document per line (JSON Lines); or the
+        /// admin URL of a running proxy (http://127.0.0.1:9100), with --route, to infer
+        /// from the route's recent traffic.
         #[arg(long)]
-        from: PathBuf,
+        from: String,
+        /// With an admin URL: the route whose traffic to use.
+        #[arg(long)]
+        route: Option<String>,
         /// The wire format of the bodies.
         #[arg(long, value_enum, default_value = "kserve-v1")]
         protocol: Protocol,
@@ -45,9 +50,14 @@ enum Protocol {
 pub(crate) fn run(args: SchemaArgs) -> ExitCode {
     let SchemaCommand::Infer {
         from,
+        route,
         protocol,
         rows_pointer,
     } = args.command;
+    if from.starts_with("http://") {
+        return from_running_proxy(&from, route.as_deref());
+    }
+    let from = PathBuf::from(from);
     let text = match std::fs::read_to_string(&from) {
         Ok(text) => text,
         Err(error) => {
@@ -82,6 +92,36 @@ pub(crate) fn run(args: SchemaArgs) -> ExitCode {
         Err(error) => {
             eprintln!("sidelight: {}: {error}", from.display());
             ExitCode::from(EXIT_DATA)
+        }
+    }
+}
+
+/// Asks a running proxy for the schema of a route's recent traffic.
+fn from_running_proxy(admin: &str, route: Option<&str>) -> ExitCode {
+    let Some(route) = route else {
+        eprintln!("sidelight: --route is needed with an admin URL");
+        return ExitCode::from(crate::EXIT_CONFIG);
+    };
+    let url = format!("{}/api/v1/schema/{route}", admin.trim_end_matches('/'));
+    let answer = crate::runtime().and_then(|rt| {
+        rt.block_on(sidelight_proxy::admin_get(
+            &url,
+            std::time::Duration::from_secs(30),
+        ))
+        .map_err(anyhow::Error::from)
+    });
+    match answer {
+        Ok((200, toml)) => {
+            print!("{toml}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("sidelight: {url} answered {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("sidelight: {error:#}");
+            ExitCode::from(EXIT_NO_INPUT)
         }
     }
 }

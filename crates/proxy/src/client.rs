@@ -44,7 +44,12 @@ pub enum AdminClientError {
 
 /// Sends a bodiless `POST` to `url` and returns the status and the body as text.
 pub async fn admin_post(url: &str, timeout: Duration) -> Result<(u16, String), AdminClientError> {
-    post(url, &[], Bytes::new(), timeout).await
+    call(Method::POST, url, &[], Bytes::new(), timeout).await
+}
+
+/// Sends a `GET` to `url` and returns the status and the body as text.
+pub async fn admin_get(url: &str, timeout: Duration) -> Result<(u16, String), AdminClientError> {
+    call(Method::GET, url, &[], Bytes::new(), timeout).await
 }
 
 /// Sends `body` as JSON in a `POST` to `url` with extra `headers`, and returns the
@@ -57,10 +62,11 @@ pub async fn post_json(
 ) -> Result<(u16, String), AdminClientError> {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
-    post(url, &all, Bytes::from(body), timeout).await
+    call(Method::POST, url, &all, Bytes::from(body), timeout).await
 }
 
-async fn post(
+async fn call(
+    method: Method,
     url: &str,
     headers: &[(&str, &str)],
     body: Bytes,
@@ -79,7 +85,7 @@ async fn post(
         });
     }
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut builder = Request::builder().method(Method::POST).uri(uri);
+    let mut builder = Request::builder().method(method).uri(uri);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }

@@ -30,7 +30,7 @@ mod server;
 mod stack;
 
 pub use body::ProxyBody;
-pub use client::{AdminClientError, admin_post, post_json};
+pub use client::{AdminClientError, admin_get, admin_post, post_json};
 pub use config::{Config, ConfigError};
 pub use error::{BoxError, ProxyError, json_error};
 pub use forward::ClientAddr;

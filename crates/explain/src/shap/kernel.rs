@@ -52,8 +52,8 @@
 use std::collections::HashMap;
 
 use super::common::binomials;
-use crate::rng::SplitMix64;
 use super::{ShapError, check_row};
+use crate::rng::SplitMix64;
 use crate::tree::{Attribution, Ensemble};
 
 /// A model that scores many encoded rows in one call.

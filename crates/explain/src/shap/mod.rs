@@ -67,7 +67,7 @@ pub(crate) mod brute;
 #[cfg(test)]
 mod tests;
 
-pub use fast::{FastOptions, TreeExplainer};
+pub use fast::{FastOptions, Scratch, TreeExplainer};
 pub use interventional::InterventionalExplainer;
 pub use kernel::{BatchModel, Batched, KernelExplainer, KernelOptions, PerRow, kernel_shap};
 pub use linear::LinearExplainer;

@@ -227,6 +227,13 @@ async fn augment(
         Err(error) => return pass_through(rebuild(parts, body), error.reason()),
     };
 
+    if ask.attach == AttachMode::Off {
+        // Nothing will be attached: learn from the traffic, spend nothing on explaining.
+        if !ask.probe {
+            let _ = live.observe(&rows.names, rows.rows, outputs.rows);
+        }
+        return pass_through(rebuild(parts, body), "observed; attach=off");
+    }
     let model = live.model.load_full();
     if let Some(model) = &model {
         let width = model.surrogate.output().n_outputs();

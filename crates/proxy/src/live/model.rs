@@ -203,7 +203,7 @@ impl LiveModel {
             .get(class)
             .ok_or_else(|| format!("the surrogate has no output {class}"))?;
         let x = self.surrogate.encode(row).map_err(|e| e.to_string())?;
-        let attribution = explainer.explain(&x).map_err(|e| e.to_string())?;
+        let attribution = explain_reusing_scratch(explainer, &x)?;
         let prediction = outputs.get(class).copied().unwrap_or(f64::NAN);
         let surrogate_prediction = kind.to_output(attribution.prediction);
         let local_error = (surrogate_prediction - prediction).abs();
@@ -782,4 +782,29 @@ mod tests {
         }
         assert_eq!(model.decode(3, 7.0), None);
     }
+}
+
+thread_local! {
+    /// TreeSHAP's working memory, kept per worker thread so that explaining a row
+    /// allocates nothing but its result.
+    static SCRATCH: std::cell::RefCell<sidelight_explain::shap::Scratch> =
+        std::cell::RefCell::new(sidelight_explain::shap::Scratch::default());
+}
+
+fn explain_reusing_scratch(
+    explainer: &TreeExplainer,
+    x: &[f64],
+) -> Result<sidelight_explain::Attribution, String> {
+    let mut values = vec![0.0; explainer.n_features()];
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.try_borrow_mut().map_err(|e| e.to_string())?;
+        explainer
+            .explain_into(x, &mut scratch, &mut values)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(sidelight_explain::Attribution {
+        base_value: explainer.base_value(),
+        values,
+        prediction: explainer.ensemble().predict(x),
+    })
 }
