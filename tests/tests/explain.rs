@@ -3,23 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Method;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
+use sidelight_e2e::live::{config, kserve_body, post, status, warm_up};
 use sidelight_e2e::model::{ModelServer, row, score};
 use sidelight_e2e::*;
 
 const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
-
-fn config(model: &ModelServer, state: &std::path::Path, routes: &str) -> String {
-    format!(
-        "{}\n[state]\ndir = \"{}\"\n{routes}",
-        config_for(&model.url(), "", ""),
-        state.display()
-    )
-}
 
 fn route(name: &str, prefix: &str, protocol: &str, extra: &str) -> String {
     format!(
@@ -28,57 +21,6 @@ fn route(name: &str, prefix: &str, protocol: &str, extra: &str) -> String {
          [routes.explain.surrogate]\nwarm_up_rows = 150\nretrain_every_rows = 100000\n\
          min_r2 = 0.5\ntrees = 60\ndepth = 4\ncpu_share = 1.0\n"
     )
-}
-
-fn kserve_body(rows: &[usize]) -> String {
-    let instances: Vec<Value> = rows
-        .iter()
-        .map(|&i| {
-            let (a, b, c, colour) = row(i);
-            json!({"a": a, "b": b, "c": c, "colour": colour})
-        })
-        .collect();
-    json!({ "instances": instances }).to_string()
-}
-
-async fn post(proxy: &Proxy, path: &str, body: String, headers: &[(&str, &str)]) -> Answer {
-    let mut all: Vec<(&str, &str)> = JSON.to_vec();
-    all.extend_from_slice(headers);
-    send(&client(), Method::POST, &proxy.url(path), &all, full(body)).await
-}
-
-fn status(answer: &Answer) -> String {
-    answer
-        .headers
-        .get("x-sidelight-status")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
-/// Sends training traffic until the route has a surrogate in service.
-async fn warm_up(proxy: &Proxy, route: &str, mut send_one: impl AsyncFnMut(usize)) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut i = 0;
-    loop {
-        for _ in 0..10 {
-            send_one(i).await;
-            i += 1;
-        }
-        let surrogates = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
-        let ready = surrogates["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["route"] == route && !r["in_service"].is_null());
-        if ready {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no surrogate after {i} rows: {surrogates}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn check_efficiency(explanation: &Value) {

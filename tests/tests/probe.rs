@@ -7,22 +7,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
-
 use http::Method;
 use serde_json::{Value, json};
+use sidelight_e2e::live::{config, kserve_body, post, status, warm_up};
 use sidelight_e2e::model::{ModelServer, row, score};
 use sidelight_e2e::*;
-
-const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
-
-fn config(model: &ModelServer, state: &std::path::Path, routes: &str) -> String {
-    format!(
-        "{}\n[state]\ndir = \"{}\"\n{routes}",
-        config_for(&model.url(), "", ""),
-        state.display()
-    )
-}
 
 fn route(name: &str, prefix: &str, protocol: &str, extra: &str) -> String {
     format!(
@@ -33,26 +22,9 @@ fn route(name: &str, prefix: &str, protocol: &str, extra: &str) -> String {
     )
 }
 
-fn kserve_body(rows: &[usize]) -> String {
-    let instances: Vec<Value> = rows
-        .iter()
-        .map(|&i| {
-            let (a, b, c, colour) = row(i);
-            json!({"a": a, "b": b, "c": c, "colour": colour})
-        })
-        .collect();
-    json!({ "instances": instances }).to_string()
-}
-
 fn pointer_body(i: usize) -> String {
     let (a, b, c, colour) = row(i);
     json!({"applicant": {"a": a, "b": b, "c": c, "colour": colour}}).to_string()
-}
-
-async fn post(proxy: &Proxy, path: &str, body: String, headers: &[(&str, &str)]) -> Answer {
-    let mut all: Vec<(&str, &str)> = JSON.to_vec();
-    all.extend_from_slice(headers);
-    send(&client(), Method::POST, &proxy.url(path), &all, full(body)).await
 }
 
 async fn admin_post(proxy: &Proxy, path: &str) -> Answer {
@@ -66,14 +38,6 @@ async fn admin_post(proxy: &Proxy, path: &str) -> Answer {
     .await
 }
 
-fn status(answer: &Answer) -> String {
-    answer
-        .headers
-        .get("x-sidelight-status")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
 async fn rows_seen(proxy: &Proxy, route: &str) -> u64 {
     let surrogates = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
     surrogates["routes"]
@@ -83,29 +47,6 @@ async fn rows_seen(proxy: &Proxy, route: &str) -> u64 {
         .find(|r| r["route"] == route)
         .and_then(|r| r["rows_seen"].as_u64())
         .unwrap()
-}
-
-/// Sends training traffic until the route has a surrogate in service.
-async fn warm_up(proxy: &Proxy, route: &str, mut send_one: impl AsyncFnMut(usize)) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut i = 0;
-    loop {
-        for _ in 0..10 {
-            send_one(i).await;
-            i += 1;
-        }
-        let surrogates = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
-        let ready = surrogates["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["route"] == route && !r["in_service"].is_null());
-        if ready {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no surrogate after {i} rows");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Runs `sidelight explain --probe …` without blocking the runtime the model server
