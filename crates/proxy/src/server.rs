@@ -23,6 +23,9 @@ use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::stack::{DataPlane, data_plane};
 
+/// How long shutdown waits for a trainer in the middle of a fit.
+const TRAINER_GRACE: Duration = Duration::from_secs(5);
+
 /// How many requests' explanations are kept for `GET /v1/explanations/{id}`, and how
 /// many explained requests for the probe check.
 const RECENT_EXPLANATIONS: usize = 10_000;
@@ -261,10 +264,16 @@ impl Sidelight {
         for live in &live_routes {
             live.stop();
         }
-        for trainer in trainers {
-            // A trainer in the middle of a fit finishes that tree first; it never holds
-            // up shutdown for long, and its result is simply not used.
-            let _ = tokio::task::spawn_blocking(move || trainer.join()).await;
+        // A trainer in the middle of a fit stops pausing and finishes it; a large window
+        // can still take a while, so shutdown waits a bounded time and then leaves the
+        // thread to end with the process (it writes its file atomically, or not at all).
+        let joined = futures_util::future::join_all(
+            trainers
+                .into_iter()
+                .map(|trainer| tokio::task::spawn_blocking(move || trainer.join())),
+        );
+        if tokio::time::timeout(TRAINER_GRACE, joined).await.is_err() {
+            tracing::warn!("a surrogate was still training at shutdown; its result is dropped");
         }
         drop(admin_accept);
         drop(admin_listener);

@@ -123,7 +123,7 @@ fn train(
     // Pausing between trees in proportion to the time spent keeps the trainer to its CPU
     // share without a scheduler priority, which would need privileges.
     let mut throttle = |_| {
-        if share < 1.0 {
+        if share < 1.0 && !live.stopping.load(Ordering::Relaxed) {
             let busy = busy_since.elapsed();
             std::thread::sleep(busy.mul_f64((1.0 - share) / share));
         }
