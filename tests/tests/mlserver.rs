@@ -22,23 +22,26 @@ use sidelight_e2e::*;
 
 const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
 const INFER: &str = "/v2/models/credit/infer";
-const INSTALL: &str = "pip install -r tests/mlserver/requirements.txt";
+const INSTALL: &str = "tests/setup";
 
 /// The workspace's `tests/` folder.
 fn tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// `mlserver` on PATH, or a failed test saying how to install it.
+/// `mlserver` from the virtualenv `tests/setup` makes, or else on PATH, or a failed test
+/// saying how to install it.
 fn mlserver_bin() -> PathBuf {
+    let venv = tests_dir().join("../target/mlserver-venv/bin");
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    std::iter::once(venv)
+        .chain(std::env::split_paths(&path))
         .map(|dir| dir.join("mlserver"))
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "no `mlserver` on PATH: the MLServer interoperability suite needs it \
-                 (`.ci/run` installs it); run `{INSTALL}` from the workspace root"
+                "no `mlserver`: the MLServer interoperability suite needs it; run \
+                 `{INSTALL}` from the workspace root (the README's test command does)"
             )
         })
 }
