@@ -297,6 +297,21 @@ impl Config {
                     ),
                 ));
             }
+            // The name labels metrics and names the route's files in the state directory.
+            if !route
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                || route.name.starts_with('.')
+            {
+                return Err(invalid(
+                    &key("name"),
+                    format!(
+                        "`{}` may use only letters, digits, `_`, `-` and `.`, and not start with `.`",
+                        route.name
+                    ),
+                ));
+            }
             if !names.insert(route.name.as_str()) {
                 return Err(invalid(
                     &key("name"),

@@ -81,6 +81,10 @@ fn invalid_values_name_their_key() {
             "routes[0].path_prefix",
         ),
         (
+            "[[routes]]\nname = \"../x\"\npath_prefix = \"/v1\"\n",
+            "routes[0].name",
+        ),
+        (
             "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[[routes]]\nname = \"a\"\npath_prefix = \"/b\"\n",
             "routes[1].name",
         ),
