@@ -1,0 +1,42 @@
+//! `sidelight-audit`: the audit record store.
+//!
+//! Every prediction that passes through Sidelight becomes a [`Record`]: what was asked,
+//! answered and explained, and under which consent. This crate stores records in a
+//! tamper-evident hash chain and verifies it:
+//!
+//! - [`Record`] and its canonical form [`Canonical`]: the chain covers the SHA-256
+//!   *digests* of erasable fields (payloads, features, outputs, attributions, texts), not
+//!   the fields themselves, so erasing them later keeps the chain verifiable. Mutable
+//!   workflow state (`review_state`, the `erased_at` tombstone) is not hashed.
+//! - Hash chain: `hash = SHA-256(prev_hash bytes || canonical bytes)`, with HMAC-SHA256
+//!   checkpoints over `(seq, hash)` every N records and at the end of every batch.
+//! - [`AuditStore`], implemented by [`SqliteStore`] (WAL, `synchronous=FULL`, one
+//!   transaction per batch).
+//! - [`Writer`]: a group-commit writer on a dedicated thread, with `Sync` / `Async`
+//!   durability and a `Block` / `Shed` full-queue policy. No async runtime is required:
+//!   an [`Ack`] can be waited on (blocking) or awaited (it is a `Future`).
+//! - [`verify`]: walks the chain and names the first broken record.
+//!
+//! What this crate must never do:
+//!
+//! - **never log payloads** (or any erasable field, or the checkpoint key) — it does no
+//!   logging at all, and its `Debug` impls redact the key;
+//! - **never lose an acknowledged record** — a `Sync` ack completes only after the
+//!   transaction holding the record has committed with `synchronous=FULL`.
+
+mod record;
+mod sqlite;
+mod store;
+mod verify;
+mod writer;
+
+pub use record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
+pub use sqlite::{SqliteConfig, SqliteStore};
+pub use store::{
+    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Page, RangeQuery, StoreError,
+    Stored, checkpoint_mac, checkpoint_mac_ok,
+};
+pub use verify::{BreakKind, VerifyError, VerifyReport, verify};
+pub use writer::{
+    Ack, Durability, QueuePolicy, SubmitError, WriteError, Writer, WriterConfig, WriterMetrics,
+};

@@ -1,0 +1,255 @@
+//! Walking the chain and checking the checkpoints.
+
+use crate::record::{Canonical, Consent, GENESIS_HASH, sha256_hex};
+use crate::store::{AuditStore, ChainRow, ERASABLE_FIELDS, StoreError, checkpoint_mac_ok};
+use std::collections::BTreeMap;
+
+/// Rows read per page while walking the chain.
+const PAGE: usize = 1024;
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records walked.
+    pub records: u64,
+    /// Checkpoints whose MAC and hash matched.
+    pub checkpoints: u64,
+    /// Records whose erasable fields are tombstoned.
+    pub erased: u64,
+    /// Seq of the last record (0 when empty).
+    pub last_seq: u64,
+    /// Hash of the last record (the genesis hash when empty).
+    pub last_hash: String,
+}
+
+/// Why a record is broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BreakKind {
+    /// Records are missing before this one (deleted or reordered); `expected` is the seq
+    /// that should have come next.
+    Gap {
+        /// The seq that was expected.
+        expected: u64,
+    },
+    /// `prev_hash` does not equal the hash of the record before it.
+    PrevHashMismatch,
+    /// The hash does not match the record's content (a hashed field was altered).
+    HashMismatch,
+    /// An erasable field's content does not match its digest.
+    DigestMismatch {
+        /// The field name.
+        field: &'static str,
+    },
+    /// An erasable field's content is gone but the record carries no tombstone.
+    RemovedWithoutTombstone {
+        /// The field name.
+        field: &'static str,
+    },
+    /// The consent value is not one this crate writes.
+    BadConsent,
+    /// The record's hash differs from the authenticated checkpoint at its seq.
+    CheckpointHashMismatch,
+    /// The record comes after the last authenticated checkpoint: it was appended
+    /// without the key (every batch ends with a checkpoint).
+    Unauthenticated,
+}
+
+impl std::fmt::Display for BreakKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BreakKind::Gap { expected } => {
+                write!(f, "records missing: expected seq {expected} next")
+            }
+            BreakKind::PrevHashMismatch => {
+                f.write_str("prev_hash does not match the previous record")
+            }
+            BreakKind::HashMismatch => f.write_str("hash does not match the record's content"),
+            BreakKind::DigestMismatch { field } => {
+                write!(f, "field `{field}` does not match its digest")
+            }
+            BreakKind::RemovedWithoutTombstone { field } => {
+                write!(
+                    f,
+                    "field `{field}` was removed without an erasure tombstone"
+                )
+            }
+            BreakKind::BadConsent => f.write_str("unknown consent value"),
+            BreakKind::CheckpointHashMismatch => {
+                f.write_str("hash differs from the authenticated checkpoint")
+            }
+            BreakKind::Unauthenticated => {
+                f.write_str("record is not covered by any authenticated checkpoint")
+            }
+        }
+    }
+}
+
+/// Why verification failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// No checkpoint MAC matches under the given key: the key is wrong (or every
+    /// checkpoint was forged).
+    #[error(
+        "the checkpoint key does not match this audit log (no checkpoint MAC verifies under it)"
+    )]
+    KeyMismatch,
+    /// A checkpoint's MAC does not verify although others do: the checkpoint was forged
+    /// or altered.
+    #[error("checkpoint at seq {seq} has an invalid MAC (forged or altered)")]
+    BadCheckpoint {
+        /// The checkpoint's seq.
+        seq: u64,
+    },
+    /// An authenticated checkpoint refers to a record that is not in the log: records
+    /// were deleted from the end.
+    #[error(
+        "checkpoint at seq {seq} refers to a record that is missing (log truncated after seq {last_seq})"
+    )]
+    Truncated {
+        /// The checkpoint's seq.
+        seq: u64,
+        /// The last seq present.
+        last_seq: u64,
+    },
+    /// The first broken record.
+    #[error("record seq {seq} (id {id}) is broken: {kind}")]
+    Broken {
+        /// Seq as found in the store.
+        seq: u64,
+        /// The record's id.
+        id: String,
+        /// What is wrong.
+        kind: BreakKind,
+    },
+    /// The store could not be read.
+    #[error("reading the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn broken(row: &ChainRow, kind: BreakKind) -> VerifyError {
+    VerifyError::Broken {
+        seq: row.seq,
+        id: row.id.clone(),
+        kind,
+    }
+}
+
+fn check_row(row: &ChainRow, expected_seq: u64, prev: &str) -> Result<bool, VerifyError> {
+    if row.seq != expected_seq {
+        return Err(broken(
+            row,
+            BreakKind::Gap {
+                expected: expected_seq,
+            },
+        ));
+    }
+    if Consent::parse(&row.consent).is_none() {
+        return Err(broken(row, BreakKind::BadConsent));
+    }
+    let mut erased = false;
+    for (f, name) in row.fields.iter().zip(ERASABLE_FIELDS) {
+        match (&f.content, &f.sha256) {
+            (Some(c), Some(d)) if sha256_hex(c) == *d => {}
+            (Some(_), _) => return Err(broken(row, BreakKind::DigestMismatch { field: name })),
+            (None, Some(_)) if row.erased_at.is_some() => erased = true,
+            (None, Some(_)) => {
+                return Err(broken(
+                    row,
+                    BreakKind::RemovedWithoutTombstone { field: name },
+                ));
+            }
+            (None, None) => {}
+        }
+    }
+    if row.prev_hash != prev {
+        return Err(broken(row, BreakKind::PrevHashMismatch));
+    }
+    let d = |i: usize| row.fields[i].sha256.as_deref();
+    let canonical = Canonical {
+        v: 1,
+        seq: row.seq,
+        id: &row.id,
+        time_ms: row.time_ms,
+        route: &row.route,
+        model: &row.model,
+        consent: &row.consent,
+        subject: row.subject.as_deref(),
+        surrogate_version: row.surrogate_version,
+        request_sha256: d(0),
+        response_sha256: d(1),
+        features_sha256: d(2),
+        outputs_sha256: d(3),
+        attributions_sha256: d(4),
+        texts_sha256: d(5),
+    };
+    if canonical.chain_hash(prev) != row.hash {
+        return Err(broken(row, BreakKind::HashMismatch));
+    }
+    Ok(erased)
+}
+
+/// Walks the whole chain and checks every checkpoint with `key`.
+///
+/// Detects a deleted, altered, reordered or inserted record and names the first broken
+/// one. Every batch the store appends ends with a checkpoint, so records after the last
+/// checkpoint (forged appends) and records missing before a checkpoint (truncation) are
+/// detected too.
+pub fn verify<S: AuditStore + ?Sized>(store: &S, key: &[u8]) -> Result<VerifyReport, VerifyError> {
+    let checkpoints = store.checkpoints()?;
+    let ok: Vec<bool> = checkpoints
+        .iter()
+        .map(|c| checkpoint_mac_ok(key, c.seq, &c.hash, &c.mac))
+        .collect();
+    if !checkpoints.is_empty() && !ok.iter().any(|b| *b) {
+        return Err(VerifyError::KeyMismatch);
+    }
+    if let Some((c, _)) = checkpoints.iter().zip(&ok).find(|(_, ok)| !**ok) {
+        return Err(VerifyError::BadCheckpoint { seq: c.seq });
+    }
+    let by_seq: BTreeMap<u64, &str> = checkpoints
+        .iter()
+        .map(|c| (c.seq, c.hash.as_str()))
+        .collect();
+    let last_checkpoint = checkpoints.last().map_or(0, |c| c.seq);
+
+    let mut report = VerifyReport {
+        records: 0,
+        checkpoints: 0,
+        erased: 0,
+        last_seq: 0,
+        last_hash: GENESIS_HASH.to_owned(),
+    };
+    let mut after = None;
+    loop {
+        let rows = store.chain_rows(after, PAGE)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let expected = report.last_seq + 1;
+            if check_row(row, expected, &report.last_hash)? {
+                report.erased += 1;
+            }
+            if row.seq > last_checkpoint {
+                return Err(broken(row, BreakKind::Unauthenticated));
+            }
+            if let Some(h) = by_seq.get(&row.seq) {
+                if *h != row.hash {
+                    return Err(broken(row, BreakKind::CheckpointHashMismatch));
+                }
+                report.checkpoints += 1;
+            }
+            report.records += 1;
+            report.last_seq = row.seq;
+            report.last_hash.clone_from(&row.hash);
+        }
+        after = Some(report.last_seq);
+    }
+    if last_checkpoint > report.last_seq {
+        return Err(VerifyError::Truncated {
+            seq: last_checkpoint,
+            last_seq: report.last_seq,
+        });
+    }
+    Ok(report)
+}
