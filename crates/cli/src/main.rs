@@ -2,6 +2,7 @@
 //! runs the libraries; everything a test would want to exercise lives in
 //! `sidelight-proxy`.
 
+mod audit;
 mod demo;
 mod logging;
 mod probe;
@@ -53,6 +54,8 @@ enum Command {
     /// Check a live explanation against the real model: `explain --probe REQUEST_ID`
     /// runs KernelSHAP through a running proxy and compares it with the surrogate's.
     Explain(probe::ExplainArgs),
+    /// Work with the audit log: `audit verify --db FILE` checks its hash chain.
+    Audit(audit::AuditArgs),
     /// Work with config files.
     Config {
         #[command(subcommand)]
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Surrogate(args) => surrogate::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Explain(args) => probe::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => check(&file),

@@ -15,7 +15,10 @@ use figment::{Figment, Metadata, Profile, Provider};
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
+mod audit;
 mod live;
+
+pub use audit::{AuditConfig, AuditDurability, QueueFull, StoreFailure};
 
 pub use live::{
     AttachMode, Audience, DecisionConfig, ExplainConfig, FeatureConfig, FeatureKindConfig,
@@ -39,6 +42,9 @@ pub struct Config {
     /// Named parts of the model API. A request matches the route with the longest
     /// `path_prefix`; requests that match none are forwarded under the route `other`.
     pub routes: Vec<RouteConfig>,
+    /// The audit log; absent, nothing is recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditConfig>,
     /// The file this config was read from, if any: errors about values written in it
     /// (a route's wording) name it. Not a key.
     #[serde(skip)]
@@ -339,6 +345,11 @@ impl Config {
                 ));
             }
         }
+        if let Some(audit) = &self.audit {
+            audit
+                .validate()
+                .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        }
         Ok(())
     }
 }
@@ -364,7 +375,8 @@ impl Provider for EnvOverridesProvider {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if key.is_empty() {
+            // Secrets read by name elsewhere, not config keys.
+            if key.is_empty() || SECRET_VARIABLES.contains(&name.as_str()) {
                 continue;
             }
             let path = key.to_ascii_lowercase().replace("__", ".");
@@ -393,6 +405,13 @@ fn merge_dicts(mut into: Dict, from: Dict) -> Dict {
 }
 
 const ENV_PREFIX: &str = "SIDELIGHT_";
+
+/// `SIDELIGHT_…` variables that hold secrets rather than keys: secrets never go through
+/// the config (which can be printed), and are read where they are used.
+const SECRET_VARIABLES: &[&str] = &[AUDIT_KEY_VARIABLE];
+
+/// The environment variable with the audit checkpoint key (hex).
+pub const AUDIT_KEY_VARIABLE: &str = "SIDELIGHT_AUDIT_KEY";
 
 /// The parsed parts of `upstream.url`.
 #[derive(Debug, Clone)]

@@ -41,6 +41,10 @@ pub enum ProxyError {
     /// Reading the client's request body failed (client went away mid-upload).
     #[error("could not read the request body: {0}")]
     ClientBody(String),
+    /// The audit record could not be stored and `audit.on_store_failure` is
+    /// `fail_closed`: no response goes out without its record.
+    #[error("the audit log is unavailable: {0}")]
+    AuditUnavailable(String),
 }
 
 impl ProxyError {
@@ -54,6 +58,7 @@ impl ProxyError {
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::UpstreamReset(_) => "upstream_reset",
             Self::ClientBody(_) => "client_body_error",
+            Self::AuditUnavailable(_) => "audit_unavailable",
         }
     }
 
@@ -66,6 +71,7 @@ impl ProxyError {
             Self::UpstreamConnectTimeout(_) | Self::UpstreamTimeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
+            Self::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -78,6 +78,11 @@ pub(crate) fn add_forwarded(
 }
 
 /// Returns the request's id, creating one if the client sent none (or an unusable one).
+/// On a request: whether its `x-request-id` came from the client (and so may repeat)
+/// rather than being generated here.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientRequestId(pub(crate) bool);
+
 pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     if let Some(existing) = headers.get(&REQUEST_ID) {
         let usable =

@@ -15,6 +15,7 @@
 
 mod adapter;
 mod admin;
+mod audit;
 mod body;
 mod client;
 pub mod config;
@@ -29,6 +30,7 @@ mod route;
 mod server;
 mod stack;
 
+pub use audit::{KeyError, load_key};
 pub use body::ProxyBody;
 pub use client::{AdminClientError, admin_get, admin_post, post_json};
 pub use config::{Config, ConfigError};

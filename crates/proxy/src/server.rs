@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::admin::{self, AdminState};
+use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError};
 use crate::forward::{ClientAddr, Forward};
 use crate::live::{Prober, RecentExplanations, RecentRequests};
@@ -67,6 +68,7 @@ pub struct Sidelight {
     admin_listener: TcpListener,
     routes: Arc<RouteTable>,
     admin: Arc<AdminState>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 // === impl Sidelight ===
@@ -87,6 +89,12 @@ impl Sidelight {
         let mut wording = crate::narration::prepare(&config, wording)?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
+        // Opened before anything listens: a store that cannot be opened, or a missing
+        // key, stops start-up with the key named rather than serving unaudited.
+        let audit = match &config.audit {
+            Some(audit) => Some(AuditLog::open(audit, &config.upstream.url, &mut registry)?),
+            None => None,
+        };
         if config.routes.iter().any(|r| r.explain.is_some()) {
             std::fs::create_dir_all(&config.state.dir).map_err(|e| ConfigError::Invalid {
                 key: "state.dir".to_owned(),
@@ -143,6 +151,7 @@ impl Sidelight {
             admin_listener,
             routes,
             admin,
+            audit,
         })
     }
 
@@ -180,6 +189,7 @@ impl Sidelight {
             admin_listener,
             routes,
             admin,
+            audit,
         } = self;
         let (stop_workers, stop) = watch::channel(false);
         let recent = Arc::new(RecentExplanations::new(RECENT_EXPLANATIONS));
@@ -202,6 +212,7 @@ impl Sidelight {
                 routes: routes.clone(),
                 recent: recent.clone(),
                 requests: requests.clone(),
+                audit: audit.clone(),
                 stop: stop.clone(),
             };
             let spawned = std::thread::Builder::new()
@@ -290,6 +301,7 @@ struct Worker {
     routes: Arc<RouteTable>,
     recent: Arc<RecentExplanations>,
     requests: Arc<RecentRequests>,
+    audit: Option<Arc<AuditLog>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -318,6 +330,7 @@ impl Worker {
             routes,
             recent,
             requests,
+            audit,
             mut stop,
         } = self;
         let listener = match listener
@@ -337,7 +350,7 @@ impl Worker {
                 return 0;
             }
         };
-        let plane: DataPlane = data_plane(forward, routes, recent, requests);
+        let plane: DataPlane = data_plane(forward, routes, recent, requests, audit);
         // Tokio interrupts its driver (an eventfd write) whenever a timer is armed that
         // expires before the driver's next planned wake-up. Every request arms timeouts
         // far in the future; a tick every 500 ms keeps the planned wake-up nearer than

@@ -30,6 +30,7 @@ pub(crate) fn data_plane(
     routes: Arc<RouteTable>,
     recent: Arc<RecentExplanations>,
     requests: Arc<RecentRequests>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 ) -> DataPlane {
     let metrics = Arc::new(routes.metrics().clone());
     ServiceBuilder::new()
@@ -40,7 +41,11 @@ pub(crate) fn data_plane(
         .layer(RescueLayer)
         // Pairs the request's features with the model's outputs and attaches the why;
         // it never fails a request the model answered.
-        .layer(ExplainLayer { recent, requests })
+        .layer(ExplainLayer {
+            recent,
+            requests,
+            audit,
+        })
         .service(forward)
 }
 
@@ -92,7 +97,13 @@ where
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         let route = self.routes.lookup(request.uri().path()).clone();
         let method = method_label(request.method());
+        let sent = request.headers().get(&headers::REQUEST_ID).cloned();
         let request_id = headers::ensure_request_id(request.headers_mut());
+        // The audit log keeps ids unique; only an id a client chose can repeat.
+        let supplied = sent.as_ref() == Some(&request_id);
+        request
+            .extensions_mut()
+            .insert(headers::ClientRequestId(supplied));
         request.extensions_mut().insert(route.clone());
         let metrics = self.metrics.clone();
         // Take the service that was driven to readiness, leave a fresh clone behind.

@@ -23,19 +23,24 @@ use tower::{Layer, Service};
 use super::store::{StoredExplanation, StoredRequest};
 use super::{Narrate, RecentExplanations, RecentRequests, RouteLive};
 use crate::adapter;
+use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full};
 use crate::config::{AttachMode, Audience};
 use crate::error::{ProxyError, json_error};
-use crate::headers::REQUEST_ID;
+use crate::headers::{ClientRequestId, REQUEST_ID};
 use crate::inspect::{self, Inspection};
 use crate::live::model::RowExplanation;
 use crate::route::Route;
+use sidelight_audit::{Consent, Record};
 
 static EXPLAIN: HeaderName = HeaderName::from_static("x-sidelight-explain");
 static AUDIENCE: HeaderName = HeaderName::from_static("x-sidelight-audience");
 static STATUS: HeaderName = HeaderName::from_static("x-sidelight-status");
 static EXPLANATION: HeaderName = HeaderName::from_static("x-sidelight-explanation");
 static EXPLANATION_ID: HeaderName = HeaderName::from_static("x-sidelight-explanation-id");
+static CONSENT: HeaderName = HeaderName::from_static("x-sidelight-consent");
+static SEC_GPC: HeaderName = HeaderName::from_static("sec-gpc");
+static RECORD_ID: HeaderName = HeaderName::from_static("x-sidelight-record-id");
 /// Marks a request that must not be trained on: see the module docs.
 pub(crate) static PROBE: HeaderName = HeaderName::from_static("x-sidelight-probe");
 
@@ -46,6 +51,7 @@ pub(crate) const EXPLANATIONS_PATH: &str = "/v1/explanations/";
 pub(crate) struct ExplainLayer {
     pub(crate) recent: Arc<RecentExplanations>,
     pub(crate) requests: Arc<RecentRequests>,
+    pub(crate) audit: Option<Arc<AuditLog>>,
 }
 
 impl<S> Layer<S> for ExplainLayer {
@@ -56,6 +62,7 @@ impl<S> Layer<S> for ExplainLayer {
             inner,
             recent: self.recent.clone(),
             requests: self.requests.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -65,6 +72,7 @@ pub(crate) struct Explain<S> {
     inner: S,
     recent: Arc<RecentExplanations>,
     requests: Arc<RecentRequests>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 // === impl Explain ===
@@ -110,12 +118,34 @@ where
                 .map(|pq| pq.as_str().to_owned())
                 .unwrap_or_default();
         }
+        let supplied = request
+            .extensions()
+            .get::<ClientRequestId>()
+            .is_some_and(|c| c.0);
+        let received_ms = now_ms();
         let response = self.inner.call(request);
         let recent = self.recent.clone();
         let requests = self.requests.clone();
+        let audit = self.audit.clone();
         Box::pin(async move {
             let response = response.await?;
-            Ok(augment(&live, &recent, &requests, ask, response).await)
+            let request_id = ask.request_id.clone();
+            let consent = ask.consent;
+            let mut facts = Facts::default();
+            let mut response = augment(&live, &recent, &requests, ask, &mut facts, response).await;
+            let Some(audit) = audit else {
+                return Ok(response);
+            };
+            // After the model answered, so that the record holds what was answered; with
+            // `sync` the response waits here until the record is committed.
+            let id = audit.unique_id(&request_id, supplied);
+            let record = facts.into_record(id, received_ms, &live.route, &audit, consent);
+            if let Some(id) = audit.commit(record).await? {
+                if let Ok(value) = HeaderValue::from_str(&id) {
+                    response.headers_mut().insert(RECORD_ID.clone(), value);
+                }
+            }
+            Ok(response)
         })
     }
 }
@@ -132,6 +162,8 @@ struct Ask {
     probe: bool,
     /// The path and query, kept with the rows for the probe check.
     target: String,
+    /// What may be stored and trained on.
+    consent: Consent,
 }
 
 impl Ask {
@@ -165,7 +197,74 @@ impl Ask {
             request_id,
             probe: false,
             target: String::new(),
+            consent: consent(headers),
         }
+    }
+}
+
+/// The consent a request carries. `x-sidelight-consent` is Sidelight's header and is
+/// removed; `Sec-GPC: 1` (Global Privacy Control) means `none` whatever else is said,
+/// since it is the stronger statement. A value that is not understood is taken as
+/// `none`: a typo must not store what the client meant to withhold.
+fn consent(headers: &mut HeaderMap) -> Consent {
+    let asked = match headers.remove(&CONSENT) {
+        None => Consent::Full,
+        Some(value) => match value.to_str().map(|v| v.trim().to_ascii_lowercase()) {
+            Ok(v) if v == "full" => Consent::Full,
+            Ok(v) if v == "explain-only" || v == "explain_only" => Consent::ExplainOnly,
+            _ => Consent::None,
+        },
+    };
+    let gpc = headers
+        .get(&SEC_GPC)
+        .is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
+    if gpc { Consent::None } else { asked }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What the explain layer learned about a request, for its audit record. Filled as far
+/// as the request got: a pass-through leaves the later fields empty.
+#[derive(Default)]
+struct Facts {
+    request: Option<Bytes>,
+    response: Option<Bytes>,
+    features: Option<serde_json::Value>,
+    outputs: Option<serde_json::Value>,
+    surrogate_version: Option<u64>,
+    attributions: Option<serde_json::Value>,
+    texts: Option<Vec<String>>,
+}
+
+impl Facts {
+    fn into_record(
+        self,
+        id: String,
+        time_ms: i64,
+        route: &str,
+        audit: &AuditLog,
+        consent: Consent,
+    ) -> Record {
+        let mut record = Record::new(id, time_ms, route, audit.model(route));
+        record.consent = consent;
+        record.surrogate_version = self.surrogate_version;
+        record.outputs = self.outputs;
+        // Under `none` nothing identifying is kept: no payloads, no features, no subject
+        // (never set here yet), and no attributions or texts either, since those carry
+        // the person's feature values ("your income of …"). The model's outputs stay:
+        // they say what was decided, which is what the log is for.
+        if consent != Consent::None {
+            record.request = self.request.map(|b| b.to_vec());
+            record.response = self.response.map(|b| b.to_vec());
+            record.features = self.features;
+            record.attributions = self.attributions;
+            record.texts = self.texts;
+        }
+        record
     }
 }
 
@@ -182,13 +281,17 @@ async fn augment(
     recent: &RecentExplanations,
     requests: &RecentRequests,
     ask: Ask,
+    facts: &mut Facts,
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     let inspection = parts.extensions.remove::<Inspection>();
     let rebuild = |parts, body| Response::from_parts(parts, body);
     let request_bytes = match inspection {
-        Some(Inspection::Complete(bytes)) => bytes,
+        Some(Inspection::Complete(bytes)) => {
+            facts.request = Some(bytes.clone());
+            bytes
+        }
         Some(Inspection::OverLimit) => {
             return pass_through(rebuild(parts, body), "request_over_limit");
         }
@@ -217,6 +320,7 @@ async fn augment(
     let Inspection::Complete(response_bytes) = inspection else {
         return pass_through(rebuild(parts, body), "response_over_limit");
     };
+    facts.response = Some(response_bytes.clone());
 
     let rows = match adapter::parse_request(&live.protocol, &request_bytes) {
         Ok(rows) => rows,
@@ -226,10 +330,16 @@ async fn augment(
         Ok(outputs) => outputs,
         Err(error) => return pass_through(rebuild(parts, body), error.reason()),
     };
+    facts.features = serde_json::to_value(&rows.rows)
+        .ok()
+        .map(|rows_json| serde_json::json!({ "names": rows.names, "rows": rows_json }));
+    facts.outputs = serde_json::to_value(&outputs.rows).ok();
+    // Only full consent lets a row into the training window.
+    let train = !ask.probe && ask.consent == Consent::Full;
 
     if ask.attach == AttachMode::Off {
         // Nothing will be attached: learn from the traffic, spend nothing on explaining.
-        if !ask.probe {
+        if train {
             let _ = live.observe(&rows.names, rows.rows, outputs.rows);
         }
         return pass_through(rebuild(parts, body), "observed; attach=off");
@@ -271,7 +381,7 @@ async fn augment(
     });
     // Probe calls (and requests marked like them) ask about made-up rows: training on
     // them would teach the surrogate a distribution that is not the traffic's.
-    if !ask.probe && live.observe(&rows.names, rows.rows, outputs.rows).is_err() {
+    if train && live.observe(&rows.names, rows.rows, outputs.rows).is_err() {
         tracing::debug!(route = %live.route, "outputs per row changed; batch not used for training");
     }
 
@@ -287,7 +397,11 @@ async fn augment(
         }
         Some(Ok(explanations)) => explanations,
     };
-    let keep = !ask.probe && !ask.request_id.is_empty();
+    facts.surrogate_version = explanations.first().map(|e| e.surrogate_version);
+    facts.attributions = serde_json::to_value(&explanations).ok();
+    facts.texts = Some(explanations.iter().filter_map(|e| e.text.clone()).collect());
+    // Rows kept for the probe check are features too: not under `none`.
+    let keep = !ask.probe && !ask.request_id.is_empty() && ask.consent != Consent::None;
     if let Some(model) = model.as_ref().filter(|_| keep) {
         let stored = StoredRequest {
             route: live.clone(),
