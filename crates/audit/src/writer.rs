@@ -87,7 +87,7 @@ pub enum WriteError {
 }
 
 /// Why a record was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SubmitError {
     /// The queue was full and the policy is `Shed`; the record was counted and dropped.
     #[error("audit queue full: record shed")]
@@ -95,6 +95,10 @@ pub enum SubmitError {
     /// The writer has stopped.
     #[error("audit writer stopped")]
     Stopped,
+    /// Only from [`Writer::try_submit`]: the queue is full and the policy is `Block`; the
+    /// record is handed back so the caller can wait somewhere it may block.
+    #[error("audit queue full")]
+    Full(Box<Record>),
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +235,21 @@ impl Writer {
             counters,
             policy: config.policy,
         })
+    }
+
+    /// Queues a record without ever blocking: where [`submit`](Self::submit) would wait
+    /// for room (policy `Block`), this returns [`SubmitError::Full`] with the record.
+    /// An async runtime's thread must not block; it hands a full-queue record to a thread
+    /// that may.
+    pub fn try_submit(&self, record: Record, durability: Durability) -> Result<Ack, SubmitError> {
+        let tx = self.tx.as_ref().ok_or(SubmitError::Stopped)?;
+        let may_wait = self.policy == QueuePolicy::Block || durability == Durability::Sync;
+        if may_wait && tx.is_full() {
+            return Err(SubmitError::Full(Box::new(record)));
+        }
+        // Room now, or a policy that never waits: `submit` will not block (a race with
+        // another sender can at worst make it wait for one batch).
+        self.submit(record, durability)
     }
 
     /// Queues a record. With `Sync`, the returned [`Ack`] completes after the commit.

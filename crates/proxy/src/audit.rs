@@ -83,7 +83,7 @@ pub fn load_key(key_file: Option<&Path>, env_hex: Option<&str>) -> Result<Vec<u8
 
 /// The audit log as the data plane sees it.
 pub(crate) struct AuditLog {
-    writer: Writer,
+    writer: Arc<Writer>,
     durability: Durability,
     on_failure: StoreFailure,
     upstream: String,
@@ -151,7 +151,7 @@ impl AuditLog {
         )
         .map_err(|e| invalid("audit.path", format!("cannot start the audit writer: {e}")))?;
         let log = Arc::new(Self {
-            writer,
+            writer: Arc::new(writer),
             durability: match config.durability {
                 AuditDurability::Sync => Durability::Sync,
                 AuditDurability::Async => Durability::Async,
@@ -213,11 +213,23 @@ impl AuditLog {
     /// not recorded but the response may go (shed, or fail-open); `Err`: fail-closed.
     pub(crate) async fn commit(&self, record: Record) -> Result<Option<String>, ProxyError> {
         let id = record.id.clone();
-        let outcome = match self.writer.submit(record, self.durability) {
+        let submitted = match self.writer.try_submit(record, self.durability) {
+            // A full queue under `block`: wait for room on a blocking thread, never on
+            // the worker, whose other connections must keep moving.
+            Err(SubmitError::Full(record)) => {
+                let writer = self.writer.clone();
+                let durability = self.durability;
+                tokio::task::spawn_blocking(move || writer.submit(*record, durability))
+                    .await
+                    .unwrap_or(Err(SubmitError::Stopped))
+            }
+            other => other,
+        };
+        let outcome = match submitted {
             Ok(ack) => ack.await.map_err(|e| e.to_string()),
             // Counted by the writer (`shed`); the policy says to serve without a record.
             Err(SubmitError::Shed) => return Ok(None),
-            Err(SubmitError::Stopped) => Err(SubmitError::Stopped.to_string()),
+            Err(error) => Err(error.to_string()),
         };
         match outcome {
             Ok(_) => Ok(Some(id)),
