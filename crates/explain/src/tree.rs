@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 /// Marks "no child" in `children_*` and "no feature" in `feature` (at leaves).
 pub const LEAF: i32 = -1;
 
-/// One regression tree.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One regression tree. `Tree::default()` has no nodes, for builders to push into.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tree {
     /// Left child of each node (taken when `x[feature] <= threshold`), or [`LEAF`].
     pub children_left: Vec<i32>,

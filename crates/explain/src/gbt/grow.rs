@@ -157,15 +157,7 @@ impl Grower {
         rows: &mut [u32],
         limits: &GrowLimits,
     ) -> (Tree, BinRule, Vec<(usize, usize, usize)>) {
-        let mut tree = Tree {
-            children_left: Vec::new(),
-            children_right: Vec::new(),
-            children_default: Vec::new(),
-            feature: Vec::new(),
-            threshold: Vec::new(),
-            value: Vec::new(),
-            cover: Vec::new(),
-        };
+        let mut tree = Tree::default();
         let mut rule = BinRule::default();
         let push_node = |tree: &mut Tree, rule: &mut BinRule, cover: f64| {
             tree.children_left.push(LEAF);

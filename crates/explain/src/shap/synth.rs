@@ -51,15 +51,7 @@ pub fn random_rows(seed: u64, n_rows: usize, n_features: usize, missing: f64) ->
 }
 
 fn grow(rng: &mut SplitMix64, data: &[f64], n_features: usize, depth: usize) -> Tree {
-    let mut t = Tree {
-        children_left: Vec::new(),
-        children_right: Vec::new(),
-        children_default: Vec::new(),
-        feature: Vec::new(),
-        threshold: Vec::new(),
-        value: Vec::new(),
-        cover: Vec::new(),
-    };
+    let mut t = Tree::default();
     let rows: Vec<usize> = (0..data.len() / n_features).collect();
     let push = |t: &mut Tree, cover: usize| {
         t.children_left.push(LEAF);

@@ -365,11 +365,7 @@ async fn augment(
         config: &live.config,
     };
     let explained: Option<Result<Vec<RowExplanation>, String>> = model.as_ref().map(|model| {
-        ordered = rows
-            .rows
-            .iter()
-            .map(|row| live.schema_order(&rows.names, model, row))
-            .collect();
+        ordered = live.schema_order(&rows.names, model, &rows.rows);
         ordered
             .iter()
             .zip(&outputs.rows)

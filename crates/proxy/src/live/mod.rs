@@ -171,14 +171,16 @@ impl RouteLive {
         Ok(())
     }
 
-    /// Puts a row given with `names` into the window's (and the surrogate's) order.
+    /// Puts rows given with `names` into the surrogate's order (the column mapping is
+    /// worked out once per batch).
     pub(crate) fn schema_order(
         &self,
         names: &[String],
         model: &LiveModel,
-        row: &[Value],
-    ) -> Vec<Value> {
-        reorder(row, &column_order(model.names(), names))
+        rows: &[Vec<Value>],
+    ) -> Vec<Vec<Value>> {
+        let order = column_order(model.names(), names);
+        rows.iter().map(|row| reorder(row, &order)).collect()
     }
 
     /// Up to `n` rows of the training window, spread evenly over it (oldest first), in
