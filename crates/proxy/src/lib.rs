@@ -2,15 +2,17 @@
 //!
 //! It forwards every request to the upstream unchanged in meaning (hop-by-hop headers
 //! removed, forwarding headers and a request id added), streams bodies it does not need
-//! to read, answers its own failures as JSON errors, and exposes health, readiness and
-//! Prometheus metrics on a separate admin listener.
+//! to read, answers its own failures as JSON errors, and exposes health, readiness,
+//! Prometheus metrics and the admin API on a separate admin listener. On routes with
+//! live explanations it learns a surrogate from the traffic, attaches explanations in
+//! the audience's words, and writes the audit log.
 //!
 //! The whole application is [`Sidelight`]: bind it from a [`Config`], read the bound
 //! addresses, then [`Sidelight::run`] it until a shutdown future completes. Tests start it
 //! in-process exactly as the `sidelight` binary does.
 //!
 //! What this crate must never do: change a prediction, fail a request because an
-//! optional stage (inspection, later explanation) failed, panic on anything a client or
+//! optional stage (inspection, explanation, narration) failed, panic on anything a client or
 //! upstream sends, or write a payload value, token or key to a log line.
 
 mod adapter;

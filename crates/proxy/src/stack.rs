@@ -1,6 +1,7 @@
 //! The data plane, assembled in one place. Read it inside out: the forwarder sends the
-//! request upstream; `rescue` turns its failures into JSON answers; `Observe` names the
-//! route, tags the request id and counts what the client finally received.
+//! request upstream; `Explain` pairs its features with the model's outputs, records and
+//! attaches the why; `Rescue` turns failures into JSON answers; `Observe` names the route,
+//! tags the request id and counts what the client finally received.
 
 use std::convert::Infallible;
 use std::future::Future;
