@@ -16,25 +16,41 @@
 //!   durability and a `Block` / `Shed` full-queue policy. No async runtime is required:
 //!   an [`Ack`] can be waited on (blocking) or awaited (it is a `Future`).
 //! - [`verify`]: walks the chain and names the first broken record.
+//! - [`PrivacyPolicy`]: per-field rules (keep, drop, pseudonymise, generalise) applied
+//!   before anything is stored.
+//! - [`Keys`]: the master key (checkpoints, pseudonyms) and the AES-256-GCM keyring that
+//!   seals every erasable field at rest, with a fresh nonce per field and the key id
+//!   stored so keys can rotate ([`AuditStore::reseal`]).
+//! - Erasure and retention ([`AuditStore::erase`]): contents go, digests and a tombstone
+//!   stay, so the chain still verifies.
+//! - Export: [`record_json`] / [`write_jsonl`], and [`CsvExport`] whose CSV feeds
+//!   `sidelight surrogate fit`.
 //!
 //! What this crate must never do:
 //!
-//! - **never log payloads** (or any erasable field, or the checkpoint key) — it does no
-//!   logging at all, and its `Debug` impls redact the key;
+//! - **never log payloads** (or any erasable field, or a key) — it does no logging at
+//!   all, and its `Debug` impls leave key bytes out;
+//! - **never write an erasable field in the clear** when sealing is on;
 //! - **never lose an acknowledged record** — a `Sync` ack completes only after the
 //!   transaction holding the record has committed with `synchronous=FULL`.
 
+mod export;
+mod keys;
+mod privacy;
 mod record;
 mod sqlite;
 mod store;
 mod verify;
 mod writer;
 
+pub use export::{CsvExport, ExportError, record_json, rfc3339_ms, write_jsonl};
+pub use keys::{DERIVED_KEY_ID, KeyError, Keys, MIN_MASTER_BYTES, OpenError};
+pub use privacy::{FieldRule, PrivacyPolicy};
 pub use record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
 pub use sqlite::{SqliteConfig, SqliteStore};
 pub use store::{
-    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Page, RangeQuery, StoreError,
-    Stored, checkpoint_mac, checkpoint_mac_ok,
+    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Page, RecordQuery,
+    StoreError, Stored, checkpoint_mac, checkpoint_mac_ok,
 };
 pub use verify::{BreakKind, VerifyError, VerifyReport, verify};
 pub use writer::{

@@ -78,6 +78,8 @@ pub struct Record {
     pub review_state: String,
     /// When the erasable fields were erased (tombstone), unix milliseconds; not hashed.
     pub erased_at: Option<i64>,
+    /// Why they were erased (`subject_erasure`, `retention`); not hashed.
+    pub erased_reason: Option<String>,
     /// Hex SHA-256 of the previous record (64 zeros for the first record).
     pub prev_hash: String,
     /// Hex SHA-256 of this record: `SHA-256(prev_hash bytes || canonical bytes)`.
@@ -108,6 +110,7 @@ impl Record {
             subject: None,
             review_state: "none".to_owned(),
             erased_at: None,
+            erased_reason: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

@@ -7,30 +7,46 @@
 //!   Group commit amortises the fsync over a whole batch.
 //! - One transaction per batch; checkpoints are written in the same transaction.
 
+use crate::keys::Keys;
 use crate::record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, ErasableField, Page, RangeQuery, StoreError, Stored,
-    checkpoint_mac,
+    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Page, RecordQuery,
+    StoreError, Stored, checkpoint_mac,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use std::path::Path;
+use std::time::Duration;
 
 /// Configuration of the SQLite store.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SqliteConfig {
     /// Write a checkpoint every this many records (0 disables periodic checkpoints; the
     /// end of every batch is checkpointed regardless).
     pub checkpoint_every: u64,
-    /// HMAC key for checkpoints. Never logged.
-    pub checkpoint_key: Vec<u8>,
+    /// The master key (checkpoints) and the encryption keyring. Never logged.
+    pub keys: Keys,
+    /// Whether erasable fields are sealed with the active key on append. Reading opens
+    /// sealed fields either way.
+    pub encrypt: bool,
+    /// How long a write waits for a lock another process holds before it fails.
+    pub busy_timeout: Duration,
+    /// The largest the database file may grow; beyond it a write fails as if the disk
+    /// were full. `None`: as large as the disk allows.
+    pub max_bytes: Option<u64>,
 }
 
-impl std::fmt::Debug for SqliteConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteConfig")
-            .field("checkpoint_every", &self.checkpoint_every)
-            .field("checkpoint_key", &"<redacted>")
-            .finish()
+impl SqliteConfig {
+    /// Defaults: a checkpoint every 1000 records, sealing on, a 5 s lock wait, no size
+    /// limit.
+    pub fn new(keys: Keys) -> Self {
+        SqliteConfig {
+            checkpoint_every: 1000,
+            keys,
+            encrypt: true,
+            busy_timeout: Duration::from_secs(5),
+            max_bytes: None,
+        }
     }
 }
 
@@ -81,10 +97,23 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 ";
 
+/// Schema changes after the first version, applied in order; `PRAGMA user_version`
+/// counts how many a database has had.
+const MIGRATIONS: &[&str] = &[
+    // 1: sealed fields name their key; tombstones say why.
+    "ALTER TABLE records ADD COLUMN key_id TEXT;
+     ALTER TABLE records ADD COLUMN erased_reason TEXT;
+     CREATE INDEX IF NOT EXISTS records_route ON records(route, seq);
+     CREATE INDEX IF NOT EXISTS records_key ON records(key_id);",
+];
+
 const COLUMNS: &str = "seq, id, time_ms, route, model, consent, subject, surrogate_version, review_state, \
      request, request_sha256, response, response_sha256, features, features_sha256, \
      outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, \
-     erased_at, prev_hash, hash";
+     erased_at, prev_hash, hash, key_id, erased_reason";
+
+const CLEAR_FIELDS: &str = "request = NULL, response = NULL, features = NULL, outputs = NULL, \
+     attributions = NULL, texts = NULL, key_id = NULL";
 
 fn to_i64(v: u64, what: &'static str) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::OutOfRange(what))
@@ -100,15 +129,34 @@ fn json_bytes<T: serde::Serialize>(v: Option<&T>) -> Result<Option<Vec<u8>>, Sto
         .map_err(StoreError::from)
 }
 
-fn read_chain_row(row: &Row<'_>) -> Result<ChainRow, StoreError> {
-    let field = |c: usize| -> Result<ErasableField, StoreError> {
-        Ok(ErasableField {
-            content: row.get(c)?,
-            sha256: row.get(c + 1)?,
-        })
-    };
+fn read_chain_row(row: &Row<'_>, keys: &Keys) -> Result<ChainRow, StoreError> {
     let seq: i64 = row.get(0)?;
     let id: String = row.get(1)?;
+    let key_id: Option<String> = row.get(24)?;
+    let field = |c: usize, name: &str| -> Result<ErasableField, StoreError> {
+        let stored: Option<Vec<u8>> = row.get(c)?;
+        let sha256: Option<String> = row.get(c + 1)?;
+        let (content, open_error) = match (stored, &key_id) {
+            (Some(sealed), Some(key)) => match keys.open(key, &id, name, &sealed) {
+                Ok(clear) => (Some(clear), None),
+                Err(e) => (None, Some(e)),
+            },
+            (stored, _) => (stored, None),
+        };
+        Ok(ErasableField {
+            content,
+            sha256,
+            open_error,
+        })
+    };
+    let fields = [
+        field(9, ERASABLE_FIELDS[0])?,
+        field(11, ERASABLE_FIELDS[1])?,
+        field(13, ERASABLE_FIELDS[2])?,
+        field(15, ERASABLE_FIELDS[3])?,
+        field(17, ERASABLE_FIELDS[4])?,
+        field(19, ERASABLE_FIELDS[5])?,
+    ];
     let seq = u64::try_from(seq)
         .map_err(|_| StoreError::Corrupt(format!("record {id} has an invalid seq {seq}")))?;
     Ok(ChainRow {
@@ -123,14 +171,8 @@ fn read_chain_row(row: &Row<'_>) -> Result<ChainRow, StoreError> {
             .get::<_, Option<i64>>(7)?
             .map(|v| to_u64(v, "surrogate_version"))
             .transpose()?,
-        fields: [
-            field(9)?,
-            field(11)?,
-            field(13)?,
-            field(15)?,
-            field(17)?,
-            field(19)?,
-        ],
+        fields,
+        key_id,
         erased_at: row.get(21)?,
         prev_hash: row.get(22)?,
         hash: row.get(23)?,
@@ -145,10 +187,24 @@ fn parse_json<T: serde::de::DeserializeOwned>(f: &ErasableField) -> Result<Optio
         .map_err(StoreError::from)
 }
 
-fn read_stored(row: &Row<'_>) -> Result<Stored, StoreError> {
-    let c = read_chain_row(row)?;
+fn read_stored(row: &Row<'_>, keys: &Keys) -> Result<Stored, StoreError> {
+    let c = read_chain_row(row, keys)?;
     let consent = Consent::parse(&c.consent)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown consent at seq {}", c.seq)))?;
+    if let Some((f, name)) = c
+        .fields
+        .iter()
+        .zip(ERASABLE_FIELDS)
+        .find(|(f, _)| f.open_error.is_some())
+    {
+        return Err(StoreError::Open {
+            id: c.id.clone(),
+            field: name,
+            source: f.open_error.clone().unwrap_or_else(|| {
+                crate::keys::OpenError::MissingKey(c.key_id.clone().unwrap_or_default())
+            }),
+        });
+    }
     let [request, response, features, outputs, attributions, texts] = &c.fields;
     let record = Record {
         id: c.id.clone(),
@@ -166,6 +222,7 @@ fn read_stored(row: &Row<'_>) -> Result<Stored, StoreError> {
         subject: c.subject.clone(),
         review_state: row.get(8)?,
         erased_at: c.erased_at,
+        erased_reason: row.get(25)?,
         prev_hash: c.prev_hash.clone(),
         hash: c.hash.clone(),
     };
@@ -176,7 +233,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(config.busy_timeout)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt(format!(
@@ -184,7 +241,15 @@ impl SqliteStore {
             )));
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Erased content is overwritten on disk, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
+        if let Some(max) = config.max_bytes {
+            let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = (max / u64::try_from(page.max(1)).unwrap_or(4096)).max(1);
+            conn.pragma_update(None, "max_page_count", to_i64(pages, "max_bytes")?)?;
+        }
         let tip: Option<(i64, String)> = conn
             .query_row(
                 "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
@@ -208,12 +273,61 @@ impl SqliteStore {
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
+
+    fn seal(&self, id: &str, field: usize, clear: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, StoreError> {
+        match clear {
+            Some(bytes) if self.config.encrypt => self
+                .config
+                .keys
+                .seal(id, ERASABLE_FIELDS[field], &bytes)
+                .map(Some)
+                .ok_or_else(|| StoreError::Seal(id.to_owned())),
+            other => Ok(other),
+        }
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let done = usize::try_from(done).unwrap_or(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 impl AuditStore for SqliteStore {
     fn append_batch(&mut self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
+        }
+        let key_id = self
+            .config
+            .encrypt
+            .then(|| self.config.keys.active_id().to_owned());
+        // Seal before the transaction: encryption is the costly part, and the write
+        // lock should be held for the inserts only.
+        let mut prepared = Vec::with_capacity(records.len());
+        for r in records {
+            let clear = [
+                r.request.clone(),
+                r.response.clone(),
+                json_bytes(r.features.as_ref())?,
+                json_bytes(r.outputs.as_ref())?,
+                json_bytes(r.attributions.as_ref())?,
+                json_bytes(r.texts.as_ref())?,
+            ];
+            let digests: [Option<String>; 6] =
+                std::array::from_fn(|i| clear[i].as_deref().map(sha256_hex));
+            let any = clear.iter().any(Option::is_some);
+            let mut stored: [Option<Vec<u8>>; 6] = Default::default();
+            for (i, c) in clear.into_iter().enumerate() {
+                stored[i] = self.seal(&r.id, i, c)?;
+            }
+            prepared.push((stored, digests, key_id.as_ref().filter(|_| any)));
         }
         let tx = self.conn.transaction()?;
         let mut seq = self.last_seq;
@@ -222,24 +336,12 @@ impl AuditStore for SqliteStore {
         {
             let mut insert = tx.prepare_cached(&format!(
                 "INSERT INTO records ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
             ))?;
             let mut checkpoint =
                 tx.prepare_cached("INSERT INTO checkpoints (seq, hash, mac) VALUES (?1, ?2, ?3)")?;
-            for (i, r) in records.iter().enumerate() {
+            for (i, (r, (stored, digests, key_id))) in records.iter().zip(&prepared).enumerate() {
                 seq += 1;
-                let contents = [
-                    r.request.clone(),
-                    r.response.clone(),
-                    json_bytes(r.features.as_ref())?,
-                    json_bytes(r.outputs.as_ref())?,
-                    json_bytes(r.attributions.as_ref())?,
-                    json_bytes(r.texts.as_ref())?,
-                ];
-                let digests: Vec<Option<String>> = contents
-                    .iter()
-                    .map(|c| c.as_deref().map(sha256_hex))
-                    .collect();
                 let canonical = Canonical {
                     v: 1,
                     seq,
@@ -272,26 +374,28 @@ impl AuditStore for SqliteStore {
                     r.subject,
                     sv,
                     r.review_state,
-                    contents[0],
+                    stored[0],
                     digests[0],
-                    contents[1],
+                    stored[1],
                     digests[1],
-                    contents[2],
+                    stored[2],
                     digests[2],
-                    contents[3],
+                    stored[3],
                     digests[3],
-                    contents[4],
+                    stored[4],
                     digests[4],
-                    contents[5],
+                    stored[5],
                     digests[5],
                     r.erased_at,
                     prev,
                     hash,
+                    key_id,
+                    r.erased_reason,
                 ])?;
                 let periodic =
                     self.config.checkpoint_every > 0 && seq % self.config.checkpoint_every == 0;
                 if periodic || i + 1 == records.len() {
-                    let mac = checkpoint_mac(&self.config.checkpoint_key, seq, &hash);
+                    let mac = checkpoint_mac(self.config.keys.checkpoint_key(), seq, &hash);
                     checkpoint.execute(params![to_i64(seq, "seq")?, hash, mac])?;
                 }
                 seqs.push(seq);
@@ -310,31 +414,44 @@ impl AuditStore for SqliteStore {
             .prepare_cached(&format!("SELECT {COLUMNS} FROM records WHERE id = ?1"))?;
         let mut rows = stmt.query(params![id])?;
         match rows.next()? {
-            Some(row) => Ok(Some(read_stored(row)?)),
+            Some(row) => Ok(Some(read_stored(row, &self.config.keys)?)),
             None => Ok(None),
         }
     }
 
-    fn range(&self, q: &RangeQuery) -> Result<Page, StoreError> {
+    fn contains(&self, id: &str) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM records WHERE id = ?1")?;
+        Ok(stmt.exists(params![id])?)
+    }
+
+    fn query(&self, q: &RecordQuery) -> Result<Page, StoreError> {
         let limit = q.limit.max(1);
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM records WHERE seq > ?1 AND time_ms >= ?2 AND time_ms < ?3 \
-             ORDER BY seq LIMIT ?4"
-        ))?;
-        let after = to_i64(q.after.unwrap_or(0), "after")?;
-        let fetch = to_i64(
+        let mut sql = format!("SELECT {COLUMNS} FROM records WHERE seq > ?");
+        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(to_i64(q.after.unwrap_or(0), "after")?)];
+        for (column, op, value) in [
+            ("time_ms", ">=", q.from_ms.map(SqlValue::Integer)),
+            ("time_ms", "<", q.to_ms.map(SqlValue::Integer)),
+            ("route", "=", q.route.clone().map(SqlValue::Text)),
+            ("subject", "=", q.subject.clone().map(SqlValue::Text)),
+            ("review_state", "=", q.review_state.clone().map(SqlValue::Text)),
+        ] {
+            if let Some(v) = value {
+                sql.push_str(&format!(" AND {column} {op} ?"));
+                args.push(v);
+            }
+        }
+        sql.push_str(" ORDER BY seq LIMIT ?");
+        args.push(SqlValue::Integer(to_i64(
             u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1),
             "limit",
-        )?;
-        let mut rows = stmt.query(params![
-            after,
-            q.from_ms.unwrap_or(i64::MIN),
-            q.to_ms.unwrap_or(i64::MAX),
-            fetch
-        ])?;
+        )?));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
         let mut records = Vec::new();
         while let Some(row) = rows.next()? {
-            records.push(read_stored(row)?);
+            records.push(read_stored(row, &self.config.keys)?);
         }
         let next = if records.len() > limit {
             records.truncate(limit);
@@ -354,7 +471,7 @@ impl AuditStore for SqliteStore {
         let mut rows = stmt.query(params![after, limit])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            out.push(read_chain_row(row)?);
+            out.push(read_chain_row(row, &self.config.keys)?);
         }
         Ok(out)
     }
@@ -371,6 +488,111 @@ impl AuditStore for SqliteStore {
                 hash: row.get(1)?,
                 mac: row.get(2)?,
             });
+        }
+        Ok(out)
+    }
+
+    fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, StoreError> {
+        let (filter, arg) = match what {
+            Erasure::Subject(subject) => ("subject = ?3", SqlValue::Text(subject.clone())),
+            Erasure::Before(cutoff) => ("time_ms < ?3", SqlValue::Integer(*cutoff)),
+        };
+        // In slices, so that a large purge never holds the write lock for long: the
+        // group-commit writer of a running proxy gets its turn between slices.
+        let sql = format!(
+            "UPDATE records SET {CLEAR_FIELDS}, erased_at = ?1, erased_reason = ?2 \
+             WHERE seq IN (SELECT seq FROM records WHERE {filter} AND erased_at IS NULL LIMIT 500)"
+        );
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .conn
+                .execute(&sql, params![now_ms, what.reason(), arg])?;
+            total += u64::try_from(n).unwrap_or(0);
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn reseal(&mut self, limit: usize) -> Result<u64, StoreError> {
+        let active = self.config.keys.active_id().to_owned();
+        let limit = to_i64(u64::try_from(limit.max(1)).unwrap_or(u64::MAX), "limit")?;
+        let tx = self.conn.transaction()?;
+        let mut done = 0u64;
+        {
+            let mut select = tx.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM records WHERE erased_at IS NULL \
+                 AND (key_id IS NULL OR key_id != ?1) \
+                 AND (request IS NOT NULL OR response IS NOT NULL OR features IS NOT NULL \
+                      OR outputs IS NOT NULL OR attributions IS NOT NULL OR texts IS NOT NULL) \
+                 ORDER BY seq LIMIT ?2"
+            ))?;
+            let rows: Vec<ChainRow> = {
+                let mut rows = select.query(params![active, limit])?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(read_chain_row(row, &self.config.keys)?);
+                }
+                out
+            };
+            let mut update = tx.prepare_cached(
+                "UPDATE records SET request = ?1, response = ?2, features = ?3, outputs = ?4, \
+                 attributions = ?5, texts = ?6, key_id = ?7 WHERE seq = ?8",
+            )?;
+            for row in rows {
+                if let Some((f, name)) = row
+                    .fields
+                    .iter()
+                    .zip(ERASABLE_FIELDS)
+                    .find(|(f, _)| f.open_error.is_some())
+                {
+                    return Err(StoreError::Open {
+                        id: row.id.clone(),
+                        field: name,
+                        source: f.open_error.clone().unwrap_or_else(|| {
+                            crate::keys::OpenError::MissingKey(row.key_id.clone().unwrap_or_default())
+                        }),
+                    });
+                }
+                let mut sealed: [Option<Vec<u8>>; 6] = Default::default();
+                for (i, f) in row.fields.iter().enumerate() {
+                    sealed[i] = match &f.content {
+                        Some(clear) => Some(
+                            self.config
+                                .keys
+                                .seal(&row.id, ERASABLE_FIELDS[i], clear)
+                                .ok_or_else(|| StoreError::Seal(row.id.clone()))?,
+                        ),
+                        None => None,
+                    };
+                }
+                update.execute(params![
+                    sealed[0],
+                    sealed[1],
+                    sealed[2],
+                    sealed[3],
+                    sealed[4],
+                    sealed[5],
+                    active,
+                    to_i64(row.seq, "seq")?,
+                ])?;
+                done += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    fn key_usage(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key_id, COUNT(*) FROM records WHERE erased_at IS NULL \
+             GROUP BY key_id ORDER BY key_id",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push((row.get(0)?, to_u64(row.get(1)?, "count")?));
         }
         Ok(out)
     }

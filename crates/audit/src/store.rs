@@ -1,5 +1,6 @@
 //! The store trait that every backend (SQLite now, PostgreSQL later) implements.
 
+use crate::keys::OpenError;
 use crate::record::Record;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -19,6 +20,40 @@ pub enum StoreError {
     /// A value does not fit the storage type.
     #[error("value out of range: {0}")]
     OutOfRange(&'static str),
+    /// A sealed field could not be opened with the keyring.
+    #[error("record {id}, field `{field}`: {source}")]
+    Open {
+        /// The record's id.
+        id: String,
+        /// The field.
+        field: &'static str,
+        /// Why.
+        source: OpenError,
+    },
+    /// A field could not be sealed (the active key is unusable).
+    #[error("cannot seal record {0} with the active key")]
+    Seal(String),
+}
+
+impl StoreError {
+    /// Whether the store refused the write because it is full (disk full or the
+    /// configured size limit), read-only, or locked by another process: the kinds of
+    /// trouble an operator fixes outside Sidelight.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
+                rusqlite::ErrorCode::DiskFull => "full",
+                rusqlite::ErrorCode::ReadOnly => "read_only",
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                    "locked"
+                }
+                rusqlite::ErrorCode::SystemIoFailure => "io",
+                _ => "other",
+            },
+            StoreError::Open { .. } | StoreError::Seal(_) => "key",
+            _ => "other",
+        }
+    }
 }
 
 /// A record together with its position in the chain.
@@ -30,25 +65,31 @@ pub struct Stored {
     pub record: Record,
 }
 
-/// A time-range query with keyset pagination on `seq`.
+/// A query over records with keyset pagination on `seq`. Every filter is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RangeQuery {
+pub struct RecordQuery {
     /// Inclusive lower bound on `time_ms`.
     pub from_ms: Option<i64>,
     /// Exclusive upper bound on `time_ms`.
     pub to_ms: Option<i64>,
+    /// Only this route.
+    pub route: Option<String>,
+    /// Only this pseudonymous subject.
+    pub subject: Option<String>,
+    /// Only this review state.
+    pub review_state: Option<String>,
     /// Page size (at least 1 is used).
     pub limit: usize,
     /// Return only records with `seq` greater than this (the previous page's `next`).
     pub after: Option<u64>,
 }
 
-/// One page of a range query.
+/// One page of a query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     /// Records in ascending `seq`.
     pub records: Vec<Stored>,
-    /// Cursor for the next page (`RangeQuery::after`), `None` when this page is the last.
+    /// Cursor for the next page (`RecordQuery::after`), `None` when this page is the last.
     pub next: Option<u64>,
 }
 
@@ -73,8 +114,10 @@ pub struct ChainRow {
     /// Surrogate version.
     pub surrogate_version: Option<u64>,
     /// Erasable fields in canonical order: request, response, features, outputs,
-    /// attributions, texts.
+    /// attributions, texts; opened (decrypted) where they were sealed.
     pub fields: [ErasableField; 6],
+    /// The key that sealed the fields; `None` when they are stored in the clear.
+    pub key_id: Option<String>,
     /// Tombstone time, if erased.
     pub erased_at: Option<i64>,
     /// Stored previous hash.
@@ -96,10 +139,33 @@ pub const ERASABLE_FIELDS: [&str; 6] = [
 /// An erasable field as stored: its content bytes (if still present) and its digest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErasableField {
-    /// The stored bytes (JSON text for JSON fields), `None` if absent or erased.
+    /// The content (JSON text for JSON fields), opened if it was sealed; `None` if
+    /// absent, erased, or sealed and not openable (then `open_error` says why).
     pub content: Option<Vec<u8>>,
-    /// Hex SHA-256 of the content as appended, `None` if there never was content.
+    /// Hex SHA-256 of the content (in the clear) as appended, `None` if there never was
+    /// content.
     pub sha256: Option<String>,
+    /// Why sealed content could not be opened.
+    pub open_error: Option<OpenError>,
+}
+
+/// Which records an erasure removes the erasable fields of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// Every record of this pseudonymous subject (a person's request to be forgotten).
+    Subject(String),
+    /// Every record older than this, unix milliseconds (the retention window).
+    Before(i64),
+}
+
+impl Erasure {
+    /// The reason stored with the tombstone.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Erasure::Subject(_) => "subject_erasure",
+            Erasure::Before(_) => "retention",
+        }
+    }
 }
 
 /// An HMAC-authenticated checkpoint of the chain head at `seq`.
@@ -153,8 +219,24 @@ pub trait AuditStore: Send {
     /// The record with this id.
     fn get(&self, id: &str) -> Result<Option<Stored>, StoreError>;
 
-    /// Records in a time range, ascending by seq, one page at a time.
-    fn range(&self, query: &RangeQuery) -> Result<Page, StoreError>;
+    /// Whether a record with this id exists (cheaper than [`get`](Self::get)).
+    fn contains(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Records matching a query, ascending by seq, one page at a time.
+    fn query(&self, query: &RecordQuery) -> Result<Page, StoreError>;
+
+    /// Removes the erasable fields of the records `what` selects, leaving digests and a
+    /// tombstone (`erased_at = now_ms`, and the reason), so the chain still verifies.
+    /// Returns how many records were erased. Records already erased are left alone.
+    fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// Re-seals up to `limit` records whose fields are not sealed with the active key
+    /// (or not sealed at all). Returns how many were re-sealed; 0 when none is left.
+    fn reseal(&mut self, limit: usize) -> Result<u64, StoreError>;
+
+    /// How many records each key seals (`None`: stored in the clear), erased ones not
+    /// counted.
+    fn key_usage(&self) -> Result<Vec<(Option<String>, u64)>, StoreError>;
 
     /// Up to `limit` raw chain rows with seq greater than `after`, in ascending seq, for
     /// verification. `None` starts at the very first row, including rows whose seq the

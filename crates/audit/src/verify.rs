@@ -1,8 +1,9 @@
 //! Walking the chain and checking the checkpoints.
 
+use crate::keys::OpenError;
 use crate::record::{Canonical, Consent, GENESIS_HASH, sha256_hex};
 use crate::store::{AuditStore, ChainRow, ERASABLE_FIELDS, StoreError, checkpoint_mac_ok};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Rows read per page while walking the chain.
 const PAGE: usize = 1024;
@@ -45,6 +46,12 @@ pub enum BreakKind {
         /// The field name.
         field: &'static str,
     },
+    /// A sealed field does not open although other records sealed with the same key
+    /// do: its bytes were altered or moved from another record.
+    SealBroken {
+        /// The field name.
+        field: &'static str,
+    },
     /// The consent value is not one this crate writes.
     BadConsent,
     /// The record's hash differs from the authenticated checkpoint at its seq.
@@ -73,6 +80,10 @@ impl std::fmt::Display for BreakKind {
                     "field `{field}` was removed without an erasure tombstone"
                 )
             }
+            BreakKind::SealBroken { field } => write!(
+                f,
+                "sealed field `{field}` does not open (altered or moved from another record)"
+            ),
             BreakKind::BadConsent => f.write_str("unknown consent value"),
             BreakKind::CheckpointHashMismatch => {
                 f.write_str("hash differs from the authenticated checkpoint")
@@ -93,6 +104,24 @@ pub enum VerifyError {
         "the checkpoint key does not match this audit log (no checkpoint MAC verifies under it)"
     )]
     KeyMismatch,
+    /// Records are sealed with an encryption key the key file does not hold.
+    #[error(
+        "record {id} is sealed with encryption key `{key_id}`, which the key file does not hold"
+    )]
+    MissingEncryptionKey {
+        /// The key id.
+        key_id: String,
+        /// The first record sealed with it.
+        id: String,
+    },
+    /// No record sealed with this key id opens with the key file's key of that id.
+    #[error(
+        "encryption key `{key_id}` in the key file does not open this log's records (wrong key)"
+    )]
+    WrongEncryptionKey {
+        /// The key id.
+        key_id: String,
+    },
     /// A checkpoint's MAC does not verify although others do: the checkpoint was forged
     /// or altered.
     #[error("checkpoint at seq {seq} has an invalid MAC (forged or altered)")]
@@ -134,6 +163,80 @@ fn broken(row: &ChainRow, kind: BreakKind) -> VerifyError {
     }
 }
 
+/// Keys known to open at least one record, so that a field that does not open is an
+/// altered record rather than a wrong key.
+#[derive(Default)]
+struct KeysSeen(BTreeSet<String>);
+
+impl KeysSeen {
+    fn note(&mut self, row: &ChainRow) {
+        if let Some(k) = &row.key_id {
+            if row
+                .fields
+                .iter()
+                .any(|f| f.content.is_some() && f.open_error.is_none())
+            {
+                self.0.insert(k.clone());
+            }
+        }
+    }
+
+    /// Whether any record from `row` on opens with `key_id` (looking ahead when none
+    /// has yet).
+    fn opens<S: AuditStore + ?Sized>(
+        &mut self,
+        store: &S,
+        row: &ChainRow,
+        key_id: &str,
+    ) -> Result<bool, StoreError> {
+        if self.0.contains(key_id) {
+            return Ok(true);
+        }
+        let mut after = Some(row.seq);
+        loop {
+            let rows = store.chain_rows(after, PAGE)?;
+            let Some(last) = rows.last() else {
+                return Ok(false);
+            };
+            after = Some(last.seq);
+            for r in &rows {
+                self.note(r);
+            }
+            if self.0.contains(key_id) {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+fn check_seals<S: AuditStore + ?Sized>(
+    store: &S,
+    row: &ChainRow,
+    seen: &mut KeysSeen,
+) -> Result<(), VerifyError> {
+    seen.note(row);
+    for (f, name) in row.fields.iter().zip(ERASABLE_FIELDS) {
+        match &f.open_error {
+            None => {}
+            Some(OpenError::MissingKey(key_id)) => {
+                return Err(VerifyError::MissingEncryptionKey {
+                    key_id: key_id.clone(),
+                    id: row.id.clone(),
+                });
+            }
+            Some(OpenError::Failed(key_id)) => {
+                if seen.opens(store, row, key_id)? {
+                    return Err(broken(row, BreakKind::SealBroken { field: name }));
+                }
+                return Err(VerifyError::WrongEncryptionKey {
+                    key_id: key_id.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_row(row: &ChainRow, expected_seq: u64, prev: &str) -> Result<bool, VerifyError> {
     if row.seq != expected_seq {
         return Err(broken(
@@ -149,6 +252,8 @@ fn check_row(row: &ChainRow, expected_seq: u64, prev: &str) -> Result<bool, Veri
     let mut erased = false;
     for (f, name) in row.fields.iter().zip(ERASABLE_FIELDS) {
         match (&f.content, &f.sha256) {
+            // Checked by `check_seals`.
+            (None, _) if f.open_error.is_some() => {}
             (Some(c), Some(d)) if sha256_hex(c) == *d => {}
             (Some(_), _) => return Err(broken(row, BreakKind::DigestMismatch { field: name })),
             (None, Some(_)) if row.erased_at.is_some() => erased = true,
@@ -219,6 +324,7 @@ pub fn verify<S: AuditStore + ?Sized>(store: &S, key: &[u8]) -> Result<VerifyRep
         last_seq: 0,
         last_hash: GENESIS_HASH.to_owned(),
     };
+    let mut seen = KeysSeen::default();
     let mut after = None;
     loop {
         let rows = store.chain_rows(after, PAGE)?;
@@ -239,6 +345,7 @@ pub fn verify<S: AuditStore + ?Sized>(store: &S, key: &[u8]) -> Result<VerifyRep
                 }
                 report.checkpoints += 1;
             }
+            check_seals(store, row, &mut seen)?;
             report.records += 1;
             report.last_seq = row.seq;
             report.last_hash.clone_from(&row.hash);

@@ -4,9 +4,9 @@
 
 use proptest::prelude::*;
 use rusqlite::{Connection, params};
-use sidelight_audit::{AuditStore, Consent, Record, SqliteConfig, SqliteStore, verify};
+use sidelight_audit::{AuditStore, Consent, Keys, Record, SqliteConfig, SqliteStore, verify};
 
-const KEY: &[u8] = b"prop key";
+const KEY: &[u8] = b"prop key, sixteen bytes or more";
 
 fn record(i: usize, payload: &[u8], consent: u8) -> Record {
     let mut r = Record::new(format!("id-{i}"), i64::try_from(i).unwrap() * 10, "r", "m");
@@ -55,7 +55,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        let config = SqliteConfig { checkpoint_every: every, checkpoint_key: KEY.to_vec() };
+        let config = SqliteConfig { checkpoint_every: every, ..SqliteConfig::new(Keys::from_master(KEY.to_vec()).unwrap()) };
         let mut store = SqliteStore::open(&path, config.clone()).unwrap();
         let mut n = 0usize;
         for batch in &batches {
@@ -89,7 +89,7 @@ proptest! {
             }
             Mutation::ForgeAppend => {
                 drop(conn);
-                let forger = SqliteConfig { checkpoint_every: 0, checkpoint_key: b"forger".to_vec() };
+                let forger = SqliteConfig { checkpoint_every: 0, ..SqliteConfig::new(Keys::from_master(b"forger forger forger".to_vec()).unwrap()) };
                 let mut s = SqliteStore::open(&path, forger).unwrap();
                 s.append_batch(&[record(n + 1, b"forged", 0)]).unwrap();
                 drop(s);

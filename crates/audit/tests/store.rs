@@ -5,7 +5,8 @@
 use rusqlite::{Connection, params};
 use serde_json::json;
 use sidelight_audit::{
-    AuditStore, BreakKind, Consent, Durability, QueuePolicy, RangeQuery, Record, SqliteConfig,
+    AuditStore, BreakKind, Consent, Durability, Erasure, Keys, QueuePolicy, Record, RecordQuery,
+    SqliteConfig,
     SqliteStore, SubmitError, VerifyError, Writer, WriterConfig, verify,
 };
 use std::path::{Path, PathBuf};
@@ -13,10 +14,7 @@ use std::path::{Path, PathBuf};
 const KEY: &[u8] = b"test checkpoint key";
 
 fn config(every: u64) -> SqliteConfig {
-    SqliteConfig {
-        checkpoint_every: every,
-        checkpoint_key: KEY.to_vec(),
-    }
+    SqliteConfig { checkpoint_every: every, ..SqliteConfig::new(Keys::from_master(KEY.to_vec()).unwrap()) }
 }
 
 fn record(i: u64) -> Record {
@@ -96,15 +94,15 @@ fn append_and_read_back() {
 fn range_paginates() {
     let (_dir, path) = filled(25, 7);
     let store = reopen(&path);
-    let mut q = RangeQuery {
+    let mut q = RecordQuery {
         from_ms: Some(1_700_000_000_003),
         to_ms: Some(1_700_000_000_023),
         limit: 6,
-        after: None,
+        ..RecordQuery::default()
     };
     let mut seqs = Vec::new();
     loop {
-        let page = store.range(&q).unwrap();
+        let page = store.query(&q).unwrap();
         assert!(page.records.len() <= 6);
         seqs.extend(page.records.iter().map(|s| s.seq));
         match page.next {
@@ -234,8 +232,20 @@ impl AuditStore for Gate {
     ) -> Result<Option<sidelight_audit::Stored>, sidelight_audit::StoreError> {
         self.inner.get(id)
     }
-    fn range(&self, q: &RangeQuery) -> Result<sidelight_audit::Page, sidelight_audit::StoreError> {
-        self.inner.range(q)
+    fn contains(&self, id: &str) -> Result<bool, sidelight_audit::StoreError> {
+        self.inner.contains(id)
+    }
+    fn query(&self, q: &RecordQuery) -> Result<sidelight_audit::Page, sidelight_audit::StoreError> {
+        self.inner.query(q)
+    }
+    fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, sidelight_audit::StoreError> {
+        self.inner.erase(what, now_ms)
+    }
+    fn reseal(&mut self, limit: usize) -> Result<u64, sidelight_audit::StoreError> {
+        self.inner.reseal(limit)
+    }
+    fn key_usage(&self) -> Result<Vec<(Option<String>, u64)>, sidelight_audit::StoreError> {
+        self.inner.key_usage()
     }
     fn chain_rows(
         &self,
@@ -348,6 +358,7 @@ fn altered_field_is_detected() {
 
 #[test]
 fn altered_payload_is_detected() {
+    // Sealed: the altered bytes no longer open.
     let (_dir, path) = filled(12, 5);
     tamper(
         &path,
@@ -355,6 +366,30 @@ fn altered_payload_is_detected() {
     );
     assert_eq!(
         broken_at(&path),
+        (
+            9,
+            "req-9".to_owned(),
+            BreakKind::SealBroken { field: "features" }
+        )
+    );
+    // In the clear: the bytes no longer match their digest.
+    let dir = tempfile::tempdir().unwrap();
+    let clear = dir.path().join("clear.db");
+    let clear_config = SqliteConfig {
+        encrypt: false,
+        ..config(4)
+    };
+    let mut store = SqliteStore::open(&clear, clear_config).unwrap();
+    store
+        .append_batch(&(1..=12).map(record).collect::<Vec<_>>())
+        .unwrap();
+    drop(store);
+    tamper(
+        &clear,
+        "UPDATE records SET features = CAST('{\"income\":1}' AS BLOB) WHERE seq = 9",
+    );
+    assert_eq!(
+        broken_at(&clear),
         (
             9,
             "req-9".to_owned(),
@@ -400,10 +435,7 @@ fn forged_appended_record_is_detected() {
     // Forge a record with a valid chain hash (no key is needed for that).
     let mut store = SqliteStore::open(
         &path,
-        SqliteConfig {
-            checkpoint_every: 0,
-            checkpoint_key: b"forger".to_vec(),
-        },
+        SqliteConfig { checkpoint_every: 0, ..SqliteConfig::new(Keys::from_master(b"forger forger forger".to_vec()).unwrap()) },
     )
     .unwrap();
     store.append_batch(&[record(13)]).unwrap();
@@ -422,7 +454,7 @@ fn forged_record_before_the_first_is_detected() {
     let (_dir, path) = filled(6, 6);
     tamper(
         &path,
-        "INSERT INTO records SELECT 0, 'forged', time_ms, route, model, consent, subject, surrogate_version, review_state, request, request_sha256, response, response_sha256, features, features_sha256, outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, erased_at, prev_hash, hash FROM records WHERE seq = 1",
+        "INSERT INTO records SELECT 0, 'forged', time_ms, route, model, consent, subject, surrogate_version, review_state, request, request_sha256, response, response_sha256, features, features_sha256, outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, erased_at, prev_hash, hash, key_id, erased_reason FROM records WHERE seq = 1",
     );
     assert_eq!(
         broken_at(&path),
