@@ -233,6 +233,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 ..SurrogateConfig::default()
             },
         }),
+        privacy: Default::default(),
     });
     let sidelight = Sidelight::bind_with_wording(config, credit_wording())
         .await

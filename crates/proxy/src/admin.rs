@@ -1,7 +1,8 @@
 //! The admin listener: liveness, readiness and metrics, on a port of its own so that
 //! probes and scrapes never compete with model traffic and are never exposed with it.
-//! Also the admin JSON API: surrogates, inferred schemas, and the probe check
-//! (`POST /api/v1/probe/{request_id}`).
+//! Also the admin JSON API: surrogates, inferred schemas, the probe check
+//! (`POST /api/v1/probe/{request_id}`), and the audit log's records and erasure (see
+//! `records`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,9 +26,18 @@ pub(crate) struct AdminState {
     pub(crate) draining: AtomicBool,
     pub(crate) surrogates: crate::live::SurrogateStatus,
     pub(crate) probe: Arc<crate::live::Prober>,
+    /// The audit log and what erasure reaches.
+    pub(crate) erasable: crate::records::Erasable,
 }
 
-pub(crate) async fn handle<B>(state: Arc<AdminState>, request: Request<B>) -> Response<ProxyBody> {
+pub(crate) async fn handle(
+    state: Arc<AdminState>,
+    request: Request<hyper::body::Incoming>,
+) -> Response<ProxyBody> {
+    if request.uri().path() == crate::records::ERASURE_PATH {
+        let (parts, body) = request.into_parts();
+        return crate::records::erasure(&state.erasable, &parts.method, body).await;
+    }
     if let Some(id) = request.uri().path().strip_prefix(PROBE_PATH) {
         if request.method() != Method::POST {
             return json_error(
@@ -50,7 +60,7 @@ pub(crate) async fn handle<B>(state: Arc<AdminState>, request: Request<B>) -> Re
         return json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "the admin endpoints answer GET and HEAD (POST for the probe check)",
+            "the admin endpoints answer GET and HEAD (POST for the probe check and erasure)",
         );
     }
     match request.uri().path() {
@@ -59,6 +69,11 @@ pub(crate) async fn handle<B>(state: Arc<AdminState>, request: Request<B>) -> Re
         "/metrics" => metrics(&state),
         "/api/v1/surrogates" => json_response(StatusCode::OK, &state.surrogates.to_json()),
         path if path.starts_with(SCHEMA_PATH) => schema(&state, &path[SCHEMA_PATH.len()..]),
+        path if path == crate::records::RECORDS_PATH
+            || path.starts_with(&format!("{}/", crate::records::RECORDS_PATH)) =>
+        {
+            crate::records::records(&state.erasable, path, request.uri().query()).await
+        }
         _ => json_error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -71,7 +86,7 @@ const SCHEMA_PATH: &str = "/api/v1/schema/";
 const PROBE_PATH: &str = "/api/v1/probe/";
 
 /// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

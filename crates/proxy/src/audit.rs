@@ -1,22 +1,24 @@
 //! The audit log on the request path: opens the store and the group-commit writer at
 //! start-up, makes record ids unique, submits records with the configured durability,
-//! applies the store-failure policy, and exposes the writer's counters as metrics.
+//! applies the store-failure policy, and exposes the writer's counters as metrics. Also
+//! the admin side: queries, subject erasure, and the retention purge.
 //!
 //! Nothing here logs a record or a payload: failures are logged with the store's error
 //! text only, which never carries record content.
 
 use std::collections::{HashSet, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use sidelight_audit::{
-    AuditStore, Durability, QueuePolicy, Record, SqliteConfig, SqliteStore, SubmitError, Writer,
-    WriterConfig,
+    AuditStore, Durability, Erasure, Keys, Page, QueuePolicy, Record, RecordQuery, SqliteConfig,
+    SqliteStore, StoreError, Stored, SubmitError, WriteError, Writer, WriterConfig,
 };
 
 use crate::config::{
@@ -24,74 +26,41 @@ use crate::config::{
 };
 use crate::error::ProxyError;
 
-/// The shortest checkpoint key accepted: shorter HMAC keys are guessable.
-const MIN_KEY_BYTES: usize = 16;
 /// Client-supplied ids remembered in memory to keep concurrent duplicates apart; older
 /// ones are found in the store.
 const RECENT_IDS: usize = 100_000;
 /// Records per transaction: large enough to amortise the fsync under load.
 const MAX_BATCH: usize = 512;
+/// How often the retention purge runs, at most.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
-/// Why the checkpoint key could not be had.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// Neither a key file nor the environment variable was given.
-    #[error("no audit checkpoint key: set `audit.key_file` or {AUDIT_KEY_VARIABLE} (hex)")]
-    Missing,
-    /// The key file could not be read.
-    #[error("cannot read the audit key file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The environment variable is not hex.
-    #[error("{AUDIT_KEY_VARIABLE} must be hex")]
-    NotHex,
-    /// The key is too short to be a secret.
-    #[error("the audit checkpoint key must be at least {MIN_KEY_BYTES} bytes")]
-    TooShort,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    /// `full`, `read_only`, `locked`, `io`, `key`, `stopped` or `other`.
+    kind: &'static str,
 }
 
-/// The checkpoint key from `key_file` (hex, or raw bytes when the file is not hex) or,
-/// without a file, from `env_hex` (the value of `SIDELIGHT_AUDIT_KEY`). The proxy and
-/// `sidelight audit verify` both use this, so a key means the same bytes to both.
-pub fn load_key(key_file: Option<&Path>, env_hex: Option<&str>) -> Result<Vec<u8>, KeyError> {
-    let key = match (key_file, env_hex) {
-        (Some(path), _) => {
-            let raw = std::fs::read(path).map_err(|source| KeyError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            // A key written with `openssl rand -hex 32 > key` ends with a newline.
-            match std::str::from_utf8(&raw).ok().map(str::trim) {
-                Some(text) if !text.is_empty() && text.len() % 2 == 0 => {
-                    hex::decode(text).unwrap_or(raw)
-                }
-                _ => raw,
-            }
-        }
-        (None, Some(hex_key)) => hex::decode(hex_key.trim()).map_err(|_| KeyError::NotHex)?,
-        (None, None) => return Err(KeyError::Missing),
-    };
-    if key.len() < MIN_KEY_BYTES {
-        return Err(KeyError::TooShort);
-    }
-    Ok(key)
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErasedLabels {
+    /// `subject_erasure` or `retention`.
+    reason: &'static str,
 }
 
-/// The audit log as the data plane sees it.
+/// The audit log as the data plane and the admin API see it.
 pub(crate) struct AuditLog {
     writer: Arc<Writer>,
     durability: Durability,
     on_failure: StoreFailure,
     upstream: String,
-    /// A second connection, for id look-ups only: WAL lets it read while the writer
-    /// thread writes.
-    reader: Mutex<SqliteStore>,
+    keys: Keys,
+    /// A second connection for id look-ups, queries and erasure: WAL lets it read while
+    /// the writer thread writes, and its writes (erasure) take turns with the writer's.
+    admin: Arc<Mutex<SqliteStore>>,
     recent_ids: Mutex<RecentIds>,
-    failures: Counter,
+    failures: Family<FailureLabels, Counter>,
+    erased: Family<ErasedLabels, Counter>,
+    /// Dropping it stops the retention thread.
+    _retention: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -109,9 +78,15 @@ struct RecentIds {
     order: VecDeque<String>,
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 impl AuditLog {
-    /// Opens the store, starts the writer and registers the metrics. Errors name the
-    /// config key at fault.
+    /// Opens the store, starts the writer (and the retention purge) and registers the
+    /// metrics. Errors name the config key at fault.
     pub(crate) fn open(
         config: &AuditConfig,
         upstream: &str,
@@ -122,11 +97,18 @@ impl AuditLog {
             message,
         };
         let env_key = std::env::var(AUDIT_KEY_VARIABLE).ok();
-        let key = load_key(config.key_file.as_deref(), env_key.as_deref())
-            .map_err(|e| invalid("audit.key_file", e.to_string()))?;
+        let keys = Keys::load(
+            config.key_file.as_deref(),
+            env_key.as_deref(),
+            AUDIT_KEY_VARIABLE,
+        )
+        .map_err(|e| invalid("audit.key_file", e.to_string()))?;
         let store_config = SqliteConfig {
             checkpoint_every: config.checkpoint_every,
-            checkpoint_key: key,
+            encrypt: config.encrypt,
+            busy_timeout: config.lock_timeout,
+            max_bytes: config.max_bytes,
+            ..SqliteConfig::new(keys.clone())
         };
         let open = |what: &str| {
             SqliteStore::open(&config.path, store_config.clone()).map_err(|e| {
@@ -137,7 +119,7 @@ impl AuditLog {
             })
         };
         let store = open("writer")?;
-        let reader = open("reader")?;
+        let admin = open("reader")?;
         let writer = Writer::start(
             store,
             WriterConfig {
@@ -150,6 +132,15 @@ impl AuditLog {
             },
         )
         .map_err(|e| invalid("audit.path", format!("cannot start the audit writer: {e}")))?;
+        let erased: Family<ErasedLabels, Counter> = Family::default();
+        let retention = match config.retention {
+            Some(window) => Some(
+                start_retention(open("retention")?, window, erased.clone()).map_err(|e| {
+                    invalid("audit.retention", format!("cannot start the purge: {e}"))
+                })?,
+            ),
+            None => None,
+        };
         let log = Arc::new(Self {
             writer: Arc::new(writer),
             durability: match config.durability {
@@ -158,14 +149,22 @@ impl AuditLog {
             },
             on_failure: config.on_store_failure,
             upstream: upstream.to_owned(),
-            reader: Mutex::new(reader),
+            keys,
+            admin: Arc::new(Mutex::new(admin)),
             recent_ids: Mutex::new(RecentIds::default()),
-            failures: Counter::default(),
+            failures: Family::default(),
+            erased,
+            _retention: retention,
         });
         registry.register(
             "sidelight_audit_failures",
-            "Requests whose audit record could not be stored",
+            "Requests whose audit record could not be stored, by kind of store trouble",
             log.failures.clone(),
+        );
+        registry.register(
+            "sidelight_audit_erased_records",
+            "Records whose payloads were erased, by reason",
+            log.erased.clone(),
         );
         registry.register_collector(Box::new(WriterCollector(log.clone())));
         Ok(log)
@@ -174,6 +173,11 @@ impl AuditLog {
     /// The model's identity in a record: the upstream and the route.
     pub(crate) fn model(&self, route: &str) -> String {
         format!("{} route={route}", self.upstream)
+    }
+
+    /// The keys: pseudonyms and the privacy policy need them.
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// A record id for `request_id` that no other record has. Generated ids are UUIDs
@@ -204,9 +208,9 @@ impl AuditLog {
     }
 
     fn stored(&self, id: &str) -> bool {
-        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
         // A read error is not a reason to rename; the writer reports real store trouble.
-        matches!(reader.get(id), Ok(Some(_)))
+        matches!(admin.contains(id), Ok(true))
     }
 
     /// Submits `record`. `Ok(Some(id))`: recorded (committed, with `sync`); `Ok(None)`:
@@ -226,16 +230,23 @@ impl AuditLog {
             other => other,
         };
         let outcome = match submitted {
-            Ok(ack) => ack.await.map_err(|e| e.to_string()),
+            Ok(ack) => ack.await.map_err(|e| {
+                let kind = match &e {
+                    WriteError::Store(store) => store.kind(),
+                    WriteError::Stopped => "stopped",
+                };
+                (kind, e.to_string())
+            }),
             // Counted by the writer (`shed`); the policy says to serve without a record.
             Err(SubmitError::Shed) => return Ok(None),
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(("stopped", error.to_string())),
         };
         match outcome {
             Ok(_) => Ok(Some(id)),
-            Err(error) => {
-                self.failures.inc();
-                tracing::warn!(%error, policy = ?self.on_failure, "audit record not stored");
+            Err((kind, error)) => {
+                self.failures.get_or_create(&FailureLabels { kind }).inc();
+                // The store's error text names files and SQLite codes, never a value.
+                tracing::warn!(%error, kind, policy = ?self.on_failure, "audit record not stored");
                 match self.on_failure {
                     StoreFailure::FailOpen => Ok(None),
                     StoreFailure::FailClosed => Err(ProxyError::AuditUnavailable(error)),
@@ -243,6 +254,79 @@ impl AuditLog {
             }
         }
     }
+
+    /// Runs `f` on the admin connection, on a blocking thread.
+    async fn with_admin<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, String> {
+        let admin = self.admin.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = admin.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut store).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("the store task failed: {e}"))?
+    }
+
+    /// One page of records.
+    pub(crate) async fn query(&self, query: RecordQuery) -> Result<Page, String> {
+        self.with_admin(move |store| store.query(&query)).await
+    }
+
+    /// The record with this id.
+    pub(crate) async fn get(&self, id: String) -> Result<Option<Stored>, String> {
+        self.with_admin(move |store| store.get(&id)).await
+    }
+
+    /// Erases a subject's payloads from the store; returns how many records.
+    pub(crate) async fn erase_subject(&self, subject: String) -> Result<u64, String> {
+        let n = self
+            .with_admin(move |store| store.erase(&Erasure::Subject(subject), now_ms()))
+            .await?;
+        self.erased
+            .get_or_create(&ErasedLabels {
+                reason: "subject_erasure",
+            })
+            .inc_by(n);
+        Ok(n)
+    }
+}
+
+/// Erases payloads older than `window` at start and then every hour (or every tenth of
+/// the window, if shorter), on a thread of its own with its own connection. Stops when
+/// the returned sender is dropped.
+fn start_retention(
+    mut store: SqliteStore,
+    window: Duration,
+    erased: Family<ErasedLabels, Counter>,
+) -> std::io::Result<std::sync::mpsc::Sender<()>> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let every = (window / 10).clamp(Duration::from_secs(1), RETENTION_EVERY);
+    std::thread::Builder::new()
+        .name("sidelight-audit-retention".to_owned())
+        .spawn(move || {
+            loop {
+                let cutoff = now_ms().saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+                match store.erase(&Erasure::Before(cutoff), now_ms()) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        erased
+                            .get_or_create(&ErasedLabels { reason: "retention" })
+                            .inc_by(n);
+                        tracing::info!(records = n, retention = ?window, "audit retention erased old payloads");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, kind = error.kind(), "audit retention purge failed; retrying later");
+                    }
+                }
+                match stopped.recv_timeout(every) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            }
+        })?;
+    Ok(stop)
 }
 
 /// The writer's counters, read at scrape time.

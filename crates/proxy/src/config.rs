@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 mod audit;
 mod live;
 
-pub use audit::{AuditConfig, AuditDurability, QueueFull, StoreFailure};
+pub use audit::{
+    AuditConfig, AuditDurability, GpcRule, PrivacyConfig, QueueFull, SUBJECT_HEADER, StoreFailure,
+};
 
 pub use live::{
     AttachMode, Audience, DecisionConfig, ExplainConfig, FeatureConfig, FeatureKindConfig,
@@ -141,6 +143,24 @@ pub struct RouteConfig {
     /// Live explanations of this route's predictions; absent, the route is only proxied.
     #[serde(default)]
     pub explain: Option<ExplainConfig>,
+    /// Consent defaults, the subject's identifier and per-field privacy rules, for the
+    /// training window and the audit log.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+impl RouteConfig {
+    /// The route's privacy policy: its `[routes.privacy] fields`, and `pseudonymise`
+    /// for features marked `pii` without a rule. `key` names the route's config key.
+    pub fn privacy_policy(&self, key: &str) -> Result<sidelight_audit::PrivacyPolicy, (String, String)> {
+        let pii = self
+            .explain
+            .iter()
+            .flat_map(|e| e.features.iter())
+            .filter(|f| f.pii)
+            .map(|f| f.name.as_str());
+        self.privacy.policy(&format!("{key}.privacy"), pii)
+    }
 }
 
 fn default_inspect_limit() -> u64 {
@@ -335,6 +355,10 @@ impl Config {
                     .validate(&key("explain"))
                     .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
             }
+            route
+                .privacy
+                .validate(&key("privacy"))
+                .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
             if route.inspect_limit_bytes > self.server.max_body_bytes {
                 return Err(invalid(
                     &key("inspect_limit_bytes"),
@@ -410,7 +434,7 @@ const ENV_PREFIX: &str = "SIDELIGHT_";
 /// the config (which can be printed), and are read where they are used.
 const SECRET_VARIABLES: &[&str] = &[AUDIT_KEY_VARIABLE];
 
-/// The environment variable with the audit checkpoint key (hex).
+/// The environment variable with the audit keys (a hex master key, or a keyring).
 pub const AUDIT_KEY_VARIABLE: &str = "SIDELIGHT_AUDIT_KEY";
 
 /// The parsed parts of `upstream.url`.

@@ -28,11 +28,11 @@ mod inspect;
 mod live;
 mod metrics;
 mod narration;
+mod records;
 mod route;
 mod server;
 mod stack;
 
-pub use audit::{KeyError, load_key};
 pub use body::ProxyBody;
 pub use client::{AdminClientError, admin_get, admin_post, post_json};
 pub use config::{Config, ConfigError};

@@ -4,6 +4,7 @@
 //! a path, a header or a payload value, so cardinality stays bounded and nothing private
 //! leaks into a monitoring system.
 
+use sidelight_audit::Consent;
 use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -69,6 +70,23 @@ pub(crate) struct ErrorLabels {
     pub(crate) code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ConsentLabels {
+    pub(crate) route: RouteName,
+    /// `full`, `explain_only` or `none`.
+    pub(crate) consent: &'static str,
+    /// Where it came from: `header` (x-sidelight-consent), `gpc` (Sec-GPC) or `default`.
+    pub(crate) source: &'static str,
+}
+
+/// Where a request's consent came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsentSource {
+    Header,
+    Gpc,
+    Default,
+}
+
 /// All of the proxy's metrics, cheap to clone (each metric is reference counted).
 #[derive(Clone, Debug)]
 pub(crate) struct Metrics {
@@ -78,6 +96,7 @@ pub(crate) struct Metrics {
     pub(crate) body_bytes: Family<BytesLabels, Counter>,
     pub(crate) inspected: Family<InspectLabels, Counter>,
     pub(crate) errors: Family<ErrorLabels, Counter>,
+    pub(crate) consent: Family<ConsentLabels, Counter>,
 }
 
 // === impl Metrics ===
@@ -97,6 +116,7 @@ impl Metrics {
             body_bytes: Family::default(),
             inspected: Family::default(),
             errors: Family::default(),
+            consent: Family::default(),
         };
         registry.register(
             "sidelight_requests",
@@ -128,6 +148,11 @@ impl Metrics {
             "Requests answered by Sidelight itself with an error, by code",
             metrics.errors.clone(),
         );
+        registry.register(
+            "sidelight_consent_requests",
+            "Requests on explained routes by the consent they were served under and where it came from",
+            metrics.consent.clone(),
+        );
         metrics
     }
 }
@@ -140,6 +165,8 @@ pub(crate) struct RouteMetrics {
     pub(crate) response_bytes: Counter,
     pub(crate) upstream_latency: Histogram,
     inspected: [Counter; 3],
+    /// By consent (full, explain_only, none) × source (header, gpc, default).
+    consent: [[Counter; 3]; 3],
 }
 
 impl RouteMetrics {
@@ -176,7 +203,33 @@ impl RouteMetrics {
                 inspected("over_limit"),
                 inspected("skipped"),
             ],
+            consent: [Consent::Full, Consent::ExplainOnly, Consent::None].map(|consent| {
+                ["header", "gpc", "default"].map(|source| {
+                    metrics
+                        .consent
+                        .get_or_create(&ConsentLabels {
+                            route: route.clone(),
+                            consent: consent.as_str(),
+                            source,
+                        })
+                        .clone()
+                })
+            }),
         }
+    }
+
+    pub(crate) fn consent(&self, consent: Consent, source: ConsentSource) -> &Counter {
+        let c = match consent {
+            Consent::Full => 0,
+            Consent::ExplainOnly => 1,
+            Consent::None => 2,
+        };
+        let s = match source {
+            ConsentSource::Header => 0,
+            ConsentSource::Gpc => 1,
+            ConsentSource::Default => 2,
+        };
+        &self.consent[c][s]
     }
 
     pub(crate) fn inspected(&self, inspection: &crate::inspect::Inspection) -> &Counter {

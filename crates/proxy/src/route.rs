@@ -62,6 +62,7 @@ impl RouteTable {
                     c.inspect_limit_bytes,
                     wording.narrator.clone(),
                     overrides,
+                    (c.privacy.clone(), c.privacy_policy(&c.name).map_err(|(key, message)| format!("{key}: {message}"))?),
                 )
                 .map_err(|e| format!("route `{}`: {e}", c.name))?;
                 route.live = Some(live);
@@ -107,6 +108,7 @@ mod tests {
             path_prefix: prefix.to_owned(),
             inspect_limit_bytes: 10,
             explain: None,
+            privacy: Default::default(),
         }
     }
 

@@ -128,8 +128,15 @@ impl Sidelight {
             upstream.clone(),
             config.upstream.request_timeout,
         ));
+        let explanations = Arc::new(RecentExplanations::new(RECENT_EXPLANATIONS));
         let admin = Arc::new(AdminState {
             surrogates: crate::live::SurrogateStatus::new(routes.live_routes()),
+            erasable: crate::records::Erasable {
+                audit: audit.clone(),
+                routes: routes.live_routes(),
+                explanations,
+                requests: probe.requests.clone(),
+            },
             probe,
             registry,
             upstream,
@@ -192,7 +199,7 @@ impl Sidelight {
             audit,
         } = self;
         let (stop_workers, stop) = watch::channel(false);
-        let recent = Arc::new(RecentExplanations::new(RECENT_EXPLANATIONS));
+        let recent = admin.erasable.explanations.clone();
         let requests = admin.probe.requests.clone();
         let live_routes = routes.live_routes();
         let trainers = crate::live::start_trainers(&live_routes);

@@ -25,7 +25,8 @@ use super::{Narrate, RecentExplanations, RecentRequests, RouteLive};
 use crate::adapter;
 use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full};
-use crate::config::{AttachMode, Audience};
+use crate::config::{AttachMode, Audience, GpcRule, PrivacyConfig, SUBJECT_HEADER};
+use crate::metrics::ConsentSource;
 use crate::error::{ProxyError, json_error};
 use crate::headers::{ClientRequestId, REQUEST_ID};
 use crate::inspect::{self, Inspection};
@@ -111,6 +112,9 @@ where
         };
         let mut ask = Ask::from_request(request.headers_mut(), &live);
         ask.probe = probe;
+        if let Some(route) = request.extensions().get::<Route>() {
+            route.metrics.consent(ask.consent, ask.consent_source).inc();
+        }
         if !probe {
             ask.target = request
                 .uri()
@@ -132,14 +136,23 @@ where
             let request_id = ask.request_id.clone();
             let consent = ask.consent;
             let mut facts = Facts::default();
-            let mut response = augment(&live, &recent, &requests, ask, &mut facts, response).await;
+            let mut response = augment(
+                &live,
+                &recent,
+                &requests,
+                audit.as_deref(),
+                ask,
+                &mut facts,
+                response,
+            )
+            .await;
             let Some(audit) = audit else {
                 return Ok(response);
             };
             // After the model answered, so that the record holds what was answered; with
             // `sync` the response waits here until the record is committed.
             let id = audit.unique_id(&request_id, supplied);
-            let record = facts.into_record(id, received_ms, &live.route, &audit, consent);
+            let record = facts.into_record(id, received_ms, &live, &audit, consent);
             if let Some(id) = audit.commit(record).await? {
                 if let Ok(value) = HeaderValue::from_str(&id) {
                     response.headers_mut().insert(RECORD_ID.clone(), value);
@@ -164,6 +177,9 @@ struct Ask {
     target: String,
     /// What may be stored and trained on.
     consent: Consent,
+    consent_source: ConsentSource,
+    /// The subject's identifier from the subject header, not yet pseudonymised.
+    subject_id: Option<String>,
 }
 
 impl Ask {
@@ -190,6 +206,16 @@ impl Ask {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        // Sidelight's own header is removed; a business's own (x-customer-id) is the
+        // model's to see as before.
+        let subject_id = if live.subject_header == SUBJECT_HEADER {
+            headers.remove(&live.subject_header)
+        } else {
+            headers.get(&live.subject_header).cloned()
+        }
+        .and_then(|v| v.to_str().ok().map(|v| v.trim().to_owned()))
+        .filter(|v| !v.is_empty());
+        let (consent, consent_source) = consent(headers, &live.privacy);
         Self {
             attach,
             audience,
@@ -197,28 +223,51 @@ impl Ask {
             request_id,
             probe: false,
             target: String::new(),
-            consent: consent(headers),
+            consent,
+            consent_source,
+            subject_id,
         }
     }
 }
 
-/// The consent a request carries. `x-sidelight-consent` is Sidelight's header and is
-/// removed; `Sec-GPC: 1` (Global Privacy Control) means `none` whatever else is said,
-/// since it is the stronger statement. A value that is not understood is taken as
-/// `none`: a typo must not store what the client meant to withhold.
-fn consent(headers: &mut HeaderMap) -> Consent {
-    let asked = match headers.remove(&CONSENT) {
-        None => Consent::Full,
-        Some(value) => match value.to_str().map(|v| v.trim().to_ascii_lowercase()) {
+/// The consent a request carries, and where it came from. `x-sidelight-consent` is
+/// Sidelight's header and is removed. `Sec-GPC: 1` (Global Privacy Control) means what
+/// the route says (`none` unless configured otherwise) and, being the person's standing
+/// choice, wins over a header asking for more. A consent value that is not understood
+/// is taken as `none`: a typo must not store what the client meant to withhold.
+fn consent(headers: &mut HeaderMap, privacy: &PrivacyConfig) -> (Consent, ConsentSource) {
+    let asked = headers.remove(&CONSENT).map(|value| {
+        match value.to_str().map(|v| v.trim().to_ascii_lowercase()) {
             Ok(v) if v == "full" => Consent::Full,
             Ok(v) if v == "explain-only" || v == "explain_only" => Consent::ExplainOnly,
             _ => Consent::None,
-        },
-    };
+        }
+    });
     let gpc = headers
         .get(&SEC_GPC)
         .is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
-    if gpc { Consent::None } else { asked }
+    let gpc_consent = match privacy.gpc {
+        GpcRule::None if gpc => Some(Consent::None),
+        GpcRule::ExplainOnly if gpc => Some(Consent::ExplainOnly),
+        _ => None,
+    };
+    let (asked, source) = match asked {
+        Some(c) => (c, ConsentSource::Header),
+        None => (privacy.consent_default, ConsentSource::Default),
+    };
+    match gpc_consent {
+        Some(g) if rank(g) < rank(asked) => (g, ConsentSource::Gpc),
+        _ => (asked, source),
+    }
+}
+
+/// How much a consent allows: none < explain-only < full.
+fn rank(consent: Consent) -> u8 {
+    match consent {
+        Consent::None => 0,
+        Consent::ExplainOnly => 1,
+        Consent::Full => 2,
+    }
 }
 
 fn now_ms() -> i64 {
@@ -231,6 +280,11 @@ fn now_ms() -> i64 {
 /// as the request got: a pass-through leaves the later fields empty.
 #[derive(Default)]
 struct Facts {
+    /// The pseudonymous subject.
+    subject: Option<Arc<str>>,
+    /// Feature names and rows as the adapter read them, for the privacy policy.
+    names: Vec<String>,
+    rows: Vec<Vec<serde_json::Value>>,
     request: Option<Bytes>,
     response: Option<Bytes>,
     features: Option<serde_json::Value>,
@@ -241,30 +295,98 @@ struct Facts {
 }
 
 impl Facts {
+    /// The record, with the route's privacy policy applied to everything it keeps.
     fn into_record(
         self,
         id: String,
         time_ms: i64,
-        route: &str,
+        live: &RouteLive,
         audit: &AuditLog,
         consent: Consent,
     ) -> Record {
-        let mut record = Record::new(id, time_ms, route, audit.model(route));
+        let keys = audit.keys();
+        let policy = &live.policy;
+        let mut record = Record::new(id, time_ms, &live.route, audit.model(&live.route));
         record.consent = consent;
         record.surrogate_version = self.surrogate_version;
         record.outputs = self.outputs;
-        // Under `none` nothing identifying is kept: no payloads, no features, no subject
-        // (never set here yet), and no attributions or texts either, since those carry
-        // the person's feature values ("your income of …"). The model's outputs stay:
-        // they say what was decided, which is what the log is for.
-        if consent != Consent::None {
-            record.request = self.request.map(|b| b.to_vec());
-            record.response = self.response.map(|b| b.to_vec());
-            record.features = self.features;
-            record.attributions = self.attributions;
-            record.texts = self.texts;
+        // Under `none` nothing identifying is kept: no payloads, no features, no
+        // subject, and no attributions or texts either, since those carry the person's
+        // feature values ("your income of …"). The model's outputs stay: they say what
+        // was decided, which is what the log is for.
+        if consent == Consent::None {
+            return record;
         }
+        record.subject = self.subject.map(|s| s.to_string());
+        let present = policy.restricted(&self.names);
+        let mut present: Vec<&str> = present;
+        if let Some(field) = live.privacy.subject_field.as_deref() {
+            if !matches!(policy.rule(field), sidelight_audit::FieldRule::Keep) {
+                present.push(field);
+            }
+        }
+        record.request = self
+            .request
+            .and_then(|b| policy.apply_payload(&b, &present, keys));
+        record.response = self
+            .response
+            .and_then(|b| policy.apply_payload(&b, &[], keys));
+        record.features = self.features.map(|mut f| {
+            if let Some(serde_json::Value::Array(rows)) = f.get_mut("rows") {
+                let mut typed: Vec<Vec<serde_json::Value>> = rows
+                    .iter()
+                    .map(|r| r.as_array().cloned().unwrap_or_default())
+                    .collect();
+                policy.apply_rows(&self.names, &mut typed, keys);
+                *rows = typed.into_iter().map(serde_json::Value::Array).collect();
+            }
+            f
+        });
+        record.attributions = self.attributions.map(|mut a| {
+            policy.apply_attributions(&mut a, keys);
+            a
+        });
+        record.texts = self.texts.map(|texts| {
+            texts
+                .into_iter()
+                .map(|t| {
+                    if policy.text_quotes(&t, &self.names, &self.rows) {
+                        WITHHELD_TEXT.to_owned()
+                    } else {
+                        t
+                    }
+                })
+                .collect()
+        });
         record
+    }
+}
+
+/// Stored in place of a text that quotes a value the privacy policy does not keep.
+const WITHHELD_TEXT: &str = "[not stored: the text quotes a field the privacy policy restricts]";
+
+/// The subject's identifier: the subject header, else the first `subject_field` member
+/// of the request body.
+fn subject_identifier(live: &RouteLive, header: Option<String>, request: &[u8]) -> Option<String> {
+    if header.is_some() {
+        return header;
+    }
+    let field = live.privacy.subject_field.as_deref()?;
+    let body: serde_json::Value = serde_json::from_slice(request).ok()?;
+    find_member(&body, field).and_then(|v| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn find_member<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .get(name)
+            .or_else(|| map.values().find_map(|v| find_member(v, name))),
+        serde_json::Value::Array(items) => items.iter().find_map(|v| find_member(v, name)),
+        _ => None,
     }
 }
 
@@ -280,6 +402,7 @@ async fn augment(
     live: &Arc<RouteLive>,
     recent: &RecentExplanations,
     requests: &RecentRequests,
+    audit: Option<&AuditLog>,
     ask: Ask,
     facts: &mut Facts,
     response: Response<ProxyBody>,
@@ -290,6 +413,14 @@ async fn augment(
     let request_bytes = match inspection {
         Some(Inspection::Complete(bytes)) => {
             facts.request = Some(bytes.clone());
+            // Only with an audit log: its key makes the pseudonym, and erasure (which
+            // needs the subject) goes through it.
+            facts.subject = audit
+                .filter(|_| ask.consent != Consent::None)
+                .and_then(|audit| {
+                    subject_identifier(live, ask.subject_id.clone(), &bytes)
+                        .map(|id| Arc::from(audit.keys().pseudonym(&id)))
+                });
             bytes
         }
         Some(Inspection::OverLimit) => {
@@ -333,6 +464,15 @@ async fn augment(
     facts.features = serde_json::to_value(&rows.rows)
         .ok()
         .map(|rows_json| serde_json::json!({ "names": rows.names, "rows": rows_json }));
+    if audit.is_some() && !live.policy.keeps_everything() {
+        facts.names.clone_from(&rows.names);
+        facts.rows = rows
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect())
+            .collect();
+    }
+    let subject = facts.subject.clone();
     facts.outputs = serde_json::to_value(&outputs.rows).ok();
     // Only full consent lets a row into the training window.
     let train = !ask.probe && ask.consent == Consent::Full;
@@ -340,7 +480,7 @@ async fn augment(
     if ask.attach == AttachMode::Off {
         // Nothing will be attached: learn from the traffic, spend nothing on explaining.
         if train {
-            let _ = live.observe(&rows.names, rows.rows, outputs.rows);
+            let _ = live.observe(&rows.names, rows.rows, outputs.rows, subject.as_ref());
         }
         return pass_through(rebuild(parts, body), "observed; attach=off");
     }
@@ -363,6 +503,8 @@ async fn augment(
         narrator: &live.narrator,
         overrides: &live.overrides,
         config: &live.config,
+        consent: ask.consent,
+        audited: audit.is_some(),
     };
     let explained: Option<Result<Vec<RowExplanation>, String>> = model.as_ref().map(|model| {
         ordered = live.schema_order(&rows.names, model, &rows.rows);
@@ -377,7 +519,11 @@ async fn augment(
     });
     // Probe calls (and requests marked like them) ask about made-up rows: training on
     // them would teach the surrogate a distribution that is not the traffic's.
-    if train && live.observe(&rows.names, rows.rows, outputs.rows).is_err() {
+    if train
+        && live
+            .observe(&rows.names, rows.rows, outputs.rows, subject.as_ref())
+            .is_err()
+    {
         tracing::debug!(route = %live.route, "outputs per row changed; batch not used for training");
     }
 
@@ -416,7 +562,12 @@ async fn augment(
                 .collect(),
         };
         let cells = stored.rows.len() * stored.names.len();
-        requests.insert_weighted(ask.request_id.clone(), Arc::new(stored), cells);
+        requests.insert_weighted(
+            ask.request_id.clone(),
+            Arc::new(stored),
+            cells,
+            subject.clone(),
+        );
     }
     let version = explanations.first().map_or(0, |e| e.surrogate_version);
     let status = format!("explained; surrogate_version={version}");
@@ -445,7 +596,7 @@ async fn augment(
             if let Ok(json) =
                 serde_json::to_vec(&serde_json::json!({ "explanations": explanations }))
             {
-                recent.insert(ask.request_id.clone(), Bytes::from(json));
+                recent.insert(ask.request_id.clone(), Bytes::from(json), subject.clone());
                 if let Ok(value) = HeaderValue::from_str(&ask.request_id) {
                     parts.headers.insert(EXPLANATION_ID.clone(), value);
                 }

@@ -19,7 +19,8 @@ use sidelight_explain::{Surrogate, Value};
 use sidelight_narrate::{Narrator, RouteOverrides};
 
 use crate::adapter::Protocol;
-use crate::config::{ExplainConfig, ProtocolName};
+use crate::config::{ExplainConfig, PrivacyConfig, ProtocolName};
+use sidelight_audit::PrivacyPolicy;
 
 pub(crate) use layer::{Explain, ExplainLayer};
 pub(crate) use model::{LiveModel, Narrate, VersionRecord};
@@ -49,6 +50,12 @@ pub(crate) struct RouteLive {
     pub(crate) narrator: Arc<Narrator>,
     /// The route's own sentences, checked at start-up.
     pub(crate) overrides: RouteOverrides,
+    /// Consent defaults and where the subject's identifier is.
+    pub(crate) privacy: PrivacyConfig,
+    /// The header carrying the subject's identifier.
+    pub(crate) subject_header: http::HeaderName,
+    /// What of each field the audit log may keep.
+    pub(crate) policy: PrivacyPolicy,
 }
 
 /// The most recent rows and the model's outputs for them.
@@ -59,9 +66,19 @@ pub(crate) struct Window {
     pub(crate) names: Vec<String>,
     /// Values per row the model outputs (1, or one per class); fixed by the first rows.
     pub(crate) width: Option<usize>,
-    pub(crate) rows: VecDeque<(Vec<Value>, Vec<f64>)>,
+    pub(crate) rows: VecDeque<WindowRow>,
     pub(crate) seen: u64,
     pub(crate) since_training: u64,
+    /// Rows were erased: the next surrogate must be trained without them, now.
+    pub(crate) retrain_now: bool,
+}
+
+/// One row of the training window.
+pub(crate) struct WindowRow {
+    pub(crate) row: Vec<Value>,
+    pub(crate) output: Vec<f64>,
+    /// The pseudonymous subject it came from, so that erasing the subject removes it.
+    pub(crate) subject: Option<Arc<str>>,
 }
 
 /// Why an observation was not added to the window.
@@ -89,7 +106,11 @@ impl RouteLive {
         response_limit: u64,
         narrator: Arc<Narrator>,
         overrides: RouteOverrides,
+        privacy: (PrivacyConfig, PrivacyPolicy),
     ) -> Result<Arc<Self>, String> {
+        let (privacy, policy) = privacy;
+        let subject_header = http::HeaderName::from_bytes(privacy.subject_header.as_bytes())
+            .map_err(|_| format!("`{}` is not a header name", privacy.subject_header))?;
         let protocol = match config.protocol {
             ProtocolName::KserveV1 => Protocol::KServeV1,
             ProtocolName::OpenInferenceV2 => Protocol::OpenInferenceV2,
@@ -116,6 +137,9 @@ impl RouteLive {
             response_limit,
             narrator,
             overrides,
+            privacy,
+            subject_header,
+            policy,
             config,
         });
         live.restore()?;
@@ -134,6 +158,7 @@ impl RouteLive {
         names: &[String],
         rows: Vec<Vec<Value>>,
         outputs: Vec<Vec<f64>>,
+        subject: Option<&Arc<str>>,
     ) -> Result<(), Refused> {
         let Ok(mut window) = self.window.lock() else {
             return Ok(());
@@ -157,7 +182,11 @@ impl RouteLive {
             if window.rows.len() == capacity {
                 window.rows.pop_front();
             }
-            window.rows.push_back((row, output));
+            window.rows.push_back(WindowRow {
+                row,
+                output,
+                subject: subject.cloned(),
+            });
             window.seen += 1;
             window.since_training += 1;
         }
@@ -194,8 +223,28 @@ impl RouteLive {
         let take = n.min(len);
         (0..take)
             .filter_map(|k| window.rows.get(k * len / take))
-            .map(|(row, _)| reorder(row, &order))
+            .map(|w| reorder(&w.row, &order))
             .collect()
+    }
+
+    /// Removes a subject's rows from the training window. When any were there, the
+    /// trainer is woken to train a surrogate without them at once (if the route is past
+    /// warm-up). Returns how many rows were removed.
+    pub(crate) fn forget_subject(&self, subject: &str) -> usize {
+        let Ok(mut window) = self.window.lock() else {
+            return 0;
+        };
+        let before = window.rows.len();
+        window
+            .rows
+            .retain(|w| w.subject.as_deref() != Some(subject));
+        let removed = before - window.rows.len();
+        if removed > 0 {
+            window.retrain_now = true;
+            drop(window);
+            self.wake.notify_one();
+        }
+        removed
     }
 
     pub(crate) fn stop(&self) {
@@ -356,7 +405,7 @@ impl SurrogateStatus {
                 window
                     .rows
                     .iter()
-                    .map(|(r, _)| r.clone())
+                    .map(|w| w.row.clone())
                     .collect::<Vec<_>>(),
             ),
             Err(_) => return Some(Err(SchemaInferError::Empty)),

@@ -54,6 +54,10 @@ pub(crate) struct Narrate<'a> {
     pub(crate) narrator: &'a Narrator,
     pub(crate) overrides: &'a RouteOverrides,
     pub(crate) config: &'a ExplainConfig,
+    /// The consent the request was served under.
+    pub(crate) consent: sidelight_audit::Consent,
+    /// Whether an audit log records the request.
+    pub(crate) audited: bool,
 }
 
 /// One row's explanation, as attached to a response.
@@ -113,13 +117,29 @@ pub(crate) struct Contribution {
 const MAX_CHANGES: usize = 2;
 const BEAM_WIDTH: usize = 4;
 
-/// The consent and storage facts an auditor reads. The audit log does not exist yet
-/// (issue 6 adds it and fills these in from the record); until then they say plainly
-/// that nothing is recorded or stored, rather than leave the auditor to guess.
-const CONSENT_NOT_RECORDED: &str = "not recorded yet (audit log not configured)";
+/// The storage facts an auditor reads: what happens to this request, by whether an audit
+/// log is configured and the consent it was served under.
 const NOTHING_STORED: &str =
     "nothing about this request is written to disk (no audit log is configured)";
+const RECORDED: &str = "a record of this request is in the tamper-evident audit log: payloads, features and texts under the route's privacy policy, sealed with AES-256-GCM, erasable by subject";
+const DECISION_ONLY: &str = "the audit log records only the decision and its consent: no payload, features, subject or text";
 const WINDOW_IN_MEMORY: &str = "its rows are held in memory only, to train the surrogate and for the probe check, until newer traffic replaces them";
+const NOT_TRAINED: &str = "its rows are never used to train the surrogate";
+
+fn storage_facts(consent: sidelight_audit::Consent, audited: bool) -> Vec<String> {
+    use sidelight_audit::Consent;
+    let record = match (audited, consent) {
+        (false, _) => NOTHING_STORED,
+        (true, Consent::None) => DECISION_ONLY,
+        (true, _) => RECORDED,
+    };
+    let training = if consent == Consent::Full {
+        WINDOW_IN_MEMORY
+    } else {
+        NOT_TRAINED
+    };
+    vec![record.to_owned(), training.to_owned()]
+}
 
 // === impl LiveModel ===
 
@@ -243,8 +263,8 @@ impl LiveModel {
             .flatten();
         let audit = (ask.audience == Audience::Auditor).then(|| AuditFacts {
             record_id: Some(id.clone()),
-            consent: Some(CONSENT_NOT_RECORDED.to_owned()),
-            storage: vec![NOTHING_STORED.to_owned(), WINDOW_IN_MEMORY.to_owned()],
+            consent: Some(ask.consent.as_str().to_owned()),
+            storage: storage_facts(ask.consent, ask.audited),
         });
         let input = Input {
             features: &self.features,

@@ -56,7 +56,8 @@ pub(crate) struct Recent<T> {
 }
 
 struct Inner<T> {
-    by_id: HashMap<String, (T, usize)>,
+    /// Value, weight, and the pseudonymous subject it belongs to.
+    by_id: HashMap<String, (T, usize, Option<Arc<str>>)>,
     order: VecDeque<String>,
     weight: usize,
 }
@@ -78,17 +79,23 @@ impl<T: Clone> Recent<T> {
         }
     }
 
-    pub(crate) fn insert(&self, id: String, value: T) {
-        self.insert_weighted(id, value, 0);
+    pub(crate) fn insert(&self, id: String, value: T, subject: Option<Arc<str>>) {
+        self.insert_weighted(id, value, 0, subject);
     }
 
-    pub(crate) fn insert_weighted(&self, id: String, value: T, weight: usize) {
+    pub(crate) fn insert_weighted(
+        &self,
+        id: String,
+        value: T,
+        weight: usize,
+        subject: Option<Arc<str>>,
+    ) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
         inner.weight = inner.weight.saturating_add(weight);
-        match inner.by_id.insert(id.clone(), (value, weight)) {
-            Some((_, old)) => inner.weight -= old,
+        match inner.by_id.insert(id.clone(), (value, weight, subject)) {
+            Some((_, old, _)) => inner.weight -= old,
             None => inner.order.push_back(id),
         }
         // The newest entry always stays, even if it alone is over the weight limit.
@@ -98,10 +105,30 @@ impl<T: Clone> Recent<T> {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
-            if let Some((_, w)) = inner.by_id.remove(&oldest) {
+            if let Some((_, w, _)) = inner.by_id.remove(&oldest) {
                 inner.weight -= w;
             }
         }
+    }
+
+    /// Forgets every entry of a subject; returns how many there were.
+    pub(crate) fn forget_subject(&self, subject: &str) -> usize {
+        let Ok(mut inner) = self.inner.lock() else {
+            return 0;
+        };
+        let gone: Vec<String> = inner
+            .by_id
+            .iter()
+            .filter(|(_, (_, _, s))| s.as_deref() == Some(subject))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            if let Some((_, w, _)) = inner.by_id.remove(id) {
+                inner.weight -= w;
+            }
+        }
+        inner.order.retain(|id| !gone.contains(id));
+        gone.len()
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<T> {
@@ -110,7 +137,7 @@ impl<T: Clone> Recent<T> {
             .ok()?
             .by_id
             .get(id)
-            .map(|(v, _)| v.clone())
+            .map(|(v, _, _)| v.clone())
     }
 }
 
@@ -121,9 +148,9 @@ mod tests {
     #[test]
     fn the_oldest_explanations_are_forgotten_first() {
         let store = RecentExplanations::new(2);
-        store.insert("a".into(), Bytes::from_static(b"1"));
-        store.insert("b".into(), Bytes::from_static(b"2"));
-        store.insert("c".into(), Bytes::from_static(b"3"));
+        store.insert("a".into(), Bytes::from_static(b"1"), None);
+        store.insert("b".into(), Bytes::from_static(b"2"), None);
+        store.insert("c".into(), Bytes::from_static(b"3"), None);
         assert_eq!(store.get("a"), None);
         assert_eq!(store.get("b").as_deref(), Some(&b"2"[..]));
         assert_eq!(store.get("c").as_deref(), Some(&b"3"[..]));
@@ -132,20 +159,20 @@ mod tests {
     #[test]
     fn heavy_entries_push_out_old_ones() {
         let store = Recent::with_max_weight(10, 5);
-        store.insert_weighted("a".into(), 1, 2);
-        store.insert_weighted("b".into(), 2, 2);
-        store.insert_weighted("c".into(), 3, 2);
+        store.insert_weighted("a".into(), 1, 2, None);
+        store.insert_weighted("b".into(), 2, 2, None);
+        store.insert_weighted("c".into(), 3, 2, None);
         assert_eq!(store.get("a"), None);
         assert_eq!((store.get("b"), store.get("c")), (Some(2), Some(3)));
         // Replacing an entry replaces its weight.
-        store.insert_weighted("c".into(), 4, 1);
-        store.insert_weighted("d".into(), 5, 2);
+        store.insert_weighted("c".into(), 4, 1, None);
+        store.insert_weighted("d".into(), 5, 2, None);
         assert_eq!(
             (store.get("b"), store.get("c"), store.get("d")),
             (Some(2), Some(4), Some(5))
         );
         // One entry over the limit on its own is still kept: it is the newest.
-        store.insert_weighted("e".into(), 6, 100);
+        store.insert_weighted("e".into(), 6, 100, None);
         assert_eq!((store.get("d"), store.get("e")), (None, Some(6)));
     }
 }

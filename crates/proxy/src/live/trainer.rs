@@ -33,6 +33,7 @@ pub(super) fn run(live: &RouteLive) {
         let warm = window.seen >= live.config.surrogate.warm_up_rows as u64;
         let due = warm
             && (live.model.load().is_none()
+                || window.retrain_now
                 || window.since_training >= live.config.surrogate.retrain_every_rows as u64
                 || (window.since_training > 0 && last_training.elapsed() >= interval));
         if !due {
@@ -40,15 +41,16 @@ pub(super) fn run(live: &RouteLive) {
         }
         let names = window.names.clone();
         let width = window.width.unwrap_or(1);
-        let rows: Vec<Vec<Value>> = window.rows.iter().map(|(r, _)| r.clone()).collect();
+        let rows: Vec<Vec<Value>> = window.rows.iter().map(|w| w.row.clone()).collect();
         let outputs: Vec<f64> = window
             .rows
             .iter()
-            .flat_map(|(_, o)| o.iter().copied())
+            .flat_map(|w| w.output.iter().copied())
             .collect();
         drop(window);
         if let Ok(mut window) = live.window.lock() {
             window.since_training = 0;
+            window.retrain_now = false;
         }
         last_training = Instant::now();
         let version = live.next_version.fetch_add(1, Ordering::Relaxed);

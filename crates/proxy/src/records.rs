@@ -1,0 +1,233 @@
+//! The audit log on the admin API:
+//!
+//! - `GET /api/v1/records?route=&subject=&review_state=&from=&to=&limit=&after=`: one
+//!   page of records (`from`/`to` as RFC 3339 or unix milliseconds; `after` is the
+//!   previous page's `next`);
+//! - `GET /api/v1/records/{id}`: one record;
+//! - `POST /api/v1/erasure` with `{"subject": "ps_…"}` or `{"subject_id": "C-1234"}`:
+//!   erases a subject's payloads from the store, removes their rows from every route's
+//!   training window and from the in-memory caches, and has the routes that held any
+//!   retrain without them.
+//!
+//! Records hold personal data. Issue 7 puts these endpoints behind tokens and roles;
+//! until then the admin listener must stay on a private address (the default is
+//! 127.0.0.1).
+
+use std::sync::Arc;
+
+use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::json;
+use sidelight_audit::{RecordQuery, record_json};
+
+use crate::audit::AuditLog;
+use crate::body::{ProxyBody, json_response};
+use crate::error::json_error;
+use crate::live::{RecentExplanations, RecentRequests, RouteLive};
+
+pub(crate) const RECORDS_PATH: &str = "/api/v1/records";
+pub(crate) const ERASURE_PATH: &str = "/api/v1/erasure";
+/// The largest page a query returns.
+const MAX_PAGE: usize = 1000;
+/// The largest erasure request body.
+const MAX_ERASURE_BODY: usize = 16 * 1024;
+
+/// What erasure reaches besides the store.
+pub(crate) struct Erasable {
+    pub(crate) audit: Option<Arc<AuditLog>>,
+    pub(crate) routes: Vec<Arc<RouteLive>>,
+    pub(crate) explanations: Arc<RecentExplanations>,
+    pub(crate) requests: Arc<RecentRequests>,
+}
+
+fn no_audit() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "audit_not_configured",
+        "there is no audit log: add an [audit] section to the config",
+    )
+}
+
+fn store_error(error: &str) -> Response<ProxyBody> {
+    json_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", error)
+}
+
+/// A time as RFC 3339 (`2026-11-27T10:00:00Z`) or unix milliseconds.
+pub(crate) fn parse_time(text: &str) -> Option<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Some(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(text).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+fn percent_decoded(text: &str) -> Option<String> {
+    let text = text.replace('+', " ");
+    crate::admin::percent_decode(&text)
+}
+
+fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
+    let mut q = RecordQuery {
+        limit: 100,
+        ..RecordQuery::default()
+    };
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value =
+            percent_decoded(value).ok_or_else(|| format!("`{key}` is not correctly %-encoded"))?;
+        let time = |v: &str| parse_time(v).ok_or_else(|| format!("`{key}`: `{v}` is neither RFC 3339 nor unix milliseconds"));
+        match key {
+            "route" => q.route = Some(value),
+            "subject" => q.subject = Some(value),
+            "review_state" => q.review_state = Some(value),
+            "from" => q.from_ms = Some(time(&value)?),
+            "to" => q.to_ms = Some(time(&value)?),
+            "limit" => {
+                q.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| format!("`limit` must be 1 to {MAX_PAGE}"))?;
+            }
+            "after" => {
+                q.after = Some(
+                    value
+                        .parse::<u64>()
+                        .map_err(|_| "`after` must be the `next` of the previous page".to_owned())?,
+                );
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter `{other}`; use route, subject, review_state, from, to, limit, after"
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// `GET /api/v1/records…`.
+pub(crate) async fn records(
+    erasable: &Erasable,
+    path: &str,
+    query: Option<&str>,
+) -> Response<ProxyBody> {
+    let Some(audit) = &erasable.audit else {
+        return no_audit();
+    };
+    let rest = path.strip_prefix(RECORDS_PATH).unwrap_or_default();
+    if let Some(id) = rest.strip_prefix('/') {
+        let Some(id) = crate::admin::percent_decode(id).filter(|id| !id.is_empty()) else {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_record_id",
+                "the record id must be one non-empty, correctly %-encoded path segment",
+            );
+        };
+        return match audit.get(id).await {
+            Ok(Some(stored)) => json_response(StatusCode::OK, &record_json(&stored)),
+            Ok(None) => json_error(StatusCode::NOT_FOUND, "record_not_found", "no record has this id"),
+            Err(e) => store_error(&e),
+        };
+    }
+    if !rest.is_empty() {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint");
+    }
+    let q = match parse_query(query) {
+        Ok(q) => q,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &message),
+    };
+    match audit.query(q).await {
+        Ok(page) => json_response(
+            StatusCode::OK,
+            &json!({
+                "records": page.records.iter().map(record_json).collect::<Vec<_>>(),
+                "next": page.next,
+            }),
+        ),
+        Err(e) => store_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErasureRequest {
+    /// The pseudonymous subject key, as records show it.
+    subject: Option<String>,
+    /// The subject's identifier, pseudonymised here with the audit key.
+    subject_id: Option<String>,
+}
+
+/// `POST /api/v1/erasure`.
+pub(crate) async fn erasure(
+    erasable: &Erasable,
+    method: &Method,
+    body: hyper::body::Incoming,
+) -> Response<ProxyBody> {
+    if method != Method::POST {
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "erasure is requested with POST",
+        );
+    }
+    let Some(audit) = &erasable.audit else {
+        return no_audit();
+    };
+    let bytes = match http_body_util::Limited::new(body, MAX_ERASURE_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return json_error(StatusCode::BAD_REQUEST, "bad_body", &format!("cannot read the body: {e}"));
+        }
+    };
+    let request: ErasureRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                &format!("expected {{\"subject\": \"ps_…\"}} or {{\"subject_id\": \"…\"}}: {e}"),
+            );
+        }
+    };
+    let subject = match (request.subject, request.subject_id) {
+        (Some(s), None) if !s.is_empty() => s,
+        (None, Some(id)) if !id.is_empty() => audit.keys().pseudonym(&id),
+        _ => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "give exactly one of `subject` and `subject_id`, non-empty",
+            );
+        }
+    };
+    // Memory first: from this moment no new surrogate can be trained on them.
+    let mut window_rows = 0;
+    let mut retraining = Vec::new();
+    for live in &erasable.routes {
+        let n = live.forget_subject(&subject);
+        if n > 0 {
+            window_rows += n;
+            retraining.push(live.route.clone());
+        }
+    }
+    let cached = erasable.explanations.forget_subject(&subject)
+        + erasable.requests.forget_subject(&subject);
+    match audit.erase_subject(subject.clone()).await {
+        Ok(n) => {
+            tracing::info!(records = n, window_rows, cached, "subject erased");
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "subject": subject,
+                    "erased_records": n,
+                    "window_rows_removed": window_rows,
+                    "cached_entries_removed": cached,
+                    "routes_retraining": retraining,
+                }),
+            )
+        }
+        Err(e) => store_error(&e),
+    }
+}
