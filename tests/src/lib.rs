@@ -312,10 +312,23 @@ impl Proxy {
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_wrapped(config, env, &[])
+    }
+
+    /// Starts `sidelight serve` as the last argument of `wrapper` (e.g. `unshare …`),
+    /// which must end up exec-ing it, so that the child's pid is Sidelight's.
+    pub fn start_wrapped(config: &str, env: &[(&str, &str)], wrapper: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sidelight.toml");
         std::fs::write(&path, config).unwrap();
-        let mut command = Command::new(sidelight_bin());
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(sidelight_bin());
+                c
+            }
+            None => Command::new(sidelight_bin()),
+        };
         command
             .arg("serve")
             .arg("--config")

@@ -1,15 +1,20 @@
 //! The audit log end to end: the real binary records every request on an explained
-//! route, `sync` records survive kill -9, consent `none` keeps nothing identifying nor
-//! trains, tampering is detected by `sidelight audit verify`, and no payload value ever
-//! reaches the proxy's logs.
+//! route, `sync` records survive kill -9 under concurrent load, payloads are sealed at
+//! rest and kept only as the privacy policy allows, erasure reaches the store, the
+//! training window and the next surrogate, every consent mode does what it says, a full,
+//! read-only or locked store follows the configured policy, tampering is detected by
+//! `sidelight audit verify`, and no payload value ever reaches the proxy's logs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::json;
+use sidelight_audit::AuditStore;
 use sidelight_e2e::live::{config, kserve_body, post};
 use sidelight_e2e::model::ModelServer;
 use sidelight_e2e::*;
@@ -19,14 +24,64 @@ const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbc
 const SECRET_COLOUR: &str = "ultraviolet-4f9c2a";
 
 fn audited(model: &ModelServer, state: &Path, db: &Path, extra: &str) -> String {
+    audited_route(model, state, db, extra, 1000, "")
+}
+
+/// An audited route `m` that trains after `warm_up` rows, with `route_extra` appended
+/// (e.g. a `[routes.privacy]` section).
+fn audited_route(
+    model: &ModelServer,
+    state: &Path,
+    db: &Path,
+    extra: &str,
+    warm_up: usize,
+    route_extra: &str,
+) -> String {
     let routes = format!(
         "[audit]\npath = \"{}\"\n{extra}\n\
          [[routes]]\nname = \"m\"\npath_prefix = \"/v1/models/m\"\n\
          [routes.explain]\nprotocol = \"kserve_v1\"\noutput = \"score\"\n\
-         [routes.explain.surrogate]\nwarm_up_rows = 1000\nretrain_every_rows = 100000\n",
+         [routes.explain.surrogate]\nwarm_up_rows = {warm_up}\nretrain_every_rows = 100000\n\
+         retrain_interval = \"1h\"\nmin_r2 = 0.0\n{route_extra}",
         db.display()
     );
     config(model, state, &routes)
+}
+
+fn keys() -> sidelight_audit::Keys {
+    sidelight_audit::Keys::parse(KEY_HEX.as_bytes(), "test").unwrap()
+}
+
+/// The store, read with the test key (payloads opened).
+fn store(db: &Path) -> sidelight_audit::SqliteStore {
+    sidelight_audit::SqliteStore::open(db, sidelight_audit::SqliteConfig::new(keys())).unwrap()
+}
+
+/// The database file's bytes, with the WAL folded in.
+fn db_bytes(db: &Path) -> Vec<u8> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    drop(conn);
+    std::fs::read(db).unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `{line_start}` in {text}"))
+}
+
+async fn metrics_text(proxy: &Proxy) -> String {
+    String::from_utf8_lossy(&get(&proxy.admin_url("/metrics")).await.body).into_owned()
 }
 
 fn start(config: &str) -> Proxy {
@@ -67,61 +122,97 @@ fn rows_seen(surrogates: &serde_json::Value) -> u64 {
 }
 
 #[tokio::test]
-async fn sync_records_survive_kill_9_verify_and_keep_payloads_out_of_logs() {
+async fn sync_records_survive_kill_9_under_load_sealed_and_out_of_logs() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
     let db = state.path().join("audit.db");
-    let proxy = start(&audited(&model, state.path(), &db, "durability = \"sync\""));
+    let proxy = Arc::new(start(&audited(
+        &model,
+        state.path(),
+        &db,
+        "durability = \"sync\"",
+    )));
 
-    let mut acknowledged = Vec::new();
-    for i in 0..60 {
-        // Half the ids are the client's own, one of them twice: ids stay unique.
-        let id = format!("client-{}", i / 2 * 2);
-        let headers: Vec<(&str, &str)> = if i % 2 == 0 || i == 1 {
-            vec![("x-request-id", id.as_str())]
-        } else {
-            vec![]
-        };
-        let answer = post(&proxy, "/v1/models/m:predict", secret_body(i), &headers).await;
-        assert_eq!(answer.status, 200);
-        let record = answer.headers["x-sidelight-record-id"].to_str().unwrap();
-        let request = answer.headers["x-request-id"].to_str().unwrap();
-        assert!(record.starts_with(request), "{record} vs {request}");
-        acknowledged.push(record.to_owned());
+    // A client's own id, sent twice, stays unique.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let answer = post(
+            &proxy,
+            "/v1/models/m:predict",
+            secret_body(0),
+            &[("x-request-id", "client-0")],
+        )
+        .await;
+        ids.push(
+            answer.headers["x-sidelight-record-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
-    assert!(acknowledged.contains(&"client-0~2".to_owned()));
-    let metrics = get(&proxy.admin_url("/metrics")).await;
-    let text = String::from_utf8_lossy(&metrics.body).into_owned();
-    assert!(
-        text.contains("sidelight_audit_committed_records_total 60"),
-        "{text}"
-    );
-    assert!(text.contains("sidelight_audit_failures_total 0"), "{text}");
+    assert_eq!(ids, ["client-0", "client-0~2"]);
 
+    // Eight clients at once; every answer that came back with a record id is an
+    // acknowledged record.
+    let acknowledged = Arc::new(Mutex::new(ids));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (proxy, acknowledged) = (proxy.clone(), acknowledged.clone());
+        clients.push(tokio::spawn(async move {
+            for i in 0.. {
+                let Ok(answer) = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    post(
+                        &proxy,
+                        "/v1/models/m:predict",
+                        secret_body(c * 1000 + i),
+                        &[],
+                    ),
+                )
+                .await
+                else {
+                    return;
+                };
+                match answer.headers.get("x-sidelight-record-id") {
+                    Some(id) if answer.status == 200 => acknowledged
+                        .lock()
+                        .unwrap()
+                        .push(id.to_str().unwrap().to_owned()),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    while acknowledged.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     proxy.signal(Signal::SIGKILL);
-    let mut proxy = proxy;
-    proxy.wait_exit(std::time::Duration::from_secs(10)).unwrap();
+    for c in clients {
+        // A client whose request the kill cut off ends with an error: `post` panics on
+        // a failed connection, which is the end of that client.
+        let _ = c.await;
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let logs = proxy.log_text();
 
     let (code, report) = verify(&db);
     assert_eq!(code, 0, "{report}");
-    assert!(report.contains("60 record(s)"), "{report}");
-    let conn = rusqlite::Connection::open(&db).unwrap();
+    let store = store(&db);
     for id in &acknowledged {
-        let (request, consent): (Option<Vec<u8>>, String) = conn
-            .query_row(
-                "SELECT request, consent FROM records WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap_or_else(|e| panic!("acknowledged record {id} missing: {e}"));
-        assert_eq!(consent, "full");
-        assert!(
-            String::from_utf8(request.unwrap())
-                .unwrap()
-                .contains(SECRET_COLOUR)
-        );
+        let record = store
+            .get(id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged record {id} is missing"))
+            .record;
+        assert_eq!(record.consent, sidelight_audit::Consent::Full);
+        let request = String::from_utf8(record.request.unwrap()).unwrap();
+        assert!(request.contains(SECRET_COLOUR), "{request}");
     }
-    let logs = proxy.log_text();
+    drop(store);
+    assert!(
+        !contains(&db_bytes(&db), SECRET_COLOUR),
+        "a payload is on disk in the clear"
+    );
     assert!(!logs.is_empty());
     assert!(
         !logs.contains(SECRET_COLOUR),
@@ -227,4 +318,394 @@ async fn a_missing_key_stops_start_up_naming_the_key() {
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("audit.key_file"), "{stderr}");
+}
+
+/// A KServe body for customer `customer` with the test model's row `i`, the customer's
+/// number and postcode in the instance.
+fn customer_body(i: usize, customer: &str) -> String {
+    let (a, b, c, colour) = sidelight_e2e::model::row(i);
+    json!({"instances": [{"a": a, "b": b, "c": c, "colour": colour,
+                          "customer": customer, "postcode": "10115"}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn the_privacy_policy_applies_and_erasure_reaches_store_window_and_next_surrogate() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("audit.db");
+    let privacy = "[routes.privacy]\nsubject_field = \"customer\"\n\
+                   fields = { customer = \"pseudonymise\", postcode = \"prefix:2\", a = \"band:1\" }\n";
+    let proxy = start(&audited_route(&model, state.path(), &db, "", 60, privacy));
+    let customers = ["C-1001", "C-1002", "C-1003", "C-1004"];
+    sidelight_e2e::live::warm_up(&proxy, "m", async |i| {
+        post(
+            &proxy,
+            "/v1/models/m:predict",
+            customer_body(i, customers[i % 4]),
+            &[],
+        )
+        .await;
+    })
+    .await;
+    let surrogates = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
+    let trained = surrogates["routes"][0]["in_service"]["rows"]
+        .as_u64()
+        .unwrap();
+
+    // Records are found by the subject's pseudonym, and keep only what the policy allows.
+    let subject = keys().pseudonym("C-1002");
+    let page = get(&proxy.admin_url(&format!("/api/v1/records?subject={subject}&limit=1000")))
+        .await
+        .json();
+    let records = page["records"].as_array().unwrap();
+    assert!(!records.is_empty(), "{page}");
+    for r in records {
+        assert_eq!(r["subject"], subject.as_str());
+        let instance = &r["request"]["instances"][0];
+        assert_eq!(instance["customer"], subject.as_str(), "{r}");
+        assert_eq!(instance["postcode"], "10");
+        assert!(instance["a"].as_str().unwrap().starts_with('['), "{r}");
+        let text = r.to_string();
+        assert!(
+            !text.contains("C-1002") && !text.contains("10115"),
+            "{text}"
+        );
+    }
+
+    // Erase the customer by their number: store, window and caches.
+    let answer = sidelight_e2e::send(
+        &sidelight_e2e::client(),
+        http::Method::POST,
+        &proxy.admin_url("/api/v1/erasure"),
+        &[("content-type", "application/json")],
+        sidelight_e2e::full(json!({"subject_id": "C-1002"}).to_string()),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let erased = answer.json();
+    assert_eq!(erased["subject"], subject.as_str());
+    assert_eq!(
+        erased["erased_records"].as_u64().unwrap(),
+        records.len() as u64
+    );
+    let removed = erased["window_rows_removed"].as_u64().unwrap();
+    assert!(removed > 0, "{erased}");
+    assert_eq!(erased["routes_retraining"], json!(["m"]));
+
+    // The next surrogate is trained without them, without waiting for new traffic.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let next = loop {
+        let s = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
+        let history = s["routes"][0]["history"].as_array().unwrap().clone();
+        if history.len() >= 2 {
+            break history.last().unwrap().clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no retraining: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // No traffic arrived since: the new training set is the old one less the erased
+    // rows (less the hold-out, which the count excludes in the same proportion).
+    assert!(
+        next["rows"].as_u64().unwrap() < trained,
+        "{next} vs {trained}"
+    );
+
+    let after = get(&proxy.admin_url(&format!("/api/v1/records?subject={subject}")))
+        .await
+        .json();
+    for r in after["records"].as_array().unwrap() {
+        assert_eq!(r["request"], serde_json::Value::Null, "{r}");
+        assert_eq!(r["features"], serde_json::Value::Null);
+        assert_eq!(r["erased_reason"], "subject_erasure");
+    }
+    let metrics = metrics_text(&proxy).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "sidelight_audit_erased_records_total{reason=\"subject_erasure\"}"
+        ),
+        records.len() as f64
+    );
+    let (code, report) = verify(&db);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains(&format!("{} erased", records.len())),
+        "{report}"
+    );
+    assert!(
+        !contains(&db_bytes(&db), "C-100"),
+        "an identifier is on disk"
+    );
+    let logs = proxy.log_text();
+    assert!(!logs.contains("C-100") && !logs.contains("10115"), "{logs}");
+}
+
+#[tokio::test]
+async fn every_consent_mode_and_its_defaults() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("audit.db");
+    // The route stores but does not train by default; GPC is configured to be ignored.
+    let privacy = "[routes.privacy]\nconsent_default = \"explain_only\"\ngpc = \"ignore\"\n";
+    let proxy = start(&audited_route(&model, state.path(), &db, "", 1000, privacy));
+    let seen = async || rows_seen(&get(&proxy.admin_url("/api/v1/surrogates")).await.json());
+
+    let default = post(&proxy, "/v1/models/m:predict", kserve_body(&[1]), &[]).await;
+    assert_eq!(seen().await, 0, "explain_only must not train");
+    let full = post(
+        &proxy,
+        "/v1/models/m:predict",
+        kserve_body(&[2]),
+        &[("x-sidelight-consent", "full"), ("sec-gpc", "1")],
+    )
+    .await;
+    assert_eq!(seen().await, 1, "full (GPC ignored here) trains");
+    let none = post(
+        &proxy,
+        "/v1/models/m:predict",
+        kserve_body(&[3]),
+        &[("x-sidelight-consent", "none")],
+    )
+    .await;
+    let typo = post(
+        &proxy,
+        "/v1/models/m:predict",
+        kserve_body(&[4]),
+        &[("x-sidelight-consent", "ful")],
+    )
+    .await;
+    assert_eq!(seen().await, 1);
+
+    let store = store(&db);
+    let record = |a: &sidelight_e2e::Answer| {
+        let id = a.headers["x-sidelight-record-id"].to_str().unwrap();
+        store.get(id).unwrap().unwrap().record
+    };
+    let (d, f, n, t) = (
+        record(&default),
+        record(&full),
+        record(&none),
+        record(&typo),
+    );
+    use sidelight_audit::Consent;
+    assert_eq!(
+        (d.consent, f.consent, n.consent, t.consent),
+        (
+            Consent::ExplainOnly,
+            Consent::Full,
+            Consent::None,
+            Consent::None
+        )
+    );
+    assert!(d.request.is_some() && d.features.is_some());
+    assert!(n.request.is_none() && n.features.is_none() && n.texts.is_none());
+    assert!(n.outputs.is_some(), "the decision itself is kept");
+    let metrics = metrics_text(&proxy).await;
+    for (consent, source, count) in [
+        ("explain_only", "default", 1.0),
+        ("full", "header", 1.0),
+        ("none", "header", 2.0),
+    ] {
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!(
+                    "sidelight_consent_requests_total{{route=\"m\",consent=\"{consent}\",source=\"{source}\"}}"
+                )
+            ),
+            count
+        );
+    }
+    drop(store);
+
+    // Where GPC means `none` (the default), it wins over a header asking for more.
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("audit.db");
+    let proxy = start(&audited(&model, state.path(), &db, ""));
+    let gpc = post(
+        &proxy,
+        "/v1/models/m:predict",
+        kserve_body(&[5]),
+        &[("x-sidelight-consent", "full"), ("sec-gpc", "1")],
+    )
+    .await;
+    let store = self::store(&db);
+    let id = gpc.headers["x-sidelight-record-id"].to_str().unwrap();
+    assert_eq!(
+        store.get(id).unwrap().unwrap().record.consent,
+        Consent::None
+    );
+    let metrics = metrics_text(&proxy).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "sidelight_consent_requests_total{route=\"m\",consent=\"none\",source=\"gpc\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_full_store_fails_closed_and_a_locked_one_fails_open() {
+    let model = ModelServer::start().await;
+    // Full: the configured size limit, fail-closed.
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("audit.db");
+    let proxy = start(&audited(
+        &model,
+        state.path(),
+        &db,
+        "max_bytes = 65536\non_store_failure = \"fail_closed\"",
+    ));
+    let mut refused = None;
+    for i in 0..2000 {
+        let answer = post(&proxy, "/v1/models/m:predict", secret_body(i), &[]).await;
+        if answer.status != 200 {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("the store never filled up");
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.error_code(), "audit_unavailable");
+    let metrics = metrics_text(&proxy).await;
+    assert!(metric(&metrics, "sidelight_audit_failures_total{kind=\"full\"}") >= 1.0);
+    assert!(proxy.log_text().contains("audit record not stored"));
+    assert_eq!(verify(&db).0, 0, "what was committed stays intact");
+
+    // Locked by another process: fail-open serves and counts.
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("audit.db");
+    let proxy = start(&audited(
+        &model,
+        state.path(),
+        &db,
+        "lock_timeout = \"200ms\"\non_store_failure = \"fail_open\"",
+    ));
+    assert_eq!(
+        post(&proxy, "/v1/models/m:predict", kserve_body(&[1]), &[])
+            .await
+            .status,
+        200
+    );
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let answer = post(&proxy, "/v1/models/m:predict", kserve_body(&[2]), &[]).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.headers.get("x-sidelight-record-id").is_none());
+    holder.execute_batch("ROLLBACK").unwrap();
+    let metrics = metrics_text(&proxy).await;
+    assert_eq!(
+        metric(&metrics, "sidelight_audit_failures_total{kind=\"locked\"}"),
+        1.0
+    );
+    let again = post(&proxy, "/v1/models/m:predict", kserve_body(&[3]), &[]).await;
+    assert!(
+        again.headers.get("x-sidelight-record-id").is_some(),
+        "recovered"
+    );
+}
+
+#[tokio::test]
+async fn a_disk_that_fills_up_fails_closed_and_a_read_only_volume_stops_start_up() {
+    // A real filesystem that fills up: a 1 MiB tmpfs in a mount namespace of the
+    // proxy's own.
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let disk = state.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let db = disk.join("audit.db");
+    let wrapper: Vec<String> = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!(
+            "mount -t tmpfs -o size=1m tmpfs '{}' && exec \"$0\" \"$@\"",
+            disk.display()
+        ),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let config = audited(
+        &model,
+        state.path(),
+        &db,
+        "on_store_failure = \"fail_closed\"",
+    );
+    let proxy = Proxy::start_wrapped(&config, &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)], &wrapper);
+
+    // Full: the tmpfs runs out of space.
+    let mut status = http::StatusCode::OK;
+    for i in 0..20_000 {
+        let answer = post(&proxy, "/v1/models/m:predict", secret_body(i), &[]).await;
+        status = answer.status;
+        if status != http::StatusCode::OK {
+            assert_eq!(answer.error_code(), "audit_unavailable");
+            break;
+        }
+    }
+    assert_eq!(status, 503, "a 1 MiB disk never filled up");
+    let metrics = metrics_text(&proxy).await;
+    assert!(metric(&metrics, "sidelight_audit_failures_total{kind=\"full\"}") >= 1.0);
+
+    drop(proxy);
+
+    // Read-only: a store that was written before, on a volume now mounted read-only
+    // (as a read-only volume in a pod would be). A remount while the proxy runs is
+    // refused by the kernel (the database is open for writing), so this is the
+    // read-only store a user can actually meet.
+    let state = tempfile::tempdir().unwrap();
+    let volume = state.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let db = volume.join("audit.db");
+    let config = audited(
+        &model,
+        state.path(),
+        &db,
+        "on_store_failure = \"fail_open\"",
+    );
+    let mut first = start(&config);
+    assert_eq!(
+        post(&first, "/v1/models/m:predict", kserve_body(&[1]), &[])
+            .await
+            .status,
+        200
+    );
+    first.signal(Signal::SIGTERM);
+    first.wait_exit(Duration::from_secs(30)).unwrap();
+    let wrapper: Vec<String> = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!(
+            "mount --bind '{v}' '{v}' && mount -o remount,bind,ro '{v}' && exec \"$0\" \"$@\"",
+            v = volume.display()
+        ),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // At start-up a store that cannot be written is a configuration error, named.
+    let config_file = state.path().join("sidelight.toml");
+    std::fs::write(&config_file, &config).unwrap();
+    let out = Command::new(&wrapper[0])
+        .args(&wrapper[1..])
+        .arg(sidelight_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_file)
+        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("audit.path"), "{stderr}");
 }
