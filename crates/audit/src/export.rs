@@ -35,8 +35,9 @@ pub fn rfc3339_ms(time_ms: i64) -> String {
 fn payload(bytes: Option<&Vec<u8>>) -> Value {
     match bytes {
         None => Value::Null,
-        Some(b) => serde_json::from_slice(b)
-            .unwrap_or_else(|_| json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) })),
+        Some(b) => serde_json::from_slice(b).unwrap_or_else(
+            |_| json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) }),
+        ),
     }
 }
 

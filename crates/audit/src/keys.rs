@@ -132,7 +132,13 @@ struct KeyringFile {
 impl Keys {
     /// Keys from a bare master key; the encryption key is derived from it.
     pub fn from_master(master: Vec<u8>) -> Result<Self, KeyError> {
-        Self::build(master, DERIVED_KEY_ID.to_owned(), BTreeMap::new(), false, "key")
+        Self::build(
+            master,
+            DERIVED_KEY_ID.to_owned(),
+            BTreeMap::new(),
+            false,
+            "key",
+        )
     }
 
     fn build(
@@ -278,9 +284,7 @@ impl Keys {
         let dropped: Vec<String> = self
             .encryption
             .keys()
-            .filter(|id| {
-                *id != &self.active && !keep.contains(id) && id.as_str() != DERIVED_KEY_ID
-            })
+            .filter(|id| *id != &self.active && !keep.contains(id) && id.as_str() != DERIVED_KEY_ID)
             .cloned()
             .collect();
         for id in &dropped {
@@ -399,7 +403,10 @@ mod tests {
         );
         // Bound to record and field.
         assert!(keys.open(DERIVED_KEY_ID, "r2", "request", &sealed).is_err());
-        assert!(keys.open(DERIVED_KEY_ID, "r1", "response", &sealed).is_err());
+        assert!(
+            keys.open(DERIVED_KEY_ID, "r1", "response", &sealed)
+                .is_err()
+        );
         // Two seals of the same text differ (fresh nonce).
         assert_ne!(sealed, keys.seal("r1", "request", b"hello").unwrap());
     }

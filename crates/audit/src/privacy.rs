@@ -62,7 +62,9 @@ impl std::str::FromStr for FieldRule {
             },
             ("prefix", Some(n)) => match n.trim().parse::<usize>() {
                 Ok(n) if n > 0 => Ok(Self::Prefix(n)),
-                _ => Err(format!("prefix length `{n}` must be a whole number above 0")),
+                _ => Err(format!(
+                    "prefix length `{n}` must be a whole number above 0"
+                )),
             },
             _ => Err(format!(
                 "`{s}` is not a rule: use keep, drop, pseudonymise, band:WIDTH, prefix:N, year or month"
@@ -118,10 +120,11 @@ impl FieldRule {
                 let Value::String(s) = value else { return None };
                 let keep = if *self == Self::Year { 4 } else { 7 };
                 let head: String = s.chars().take(keep).collect();
-                let shape_ok = head.len() == keep
-                    && head.char_indices().all(|(i, c)| {
-                        if i == 4 { c == '-' } else { c.is_ascii_digit() }
-                    });
+                let shape_ok =
+                    head.len() == keep
+                        && head
+                            .char_indices()
+                            .all(|(i, c)| if i == 4 { c == '-' } else { c.is_ascii_digit() });
                 shape_ok.then_some(Value::String(head))
             }
         }
@@ -476,10 +479,7 @@ mod tests {
         assert_eq!(apply(json!({"instances": [[47, 1200]]}), &["age"]), None);
         // Without restricted fields present, positional rows are fine.
         assert!(apply(json!({"instances": [[1200]]}), &[]).is_some());
-        assert_eq!(
-            policy().apply_payload(b"not json", &["age"], &keys()),
-            None
-        );
+        assert_eq!(policy().apply_payload(b"not json", &["age"], &keys()), None);
     }
 
     #[test]

@@ -274,7 +274,12 @@ impl SqliteStore {
         self.last_seq
     }
 
-    fn seal(&self, id: &str, field: usize, clear: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, StoreError> {
+    fn seal(
+        &self,
+        id: &str,
+        field: usize,
+        clear: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         match clear {
             Some(bytes) if self.config.encrypt => self
                 .config
@@ -293,7 +298,11 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
         tx.commit()?;
     }
     Ok(())
@@ -429,13 +438,18 @@ impl AuditStore for SqliteStore {
     fn query(&self, q: &RecordQuery) -> Result<Page, StoreError> {
         let limit = q.limit.max(1);
         let mut sql = format!("SELECT {COLUMNS} FROM records WHERE seq > ?");
-        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(to_i64(q.after.unwrap_or(0), "after")?)];
+        let mut args: Vec<SqlValue> =
+            vec![SqlValue::Integer(to_i64(q.after.unwrap_or(0), "after")?)];
         for (column, op, value) in [
             ("time_ms", ">=", q.from_ms.map(SqlValue::Integer)),
             ("time_ms", "<", q.to_ms.map(SqlValue::Integer)),
             ("route", "=", q.route.clone().map(SqlValue::Text)),
             ("subject", "=", q.subject.clone().map(SqlValue::Text)),
-            ("review_state", "=", q.review_state.clone().map(SqlValue::Text)),
+            (
+                "review_state",
+                "=",
+                q.review_state.clone().map(SqlValue::Text),
+            ),
         ] {
             if let Some(v) = value {
                 sql.push_str(&format!(" AND {column} {op} ?"));
@@ -551,7 +565,9 @@ impl AuditStore for SqliteStore {
                         id: row.id.clone(),
                         field: name,
                         source: f.open_error.clone().unwrap_or_else(|| {
-                            crate::keys::OpenError::MissingKey(row.key_id.clone().unwrap_or_default())
+                            crate::keys::OpenError::MissingKey(
+                                row.key_id.clone().unwrap_or_default(),
+                            )
                         }),
                     });
                 }

@@ -44,9 +44,7 @@ impl StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
                 rusqlite::ErrorCode::DiskFull => "full",
                 rusqlite::ErrorCode::ReadOnly => "read_only",
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
-                    "locked"
-                }
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => "locked",
                 rusqlite::ErrorCode::SystemIoFailure => "io",
                 _ => "other",
             },

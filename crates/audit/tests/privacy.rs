@@ -44,7 +44,8 @@ fn filled(path: &Path, n: i64) -> SqliteStore {
 fn file_bytes(path: &Path) -> Vec<u8> {
     // The WAL holds the newest pages; checkpoint it into the main file first.
     let conn = Connection::open(path).unwrap();
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
     drop(conn);
     std::fs::read(path).unwrap()
 }
@@ -64,7 +65,10 @@ fn fields_are_sealed_on_disk_and_read_back_in_the_clear() {
     assert!(String::from_utf8_lossy(got.record.request.as_ref().unwrap()).contains(SECRET));
     assert_eq!(got.record.texts.unwrap()[0], format!("because {SECRET}"));
     drop(store);
-    assert!(!contains(&file_bytes(&path), SECRET), "a payload is on disk in the clear");
+    assert!(
+        !contains(&file_bytes(&path), SECRET),
+        "a payload is on disk in the clear"
+    );
 }
 
 #[test]
@@ -216,7 +220,9 @@ fn a_wrong_or_missing_encryption_key_is_a_clear_error() {
     let mut rotated = keys();
     rotated.rotate("k2").unwrap();
     let mut store = open(&path, rotated.clone());
-    store.append_batch(&[record(1, "s"), record(2, "s")]).unwrap();
+    store
+        .append_batch(&[record(1, "s"), record(2, "s")])
+        .unwrap();
     drop(store);
     // Same master and id, different key bytes.
     let forged = rotated

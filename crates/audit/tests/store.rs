@@ -6,15 +6,17 @@ use rusqlite::{Connection, params};
 use serde_json::json;
 use sidelight_audit::{
     AuditStore, BreakKind, Consent, Durability, Erasure, Keys, QueuePolicy, Record, RecordQuery,
-    SqliteConfig,
-    SqliteStore, SubmitError, VerifyError, Writer, WriterConfig, verify,
+    SqliteConfig, SqliteStore, SubmitError, VerifyError, Writer, WriterConfig, verify,
 };
 use std::path::{Path, PathBuf};
 
 const KEY: &[u8] = b"test checkpoint key";
 
 fn config(every: u64) -> SqliteConfig {
-    SqliteConfig { checkpoint_every: every, ..SqliteConfig::new(Keys::from_master(KEY.to_vec()).unwrap()) }
+    SqliteConfig {
+        checkpoint_every: every,
+        ..SqliteConfig::new(Keys::from_master(KEY.to_vec()).unwrap())
+    }
 }
 
 fn record(i: u64) -> Record {
@@ -435,7 +437,10 @@ fn forged_appended_record_is_detected() {
     // Forge a record with a valid chain hash (no key is needed for that).
     let mut store = SqliteStore::open(
         &path,
-        SqliteConfig { checkpoint_every: 0, ..SqliteConfig::new(Keys::from_master(b"forger forger forger".to_vec()).unwrap()) },
+        SqliteConfig {
+            checkpoint_every: 0,
+            ..SqliteConfig::new(Keys::from_master(b"forger forger forger".to_vec()).unwrap())
+        },
     )
     .unwrap();
     store.append_batch(&[record(13)]).unwrap();

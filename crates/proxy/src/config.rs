@@ -152,7 +152,10 @@ pub struct RouteConfig {
 impl RouteConfig {
     /// The route's privacy policy: its `[routes.privacy] fields`, and `pseudonymise`
     /// for features marked `pii` without a rule. `key` names the route's config key.
-    pub fn privacy_policy(&self, key: &str) -> Result<sidelight_audit::PrivacyPolicy, (String, String)> {
+    pub fn privacy_policy(
+        &self,
+        key: &str,
+    ) -> Result<sidelight_audit::PrivacyPolicy, (String, String)> {
         let pii = self
             .explain
             .iter()

@@ -72,11 +72,18 @@ fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
         limit: 100,
         ..RecordQuery::default()
     };
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value =
             percent_decoded(value).ok_or_else(|| format!("`{key}` is not correctly %-encoded"))?;
-        let time = |v: &str| parse_time(v).ok_or_else(|| format!("`{key}`: `{v}` is neither RFC 3339 nor unix milliseconds"));
+        let time = |v: &str| {
+            parse_time(v)
+                .ok_or_else(|| format!("`{key}`: `{v}` is neither RFC 3339 nor unix milliseconds"))
+        };
         match key {
             "route" => q.route = Some(value),
             "subject" => q.subject = Some(value),
@@ -91,11 +98,10 @@ fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
                     .ok_or_else(|| format!("`limit` must be 1 to {MAX_PAGE}"))?;
             }
             "after" => {
-                q.after = Some(
-                    value
-                        .parse::<u64>()
-                        .map_err(|_| "`after` must be the `next` of the previous page".to_owned())?,
-                );
+                q.after =
+                    Some(value.parse::<u64>().map_err(|_| {
+                        "`after` must be the `next` of the previous page".to_owned()
+                    })?);
             }
             other => {
                 return Err(format!(
@@ -127,7 +133,11 @@ pub(crate) async fn records(
         };
         return match audit.get(id).await {
             Ok(Some(stored)) => json_response(StatusCode::OK, &record_json(&stored)),
-            Ok(None) => json_error(StatusCode::NOT_FOUND, "record_not_found", "no record has this id"),
+            Ok(None) => json_error(
+                StatusCode::NOT_FOUND,
+                "record_not_found",
+                "no record has this id",
+            ),
             Err(e) => store_error(&e),
         };
     }
@@ -175,10 +185,17 @@ pub(crate) async fn erasure(
     let Some(audit) = &erasable.audit else {
         return no_audit();
     };
-    let bytes = match http_body_util::Limited::new(body, MAX_ERASURE_BODY).collect().await {
+    let bytes = match http_body_util::Limited::new(body, MAX_ERASURE_BODY)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            return json_error(StatusCode::BAD_REQUEST, "bad_body", &format!("cannot read the body: {e}"));
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                &format!("cannot read the body: {e}"),
+            );
         }
     };
     let request: ErasureRequest = match serde_json::from_slice(&bytes) {
@@ -212,8 +229,8 @@ pub(crate) async fn erasure(
             retraining.push(live.route.clone());
         }
     }
-    let cached = erasable.explanations.forget_subject(&subject)
-        + erasable.requests.forget_subject(&subject);
+    let cached =
+        erasable.explanations.forget_subject(&subject) + erasable.requests.forget_subject(&subject);
     match audit.erase_subject(subject.clone()).await {
         Ok(n) => {
             tracing::info!(records = n, window_rows, cached, "subject erased");

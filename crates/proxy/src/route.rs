@@ -62,7 +62,11 @@ impl RouteTable {
                     c.inspect_limit_bytes,
                     wording.narrator.clone(),
                     overrides,
-                    (c.privacy.clone(), c.privacy_policy(&c.name).map_err(|(key, message)| format!("{key}: {message}"))?),
+                    (
+                        c.privacy.clone(),
+                        c.privacy_policy(&c.name)
+                            .map_err(|(key, message)| format!("{key}: {message}"))?,
+                    ),
                 )
                 .map_err(|e| format!("route `{}`: {e}", c.name))?;
                 route.live = Some(live);

@@ -48,7 +48,11 @@ pub struct AuditConfig {
     pub encrypt: bool,
     /// Erase payloads older than this (their digests and the record stay, so the chain
     /// still verifies). Absent: kept until a subject is erased.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retention: Option<Duration>,
     /// How long a write waits for a lock held by another process before it fails.
     #[serde(default = "default_lock_timeout", with = "humantime_serde")]

@@ -26,11 +26,11 @@ use crate::adapter;
 use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full};
 use crate::config::{AttachMode, Audience, GpcRule, PrivacyConfig, SUBJECT_HEADER};
-use crate::metrics::ConsentSource;
 use crate::error::{ProxyError, json_error};
 use crate::headers::{ClientRequestId, REQUEST_ID};
 use crate::inspect::{self, Inspection};
 use crate::live::model::RowExplanation;
+use crate::metrics::ConsentSource;
 use crate::route::Route;
 use sidelight_audit::{Consent, Record};
 
@@ -469,7 +469,11 @@ async fn augment(
         facts.rows = rows
             .rows
             .iter()
-            .map(|r| r.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect())
+            .map(|r| {
+                r.iter()
+                    .map(|v| serde_json::to_value(v).unwrap_or_default())
+                    .collect()
+            })
             .collect();
     }
     let subject = facts.subject.clone();
