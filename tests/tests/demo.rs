@@ -162,6 +162,27 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
         "{lines:#?}"
     );
 
+    // Every request is in the audit log, its subject pseudonymised and age banded.
+    let page = get(&format!("{admin}/api/v1/records?limit=50"))
+        .await
+        .json();
+    let record = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| !r["subject"].is_null())
+        .unwrap_or_else(|| panic!("no replayed applicant among {page}"));
+    assert!(
+        record["subject"].as_str().unwrap().starts_with("ps_"),
+        "{record}"
+    );
+    let age = &record["request"]["instances"][0]["age_years"];
+    assert!(age.as_str().is_some_and(|a| a.starts_with('[')), "{record}");
+    assert!(
+        lines.iter().any(|l| l.contains("/api/v1/erasure")),
+        "{lines:#?}"
+    );
+
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {

@@ -11,8 +11,9 @@ use sidelight_demo_model::data::applications;
 use sidelight_demo_model::server::PREDICT_PATH;
 use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
 use sidelight_proxy::config::{
-    AttachMode, Audience, DecisionConfig, ExplainConfig, FeatureConfig, FeatureKindConfig,
-    LogConfig, OutputConfig, ProtocolName, RouteConfig, SurrogateConfig, WordingConfig,
+    AttachMode, Audience, AuditConfig, AuditDurability, DecisionConfig, ExplainConfig,
+    FeatureConfig, FeatureKindConfig, LogConfig, OutputConfig, PrivacyConfig, ProtocolName,
+    QueueFull, RouteConfig, StoreFailure, SurrogateConfig, WordingConfig,
 };
 use sidelight_proxy::{Config, FtlSource, Sidelight, SurrogateStatus, post_json};
 use tokio::sync::watch;
@@ -204,6 +205,23 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     config.server.shutdown_grace = Duration::from_secs(5);
     config.upstream.url = format!("http://{model_addr}");
     config.state.dir = args.state_dir.clone();
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
+    let audit_key = demo_audit_key(&args.state_dir)?;
+    let audit_db = args.state_dir.join("audit.db");
+    config.audit = Some(AuditConfig {
+        path: audit_db.clone(),
+        durability: AuditDurability::Sync,
+        queue_capacity: 10_000,
+        queue_full: QueueFull::Block,
+        on_store_failure: StoreFailure::FailOpen,
+        checkpoint_every: 1000,
+        key_file: Some(audit_key.clone()),
+        encrypt: true,
+        retention: Some(Duration::from_secs(7 * 24 * 3600)),
+        lock_timeout: Duration::from_secs(5),
+        max_bytes: None,
+    });
     config.routes.push(RouteConfig {
         name: "credit".to_owned(),
         path_prefix: "/v1/models/credit".to_owned(),
@@ -233,7 +251,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 ..SurrogateConfig::default()
             },
         }),
-        privacy: Default::default(),
+        // Protected attributes are personal data (pii), pseudonymised by default; age
+        // is kept as a ten-year band instead, which an auditor can still read.
+        privacy: PrivacyConfig {
+            fields: [("age_years".to_owned(), "band:10".to_owned())].into(),
+            ..PrivacyConfig::default()
+        },
     });
     let sidelight = Sidelight::bind_with_wording(config, credit_wording())
         .await
@@ -257,6 +280,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     });
 
     print_welcome(model_addr, proxy_addr, admin_addr, args.rate)?;
+    print_audit(admin_addr, &audit_db, &audit_key);
     let samples = tokio::spawn(print_samples(
         surrogates.clone(),
         format!("http://{proxy_addr}{PREDICT_PATH}"),
@@ -338,6 +362,55 @@ fn print_welcome(
     println!("  curl -s http://{admin}/metrics | grep sidelight_requests_total");
     println!();
     Ok(())
+}
+
+/// The demo's audit key: made once, random, readable by the user only, and kept in the
+/// state directory so that a second run can read the first run's records.
+fn demo_audit_key(state_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state_dir.join("audit.key");
+    if path.exists() {
+        return Ok(path);
+    }
+    // Two v4 UUIDs are 244 random bits from the OS generator: plenty for a demo key.
+    let key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{key}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn print_audit(admin: SocketAddr, db: &std::path::Path, key: &std::path::Path) {
+    println!(
+        "Every request is in the audit log {} (sealed; key {}):",
+        db.display(),
+        key.display()
+    );
+    println!("  curl -s 'http://{admin}/api/v1/records?limit=1'");
+    println!("  curl -s 'http://{admin}/api/v1/records?subject=…'   (the `subject` of a record)");
+    println!(
+        "  curl -s -X POST http://{admin}/api/v1/erasure -d '{{\"subject_id\": \"applicant-1\"}}'"
+    );
+    println!(
+        "  sidelight audit verify --db {} --key-file {}",
+        db.display(),
+        key.display()
+    );
+    println!(
+        "  sidelight audit export --db {} --key-file {} --format csv --out audit.csv",
+        db.display(),
+        key.display()
+    );
+    println!();
 }
 
 /// Once the first surrogate is in service, asks the proxy itself about three applicants

@@ -98,10 +98,19 @@ pub async fn replay(
             rate: config.rate_per_sec,
         });
     }
-    // Serialised once: the body of each request is fixed by its row.
-    let bodies: Vec<Bytes> = applications()?
+    // Serialised once: the body of each request is fixed by its row. Each applicant is a
+    // subject of their own (`applicant-N`), so the demo's audit log can erase one.
+    let bodies: Vec<(Bytes, HeaderValue)> = applications()?
         .into_iter()
-        .map(|row| Bytes::from(json!({"instances": [row.application]}).to_string()))
+        .enumerate()
+        .map(|(i, row)| {
+            let subject = HeaderValue::from_str(&format!("applicant-{}", i + 1))
+                .unwrap_or(HeaderValue::from_static("applicant"));
+            (
+                Bytes::from(json!({"instances": [row.application]}).to_string()),
+                subject,
+            )
+        })
         .collect();
 
     let mut connector = HttpConnector::new();
@@ -131,8 +140,10 @@ pub async fn replay(
             // Skip this tick rather than queue: the target is not keeping up.
             continue;
         }
-        let Some(body) = rows.next() else { break };
-        let request = predict_request(&uri, body.clone());
+        let Some((body, subject)) = rows.next() else {
+            break;
+        };
+        let request = predict_request(&uri, body.clone(), subject.clone());
         let (client, stats) = (client.clone(), Arc::clone(&stats));
         stats.sent.fetch_add(1, Ordering::Relaxed);
         dispatched += 1;
@@ -172,13 +183,13 @@ pub async fn replay(
     Ok(())
 }
 
-fn predict_request(uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
+fn predict_request(uri: &Uri, body: Bytes, subject: HeaderValue) -> Request<Full<Bytes>> {
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri.clone();
-    request
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let headers = request.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("x-sidelight-subject", subject);
     request
 }
 
