@@ -709,3 +709,90 @@ async fn a_disk_that_fills_up_fails_closed_and_a_read_only_volume_stops_start_up
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("audit.path"), "{stderr}");
 }
+
+#[tokio::test]
+async fn async_records_never_wait_and_a_full_queue_sheds_and_counts() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("audit.db");
+    let proxy = start(&audited(
+        &model,
+        state.path(),
+        &db,
+        "durability = \"async\"\nqueue_capacity = 1\nqueue_full = \"shed\"\nlock_timeout = \"10s\"",
+    ));
+    // Another process holds the write lock: the writer waits for it, the queue fills.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        let answer = post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
+        assert_eq!(answer.status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "async responses waited for the store"
+    );
+    let metrics = metrics_text(&proxy).await;
+    let shed = metric(&metrics, "sidelight_audit_shed_records_total");
+    assert!(shed >= 18.0, "{metrics}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    // What was queued is committed once the lock is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = metrics_text(&proxy).await;
+        let committed = metric(&metrics, "sidelight_audit_committed_records_total");
+        if committed + shed == 20.0 {
+            assert_eq!(metric(&metrics, "sidelight_audit_queued_records"), 0.0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn retention_erases_old_payloads_and_the_chain_still_verifies() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("audit.db");
+    // Records from three days ago and from now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    {
+        let mut store = store(&db);
+        let records: Vec<sidelight_audit::Record> = [("old-1", 3), ("old-2", 3), ("new-1", 0)]
+            .iter()
+            .map(|(id, days)| {
+                let mut r = sidelight_audit::Record::new(*id, now - days * 86_400_000, "m", "x");
+                r.request = Some(secret_body(1).into_bytes());
+                r
+            })
+            .collect();
+        store.append_batch(&records).unwrap();
+    }
+    let proxy = start(&audited(&model, state.path(), &db, "retention = \"2d\""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let erased = loop {
+        let metrics = metrics_text(&proxy).await;
+        if metrics.contains("sidelight_audit_erased_records_total{reason=\"retention\"}") {
+            break metric(
+                &metrics,
+                "sidelight_audit_erased_records_total{reason=\"retention\"}",
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "no purge: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(erased, 2.0);
+    let old = get(&proxy.admin_url("/api/v1/records/old-1")).await.json();
+    assert_eq!(old["request"], serde_json::Value::Null);
+    assert_eq!(old["erased_reason"], "retention");
+    let new = get(&proxy.admin_url("/api/v1/records/new-1")).await.json();
+    assert_eq!(new["request"]["instances"][0]["colour"], SECRET_COLOUR);
+    let (code, report) = verify(&db);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("2 erased"), "{report}");
+}

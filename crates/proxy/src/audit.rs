@@ -53,8 +53,10 @@ pub(crate) struct AuditLog {
     on_failure: StoreFailure,
     upstream: String,
     keys: Keys,
-    /// A second connection for id look-ups, queries and erasure: WAL lets it read while
-    /// the writer thread writes, and its writes (erasure) take turns with the writer's.
+    /// A connection for the data plane's id look-ups only, so that a long admin query
+    /// never holds up a request. WAL lets it read while the writer thread writes.
+    ids: Mutex<SqliteStore>,
+    /// A connection for queries and erasure; its writes take turns with the writer's.
     admin: Arc<Mutex<SqliteStore>>,
     recent_ids: Mutex<RecentIds>,
     failures: Family<FailureLabels, Counter>,
@@ -119,7 +121,8 @@ impl AuditLog {
             })
         };
         let store = open("writer")?;
-        let admin = open("reader")?;
+        let ids = open("id look-ups")?;
+        let admin = open("admin")?;
         let writer = Writer::start(
             store,
             WriterConfig {
@@ -150,6 +153,7 @@ impl AuditLog {
             on_failure: config.on_store_failure,
             upstream: upstream.to_owned(),
             keys,
+            ids: Mutex::new(ids),
             admin: Arc::new(Mutex::new(admin)),
             recent_ids: Mutex::new(RecentIds::default()),
             failures: Family::default(),
@@ -208,9 +212,9 @@ impl AuditLog {
     }
 
     fn stored(&self, id: &str) -> bool {
-        let admin = self.admin.lock().unwrap_or_else(PoisonError::into_inner);
+        let ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
         // A read error is not a reason to rename; the writer reports real store trouble.
-        matches!(admin.contains(id), Ok(true))
+        matches!(ids.contains(id), Ok(true))
     }
 
     /// Submits `record`. `Ok(Some(id))`: recorded (committed, with `sync`); `Ok(None)`:
