@@ -16,6 +16,11 @@ trained from 1,000 replayed applications before the measurement, and attaches th
 route's default explanation (customer audience: attributions and the customer's text).
 Requests carry one application (batch 1) or 32 (batch 32).
 
+Sidelight explaining + audit is the same, restoring the same surrogate, with an audit
+log on the local disk (payloads sealed with AES-256-GCM): "sync" releases each response
+only after its record is committed (fsync'd), "async" queues it. The p99 that sync adds
+is judged against explaining without an audit log.
+
 Two loads, each as interleaved rounds (direct, sidelight, nginx, direct, ...) with the
 median taken per target:
   - saturation: wrk with 32 connections as fast as they go -> throughput, p50, p99;
@@ -39,6 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_PORT, SIDELIGHT_PORT, ADMIN_PORT, NGINX_PORT = 18000, 18080, 19100, 18081
 EXPLAIN_PORT, EXPLAIN_ADMIN_PORT = 18082, 19101
+AUDIT_SYNC_PORT, AUDIT_ASYNC_PORT = 18083, 18084
+AUDIT_KEY = "5e" * 32
 BODY = json.dumps({"instances": [{
     "checking_account": "... < 0 DM", "duration_months": 6,
     "credit_history": "critical account/ other credits existing (not at this bank)",
@@ -188,6 +195,21 @@ def main():
         wait_port(EXPLAIN_PORT)
         apps = applications()
         train_surrogate(apps)
+        for name, port, durability in [("audit sync", AUDIT_SYNC_PORT, "sync"),
+                                        ("audit async", AUDIT_ASYNC_PORT, "async")]:
+            audit_config = work / f"{durability}.toml"
+            audit_config.write_text(
+                explain_config.read_text()
+                .replace(f"127.0.0.1:{EXPLAIN_PORT}", f"127.0.0.1:{port}")
+                .replace(f"127.0.0.1:{EXPLAIN_ADMIN_PORT}", f"127.0.0.1:{port + 1000}")
+                + f'[audit]\npath = "{work / (durability + ".db")}"\n'
+                  f'durability = "{durability}"\n')
+            procs[name] = subprocess.Popen(
+                [ROOT / "target/release/sidelight", "serve", "--config", audit_config],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={**{k: v for k, v in os.environ.items() if k != "RUST_LOG"},
+                     "SIDELIGHT_AUDIT_KEY": AUDIT_KEY})
+            wait_port(port)
         nginx_conf = work / "nginx.conf"
         nginx_conf.write_text((ROOT / "bench/nginx.conf").read_text()
                               .replace("__PORT__", str(NGINX_PORT))
@@ -206,6 +228,8 @@ def main():
             "direct, batch 32": (MODEL_PORT, batch32),
             "sidelight, batch 32": (SIDELIGHT_PORT, batch32),
             "sidelight explaining, batch 32": (EXPLAIN_PORT, batch32),
+            "sidelight explaining + audit sync": (AUDIT_SYNC_PORT, BODY),
+            "sidelight explaining + audit async": (AUDIT_ASYNC_PORT, BODY),
         }
         idle_rss = rss_kib(procs["sidelight"].pid)
         for port, body in targets.values():  # warm pools and caches
@@ -248,6 +272,14 @@ def main():
             print(f"explaining{suffix or ', batch 1'}: throughput {explained / plain:.2f}x of "
                   f"pass-through (goal >= 0.60x); p99 added over direct at {args.rate} req/s: "
                   f"{added:+.3f} ms (goal <= 1 ms)")
+        explaining_p99 = med(moderate["sidelight explaining"], "p99_ms")
+        for mode in ["sync", "async"]:
+            name = f"sidelight explaining + audit {mode}"
+            print(f"audit {mode}: p99 added over explaining at {args.rate} req/s: "
+                  f"{med(moderate[name], 'p99_ms') - explaining_p99:+.3f} ms"
+                  f"{' (goal <= 2 ms)' if mode == 'sync' else ''}; throughput "
+                  f"{med(saturation[name], 'rps') / med(saturation['sidelight explaining'], 'rps'):.2f}x "
+                  "of explaining")
         print(f"p99 added at {args.rate} req/s: sidelight {added_p99:+.3f} ms, "
               f"nginx {nginx_added:+.3f} ms (goal for sidelight <= 0.3 ms)")
         print(f"sidelight RSS: {idle_rss / 1024:.1f} MiB idle, "

@@ -320,6 +320,23 @@ async fn a_missing_key_stops_start_up_naming_the_key() {
     assert!(stderr.contains("audit.key_file"), "{stderr}");
 }
 
+/// A command prefix that runs `setup` (mounts) in a mount namespace of its own, then
+/// execs the program appended to it, so that the mounts are the program's alone.
+fn in_mount_namespace(setup: &str) -> Vec<String> {
+    [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!("{setup} && exec \"$0\" \"$@\""),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// A KServe body for customer `customer` with the test model's row `i`, the customer's
 /// number and postcode in the instance.
 fn customer_body(i: usize, customer: &str) -> String {
@@ -616,21 +633,10 @@ async fn a_disk_that_fills_up_fails_closed_and_a_read_only_volume_stops_start_up
     let disk = state.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
     let db = disk.join("audit.db");
-    let wrapper: Vec<String> = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &format!(
-            "mount -t tmpfs -o size=1m tmpfs '{}' && exec \"$0\" \"$@\"",
-            disk.display()
-        ),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let wrapper = in_mount_namespace(&format!(
+        "mount -t tmpfs -o size=1m tmpfs '{}'",
+        disk.display()
+    ));
     let config = audited(
         &model,
         state.path(),
@@ -678,21 +684,10 @@ async fn a_disk_that_fills_up_fails_closed_and_a_read_only_volume_stops_start_up
     );
     first.signal(Signal::SIGTERM);
     first.wait_exit(Duration::from_secs(30)).unwrap();
-    let wrapper: Vec<String> = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &format!(
-            "mount --bind '{v}' '{v}' && mount -o remount,bind,ro '{v}' && exec \"$0\" \"$@\"",
-            v = volume.display()
-        ),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let wrapper = in_mount_namespace(&format!(
+        "mount --bind '{v}' '{v}' && mount -o remount,bind,ro '{v}'",
+        v = volume.display()
+    ));
     // At start-up a store that cannot be written is a configuration error, named.
     let config_file = state.path().join("sidelight.toml");
     std::fs::write(&config_file, &config).unwrap();

@@ -187,24 +187,28 @@ fn parse_json<T: serde::de::DeserializeOwned>(f: &ErasableField) -> Result<Optio
         .map_err(StoreError::from)
 }
 
+/// An error naming the first sealed field of `row` that did not open.
+fn all_opened(row: &ChainRow) -> Result<(), StoreError> {
+    match row
+        .fields
+        .iter()
+        .zip(ERASABLE_FIELDS)
+        .find_map(|(f, name)| f.open_error.clone().map(|e| (name, e)))
+    {
+        Some((field, source)) => Err(StoreError::Open {
+            id: row.id.clone(),
+            field,
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn read_stored(row: &Row<'_>, keys: &Keys) -> Result<Stored, StoreError> {
     let c = read_chain_row(row, keys)?;
     let consent = Consent::parse(&c.consent)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown consent at seq {}", c.seq)))?;
-    if let Some((f, name)) = c
-        .fields
-        .iter()
-        .zip(ERASABLE_FIELDS)
-        .find(|(f, _)| f.open_error.is_some())
-    {
-        return Err(StoreError::Open {
-            id: c.id.clone(),
-            field: name,
-            source: f.open_error.clone().unwrap_or_else(|| {
-                crate::keys::OpenError::MissingKey(c.key_id.clone().unwrap_or_default())
-            }),
-        });
-    }
+    all_opened(&c)?;
     let [request, response, features, outputs, attributions, texts] = &c.fields;
     let record = Record {
         id: c.id.clone(),
@@ -555,22 +559,7 @@ impl AuditStore for SqliteStore {
                  attributions = ?5, texts = ?6, key_id = ?7 WHERE seq = ?8",
             )?;
             for row in rows {
-                if let Some((f, name)) = row
-                    .fields
-                    .iter()
-                    .zip(ERASABLE_FIELDS)
-                    .find(|(f, _)| f.open_error.is_some())
-                {
-                    return Err(StoreError::Open {
-                        id: row.id.clone(),
-                        field: name,
-                        source: f.open_error.clone().unwrap_or_else(|| {
-                            crate::keys::OpenError::MissingKey(
-                                row.key_id.clone().unwrap_or_default(),
-                            )
-                        }),
-                    });
-                }
+                all_opened(&row)?;
                 let mut sealed: [Option<Vec<u8>>; 6] = Default::default();
                 for (i, f) in row.fields.iter().enumerate() {
                     sealed[i] = match &f.content {
