@@ -657,6 +657,27 @@ fn erasing_through_the_admin_api_posts_the_pseudonym() {
     assert!(run.stdout.contains("2 row(s)"), "{}", run.stdout);
     assert!(run.stdout.contains("credit"), "{}", run.stdout);
 
+    // Without a key at hand the raw identifier goes to the proxy, which pseudonymises
+    // it with its own key.
+    let (url, server) = admin_stub(
+        200,
+        r#"{"subject": "ps_00", "erased_records": 0, "window_rows_removed": 0, "routes_retraining": []}"#,
+    );
+    let run = sidelight([
+        "audit",
+        "erase",
+        "--admin",
+        &url,
+        "--subject-id",
+        "customer-1",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let (_, body) = server.join().unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body, json!({"subject_id": "customer-1"}));
+    assert!(run.stdout.contains("ps_00"), "{}", run.stdout);
+    assert!(run.stdout.contains("no surrogate"), "{}", run.stdout);
+
     let (url, server) = admin_stub(
         404,
         r#"{"error": {"code": "not_found", "message": "no such thing"}}"#,

@@ -21,8 +21,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload, rand_core::RngCore};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng, rand_core::RngCore};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -31,6 +31,7 @@ pub const MIN_MASTER_BYTES: usize = 16;
 /// The id of the encryption key derived from the master key.
 pub const DERIVED_KEY_ID: &str = "master";
 const NONCE_BYTES: usize = 12;
+const TAG_BYTES: usize = 16;
 
 /// Why keys could not be had or used.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +87,8 @@ pub struct Keys {
     pseudonym_key: [u8; 32],
     active: String,
     encryption: BTreeMap<String, [u8; 32]>,
+    /// The key schedule of each key, made once.
+    ciphers: BTreeMap<String, Aes256Gcm>,
     /// Whether the keyring was written out (a keyring file) or derived from a bare master.
     explicit: bool,
 }
@@ -107,6 +110,12 @@ fn derive(master: &[u8], purpose: &[u8]) -> [u8; 32] {
         out.copy_from_slice(&mac.finalize().into_bytes());
     }
     out
+}
+
+fn ciphers(keys: &BTreeMap<String, [u8; 32]>) -> BTreeMap<String, Aes256Gcm> {
+    keys.iter()
+        .filter_map(|(id, key)| Some((id.clone(), Aes256Gcm::new_from_slice(key).ok()?)))
+        .collect()
 }
 
 fn valid_id(id: &str) -> bool {
@@ -168,6 +177,7 @@ impl Keys {
             pseudonym_key: derive(&master, b"pseudonym"),
             master,
             active,
+            ciphers: ciphers(&encryption),
             encryption,
             explicit,
         })
@@ -259,7 +269,7 @@ impl Keys {
         if let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.pseudonym_key) {
             mac.update(identifier.as_bytes());
             out.push_str("ps_");
-            out.push_str(&hex::encode(&mac.finalize().into_bytes()[..16]));
+            out.push_str(&crate::record::to_hex(&mac.finalize().into_bytes()[..16]));
         }
         out
     }
@@ -272,6 +282,7 @@ impl Keys {
         let mut key = [0u8; 32];
         OsRng.fill_bytes(&mut key);
         self.encryption.insert(id.to_owned(), key);
+        self.ciphers = ciphers(&self.encryption);
         self.active = id.to_owned();
         self.explicit = true;
         Ok(())
@@ -289,6 +300,7 @@ impl Keys {
             .collect();
         for id in &dropped {
             self.encryption.remove(id);
+            self.ciphers.remove(id);
         }
         dropped
     }
@@ -318,33 +330,20 @@ impl Keys {
         self.explicit
     }
 
-    fn cipher(&self, id: &str) -> Option<Aes256Gcm> {
-        self.encryption
-            .get(id)
-            .and_then(|k| Aes256Gcm::new_from_slice(k).ok())
+    /// A sealer with the active key, for one batch of records.
+    pub fn sealer(&self) -> Option<Sealer<'_>> {
+        let mut base = [0u8; NONCE_BYTES];
+        OsRng.fill_bytes(&mut base);
+        Some(Sealer {
+            cipher: self.ciphers.get(&self.active)?,
+            base,
+            counter: 0,
+        })
     }
 
-    /// Seals `plaintext` with the active key: a fresh random nonce followed by the
-    /// ciphertext. The associated data binds it to its record and field, so sealed bytes
-    /// moved to another record or field no longer open.
+    /// Seals `plaintext` with the active key (see [`Sealer::seal`]).
     pub fn seal(&self, record_id: &str, field: &str, plaintext: &[u8]) -> Option<Vec<u8>> {
-        let cipher = self.cipher(&self.active)?;
-        let mut nonce = [0u8; NONCE_BYTES];
-        OsRng.fill_bytes(&mut nonce);
-        let aad = associated_data(record_id, field);
-        let sealed = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .ok()?;
-        let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Some(out)
+        self.sealer()?.seal(record_id, field, plaintext)
     }
 
     /// Opens bytes sealed by [`seal`](Self::seal) with key `key_id`.
@@ -356,22 +355,63 @@ impl Keys {
         sealed: &[u8],
     ) -> Result<Vec<u8>, OpenError> {
         let cipher = self
-            .cipher(key_id)
+            .ciphers
+            .get(key_id)
             .ok_or_else(|| OpenError::MissingKey(key_id.to_owned()))?;
-        if sealed.len() < NONCE_BYTES {
-            return Err(OpenError::Failed(key_id.to_owned()));
+        let failed = || OpenError::Failed(key_id.to_owned());
+        if sealed.len() < NONCE_BYTES + TAG_BYTES {
+            return Err(failed());
         }
-        let (nonce, body) = sealed.split_at(NONCE_BYTES);
-        let aad = associated_data(record_id, field);
+        let (nonce, rest) = sealed.split_at(NONCE_BYTES);
+        let (body, tag) = rest.split_at(rest.len() - TAG_BYTES);
+        let mut clear = body.to_vec();
         cipher
-            .decrypt(
+            .decrypt_in_place_detached(
                 Nonce::from_slice(nonce),
-                Payload {
-                    msg: body,
-                    aad: &aad,
-                },
+                &associated_data(record_id, field),
+                &mut clear,
+                Tag::from_slice(tag),
             )
-            .map_err(|_| OpenError::Failed(key_id.to_owned()))
+            .map_err(|_| failed())?;
+        Ok(clear)
+    }
+}
+
+/// Seals fields with the active key. Every field gets a nonce of its own: a random
+/// 96-bit base drawn for the sealer, with a per-field counter folded into its last four
+/// bytes, so one call to the OS generator serves a whole batch.
+pub struct Sealer<'a> {
+    cipher: &'a Aes256Gcm,
+    base: [u8; NONCE_BYTES],
+    counter: u32,
+}
+
+impl Sealer<'_> {
+    /// The nonce, then the ciphertext and its tag. The associated data binds them to
+    /// their record and field, so sealed bytes moved to another record or field no
+    /// longer open.
+    pub fn seal(&mut self, record_id: &str, field: &str, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let mut nonce = self.base;
+        for (n, c) in nonce[NONCE_BYTES - 4..]
+            .iter_mut()
+            .zip(self.counter.to_be_bytes())
+        {
+            *n ^= c;
+        }
+        self.counter = self.counter.checked_add(1)?;
+        let mut out = Vec::with_capacity(NONCE_BYTES + plaintext.len() + TAG_BYTES);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(
+                Nonce::from_slice(&nonce),
+                &associated_data(record_id, field),
+                &mut out[NONCE_BYTES..],
+            )
+            .ok()?;
+        out.extend_from_slice(&tag);
+        Some(out)
     }
 }
 

@@ -120,11 +120,10 @@ impl FieldRule {
                 let Value::String(s) = value else { return None };
                 let keep = if *self == Self::Year { 4 } else { 7 };
                 let head: String = s.chars().take(keep).collect();
-                let shape_ok =
-                    head.len() == keep
-                        && head
-                            .char_indices()
-                            .all(|(i, c)| if i == 4 { c == '-' } else { c.is_ascii_digit() });
+                let shape_ok = head.len() == keep
+                    && head
+                        .char_indices()
+                        .all(|(i, c)| if i == 4 { c == '-' } else { c.is_ascii_digit() });
                 shape_ok.then_some(Value::String(head))
             }
         }

@@ -122,7 +122,16 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// Hex SHA-256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    to_hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex, without the per-character iterator of `hex::encode` (this runs for
+/// every field of every record).
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    // The buffer is exactly twice the input, which is all `encode_to_slice` checks.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The fields covered by the hash chain, in a fixed order (version 1).
@@ -180,6 +189,6 @@ impl Canonical<'_> {
             _ => h.update(prev_hash.as_bytes()),
         }
         h.update(self.to_bytes());
-        hex::encode(h.finalize())
+        to_hex(&h.finalize())
     }
 }

@@ -15,6 +15,7 @@ use crate::store::{
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -277,23 +278,6 @@ impl SqliteStore {
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
-
-    fn seal(
-        &self,
-        id: &str,
-        field: usize,
-        clear: Option<Vec<u8>>,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        match clear {
-            Some(bytes) if self.config.encrypt => self
-                .config
-                .keys
-                .seal(id, ERASABLE_FIELDS[field], &bytes)
-                .map(Some)
-                .ok_or_else(|| StoreError::Seal(id.to_owned())),
-            other => Ok(other),
-        }
-    }
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -323,22 +307,38 @@ impl AuditStore for SqliteStore {
             .then(|| self.config.keys.active_id().to_owned());
         // Seal before the transaction: encryption is the costly part, and the write
         // lock should be held for the inserts only.
+        let mut sealer = match self.config.encrypt {
+            true => Some(
+                self.config
+                    .keys
+                    .sealer()
+                    .ok_or_else(|| StoreError::Seal(records[0].id.clone()))?,
+            ),
+            false => None,
+        };
         let mut prepared = Vec::with_capacity(records.len());
         for r in records {
-            let clear = [
-                r.request.clone(),
-                r.response.clone(),
-                json_bytes(r.features.as_ref())?,
-                json_bytes(r.outputs.as_ref())?,
-                json_bytes(r.attributions.as_ref())?,
-                json_bytes(r.texts.as_ref())?,
+            let clear: [Option<Cow<'_, [u8]>>; 6] = [
+                r.request.as_deref().map(Cow::Borrowed),
+                r.response.as_deref().map(Cow::Borrowed),
+                json_bytes(r.features.as_ref())?.map(Cow::Owned),
+                json_bytes(r.outputs.as_ref())?.map(Cow::Owned),
+                json_bytes(r.attributions.as_ref())?.map(Cow::Owned),
+                json_bytes(r.texts.as_ref())?.map(Cow::Owned),
             ];
             let digests: [Option<String>; 6] =
                 std::array::from_fn(|i| clear[i].as_deref().map(sha256_hex));
             let any = clear.iter().any(Option::is_some);
-            let mut stored: [Option<Vec<u8>>; 6] = Default::default();
+            let mut stored: [Option<Cow<'_, [u8]>>; 6] = Default::default();
             for (i, c) in clear.into_iter().enumerate() {
-                stored[i] = self.seal(&r.id, i, c)?;
+                stored[i] = match (c, sealer.as_mut()) {
+                    (Some(bytes), Some(sealer)) => Some(Cow::Owned(
+                        sealer
+                            .seal(&r.id, ERASABLE_FIELDS[i], &bytes)
+                            .ok_or_else(|| StoreError::Seal(r.id.clone()))?,
+                    )),
+                    (other, _) => other,
+                };
             }
             prepared.push((stored, digests, key_id.as_ref().filter(|_| any)));
         }
