@@ -239,6 +239,23 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(config.busy_timeout)?;
+        // Another application's SQLite file must not become an audit log by being opened.
+        let tables: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )?;
+        let records: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'records'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables > 0 && records == 0 {
+            return Err(StoreError::Corrupt(
+                "the database holds other tables and no audit records: not a Sidelight audit log"
+                    .to_owned(),
+            ));
+        }
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt(format!(
@@ -536,7 +553,12 @@ impl AuditStore for SqliteStore {
     fn reseal(&mut self, limit: usize) -> Result<u64, StoreError> {
         let active = self.config.keys.active_id().to_owned();
         let limit = to_i64(u64::try_from(limit.max(1)).unwrap_or(u64::MAX), "limit")?;
-        let tx = self.conn.transaction()?;
+        // Immediate: the transaction reads before it writes, and a deferred one could not
+        // upgrade to a write while a proxy's writer holds the lock (it would fail at once
+        // instead of waiting its turn).
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut done = 0u64;
         {
             let mut select = tx.prepare_cached(&format!(

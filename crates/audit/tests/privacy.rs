@@ -319,3 +319,19 @@ fn exports_read_back_and_csv_is_rows_with_the_prediction() {
     };
     assert_eq!(text, "a,b,prediction\n1,x,0.5\n3,x,0.5\n");
 }
+
+#[test]
+fn another_applications_database_is_not_taken_for_an_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE customers (id INTEGER)").unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path, SqliteConfig::new(keys())).unwrap_err();
+    assert!(err.to_string().contains("not a Sidelight audit log"), "{err}");
+    let conn = Connection::open(&path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "the other database was changed");
+}
