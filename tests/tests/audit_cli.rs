@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -62,6 +62,34 @@ where
         run.stderr
     );
     run
+}
+
+/// `sidelight audit COMMAND [--db DB] [--key-file KEY] EXTRA…`.
+fn audit(command: &str, db: Option<&Path>, key: Option<&Path>, extra: &[&str]) -> Run {
+    let mut args: Vec<OsString> = vec!["audit".into(), command.into()];
+    if let Some(db) = db {
+        args.extend(["--db".into(), db.into()]);
+    }
+    if let Some(key) = key {
+        args.extend(["--key-file".into(), key.into()]);
+    }
+    args.extend(extra.iter().map(OsString::from));
+    sidelight(args)
+}
+
+/// `sidelight audit export --db DB --key-file KEY --format FORMAT EXTRA…`.
+fn export(db: &Path, key: &Path, format: &str, extra: &[&str]) -> Run {
+    let args = [&["--format", format], extra].concat();
+    audit("export", Some(db), Some(key), &args)
+}
+
+/// `sidelight audit verify --db DB --key-file KEY`.
+fn verify(db: &Path, key: &Path) -> Run {
+    audit("verify", Some(db), Some(key), &[])
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
 }
 
 fn keys() -> Keys {
@@ -156,18 +184,7 @@ fn a_csv_export_feeds_surrogate_fit() {
     let db = database(dir.path(), &keys(), true);
     let key = key_file(dir.path(), "audit.key", MASTER);
     let csv = dir.path().join("export.csv");
-    let run = sidelight([
-        OsStr::new("audit"),
-        "export".as_ref(),
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--key-file".as_ref(),
-        key.as_os_str(),
-        "--format".as_ref(),
-        "csv".as_ref(),
-        "--out".as_ref(),
-        csv.as_os_str(),
-    ]);
+    let run = export(&db, &key, "csv", &["--out", p(&csv)]);
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert!(run.stderr.contains("300 record(s)"), "{}", run.stderr);
     assert!(run.stderr.contains("300 row(s) written"), "{}", run.stderr);
@@ -178,14 +195,14 @@ fn a_csv_export_feeds_surrogate_fit() {
 
     let model = dir.path().join("m.json");
     let fit = sidelight([
-        OsStr::new("surrogate"),
-        "fit".as_ref(),
-        "--data".as_ref(),
-        csv.as_os_str(),
-        "--target".as_ref(),
-        "prediction".as_ref(),
-        "--out".as_ref(),
-        model.as_os_str(),
+        "surrogate",
+        "fit",
+        "--data",
+        p(&csv),
+        "--target",
+        "prediction",
+        "--out",
+        p(&model),
     ]);
     assert_eq!(fit.code, Some(0), "{}", fit.text());
     assert!(model.is_file());
@@ -197,18 +214,7 @@ fn jsonl_exports_filter_by_subject_and_time() {
     let db = database(dir.path(), &keys(), true);
     let key = key_file(dir.path(), "audit.key", MASTER);
     let export = |extra: &[&str]| -> Vec<Value> {
-        let mut args = vec![
-            "audit".to_owned(),
-            "export".to_owned(),
-            "--db".to_owned(),
-            db.display().to_string(),
-            "--key-file".to_owned(),
-            key.display().to_string(),
-            "--format".to_owned(),
-            "jsonl".to_owned(),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let run = sidelight(&args);
+        let run = export(&db, &key, "jsonl", extra);
         assert_eq!(run.code, Some(0), "{}", run.text());
         jsonl(&run.stdout)
     };
@@ -243,16 +249,12 @@ fn erasing_by_raw_identifier_forgets_exactly_that_subject() {
     let db = database(dir.path(), &keys(), true);
     let key = key_file(dir.path(), "audit.key", MASTER);
     let erase = || {
-        sidelight([
-            OsStr::new("audit"),
-            "erase".as_ref(),
-            "--db".as_ref(),
-            db.as_os_str(),
-            "--key-file".as_ref(),
-            key.as_os_str(),
-            "--subject-id".as_ref(),
-            "customer-2".as_ref(),
-        ])
+        audit(
+            "erase",
+            Some(&db),
+            Some(&key),
+            &["--subject-id", "customer-2"],
+        )
     };
     let run = erase();
     assert_eq!(run.code, Some(0), "{}", run.text());
@@ -291,14 +293,7 @@ fn erasing_by_raw_identifier_forgets_exactly_that_subject() {
         again.stdout
     );
 
-    let verify = sidelight([
-        OsStr::new("audit"),
-        "verify".as_ref(),
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--key-file".as_ref(),
-        key.as_os_str(),
-    ]);
+    let verify = verify(&db, &key);
     assert_eq!(verify.code, Some(0), "{}", verify.text());
     assert!(verify.stdout.contains("300 record(s)"), "{}", verify.stdout);
     assert!(verify.stdout.contains("100 erased"), "{}", verify.stdout);
@@ -308,14 +303,7 @@ fn erasing_by_raw_identifier_forgets_exactly_that_subject() {
 fn the_subject_command_prints_the_pseudonym() {
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), "audit.key", MASTER);
-    let run = sidelight([
-        OsStr::new("audit"),
-        "subject".as_ref(),
-        "--id".as_ref(),
-        "customer-1".as_ref(),
-        "--key-file".as_ref(),
-        key.as_os_str(),
-    ]);
+    let run = audit("subject", None, Some(&key), &["--id", "customer-1"]);
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert_eq!(run.stdout.trim(), keys().pseudonym("customer-1"));
     // The environment variable works too.
@@ -329,7 +317,7 @@ fn the_subject_command_prints_the_pseudonym() {
         keys().pseudonym("customer-1")
     );
     // No key at all is a usage error.
-    let run = sidelight(["audit", "subject", "--id", "customer-1"]);
+    let run = audit("subject", None, None, &["--id", "customer-1"]);
     assert_eq!(run.code, Some(64), "{}", run.text());
     assert!(run.stderr.contains("--key-file"), "{}", run.stderr);
 }
@@ -341,28 +329,7 @@ fn rotate_key_reseals_everything_and_retires_the_old_key() {
     let db = database(dir.path(), &keys(), false);
     let key = key_file(dir.path(), "audit.key", MASTER);
     assert!(contains(&file_bytes(&db), SECRET));
-    let rotate = |extra: &[&str]| {
-        let mut args = vec![
-            "audit".to_owned(),
-            "rotate-key".to_owned(),
-            "--db".to_owned(),
-            db.display().to_string(),
-            "--key-file".to_owned(),
-            key.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        sidelight(&args)
-    };
-    let verify = || {
-        sidelight([
-            OsStr::new("audit"),
-            "verify".as_ref(),
-            "--db".as_ref(),
-            db.as_os_str(),
-            "--key-file".as_ref(),
-            key.as_os_str(),
-        ])
-    };
+    let rotate = |extra: &[&str]| audit("rotate-key", Some(&db), Some(&key), extra);
 
     let run = rotate(&["--id", "k1"]);
     assert_eq!(run.code, Some(0), "{}", run.text());
@@ -382,7 +349,7 @@ fn rotate_key_reseals_everything_and_retires_the_old_key() {
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
     assert!(!dir.path().join("audit.key.tmp").exists());
-    let v = verify();
+    let v = verify(&db, &key);
     assert_eq!(v.code, Some(0), "{}", v.text());
     assert!(
         !contains(&file_bytes(&db), SECRET),
@@ -411,7 +378,7 @@ fn rotate_key_reseals_everything_and_retires_the_old_key() {
         .filter_map(|l| l.split_once(" = ").map(|(id, _)| id.trim()))
         .collect();
     assert_eq!(listed, [active.as_str()], "{section}");
-    let v = verify();
+    let v = verify(&db, &key);
     assert_eq!(v.code, Some(0), "{}", v.text());
     assert!(
         !contains(&file_bytes(&db), SECRET),
@@ -419,16 +386,7 @@ fn rotate_key_reseals_everything_and_retires_the_old_key() {
     );
 
     // The records still read back in the clear with the new file.
-    let run = sidelight([
-        OsStr::new("audit"),
-        "export".as_ref(),
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--key-file".as_ref(),
-        key.as_os_str(),
-        "--format".as_ref(),
-        "jsonl".as_ref(),
-    ]);
+    let run = export(&db, &key, "jsonl", &[]);
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert_eq!(
         jsonl(&run.stdout)[5]["texts"][0],
@@ -448,14 +406,7 @@ fn rotate_key_reseals_everything_and_retires_the_old_key() {
 
     // The old bare master key no longer holds the key the records are sealed with.
     let old = key_file(dir.path(), "old.key", MASTER);
-    let v = sidelight([
-        OsStr::new("audit"),
-        "verify".as_ref(),
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--key-file".as_ref(),
-        old.as_os_str(),
-    ]);
+    let v = verify(&db, &old);
     assert_eq!(v.code, Some(65), "{}", v.text());
     assert!(v.stderr.contains("does not hold"), "{}", v.stderr);
 }
@@ -466,16 +417,7 @@ fn wrong_keys_are_unusable_input_and_say_why() {
     let mut ring = keys();
     ring.rotate("k2").unwrap();
     let db = database(dir.path(), &ring, true);
-    let verify = |key: &Path| {
-        sidelight([
-            OsStr::new("audit"),
-            "verify".as_ref(),
-            "--db".as_ref(),
-            db.as_os_str(),
-            "--key-file".as_ref(),
-            key.as_os_str(),
-        ])
-    };
+    let verify = |key: &Path| verify(&db, key);
     let good = key_file(dir.path(), "good.key", &ring.to_keyring_text());
     let run = verify(&good);
     assert_eq!(run.code, Some(0), "{}", run.text());
@@ -504,16 +446,12 @@ fn wrong_keys_are_unusable_input_and_say_why() {
     assert!(run.stderr.contains("does not open"), "{}", run.stderr);
 
     // Exporting or erasing with another master key is refused before anything happens.
-    let run = sidelight([
-        OsStr::new("audit"),
-        "erase".as_ref(),
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--key-file".as_ref(),
-        other.as_os_str(),
-        "--subject-id".as_ref(),
-        "customer-1".as_ref(),
-    ]);
+    let run = audit(
+        "erase",
+        Some(&db),
+        Some(&other),
+        &["--subject-id", "customer-1"],
+    );
     assert_eq!(run.code, Some(65), "{}", run.text());
     assert!(run.stderr.contains("does not match"), "{}", run.stderr);
 
@@ -521,16 +459,7 @@ fn wrong_keys_are_unusable_input_and_say_why() {
     let bad = key_file(dir.path(), "bad.key", "master = \"zz\"\nactive = \"x\"\n");
     assert_eq!(verify(&bad).code, Some(65));
     assert_eq!(verify(&dir.path().join("none.key")).code, Some(66));
-    let run = sidelight([
-        OsStr::new("audit"),
-        "export".as_ref(),
-        "--db".as_ref(),
-        dir.path().join("missing.db").as_os_str(),
-        "--key-file".as_ref(),
-        good.as_os_str(),
-        "--format".as_ref(),
-        "jsonl".as_ref(),
-    ]);
+    let run = export(&dir.path().join("missing.db"), &good, "jsonl", &[]);
     assert_eq!(run.code, Some(66), "{}", run.text());
     assert!(run.stderr.contains("missing.db"), "{}", run.stderr);
     assert!(!dir.path().join("missing.db").exists());
@@ -541,20 +470,7 @@ fn bad_flags_are_usage_errors_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &keys(), true);
     let key = key_file(dir.path(), "audit.key", MASTER);
-    let export = |extra: &[&str]| {
-        let mut args = vec![
-            "audit".to_owned(),
-            "export".to_owned(),
-            "--db".to_owned(),
-            db.display().to_string(),
-            "--key-file".to_owned(),
-            key.display().to_string(),
-            "--format".to_owned(),
-            "csv".to_owned(),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        sidelight(&args)
-    };
+    let export = |extra: &[&str]| export(&db, &key, "csv", extra);
     let run = export(&["--from", "yesterday"]);
     assert_eq!(run.code, Some(64), "{}", run.text());
     assert!(run.stderr.contains("--from"), "{}", run.stderr);
@@ -566,13 +482,12 @@ fn bad_flags_are_usage_errors_naming_the_flag() {
     let run = export(&["--subject", "customer-1"]);
     assert_eq!(run.code, Some(64), "{}", run.text());
     assert!(run.stderr.contains("--subject-id"), "{}", run.stderr);
+    // clap's own usage errors (here an unknown flag) exit 64 like the rest, not 2.
+    let run = export(&["--no-such-flag"]);
+    assert_eq!(run.code, Some(64), "{}", run.text());
+    assert!(run.stderr.contains("--no-such-flag"), "{}", run.stderr);
 
-    let run = sidelight([
-        OsStr::new("audit"),
-        "erase".as_ref(),
-        "--subject-id".as_ref(),
-        "customer-1".as_ref(),
-    ]);
+    let run = audit("erase", None, None, &["--subject-id", "customer-1"]);
     assert_eq!(run.code, Some(64), "{}", run.text());
     assert!(
         run.stderr.contains("--db") && run.stderr.contains("--admin"),
@@ -638,16 +553,12 @@ fn erasing_through_the_admin_api_posts_the_pseudonym() {
         200,
         r#"{"erased_records": 3, "window_rows_removed": 2, "routes_retraining": ["credit"]}"#,
     );
-    let run = sidelight([
-        OsStr::new("audit"),
-        "erase".as_ref(),
-        "--admin".as_ref(),
-        url.as_ref(),
-        "--key-file".as_ref(),
-        key.as_os_str(),
-        "--subject-id".as_ref(),
-        "customer-1".as_ref(),
-    ]);
+    let run = audit(
+        "erase",
+        None,
+        Some(&key),
+        &["--admin", &url, "--subject-id", "customer-1"],
+    );
     assert_eq!(run.code, Some(0), "{}", run.text());
     let (path, body) = server.join().unwrap();
     assert_eq!(path, "/api/v1/erasure");
@@ -663,14 +574,12 @@ fn erasing_through_the_admin_api_posts_the_pseudonym() {
         200,
         r#"{"subject": "ps_00", "erased_records": 0, "window_rows_removed": 0, "routes_retraining": []}"#,
     );
-    let run = sidelight([
-        "audit",
+    let run = audit(
         "erase",
-        "--admin",
-        &url,
-        "--subject-id",
-        "customer-1",
-    ]);
+        None,
+        None,
+        &["--admin", &url, "--subject-id", "customer-1"],
+    );
     assert_eq!(run.code, Some(0), "{}", run.text());
     let (_, body) = server.join().unwrap();
     let body: Value = serde_json::from_str(&body).unwrap();
@@ -682,14 +591,13 @@ fn erasing_through_the_admin_api_posts_the_pseudonym() {
         404,
         r#"{"error": {"code": "not_found", "message": "no such thing"}}"#,
     );
-    let run = sidelight([
-        "audit",
+    let subject = "ps_0123456789abcdef0123456789abcdef";
+    let run = audit(
         "erase",
-        "--admin",
-        &url,
-        "--subject",
-        "ps_0123456789abcdef0123456789abcdef",
-    ]);
+        None,
+        None,
+        &["--admin", &url, "--subject", subject],
+    );
     server.join().unwrap();
     assert_eq!(run.code, Some(1), "{}", run.text());
     assert!(run.stderr.contains("no such thing"), "{}", run.stderr);
@@ -700,14 +608,7 @@ fn offline_erasure_of_a_pseudonym_needs_no_key() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &keys(), true);
     let subject = keys().pseudonym("customer-0");
-    let run = sidelight([
-        OsStr::new("audit"),
-        "erase".as_ref(),
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--subject".as_ref(),
-        subject.as_ref(),
-    ]);
+    let run = audit("erase", Some(&db), None, &["--subject", &subject]);
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert!(
         run.stdout.contains("erased 100 record(s)"),

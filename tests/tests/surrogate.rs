@@ -437,7 +437,7 @@ fn bad_training_data_names_the_file_line_and_column() {
         "--holdout",
         "1.5",
     ]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert_eq!(run.code, Some(64), "{}", run.stderr);
 }
 
 #[test]

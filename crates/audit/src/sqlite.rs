@@ -104,8 +104,7 @@ const MIGRATIONS: &[&str] = &[
     // 1: sealed fields name their key; tombstones say why.
     "ALTER TABLE records ADD COLUMN key_id TEXT;
      ALTER TABLE records ADD COLUMN erased_reason TEXT;
-     CREATE INDEX IF NOT EXISTS records_route ON records(route, seq);
-     CREATE INDEX IF NOT EXISTS records_key ON records(key_id);",
+     CREATE INDEX IF NOT EXISTS records_route ON records(route, seq);",
 ];
 
 const COLUMNS: &str = "seq, id, time_ms, route, model, consent, subject, surrogate_version, review_state, \
@@ -256,6 +255,11 @@ impl SqliteStore {
                     .to_owned(),
             ));
         }
+        // For a new database only (SQLite keeps an existing one's): a record is a few KiB,
+        // and with 32 KiB pages the writer issues an eighth of the WAL writes it would
+        // with 4 KiB, which on a real disk is the difference between ~35,000 and ~50,000
+        // sealed records/s (`cargo bench -p sidelight-audit --bench writer`).
+        conn.pragma_update(None, "page_size", 32_768)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt(format!(

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use sidelight_proxy::{Config, Sidelight, StartError};
 
@@ -54,7 +55,10 @@ enum Command {
     /// Check a live explanation against the real model: `explain --probe REQUEST_ID`
     /// runs KernelSHAP through a running proxy and compares it with the surrogate's.
     Explain(probe::ExplainArgs),
-    /// Work with the audit log: `audit verify --db FILE` checks its hash chain.
+    /// Work with the audit log: `verify` checks its hash chain and checkpoints, `export`
+    /// writes records as JSON lines or CSV, `erase` forgets a data subject, `subject`
+    /// prints the pseudonym of an identifier and `rotate-key` re-seals records under a
+    /// new encryption key.
     Audit(audit::AuditArgs),
     /// Work with config files.
     Config {
@@ -73,7 +77,10 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return parse_error(&error),
+    };
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Demo(args) => demo::run(args),
@@ -84,6 +91,20 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => check(&file),
+    }
+}
+
+/// Prints what clap has to say about the command line and picks the exit status: 0 for
+/// `--help` and `--version`, EX_USAGE for everything else, so that a wrong flag exits
+/// like every other usage error (clap's own `exit` would use 2).
+fn parse_error(error: &clap::Error) -> ExitCode {
+    // Printing only fails when stdout or stderr is gone; the status still tells.
+    let _ = error.print();
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+        // DisplayHelpOnMissingArgumentOrSubcommand too: a bare `sidelight` or
+        // `sidelight audit` is a usage error; clap prints the help to stderr for it.
+        _ => ExitCode::from(EXIT_CONFIG),
     }
 }
 
