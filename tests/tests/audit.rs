@@ -301,7 +301,7 @@ async fn tampering_is_detected_and_names_the_record() {
 }
 
 #[tokio::test]
-async fn a_missing_key_stops_start_up_naming_the_key() {
+async fn a_missing_or_wrong_key_stops_start_up_naming_the_key() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
     let db = state.path().join("audit.db");
@@ -318,6 +318,26 @@ async fn a_missing_key_stops_start_up_naming_the_key() {
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("audit.key_file"), "{stderr}");
+
+    // A log written with one key is never extended with another.
+    let mut proxy = start(&audited(&model, state.path(), &db, ""));
+    post(&proxy, "/v1/models/m:predict", kserve_body(&[1]), &[]).await;
+    proxy.signal(Signal::SIGTERM);
+    proxy.wait_exit(Duration::from_secs(30)).unwrap();
+    let out = Command::new(sidelight_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .env("SIDELIGHT_AUDIT_KEY", "ff".repeat(32))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("audit.key_file") && stderr.contains("does not match"),
+        "{stderr}"
+    );
+    assert_eq!(verify(&db).0, 0, "the log is untouched");
 }
 
 /// A command prefix that runs `setup` (mounts) in a mount namespace of its own, then

@@ -295,6 +295,40 @@ impl SqliteStore {
         })
     }
 
+    /// Checks that the keys fit this log before anything is appended with them: the
+    /// last checkpoint verifies under the master key, and the last sealed record opens.
+    /// Cheap (two indexed look-ups), so a writer can run it at start-up rather than
+    /// extend a log with a key its own history does not verify under.
+    pub fn check_keys(&self) -> Result<(), StoreError> {
+        let last: Option<(i64, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT seq, hash, mac FROM checkpoints ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((seq, hash, mac)) = last {
+            let seq = to_u64(seq, "checkpoint seq")?;
+            if !crate::store::checkpoint_mac_ok(self.config.keys.checkpoint_key(), seq, &hash, &mac)
+            {
+                return Err(StoreError::WrongKey(format!(
+                    "the master key does not match this audit log: its last checkpoint (seq {seq}) does not verify under it"
+                )));
+            }
+        }
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM records WHERE key_id IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ))?;
+        let mut rows = stmt.query([])?;
+        if let Some(row) = rows.next()? {
+            all_opened(&read_chain_row(row, &self.config.keys)?).map_err(|e| {
+                StoreError::WrongKey(format!("the keys do not open this audit log: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Seq of the last appended record (0 when empty).
     pub fn last_seq(&self) -> u64 {
         self.last_seq

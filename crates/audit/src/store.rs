@@ -30,6 +30,9 @@ pub enum StoreError {
         /// Why.
         source: OpenError,
     },
+    /// The keys do not fit the log (checked when a writer opens it).
+    #[error("{0}")]
+    WrongKey(String),
     /// A field could not be sealed (the active key is unusable).
     #[error("cannot seal record {0} with the active key")]
     Seal(String),
@@ -48,7 +51,7 @@ impl StoreError {
                 rusqlite::ErrorCode::SystemIoFailure => "io",
                 _ => "other",
             },
-            StoreError::Open { .. } | StoreError::Seal(_) => "key",
+            StoreError::Open { .. } | StoreError::Seal(_) | StoreError::WrongKey(_) => "key",
             _ => "other",
         }
     }

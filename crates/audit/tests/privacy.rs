@@ -325,10 +325,14 @@ fn another_applications_database_is_not_taken_for_an_audit_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.db");
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch("CREATE TABLE customers (id INTEGER)").unwrap();
+    conn.execute_batch("CREATE TABLE customers (id INTEGER)")
+        .unwrap();
     drop(conn);
     let err = SqliteStore::open(&path, SqliteConfig::new(keys())).unwrap_err();
-    assert!(err.to_string().contains("not a Sidelight audit log"), "{err}");
+    assert!(
+        err.to_string().contains("not a Sidelight audit log"),
+        "{err}"
+    );
     let conn = Connection::open(&path).unwrap();
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

@@ -121,6 +121,9 @@ impl AuditLog {
             })
         };
         let store = open("writer")?;
+        store
+            .check_keys()
+            .map_err(|e| invalid("audit.key_file", e.to_string()))?;
         let ids = open("id look-ups")?;
         let admin = open("admin")?;
         let writer = Writer::start(
