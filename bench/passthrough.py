@@ -152,6 +152,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rate", type=int, default=500, help="moderate load, requests/s")
+    parser.add_argument("--only", default="",
+                        help="measure only targets whose name contains this (plus direct and "
+                             "sidelight explaining, which the ratios need)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 1, 3
@@ -231,6 +234,10 @@ def main():
             "sidelight explaining + audit sync": (AUDIT_SYNC_PORT, BODY),
             "sidelight explaining + audit async": (AUDIT_ASYNC_PORT, BODY),
         }
+        if args.only:
+            targets = {name: t for name, t in targets.items()
+                       if args.only in name or name in ("direct", "nginx", "sidelight",
+                                                          "sidelight explaining")}
         idle_rss = rss_kib(procs["sidelight"].pid)
         for port, body in targets.values():  # warm pools and caches
             wrk(port, 1, 8, body)
@@ -264,7 +271,7 @@ def main():
         nginx_added = med(moderate["nginx"], "p99_ms") - med(moderate["direct"], "p99_ms")
         print(f"\nsidelight / nginx throughput: {side_rps / nginx_rps:.2f}x "
               f"(goal >= 1.00x)")
-        for suffix in ["", ", batch 32"]:
+        for suffix in ["", ", batch 32"] if "direct, batch 32" in targets else [""]:
             explained = med(saturation["sidelight explaining" + suffix], "rps")
             plain = med(saturation["sidelight" + suffix], "rps")
             added = (med(moderate["sidelight explaining" + suffix], "p99_ms")
@@ -275,6 +282,8 @@ def main():
         explaining_p99 = med(moderate["sidelight explaining"], "p99_ms")
         for mode in ["sync", "async"]:
             name = f"sidelight explaining + audit {mode}"
+            if name not in targets:
+                continue
             print(f"audit {mode}: p99 added over explaining at {args.rate} req/s: "
                   f"{med(moderate[name], 'p99_ms') - explaining_p99:+.3f} ms"
                   f"{' (goal <= 2 ms)' if mode == 'sync' else ''}; throughput "

@@ -47,7 +47,7 @@ pub use export::{CsvExport, ExportError, record_json, rfc3339_ms, write_jsonl};
 pub use keys::{DERIVED_KEY_ID, KeyError, Keys, MIN_MASTER_BYTES, OpenError};
 pub use privacy::{FieldRule, PrivacyPolicy};
 pub use record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
-pub use sqlite::{SqliteConfig, SqliteStore};
+pub use sqlite::{BackgroundCheckpoints, SqliteConfig, SqliteStore};
 pub use store::{
     AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Page, RecordQuery,
     StoreError, Stored, checkpoint_mac, checkpoint_mac_ok,

@@ -51,6 +51,22 @@ impl SqliteConfig {
     }
 }
 
+/// The thread of [`SqliteStore::checkpoint_in_background`]; dropping it stops the thread.
+#[derive(Debug)]
+pub struct BackgroundCheckpoints {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for BackgroundCheckpoints {
+    fn drop(&mut self) {
+        self.stop = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The SQLite implementation of [`AuditStore`].
 pub struct SqliteStore {
     conn: Connection,
@@ -327,6 +343,39 @@ impl SqliteStore {
             })?;
         }
         Ok(())
+    }
+
+    /// Moves WAL checkpoints off the commit path: this connection stops checkpointing
+    /// on commit, and a thread with a connection of its own checkpoints every `every`
+    /// (passively: it never blocks the writer). A commit that happens to cross SQLite's
+    /// automatic checkpoint threshold would otherwise copy the WAL into the database and
+    /// fsync it before returning, which is what a `sync` response's p99 would feel.
+    /// The thread stops when the returned handle is dropped.
+    pub fn checkpoint_in_background(
+        &self,
+        path: &Path,
+        every: Duration,
+    ) -> Result<BackgroundCheckpoints, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(self.config.busy_timeout)?;
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sidelight-audit-checkpoint".to_owned())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    // A busy or failed pass is retried at the next tick; the WAL only
+                    // grows meanwhile.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(BackgroundCheckpoints {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// Seq of the last appended record (0 when empty).

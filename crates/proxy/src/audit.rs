@@ -31,6 +31,8 @@ use crate::error::ProxyError;
 const RECENT_IDS: usize = 100_000;
 /// Records per transaction: large enough to amortise the fsync under load.
 const MAX_BATCH: usize = 512;
+/// How often the WAL is copied into the database, in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// How often the retention purge runs, at most.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -63,6 +65,8 @@ pub(crate) struct AuditLog {
     erased: Family<ErasedLabels, Counter>,
     /// Dropping it stops the retention thread.
     _retention: Option<std::sync::mpsc::Sender<()>>,
+    /// Copies the WAL into the database off the commit path.
+    _checkpoints: sidelight_audit::BackgroundCheckpoints,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -124,6 +128,9 @@ impl AuditLog {
         store
             .check_keys()
             .map_err(|e| invalid("audit.key_file", e.to_string()))?;
+        let checkpoints = store
+            .checkpoint_in_background(&config.path, CHECKPOINT_EVERY)
+            .map_err(|e| invalid("audit.path", e.to_string()))?;
         let ids = open("id look-ups")?;
         let admin = open("admin")?;
         let writer = Writer::start(
@@ -162,6 +169,7 @@ impl AuditLog {
             failures: Family::default(),
             erased,
             _retention: retention,
+            _checkpoints: checkpoints,
         });
         registry.register(
             "sidelight_audit_failures",
