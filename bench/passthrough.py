@@ -4,7 +4,8 @@ proxy, and through Sidelight explaining every response.
 
 Run from the repository root:
 
-    python3 bench/passthrough.py            # about 3 minutes
+    python3 bench/passthrough.py            # about 10 minutes
+    python3 bench/passthrough.py --only audit   # the audit log rows, about 6 minutes
     python3 bench/passthrough.py --quick    # one short round, to check the set-up
 
 Needs wrk, nginx (Debian: apt-get install wrk nginx-light) and oha (cargo install oha).
