@@ -155,7 +155,8 @@ async fn languages_audiences_decision_words_and_next_steps() {
         "{text}"
     );
 
-    // The auditor reads the developer view and the (still empty) record facts.
+    // The auditor reads the developer view and the record's consent and storage facts
+    // (no audit log is configured here).
     let audited = &ask(
         &proxy,
         &bodies[1],
@@ -170,7 +171,7 @@ async fn languages_audiences_decision_words_and_next_steps() {
     assert!(text.contains("Pushed the prediction"), "{text}");
     assert!(text.contains("Record audit-1:0."), "{text}");
     assert!(
-        text.contains("Consent: not recorded yet (audit log not configured)"),
+        text.contains("Consent: full."),
         "{text}"
     );
     assert!(
