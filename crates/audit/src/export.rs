@@ -55,6 +55,7 @@ pub fn record_json(stored: &Stored) -> Value {
         "consent": r.consent.as_str(),
         "subject": r.subject,
         "review_state": r.review_state,
+        "review_reasons": r.review_reasons,
         "surrogate_version": r.surrogate_version,
         "request": payload(r.request.as_ref()),
         "response": payload(r.response.as_ref()),

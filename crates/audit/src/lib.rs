@@ -49,8 +49,8 @@ pub use privacy::{FieldRule, PrivacyPolicy};
 pub use record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
 pub use sqlite::{BackgroundCheckpoints, SqliteConfig, SqliteStore};
 pub use store::{
-    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Page, RecordQuery,
-    StoreError, Stored, checkpoint_mac, checkpoint_mac_ok,
+    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Feedback, Page,
+    RecordQuery, Review, StoreError, Stored, checkpoint_mac, checkpoint_mac_ok,
 };
 pub use verify::{BreakKind, VerifyError, VerifyReport, verify};
 pub use writer::{

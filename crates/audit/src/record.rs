@@ -74,8 +74,11 @@ pub struct Record {
     pub consent: Consent,
     /// Pseudonymous subject key (keyed HMAC of an identifier, never the identifier).
     pub subject: Option<String>,
-    /// Review state (e.g. `none`, `pending`, `approved`); not hashed.
+    /// Review state: `none`, `pending`, `confirmed`, `overridden` or `escalated`; not
+    /// hashed (it changes as reviewers decide, and each decision is a record of its own).
     pub review_state: String,
+    /// Why the record was sent to review (the rules that fired); not hashed.
+    pub review_reasons: Vec<String>,
     /// When the erasable fields were erased (tombstone), unix milliseconds; not hashed.
     pub erased_at: Option<i64>,
     /// Why they were erased (`subject_erasure`, `retention`); not hashed.
@@ -109,6 +112,7 @@ impl Record {
             consent: Consent::Full,
             subject: None,
             review_state: "none".to_owned(),
+            review_reasons: Vec::new(),
             erased_at: None,
             erased_reason: None,
             prev_hash: String::new(),

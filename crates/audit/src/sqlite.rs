@@ -10,8 +10,8 @@
 use crate::keys::Keys;
 use crate::record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Page, RecordQuery,
-    StoreError, Stored, checkpoint_mac,
+    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Feedback, Page,
+    RecordQuery, Review, StoreError, Stored, checkpoint_mac,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -121,12 +121,32 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE records ADD COLUMN key_id TEXT;
      ALTER TABLE records ADD COLUMN erased_reason TEXT;
      CREATE INDEX IF NOT EXISTS records_route ON records(route, seq);",
+    // 2: review decisions, reported outcomes, and why a record awaits review.
+    "ALTER TABLE records ADD COLUMN review_reasons TEXT;
+     CREATE INDEX IF NOT EXISTS records_review ON records(review_state, seq);
+     CREATE TABLE IF NOT EXISTS reviews (
+         n INTEGER PRIMARY KEY,
+         record_id TEXT NOT NULL,
+         time_ms INTEGER NOT NULL,
+         reviewer TEXT NOT NULL,
+         decision TEXT NOT NULL,
+         outcome TEXT,
+         reason TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS reviews_record ON reviews(record_id);
+     CREATE TABLE IF NOT EXISTS feedback (
+         n INTEGER PRIMARY KEY,
+         record_id TEXT NOT NULL,
+         time_ms INTEGER NOT NULL,
+         outcome TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS feedback_record ON feedback(record_id);",
 ];
 
 const COLUMNS: &str = "seq, id, time_ms, route, model, consent, subject, surrogate_version, review_state, \
      request, request_sha256, response, response_sha256, features, features_sha256, \
      outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, \
-     erased_at, prev_hash, hash, key_id, erased_reason";
+     erased_at, prev_hash, hash, key_id, erased_reason, review_reasons";
 
 const CLEAR_FIELDS: &str = "request = NULL, response = NULL, features = NULL, outputs = NULL, \
      attributions = NULL, texts = NULL, key_id = NULL";
@@ -243,6 +263,11 @@ fn read_stored(row: &Row<'_>, keys: &Keys) -> Result<Stored, StoreError> {
         review_state: row.get(8)?,
         erased_at: c.erased_at,
         erased_reason: row.get(25)?,
+        review_reasons: row
+            .get::<_, Option<String>>(26)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()?
+            .unwrap_or_default(),
         prev_hash: c.prev_hash.clone(),
         hash: c.hash.clone(),
     };
@@ -453,7 +478,7 @@ impl AuditStore for SqliteStore {
         {
             let mut insert = tx.prepare_cached(&format!(
                 "INSERT INTO records ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
             ))?;
             let mut checkpoint =
                 tx.prepare_cached("INSERT INTO checkpoints (seq, hash, mac) VALUES (?1, ?2, ?3)")?;
@@ -477,6 +502,9 @@ impl AuditStore for SqliteStore {
                     texts_sha256: digests[5].as_deref(),
                 };
                 let hash = canonical.chain_hash(&prev);
+                let reasons = (!r.review_reasons.is_empty())
+                    .then(|| serde_json::to_string(&r.review_reasons))
+                    .transpose()?;
                 let sv = r
                     .surrogate_version
                     .map(|v| to_i64(v, "surrogate_version"))
@@ -508,6 +536,7 @@ impl AuditStore for SqliteStore {
                     hash,
                     key_id,
                     r.erased_reason,
+                    reasons,
                 ])?;
                 let periodic =
                     self.config.checkpoint_every > 0 && seq % self.config.checkpoint_every == 0;
@@ -707,6 +736,91 @@ impl AuditStore for SqliteStore {
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             out.push((row.get(0)?, to_u64(row.get(1)?, "count")?));
+        }
+        Ok(out)
+    }
+
+    fn add_review(&mut self, review: &Review) -> Result<bool, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let updated = tx.execute(
+            "UPDATE records SET review_state = ?1 WHERE id = ?2",
+            params![review.state(), review.record_id],
+        )?;
+        if updated == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO reviews (record_id, time_ms, reviewer, decision, outcome, reason) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                review.record_id,
+                review.time_ms,
+                review.reviewer,
+                review.decision,
+                review
+                    .outcome
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()?,
+                review.reason,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn reviews(&self, record_id: &str) -> Result<Vec<Review>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT record_id, time_ms, reviewer, decision, outcome, reason FROM reviews \
+             WHERE record_id = ?1 ORDER BY n",
+        )?;
+        let mut rows = stmt.query(params![record_id])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Review {
+                record_id: row.get(0)?,
+                time_ms: row.get(1)?,
+                reviewer: row.get(2)?,
+                decision: row.get(3)?,
+                outcome: row
+                    .get::<_, Option<String>>(4)?
+                    .map(|t| serde_json::from_str(&t))
+                    .transpose()?,
+                reason: row.get(5)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn add_feedback(&mut self, feedback: &Feedback) -> Result<bool, StoreError> {
+        if !self.contains(&feedback.record_id)? {
+            return Ok(false);
+        }
+        self.conn.execute(
+            "INSERT INTO feedback (record_id, time_ms, outcome) VALUES (?1, ?2, ?3)",
+            params![
+                feedback.record_id,
+                feedback.time_ms,
+                serde_json::to_string(&feedback.outcome)?
+            ],
+        )?;
+        Ok(true)
+    }
+
+    fn feedback(&self, record_id: &str) -> Result<Vec<Feedback>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT record_id, time_ms, outcome FROM feedback WHERE record_id = ?1 ORDER BY n",
+        )?;
+        let mut rows = stmt.query(params![record_id])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Feedback {
+                record_id: row.get(0)?,
+                time_ms: row.get(1)?,
+                outcome: serde_json::from_str(&row.get::<_, String>(2)?)?,
+            });
         }
         Ok(out)
     }

@@ -150,6 +150,45 @@ pub struct ErasableField {
     pub open_error: Option<OpenError>,
 }
 
+/// A reviewer's decision about a record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Review {
+    /// The record decided about.
+    pub record_id: String,
+    /// When, unix milliseconds.
+    pub time_ms: i64,
+    /// Who decided (the token's name).
+    pub reviewer: String,
+    /// `confirm`, `override` or `escalate`.
+    pub decision: String,
+    /// The corrected outcome, for `override`.
+    pub outcome: Option<serde_json::Value>,
+    /// Why; always given.
+    pub reason: String,
+}
+
+impl Review {
+    /// The record's review state after this decision.
+    pub fn state(&self) -> &'static str {
+        match self.decision.as_str() {
+            "confirm" => "confirmed",
+            "override" => "overridden",
+            _ => "escalated",
+        }
+    }
+}
+
+/// The true outcome of a prediction, reported later.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Feedback {
+    /// The record the outcome belongs to.
+    pub record_id: String,
+    /// When it was reported, unix milliseconds.
+    pub time_ms: i64,
+    /// The outcome, as the client sent it.
+    pub outcome: serde_json::Value,
+}
+
 /// Which records an erasure removes the erasable fields of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Erasure {
@@ -238,6 +277,19 @@ pub trait AuditStore: Send {
     /// How many records each key seals (`None`: stored in the clear), erased ones not
     /// counted.
     fn key_usage(&self) -> Result<Vec<(Option<String>, u64)>, StoreError>;
+
+    /// Stores a review decision and sets the record's review state, in one transaction.
+    /// `Ok(false)` when no record has that id.
+    fn add_review(&mut self, review: &Review) -> Result<bool, StoreError>;
+
+    /// The decisions about a record, oldest first.
+    fn reviews(&self, record_id: &str) -> Result<Vec<Review>, StoreError>;
+
+    /// Stores the true outcome of a prediction. `Ok(false)` when no record has that id.
+    fn add_feedback(&mut self, feedback: &Feedback) -> Result<bool, StoreError>;
+
+    /// The outcomes reported for a record, oldest first.
+    fn feedback(&self, record_id: &str) -> Result<Vec<Feedback>, StoreError>;
 
     /// Up to `limit` raw chain rows with seq greater than `after`, in ascending seq, for
     /// verification. `None` starts at the very first row, including rows whose seq the

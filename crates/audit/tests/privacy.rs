@@ -339,3 +339,62 @@ fn another_applications_database_is_not_taken_for_an_audit_log() {
         .unwrap();
     assert_eq!(mode, "delete", "the other database was changed");
 }
+
+#[test]
+fn reviews_and_feedback_are_kept_and_set_the_review_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let mut store = open(&path, keys());
+    let mut flagged = record(1, "s");
+    flagged.review_state = "pending".to_owned();
+    flagged.review_reasons = vec!["near_threshold".to_owned()];
+    store.append_batch(&[flagged]).unwrap();
+    let pending = store
+        .query(&RecordQuery {
+            review_state: Some("pending".to_owned()),
+            limit: 10,
+            ..RecordQuery::default()
+        })
+        .unwrap();
+    assert_eq!(pending.records.len(), 1);
+    assert_eq!(pending.records[0].record.review_reasons, ["near_threshold"]);
+    let review = sidelight_audit::Review {
+        record_id: "r1".to_owned(),
+        time_ms: 5,
+        reviewer: "ada".to_owned(),
+        decision: "override".to_owned(),
+        outcome: Some(json!({"decision": "approved"})),
+        reason: "income was misread".to_owned(),
+    };
+    assert!(store.add_review(&review).unwrap());
+    assert!(
+        !store
+            .add_review(&sidelight_audit::Review {
+                record_id: "nope".to_owned(),
+                ..review.clone()
+            })
+            .unwrap()
+    );
+    assert_eq!(
+        store.get("r1").unwrap().unwrap().record.review_state,
+        "overridden"
+    );
+    assert_eq!(store.reviews("r1").unwrap(), [review]);
+    let feedback = sidelight_audit::Feedback {
+        record_id: "r1".to_owned(),
+        time_ms: 9,
+        outcome: json!({"repaid": true}),
+    };
+    assert!(store.add_feedback(&feedback).unwrap());
+    assert!(
+        !store
+            .add_feedback(&sidelight_audit::Feedback {
+                record_id: "x".to_owned(),
+                ..feedback.clone()
+            })
+            .unwrap()
+    );
+    assert_eq!(store.feedback("r1").unwrap(), [feedback]);
+    // Review state is workflow, not history: the chain still verifies.
+    assert!(verify(&store, keys().checkpoint_key()).is_ok());
+}

@@ -249,6 +249,30 @@ impl AuditStore for Gate {
     fn key_usage(&self) -> Result<Vec<(Option<String>, u64)>, sidelight_audit::StoreError> {
         self.inner.key_usage()
     }
+    fn add_review(
+        &mut self,
+        r: &sidelight_audit::Review,
+    ) -> Result<bool, sidelight_audit::StoreError> {
+        self.inner.add_review(r)
+    }
+    fn reviews(
+        &self,
+        id: &str,
+    ) -> Result<Vec<sidelight_audit::Review>, sidelight_audit::StoreError> {
+        self.inner.reviews(id)
+    }
+    fn add_feedback(
+        &mut self,
+        f: &sidelight_audit::Feedback,
+    ) -> Result<bool, sidelight_audit::StoreError> {
+        self.inner.add_feedback(f)
+    }
+    fn feedback(
+        &self,
+        id: &str,
+    ) -> Result<Vec<sidelight_audit::Feedback>, sidelight_audit::StoreError> {
+        self.inner.feedback(id)
+    }
     fn chain_rows(
         &self,
         after: Option<u64>,
@@ -459,7 +483,7 @@ fn forged_record_before_the_first_is_detected() {
     let (_dir, path) = filled(6, 6);
     tamper(
         &path,
-        "INSERT INTO records SELECT 0, 'forged', time_ms, route, model, consent, subject, surrogate_version, review_state, request, request_sha256, response, response_sha256, features, features_sha256, outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, erased_at, prev_hash, hash, key_id, erased_reason FROM records WHERE seq = 1",
+        "INSERT INTO records SELECT 0, 'forged', time_ms, route, model, consent, subject, surrogate_version, review_state, request, request_sha256, response, response_sha256, features, features_sha256, outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, erased_at, prev_hash, hash, key_id, erased_reason, review_reasons FROM records WHERE seq = 1",
     );
     assert_eq!(
         broken_at(&path),
