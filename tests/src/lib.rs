@@ -5,6 +5,7 @@
 //! Tests here may unwrap: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -295,18 +296,67 @@ pub fn empty() -> BoxBody {
 
 // === the sidelight process ===
 
+/// The admin token of every proxy whose config has no `[admin]` section of its own
+/// (role admin): the suites that are not about access control get in with it, sent by
+/// [`send`] and [`get`] to those proxies' admin ports.
+pub const TEST_ADMIN_TOKEN: &str = "sl_e2e-test-admin-token-not-a-secret";
+
+/// The admin addresses of the running proxies that accept [`TEST_ADMIN_TOKEN`].
+fn token_admins() -> &'static Mutex<HashSet<SocketAddr>> {
+    static ADMINS: OnceLock<Mutex<HashSet<SocketAddr>>> = OnceLock::new();
+    ADMINS.get_or_init(Default::default)
+}
+
+/// The hex SHA-256 of `token`, as `[[admin.tokens]] sha256` wants it.
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `config` with an `[admin]` section that lets [`TEST_ADMIN_TOKEN`] in as admin, unless
+/// it has one (a suite about access control configures its own); and whether it was added.
+pub fn with_test_token(config: &str) -> (String, bool) {
+    let has_admin = config.lines().any(|line| {
+        let line = line.trim_start();
+        line.starts_with("[admin") || line.starts_with("[[admin")
+    });
+    if has_admin {
+        return (config.to_owned(), false);
+    }
+    let with = format!(
+        "{config}
+[admin]
+[[admin.tokens]]
+name = \"e2e\"
+role = \"admin\"
+sha256 = \"{}\"
+",
+        sha256_hex(TEST_ADMIN_TOKEN)
+    );
+    (with, true)
+}
+
 /// A running `sidelight` child process with its stderr (JSON logs) captured.
 pub struct Proxy {
     pub child: Child,
     pub data: SocketAddr,
     pub admin: SocketAddr,
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The token its admin API accepts, when the helper configured it.
+    pub admin_token: Option<&'static str>,
+    /// The config file it was started with (a reload re-reads it).
+    pub config_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Proxy {
     /// Starts `sidelight serve` with `config` (TOML) and waits until it listens. The
     /// listeners should be on port 0; the real addresses are read from the start-up log.
+    /// A config without an `[admin]` section gets one with [`TEST_ADMIN_TOKEN`], which
+    /// [`send`] then sends to this proxy's admin port.
     pub fn start(config: &str) -> Self {
         Self::start_with_env(config, &[])
     }
@@ -320,6 +370,7 @@ impl Proxy {
     pub fn start_wrapped(config: &str, env: &[(&str, &str)], wrapper: &[String]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sidelight.toml");
+        let (config, test_token) = with_test_token(config);
         std::fs::write(&path, config).unwrap();
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -374,11 +425,16 @@ impl Proxy {
                 panic!("sidelight did not start; logs: {:?}", logs.lock().unwrap());
             }
         };
+        if test_token {
+            token_admins().lock().unwrap().insert(admin);
+        }
         Self {
             child,
             data,
             admin,
             logs,
+            admin_token: test_token.then_some(TEST_ADMIN_TOKEN),
+            config_path: path,
             _dir: dir,
         }
     }
@@ -425,6 +481,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        token_admins().lock().unwrap().remove(&self.admin);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -476,6 +533,8 @@ impl Answer {
     }
 }
 
+/// Sends a request and reads the whole answer. A request to the admin port of a proxy
+/// started with [`TEST_ADMIN_TOKEN`] carries it, unless `headers` has an `authorization`.
 pub async fn send(
     client: &Client<HttpConnector, BoxBody>,
     method: Method,
@@ -486,6 +545,17 @@ pub async fn send(
     let mut builder = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         builder = builder.header(*k, *v);
+    }
+    let authorized = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+    let admin = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.authority()?.as_str().parse::<SocketAddr>().ok())
+        .is_some_and(|addr| token_admins().lock().unwrap().contains(&addr));
+    if admin && !authorized {
+        builder = builder.header("authorization", format!("Bearer {TEST_ADMIN_TOKEN}"));
     }
     let response = client.request(builder.body(body).unwrap()).await.unwrap();
     let (parts, body) = response.into_parts();

@@ -56,6 +56,33 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
     }
     let proxy = url_after(&lines, "sidelight (proxy):");
     let admin = url_after(&lines, "sidelight admin:");
+    // The demo makes an admin token for the run and prints it, with curl lines using it.
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("/api/v1/surrogates"))
+    {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("the demo did not print its admin calls: {lines:#?}"));
+        lines.push(line);
+    }
+    let token = url_after(&lines, "admin token:");
+    assert!(token.starts_with("sl_"), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("SIDELIGHT_ADMIN_TOKEN={token}"))),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("curl")
+                && l.contains("authorization: Bearer $SIDELIGHT_ADMIN_TOKEN")),
+        "{lines:#?}"
+    );
+    // Without it, the records are closed.
+    assert_eq!(get(&format!("{admin}/api/v1/records")).await.status, 401);
 
     let body = r#"{"instances": [{"checking_account": "no checking account", "duration_months": 12,
         "credit_history": "existing credits paid back duly till now", "purpose": "car (new)",
@@ -163,9 +190,16 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
     );
 
     // Every request is in the audit log, its subject pseudonymised and age banded.
-    let page = get(&format!("{admin}/api/v1/records?limit=50"))
-        .await
-        .json();
+    let bearer = format!("Bearer {token}");
+    let page = send(
+        &client(),
+        Method::GET,
+        &format!("{admin}/api/v1/records?limit=50"),
+        &[("authorization", &bearer)],
+        sidelight_e2e::empty(),
+    )
+    .await
+    .json();
     let record = page["records"]
         .as_array()
         .unwrap()

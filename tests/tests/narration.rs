@@ -170,10 +170,7 @@ async fn languages_audiences_decision_words_and_next_steps() {
     assert!(text.starts_with("Decision: "), "{text}");
     assert!(text.contains("Pushed the prediction"), "{text}");
     assert!(text.contains("Record audit-1:0."), "{text}");
-    assert!(
-        text.contains("Consent: full."),
-        "{text}"
-    );
+    assert!(text.contains("Consent: full."), "{text}");
     assert!(
         text.contains("Storage: nothing about this request is written to disk"),
         "{text}"

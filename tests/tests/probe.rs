@@ -57,6 +57,10 @@ async fn cli(proxy: &Proxy, args: &[&str]) -> std::process::Output {
     all.extend_from_slice(args);
     tokio::process::Command::new(sidelight_bin())
         .args(&all)
+        .env(
+            "SIDELIGHT_ADMIN_TOKEN",
+            proxy.admin_token.expect("a proxy with the test token"),
+        )
         .output()
         .await
         .unwrap()

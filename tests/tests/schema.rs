@@ -113,9 +113,11 @@ async fn a_running_proxy_infers_the_schema_of_its_recent_traffic() {
         .await;
     }
     let admin = format!("http://{}", proxy.admin);
+    let token = proxy.admin_token.expect("a proxy with the test token");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(sidelight_bin())
             .args(["schema", "infer", "--from", &admin, "--route", "m"])
+            .env("SIDELIGHT_ADMIN_TOKEN", token)
             .output()
             .unwrap()
     })

@@ -42,6 +42,9 @@ pub enum FieldRule {
     Year,
     /// Store the year and month of a date.
     Month,
+    /// Show that there is a value but not which (`•••`): for people who may see a
+    /// record but not the personal data in it.
+    Mask,
 }
 
 impl std::str::FromStr for FieldRule {
@@ -56,6 +59,7 @@ impl std::str::FromStr for FieldRule {
             ("pseudonymise" | "pseudonymize", None) => Ok(Self::Pseudonymise),
             ("year", None) => Ok(Self::Year),
             ("month", None) => Ok(Self::Month),
+            ("mask", None) => Ok(Self::Mask),
             ("band", Some(w)) => match w.trim().parse::<f64>() {
                 Ok(w) if w.is_finite() && w > 0.0 => Ok(Self::Band(w)),
                 _ => Err(format!("band width `{w}` must be a positive number")),
@@ -67,7 +71,7 @@ impl std::str::FromStr for FieldRule {
                 )),
             },
             _ => Err(format!(
-                "`{s}` is not a rule: use keep, drop, pseudonymise, band:WIDTH, prefix:N, year or month"
+                "`{s}` is not a rule: use keep, drop, pseudonymise, band:WIDTH, prefix:N, year, month or mask"
             )),
         }
     }
@@ -83,6 +87,7 @@ impl std::fmt::Display for FieldRule {
             Self::Prefix(n) => write!(f, "prefix:{n}"),
             Self::Year => f.write_str("year"),
             Self::Month => f.write_str("month"),
+            Self::Mask => f.write_str("mask"),
         }
     }
 }
@@ -93,6 +98,7 @@ impl FieldRule {
         match self {
             Self::Keep => Some(value.clone()),
             Self::Drop => None,
+            Self::Mask => Some(Value::String("•••".to_owned())),
             Self::Pseudonymise => match value {
                 Value::Null => Some(Value::Null),
                 Value::String(s) => Some(Value::String(keys.pseudonym(s))),

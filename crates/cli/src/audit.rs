@@ -205,6 +205,9 @@ struct EraseArgs {
     /// How long to wait for the proxy's answer (--admin), in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     timeout: u64,
+    /// With --admin: an admin-role token to call it with.
+    #[command(flatten)]
+    token: crate::token::AdminToken,
 }
 
 #[derive(Args)]
@@ -754,18 +757,23 @@ fn erase(args: &EraseArgs) -> Outcome {
                 (Subject::Raw(_), Some(keys)) => json!({ "subject": subject.pseudonym(keys) }),
                 (Subject::Raw(raw), None) => json!({ "subject_id": raw }),
             };
-            erase_remote(admin, &body, Duration::from_secs(args.timeout))
+            erase_remote(admin, &body, Duration::from_secs(args.timeout), &args.token)
         }
     }
 }
 
 /// POSTs `body` (`{"subject": "ps_…"}` or `{"subject_id": "…"}`) to the proxy's erasure
 /// endpoint and reports its answer.
-fn erase_remote(admin: &str, body: &Value, timeout: Duration) -> Outcome {
+fn erase_remote(
+    admin: &str,
+    body: &Value,
+    timeout: Duration,
+    token: &crate::token::AdminToken,
+) -> Outcome {
     let base = admin.trim_end_matches('/');
-    if !base.starts_with("http://") {
+    if !base.starts_with("http://") && !base.starts_with("https://") {
         return Err(Failure::usage(format!(
-            "--admin `{admin}` is not an http:// URL (like http://127.0.0.1:9100)"
+            "--admin `{admin}` is not an http:// or https:// URL (like http://127.0.0.1:9100)"
         )));
     }
     let url = format!("{base}/api/v1/erasure");
@@ -773,19 +781,25 @@ fn erase_remote(admin: &str, body: &Value, timeout: Duration) -> Outcome {
         .enable_all()
         .build()
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
-    let (status, answer) = runtime
-        .block_on(sidelight_proxy::post_json(
-            &url,
-            &[],
-            body.to_string(),
-            timeout,
-        ))
+    let (status, answer) = token
+        .with_headers(|headers| {
+            runtime.block_on(sidelight_proxy::post_json(
+                &url,
+                headers,
+                body.to_string(),
+                timeout,
+            ))
+        })
         .map_err(|e| Failure::failed(format!("erasure through --admin failed: {e}")))?;
     let json: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
     if status != 200 {
         let message = json["error"]["message"].as_str().unwrap_or(answer.trim());
+        let hint = token
+            .hint(status)
+            .map(|hint| format!("; {hint}"))
+            .unwrap_or_default();
         return Err(Failure::failed(format!(
-            "the proxy at {base} refused the erasure ({status}): {message}"
+            "the proxy at {base} refused the erasure ({status}): {message}{hint}"
         )));
     }
     let erased = json["erased_records"].as_u64();

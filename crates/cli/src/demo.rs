@@ -10,10 +10,12 @@ use anyhow::Context;
 use sidelight_demo_model::data::applications;
 use sidelight_demo_model::server::PREDICT_PATH;
 use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
+use sidelight_proxy::config::ADMIN_TOKEN_VARIABLE;
 use sidelight_proxy::config::{
     AttachMode, Audience, AuditConfig, AuditDurability, DecisionConfig, ExplainConfig,
     FeatureConfig, FeatureKindConfig, LogConfig, OutputConfig, PrivacyConfig, ProtocolName,
-    QueueFull, RouteConfig, StoreFailure, SurrogateConfig, WordingConfig,
+    QueueFull, ReviewConfig, Role, RouteConfig, StoreFailure, SurrogateConfig, TokenConfig,
+    WordingConfig,
 };
 use sidelight_proxy::{Config, FtlSource, Sidelight, SurrogateStatus, post_json};
 use tokio::sync::watch;
@@ -257,6 +259,23 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             fields: [("age_years".to_owned(), "band:10".to_owned())].into(),
             ..PrivacyConfig::default()
         },
+        // Close calls and a small random share go to the review queue.
+        review: ReviewConfig {
+            threshold_margin: Some(0.05),
+            sample_rate: 0.01,
+            ..ReviewConfig::default()
+        },
+    });
+    // A fresh admin token for this run: the admin API lets nobody in without one, and
+    // the demo's user is its admin. Only its hash is configured; the token is printed.
+    let admin_token =
+        sidelight_proxy::new_token().context("the operating system's random generator failed")?;
+    config.admin.tokens.push(TokenConfig {
+        name: "demo".to_owned(),
+        role: Role::Admin,
+        sha256: sidelight_proxy::token_sha256(&admin_token),
+        expires: None,
+        revoked: false,
     });
     let sidelight = Sidelight::bind_with_wording(config, credit_wording())
         .await
@@ -279,7 +298,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ))
     });
 
-    print_welcome(model_addr, proxy_addr, admin_addr, args.rate)?;
+    print_welcome(model_addr, proxy_addr, admin_addr, &admin_token, args.rate)?;
     print_audit(admin_addr, &audit_db, &audit_key);
     let samples = tokio::spawn(print_samples(
         surrogates.clone(),
@@ -329,6 +348,7 @@ fn print_welcome(
     model: SocketAddr,
     proxy: SocketAddr,
     admin: SocketAddr,
+    token: &str,
     rate: f64,
 ) -> anyhow::Result<()> {
     let first = applications()
@@ -342,6 +362,8 @@ fn print_welcome(
     println!("  demo model (upstream):  http://{model}");
     println!("  sidelight (proxy):      http://{proxy}");
     println!("  sidelight admin:        http://{admin}");
+    println!("  admin token:            {token}");
+    println!("                          (role admin, valid while this demo runs)");
     println!();
     if rate > 0.0 {
         println!("Replaying the German credit data set through the proxy at {rate} requests/s.");
@@ -357,7 +379,10 @@ fn print_welcome(
     println!(
         "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -H 'accept-language: de' -d '{instance}'"
     );
-    println!("  curl -s http://{admin}/api/v1/surrogates");
+    println!("  export {ADMIN_TOKEN_VARIABLE}={token}");
+    println!(
+        "  curl -s http://{admin}/api/v1/surrogates -H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\""
+    );
     println!("  curl -s http://{admin}/readyz");
     println!("  curl -s http://{admin}/metrics | grep sidelight_requests_total");
     println!();
@@ -395,10 +420,13 @@ fn print_audit(admin: SocketAddr, db: &std::path::Path, key: &std::path::Path) {
         db.display(),
         key.display()
     );
-    println!("  curl -s 'http://{admin}/api/v1/records?limit=1'");
-    println!("  curl -s 'http://{admin}/api/v1/records?subject=…'   (the `subject` of a record)");
+    let auth = format!("-H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\"");
+    println!("  curl -s 'http://{admin}/api/v1/records?limit=1' {auth}");
     println!(
-        "  curl -s -X POST http://{admin}/api/v1/erasure -d '{{\"subject_id\": \"applicant-1\"}}'"
+        "  curl -s 'http://{admin}/api/v1/records?subject=…' {auth}   (the `subject` of a record)"
+    );
+    println!(
+        "  curl -s -X POST http://{admin}/api/v1/erasure {auth} -d '{{\"subject_id\": \"applicant-1\"}}'"
     );
     println!(
         "  sidelight audit verify --db {} --key-file {}",

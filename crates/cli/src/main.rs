@@ -8,6 +8,7 @@ mod logging;
 mod probe;
 mod schema;
 mod surrogate;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,9 @@ enum Command {
     /// prints the pseudonym of an identifier and `rotate-key` re-seals records under a
     /// new encryption key.
     Audit(audit::AuditArgs),
+    /// Admin API tokens: `new` makes one and prints its config entry, `hash` prints the
+    /// SHA-256 of a token read from standard input.
+    Token(token::TokenArgs),
     /// Work with config files.
     Config {
         #[command(subcommand)]
@@ -69,7 +73,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate a config file (and SIDELIGHT_* variables) without starting anything.
+    /// Validate a config file (and SIDELIGHT_* variables), and the files it names (wording,
+    /// admin.tokens_file, TLS certificates and keys), without starting anything.
     Check {
         /// The TOML config file.
         file: PathBuf,
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Explain(args) => probe::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Token(args) => token::run(args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => check(&file),
@@ -116,10 +122,12 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, sidelight_proxy::Confi
 }
 
 fn check(file: &std::path::Path) -> ExitCode {
-    match load(Some(file)).and_then(|config| config.check_wording().map(|()| config)) {
+    match load(Some(file)).and_then(|config| config.check_files().map(|()| config)) {
         Ok(config) => {
+            // check_files has read the tokens already; this cannot fail differently.
+            let tokens = config.admin.all_tokens().map_or(0, |t| t.len());
             println!(
-                "{}: ok (upstream {}, listen {}, admin {}, {} route(s))",
+                "{}: ok (upstream {}, listen {}, admin {}, {} route(s), {tokens} admin token(s))",
                 file.display(),
                 config.upstream.url,
                 config.server.listen,
@@ -169,6 +177,7 @@ async fn serve_config(config: Config) -> anyhow::Result<()> {
         %upstream,
         "sidelight is serving"
     );
+    reload_on_sighup(sidelight.reloader())?;
     let drained = sidelight.run(shutdown_signal()?).await;
     if drained.cut_connections > 0 {
         tracing::warn!(
@@ -184,6 +193,29 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Re-reads the config file on every SIGHUP, as `POST /api/v1/config/reload` does: the
+/// admin tokens are applied; a file that does not load is logged and changes nothing.
+fn reload_on_sighup(reloader: sidelight_proxy::Reloader) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match reloader.reload().await {
+                Ok(report) => tracing::info!(
+                    applied = ?report.applied,
+                    restart_needed = ?report.restart_needed,
+                    tokens = report.tokens,
+                    "SIGHUP: config reloaded"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: config reload failed; the running config stays")
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Completes on the first SIGTERM or SIGINT.

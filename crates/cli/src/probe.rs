@@ -41,6 +41,8 @@ pub(crate) struct ExplainArgs {
     /// How long to wait for the report, in seconds.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     timeout: u64,
+    #[command(flatten)]
+    token: crate::token::AdminToken,
 }
 
 pub(crate) fn run(args: ExplainArgs) -> ExitCode {
@@ -64,10 +66,13 @@ pub(crate) fn run(args: ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let answer = runtime.block_on(sidelight_proxy::admin_post(
-        &url,
-        Duration::from_secs(args.timeout),
-    ));
+    let answer = args.token.with_headers(|headers| {
+        runtime.block_on(sidelight_proxy::admin_post(
+            &url,
+            headers,
+            Duration::from_secs(args.timeout),
+        ))
+    });
     let (status, body) = match answer {
         Ok(answer) => answer,
         Err(error) => {
@@ -83,6 +88,9 @@ pub(crate) fn run(args: ExplainArgs) -> ExitCode {
             "sidelight: probe check of {:?} failed ({status} {code}): {message}",
             args.probe
         );
+        if let Some(hint) = args.token.hint(status) {
+            eprintln!("sidelight: {hint}");
+        }
         return ExitCode::FAILURE;
     }
     if args.json {

@@ -36,6 +36,9 @@ enum SchemaCommand {
         /// With --protocol pointer: a JSON Pointer to the rows in each body.
         #[arg(long, default_value = "")]
         rows_pointer: String,
+        /// With an admin URL: the token to call it with.
+        #[command(flatten)]
+        token: crate::token::AdminToken,
     },
 }
 
@@ -53,9 +56,10 @@ pub(crate) fn run(args: SchemaArgs) -> ExitCode {
         route,
         protocol,
         rows_pointer,
+        token,
     } = args.command;
-    if from.starts_with("http://") {
-        return from_running_proxy(&from, route.as_deref());
+    if from.starts_with("http://") || from.starts_with("https://") {
+        return from_running_proxy(&from, route.as_deref(), &token);
     }
     let from = PathBuf::from(from);
     let text = match std::fs::read_to_string(&from) {
@@ -97,18 +101,26 @@ pub(crate) fn run(args: SchemaArgs) -> ExitCode {
 }
 
 /// Asks a running proxy for the schema of a route's recent traffic.
-fn from_running_proxy(admin: &str, route: Option<&str>) -> ExitCode {
+fn from_running_proxy(
+    admin: &str,
+    route: Option<&str>,
+    token: &crate::token::AdminToken,
+) -> ExitCode {
     let Some(route) = route else {
         eprintln!("sidelight: --route is needed with an admin URL");
         return ExitCode::from(crate::EXIT_CONFIG);
     };
     let url = format!("{}/api/v1/schema/{route}", admin.trim_end_matches('/'));
     let answer = crate::runtime().and_then(|rt| {
-        rt.block_on(sidelight_proxy::admin_get(
-            &url,
-            std::time::Duration::from_secs(30),
-        ))
-        .map_err(anyhow::Error::from)
+        token
+            .with_headers(|headers| {
+                rt.block_on(sidelight_proxy::admin_get(
+                    &url,
+                    headers,
+                    std::time::Duration::from_secs(30),
+                ))
+            })
+            .map_err(anyhow::Error::from)
     });
     match answer {
         Ok((200, toml)) => {
@@ -117,6 +129,9 @@ fn from_running_proxy(admin: &str, route: Option<&str>) -> ExitCode {
         }
         Ok((status, body)) => {
             eprintln!("sidelight: {url} answered {status}: {body}");
+            if let Some(hint) = token.hint(status) {
+                eprintln!("sidelight: {hint}");
+            }
             ExitCode::FAILURE
         }
         Err(error) => {

@@ -17,8 +17,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use sidelight_audit::{
-    AuditStore, Durability, Erasure, Keys, Page, QueuePolicy, Record, RecordQuery, SqliteConfig,
-    SqliteStore, StoreError, Stored, SubmitError, WriteError, Writer, WriterConfig,
+    AuditStore, Durability, Erasure, Feedback, Keys, Page, QueuePolicy, Record, RecordQuery,
+    Review, SqliteConfig, SqliteStore, StoreError, Stored, SubmitError, WriteError, Writer,
+    WriterConfig,
 };
 
 use crate::config::{
@@ -63,6 +64,8 @@ pub(crate) struct AuditLog {
     recent_ids: Mutex<RecentIds>,
     failures: Family<FailureLabels, Counter>,
     erased: Family<ErasedLabels, Counter>,
+    /// Held responses and flagged groups of the review queue, which lives in this log.
+    pub(crate) reviews: Arc<crate::review::Reviews>,
     /// Dropping it stops the retention thread.
     _retention: Option<std::sync::mpsc::Sender<()>>,
     /// Copies the WAL into the database off the commit path.
@@ -168,6 +171,7 @@ impl AuditLog {
             recent_ids: Mutex::new(RecentIds::default()),
             failures: Family::default(),
             erased,
+            reviews: Arc::default(),
             _retention: retention,
             _checkpoints: checkpoints,
         });
@@ -292,6 +296,91 @@ impl AuditLog {
     /// The record with this id.
     pub(crate) async fn get(&self, id: String) -> Result<Option<Stored>, String> {
         self.with_admin(move |store| store.get(&id)).await
+    }
+
+    /// Appends an event that is not a prediction (an admin action, a review decision, a
+    /// reported outcome) to the chain, so that it is as tamper-evident as the
+    /// predictions it concerns. `kind` is the record's route (`_admin`, `_review`,
+    /// `_feedback`); `event` its content. Returns the record id once it is durable (with
+    /// `sync`) or queued (with `async`).
+    pub(crate) async fn record_event(
+        &self,
+        kind: &str,
+        event: serde_json::Value,
+    ) -> Result<String, String> {
+        let id = format!("{}-{}", kind.trim_start_matches('_'), uuid::Uuid::new_v4());
+        let mut record = Record::new(id.clone(), now_ms(), kind, "sidelight");
+        record.request = Some(serde_json::to_vec(&event).map_err(|e| e.to_string())?);
+        let submitted = match self.writer.try_submit(record, self.durability) {
+            Err(SubmitError::Full(record)) => {
+                let writer = self.writer.clone();
+                let durability = self.durability;
+                tokio::task::spawn_blocking(move || writer.submit(*record, durability))
+                    .await
+                    .unwrap_or(Err(SubmitError::Stopped))
+            }
+            other => other,
+        };
+        match submitted {
+            Ok(ack) => ack.await.map(|_| id).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Records what a person did through the admin API: who, what, to what, when.
+    /// A failure is logged, not returned: the action itself has already happened.
+    pub(crate) async fn record_admin_action(
+        &self,
+        actor: &str,
+        role: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) {
+        let event = serde_json::json!({
+            "actor": actor, "role": role, "action": action, "target": target, "detail": detail,
+        });
+        if let Err(error) = self.record_event("_admin", event).await {
+            tracing::warn!(%error, actor, action, "admin action not recorded in the audit log");
+        }
+    }
+
+    /// Stores a review decision, sets the record's state, and chains the decision.
+    /// `Ok(false)` when no record has that id.
+    pub(crate) async fn add_review(&self, review: Review) -> Result<bool, String> {
+        let stored = review.clone();
+        if !self
+            .with_admin(move |store| store.add_review(&stored))
+            .await?
+        {
+            return Ok(false);
+        }
+        let event = serde_json::to_value(&review).map_err(|e| e.to_string())?;
+        self.record_event("_review", event).await?;
+        Ok(true)
+    }
+
+    /// The decisions about a record and the outcomes reported for it.
+    pub(crate) async fn review_history(
+        &self,
+        id: String,
+    ) -> Result<(Vec<Review>, Vec<Feedback>), String> {
+        self.with_admin(move |store| Ok((store.reviews(&id)?, store.feedback(&id)?)))
+            .await
+    }
+
+    /// Stores a reported outcome and chains it. `Ok(false)` when no record has that id.
+    pub(crate) async fn add_feedback(&self, feedback: Feedback) -> Result<bool, String> {
+        let stored = feedback.clone();
+        if !self
+            .with_admin(move |store| store.add_feedback(&stored))
+            .await?
+        {
+            return Ok(false);
+        }
+        let event = serde_json::to_value(&feedback).map_err(|e| e.to_string())?;
+        self.record_event("_feedback", event).await?;
+        Ok(true)
     }
 
     /// Erases a subject's payloads from the store; returns how many records.

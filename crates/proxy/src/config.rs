@@ -15,12 +15,17 @@ use figment::{Figment, Metadata, Profile, Provider};
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
+mod admin;
 mod audit;
 mod live;
+mod review;
+
+pub use admin::{AdminConfig, Role, TlsConfig, TokenConfig, parse_rfc3339};
 
 pub use audit::{
     AuditConfig, AuditDurability, GpcRule, PrivacyConfig, QueueFull, SUBJECT_HEADER, StoreFailure,
 };
+pub use review::{HoldFallback, ReviewConfig};
 
 pub use live::{
     AttachMode, Audience, DecisionConfig, ExplainConfig, FeatureConfig, FeatureKindConfig,
@@ -47,6 +52,8 @@ pub struct Config {
     /// The audit log; absent, nothing is recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditConfig>,
+    /// Who may use the admin API (tokens and roles), and TLS on the admin listener.
+    pub admin: AdminConfig,
     /// The file this config was read from, if any: errors about values written in it
     /// (a route's wording) name it. Not a key.
     #[serde(skip)]
@@ -74,6 +81,9 @@ pub struct ServerConfig {
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// TLS on the data listener (`listen`); absent, plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 /// Which HTTP version is spoken to the upstream.
@@ -147,6 +157,9 @@ pub struct RouteConfig {
     /// training window and the audit log.
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// Which predictions a person must review, and whether responses wait for them.
+    #[serde(default)]
+    pub review: ReviewConfig,
 }
 
 impl RouteConfig {
@@ -180,6 +193,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_body_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -359,6 +373,10 @@ impl Config {
                     .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
             }
             route
+                .review
+                .validate(&key("review"))
+                .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+            route
                 .privacy
                 .validate(&key("privacy"))
                 .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
@@ -377,7 +395,53 @@ impl Config {
                 .validate()
                 .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         }
+        if let Some(tls) = &self.server.tls {
+            tls.validate("server.tls")
+                .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        }
+        self.admin
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())
+    }
+
+    /// Everything start-up reads besides this file, checked as start-up checks it: the
+    /// wording, `admin.tokens_file`, and the TLS certificates and keys. `sidelight config
+    /// check` calls it.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        self.check_wording()?;
+        self.admin.all_tokens()?;
+        for (key, tls) in [
+            ("server.tls", &self.server.tls),
+            ("admin.tls", &self.admin.tls),
+        ] {
+            if let Some(tls) = tls {
+                crate::tls::server_config(tls, key, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The top-level sections (and `admin.tls`) in which `other` differs from this
+    /// config: what a reload to `other` cannot apply without a restart. The keys a reload
+    /// applies live (`admin.tokens`, `admin.tokens_file`, `admin.metrics_token_required`)
+    /// are not compared.
+    pub fn sections_needing_restart(&self, other: &Config) -> Vec<&'static str> {
+        let mut sections = Vec::new();
+        let mut differs = |name: &'static str, differ: bool| {
+            if differ {
+                sections.push(name);
+            }
+        };
+        differs("server", self.server != other.server);
+        differs("upstream", self.upstream != other.upstream);
+        differs("log", self.log != other.log);
+        differs("state", self.state != other.state);
+        differs("narration", self.narration != other.narration);
+        differs("routes", self.routes != other.routes);
+        differs("audit", self.audit != other.audit);
+        differs("admin.tls", self.admin.tls != other.admin.tls);
+        sections
     }
 }
 
@@ -402,8 +466,8 @@ impl Provider for EnvOverridesProvider {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            // Secrets read by name elsewhere, not config keys.
-            if key.is_empty() || SECRET_VARIABLES.contains(&name.as_str()) {
+            // Secrets read by name elsewhere, and the command's own variables: not keys.
+            if key.is_empty() || NOT_KEYS.contains(&name.as_str()) {
                 continue;
             }
             let path = key.to_ascii_lowercase().replace("__", ".");
@@ -433,9 +497,14 @@ fn merge_dicts(mut into: Dict, from: Dict) -> Dict {
 
 const ENV_PREFIX: &str = "SIDELIGHT_";
 
-/// `SIDELIGHT_…` variables that hold secrets rather than keys: secrets never go through
-/// the config (which can be printed), and are read where they are used.
-const SECRET_VARIABLES: &[&str] = &[AUDIT_KEY_VARIABLE];
+/// `SIDELIGHT_…` variables that are not config keys: secrets, which never go through the
+/// config (which can be printed) and are read where they are used, and the `sidelight`
+/// command's own settings (`SIDELIGHT_CONFIG` names the file this config is read from).
+const NOT_KEYS: &[&str] = &[AUDIT_KEY_VARIABLE, ADMIN_TOKEN_VARIABLE, "SIDELIGHT_CONFIG"];
+
+/// The environment variable from which the `sidelight` command's admin API calls take
+/// their bearer token (`explain --probe`, `schema infer --from`, `audit erase --admin`).
+pub const ADMIN_TOKEN_VARIABLE: &str = "SIDELIGHT_ADMIN_TOKEN";
 
 /// The environment variable with the audit keys (a hex master key, or a keyring).
 pub const AUDIT_KEY_VARIABLE: &str = "SIDELIGHT_AUDIT_KEY";

@@ -64,6 +64,8 @@ struct ForwardShared {
     connect_timeout: Duration,
     request_timeout: Duration,
     max_body_bytes: u64,
+    /// `X-Forwarded-Proto`: how clients reach the data listener.
+    proto: &'static str,
 }
 
 // === impl Forward ===
@@ -89,6 +91,11 @@ impl Forward {
                 connect_timeout: config.upstream.connect_timeout,
                 request_timeout: config.upstream.request_timeout,
                 max_body_bytes: config.server.max_body_bytes,
+                proto: if config.server.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
             }),
         })
     }
@@ -157,7 +164,7 @@ impl ForwardShared {
         // The client is always known for accepted connections; a missing address only
         // happens for requests built in-process, which get no X-Forwarded-For.
         if let Some(ClientAddr(client)) = parts.extensions.get::<ClientAddr>().copied() {
-            headers::add_forwarded(&mut parts.headers, client, "http", original_host);
+            headers::add_forwarded(&mut parts.headers, client, self.proto, original_host);
         }
         // The upstream gets its own authority as Host, as nginx's proxy_pass does;
         // the client's Host travels in X-Forwarded-Host.

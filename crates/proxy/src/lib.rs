@@ -18,6 +18,7 @@
 mod adapter;
 mod admin;
 mod audit;
+mod auth;
 mod body;
 mod client;
 pub mod config;
@@ -29,10 +30,14 @@ mod live;
 mod metrics;
 mod narration;
 mod records;
+mod review;
 mod route;
 mod server;
 mod stack;
+mod tls;
 
+pub use admin::{ReloadError, ReloadReport, Reloader};
+pub use auth::{new_token, token_sha256};
 pub use body::ProxyBody;
 pub use client::{AdminClientError, admin_get, admin_post, post_json};
 pub use config::{Config, ConfigError};

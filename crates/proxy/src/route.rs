@@ -53,22 +53,10 @@ impl RouteTable {
         let mut routes = Vec::with_capacity(configs.len());
         for c in configs {
             let mut route = Route::new(&c.name, Some(c.inspect_limit_bytes), &metrics);
-            if let Some(explain) = &c.explain {
+            if c.explain.is_some() {
                 let overrides = wording.routes.remove(&c.name).unwrap_or_default();
-                let live = RouteLive::new(
-                    &c.name,
-                    explain.clone(),
-                    state_dir,
-                    c.inspect_limit_bytes,
-                    wording.narrator.clone(),
-                    overrides,
-                    (
-                        c.privacy.clone(),
-                        c.privacy_policy(&c.name)
-                            .map_err(|(key, message)| format!("{key}: {message}"))?,
-                    ),
-                )
-                .map_err(|e| format!("route `{}`: {e}", c.name))?;
+                let live = RouteLive::new(c, state_dir, wording.narrator.clone(), overrides)
+                    .map_err(|e| format!("route `{}`: {e}", c.name))?;
                 route.live = Some(live);
             }
             routes.push((c.path_prefix.clone(), route));
@@ -113,6 +101,7 @@ mod tests {
             inspect_limit_bytes: 10,
             explain: None,
             privacy: Default::default(),
+            review: Default::default(),
         }
     }
 

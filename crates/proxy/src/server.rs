@@ -13,10 +13,12 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, Reloader};
 use crate::audit::AuditLog;
+use crate::auth::{AccessPolicy, Auth};
 use crate::config::{Config, ConfigError};
 use crate::forward::{ClientAddr, Forward};
 use crate::live::{Prober, RecentExplanations, RecentRequests};
@@ -33,6 +35,9 @@ const RECENT_EXPLANATIONS: usize = 10_000;
 /// The most feature values (rows × features) kept for the probe check in all: tens of
 /// MiB at most, whatever the batch sizes.
 const RECENT_REQUEST_CELLS: usize = 1_000_000;
+/// The longest a client may take over the TLS handshake; a connection that has not
+/// finished it by then is closed.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 use tokio::sync::watch;
 
 /// Why Sidelight could not start.
@@ -69,6 +74,9 @@ pub struct Sidelight {
     routes: Arc<RouteTable>,
     admin: Arc<AdminState>,
     audit: Option<Arc<AuditLog>>,
+    /// TLS on the data listener (`server.tls`) and the admin listener (`admin.tls`).
+    data_tls: Option<TlsAcceptor>,
+    admin_tls: Option<TlsAcceptor>,
 }
 
 // === impl Sidelight ===
@@ -86,6 +94,25 @@ impl Sidelight {
         wording: Vec<sidelight_narrate::FtlSource>,
     ) -> Result<Self, StartError> {
         config.validate()?;
+        // Tokens and certificates are read before anything listens, so that a missing
+        // file stops start-up naming its key rather than serving without it.
+        let policy = AccessPolicy::from_config(&config.admin)?;
+        if policy.token_count() == 0 {
+            tracing::warn!(
+                "no admin tokens configured: every /api/v1 endpoint answers 401 until one is \
+                 added (sidelight token new --name NAME --role admin)"
+            );
+        }
+        let auth = Arc::new(Auth::new(policy));
+        let alpn = crate::tls::alpn(config.server.http2);
+        let data_tls = match &config.server.tls {
+            Some(tls) => Some(crate::tls::acceptor(tls, "server.tls", alpn.clone())?),
+            None => None,
+        };
+        let admin_tls = match &config.admin.tls {
+            Some(tls) => Some(crate::tls::acceptor(tls, "admin.tls", alpn)?),
+            None => None,
+        };
         let mut wording = crate::narration::prepare(&config, wording)?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
@@ -142,6 +169,8 @@ impl Sidelight {
             upstream,
             connect_timeout: config.upstream.connect_timeout,
             draining: Default::default(),
+            reloader: Reloader::new(&config, auth.clone()),
+            auth,
         });
         let data_listener = bind("server.listen", config.server.listen)
             .await?
@@ -159,7 +188,15 @@ impl Sidelight {
             routes,
             admin,
             audit,
+            data_tls,
+            admin_tls,
         })
+    }
+
+    /// Re-reads the config file and applies the admin tokens; see [`Reloader`]. Stays
+    /// valid while Sidelight runs (the `sidelight` command calls it on SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        self.admin.reloader.clone()
     }
 
     /// Where the data listener accepts model traffic.
@@ -197,6 +234,8 @@ impl Sidelight {
             routes,
             admin,
             audit,
+            data_tls,
+            admin_tls,
         } = self;
         let (stop_workers, stop) = watch::channel(false);
         let recent = admin.erasable.explanations.clone();
@@ -221,6 +260,7 @@ impl Sidelight {
                 requests: requests.clone(),
                 audit: audit.clone(),
                 stop: stop.clone(),
+                tls: data_tls.clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("sidelight-data-{index}"))
@@ -241,6 +281,7 @@ impl Sidelight {
             &admin_listener,
             &builder,
             &admin_graceful,
+            admin_tls.as_ref(),
             |_peer| {
                 let state = admin.clone();
                 hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -310,6 +351,7 @@ struct Worker {
     requests: Arc<RecentRequests>,
     audit: Option<Arc<AuditLog>>,
     stop: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
 }
 
 // === impl Worker ===
@@ -339,6 +381,7 @@ impl Worker {
             requests,
             audit,
             mut stop,
+            tls,
         } = self;
         let listener = match listener
             .set_nonblocking(true)
@@ -371,7 +414,7 @@ impl Worker {
         let builder = connection_builder(&config);
         let graceful = GracefulShutdown::new();
         {
-            let accept = accept_loop(&listener, &builder, &graceful, |peer| {
+            let accept = accept_loop(&listener, &builder, &graceful, tls.as_ref(), |peer| {
                 let plane = plane.clone();
                 hyper::service::service_fn(move |mut request: Request<Incoming>| {
                     request.extensions_mut().insert(ClientAddr(peer));
@@ -421,11 +464,13 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accepts connections until the future is dropped; each connection is served on its
-/// own task and watched by `graceful`.
+/// own task and watched by `graceful`. With `tls`, the handshake runs in that task too,
+/// so that a slow or silent client never holds up the accept loop.
 async fn accept_loop<M, S>(
     listener: &TcpListener,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
+    tls: Option<&TlsAcceptor>,
     make_service: M,
 ) where
     M: Fn(SocketAddr) -> S,
@@ -448,12 +493,39 @@ async fn accept_loop<M, S>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), make_service(peer))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(acceptor) = tls else {
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), make_service(peer))
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, error = %crate::error::chain(error.as_ref()), "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let (acceptor, builder, service) = (acceptor.clone(), builder.clone(), make_service(peer));
+        // Watched from before the handshake: a shutdown waits for it, and the connection
+        // is told to close as soon as it is served.
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %crate::error::chain(error.as_ref()), "connection ended with an error");
             }
         });

@@ -117,3 +117,166 @@ fn a_type_error_in_the_file_names_the_key_and_the_file() {
     assert!(text.contains("server.http2"), "{text}");
     assert!(text.contains(&file.path().display().to_string()), "{text}");
 }
+
+const DIGEST: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+#[test]
+fn admin_tokens_come_from_the_file_the_tokens_file_and_the_environment() {
+    let tokens = write(&format!(
+        "[[tokens]]\nname = \"from-file\"\nrole = \"auditor\"\nsha256 = \"{}\"\n\
+         expires = 2027-01-01T00:00:00Z\n",
+        DIGEST.replace('b', "c")
+    ));
+    let file = write(&format!(
+        "[admin]\ntokens_file = \"{}\"\n[[admin.tokens]]\nname = \"inline\"\nrole = \"viewer\"\nsha256 = \"{DIGEST}\"\n",
+        tokens.path().display()
+    ));
+    let config = Config::load_with_env(Some(file.path()), Vec::new()).unwrap();
+    let all = config.admin.all_tokens().unwrap();
+    let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["inline", "from-file"]);
+    assert_eq!(all[1].role, Role::Auditor);
+    // A TOML date-time works as well as a string.
+    assert_eq!(all[1].expires.as_deref(), Some("2027-01-01T00:00:00Z"));
+
+    let env_tokens =
+        format!("[{{name = \"ci\", role = \"admin\", sha256 = \"{DIGEST}\", revoked = true}}]");
+    let config = Config::load_with_env(
+        None,
+        env(&[
+            ("SIDELIGHT_ADMIN__TOKENS", &env_tokens),
+            ("SIDELIGHT_ADMIN__METRICS_TOKEN_REQUIRED", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.admin.tokens.len(), 1);
+    assert_eq!(config.admin.tokens[0].role, Role::Admin);
+    assert!(config.admin.tokens[0].revoked);
+    assert!(config.admin.metrics_token_required);
+}
+
+#[test]
+fn the_commands_own_variables_are_not_keys() {
+    let config = Config::load_with_env(
+        None,
+        env(&[
+            ("SIDELIGHT_CONFIG", "/etc/sidelight.toml"),
+            ("SIDELIGHT_ADMIN_TOKEN", "sl_secret"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config, Config::default());
+}
+
+#[test]
+fn bad_admin_entries_name_their_key() {
+    let entry = |extra: &str| {
+        format!(
+            "[[admin.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"{DIGEST}\"\n{extra}"
+        )
+    };
+    let cases = [
+        (
+            "[[admin.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"sl_token\"\n"
+                .to_owned(),
+            "admin.tokens[0].sha256",
+        ),
+        (
+            entry("expires = \"next year\"\n"),
+            "admin.tokens[0].expires",
+        ),
+        (
+            "[[admin.tokens]]\nname = \"a b\"\nrole = \"admin\"\nsha256 = \"".to_owned()
+                + DIGEST
+                + "\"\n",
+            "admin.tokens[0].name",
+        ),
+        (
+            entry("") + &entry("").replace("\"ops\"", "\"ops2\""),
+            "admin.tokens[1].sha256",
+        ),
+        (
+            "[server.tls]\ncert_file = \"\"\nkey_file = \"k.pem\"\n".to_owned(),
+            "server.tls.cert_file",
+        ),
+        (
+            "[admin.tls]\ncert_file = \"c.pem\"\nkey_file = \"\"\n".to_owned(),
+            "admin.tls.key_file",
+        ),
+    ];
+    for (toml, key) in cases {
+        let err = Config::from_toml_str(&toml).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("`{key}`")),
+            "expected the error for {toml:?} to name `{key}`, got: {err}"
+        );
+    }
+    let err = Config::from_toml_str(&entry("role = \"root\"\n")).unwrap_err();
+    assert!(err.to_string().contains("role"), "{err}");
+}
+
+#[test]
+fn a_missing_or_bad_tokens_file_is_named() {
+    let config =
+        Config::from_toml_str("[admin]\ntokens_file = \"/nonexistent/tokens.toml\"\n").unwrap();
+    let err = config.admin.all_tokens().unwrap_err().to_string();
+    assert!(
+        err.contains("admin.tokens_file") && err.contains("/nonexistent/tokens.toml"),
+        "{err}"
+    );
+
+    let tokens = write("[[tokens]]\nname = \"x\"\nrole = \"admin\"\nsha256 = \"00\"\n");
+    let config = Config::from_toml_str(&format!(
+        "[admin]\ntokens_file = \"{}\"\n",
+        tokens.path().display()
+    ))
+    .unwrap();
+    let err = config.admin.all_tokens().unwrap_err().to_string();
+    assert!(err.contains("tokens[0].sha256"), "{err}");
+    assert!(err.contains(&tokens.path().display().to_string()), "{err}");
+
+    let tokens = write("[[tokens]]\nname = \"x\"\nrole = \"admin\"\nsha = \"00\"\n");
+    let config = Config::from_toml_str(&format!(
+        "[admin]\ntokens_file = \"{}\"\n",
+        tokens.path().display()
+    ))
+    .unwrap();
+    let err = config.admin.all_tokens().unwrap_err().to_string();
+    assert!(err.contains("sha"), "{err}");
+    assert!(err.contains(&tokens.path().display().to_string()), "{err}");
+}
+
+#[test]
+fn unreadable_certificates_name_their_key() {
+    let garbage = write("not a certificate\n");
+    let config = Config::from_toml_str(&format!(
+        "[server.tls]\ncert_file = \"{}\"\nkey_file = \"/nonexistent/key.pem\"\n",
+        garbage.path().display()
+    ))
+    .unwrap();
+    let err = config.check_files().unwrap_err().to_string();
+    assert!(err.contains("`server.tls.cert_file`"), "{err}");
+    let config = Config::from_toml_str(
+        "[admin.tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n",
+    )
+    .unwrap();
+    let err = config.check_files().unwrap_err().to_string();
+    assert!(
+        err.contains("`admin.tls.cert_file`") && err.contains("/nonexistent/cert.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_reload_names_the_sections_that_need_a_restart() {
+    let old = Config::from_toml_str("[upstream]\nurl = \"http://127.0.0.1:7000\"\n").unwrap();
+    let mut new = old.clone();
+    new.admin.metrics_token_required = true;
+    new.admin.tokens_file = Some("/run/secrets/tokens.toml".into());
+    assert!(old.sections_needing_restart(&new).is_empty());
+    let moved = Config::from_toml_str(
+        "[upstream]\nurl = \"http://127.0.0.1:7001\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r\"\n",
+    )
+    .unwrap();
+    assert_eq!(old.sections_needing_restart(&moved), ["upstream", "routes"]);
+}

@@ -42,6 +42,8 @@ static EXPLANATION_ID: HeaderName = HeaderName::from_static("x-sidelight-explana
 static CONSENT: HeaderName = HeaderName::from_static("x-sidelight-consent");
 static SEC_GPC: HeaderName = HeaderName::from_static("sec-gpc");
 static RECORD_ID: HeaderName = HeaderName::from_static("x-sidelight-record-id");
+/// Sidelight's own review request header, and the review state of a response.
+static REVIEW: HeaderName = HeaderName::from_static("x-sidelight-review");
 /// Marks a request that must not be trained on: see the module docs.
 pub(crate) static PROBE: HeaderName = HeaderName::from_static("x-sidelight-probe");
 
@@ -101,6 +103,13 @@ where
                 return Box::pin(async move { Ok(answer) });
             }
         }
+        if request.uri().path() == crate::review::FEEDBACK_PATH {
+            let audit = self.audit.clone();
+            let (parts, body) = request.into_parts();
+            return Box::pin(async move {
+                Ok(crate::review::feedback(audit.as_deref(), &parts.method, body).await)
+            });
+        }
         // Removed on every route: the header is Sidelight's, never the model's.
         let probe = request.headers_mut().remove(&PROBE).is_some();
         let live = request
@@ -152,13 +161,31 @@ where
             // After the model answered, so that the record holds what was answered; with
             // `sync` the response waits here until the record is committed.
             let id = audit.unique_id(&request_id, supplied);
-            let record = facts.into_record(id, received_ms, &live, &audit, consent);
-            if let Some(id) = audit.commit(record).await? {
-                if let Ok(value) = HeaderValue::from_str(&id) {
-                    response.headers_mut().insert(RECORD_ID.clone(), value);
+            let flagged = !facts.review_reasons.is_empty();
+            let body = facts.body.take();
+            // Registered before the record can be seen in the queue, so that no decision
+            // can come in between.
+            let held = (flagged && live.review.hold.is_some()).then(|| audit.reviews.hold(&id));
+            let record = facts.into_record(id.clone(), received_ms, &live, &audit, consent);
+            match audit.commit(record).await {
+                Ok(Some(id)) => {
+                    if let Ok(value) = HeaderValue::from_str(&id) {
+                        response.headers_mut().insert(RECORD_ID.clone(), value);
+                    }
+                }
+                Ok(None) => {
+                    audit.reviews.release(&id);
+                    return Ok(response);
+                }
+                Err(error) => {
+                    audit.reviews.release(&id);
+                    return Err(error);
                 }
             }
-            Ok(response)
+            match held {
+                Some(decision) => Ok(hold(&live, &audit, &id, decision, body, response).await),
+                None => Ok(response),
+            }
         })
     }
 }
@@ -180,6 +207,8 @@ struct Ask {
     consent_source: ConsentSource,
     /// The subject's identifier from the subject header, not yet pseudonymised.
     subject_id: Option<String>,
+    /// The request asked for a person to review its prediction.
+    review_requested: bool,
 }
 
 impl Ask {
@@ -216,6 +245,17 @@ impl Ask {
         .and_then(|v| v.to_str().ok().map(|v| v.trim().to_owned()))
         .filter(|v| !v.is_empty());
         let (consent, consent_source) = consent(headers, &live.privacy);
+        let review_requested = live.review_header.as_ref().is_some_and(|name| {
+            let value = if name == REVIEW {
+                headers.remove(name)
+            } else {
+                headers.get(name).cloned()
+            };
+            value.is_some_and(|v| {
+                let v = v.as_bytes().trim_ascii();
+                !v.is_empty() && v != b"0" && !v.eq_ignore_ascii_case(b"false")
+            })
+        });
         Self {
             attach,
             audience,
@@ -226,6 +266,7 @@ impl Ask {
             consent,
             consent_source,
             subject_id,
+            review_requested,
         }
     }
 }
@@ -280,6 +321,11 @@ fn now_ms() -> i64 {
 /// as the request got: a pass-through leaves the later fields empty.
 #[derive(Default)]
 struct Facts {
+    /// Why the prediction goes to review (empty: it does not).
+    review_reasons: Vec<String>,
+    /// The response body as sent, when Sidelight read it whole (to add a reviewer's
+    /// decision to it while holding).
+    body: Option<Bytes>,
     /// The pseudonymous subject.
     subject: Option<Arc<str>>,
     /// Feature names and rows as the adapter read them, for the privacy policy.
@@ -309,6 +355,10 @@ impl Facts {
         let mut record = Record::new(id, time_ms, &live.route, audit.model(&live.route));
         record.consent = consent;
         record.surrogate_version = self.surrogate_version;
+        if !self.review_reasons.is_empty() {
+            record.review_state = "pending".to_owned();
+            record.review_reasons = self.review_reasons;
+        }
         record.outputs = self.outputs;
         // Under `none` nothing identifying is kept: no payloads, no features, no
         // subject, and no attributions or texts either, since those carry the person's
@@ -387,6 +437,79 @@ fn find_member<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a serde
             .or_else(|| map.values().find_map(|v| find_member(v, name))),
         serde_json::Value::Array(items) => items.iter().find_map(|v| find_member(v, name)),
         _ => None,
+    }
+}
+
+/// Waits for a reviewer's decision up to the route's deadline. A confirmation releases
+/// the model's answer; an override releases it with the reviewer's outcome added (as a
+/// `"review"` member next to the model's own, whose bytes stay as they are); an
+/// escalation or the deadline lets the route's fallback decide.
+async fn hold(
+    live: &RouteLive,
+    audit: &AuditLog,
+    id: &str,
+    decision: tokio::sync::oneshot::Receiver<sidelight_audit::Review>,
+    body: Option<Bytes>,
+    mut response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let deadline = live.review.hold.unwrap_or_default();
+    let outcome = tokio::time::timeout(deadline, decision).await;
+    audit.reviews.release(id);
+    let review = match outcome {
+        Ok(Ok(review)) => review,
+        _ => return fallback(live, response, "pending; held=timeout", "review_timeout"),
+    };
+    match review.decision.as_str() {
+        "confirm" => {
+            response
+                .headers_mut()
+                .insert(REVIEW.clone(), HeaderValue::from_static("confirmed"));
+            response
+        }
+        "override" => {
+            let (mut parts, old) = response.into_parts();
+            parts
+                .headers
+                .insert(REVIEW.clone(), HeaderValue::from_static("overridden"));
+            let member = serde_json::json!({
+                "decision": "override",
+                "outcome": review.outcome,
+                "reason": review.reason,
+                "reviewer": review.reviewer,
+            })
+            .to_string();
+            match body.map(|b| adapter::attach_field(&b, "review", &member)) {
+                Some(Ok(with_review)) => {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    Response::from_parts(parts, full(with_review))
+                }
+                // Not a JSON object: the header says it was overridden, and the
+                // decision is in the audit log and the review API.
+                _ => Response::from_parts(parts, old),
+            }
+        }
+        _ => fallback(live, response, "escalated", "review_escalated"),
+    }
+}
+
+fn fallback(
+    live: &RouteLive,
+    mut response: Response<ProxyBody>,
+    state: &'static str,
+    code: &str,
+) -> Response<ProxyBody> {
+    match live.review.hold_fallback {
+        crate::config::HoldFallback::Serve => {
+            response
+                .headers_mut()
+                .insert(REVIEW.clone(), HeaderValue::from_static(state));
+            response
+        }
+        crate::config::HoldFallback::Reject => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            "this prediction awaits a person's review and no decision came in time",
+        ),
     }
 }
 
@@ -543,6 +666,20 @@ async fn augment(
         }
         Some(Ok(explanations)) => explanations,
     };
+    // The queue lives in the audit log: without one there is nothing to review in.
+    if let (Some(model), Some(audit)) = (model.as_ref(), audit) {
+        if !ask.probe && (live.review.any() || ask.review_requested) {
+            facts.review_reasons = crate::review::reasons(
+                &live.review,
+                live,
+                &audit.reviews,
+                model,
+                &ordered,
+                &explanations,
+                ask.review_requested,
+            );
+        }
+    }
     facts.surrogate_version = explanations.first().map(|e| e.surrogate_version);
     facts.attributions = serde_json::to_value(&explanations).ok();
     facts.texts = Some(explanations.iter().filter_map(|e| e.text.clone()).collect());
@@ -608,6 +745,13 @@ async fn augment(
         }
         AttachMode::Field | AttachMode::Off => {}
     }
+    if !facts.review_reasons.is_empty() {
+        let value = format!("pending; reasons={}", facts.review_reasons.join(","));
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            parts.headers.insert(REVIEW.clone(), value);
+        }
+    }
+    facts.body = Some(body_bytes.clone());
     // The body may have grown; hyper sets the length of a body held whole.
     parts.headers.remove(header::CONTENT_LENGTH);
     pass_through(Response::from_parts(parts, full(body_bytes)), &status)

@@ -3,7 +3,7 @@
 //! trainer with its fidelity gate, and persistence across restarts.
 
 mod layer;
-mod model;
+pub(crate) mod model;
 mod probe;
 mod schema;
 mod store;
@@ -19,7 +19,7 @@ use sidelight_explain::{Surrogate, Value};
 use sidelight_narrate::{Narrator, RouteOverrides};
 
 use crate::adapter::Protocol;
-use crate::config::{ExplainConfig, PrivacyConfig, ProtocolName};
+use crate::config::{ExplainConfig, PrivacyConfig, ProtocolName, ReviewConfig, RouteConfig};
 use sidelight_audit::PrivacyPolicy;
 
 pub(crate) use layer::{Explain, ExplainLayer};
@@ -56,6 +56,10 @@ pub(crate) struct RouteLive {
     pub(crate) subject_header: http::HeaderName,
     /// What of each field the audit log may keep.
     pub(crate) policy: PrivacyPolicy,
+    /// Which predictions go to review.
+    pub(crate) review: ReviewConfig,
+    /// The request header asking for review, if the route has one.
+    pub(crate) review_header: Option<http::HeaderName>,
 }
 
 /// The most recent rows and the model's outputs for them.
@@ -99,16 +103,30 @@ impl std::fmt::Debug for RouteLive {
 }
 
 impl RouteLive {
+    /// The live state of `route`, which must have `[routes.explain]`.
     pub(crate) fn new(
-        route: &str,
-        config: ExplainConfig,
+        route: &RouteConfig,
         state_dir: &Path,
-        response_limit: u64,
         narrator: Arc<Narrator>,
         overrides: RouteOverrides,
-        privacy: (PrivacyConfig, PrivacyPolicy),
     ) -> Result<Arc<Self>, String> {
-        let (privacy, policy) = privacy;
+        let config = route
+            .explain
+            .clone()
+            .ok_or_else(|| "the route has no [routes.explain]".to_owned())?;
+        let policy = route
+            .privacy_policy(&route.name)
+            .map_err(|(key, message)| format!("{key}: {message}"))?;
+        let privacy = route.privacy.clone();
+        let review = route.review.clone();
+        let response_limit = route.inspect_limit_bytes;
+        let route = route.name.as_str();
+        let review_header = review
+            .header
+            .as_deref()
+            .map(|h| http::HeaderName::from_bytes(h.as_bytes()))
+            .transpose()
+            .map_err(|_| "review.header is not a header name".to_owned())?;
         let subject_header = http::HeaderName::from_bytes(privacy.subject_header.as_bytes())
             .map_err(|_| format!("`{}` is not a header name", privacy.subject_header))?;
         let protocol = match config.protocol {
@@ -140,6 +158,8 @@ impl RouteLive {
             privacy,
             subject_header,
             policy,
+            review,
+            review_header,
             config,
         });
         live.restore()?;

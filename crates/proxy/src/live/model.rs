@@ -45,6 +45,9 @@ pub(crate) struct LiveModel {
     /// The next-step search's cost of moving each feature by one unit: the training
     /// window's standard deviation, so that one deviation costs as much as one category.
     scales: Vec<f64>,
+    /// Per schema feature, the range of the numbers the surrogate was trained on (none
+    /// for other kinds, or a surrogate restored without its window).
+    ranges: Vec<Option<(f64, f64)>>,
 }
 
 /// What a request asks of the narration, with the route's wording.
@@ -93,6 +96,9 @@ pub(crate) struct RowExplanation {
     /// the probe check, never sent.
     #[serde(skip)]
     pub(crate) schema_contributions: Vec<f64>,
+    /// The output at which the decision turns, for the review rules; never sent.
+    #[serde(skip)]
+    pub(crate) threshold: f64,
 }
 
 /// How far this explanation can be trusted.
@@ -181,6 +187,7 @@ impl LiveModel {
             .zip(&stats)
             .map(|(info, stats)| scale(info, stats.std))
             .collect();
+        let ranges = stats.iter().map(|s| s.range).collect();
         Ok(Self {
             record,
             surrogate,
@@ -189,7 +196,25 @@ impl LiveModel {
             features,
             constraints,
             scales,
+            ranges,
         })
+    }
+
+    /// The first feature of `row` (in schema order) that lies outside what the
+    /// surrogate was trained on: a category it never saw, a value it cannot read, or a
+    /// number outside the training window's range.
+    pub(crate) fn out_of_distribution(&self, row: &[Value]) -> Option<&str> {
+        let x = self.surrogate.encode(row).ok()?;
+        x.iter()
+            .zip(row)
+            .zip(&self.ranges)
+            .zip(&self.names)
+            .find(|(((x, raw), range), _)| {
+                let unreadable = x.is_nan() && !matches!(raw, Value::Missing);
+                let outside = range.is_some_and(|(lo, hi)| **x < lo || **x > hi);
+                unreadable || outside
+            })
+            .map(|(_, name)| name.as_str())
     }
 
     pub(crate) fn version(&self) -> u64 {
@@ -329,6 +354,7 @@ impl LiveModel {
             locale: narration.locale.to_string(),
             withheld_reason: narration.withheld_reason,
             schema_contributions: attribution.values,
+            threshold,
         })
     }
 
@@ -414,6 +440,8 @@ fn threshold(rule: &DecisionConfig, kind: &OutputKind, base_value: f64) -> f64 {
 struct ColumnStats {
     typical: Option<Typical>,
     std: Option<f64>,
+    /// Smallest and largest value seen.
+    range: Option<(f64, f64)>,
 }
 
 /// Per schema feature: quartiles and standard deviation of the numeric columns of
@@ -450,6 +478,7 @@ fn column_stats(surrogate: &Surrogate, window: &[Vec<Value>]) -> Vec<ColumnStats
                     p75: quantile(&column, 0.75),
                 }),
                 std: (std.is_finite() && std > 0.0).then_some(std),
+                range: column.first().copied().zip(column.last().copied()),
             }
         })
         .collect()

@@ -1,0 +1,497 @@
+//! Human oversight of predictions: the review rules that send a prediction to the
+//! queue, holding a response until a reviewer decides, the reviewers' endpoints, and
+//! the outcomes clients report later (`POST /v1/feedback` on the data port).
+//!
+//! A flagged prediction's record has review state `pending` and the names of the rules
+//! that caught it. A decision (`confirm`, `override` with the corrected outcome, or
+//! `escalate`, always with a reason) sets the state, is kept with the record, and is
+//! chained into the audit log as a record of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value as Json, json};
+use sidelight_audit::{Feedback, FieldRule, PrivacyPolicy, RecordQuery, Review, record_json};
+use sidelight_explain::Value;
+use tokio::sync::oneshot;
+
+use crate::audit::AuditLog;
+use crate::body::{ProxyBody, json_response};
+use crate::config::ReviewConfig;
+use crate::error::json_error;
+use crate::live::model::RowExplanation;
+use crate::live::{LiveModel, RouteLive};
+
+/// Where reviewers work, on the admin listener.
+pub(crate) const REVIEWS_PATH: &str = "/api/v1/reviews";
+/// Where the fairness monitor (and admins) flag protected groups.
+pub(crate) const FLAGS_PATH: &str = "/api/v1/review-flags";
+/// Where clients report what really happened, on the data listener.
+pub(crate) const FEEDBACK_PATH: &str = "/v1/feedback";
+/// The largest decision or feedback body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Review state shared by the data plane and the admin API.
+#[derive(Default)]
+pub(crate) struct Reviews {
+    /// Held responses waiting for a decision, by record id.
+    waiters: Mutex<HashMap<String, oneshot::Sender<Review>>>,
+    /// Protected groups currently flagged: (feature, value as text).
+    flagged: ArcSwap<HashSet<(String, String)>>,
+}
+
+impl std::fmt::Debug for Reviews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reviews").finish_non_exhaustive()
+    }
+}
+
+/// Why a prediction goes to review: the names of the rules that fired.
+pub(crate) fn reasons(
+    rules: &ReviewConfig,
+    live: &RouteLive,
+    reviews: &Reviews,
+    model: &LiveModel,
+    rows: &[Vec<Value>],
+    explanations: &[RowExplanation],
+    requested: bool,
+) -> Vec<String> {
+    let mut out: Vec<&str> = Vec::new();
+    if requested {
+        out.push("requested");
+    }
+    if let Some(bound) = rules.local_error_above {
+        if explanations.iter().any(|e| e.fidelity.local_error > bound) {
+            out.push("low_local_fidelity");
+        }
+    }
+    if let Some(margin) = rules.threshold_margin {
+        if explanations
+            .iter()
+            .any(|e| (e.prediction - e.threshold).abs() <= margin)
+        {
+            out.push("near_threshold");
+        }
+    }
+    if rules.out_of_distribution && rows.iter().any(|r| model.out_of_distribution(r).is_some()) {
+        out.push("out_of_distribution");
+    }
+    if rules.flagged_groups {
+        let flagged = reviews.flagged.load();
+        let protected: Vec<(usize, &str)> = model
+            .names()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                live.config
+                    .features
+                    .iter()
+                    .any(|f| f.protected && f.name == n.as_str())
+            })
+            .map(|(i, n)| (i, n.as_str()))
+            .collect();
+        let hit = !flagged.is_empty()
+            && rows.iter().any(|row| {
+                protected.iter().any(|(i, name)| {
+                    row.get(*i)
+                        .is_some_and(|v| flagged.contains(&((*name).to_owned(), value_text(v))))
+                })
+            });
+        if hit {
+            out.push("flagged_group");
+        }
+    }
+    if rules.sample_rate > 0.0 && random_unit() < rules.sample_rate {
+        out.push("sampled");
+    }
+    out.into_iter().map(str::to_owned).collect()
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Number(x) => x.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Text(t) => t.clone(),
+        Value::Missing => String::new(),
+    }
+}
+
+/// A uniform number in [0, 1) from the OS-seeded generator behind v4 UUIDs: sampling
+/// needs no reproducibility, only independence from the traffic.
+fn random_unit() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
+    bits as f64 / (1u64 << 53) as f64
+}
+
+impl Reviews {
+    /// Registers a held response; the receiver completes with the decision.
+    pub(crate) fn hold(&self, record_id: &str) -> oneshot::Receiver<Review> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(record_id.to_owned(), tx);
+        rx
+    }
+
+    /// Forgets a held response (its deadline passed).
+    pub(crate) fn release(&self, record_id: &str) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(record_id);
+    }
+
+    fn decided(&self, review: &Review) {
+        let waiter = self
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&review.record_id);
+        if let Some(tx) = waiter {
+            let _ = tx.send(review.clone());
+        }
+    }
+}
+
+/// What the admin endpoints of this module reach.
+pub(crate) struct ReviewDesk {
+    pub(crate) audit: Option<Arc<AuditLog>>,
+    pub(crate) reviews: Arc<Reviews>,
+    pub(crate) routes: Vec<Arc<RouteLive>>,
+}
+
+fn no_audit() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "audit_not_configured",
+        "reviews need the audit log: add an [audit] section to the config",
+    )
+}
+
+fn store_error(error: &str) -> Response<ProxyBody> {
+    json_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", error)
+}
+
+async fn read_json(body: hyper::body::Incoming) -> Result<Json, Response<ProxyBody>> {
+    let bytes = http_body_util::Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                &format!("cannot read the body: {e}"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            &format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+impl ReviewDesk {
+    /// A record as a reviewer may see it: personal fields (features marked `pii` and
+    /// the subject's field) masked, the subject key left out.
+    fn masked(&self, stored: &sidelight_audit::Stored) -> Json {
+        let Some(live) = self.routes.iter().find(|l| l.route == stored.record.route) else {
+            // Not a prediction of a known route: nothing a reviewer needs.
+            return json!({ "id": stored.record.id, "route": stored.record.route });
+        };
+        let mut names: Vec<String> = live
+            .config
+            .features
+            .iter()
+            .filter(|f| f.pii)
+            .map(|f| f.name.clone())
+            .collect();
+        names.extend(live.privacy.subject_field.clone());
+        let mask = PrivacyPolicy::new(names.into_iter().map(|n| (n, FieldRule::Mask)));
+        let mut shown = stored.clone();
+        let record = &mut shown.record;
+        let keys = self.audit.as_ref().map(|a| a.keys().clone());
+        if let Some(keys) = &keys {
+            record.request = record
+                .request
+                .as_ref()
+                .and_then(|b| mask.apply_payload(b, &[], keys));
+            record.response = record
+                .response
+                .as_ref()
+                .and_then(|b| mask.apply_payload(b, &[], keys));
+            if let Some(features) = record.features.as_mut() {
+                let columns: Vec<String> = features
+                    .get("names")
+                    .and_then(|n| serde_json::from_value(n.clone()).ok())
+                    .unwrap_or_default();
+                if let Some(Json::Array(rows)) = features.get_mut("rows") {
+                    let mut typed: Vec<Vec<Json>> = rows
+                        .iter()
+                        .map(|r| r.as_array().cloned().unwrap_or_default())
+                        .collect();
+                    mask.apply_rows(&columns, &mut typed, keys);
+                    *rows = typed.into_iter().map(Json::Array).collect();
+                }
+            }
+            if let Some(a) = record.attributions.as_mut() {
+                mask.apply_attributions(a, keys);
+            }
+        }
+        record.subject = None;
+        record_json(&shown)
+    }
+
+    /// `GET /api/v1/reviews?state=pending&route=&limit=&after=`: the queue.
+    pub(crate) async fn queue(&self, query: Option<&str>) -> Response<ProxyBody> {
+        let Some(audit) = &self.audit else {
+            return no_audit();
+        };
+        let mut q = RecordQuery {
+            review_state: Some("pending".to_owned()),
+            limit: 50,
+            ..RecordQuery::default()
+        };
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some(value) = crate::admin::percent_decode(&value.replace('+', " ")) else {
+                return json_error(StatusCode::BAD_REQUEST, "bad_query", "bad %-encoding");
+            };
+            match key {
+                "state" => q.review_state = Some(value),
+                "route" => q.route = Some(value),
+                "limit" => match value.parse::<usize>() {
+                    Ok(n) if (1..=500).contains(&n) => q.limit = n,
+                    _ => {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_query",
+                            "`limit` must be 1 to 500",
+                        );
+                    }
+                },
+                "after" => match value.parse::<u64>() {
+                    Ok(n) => q.after = Some(n),
+                    Err(_) => {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_query",
+                            "`after` must be the `next` of the previous page",
+                        );
+                    }
+                },
+                other => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_query",
+                        &format!("unknown parameter `{other}`; use state, route, limit, after"),
+                    );
+                }
+            }
+        }
+        match audit.query(q).await {
+            Ok(page) => json_response(
+                StatusCode::OK,
+                &json!({
+                    "records": page.records.iter().map(|s| self.masked(s)).collect::<Vec<_>>(),
+                    "next": page.next,
+                }),
+            ),
+            Err(e) => store_error(&e),
+        }
+    }
+
+    /// `GET /api/v1/reviews/{id}`: the record (masked), its decisions and outcomes.
+    pub(crate) async fn item(&self, id: &str) -> Response<ProxyBody> {
+        let Some(audit) = &self.audit else {
+            return no_audit();
+        };
+        let stored = match audit.get(id.to_owned()).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return json_error(
+                    StatusCode::NOT_FOUND,
+                    "record_not_found",
+                    "no record has this id",
+                );
+            }
+            Err(e) => return store_error(&e),
+        };
+        match audit.review_history(id.to_owned()).await {
+            Ok((reviews, feedback)) => json_response(
+                StatusCode::OK,
+                &json!({ "record": self.masked(&stored), "reviews": reviews, "feedback": feedback }),
+            ),
+            Err(e) => store_error(&e),
+        }
+    }
+
+    /// `POST /api/v1/reviews/{id}` with `{"decision": "confirm"|"override"|"escalate",
+    /// "outcome": …, "reason": "…"}`, by `reviewer`.
+    pub(crate) async fn decide(
+        &self,
+        id: &str,
+        reviewer: &str,
+        body: hyper::body::Incoming,
+    ) -> Response<ProxyBody> {
+        let Some(audit) = &self.audit else {
+            return no_audit();
+        };
+        let body = match read_json(body).await {
+            Ok(b) => b,
+            Err(response) => return response,
+        };
+        let decision = body["decision"].as_str().unwrap_or_default().to_owned();
+        let reason = body["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let outcome = body.get("outcome").filter(|o| !o.is_null()).cloned();
+        let problem = match (decision.as_str(), &outcome) {
+            ("confirm" | "escalate", _) | ("override", Some(_)) if reason.is_empty() => {
+                Some("a decision needs a `reason`")
+            }
+            ("confirm" | "escalate", _) => None,
+            ("override", Some(_)) => None,
+            ("override", None) => Some("`override` needs the corrected `outcome`"),
+            _ => Some("`decision` must be confirm, override or escalate"),
+        };
+        if let Some(problem) = problem {
+            return json_error(StatusCode::BAD_REQUEST, "bad_decision", problem);
+        }
+        let review = Review {
+            record_id: id.to_owned(),
+            time_ms: now_ms(),
+            reviewer: reviewer.to_owned(),
+            decision,
+            outcome,
+            reason,
+        };
+        match audit.add_review(review.clone()).await {
+            Ok(true) => {
+                self.reviews.decided(&review);
+                tracing::info!(reviewer, decision = %review.decision, "review decided");
+                json_response(
+                    StatusCode::OK,
+                    &json!({ "id": id, "review_state": review.state(), "review": review }),
+                )
+            }
+            Ok(false) => json_error(
+                StatusCode::NOT_FOUND,
+                "record_not_found",
+                "no record has this id",
+            ),
+            Err(e) => store_error(&e),
+        }
+    }
+
+    /// `GET` or `PUT /api/v1/review-flags`: the protected groups the `flagged_groups`
+    /// rule sends to review, as `{"groups": [{"feature": "age_group", "value": "young"}]}`.
+    /// The fairness monitor sets them as it finds disparities; an admin may too.
+    pub(crate) async fn flags(
+        &self,
+        method: &Method,
+        body: hyper::body::Incoming,
+    ) -> Response<ProxyBody> {
+        if method == Method::PUT {
+            let body = match read_json(body).await {
+                Ok(b) => b,
+                Err(response) => return response,
+            };
+            let Some(groups) = body["groups"].as_array() else {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    "expected {\"groups\": [{\"feature\": …, \"value\": …}]}",
+                );
+            };
+            let mut set = HashSet::new();
+            for g in groups {
+                let (Some(feature), Some(value)) = (g["feature"].as_str(), g.get("value")) else {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_body",
+                        "each group needs `feature` and `value`",
+                    );
+                };
+                let value = match value {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                set.insert((feature.to_owned(), value));
+            }
+            self.reviews.flagged.store(Arc::new(set));
+        }
+        let flagged = self.reviews.flagged.load();
+        let mut groups: Vec<Json> = flagged
+            .iter()
+            .map(|(f, v)| json!({ "feature": f, "value": v }))
+            .collect();
+        groups.sort_by_key(|g| g.to_string());
+        json_response(StatusCode::OK, &json!({ "groups": groups }))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `POST /v1/feedback` on the data port: `{"id": "<record id>", "outcome": …}`.
+pub(crate) async fn feedback(
+    audit: Option<&AuditLog>,
+    method: &Method,
+    body: hyper::body::Incoming,
+) -> Response<ProxyBody> {
+    if method != Method::POST {
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "outcomes are reported with POST",
+        );
+    }
+    let Some(audit) = audit else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "feedback_unavailable",
+            "outcomes are kept in the audit log, which is not configured",
+        );
+    };
+    let body = match read_json(body).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let (Some(id), Some(outcome)) = (body["id"].as_str(), body.get("outcome")) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "expected {\"id\": \"<x-sidelight-record-id>\", \"outcome\": …}",
+        );
+    };
+    let feedback = Feedback {
+        record_id: id.to_owned(),
+        time_ms: now_ms(),
+        outcome: outcome.clone(),
+    };
+    match audit.add_feedback(feedback).await {
+        Ok(true) => json_response(StatusCode::OK, &json!({ "id": id, "recorded": true })),
+        Ok(false) => json_error(
+            StatusCode::NOT_FOUND,
+            "record_not_found",
+            "no record has this id (use the x-sidelight-record-id of the prediction)",
+        ),
+        Err(e) => store_error(&e),
+    }
+}
