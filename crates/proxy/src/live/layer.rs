@@ -412,6 +412,57 @@ impl Facts {
     }
 }
 
+/// The attributions an audit record keeps: every feature's contribution with its value,
+/// whatever the audience was shown (a customer sees a few reasons and "other factors";
+/// an auditor must be able to see all of them, and any audience's text can be written
+/// again from this), plus what the caller was shown.
+fn record_attributions(
+    model: &crate::live::LiveModel,
+    rows: &[Vec<Value>],
+    explanations: &[RowExplanation],
+    audience: Audience,
+) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = explanations
+        .iter()
+        .zip(rows)
+        .map(|(e, row)| {
+            let mut contributions: Vec<serde_json::Value> = model
+                .names()
+                .iter()
+                .zip(row)
+                .zip(&e.schema_contributions)
+                .map(|((feature, value), c)| {
+                    serde_json::json!({ "feature": feature, "value": value, "contribution": c })
+                })
+                .collect();
+            contributions.sort_by(|a, b| {
+                let size = |v: &serde_json::Value| v["contribution"].as_f64().unwrap_or(0.0).abs();
+                size(b).total_cmp(&size(a))
+            });
+            serde_json::json!({
+                "surrogate_version": e.surrogate_version,
+                "output": e.output,
+                "space": e.space,
+                "base_value": e.base_value,
+                "prediction": e.prediction,
+                "surrogate_prediction": e.surrogate_prediction,
+                "threshold": e.threshold,
+                "fidelity": e.fidelity,
+                "attributions": contributions,
+                "shown": {
+                    "audience": audience,
+                    "locale": e.locale,
+                    "text": e.text,
+                    "next_step": e.next_step,
+                    "caveat": e.caveat,
+                    "withheld_reason": e.withheld_reason,
+                },
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}
+
 /// Stored in place of a text that quotes a value the privacy policy does not keep.
 const WITHHELD_TEXT: &str = "[not stored: the text quotes a field the privacy policy restricts]";
 
@@ -681,7 +732,11 @@ async fn augment(
         }
     }
     facts.surrogate_version = explanations.first().map(|e| e.surrogate_version);
-    facts.attributions = serde_json::to_value(&explanations).ok();
+    if audit.is_some() {
+        facts.attributions = model
+            .as_ref()
+            .map(|model| record_attributions(model, &ordered, &explanations, ask.audience));
+    }
     facts.texts = Some(explanations.iter().filter_map(|e| e.text.clone()).collect());
     // Rows kept for the probe check are features too: not under `none`.
     let keep = !ask.probe && !ask.request_id.is_empty() && ask.consent != Consent::None;
