@@ -9,9 +9,8 @@
 //!   training window and from the in-memory caches, and has the routes that held any
 //!   retrain without them.
 //!
-//! Records hold personal data. Issue 7 puts these endpoints behind tokens and roles;
-//! until then the admin listener must stay on a private address (the default is
-//! 127.0.0.1).
+//! Records hold personal data: `admin.rs` lets only auditors read them and admins erase,
+//! and records who did.
 
 use std::sync::Arc;
 
