@@ -362,8 +362,11 @@ fn print_welcome(
     println!("  demo model (upstream):  http://{model}");
     println!("  sidelight (proxy):      http://{proxy}");
     println!("  sidelight admin:        http://{admin}");
+    println!("  web console:            http://{admin}/console");
     println!("  admin token:            {token}");
-    println!("                          (role admin, valid while this demo runs)");
+    println!(
+        "                          (role admin, valid while this demo runs; sign in to the console with it)"
+    );
     println!();
     if rate > 0.0 {
         println!("Replaying the German credit data set through the proxy at {rate} requests/s.");

@@ -38,6 +38,8 @@ pub(crate) struct AdminState {
     pub(crate) auth: Arc<Auth>,
     /// Re-reads the config file for `POST /api/v1/config/reload` (and SIGHUP).
     pub(crate) reloader: Reloader,
+    /// The web console's sessions (see `console`).
+    pub(crate) console: crate::console::Console,
 }
 
 /// An endpoint of the admin API, found from the path alone, so that its role is checked
@@ -105,8 +107,10 @@ impl<'a> Endpoint<'a> {
     }
 
     /// The least role that may call the endpoint: the one place where this is decided.
-    fn role(self) -> Role {
+    fn role(self, method: &Method) -> Role {
         match self {
+            // Reviewers read the flags; setting them is the monitor's or an admin's.
+            Endpoint::ReviewFlags if method == Method::PUT => Role::Admin,
             // Aggregates only: no record, no payload.
             Endpoint::Surrogates | Endpoint::Schema(_) | Endpoint::Unknown => Role::Viewer,
             // Records hold personal data; the probe check calls the model with a
@@ -138,16 +142,22 @@ pub(crate) async fn handle(
     request: Request<hyper::body::Incoming>,
 ) -> Response<ProxyBody> {
     let path = request.uri().path().to_owned();
+    // The web console signs in with a session cookie, not a bearer token: its pages
+    // check their own doors (session, role, CSRF) and answer in HTML.
+    if crate::console::owns(&path) {
+        return crate::console::handle(&state, request).await;
+    }
     let Some(endpoint) = Endpoint::parse(&path) else {
         return open_endpoint(&state, &request, &path).await;
     };
-    let principal = match state
-        .auth
-        .authorize(request.headers(), endpoint.role(), &path)
-    {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
+    let principal =
+        match state
+            .auth
+            .authorize(request.headers(), endpoint.role(request.method()), &path)
+        {
+            Ok(principal) => principal,
+            Err(refused) => return refused,
+        };
     if !endpoint.methods().contains(request.method()) {
         return method_not_allowed(endpoint.methods());
     }
@@ -286,13 +296,6 @@ async fn dispatch(
         }
         Endpoint::ReviewFlags => {
             let method = request.method().clone();
-            if method == Method::PUT && principal.role < Role::Admin {
-                return json_error(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "setting review flags needs the admin role",
-                );
-            }
             let (_, body) = request.into_parts();
             let response = desk(state).flags(&method, body).await;
             if method == Method::PUT {
@@ -310,7 +313,7 @@ async fn dispatch(
 }
 
 /// The review queue's endpoints, over the audit log and the live routes.
-fn desk(state: &AdminState) -> crate::review::ReviewDesk {
+pub(crate) fn desk(state: &AdminState) -> crate::review::ReviewDesk {
     crate::review::ReviewDesk {
         audit: state.erasable.audit.clone(),
         reviews: state
@@ -614,6 +617,9 @@ mod tests {
             ("/api/v1/probe/abc", Some(Role::Auditor)),
             ("/api/v1/erasure", Some(Role::Admin)),
             ("/api/v1/config/reload", Some(Role::Admin)),
+            ("/api/v1/reviews", Some(Role::Reviewer)),
+            ("/api/v1/reviews/abc", Some(Role::Reviewer)),
+            ("/api/v1/review-flags", Some(Role::Reviewer)),
             // Unknown API paths still need a token before they are told 404.
             ("/api/v1/recordsX", Some(Role::Viewer)),
             ("/api/v1/records/../erasure", Some(Role::Auditor)),
@@ -623,8 +629,13 @@ mod tests {
             ("/API/v1/erasure", None),
         ];
         for (path, role) in cases {
-            assert_eq!(Endpoint::parse(path).map(Endpoint::role), role, "{path}");
+            let found = Endpoint::parse(path).map(|e| e.role(&Method::GET));
+            assert_eq!(found, role, "{path}");
         }
+        assert_eq!(
+            Endpoint::parse("/api/v1/review-flags").map(|e| e.role(&Method::PUT)),
+            Some(Role::Admin)
+        );
         assert_eq!(
             Endpoint::parse("/api/v1/schema/a%20b"),
             Some(Endpoint::Schema("a%20b"))

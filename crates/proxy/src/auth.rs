@@ -177,16 +177,29 @@ impl Auth {
         needed: Role,
         now: SystemTime,
     ) -> Result<Principal, (Refusal, Option<String>)> {
-        let policy = self.policy.load();
-        if policy.credentials.is_empty() {
+        if self.policy.load().credentials.is_empty() {
             return Err((Refusal::NoTokensConfigured, None));
         }
         let token = bearer_token(headers).map_err(|refusal| (refusal, None))?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.check_digest(&digest, needed, now)
+    }
+
+    /// The decision for a token known by its SHA-256 `digest`.
+    fn check_digest(
+        &self,
+        digest: &[u8; 32],
+        needed: Role,
+        now: SystemTime,
+    ) -> Result<Principal, (Refusal, Option<String>)> {
+        let policy = self.policy.load();
+        if policy.credentials.is_empty() {
+            return Err((Refusal::NoTokensConfigured, None));
+        }
         // Every digest is compared, so the time taken says nothing about which matched.
         let mut found = None;
         for credential in &policy.credentials {
-            if bool::from(credential.digest.ct_eq(&digest)) {
+            if bool::from(credential.digest.ct_eq(digest)) {
                 found = Some(credential);
             }
         }
@@ -205,6 +218,48 @@ impl Auth {
             name: credential.name.clone(),
             role: credential.role,
         })
+    }
+
+    /// The console's sign-in: the principal behind a token typed into a form (any role),
+    /// with the token's digest, which the session keeps instead of the token. On refusal,
+    /// a sentence for the sign-in page. Logged like a refused API call: the holder's
+    /// name when the token is known, never the token.
+    pub(crate) fn sign_in(&self, token: &str) -> Result<(Principal, [u8; 32]), &'static str> {
+        let token = token.trim();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("enter an admin token");
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        match self.check_digest(&digest, Role::Viewer, SystemTime::now()) {
+            Ok(principal) => Ok((principal, digest)),
+            Err((refusal, name)) => {
+                match &name {
+                    Some(principal) => tracing::warn!(
+                        %principal,
+                        reason = refusal.code(),
+                        "console sign-in refused"
+                    ),
+                    None => tracing::warn!(reason = refusal.code(), "console sign-in refused"),
+                }
+                Err(match refusal {
+                    Refusal::NoTokensConfigured => {
+                        "no admin tokens are configured, so nobody can sign in: create one with \
+                         `sidelight token new`"
+                    }
+                    Refusal::Revoked => "this token has been revoked",
+                    Refusal::Expired => "this token has expired",
+                    _ => "this token is not valid",
+                })
+            }
+        }
+    }
+
+    /// The principal behind a signed-in session's token `digest` under the policy in
+    /// force now: a reload that revokes or removes the token, or its expiry, ends the
+    /// session, and a changed role applies at once.
+    pub(crate) fn session_principal(&self, digest: &[u8; 32]) -> Option<Principal> {
+        self.check_digest(digest, Role::Viewer, SystemTime::now())
+            .ok()
     }
 }
 

@@ -22,6 +22,7 @@ mod auth;
 mod body;
 mod client;
 pub mod config;
+mod console;
 mod error;
 mod forward;
 mod headers;

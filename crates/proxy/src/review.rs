@@ -157,6 +157,19 @@ impl Reviews {
     }
 }
 
+/// Why a decision was not recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DecisionError {
+    /// There is no audit log to keep it in.
+    NoAudit,
+    /// The decision is incomplete: what is missing, in a sentence.
+    Invalid(&'static str),
+    /// No record has the id.
+    NotFound,
+    /// The store failed; its error text (never record content).
+    Store(String),
+}
+
 /// What the admin endpoints of this module reach.
 pub(crate) struct ReviewDesk {
     pub(crate) audit: Option<Arc<AuditLog>>,
@@ -200,7 +213,7 @@ async fn read_json(body: hyper::body::Incoming) -> Result<Json, Response<ProxyBo
 impl ReviewDesk {
     /// A record as a reviewer may see it: personal fields (features marked `pii` and
     /// the subject's field) masked, the subject key left out.
-    fn masked(&self, stored: &sidelight_audit::Stored) -> Json {
+    pub(crate) fn masked(&self, stored: &sidelight_audit::Stored) -> Json {
         let Some(live) = self.routes.iter().find(|l| l.route == stored.record.route) else {
             // Not a prediction of a known route: nothing a reviewer needs.
             return json!({ "id": stored.record.id, "route": stored.record.route });
@@ -344,21 +357,53 @@ impl ReviewDesk {
         reviewer: &str,
         body: hyper::body::Incoming,
     ) -> Response<ProxyBody> {
-        let Some(audit) = &self.audit else {
+        if self.audit.is_none() {
             return no_audit();
-        };
+        }
         let body = match read_json(body).await {
             Ok(b) => b,
             Err(response) => return response,
         };
-        let decision = body["decision"].as_str().unwrap_or_default().to_owned();
-        let reason = body["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        let decision = body["decision"].as_str().unwrap_or_default();
+        let reason = body["reason"].as_str().unwrap_or_default();
         let outcome = body.get("outcome").filter(|o| !o.is_null()).cloned();
-        let problem = match (decision.as_str(), &outcome) {
+        match self
+            .record_decision(id, reviewer, decision, outcome, reason)
+            .await
+        {
+            Ok(review) => json_response(
+                StatusCode::OK,
+                &json!({ "id": id, "review_state": review.state(), "review": review }),
+            ),
+            Err(DecisionError::NoAudit) => no_audit(),
+            Err(DecisionError::Invalid(problem)) => {
+                json_error(StatusCode::BAD_REQUEST, "bad_decision", problem)
+            }
+            Err(DecisionError::NotFound) => json_error(
+                StatusCode::NOT_FOUND,
+                "record_not_found",
+                "no record has this id",
+            ),
+            Err(DecisionError::Store(e)) => store_error(&e),
+        }
+    }
+
+    /// Checks and records a decision about record `id` by `reviewer`: the one path of
+    /// both the API (`decide`) and the console's form. `outcome` is the corrected outcome
+    /// (`override` needs it); `reason` is always required. Releases a held response.
+    pub(crate) async fn record_decision(
+        &self,
+        id: &str,
+        reviewer: &str,
+        decision: &str,
+        outcome: Option<Json>,
+        reason: &str,
+    ) -> Result<Review, DecisionError> {
+        let Some(audit) = &self.audit else {
+            return Err(DecisionError::NoAudit);
+        };
+        let reason = reason.trim().to_owned();
+        let problem = match (decision, &outcome) {
             ("confirm" | "escalate", _) | ("override", Some(_)) if reason.is_empty() => {
                 Some("a decision needs a `reason`")
             }
@@ -368,13 +413,13 @@ impl ReviewDesk {
             _ => Some("`decision` must be confirm, override or escalate"),
         };
         if let Some(problem) = problem {
-            return json_error(StatusCode::BAD_REQUEST, "bad_decision", problem);
+            return Err(DecisionError::Invalid(problem));
         }
         let review = Review {
             record_id: id.to_owned(),
             time_ms: now_ms(),
             reviewer: reviewer.to_owned(),
-            decision,
+            decision: decision.to_owned(),
             outcome,
             reason,
         };
@@ -382,18 +427,19 @@ impl ReviewDesk {
             Ok(true) => {
                 self.reviews.decided(&review);
                 tracing::info!(reviewer, decision = %review.decision, "review decided");
-                json_response(
-                    StatusCode::OK,
-                    &json!({ "id": id, "review_state": review.state(), "review": review }),
-                )
+                Ok(review)
             }
-            Ok(false) => json_error(
-                StatusCode::NOT_FOUND,
-                "record_not_found",
-                "no record has this id",
-            ),
-            Err(e) => store_error(&e),
+            Ok(false) => Err(DecisionError::NotFound),
+            Err(e) => Err(DecisionError::Store(e)),
         }
+    }
+
+    /// The protected groups flagged now, as (feature, value), sorted.
+    pub(crate) fn flagged_groups(&self) -> Vec<(String, String)> {
+        let mut groups: Vec<(String, String)> =
+            self.reviews.flagged.load().iter().cloned().collect();
+        groups.sort();
+        groups
     }
 
     /// `GET` or `PUT /api/v1/review-flags`: the protected groups the `flagged_groups`

@@ -171,6 +171,7 @@ impl Sidelight {
             draining: Default::default(),
             reloader: Reloader::new(&config, auth.clone()),
             auth,
+            console: crate::console::Console::new(config.admin.tls.is_some()),
         });
         let data_listener = bind("server.listen", config.server.listen)
             .await?

@@ -394,6 +394,20 @@ impl Facts {
         });
         record.attributions = self.attributions.map(|mut a| {
             policy.apply_attributions(&mut a, keys);
+            // What the caller was shown is kept with the attributions too, under the
+            // same rule as the record's texts.
+            if let serde_json::Value::Array(rows) = &mut a {
+                for shown in rows.iter_mut().filter_map(|r| r.get_mut("shown")) {
+                    for key in ["text", "next_step"] {
+                        let quotes = shown[key]
+                            .as_str()
+                            .is_some_and(|t| policy.text_quotes(t, &self.names, &self.rows));
+                        if quotes {
+                            shown[key] = serde_json::Value::String(WITHHELD_TEXT.to_owned());
+                        }
+                    }
+                }
+            }
             a
         });
         record.texts = self.texts.map(|texts| {

@@ -413,6 +413,111 @@ impl LiveModel {
     }
 }
 
+/// The text `audience` reads about one row of a record's stored attributions (the
+/// shape `record_attributions` writes: values, contributions, base value, prediction,
+/// threshold, fidelity), written again with the route's words. The console shows a
+/// reviewer both the customer's and the developer's text whatever the caller was shown.
+/// The feature words come from `model` (the surrogate in service) where it knows the
+/// feature, else from the route's config. `None` when the row lacks what narration
+/// needs.
+pub(crate) fn narrate_stored(
+    row: &serde_json::Value,
+    model: Option<&LiveModel>,
+    config: &ExplainConfig,
+    narrator: &Narrator,
+    overrides: &RouteOverrides,
+    audience: Audience,
+    locale: &Locale,
+) -> Option<sidelight_narrate::Narration> {
+    let number = |key: &str| row.get(key).and_then(serde_json::Value::as_f64);
+    let entries = row.get("attributions")?.as_array()?;
+    let mut features = Vec::with_capacity(entries.len());
+    let mut values = Vec::with_capacity(entries.len());
+    let mut contributions = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let name = entry.get("feature")?.as_str()?;
+        let value: Value = entry
+            .get("value")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or(Value::Missing);
+        let known = model.and_then(|m| {
+            let i = m.names.iter().position(|n| n == name)?;
+            m.features.get(i).cloned()
+        });
+        let info = known.unwrap_or_else(|| {
+            let kind = match &value {
+                Value::Bool(_) => FeatureKind::Boolean,
+                Value::Text(_) => FeatureKind::Categorical,
+                Value::Number(_) | Value::Missing => FeatureKind::Numeric,
+            };
+            let configured = config.features.iter().find(|f| f.name == name);
+            feature_info(name, kind, configured, None)
+        });
+        features.push(info);
+        values.push(value);
+        contributions.push(entry.get("contribution")?.as_f64()?);
+    }
+    let base_value = number("base_value")?;
+    let prediction = number("prediction")?;
+    let space = if row.get("space").and_then(serde_json::Value::as_str) == Some("logit") {
+        Space::Logit
+    } else {
+        Space::Output
+    };
+    let rule = &config.decision;
+    let threshold = number("threshold")
+        .or(rule.threshold)
+        .unwrap_or(if space == Space::Logit {
+            0.5
+        } else {
+            base_value
+        });
+    let favourable = if rule.higher_is_favourable {
+        prediction >= threshold
+    } else {
+        prediction <= threshold
+    };
+    let decision = Decision {
+        favourable,
+        outcome: if favourable {
+            rule.favourable.clone()
+        } else {
+            rule.unfavourable.clone()
+        },
+        higher_is_favourable: rule.higher_is_favourable,
+    };
+    let fidelity = row.get("fidelity");
+    let fidelity_number = |key: &str| {
+        fidelity
+            .and_then(|f| f.get(key))
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(f64::NAN)
+    };
+    let input = Input {
+        features: &features,
+        values: &values,
+        contributions: &contributions,
+        space,
+        base_value,
+        prediction,
+        surrogate_prediction: number("surrogate_prediction").unwrap_or(f64::NAN),
+        local_error: fidelity_number("local_error"),
+        r2: fidelity_number("r2"),
+        surrogate_version: row
+            .get("surrogate_version")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        decision: &decision,
+        // The next-step search needs the surrogate of that version and the encoded row;
+        // the stored text (what the caller saw) has the one that was offered.
+        next_step: None,
+        audit: None,
+        overrides,
+        fidelity: FidelityPolicy::default(),
+    };
+    Some(narrator.narrate(&input, audience.into(), locale))
+}
+
 impl From<Audience> for sidelight_narrate::Audience {
     fn from(audience: Audience) -> Self {
         match audience {
@@ -803,6 +908,83 @@ mod tests {
         assert!(
             searched > 50 && reached * 2 > searched,
             "{reached}/{searched}"
+        );
+    }
+
+    /// The console writes texts again from a record's stored attributions: they must
+    /// read as the ones written when the request was explained.
+    #[test]
+    fn stored_attributions_narrate_as_the_live_explanation() {
+        let model = trained();
+        let narrator = Narrator::builtin().unwrap();
+        let overrides = RouteOverrides::default();
+        let config = config();
+        let locale = Locale::english();
+        for (row, output) in rows().into_iter().step_by(97).take(8) {
+            for audience in [Audience::Developer, Audience::Customer] {
+                let ask = Narrate {
+                    audience,
+                    locale: &locale,
+                    narrator: &narrator,
+                    overrides: &overrides,
+                    config: &config,
+                    consent: sidelight_audit::Consent::Full,
+                    audited: true,
+                };
+                let live = model
+                    .explain("r".to_owned(), &row, &[output], &ask)
+                    .unwrap();
+                // The shape the audit record keeps (see `layer::record_attributions`).
+                let attributions: Vec<serde_json::Value> = model
+                    .names()
+                    .iter()
+                    .zip(&row)
+                    .zip(&live.schema_contributions)
+                    .map(|((feature, value), c)| {
+                        serde_json::json!({ "feature": feature, "value": value, "contribution": c })
+                    })
+                    .collect();
+                let stored = serde_json::json!({
+                    "surrogate_version": live.surrogate_version,
+                    "space": live.space,
+                    "base_value": live.base_value,
+                    "prediction": live.prediction,
+                    "surrogate_prediction": live.surrogate_prediction,
+                    "threshold": live.threshold,
+                    "fidelity": live.fidelity,
+                    "attributions": attributions,
+                });
+                let again = narrate_stored(
+                    &stored,
+                    Some(&model),
+                    &config,
+                    &narrator,
+                    &overrides,
+                    audience,
+                    &locale,
+                )
+                .unwrap();
+                assert_eq!(again.text, live.text, "{audience:?}");
+                // Without the surrogate (retired since), the route's words still serve.
+                let without = narrate_stored(
+                    &stored, None, &config, &narrator, &overrides, audience, &locale,
+                )
+                .unwrap();
+                assert_eq!(without.text.is_some(), live.text.is_some());
+            }
+        }
+        assert!(
+            narrate_stored(
+                &serde_json::json!({ "attributions": [] }),
+                None,
+                &config,
+                &narrator,
+                &overrides,
+                Audience::Developer,
+                &locale
+            )
+            .is_none(),
+            "no base value, no text"
         );
     }
 

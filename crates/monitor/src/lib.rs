@@ -1,0 +1,86 @@
+//! `sidelight-monitor`: fairness, drift and fidelity statistics over windows of records.
+//!
+//! The proxy keeps windows of what passed through it (decisions, feature values,
+//! attributions, fidelity measurements) and asks this crate what they say: whether a
+//! protected group is treated worse, whether the traffic has moved away from what the
+//! surrogate was trained on, whether the surrogate still follows the model. Plain slices
+//! and structs go in; plain result structs come out, `Serialize` so the proxy can serve
+//! them as JSON unchanged.
+//!
+//! Pure: no file or network I/O, no async, no threads, no logging, no clock (times are
+//! passed in). What it must never do:
+//!
+//! - **Raise a fairness alarm that the data cannot support.** Every rate carries a
+//!   Wilson interval, groups below the minimum size get
+//!   [`Verdict::InsufficientData`], and [`Verdict::Fail`] is given only when the whole
+//!   confidence interval breaks the rule ([`mod@fairness`] module docs).
+//! - **Hide a sign or a definition.** Differences are always unprivileged minus
+//!   privileged, ratios unprivileged over privileged; every figure's definition is in
+//!   its doc comment, and where a well-known tool (Fairlearn, SciPy) reports it
+//!   differently the docs say how.
+//! - **Return a number that means nothing**: a statistic without data is `None`
+//!   (serialised as `null`), never 0 or NaN. Missing values (NaN, `None`) are counted,
+//!   never binned.
+//! - Panic on data that came from outside, or log values.
+//!
+//! # Modules
+//!
+//! - [`mod@fairness`]: selection rates, TPR and FPR per group; statistical parity
+//!   difference, disparate impact (four-fifths rule), equal opportunity and average odds
+//!   differences, with intervals and verdicts.
+//! - [`attribution`]: mean |SHAP| per feature, the protected features' share, and
+//!   possible proxies of protected features (|r|, η, Cramér's V).
+//! - [`drift`]: PSI (reference-quantile bins) and Kolmogorov–Smirnov for numeric
+//!   features and predictions; PSI over levels and chi-square for categorical ones.
+//! - [`fidelity`]: last, minimum and trend of a surrogate's R² over time.
+//! - [`window`]: bounded windows by count and by age.
+//! - [`stats`]: the distribution functions and intervals underneath.
+
+pub mod attribution;
+pub mod drift;
+pub mod fairness;
+pub mod fidelity;
+pub mod stats;
+pub mod window;
+
+pub use attribution::{
+    Association, AttributionCheck, AttributionSummary, Column, FeatureImportance, Measure,
+    ProxyCandidate, Values, association, attribution_summary, possible_proxies,
+};
+pub use drift::{
+    CategoricalDrift, CategoricalReference, ChiSquareTest, Drift, DriftConfig, FeatureDrift,
+    KsTest, LevelCounts, NumericDrift, NumericReference, PsiBin, categorical_drift,
+    chi_square_homogeneity, numeric_drift, prediction_drift, psi,
+};
+pub use fairness::{
+    Decision, Estimate, FairnessConfig, FairnessReport, GroupComparison, GroupStats,
+    ProtectedAttribute, Rate, Verdict, fairness,
+};
+pub use fidelity::{FidelityPoint, FidelitySummary, summarise_fidelity};
+pub use stats::{Interval, kolmogorov_sf, wilson_interval};
+pub use window::{Window, WindowLimits};
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMillis = i64;
+
+/// What can go wrong: the caller's configuration or the shape of its input. Messages
+/// name features and groups, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MonitorError {
+    #[error("invalid monitor configuration: {0}")]
+    InvalidConfig(String),
+    #[error("unknown feature {0:?}")]
+    UnknownFeature(String),
+    #[error("attribution row {row} has {found} values, expected {expected}")]
+    RowLength {
+        row: usize,
+        found: usize,
+        expected: usize,
+    },
+    #[error("column {column:?} has {found} values, expected {expected}")]
+    ColumnLength {
+        column: String,
+        found: usize,
+        expected: usize,
+    },
+}
