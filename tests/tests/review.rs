@@ -296,3 +296,26 @@ async fn a_held_response_waits_for_the_decision_or_the_fallback() {
     let quick = post(&proxy, "/v1/models/m:predict", kserve_body(&[4]), &[]).await;
     assert_eq!(quick.status, 200);
 }
+
+#[tokio::test]
+async fn close_calls_poorly_explained_rows_and_samples_are_flagged() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    // Bounds every prediction crosses: each rule must name itself.
+    let proxy = ready(
+        &model,
+        state.path(),
+        "threshold_margin = 1000.0\nlocal_error_above = 0.0\nsample_rate = 1.0",
+    )
+    .await;
+    let answer = post(&proxy, "/v1/models/m:predict", kserve_body(&[7]), &[]).await;
+    let header = review_header(&answer);
+    for reason in ["near_threshold", "low_local_fidelity", "sampled"] {
+        assert!(header.contains(reason), "{reason} missing from {header}");
+    }
+    // With no rule on, nothing is flagged.
+    let state = tempfile::tempdir().unwrap();
+    let quiet = ready(&model, state.path(), "").await;
+    let answer = post(&quiet, "/v1/models/m:predict", kserve_body(&[7]), &[]).await;
+    assert_eq!(review_header(&answer), "");
+}
