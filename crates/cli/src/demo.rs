@@ -260,6 +260,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             ..PrivacyConfig::default()
         },
         // Close calls and a small random share go to the review queue.
+        monitor: None,
         review: ReviewConfig {
             threshold_margin: Some(0.05),
             sample_rate: 0.01,

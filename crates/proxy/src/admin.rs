@@ -49,6 +49,8 @@ pub(crate) struct AdminState {
 enum Endpoint<'a> {
     /// `GET /api/v1/surrogates`.
     Surrogates,
+    /// `GET /api/v1/monitoring`: the latest fairness and drift results.
+    Monitoring,
     /// `GET /api/v1/schema/{route}`.
     Schema(&'a str),
     /// `GET /api/v1/records` and `GET /api/v1/records/{id}`; `records` reads the path.
@@ -71,6 +73,7 @@ enum Endpoint<'a> {
 
 const API_PREFIX: &str = "/api/v1/";
 const SURROGATES_PATH: &str = "/api/v1/surrogates";
+const MONITORING_PATH: &str = "/api/v1/monitoring";
 const SCHEMA_PATH: &str = "/api/v1/schema/";
 const PROBE_PATH: &str = "/api/v1/probe/";
 const RELOAD_PATH: &str = "/api/v1/config/reload";
@@ -87,6 +90,7 @@ impl<'a> Endpoint<'a> {
         let records = crate::records::RECORDS_PATH;
         Some(match path {
             SURROGATES_PATH => Endpoint::Surrogates,
+            MONITORING_PATH => Endpoint::Monitoring,
             crate::records::ERASURE_PATH => Endpoint::Erasure,
             crate::review::REVIEWS_PATH => Endpoint::ReviewQueue,
             crate::review::FLAGS_PATH => Endpoint::ReviewFlags,
@@ -112,7 +116,10 @@ impl<'a> Endpoint<'a> {
             // Reviewers read the flags; setting them is the monitor's or an admin's.
             Endpoint::ReviewFlags if method == Method::PUT => Role::Admin,
             // Aggregates only: no record, no payload.
-            Endpoint::Surrogates | Endpoint::Schema(_) | Endpoint::Unknown => Role::Viewer,
+            Endpoint::Surrogates
+            | Endpoint::Monitoring
+            | Endpoint::Schema(_)
+            | Endpoint::Unknown => Role::Viewer,
             // Records hold personal data; the probe check calls the model with a
             // recorded request.
             // Reviewers see records with personal data masked, and decide.
@@ -125,6 +132,7 @@ impl<'a> Endpoint<'a> {
     fn methods(self) -> &'static [Method] {
         match self {
             Endpoint::Surrogates
+            | Endpoint::Monitoring
             | Endpoint::Schema(_)
             | Endpoint::Records
             | Endpoint::ReviewQueue
@@ -219,6 +227,10 @@ async fn dispatch(
 ) -> Response<ProxyBody> {
     match endpoint {
         Endpoint::Surrogates => json_response(StatusCode::OK, &state.surrogates.to_json()),
+        Endpoint::Monitoring => json_response(
+            StatusCode::OK,
+            &crate::monitor::to_json(&state.surrogates.monitors()),
+        ),
         Endpoint::Schema(route) => schema(state, route),
         Endpoint::Records => {
             let path = request.uri().path();
@@ -611,6 +623,7 @@ mod tests {
     fn every_api_path_has_an_endpoint_and_a_role() {
         let cases = [
             ("/api/v1/surrogates", Some(Role::Viewer)),
+            ("/api/v1/monitoring", Some(Role::Viewer)),
             ("/api/v1/schema/credit", Some(Role::Viewer)),
             ("/api/v1/records", Some(Role::Auditor)),
             ("/api/v1/records/abc", Some(Role::Auditor)),

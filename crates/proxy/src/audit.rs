@@ -348,16 +348,8 @@ impl AuditLog {
     /// Stores a review decision, sets the record's state, and chains the decision.
     /// `Ok(false)` when no record has that id.
     pub(crate) async fn add_review(&self, review: Review) -> Result<bool, String> {
-        let stored = review.clone();
-        if !self
-            .with_admin(move |store| store.add_review(&stored))
-            .await?
-        {
-            return Ok(false);
-        }
-        let event = serde_json::to_value(&review).map_err(|e| e.to_string())?;
-        self.record_event("_review", event).await?;
-        Ok(true)
+        self.store_then_chain("_review", review, |store, r| store.add_review(r))
+            .await
     }
 
     /// The decisions about a record and the outcomes reported for it.
@@ -371,15 +363,28 @@ impl AuditLog {
 
     /// Stores a reported outcome and chains it. `Ok(false)` when no record has that id.
     pub(crate) async fn add_feedback(&self, feedback: Feedback) -> Result<bool, String> {
-        let stored = feedback.clone();
-        if !self
-            .with_admin(move |store| store.add_feedback(&stored))
-            .await?
-        {
+        self.store_then_chain("_feedback", feedback, |store, f| store.add_feedback(f))
+            .await
+    }
+
+    /// Stores `item` with `store` (which says whether its record exists) and, when it
+    /// was stored, chains it as a `kind` record, so that the table a person queries and
+    /// the tamper-evident log agree.
+    async fn store_then_chain<T>(
+        &self,
+        kind: &str,
+        item: T,
+        store: fn(&mut SqliteStore, &T) -> Result<bool, StoreError>,
+    ) -> Result<bool, String>
+    where
+        T: serde::Serialize + Clone + Send + 'static,
+    {
+        let kept = item.clone();
+        if !self.with_admin(move |s| store(s, &kept)).await? {
             return Ok(false);
         }
-        let event = serde_json::to_value(&feedback).map_err(|e| e.to_string())?;
-        self.record_event("_feedback", event).await?;
+        let event = serde_json::to_value(&item).map_err(|e| e.to_string())?;
+        self.record_event(kind, event).await?;
         Ok(true)
     }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 mod admin;
 mod audit;
 mod live;
+mod monitor;
 mod review;
 
 pub use admin::{AdminConfig, Role, TlsConfig, TokenConfig, parse_rfc3339};
@@ -25,6 +26,7 @@ pub use admin::{AdminConfig, Role, TlsConfig, TokenConfig, parse_rfc3339};
 pub use audit::{
     AuditConfig, AuditDurability, GpcRule, PrivacyConfig, QueueFull, SUBJECT_HEADER, StoreFailure,
 };
+pub use monitor::{MonitorConfig, ProtectedConfig};
 pub use review::{HoldFallback, ReviewConfig};
 
 pub use live::{
@@ -160,6 +162,9 @@ pub struct RouteConfig {
     /// Which predictions a person must review, and whether responses wait for them.
     #[serde(default)]
     pub review: ReviewConfig,
+    /// Fairness and drift monitoring of the route's explained predictions; absent, none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorConfig>,
 }
 
 impl RouteConfig {
@@ -376,6 +381,18 @@ impl Config {
                 .review
                 .validate(&key("review"))
                 .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+            if let Some(monitor) = &route.monitor {
+                if route.explain.is_none() {
+                    return Err(invalid(
+                        &key("monitor"),
+                        "needs [routes.explain]: the monitor watches explained predictions"
+                            .to_owned(),
+                    ));
+                }
+                monitor
+                    .validate(&key("monitor"))
+                    .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+            }
             route
                 .privacy
                 .validate(&key("privacy"))

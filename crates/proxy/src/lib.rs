@@ -29,6 +29,7 @@ mod headers;
 mod inspect;
 mod live;
 mod metrics;
+mod monitor;
 mod narration;
 mod records;
 mod review;

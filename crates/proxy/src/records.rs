@@ -39,7 +39,7 @@ pub(crate) struct Erasable {
     pub(crate) requests: Arc<RecentRequests>,
 }
 
-fn no_audit() -> Response<ProxyBody> {
+pub(crate) fn no_audit() -> Response<ProxyBody> {
     json_error(
         StatusCode::NOT_FOUND,
         "audit_not_configured",
@@ -47,7 +47,7 @@ fn no_audit() -> Response<ProxyBody> {
     )
 }
 
-fn store_error(error: &str) -> Response<ProxyBody> {
+pub(crate) fn store_error(error: &str) -> Response<ProxyBody> {
     json_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", error)
 }
 

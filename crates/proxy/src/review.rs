@@ -24,6 +24,7 @@ use crate::config::ReviewConfig;
 use crate::error::json_error;
 use crate::live::model::RowExplanation;
 use crate::live::{LiveModel, RouteLive};
+use crate::records::{no_audit, store_error};
 
 /// Where reviewers work, on the admin listener.
 pub(crate) const REVIEWS_PATH: &str = "/api/v1/reviews";
@@ -96,8 +97,13 @@ pub(crate) fn reasons(
         let hit = !flagged.is_empty()
             && rows.iter().any(|row| {
                 protected.iter().any(|(i, name)| {
-                    row.get(*i)
-                        .is_some_and(|v| flagged.contains(&((*name).to_owned(), value_text(v))))
+                    row.get(*i).is_some_and(|v| {
+                        let label = match &live.monitor {
+                            Some(m) => m.group_label(name, v),
+                            None => value_text(v),
+                        };
+                        flagged.contains(&((*name).to_owned(), label))
+                    })
                 })
             });
         if hit {
@@ -127,6 +133,35 @@ fn random_unit() -> f64 {
 }
 
 impl Reviews {
+    /// The protected groups flagged now, as (feature, value).
+    pub(crate) fn flagged_set(&self) -> Arc<HashSet<(String, String)>> {
+        self.flagged.load_full()
+    }
+
+    /// Adds and removes flagged groups (the fairness monitor's); returns those of `add`
+    /// that were not flagged already.
+    pub(crate) fn update_flags(
+        &self,
+        add: &[(String, String)],
+        remove: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let mut added = Vec::new();
+        self.flagged.rcu(|current| {
+            added.clear();
+            let mut set = HashSet::clone(current);
+            for g in remove {
+                set.remove(g);
+            }
+            for g in add {
+                if set.insert(g.clone()) {
+                    added.push(g.clone());
+                }
+            }
+            set
+        });
+        added
+    }
+
     /// Registers a held response; the receiver completes with the decision.
     pub(crate) fn hold(&self, record_id: &str) -> oneshot::Receiver<Review> {
         let (tx, rx) = oneshot::channel();
@@ -175,18 +210,6 @@ pub(crate) struct ReviewDesk {
     pub(crate) audit: Option<Arc<AuditLog>>,
     pub(crate) reviews: Arc<Reviews>,
     pub(crate) routes: Vec<Arc<RouteLive>>,
-}
-
-fn no_audit() -> Response<ProxyBody> {
-    json_error(
-        StatusCode::NOT_FOUND,
-        "audit_not_configured",
-        "reviews need the audit log: add an [audit] section to the config",
-    )
-}
-
-fn store_error(error: &str) -> Response<ProxyBody> {
-    json_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", error)
 }
 
 async fn read_json(body: hyper::body::Incoming) -> Result<Json, Response<ProxyBody>> {
@@ -437,7 +460,7 @@ impl ReviewDesk {
     /// The protected groups flagged now, as (feature, value), sorted.
     pub(crate) fn flagged_groups(&self) -> Vec<(String, String)> {
         let mut groups: Vec<(String, String)> =
-            self.reviews.flagged.load().iter().cloned().collect();
+            self.reviews.flagged_set().iter().cloned().collect();
         groups.sort();
         groups
     }

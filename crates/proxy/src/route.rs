@@ -102,6 +102,7 @@ mod tests {
             explain: None,
             privacy: Default::default(),
             review: Default::default(),
+            monitor: None,
         }
     }
 

@@ -136,6 +136,15 @@ impl Sidelight {
                 },
             )?,
         );
+        let monitor_gauges = crate::monitor::MonitorGauges::register(&mut registry);
+        for live in routes.live_routes() {
+            if let Some(monitor) = &live.monitor {
+                monitor.attach(
+                    monitor_gauges.clone(),
+                    audit.as_ref().map(|a| a.reviews.clone()),
+                );
+            }
+        }
         let upstream = config
             .upstream
             .base()

@@ -92,6 +92,21 @@ fn invalid_values_name_their_key() {
             "[server]\nmax_body_bytes = 10\n[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n",
             "routes[0].inspect_limit_bytes",
         ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.monitor]\n",
+            "routes[0].monitor",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[routes.monitor]\nevery = \"1ms\"\n",
+            "routes[0].monitor.every",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[[routes.monitor.protected]]\nfeature = \"sex\"\n\
+             privileged = \"m\"\nunprivileged = [\"f\", \"m\"]\n",
+            "routes[0].monitor.protected[0].unprivileged",
+        ),
     ];
     for (toml, key) in cases {
         let err = Config::from_toml_str(toml).unwrap_err();

@@ -11,7 +11,8 @@
 //!   its review history and reported outcomes.
 //! - `GET /console/reviews` (reviewer): the review queue; `POST /console/reviews/{id}`
 //!   decides, through the same code as `POST /api/v1/reviews/{id}`.
-//! - `GET /console/monitoring` (reviewer): fidelity per route and the flagged groups.
+//! - `GET /console/monitoring` (reviewer): fidelity per route, the flagged groups, and the
+//!   latest fairness and drift results of monitored routes.
 //!
 //! The doors: every page needs a session (see `session`), whose token is checked again
 //! on every request against the tokens in force, so roles gate pages exactly as they
@@ -1134,7 +1135,16 @@ fn monitoring(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody> {
         })
         .collect();
     let flagged = crate::admin::desk(state).flagged_groups();
-    html(StatusCode::OK, pages::monitoring(chrome, &routes, &flagged))
+    let monitors: Vec<_> = state
+        .surrogates
+        .monitors()
+        .iter()
+        .map(|m| (m.route.clone(), m.latest.load_full()))
+        .collect();
+    html(
+        StatusCode::OK,
+        pages::monitoring(chrome, &routes, &flagged, &monitors),
+    )
 }
 
 #[cfg(test)]

@@ -778,7 +778,16 @@ pub(crate) fn monitoring(
     chrome: &Chrome<'_>,
     routes: &[RouteFidelity],
     flagged: &[(String, String)],
+    monitors: &[(
+        String,
+        Option<std::sync::Arc<crate::monitor::MonitorReport>>,
+    )],
 ) -> String {
+    let unmonitored: Vec<&str> = routes
+        .iter()
+        .map(|r| r.route.as_str())
+        .filter(|r| !monitors.iter().any(|(m, _)| m == r))
+        .collect();
     let body = html! {
         section aria-labelledby="fidelity" {
             h2 #fidelity { "Surrogate fidelity" }
@@ -833,10 +842,165 @@ pub(crate) fn monitoring(
         }
         section aria-labelledby="fairness" {
             h2 #fairness { "Fairness and drift" }
-            p #not-monitored { "Fairness and drift monitors are not configured in this version of "
-                "Sidelight: there are no fairness or drift measurements, so no charts are shown "
-                "for them. They come with the monitoring release." }
+            @for (route, report) in monitors {
+                h3 { "Route " code { (route) } }
+                @match report {
+                    None => p { "Not computed yet: the monitor counts explained predictions only." },
+                    Some(r) => (monitor_report(route, r)),
+                }
+            }
+            @if !unmonitored.is_empty() {
+                p #not-monitored { "Fairness and drift monitors are not configured for "
+                    @for (i, r) in unmonitored.iter().enumerate() {
+                        @if i > 0 { ", " } code { (r) }
+                    }
+                    ": there are no fairness or drift measurements for them, so none are shown. "
+                    "Add a " code { "[routes.monitor]" } " table to the route to monitor it." }
+            }
         }
     };
     page("Monitoring", Some(chrome), body)
+}
+
+fn verdict_text(v: sidelight_monitor::Verdict) -> &'static str {
+    match v {
+        sidelight_monitor::Verdict::Pass => "pass",
+        sidelight_monitor::Verdict::InsufficientData => "insufficient data",
+        sidelight_monitor::Verdict::Inconclusive => "inconclusive",
+        sidelight_monitor::Verdict::Fail => "fail",
+    }
+}
+
+fn optional(x: Option<f64>, decimals: usize) -> String {
+    x.map_or_else(|| "—".to_owned(), |x| number(x, decimals))
+}
+
+/// One monitored route's latest fairness and drift figures.
+fn monitor_report(route: &str, r: &crate::monitor::MonitorReport) -> Markup {
+    html! {
+        p { "Computed " (chart::short_time(u64::try_from(r.computed_at / 1000).unwrap_or(0))) " UTC over the last " (r.window_rows)
+            " explained predictions; drift against the first " (r.reference_rows) " seen." }
+        @for e in &r.errors { p.hint { (e) } }
+        @for f in &r.fairness {
+            table.fairness {
+                caption { "Fairness by " (f.attribute) " on " (route) " (verdict: " (verdict_text(f.comparisons.iter().map(crate::monitor::worst).fold(sidelight_monitor::Verdict::Pass, sidelight_monitor::Verdict::worst))) ")" }
+                thead { tr {
+                    th scope="col" { "Group" } th scope="col" { "Rows" } th scope="col" { "Favourable" }
+                    th scope="col" { "Selection rate" } th scope="col" { "Interval" }
+                    th scope="col" { "Disparate impact" } th scope="col" { "Parity difference" }
+                    th scope="col" { "Verdict" }
+                } }
+                tbody {
+                    @for g in &f.groups {
+                        @let c = f.comparisons.iter().find(|c| c.unprivileged == g.group);
+                        tr {
+                            th scope="row" { (g.group) @if g.privileged { " (privileged)" } }
+                            td.num { (g.count) }
+                            td.num { (g.selection.successes) }
+                            td.num { (optional(g.selection.rate, 3)) }
+                            td.num { @match g.selection.interval {
+                                Some(i) => { (number(i.lower, 3)) " – " (number(i.upper, 3)) },
+                                None => "—",
+                            } }
+                            td.num { (optional(c.and_then(|c| c.disparate_impact).map(|e| e.value), 3)) }
+                            td.num { (optional(c.and_then(|c| c.statistical_parity_difference).map(|e| e.value), 3)) }
+                            td { @match c {
+                                Some(c) => (verdict_text(crate::monitor::worst(c))),
+                                None => "reference",
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+        @if r.drift.is_empty() {
+            p { "Drift is measured once the reference is complete." }
+        } @else {
+            table.drift {
+                caption { "Drift per feature on " (route) }
+                thead { tr {
+                    th scope="col" { "Feature" } th scope="col" { "Kind" } th scope="col" { "PSI" }
+                    th scope="col" { "KS / χ² statistic" } th scope="col" { "p-value" }
+                } }
+                tbody {
+                    @for d in &r.drift {
+                        @let (kind, stat, p) = match &d.drift {
+                            sidelight_monitor::Drift::Numeric(n) => ("numeric", n.ks.map(|k| k.statistic), n.ks.map(|k| k.p_value)),
+                            sidelight_monitor::Drift::Categorical(c) => ("categorical", c.chi_square.map(|k| k.statistic), c.chi_square.map(|k| k.p_value)),
+                        };
+                        tr {
+                            th scope="row" { (d.feature) }
+                            td { (kind) }
+                            td.num { (optional(d.drift.psi(), 3)) }
+                            td.num { (optional(stat, 3)) }
+                            td.num { (optional(p, 4)) }
+                        }
+                    }
+                    @if let Some(p) = &r.prediction_drift {
+                        tr {
+                            th scope="row" { "model output" }
+                            td { "prediction" }
+                            td.num { (optional(p.psi, 3)) }
+                            td.num { (optional(p.ks.map(|k| k.statistic), 3)) }
+                            td.num { (optional(p.ks.map(|k| k.p_value), 4)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::config::{MonitorConfig, ProtectedConfig};
+    use crate::monitor::{Observation, RouteMonitor};
+    use sidelight_explain::Value;
+
+    #[test]
+    fn a_monitor_report_shows_groups_rates_verdicts_and_drift() {
+        let monitor = RouteMonitor::new(
+            "m",
+            MonitorConfig {
+                window_rows: 100,
+                protected: vec![ProtectedConfig {
+                    feature: "colour".to_owned(),
+                    privileged: "red".to_owned(),
+                    unprivileged: vec!["blue".to_owned()],
+                    bands: Vec::new(),
+                }],
+                ..MonitorConfig::default()
+            },
+        );
+        let names = vec!["a".to_owned(), "colour".to_owned()];
+        monitor.push(
+            &names,
+            (0..100).map(|i| Observation {
+                row: std::sync::Arc::from(vec![
+                    Value::Number(f64::from(i)),
+                    Value::Text(if i % 2 == 0 { "red" } else { "blue" }.to_owned()),
+                ]),
+                prediction: f64::from(i % 4),
+                favourable: i % 2 == 0 || i % 10 == 1,
+            }),
+        );
+        monitor.compute(1_700_000_000_000);
+        let report = monitor.latest.load_full().unwrap();
+        let text = monitor_report("m", &report).into_string();
+        for needle in [
+            "Fairness by colour on m (verdict: fail)",
+            "red (privileged)",
+            "blue",
+            "0.200",
+            "fail",
+            "Drift per feature on m",
+            "categorical",
+            "model output",
+        ] {
+            assert!(text.contains(needle), "no {needle:?} in {text}");
+        }
+    }
 }

@@ -731,6 +731,27 @@ async fn augment(
         }
         Some(Ok(explanations)) => explanations,
     };
+    // The monitor watches the traffic's own, consented rows: not probes, not `none`.
+    if let (Some(monitor), Some(model)) = (live.monitor.as_ref(), model.as_ref()) {
+        if !ask.probe && ask.consent != Consent::None {
+            let higher = live.config.decision.higher_is_favourable;
+            monitor.push(
+                model.names(),
+                ordered
+                    .iter()
+                    .zip(&explanations)
+                    .map(|(row, e)| crate::monitor::Observation {
+                        row: Arc::from(row.as_slice()),
+                        prediction: e.prediction,
+                        favourable: if higher {
+                            e.prediction >= e.threshold
+                        } else {
+                            e.prediction <= e.threshold
+                        },
+                    }),
+            );
+        }
+    }
     // The queue lives in the audit log: without one there is nothing to review in.
     if let (Some(model), Some(audit)) = (model.as_ref(), audit) {
         if !ask.probe && (live.review.any() || ask.review_requested) {

@@ -60,6 +60,8 @@ pub(crate) struct RouteLive {
     pub(crate) review: ReviewConfig,
     /// The request header asking for review, if the route has one.
     pub(crate) review_header: Option<http::HeaderName>,
+    /// The fairness and drift monitor, with `[routes.monitor]`.
+    pub(crate) monitor: Option<Arc<crate::monitor::RouteMonitor>>,
 }
 
 /// The most recent rows and the model's outputs for them.
@@ -119,6 +121,10 @@ impl RouteLive {
             .map_err(|(key, message)| format!("{key}: {message}"))?;
         let privacy = route.privacy.clone();
         let review = route.review.clone();
+        let monitor = route
+            .monitor
+            .clone()
+            .map(|m| crate::monitor::RouteMonitor::new(&route.name, m));
         let response_limit = route.inspect_limit_bytes;
         let route = route.name.as_str();
         let review_header = review
@@ -160,6 +166,7 @@ impl RouteLive {
             policy,
             review,
             review_header,
+            monitor,
             config,
         });
         live.restore()?;
@@ -270,6 +277,9 @@ impl RouteLive {
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
         self.wake.notify_all();
+        if let Some(monitor) = &self.monitor {
+            monitor.stop();
+        }
     }
 
     fn surrogate_path(&self) -> PathBuf {
@@ -433,6 +443,14 @@ impl SurrogateStatus {
         Some(schema::to_toml(&names, &rows))
     }
 
+    /// The fairness and drift monitors of the routes that have one.
+    pub(crate) fn monitors(&self) -> Vec<Arc<crate::monitor::RouteMonitor>> {
+        self.routes
+            .iter()
+            .filter_map(|live| live.monitor.clone())
+            .collect()
+    }
+
     pub(crate) fn to_json(&self) -> serde_json::Value {
         let routes: Vec<serde_json::Value> = self
             .routes
@@ -454,17 +472,19 @@ impl SurrogateStatus {
     }
 }
 
-/// Starts one trainer thread per explained route.
+/// Starts one trainer thread per explained route, and one monitor thread per route
+/// with `[routes.monitor]`.
 pub(crate) fn start_trainers(routes: &[Arc<RouteLive>]) -> Vec<std::thread::JoinHandle<()>> {
-    routes
+    let trainers = routes.iter().filter_map(|live| {
+        let live = live.clone();
+        std::thread::Builder::new()
+            .name(format!("sidelight-trainer-{}", live.route))
+            .spawn(move || trainer::run(&live))
+            .map_err(|e| tracing::error!(error = %e, "cannot start a trainer"))
+            .ok()
+    });
+    let monitors = routes
         .iter()
-        .filter_map(|live| {
-            let live = live.clone();
-            std::thread::Builder::new()
-                .name(format!("sidelight-trainer-{}", live.route))
-                .spawn(move || trainer::run(&live))
-                .map_err(|e| tracing::error!(error = %e, "cannot start a trainer"))
-                .ok()
-        })
-        .collect()
+        .filter_map(|live| live.monitor.as_ref().and_then(crate::monitor::start));
+    trainers.chain(monitors).collect()
 }

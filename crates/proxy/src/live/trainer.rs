@@ -66,7 +66,15 @@ pub(super) fn run(live: &RouteLive) {
                     if let Err(error) = persist(live, &model) {
                         tracing::warn!(route = %live.route, %error, "cannot save the surrogate");
                     }
+                    let multi_class = matches!(
+                        model.surrogate.output(),
+                        sidelight_explain::OutputKind::MultiClass { .. }
+                    );
                     live.model.store(Some(Arc::new(model)));
+                    if let Some(monitor) = &live.monitor {
+                        let reference = reference_rows(live, rows, &outputs, width, multi_class);
+                        monitor.set_reference(&names, reference);
+                    }
                 }
                 if let Ok(mut history) = live.history.lock() {
                     history.push(record);
@@ -80,6 +88,31 @@ pub(super) fn run(live: &RouteLive) {
             }
         }
     }
+}
+
+/// The training rows with the output the explanations report for each (the configured
+/// class, or the most likely one), for the drift monitor's reference.
+fn reference_rows(
+    live: &RouteLive,
+    rows: Vec<Vec<Value>>,
+    outputs: &[f64],
+    width: usize,
+    multi_class: bool,
+) -> Vec<(Arc<[Value]>, f64)> {
+    rows.into_iter()
+        .zip(outputs.chunks(width.max(1)))
+        .map(|(row, out)| {
+            let class = if multi_class {
+                live.config
+                    .explain_class
+                    .filter(|&c| c < out.len())
+                    .unwrap_or_else(|| sidelight_explain::fidelity::argmax(out))
+            } else {
+                0
+            };
+            (Arc::from(row), out.get(class).copied().unwrap_or(f64::NAN))
+        })
+        .collect()
 }
 
 fn train(
