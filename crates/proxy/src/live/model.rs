@@ -255,20 +255,8 @@ impl LiveModel {
 
         let rule = &ask.config.decision;
         let threshold = threshold(rule, kind, attribution.base_value);
-        let favourable = if rule.higher_is_favourable {
-            prediction >= threshold
-        } else {
-            prediction <= threshold
-        };
-        let decision = Decision {
-            favourable,
-            outcome: if favourable {
-                rule.favourable.clone()
-            } else {
-                rule.unfavourable.clone()
-            },
-            higher_is_favourable: rule.higher_is_favourable,
-        };
+        let decision = decide(rule, prediction, threshold);
+        let favourable = decision.favourable;
         let policy = FidelityPolicy::default();
         // The search runs only where its answer can be shown: a customer with an
         // unfavourable decision on a row the surrogate fits well (the narrator drops
@@ -472,20 +460,7 @@ pub(crate) fn narrate_stored(
         } else {
             base_value
         });
-    let favourable = if rule.higher_is_favourable {
-        prediction >= threshold
-    } else {
-        prediction <= threshold
-    };
-    let decision = Decision {
-        favourable,
-        outcome: if favourable {
-            rule.favourable.clone()
-        } else {
-            rule.unfavourable.clone()
-        },
-        higher_is_favourable: rule.higher_is_favourable,
-    };
+    let decision = decide(rule, prediction, threshold);
     let fidelity = row.get("fidelity");
     let fidelity_number = |key: &str| {
         fidelity
@@ -525,6 +500,24 @@ impl From<Audience> for sidelight_narrate::Audience {
             Audience::Developer => Self::Developer,
             Audience::Auditor => Self::Auditor,
         }
+    }
+}
+
+/// The decision for `prediction` against `threshold`, in the route's words.
+fn decide(rule: &DecisionConfig, prediction: f64, threshold: f64) -> Decision {
+    let favourable = if rule.higher_is_favourable {
+        prediction >= threshold
+    } else {
+        prediction <= threshold
+    };
+    Decision {
+        favourable,
+        outcome: if favourable {
+            rule.favourable.clone()
+        } else {
+            rule.unfavourable.clone()
+        },
+        higher_is_favourable: rule.higher_is_favourable,
     }
 }
 
