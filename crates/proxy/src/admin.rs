@@ -514,6 +514,20 @@ impl Reloader {
     }
 }
 
+/// The fields of an `application/x-www-form-urlencoded` body, or the pairs of a query
+/// string, in order, %-decoded (`+` as space); `None` if any is malformed.
+pub(crate) fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| crate::admin::percent_decode(&s.replace('+', " "));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
 /// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
 pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();

@@ -87,7 +87,9 @@ struct RecentIds {
     order: VecDeque<String>,
 }
 
-fn now_ms() -> i64 {
+/// Now, in unix milliseconds: the clock of audit records (and of everything compared
+/// with their times).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

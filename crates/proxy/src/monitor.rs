@@ -26,6 +26,7 @@ use sidelight_monitor::{
     NumericDrift, NumericReference, ProtectedAttribute, Verdict,
 };
 
+use crate::audit::now_ms;
 use crate::config::{MonitorConfig, ProtectedConfig};
 use crate::review::Reviews;
 
@@ -574,12 +575,6 @@ pub(crate) fn value_text(v: &Value) -> String {
         Value::Text(t) => t.clone(),
         Value::Missing => String::new(),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Starts the background thread of a monitor.

@@ -61,24 +61,15 @@ pub(crate) fn parse_time(text: &str) -> Option<i64> {
     i64::try_from(d.as_millis()).ok()
 }
 
-fn percent_decoded(text: &str) -> Option<String> {
-    let text = text.replace('+', " ");
-    crate::admin::percent_decode(&text)
-}
-
 fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
     let mut q = RecordQuery {
         limit: 100,
         ..RecordQuery::default()
     };
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value =
-            percent_decoded(value).ok_or_else(|| format!("`{key}` is not correctly %-encoded"))?;
+    let pairs = crate::admin::parse_form(query.unwrap_or_default().as_bytes())
+        .ok_or_else(|| "the query is not correctly %-encoded".to_owned())?;
+    for (key, value) in pairs {
+        let key = key.as_str();
         let time = |v: &str| {
             parse_time(v)
                 .ok_or_else(|| format!("`{key}`: `{v}` is neither RFC 3339 nor unix milliseconds"))

@@ -19,6 +19,7 @@ use sidelight_explain::Value;
 use tokio::sync::oneshot;
 
 use crate::audit::AuditLog;
+use crate::audit::now_ms;
 use crate::body::{ProxyBody, json_response};
 use crate::config::ReviewConfig;
 use crate::error::json_error;
@@ -289,52 +290,10 @@ impl ReviewDesk {
         let Some(audit) = &self.audit else {
             return no_audit();
         };
-        let mut q = RecordQuery {
-            review_state: Some("pending".to_owned()),
-            limit: 50,
-            ..RecordQuery::default()
+        let q = match queue_query(query) {
+            Ok(q) => q,
+            Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &message),
         };
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let Some(value) = crate::admin::percent_decode(&value.replace('+', " ")) else {
-                return json_error(StatusCode::BAD_REQUEST, "bad_query", "bad %-encoding");
-            };
-            match key {
-                "state" => q.review_state = Some(value),
-                "route" => q.route = Some(value),
-                "limit" => match value.parse::<usize>() {
-                    Ok(n) if (1..=500).contains(&n) => q.limit = n,
-                    _ => {
-                        return json_error(
-                            StatusCode::BAD_REQUEST,
-                            "bad_query",
-                            "`limit` must be 1 to 500",
-                        );
-                    }
-                },
-                "after" => match value.parse::<u64>() {
-                    Ok(n) => q.after = Some(n),
-                    Err(_) => {
-                        return json_error(
-                            StatusCode::BAD_REQUEST,
-                            "bad_query",
-                            "`after` must be the `next` of the previous page",
-                        );
-                    }
-                },
-                other => {
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_query",
-                        &format!("unknown parameter `{other}`; use state, route, limit, after"),
-                    );
-                }
-            }
-        }
         match audit.query(q).await {
             Ok(page) => json_response(
                 StatusCode::OK,
@@ -512,10 +471,41 @@ impl ReviewDesk {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+/// The queue's query: `state` (default `pending`), `route`, `limit` (1 to 500, default
+/// 50), `after`.
+fn queue_query(query: Option<&str>) -> Result<RecordQuery, String> {
+    let mut q = RecordQuery {
+        review_state: Some("pending".to_owned()),
+        limit: 50,
+        ..RecordQuery::default()
+    };
+    let pairs = crate::admin::parse_form(query.unwrap_or_default().as_bytes())
+        .ok_or_else(|| "bad %-encoding".to_owned())?;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "state" => q.review_state = Some(value),
+            "route" => q.route = Some(value),
+            "limit" => {
+                q.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| "`limit` must be 1 to 500".to_owned())?;
+            }
+            "after" => {
+                q.after =
+                    Some(value.parse::<u64>().map_err(|_| {
+                        "`after` must be the `next` of the previous page".to_owned()
+                    })?);
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter `{other}`; use state, route, limit, after"
+                ));
+            }
+        }
+    }
+    Ok(q)
 }
 
 /// `POST /v1/feedback` on the data port: `{"id": "<record id>", "outcome": …}`.

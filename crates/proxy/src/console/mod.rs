@@ -35,6 +35,7 @@ use serde_json::Value as Json;
 use sidelight_audit::{RecordQuery, Review, record_json};
 
 use crate::admin::{AdminState, percent_decode};
+use crate::audit::now_ms;
 use crate::auth::{Principal, Role};
 use crate::body::{ProxyBody, full};
 use crate::review::DecisionError;
@@ -561,12 +562,6 @@ async fn record_action(state: &AdminState, principal: &Principal, action: &str, 
 }
 
 // === pages ===
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// The query's pairs, %-decoded; `None` if one is malformed.
 fn query_pairs(query: Option<&str>) -> Option<Vec<(String, String)>> {

@@ -190,18 +190,7 @@ pub(crate) fn set_cookie(name: &str, value: &str, max_age: Duration, secure: boo
     )
 }
 
-/// The fields of an `application/x-www-form-urlencoded` body, in order.
-pub(crate) fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| crate::admin::percent_decode(&s.replace('+', " "));
-            Some((decode(k)?, decode(v)?))
-        })
-        .collect()
-}
+pub(crate) use crate::admin::parse_form;
 
 /// The first value of `name` in parsed form fields or query pairs.
 pub(crate) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -24,6 +24,7 @@ use super::store::{StoredExplanation, StoredRequest};
 use super::{Narrate, RecentExplanations, RecentRequests, RouteLive};
 use crate::adapter;
 use crate::audit::AuditLog;
+use crate::audit::now_ms;
 use crate::body::{ProxyBody, full};
 use crate::config::{AttachMode, Audience, GpcRule, PrivacyConfig, SUBJECT_HEADER};
 use crate::error::{ProxyError, json_error};
@@ -311,12 +312,6 @@ fn rank(consent: Consent) -> u8 {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// What the explain layer learned about a request, for its audit record. Filled as far
 /// as the request got: a pass-through leaves the later fields empty.
 #[derive(Default)]
@@ -328,9 +323,6 @@ struct Facts {
     body: Option<Bytes>,
     /// The pseudonymous subject.
     subject: Option<Arc<str>>,
-    /// Feature names and rows as the adapter read them, for the privacy policy.
-    names: Vec<String>,
-    rows: Vec<Vec<serde_json::Value>>,
     request: Option<Bytes>,
     response: Option<Bytes>,
     features: Option<serde_json::Value>,
@@ -368,8 +360,27 @@ impl Facts {
             return record;
         }
         record.subject = self.subject.map(|s| s.to_string());
-        let present = policy.restricted(&self.names);
-        let mut present: Vec<&str> = present;
+        // The feature rows as the adapter read them: what the policy looks for in the
+        // payloads and texts (a policy that keeps everything needs none of this).
+        let (names, rows): (Vec<String>, Vec<Vec<serde_json::Value>>) = match self
+            .features
+            .as_ref()
+            .filter(|_| !policy.keeps_everything())
+        {
+            Some(f) => (
+                serde_json::from_value(f["names"].clone()).unwrap_or_default(),
+                f["rows"]
+                    .as_array()
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|r| r.as_array().cloned().unwrap_or_default())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            None => Default::default(),
+        };
+        let mut present: Vec<&str> = policy.restricted(&names);
         if let Some(field) = live.privacy.subject_field.as_deref() {
             if !matches!(policy.rule(field), sidelight_audit::FieldRule::Keep) {
                 present.push(field);
@@ -382,13 +393,10 @@ impl Facts {
             .response
             .and_then(|b| policy.apply_payload(&b, &[], keys));
         record.features = self.features.map(|mut f| {
-            if let Some(serde_json::Value::Array(rows)) = f.get_mut("rows") {
-                let mut typed: Vec<Vec<serde_json::Value>> = rows
-                    .iter()
-                    .map(|r| r.as_array().cloned().unwrap_or_default())
-                    .collect();
-                policy.apply_rows(&self.names, &mut typed, keys);
-                *rows = typed.into_iter().map(serde_json::Value::Array).collect();
+            if !policy.keeps_everything() {
+                let mut kept = rows.clone();
+                policy.apply_rows(&names, &mut kept, keys);
+                f["rows"] = kept.into_iter().map(serde_json::Value::Array).collect();
             }
             f
         });
@@ -396,12 +404,12 @@ impl Facts {
             policy.apply_attributions(&mut a, keys);
             // What the caller was shown is kept with the attributions too, under the
             // same rule as the record's texts.
-            if let serde_json::Value::Array(rows) = &mut a {
-                for shown in rows.iter_mut().filter_map(|r| r.get_mut("shown")) {
+            if let serde_json::Value::Array(explained) = &mut a {
+                for shown in explained.iter_mut().filter_map(|r| r.get_mut("shown")) {
                     for key in ["text", "next_step"] {
                         let quotes = shown[key]
                             .as_str()
-                            .is_some_and(|t| policy.text_quotes(t, &self.names, &self.rows));
+                            .is_some_and(|t| policy.text_quotes(t, &names, &rows));
                         if quotes {
                             shown[key] = serde_json::Value::String(WITHHELD_TEXT.to_owned());
                         }
@@ -414,7 +422,7 @@ impl Facts {
             texts
                 .into_iter()
                 .map(|t| {
-                    if policy.text_quotes(&t, &self.names, &self.rows) {
+                    if policy.text_quotes(&t, &names, &rows) {
                         WITHHELD_TEXT.to_owned()
                     } else {
                         t
@@ -652,18 +660,6 @@ async fn augment(
     facts.features = serde_json::to_value(&rows.rows)
         .ok()
         .map(|rows_json| serde_json::json!({ "names": rows.names, "rows": rows_json }));
-    if audit.is_some() && !live.policy.keeps_everything() {
-        facts.names.clone_from(&rows.names);
-        facts.rows = rows
-            .rows
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .map(|v| serde_json::to_value(v).unwrap_or_default())
-                    .collect()
-            })
-            .collect();
-    }
     let subject = facts.subject.clone();
     facts.outputs = serde_json::to_value(&outputs.rows).ok();
     // Only full consent lets a row into the training window.
