@@ -25,6 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 pub mod live;
 pub mod model;
+pub mod postgres;
 
 pub type BoxBody =
     http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;

@@ -11,11 +11,12 @@
 //! - Hash chain: `hash = SHA-256(prev_hash bytes || canonical bytes)`, with HMAC-SHA256
 //!   checkpoints over `(seq, hash)` every N records and at the end of every batch.
 //! - [`AuditStore`], implemented by [`SqliteStore`] (WAL, `synchronous=FULL`, one
-//!   transaction per batch).
+//!   transaction per batch) and [`PostgresStore`] (several replicas sharing one
+//!   database, a hash chain per writer).
 //! - [`Writer`]: a group-commit writer on a dedicated thread, with `Sync` / `Async`
 //!   durability and a `Block` / `Shed` full-queue policy. No async runtime is required:
 //!   an [`Ack`] can be waited on (blocking) or awaited (it is a `Future`).
-//! - [`verify`]: walks the chain and names the first broken record.
+//! - [`verify`]: walks every writer's chain and names the first broken record.
 //! - [`PrivacyPolicy`]: per-field rules (keep, drop, pseudonymise, generalise) applied
 //!   before anything is stored.
 //! - [`Keys`]: the master key (checkpoints, pseudonyms) and the AES-256-GCM keyring that
@@ -32,10 +33,14 @@
 //!   all, and its `Debug` impls leave key bytes out;
 //! - **never write an erasable field in the clear** when sealing is on;
 //! - **never lose an acknowledged record** — a `Sync` ack completes only after the
-//!   transaction holding the record has committed with `synchronous=FULL`.
+//!   transaction holding the record has committed with `synchronous=FULL` (SQLite) or
+//!   `synchronous_commit = on` (PostgreSQL).
 
+mod common;
 mod export;
+mod fleet;
 mod keys;
+mod postgres;
 mod privacy;
 mod record;
 mod sqlite;
@@ -44,7 +49,9 @@ mod verify;
 mod writer;
 
 pub use export::{CsvExport, ExportError, record_json, rfc3339_ms, write_jsonl};
+pub use fleet::{FleetStore, FleetSurrogate, TrainingBatch};
 pub use keys::{DERIVED_KEY_ID, KeyError, Keys, MIN_MASTER_BYTES, OpenError};
+pub use postgres::{PostgresConfig, PostgresStore};
 pub use privacy::{FieldRule, PrivacyPolicy};
 pub use record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
 pub use sqlite::{BackgroundCheckpoints, SqliteConfig, SqliteStore};
@@ -52,7 +59,7 @@ pub use store::{
     AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Feedback, Page,
     RecordQuery, Review, StoreError, Stored, checkpoint_mac, checkpoint_mac_ok,
 };
-pub use verify::{BreakKind, VerifyError, VerifyReport, verify};
+pub use verify::{BreakKind, VerifyError, VerifyReport, WriterReport, verify};
 pub use writer::{
     Ack, Durability, QueuePolicy, SubmitError, WriteError, Writer, WriterConfig, WriterMetrics,
 };

@@ -138,15 +138,22 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// The fields covered by the hash chain, in a fixed order (version 1).
+/// The fields covered by the hash chain, in a fixed order.
 ///
 /// Serialised with `serde_json` this struct is deterministic: it only holds strings,
 /// integers and nulls, and serde emits struct fields in declaration order. Erasable
 /// content is represented by its digest, so erasure leaves the canonical bytes unchanged.
+///
+/// Version 1 (one chain per store, SQLite) has no `writer`; version 2 (a chain per
+/// writer, PostgreSQL) hashes the writer's name too, so a chain cannot be passed off as
+/// another writer's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Canonical<'a> {
-    /// Canonical-form version.
+    /// Canonical-form version: [`Canonical::version`].
     pub v: u32,
+    /// The writer whose chain holds the record; `None` (and not serialised) in version 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer: Option<&'a str>,
     /// Position in the chain.
     pub seq: u64,
     /// Record id.
@@ -178,6 +185,15 @@ pub struct Canonical<'a> {
 }
 
 impl Canonical<'_> {
+    /// The canonical-form version of a record in `writer`'s chain: 1 without a writer
+    /// (SQLite's single chain), 2 with one.
+    pub fn version(writer: Option<&str>) -> u32 {
+        match writer {
+            None => 1,
+            Some(_) => 2,
+        }
+    }
+
     /// The canonical bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising a struct of strings, integers and options cannot fail.

@@ -7,15 +7,18 @@
 //!   Group commit amortises the fsync over a whole batch.
 //! - One transaction per batch; checkpoints are written in the same transaction.
 
+use crate::common::{
+    Workflow, all_opened, canonical, open_field, prepare, record_of, reseal_fields, sql_limit,
+    to_i64, to_u64,
+};
 use crate::keys::Keys;
-use crate::record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
+use crate::record::{GENESIS_HASH, Record};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Feedback, Page,
-    RecordQuery, Review, StoreError, Stored, checkpoint_mac,
+    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, Erasure, Feedback, Page, RecordQuery,
+    Review, StoreError, Stored, checkpoint_mac,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
-use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -151,39 +154,19 @@ const COLUMNS: &str = "seq, id, time_ms, route, model, consent, subject, surroga
 const CLEAR_FIELDS: &str = "request = NULL, response = NULL, features = NULL, outputs = NULL, \
      attributions = NULL, texts = NULL, key_id = NULL";
 
-fn to_i64(v: u64, what: &'static str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::OutOfRange(what))
-}
-
-fn to_u64(v: i64, what: &'static str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::OutOfRange(what))
-}
-
-fn json_bytes<T: serde::Serialize>(v: Option<&T>) -> Result<Option<Vec<u8>>, StoreError> {
-    v.map(serde_json::to_vec)
-        .transpose()
-        .map_err(StoreError::from)
-}
-
 fn read_chain_row(row: &Row<'_>, keys: &Keys) -> Result<ChainRow, StoreError> {
     let seq: i64 = row.get(0)?;
     let id: String = row.get(1)?;
     let key_id: Option<String> = row.get(24)?;
-    let field = |c: usize, name: &str| -> Result<ErasableField, StoreError> {
-        let stored: Option<Vec<u8>> = row.get(c)?;
-        let sha256: Option<String> = row.get(c + 1)?;
-        let (content, open_error) = match (stored, &key_id) {
-            (Some(sealed), Some(key)) => match keys.open(key, &id, name, &sealed) {
-                Ok(clear) => (Some(clear), None),
-                Err(e) => (None, Some(e)),
-            },
-            (stored, _) => (stored, None),
-        };
-        Ok(ErasableField {
-            content,
-            sha256,
-            open_error,
-        })
+    let field = |c: usize, name: &str| -> Result<_, StoreError> {
+        Ok(open_field(
+            keys,
+            key_id.as_deref(),
+            &id,
+            name,
+            row.get(c)?,
+            row.get(c + 1)?,
+        ))
     };
     let fields = [
         field(9, ERASABLE_FIELDS[0])?,
@@ -215,63 +198,18 @@ fn read_chain_row(row: &Row<'_>, keys: &Keys) -> Result<ChainRow, StoreError> {
     })
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(f: &ErasableField) -> Result<Option<T>, StoreError> {
-    f.content
-        .as_deref()
-        .map(serde_json::from_slice)
-        .transpose()
-        .map_err(StoreError::from)
-}
-
-/// An error naming the first sealed field of `row` that did not open.
-fn all_opened(row: &ChainRow) -> Result<(), StoreError> {
-    match row
-        .fields
-        .iter()
-        .zip(ERASABLE_FIELDS)
-        .find_map(|(f, name)| f.open_error.clone().map(|e| (name, e)))
-    {
-        Some((field, source)) => Err(StoreError::Open {
-            id: row.id.clone(),
-            field,
-            source,
-        }),
-        None => Ok(()),
-    }
-}
-
 fn read_stored(row: &Row<'_>, keys: &Keys) -> Result<Stored, StoreError> {
     let c = read_chain_row(row, keys)?;
-    let consent = Consent::parse(&c.consent)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown consent at seq {}", c.seq)))?;
-    all_opened(&c)?;
-    let [request, response, features, outputs, attributions, texts] = &c.fields;
-    let record = Record {
-        id: c.id.clone(),
-        time_ms: c.time_ms,
-        route: c.route.clone(),
-        model: c.model.clone(),
-        request: request.content.clone(),
-        response: response.content.clone(),
-        features: parse_json(features)?,
-        outputs: parse_json(outputs)?,
-        surrogate_version: c.surrogate_version,
-        attributions: parse_json(attributions)?,
-        texts: parse_json(texts)?,
-        consent,
-        subject: c.subject.clone(),
+    let seq = c.seq;
+    let workflow = Workflow {
         review_state: row.get(8)?,
-        erased_at: c.erased_at,
         erased_reason: row.get(25)?,
-        review_reasons: row
-            .get::<_, Option<String>>(26)?
-            .map(|t| serde_json::from_str(&t))
-            .transpose()?
-            .unwrap_or_default(),
-        prev_hash: c.prev_hash.clone(),
-        hash: c.hash.clone(),
+        review_reasons: row.get(26)?,
     };
-    Ok(Stored { seq: c.seq, record })
+    Ok(Stored {
+        seq,
+        record: record_of(c, workflow)?,
+    })
 }
 
 impl SqliteStore {
@@ -430,47 +368,7 @@ impl AuditStore for SqliteStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let key_id = self
-            .config
-            .encrypt
-            .then(|| self.config.keys.active_id().to_owned());
-        // Seal before the transaction: encryption is the costly part, and the write
-        // lock should be held for the inserts only.
-        let mut sealer = match self.config.encrypt {
-            true => Some(
-                self.config
-                    .keys
-                    .sealer()
-                    .ok_or_else(|| StoreError::Seal(records[0].id.clone()))?,
-            ),
-            false => None,
-        };
-        let mut prepared = Vec::with_capacity(records.len());
-        for r in records {
-            let clear: [Option<Cow<'_, [u8]>>; 6] = [
-                r.request.as_deref().map(Cow::Borrowed),
-                r.response.as_deref().map(Cow::Borrowed),
-                json_bytes(r.features.as_ref())?.map(Cow::Owned),
-                json_bytes(r.outputs.as_ref())?.map(Cow::Owned),
-                json_bytes(r.attributions.as_ref())?.map(Cow::Owned),
-                json_bytes(r.texts.as_ref())?.map(Cow::Owned),
-            ];
-            let digests: [Option<String>; 6] =
-                std::array::from_fn(|i| clear[i].as_deref().map(sha256_hex));
-            let any = clear.iter().any(Option::is_some);
-            let mut stored: [Option<Cow<'_, [u8]>>; 6] = Default::default();
-            for (i, c) in clear.into_iter().enumerate() {
-                stored[i] = match (c, sealer.as_mut()) {
-                    (Some(bytes), Some(sealer)) => Some(Cow::Owned(
-                        sealer
-                            .seal(&r.id, ERASABLE_FIELDS[i], &bytes)
-                            .ok_or_else(|| StoreError::Seal(r.id.clone()))?,
-                    )),
-                    (other, _) => other,
-                };
-            }
-            prepared.push((stored, digests, key_id.as_ref().filter(|_| any)));
-        }
+        let prepared = prepare(records, &self.config.keys, self.config.encrypt)?;
         let tx = self.conn.transaction()?;
         let mut seq = self.last_seq;
         let mut prev = self.last_hash.clone();
@@ -482,26 +380,10 @@ impl AuditStore for SqliteStore {
             ))?;
             let mut checkpoint =
                 tx.prepare_cached("INSERT INTO checkpoints (seq, hash, mac) VALUES (?1, ?2, ?3)")?;
-            for (i, (r, (stored, digests, key_id))) in records.iter().zip(&prepared).enumerate() {
+            for (i, (r, p)) in records.iter().zip(&prepared).enumerate() {
                 seq += 1;
-                let canonical = Canonical {
-                    v: 1,
-                    seq,
-                    id: &r.id,
-                    time_ms: r.time_ms,
-                    route: &r.route,
-                    model: &r.model,
-                    consent: r.consent.as_str(),
-                    subject: r.subject.as_deref(),
-                    surrogate_version: r.surrogate_version,
-                    request_sha256: digests[0].as_deref(),
-                    response_sha256: digests[1].as_deref(),
-                    features_sha256: digests[2].as_deref(),
-                    outputs_sha256: digests[3].as_deref(),
-                    attributions_sha256: digests[4].as_deref(),
-                    texts_sha256: digests[5].as_deref(),
-                };
-                let hash = canonical.chain_hash(&prev);
+                let (stored, digests) = (&p.stored, &p.digests);
+                let hash = canonical(r, seq, digests, None).chain_hash(&prev);
                 let reasons = (!r.review_reasons.is_empty())
                     .then(|| serde_json::to_string(&r.review_reasons))
                     .transpose()?;
@@ -534,7 +416,7 @@ impl AuditStore for SqliteStore {
                     r.erased_at,
                     prev,
                     hash,
-                    key_id,
+                    p.key_id,
                     r.erased_reason,
                     reasons,
                 ])?;
@@ -617,7 +499,7 @@ impl AuditStore for SqliteStore {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2"
         ))?;
-        let limit = to_i64(u64::try_from(limit.max(1)).unwrap_or(u64::MAX), "limit")?;
+        let limit = sql_limit(limit)?;
         let after = after.map_or(Ok(i64::MIN), |a| to_i64(a, "after"))?;
         let mut rows = stmt.query(params![after, limit])?;
         let mut out = Vec::new();
@@ -668,7 +550,7 @@ impl AuditStore for SqliteStore {
 
     fn reseal(&mut self, limit: usize) -> Result<u64, StoreError> {
         let active = self.config.keys.active_id().to_owned();
-        let limit = to_i64(u64::try_from(limit.max(1)).unwrap_or(u64::MAX), "limit")?;
+        let limit = sql_limit(limit)?;
         // Immediate: the transaction reads before it writes, and a deferred one could not
         // upgrade to a write while a proxy's writer holds the lock (it would fail at once
         // instead of waiting its turn).
@@ -697,19 +579,7 @@ impl AuditStore for SqliteStore {
                  attributions = ?5, texts = ?6, key_id = ?7 WHERE seq = ?8",
             )?;
             for row in rows {
-                all_opened(&row)?;
-                let mut sealed: [Option<Vec<u8>>; 6] = Default::default();
-                for (i, f) in row.fields.iter().enumerate() {
-                    sealed[i] = match &f.content {
-                        Some(clear) => Some(
-                            self.config
-                                .keys
-                                .seal(&row.id, ERASABLE_FIELDS[i], clear)
-                                .ok_or_else(|| StoreError::Seal(row.id.clone()))?,
-                        ),
-                        None => None,
-                    };
-                }
+                let sealed = reseal_fields(&self.config.keys, &row)?;
                 update.execute(params![
                     sealed[0],
                     sealed[1],

@@ -1,4 +1,4 @@
-//! The store trait that every backend (SQLite now, PostgreSQL later) implements.
+//! The store trait that every backend (SQLite, PostgreSQL) implements.
 
 use crate::keys::OpenError;
 use crate::record::Record;
@@ -36,12 +36,32 @@ pub enum StoreError {
     /// A field could not be sealed (the active key is unusable).
     #[error("cannot seal record {0} with the active key")]
     Seal(String),
+    /// The PostgreSQL backend failed (server unreachable, disk full, read-only, lock
+    /// timeout, ...). Shown as the SQLSTATE code and the server's message, never its
+    /// detail, which may quote values.
+    #[error("postgres: {}", crate::postgres::describe(.0))]
+    Postgres(#[from] postgres::Error),
+    /// Another live process appends to this writer's chain.
+    #[error(
+        "audit writer `{0}` is already active in another process (each replica needs a writer name of its own)"
+    )]
+    WriterActive(String),
+    /// The store reached its configured size limit.
+    #[error("the audit store reached its size limit of {limit} bytes")]
+    SizeLimit {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The store's settings are unusable (connection URL, writer name).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl StoreError {
     /// Whether the store refused the write because it is full (disk full or the
-    /// configured size limit), read-only, or locked by another process: the kinds of
-    /// trouble an operator fixes outside Sidelight.
+    /// configured size limit), read-only, locked by another process, or unreachable (a
+    /// database server that is down or dropped the connection: `unavailable`): the kinds
+    /// of trouble an operator fixes outside Sidelight.
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
@@ -52,6 +72,9 @@ impl StoreError {
                 _ => "other",
             },
             StoreError::Open { .. } | StoreError::Seal(_) | StoreError::WrongKey(_) => "key",
+            StoreError::Postgres(e) => crate::postgres::kind(e),
+            StoreError::WriterActive(_) => "locked",
+            StoreError::SizeLimit { .. } => "full",
             _ => "other",
         }
     }
@@ -60,7 +83,8 @@ impl StoreError {
 /// A record together with its position in the chain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
-    /// Position in the chain, starting at 1.
+    /// Position in the log, starting at 1: in the chain for SQLite, in the fleet-wide
+    /// order across writers for PostgreSQL (its chains' own seqs are in [`ChainRow`]).
     pub seq: u64,
     /// The record, with `prev_hash` and `hash` filled in.
     pub record: Record,
@@ -298,4 +322,85 @@ pub trait AuditStore: Send {
 
     /// All checkpoints in ascending seq.
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// The writers whose chains the store holds, each verified on its own. A store with
+    /// a single chain (SQLite) has one writer, named `""`.
+    fn writers(&self) -> Result<Vec<String>, StoreError> {
+        Ok(vec![String::new()])
+    }
+
+    /// [`chain_rows`](Self::chain_rows) of one writer's chain.
+    fn writer_chain_rows(
+        &self,
+        writer: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ChainRow>, StoreError> {
+        let _ = writer;
+        self.chain_rows(after, limit)
+    }
+
+    /// [`checkpoints`](Self::checkpoints) of one writer's chain.
+    fn writer_checkpoints(&self, writer: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let _ = writer;
+        self.checkpoints()
+    }
+}
+
+/// A boxed store is a store, so that a caller can choose the backend at run time and
+/// still hand it to the [`Writer`](crate::Writer) or [`verify`](crate::verify).
+impl<S: AuditStore + ?Sized> AuditStore for Box<S> {
+    fn append_batch(&mut self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
+        (**self).append_batch(records)
+    }
+    fn get(&self, id: &str) -> Result<Option<Stored>, StoreError> {
+        (**self).get(id)
+    }
+    fn contains(&self, id: &str) -> Result<bool, StoreError> {
+        (**self).contains(id)
+    }
+    fn query(&self, query: &RecordQuery) -> Result<Page, StoreError> {
+        (**self).query(query)
+    }
+    fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, StoreError> {
+        (**self).erase(what, now_ms)
+    }
+    fn reseal(&mut self, limit: usize) -> Result<u64, StoreError> {
+        (**self).reseal(limit)
+    }
+    fn key_usage(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        (**self).key_usage()
+    }
+    fn add_review(&mut self, review: &Review) -> Result<bool, StoreError> {
+        (**self).add_review(review)
+    }
+    fn reviews(&self, record_id: &str) -> Result<Vec<Review>, StoreError> {
+        (**self).reviews(record_id)
+    }
+    fn add_feedback(&mut self, feedback: &Feedback) -> Result<bool, StoreError> {
+        (**self).add_feedback(feedback)
+    }
+    fn feedback(&self, record_id: &str) -> Result<Vec<Feedback>, StoreError> {
+        (**self).feedback(record_id)
+    }
+    fn chain_rows(&self, after: Option<u64>, limit: usize) -> Result<Vec<ChainRow>, StoreError> {
+        (**self).chain_rows(after, limit)
+    }
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        (**self).checkpoints()
+    }
+    fn writers(&self) -> Result<Vec<String>, StoreError> {
+        (**self).writers()
+    }
+    fn writer_chain_rows(
+        &self,
+        writer: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ChainRow>, StoreError> {
+        (**self).writer_chain_rows(writer, after, limit)
+    }
+    fn writer_checkpoints(&self, writer: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        (**self).writer_checkpoints(writer)
+    }
 }

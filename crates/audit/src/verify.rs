@@ -2,13 +2,16 @@
 
 use crate::keys::OpenError;
 use crate::record::{Canonical, Consent, GENESIS_HASH, sha256_hex};
-use crate::store::{AuditStore, ChainRow, ERASABLE_FIELDS, StoreError, checkpoint_mac_ok};
+use crate::store::{
+    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, StoreError, checkpoint_mac_ok,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Rows read per page while walking the chain.
 const PAGE: usize = 1024;
 
-/// What a successful verification covered.
+/// What a successful verification covered: totals over every writer's chain, and each
+/// chain on its own in `writers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Records walked.
@@ -17,9 +20,31 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// Records whose erasable fields are tombstoned.
     pub erased: u64,
-    /// Seq of the last record (0 when empty).
+    /// Seq of the last record (0 when empty). With several writers, that of the writer
+    /// listed last in `writers`.
     pub last_seq: u64,
-    /// Hash of the last record (the genesis hash when empty).
+    /// Hash of the last record (the genesis hash when empty). With several writers, that
+    /// of the writer listed last in `writers`.
+    pub last_hash: String,
+    /// Each writer's chain, in the order [`AuditStore::writers`] lists them (a SQLite log
+    /// has one, named `""`).
+    pub writers: Vec<WriterReport>,
+}
+
+/// What verification found in one writer's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterReport {
+    /// The writer's name (`""` for a store with a single chain).
+    pub writer: String,
+    /// Records walked.
+    pub records: u64,
+    /// Checkpoints whose MAC and hash matched.
+    pub checkpoints: u64,
+    /// Records whose erasable fields are tombstoned.
+    pub erased: u64,
+    /// Seq of the chain's last record (0 when empty).
+    pub last_seq: u64,
+    /// Hash of the chain's last record (the genesis hash when empty).
     pub last_hash: String,
 }
 
@@ -153,6 +178,32 @@ pub enum VerifyError {
     /// The store could not be read.
     #[error("reading the store: {0}")]
     Store(#[from] StoreError),
+    /// What went wrong in one writer's chain, for stores with a chain per writer.
+    #[error("writer `{writer}`: {source}")]
+    InWriter {
+        /// The writer whose chain is broken.
+        writer: String,
+        /// What is wrong with it.
+        source: Box<VerifyError>,
+    },
+}
+
+impl VerifyError {
+    /// The error itself, without the writer it was found in.
+    pub fn innermost(&self) -> &VerifyError {
+        match self {
+            VerifyError::InWriter { source, .. } => source.innermost(),
+            other => other,
+        }
+    }
+
+    /// The writer whose chain the error is in, when the store has named writers.
+    pub fn writer(&self) -> Option<&str> {
+        match self {
+            VerifyError::InWriter { writer, .. } => Some(writer),
+            _ => None,
+        }
+    }
 }
 
 fn broken(row: &ChainRow, kind: BreakKind) -> VerifyError {
@@ -181,20 +232,38 @@ impl KeysSeen {
         }
     }
 
-    /// Whether any record from `row` on opens with `key_id` (looking ahead when none
-    /// has yet).
+    /// Whether any record from `row` on in `writer`'s chain, or any record of another
+    /// writer, opens with `key_id` (looking ahead when none has yet).
     fn opens<S: AuditStore + ?Sized>(
         &mut self,
         store: &S,
+        writer: &str,
         row: &ChainRow,
         key_id: &str,
     ) -> Result<bool, StoreError> {
         if self.0.contains(key_id) {
             return Ok(true);
         }
-        let mut after = Some(row.seq);
+        if self.look_ahead(store, writer, Some(row.seq), key_id)? {
+            return Ok(true);
+        }
+        for other in store.writers()? {
+            if other != writer && self.look_ahead(store, &other, None, key_id)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn look_ahead<S: AuditStore + ?Sized>(
+        &mut self,
+        store: &S,
+        writer: &str,
+        mut after: Option<u64>,
+        key_id: &str,
+    ) -> Result<bool, StoreError> {
         loop {
-            let rows = store.chain_rows(after, PAGE)?;
+            let rows = store.writer_chain_rows(writer, after, PAGE)?;
             let Some(last) = rows.last() else {
                 return Ok(false);
             };
@@ -211,6 +280,7 @@ impl KeysSeen {
 
 fn check_seals<S: AuditStore + ?Sized>(
     store: &S,
+    writer: &str,
     row: &ChainRow,
     seen: &mut KeysSeen,
 ) -> Result<(), VerifyError> {
@@ -225,7 +295,7 @@ fn check_seals<S: AuditStore + ?Sized>(
                 });
             }
             Some(OpenError::Failed(key_id)) => {
-                if seen.opens(store, row, key_id)? {
+                if seen.opens(store, writer, row, key_id)? {
                     return Err(broken(row, BreakKind::SealBroken { field: name }));
                 }
                 return Err(VerifyError::WrongEncryptionKey {
@@ -237,7 +307,12 @@ fn check_seals<S: AuditStore + ?Sized>(
     Ok(())
 }
 
-fn check_row(row: &ChainRow, expected_seq: u64, prev: &str) -> Result<bool, VerifyError> {
+fn check_row(
+    writer: Option<&str>,
+    row: &ChainRow,
+    expected_seq: u64,
+    prev: &str,
+) -> Result<bool, VerifyError> {
     if row.seq != expected_seq {
         return Err(broken(
             row,
@@ -271,7 +346,8 @@ fn check_row(row: &ChainRow, expected_seq: u64, prev: &str) -> Result<bool, Veri
     }
     let d = |i: usize| row.fields[i].sha256.as_deref();
     let canonical = Canonical {
-        v: 1,
+        v: Canonical::version(writer),
+        writer,
         seq: row.seq,
         id: &row.id,
         time_ms: row.time_ms,
@@ -293,22 +369,66 @@ fn check_row(row: &ChainRow, expected_seq: u64, prev: &str) -> Result<bool, Veri
     Ok(erased)
 }
 
-/// Walks the whole chain and checks every checkpoint with `key`.
+/// Walks every writer's chain and checks every checkpoint with `key`.
 ///
 /// Detects a deleted, altered, reordered or inserted record and names the first broken
-/// one. Every batch the store appends ends with a checkpoint, so records after the last
-/// checkpoint (forged appends) and records missing before a checkpoint (truncation) are
-/// detected too.
+/// one (and, in a store with a chain per writer, its writer). Every batch the store
+/// appends ends with a checkpoint, so records after the last checkpoint (forged appends)
+/// and records missing before a checkpoint (truncation) are detected too.
 pub fn verify<S: AuditStore + ?Sized>(store: &S, key: &[u8]) -> Result<VerifyReport, VerifyError> {
-    let checkpoints = store.checkpoints()?;
-    let ok: Vec<bool> = checkpoints
+    let writers = store.writers()?;
+    let mut checkpoints = Vec::with_capacity(writers.len());
+    for writer in &writers {
+        checkpoints.push(store.writer_checkpoints(writer)?);
+    }
+    let any_ok = checkpoints
         .iter()
-        .map(|c| checkpoint_mac_ok(key, c.seq, &c.hash, &c.mac))
-        .collect();
-    if !checkpoints.is_empty() && !ok.iter().any(|b| *b) {
+        .flatten()
+        .any(|c| checkpoint_mac_ok(key, c.seq, &c.hash, &c.mac));
+    if !any_ok && checkpoints.iter().any(|c| !c.is_empty()) {
         return Err(VerifyError::KeyMismatch);
     }
-    if let Some((c, _)) = checkpoints.iter().zip(&ok).find(|(_, ok)| !**ok) {
+    let mut report = VerifyReport {
+        records: 0,
+        checkpoints: 0,
+        erased: 0,
+        last_seq: 0,
+        last_hash: GENESIS_HASH.to_owned(),
+        writers: Vec::with_capacity(writers.len()),
+    };
+    let mut seen = KeysSeen::default();
+    for (writer, checkpoints) in writers.iter().zip(&checkpoints) {
+        let chain = verify_chain(store, writer, checkpoints, key, &mut seen).map_err(|e| {
+            match (writer.is_empty(), e) {
+                // Not the writer's doing: the same whichever chain noticed it.
+                (_, e @ (VerifyError::Store(_) | VerifyError::KeyMismatch)) | (true, e) => e,
+                (false, e) => VerifyError::InWriter {
+                    writer: writer.clone(),
+                    source: Box::new(e),
+                },
+            }
+        })?;
+        report.records += chain.records;
+        report.checkpoints += chain.checkpoints;
+        report.erased += chain.erased;
+        report.last_seq = chain.last_seq;
+        report.last_hash.clone_from(&chain.last_hash);
+        report.writers.push(chain);
+    }
+    Ok(report)
+}
+
+fn verify_chain<S: AuditStore + ?Sized>(
+    store: &S,
+    writer: &str,
+    checkpoints: &[Checkpoint],
+    key: &[u8],
+    seen: &mut KeysSeen,
+) -> Result<WriterReport, VerifyError> {
+    if let Some(c) = checkpoints
+        .iter()
+        .find(|c| !checkpoint_mac_ok(key, c.seq, &c.hash, &c.mac))
+    {
         return Err(VerifyError::BadCheckpoint { seq: c.seq });
     }
     let by_seq: BTreeMap<u64, &str> = checkpoints
@@ -316,24 +436,25 @@ pub fn verify<S: AuditStore + ?Sized>(store: &S, key: &[u8]) -> Result<VerifyRep
         .map(|c| (c.seq, c.hash.as_str()))
         .collect();
     let last_checkpoint = checkpoints.last().map_or(0, |c| c.seq);
+    let named = (!writer.is_empty()).then_some(writer);
 
-    let mut report = VerifyReport {
+    let mut report = WriterReport {
+        writer: writer.to_owned(),
         records: 0,
         checkpoints: 0,
         erased: 0,
         last_seq: 0,
         last_hash: GENESIS_HASH.to_owned(),
     };
-    let mut seen = KeysSeen::default();
     let mut after = None;
     loop {
-        let rows = store.chain_rows(after, PAGE)?;
+        let rows = store.writer_chain_rows(writer, after, PAGE)?;
         if rows.is_empty() {
             break;
         }
         for row in &rows {
             let expected = report.last_seq + 1;
-            if check_row(row, expected, &report.last_hash)? {
+            if check_row(named, row, expected, &report.last_hash)? {
                 report.erased += 1;
             }
             if row.seq > last_checkpoint {
@@ -345,7 +466,7 @@ pub fn verify<S: AuditStore + ?Sized>(store: &S, key: &[u8]) -> Result<VerifyRep
                 }
                 report.checkpoints += 1;
             }
-            check_seals(store, row, &mut seen)?;
+            check_seals(store, writer, row, seen)?;
             report.records += 1;
             report.last_seq = row.seq;
             report.last_hash.clone_from(&row.hash);

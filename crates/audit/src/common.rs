@@ -1,0 +1,220 @@
+//! What every backend does the same way: sealing and digesting records before they are
+//! stored, opening sealed fields when they are read, and turning stored rows back into
+//! records. Kept in one place so that SQLite and PostgreSQL cannot drift apart in what a
+//! chain covers or how a field is sealed.
+
+use crate::keys::Keys;
+use crate::record::{Canonical, Consent, Record, sha256_hex};
+use crate::store::{ChainRow, ERASABLE_FIELDS, ErasableField, StoreError};
+use std::borrow::Cow;
+
+pub(crate) fn to_i64(v: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::OutOfRange(what))
+}
+
+pub(crate) fn to_u64(v: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::OutOfRange(what))
+}
+
+/// `limit.max(1)` as a SQL integer.
+pub(crate) fn sql_limit(limit: usize) -> Result<i64, StoreError> {
+    to_i64(u64::try_from(limit.max(1)).unwrap_or(u64::MAX), "limit")
+}
+
+fn json_bytes<T: serde::Serialize>(v: Option<&T>) -> Result<Option<Vec<u8>>, StoreError> {
+    v.map(serde_json::to_vec)
+        .transpose()
+        .map_err(StoreError::from)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(f: &ErasableField) -> Result<Option<T>, StoreError> {
+    f.content
+        .as_deref()
+        .map(serde_json::from_slice)
+        .transpose()
+        .map_err(StoreError::from)
+}
+
+/// One erasable field as read from the store, opened with the keyring if it was sealed.
+pub(crate) fn open_field(
+    keys: &Keys,
+    key_id: Option<&str>,
+    id: &str,
+    name: &str,
+    stored: Option<Vec<u8>>,
+    sha256: Option<String>,
+) -> ErasableField {
+    let (content, open_error) = match (stored, key_id) {
+        (Some(sealed), Some(key)) => match keys.open(key, id, name, &sealed) {
+            Ok(clear) => (Some(clear), None),
+            Err(e) => (None, Some(e)),
+        },
+        (stored, _) => (stored, None),
+    };
+    ErasableField {
+        content,
+        sha256,
+        open_error,
+    }
+}
+
+/// An error naming the first sealed field of `row` that did not open.
+pub(crate) fn all_opened(row: &ChainRow) -> Result<(), StoreError> {
+    match row
+        .fields
+        .iter()
+        .zip(ERASABLE_FIELDS)
+        .find_map(|(f, name)| f.open_error.clone().map(|e| (name, e)))
+    {
+        Some((field, source)) => Err(StoreError::Open {
+            id: row.id.clone(),
+            field,
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The workflow columns of a row that the chain does not cover.
+pub(crate) struct Workflow {
+    pub(crate) review_state: String,
+    pub(crate) erased_reason: Option<String>,
+    /// The JSON array of review reasons, as stored.
+    pub(crate) review_reasons: Option<String>,
+}
+
+/// The record a chain row and its workflow columns hold; every sealed field must open.
+pub(crate) fn record_of(c: ChainRow, w: Workflow) -> Result<Record, StoreError> {
+    let consent = Consent::parse(&c.consent)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown consent at seq {}", c.seq)))?;
+    all_opened(&c)?;
+    let [request, response, features, outputs, attributions, texts] = &c.fields;
+    Ok(Record {
+        features: parse_json(features)?,
+        outputs: parse_json(outputs)?,
+        attributions: parse_json(attributions)?,
+        texts: parse_json(texts)?,
+        request: request.content.clone(),
+        response: response.content.clone(),
+        id: c.id,
+        time_ms: c.time_ms,
+        route: c.route,
+        model: c.model,
+        surrogate_version: c.surrogate_version,
+        consent,
+        subject: c.subject,
+        review_state: w.review_state,
+        erased_at: c.erased_at,
+        erased_reason: w.erased_reason,
+        review_reasons: w
+            .review_reasons
+            .map(|t| serde_json::from_str(&t))
+            .transpose()?
+            .unwrap_or_default(),
+        prev_hash: c.prev_hash,
+        hash: c.hash,
+    })
+}
+
+/// A record ready to insert: its erasable fields as they go to disk (sealed when
+/// sealing is on) and the digests of their clear text.
+pub(crate) struct Prepared<'a> {
+    pub(crate) stored: [Option<Cow<'a, [u8]>>; 6],
+    pub(crate) digests: [Option<String>; 6],
+    /// The key that sealed the fields; `None` when they are in the clear or there are none.
+    pub(crate) key_id: Option<&'a str>,
+}
+
+/// Digests and (when `encrypt`) seals the erasable fields of every record. Done before a
+/// backend opens its transaction: encryption is the costly part, and locks should be
+/// held for the inserts only.
+pub(crate) fn prepare<'a>(
+    records: &'a [Record],
+    keys: &'a Keys,
+    encrypt: bool,
+) -> Result<Vec<Prepared<'a>>, StoreError> {
+    let mut sealer = match encrypt {
+        true => Some(keys.sealer().ok_or_else(|| {
+            StoreError::Seal(records.first().map(|r| r.id.clone()).unwrap_or_default())
+        })?),
+        false => None,
+    };
+    let key_id = encrypt.then(|| keys.active_id());
+    let mut prepared = Vec::with_capacity(records.len());
+    for r in records {
+        let clear: [Option<Cow<'_, [u8]>>; 6] = [
+            r.request.as_deref().map(Cow::Borrowed),
+            r.response.as_deref().map(Cow::Borrowed),
+            json_bytes(r.features.as_ref())?.map(Cow::Owned),
+            json_bytes(r.outputs.as_ref())?.map(Cow::Owned),
+            json_bytes(r.attributions.as_ref())?.map(Cow::Owned),
+            json_bytes(r.texts.as_ref())?.map(Cow::Owned),
+        ];
+        let digests: [Option<String>; 6] =
+            std::array::from_fn(|i| clear[i].as_deref().map(sha256_hex));
+        let any = clear.iter().any(Option::is_some);
+        let mut stored: [Option<Cow<'_, [u8]>>; 6] = Default::default();
+        for (i, c) in clear.into_iter().enumerate() {
+            stored[i] = match (c, sealer.as_mut()) {
+                (Some(bytes), Some(sealer)) => Some(Cow::Owned(
+                    sealer
+                        .seal(&r.id, ERASABLE_FIELDS[i], &bytes)
+                        .ok_or_else(|| StoreError::Seal(r.id.clone()))?,
+                )),
+                (other, _) => other,
+            };
+        }
+        prepared.push(Prepared {
+            stored,
+            digests,
+            key_id: key_id.filter(|_| any),
+        });
+    }
+    Ok(prepared)
+}
+
+/// The hashed form of a record about to be appended at `seq` of `writer`'s chain.
+pub(crate) fn canonical<'a>(
+    r: &'a Record,
+    seq: u64,
+    digests: &'a [Option<String>; 6],
+    writer: Option<&'a str>,
+) -> Canonical<'a> {
+    Canonical {
+        v: Canonical::version(writer),
+        writer,
+        seq,
+        id: &r.id,
+        time_ms: r.time_ms,
+        route: &r.route,
+        model: &r.model,
+        consent: r.consent.as_str(),
+        subject: r.subject.as_deref(),
+        surrogate_version: r.surrogate_version,
+        request_sha256: digests[0].as_deref(),
+        response_sha256: digests[1].as_deref(),
+        features_sha256: digests[2].as_deref(),
+        outputs_sha256: digests[3].as_deref(),
+        attributions_sha256: digests[4].as_deref(),
+        texts_sha256: digests[5].as_deref(),
+    }
+}
+
+/// The erasable fields of `row` sealed anew with the active key.
+pub(crate) fn reseal_fields(
+    keys: &Keys,
+    row: &ChainRow,
+) -> Result<[Option<Vec<u8>>; 6], StoreError> {
+    all_opened(row)?;
+    let mut sealed: [Option<Vec<u8>>; 6] = Default::default();
+    for (i, f) in row.fields.iter().enumerate() {
+        sealed[i] = match &f.content {
+            Some(clear) => Some(
+                keys.seal(&row.id, ERASABLE_FIELDS[i], clear)
+                    .ok_or_else(|| StoreError::Seal(row.id.clone()))?,
+            ),
+            None => None,
+        };
+    }
+    Ok(sealed)
+}

@@ -1,0 +1,452 @@
+//! What the replicas of a fleet share besides the audit log, in the same PostgreSQL
+//! database:
+//!
+//! - **Training rows** (`fleet_training_rows`): every replica appends the consented
+//!   feature rows and model outputs of its traffic, one database row per request,
+//!   sealed with the audit keys like a record's fields, with the subject's pseudonym,
+//!   the route and the time. The trainer reads the newest of them and prunes the rest.
+//! - **Surrogates** (`fleet_surrogates`): each version the trainer trained, accepted or
+//!   not, with fleet-wide version numbers per route; accepted ones carry the serialised
+//!   surrogate, which every replica loads.
+//! - **Erasures** (`fleet_erasures`): the subjects erased through any replica, which the
+//!   others read to drop the subject from their memory.
+//! - **Trainer election**: a session advisory lock per route
+//!   ([`FleetStore::try_lead`]); the holder trains, and the lock goes with its session.
+//!
+//! Like [`PostgresStore`](crate::PostgresStore), the client is blocking; a lost
+//! connection fails the call with kind `unavailable` and the next call reconnects.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
+use postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::common::{sql_limit, to_i64, to_u64};
+use crate::postgres::{PostgresConfig, connect_client};
+use crate::store::StoreError;
+
+/// The field name sealed training payloads are bound to.
+const TRAINING_FIELD: &str = "training_rows";
+
+/// The requests a training read looks at, at most: one row each at worst.
+const MAX_BATCHES: usize = 1_000_000;
+
+/// One request's training rows, as a replica contributes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainingBatch {
+    /// The route.
+    pub route: String,
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    /// The pseudonymous subject the rows came from.
+    pub subject: Option<String>,
+    /// How many feature rows `payload` holds.
+    pub rows: u64,
+    /// The rows and outputs, in whatever encoding the caller reads back (never logged;
+    /// sealed at rest when the store seals fields).
+    pub payload: Vec<u8>,
+}
+
+/// One surrogate version trained for a route, as published to the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetSurrogate {
+    /// Fleet-wide version number of the route.
+    pub version: u64,
+    /// Unix seconds.
+    pub trained_at: u64,
+    /// Rows trained on.
+    pub rows: u64,
+    /// Held-out R².
+    pub r2: f64,
+    /// Held-out mean absolute error.
+    pub mae: f64,
+    /// Held-out class agreement, for classifiers.
+    pub agreement: Option<f64>,
+    /// Whether it passed the fidelity gate.
+    pub accepted: bool,
+    /// Why it was accepted or not.
+    pub reason: String,
+    /// The serialised surrogate; `None` for a version that was not accepted.
+    pub surrogate: Option<String>,
+    /// The writer (replica) that trained it.
+    pub writer: String,
+}
+
+struct FleetSession {
+    client: Client,
+    /// Routes whose trainer lock this session holds.
+    leading: HashSet<String>,
+}
+
+/// The fleet's shared state; see the module documentation. Made by
+/// [`PostgresStore::fleet`](crate::PostgresStore::fleet).
+pub struct FleetStore {
+    pg: postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+    writer: String,
+    config: PostgresConfig,
+    session: Mutex<Option<FleetSession>>,
+}
+
+impl std::fmt::Debug for FleetStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the connection settings: they may hold a password.
+        f.debug_struct("FleetStore")
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FleetStore {
+    fn drop(&mut self) {
+        crate::postgres::drop_off_thread(
+            self.session
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+}
+
+impl FleetStore {
+    pub(crate) fn new(
+        pg: postgres::Config,
+        tls: Option<MakeRustlsConnect>,
+        writer: String,
+        config: PostgresConfig,
+    ) -> Self {
+        FleetStore {
+            pg,
+            tls,
+            writer,
+            config,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// Another connection to the same database (a trainer's election needs one of its
+    /// own: the lock lives as long as the session).
+    pub fn another(&self) -> FleetStore {
+        FleetStore::new(
+            self.pg.clone(),
+            self.tls.clone(),
+            self.writer.clone(),
+            self.config.clone(),
+        )
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut FleetSession) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.as_ref().is_none_or(|s| s.client.is_closed()) {
+            *guard = None;
+            let client = connect_client(&self.pg, self.tls.as_ref(), self.config.lock_timeout)?;
+            *guard = Some(FleetSession {
+                client,
+                leading: HashSet::new(),
+            });
+        }
+        let Some(session) = guard.as_mut() else {
+            return Err(StoreError::Corrupt("no database session".to_owned()));
+        };
+        let result = f(session);
+        if result.is_err() && session.client.is_closed() {
+            // The session's locks went with it.
+            *guard = None;
+        }
+        result
+    }
+
+    /// Whether this connection holds the trainer lock of `route`, taking it if it is
+    /// free. The lock is held until the session ends (the process stops, or the
+    /// connection is lost).
+    pub fn try_lead(&self, route: &str) -> Result<bool, StoreError> {
+        self.with(|s| {
+            if s.leading.contains(route) {
+                // A round trip: a session the server has dropped has lost its lock.
+                s.client.batch_execute("SELECT 1")?;
+                return Ok(true);
+            }
+            let key = format!("sidelight-trainer:{route}");
+            let locked: bool = s
+                .client
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                    &[&key],
+                )?
+                .try_get(0)?;
+            if locked {
+                s.leading.insert(route.to_owned());
+            }
+            Ok(locked)
+        })
+    }
+
+    /// Appends training rows, sealed with the active key when the store seals fields.
+    pub fn append_training(&self, batches: &[TrainingBatch]) -> Result<(), StoreError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let keys = &self.config.keys;
+        let mut sealed = Vec::with_capacity(batches.len());
+        for b in batches {
+            let id = format!("{}:{}", self.writer, uuid_like());
+            let (payload, key_id) = if self.config.encrypt {
+                let bytes = keys
+                    .seal(&id, TRAINING_FIELD, &b.payload)
+                    .ok_or_else(|| StoreError::Seal(id.clone()))?;
+                (bytes, Some(keys.active_id().to_owned()))
+            } else {
+                (b.payload.clone(), None)
+            };
+            sealed.push((id, payload, key_id, to_i64(b.rows, "rows")?));
+        }
+        self.with(|s| {
+            let mut tx = s.client.transaction()?;
+            let insert = tx.prepare(
+                "INSERT INTO fleet_training_rows (id, route, time_ms, subject, rows, key_id, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )?;
+            for (b, (id, payload, key_id, rows)) in batches.iter().zip(&sealed) {
+                tx.execute(
+                    &insert,
+                    &[id, &b.route, &b.time_ms, &b.subject, rows, key_id, payload],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// The newest batches of `route` that together hold at least `rows` rows (or all
+    /// there are), oldest first, opened, with the position of the newest (0 when
+    /// none): what the trainer trains on.
+    pub fn training_window(
+        &self,
+        route: &str,
+        rows: usize,
+    ) -> Result<(Vec<TrainingBatch>, u64), StoreError> {
+        let limit = sql_limit(rows.clamp(1, MAX_BATCHES))?;
+        let found = self.with(|s| {
+            Ok(s.client.query(
+                "SELECT n, id, time_ms, subject, rows, key_id, payload FROM ( \
+                     SELECT *, SUM(rows) OVER (ORDER BY n DESC) - rows AS before \
+                     FROM fleet_training_rows WHERE route = $1 ORDER BY n DESC LIMIT $2 \
+                 ) newest WHERE before < $3 ORDER BY n",
+                &[&route, &limit, &limit],
+            )?)
+        })?;
+        let keys = &self.config.keys;
+        let mut out = Vec::with_capacity(found.len());
+        let mut newest = 0;
+        for row in &found {
+            newest = to_u64(row.try_get(0)?, "n")?;
+            let id: String = row.try_get(1)?;
+            let key_id: Option<String> = row.try_get(5)?;
+            let stored: Vec<u8> = row.try_get(6)?;
+            let payload = match key_id {
+                Some(key) => keys
+                    .open(&key, &id, TRAINING_FIELD, &stored)
+                    .map_err(|source| StoreError::Open {
+                        id: id.clone(),
+                        field: TRAINING_FIELD,
+                        source,
+                    })?,
+                None => stored,
+            };
+            out.push(TrainingBatch {
+                route: route.to_owned(),
+                time_ms: row.try_get(2)?,
+                subject: row.try_get(3)?,
+                rows: to_u64(row.try_get(4)?, "rows")?,
+                payload,
+            });
+        }
+        Ok((out, newest))
+    }
+
+    /// Rows of `route` appended after position `after`, and the newest position (`after`
+    /// when there are none): how much new traffic the fleet has seen.
+    pub fn training_rows_after(&self, route: &str, after: u64) -> Result<(u64, u64), StoreError> {
+        let after_sql = to_i64(after, "after")?;
+        let row = self.with(|s| {
+            Ok(s.client.query_one(
+                "SELECT COALESCE(SUM(rows), 0)::BIGINT, COALESCE(MAX(n), $2) \
+                 FROM fleet_training_rows WHERE route = $1 AND n > $2",
+                &[&route, &after_sql],
+            )?)
+        })?;
+        Ok((
+            to_u64(row.try_get(0)?, "rows")?,
+            to_u64(row.try_get(1)?, "n")?,
+        ))
+    }
+
+    /// Deletes the batches of `route` older than the newest `keep_rows` rows; returns
+    /// how many batches went.
+    pub fn prune_training(&self, route: &str, keep_rows: usize) -> Result<u64, StoreError> {
+        let keep = sql_limit(keep_rows.max(1))?;
+        self.with(|s| {
+            Ok(s.client.execute(
+                "DELETE FROM fleet_training_rows WHERE route = $1 AND n < ( \
+                     SELECT COALESCE(MIN(n), 0) FROM ( \
+                         SELECT n, SUM(rows) OVER (ORDER BY n DESC) - rows AS before \
+                         FROM fleet_training_rows WHERE route = $1 \
+                     ) newest WHERE before < $2)",
+                &[&route, &keep],
+            )?)
+        })
+    }
+
+    /// Deletes a subject's training rows and records the erasure for the other
+    /// replicas, in one transaction. Returns how many batches went.
+    pub fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<u64, StoreError> {
+        self.with(|s| {
+            let mut tx = s.client.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM fleet_training_rows WHERE subject = $1",
+                &[&subject],
+            )?;
+            tx.execute(
+                "INSERT INTO fleet_erasures (subject, time_ms, writer) VALUES ($1, $2, $3)",
+                &[&subject, &now_ms, &self.writer],
+            )?;
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    /// Deletes training rows older than `cutoff_ms` (the retention window). Replicas
+    /// running it at once delete each row once.
+    pub fn erase_training_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        self.with(|s| {
+            Ok(s.client.execute(
+                "DELETE FROM fleet_training_rows WHERE time_ms < $1",
+                &[&cutoff_ms],
+            )?)
+        })
+    }
+
+    /// The subjects erased after position `after`, and the newest position. With
+    /// `None`, only the newest position: a replica that just started holds nobody's
+    /// rows yet.
+    pub fn erasures_after(&self, after: Option<u64>) -> Result<(Vec<String>, u64), StoreError> {
+        self.with(|s| match after {
+            None => {
+                let newest: i64 = s
+                    .client
+                    .query_one("SELECT COALESCE(MAX(n), 0) FROM fleet_erasures", &[])?
+                    .try_get(0)?;
+                Ok((Vec::new(), to_u64(newest, "n")?))
+            }
+            Some(after) => {
+                let rows = s.client.query(
+                    "SELECT n, subject FROM fleet_erasures WHERE n > $1 ORDER BY n",
+                    &[&to_i64(after, "after")?],
+                )?;
+                let mut newest = after;
+                let mut subjects = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    newest = to_u64(row.try_get(0)?, "n")?;
+                    subjects.push(row.try_get(1)?);
+                }
+                Ok((subjects, newest))
+            }
+        })
+    }
+
+    /// The highest version published for `route` (0 when none).
+    pub fn latest_version(&self, route: &str) -> Result<u64, StoreError> {
+        self.with(|s| {
+            let v: i64 = s
+                .client
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) FROM fleet_surrogates WHERE route = $1",
+                    &[&route],
+                )?
+                .try_get(0)?;
+            to_u64(v, "version")
+        })
+    }
+
+    /// Publishes a version of `route`. `Ok(false)` when that version exists already
+    /// (another trainer published it first).
+    pub fn publish_surrogate(
+        &self,
+        route: &str,
+        surrogate: &FleetSurrogate,
+    ) -> Result<bool, StoreError> {
+        let version = to_i64(surrogate.version, "version")?;
+        let trained_at = to_i64(surrogate.trained_at, "trained_at")?;
+        let rows = to_i64(surrogate.rows, "rows")?;
+        self.with(|s| {
+            let n = s.client.execute(
+                "INSERT INTO fleet_surrogates (route, version, trained_at, rows, r2, mae, \
+                 agreement, accepted, reason, surrogate, writer) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                &[
+                    &route,
+                    &version,
+                    &trained_at,
+                    &rows,
+                    &surrogate.r2,
+                    &surrogate.mae,
+                    &surrogate.agreement,
+                    &surrogate.accepted,
+                    &surrogate.reason,
+                    &surrogate.surrogate,
+                    &surrogate.writer,
+                ],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// The versions of `route` above `after`, oldest first, at most `limit`; only the
+    /// newest accepted one of them carries its surrogate (the others are history).
+    pub fn surrogates_after(
+        &self,
+        route: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FleetSurrogate>, StoreError> {
+        let after = to_i64(after, "after")?;
+        let limit = sql_limit(limit)?;
+        let rows = self.with(|s| {
+            Ok(s.client.query(
+                "SELECT version, trained_at, rows, r2, mae, agreement, accepted, reason, \
+                 CASE WHEN version = (SELECT MAX(version) FROM fleet_surrogates \
+                     WHERE route = $1 AND accepted) THEN surrogate END, writer \
+                 FROM (SELECT * FROM fleet_surrogates WHERE route = $1 AND version > $2 \
+                     ORDER BY version DESC LIMIT $3) newest ORDER BY version",
+                &[&route, &after, &limit],
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(FleetSurrogate {
+                    version: to_u64(r.try_get(0)?, "version")?,
+                    trained_at: to_u64(r.try_get(1)?, "trained_at")?,
+                    rows: to_u64(r.try_get(2)?, "rows")?,
+                    r2: r.try_get(3)?,
+                    mae: r.try_get(4)?,
+                    agreement: r.try_get(5)?,
+                    accepted: r.try_get(6)?,
+                    reason: r.try_get(7)?,
+                    surrogate: r.try_get(8)?,
+                    writer: r.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A random 128-bit id in hex: training rows' ids only bind their sealed bytes to them.
+fn uuid_like() -> String {
+    let mut bytes = [0u8; 16];
+    aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut bytes);
+    hex::encode(bytes)
+}

@@ -1,0 +1,1072 @@
+//! The PostgreSQL backend, for several Sidelight replicas sharing one database.
+//!
+//! - **A chain per writer.** Each open store appends as one named writer (a replica's
+//!   pod name, say). A record's `(writer, seq)` places it in that writer's chain, its
+//!   `prev_hash` is the writer's previous hash, and its canonical form (version 2) hashes
+//!   the writer's name. Checkpoints are per writer. Replicas therefore append at once
+//!   without any lock in common; a fleet-wide order comes from the identity column `n`,
+//!   which is what [`Stored::seq`], [`Page::next`] and the seqs `append_batch` returns
+//!   are here. [`verify`](crate::verify) walks every writer's chain.
+//! - **One process per writer.** The store holds a session advisory lock keyed by the
+//!   writer's name on its connection; opening a writer that another live process holds
+//!   fails with [`StoreError::WriterActive`]. The lock goes with the session, so a
+//!   replica that dies frees its name.
+//! - **Durability.** One transaction per batch, checkpoints inside it, and the session's
+//!   `synchronous_commit = on` whatever the server's default: a batch that returned `Ok`
+//!   is flushed to the server's WAL.
+//! - **Migrations** run at open, in a transaction under an advisory lock (so replicas
+//!   that start together do not race), and are recorded in `audit_migrations`.
+//! - **Outages.** A call made while the server is unreachable fails with
+//!   [`StoreError::kind`] `unavailable` and is not retried (an append may have
+//!   committed just before the connection broke). The next call reconnects, takes the
+//!   writer's lock again and re-reads the chain's tip, so the store goes on without
+//!   being reopened.
+//! - **Erasure and retention** act on every writer's records.
+//! - **TLS** with `sslmode=require` in the URL: rustls, verifying the server's
+//!   certificate and host name (what libpq calls `verify-full`) against
+//!   [`PostgresConfig::ca_file`] or else the system's roots (`SSL_CERT_FILE` is
+//!   honoured). `disable` and `prefer` connect without TLS.
+//! - The client is blocking and drives its connection on a runtime of its own: call the
+//!   store from a thread that may block (the group-commit writer's, or `spawn_blocking`),
+//!   never from inside an async task.
+
+use crate::common::{
+    Workflow, all_opened, canonical, open_field, prepare, record_of, reseal_fields, sql_limit,
+    to_i64, to_u64,
+};
+use crate::keys::Keys;
+use crate::record::{GENESIS_HASH, Record};
+use crate::store::{
+    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, Erasure, Feedback, Page, RecordQuery,
+    Review, StoreError, Stored, checkpoint_mac, checkpoint_mac_ok,
+};
+use postgres::config::SslMode;
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Configuration of the PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// Write a checkpoint every this many records of this writer (0 disables periodic
+    /// checkpoints; the end of every batch is checkpointed regardless).
+    pub checkpoint_every: u64,
+    /// The master key (checkpoints) and the encryption keyring. Never logged.
+    pub keys: Keys,
+    /// Whether erasable fields are sealed with the active key on append.
+    pub encrypt: bool,
+    /// How long a statement waits for a row lock another session holds before it fails
+    /// (`lock_timeout`; the error's kind is `locked`).
+    pub lock_timeout: Duration,
+    /// How long connecting may take, when the URL does not say (`connect_timeout`).
+    pub connect_timeout: Duration,
+    /// The most the audit tables (with their indexes and TOAST) may take; beyond it an
+    /// append fails with kind `full`. Checked before each batch, so the tables may
+    /// overshoot by one batch. `None`: no limit.
+    pub max_bytes: Option<u64>,
+    /// PEM file of the CA certificates that `sslmode=require` trusts; `None`: the
+    /// system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl PostgresConfig {
+    /// Defaults: a checkpoint every 1000 records, sealing on, a 5 s lock wait, a 5 s
+    /// connect timeout, no size limit.
+    pub fn new(keys: Keys) -> Self {
+        PostgresConfig {
+            checkpoint_every: 1000,
+            keys,
+            encrypt: true,
+            lock_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            max_bytes: None,
+            ca_file: None,
+        }
+    }
+}
+
+/// The longest writer name accepted.
+const MAX_WRITER_LEN: usize = 200;
+
+/// Key of the transaction-level advisory lock that serialises migrations. Writer locks
+/// use `hashtextextended(name, 0)` in the same (bigint) key space; a clash would only
+/// make one start wait for the other's migration.
+const MIGRATION_LOCK: i64 = 0x5349_4445_4c49_4748; // "SIDELIGH"
+
+/// Schema versions, applied in order; `audit_migrations` records which ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: records in a chain per writer, checkpoints per writer, reviews, feedback.
+    "CREATE TABLE audit_writers (
+         name TEXT PRIMARY KEY,
+         first_seen TIMESTAMPTZ NOT NULL DEFAULT now()
+     );
+     CREATE TABLE audit_records (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         writer TEXT NOT NULL,
+         seq BIGINT NOT NULL,
+         id TEXT NOT NULL UNIQUE,
+         time_ms BIGINT NOT NULL,
+         route TEXT NOT NULL,
+         model TEXT NOT NULL,
+         consent TEXT NOT NULL,
+         subject TEXT,
+         surrogate_version BIGINT,
+         review_state TEXT NOT NULL,
+         request BYTEA, request_sha256 TEXT,
+         response BYTEA, response_sha256 TEXT,
+         features BYTEA, features_sha256 TEXT,
+         outputs BYTEA, outputs_sha256 TEXT,
+         attributions BYTEA, attributions_sha256 TEXT,
+         texts BYTEA, texts_sha256 TEXT,
+         erased_at BIGINT,
+         prev_hash TEXT NOT NULL,
+         hash TEXT NOT NULL,
+         key_id TEXT,
+         erased_reason TEXT,
+         review_reasons TEXT,
+         UNIQUE (writer, seq)
+     );
+     CREATE INDEX audit_records_time ON audit_records (time_ms);
+     CREATE INDEX audit_records_subject ON audit_records (subject);
+     CREATE INDEX audit_records_route ON audit_records (route, n);
+     CREATE INDEX audit_records_review ON audit_records (review_state, n);
+     CREATE TABLE audit_checkpoints (
+         writer TEXT NOT NULL,
+         seq BIGINT NOT NULL,
+         hash TEXT NOT NULL,
+         mac TEXT NOT NULL,
+         PRIMARY KEY (writer, seq)
+     );
+     CREATE TABLE audit_reviews (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         record_id TEXT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         reviewer TEXT NOT NULL,
+         decision TEXT NOT NULL,
+         outcome TEXT,
+         reason TEXT NOT NULL
+     );
+     CREATE INDEX audit_reviews_record ON audit_reviews (record_id);
+     CREATE TABLE audit_feedback (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         record_id TEXT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         outcome TEXT NOT NULL
+     );
+     CREATE INDEX audit_feedback_record ON audit_feedback (record_id);",
+    // 2: the fleet's shared training rows, published surrogates, and erasures.
+    "CREATE TABLE fleet_training_rows (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         id TEXT NOT NULL,
+         route TEXT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         subject TEXT,
+         rows BIGINT NOT NULL,
+         key_id TEXT,
+         payload BYTEA NOT NULL
+     );
+     CREATE INDEX fleet_training_rows_route ON fleet_training_rows (route, n);
+     CREATE INDEX fleet_training_rows_subject ON fleet_training_rows (subject);
+     CREATE INDEX fleet_training_rows_time ON fleet_training_rows (time_ms);
+     CREATE TABLE fleet_surrogates (
+         route TEXT NOT NULL,
+         version BIGINT NOT NULL,
+         trained_at BIGINT NOT NULL,
+         rows BIGINT NOT NULL,
+         r2 DOUBLE PRECISION NOT NULL,
+         mae DOUBLE PRECISION NOT NULL,
+         agreement DOUBLE PRECISION,
+         accepted BOOLEAN NOT NULL,
+         reason TEXT NOT NULL,
+         surrogate TEXT,
+         writer TEXT NOT NULL,
+         PRIMARY KEY (route, version)
+     );
+     CREATE TABLE fleet_erasures (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         subject TEXT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         writer TEXT NOT NULL
+     );",
+];
+
+const COLUMNS: &str = "n, writer, seq, id, time_ms, route, model, consent, subject, \
+     surrogate_version, review_state, \
+     request, request_sha256, response, response_sha256, features, features_sha256, \
+     outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, \
+     erased_at, prev_hash, hash, key_id, erased_reason, review_reasons";
+
+/// Index of `request` in [`COLUMNS`]; each field is followed by its digest.
+const FIRST_FIELD: usize = 11;
+
+const INSERT: &str = "INSERT INTO audit_records (writer, seq, id, time_ms, route, model, \
+     consent, subject, surrogate_version, review_state, \
+     request, request_sha256, response, response_sha256, features, features_sha256, \
+     outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, \
+     erased_at, prev_hash, hash, key_id, erased_reason, review_reasons) VALUES \
+     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+      $20, $21, $22, $23, $24, $25, $26, $27, $28) RETURNING n";
+
+const CLEAR_FIELDS: &str = "request = NULL, response = NULL, features = NULL, outputs = NULL, \
+     attributions = NULL, texts = NULL, key_id = NULL";
+
+/// The SQLSTATE code and the server's message (never its detail, which may quote the
+/// values of a row), or the client's own description and cause.
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}", db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// [`StoreError::kind`] of a PostgreSQL error.
+pub(crate) fn kind(e: &postgres::Error) -> &'static str {
+    if let Some(code) = e.code() {
+        let class = code.code().get(..2).unwrap_or_default();
+        return match code {
+            c if *c == SqlState::DISK_FULL => "full",
+            c if *c == SqlState::READ_ONLY_SQL_TRANSACTION => "read_only",
+            c if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+                "locked"
+            }
+            // Shutting down, starting up, or the session was terminated.
+            c if *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW =>
+            {
+                "unavailable"
+            }
+            _ if class == "08" => "unavailable",
+            _ if class == "58" => "io",
+            _ => "other",
+        };
+    }
+    match std::error::Error::source(e).and_then(|c| c.downcast_ref::<std::io::Error>()) {
+        // What TLS reports through I/O: a certificate or protocol the operator must fix,
+        // not a server that is away.
+        Some(io) if io.kind() == std::io::ErrorKind::InvalidData => "other",
+        Some(_) => "unavailable",
+        None if e.is_closed() => "unavailable",
+        None => "other",
+    }
+}
+
+/// The rustls connector of `sslmode=require`: the CA certificates of `ca_file`, or the
+/// system's.
+fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+    let certs = match ca_file {
+        Some(path) => {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    StoreError::Config(format!("PostgreSQL CA file {}: {e}", path.display()))
+                })?;
+            if certs.is_empty() {
+                return Err(StoreError::Config(format!(
+                    "PostgreSQL CA file {} holds no certificate",
+                    path.display()
+                )));
+            }
+            certs
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                return Err(StoreError::Config(
+                    "sslmode=require: no CA certificates found on this system; give a CA file"
+                        .to_owned(),
+                ));
+            }
+            found.certs
+        }
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(StoreError::Config(
+            "sslmode=require: none of the CA certificates is usable".to_owned(),
+        ));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Config(format!("TLS set-up: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// One connection, holding the writer's lock, and the tip of the writer's chain.
+struct Session {
+    client: Client,
+    insert: Statement,
+    checkpoint: Statement,
+    last_seq: u64,
+    last_hash: String,
+}
+
+/// The PostgreSQL implementation of [`AuditStore`]; see the module documentation.
+pub struct PostgresStore {
+    pg: postgres::Config,
+    /// `Some` for `sslmode=require`.
+    tls: Option<MakeRustlsConnect>,
+    writer: String,
+    config: PostgresConfig,
+    /// Whether this store appends to `writer`'s chain (and holds its lock); a reader
+    /// only queries, erases and stores reviews.
+    appends: bool,
+    /// `None` after the connection was lost, until the next call reconnects.
+    session: Mutex<Option<Session>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the connection settings: they may hold a password.
+        f.debug_struct("PostgresStore")
+            .field("writer", &self.writer)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        drop_off_thread(
+            self.session
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+}
+
+/// Drops a connection on a thread of its own: the client closes it by blocking on its
+/// own runtime, which panics on a thread that runs an async runtime already (a store
+/// may well be dropped on one).
+pub(crate) fn drop_off_thread<T: Send + 'static>(value: Option<T>) {
+    if let Some(value) = value {
+        let _ = std::thread::spawn(move || drop(value)).join();
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS audit_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )?;
+    let done: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM audit_migrations",
+            &[],
+        )?
+        .try_get(0)?;
+    let done = usize::try_from(done).unwrap_or(0);
+    if done > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the audit database has schema version {done}, newer than this Sidelight knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        tx.batch_execute(sql)?;
+        let version = i32::try_from(i + 1).map_err(|_| StoreError::OutOfRange("version"))?;
+        tx.execute(
+            "INSERT INTO audit_migrations (version) VALUES ($1)",
+            &[&version],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_chain_row(row: &Row, keys: &Keys) -> Result<ChainRow, StoreError> {
+    let id: String = row.try_get(3)?;
+    let key_id: Option<String> = row.try_get(26)?;
+    let mut fields: [crate::store::ErasableField; 6] = Default::default();
+    for (i, name) in ERASABLE_FIELDS.iter().enumerate() {
+        let c = FIRST_FIELD + 2 * i;
+        fields[i] = open_field(
+            keys,
+            key_id.as_deref(),
+            &id,
+            name,
+            row.try_get(c)?,
+            row.try_get(c + 1)?,
+        );
+    }
+    let seq: i64 = row.try_get(2)?;
+    let seq = u64::try_from(seq)
+        .map_err(|_| StoreError::Corrupt(format!("record {id} has an invalid seq {seq}")))?;
+    Ok(ChainRow {
+        seq,
+        id,
+        time_ms: row.try_get(4)?,
+        route: row.try_get(5)?,
+        model: row.try_get(6)?,
+        consent: row.try_get(7)?,
+        subject: row.try_get(8)?,
+        surrogate_version: row
+            .try_get::<_, Option<i64>>(9)?
+            .map(|v| to_u64(v, "surrogate_version"))
+            .transpose()?,
+        fields,
+        key_id,
+        erased_at: row.try_get(23)?,
+        prev_hash: row.try_get(24)?,
+        hash: row.try_get(25)?,
+    })
+}
+
+fn read_stored(row: &Row, keys: &Keys) -> Result<Stored, StoreError> {
+    let n = to_u64(row.try_get(0)?, "n")?;
+    let workflow = Workflow {
+        review_state: row.try_get(10)?,
+        erased_reason: row.try_get(27)?,
+        review_reasons: row.try_get(28)?,
+    };
+    Ok(Stored {
+        seq: n,
+        record: record_of(read_chain_row(row, keys)?, workflow)?,
+    })
+}
+
+fn read_checkpoints(rows: &[Row]) -> Result<Vec<Checkpoint>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok(Checkpoint {
+                seq: to_u64(r.try_get(0)?, "checkpoint seq")?,
+                hash: r.try_get(1)?,
+                mac: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// The connection settings of `url` (never repeated in an error: it may carry a
+/// password) and the TLS connector its `sslmode` asks for.
+fn settings(
+    url: &str,
+    config: &PostgresConfig,
+) -> Result<(postgres::Config, Option<MakeRustlsConnect>), StoreError> {
+    let mut pg = postgres::Config::from_str(url).map_err(|e| {
+        StoreError::Config(format!(
+            "invalid PostgreSQL connection URL: {}",
+            describe(&e)
+        ))
+    })?;
+    let tls = match pg.get_ssl_mode() {
+        SslMode::Disable => None,
+        // The TLS connector would fail rather than fall back on a certificate it
+        // cannot verify, which is not what `prefer` promises.
+        SslMode::Prefer => {
+            pg.ssl_mode(SslMode::Disable);
+            None
+        }
+        _ => Some(tls_connector(config.ca_file.as_deref())?),
+    };
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(config.connect_timeout);
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("sidelight-audit");
+    }
+    Ok((pg, tls))
+}
+
+/// Connects with `pg` (over TLS when `tls` is given), with durable commits and a
+/// bounded lock wait whatever the server's or role's defaults, and runs the migrations.
+pub(crate) fn connect_client(
+    pg: &postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
+    lock_timeout: Duration,
+) -> Result<Client, StoreError> {
+    let mut client = match tls {
+        Some(tls) => pg.connect(tls.clone())?,
+        None => pg.connect(NoTls)?,
+    };
+    let lock_ms = lock_timeout.as_millis().max(1);
+    client.batch_execute(&format!(
+        "SET synchronous_commit = on; SET lock_timeout = {lock_ms}"
+    ))?;
+    migrate(&mut client)?;
+    Ok(client)
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (a `postgresql://` URL or `key=value` string),
+    /// runs the migrations, and takes the chain of `writer`, which no other live process
+    /// may hold.
+    pub fn open(url: &str, writer: &str, config: PostgresConfig) -> Result<Self, StoreError> {
+        if writer.is_empty()
+            || writer.len() > MAX_WRITER_LEN
+            || writer.chars().any(char::is_control)
+        {
+            return Err(StoreError::Config(format!(
+                "audit writer name must be 1 to {MAX_WRITER_LEN} characters without control characters"
+            )));
+        }
+        let (pg, tls) = settings(url, &config)?;
+        let store = PostgresStore {
+            pg,
+            tls,
+            writer: writer.to_owned(),
+            config,
+            appends: true,
+            session: Mutex::new(None),
+        };
+        let session = store.connect()?;
+        *store.session.lock().unwrap_or_else(PoisonError::into_inner) = Some(session);
+        Ok(store)
+    }
+
+    /// Connects to the database at `url` to read it (verification, export, queries,
+    /// erasure) without taking any writer's chain: appending fails. Runs the migrations.
+    pub fn open_reader(url: &str, config: PostgresConfig) -> Result<Self, StoreError> {
+        let (pg, tls) = settings(url, &config)?;
+        let store = PostgresStore {
+            pg,
+            tls,
+            writer: String::new(),
+            config,
+            appends: false,
+            session: Mutex::new(None),
+        };
+        let session = store.connect()?;
+        *store.session.lock().unwrap_or_else(PoisonError::into_inner) = Some(session);
+        Ok(store)
+    }
+
+    /// Another connection to the same database as a reader (see
+    /// [`open_reader`](Self::open_reader)), with this store's writer as the default chain
+    /// of [`chain_rows`](AuditStore::chain_rows). It connects on its first call.
+    pub fn reader(&self) -> PostgresStore {
+        PostgresStore {
+            pg: self.pg.clone(),
+            tls: self.tls.clone(),
+            writer: self.writer.clone(),
+            config: self.config.clone(),
+            appends: false,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// The fleet's shared state in the same database, on a connection of its own that
+    /// is made on the first call.
+    pub fn fleet(&self) -> crate::fleet::FleetStore {
+        crate::fleet::FleetStore::new(
+            self.pg.clone(),
+            self.tls.clone(),
+            self.writer.clone(),
+            self.config.clone(),
+        )
+    }
+
+    /// The name of the chain this store appends to.
+    pub fn writer(&self) -> &str {
+        &self.writer
+    }
+
+    /// Seq of the last record in this writer's chain (0 when empty), as of the last
+    /// append or (re)connect.
+    pub fn last_seq(&self) -> u64 {
+        self.session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, |s| s.last_seq)
+    }
+
+    fn connect(&self) -> Result<Session, StoreError> {
+        let mut client = connect_client(&self.pg, self.tls.as_ref(), self.config.lock_timeout)?;
+        let insert = client.prepare(INSERT)?;
+        let checkpoint = client.prepare(
+            "INSERT INTO audit_checkpoints (writer, seq, hash, mac) VALUES ($1, $2, $3, $4)",
+        )?;
+        if !self.appends {
+            return Ok(Session {
+                client,
+                insert,
+                checkpoint,
+                last_seq: 0,
+                last_hash: GENESIS_HASH.to_owned(),
+            });
+        }
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                &[&self.writer],
+            )?
+            .try_get(0)?;
+        if !locked {
+            return Err(StoreError::WriterActive(self.writer.clone()));
+        }
+        client.execute(
+            "INSERT INTO audit_writers (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&self.writer],
+        )?;
+        let tip = client.query_opt(
+            "SELECT seq, hash FROM audit_records WHERE writer = $1 ORDER BY seq DESC LIMIT 1",
+            &[&self.writer],
+        )?;
+        let (last_seq, last_hash) = match tip {
+            Some(row) => (to_u64(row.try_get(0)?, "seq")?, row.try_get(1)?),
+            None => (0, GENESIS_HASH.to_owned()),
+        };
+        Ok(Session {
+            client,
+            insert,
+            checkpoint,
+            last_seq,
+            last_hash,
+        })
+    }
+
+    /// Runs `f` on the session, connecting first if the last connection was lost, and
+    /// forgetting the session if `f` finds the connection gone.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Session) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.as_ref().is_none_or(|s| s.client.is_closed()) {
+            // Dropped first: a half-dead session must not keep the writer's lock.
+            *guard = None;
+            *guard = Some(self.connect()?);
+        }
+        let Some(session) = guard.as_mut() else {
+            return Err(StoreError::Corrupt("no database session".to_owned()));
+        };
+        let result = f(session);
+        if result.is_err() && session.client.is_closed() {
+            *guard = None;
+        }
+        result
+    }
+
+    /// Checks that the keys fit this log before anything is appended with them: the
+    /// last checkpoint (this writer's, or another's when it has none) verifies under the
+    /// master key, and the last sealed record opens.
+    pub fn check_keys(&self) -> Result<(), StoreError> {
+        let keys = &self.config.keys;
+        self.with(|s| {
+            let last = s.client.query_opt(
+                "SELECT writer, seq, hash, mac FROM audit_checkpoints \
+                 ORDER BY (writer = $1) DESC, seq DESC LIMIT 1",
+                &[&self.writer],
+            )?;
+            if let Some(row) = last {
+                let writer: String = row.try_get(0)?;
+                let seq = to_u64(row.try_get(1)?, "checkpoint seq")?;
+                let hash: String = row.try_get(2)?;
+                let mac: String = row.try_get(3)?;
+                if !checkpoint_mac_ok(keys.checkpoint_key(), seq, &hash, &mac) {
+                    return Err(StoreError::WrongKey(format!(
+                        "the master key does not match this audit log: the last checkpoint of writer `{writer}` (seq {seq}) does not verify under it"
+                    )));
+                }
+            }
+            let sealed = s.client.query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM audit_records WHERE key_id IS NOT NULL \
+                     ORDER BY n DESC LIMIT 1"
+                ),
+                &[],
+            )?;
+            if let Some(row) = sealed {
+                all_opened(&read_chain_row(&row, keys)?).map_err(|e| {
+                    StoreError::WrongKey(format!("the keys do not open this audit log: {e}"))
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn select_stored(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Stored>, StoreError> {
+        let rows = self.with(|s| Ok(s.client.query(sql, params)?))?;
+        rows.iter()
+            .map(|r| read_stored(r, &self.config.keys))
+            .collect()
+    }
+}
+
+impl AuditStore for PostgresStore {
+    fn append_batch(&mut self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.appends {
+            return Err(StoreError::Config(
+                "this PostgreSQL connection reads the audit log; it appends to no chain".to_owned(),
+            ));
+        }
+        let prepared = prepare(records, &self.config.keys, self.config.encrypt)?;
+        let config = &self.config;
+        let writer = self.writer.as_str();
+        self.with(|s| {
+            if let Some(limit) = config.max_bytes {
+                let used: i64 = s
+                    .client
+                    .query_one(
+                        "SELECT (pg_total_relation_size('audit_records') \
+                         + pg_total_relation_size('audit_checkpoints'))::BIGINT",
+                        &[],
+                    )?
+                    .try_get(0)?;
+                if u64::try_from(used).unwrap_or(0) >= limit {
+                    return Err(StoreError::SizeLimit { limit });
+                }
+            }
+            let mut tx = s.client.transaction()?;
+            let mut seq = s.last_seq;
+            let mut prev = s.last_hash.clone();
+            let mut ns = Vec::with_capacity(records.len());
+            for (i, (r, p)) in records.iter().zip(&prepared).enumerate() {
+                seq += 1;
+                let hash = canonical(r, seq, &p.digests, Some(writer)).chain_hash(&prev);
+                let reasons = (!r.review_reasons.is_empty())
+                    .then(|| serde_json::to_string(&r.review_reasons))
+                    .transpose()?;
+                let sv = r
+                    .surrogate_version
+                    .map(|v| to_i64(v, "surrogate_version"))
+                    .transpose()?;
+                let seq_sql = to_i64(seq, "seq")?;
+                let (st, d) = (&p.stored, &p.digests);
+                let row = tx.query_one(
+                    &s.insert,
+                    &[
+                        &writer,
+                        &seq_sql,
+                        &r.id,
+                        &r.time_ms,
+                        &r.route,
+                        &r.model,
+                        &r.consent.as_str(),
+                        &r.subject,
+                        &sv,
+                        &r.review_state,
+                        &st[0],
+                        &d[0],
+                        &st[1],
+                        &d[1],
+                        &st[2],
+                        &d[2],
+                        &st[3],
+                        &d[3],
+                        &st[4],
+                        &d[4],
+                        &st[5],
+                        &d[5],
+                        &r.erased_at,
+                        &prev,
+                        &hash,
+                        &p.key_id,
+                        &r.erased_reason,
+                        &reasons,
+                    ],
+                )?;
+                ns.push(to_u64(row.try_get(0)?, "n")?);
+                let periodic = config.checkpoint_every > 0 && seq % config.checkpoint_every == 0;
+                if periodic || i + 1 == records.len() {
+                    let mac = checkpoint_mac(config.keys.checkpoint_key(), seq, &hash);
+                    tx.execute(&s.checkpoint, &[&writer, &seq_sql, &hash, &mac])?;
+                }
+                prev = hash;
+            }
+            tx.commit()?;
+            s.last_seq = seq;
+            s.last_hash = prev;
+            Ok(ns)
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Stored>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_records WHERE id = $1");
+        Ok(self.select_stored(&sql, &[&id])?.into_iter().next())
+    }
+
+    fn contains(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|s| {
+            Ok(s.client
+                .query_opt("SELECT 1 FROM audit_records WHERE id = $1", &[&id])?
+                .is_some())
+        })
+    }
+
+    fn query(&self, q: &RecordQuery) -> Result<Page, StoreError> {
+        let limit = q.limit.max(1);
+        let after = to_i64(q.after.unwrap_or(0), "after")?;
+        let fetch = to_i64(
+            u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1),
+            "limit",
+        )?;
+        let mut sql = format!("SELECT {COLUMNS} FROM audit_records WHERE n > $1");
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&after];
+        let filters: [(&str, &str, Option<&(dyn ToSql + Sync)>); 5] = [
+            ("time_ms", ">=", q.from_ms.as_ref().map(|v| v as _)),
+            ("time_ms", "<", q.to_ms.as_ref().map(|v| v as _)),
+            ("route", "=", q.route.as_ref().map(|v| v as _)),
+            ("subject", "=", q.subject.as_ref().map(|v| v as _)),
+            ("review_state", "=", q.review_state.as_ref().map(|v| v as _)),
+        ];
+        for (column, op, value) in filters {
+            if let Some(v) = value {
+                args.push(v);
+                sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
+            }
+        }
+        args.push(&fetch);
+        sql.push_str(&format!(" ORDER BY n LIMIT ${}", args.len()));
+        let mut records = self.select_stored(&sql, &args)?;
+        let next = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|s| s.seq)
+        } else {
+            None
+        };
+        Ok(Page { records, next })
+    }
+
+    fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, StoreError> {
+        let (filter, arg): (&str, &(dyn ToSql + Sync)) = match what {
+            Erasure::Subject(subject) => ("subject = $3", subject),
+            Erasure::Before(cutoff) => ("time_ms < $3", cutoff),
+        };
+        // In slices, so that a large purge never holds row locks for long. Every
+        // writer's records: erasure is fleet-wide. Replicas purging at once skip the
+        // rows another is erasing rather than wait for them, and never count a record
+        // twice.
+        let sql = format!(
+            "UPDATE audit_records SET {CLEAR_FIELDS}, erased_at = $1, erased_reason = $2 \
+             WHERE erased_at IS NULL AND n IN (SELECT n FROM audit_records WHERE {filter} \
+             AND erased_at IS NULL LIMIT 500 FOR UPDATE SKIP LOCKED)"
+        );
+        let reason = what.reason();
+        let mut total = 0u64;
+        loop {
+            let n =
+                self.with(|s| Ok(s.client.execute(sql.as_str(), &[&now_ms, &reason, arg])?))?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn reseal(&mut self, limit: usize) -> Result<u64, StoreError> {
+        let keys = &self.config.keys;
+        let active = keys.active_id().to_owned();
+        let limit = sql_limit(limit)?;
+        self.with(|s| {
+            let mut tx = s.client.transaction()?;
+            // SKIP LOCKED: replicas resealing at once share the work instead of queueing
+            // on each other's rows.
+            let rows = tx.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM audit_records WHERE erased_at IS NULL \
+                     AND (key_id IS NULL OR key_id <> $1) \
+                     AND (request IS NOT NULL OR response IS NOT NULL OR features IS NOT NULL \
+                          OR outputs IS NOT NULL OR attributions IS NOT NULL OR texts IS NOT NULL) \
+                     ORDER BY n LIMIT $2 FOR UPDATE SKIP LOCKED"
+                ),
+                &[&active, &limit],
+            )?;
+            let update = tx.prepare(
+                "UPDATE audit_records SET request = $1, response = $2, features = $3, \
+                 outputs = $4, attributions = $5, texts = $6, key_id = $7 WHERE n = $8",
+            )?;
+            let mut done = 0u64;
+            for row in &rows {
+                let n: i64 = row.try_get(0)?;
+                let sealed = reseal_fields(keys, &read_chain_row(row, keys)?)?;
+                tx.execute(
+                    &update,
+                    &[
+                        &sealed[0], &sealed[1], &sealed[2], &sealed[3], &sealed[4], &sealed[5],
+                        &active, &n,
+                    ],
+                )?;
+                done += 1;
+            }
+            tx.commit()?;
+            Ok(done)
+        })
+    }
+
+    fn key_usage(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        let rows = self.with(|s| {
+            Ok(s.client.query(
+                "SELECT key_id, COUNT(*) FROM audit_records WHERE erased_at IS NULL \
+                 GROUP BY key_id ORDER BY key_id",
+                &[],
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, to_u64(r.try_get(1)?, "count")?)))
+            .collect()
+    }
+
+    fn add_review(&mut self, review: &Review) -> Result<bool, StoreError> {
+        let outcome = review
+            .outcome
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        self.with(|s| {
+            let mut tx = s.client.transaction()?;
+            let updated = tx.execute(
+                "UPDATE audit_records SET review_state = $1 WHERE id = $2",
+                &[&review.state(), &review.record_id],
+            )?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO audit_reviews (record_id, time_ms, reviewer, decision, outcome, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &review.record_id,
+                    &review.time_ms,
+                    &review.reviewer,
+                    &review.decision,
+                    &outcome,
+                    &review.reason,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn reviews(&self, record_id: &str) -> Result<Vec<Review>, StoreError> {
+        let rows = self.with(|s| {
+            Ok(s.client.query(
+                "SELECT record_id, time_ms, reviewer, decision, outcome, reason \
+                 FROM audit_reviews WHERE record_id = $1 ORDER BY n",
+                &[&record_id],
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(Review {
+                    record_id: r.try_get(0)?,
+                    time_ms: r.try_get(1)?,
+                    reviewer: r.try_get(2)?,
+                    decision: r.try_get(3)?,
+                    outcome: r
+                        .try_get::<_, Option<String>>(4)?
+                        .map(|t| serde_json::from_str(&t))
+                        .transpose()?,
+                    reason: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    fn add_feedback(&mut self, feedback: &Feedback) -> Result<bool, StoreError> {
+        let outcome = serde_json::to_string(&feedback.outcome)?;
+        self.with(|s| {
+            let n = s.client.execute(
+                "INSERT INTO audit_feedback (record_id, time_ms, outcome) \
+                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM audit_records WHERE id = $1)",
+                &[&feedback.record_id, &feedback.time_ms, &outcome],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn feedback(&self, record_id: &str) -> Result<Vec<Feedback>, StoreError> {
+        let rows = self.with(|s| {
+            Ok(s.client.query(
+                "SELECT record_id, time_ms, outcome FROM audit_feedback \
+                 WHERE record_id = $1 ORDER BY n",
+                &[&record_id],
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(Feedback {
+                    record_id: r.try_get(0)?,
+                    time_ms: r.try_get(1)?,
+                    outcome: serde_json::from_str(&r.try_get::<_, String>(2)?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// This writer's chain; [`writer_chain_rows`](Self::writer_chain_rows) reads any.
+    fn chain_rows(&self, after: Option<u64>, limit: usize) -> Result<Vec<ChainRow>, StoreError> {
+        self.writer_chain_rows(&self.writer, after, limit)
+    }
+
+    /// This writer's checkpoints; [`writer_checkpoints`](Self::writer_checkpoints) reads
+    /// any writer's.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.writer_checkpoints(&self.writer)
+    }
+
+    fn writers(&self) -> Result<Vec<String>, StoreError> {
+        // Not from `audit_writers` alone: a chain must not drop out of verification
+        // because its row there was deleted.
+        let rows = self.with(|s| {
+            Ok(s.client.query(
+                "SELECT name FROM audit_writers \
+                 UNION SELECT writer FROM audit_checkpoints \
+                 UNION SELECT writer FROM audit_records ORDER BY 1",
+                &[],
+            )?)
+        })?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    fn writer_chain_rows(
+        &self,
+        writer: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ChainRow>, StoreError> {
+        let limit = sql_limit(limit)?;
+        let after = after.map_or(Ok(i64::MIN), |a| to_i64(a, "after"))?;
+        let rows = self.with(|s| {
+            Ok(s.client.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM audit_records WHERE writer = $1 AND seq > $2 \
+                     ORDER BY seq LIMIT $3"
+                ),
+                &[&writer, &after, &limit],
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| read_chain_row(r, &self.config.keys))
+            .collect()
+    }
+
+    fn writer_checkpoints(&self, writer: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = self.with(|s| {
+            Ok(s.client.query(
+                "SELECT seq, hash, mac FROM audit_checkpoints WHERE writer = $1 ORDER BY seq",
+                &[&writer],
+            )?)
+        })?;
+        read_checkpoints(&rows)
+    }
+}
