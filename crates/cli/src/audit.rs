@@ -27,8 +27,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use sidelight_audit::{
-    AuditStore, CsvExport, Erasure, ExportError, KeyError, Keys, RecordQuery, SqliteConfig,
-    SqliteStore, StoreError, VerifyError, checkpoint_mac_ok, verify, write_jsonl,
+    AuditStore, CsvExport, Erasure, ExportError, KeyError, Keys, PostgresConfig, PostgresStore,
+    RecordQuery, SqliteConfig, SqliteStore, StoreError, VerifyError, checkpoint_mac_ok, verify,
+    write_jsonl,
 };
 use sidelight_proxy::config::AUDIT_KEY_VARIABLE;
 
@@ -66,6 +67,9 @@ enum AuditCommand {
     /// the key does not fit the log (wrong master key, or an encryption key that does
     /// not open the records or is missing from the keyring) or the file is not an audit
     /// log, 66 the database or the key file is missing.
+    ///
+    /// With a PostgreSQL log (--url or --url-file), one line per writer (replica) and a
+    /// total; no writer is locked, so it runs beside the proxies.
     Verify(VerifyArgs),
     /// Write records as JSON lines, or feature rows as CSV for `sidelight surrogate fit`.
     ///
@@ -128,8 +132,16 @@ enum AuditCommand {
 #[derive(Args)]
 struct VerifyArgs {
     /// The audit database (the `audit.path` of the proxy's config).
-    #[arg(long, value_name = "FILE")]
-    db: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["url", "url_file"])]
+    db: Option<PathBuf>,
+    /// A PostgreSQL audit log instead (the `audit.url` of the proxies' config): every
+    /// writer's chain is verified, and each is reported. The URL may hold a password;
+    /// --url-file keeps it out of the process list.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["db", "url_file"])]
+    url: Option<String>,
+    /// A file holding the PostgreSQL URL (as `audit.url_file`).
+    #[arg(long, value_name = "FILE", conflicts_with = "db")]
+    url_file: Option<PathBuf>,
     /// The audit key file: a hex master key, or a keyring (TOML). Without it,
     /// SIDELIGHT_AUDIT_KEY is used.
     #[arg(long, value_name = "FILE")]
@@ -246,9 +258,9 @@ struct RotateArgs {
 
 /// Why a command stopped: an exit status and what to tell the user (nothing when it
 /// has been told already).
-struct Failure {
-    code: u8,
-    message: Option<String>,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: Option<String>,
 }
 
 impl Failure {
@@ -259,11 +271,11 @@ impl Failure {
         }
     }
 
-    fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self::new(EXIT_USAGE, message)
     }
 
-    fn data(message: impl Into<String>) -> Self {
+    pub(crate) fn data(message: impl Into<String>) -> Self {
         Self::new(EXIT_DATA, message)
     }
 
@@ -304,7 +316,7 @@ fn key_origin(key_file: Option<&Path>) -> String {
 }
 
 /// The keys from `key_file`, or without one from SIDELIGHT_AUDIT_KEY.
-fn load_keys(key_file: Option<&Path>) -> Result<Keys, Failure> {
+pub(crate) fn load_keys(key_file: Option<&Path>) -> Result<Keys, Failure> {
     let env = match key_file {
         Some(_) => None,
         None => std::env::var(AUDIT_KEY_VARIABLE).ok(),
@@ -325,7 +337,7 @@ fn load_keys(key_file: Option<&Path>) -> Result<Keys, Failure> {
 
 /// Opens an existing audit database. Opening creates a missing one, so a file that is
 /// not there is refused first.
-fn open_store(db: &Path, keys: Keys) -> Result<SqliteStore, Failure> {
+pub(crate) fn open_store(db: &Path, keys: Keys) -> Result<SqliteStore, Failure> {
     if !db.is_file() {
         return Err(Failure::new(
             EXIT_NO_INPUT,
@@ -359,7 +371,7 @@ fn check_master(store: &SqliteStore, keys: &Keys, origin: &str, db: &Path) -> Ou
     )))
 }
 
-fn store_failure(error: &StoreError, db: &Path) -> Failure {
+pub(crate) fn store_failure(error: &StoreError, db: &Path) -> Failure {
     match error {
         StoreError::Open { .. } => Failure::data(format!(
             "{}: {error} (does the key hold the keys that sealed this log?)",
@@ -425,7 +437,24 @@ impl Subject<'_> {
 
 fn verify_db(args: &VerifyArgs) -> Outcome {
     let keys = load_keys(args.key_file.as_deref())?;
-    let db = &args.db;
+    let db = match (&args.db, &args.url, &args.url_file) {
+        (Some(db), None, None) => db,
+        (None, Some(url), None) => return verify_postgres(args, url, keys),
+        (None, None, Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Failure::new(
+                    EXIT_NO_INPUT,
+                    format!("--url-file {}: cannot read it: {e}", file.display()),
+                )
+            })?;
+            return verify_postgres(args, text.trim(), keys);
+        }
+        _ => {
+            return Err(Failure::usage(
+                "give one of --db FILE, --url URL or --url-file FILE",
+            ));
+        }
+    };
     let store = open_store(db, keys.clone())?;
     match verify(&store, keys.checkpoint_key()) {
         Ok(report) => {
@@ -460,11 +489,58 @@ fn verify_db(args: &VerifyArgs) -> Outcome {
     }
 }
 
+/// Verifies every writer's chain of a PostgreSQL log; the URL is printed only with its
+/// password masked.
+fn verify_postgres(args: &VerifyArgs, url: &str, keys: Keys) -> Outcome {
+    let label = sidelight_proxy::config::DatabaseUrl::new(url).redacted();
+    let store =
+        PostgresStore::open_reader(url, PostgresConfig::new(keys.clone())).map_err(|error| {
+            match error {
+                StoreError::Config(_) => Failure::usage(format!("--url: {error}")),
+                _ => Failure::failed(format!("{label}: {error}")),
+            }
+        })?;
+    match verify(&store, keys.checkpoint_key()) {
+        Ok(report) => {
+            for w in &report.writers {
+                println!(
+                    "{label}: writer {}: intact: {} record(s), {} checkpoint(s) verified, {} erased; last seq {} hash {}",
+                    w.writer, w.records, w.checkpoints, w.erased, w.last_seq, w.last_hash
+                );
+            }
+            println!(
+                "{label}: intact: {} writer(s), {} record(s), {} checkpoint(s) verified, {} erased",
+                report.writers.len(),
+                report.records,
+                report.checkpoints,
+                report.erased
+            );
+            Ok(())
+        }
+        Err(
+            error @ (VerifyError::KeyMismatch
+            | VerifyError::WrongEncryptionKey { .. }
+            | VerifyError::MissingEncryptionKey { .. }),
+        ) => Err(Failure::data(format!(
+            "{label} with the key from {}: {error}",
+            key_origin(args.key_file.as_deref())
+        ))),
+        Err(error @ VerifyError::Store(_)) => Err(Failure::failed(format!("{label}: {error}"))),
+        Err(error) => {
+            println!("{label}: BROKEN: {error}");
+            Err(Failure {
+                code: EXIT_FAILED,
+                message: None,
+            })
+        }
+    }
+}
+
 // === export ===
 
 /// Parses `--from` / `--to`: RFC 3339 in UTC, a date (midnight UTC), or unix
 /// milliseconds.
-fn parse_time(flag: &str, value: &str) -> Result<i64, Failure> {
+pub(crate) fn parse_time(flag: &str, value: &str) -> Result<i64, Failure> {
     let text = value.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse::<i64>().map_err(|_| {

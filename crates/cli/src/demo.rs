@@ -12,10 +12,10 @@ use sidelight_demo_model::server::PREDICT_PATH;
 use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
 use sidelight_proxy::config::ADMIN_TOKEN_VARIABLE;
 use sidelight_proxy::config::{
-    AttachMode, Audience, AuditConfig, AuditDurability, DecisionConfig, ExplainConfig,
-    FeatureConfig, FeatureKindConfig, LogConfig, OutputConfig, PrivacyConfig, ProtocolName,
-    QueueFull, ReviewConfig, Role, RouteConfig, StoreFailure, SurrogateConfig, TokenConfig,
-    WordingConfig,
+    AttachMode, Audience, AuditBackend, AuditConfig, AuditDurability, DecisionConfig,
+    ExplainConfig, FeatureConfig, FeatureKindConfig, LogConfig, MonitorConfig, OutputConfig,
+    PrivacyConfig, ProtectedConfig, ProtocolName, QueueFull, ReviewConfig, Role, RouteConfig,
+    StoreFailure, SurrogateConfig, TokenConfig, WordingConfig,
 };
 use sidelight_proxy::{Config, FtlSource, Sidelight, SurrogateStatus, post_json};
 use tokio::sync::watch;
@@ -140,6 +140,68 @@ fn credit_features() -> Vec<FeatureConfig> {
     ]
 }
 
+/// The demo's fairness and drift monitor: personal status and sex (the data set's only
+/// record of sex), and age in two groups split at 25, as the literature on this data set
+/// does.
+fn credit_monitor() -> MonitorConfig {
+    let protected =
+        |feature: &str, bands: Vec<f64>, privileged: &str, unprivileged: &[&str]| ProtectedConfig {
+            feature: feature.to_owned(),
+            privileged: privileged.to_owned(),
+            unprivileged: unprivileged.iter().map(|g| (*g).to_owned()).collect(),
+            bands,
+        };
+    MonitorConfig {
+        window_rows: 1000,
+        every: Duration::from_secs(10),
+        protected: vec![
+            protected(
+                "personal_status_sex",
+                Vec::new(),
+                "male : single",
+                &[
+                    "female : divorced/separated/married",
+                    "male : divorced/separated",
+                    "male : married/widowed",
+                ],
+            ),
+            protected("age_years", vec![25.0], ">=25", &["<25"]),
+        ],
+        ..MonitorConfig::default()
+    }
+}
+
+/// A config for `sidelight report` over the demo's audit log: the log, its key, and the
+/// route with its decision and protected attributes (the demo itself needs no file).
+fn report_config(db: &std::path::Path, key: &std::path::Path) -> String {
+    let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
+    let path = |p: &std::path::Path| quote(&p.display().to_string());
+    let mut toml = format!(
+        "# Written by `sidelight demo` for `sidelight report --config`.\n\
+         [audit]\npath = {}\nkey_file = {}\n\n\
+         [[routes]]\nname = \"credit\"\npath_prefix = \"/v1/models/credit\"\n\
+         [routes.explain]\nprotocol = \"kserve_v1\"\n\
+         [routes.explain.decision]\nthreshold = 0.5\nfavourable = \"approved\"\nunfavourable = \"declined\"\n\
+         [routes.monitor]\n",
+        path(db),
+        path(key)
+    );
+    for p in credit_monitor().protected {
+        let groups: Vec<String> = p.unprivileged.iter().map(|g| quote(g)).collect();
+        toml.push_str(&format!(
+            "\n[[routes.monitor.protected]]\nfeature = {}\nprivileged = {}\nunprivileged = [{}]\n",
+            quote(&p.feature),
+            quote(&p.privileged),
+            groups.join(", ")
+        ));
+        if !p.bands.is_empty() {
+            let bands: Vec<String> = p.bands.iter().map(|b| format!("{b:?}")).collect();
+            toml.push_str(&format!("bands = [{}]\n", bands.join(", ")));
+        }
+    }
+    toml
+}
+
 /// The credit model's words in English and German, the same files as
 /// examples/narration/: embedded, so that the demo needs no files.
 fn credit_wording() -> Vec<FtlSource> {
@@ -212,7 +274,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let audit_key = demo_audit_key(&args.state_dir)?;
     let audit_db = args.state_dir.join("audit.db");
     config.audit = Some(AuditConfig {
+        backend: AuditBackend::Sqlite,
         path: audit_db.clone(),
+        url: None,
+        url_file: None,
+        writer: None,
+        ca_file: None,
+        poll_interval: Duration::from_secs(2),
         durability: AuditDurability::Sync,
         queue_capacity: 10_000,
         queue_full: QueueFull::Block,
@@ -254,13 +322,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             },
         }),
         // Protected attributes are personal data (pii), pseudonymised by default; age
-        // is kept as a ten-year band instead, which an auditor can still read.
+        // is kept as a five-year band instead, which an auditor can still read and which
+        // still falls on one side of the monitor's split at 25.
         privacy: PrivacyConfig {
-            fields: [("age_years".to_owned(), "band:10".to_owned())].into(),
+            fields: [("age_years".to_owned(), "band:5".to_owned())].into(),
             ..PrivacyConfig::default()
         },
+        monitor: Some(credit_monitor()),
         // Close calls and a small random share go to the review queue.
-        monitor: None,
         review: ReviewConfig {
             threshold_margin: Some(0.05),
             sample_rate: 0.01,
@@ -301,6 +370,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     print_welcome(model_addr, proxy_addr, admin_addr, &admin_token, args.rate)?;
     print_audit(admin_addr, &audit_db, &audit_key);
+    print_report(admin_addr, &args.state_dir, &audit_db, &audit_key)?;
     let samples = tokio::spawn(print_samples(
         surrogates.clone(),
         format!("http://{proxy_addr}{PREDICT_PATH}"),
@@ -443,6 +513,34 @@ fn print_audit(admin: SocketAddr, db: &std::path::Path, key: &std::path::Path) {
         key.display()
     );
     println!();
+}
+
+/// Writes the config `sidelight report` needs and prints how to get the audit report.
+fn print_report(
+    admin: SocketAddr,
+    state_dir: &std::path::Path,
+    db: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<()> {
+    let config = state_dir.join("report.toml");
+    std::fs::write(&config, report_config(db, key))
+        .with_context(|| format!("cannot write {}", config.display()))?;
+    let today = sidelight_audit::rfc3339_ms(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0)),
+    );
+    let today = today.get(..10).unwrap_or("2026-01-01");
+    println!("The audit report (fairness, drift, consent, reviews, erasures, verification):");
+    println!(
+        "  curl -s 'http://{admin}/api/v1/report?format=html' -H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\" > report.html"
+    );
+    println!(
+        "  sidelight report --config {} --from {today} --format html --out report.html",
+        config.display()
+    );
+    println!();
+    Ok(())
 }
 
 /// Once the first surrogate is in service, asks the proxy itself about three applicants

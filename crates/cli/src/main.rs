@@ -4,8 +4,10 @@
 
 mod audit;
 mod demo;
+mod health;
 mod logging;
 mod probe;
+mod report;
 mod schema;
 mod surrogate;
 mod token;
@@ -61,9 +63,16 @@ enum Command {
     /// prints the pseudonym of an identifier and `rotate-key` re-seals records under a
     /// new encryption key.
     Audit(audit::AuditArgs),
+    /// Write the audit report of a period from the audit log: the system, feature
+    /// importance, fairness and alerts, drift, consent, reviews, erasures, and the
+    /// verification of the log, as printable HTML with charts, Markdown or JSON.
+    Report(report::ReportArgs),
     /// Admin API tokens: `new` makes one and prints its config entry, `hash` prints the
     /// SHA-256 of a token read from standard input.
     Token(token::TokenArgs),
+    /// Ask a running proxy whether it is up (GET /healthz): exit 0 on 2xx, 1 otherwise.
+    /// For container health checks in images without curl.
+    Health(health::HealthArgs),
     /// Work with config files.
     Config {
         #[command(subcommand)]
@@ -93,7 +102,9 @@ fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Explain(args) => probe::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Report(args) => report::run(args),
         Command::Token(args) => token::run(args),
+        Command::Health(args) => health::run(args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => check(&file),

@@ -245,6 +245,115 @@ pub(crate) fn waterfall(id: &str, base: f64, steps: &[Step], space: &str) -> Mar
     }
 }
 
+/// One bar of a bar chart: a value with, optionally, its confidence interval.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Bar {
+    pub(crate) label: String,
+    pub(crate) value: f64,
+    pub(crate) interval: Option<(f64, f64)>,
+    /// Drawn in the emphasis colour (a protected feature, a failing group).
+    pub(crate) emphasis: bool,
+}
+
+const BAR_ROW: f64 = 24.0;
+const BAR_LABEL_W: f64 = 260.0;
+const BAR_VALUE_W: f64 = 80.0;
+
+/// Horizontal bars from zero, each with its interval as a whisker if it has one, and
+/// vertical reference lines at `marks` (a rule's bound, labelled). The axis runs from 0
+/// to `max`, or to the largest value, interval end or mark. `None` when no bar has a
+/// finite value. Shared by the console and the audit report.
+pub(crate) fn bars(
+    id: &str,
+    title: &str,
+    unit: &str,
+    bars: &[Bar],
+    marks: &[(f64, &str)],
+    max: Option<f64>,
+) -> Option<Markup> {
+    let bars: Vec<&Bar> = bars.iter().filter(|b| b.value.is_finite()).collect();
+    if bars.is_empty() {
+        return None;
+    }
+    let top = max.unwrap_or_else(|| {
+        bars.iter()
+            .flat_map(|b| [Some(b.value), b.interval.map(|i| i.1)])
+            .flatten()
+            .chain(marks.iter().map(|m| m.0))
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max)
+            * 1.05
+    });
+    // Counts are printed as whole numbers, everything else to three decimals.
+    let whole = bars
+        .iter()
+        .all(|b| b.value.fract() == 0.0 && b.interval.is_none());
+    let top = match (top > 0.0, whole) {
+        (false, _) => 1.0,
+        (true, true) => top.ceil(),
+        (true, false) => top,
+    };
+    let figure = |v: f64| {
+        if whole {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
+    let plot_left = BAR_LABEL_W + 10.0;
+    let plot_w = WF_WIDTH - plot_left - BAR_VALUE_W;
+    let x = |v: f64| plot_left + (v.clamp(0.0, top) / top) * plot_w;
+    let bottom = TOP + BAR_ROW * bars.len() as f64;
+    let height = bottom + 30.0;
+    let desc = bars
+        .iter()
+        .map(|b| match b.interval {
+            Some((lo, hi)) => format!("{} {:.3} ({lo:.3} to {hi:.3})", b.label, b.value),
+            None => format!("{} {}", b.label, figure(b.value)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (title_id, desc_id) = (format!("{id}-title"), format!("{id}-desc"));
+    Some(html! {
+        svg.chart.bars xmlns="http://www.w3.org/2000/svg" role="img"
+            viewBox={ "0 0 " (WF_WIDTH) " " (px(height)) }
+            aria-labelledby={ (title_id) " " (desc_id) } {
+            title id=(title_id) { (title) }
+            desc id=(desc_id) { (desc) " (" (unit) ")." }
+            @for (i, b) in bars.iter().enumerate() {
+                @let y0 = TOP + BAR_ROW * i as f64;
+                text.label x=(px(BAR_LABEL_W)) y=(px(y0 + 16.0)) text-anchor="end" {
+                    (truncate(&b.label, 40))
+                    title { (b.label) }
+                }
+                rect class=(if b.emphasis { "bar emphasis" } else { "bar" })
+                    x=(px(plot_left)) y=(px(y0 + 4.0))
+                    width=(px((x(b.value) - plot_left).max(1.0))) height="14" {
+                    title { (b.label) ": " (figure(b.value)) }
+                }
+                @if let Some((lo, hi)) = b.interval {
+                    line.whisker x1=(px(x(lo))) x2=(px(x(hi))) y1=(px(y0 + 11.0)) y2=(px(y0 + 11.0)) {}
+                    line.whisker x1=(px(x(lo))) x2=(px(x(lo))) y1=(px(y0 + 6.0)) y2=(px(y0 + 16.0)) {}
+                    line.whisker x1=(px(x(hi))) x2=(px(x(hi))) y1=(px(y0 + 6.0)) y2=(px(y0 + 16.0)) {}
+                }
+                text.value x=(px(WF_WIDTH - 4.0)) y=(px(y0 + 16.0)) text-anchor="end" {
+                    (figure(b.value))
+                }
+            }
+            @for (value, label) in marks {
+                line.reference x1=(px(x(*value))) x2=(px(x(*value))) y1=(px(TOP)) y2=(px(bottom)) {}
+                text.tick x=(px(x(*value))) y=(px(TOP - 4.0)) text-anchor="middle" { (label) }
+            }
+            line.axis x1=(px(plot_left)) x2=(px(plot_left + plot_w)) y1=(px(bottom + 4.0)) y2=(px(bottom + 4.0)) {}
+            text.tick x=(px(plot_left)) y=(px(bottom + 20.0)) text-anchor="start" { "0" }
+            text.tick x=(px(plot_left + plot_w)) y=(px(bottom + 20.0)) text-anchor="end" {
+                @if whole { (figure(top)) } @else { (format!("{top:.2}")) }
+            }
+            text.axis-label x=(px(plot_left + plot_w / 2.0)) y=(px(bottom + 20.0)) text-anchor="middle" { (unit) }
+        }
+    })
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
@@ -286,6 +395,38 @@ mod tests {
         .into_string();
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
         assert!(svg.contains("log-odds"));
+    }
+
+    #[test]
+    fn bars_scale_to_the_largest_value_and_draw_intervals() {
+        let bar = |label: &str, value, interval| Bar {
+            label: label.to_owned(),
+            value,
+            interval,
+            emphasis: false,
+        };
+        assert!(bars("b", "t", "u", &[bar("x", f64::NAN, None)], &[], None).is_none());
+        let svg = bars(
+            "b",
+            "Selection rate",
+            "share",
+            &[bar("<25", 0.4, Some((0.3, 0.5))), bar(">=25", 0.8, None)],
+            &[(0.5, "0.5")],
+            Some(1.0),
+        )
+        .map(Markup::into_string)
+        .unwrap_or_default();
+        assert_eq!(svg.matches("<rect").count(), 2);
+        assert_eq!(svg.matches("class=\"whisker\"").count(), 3, "{svg}");
+        assert!(svg.contains("&lt;25 0.400 (0.300 to 0.500)"), "{svg}");
+        assert!(svg.contains(">1.00</text>"), "{svg}");
+        let counts = bars("c", "t", "n", &[bar("full", 12.0, None)], &[], None)
+            .map(Markup::into_string)
+            .unwrap_or_default();
+        assert!(
+            counts.contains(">12</text>") && counts.contains(">13</text>"),
+            "{counts}"
+        );
     }
 
     #[test]

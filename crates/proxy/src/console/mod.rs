@@ -21,7 +21,7 @@
 //! content security policy: no script at all, styles only from the console's own
 //! stylesheet.
 
-mod chart;
+pub(crate) mod chart;
 mod pages;
 mod session;
 

@@ -1,0 +1,192 @@
+//! `GET /api/v1/report?from=&to=&format=html|md|json&reference_from=&reference_to=`:
+//! the audit report built by the running proxy, which adds its surrogates in service.
+//!
+//! The report reads the whole period and verifies the whole log, so it runs on a
+//! blocking thread with a read connection of its own: a long report never holds up the
+//! admin connection that queries, reviews and erasure share.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use sidelight_audit::{SqliteConfig, SqliteStore};
+
+use super::{InService, Period, ReportError, ReportInput};
+use crate::audit::AuditLog;
+use crate::body::{ProxyBody, full, json_response};
+use crate::config::{AuditBackend, Config};
+use crate::error::json_error;
+
+pub(crate) const REPORT_PATH: &str = "/api/v1/report";
+
+/// The default period, up to now.
+const DEFAULT_DAYS: i64 = 30;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Html,
+    Markdown,
+    Json,
+}
+
+struct Ask {
+    period: Period,
+    reference: Option<Period>,
+    format: Format,
+}
+
+/// A time as RFC 3339, a date (midnight UTC) or unix milliseconds.
+fn time(key: &str, value: &str) -> Result<i64, String> {
+    let text = if value.len() == "2026-11-27".len() {
+        format!("{value}T00:00:00Z")
+    } else {
+        value.to_owned()
+    };
+    crate::records::parse_time(&text).ok_or_else(|| {
+        format!("`{key}`: `{value}` is neither an RFC 3339 time, a date nor unix milliseconds")
+    })
+}
+
+fn parse(query: Option<&str>, now_ms: i64) -> Result<Ask, String> {
+    let pairs = crate::admin::parse_form(query.unwrap_or_default().as_bytes())
+        .ok_or_else(|| "the query is not correctly %-encoded".to_owned())?;
+    let (mut from, mut to, mut ref_from, mut ref_to) = (None, None, None, None);
+    let mut format = Format::Json;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "from" => from = Some(time(&key, &value)?),
+            "to" => to = Some(time(&key, &value)?),
+            "reference_from" => ref_from = Some(time(&key, &value)?),
+            "reference_to" => ref_to = Some(time(&key, &value)?),
+            "format" => {
+                format = match value.as_str() {
+                    "html" => Format::Html,
+                    "md" | "markdown" => Format::Markdown,
+                    "json" => Format::Json,
+                    other => return Err(format!("`format`: `{other}` is not html, md or json")),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter `{other}`; use from, to, format, reference_from, reference_to"
+                ));
+            }
+        }
+    }
+    let to = to.unwrap_or(now_ms);
+    let from = from.unwrap_or(to - DEFAULT_DAYS * DAY_MS);
+    let period = Period::new(from, to).map_err(|e| format!("`from`/`to`: {e}"))?;
+    let reference = match (ref_from, ref_to) {
+        (None, None) => None,
+        (Some(f), Some(t)) => {
+            Some(Period::new(f, t).map_err(|e| format!("`reference_from`/`reference_to`: {e}"))?)
+        }
+        _ => return Err("give both `reference_from` and `reference_to`, or neither".to_owned()),
+    };
+    Ok(Ask {
+        period,
+        reference,
+        format,
+    })
+}
+
+/// Builds and answers the report.
+pub(crate) async fn report(
+    audit: Option<&Arc<AuditLog>>,
+    config: Config,
+    in_service: Vec<InService>,
+    query: Option<&str>,
+) -> Response<ProxyBody> {
+    let (Some(audit), Some(audit_config)) = (audit, config.audit.clone()) else {
+        return crate::records::no_audit();
+    };
+    if audit_config.backend != AuditBackend::Sqlite {
+        return json_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "report_not_available",
+            "the audit report reads a SQLite audit log; with `audit.backend = \"postgres\"` it is not available yet",
+        );
+    }
+    let now = crate::audit::now_ms();
+    let ask = match parse(query, now) {
+        Ok(ask) => ask,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &message),
+    };
+    let keys = audit.keys().clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let store = SqliteStore::open(
+            &audit_config.path,
+            SqliteConfig {
+                busy_timeout: audit_config.lock_timeout,
+                ..SqliteConfig::new(keys.clone())
+            },
+        )?;
+        let input = ReportInput {
+            config: &config,
+            keys: &keys,
+            period: ask.period,
+            reference: ask.reference,
+            in_service: Some(&in_service),
+            generated_at_ms: now,
+        };
+        super::build(store, &input, &mut |_| {})
+    })
+    .await;
+    let report = match built {
+        Ok(Ok(report)) => report,
+        Ok(Err(ReportError::Period(message))) => {
+            return json_error(StatusCode::BAD_REQUEST, "bad_query", &message);
+        }
+        Ok(Err(error)) => return crate::records::store_error(&error.to_string()),
+        Err(error) => {
+            return crate::records::store_error(&format!("the report task failed: {error}"));
+        }
+    };
+    let (body, content_type) = match ask.format {
+        Format::Json => {
+            return match serde_json::to_value(&report) {
+                Ok(json) => json_response(StatusCode::OK, &json),
+                Err(error) => crate::records::store_error(&error.to_string()),
+            };
+        }
+        Format::Html => (super::render_html(&report), "text/html; charset=utf-8"),
+        Format::Markdown => (
+            super::render_markdown(&report),
+            "text/markdown; charset=utf-8",
+        ),
+    };
+    let mut response = Response::new(full(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_query_names_what_is_wrong() {
+        let ask = parse(Some("from=2026-11-01&to=2026-11-02&format=html"), 0).unwrap();
+        assert_eq!(ask.period.to_ms - ask.period.from_ms, DAY_MS);
+        assert_eq!(ask.format, Format::Html);
+        let ask = parse(None, 100 * DAY_MS).unwrap();
+        assert_eq!(ask.period.from_ms, 70 * DAY_MS);
+        assert_eq!(ask.format, Format::Json);
+        for (query, named) in [
+            ("from=yesterday", "`from`"),
+            ("format=pdf", "`format`"),
+            ("from=2026-11-02&to=2026-11-01", "`from`/`to`"),
+            ("reference_from=2026-11-01", "reference_to"),
+            ("colour=red", "`colour`"),
+        ] {
+            let error = parse(Some(query), 0).err().unwrap();
+            assert!(error.contains(named), "{query}: {error}");
+        }
+    }
+}
