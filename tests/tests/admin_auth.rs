@@ -112,6 +112,7 @@ fn endpoints() -> Vec<Endpoint> {
             "viewer",
             StatusCode::OK,
         ),
+        e(Method::GET, "/api/v1/alerts", "", "viewer", StatusCode::OK),
         e(
             Method::GET,
             "/api/v1/schema/credit",

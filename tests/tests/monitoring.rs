@@ -243,3 +243,332 @@ async fn the_monitor_reports_fairness_and_drift_and_flags_a_disadvantaged_group(
         "{report}"
     );
 }
+
+/// One POST the webhook received: its answer, whether its signature was valid, and the
+/// alert.
+#[derive(Debug)]
+struct Delivery {
+    status: u16,
+    signed: bool,
+    alert: Value,
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>;
+
+/// A webhook receiver: answers the first POST with 500 (so that a retry is needed) and
+/// every later one with 200, and keeps what each request brought.
+struct Webhook {
+    url: String,
+    received: Received,
+}
+
+impl Webhook {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let received = Received::default();
+        let log = received.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: http::Request<hyper::body::Incoming>| {
+                            let log = log.clone();
+                            async move {
+                                use http_body_util::BodyExt;
+                                let signature = request
+                                    .headers()
+                                    .get("x-sidelight-signature")
+                                    .map(|v| v.to_str().unwrap().to_owned());
+                                let body = request.into_body().collect().await.unwrap().to_bytes();
+                                let json: Value = serde_json::from_slice(&body).unwrap();
+                                let mut log = log.lock().unwrap();
+                                let status = if log.is_empty() { 500 } else { 200 };
+                                // The signature is checked over the exact bytes sent.
+                                let valid = signature.as_deref().is_some_and(|s| {
+                                    s == hmac_sha256_hex(SECRET.as_bytes(), &body)
+                                });
+                                log.push(Delivery {
+                                    status,
+                                    signed: valid,
+                                    alert: json,
+                                });
+                                Ok::<_, std::convert::Infallible>(
+                                    http::Response::builder()
+                                        .status(status)
+                                        .body(full(""))
+                                        .unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        Self { url, received }
+    }
+
+    /// The alerts the webhook accepted (answered 200) for `check` and `subject`, with
+    /// whether each was validly signed.
+    fn accepted(&self, check: &str, subject: &str) -> Vec<(bool, Value)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d.status == 200 && d.alert["check"] == check && d.alert["subject"] == subject
+            })
+            .map(|d| (d.signed, d.alert.clone()))
+            .collect()
+    }
+
+    /// Waits until the webhook accepted an alert of `check` and `subject` in `state`.
+    async fn wait_for(&self, check: &str, subject: &str, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self
+            .accepted(check, subject)
+            .iter()
+            .any(|(_, a)| a["state"] == state)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no {state} alert for {check} {subject}: {:?}",
+                self.received.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+const SECRET: &str = "webhook-signing-secret-for-tests";
+
+/// HMAC-SHA256 (RFC 2104) of `body` under `key`, as `sha256=<hex>`.
+fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(body)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    format!(
+        "sha256={}",
+        outer.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Sends rows `indices` (10 per request) with `a` shifted by `shift`; returns each
+/// request's record id and its rows' colours.
+async fn send_recorded(
+    proxy: &Proxy,
+    indices: std::ops::Range<usize>,
+    shift: f64,
+) -> Vec<(String, Vec<&'static str>)> {
+    let mut out = Vec::new();
+    let all: Vec<usize> = indices.collect();
+    for chunk in all.chunks(10) {
+        let instances: Vec<Value> = chunk
+            .iter()
+            .map(|&i| {
+                let (a, b, c, colour) = row(i);
+                json!({"a": a + shift, "b": b, "c": c, "colour": colour})
+            })
+            .collect();
+        let body = json!({ "instances": instances }).to_string();
+        let answer = post(proxy, "/v1/models/m:predict", body, &[]).await;
+        assert_eq!(answer.status, 200);
+        let id = answer.headers["x-sidelight-record-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        out.push((id, chunk.iter().map(|&i| row(i).3).collect()));
+    }
+    out
+}
+
+fn review_header(answer: &Answer) -> String {
+    answer
+        .headers
+        .get("x-sidelight-review")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_failing_group_fires_one_signed_alert_and_resolves_once_and_outcomes_give_equal_opportunity()
+ {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let webhook = Webhook::start().await;
+    let secret_file = state.path().join("alert-secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    // Only fairness alerts, so that the review rule `alerts` follows them alone.
+    let config = monitored(&model, state.path())
+        .replace(
+            "[routes.review]\nflagged_groups = true\n",
+            "[routes.review]\nalerts = true\n",
+        )
+        .replace(
+            "[[routes.monitor.protected]]",
+            "[routes.monitor.alerts]\ndrift = false\n[[routes.monitor.protected]]",
+        );
+    let config = format!(
+        "[alerts]\nwebhook = \"{}\"\nbackoff = \"50ms\"\nretries = 3\nsecret_file = \"{}\"\n{config}",
+        webhook.url,
+        secret_file.display()
+    );
+    let proxy = Proxy::start_with_env(&config, &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)]);
+    warm_up(&proxy, "m", async |i| {
+        post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
+    })
+    .await;
+    let seen = counted(&settled(&proxy).await);
+
+    // Ordinary traffic: blue fails the four-fifths rule.
+    send_recorded(&proxy, 1000..1000 + WINDOW, 0.0).await;
+    let report = monitoring_with(&proxy, seen + WINDOW as u64).await;
+    assert_eq!(
+        report["fairness"][0]["comparisons"][0]["disparate_impact_verdict"], "fail",
+        "{report}"
+    );
+    webhook
+        .wait_for("disparate_impact", "colour=blue", "firing")
+        .await;
+    // The first attempt was refused with 500 and retried with the same alert.
+    {
+        let received = webhook.received.lock().unwrap();
+        assert_eq!(received[0].status, 500);
+        assert!(
+            received[1..]
+                .iter()
+                .any(|d| d.status == 200 && d.alert == received[0].alert),
+            "{received:?}"
+        );
+    }
+    let alerts = get(&proxy.admin_url("/api/v1/alerts")).await.json();
+    let route = &alerts["routes"][0];
+    assert_eq!(route["route"], "m", "{alerts}");
+    assert!(
+        route["firing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["check"] == "disparate_impact" && a["subject"] == "colour=blue"),
+        "{alerts}"
+    );
+    // While it fires, every explained prediction of the route goes to review.
+    let red = post(&proxy, "/v1/models/m:predict", kserve_body(&[3]), &[]).await;
+    assert_eq!(review_header(&red), "pending; reasons=alert");
+
+    // Fair traffic: everyone is approved. Outcomes reported for it join the window.
+    let sent = send_recorded(&proxy, 2000..2000 + WINDOW, 2.0).await;
+    for (id, colours) in &sent {
+        // Deserved in every other row: each colour has both kinds of outcome.
+        let outcomes: Vec<bool> = (0..colours.len()).map(|k| k % 2 == 0).collect();
+        let body = json!({ "id": id, "outcome": outcomes }).to_string();
+        let answer = post(&proxy, "/v1/feedback", body, &[]).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(
+            answer.json()["joined_rows"],
+            colours.len(),
+            "{:?}",
+            answer.body
+        );
+    }
+    // One row of one record, by `row`.
+    let (id, _) = &sent[0];
+    let body = json!({ "id": id, "outcome": "unfavourable", "row": 1 }).to_string();
+    assert_eq!(
+        post(&proxy, "/v1/feedback", body, &[]).await.json()["joined_rows"],
+        1
+    );
+    let bad = json!({ "id": id, "outcome": true, "row": -1 }).to_string();
+    assert_eq!(post(&proxy, "/v1/feedback", bad, &[]).await.status, 400);
+
+    webhook
+        .wait_for("disparate_impact", "colour=blue", "resolved")
+        .await;
+    // The report counts the rows sent since (one red row, the fair window) and the
+    // outcomes.
+    let report = monitoring_with(&proxy, seen + 2 * WINDOW as u64 + 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut report = report;
+    while report["rows_with_outcome"] != WINDOW {
+        assert!(Instant::now() < deadline, "outcomes not joined: {report}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        report = latest(&proxy).await;
+    }
+    let comparison = &report["fairness"][0]["comparisons"][0];
+    assert!(
+        comparison["equal_opportunity_difference"]["value"].is_f64(),
+        "{report}"
+    );
+    assert!(comparison["average_odds_difference"].is_f64(), "{report}");
+    assert_eq!(comparison["disparate_impact_verdict"], "pass", "{report}");
+    let attribution = &report["attribution"]["summary"];
+    assert!(attribution["protected_share"].is_f64(), "{report}");
+
+    // Resolved: predictions no longer go to review.
+    let red = post(&proxy, "/v1/models/m:predict", kserve_body(&[3]), &[]).await;
+    assert_eq!(review_header(&red), "");
+    // Exactly one firing and one resolved alert for the subject, both signed.
+    let accepted = webhook.accepted("disparate_impact", "colour=blue");
+    let states: Vec<&str> = accepted
+        .iter()
+        .map(|(_, a)| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["firing", "resolved"], "{accepted:?}");
+    assert!(accepted.iter().all(|(valid, _)| *valid), "{accepted:?}");
+    let firing = &accepted[0].1;
+    assert_eq!(firing["route"], "m");
+    assert!(firing["value"].as_f64().unwrap() < 0.8, "{firing}");
+    assert_eq!(firing["bound"], 0.8);
+    assert!(firing["message"].as_str().unwrap().contains("colour=blue"));
+
+    // Each transition is in the audit log.
+    let page = get(&proxy.admin_url("/api/v1/records?route=_alert&limit=100"))
+        .await
+        .json();
+    let events: Vec<&Value> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["request"])
+        .filter(|e| e["check"] == "disparate_impact" && e["subject"] == "colour=blue")
+        .collect();
+    assert_eq!(events.len(), 2, "{page}");
+
+    let metrics = get(&proxy.admin_url("/metrics")).await;
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    for line in [
+        "sidelight_fairness_equal_opportunity_difference{route=\"m\",attribute=\"colour\",group=\"blue\"}",
+        "sidelight_fairness_average_odds_difference{route=\"m\",attribute=\"colour\",group=\"blue\"}",
+        "sidelight_attribution_mean_abs{route=\"m\",feature=\"a\"}",
+        "sidelight_attribution_protected_share{route=\"m\"}",
+        "sidelight_alerts_total{route=\"m\",check=\"disparate_impact\",state=\"firing\"} 1",
+        "sidelight_alerts_firing{route=\"m\"} 0",
+        "sidelight_alert_deliveries_total{outcome=\"delivered\"}",
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
+    // The secret never reaches the log.
+    assert!(!proxy.log_text().contains(SECRET));
+}

@@ -51,6 +51,10 @@ enum Endpoint<'a> {
     Surrogates,
     /// `GET /api/v1/monitoring`: the latest fairness and drift results.
     Monitoring,
+    /// `GET /api/v1/alerts`: the monitors' firing alerts and recent transitions.
+    Alerts,
+    /// `GET /api/v1/report`: the audit report of a period.
+    Report,
     /// `GET /api/v1/schema/{route}`.
     Schema(&'a str),
     /// `GET /api/v1/records` and `GET /api/v1/records/{id}`; `records` reads the path.
@@ -74,6 +78,7 @@ enum Endpoint<'a> {
 const API_PREFIX: &str = "/api/v1/";
 const SURROGATES_PATH: &str = "/api/v1/surrogates";
 const MONITORING_PATH: &str = "/api/v1/monitoring";
+const ALERTS_PATH: &str = "/api/v1/alerts";
 const SCHEMA_PATH: &str = "/api/v1/schema/";
 const PROBE_PATH: &str = "/api/v1/probe/";
 const RELOAD_PATH: &str = "/api/v1/config/reload";
@@ -91,10 +96,12 @@ impl<'a> Endpoint<'a> {
         Some(match path {
             SURROGATES_PATH => Endpoint::Surrogates,
             MONITORING_PATH => Endpoint::Monitoring,
+            ALERTS_PATH => Endpoint::Alerts,
             crate::records::ERASURE_PATH => Endpoint::Erasure,
             crate::review::REVIEWS_PATH => Endpoint::ReviewQueue,
             crate::review::FLAGS_PATH => Endpoint::ReviewFlags,
             RELOAD_PATH => Endpoint::ConfigReload,
+            crate::report::endpoint::REPORT_PATH => Endpoint::Report,
             _ if path == records
                 || path
                     .strip_prefix(records)
@@ -118,13 +125,15 @@ impl<'a> Endpoint<'a> {
             // Aggregates only: no record, no payload.
             Endpoint::Surrogates
             | Endpoint::Monitoring
+            | Endpoint::Alerts
             | Endpoint::Schema(_)
             | Endpoint::Unknown => Role::Viewer,
             // Records hold personal data; the probe check calls the model with a
             // recorded request.
             // Reviewers see records with personal data masked, and decide.
             Endpoint::ReviewQueue | Endpoint::Review(_) | Endpoint::ReviewFlags => Role::Reviewer,
-            Endpoint::Records | Endpoint::Probe(_) => Role::Auditor,
+            // The report holds aggregates only, but of the whole audit log.
+            Endpoint::Records | Endpoint::Probe(_) | Endpoint::Report => Role::Auditor,
             Endpoint::Erasure | Endpoint::ConfigReload => Role::Admin,
         }
     }
@@ -133,8 +142,10 @@ impl<'a> Endpoint<'a> {
         match self {
             Endpoint::Surrogates
             | Endpoint::Monitoring
+            | Endpoint::Alerts
             | Endpoint::Schema(_)
             | Endpoint::Records
+            | Endpoint::Report
             | Endpoint::ReviewQueue
             | Endpoint::Unknown => READ,
             Endpoint::Review(_) => READ_OR_POST,
@@ -231,7 +242,42 @@ async fn dispatch(
             StatusCode::OK,
             &crate::monitor::to_json(&state.surrogates.monitors()),
         ),
+        Endpoint::Alerts => json_response(
+            StatusCode::OK,
+            &crate::alert::to_json(&state.surrogates.monitors()),
+        ),
         Endpoint::Schema(route) => schema(state, route),
+        Endpoint::Report => {
+            let query = request.uri().query();
+            let config = state.reloader.inner.running.lock().await.clone();
+            let in_service = state
+                .surrogates
+                .routes()
+                .into_iter()
+                .map(|s| crate::report::InService {
+                    route: s.route,
+                    version: s.version,
+                    r2: s.r2.filter(|r2| r2.is_finite()),
+                })
+                .collect();
+            let response = crate::report::endpoint::report(
+                state.erasable.audit.as_ref(),
+                config,
+                in_service,
+                query,
+            )
+            .await;
+            let detail = json!({ "status": response.status().as_u16() });
+            record_action(
+                state,
+                &principal,
+                "report",
+                query.unwrap_or_default(),
+                detail,
+            )
+            .await;
+            response
+        }
         Endpoint::Records => {
             let path = request.uri().path();
             let query = request.uri().query();
@@ -569,8 +615,15 @@ fn schema(state: &AdminState, route: &str) -> Response<ProxyBody> {
 async fn readiness(state: &AdminState) -> Response<ProxyBody> {
     let draining = state.draining.load(Ordering::Relaxed);
     let upstream = probe_upstream(state).await;
-    let ready = !draining && upstream.is_ok();
-    let body = json!({
+    // Only a shared database with `fail_closed`: then every request would get a 503
+    // while it is away, and traffic is better sent to a replica that reaches it.
+    let store = match &state.erasable.audit {
+        Some(audit) => audit.reachable().await,
+        None => None,
+    };
+    let store_ok = store.as_ref().is_none_or(Result::is_ok);
+    let ready = !draining && upstream.is_ok() && store_ok;
+    let mut body = json!({
         "ready": ready,
         "checks": {
             "config": { "ok": true },
@@ -581,6 +634,12 @@ async fn readiness(state: &AdminState) -> Response<ProxyBody> {
             },
         }
     });
+    if let Some(store) = store {
+        body["checks"]["audit_store"] = match store {
+            Ok(()) => json!({ "ok": true }),
+            Err(reason) => json!({ "ok": false, "error": reason }),
+        };
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -638,9 +697,11 @@ mod tests {
         let cases = [
             ("/api/v1/surrogates", Some(Role::Viewer)),
             ("/api/v1/monitoring", Some(Role::Viewer)),
+            ("/api/v1/alerts", Some(Role::Viewer)),
             ("/api/v1/schema/credit", Some(Role::Viewer)),
             ("/api/v1/records", Some(Role::Auditor)),
             ("/api/v1/records/abc", Some(Role::Auditor)),
+            ("/api/v1/report", Some(Role::Auditor)),
             ("/api/v1/probe/abc", Some(Role::Auditor)),
             ("/api/v1/erasure", Some(Role::Admin)),
             ("/api/v1/config/reload", Some(Role::Admin)),

@@ -17,13 +17,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use sidelight_audit::{
-    AuditStore, Durability, Erasure, Feedback, Keys, Page, QueuePolicy, Record, RecordQuery,
-    Review, SqliteConfig, SqliteStore, StoreError, Stored, SubmitError, WriteError, Writer,
-    WriterConfig,
+    AuditStore, Durability, Erasure, Feedback, FleetStore, Keys, Page, PostgresConfig,
+    PostgresStore, QueuePolicy, Record, RecordQuery, Review, SqliteConfig, SqliteStore, StoreError,
+    Stored, SubmitError, WriteError, Writer, WriterConfig,
 };
 
 use crate::config::{
-    AUDIT_KEY_VARIABLE, AuditConfig, AuditDurability, ConfigError, QueueFull, StoreFailure,
+    AUDIT_KEY_VARIABLE, AuditBackend, AuditConfig, AuditDurability, ConfigError, QueueFull,
+    StoreFailure,
 };
 use crate::error::ProxyError;
 
@@ -39,7 +40,7 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
-    /// `full`, `read_only`, `locked`, `io`, `key`, `stopped` or `other`.
+    /// `full`, `read_only`, `locked`, `io`, `unavailable`, `key`, `stopped` or `other`.
     kind: &'static str,
 }
 
@@ -58,9 +59,14 @@ pub(crate) struct AuditLog {
     keys: Keys,
     /// A connection for the data plane's id look-ups only, so that a long admin query
     /// never holds up a request. WAL lets it read while the writer thread writes.
-    ids: Mutex<SqliteStore>,
+    ids: Arc<Mutex<Box<dyn AuditStore>>>,
+    /// Whether `ids` blocks on the network (PostgreSQL), so that look-ups must go to a
+    /// blocking thread rather than run on the data plane's worker.
+    remote: bool,
     /// A connection for queries and erasure; its writes take turns with the writer's.
-    admin: Arc<Mutex<SqliteStore>>,
+    admin: Arc<Mutex<Box<dyn AuditStore>>>,
+    /// What the replicas of a fleet share (PostgreSQL only).
+    pub(crate) fleet: Option<Arc<Fleet>>,
     recent_ids: Mutex<RecentIds>,
     failures: Family<FailureLabels, Counter>,
     erased: Family<ErasedLabels, Counter>,
@@ -68,8 +74,37 @@ pub(crate) struct AuditLog {
     pub(crate) reviews: Arc<crate::review::Reviews>,
     /// Dropping it stops the retention thread.
     _retention: Option<std::sync::mpsc::Sender<()>>,
-    /// Copies the WAL into the database off the commit path.
-    _checkpoints: sidelight_audit::BackgroundCheckpoints,
+    /// Copies the WAL into the database off the commit path (SQLite only).
+    _checkpoints: Option<sidelight_audit::BackgroundCheckpoints>,
+}
+
+/// A fleet's shared state, for a replica on PostgreSQL.
+#[derive(Debug)]
+pub(crate) struct Fleet {
+    /// This replica's name (its chain's writer).
+    pub(crate) writer: String,
+    /// How often the replica looks for new surrogates and erasures.
+    pub(crate) poll_interval: Duration,
+    /// For erasure and retention; the background tasks take connections of their own
+    /// with [`FleetStore::another`].
+    pub(crate) store: Mutex<FleetStore>,
+}
+
+/// The stores of one audit log: the writer's, and connections for id look-ups, the
+/// admin API and the retention purge.
+struct Opened {
+    writer: Box<dyn AuditStore>,
+    ids: Box<dyn AuditStore>,
+    admin: Box<dyn AuditStore>,
+    retention: Option<Box<dyn AuditStore>>,
+    checkpoints: Option<sidelight_audit::BackgroundCheckpoints>,
+    fleet: Option<Arc<Fleet>>,
+}
+
+/// Runs `f` on a thread of its own: the PostgreSQL client blocks on a runtime of its
+/// own, which cannot start on a thread that is inside tokio's.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
+    std::thread::scope(|scope| scope.spawn(f).join().ok())
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -114,30 +149,39 @@ impl AuditLog {
             AUDIT_KEY_VARIABLE,
         )
         .map_err(|e| invalid("audit.key_file", e.to_string()))?;
-        let store_config = SqliteConfig {
-            checkpoint_every: config.checkpoint_every,
-            encrypt: config.encrypt,
-            busy_timeout: config.lock_timeout,
-            max_bytes: config.max_bytes,
-            ..SqliteConfig::new(keys.clone())
+        let retention_on = config.retention.is_some();
+        let opened = match config.backend {
+            AuditBackend::Sqlite => open_sqlite(config, &keys, retention_on)?,
+            AuditBackend::Postgres => {
+                let url = config
+                    .database_url()
+                    .map_err(|(key, message)| invalid(&key, message))?;
+                let name = config
+                    .writer_name()
+                    .map_err(|(key, message)| invalid(&key, message))?;
+                let keys = keys.clone();
+                off_runtime(move || open_postgres(config, &url, &name, keys, retention_on))
+                    .unwrap_or_else(|| {
+                        Err(invalid(
+                            "audit.url",
+                            "opening the PostgreSQL audit log failed".to_owned(),
+                        ))
+                    })?
+            }
         };
-        let open = |what: &str| {
-            SqliteStore::open(&config.path, store_config.clone()).map_err(|e| {
-                invalid(
-                    "audit.path",
-                    format!("cannot open {} ({what}): {e}", config.path.display()),
-                )
-            })
+        let remote = config.backend == AuditBackend::Postgres;
+        let Opened {
+            writer: store,
+            ids,
+            admin,
+            retention,
+            checkpoints,
+            fleet,
+        } = opened;
+        let store_key = match config.backend {
+            AuditBackend::Sqlite => "audit.path",
+            AuditBackend::Postgres => "audit.url",
         };
-        let store = open("writer")?;
-        store
-            .check_keys()
-            .map_err(|e| invalid("audit.key_file", e.to_string()))?;
-        let checkpoints = store
-            .checkpoint_in_background(&config.path, CHECKPOINT_EVERY)
-            .map_err(|e| invalid("audit.path", e.to_string()))?;
-        let ids = open("id look-ups")?;
-        let admin = open("admin")?;
         let writer = Writer::start(
             store,
             WriterConfig {
@@ -149,15 +193,19 @@ impl AuditLog {
                 },
             },
         )
-        .map_err(|e| invalid("audit.path", format!("cannot start the audit writer: {e}")))?;
+        .map_err(|e| invalid(store_key, format!("cannot start the audit writer: {e}")))?;
         let erased: Family<ErasedLabels, Counter> = Family::default();
-        let retention = match config.retention {
-            Some(window) => Some(
-                start_retention(open("retention")?, window, erased.clone()).map_err(|e| {
-                    invalid("audit.retention", format!("cannot start the purge: {e}"))
-                })?,
+        let retention = match (config.retention, retention) {
+            (Some(window), Some(store)) => Some(
+                start_retention(
+                    store,
+                    fleet.as_ref().map(|f| f.store_for_task()),
+                    window,
+                    erased.clone(),
+                )
+                .map_err(|e| invalid("audit.retention", format!("cannot start the purge: {e}")))?,
             ),
-            None => None,
+            _ => None,
         };
         let log = Arc::new(Self {
             writer: Arc::new(writer),
@@ -168,8 +216,10 @@ impl AuditLog {
             on_failure: config.on_store_failure,
             upstream: upstream.to_owned(),
             keys,
-            ids: Mutex::new(ids),
+            ids: Arc::new(Mutex::new(ids)),
+            remote,
             admin: Arc::new(Mutex::new(admin)),
+            fleet,
             recent_ids: Mutex::new(RecentIds::default()),
             failures: Family::default(),
             erased,
@@ -204,34 +254,66 @@ impl AuditLog {
     /// A record id for `request_id` that no other record has. Generated ids are UUIDs
     /// and unique already; a client may send the same id twice, and the store's ids are
     /// unique, so a repeated one gets a `~2`, `~3`… suffix.
-    pub(crate) fn unique_id(&self, request_id: &str, client_supplied: bool) -> String {
+    pub(crate) async fn unique_id(&self, request_id: &str, client_supplied: bool) -> String {
         if !client_supplied {
             return request_id.to_owned();
         }
-        let mut recent = self
-            .recent_ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         let mut candidate = request_id.to_owned();
         let mut n = 1u64;
-        while recent.set.contains(&candidate) || self.stored(&candidate) {
+        loop {
+            let in_store = self.stored(&candidate).await;
+            let mut recent = self
+                .recent_ids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Checked and taken under one lock: two requests with the same id never
+            // both get it.
+            if !in_store && !recent.set.contains(&candidate) {
+                recent.set.insert(candidate.clone());
+                recent.order.push_back(candidate.clone());
+                if recent.order.len() > RECENT_IDS {
+                    if let Some(old) = recent.order.pop_front() {
+                        recent.set.remove(&old);
+                    }
+                }
+                return candidate;
+            }
+            drop(recent);
             n += 1;
             candidate = format!("{request_id}~{n}");
         }
-        recent.set.insert(candidate.clone());
-        recent.order.push_back(candidate.clone());
-        if recent.order.len() > RECENT_IDS {
-            if let Some(old) = recent.order.pop_front() {
-                recent.set.remove(&old);
-            }
-        }
-        candidate
     }
 
-    fn stored(&self, id: &str) -> bool {
-        let ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        // A read error is not a reason to rename; the writer reports real store trouble.
-        matches!(ids.contains(id), Ok(true))
+    async fn stored(&self, id: &str) -> bool {
+        let look_up = |ids: &Mutex<Box<dyn AuditStore>>, id: &str| {
+            let ids = ids.lock().unwrap_or_else(PoisonError::into_inner);
+            // A read error is not a reason to rename; the writer reports real store
+            // trouble.
+            matches!(ids.contains(id), Ok(true))
+        };
+        if !self.remote {
+            return look_up(&self.ids, id);
+        }
+        let (ids, id) = (self.ids.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || look_up(&ids, &id))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Whether the store answers, for `/readyz`: `None` when it does not matter (a
+    /// local SQLite file, or `fail_open`, which serves whatever the store does).
+    pub(crate) async fn reachable(&self) -> Option<Result<(), String>> {
+        if !self.remote || self.on_failure != StoreFailure::FailClosed {
+            return None;
+        }
+        let ids = self.ids.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let ids = ids.lock().unwrap_or_else(PoisonError::into_inner);
+            ids.contains("").map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the store task failed: {e}")));
+        Some(answer)
     }
 
     /// Submits `record`. `Ok(Some(id))`: recorded (committed, with `sync`); `Ok(None)`:
@@ -266,7 +348,8 @@ impl AuditLog {
             Ok(_) => Ok(Some(id)),
             Err((kind, error)) => {
                 self.failures.get_or_create(&FailureLabels { kind }).inc();
-                // The store's error text names files and SQLite codes, never a value.
+                // The store's error text names files, SQLite codes and PostgreSQL
+                // SQLSTATEs, never a value (nor the database URL).
                 tracing::warn!(%error, kind, policy = ?self.on_failure, "audit record not stored");
                 match self.on_failure {
                     StoreFailure::FailOpen => Ok(None),
@@ -277,14 +360,14 @@ impl AuditLog {
     }
 
     /// Runs `f` on the admin connection, on a blocking thread.
-    async fn with_admin<T: Send + 'static>(
+    pub(crate) async fn with_admin<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut dyn AuditStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, String> {
         let admin = self.admin.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = admin.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut store).map_err(|e| e.to_string())
+            f(&mut **store).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| format!("the store task failed: {e}"))?
@@ -376,7 +459,7 @@ impl AuditLog {
         &self,
         kind: &str,
         item: T,
-        store: fn(&mut SqliteStore, &T) -> Result<bool, StoreError>,
+        store: fn(&mut dyn AuditStore, &T) -> Result<bool, StoreError>,
     ) -> Result<bool, String>
     where
         T: serde::Serialize + Clone + Send + 'static,
@@ -390,10 +473,20 @@ impl AuditLog {
         Ok(true)
     }
 
-    /// Erases a subject's payloads from the store; returns how many records.
+    /// Erases a subject's payloads from the store; returns how many records. In a
+    /// fleet, also the subject's shared training rows, and the erasure is recorded for
+    /// the other replicas to drop the subject from their memory.
     pub(crate) async fn erase_subject(&self, subject: String) -> Result<u64, String> {
+        let fleet = self.fleet.clone();
         let n = self
-            .with_admin(move |store| store.erase(&Erasure::Subject(subject), now_ms()))
+            .with_admin(move |store| {
+                let n = store.erase(&Erasure::Subject(subject.clone()), now_ms())?;
+                if let Some(fleet) = fleet {
+                    let fleet = fleet.store.lock().unwrap_or_else(PoisonError::into_inner);
+                    fleet.erase_subject(&subject, now_ms())?;
+                }
+                Ok(n)
+            })
             .await?;
         self.erased
             .get_or_create(&ErasedLabels {
@@ -404,11 +497,115 @@ impl AuditLog {
     }
 }
 
+impl Fleet {
+    /// A connection of its own for a background task.
+    pub(crate) fn store_for_task(&self) -> FleetStore {
+        self.store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .another()
+    }
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message,
+    }
+}
+
+fn open_sqlite(config: &AuditConfig, keys: &Keys, retention: bool) -> Result<Opened, ConfigError> {
+    let store_config = SqliteConfig {
+        checkpoint_every: config.checkpoint_every,
+        encrypt: config.encrypt,
+        busy_timeout: config.lock_timeout,
+        max_bytes: config.max_bytes,
+        ..SqliteConfig::new(keys.clone())
+    };
+    let open = |what: &str| {
+        SqliteStore::open(&config.path, store_config.clone()).map_err(|e| {
+            invalid(
+                "audit.path",
+                format!("cannot open {} ({what}): {e}", config.path.display()),
+            )
+        })
+    };
+    let store = open("writer")?;
+    store
+        .check_keys()
+        .map_err(|e| invalid("audit.key_file", e.to_string()))?;
+    let checkpoints = store
+        .checkpoint_in_background(&config.path, CHECKPOINT_EVERY)
+        .map_err(|e| invalid("audit.path", e.to_string()))?;
+    Ok(Opened {
+        writer: Box::new(store),
+        ids: Box::new(open("id look-ups")?),
+        admin: Box::new(open("admin")?),
+        retention: if retention {
+            Some(Box::new(open("retention")?))
+        } else {
+            None
+        },
+        checkpoints: Some(checkpoints),
+        fleet: None,
+    })
+}
+
+/// Opens the writer's chain and the other connections; blocks (see [`off_runtime`]).
+fn open_postgres(
+    config: &AuditConfig,
+    url: &crate::config::DatabaseUrl,
+    writer: &str,
+    keys: Keys,
+    retention: bool,
+) -> Result<Opened, ConfigError> {
+    let store_config = PostgresConfig {
+        checkpoint_every: config.checkpoint_every,
+        encrypt: config.encrypt,
+        lock_timeout: config.lock_timeout,
+        max_bytes: config.max_bytes,
+        ca_file: config.ca_file.clone(),
+        ..PostgresConfig::new(keys)
+    };
+    // The store's errors never repeat the URL, which may hold a password.
+    let store = PostgresStore::open(url.expose(), writer, store_config).map_err(|e| match e {
+        StoreError::WriterActive(_) => invalid("audit.writer", e.to_string()),
+        StoreError::Config(_) if config.ca_file.is_some() => {
+            invalid("audit.ca_file", e.to_string())
+        }
+        _ => invalid(
+            if config.url_file.is_some() {
+                "audit.url_file"
+            } else {
+                "audit.url"
+            },
+            format!("cannot open the PostgreSQL audit log as writer `{writer}`: {e}"),
+        ),
+    })?;
+    store
+        .check_keys()
+        .map_err(|e| invalid("audit.key_file", e.to_string()))?;
+    let fleet = Arc::new(Fleet {
+        writer: writer.to_owned(),
+        poll_interval: config.poll_interval,
+        store: Mutex::new(store.fleet()),
+    });
+    Ok(Opened {
+        ids: Box::new(store.reader()),
+        admin: Box::new(store.reader()),
+        retention: retention.then(|| Box::new(store.reader()) as Box<dyn AuditStore>),
+        writer: Box::new(store),
+        checkpoints: None,
+        fleet: Some(fleet),
+    })
+}
+
 /// Erases payloads older than `window` at start and then every hour (or every tenth of
 /// the window, if shorter), on a thread of its own with its own connection. Stops when
 /// the returned sender is dropped.
 fn start_retention(
-    mut store: SqliteStore,
+    mut store: Box<dyn AuditStore>,
+    fleet: Option<FleetStore>,
     window: Duration,
     erased: Family<ErasedLabels, Counter>,
 ) -> std::io::Result<std::sync::mpsc::Sender<()>> {
@@ -429,6 +626,12 @@ fn start_retention(
                     }
                     Err(error) => {
                         tracing::warn!(%error, kind = error.kind(), "audit retention purge failed; retrying later");
+                    }
+                }
+                // The fleet's training rows are personal data too.
+                if let Some(fleet) = &fleet {
+                    if let Err(error) = fleet.erase_training_before(cutoff) {
+                        tracing::warn!(%error, kind = error.kind(), "retention of the fleet's training rows failed; retrying later");
                     }
                 }
                 match stopped.recv_timeout(every) {

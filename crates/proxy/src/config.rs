@@ -16,17 +16,20 @@ use http::Uri;
 use serde::{Deserialize, Serialize};
 
 mod admin;
+mod alerts;
 mod audit;
 mod live;
 mod monitor;
 mod review;
 
 pub use admin::{AdminConfig, Role, TlsConfig, TokenConfig, parse_rfc3339};
+pub use alerts::{ALERT_SECRET_VARIABLE, AlertsConfig};
 
 pub use audit::{
-    AuditConfig, AuditDurability, GpcRule, PrivacyConfig, QueueFull, SUBJECT_HEADER, StoreFailure,
+    AuditBackend, AuditConfig, AuditDurability, DatabaseUrl, GpcRule, PrivacyConfig, QueueFull,
+    SUBJECT_HEADER, StoreFailure,
 };
-pub use monitor::{MonitorConfig, ProtectedConfig};
+pub use monitor::{AlertBounds, MonitorConfig, ProtectedConfig};
 pub use review::{HoldFallback, ReviewConfig};
 
 pub use live::{
@@ -56,6 +59,9 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// Who may use the admin API (tokens and roles), and TLS on the admin listener.
     pub admin: AdminConfig,
+    /// Where the monitors' alerts are delivered (`[routes.monitor.alerts]` says when a
+    /// route's alert fires).
+    pub alerts: AlertsConfig,
     /// The file this config was read from, if any: errors about values written in it
     /// (a route's wording) name it. Not a key.
     #[serde(skip)]
@@ -381,6 +387,12 @@ impl Config {
                 .review
                 .validate(&key("review"))
                 .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+            if route.review.alerts && route.monitor.is_none() {
+                return Err(invalid(
+                    &key("review.alerts"),
+                    "needs [routes.monitor]: alerts come from the route's monitor".to_owned(),
+                ));
+            }
             if let Some(monitor) = &route.monitor {
                 if route.explain.is_none() {
                     return Err(invalid(
@@ -417,6 +429,9 @@ impl Config {
                 .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         }
         self.admin
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        self.alerts
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())
@@ -458,6 +473,7 @@ impl Config {
         differs("routes", self.routes != other.routes);
         differs("audit", self.audit != other.audit);
         differs("admin.tls", self.admin.tls != other.admin.tls);
+        differs("alerts", self.alerts != other.alerts);
         sections
     }
 }
@@ -517,7 +533,12 @@ const ENV_PREFIX: &str = "SIDELIGHT_";
 /// `SIDELIGHT_…` variables that are not config keys: secrets, which never go through the
 /// config (which can be printed) and are read where they are used, and the `sidelight`
 /// command's own settings (`SIDELIGHT_CONFIG` names the file this config is read from).
-const NOT_KEYS: &[&str] = &[AUDIT_KEY_VARIABLE, ADMIN_TOKEN_VARIABLE, "SIDELIGHT_CONFIG"];
+const NOT_KEYS: &[&str] = &[
+    AUDIT_KEY_VARIABLE,
+    ADMIN_TOKEN_VARIABLE,
+    ALERT_SECRET_VARIABLE,
+    "SIDELIGHT_CONFIG",
+];
 
 /// The environment variable from which the `sidelight` command's admin API calls take
 /// their bearer token (`explain --probe`, `schema infer --from`, `audit erase --admin`).

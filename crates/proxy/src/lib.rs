@@ -17,6 +17,7 @@
 
 mod adapter;
 mod admin;
+mod alert;
 mod audit;
 mod auth;
 mod body;
@@ -32,6 +33,7 @@ mod metrics;
 mod monitor;
 mod narration;
 mod records;
+pub mod report;
 mod review;
 mod route;
 mod server;

@@ -9,9 +9,15 @@
 //! `GET /api/v1/monitoring`, sets the `sidelight_fairness_*` and `sidelight_drift_*`
 //! gauges, and flags the protected groups whose fairness verdict is `fail` for review
 //! (and unflags them, only those it flagged itself, when they pass again).
+//!
+//! Each row carries its audit record id, so that outcomes reported later
+//! (`POST /v1/feedback`) join the rows still in the window and give equal opportunity and
+//! average odds; rows also carry their attributions, for the attribution check (mean
+//! |SHAP| per feature, the protected features' share, possible proxies). Every
+//! computation feeds the route's alerts (see `alert`).
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwapOption;
@@ -22,10 +28,12 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use sidelight_explain::Value;
 use sidelight_monitor::{
-    CategoricalReference, Decision, DriftConfig, FairnessConfig, FairnessReport, FeatureDrift,
-    NumericDrift, NumericReference, ProtectedAttribute, Verdict,
+    AttributionCheck, CategoricalReference, Column, Decision, DriftConfig, FairnessConfig,
+    FairnessReport, FeatureDrift, FidelityPoint, FidelitySummary, NumericDrift, NumericReference,
+    ProtectedAttribute, Values, Verdict,
 };
 
+use crate::alert::{AlertBook, Alerter, Check, Reading};
 use crate::audit::now_ms;
 use crate::config::{MonitorConfig, ProtectedConfig};
 use crate::review::Reviews;
@@ -37,6 +45,76 @@ pub(crate) struct Observation {
     pub(crate) row: Arc<[Value]>,
     pub(crate) prediction: f64,
     pub(crate) favourable: bool,
+    /// The audit record the row belongs to (with an audit log), and its place in it.
+    pub(crate) record: Option<Arc<str>>,
+    pub(crate) index: u32,
+    /// The row's attributions, in the order of the rows' names; empty if unknown.
+    pub(crate) attributions: Arc<[f64]>,
+    /// The output at which the row's decision turns, and its direction: a numeric
+    /// outcome reported later is judged the same way.
+    pub(crate) threshold: f64,
+    pub(crate) higher_is_favourable: bool,
+    /// When it was seen, in milliseconds since the Unix epoch (for `max_age`).
+    pub(crate) at: i64,
+    /// The true outcome reported through `POST /v1/feedback` (favourable or not).
+    pub(crate) outcome: Option<bool>,
+}
+
+impl Default for Observation {
+    fn default() -> Self {
+        Self {
+            row: Arc::from(Vec::new()),
+            prediction: 0.0,
+            favourable: false,
+            record: None,
+            index: 0,
+            attributions: Arc::from(Vec::new()),
+            threshold: 0.0,
+            higher_is_favourable: true,
+            at: 0,
+            outcome: None,
+        }
+    }
+}
+
+/// Whether a reported outcome is favourable: `true`/`false`; a number, judged against
+/// the row's decision threshold in the route's direction; or the words `favourable` /
+/// `unfavourable` (`favorable` / `unfavorable` too). Anything else is not joined.
+pub(crate) fn outcome_of(
+    value: &serde_json::Value,
+    threshold: f64,
+    higher_is_favourable: bool,
+) -> Option<bool> {
+    match value {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::Number(n) => n.as_f64().filter(|x| x.is_finite()).map(|x| {
+            if higher_is_favourable {
+                x >= threshold
+            } else {
+                x <= threshold
+            }
+        }),
+        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "favourable" | "favorable" => Some(true),
+            "unfavourable" | "unfavorable" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The reported outcome of row `k` of a record: an array gives one per row; a single
+/// value applies to row `row` if named, else to every row.
+pub(crate) fn outcome_for_row(
+    outcome: &serde_json::Value,
+    row: Option<usize>,
+    k: usize,
+) -> Option<&serde_json::Value> {
+    match (outcome, row) {
+        (serde_json::Value::Array(items), _) => items.get(k),
+        (single, Some(r)) => (r == k).then_some(single),
+        (single, None) => Some(single),
+    }
 }
 
 /// The Prometheus gauges every route's monitor sets.
@@ -48,6 +126,10 @@ pub(crate) struct MonitorGauges {
     psi: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     ks: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     prediction_psi: Family<RouteLabels, Gauge<f64, AtomicU64>>,
+    equal_opportunity: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    average_odds: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    attribution_mean_abs: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    protected_share: Family<RouteLabels, Gauge<f64, AtomicU64>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +184,26 @@ impl MonitorGauges {
             "Population stability index of the model's outputs, current window against the reference",
             gauges.prediction_psi.clone(),
         );
+        registry.register(
+            "sidelight_fairness_equal_opportunity_difference",
+            "True positive rate of an unprivileged group minus the privileged group's, over rows with a reported outcome",
+            gauges.equal_opportunity.clone(),
+        );
+        registry.register(
+            "sidelight_fairness_average_odds_difference",
+            "Mean of the true and false positive rate differences of an unprivileged group, over rows with a reported outcome",
+            gauges.average_odds.clone(),
+        );
+        registry.register(
+            "sidelight_attribution_mean_abs",
+            "Mean absolute attribution of a feature over the current window",
+            gauges.attribution_mean_abs.clone(),
+        );
+        registry.register(
+            "sidelight_attribution_protected_share",
+            "Protected features' share of the total mean absolute attribution over the current window",
+            gauges.protected_share.clone(),
+        );
         Arc::new(gauges)
     }
 }
@@ -111,6 +213,8 @@ impl MonitorGauges {
 pub(crate) struct MonitorReport {
     /// When it was computed, in milliseconds since the Unix epoch.
     pub(crate) computed_at: i64,
+    /// How long the computation took, in milliseconds (copying the window included).
+    pub(crate) compute_ms: u64,
     /// Rows in the current window.
     pub(crate) window_rows: usize,
     /// Rows monitored since the proxy started.
@@ -130,6 +234,15 @@ pub(crate) struct MonitorReport {
     /// Of the model's output (the first value per row); `None` until the reference is
     /// complete.
     pub(crate) prediction_drift: Option<NumericDrift>,
+    /// Rows of the window with a reported outcome (what equal opportunity and average
+    /// odds are computed over).
+    pub(crate) rows_with_outcome: usize,
+    /// Mean |attribution| per feature, the protected features' share, and possible
+    /// proxies of each protected feature; `None` without attributions.
+    pub(crate) attribution: Option<AttributionCheck>,
+    /// The held-out R² of every surrogate trained for the route (accepted or not), over
+    /// time; `None` until one is trained.
+    pub(crate) fidelity: Option<FidelitySummary>,
     /// Protected groups flagged for review by this monitor, as (feature, group).
     pub(crate) flagged: Vec<(String, String)>,
     /// Why something could not be computed, if anything.
@@ -149,7 +262,34 @@ struct Windows {
     fresh: u64,
     /// Rows pushed since start.
     seen: u64,
+    /// The sequence number of `current`'s first row (rows are numbered as pushed).
+    front_seq: u64,
+    /// Per audit record with rows in `current`: the sequence number of its first row and
+    /// how many it has, so that an outcome finds its rows.
+    records: HashMap<Arc<str>, (u64, u32)>,
 }
+
+impl Windows {
+    fn pop_front(&mut self) {
+        let Some(old) = self.current.pop_front() else {
+            return;
+        };
+        let seq = self.front_seq;
+        self.front_seq += 1;
+        if let Some(id) = &old.record {
+            if self
+                .records
+                .get(id)
+                .is_some_and(|(first, n)| first + u64::from(*n) <= seq + 1)
+            {
+                self.records.remove(id);
+            }
+        }
+    }
+}
+
+/// Reads the route's surrogate fidelity series.
+pub(crate) type FidelitySource = Box<dyn Fn() -> Vec<FidelityPoint> + Send + Sync>;
 
 /// One route's monitor.
 pub(crate) struct RouteMonitor {
@@ -161,6 +301,11 @@ pub(crate) struct RouteMonitor {
     reviews: OnceLock<Arc<Reviews>>,
     /// Groups this monitor flagged, so that it removes only its own flags.
     own_flags: Mutex<HashSet<(String, String)>>,
+    alerter: OnceLock<Arc<Alerter>>,
+    fidelity: OnceLock<FidelitySource>,
+    alerts: Mutex<AlertBook>,
+    /// How many of the route's alerts fire now, for the review rule `alerts`.
+    firing: AtomicUsize,
     /// Rows not monitored because the computation was copying the window just then.
     skipped: AtomicU64,
     stopping: AtomicBool,
@@ -186,6 +331,10 @@ impl RouteMonitor {
             gauges: OnceLock::new(),
             reviews: OnceLock::new(),
             own_flags: Mutex::default(),
+            alerter: OnceLock::new(),
+            fidelity: OnceLock::new(),
+            alerts: Mutex::default(),
+            firing: AtomicUsize::new(0),
             skipped: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             stop_lock: Mutex::new(()),
@@ -193,12 +342,78 @@ impl RouteMonitor {
         })
     }
 
-    /// Gives the monitor its gauges and, with an audit log, the review flags.
-    pub(crate) fn attach(&self, gauges: Arc<MonitorGauges>, reviews: Option<Arc<Reviews>>) {
+    /// Gives the monitor its gauges and, with an audit log, the review flags and the
+    /// reported outcomes (`reviews` passes them on).
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        gauges: Arc<MonitorGauges>,
+        reviews: Option<Arc<Reviews>>,
+    ) {
         let _ = self.gauges.set(gauges);
         if let Some(reviews) = reviews {
+            reviews.watch_outcomes(self);
             let _ = self.reviews.set(reviews);
         }
+    }
+
+    /// Gives the monitor where its alerts go and where the route's fidelity series is.
+    pub(crate) fn attach_alerts(&self, alerter: Arc<Alerter>, fidelity: Option<FidelitySource>) {
+        let _ = self.alerter.set(alerter);
+        if let Some(f) = fidelity {
+            let _ = self.fidelity.set(f);
+        }
+    }
+
+    /// How many of the route's alerts fire now.
+    pub(crate) fn firing_alerts(&self) -> usize {
+        self.firing.load(Ordering::Relaxed)
+    }
+
+    /// The firing alerts and recent transitions, for `GET /api/v1/alerts`.
+    pub(crate) fn alerts_json(&self) -> serde_json::Value {
+        self.alerts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .json()
+    }
+
+    /// Joins an outcome reported for audit record `id` to its rows still in the window
+    /// (see [`outcome_for_row`] and [`outcome_of`]); returns how many rows it joined.
+    /// Rows that have left the window are not joined: the outcome stays in the audit log.
+    pub(crate) fn join_outcome(
+        &self,
+        id: &str,
+        outcome: &serde_json::Value,
+        row: Option<usize>,
+    ) -> usize {
+        let Ok(mut w) = self.windows.lock() else {
+            return 0;
+        };
+        let Some(&(first, n)) = w.records.get(id) else {
+            return 0;
+        };
+        let front = w.front_seq;
+        let mut joined = 0;
+        for seq in first..first + u64::from(n) {
+            let Some(position) = seq.checked_sub(front).and_then(|p| usize::try_from(p).ok())
+            else {
+                continue;
+            };
+            let Some(obs) = w.current.get_mut(position) else {
+                continue;
+            };
+            let k = obs.index as usize;
+            let value = outcome_for_row(outcome, row, k)
+                .and_then(|v| outcome_of(v, obs.threshold, obs.higher_is_favourable));
+            if let Some(v) = value {
+                obs.outcome = Some(v);
+                joined += 1;
+            }
+        }
+        if joined > 0 {
+            w.fresh += 1;
+        }
+        joined
     }
 
     /// Adds explained rows (in the order of `names`); the request path's only cost.
@@ -220,7 +435,14 @@ impl RouteMonitor {
                 w.reference.push(obs.clone());
             }
             if w.current.len() == cap {
-                w.current.pop_front();
+                w.pop_front();
+            }
+            let seq = w.front_seq + w.current.len() as u64;
+            if let Some(id) = &obs.record {
+                w.records
+                    .entry(id.clone())
+                    .and_modify(|(_, n)| *n += 1)
+                    .or_insert((seq, 1));
             }
             w.current.push_back(obs);
             w.fresh += 1;
@@ -258,7 +480,7 @@ impl RouteMonitor {
                         .collect()
                 },
                 prediction,
-                favourable: false,
+                ..Observation::default()
             })
             .collect();
         w.reference_from_training = true;
@@ -293,21 +515,27 @@ impl RouteMonitor {
 
     /// Computes the statistics over the current windows and publishes them.
     pub(crate) fn compute(&self, now: i64) {
+        let started = std::time::Instant::now();
         // Copy out what the statistics need, then let the request path go on.
         let (names, current, reference, groups_current, from_training, seen) = {
             let Ok(mut w) = self.windows.lock() else {
                 return;
             };
+            // Rows are pushed in time order: the oldest are at the front.
+            if let Some(max_age) = self.config.max_age {
+                let cutoff =
+                    now.saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+                while w.current.front().is_some_and(|o| o.at < cutoff) {
+                    w.pop_front();
+                    w.fresh += 1;
+                }
+            }
             if w.fresh == 0 && self.latest.load().is_some() {
                 return;
             }
             w.fresh = 0;
             let names = w.names.clone();
-            let current: Vec<(Arc<[Value]>, f64, bool)> = w
-                .current
-                .iter()
-                .map(|o| (o.row.clone(), o.prediction, o.favourable))
-                .collect();
+            let current: Vec<Observation> = w.current.iter().cloned().collect();
             let complete =
                 w.reference_from_training || w.reference.len() >= self.config.window_rows;
             let reference: Option<Vec<(Arc<[Value]>, f64)>> = (complete && !w.reference.is_empty())
@@ -346,8 +574,9 @@ impl RouteMonitor {
             };
             let labels: Vec<String> = current
                 .iter()
-                .map(|(row, _, _)| {
-                    row.get(index)
+                .map(|o| {
+                    o.row
+                        .get(index)
                         .map(|v| group_label(p, v))
                         .unwrap_or_default()
                 })
@@ -357,14 +586,11 @@ impl RouteMonitor {
                 privileged: p.privileged.clone(),
                 unprivileged: p.unprivileged.clone(),
             };
-            let decisions = labels
-                .iter()
-                .zip(&current)
-                .map(|(label, (_, _, favourable))| Decision {
-                    group: label,
-                    favourable: *favourable,
-                    outcome: None,
-                });
+            let decisions = labels.iter().zip(&current).map(|(label, o)| Decision {
+                group: label,
+                favourable: o.favourable,
+                outcome: o.outcome,
+            });
             match sidelight_monitor::fairness(&attribute, decisions, &fairness_config) {
                 Ok(report) => fairness.push(report),
                 Err(e) => errors.push(e.to_string()),
@@ -381,22 +607,14 @@ impl RouteMonitor {
                         .collect()
                 };
                 let ref_col = column(&mut reference.iter().map(|(r, _)| r));
-                let cur_col = column(&mut current.iter().map(|(r, _, _)| r));
+                let cur_col = column(&mut current.iter().map(|o| &o.row));
                 let numeric = ref_col
                     .iter()
                     .chain(&cur_col)
                     .all(|v| matches!(v, Value::Number(_) | Value::Missing));
                 let result = if numeric {
-                    let num = |c: &[Value]| -> Vec<f64> {
-                        c.iter()
-                            .map(|v| match v {
-                                Value::Number(x) => *x,
-                                _ => f64::NAN,
-                            })
-                            .collect()
-                    };
-                    NumericReference::new(&num(&ref_col), &config)
-                        .map(|r| sidelight_monitor::Drift::Numeric(r.compare(&num(&cur_col))))
+                    NumericReference::new(&numbers(&ref_col), &config)
+                        .map(|r| sidelight_monitor::Drift::Numeric(r.compare(&numbers(&cur_col))))
                 } else {
                     let cat = |c: &[Value]| -> Vec<Option<String>> {
                         c.iter()
@@ -418,16 +636,38 @@ impl RouteMonitor {
                 }
             }
             let ref_pred: Vec<f64> = reference.iter().map(|(_, p)| *p).collect();
-            let cur_pred: Vec<f64> = current.iter().map(|(_, p, _)| *p).collect();
+            let cur_pred: Vec<f64> = current.iter().map(|o| o.prediction).collect();
             match sidelight_monitor::prediction_drift(&ref_pred, &cur_pred, &config) {
                 Ok(d) => prediction_drift = Some(d),
                 Err(e) => errors.push(e.to_string()),
             }
         }
+        let attribution = self.attribution_check(&names, &current, &mut errors);
+        let fidelity = self
+            .fidelity
+            .get()
+            .map(|series| series())
+            .filter(|s| !s.is_empty())
+            .map(|s| sidelight_monitor::summarise_fidelity(&s));
         let flagged = self.update_flags(&fairness);
-        self.set_gauges(&fairness, &drift, prediction_drift.as_ref());
+        self.set_gauges(
+            &fairness,
+            &drift,
+            prediction_drift.as_ref(),
+            attribution.as_ref(),
+        );
+        let readings = self.readings(
+            &fairness,
+            &fairness_config,
+            &drift,
+            prediction_drift.as_ref(),
+            attribution.as_ref(),
+            fidelity.as_ref(),
+        );
+        self.raise(readings, now);
         self.latest.store(Some(Arc::new(MonitorReport {
             computed_at: now,
+            compute_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             window_rows: groups_current,
             rows_seen: seen,
             rows_skipped: self.skipped.load(Ordering::Relaxed),
@@ -440,9 +680,215 @@ impl RouteMonitor {
             fairness,
             drift,
             prediction_drift,
+            rows_with_outcome: current.iter().filter(|o| o.outcome.is_some()).count(),
+            attribution,
+            fidelity,
             flagged,
             errors,
         })));
+    }
+
+    /// Mean |attribution| per feature and the protected share over the rows that have
+    /// attributions, and for each protected feature the three features most associated
+    /// with it in the window.
+    fn attribution_check(
+        &self,
+        names: &[String],
+        current: &[Observation],
+        errors: &mut Vec<String>,
+    ) -> Option<AttributionCheck> {
+        let rows: Vec<&[f64]> = current
+            .iter()
+            .filter(|o| o.attributions.len() == names.len())
+            .map(|o| &*o.attributions)
+            .collect();
+        if rows.is_empty() || names.is_empty() {
+            return None;
+        }
+        let protected: Vec<&str> = self
+            .config
+            .protected
+            .iter()
+            .map(|p| p.feature.as_str())
+            .filter(|p| names.iter().any(|n| n == p))
+            .collect();
+        let summary = match sidelight_monitor::attribution_summary(names, &protected, &rows) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(e.to_string());
+                return None;
+            }
+        };
+        let mut kinds = Vec::with_capacity(names.len());
+        for i in 0..names.len() {
+            let numeric = current
+                .iter()
+                .all(|o| matches!(o.row.get(i), Some(Value::Number(_) | Value::Missing) | None));
+            kinds.push(numeric);
+        }
+        let column = |i: usize| -> Vec<Value> {
+            current
+                .iter()
+                .map(|o| o.row.get(i).cloned().unwrap_or(Value::Missing))
+                .collect()
+        };
+        let nums: Vec<Vec<f64>> = (0..names.len())
+            .map(|i| {
+                if kinds[i] {
+                    numbers(&column(i))
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let texts: Vec<Vec<Option<String>>> = (0..names.len())
+            .map(|i| {
+                if kinds[i] {
+                    Vec::new()
+                } else {
+                    column(i)
+                        .iter()
+                        .map(|v| match v {
+                            Value::Missing => None,
+                            other => Some(value_text(other)),
+                        })
+                        .collect()
+                }
+            })
+            .collect();
+        let refs: Vec<Vec<Option<&str>>> = texts
+            .iter()
+            .map(|c| c.iter().map(Option::as_deref).collect())
+            .collect();
+        let columns: Vec<Column<'_>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Column {
+                name,
+                values: if kinds[i] {
+                    Values::Numeric(&nums[i])
+                } else {
+                    Values::Categorical(&refs[i])
+                },
+            })
+            .collect();
+        match sidelight_monitor::possible_proxies(&columns, &protected, 3) {
+            Ok(proxies) => Some(AttributionCheck::new(summary, proxies)),
+            Err(e) => {
+                errors.push(e.to_string());
+                Some(AttributionCheck::new(summary, Vec::new()))
+            }
+        }
+    }
+
+    /// Each alert check's reading in this computation.
+    fn readings(
+        &self,
+        fairness: &[FairnessReport],
+        config: &FairnessConfig,
+        drift: &[FeatureDrift],
+        prediction: Option<&NumericDrift>,
+        attribution: Option<&AttributionCheck>,
+        fidelity: Option<&FidelitySummary>,
+    ) -> Vec<Reading> {
+        let bounds = &self.config.alerts;
+        let mut out = Vec::new();
+        let verdict = |v: Verdict| match v {
+            Verdict::Fail => Some(true),
+            Verdict::Pass => Some(false),
+            // Inconclusive keeps a firing alert firing and does not fire a new one.
+            Verdict::Inconclusive | Verdict::InsufficientData => None,
+        };
+        if bounds.fairness {
+            for report in fairness {
+                for c in &report.comparisons {
+                    let subject = format!("{}={}", report.attribute, c.unprivileged);
+                    for (check, v, value, bound) in [
+                        (
+                            Check::DisparateImpact,
+                            c.disparate_impact_verdict,
+                            c.disparate_impact.map(|e| e.value),
+                            config.four_fifths,
+                        ),
+                        (
+                            Check::StatisticalParity,
+                            c.statistical_parity_verdict,
+                            c.statistical_parity_difference.map(|e| e.value),
+                            config.max_difference,
+                        ),
+                        (
+                            Check::EqualOpportunity,
+                            c.equal_opportunity_verdict,
+                            c.equal_opportunity_difference.map(|e| e.value),
+                            config.max_difference,
+                        ),
+                    ] {
+                        out.push(Reading {
+                            check,
+                            subject: subject.clone(),
+                            breaking: verdict(v),
+                            value,
+                            bound: Some(bound),
+                        });
+                    }
+                }
+            }
+        }
+        if bounds.drift {
+            for d in drift {
+                let psi = d.drift.psi();
+                out.push(Reading {
+                    check: Check::FeaturePsi,
+                    subject: d.feature.clone(),
+                    breaking: psi.map(|p| p > bounds.feature_psi_above),
+                    value: psi,
+                    bound: Some(bounds.feature_psi_above),
+                });
+            }
+            if let Some(p) = prediction {
+                out.push(Reading {
+                    check: Check::PredictionPsi,
+                    subject: String::new(),
+                    breaking: p.psi.map(|x| x > bounds.prediction_psi_above),
+                    value: p.psi,
+                    bound: Some(bounds.prediction_psi_above),
+                });
+            }
+        }
+        if let (Some(bound), Some(a)) = (bounds.protected_share_above, attribution) {
+            let share = a.summary.protected_share;
+            out.push(Reading {
+                check: Check::ProtectedShare,
+                subject: String::new(),
+                breaking: share.map(|s| s > bound),
+                value: share,
+                bound: Some(bound),
+            });
+        }
+        if let (Some(bound), Some(f)) = (bounds.fidelity_r2_below, fidelity) {
+            let r2 = f.last.map(|p| p.r2);
+            out.push(Reading {
+                check: Check::FidelityR2,
+                subject: String::new(),
+                breaking: r2.map(|r| r < bound),
+                value: r2,
+                bound: Some(bound),
+            });
+        }
+        out
+    }
+
+    /// Applies the readings to the route's alerts and publishes the transitions.
+    fn raise(&self, readings: Vec<Reading>, now: i64) {
+        let (transitions, firing) = {
+            let mut book = self.alerts.lock().unwrap_or_else(PoisonError::into_inner);
+            let t = book.update(&self.route, readings, now);
+            (t, book.firing_count())
+        };
+        self.firing.store(firing, Ordering::Relaxed);
+        if let Some(alerter) = self.alerter.get() {
+            alerter.publish(&self.route, transitions, firing);
+        }
     }
 
     /// Flags the groups whose verdict is `fail`; unflags those it flagged that no longer
@@ -487,6 +933,7 @@ impl RouteMonitor {
         fairness: &[FairnessReport],
         drift: &[FeatureDrift],
         prediction: Option<&NumericDrift>,
+        attribution: Option<&AttributionCheck>,
     ) {
         let Some(g) = self.gauges.get() else {
             return;
@@ -516,6 +963,16 @@ impl RouteMonitor {
                         .get_or_create(&labels(&c.unprivileged))
                         .set(spd.value);
                 }
+                if let Some(eod) = c.equal_opportunity_difference {
+                    g.equal_opportunity
+                        .get_or_create(&labels(&c.unprivileged))
+                        .set(eod.value);
+                }
+                if let Some(aod) = c.average_odds_difference {
+                    g.average_odds
+                        .get_or_create(&labels(&c.unprivileged))
+                        .set(aod);
+                }
             }
         }
         for d in drift {
@@ -539,14 +996,36 @@ impl RouteMonitor {
                 })
                 .set(psi);
         }
+        if let Some(a) = attribution {
+            for f in &a.summary.features {
+                g.attribution_mean_abs
+                    .get_or_create(&FeatureLabels {
+                        route: route.clone(),
+                        feature: f.feature.clone(),
+                    })
+                    .set(f.mean_abs_contribution);
+            }
+            if let Some(share) = a.summary.protected_share {
+                g.protected_share
+                    .get_or_create(&RouteLabels {
+                        route: route.clone(),
+                    })
+                    .set(share);
+            }
+        }
     }
 }
 
-/// The most severe of a comparison's verdicts that the window can support (equal
-/// opportunity needs outcomes, which the monitor does not join yet).
+/// The most severe of a comparison's verdicts that the window can support: equal
+/// opportunity counts once reported outcomes give it a figure.
 pub(crate) fn worst(c: &sidelight_monitor::GroupComparison) -> Verdict {
-    let v = [c.disparate_impact_verdict, c.statistical_parity_verdict];
-    v.into_iter().fold(Verdict::Pass, Verdict::worst)
+    let eo = c
+        .equal_opportunity_difference
+        .map(|_| c.equal_opportunity_verdict);
+    [c.disparate_impact_verdict, c.statistical_parity_verdict]
+        .into_iter()
+        .chain(eo)
+        .fold(Verdict::Pass, Verdict::worst)
 }
 
 impl RouteMonitor {
@@ -567,6 +1046,17 @@ fn group_label(p: &ProtectedConfig, value: &Value) -> String {
     }
 }
 
+/// Numbers of a column; anything else is missing (NaN).
+fn numbers(column: &[Value]) -> Vec<f64> {
+    column
+        .iter()
+        .map(|v| match v {
+            Value::Number(x) => *x,
+            _ => f64::NAN,
+        })
+        .collect()
+}
+
 /// A value as a group label: as the review rules compare it.
 pub(crate) fn value_text(v: &Value) -> String {
     match v {
@@ -582,9 +1072,29 @@ pub(crate) fn start(monitor: &Arc<RouteMonitor>) -> Option<std::thread::JoinHand
     let monitor = monitor.clone();
     std::thread::Builder::new()
         .name(format!("sidelight-monitor-{}", monitor.route))
-        .spawn(move || monitor.run())
+        .spawn(move || {
+            lower_priority();
+            monitor.run();
+        })
         .map_err(|e| tracing::error!(error = %e, "cannot start a monitor"))
         .ok()
+}
+
+/// Makes the calling thread yield the CPU to request threads: a computation over a large
+/// window takes whole seconds of CPU, and on a busy machine the monitor must wait, not
+/// the requests. Lowering a thread's priority needs no privilege.
+fn lower_priority() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    if let Err(e) = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+    ) {
+        tracing::debug!(error = ?e, "could not lower the monitor thread's priority");
+    }
 }
 
 /// `GET /api/v1/monitoring`: the latest results of every monitored route.
@@ -637,6 +1147,7 @@ mod tests {
                 ]),
                 prediction: if favourable { 1.0 } else { 0.0 },
                 favourable,
+                ..Observation::default()
             }
         });
         monitor.push(&names, rows);
@@ -693,6 +1204,203 @@ mod tests {
         assert!(flags.contains(&("colour".to_owned(), "green".to_owned())));
         let a = report.drift.iter().find(|d| d.feature == "a").unwrap();
         assert!(a.drift.psi().unwrap() > 1.0);
+    }
+
+    #[test]
+    fn reported_outcomes_map_to_favourable_or_not() {
+        use serde_json::json;
+        assert_eq!(outcome_of(&json!(true), 0.5, true), Some(true));
+        assert_eq!(outcome_of(&json!(false), 0.5, false), Some(false));
+        // Numbers are judged like predictions, in the route's direction.
+        assert_eq!(outcome_of(&json!(0.7), 0.5, true), Some(true));
+        assert_eq!(outcome_of(&json!(0.5), 0.5, true), Some(true));
+        assert_eq!(outcome_of(&json!(0.7), 0.5, false), Some(false));
+        assert_eq!(outcome_of(&json!(0.2), 0.5, false), Some(true));
+        assert_eq!(outcome_of(&json!(" Favourable"), 0.5, true), Some(true));
+        assert_eq!(outcome_of(&json!("unfavorable"), 0.5, true), Some(false));
+        assert_eq!(outcome_of(&json!("maybe"), 0.5, true), None);
+        assert_eq!(outcome_of(&json!(null), 0.5, true), None);
+        assert_eq!(outcome_of(&json!({"x": 1}), 0.5, true), None);
+
+        let array = json!([true, "unfavourable"]);
+        assert_eq!(
+            outcome_for_row(&array, None, 1),
+            Some(&json!("unfavourable"))
+        );
+        assert_eq!(outcome_for_row(&array, None, 2), None);
+        let single = json!(true);
+        assert_eq!(outcome_for_row(&single, None, 3), Some(&single));
+        assert_eq!(outcome_for_row(&single, Some(1), 1), Some(&single));
+        assert_eq!(outcome_for_row(&single, Some(1), 0), None);
+    }
+
+    fn observation(
+        record: &str,
+        index: u32,
+        colour: &str,
+        favourable: bool,
+        at: i64,
+    ) -> Observation {
+        Observation {
+            row: Arc::from(vec![Value::Number(1.0), Value::Text(colour.to_owned())]),
+            prediction: if favourable { 1.0 } else { 0.0 },
+            favourable,
+            record: Some(Arc::from(record)),
+            index,
+            attributions: Arc::from(vec![0.3, if colour == "red" { 0.1 } else { -0.1 }]),
+            threshold: 0.5,
+            higher_is_favourable: true,
+            at,
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn outcomes_join_rows_in_the_window_only_and_give_equal_opportunity() {
+        let monitor = RouteMonitor::new(
+            "m",
+            MonitorConfig {
+                min_group_size: 20,
+                ..config()
+            },
+        );
+        let names = vec!["a".to_owned(), "colour".to_owned()];
+        // 100 records of two rows each (red, blue); the window keeps the last 100 rows.
+        let rows = (0..100).flat_map(|r| {
+            let id = format!("r{r}");
+            [
+                observation(&id, 0, "red", r % 2 == 0, 0),
+                observation(&id, 1, "blue", r % 2 == 0, 0),
+            ]
+        });
+        monitor.push(&names, rows);
+        // r0..r49 have left the window: their outcomes stay in the audit log only.
+        assert_eq!(
+            monitor.join_outcome("r10", &serde_json::json!(true), None),
+            0
+        );
+        assert_eq!(monitor.windows.lock().unwrap().records.len(), 50);
+        // Every record in the window: red's deserved outcome matches its decision,
+        // blue was deserving every time.
+        for r in 50..100 {
+            let id = format!("r{r}");
+            let outcomes = serde_json::json!([r % 2 == 0, "favourable"]);
+            assert_eq!(monitor.join_outcome(&id, &outcomes, None), 2);
+        }
+        // One row of a record: row 1 only.
+        assert_eq!(
+            monitor.join_outcome("r51", &serde_json::json!(false), Some(1)),
+            1
+        );
+        monitor.compute(1);
+        let report = monitor.latest.load_full().unwrap();
+        assert_eq!(report.rows_with_outcome, 100);
+        let c = &report.fairness[0].comparisons[0];
+        // Red: TPR 25/25 = 1. Blue: deserving 49 (r51's row 1 now false), of which the
+        // favourable-decision rows are r50, r52, …, r98: 25. TPR 25/49.
+        let eod = c.equal_opportunity_difference.unwrap().value;
+        assert!((eod - (25.0 / 49.0 - 1.0)).abs() < 1e-12, "{eod}");
+        assert_eq!(c.equal_opportunity_verdict, Verdict::Fail);
+        assert_eq!(worst(c), Verdict::Fail);
+        // The attribution check: |a| = 0.3, |colour| = 0.1; colour's share 0.25.
+        let a = report.attribution.as_ref().unwrap();
+        assert!((a.summary.protected_share.unwrap() - 0.25).abs() < 1e-12);
+        assert!((a.summary.mean_abs("a").unwrap() - 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rows_older_than_max_age_leave_the_window() {
+        let monitor = RouteMonitor::new(
+            "m",
+            MonitorConfig {
+                max_age: Some(std::time::Duration::from_secs(5)),
+                ..config()
+            },
+        );
+        let names = vec!["a".to_owned(), "colour".to_owned()];
+        monitor.push(
+            &names,
+            (0..30).map(|i| observation(&format!("old{i}"), 0, "red", true, 1_000)),
+        );
+        monitor.push(
+            &names,
+            (0..20).map(|i| observation(&format!("new{i}"), 0, "blue", true, 4_000)),
+        );
+        monitor.compute(5_000);
+        assert_eq!(monitor.latest.load_full().unwrap().window_rows, 50);
+        // At 7 s the first 30 are older than 5 s; nothing new arrived, yet the window
+        // shrinks, and their outcomes no longer join.
+        monitor.compute(7_000);
+        assert_eq!(monitor.latest.load_full().unwrap().window_rows, 20);
+        assert_eq!(
+            monitor.join_outcome("old3", &serde_json::json!(true), None),
+            0
+        );
+        assert_eq!(
+            monitor.join_outcome("new3", &serde_json::json!(true), None),
+            1
+        );
+        monitor.compute(9_500);
+        assert_eq!(monitor.latest.load_full().unwrap().window_rows, 0);
+    }
+
+    #[test]
+    fn a_fairness_alert_fires_once_resolves_once_and_waits_on_insufficient_data() {
+        let monitor = RouteMonitor::new(
+            "m",
+            MonitorConfig {
+                max_age: Some(std::time::Duration::from_secs(60)),
+                ..config()
+            },
+        );
+        let mut registry = Registry::default();
+        let alerter =
+            crate::alert::Alerter::new(&crate::config::AlertsConfig::default(), &mut registry)
+                .unwrap();
+        monitor.attach_alerts(alerter, None);
+        let firing_di = |m: &RouteMonitor| {
+            m.alerts_json()["firing"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["check"] == "disparate_impact" && a["subject"] == "colour=blue")
+                .count()
+        };
+        let transitions = |m: &RouteMonitor| {
+            m.alerts_json()["recent"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["check"] == "disparate_impact")
+                .map(|a| a["state"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        push(&monitor, 40, 10, 0.0);
+        monitor.compute(1);
+        assert_eq!(firing_di(&monitor), 1);
+        assert!(monitor.firing_alerts() >= 1);
+        push(&monitor, 40, 10, 0.0);
+        monitor.compute(2);
+        assert_eq!(transitions(&monitor), ["firing"]);
+        push(&monitor, 25, 25, 0.0);
+        monitor.compute(3);
+        assert_eq!(firing_di(&monitor), 0);
+        assert_eq!(transitions(&monitor), ["resolved", "firing"]);
+        // Unfair again, then every row ages out: no verdict, so it stays firing.
+        push(&monitor, 40, 10, 0.0);
+        monitor.compute(4);
+        monitor.compute(120_000);
+        assert_eq!(monitor.latest.load_full().unwrap().window_rows, 0);
+        assert_eq!(firing_di(&monitor), 1);
+        assert_eq!(transitions(&monitor), ["firing", "resolved", "firing"]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                "sidelight_alerts_total{route=\"m\",check=\"disparate_impact\",state=\"firing\"} 2"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -209,7 +209,19 @@ pub(crate) async fn erasure(
             );
         }
     };
-    // Memory first: from this moment no new surrogate can be trained on them.
+    // In a fleet the trainer reads the shared table, so the subject's rows leave it
+    // before the trainer is woken to retrain without them; the other replicas learn of
+    // the erasure on their next poll.
+    let shared = if audit.fleet.is_some() {
+        match audit.erase_subject(subject.clone()).await {
+            Ok(n) => Some(n),
+            Err(e) => return store_error(&e),
+        }
+    } else {
+        None
+    };
+    // Memory first (on a single proxy): from this moment no new surrogate can be
+    // trained on them.
     let mut window_rows = 0;
     let mut retraining = Vec::new();
     for live in &erasable.routes {
@@ -221,7 +233,11 @@ pub(crate) async fn erasure(
     }
     let cached =
         erasable.explanations.forget_subject(&subject) + erasable.requests.forget_subject(&subject);
-    match audit.erase_subject(subject.clone()).await {
+    let erased = match shared {
+        Some(n) => Ok(n),
+        None => audit.erase_subject(subject.clone()).await,
+    };
+    match erased {
         Ok(n) => {
             tracing::info!(records = n, window_rows, cached, "subject erased");
             json_response(

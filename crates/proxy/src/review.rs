@@ -8,7 +8,7 @@
 //! chained into the audit log as a record of its own.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 use http::{Method, Response, StatusCode};
@@ -43,6 +43,8 @@ pub(crate) struct Reviews {
     waiters: Mutex<HashMap<String, oneshot::Sender<Review>>>,
     /// Protected groups currently flagged: (feature, value as text).
     flagged: ArcSwap<HashSet<(String, String)>>,
+    /// The monitors that join reported outcomes to their windows.
+    monitors: Mutex<Vec<Weak<crate::monitor::RouteMonitor>>>,
 }
 
 impl std::fmt::Debug for Reviews {
@@ -111,6 +113,9 @@ pub(crate) fn reasons(
             out.push("flagged_group");
         }
     }
+    if rules.alerts && live.monitor.as_ref().is_some_and(|m| m.firing_alerts() > 0) {
+        out.push("alert");
+    }
     if rules.sample_rate > 0.0 && random_unit() < rules.sample_rate {
         out.push("sampled");
     }
@@ -161,6 +166,29 @@ impl Reviews {
             set
         });
         added
+    }
+
+    /// Has `monitor` join the outcomes reported from now on.
+    pub(crate) fn watch_outcomes(&self, monitor: &Arc<crate::monitor::RouteMonitor>) {
+        self.monitors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(monitor));
+    }
+
+    /// Passes a reported outcome to the monitors; returns how many rows they joined.
+    fn join_outcome(&self, id: &str, outcome: &Json, row: Option<usize>) -> usize {
+        let monitors: Vec<_> = self
+            .monitors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        monitors
+            .iter()
+            .map(|m| m.join_outcome(id, outcome, row))
+            .sum()
     }
 
     /// Registers a held response; the receiver completes with the decision.
@@ -508,7 +536,11 @@ fn queue_query(query: Option<&str>) -> Result<RecordQuery, String> {
     Ok(q)
 }
 
-/// `POST /v1/feedback` on the data port: `{"id": "<record id>", "outcome": …}`.
+/// `POST /v1/feedback` on the data port: `{"id": "<record id>", "outcome": …}`, with
+/// an optional `"row": k` (0-based) for one row of a record of several. The outcome is
+/// kept in the audit log whatever its form; one the monitor understands (see
+/// `monitor::outcome_of`; an array gives one per row) is also joined to the record's rows
+/// still in the monitor's window. The answer says how many rows it joined.
 pub(crate) async fn feedback(
     audit: Option<&AuditLog>,
     method: &Method,
@@ -539,13 +571,32 @@ pub(crate) async fn feedback(
             "expected {\"id\": \"<x-sidelight-record-id>\", \"outcome\": …}",
         );
     };
+    let row = match body.get("row") {
+        None | Some(Json::Null) => None,
+        Some(r) => match r.as_u64().and_then(|r| usize::try_from(r).ok()) {
+            Some(r) => Some(r),
+            None => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    "`row` must be the 0-based index of a row of the record",
+                );
+            }
+        },
+    };
     let feedback = Feedback {
         record_id: id.to_owned(),
         time_ms: now_ms(),
         outcome: outcome.clone(),
     };
     match audit.add_feedback(feedback).await {
-        Ok(true) => json_response(StatusCode::OK, &json!({ "id": id, "recorded": true })),
+        Ok(true) => {
+            let joined = audit.reviews.join_outcome(id, outcome, row);
+            json_response(
+                StatusCode::OK,
+                &json!({ "id": id, "recorded": true, "joined_rows": joined }),
+            )
+        }
         Ok(false) => json_error(
             StatusCode::NOT_FOUND,
             "record_not_found",

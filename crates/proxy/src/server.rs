@@ -77,6 +77,10 @@ pub struct Sidelight {
     /// TLS on the data listener (`server.tls`) and the admin listener (`admin.tls`).
     data_tls: Option<TlsAcceptor>,
     admin_tls: Option<TlsAcceptor>,
+    /// Delivers the monitors' alerts once running.
+    alerter: Arc<crate::alert::Alerter>,
+    /// The trainer gauges of a fleet (PostgreSQL audit log).
+    fleet_gauges: Option<crate::live::FleetGauges>,
 }
 
 // === impl Sidelight ===
@@ -137,11 +141,27 @@ impl Sidelight {
             )?,
         );
         let monitor_gauges = crate::monitor::MonitorGauges::register(&mut registry);
+        let fleet_gauges = audit
+            .as_ref()
+            .and_then(|a| a.fleet.as_ref())
+            .map(|_| crate::live::FleetGauges::register(&mut registry));
+        let alerter = crate::alert::Alerter::new(&config.alerts, &mut registry)?;
         for live in routes.live_routes() {
             if let Some(monitor) = &live.monitor {
                 monitor.attach(
                     monitor_gauges.clone(),
                     audit.as_ref().map(|a| a.reviews.clone()),
+                );
+                // Weak: the route owns its monitor.
+                let route = Arc::downgrade(&live);
+                monitor.attach_alerts(
+                    alerter.clone(),
+                    Some(Box::new(move || {
+                        route
+                            .upgrade()
+                            .map(|l| l.fidelity_series())
+                            .unwrap_or_default()
+                    })),
                 );
             }
         }
@@ -200,6 +220,8 @@ impl Sidelight {
             audit,
             data_tls,
             admin_tls,
+            alerter,
+            fleet_gauges,
         })
     }
 
@@ -246,12 +268,28 @@ impl Sidelight {
             audit,
             data_tls,
             admin_tls,
+            alerter,
+            fleet_gauges,
         } = self;
+        alerter.start(audit.clone());
         let (stop_workers, stop) = watch::channel(false);
         let recent = admin.erasable.explanations.clone();
         let requests = admin.probe.requests.clone();
         let live_routes = routes.live_routes();
-        let trainers = crate::live::start_trainers(&live_routes);
+        let fleet = match (audit.as_ref().and_then(|a| a.fleet.clone()), fleet_gauges) {
+            (Some(fleet), Some(gauges)) => {
+                let (recent, requests) = (recent.clone(), requests.clone());
+                Some(crate::live::FleetTasks {
+                    fleet,
+                    gauges,
+                    forget: Box::new(move |subject| {
+                        recent.forget_subject(subject) + requests.forget_subject(subject)
+                    }),
+                })
+            }
+            _ => None,
+        };
+        let trainers = crate::live::start_trainers(&live_routes, fleet);
         let mut workers = Vec::new();
         for index in 0..config.server.workers.max(1) {
             let listener = match data_listener.try_clone() {

@@ -19,9 +19,33 @@ use sidelight_audit::{Consent, FieldRule, PrivacyPolicy};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
+    /// Where records are kept: `sqlite` (one file, one replica) or `postgres` (a
+    /// database several replicas share).
+    #[serde(default)]
+    pub backend: AuditBackend,
     /// The SQLite file, created if missing. Relative paths are taken from the working
-    /// directory.
+    /// directory. Required with `sqlite`, unused with `postgres`.
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub path: PathBuf,
+    /// The PostgreSQL connection URL (`postgresql://user:password@host/db?sslmode=require`
+    /// or `key=value` pairs). It holds a password: prefer `url_file` or the
+    /// `SIDELIGHT_AUDIT__URL` variable. Never printed with its password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<DatabaseUrl>,
+    /// A file holding the connection URL (a mounted Secret), read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+    /// This replica's name in the shared log: its own hash chain. Default: the
+    /// `HOSTNAME` variable (the pod name in Kubernetes), else the machine's host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
+    /// PEM file of the CA certificates that `sslmode=require` trusts. Default: the
+    /// system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// How often a replica looks for new surrogates and fleet-wide erasures (postgres).
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
     /// `sync` (a response waits until its record is committed) or `async`.
     #[serde(default = "default_durability")]
     pub durability: AuditDurability,
@@ -65,6 +89,103 @@ pub struct AuditConfig {
 
 fn yes() -> bool {
     true
+}
+
+fn is_empty_path(path: &std::path::Path) -> bool {
+    path.as_os_str().is_empty()
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// Where the audit log is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditBackend {
+    /// A SQLite file: one replica.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database that several replicas share.
+    Postgres,
+}
+
+/// A database connection URL. It may hold a password, so its `Debug` and `Serialize`
+/// forms (config dumps, error messages, logs) show it with the password masked; only
+/// [`DatabaseUrl::expose`] gives the real one, to connect with.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL (read from a file, say).
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL with its password: only to hand to the database client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
+
+/// Masks the password of a `postgresql://user:password@host` URL, of a `password=`
+/// query parameter, and of a `password=…` pair of the `key=value` form.
+pub(crate) fn redact_url(url: &str) -> String {
+    const MASK: &str = "***";
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, MASK);
+            }
+        }
+    }
+    // `password=` as a query parameter or a key=value pair, up to the next separator.
+    let mut from = 0;
+    while let Some(i) = out[from..].to_ascii_lowercase().find("password=") {
+        let start = from + i + "password=".len();
+        let boundary = out[..start - "password=".len()]
+            .chars()
+            .next_back()
+            .is_none_or(|c| matches!(c, '?' | '&' | ' '));
+        let end = if out[start..].starts_with('\'') {
+            out[start + 1..]
+                .find('\'')
+                .map_or(out.len(), |j| start + j + 2)
+        } else {
+            out[start..]
+                .find(['&', ' '])
+                .map_or(out.len(), |j| start + j)
+        };
+        if boundary && end > start {
+            out.replace_range(start..end, MASK);
+            from = start + MASK.len();
+        } else {
+            from = start;
+        }
+    }
+    out
 }
 
 fn default_lock_timeout() -> Duration {
@@ -208,10 +329,123 @@ fn default_checkpoint_every() -> u64 {
 }
 
 impl AuditConfig {
+    /// The PostgreSQL URL: `url`, or the content of `url_file` (trimmed). Errors name
+    /// the key and never quote the URL.
+    pub fn database_url(&self) -> Result<DatabaseUrl, (String, String)> {
+        if let Some(url) = &self.url {
+            return Ok(url.clone());
+        }
+        let Some(file) = &self.url_file else {
+            return Err((
+                "audit.url".to_owned(),
+                "backend = \"postgres\" needs the database: set url or url_file".to_owned(),
+            ));
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            (
+                "audit.url_file".to_owned(),
+                format!("cannot read {}: {e}", file.display()),
+            )
+        })?;
+        let url = text.trim();
+        if url.is_empty() {
+            return Err((
+                "audit.url_file".to_owned(),
+                format!("{} is empty", file.display()),
+            ));
+        }
+        Ok(DatabaseUrl::new(url))
+    }
+
+    /// This replica's writer name: `writer`, else `HOSTNAME`, else the host name.
+    pub fn writer_name(&self) -> Result<String, (String, String)> {
+        if let Some(writer) = &self.writer {
+            return Ok(writer.clone());
+        }
+        let from_env = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty());
+        let from_file = || {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        };
+        from_env.or_else(from_file).ok_or_else(|| {
+            (
+                "audit.writer".to_owned(),
+                "no HOSTNAME and no host name found: set a name for this replica".to_owned(),
+            )
+        })
+    }
+
     /// Checks what types alone cannot; errors name the key.
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
-        if self.path.as_os_str().is_empty() {
-            return Err(("audit.path".to_owned(), "must name a file".to_owned()));
+        let err = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
+        match self.backend {
+            AuditBackend::Sqlite => {
+                if self.path.as_os_str().is_empty() {
+                    return err("audit.path", "must name a file");
+                }
+                for (key, set) in [
+                    ("audit.url", self.url.is_some()),
+                    ("audit.url_file", self.url_file.is_some()),
+                    ("audit.ca_file", self.ca_file.is_some()),
+                ] {
+                    if set {
+                        return err(key, "is for backend = \"postgres\"; this log is SQLite");
+                    }
+                }
+            }
+            AuditBackend::Postgres => {
+                match (&self.url, &self.url_file) {
+                    (Some(_), Some(_)) => {
+                        return err("audit.url_file", "give either url or url_file, not both");
+                    }
+                    (None, None) => {
+                        return err(
+                            "audit.url",
+                            "backend = \"postgres\" needs the database: set url (or \
+                             SIDELIGHT_AUDIT__URL) or url_file",
+                        );
+                    }
+                    (Some(url), None) if url.expose().trim().is_empty() => {
+                        return err("audit.url", "must not be empty");
+                    }
+                    (None, Some(file)) if file.as_os_str().is_empty() => {
+                        return err("audit.url_file", "must name a file");
+                    }
+                    _ => {}
+                }
+                if !self.path.as_os_str().is_empty() {
+                    return err(
+                        "audit.path",
+                        "is for backend = \"sqlite\"; a PostgreSQL log is named by url",
+                    );
+                }
+                if self
+                    .ca_file
+                    .as_ref()
+                    .is_some_and(|f| f.as_os_str().is_empty())
+                {
+                    return err("audit.ca_file", "must name a file");
+                }
+            }
+        }
+        if let Some(writer) = &self.writer {
+            if writer.is_empty() || writer.len() > 200 || writer.chars().any(char::is_control) {
+                return err(
+                    "audit.writer",
+                    "must be 1 to 200 characters without control characters",
+                );
+            }
+        }
+        if self.poll_interval < Duration::from_millis(100) {
+            return err(
+                "audit.poll_interval",
+                "must be at least 100ms (e.g. \"2s\")",
+            );
         }
         if self.queue_capacity == 0 {
             return Err((

@@ -22,6 +22,52 @@ pub struct MonitorConfig {
     pub confidence: f64,
     /// The protected attributes whose groups are compared.
     pub protected: Vec<ProtectedConfig>,
+    /// Rows older than this leave the window even when it is not full; absent, only
+    /// `window_rows` bounds it.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_age: Option<Duration>,
+    /// When the route's alerts fire (`[routes.monitor.alerts]`).
+    pub alerts: AlertBounds,
+}
+
+/// The bounds whose crossing fires an alert, `[routes.monitor.alerts]`. Each check is
+/// `ok` or `firing` per subject; an alert goes out when it starts firing and once when
+/// it stops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertBounds {
+    /// A protected group whose disparate impact, statistical parity or equal
+    /// opportunity verdict is `fail`.
+    pub fairness: bool,
+    /// Drift alerts (`feature_psi_above`, `prediction_psi_above`) on or off.
+    pub drift: bool,
+    /// A feature's PSI, current window against the reference, above this.
+    pub feature_psi_above: f64,
+    /// The PSI of the model's outputs above this.
+    pub prediction_psi_above: f64,
+    /// The protected features' share of the mean |attribution| above this, in [0, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protected_share_above: Option<f64>,
+    /// The latest surrogate's held-out R² below this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fidelity_r2_below: Option<f64>,
+}
+
+impl Default for AlertBounds {
+    fn default() -> Self {
+        Self {
+            fairness: true,
+            drift: true,
+            feature_psi_above: 0.25,
+            prediction_psi_above: 0.25,
+            protected_share_above: None,
+            fidelity_r2_below: None,
+        }
+    }
 }
 
 /// One protected attribute: a feature of the request and its groups (the feature's
@@ -69,6 +115,8 @@ impl Default for MonitorConfig {
             min_group_size: 30,
             confidence: 0.95,
             protected: Vec::new(),
+            max_age: None,
+            alerts: AlertBounds::default(),
         }
     }
 }
@@ -88,6 +136,32 @@ impl MonitorConfig {
         }
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
             return Err((key("confidence"), "must be between 0 and 1".to_owned()));
+        }
+        if self.max_age.is_some_and(|a| a < Duration::from_secs(1)) {
+            return Err((key("max_age"), "must be at least 1s".to_owned()));
+        }
+        let a = &self.alerts;
+        for (name, bound) in [
+            ("feature_psi_above", Some(a.feature_psi_above)),
+            ("prediction_psi_above", Some(a.prediction_psi_above)),
+        ] {
+            if bound.is_some_and(|b| !(b.is_finite() && b > 0.0)) {
+                return Err((
+                    key(&format!("alerts.{name}")),
+                    "must be a number above 0".to_owned(),
+                ));
+            }
+        }
+        for (name, bound) in [
+            ("protected_share_above", a.protected_share_above),
+            ("fidelity_r2_below", a.fidelity_r2_below),
+        ] {
+            if bound.is_some_and(|b| !(0.0..=1.0).contains(&b)) {
+                return Err((
+                    key(&format!("alerts.{name}")),
+                    "must be between 0 and 1".to_owned(),
+                ));
+            }
         }
         for (i, p) in self.protected.iter().enumerate() {
             let pkey = |k: &str| format!("{prefix}.protected[{i}].{k}");

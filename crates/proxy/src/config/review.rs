@@ -23,6 +23,9 @@ pub struct ReviewConfig {
     /// A protected group the fairness monitor currently flags (a protected feature's
     /// value is among the flagged groups).
     pub flagged_groups: bool,
+    /// The route has a firing alert (`[routes.monitor.alerts]`): every explained
+    /// prediction goes to review, with reason `alert`, until it resolves.
+    pub alerts: bool,
     /// A random share of predictions, in [0, 1], for routine checks.
     pub sample_rate: f64,
     /// A request header asking for review (any value but `0`/`false`); removed before
@@ -59,6 +62,7 @@ impl Default for ReviewConfig {
             threshold_margin: None,
             out_of_distribution: false,
             flagged_groups: false,
+            alerts: false,
             sample_rate: 0.0,
             header: None,
             hold: None,
@@ -74,6 +78,7 @@ impl ReviewConfig {
             || self.threshold_margin.is_some()
             || self.out_of_distribution
             || self.flagged_groups
+            || self.alerts
             || self.sample_rate > 0.0
             || self.header.is_some()
     }

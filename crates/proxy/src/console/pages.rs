@@ -985,6 +985,7 @@ mod tests {
                 ]),
                 prediction: f64::from(i % 4),
                 favourable: i % 2 == 0 || i % 10 == 1,
+                ..Observation::default()
             }),
         );
         monitor.compute(1_700_000_000_000);

@@ -144,6 +144,13 @@ where
         Box::pin(async move {
             let response = response.await?;
             let request_id = ask.request_id.clone();
+            // Known before the monitor sees the rows, so that outcomes reported for the
+            // record later find them.
+            let id = match &audit {
+                Some(a) => Some(a.unique_id(&request_id, supplied).await),
+                None => None,
+            };
+            ask.record_id = id.as_deref().map(Arc::from);
             let consent = ask.consent;
             let mut facts = Facts::default();
             let mut response = augment(
@@ -156,12 +163,11 @@ where
                 response,
             )
             .await;
-            let Some(audit) = audit else {
+            let (Some(audit), Some(id)) = (audit, id) else {
                 return Ok(response);
             };
             // After the model answered, so that the record holds what was answered; with
             // `sync` the response waits here until the record is committed.
-            let id = audit.unique_id(&request_id, supplied);
             let flagged = !facts.review_reasons.is_empty();
             let body = facts.body.take();
             // Registered before the record can be seen in the queue, so that no decision
@@ -210,6 +216,8 @@ struct Ask {
     subject_id: Option<String>,
     /// The request asked for a person to review its prediction.
     review_requested: bool,
+    /// The id its audit record will have (with an audit log).
+    record_id: Option<Arc<str>>,
 }
 
 impl Ask {
@@ -268,6 +276,7 @@ impl Ask {
             consent_source,
             subject_id,
             review_requested,
+            record_id: None,
         }
     }
 }
@@ -731,12 +740,14 @@ async fn augment(
     if let (Some(monitor), Some(model)) = (live.monitor.as_ref(), model.as_ref()) {
         if !ask.probe && ask.consent != Consent::None {
             let higher = live.config.decision.higher_is_favourable;
+            let now = now_ms();
             monitor.push(
                 model.names(),
                 ordered
                     .iter()
                     .zip(&explanations)
-                    .map(|(row, e)| crate::monitor::Observation {
+                    .enumerate()
+                    .map(|(i, (row, e))| crate::monitor::Observation {
                         row: Arc::from(row.as_slice()),
                         prediction: e.prediction,
                         favourable: if higher {
@@ -744,6 +755,13 @@ async fn augment(
                         } else {
                             e.prediction <= e.threshold
                         },
+                        record: ask.record_id.clone(),
+                        index: u32::try_from(i).unwrap_or(u32::MAX),
+                        attributions: Arc::from(e.schema_contributions.as_slice()),
+                        threshold: e.threshold,
+                        higher_is_favourable: higher,
+                        at: now,
+                        outcome: None,
                     }),
             );
         }

@@ -2,6 +2,7 @@
 //! service (swapped atomically, never locked on the request path), the background
 //! trainer with its fidelity gate, and persistence across restarts.
 
+mod fleet;
 mod layer;
 pub(crate) mod model;
 mod probe;
@@ -22,6 +23,7 @@ use crate::adapter::Protocol;
 use crate::config::{ExplainConfig, PrivacyConfig, ProtocolName, ReviewConfig, RouteConfig};
 use sidelight_audit::PrivacyPolicy;
 
+pub(crate) use fleet::FleetGauges;
 pub(crate) use layer::{Explain, ExplainLayer};
 pub(crate) use model::{LiveModel, Narrate, VersionRecord};
 pub(crate) use probe::Prober;
@@ -62,6 +64,11 @@ pub(crate) struct RouteLive {
     pub(crate) review_header: Option<http::HeaderName>,
     /// The fairness and drift monitor, with `[routes.monitor]`.
     pub(crate) monitor: Option<Arc<crate::monitor::RouteMonitor>>,
+    /// Set when the route's surrogate is the fleet's (PostgreSQL): observed rows are
+    /// also queued in `pending` for the shared table.
+    shared: AtomicBool,
+    /// Consented rows not yet in the fleet's table.
+    pending: Mutex<VecDeque<fleet::Pending>>,
 }
 
 /// The most recent rows and the model's outputs for them.
@@ -168,9 +175,29 @@ impl RouteLive {
             review_header,
             monitor,
             config,
+            shared: AtomicBool::new(false),
+            pending: Mutex::new(VecDeque::new()),
         });
         live.restore()?;
         Ok(live)
+    }
+
+    /// The held-out R² of every surrogate trained for the route (accepted or not), by
+    /// training time: the fidelity series the monitor summarises.
+    pub(crate) fn fidelity_series(&self) -> Vec<sidelight_monitor::FidelityPoint> {
+        self.history
+            .lock()
+            .map(|h| {
+                h.iter()
+                    .map(|v| sidelight_monitor::FidelityPoint {
+                        time: i64::try_from(v.trained_at)
+                            .unwrap_or(i64::MAX / 1000)
+                            .saturating_mul(1000),
+                        r2: v.r2,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Rows needed before the first explanation, and rows seen so far.
@@ -201,6 +228,9 @@ impl RouteLive {
         }
         let order = column_order(&window.names, names);
         let capacity = self.config.surrogate.window_rows;
+        if self.shared.load(Ordering::Relaxed) {
+            self.queue_for_fleet(names, &rows, &outputs, width, subject);
+        }
         for (row, output) in rows.into_iter().zip(outputs) {
             if output.len() != width || output.iter().any(|v| !v.is_finite()) {
                 continue;
@@ -261,6 +291,9 @@ impl RouteLive {
         let Ok(mut window) = self.window.lock() else {
             return 0;
         };
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.retain(|p| p.subject.as_deref() != Some(subject));
+        }
         let before = window.rows.len();
         window
             .rows
@@ -473,9 +506,21 @@ impl SurrogateStatus {
 }
 
 /// Starts one trainer thread per explained route, and one monitor thread per route
-/// with `[routes.monitor]`.
-pub(crate) fn start_trainers(routes: &[Arc<RouteLive>]) -> Vec<std::thread::JoinHandle<()>> {
+/// with `[routes.monitor]`. In a fleet (`fleet`), the trainers are the fleet's: each
+/// trains only while this replica holds the route's trainer lock, and a poller loads
+/// the fleet's surrogates and erasures.
+pub(crate) fn start_trainers(
+    routes: &[Arc<RouteLive>],
+    fleet: Option<fleet::FleetTasks>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    if let Some(tasks) = fleet {
+        handles.extend(fleet::start(routes, tasks));
+    }
     let trainers = routes.iter().filter_map(|live| {
+        if live.shared.load(Ordering::Relaxed) {
+            return None;
+        }
         let live = live.clone();
         std::thread::Builder::new()
             .name(format!("sidelight-trainer-{}", live.route))
@@ -486,5 +531,8 @@ pub(crate) fn start_trainers(routes: &[Arc<RouteLive>]) -> Vec<std::thread::Join
     let monitors = routes
         .iter()
         .filter_map(|live| live.monitor.as_ref().and_then(crate::monitor::start));
-    trainers.chain(monitors).collect()
+    handles.extend(trainers.chain(monitors));
+    handles
 }
+
+pub(crate) use fleet::FleetTasks;

@@ -63,31 +63,53 @@ pub(super) fn run(live: &RouteLive) {
                     seconds = started.elapsed().as_secs_f64(), "surrogate trained"
                 );
                 if record.accepted {
-                    if let Err(error) = persist(live, &model) {
-                        tracing::warn!(route = %live.route, %error, "cannot save the surrogate");
-                    }
-                    let multi_class = matches!(
-                        model.surrogate.output(),
-                        sidelight_explain::OutputKind::MultiClass { .. }
-                    );
-                    live.model.store(Some(Arc::new(model)));
-                    if let Some(monitor) = &live.monitor {
-                        let reference = reference_rows(live, rows, &outputs, width, multi_class);
-                        monitor.set_reference(&names, reference);
-                    }
+                    install(live, model, &names, rows, &outputs, width);
                 }
-                if let Ok(mut history) = live.history.lock() {
-                    history.push(record);
-                    let keep = history.len().saturating_sub(50);
-                    history.drain(..keep);
-                }
-                save_history(live);
+                add_to_history(live, record);
             }
             Err(error) => {
                 tracing::warn!(route = %live.route, version, %error, "surrogate training failed");
             }
         }
     }
+}
+
+/// Puts an accepted surrogate in service: saves it to `state.dir` (so that a restart
+/// finds it), swaps it in, and gives the drift monitor its training rows as reference.
+pub(super) fn install(
+    live: &RouteLive,
+    model: LiveModel,
+    names: &[String],
+    rows: Vec<Vec<Value>>,
+    outputs: &[f64],
+    width: usize,
+) {
+    if let Err(error) = persist(live, &model) {
+        tracing::warn!(route = %live.route, %error, "cannot save the surrogate");
+    }
+    let multi_class = matches!(
+        model.surrogate.output(),
+        sidelight_explain::OutputKind::MultiClass { .. }
+    );
+    live.model.store(Some(Arc::new(model)));
+    if let Some(monitor) = &live.monitor {
+        let reference = reference_rows(live, rows, outputs, width, multi_class);
+        monitor.set_reference(names, reference);
+    }
+}
+
+/// Adds a version to the route's history (the newest 50 are kept) and saves it, unless
+/// a version with its number is there already.
+pub(super) fn add_to_history(live: &RouteLive, record: VersionRecord) {
+    if let Ok(mut history) = live.history.lock() {
+        if history.iter().any(|r| r.version == record.version) {
+            return;
+        }
+        history.push(record);
+        let keep = history.len().saturating_sub(50);
+        history.drain(..keep);
+    }
+    save_history(live);
 }
 
 /// The training rows with the output the explanations report for each (the configured
@@ -115,7 +137,7 @@ fn reference_rows(
         .collect()
 }
 
-fn train(
+pub(super) fn train(
     live: &RouteLive,
     names: &[String],
     rows: &[Vec<Value>],

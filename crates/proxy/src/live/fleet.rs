@@ -1,0 +1,543 @@
+//! Live explanations in a fleet: several replicas on one PostgreSQL database share one
+//! surrogate per route.
+//!
+//! - Every replica queues the consented rows it observes and a poller appends them to
+//!   the fleet's training table (sealed like record fields).
+//! - Per route, one replica is the trainer: the one whose connection holds the route's
+//!   advisory lock. It trains on the newest `window_rows` of the table exactly as a
+//!   single proxy trains on its window, publishes every version with a fleet-wide
+//!   number, and prunes the rows the window no longer needs. When its process stops,
+//!   its session ends, the lock frees and another replica's trainer takes it.
+//! - Every replica's poller, every `poll_interval`, loads a newer accepted surrogate
+//!   (so that all replicas serve the same version), adds new versions to the history,
+//!   and drops the subjects erased through any replica from its memory.
+//!
+//! Nothing here logs a row, an output or a subject.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use sidelight_audit::{FleetStore, FleetSurrogate, TrainingBatch};
+use sidelight_explain::{Surrogate, Value};
+
+use super::{LiveModel, RouteLive, VersionRecord, column_order, reorder, trainer};
+use crate::audit::Fleet;
+
+/// Versions read per poll: more than a poll interval ever brings.
+const VERSIONS_PER_POLL: usize = 50;
+
+/// One request's consented rows, waiting for the fleet's table.
+pub(crate) struct Pending {
+    time_ms: i64,
+    pub(super) subject: Option<Arc<str>>,
+    names: Vec<String>,
+    rows: Vec<Vec<Value>>,
+    outputs: Vec<Vec<f64>>,
+}
+
+/// A batch as stored (sealed) in the fleet's training table.
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    names: Vec<String>,
+    rows: Vec<Vec<Value>>,
+    outputs: Vec<Vec<f64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+/// `sidelight_fleet_trainer{route}`: 1 while this replica is the route's trainer.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FleetGauges {
+    trainer: Family<RouteLabel, Gauge>,
+}
+
+impl FleetGauges {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let gauges = Self::default();
+        registry.register(
+            "sidelight_fleet_trainer",
+            "1 while this replica trains the route's surrogate for the fleet, else 0",
+            gauges.trainer.clone(),
+        );
+        gauges
+    }
+
+    fn set(&self, route: &str, leading: bool) {
+        self.trainer
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .set(i64::from(leading));
+    }
+}
+
+/// What the fleet's background tasks need.
+pub(crate) struct FleetTasks {
+    pub(crate) fleet: Arc<Fleet>,
+    pub(crate) gauges: FleetGauges,
+    /// Drops a subject from the caches outside the routes (explanations kept for
+    /// `GET /v1/explanations/{id}`, requests kept for the probe check).
+    pub(crate) forget: Box<dyn Fn(&str) -> usize + Send>,
+}
+
+impl RouteLive {
+    /// Queues a batch of observed rows for the fleet's table; the oldest go first when
+    /// the database has been away for longer than a window's worth.
+    pub(super) fn queue_for_fleet(
+        &self,
+        names: &[String],
+        rows: &[Vec<Value>],
+        outputs: &[Vec<f64>],
+        width: usize,
+        subject: Option<&Arc<str>>,
+    ) {
+        let (rows, outputs): (Vec<_>, Vec<_>) = rows
+            .iter()
+            .zip(outputs)
+            .filter(|(_, o)| o.len() == width && o.iter().all(|v| v.is_finite()))
+            .map(|(r, o)| (r.clone(), o.clone()))
+            .unzip();
+        if rows.is_empty() {
+            return;
+        }
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        pending.push_back(Pending {
+            time_ms: crate::audit::now_ms(),
+            subject: subject.cloned(),
+            names: names.to_vec(),
+            rows,
+            outputs,
+        });
+        let capacity = self.config.surrogate.window_rows;
+        while pending.iter().map(|p| p.rows.len()).sum::<usize>() > capacity && pending.len() > 1 {
+            pending.pop_front();
+        }
+    }
+}
+
+/// Marks the routes as the fleet's and starts the poller and one trainer per route.
+pub(super) fn start(
+    routes: &[Arc<RouteLive>],
+    tasks: FleetTasks,
+) -> Vec<std::thread::JoinHandle<()>> {
+    if routes.is_empty() {
+        return Vec::new();
+    }
+    for live in routes {
+        live.shared.store(true, Ordering::Relaxed);
+        tasks.gauges.set(&live.route, false);
+    }
+    let mut handles = Vec::new();
+    for live in routes {
+        let (live, fleet, gauges) = (live.clone(), tasks.fleet.clone(), tasks.gauges.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("sidelight-fleet-trainer-{}", live.route))
+            .spawn(move || run_trainer(&live, &fleet, &gauges));
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(error) => tracing::error!(%error, "cannot start a fleet trainer"),
+        }
+    }
+    let routes = routes.to_vec();
+    let spawned = std::thread::Builder::new()
+        .name("sidelight-fleet-poller".to_owned())
+        .spawn(move || run_poller(&routes, &tasks));
+    match spawned {
+        Ok(handle) => handles.push(handle),
+        Err(error) => tracing::error!(%error, "cannot start the fleet poller"),
+    }
+    handles
+}
+
+fn stopping(routes: &[Arc<RouteLive>]) -> bool {
+    routes.iter().any(|l| l.stopping.load(Ordering::Relaxed))
+}
+
+/// Sleeps `interval`, waking early when the routes stop.
+fn pause(routes: &[Arc<RouteLive>], interval: Duration) -> bool {
+    let until = Instant::now() + interval;
+    while Instant::now() < until {
+        if stopping(routes) {
+            return false;
+        }
+        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(100)));
+    }
+    !stopping(routes)
+}
+
+// === the poller ===
+
+fn run_poller(routes: &[Arc<RouteLive>], tasks: &FleetTasks) {
+    let store = tasks.fleet.store_for_task();
+    let mut erasures: Option<u64> = None;
+    let mut known: HashMap<String, u64> = HashMap::new();
+    let mut failing = false;
+    loop {
+        let outcome = poll_once(routes, tasks, &store, &mut erasures, &mut known);
+        match outcome {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("the fleet's database answers again");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, kind = error.kind(), "cannot reach the fleet's database; retrying every poll");
+            }
+            Err(_) => {}
+        }
+        if !pause(routes, tasks.fleet.poll_interval) {
+            return;
+        }
+    }
+}
+
+fn poll_once(
+    routes: &[Arc<RouteLive>],
+    tasks: &FleetTasks,
+    store: &FleetStore,
+    erasures: &mut Option<u64>,
+    known: &mut HashMap<String, u64>,
+) -> Result<(), sidelight_audit::StoreError> {
+    // Erasures first: rows of an erased subject still queued here must not reach the
+    // table after the erasure removed the subject's rows from it.
+    let (subjects, newest) = store.erasures_after(*erasures)?;
+    *erasures = Some(newest);
+    for subject in &subjects {
+        let mut rows = 0;
+        for live in routes {
+            rows += live.forget_subject(subject);
+        }
+        let cached = (tasks.forget)(subject);
+        tracing::info!(
+            window_rows = rows,
+            cached,
+            "forgot a subject erased through another replica"
+        );
+    }
+    for live in routes {
+        upload(live, store)?;
+        load_versions(live, store, known)?;
+    }
+    Ok(())
+}
+
+/// Appends the route's queued rows to the fleet's table; they stay queued if it fails.
+fn upload(live: &RouteLive, store: &FleetStore) -> Result<(), sidelight_audit::StoreError> {
+    let batch: Vec<Pending> = match live.pending.lock() {
+        Ok(mut pending) => pending.drain(..).collect(),
+        Err(_) => return Ok(()),
+    };
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut encoded = Vec::with_capacity(batch.len());
+    for p in &batch {
+        let payload = Payload {
+            names: p.names.clone(),
+            rows: p.rows.clone(),
+            outputs: p.outputs.clone(),
+        };
+        encoded.push(TrainingBatch {
+            route: live.route.clone(),
+            time_ms: p.time_ms,
+            subject: p.subject.as_deref().map(str::to_owned),
+            rows: p.rows.len() as u64,
+            payload: serde_json::to_vec(&payload)?,
+        });
+    }
+    if let Err(error) = store.append_training(&encoded) {
+        if let Ok(mut pending) = live.pending.lock() {
+            // Back in front of what arrived meanwhile, oldest first.
+            for p in batch.into_iter().rev() {
+                pending.push_front(p);
+            }
+        }
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// Adds the route's new versions to its history and puts the newest accepted one in
+/// service if it is newer than the one serving.
+fn load_versions(
+    live: &RouteLive,
+    store: &FleetStore,
+    known: &mut HashMap<String, u64>,
+) -> Result<(), sidelight_audit::StoreError> {
+    let after = known.get(&live.route).copied().unwrap_or(0);
+    let versions = store.surrogates_after(&live.route, after, VERSIONS_PER_POLL)?;
+    let Some(newest) = versions.last().map(|v| v.version) else {
+        return Ok(());
+    };
+    known.insert(live.route.clone(), newest);
+    for published in &versions {
+        trainer::add_to_history(live, record_of(published));
+    }
+    let Some(published) = versions.iter().rev().find(|v| v.surrogate.is_some()) else {
+        return Ok(());
+    };
+    let serving = live.model.load().as_ref().map_or(0, |m| m.version());
+    if published.version <= serving {
+        return Ok(());
+    }
+    let Some(text) = &published.surrogate else {
+        return Ok(());
+    };
+    let surrogate = match Surrogate::from_json(text) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(route = %live.route, version = published.version, %error, "cannot read the fleet's surrogate");
+            return Ok(());
+        }
+    };
+    // The typical values and ranges come from the same rows the trainer used, so that
+    // every replica explains alike.
+    let names: Vec<String> = surrogate.schema().names().map(str::to_owned).collect();
+    let (batches, _) = store.training_window(&live.route, live.config.surrogate.window_rows)?;
+    let (rows, outputs, width) = decode(&batches, &names, live.config.surrogate.window_rows);
+    let version = published.version;
+    match LiveModel::new(surrogate, record_of(published), &live.config, &rows) {
+        Ok(model) => {
+            trainer::install(live, model, &names, rows, &outputs, width);
+            tracing::info!(route = %live.route, version, "loaded the fleet's surrogate");
+        }
+        Err(error) => {
+            tracing::warn!(route = %live.route, version, %error, "cannot use the fleet's surrogate");
+        }
+    }
+    Ok(())
+}
+
+fn record_of(published: &FleetSurrogate) -> VersionRecord {
+    VersionRecord {
+        version: published.version,
+        trained_at: published.trained_at,
+        rows: usize::try_from(published.rows).unwrap_or(usize::MAX),
+        r2: published.r2,
+        mae: published.mae,
+        agreement: published.agreement,
+        accepted: published.accepted,
+        reason: published.reason.clone(),
+    }
+}
+
+/// The newest `limit` rows of the batches, in the order of `names`, with their outputs
+/// (flattened) and the number of outputs per row (that of the newest batch; rows of
+/// another width are left out).
+fn decode(
+    batches: &[TrainingBatch],
+    names: &[String],
+    limit: usize,
+) -> (Vec<Vec<Value>>, Vec<f64>, usize) {
+    let payloads: Vec<Payload> = batches
+        .iter()
+        .filter_map(|b| serde_json::from_slice(&b.payload).ok())
+        .collect();
+    let width = payloads
+        .iter()
+        .rev()
+        .find_map(|p| p.outputs.first().map(Vec::len))
+        .unwrap_or(1);
+    let mut rows = VecDeque::new();
+    let mut outputs = VecDeque::new();
+    for p in &payloads {
+        let order = column_order(names, &p.names);
+        for (row, output) in p.rows.iter().zip(&p.outputs) {
+            if output.len() != width {
+                continue;
+            }
+            rows.push_back(reorder(row, &order));
+            outputs.push_back(output.clone());
+            if rows.len() > limit {
+                rows.pop_front();
+                outputs.pop_front();
+            }
+        }
+    }
+    let outputs = outputs.into_iter().flatten().collect();
+    (rows.into(), outputs, width)
+}
+
+// === the trainer ===
+
+fn run_trainer(live: &Arc<RouteLive>, fleet: &Fleet, gauges: &FleetGauges) {
+    let store = fleet.store_for_task();
+    let routes = std::slice::from_ref(live);
+    let mut leading = false;
+    // Position of the newest row the last training saw.
+    let mut trained_upto = 0u64;
+    let mut last_training = Instant::now();
+    loop {
+        let lead = match store.try_lead(&live.route) {
+            Ok(lead) => lead,
+            Err(error) => {
+                tracing::debug!(route = %live.route, %error, "trainer election: no database");
+                false
+            }
+        };
+        if lead != leading {
+            leading = lead;
+            gauges.set(&live.route, lead);
+            if lead {
+                tracing::info!(route = %live.route, writer = %fleet.writer, "this replica is now the trainer for route {}", live.route);
+                // A new trainer starts from what the fleet has, not from its own past.
+                trained_upto = 0;
+            } else {
+                tracing::warn!(route = %live.route, "this replica is no longer the trainer for route {}", live.route);
+            }
+        }
+        if lead {
+            match train_if_due(live, &store, fleet, &mut trained_upto, &mut last_training) {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::warn!(route = %live.route, %error, "fleet training failed; retrying");
+                }
+            }
+        }
+        // Woken early by an erasure (retrain now) or a stop.
+        let Ok(window) = live.window.lock() else {
+            return;
+        };
+        let waited = live
+            .wake
+            .wait_timeout_while(window, fleet.poll_interval, |w| {
+                !w.retrain_now && !live.stopping.load(Ordering::Relaxed)
+            });
+        drop(waited);
+        if stopping(routes) {
+            return;
+        }
+    }
+}
+
+fn train_if_due(
+    live: &RouteLive,
+    store: &FleetStore,
+    fleet: &Fleet,
+    trained_upto: &mut u64,
+    last_training: &mut Instant,
+) -> Result<(), String> {
+    let config = &live.config.surrogate;
+    let (new_rows, newest) = store
+        .training_rows_after(&live.route, *trained_upto)
+        .map_err(|e| e.to_string())?;
+    let retrain_now = live.window.lock().map(|w| w.retrain_now).unwrap_or(false);
+    let serving = live.model.load_full();
+    let due = if serving.is_none() || *trained_upto == 0 {
+        let (total, _) = store
+            .training_rows_after(&live.route, 0)
+            .map_err(|e| e.to_string())?;
+        total >= config.warm_up_rows as u64 && (serving.is_none() || new_rows > 0)
+    } else {
+        retrain_now
+            || new_rows >= config.retrain_every_rows as u64
+            || (new_rows > 0 && last_training.elapsed() >= config.retrain_interval)
+    };
+    if !due {
+        return Ok(());
+    }
+    if let Ok(mut window) = live.window.lock() {
+        window.retrain_now = false;
+        window.since_training = 0;
+    }
+    *last_training = Instant::now();
+    let (batches, _) = store
+        .training_window(&live.route, config.window_rows)
+        .map_err(|e| e.to_string())?;
+    let names = training_names(live, &batches);
+    let (rows, outputs, width) = decode(&batches, &names, config.window_rows);
+    *trained_upto = newest.max(1);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let published = store
+        .latest_version(&live.route)
+        .map_err(|e| e.to_string())?;
+    let local = serving.as_ref().map_or(0, |m| m.version());
+    let history = live
+        .history
+        .lock()
+        .map(|h| h.iter().map(|r| r.version).max().unwrap_or(0))
+        .unwrap_or(0);
+    let version = published.max(local).max(history) + 1;
+    let started = Instant::now();
+    let (model, record) = trainer::train(live, &names, &rows, &outputs, width, version)?;
+    tracing::info!(
+        route = %live.route, version, r2 = record.r2, accepted = record.accepted, rows = rows.len(),
+        seconds = started.elapsed().as_secs_f64(), "surrogate trained for the fleet"
+    );
+    let text = if record.accepted {
+        Some(model.surrogate.to_json().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let publish = FleetSurrogate {
+        version,
+        trained_at: record.trained_at,
+        rows: rows.len() as u64,
+        r2: record.r2,
+        mae: record.mae,
+        agreement: record.agreement,
+        accepted: record.accepted,
+        reason: record.reason.clone(),
+        surrogate: text,
+        writer: fleet.writer.clone(),
+    };
+    if !store
+        .publish_surrogate(&live.route, &publish)
+        .map_err(|e| e.to_string())?
+    {
+        // Another trainer (one that held the lock before this one) got there first.
+        tracing::warn!(route = %live.route, version, "version published by another replica; not used");
+        return Ok(());
+    }
+    if record.accepted {
+        trainer::install(live, model, &names, rows, &outputs, width);
+    }
+    trainer::add_to_history(live, record);
+    let pruned = store
+        .prune_training(&live.route, config.window_rows)
+        .map_err(|e| e.to_string())?;
+    tracing::debug!(route = %live.route, batches = pruned, "pruned the fleet's training rows");
+    Ok(())
+}
+
+/// The feature names the trainer uses: the configured ones, else those of this
+/// replica's window, else those of the newest batch.
+fn training_names(live: &RouteLive, batches: &[TrainingBatch]) -> Vec<String> {
+    if !live.config.features.is_empty() {
+        return live
+            .config
+            .features
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+    }
+    let local = live
+        .window
+        .lock()
+        .map(|w| w.names.clone())
+        .unwrap_or_else(|e| e.into_inner().names.clone());
+    if !local.is_empty() {
+        return local;
+    }
+    batches
+        .iter()
+        .rev()
+        .find_map(|b| serde_json::from_slice::<Payload>(&b.payload).ok())
+        .map(|p| p.names)
+        .unwrap_or_default()
+}

@@ -1,0 +1,314 @@
+//! A fleet end to end: two real proxies (writers `a` and `b`) on one PostgreSQL
+//! database in front of the test model. Concurrent traffic through both lands in one
+//! log whose chains both verify; one replica trains and both serve its surrogate; the
+//! trainer role moves when its proxy stops; erasure through one replica reaches the
+//! records both wrote and the other replica's memory; a database outage gives 503s with
+//! `fail_closed` and records flow again when it is back, with nothing acknowledged lost.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sidelight_e2e::live::{config, kserve_body, post, status};
+use sidelight_e2e::model::ModelServer;
+use sidelight_e2e::postgres::PgServer;
+use sidelight_e2e::*;
+
+const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+/// The database password in the URL: the test server trusts every local connection,
+/// so it is accepted, and it must never be printed.
+const PASSWORD: &str = "pw-7c1e93d0";
+const CUSTOMERS: [&str; 4] = ["C-1001", "C-1002", "C-1003", "C-1004"];
+
+fn fleet_config(model: &ModelServer, state: &Path, writer: &str, url_line: &str) -> String {
+    let routes = format!(
+        "[audit]\nbackend = \"postgres\"\n{url_line}\nwriter = \"{writer}\"\n\
+         on_store_failure = \"fail_closed\"\npoll_interval = \"200ms\"\n\
+         [[routes]]\nname = \"m\"\npath_prefix = \"/v1/models/m\"\n\
+         [routes.explain]\nprotocol = \"kserve_v1\"\noutput = \"score\"\n\
+         [routes.explain.surrogate]\nwarm_up_rows = 60\nretrain_every_rows = 100000\n\
+         retrain_interval = \"1h\"\nmin_r2 = 0.0\n"
+    );
+    config(model, state, &routes)
+}
+
+/// Sends row `i` for customer `i % 4`; returns the answer.
+async fn send_row(proxy: &Proxy, i: usize) -> Answer {
+    post(
+        proxy,
+        "/v1/models/m:predict",
+        kserve_body(&[i]),
+        &[("x-sidelight-subject", CUSTOMERS[i % 4])],
+    )
+    .await
+}
+
+fn record_id(answer: &Answer) -> String {
+    answer.headers["x-sidelight-record-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn metrics_text(proxy: &Proxy) -> String {
+    String::from_utf8_lossy(&get(&proxy.admin_url("/metrics")).await.body).into_owned()
+}
+
+/// `sidelight_fleet_trainer{route="m"}` of a proxy.
+async fn is_trainer(proxy: &Proxy) -> bool {
+    metrics_text(proxy)
+        .await
+        .lines()
+        .any(|l| l == "sidelight_fleet_trainer{route=\"m\"} 1")
+}
+
+/// The version a proxy serves on route `m`, and its history's length.
+async fn serving(proxy: &Proxy) -> (Option<u64>, usize) {
+    let s = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
+    let route = &s["routes"][0];
+    (
+        route["in_service"]["version"].as_u64(),
+        route["history"].as_array().map_or(0, Vec::len),
+    )
+}
+
+/// Waits (a minute at most) until `check` holds.
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn audit_verify(url: &str) -> (i32, String) {
+    let out = Command::new(sidelight_bin())
+        .args(["audit", "verify", "--url", url])
+        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn stored_ids(pg: &PgServer) -> BTreeSet<String> {
+    pg.sql("fleet", "SELECT id FROM audit_records")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage() {
+    let mut pg = PgServer::start();
+    let plain = pg.create_database("fleet");
+    let url = plain.replace("postgres@", &format!("postgres:{PASSWORD}@"));
+    let model = ModelServer::start().await;
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // `a` takes the URL from the environment, `b` from a file (a mounted Secret).
+    let url_file = state_b.path().join("database-url");
+    std::fs::write(&url_file, format!("{url}\n")).unwrap();
+    let a = Proxy::start_with_env(
+        &fleet_config(&model, state_a.path(), "a", ""),
+        &[
+            ("SIDELIGHT_AUDIT_KEY", KEY_HEX),
+            ("SIDELIGHT_AUDIT__URL", &url),
+        ],
+    );
+    let b = Proxy::start_with_env(
+        &fleet_config(
+            &model,
+            state_b.path(),
+            "b",
+            &format!("url_file = \"{}\"", url_file.display()),
+        ),
+        &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)],
+    );
+
+    // Both replicas at once, four clients each.
+    let mut acknowledged = BTreeSet::new();
+    let mut tasks = Vec::new();
+    for (p, proxy) in [&a, &b].into_iter().enumerate() {
+        for t in 0..4 {
+            let (data, admin) = (proxy.data, proxy.admin);
+            tasks.push(tokio::spawn(async move {
+                let proxy_url = format!("http://{data}/v1/models/m:predict");
+                let mut ids = Vec::new();
+                for k in 0..25 {
+                    let i = p * 1000 + t * 100 + k;
+                    let answer = send(
+                        &client(),
+                        http::Method::POST,
+                        &proxy_url,
+                        &[
+                            ("content-type", "application/json"),
+                            ("x-sidelight-subject", CUSTOMERS[i % 4]),
+                        ],
+                        full(kserve_body(&[i])),
+                    )
+                    .await;
+                    assert_eq!(answer.status, 200, "{:?} (admin {admin})", answer.body);
+                    ids.push(record_id(&answer));
+                }
+                ids
+            }));
+        }
+    }
+    for task in tasks {
+        acknowledged.extend(task.await.unwrap());
+    }
+    assert_eq!(acknowledged.len(), 200);
+    let stored = stored_ids(&pg);
+    let lost: Vec<_> = acknowledged.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+
+    // One trainer, and both replicas serve its surrogate, in responses too.
+    eventually("both replicas serve the same surrogate", async || {
+        let (va, vb) = (serving(&a).await.0, serving(&b).await.0);
+        va.is_some() && va == vb
+    })
+    .await;
+    let (trainer_a, trainer_b) = (is_trainer(&a).await, is_trainer(&b).await);
+    assert!(
+        trainer_a ^ trainer_b,
+        "trainers: a {trainer_a}, b {trainer_b}"
+    );
+    let version = serving(&a).await.0.unwrap();
+    for proxy in [&a, &b] {
+        let answer = send_row(proxy, 7).await;
+        assert_eq!(
+            status(&answer),
+            format!("explained; surrogate_version={version}")
+        );
+        acknowledged.insert(record_id(&answer));
+    }
+
+    // Both chains verify; the password is printed by nobody.
+    let (code, report) = audit_verify(&url);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("writer a: intact"), "{report}");
+    assert!(report.contains("writer b: intact"), "{report}");
+    assert!(report.contains("2 writer(s)"), "{report}");
+    assert!(!report.contains(PASSWORD), "{report}");
+
+    // Erasure through `a` reaches the records both wrote, the shared training rows,
+    // and `b`'s memory.
+    let history_before = serving(if trainer_a { &a } else { &b }).await.1;
+    let subject = sidelight_audit::Keys::parse(KEY_HEX.as_bytes(), "test")
+        .unwrap()
+        .pseudonym("C-1002");
+    let by_writer = pg.sql(
+        "fleet",
+        &format!("SELECT count(DISTINCT writer) FROM audit_records WHERE subject = '{subject}'"),
+    );
+    assert_eq!(by_writer, "2");
+    let answer = send(
+        &client(),
+        http::Method::POST,
+        &a.admin_url("/api/v1/erasure"),
+        &[("content-type", "application/json")],
+        full(json!({"subject_id": "C-1002"}).to_string()),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let erased = answer.json()["erased_records"].as_u64().unwrap();
+    let of_subject = pg.sql(
+        "fleet",
+        &format!(
+            "SELECT count(*) FILTER (WHERE erased_at IS NOT NULL), count(*) \
+             FROM audit_records WHERE subject = '{subject}'"
+        ),
+    );
+    assert_eq!(of_subject, format!("{erased}|{erased}"));
+    assert_eq!(
+        pg.sql(
+            "fleet",
+            &format!("SELECT count(*) FROM fleet_training_rows WHERE subject = '{subject}'")
+        ),
+        "0"
+    );
+    eventually("b forgets the erased subject", async || {
+        b.log_text()
+            .contains("forgot a subject erased through another replica")
+    })
+    .await;
+    let trainer = if trainer_a { &a } else { &b };
+    eventually("the trainer retrains without the subject", async || {
+        serving(trainer).await.1 > history_before
+    })
+    .await;
+
+    // The trainer stops: the other replica takes over and trains a newer version.
+    let (mut gone, remaining) = if trainer_a { (a, b) } else { (b, a) };
+    let before = serving(&remaining).await.0.unwrap();
+    gone.signal(nix::sys::signal::Signal::SIGKILL);
+    gone.wait_exit(Duration::from_secs(10)).unwrap();
+    drop(gone);
+    eventually("the remaining replica becomes the trainer", async || {
+        is_trainer(&remaining).await
+    })
+    .await;
+    assert!(
+        remaining
+            .log_text()
+            .contains("this replica is now the trainer for route m"),
+        "{}",
+        remaining.log_text()
+    );
+    for i in 0..5 {
+        acknowledged.insert(record_id(&send_row(&remaining, 3000 + i).await));
+    }
+    eventually("the new trainer's version is served", async || {
+        serving(&remaining).await.0.is_some_and(|v| v > before)
+    })
+    .await;
+
+    // An outage: 503 audit_unavailable and not ready, then records flow again.
+    pg.stop();
+    let answer = send_row(&remaining, 4000).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(answer.error_code(), "audit_unavailable");
+    let ready = get(&remaining.admin_url("/readyz")).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["checks"]["audit_store"]["ok"], false);
+    pg.start_again();
+    let mut i = 4001;
+    eventually("records are stored again", async || {
+        let answer = send_row(&remaining, i).await;
+        i += 1;
+        if answer.status == 200 {
+            acknowledged.insert(record_id(&answer));
+            true
+        } else {
+            false
+        }
+    })
+    .await;
+    for k in 0..10 {
+        let answer = send_row(&remaining, 5000 + k).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        acknowledged.insert(record_id(&answer));
+    }
+    assert_eq!(get(&remaining.admin_url("/readyz")).await.status, 200);
+    let stored = stored_ids(&pg);
+    let lost: Vec<_> = acknowledged.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    let metrics = metrics_text(&remaining).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sidelight_audit_failures_total{kind=\"unavailable\"}")),
+        "{metrics}"
+    );
+    let (code, report) = audit_verify(&url);
+    assert_eq!(code, 0, "{report}");
+    assert!(!remaining.log_text().contains(PASSWORD));
+}
