@@ -58,10 +58,7 @@ fn yaml_files() -> Vec<PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 walk(&path, out);
-            } else if path
-                .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml")
-            {
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
                 out.push(path);
             }
         }
@@ -105,10 +102,9 @@ fn port_of(address: &str) -> u16 {
 fn resolve_port(container: &Value, port: &Value) -> u16 {
     if let Some(name) = port.as_str().filter(|s| s.parse::<u16>().is_err()) {
         let ports = container["ports"].as_sequence().unwrap();
-        let found = ports
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap_or_else(|| panic!("container {:?} has no port named {name}", container["name"]));
+        let found = ports.iter().find(|p| p["name"] == name).unwrap_or_else(|| {
+            panic!("container {:?} has no port named {name}", container["name"])
+        });
         port_number(&found["containerPort"])
     } else {
         port_number(port)
@@ -194,7 +190,10 @@ fn fill_placeholder(key: &str, value: &str) -> String {
         // only change the password.
         "database-url" => value.to_owned(),
         // Comments only: no tokens, which a config accepts.
-        _ if value.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) => {
+        _ if value
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) =>
+        {
             value.to_owned()
         }
         other => panic!("no stand-in for the Secret's placeholder {other}"),
@@ -274,7 +273,11 @@ fn pod(file: &str, secret_docs: &[Value]) -> Pod {
         .as_sequence()
         .unwrap()
         .iter()
-        .find(|c| c["image"].as_str().is_some_and(|i| i.starts_with("sidelight:")))
+        .find(|c| {
+            c["image"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("sidelight:"))
+        })
         .unwrap_or_else(|| panic!("{file}: no container runs the sidelight image"))
         .clone();
     let volumes = spec["volumes"].as_sequence().unwrap();
@@ -307,8 +310,8 @@ fn pod(file: &str, secret_docs: &[Value]) -> Pod {
         .map(|w| w[1])
         .unwrap_or_else(|| panic!("{file}: no --config in {args:?}"));
     let (config_dir, config_key) = config_path.rsplit_once('/').unwrap();
-    let config_volume = mount(config_dir)
-        .unwrap_or_else(|| panic!("{file}: nothing mounted at {config_dir}"));
+    let config_volume =
+        mount(config_dir).unwrap_or_else(|| panic!("{file}: nothing mounted at {config_dir}"));
     let config_map_name = str_of(&config_volume["configMap"]["name"], "configMap name");
     let config_toml = str_of(
         &object(&docs, "ConfigMap", config_map_name)["data"][config_key],
@@ -329,12 +332,7 @@ fn pod(file: &str, secret_docs: &[Value]) -> Pod {
         .as_mapping()
         .unwrap()
         .iter()
-        .map(|(k, v)| {
-            (
-                str_of(k, "key").to_owned(),
-                str_of(v, "value").to_owned(),
-            )
-        })
+        .map(|(k, v)| (str_of(k, "key").to_owned(), str_of(v, "value").to_owned()))
         .collect();
 
     Pod {
@@ -423,14 +421,19 @@ fn the_pods_configs_pass_config_check_with_the_secrets_files() {
         // The audit log is the fleet's shared database, its URL from the Secret.
         let audit = |key| pod.config_value("audit", key);
         assert_eq!(audit("backend"), Some("postgres".into()), "{}", pod.source);
-        assert!(audit("url").is_none(), "{}: a URL holds a password", pod.source);
+        assert!(
+            audit("url").is_none(),
+            "{}: a URL holds a password",
+            pod.source
+        );
         assert!(audit("url_file").is_some(), "{}", pod.source);
     }
 }
 
 #[test]
 fn a_misspelled_key_or_a_missing_secret_fails_the_check() {
-    // The two checks above could not fail if config check accepted anything.
+    // The config checks in this file prove something only because `config check`
+    // refuses a missing Secret file and an unknown key.
     let dir = tempfile::tempdir().unwrap();
     let mut bad = sidecar();
     bad.secret_files.remove("tokens.toml");
@@ -439,7 +442,10 @@ fn a_misspelled_key_or_a_missing_secret_fails_the_check() {
 
     let file = dir.path().join("minimal.toml");
     std::fs::write(&file, "").unwrap();
-    let env = [("SIDELIGHT_UPSTREAM__URLL".to_owned(), "http://m:1".to_owned())];
+    let env = [(
+        "SIDELIGHT_UPSTREAM__URLL".to_owned(),
+        "http://m:1".to_owned(),
+    )];
     let error = config_check(&file, &env).unwrap_err();
     assert!(error.contains("urll"), "{error}");
 }
@@ -456,14 +462,34 @@ fn ports_probes_and_services_match_the_config() {
             .as_sequence()
             .unwrap()
             .iter()
-            .map(|p| (str_of(&p["name"], "port name"), port_number(&p["containerPort"])))
+            .map(|p| {
+                (
+                    str_of(&p["name"], "port name"),
+                    port_number(&p["containerPort"]),
+                )
+            })
             .collect();
-        assert_eq!(ports.get("http"), Some(&listen), "{}: {ports:?}", pod.source);
-        assert_eq!(ports.get("admin"), Some(&admin), "{}: {ports:?}", pod.source);
+        assert_eq!(
+            ports.get("http"),
+            Some(&listen),
+            "{}: {ports:?}",
+            pod.source
+        );
+        assert_eq!(
+            ports.get("admin"),
+            Some(&admin),
+            "{}: {ports:?}",
+            pod.source
+        );
         for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
             let get = &c[probe]["httpGet"];
             assert_eq!(get["path"], path, "{}: {probe}", pod.source);
-            assert_eq!(resolve_port(c, &get["port"]), admin, "{}: {probe}", pod.source);
+            assert_eq!(
+                resolve_port(c, &get["port"]),
+                admin,
+                "{}: {probe}",
+                pod.source
+            );
         }
         // The drain fits in the grace period: preStop pause + shutdown_grace.
         let grace = pod
@@ -567,7 +593,10 @@ fn ports_probes_and_services_match_the_config() {
                     .any(|p| p["name"] == "http")
         })
         .unwrap();
-    assert_eq!(http_service["spec"]["ports"].as_sequence().unwrap().len(), 1);
+    assert_eq!(
+        http_service["spec"]["ports"].as_sequence().unwrap().len(),
+        1
+    );
     let budget = object(&docs, "PodDisruptionBudget", "credit-model");
     assert!(selects(&budget["spec"]["selector"]["matchLabels"]));
 
@@ -602,7 +631,11 @@ fn ports_probes_and_services_match_the_config() {
 
 #[test]
 fn every_sidelight_variable_in_the_manifests_is_a_config_key_or_a_known_secret() {
-    let known_secrets = ["SIDELIGHT_AUDIT_KEY", "SIDELIGHT_ADMIN_TOKEN", "SIDELIGHT_ALERT_SECRET"];
+    let known_secrets = [
+        "SIDELIGHT_AUDIT_KEY",
+        "SIDELIGHT_ADMIN_TOKEN",
+        "SIDELIGHT_ALERT_SECRET",
+    ];
     let dir = tempfile::tempdir().unwrap();
     let mut seen = 0;
     // Kubernetes containers: each variable alone, against the pod's own config.
@@ -673,7 +706,9 @@ fn compose_sidelights() -> Vec<(String, Vec<(String, String)>)> {
         .unwrap()
         .iter()
         .filter(|(_, s)| {
-            s["image"].as_str().is_some_and(|i| i.starts_with("sidelight:"))
+            s["image"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("sidelight:"))
                 && s["entrypoint"].is_null()
         })
         .map(|(name, s)| {
@@ -838,7 +873,10 @@ fn the_compose_file_uses_the_configs_ports_on_loopback_only() {
             .iter()
             .map(|p| {
                 let p = str_of(p, "port");
-                assert!(p.starts_with("127.0.0.1:"), "{name}: {p} is not on loopback");
+                assert!(
+                    p.starts_with("127.0.0.1:"),
+                    "{name}: {p} is not on loopback"
+                );
                 let parts: Vec<&str> = p.split(':').collect();
                 assert!(host_ports.insert(parts[1].to_owned()), "{name}: {p} twice");
                 parts[2].parse().unwrap()
@@ -864,11 +902,17 @@ fn the_compose_file_uses_the_configs_ports_on_loopback_only() {
         let table: toml::Table = read(&deploy("compose.sidelight.toml")).parse().unwrap();
         let shutdown =
             humantime::parse_duration(table["server"]["shutdown_grace"].as_str().unwrap()).unwrap();
-        assert!(grace > shutdown, "{name}: stop_grace_period {grace:?} <= {shutdown:?}");
+        assert!(
+            grace > shutdown,
+            "{name}: stop_grace_period {grace:?} <= {shutdown:?}"
+        );
     }
     for other in ["model", "postgres"] {
         for p in service(other)["ports"].as_sequence().unwrap() {
-            assert!(str_of(p, "port").starts_with("127.0.0.1:"), "{other}: {p:?}");
+            assert!(
+                str_of(p, "port").starts_with("127.0.0.1:"),
+                "{other}: {p:?}"
+            );
         }
     }
     assert_eq!(service("postgres")["image"], "postgres:15");
