@@ -198,10 +198,48 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
     assert!(report.contains("writer b: intact"), "{report}");
     assert!(report.contains("2 writer(s)"), "{report}");
     assert!(!report.contains(PASSWORD), "{report}");
+    // Both writers' records export from one command.
+    let out = Command::new(sidelight_bin())
+        .args([
+            "audit", "export", "--format", "jsonl", "--route", "m", "--url", &url,
+        ])
+        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let exported: BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(exported, acknowledged);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
 
     // Erasure through `a` reaches the records both wrote, the shared training rows,
     // and `b`'s memory.
     let history_before = serving(if trainer_a { &a } else { &b }).await.1;
+    // An explanation `b` keeps for later (reference mode) for the subject.
+    let kept = post(
+        &b,
+        "/v1/models/m:predict",
+        kserve_body(&[1]),
+        &[
+            ("x-sidelight-subject", "C-1002"),
+            ("x-sidelight-explain", "reference"),
+        ],
+    )
+    .await;
+    acknowledged.insert(record_id(&kept));
+    let kept_url = b.url(&format!(
+        "/v1/explanations/{}",
+        kept.headers["x-sidelight-explanation-id"].to_str().unwrap()
+    ));
+    assert_eq!(get(&kept_url).await.status, 200);
     let subject = sidelight_audit::Keys::parse(KEY_HEX.as_bytes(), "test")
         .unwrap()
         .pseudonym("C-1002");
@@ -236,8 +274,7 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
         "0"
     );
     eventually("b forgets the erased subject", async || {
-        b.log_text()
-            .contains("forgot a subject erased through another replica")
+        get(&kept_url).await.status == 404
     })
     .await;
     let trainer = if trainer_a { &a } else { &b };
@@ -311,4 +348,125 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
     let (code, report) = audit_verify(&url);
     assert_eq!(code, 0, "{report}");
     assert!(!remaining.log_text().contains(PASSWORD));
+}
+
+#[test]
+fn a_database_that_cannot_be_reached_at_start_is_named_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sidelight.toml");
+    // Nothing listens on port 1.
+    let url = format!("postgresql://app:{PASSWORD}@127.0.0.1:1/audit?sslmode=disable");
+    std::fs::write(
+        &path,
+        format!(
+            "{}[audit]\nbackend = \"postgres\"\nurl = \"{url}\"\nwriter = \"a\"\n",
+            config_for("http://127.0.0.1:9", "", "")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(sidelight_bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(text.contains("audit.url"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+}
+
+#[test]
+fn the_fleet_store_seals_rows_keeps_the_window_elects_one_trainer_and_records_erasures() {
+    use sidelight_audit::{FleetSurrogate, Keys, PostgresConfig, PostgresStore, TrainingBatch};
+    let pg = PgServer::start();
+    let url = pg.create_database("fleet");
+    let keys = Keys::parse(KEY_HEX.as_bytes(), "test").unwrap();
+    let a = PostgresStore::open(&url, "a", PostgresConfig::new(keys.clone())).unwrap();
+    let b = PostgresStore::open(&url, "b", PostgresConfig::new(keys)).unwrap();
+    let (fa, fb) = (a.fleet(), b.fleet());
+    let batch = |i: u64, rows: u64, subject: &str| TrainingBatch {
+        route: "m".to_owned(),
+        time_ms: 1_700_000_000_000 + i64::try_from(i).unwrap(),
+        subject: Some(subject.to_owned()),
+        rows,
+        payload: format!("secret-row-{i}").into_bytes(),
+    };
+    fa.append_training(&[batch(1, 3, "ps_x"), batch(2, 3, "ps_y")])
+        .unwrap();
+    fb.append_training(&[batch(3, 3, "ps_x")]).unwrap();
+    // Sealed at rest.
+    assert_eq!(
+        pg.sql(
+            "fleet",
+            "SELECT count(*) FROM fleet_training_rows \
+             WHERE position(convert_to('secret-row', 'UTF8') IN payload) > 0"
+        ),
+        "0"
+    );
+    // The newest batches that hold 4 rows: the last two, oldest first, opened.
+    let (window, newest) = fb.training_window("m", 4).unwrap();
+    let payloads: Vec<_> = window.iter().map(|b| b.payload.clone()).collect();
+    assert_eq!(
+        payloads,
+        [b"secret-row-2".to_vec(), b"secret-row-3".to_vec()]
+    );
+    assert_eq!(fa.training_rows_after("m", 0).unwrap(), (9, newest));
+    assert_eq!(fa.prune_training("m", 4).unwrap(), 1);
+    assert_eq!(fa.training_rows_after("m", 0).unwrap().0, 6);
+
+    // One trainer per route; the lock moves when its session ends.
+    let (lead_a, lead_b) = (fa.another(), fb.another());
+    assert!(lead_a.try_lead("m").unwrap());
+    assert!(lead_a.try_lead("m").unwrap());
+    assert!(!lead_b.try_lead("m").unwrap());
+    assert!(lead_b.try_lead("other").unwrap());
+    drop(lead_a);
+    assert!(lead_b.try_lead("m").unwrap());
+
+    // Versions are numbered once for the fleet; only the newest accepted carries its
+    // surrogate.
+    let version = |v: u64, accepted: bool, writer: &str| FleetSurrogate {
+        version: v,
+        trained_at: 1,
+        rows: 6,
+        r2: 0.9,
+        mae: 0.1,
+        agreement: None,
+        accepted,
+        reason: "test".to_owned(),
+        surrogate: accepted.then(|| format!("surrogate {v}")),
+        writer: writer.to_owned(),
+    };
+    assert!(fb.publish_surrogate("m", &version(1, true, "b")).unwrap());
+    assert!(!fa.publish_surrogate("m", &version(1, true, "a")).unwrap());
+    assert!(fb.publish_surrogate("m", &version(2, true, "b")).unwrap());
+    assert!(fb.publish_surrogate("m", &version(3, false, "b")).unwrap());
+    assert_eq!(fa.latest_version("m").unwrap(), 3);
+    let seen: Vec<_> = fa
+        .surrogates_after("m", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.version, s.writer, s.surrogate))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "b".to_owned(), None),
+            (2, "b".to_owned(), Some("surrogate 2".to_owned())),
+            (3, "b".to_owned(), None),
+        ]
+    );
+
+    // An erasure removes the subject's rows and is seen by the others.
+    let (_, start) = fb.erasures_after(None).unwrap();
+    assert_eq!(fa.erase_subject("ps_x", 5).unwrap(), 1);
+    let (erased, _) = fb.erasures_after(Some(start)).unwrap();
+    assert_eq!(erased, [("ps_x".to_owned(), "a".to_owned())]);
+    let (left, _) = fb.training_window("m", 100).unwrap();
+    assert!(left.iter().all(|b| b.subject.as_deref() == Some("ps_y")));
 }

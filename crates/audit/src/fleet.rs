@@ -233,7 +233,7 @@ impl FleetStore {
         let found = self.with(|s| {
             Ok(s.client.query(
                 "SELECT n, id, time_ms, subject, rows, key_id, payload FROM ( \
-                     SELECT *, SUM(rows) OVER (ORDER BY n DESC) - rows AS before \
+                     SELECT *, (SUM(rows) OVER (ORDER BY n DESC) - rows)::BIGINT AS before \
                      FROM fleet_training_rows WHERE route = $1 ORDER BY n DESC LIMIT $2 \
                  ) newest WHERE before < $3 ORDER BY n",
                 &[&route, &limit, &limit],
@@ -293,7 +293,7 @@ impl FleetStore {
             Ok(s.client.execute(
                 "DELETE FROM fleet_training_rows WHERE route = $1 AND n < ( \
                      SELECT COALESCE(MIN(n), 0) FROM ( \
-                         SELECT n, SUM(rows) OVER (ORDER BY n DESC) - rows AS before \
+                         SELECT n, (SUM(rows) OVER (ORDER BY n DESC) - rows)::BIGINT AS before \
                          FROM fleet_training_rows WHERE route = $1 \
                      ) newest WHERE before < $2)",
                 &[&route, &keep],
@@ -330,10 +330,13 @@ impl FleetStore {
         })
     }
 
-    /// The subjects erased after position `after`, and the newest position. With
-    /// `None`, only the newest position: a replica that just started holds nobody's
-    /// rows yet.
-    pub fn erasures_after(&self, after: Option<u64>) -> Result<(Vec<String>, u64), StoreError> {
+    /// The subjects erased after position `after`, each with the writer (replica) that
+    /// erased it, and the newest position. With `None`, only the newest position: a
+    /// replica that just started holds nobody's rows yet.
+    pub fn erasures_after(
+        &self,
+        after: Option<u64>,
+    ) -> Result<(Vec<(String, String)>, u64), StoreError> {
         self.with(|s| match after {
             None => {
                 let newest: i64 = s
@@ -344,14 +347,14 @@ impl FleetStore {
             }
             Some(after) => {
                 let rows = s.client.query(
-                    "SELECT n, subject FROM fleet_erasures WHERE n > $1 ORDER BY n",
+                    "SELECT n, subject, writer FROM fleet_erasures WHERE n > $1 ORDER BY n",
                     &[&to_i64(after, "after")?],
                 )?;
                 let mut newest = after;
                 let mut subjects = Vec::with_capacity(rows.len());
                 for row in &rows {
                     newest = to_u64(row.try_get(0)?, "n")?;
-                    subjects.push(row.try_get(1)?);
+                    subjects.push((row.try_get(1)?, row.try_get(2)?));
                 }
                 Ok((subjects, newest))
             }

@@ -12,7 +12,8 @@
 //!   checkpoints over `(seq, hash)` every N records and at the end of every batch.
 //! - [`AuditStore`], implemented by [`SqliteStore`] (WAL, `synchronous=FULL`, one
 //!   transaction per batch) and [`PostgresStore`] (several replicas sharing one
-//!   database, a hash chain per writer).
+//!   database, a hash chain per writer), with [`FleetStore`] for what else a fleet
+//!   shares: training rows, published surrogates, erasures and trainer election.
 //! - [`Writer`]: a group-commit writer on a dedicated thread, with `Sync` / `Async`
 //!   durability and a `Block` / `Shed` full-queue policy. No async runtime is required:
 //!   an [`Ack`] can be waited on (blocking) or awaited (it is a `Future`).

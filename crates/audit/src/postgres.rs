@@ -501,7 +501,8 @@ pub(crate) fn connect_client(
     };
     let lock_ms = lock_timeout.as_millis().max(1);
     client.batch_execute(&format!(
-        "SET synchronous_commit = on; SET lock_timeout = {lock_ms}"
+        "SET synchronous_commit = on; SET lock_timeout = {lock_ms}; \
+         SET client_min_messages = warning"
     ))?;
     migrate(&mut client)?;
     Ok(client)

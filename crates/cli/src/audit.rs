@@ -83,6 +83,8 @@ enum AuditCommand {
     /// reads it as it is. Records without features (erased, consent `none`) or with
     /// other columns (another route) are skipped and counted: export one route at a
     /// time with --route.
+    ///
+    /// With a PostgreSQL log (--url or --url-file), the records of every writer.
     Export(ExportArgs),
     /// Forget a subject: remove the contents of every record of theirs.
     ///
@@ -159,8 +161,15 @@ enum Format {
 #[derive(Args)]
 struct ExportArgs {
     /// The audit database (the `audit.path` of the proxy's config).
-    #[arg(long, value_name = "FILE")]
-    db: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["url", "url_file"])]
+    db: Option<PathBuf>,
+    /// A PostgreSQL audit log instead (the `audit.url` of the proxies' config): the
+    /// records of every writer.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["db", "url_file"])]
+    url: Option<String>,
+    /// A file holding the PostgreSQL URL (as `audit.url_file`).
+    #[arg(long, value_name = "FILE", conflicts_with = "db")]
+    url_file: Option<PathBuf>,
     /// The audit key file: a hex master key, or a keyring (TOML). Without it,
     /// SIDELIGHT_AUDIT_KEY is used.
     #[arg(long, value_name = "FILE")]
@@ -437,23 +446,13 @@ impl Subject<'_> {
 
 fn verify_db(args: &VerifyArgs) -> Outcome {
     let keys = load_keys(args.key_file.as_deref())?;
-    let db = match (&args.db, &args.url, &args.url_file) {
-        (Some(db), None, None) => db,
-        (None, Some(url), None) => return verify_postgres(args, url, keys),
-        (None, None, Some(file)) => {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                Failure::new(
-                    EXIT_NO_INPUT,
-                    format!("--url-file {}: cannot read it: {e}", file.display()),
-                )
-            })?;
-            return verify_postgres(args, text.trim(), keys);
-        }
-        _ => {
-            return Err(Failure::usage(
-                "give one of --db FILE, --url URL or --url-file FILE",
-            ));
-        }
+    if let Some(url) = postgres_url(args.url.as_deref(), args.url_file.as_deref())? {
+        return verify_postgres(args, &url, keys);
+    }
+    let Some(db) = &args.db else {
+        return Err(Failure::usage(
+            "give one of --db FILE, --url URL or --url-file FILE",
+        ));
     };
     let store = open_store(db, keys.clone())?;
     match verify(&store, keys.checkpoint_key()) {
@@ -489,17 +488,41 @@ fn verify_db(args: &VerifyArgs) -> Outcome {
     }
 }
 
+/// The PostgreSQL URL of `--url` or `--url-file`, if one was given.
+fn postgres_url(url: Option<&str>, url_file: Option<&Path>) -> Result<Option<String>, Failure> {
+    match (url, url_file) {
+        (Some(url), _) => Ok(Some(url.to_owned())),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Failure::new(
+                    EXIT_NO_INPUT,
+                    format!("--url-file {}: cannot read it: {e}", file.display()),
+                )
+            })?;
+            Ok(Some(text.trim().to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Opens a PostgreSQL log to read it, with a label for messages that masks the URL's
+/// password.
+fn open_postgres(url: &str, keys: Keys) -> Result<(PostgresStore, String), Failure> {
+    let label = sidelight_proxy::config::DatabaseUrl::new(url).redacted();
+    let store =
+        PostgresStore::open_reader(url, PostgresConfig::new(keys)).map_err(
+            |error| match error {
+                StoreError::Config(_) => Failure::usage(format!("--url: {error}")),
+                _ => Failure::failed(format!("{label}: {error}")),
+            },
+        )?;
+    Ok((store, label))
+}
+
 /// Verifies every writer's chain of a PostgreSQL log; the URL is printed only with its
 /// password masked.
 fn verify_postgres(args: &VerifyArgs, url: &str, keys: Keys) -> Outcome {
-    let label = sidelight_proxy::config::DatabaseUrl::new(url).redacted();
-    let store =
-        PostgresStore::open_reader(url, PostgresConfig::new(keys.clone())).map_err(|error| {
-            match error {
-                StoreError::Config(_) => Failure::usage(format!("--url: {error}")),
-                _ => Failure::failed(format!("{label}: {error}")),
-            }
-        })?;
+    let (store, label) = open_postgres(url, keys.clone())?;
     match verify(&store, keys.checkpoint_key()) {
         Ok(report) => {
             for w in &report.writers {
@@ -602,13 +625,30 @@ fn export(args: &ExportArgs) -> Outcome {
     let subject = Subject::from_flags(args.subject.as_deref(), args.subject_id.as_deref())?;
     let keys = load_keys(args.key_file.as_deref())?;
     let subject = subject.map(|s| s.pseudonym(&keys));
-    let store = open_store(&args.db, keys.clone())?;
-    check_master(
-        &store,
-        &keys,
-        &key_origin(args.key_file.as_deref()),
-        &args.db,
-    )?;
+    let store: Box<dyn AuditStore>;
+    let source: PathBuf;
+    if let Some(url) = postgres_url(args.url.as_deref(), args.url_file.as_deref())? {
+        let (pg, label) = open_postgres(&url, keys.clone())?;
+        pg.check_keys().map_err(|e| {
+            Failure::data(format!(
+                "{label} with the key from {}: {e}",
+                key_origin(args.key_file.as_deref())
+            ))
+        })?;
+        store = Box::new(pg);
+        // Only ever shown, and only with the password masked.
+        source = PathBuf::from(label);
+    } else {
+        let Some(db) = &args.db else {
+            return Err(Failure::usage(
+                "give one of --db FILE, --url URL or --url-file FILE",
+            ));
+        };
+        let sqlite = open_store(db, keys.clone())?;
+        check_master(&sqlite, &keys, &key_origin(args.key_file.as_deref()), db)?;
+        store = Box::new(sqlite);
+        source = db.clone();
+    }
     let query = RecordQuery {
         from_ms: from,
         to_ms: to,
@@ -629,7 +669,7 @@ fn export(args: &ExportArgs) -> Outcome {
             let out = BufWriter::new(file);
             (
                 path.display().to_string(),
-                export_into(&store, query, args.format, out, &args.db, path)?,
+                export_into(&*store, query, args.format, out, &source, path)?,
             )
         }
         None => {
@@ -637,11 +677,11 @@ fn export(args: &ExportArgs) -> Outcome {
             (
                 "stdout".to_owned(),
                 export_into(
-                    &store,
+                    &*store,
                     query,
                     args.format,
                     out,
-                    &args.db,
+                    &source,
                     Path::new("stdout"),
                 )?,
             )
@@ -656,14 +696,14 @@ fn export(args: &ExportArgs) -> Outcome {
         Format::Jsonl => eprintln!(
             "exported {} record(s) from {} as JSON lines to {destination}{ended}",
             exported.records,
-            args.db.display()
+            source.display()
         ),
         Format::Csv => {
             eprintln!(
                 "exported {} record(s) from {} as CSV to {destination}{ended}: {} row(s) written, \
                  {} record(s) skipped (no features left, or other columns than the first record's)",
                 exported.records,
-                args.db.display(),
+                source.display(),
                 exported.rows,
                 exported.skipped
             );
@@ -678,7 +718,7 @@ fn export(args: &ExportArgs) -> Outcome {
 }
 
 fn export_into<W: Write>(
-    store: &SqliteStore,
+    store: &dyn AuditStore,
     mut query: RecordQuery,
     format: Format,
     out: W,

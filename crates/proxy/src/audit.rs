@@ -568,17 +568,22 @@ fn open_postgres(
         ..PostgresConfig::new(keys)
     };
     // The store's errors never repeat the URL, which may hold a password.
-    let store = PostgresStore::open(url.expose(), writer, store_config).map_err(|e| match e {
+    let url_key = if config.url_file.is_some() {
+        "audit.url_file"
+    } else {
+        "audit.url"
+    };
+    let store = PostgresStore::open(url.expose(), writer, store_config).map_err(|e| match &e {
         StoreError::WriterActive(_) => invalid("audit.writer", e.to_string()),
-        StoreError::Config(_) if config.ca_file.is_some() => {
+        // The CA file's own errors and those of the system's roots under sslmode=require.
+        StoreError::Config(m) if m.contains("CA file") || m.starts_with("sslmode=require") => {
             invalid("audit.ca_file", e.to_string())
         }
+        StoreError::Config(m) if m.starts_with("audit writer name") => {
+            invalid("audit.writer", e.to_string())
+        }
         _ => invalid(
-            if config.url_file.is_some() {
-                "audit.url_file"
-            } else {
-                "audit.url"
-            },
+            url_key,
             format!("cannot open the PostgreSQL audit log as writer `{writer}`: {e}"),
         ),
     })?;

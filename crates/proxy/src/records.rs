@@ -213,6 +213,9 @@ pub(crate) async fn erasure(
     // before the trainer is woken to retrain without them; the other replicas learn of
     // the erasure on their next poll.
     let shared = if audit.fleet.is_some() {
+        for live in &erasable.routes {
+            live.forget_pending(&subject);
+        }
         match audit.erase_subject(subject.clone()).await {
             Ok(n) => Some(n),
             Err(e) => return store_error(&e),

@@ -484,3 +484,118 @@ impl AuditConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn audit(toml: &str) -> Result<AuditConfig, String> {
+        let config: AuditConfig = toml::from_str(toml).map_err(|e| e.to_string())?;
+        config
+            .validate()
+            .map_err(|(key, message)| format!("{key}: {message}"))?;
+        Ok(config)
+    }
+
+    #[test]
+    fn passwords_are_masked_in_every_url_form() {
+        for (url, masked) in [
+            (
+                "postgresql://app:s3cret@db:5432/audit?sslmode=require",
+                "postgresql://app:***@db:5432/audit?sslmode=require",
+            ),
+            ("postgres://app@db/audit", "postgres://app@db/audit"),
+            (
+                "postgresql://db/audit?user=app&password=s3cret&sslmode=disable",
+                "postgresql://db/audit?user=app&password=***&sslmode=disable",
+            ),
+            (
+                "host=db user=app password=s3cret dbname=audit",
+                "host=db user=app password=*** dbname=audit",
+            ),
+            (
+                "host=db password='s3 cret' dbname=audit",
+                "host=db password=*** dbname=audit",
+            ),
+        ] {
+            assert_eq!(redact_url(url), masked, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_postgres_config_never_shows_its_password() {
+        let config =
+            audit("backend = \"postgres\"\nurl = \"postgresql://app:s3cret@db/audit\"\n").unwrap();
+        assert_eq!(
+            config.database_url().unwrap().expose(),
+            "postgresql://app:s3cret@db/audit"
+        );
+        let dumped = toml::to_string(&config).unwrap();
+        let debugged = format!("{config:?}");
+        for text in [&dumped, &debugged] {
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(text.contains("postgresql://app:***@db/audit"), "{text}");
+        }
+        // SQLite stays the default, and its file is still required.
+        assert_eq!(
+            audit("path = \"a.db\"\n").unwrap().backend,
+            AuditBackend::Sqlite
+        );
+        assert_eq!(
+            audit("path = \"a.db\"\n").unwrap().poll_interval,
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn backend_mistakes_name_their_key() {
+        for (toml, key) in [
+            ("backend = \"sqlite\"\n", "audit.path"),
+            ("backend = \"postgres\"\n", "audit.url"),
+            (
+                "backend = \"postgres\"\nurl = \"postgresql://db/a\"\nurl_file = \"/run/u\"\n",
+                "audit.url_file",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgresql://db/a\"\npath = \"a.db\"\n",
+                "audit.path",
+            ),
+            (
+                "path = \"a.db\"\nurl = \"postgresql://db/a\"\n",
+                "audit.url",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgresql://db/a\"\nwriter = \"\"\n",
+                "audit.writer",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgresql://db/a\"\npoll_interval = \"1ms\"\n",
+                "audit.poll_interval",
+            ),
+        ] {
+            let error = audit(toml).unwrap_err();
+            assert!(error.starts_with(key), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_url_file_is_read_and_trimmed_and_a_missing_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgresql://app:s3cret@db/audit\n").unwrap();
+        let config = audit(&format!(
+            "backend = \"postgres\"\nurl_file = \"{}\"\n",
+            file.display()
+        ))
+        .unwrap();
+        assert_eq!(
+            config.database_url().unwrap().expose(),
+            "postgresql://app:s3cret@db/audit"
+        );
+        std::fs::remove_file(&file).unwrap();
+        let (key, _) = config.database_url().unwrap_err();
+        assert_eq!(key, "audit.url_file");
+    }
+}

@@ -215,7 +215,11 @@ fn poll_once(
     // table after the erasure removed the subject's rows from it.
     let (subjects, newest) = store.erasures_after(*erasures)?;
     *erasures = Some(newest);
-    for subject in &subjects {
+    for (subject, writer) in &subjects {
+        // This replica's own erasures were applied to its memory when they were made.
+        if *writer == tasks.fleet.writer {
+            continue;
+        }
         let mut rows = 0;
         for live in routes {
             rows += live.forget_subject(subject);
@@ -380,6 +384,7 @@ fn run_trainer(live: &Arc<RouteLive>, fleet: &Fleet, gauges: &FleetGauges) {
     // Position of the newest row the last training saw.
     let mut trained_upto = 0u64;
     let mut last_training = Instant::now();
+    let mut failing = false;
     loop {
         let lead = match store.try_lead(&live.route) {
             Ok(lead) => lead,
@@ -401,11 +406,25 @@ fn run_trainer(live: &Arc<RouteLive>, fleet: &Fleet, gauges: &FleetGauges) {
         }
         if lead {
             match train_if_due(live, &store, fleet, &mut trained_upto, &mut last_training) {
-                Ok(()) => {}
-                Err(error) => {
-                    tracing::warn!(route = %live.route, %error, "fleet training failed; retrying");
+                Ok(()) => failing = false,
+                // Once per streak: the database may be away for a while.
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(route = %live.route, %error, "fleet training failed; retrying every poll");
                 }
+                Err(_) => {}
             }
+        } else if let Ok(mut window) = live.window.lock() {
+            // The trainer retrains after an erasure; here the request would only keep
+            // the wait below from waiting.
+            window.retrain_now = false;
+        }
+        if failing {
+            // A retrain request kept for the next poll must not cut the wait short.
+            if !pause(routes, fleet.poll_interval) {
+                return;
+            }
+            continue;
         }
         // Woken early by an erasure (retrain now) or a stop.
         let Ok(window) = live.window.lock() else {
@@ -423,6 +442,8 @@ fn run_trainer(live: &Arc<RouteLive>, fleet: &Fleet, gauges: &FleetGauges) {
     }
 }
 
+/// Trains when the fleet's rows call for it (or an erasure does); a request to retrain
+/// that fails is kept for the next poll.
 fn train_if_due(
     live: &RouteLive,
     store: &FleetStore,
@@ -430,11 +451,33 @@ fn train_if_due(
     trained_upto: &mut u64,
     last_training: &mut Instant,
 ) -> Result<(), String> {
+    // Taken, so that the wait for the next poll waits.
+    let retrain_now = live
+        .window
+        .lock()
+        .map(|mut w| std::mem::take(&mut w.retrain_now))
+        .unwrap_or(false);
+    let result = train_when_due(live, store, fleet, trained_upto, last_training, retrain_now);
+    if result.is_err() && retrain_now {
+        if let Ok(mut window) = live.window.lock() {
+            window.retrain_now = true;
+        }
+    }
+    result
+}
+
+fn train_when_due(
+    live: &RouteLive,
+    store: &FleetStore,
+    fleet: &Fleet,
+    trained_upto: &mut u64,
+    last_training: &mut Instant,
+    retrain_now: bool,
+) -> Result<(), String> {
     let config = &live.config.surrogate;
     let (new_rows, newest) = store
         .training_rows_after(&live.route, *trained_upto)
         .map_err(|e| e.to_string())?;
-    let retrain_now = live.window.lock().map(|w| w.retrain_now).unwrap_or(false);
     let serving = live.model.load_full();
     let due = if serving.is_none() || *trained_upto == 0 {
         let (total, _) = store
@@ -447,10 +490,15 @@ fn train_if_due(
             || (new_rows > 0 && last_training.elapsed() >= config.retrain_interval)
     };
     if !due {
+        // Between trainings too, the table keeps no more than the window needs.
+        if new_rows > 0 {
+            store
+                .prune_training(&live.route, config.window_rows)
+                .map_err(|e| e.to_string())?;
+        }
         return Ok(());
     }
     if let Ok(mut window) = live.window.lock() {
-        window.retrain_now = false;
         window.since_training = 0;
     }
     *last_training = Instant::now();

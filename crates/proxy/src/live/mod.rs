@@ -291,9 +291,7 @@ impl RouteLive {
         let Ok(mut window) = self.window.lock() else {
             return 0;
         };
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.retain(|p| p.subject.as_deref() != Some(subject));
-        }
+        self.forget_pending(subject);
         let before = window.rows.len();
         window
             .rows
@@ -305,6 +303,13 @@ impl RouteLive {
             self.wake.notify_one();
         }
         removed
+    }
+
+    /// Drops a subject's rows not yet sent to the fleet's table.
+    pub(crate) fn forget_pending(&self, subject: &str) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.retain(|p| p.subject.as_deref() != Some(subject));
+        }
     }
 
     pub(crate) fn stop(&self) {
