@@ -46,6 +46,7 @@ pub fn row(i: usize) -> (f64, f64, f64, &'static str) {
 pub struct ModelServer {
     pub addr: SocketAddr,
     probe_calls: Arc<AtomicUsize>,
+    attribute_headers: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -55,16 +56,26 @@ impl ModelServer {
         let addr = listener.local_addr().unwrap();
         let probe_calls = Arc::new(AtomicUsize::new(0));
         let counter = probe_calls.clone();
+        let attribute_headers = Arc::new(AtomicUsize::new(0));
+        let attribute_counter = attribute_headers.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let counter = counter.clone();
+                let attribute_counter = attribute_counter.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         if request.headers().contains_key("x-sidelight-probe") {
                             counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if request
+                            .headers()
+                            .keys()
+                            .any(|k| k.as_str().starts_with("x-sidelight-attribute-"))
+                        {
+                            attribute_counter.fetch_add(1, Ordering::SeqCst);
                         }
                         handle(request)
                     });
@@ -77,8 +88,15 @@ impl ModelServer {
         Self {
             addr,
             probe_calls,
+            attribute_headers,
             task,
         }
+    }
+
+    /// Requests received that still carried an `x-sidelight-attribute-…` header (a
+    /// protected attribute meant for Sidelight's monitor only).
+    pub fn attribute_header_calls(&self) -> usize {
+        self.attribute_headers.load(Ordering::SeqCst)
     }
 
     /// Requests received that carried `x-sidelight-probe`.

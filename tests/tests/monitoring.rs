@@ -572,3 +572,105 @@ async fn a_failing_group_fires_one_signed_alert_and_resolves_once_and_outcomes_g
     // The secret never reaches the log.
     assert!(!proxy.log_text().contains(SECRET));
 }
+
+/// Protected attributes the model never sees: one from Sidelight's own request header
+/// (removed before the model), one reported after the prediction with
+/// `POST /v1/feedback {"attributes": …}`. Both make groups in the monitor's results.
+#[tokio::test]
+async fn attributes_from_a_header_and_reported_later_are_monitored_without_reaching_the_model()
+{
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let base = monitored(&model, state.path());
+    let cut = base.find("[[routes.monitor.protected]]").unwrap();
+    let config = format!(
+        "{}[[routes.monitor.protected]]\nattribute = \"segment\"\n\
+         header = \"x-sidelight-attribute-segment\"\nprivileged = \"p\"\nunprivileged = [\"u\"]\n\
+         [[routes.monitor.protected]]\nattribute = \"region\"\nreported = true\n\
+         privileged = \"north\"\nunprivileged = [\"south\"]\n",
+        &base[..cut]
+    );
+    let proxy = Proxy::start_with_env(&config, &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)]);
+    warm_up(&proxy, "m", async |i| {
+        post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
+    })
+    .await;
+    let seen = counted(&settled(&proxy).await);
+
+    // 20 requests of 10 rows, alternately from segment p and u; the region of each is
+    // reported afterwards (north for the first 10 requests, south for the rest).
+    let mut ids = Vec::new();
+    for k in 0..20usize {
+        let instances: Vec<Value> = (k * 10..k * 10 + 10)
+            .map(|i| {
+                let (a, b, c, colour) = row(2000 + i);
+                json!({"a": a, "b": b, "c": c, "colour": colour})
+            })
+            .collect();
+        let segment = if k % 2 == 0 { "p" } else { "u" };
+        let answer = post(
+            &proxy,
+            "/v1/models/m:predict",
+            json!({ "instances": instances }).to_string(),
+            &[("x-sidelight-attribute-segment", segment)],
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        ids.push(answer.headers["x-sidelight-record-id"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(model.attribute_header_calls(), 0, "the model saw the attribute");
+    monitoring_with(&proxy, seen + 200).await;
+    for (k, id) in ids.iter().enumerate() {
+        let region = if k < 10 { "north" } else { "south" };
+        let answer = post(
+            &proxy,
+            "/v1/feedback",
+            json!({ "id": id, "attributes": { "region": region } }).to_string(),
+            &[],
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        let json = answer.json();
+        assert_eq!(json["joined_attributes"], 10, "{json}");
+        assert_eq!(json["recorded"], false, "{json}");
+    }
+    // Unknown records and malformed attributes are refused, naming what is wrong.
+    let unknown = post(
+        &proxy,
+        "/v1/feedback",
+        json!({ "id": "nope", "attributes": { "region": "north" } }).to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    let malformed = post(
+        &proxy,
+        "/v1/feedback",
+        json!({ "id": ids[0], "attributes": ["north"] }).to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(malformed.status, 400);
+    assert!(malformed.json()["error"]["message"].as_str().unwrap().contains("attributes"));
+
+    // Recomputed after the attributes were joined.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let report = latest(&proxy).await;
+    let fairness = report["fairness"].as_array().unwrap();
+    let trials = |attribute: &str, group: &str| -> u64 {
+        let f = fairness
+            .iter()
+            .find(|f| f["attribute"] == attribute)
+            .unwrap_or_else(|| panic!("no {attribute} in {report}"));
+        f["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"] == group)
+            .map_or(0, |g| g["selection"]["trials"].as_u64().unwrap())
+    };
+    assert_eq!(trials("segment", "p"), 100, "{report}");
+    assert_eq!(trials("segment", "u"), 100, "{report}");
+    assert_eq!(trials("region", "north"), 100, "{report}");
+    assert_eq!(trials("region", "south"), 100, "{report}");
+}

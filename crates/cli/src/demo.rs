@@ -150,6 +150,8 @@ fn credit_monitor() -> MonitorConfig {
             privileged: privileged.to_owned(),
             unprivileged: unprivileged.iter().map(|g| (*g).to_owned()).collect(),
             bands,
+            header: None,
+            reported: false,
         };
     MonitorConfig {
         window_rows: 1000,

@@ -58,6 +58,10 @@ pub(crate) struct Observation {
     pub(crate) at: i64,
     /// The true outcome reported through `POST /v1/feedback` (favourable or not).
     pub(crate) outcome: Option<bool>,
+    /// The values of the protected attributes that are not features (from a header, or
+    /// reported later), by their place in `[routes.monitor] protected`; `None` while
+    /// the route has none or the row has no value yet.
+    pub(crate) attributes: Option<Box<[Option<String>]>>,
 }
 
 impl Default for Observation {
@@ -73,6 +77,7 @@ impl Default for Observation {
             higher_is_favourable: true,
             at: 0,
             outcome: None,
+            attributes: None,
         }
     }
 }
@@ -416,6 +421,85 @@ impl RouteMonitor {
         joined
     }
 
+    /// Joins protected attributes reported after the prediction (`reported = true`) to
+    /// the record's rows still in the window; returns how many rows got a value.
+    pub(crate) fn join_attributes(
+        &self,
+        id: &str,
+        attributes: &serde_json::Map<String, serde_json::Value>,
+    ) -> usize {
+        let reported: Vec<(usize, String)> = self
+            .config
+            .protected
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.reported)
+            .filter_map(|(k, p)| {
+                let text = match attributes.get(&p.feature)? {
+                    serde_json::Value::String(s) => s.trim().to_owned(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                Some((k, text))
+            })
+            .collect();
+        if reported.is_empty() {
+            return 0;
+        }
+        let width = self.config.protected.len();
+        let Ok(mut w) = self.windows.lock() else {
+            return 0;
+        };
+        let Some(&(first, n)) = w.records.get(id) else {
+            return 0;
+        };
+        let front = w.front_seq;
+        let mut joined = 0;
+        for seq in first..first + u64::from(n) {
+            let Some(obs) = seq
+                .checked_sub(front)
+                .and_then(|p| usize::try_from(p).ok())
+                .and_then(|p| w.current.get_mut(p))
+            else {
+                continue;
+            };
+            let values = obs
+                .attributes
+                .get_or_insert_with(|| vec![None; width].into_boxed_slice());
+            for (k, text) in &reported {
+                if let Some(slot) = values.get_mut(*k) {
+                    *slot = Some(text.clone());
+                }
+            }
+            joined += 1;
+        }
+        if joined > 0 {
+            w.fresh += 1;
+        }
+        joined
+    }
+
+    /// The protected attributes read from request headers: their place in the config
+    /// and the header's name.
+    pub(crate) fn header_attributes(&self) -> Vec<(usize, http::HeaderName)> {
+        self.config
+            .protected
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| {
+                let name = http::HeaderName::from_bytes(p.header.as_ref()?.as_bytes()).ok()?;
+                Some((k, name))
+            })
+            .collect()
+    }
+
+    /// How many protected attributes the route has (the width of
+    /// [`Observation::attributes`]).
+    pub(crate) fn protected_count(&self) -> usize {
+        self.config.protected.len()
+    }
+
     /// Adds explained rows (in the order of `names`); the request path's only cost.
     pub(crate) fn push(&self, names: &[String], rows: impl Iterator<Item = Observation>) {
         // Never wait behind the computation's copy: drop the rows instead.
@@ -562,25 +646,34 @@ impl RouteMonitor {
             ..FairnessConfig::default()
         };
         let mut fairness = Vec::new();
-        for p in &self.config.protected {
-            let Some(index) = names.iter().position(|n| *n == p.feature) else {
-                if !names.is_empty() {
-                    errors.push(format!(
-                        "protected feature `{}` is not in the rows",
-                        p.feature
-                    ));
-                }
-                continue;
+        for (k, p) in self.config.protected.iter().enumerate() {
+            let labels: Vec<String> = if p.is_feature() {
+                let Some(index) = names.iter().position(|n| *n == p.feature) else {
+                    if !names.is_empty() {
+                        errors.push(format!(
+                            "protected feature `{}` is not in the rows",
+                            p.feature
+                        ));
+                    }
+                    continue;
+                };
+                current
+                    .iter()
+                    .map(|o| {
+                        o.row
+                            .get(index)
+                            .map(|v| group_label(p, v))
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            } else {
+                // A row without the attribute's value (no header, not reported yet)
+                // belongs to no group.
+                current
+                    .iter()
+                    .map(|o| attribute_label(p, attribute_of(o, k)))
+                    .collect()
             };
-            let labels: Vec<String> = current
-                .iter()
-                .map(|o| {
-                    o.row
-                        .get(index)
-                        .map(|v| group_label(p, v))
-                        .unwrap_or_default()
-                })
-                .collect();
             let attribute = ProtectedAttribute {
                 name: p.feature.clone(),
                 privileged: p.privileged.clone(),
@@ -709,6 +802,7 @@ impl RouteMonitor {
             .config
             .protected
             .iter()
+            .filter(|p| p.is_feature())
             .map(|p| p.feature.as_str())
             .filter(|p| names.iter().any(|n| n == p))
             .collect();
@@ -760,7 +854,7 @@ impl RouteMonitor {
             .iter()
             .map(|c| c.iter().map(Option::as_deref).collect())
             .collect();
-        let columns: Vec<Column<'_>> = names
+        let mut columns: Vec<Column<'_>> = names
             .iter()
             .enumerate()
             .map(|(i, name)| Column {
@@ -772,7 +866,28 @@ impl RouteMonitor {
                 },
             })
             .collect();
-        match sidelight_monitor::possible_proxies(&columns, &protected, 3) {
+        // An attribute the model never sees (from a header, or reported) is where a
+        // proxy matters most: the features most associated with it carry it in.
+        let outside: Vec<(&str, Vec<Option<&str>>)> = self
+            .config
+            .protected
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_feature() && !names.contains(&p.feature))
+            .map(|(k, p)| {
+                let values = current.iter().map(|o| attribute_of(o, k)).collect();
+                (p.feature.as_str(), values)
+            })
+            .collect();
+        let mut proxied = protected.clone();
+        for (name, values) in &outside {
+            columns.push(Column {
+                name,
+                values: Values::Categorical(values),
+            });
+            proxied.push(name);
+        }
+        match sidelight_monitor::possible_proxies(&columns, &proxied, 3) {
             Ok(proxies) => Some(AttributionCheck::new(summary, proxies)),
             Err(e) => {
                 errors.push(e.to_string());
@@ -1039,6 +1154,23 @@ impl RouteMonitor {
     }
 }
 
+/// The value of the `k`th protected attribute of a row, when it is not a feature.
+fn attribute_of(o: &Observation, k: usize) -> Option<&str> {
+    o.attributes.as_ref()?.get(k)?.as_deref()
+}
+
+/// The group of a header's or reported value: its band for a banded attribute (when the
+/// value is a number), else the value itself; no value, no group.
+fn attribute_label(p: &ProtectedConfig, value: Option<&str>) -> String {
+    let Some(v) = value else {
+        return String::new();
+    };
+    match v.parse::<f64>() {
+        Ok(x) if !p.bands.is_empty() => p.band(x).unwrap_or_default(),
+        _ => v.to_owned(),
+    }
+}
+
 fn group_label(p: &ProtectedConfig, value: &Value) -> String {
     match value {
         Value::Number(x) if !p.bands.is_empty() => p.band(*x).unwrap_or_default(),
@@ -1128,6 +1260,8 @@ mod tests {
                 privileged: "red".to_owned(),
                 unprivileged: vec!["blue".to_owned()],
                 bands: Vec::new(),
+                header: None,
+                reported: false,
             }],
             ..MonitorConfig::default()
         }
@@ -1252,6 +1386,7 @@ mod tests {
             higher_is_favourable: true,
             at,
             outcome: None,
+            attributes: None,
         }
     }
 
@@ -1403,6 +1538,82 @@ mod tests {
         );
     }
 
+    /// An attribute the model never sees: sex from a header, age band reported later.
+    #[test]
+    fn attributes_from_headers_and_reported_later_make_groups_and_reveal_proxies() {
+        let attribute = |name: &str, header: Option<&str>, reported: bool| ProtectedConfig {
+            feature: name.to_owned(),
+            privileged: "a".to_owned(),
+            unprivileged: vec!["b".to_owned()],
+            bands: Vec::new(),
+            header: header.map(str::to_owned),
+            reported,
+        };
+        let config = MonitorConfig {
+            window_rows: 100,
+            min_group_size: 10,
+            protected: vec![
+                attribute("sex", Some("x-sidelight-attribute-sex"), false),
+                attribute("age_band", None, true),
+            ],
+            ..MonitorConfig::default()
+        };
+        let monitor = RouteMonitor::new("m", config);
+        assert_eq!(monitor.header_attributes()[0].0, 0);
+        assert_eq!(monitor.protected_count(), 2);
+        // `zip` mirrors sex exactly (a proxy); the model favours group `a`.
+        let names = vec!["zip".to_owned(), "income".to_owned()];
+        let rows = (0..60).map(|i| {
+            let sex = if i % 2 == 0 { "a" } else { "b" };
+            let favourable = sex == "a" || i % 10 == 1;
+            Observation {
+                row: Arc::from(vec![
+                    Value::Text(if sex == "a" { "1000" } else { "2000" }.to_owned()),
+                    Value::Number(f64::from(i)),
+                ]),
+                favourable,
+                record: Some(Arc::from(format!("r{}", i / 2))),
+                index: u32::try_from(i % 2).unwrap(),
+                attributions: Arc::from(vec![0.5, 0.5]),
+                attributes: Some(vec![Some(sex.to_owned()), None].into_boxed_slice()),
+                ..Observation::default()
+            }
+        });
+        monitor.push(&names, rows);
+        // Reported for the first 20 records (40 rows), one value per record.
+        let mut joined = 0;
+        for r in 0..20 {
+            let band = if r % 2 == 0 { "a" } else { "b" };
+            let attributes = serde_json::json!({ "age_band": band, "unknown": "x" });
+            joined += monitor.join_attributes(&format!("r{r}"), attributes.as_object().unwrap());
+        }
+        assert_eq!(joined, 40);
+        assert_eq!(monitor.join_attributes("nope", &serde_json::Map::new()), 0);
+        monitor.compute(1);
+        let report = monitor.latest.load_full().unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let sex = &report.fairness[0];
+        assert_eq!(sex.attribute, "sex");
+        let count = |f: &FairnessReport, g: &str| {
+            f.groups
+                .iter()
+                .find(|s| s.group == g)
+                .map(|s| s.selection.trials)
+        };
+        assert_eq!(count(sex, "a"), Some(30));
+        assert_eq!(count(sex, "b"), Some(30));
+        assert_eq!(sex.comparisons[0].disparate_impact_verdict, Verdict::Fail);
+        // Only the rows whose band was reported are in a group.
+        let age = &report.fairness[1];
+        assert_eq!(count(age, "a").unwrap() + count(age, "b").unwrap(), 40);
+        // Not a feature: no share of the attributions, but `zip` is its proxy.
+        let check = report.attribution.as_ref().unwrap();
+        assert_eq!(check.summary.protected_share, Some(0.0));
+        let proxy = check.proxies.iter().find(|p| p.protected == "sex").unwrap();
+        assert_eq!(proxy.feature, "zip");
+        assert!((proxy.association.value - 1.0).abs() < 1e-9);
+    }
+
     #[test]
     fn numeric_features_are_grouped_by_bands() {
         let p = ProtectedConfig {
@@ -1410,6 +1621,8 @@ mod tests {
             privileged: ">=25".to_owned(),
             unprivileged: vec!["<25".to_owned()],
             bands: vec![25.0, 40.0],
+            header: None,
+            reported: false,
         };
         assert_eq!(group_label(&p, &Value::Number(24.9)), "<25");
         assert_eq!(group_label(&p, &Value::Number(25.0)), "25-40");

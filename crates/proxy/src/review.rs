@@ -191,6 +191,22 @@ impl Reviews {
             .sum()
     }
 
+    /// Passes protected attributes reported after the prediction to the monitors;
+    /// returns how many rows they joined.
+    fn join_attributes(&self, id: &str, attributes: &serde_json::Map<String, Json>) -> usize {
+        let monitors: Vec<_> = self
+            .monitors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        monitors
+            .iter()
+            .map(|m| m.join_attributes(id, attributes))
+            .sum()
+    }
+
     /// Registers a held response; the receiver completes with the decision.
     pub(crate) fn hold(&self, record_id: &str) -> oneshot::Receiver<Review> {
         let (tx, rx) = oneshot::channel();
@@ -564,11 +580,26 @@ pub(crate) async fn feedback(
         Ok(b) => b,
         Err(response) => return response,
     };
-    let (Some(id), Some(outcome)) = (body["id"].as_str(), body.get("outcome")) else {
+    let attributes = match body.get("attributes") {
+        None | Some(Json::Null) => None,
+        Some(Json::Object(map)) => Some(map),
+        Some(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "`attributes` must be an object of protected attributes, {\"<name>\": \"<value>\"}",
+            );
+        }
+    };
+    let outcome = body.get("outcome");
+    let Some(id) = body["id"]
+        .as_str()
+        .filter(|_| outcome.is_some() || attributes.is_some())
+    else {
         return json_error(
             StatusCode::BAD_REQUEST,
             "bad_body",
-            "expected {\"id\": \"<x-sidelight-record-id>\", \"outcome\": …}",
+            "expected {\"id\": \"<x-sidelight-record-id>\", \"outcome\": …} and/or \"attributes\": {…}",
         );
     };
     let row = match body.get("row") {
@@ -584,17 +615,31 @@ pub(crate) async fn feedback(
             }
         },
     };
-    let feedback = Feedback {
-        record_id: id.to_owned(),
-        time_ms: now_ms(),
-        outcome: outcome.clone(),
+    // The outcome is kept in the audit log; reported protected attributes are not (they
+    // are joined to the monitor's window in memory only), but the record must exist.
+    let found = match outcome {
+        Some(outcome) => {
+            let feedback = Feedback {
+                record_id: id.to_owned(),
+                time_ms: now_ms(),
+                outcome: outcome.clone(),
+            };
+            audit.add_feedback(feedback).await
+        }
+        None => audit.get(id.to_owned()).await.map(|r| r.is_some()),
     };
-    match audit.add_feedback(feedback).await {
+    match found {
         Ok(true) => {
-            let joined = audit.reviews.join_outcome(id, outcome, row);
+            let joined = outcome.map_or(0, |o| audit.reviews.join_outcome(id, o, row));
+            let joined_attributes = attributes.map_or(0, |a| audit.reviews.join_attributes(id, a));
             json_response(
                 StatusCode::OK,
-                &json!({ "id": id, "recorded": true, "joined_rows": joined }),
+                &json!({
+                    "id": id,
+                    "recorded": outcome.is_some(),
+                    "joined_rows": joined,
+                    "joined_attributes": joined_attributes,
+                }),
             )
         }
         Ok(false) => json_error(

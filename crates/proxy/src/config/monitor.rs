@@ -70,13 +70,25 @@ impl Default for AlertBounds {
     }
 }
 
-/// One protected attribute: a feature of the request and its groups (the feature's
-/// values, as text).
+/// One protected attribute and its groups (the attribute's values, as text). By default
+/// the attribute is a feature of the request; it can also come from a request header or
+/// be reported later, for an attribute the model must not see.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtectedConfig {
-    /// The feature's name in the request.
+    /// The attribute's name: the feature's name in the request, or (with `header` or
+    /// `reported`) the name it goes by in the results.
+    #[serde(alias = "attribute")]
     pub feature: String,
+    /// Read the attribute from this request header instead of the features. A header
+    /// named `x-sidelight-…` is Sidelight's own and removed before the model sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// The attribute is reported after the prediction, with `POST /v1/feedback`
+    /// (`"attributes": {"<name>": "<value>"}`), and joined to the rows still in the
+    /// window. It is kept in memory only, never in the audit log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reported: bool,
     /// The privileged (reference) group.
     pub privileged: String,
     /// The groups compared with the privileged one.
@@ -89,6 +101,12 @@ pub struct ProtectedConfig {
 }
 
 impl ProtectedConfig {
+    /// Whether the attribute is one of the request's features (not a header, not
+    /// reported later).
+    pub fn is_feature(&self) -> bool {
+        self.header.is_none() && !self.reported
+    }
+
     /// The group a number belongs to under `bands`.
     pub fn band(&self, x: f64) -> Option<String> {
         let b = &self.bands;
@@ -167,6 +185,17 @@ impl MonitorConfig {
             let pkey = |k: &str| format!("{prefix}.protected[{i}].{k}");
             if p.feature.is_empty() {
                 return Err((pkey("feature"), "must name a feature".to_owned()));
+            }
+            if p.header.is_some() && p.reported {
+                return Err((
+                    pkey("reported"),
+                    "an attribute comes from a header or is reported, not both".to_owned(),
+                ));
+            }
+            if let Some(h) = &p.header {
+                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    return Err((pkey("header"), format!("`{h}` is not a header name")));
+                }
             }
             if p.unprivileged.is_empty() {
                 return Err((

@@ -971,6 +971,8 @@ mod tests {
                     privileged: "red".to_owned(),
                     unprivileged: vec!["blue".to_owned()],
                     bands: Vec::new(),
+                    header: None,
+                    reported: false,
                 }],
                 ..MonitorConfig::default()
             },

@@ -218,6 +218,9 @@ struct Ask {
     review_requested: bool,
     /// The id its audit record will have (with an audit log).
     record_id: Option<Arc<str>>,
+    /// The protected attributes the monitor reads from request headers, by their place
+    /// in `[routes.monitor] protected`.
+    attributes: Option<Box<[Option<String>]>>,
 }
 
 impl Ask {
@@ -265,7 +268,28 @@ impl Ask {
                 !v.is_empty() && v != b"0" && !v.eq_ignore_ascii_case(b"false")
             })
         });
+        let attributes = live.monitor.as_ref().and_then(|monitor| {
+            let from_headers = monitor.header_attributes();
+            if from_headers.is_empty() {
+                return None;
+            }
+            let mut values = vec![None; monitor.protected_count()];
+            for (k, name) in from_headers {
+                // Sidelight's own headers are for Sidelight: the model must not see a
+                // protected attribute it was not meant to have.
+                let value = if name.as_str().starts_with("x-sidelight-") {
+                    headers.remove(&name)
+                } else {
+                    headers.get(&name).cloned()
+                };
+                values[k] = value
+                    .and_then(|v| v.to_str().ok().map(|v| v.trim().to_owned()))
+                    .filter(|v| !v.is_empty());
+            }
+            Some(values.into_boxed_slice())
+        });
         Self {
+            attributes,
             attach,
             audience,
             accept_language,
@@ -762,6 +786,7 @@ async fn augment(
                         higher_is_favourable: higher,
                         at: now,
                         outcome: None,
+                        attributes: ask.attributes.clone(),
                     }),
             );
         }
