@@ -99,6 +99,40 @@ fn audit_verify(url: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// A JSON report has every section, counts `predictions` (as `psql` prints the count),
+/// and verifies the chains of writers `a` and `b`.
+fn check_report(report: &serde_json::Value, predictions: &str) {
+    for section in [
+        "system",
+        "importance",
+        "fairness",
+        "drift",
+        "consent",
+        "reviews",
+        "erasures",
+        "verification",
+    ] {
+        assert!(report[section].is_object(), "no {section}: {report}");
+    }
+    assert_eq!(report["system"]["records"].to_string(), predictions);
+    assert_eq!(report["consent"]["total"]["total"].to_string(), predictions);
+    let v = &report["verification"];
+    assert_eq!(v["ok"], true, "{v}");
+    let writers = v["writers"].as_array().unwrap();
+    let names: Vec<_> = writers
+        .iter()
+        .map(|w| w["writer"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{v}");
+    // Each replica served 100 predictions of its own.
+    assert!(
+        writers.iter().all(|w| w["records"].as_u64().unwrap() > 100),
+        "{v}"
+    );
+    let total: u64 = writers.iter().map(|w| w["records"].as_u64().unwrap()).sum();
+    assert_eq!(v["records"], total, "{v}");
+}
+
 fn stored_ids(pg: &PgServer) -> BTreeSet<String> {
     pg.sql("fleet", "SELECT id FROM audit_records")
         .lines()
@@ -219,6 +253,38 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
         .collect();
     assert_eq!(exported, acknowledged);
     assert!(!String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
+
+    // The audit report counts both writers' predictions and verifies both chains, from
+    // a replica and from the command line (with `b`'s config, which names a URL file).
+    let predictions = pg.sql(
+        "fleet",
+        "SELECT count(*) FROM audit_records WHERE route = 'm'",
+    );
+    let answer = get(&a.admin_url("/api/v1/report?format=json")).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    check_report(&answer.json(), &predictions);
+    let markdown = get(&a.admin_url("/api/v1/report?format=md")).await;
+    let markdown = String::from_utf8_lossy(&markdown.body);
+    assert!(
+        markdown.contains("\n| a | ") && markdown.contains("\n| b | "),
+        "{markdown}"
+    );
+    let day_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 86_400_000;
+    let out = Command::new(sidelight_bin())
+        .args(["report", "--format", "json", "--config"])
+        .arg(&b.config_path)
+        .args(["--from", &day_ago.to_string()])
+        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
+        .env_remove("SIDELIGHT_AUDIT__URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
+    check_report(&serde_json::from_slice(&out.stdout).unwrap(), &predictions);
 
     // Erasure through `a` reaches the records both wrote, the shared training rows,
     // and `b`'s memory.

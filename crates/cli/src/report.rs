@@ -1,23 +1,33 @@
 //! `sidelight report`: the audit report of a period, from the audit log and the config,
 //! without a running proxy.
 //!
+//! With `audit.backend = "postgres"` it reads the shared database on a read-only
+//! connection (`audit.url`, `audit.url_file` or `SIDELIGHT_AUDIT__URL`), which takes no
+//! writer's chain, so it runs beside the proxies.
+//!
 //! Exit status (sysexits): 0 written (even when the report finds the log broken: it
 //! says so in its last section); 1 the database could not be read; 64 the arguments or
 //! the config are wrong; 65 the key does not fit or the file is not an audit log; 66
-//! the database or the key file is missing; 73 the output file cannot be created; 74
-//! writing it failed part-way.
+//! the database, the URL file or the key file is missing; 73 the output file cannot be
+//! created; 74 writing it failed part-way.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sidelight_proxy::config::AuditBackend;
+use sidelight_audit::{AuditStore, PostgresConfig, PostgresStore, StoreError};
+use sidelight_proxy::config::{AuditBackend, AuditConfig};
 use sidelight_proxy::report::{self, Period, Progress, ReportError, ReportInput, Stage};
 
 use crate::audit::{Failure, load_keys, open_store, parse_time, store_failure};
+
+/// sysexits' EX_NOINPUT.
+const EXIT_NO_INPUT: u8 = 66;
+/// sysexits' EX_SOFTWARE, as `sidelight audit` uses it for a store that failed.
+const EXIT_FAILED: u8 = 1;
 
 /// sysexits' EX_CANTCREAT.
 const EXIT_CANT_CREATE: u8 = 73;
@@ -28,6 +38,8 @@ const EXIT_IO: u8 = 74;
 pub(crate) struct ReportArgs {
     /// The proxy's config: `[audit]` (path, key_file) says where the log is, the routes
     /// their protected attributes and decision thresholds.
+    /// With `backend = "postgres"`, `[audit] url` or `url_file` (or SIDELIGHT_AUDIT__URL)
+    /// names the shared database, read on a read-only connection.
     #[arg(long, short, env = "SIDELIGHT_CONFIG")]
     config: PathBuf,
     /// Start of the period (included): RFC 3339 in UTC (2026-11-01T00:00:00Z), a date
@@ -105,14 +117,17 @@ fn report(args: &ReportArgs) -> Result<(), Failure> {
             args.config.display()
         )));
     };
-    if audit.backend != AuditBackend::Sqlite {
-        return Err(Failure::usage(format!(
-            "--config {}: the report reads a SQLite audit log; audit.backend = \"postgres\" is not supported yet",
-            args.config.display()
-        )));
-    }
     let keys = load_keys(audit.key_file.as_deref())?;
-    let store = open_store(&audit.path, keys.clone())?;
+    let (store, label): (Box<dyn AuditStore>, String) = match audit.backend {
+        AuditBackend::Sqlite => (
+            Box::new(open_store(&audit.path, keys.clone())?),
+            audit.path.display().to_string(),
+        ),
+        AuditBackend::Postgres => {
+            let (store, label) = open_postgres(audit, &args.config, keys.clone())?;
+            (Box::new(store), label)
+        }
+    };
 
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     if let Ok(style) =
@@ -142,7 +157,7 @@ fn report(args: &ReportArgs) -> Result<(), Failure> {
     bar.finish_and_clear();
     let report = match built {
         Ok(report) => report,
-        Err(ReportError::Store(e)) => return Err(store_failure(&e, &audit.path)),
+        Err(ReportError::Store(e)) => return Err(store_failure(&e, Path::new(&label))),
         Err(e @ ReportError::Period(_)) => return Err(Failure::usage(e.to_string())),
     };
     let text = match args.format {
@@ -182,4 +197,46 @@ fn report(args: &ReportArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Opens the PostgreSQL log of the config to read it; the label for messages masks the
+/// URL's password.
+fn open_postgres(
+    audit: &AuditConfig,
+    config: &Path,
+    keys: sidelight_audit::Keys,
+) -> Result<(PostgresStore, String), Failure> {
+    let url = audit.database_url().map_err(|(key, message)| {
+        let missing = key == "audit.url_file" && message.starts_with("cannot read");
+        let mut failure =
+            Failure::usage(format!("--config {}: {key}: {message}", config.display()));
+        if missing {
+            failure.code = EXIT_NO_INPUT;
+        }
+        failure
+    })?;
+    let label = url.redacted();
+    let store_config = PostgresConfig {
+        lock_timeout: audit.lock_timeout,
+        ca_file: audit.ca_file.clone(),
+        ..PostgresConfig::new(keys)
+    };
+    // The store's errors never quote the URL, which may hold a password.
+    let store =
+        PostgresStore::open_reader(url.expose(), store_config).map_err(|error| match &error {
+            StoreError::Config(m) if m.contains("CA file") || m.starts_with("sslmode=require") => {
+                Failure::usage(format!(
+                    "--config {}: audit.ca_file: {error}",
+                    config.display()
+                ))
+            }
+            StoreError::Config(_) => {
+                Failure::usage(format!("--config {}: audit.url: {error}", config.display()))
+            }
+            _ => Failure {
+                code: EXIT_FAILED,
+                message: Some(format!("{label}: {error}")),
+            },
+        })?;
+    Ok((store, label))
 }

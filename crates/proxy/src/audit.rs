@@ -67,6 +67,9 @@ pub(crate) struct AuditLog {
     admin: Arc<Mutex<Box<dyn AuditStore>>>,
     /// What the replicas of a fleet share (PostgreSQL only).
     pub(crate) fleet: Option<Arc<Fleet>>,
+    /// Never connected itself: a pattern for read-only connections to the same
+    /// database (PostgreSQL only), so that long reads need not hold the admin one.
+    readers: Option<PostgresStore>,
     recent_ids: Mutex<RecentIds>,
     failures: Family<FailureLabels, Counter>,
     erased: Family<ErasedLabels, Counter>,
@@ -99,6 +102,7 @@ struct Opened {
     retention: Option<Box<dyn AuditStore>>,
     checkpoints: Option<sidelight_audit::BackgroundCheckpoints>,
     fleet: Option<Arc<Fleet>>,
+    readers: Option<PostgresStore>,
 }
 
 /// Runs `f` on a thread of its own: the PostgreSQL client blocks on a runtime of its
@@ -177,6 +181,7 @@ impl AuditLog {
             retention,
             checkpoints,
             fleet,
+            readers,
         } = opened;
         let store_key = match config.backend {
             AuditBackend::Sqlite => "audit.path",
@@ -220,6 +225,7 @@ impl AuditLog {
             remote,
             admin: Arc::new(Mutex::new(admin)),
             fleet,
+            readers,
             recent_ids: Mutex::new(RecentIds::default()),
             failures: Family::default(),
             erased,
@@ -244,6 +250,12 @@ impl AuditLog {
     /// The model's identity in a record: the upstream and the route.
     pub(crate) fn model(&self, route: &str) -> String {
         format!("{} route={route}", self.upstream)
+    }
+
+    /// A read-only connection of its own to a PostgreSQL log (`None` for SQLite), made
+    /// on its first call: it blocks, so use it off the tokio workers.
+    pub(crate) fn postgres_reader(&self) -> Option<PostgresStore> {
+        self.readers.as_ref().map(PostgresStore::reader)
     }
 
     /// The keys: pseudonyms and the privacy policy need them.
@@ -548,6 +560,7 @@ fn open_sqlite(config: &AuditConfig, keys: &Keys, retention: bool) -> Result<Ope
         },
         checkpoints: Some(checkpoints),
         fleet: None,
+        readers: None,
     })
 }
 
@@ -599,6 +612,7 @@ fn open_postgres(
         ids: Box::new(store.reader()),
         admin: Box::new(store.reader()),
         retention: retention.then(|| Box::new(store.reader()) as Box<dyn AuditStore>),
+        readers: Some(store.reader()),
         writer: Box::new(store),
         checkpoints: None,
         fleet: Some(fleet),

@@ -2,14 +2,15 @@
 //! the audit report built by the running proxy, which adds its surrogates in service.
 //!
 //! The report reads the whole period and verifies the whole log, so it runs on a
-//! blocking thread with a read connection of its own: a long report never holds up the
-//! admin connection that queries, reviews and erasure share.
+//! blocking thread with a read connection of its own (to the SQLite file, or a
+//! read-only one to the PostgreSQL database): a long report never holds up the admin
+//! connection that queries, reviews and erasure share.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
-use sidelight_audit::{SqliteConfig, SqliteStore};
+use sidelight_audit::{AuditStore, SqliteConfig, SqliteStore};
 
 use super::{InService, Period, ReportError, ReportInput};
 use crate::audit::AuditLog;
@@ -101,13 +102,17 @@ pub(crate) async fn report(
     let (Some(audit), Some(audit_config)) = (audit, config.audit.clone()) else {
         return crate::records::no_audit();
     };
-    if audit_config.backend != AuditBackend::Sqlite {
-        return json_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "report_not_available",
-            "the audit report reads a SQLite audit log; with `audit.backend = \"postgres\"` it is not available yet",
-        );
-    }
+    let postgres = match audit_config.backend {
+        AuditBackend::Sqlite => None,
+        AuditBackend::Postgres => match audit.postgres_reader() {
+            Some(reader) => Some(reader),
+            None => {
+                return crate::records::store_error(
+                    "the PostgreSQL audit log has no read connection",
+                );
+            }
+        },
+    };
     let now = crate::audit::now_ms();
     let ask = match parse(query, now) {
         Ok(ask) => ask,
@@ -115,13 +120,16 @@ pub(crate) async fn report(
     };
     let keys = audit.keys().clone();
     let built = tokio::task::spawn_blocking(move || {
-        let store = SqliteStore::open(
-            &audit_config.path,
-            SqliteConfig {
-                busy_timeout: audit_config.lock_timeout,
-                ..SqliteConfig::new(keys.clone())
-            },
-        )?;
+        let store: Box<dyn AuditStore> = match postgres {
+            Some(reader) => Box::new(reader),
+            None => Box::new(SqliteStore::open(
+                &audit_config.path,
+                SqliteConfig {
+                    busy_timeout: audit_config.lock_timeout,
+                    ..SqliteConfig::new(keys.clone())
+                },
+            )?),
+        };
         let input = ReportInput {
             config: &config,
             keys: &keys,

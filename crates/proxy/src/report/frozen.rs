@@ -16,7 +16,7 @@ use sidelight_audit::{
     StoreError, Stored, checkpoint_mac_ok,
 };
 
-use super::VerificationSection;
+use super::{VerificationSection, WriterVerification};
 
 /// Rows read per page while looking past the frozen end.
 const PAGE: usize = 1024;
@@ -127,6 +127,7 @@ fn failed(error: String) -> VerificationSection {
         last_hash: None,
         appended_while_verifying: 0,
         error: Some(error),
+        writers: Vec::new(),
     }
 }
 
@@ -135,40 +136,54 @@ fn check<S: AuditStore>(frozen: &Frozen<S>, keys: &Keys) -> VerificationSection 
         Ok(r) => r,
         Err(e) => return failed(e.to_string()),
     };
-    let mut appended = 0u64;
-    for (writer, checkpoints) in &frozen.checkpoints {
-        let end = checkpoints.last().map_or(0, |c| c.seq);
-        let tail = match tail(&frozen.store, writer, end) {
-            Ok(t) => t,
-            Err(e) => return failed(e.to_string()),
-        };
-        let Some(last) = tail.last() else {
-            continue;
-        };
-        // Read after the rows: a batch commits with its checkpoint, so every row read
-        // above that the key holder wrote is covered by now.
-        let now = match frozen.store.writer_checkpoints(writer) {
-            Ok(c) => c,
-            Err(e) => return failed(e.to_string()),
-        };
-        let key = keys.checkpoint_key();
-        let covered = now
-            .iter()
-            .rev()
-            .find(|c| checkpoint_mac_ok(key, c.seq, &c.hash, &c.mac))
-            .is_some_and(|c| c.seq >= last.0);
-        if !covered {
-            let (seq, id) = tail.first().cloned().unwrap_or_default();
-            let chain = if writer.is_empty() {
-                String::new()
-            } else {
-                format!(" in the chain of writer {writer}")
-            };
-            return failed(format!(
-                "record seq {seq} (id {id}){chain} is broken: record is not covered by any authenticated checkpoint"
-            ));
+    // A replica that joined meanwhile has a chain the frozen view does not know: all of
+    // it was appended while verifying, and is held to the same rule.
+    let mut writers: Vec<String> = frozen.checkpoints.keys().cloned().collect();
+    match frozen.store.writers() {
+        Ok(now) => writers.extend(
+            now.into_iter()
+                .filter(|w| !frozen.checkpoints.contains_key(w)),
+        ),
+        Err(e) => return failed(e.to_string()),
+    }
+    let mut appended: BTreeMap<String, u64> = BTreeMap::new();
+    for writer in &writers {
+        match appended_since(frozen, keys, writer) {
+            Ok(0) => {}
+            Ok(n) => {
+                appended.insert(writer.clone(), n);
+            }
+            Err(error) => return failed(error),
         }
-        appended += tail.len() as u64;
+    }
+    let mut chains: Vec<WriterVerification> = report
+        .writers
+        .iter()
+        .map(|w| WriterVerification {
+            writer: w.writer.clone(),
+            records: w.records,
+            checkpoints: w.checkpoints,
+            erased: w.erased,
+            last_seq: w.last_seq,
+            last_hash: w.last_hash.clone(),
+            appended_while_verifying: appended.get(&w.writer).copied().unwrap_or(0),
+        })
+        .collect();
+    for writer in writers
+        .iter()
+        .filter(|w| !frozen.checkpoints.contains_key(*w))
+    {
+        if let Some(&n) = appended.get(writer) {
+            chains.push(WriterVerification {
+                writer: writer.clone(),
+                records: 0,
+                checkpoints: 0,
+                erased: 0,
+                last_seq: 0,
+                last_hash: sidelight_audit::GENESIS_HASH.to_owned(),
+                appended_while_verifying: n,
+            });
+        }
     }
     VerificationSection {
         ok: true,
@@ -177,9 +192,48 @@ fn check<S: AuditStore>(frozen: &Frozen<S>, keys: &Keys) -> VerificationSection 
         erased: report.erased,
         last_seq: report.last_seq,
         last_hash: Some(report.last_hash),
-        appended_while_verifying: appended,
+        appended_while_verifying: appended.values().sum(),
         error: None,
+        writers: chains,
     }
+}
+
+/// How many records `writer` appended after the frozen end of its chain; `Err` names
+/// the first of them when they are not all covered by an authenticated checkpoint.
+fn appended_since<S: AuditStore>(
+    frozen: &Frozen<S>,
+    keys: &Keys,
+    writer: &str,
+) -> Result<u64, String> {
+    let end = frozen.end(writer);
+    let tail = tail(&frozen.store, writer, end).map_err(|e| e.to_string())?;
+    let Some(last) = tail.last() else {
+        return Ok(0);
+    };
+    // Read after the rows: a batch commits with its checkpoint, so every row read
+    // above that the key holder wrote is covered by now.
+    let now = frozen
+        .store
+        .writer_checkpoints(writer)
+        .map_err(|e| e.to_string())?;
+    let key = keys.checkpoint_key();
+    let covered = now
+        .iter()
+        .rev()
+        .find(|c| checkpoint_mac_ok(key, c.seq, &c.hash, &c.mac))
+        .is_some_and(|c| c.seq >= last.0);
+    if !covered {
+        let (seq, id) = tail.first().cloned().unwrap_or_default();
+        let chain = if writer.is_empty() {
+            String::new()
+        } else {
+            format!(" in the chain of writer {writer}")
+        };
+        return Err(format!(
+            "record seq {seq} (id {id}){chain} is broken: record is not covered by any authenticated checkpoint"
+        ));
+    }
+    Ok(tail.len() as u64)
 }
 
 /// The (seq, id) of a writer's records after `end`.
@@ -229,6 +283,12 @@ mod tests {
         let v = check(&frozen, &keys);
         assert!(v.ok, "{:?}", v.error);
         assert_eq!((v.records, v.appended_while_verifying), (5, 3));
+        let chain = &v.writers[..];
+        assert_eq!(chain.len(), 1);
+        assert_eq!(
+            (chain[0].records, chain[0].appended_while_verifying),
+            (5, 3)
+        );
 
         // Records appended without the key stay unauthenticated.
         let frozen = Frozen::new(open(&keys)).unwrap();

@@ -306,6 +306,13 @@ fn verification(r: &Report) -> Markup {
             @if v.ok {
                 p { span.ok { "Intact." } " The hash chain of all " (v.records) " record(s) and " (v.checkpoints) " authenticated checkpoint(s) verify; " (v.erased) " record(s) are erased (their digests remain). Last seq " (v.last_seq) ", hash " code { (v.last_hash.as_deref().unwrap_or_default()) } "." }
                 @if v.appended_while_verifying > 0 { p { (v.appended_while_verifying) " record(s) were appended while the log was verified; authenticated checkpoints cover them, and the next report verifies them in full." } }
+                @if v.writers.iter().any(|w| !w.writer.is_empty()) {
+                    p { "Each writer (replica) keeps a chain of its own, verified on its own:" }
+                    table {
+                        tr { th { "Writer" } th { "Records" } th { "Checkpoints" } th { "Erased" } th { "Last seq" } th { "Last hash" } th { "Appended while verifying" } }
+                        @for w in &v.writers { tr { td { (w.writer) } td.n { (w.records) } td.n { (w.checkpoints) } td.n { (w.erased) } td.n { (w.last_seq) } td { code { (w.last_hash) } } td.n { (w.appended_while_verifying) } } }
+                    }
+                }
             } @else {
                 p { span.fail { "Not intact." } " " (v.error.as_deref().unwrap_or_default()) }
             }

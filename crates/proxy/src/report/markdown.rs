@@ -320,6 +320,27 @@ pub fn render(r: &Report) -> String {
                 x.appended_while_verifying
             );
         }
+        if x.writers.iter().any(|w| !w.writer.is_empty()) {
+            let _ = writeln!(
+                o,
+                "\nEach writer (replica) keeps a chain of its own, verified on its own:\n\n\
+                 | Writer | Records | Checkpoints | Erased | Last seq | Last hash | Appended while verifying |\n\
+                 |---|---:|---:|---:|---:|---|---:|"
+            );
+            for w in &x.writers {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | `{}` | {} |",
+                    cell(&w.writer),
+                    w.records,
+                    w.checkpoints,
+                    w.erased,
+                    w.last_seq,
+                    w.last_hash,
+                    w.appended_while_verifying
+                );
+            }
+        }
     } else {
         let _ = writeln!(
             o,

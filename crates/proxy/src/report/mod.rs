@@ -347,6 +347,24 @@ pub struct VerificationSection {
     pub appended_while_verifying: u64,
     /// Why it failed: the first broken record, or a key that does not fit.
     pub error: Option<String>,
+    /// Each writer's chain, when the log is intact (a SQLite log has one, named `""`;
+    /// a PostgreSQL log one per replica). `last_seq` and `last_hash` above are those of
+    /// the writer listed last.
+    pub writers: Vec<WriterVerification>,
+}
+
+/// One writer's chain in the verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriterVerification {
+    pub writer: String,
+    pub records: u64,
+    pub checkpoints: u64,
+    pub erased: u64,
+    pub last_seq: u64,
+    pub last_hash: String,
+    /// Records this writer appended while the log was verified, covered by one of its
+    /// authenticated checkpoints.
+    pub appended_while_verifying: u64,
 }
 
 /// One explained or recorded row, as the statistics need it.
@@ -399,7 +417,7 @@ pub fn build<S: AuditStore>(
         Some(r) => Period::new(r.from_ms, r.to_ms)?,
         None => period.before(),
     };
-    let last_seq = store.checkpoints()?.last().map_or(0, |c| c.seq);
+    let last_seq = estimated_records(&store)?;
     let mut acc = Acc::default();
     read(
         &store,
@@ -438,6 +456,21 @@ pub fn build<S: AuditStore>(
         total: last_seq,
     });
     Ok(acc.finish(input, period, reference, &reference_acc, verification))
+}
+
+/// About how many records the log holds: the sum of every writer's last checkpoint.
+/// A PostgreSQL log numbers its records across writers, so this is also about the
+/// highest position a record has.
+fn estimated_records<S: AuditStore + ?Sized>(store: &S) -> Result<u64, StoreError> {
+    let mut total = 0u64;
+    for writer in store.writers()? {
+        let last = store
+            .writer_checkpoints(&writer)?
+            .last()
+            .map_or(0, |c| c.seq);
+        total = total.saturating_add(last);
+    }
+    Ok(total)
 }
 
 /// Reads every record of `period`, a page at a time.
@@ -1003,7 +1036,14 @@ fn fairness(config: &Config, keys: &Keys, name: &str, acc: &RouteAcc) -> RouteFa
     };
     let names = acc.names.as_deref().unwrap_or_default();
     let mut missing = Vec::new();
+    let mut in_memory = Vec::new();
     for p in &monitor.protected {
+        // An attribute from a header or reported later is never written to the audit
+        // log, so a report cannot group by it: the live monitor does.
+        if !p.is_feature() {
+            in_memory.push(p.feature.clone());
+            continue;
+        }
         let Some(index) = names.iter().position(|n| *n == p.feature) else {
             missing.push(p.feature.clone());
             continue;
@@ -1043,6 +1083,17 @@ fn fairness(config: &Config, keys: &Keys, name: &str, acc: &RouteAcc) -> RouteFa
     } else {
         None
     };
+    if !in_memory.is_empty() {
+        let note = format!(
+            "not in the audit log, so not in this report (from a request header or reported \
+             later; see GET /api/v1/monitoring): {}",
+            in_memory.join(", ")
+        );
+        out.note = Some(match out.note {
+            Some(n) => format!("{n}; {note}"),
+            None => note,
+        });
+    }
     out
 }
 

@@ -300,6 +300,36 @@ fn every_format_has_every_section_and_html_has_charts_but_no_script() {
     assert!(!html.contains("http://") || !html.contains("src="));
     assert!(html.contains("@media print"));
     assert!(md.contains("| income | 0.300 |"), "{md}");
+    // A SQLite log's single chain needs no line of its own.
+    assert!(!html.contains("Each writer") && !md.contains("Each writer"));
+}
+
+#[test]
+fn a_log_of_several_writers_lists_each_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut report, _) = build_report(store(dir.path()), &keys());
+    let chain = |writer: &str, appended| WriterVerification {
+        writer: writer.to_owned(),
+        records: 7,
+        checkpoints: 2,
+        erased: 1,
+        last_seq: 7,
+        last_hash: format!("hash-{writer}"),
+        appended_while_verifying: appended,
+    };
+    report.verification.writers = vec![chain("pod-a", 0), chain("pod-b", 3)];
+    let html = render_html(&report);
+    let md = render_markdown(&report);
+    assert!(
+        md.contains("| pod-b | 7 | 2 | 1 | 7 | `hash-pod-b` | 3 |"),
+        "{md}"
+    );
+    assert!(
+        html.contains("<td>pod-a</td>") && html.contains("hash-pod-b"),
+        "{html}"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["verification"]["writers"][1]["writer"], "pod-b");
 }
 
 #[test]
