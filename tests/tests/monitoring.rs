@@ -577,8 +577,7 @@ async fn a_failing_group_fires_one_signed_alert_and_resolves_once_and_outcomes_g
 /// (removed before the model), one reported after the prediction with
 /// `POST /v1/feedback {"attributes": …}`. Both make groups in the monitor's results.
 #[tokio::test]
-async fn attributes_from_a_header_and_reported_later_are_monitored_without_reaching_the_model()
-{
+async fn attributes_from_a_header_and_reported_later_are_monitored_without_reaching_the_model() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
     let base = monitored(&model, state.path());
@@ -616,9 +615,18 @@ async fn attributes_from_a_header_and_reported_later_are_monitored_without_reach
         )
         .await;
         assert_eq!(answer.status, 200);
-        ids.push(answer.headers["x-sidelight-record-id"].to_str().unwrap().to_owned());
+        ids.push(
+            answer.headers["x-sidelight-record-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
-    assert_eq!(model.attribute_header_calls(), 0, "the model saw the attribute");
+    assert_eq!(
+        model.attribute_header_calls(),
+        0,
+        "the model saw the attribute"
+    );
     monitoring_with(&proxy, seen + 200).await;
     for (k, id) in ids.iter().enumerate() {
         let region = if k < 10 { "north" } else { "south" };
@@ -651,7 +659,12 @@ async fn attributes_from_a_header_and_reported_later_are_monitored_without_reach
     )
     .await;
     assert_eq!(malformed.status, 400);
-    assert!(malformed.json()["error"]["message"].as_str().unwrap().contains("attributes"));
+    assert!(
+        malformed.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("attributes")
+    );
 
     // Recomputed after the attributes were joined.
     tokio::time::sleep(Duration::from_millis(700)).await;
