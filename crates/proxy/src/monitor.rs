@@ -16,6 +16,7 @@
 //! |SHAP| per feature, the protected features' share, possible proxies). Every
 //! computation feeds the route's alerts (see `alert`).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
@@ -695,12 +696,10 @@ impl RouteMonitor {
         if let Some(reference) = &reference {
             let config = DriftConfig::default();
             for (i, name) in names.iter().enumerate() {
-                let column = |rows: &mut dyn Iterator<Item = &Arc<[Value]>>| -> Vec<Value> {
-                    rows.map(|r| r.get(i).cloned().unwrap_or(Value::Missing))
-                        .collect()
-                };
-                let ref_col = column(&mut reference.iter().map(|(r, _)| r));
-                let cur_col = column(&mut current.iter().map(|o| &o.row));
+                // Borrowed from the rows: a million-row window must not be copied cell by
+                // cell for each feature.
+                let ref_col: Vec<&Value> = reference.iter().map(|(r, _)| cell(r, i)).collect();
+                let cur_col: Vec<&Value> = current.iter().map(|o| cell(&o.row, i)).collect();
                 let numeric = ref_col
                     .iter()
                     .chain(&cur_col)
@@ -709,16 +708,9 @@ impl RouteMonitor {
                     NumericReference::new(&numbers(&ref_col), &config)
                         .map(|r| sidelight_monitor::Drift::Numeric(r.compare(&numbers(&cur_col))))
                 } else {
-                    let cat = |c: &[Value]| -> Vec<Option<String>> {
-                        c.iter()
-                            .map(|v| match v {
-                                Value::Missing => None,
-                                other => Some(value_text(other)),
-                            })
-                            .collect()
-                    };
-                    CategoricalReference::new(&cat(&ref_col), &config)
-                        .map(|r| sidelight_monitor::Drift::Categorical(r.compare(&cat(&cur_col))))
+                    CategoricalReference::new(&texts(&ref_col), &config).map(|r| {
+                        sidelight_monitor::Drift::Categorical(r.compare(&texts(&cur_col)))
+                    })
                 };
                 match result {
                     Ok(d) => drift.push(FeatureDrift {
@@ -820,12 +812,7 @@ impl RouteMonitor {
                 .all(|o| matches!(o.row.get(i), Some(Value::Number(_) | Value::Missing) | None));
             kinds.push(numeric);
         }
-        let column = |i: usize| -> Vec<Value> {
-            current
-                .iter()
-                .map(|o| o.row.get(i).cloned().unwrap_or(Value::Missing))
-                .collect()
-        };
+        let column = |i: usize| -> Vec<&Value> { current.iter().map(|o| cell(&o.row, i)).collect() };
         let nums: Vec<Vec<f64>> = (0..names.len())
             .map(|i| {
                 if kinds[i] {
@@ -835,18 +822,12 @@ impl RouteMonitor {
                 }
             })
             .collect();
-        let texts: Vec<Vec<Option<String>>> = (0..names.len())
+        let texts: Vec<Vec<Option<Cow<'_, str>>>> = (0..names.len())
             .map(|i| {
                 if kinds[i] {
                     Vec::new()
                 } else {
-                    column(i)
-                        .iter()
-                        .map(|v| match v {
-                            Value::Missing => None,
-                            other => Some(value_text(other)),
-                        })
-                        .collect()
+                    texts(&column(i))
                 }
             })
             .collect();
@@ -1178,13 +1159,31 @@ fn group_label(p: &ProtectedConfig, value: &Value) -> String {
     }
 }
 
+/// The `i`th value of a row; missing when the row is shorter.
+fn cell(row: &[Value], i: usize) -> &Value {
+    const MISSING: &Value = &Value::Missing;
+    row.get(i).unwrap_or(MISSING)
+}
+
 /// Numbers of a column; anything else is missing (NaN).
-fn numbers(column: &[Value]) -> Vec<f64> {
+fn numbers(column: &[&Value]) -> Vec<f64> {
     column
         .iter()
         .map(|v| match v {
             Value::Number(x) => *x,
             _ => f64::NAN,
+        })
+        .collect()
+}
+
+/// A column's values as category labels, borrowed where they are text already.
+fn texts<'a>(column: &[&'a Value]) -> Vec<Option<Cow<'a, str>>> {
+    column
+        .iter()
+        .map(|v| match v {
+            Value::Missing => None,
+            Value::Text(t) => Some(Cow::Borrowed(t.as_str())),
+            other => Some(Cow::Owned(value_text(other))),
         })
         .collect()
 }
