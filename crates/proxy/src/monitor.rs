@@ -708,9 +708,8 @@ impl RouteMonitor {
                     NumericReference::new(&numbers(&ref_col), &config)
                         .map(|r| sidelight_monitor::Drift::Numeric(r.compare(&numbers(&cur_col))))
                 } else {
-                    CategoricalReference::new(&texts(&ref_col), &config).map(|r| {
-                        sidelight_monitor::Drift::Categorical(r.compare(&texts(&cur_col)))
-                    })
+                    CategoricalReference::new(&texts(&ref_col), &config)
+                        .map(|r| sidelight_monitor::Drift::Categorical(r.compare(&texts(&cur_col))))
                 };
                 match result {
                     Ok(d) => drift.push(FeatureDrift {
@@ -812,7 +811,8 @@ impl RouteMonitor {
                 .all(|o| matches!(o.row.get(i), Some(Value::Number(_) | Value::Missing) | None));
             kinds.push(numeric);
         }
-        let column = |i: usize| -> Vec<&Value> { current.iter().map(|o| cell(&o.row, i)).collect() };
+        let column =
+            |i: usize| -> Vec<&Value> { current.iter().map(|o| cell(&o.row, i)).collect() };
         let nums: Vec<Vec<f64>> = (0..names.len())
             .map(|i| {
                 if kinds[i] {
