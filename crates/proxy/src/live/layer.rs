@@ -674,7 +674,16 @@ async fn augment(
         Ok(read) => read,
         Err(error) => {
             // The upstream broke off mid-body; the client would have seen a cut body.
-            return ProxyError::UpstreamReset(crate::error::chain(error.as_ref())).into_response();
+            // Logged and tagged here as `Rescue` does for the errors it sees, since this
+            // answer does not pass through it as an error.
+            let error = ProxyError::UpstreamReset(crate::error::chain(error.as_ref()));
+            let code = error.code();
+            tracing::warn!(code, error = %error, "upstream failure");
+            let mut response = error.into_response();
+            response
+                .extensions_mut()
+                .insert(crate::forward::ErrorCode(code));
+            return response;
         }
     };
     let Inspection::Complete(response_bytes) = inspection else {
