@@ -40,6 +40,9 @@ mod server;
 mod stack;
 mod tls;
 
+// The fuzz targets (fuzz/, outside the workspace) reach the adapters through this.
+#[doc(hidden)]
+pub use adapter::fuzzing as adapter_fuzzing;
 pub use admin::{ReloadError, ReloadReport, Reloader};
 pub use auth::{new_token, token_sha256};
 pub use body::ProxyBody;

@@ -22,6 +22,8 @@
 //!   `{tensor}[0]`, `{tensor}[1]`, … (trailing dimensions flattened row-major). Several
 //!   tensors are concatenated in request order.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod json;
 mod kserve_v1;
 mod mlflow;
@@ -78,12 +80,20 @@ pub(crate) struct Outputs {
 /// Reads the feature rows out of a request body. At least one row, or an error.
 pub(crate) fn parse_request(protocol: &Protocol, body: &[u8]) -> Result<Rows, AdapterError> {
     let root = json::parse(body, Side::Request)?;
-    match protocol {
+    let rows = match protocol {
         Protocol::KServeV1 => kserve_v1::request(&root),
         Protocol::OpenInferenceV2 => v2::request(&root),
         Protocol::Mlflow => mlflow::request(&root),
         Protocol::Pointer { rows, .. } => pointer::request(&root, rows),
+    }?;
+    // A name twice (a repeated key in a column dictionary, a repeated MLflow column, two
+    // v2 tensors of one name) would make two features no schema, explanation or reviewer
+    // could tell apart. Found by fuzzing (fuzz/).
+    let mut seen = std::collections::HashSet::with_capacity(rows.names.len());
+    if let Some(name) = rows.names.iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(AdapterError::DuplicateName { name: name.clone() });
     }
+    Ok(rows)
 }
 
 /// Reads the model's outputs out of a response body; `expected_rows` is the number of
@@ -171,6 +181,8 @@ pub(crate) enum AdapterError {
         path: String,
         fields: String,
     },
+    #[error("request body names the feature {name:?} more than once")]
+    DuplicateName { name: String },
     #[error("response has outputs for {found} rows but its request had {expected}")]
     RowCountMismatch { expected: usize, found: usize },
     #[error("response body is JSON but not an object, so no field can be added to it")]
@@ -201,6 +213,7 @@ impl AdapterError {
                 Side::Request => "empty_request",
                 Side::Response => "empty_response",
             },
+            Self::DuplicateName { .. } => "unparseable_request",
             Self::RowCountMismatch { .. } => "row_count_mismatch",
             Self::NotAnObject => "response_not_object",
             Self::FieldExists { .. } => "field_exists",
@@ -238,6 +251,49 @@ mod tests {
                 Some("unparseable_request")
             );
         }
+    }
+
+    /// Regressions from fuzzing: a feature name twice, in each way a body can spell it.
+    #[test]
+    fn a_feature_name_twice_is_refused() {
+        let duplicate = |name: &str| AdapterError::DuplicateName { name: name.into() };
+        let cases = [
+            (
+                Protocol::OpenInferenceV2,
+                r#"{"inputs": [
+                    {"name": "city", "shape": [2], "datatype": "BYTES", "data": ["Oslo", "Rome"]},
+                    {"name": "city", "shape": [2], "datatype": "UINT8", "data": [255, 0]}]}"#,
+                "city",
+            ),
+            (
+                Protocol::OpenInferenceV2,
+                r#"{"inputs": [
+                    {"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]},
+                    {"name": "x[1]", "shape": [1], "datatype": "FP64", "data": [3]}]}"#,
+                "x[1]",
+            ),
+            (
+                Protocol::KServeV1,
+                r#"{"inputs": {"a": [1], "a": [2]}}"#,
+                "a",
+            ),
+            (
+                Protocol::Mlflow,
+                r#"{"dataframe_split": {"columns": ["a", "a"], "data": [[1, 2]]}}"#,
+                "a",
+            ),
+        ];
+        for (protocol, body, name) in cases {
+            let err = parse_request(&protocol, body.as_bytes()).unwrap_err();
+            assert_eq!(err, duplicate(name), "{protocol:?}");
+            assert_eq!(err.reason(), "unparseable_request");
+        }
+        // A key repeated inside one row object is one feature (the last value wins, as
+        // in serde_json), not two.
+        let rows =
+            parse_request(&Protocol::KServeV1, br#"{"instances": [{"a": 1, "a": 2}]}"#).unwrap();
+        assert_eq!(rows.names, ["a"]);
+        assert_eq!(rows.rows, [vec![Value::Number(2.0)]]);
     }
 
     /// A batch of the size the benchmark uses parses into the right shape under every

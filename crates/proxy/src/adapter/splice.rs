@@ -32,6 +32,18 @@ pub(crate) fn attach_field(
     field: &str,
     value_json: &str,
 ) -> Result<Bytes, AdapterError> {
+    // JSON is UTF-8 (RFC 8259 §8.1), and serde_json skips the strings it ignores without
+    // checking them: a model's invalid bytes inside a value would otherwise pass, and be
+    // answered as JSON with an explanation. Found by fuzzing (fuzz/).
+    if let Err(e) = std::str::from_utf8(body) {
+        let valid = &body[..e.valid_up_to()];
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        return Err(AdapterError::NotJson {
+            side: Side::Response,
+            line: 1 + valid.iter().filter(|b| **b == b'\n').count(),
+            column: 1 + valid.len() - line_start,
+        });
+    }
     let first = body.iter().position(|b| !is_ws(*b));
     if first.map(|i| body[i]) != Some(b'{') {
         // Not an object; which error depends on whether it is JSON at all.
@@ -189,6 +201,35 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// Regression from fuzzing: bytes that are not UTF-8, in a key or in a value, make
+    /// the body not JSON, so nothing is spliced into it.
+    #[test]
+    fn refuses_a_body_that_is_not_utf8() {
+        for body in [
+            &b"{\"res\xff\xffult\": {\"probs\": [0.2, 0.8]}}"[..],
+            &b"{\"a\": 1,\n \"label\": \"caf\xe9\"}"[..],
+        ] {
+            assert!(
+                matches!(
+                    attach_field(body, FIELD, "1"),
+                    Err(AdapterError::NotJson {
+                        side: Side::Response,
+                        ..
+                    })
+                ),
+                "{body:?}"
+            );
+        }
+        assert_eq!(
+            attach_field(b"{\"a\": 1,\n \"label\": \"caf\xe9\"}", FIELD, "1"),
+            Err(AdapterError::NotJson {
+                side: Side::Response,
+                line: 2,
+                column: 15
+            })
+        );
     }
 
     #[test]
