@@ -392,6 +392,19 @@ impl RouteMonitor {
         outcome: &serde_json::Value,
         row: Option<usize>,
     ) -> usize {
+        self.update_record(id, |obs| {
+            let value = outcome_for_row(outcome, row, obs.index as usize)
+                .and_then(|v| outcome_of(v, obs.threshold, obs.higher_is_favourable));
+            if let Some(v) = value {
+                obs.outcome = Some(v);
+            }
+            value.is_some()
+        })
+    }
+
+    /// Applies `update` to each row of audit record `id` still in the window; returns
+    /// how many rows it changed (it says so by returning `true`).
+    fn update_record(&self, id: &str, mut update: impl FnMut(&mut Observation) -> bool) -> usize {
         let Ok(mut w) = self.windows.lock() else {
             return 0;
         };
@@ -399,27 +412,23 @@ impl RouteMonitor {
             return 0;
         };
         let front = w.front_seq;
-        let mut joined = 0;
+        let mut changed = 0;
         for seq in first..first + u64::from(n) {
-            let Some(position) = seq.checked_sub(front).and_then(|p| usize::try_from(p).ok())
+            let Some(obs) = seq
+                .checked_sub(front)
+                .and_then(|p| usize::try_from(p).ok())
+                .and_then(|p| w.current.get_mut(p))
             else {
                 continue;
             };
-            let Some(obs) = w.current.get_mut(position) else {
-                continue;
-            };
-            let k = obs.index as usize;
-            let value = outcome_for_row(outcome, row, k)
-                .and_then(|v| outcome_of(v, obs.threshold, obs.higher_is_favourable));
-            if let Some(v) = value {
-                obs.outcome = Some(v);
-                joined += 1;
+            if update(obs) {
+                changed += 1;
             }
         }
-        if joined > 0 {
+        if changed > 0 {
             w.fresh += 1;
         }
-        joined
+        changed
     }
 
     /// Joins protected attributes reported after the prediction (`reported = true`) to
@@ -449,22 +458,7 @@ impl RouteMonitor {
             return 0;
         }
         let width = self.config.protected.len();
-        let Ok(mut w) = self.windows.lock() else {
-            return 0;
-        };
-        let Some(&(first, n)) = w.records.get(id) else {
-            return 0;
-        };
-        let front = w.front_seq;
-        let mut joined = 0;
-        for seq in first..first + u64::from(n) {
-            let Some(obs) = seq
-                .checked_sub(front)
-                .and_then(|p| usize::try_from(p).ok())
-                .and_then(|p| w.current.get_mut(p))
-            else {
-                continue;
-            };
+        self.update_record(id, |obs| {
             let values = obs
                 .attributes
                 .get_or_insert_with(|| vec![None; width].into_boxed_slice());
@@ -473,12 +467,8 @@ impl RouteMonitor {
                     *slot = Some(text.clone());
                 }
             }
-            joined += 1;
-        }
-        if joined > 0 {
-            w.fresh += 1;
-        }
-        joined
+            true
+        })
     }
 
     /// The protected attributes read from request headers: their place in the config

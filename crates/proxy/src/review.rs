@@ -176,16 +176,19 @@ impl Reviews {
             .push(Arc::downgrade(monitor));
     }
 
-    /// Passes a reported outcome to the monitors; returns how many rows they joined.
-    fn join_outcome(&self, id: &str, outcome: &Json, row: Option<usize>) -> usize {
-        let monitors: Vec<_> = self
-            .monitors
+    /// The monitors still running (copied out, so that none is called under the lock).
+    fn monitors(&self) -> Vec<Arc<crate::monitor::RouteMonitor>> {
+        self.monitors
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter_map(Weak::upgrade)
-            .collect();
-        monitors
+            .collect()
+    }
+
+    /// Passes a reported outcome to the monitors; returns how many rows they joined.
+    fn join_outcome(&self, id: &str, outcome: &Json, row: Option<usize>) -> usize {
+        self.monitors()
             .iter()
             .map(|m| m.join_outcome(id, outcome, row))
             .sum()
@@ -194,14 +197,7 @@ impl Reviews {
     /// Passes protected attributes reported after the prediction to the monitors;
     /// returns how many rows they joined.
     fn join_attributes(&self, id: &str, attributes: &serde_json::Map<String, Json>) -> usize {
-        let monitors: Vec<_> = self
-            .monitors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        monitors
+        self.monitors()
             .iter()
             .map(|m| m.join_attributes(id, attributes))
             .sum()
