@@ -225,8 +225,9 @@ pub(crate) struct MonitorReport {
     pub(crate) window_rows: usize,
     /// Rows monitored since the proxy started.
     pub(crate) rows_seen: u64,
-    /// Rows not monitored because they arrived while the window was being copied for
-    /// the computation (the request path never waits for the monitor).
+    /// Rows not monitored: they arrived while the window was being copied for the
+    /// computation and the inbox that holds such rows was busy or full (the request
+    /// path never waits for the monitor).
     pub(crate) rows_skipped: u64,
     /// Rows in the drift reference.
     pub(crate) reference_rows: usize,
@@ -276,6 +277,44 @@ struct Windows {
 }
 
 impl Windows {
+    /// Adds explained rows given in the order of `names`; rows of other names (a new
+    /// schema) are not monitored.
+    fn add(&mut self, names: &[String], rows: impl Iterator<Item = Observation>, cap: usize) {
+        if self.names.is_empty() {
+            self.names = names.to_vec();
+        } else if self.names != names {
+            return;
+        }
+        for obs in rows {
+            if !self.reference_from_training && self.reference.len() < cap {
+                self.reference.push(obs.clone());
+            }
+            if self.current.len() == cap {
+                self.pop_front();
+            }
+            let seq = self.front_seq + self.current.len() as u64;
+            if let Some(id) = &obs.record {
+                self.records
+                    .entry(id.clone())
+                    .and_modify(|(_, n)| *n += 1)
+                    .or_insert((seq, 1));
+            }
+            self.current.push_back(obs);
+            self.fresh += 1;
+            self.seen += 1;
+        }
+    }
+
+    /// Moves the rows that waited in the inbox into the window.
+    fn merge(&mut self, inbox: &mut Inbox, cap: usize) {
+        if inbox.rows.is_empty() {
+            return;
+        }
+        let names = std::mem::take(&mut inbox.names);
+        let rows = std::mem::take(&mut inbox.rows);
+        self.add(&names, rows.into_iter(), cap);
+    }
+
     fn pop_front(&mut self) {
         let Some(old) = self.current.pop_front() else {
             return;
@@ -294,6 +333,13 @@ impl Windows {
     }
 }
 
+/// Rows pushed while the window was locked for a computation's copy.
+#[derive(Default)]
+struct Inbox {
+    names: Vec<String>,
+    rows: Vec<Observation>,
+}
+
 /// Reads the route's surrogate fidelity series.
 pub(crate) type FidelitySource = Box<dyn Fn() -> Vec<FidelityPoint> + Send + Sync>;
 
@@ -302,6 +348,7 @@ pub(crate) struct RouteMonitor {
     pub(crate) route: String,
     config: MonitorConfig,
     windows: Mutex<Windows>,
+    inbox: Mutex<Inbox>,
     pub(crate) latest: ArcSwapOption<MonitorReport>,
     gauges: OnceLock<Arc<MonitorGauges>>,
     reviews: OnceLock<Arc<Reviews>>,
@@ -333,6 +380,7 @@ impl RouteMonitor {
             route: route.to_owned(),
             config,
             windows: Mutex::default(),
+            inbox: Mutex::default(),
             latest: ArcSwapOption::empty(),
             gauges: OnceLock::new(),
             reviews: OnceLock::new(),
@@ -405,7 +453,7 @@ impl RouteMonitor {
     /// Applies `update` to each row of audit record `id` still in the window; returns
     /// how many rows it changed (it says so by returning `true`).
     fn update_record(&self, id: &str, mut update: impl FnMut(&mut Observation) -> bool) -> usize {
-        let Ok(mut w) = self.windows.lock() else {
+        let Some(mut w) = self.windows() else {
             return 0;
         };
         let Some(&(first, n)) = w.records.get(id) else {
@@ -493,36 +541,46 @@ impl RouteMonitor {
 
     /// Adds explained rows (in the order of `names`); the request path's only cost.
     pub(crate) fn push(&self, names: &[String], rows: impl Iterator<Item = Observation>) {
-        // Never wait behind the computation's copy: drop the rows instead.
-        let Ok(mut w) = self.windows.try_lock() else {
+        let cap = self.config.window_rows;
+        if let Ok(mut w) = self.windows.try_lock() {
+            if let Ok(mut inbox) = self.inbox.try_lock() {
+                w.merge(&mut inbox, cap);
+            }
+            w.add(names, rows, cap);
+            return;
+        }
+        // Never wait behind the computation's copy: the rows wait in the inbox for the
+        // next push or computation, and only when that is busy too (or full) are they
+        // dropped and counted.
+        let Ok(mut inbox) = self.inbox.try_lock() else {
             self.skipped
                 .fetch_add(rows.count() as u64, Ordering::Relaxed);
             return;
         };
-        if w.names.is_empty() {
-            w.names = names.to_vec();
-        } else if w.names != names {
+        if inbox.rows.is_empty() {
+            inbox.names = names.to_vec();
+        } else if inbox.names != names {
             return;
         }
-        let cap = self.config.window_rows;
+        let mut dropped = 0u64;
         for obs in rows {
-            if !w.reference_from_training && w.reference.len() < cap {
-                w.reference.push(obs.clone());
+            if inbox.rows.len() < cap {
+                inbox.rows.push(obs);
+            } else {
+                dropped += 1;
             }
-            if w.current.len() == cap {
-                w.pop_front();
-            }
-            let seq = w.front_seq + w.current.len() as u64;
-            if let Some(id) = &obs.record {
-                w.records
-                    .entry(id.clone())
-                    .and_modify(|(_, n)| *n += 1)
-                    .or_insert((seq, 1));
-            }
-            w.current.push_back(obs);
-            w.fresh += 1;
-            w.seen += 1;
         }
+        if dropped > 0 {
+            self.skipped.fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
+    /// The window, with the rows that waited in the inbox merged in.
+    fn windows(&self) -> Option<std::sync::MutexGuard<'_, Windows>> {
+        let mut w = self.windows.lock().ok()?;
+        let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        w.merge(&mut inbox, self.config.window_rows);
+        Some(w)
     }
 
     /// Makes the rows a newly accepted surrogate was trained on (given in the order of
@@ -593,7 +651,7 @@ impl RouteMonitor {
         let started = std::time::Instant::now();
         // Copy out what the statistics need, then let the request path go on.
         let (names, current, reference, groups_current, from_training, seen) = {
-            let Ok(mut w) = self.windows.lock() else {
+            let Some(mut w) = self.windows() else {
                 return;
             };
             // Rows are pushed in time order: the oldest are at the front.
@@ -1601,6 +1659,27 @@ mod tests {
         let proxy = check.proxies.iter().find(|p| p.protected == "sex").unwrap();
         assert_eq!(proxy.feature, "zip");
         assert!((proxy.association.value - 1.0).abs() < 1e-9);
+    }
+
+    /// Rows that arrive while a computation holds the window wait in the inbox and are
+    /// monitored, not dropped; only when the inbox is busy too are they skipped.
+    #[test]
+    fn rows_pushed_during_a_computation_wait_in_the_inbox() {
+        let monitor = RouteMonitor::new("m", config());
+        let guard = monitor.windows.lock().unwrap();
+        push(&monitor, 40, 10, 0.0);
+        assert_eq!(monitor.inbox.lock().unwrap().rows.len(), 100);
+        {
+            let _busy = monitor.inbox.lock().unwrap();
+            push(&monitor, 40, 10, 0.0);
+        }
+        drop(guard);
+        monitor.compute(1);
+        let report = monitor.latest.load_full().unwrap();
+        assert_eq!(report.rows_seen, 100);
+        assert_eq!(report.rows_skipped, 100);
+        assert_eq!(report.window_rows, 100);
+        assert!(monitor.inbox.lock().unwrap().rows.is_empty());
     }
 
     #[test]
