@@ -125,7 +125,15 @@ def oha(port, seconds, rate, connections, body=BODY):
             "p99_ms": pct["p99"] * 1000, "errors": sum(v for k, v in codes.items() if k != "200")}
 
 
-def train_surrogate(apps):
+def admin_token():
+    """A viewer token and its config entry: the admin API answers only to tokens."""
+    out = subprocess.run([ROOT / "target/release/sidelight", "token", "new", "--name", "bench",
+                          "--role", "viewer"], capture_output=True, text=True, check=True).stdout
+    secret, _, entry = out.partition("\n")
+    return secret.strip(), entry
+
+
+def train_surrogate(apps, token):
     """Replays the data set through the explaining proxy until its surrogate is in service."""
     import urllib.request
     for start in range(0, len(apps), 10):
@@ -136,8 +144,9 @@ def train_surrogate(apps):
         urllib.request.urlopen(request).read()
     deadline = time.time() + 120
     while time.time() < deadline:
-        with urllib.request.urlopen(
-                f"http://127.0.0.1:{EXPLAIN_ADMIN_PORT}/api/v1/surrogates") as answer:
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{EXPLAIN_ADMIN_PORT}/api/v1/surrogates",
+                headers={"authorization": f"Bearer {token}"})) as answer:
             routes = json.load(answer)["routes"]
         if routes and routes[0]["in_service"]:
             print(f"surrogate in service: R² {routes[0]['in_service']['r2']:.3f}",
@@ -163,6 +172,7 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "sidelight",
                     "-p", "sidelight-demo-model"], cwd=ROOT, check=True)
     need("wrk"), need("oha"), need("nginx")
+    token, token_entry = admin_token()
     work = Path(tempfile.mkdtemp(prefix="sidelight-bench-"))
     procs = {}
     try:
@@ -191,14 +201,14 @@ def main():
             '[routes.explain]\nprotocol = "kserve_v1"\noutput = "probability"\n'
             '[routes.explain.surrogate]\nwarm_up_rows = 1000\nwindow_rows = 5000\n'
             'retrain_every_rows = 1000000\nretrain_interval = "24h"\nmin_r2 = 0.0\n'
-            'trees = 100\ndepth = 6\ncpu_share = 1.0\n')
+            'trees = 100\ndepth = 6\ncpu_share = 1.0\n' + token_entry)
         procs["explain"] = subprocess.Popen(
             [ROOT / "target/release/sidelight", "serve", "--config", explain_config],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
         wait_port(EXPLAIN_PORT)
         apps = applications()
-        train_surrogate(apps)
+        train_surrogate(apps, token)
         for name, port, durability in [("audit sync", AUDIT_SYNC_PORT, "sync"),
                                         ("audit async", AUDIT_ASYNC_PORT, "async")]:
             audit_config = work / f"{durability}.toml"
