@@ -126,6 +126,10 @@ struct RecentIds {
     order: VecDeque<String>,
 }
 
+/// The routes of the audit log's own events (records that are not predictions): review
+/// decisions, reported outcomes, admin actions and monitoring alerts.
+pub(crate) const EVENT_ROUTES: [&str; 4] = ["_review", "_feedback", "_admin", "_alert"];
+
 /// Now, in unix milliseconds: the clock of audit records (and of everything compared
 /// with their times).
 pub(crate) fn now_ms() -> i64 {
@@ -397,8 +401,8 @@ impl AuditLog {
 
     /// Appends an event that is not a prediction (an admin action, a review decision, a
     /// reported outcome) to the chain, so that it is as tamper-evident as the
-    /// predictions it concerns. `kind` is the record's route (`_admin`, `_review`,
-    /// `_feedback`); `event` its content. Returns the record id once it is durable (with
+    /// predictions it concerns. `kind` is the record's route (one of [`EVENT_ROUTES`]);
+    /// `event` its content. Returns the record id once it is durable (with
     /// `sync`) or queued (with `async`).
     pub(crate) async fn record_event(
         &self,

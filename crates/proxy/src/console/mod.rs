@@ -697,7 +697,7 @@ fn route_names(state: &AdminState, events: bool) -> Vec<String> {
         .map(|l| l.route.clone())
         .collect();
     if events {
-        names.extend(["_review", "_feedback", "_admin"].map(str::to_owned));
+        names.extend(crate::audit::EVENT_ROUTES.map(str::to_owned));
     }
     names
 }
