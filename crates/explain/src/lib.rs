@@ -4,6 +4,7 @@
 //! read files or sockets, log payload values, or panic on data that came from outside.
 
 pub mod counterfactual;
+pub mod distill;
 pub mod encode;
 pub mod fidelity;
 pub mod format;
@@ -16,6 +17,10 @@ pub mod surrogate;
 pub mod tree;
 
 pub use counterfactual::{Constraint, Counterfactual, CounterfactualError, Query, Target};
+pub use distill::{
+    Synthetic, SyntheticKind, UnseenSplit, hybrids, newest_unseen_split, perturbations,
+    r2_lower_bound,
+};
 pub use encode::{EncodeError, Encoder, Levels};
 pub use fidelity::{Fidelity, FidelityError, HoldoutSplit, local_fidelity, split_holdout};
 pub use format::{FORMAT_VERSION, FormatError};

@@ -634,6 +634,20 @@ async fn readiness(state: &AdminState) -> Response<ProxyBody> {
             },
         }
     });
+    // A route that cannot read its requests as its features still serves them (as a
+    // plain proxy), so this check does not make the replica unready; it is here so the
+    // operator who looks at readiness sees it.
+    let unexplainable: serde_json::Map<String, serde_json::Value> = state
+        .surrogates
+        .column_problems()
+        .into_iter()
+        .map(|(route, problem)| (route, json!(problem)))
+        .collect();
+    body["checks"]["explanations"] = json!({
+        "ok": unexplainable.is_empty(),
+        "affects_readiness": false,
+        "routes": unexplainable,
+    });
     if let Some(store) = store {
         body["checks"]["audit_store"] = match store {
             Ok(()) => json!({ "ok": true }),

@@ -33,8 +33,9 @@ pub use monitor::{AlertBounds, MonitorConfig, ProtectedConfig};
 pub use review::{HoldFallback, ReviewConfig};
 
 pub use live::{
-    AttachMode, Audience, DecisionConfig, ExplainConfig, FeatureConfig, FeatureKindConfig,
-    NarrationConfig, OutputConfig, ProtocolName, StateConfig, SurrogateConfig, WordingConfig,
+    AttachMode, Audience, DecisionConfig, DistillConfig, ExplainConfig, FeatureConfig,
+    FeatureKindConfig, GroupConfig, NarrationConfig, OutputConfig, ProtocolName, StateConfig,
+    SurrogateConfig, WordingConfig,
 };
 
 /// Everything `sidelight serve` needs to run.

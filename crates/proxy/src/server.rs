@@ -146,7 +146,9 @@ impl Sidelight {
             .and_then(|a| a.fleet.as_ref())
             .map(|_| crate::live::FleetGauges::register(&mut registry));
         let alerter = crate::alert::Alerter::new(&config.alerts, &mut registry)?;
+        let live_metrics = crate::live::LiveMetrics::register(&mut registry);
         for live in routes.live_routes() {
+            live.attach_metrics(live_metrics.clone());
             if let Some(monitor) = &live.monitor {
                 monitor.attach(
                     monitor_gauges.clone(),
@@ -175,14 +177,17 @@ impl Sidelight {
         // The probe check keeps the same number of requests as reference mode does
         // explanations, and reaches the upstream with a client of its own, off the data
         // plane, so that its calls are never counted as traffic.
+        let caller = Arc::new(crate::live::UpstreamCaller::new(
+            crate::forward::upstream_client(&config),
+            upstream.clone(),
+            config.upstream.request_timeout,
+        ));
         let probe = Arc::new(Prober::new(
             Arc::new(RecentRequests::with_max_weight(
                 RECENT_EXPLANATIONS,
                 RECENT_REQUEST_CELLS,
             )),
-            crate::forward::upstream_client(&config),
-            upstream.clone(),
-            config.upstream.request_timeout,
+            caller,
         ));
         let explanations = Arc::new(RecentExplanations::new(RECENT_EXPLANATIONS));
         let admin = Arc::new(AdminState {
@@ -290,6 +295,9 @@ impl Sidelight {
             _ => None,
         };
         let trainers = crate::live::start_trainers(&live_routes, fleet);
+        for live in &live_routes {
+            live.start_distiller(admin.probe.caller.clone());
+        }
         let mut workers = Vec::new();
         for index in 0..config.server.workers.max(1) {
             let listener = match data_listener.try_clone() {

@@ -75,6 +75,7 @@ fn dataframe_split(split: &Node<'_>, path: Path<'_>) -> Result<Rows, AdapterErro
     rows.names = match split.get("columns") {
         None => positional_names(rows.names.len()),
         Some(Node::Array(columns)) => {
+            rows.positional = false;
             if columns.len() != rows.names.len() {
                 return Err(AdapterError::Ragged {
                     side: Side::Request,
@@ -142,6 +143,7 @@ mod tests {
 
     fn expected() -> Rows {
         Rows {
+            positional: false,
             names: vec!["age".into(), "city".into()],
             rows: vec![
                 vec![Value::Number(30.0), Value::Text("Oslo".into())],

@@ -21,6 +21,10 @@
 //!   after the tensor; a tensor of shape `[batch, n, ...]` gives `n·…` features named
 //!   `{tensor}[0]`, `{tensor}[1]`, … (trailing dimensions flattened row-major). Several
 //!   tensors are concatenated in request order.
+//!
+//! Whenever names were made from positions ([`Rows::positional`]), a route that
+//! configures `features` reads the columns as those features, in order (see
+//! `live::columns`).
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -37,7 +41,7 @@ use std::fmt;
 
 pub(crate) use sidelight_explain::Value;
 pub(crate) use splice::attach_field;
-pub(crate) use writer::{WriteError, write_request};
+pub(crate) use writer::{WriteError, request_extras, with_extras, write_request};
 
 /// The API shape of a route's model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +71,10 @@ pub(crate) struct Rows {
     /// One name per column; every row has exactly `names.len()` values.
     pub(crate) names: Vec<String>,
     pub(crate) rows: Vec<Vec<Value>>,
+    /// The body named no columns (array rows, a v2 tensor wider than one column, a
+    /// split frame without `columns`): `names` were made from positions, so a route
+    /// that configures its features maps the columns to them in order.
+    pub(crate) positional: bool,
 }
 
 /// The model's outputs for one response, one entry per request row, in order.

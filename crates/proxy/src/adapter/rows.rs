@@ -69,6 +69,7 @@ pub(super) fn from_instances(items: &[Node<'_>], path: Path<'_>) -> Result<Rows,
             Ok(Rows {
                 names: positional_names(1),
                 rows,
+                positional: true,
             })
         }
     }
@@ -124,7 +125,11 @@ pub(super) fn from_objects(
     for row in &mut rows {
         row.resize(names.len(), Value::Missing);
     }
-    Ok(Rows { names, rows })
+    Ok(Rows {
+        names,
+        rows,
+        positional: false,
+    })
 }
 
 /// Rows from arrays of values, all of the first one's length; names are positional.
@@ -160,6 +165,7 @@ fn from_arrays(items: &[Node<'_>], path: Path<'_>) -> Result<Rows, AdapterError>
     Ok(Rows {
         names: positional_names(width.unwrap_or(0)),
         rows,
+        positional: true,
     })
 }
 
@@ -185,6 +191,7 @@ pub(super) fn from_columns(
         return Ok(Rows {
             names,
             rows: vec![row],
+            positional: false,
         });
     }
     let mut rows: Vec<Vec<Value>> = Vec::new();
@@ -216,7 +223,11 @@ pub(super) fn from_columns(
             row.push(cell(value, column_path.index(r))?);
         }
     }
-    Ok(Rows { names, rows })
+    Ok(Rows {
+        names,
+        rows,
+        positional: false,
+    })
 }
 
 const PREDICTION: &str = "a number, an array of numbers, or an object with one numeric field";

@@ -165,6 +165,7 @@ pub(super) fn request(root: &Node<'_>) -> Result<Rows, AdapterError> {
         });
     }
     let mut names = Vec::new();
+    let mut positional = false;
     for t in &tensors {
         if t.batch() != batch {
             return Err(AdapterError::BatchMismatch {
@@ -178,7 +179,10 @@ pub(super) fn request(root: &Node<'_>) -> Result<Rows, AdapterError> {
         // positional features under the tensor's name.
         match t.width() {
             1 if t.shape.len() <= 2 => names.push(t.name.to_owned()),
-            w => names.extend((0..w).map(|i| format!("{}[{i}]", t.name))),
+            w => {
+                positional = true;
+                names.extend((0..w).map(|i| format!("{}[{i}]", t.name)));
+            }
         }
     }
     let mut rows = Vec::with_capacity(batch);
@@ -193,7 +197,11 @@ pub(super) fn request(root: &Node<'_>) -> Result<Rows, AdapterError> {
         }
         rows.push(row);
     }
-    Ok(Rows { names, rows })
+    Ok(Rows {
+        names,
+        rows,
+        positional,
+    })
 }
 
 fn value(node: &Node<'_>, kind: Kind, path: Path<'_>) -> Result<Value, AdapterError> {

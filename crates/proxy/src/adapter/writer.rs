@@ -16,8 +16,11 @@
 //! Objects are written by hand rather than through `serde_json::Map` so that members keep
 //! the feature order (the map sorts its keys).
 //!
-//! What a writer cannot know is whatever else the original request carried besides its
-//! rows (parameters, a model version field): the body holds the rows only.
+//! Besides its rows, a request may carry members the server needs: a v2 `outputs` list
+//! asking for probabilities rather than labels (MLServer answers labels without it),
+//! `parameters`, a signature name. [`request_extras`] takes them from a client's request
+//! and [`with_extras`] adds them to a written body, so rows Sidelight writes itself are
+//! answered the way the client's were.
 
 use std::fmt::Write as _;
 
@@ -120,6 +123,55 @@ pub(crate) fn write_request(
         }
     }
     Ok(out.into_bytes())
+}
+
+/// The members of a request body besides its rows (and besides a v2 request `id`, which
+/// names one client request), as the text of JSON object members without the braces
+/// (`"outputs":[…],"parameters":{…}`); empty when there are none. `None` when the body is
+/// not a JSON object, or for the pointer protocol, whose rows may sit anywhere.
+pub(crate) fn request_extras(protocol: &Protocol, body: &[u8]) -> Option<String> {
+    let rows_members: &[&str] = match protocol {
+        Protocol::KServeV1 => &["instances", "inputs"],
+        Protocol::OpenInferenceV2 => &["inputs", "id"],
+        Protocol::Mlflow => &[
+            "dataframe_split",
+            "dataframe_records",
+            "instances",
+            "inputs",
+        ],
+        Protocol::Pointer { .. } => return None,
+    };
+    let serde_json::Value::Object(members) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    let mut out = String::new();
+    for (key, value) in members {
+        if rows_members.contains(&key.as_str()) {
+            continue;
+        }
+        let Ok(value) = serde_json::to_string(&value) else {
+            continue;
+        };
+        if !out.is_empty() {
+            out.push(',');
+        }
+        write_str(&mut out, &key);
+        out.push(':');
+        out.push_str(&value);
+    }
+    Some(out)
+}
+
+/// Adds `extras` (from [`request_extras`]) to a body [`write_request`] wrote.
+pub(crate) fn with_extras(mut body: Vec<u8>, extras: &str) -> Vec<u8> {
+    if extras.is_empty() || body.last() != Some(&b'}') {
+        return body;
+    }
+    body.pop();
+    body.push(b',');
+    body.extend_from_slice(extras.as_bytes());
+    body.push(b'}');
+    body
 }
 
 /// `x0`, `x1`, …: the names the parsers give rows that carried none.
@@ -363,6 +415,33 @@ mod tests {
                 feature: "a".into()
             })
         );
+    }
+
+    #[test]
+    fn extras_of_a_client_request_go_with_written_rows() {
+        let client = br#"{"id": "r1", "inputs": [{"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}],
+            "outputs": [{"name": "predict_proba"}], "parameters": {"content_type": "np"}}"#;
+        let extras = request_extras(&Protocol::OpenInferenceV2, client).unwrap();
+        assert_eq!(
+            extras,
+            r#""outputs":[{"name":"predict_proba"}],"parameters":{"content_type":"np"}"#
+        );
+        let names = names(&["input-0[0]", "input-0[1]"]);
+        let rows = vec![vec![Value::Number(3.0), Value::Number(4.0)]];
+        let body = with_extras(
+            write_request(&Protocol::OpenInferenceV2, &names, &rows).unwrap(),
+            &extras,
+        );
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["outputs"][0]["name"], "predict_proba");
+        assert!(json.get("id").is_none());
+        let parsed = super::super::parse_request(&Protocol::OpenInferenceV2, &body).unwrap();
+        assert_eq!(parsed.rows, rows);
+        assert_eq!(
+            request_extras(&Protocol::KServeV1, br#"{"instances": [[1]]}"#),
+            Some(String::new())
+        );
+        assert_eq!(request_extras(&Protocol::KServeV1, b"[1]"), None);
     }
 
     #[test]

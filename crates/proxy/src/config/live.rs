@@ -229,8 +229,18 @@ pub struct SurrogateConfig {
     /// The fidelity gate: a new surrogate replaces the current one only if its R² on
     /// held-out traffic reaches this.
     pub min_r2: f64,
-    /// Share of the window held out to measure fidelity.
+    /// Share of the window's distinct rows held out to measure fidelity: the newest
+    /// ones, never trained on (replayed traffic cannot inflate R²).
     pub holdout_fraction: f64,
+    /// No version is judged on fewer held-out rows than this; the trainer waits for
+    /// more distinct traffic instead.
+    pub min_holdout_rows: usize,
+    /// The gate compares the lower bound of held-out R² at this confidence (bootstrap)
+    /// with `min_r2`; 0 compares the point estimate.
+    pub gate_confidence: f64,
+    /// Choose depth and learning rate by validation among the configured ones and two
+    /// neighbours (three fits and a refit per training, within `cpu_share`).
+    pub tune: bool,
     /// Trees per ensemble.
     pub trees: usize,
     /// Depth of each tree.
@@ -254,6 +264,9 @@ impl Default for SurrogateConfig {
             retrain_interval: Duration::from_secs(600),
             min_r2: 0.8,
             holdout_fraction: 0.2,
+            min_holdout_rows: 30,
+            gate_confidence: 0.9,
+            tune: true,
             trees: 100,
             depth: 6,
             learning_rate: 0.1,
@@ -300,6 +313,78 @@ pub struct ExplainConfig {
     /// The surrogate's lifecycle.
     #[serde(default)]
     pub surrogate: SurrogateConfig,
+    /// Active distillation: asking the model about synthetic rows (opt-in).
+    #[serde(default)]
+    pub distill: DistillConfig,
+    /// Features read together by people (customers read the group).
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// A named group of correlated features ("family situation": marital status and
+/// relationship). Its attribution is the sum of its members' (exact, since SHAP values
+/// add); customers read the group, developers both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The group's name in explanations ("family situation").
+    pub name: String,
+    /// Its members, configured features; a feature is in at most one group.
+    pub features: Vec<String>,
+}
+
+/// Active distillation: Sidelight asks the upstream itself about synthetic rows made
+/// from the training window (hybrids of two real rows, and perturbations of recent
+/// ones), so that the surrogate learns what the model does where traffic is silent —
+/// above all, which of two correlated features it reads. The calls go straight to the
+/// upstream marked `x-sidelight-probe: 1`, never through the data port, and are never
+/// recorded, monitored or counted as traffic. They are extra load on the model: a model
+/// whose calls have side effects (billing, rate limits shared with customers, writes)
+/// must not use it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillConfig {
+    /// Off unless turned on.
+    pub enabled: bool,
+    /// Budget: synthetic rows per real row the route has seen.
+    pub synthetic_per_real: f64,
+    /// Budget: upstream calls per second, at most.
+    pub max_calls_per_second: f64,
+    /// Rows per call (protocols that take batches; the pointer protocol sends one).
+    pub batch_rows: usize,
+    /// Synthetic rows kept for training (the newest).
+    pub max_rows: usize,
+    /// Share of hybrid rows among the synthetic ones (the rest are perturbations),
+    /// before the generator adapts to what the model refuses.
+    pub hybrid_share: f64,
+    /// A call slower than this counts as a sign of load: distillation backs off.
+    #[serde(with = "humantime_serde")]
+    pub slow_call: Duration,
+    /// Longest pause after errors or slow calls.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Rows of each accepted surrogate checked against KernelSHAP on the real model
+    /// (the faithfulness figure); 0 turns the check off.
+    pub faithfulness_rows: usize,
+    /// Upstream calls each of those checks may make.
+    pub faithfulness_calls: usize,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            synthetic_per_real: 4.0,
+            max_calls_per_second: 5.0,
+            batch_rows: 64,
+            max_rows: 20_000,
+            hybrid_share: 0.5,
+            slow_call: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(60),
+            faithfulness_rows: 3,
+            faithfulness_calls: 100,
+        }
+    }
 }
 
 fn default_attach() -> AttachMode {
@@ -367,6 +452,56 @@ impl ExplainConfig {
                 "must be in (0, 0.5)".into(),
             ));
         }
+        if s.min_holdout_rows < 5 {
+            return Err((
+                at("surrogate.min_holdout_rows"),
+                "must be at least 5".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&s.gate_confidence) {
+            return Err((
+                at("surrogate.gate_confidence"),
+                "must be in [0, 1) (0 compares the point estimate)".into(),
+            ));
+        }
+        let d = &self.distill;
+        if d.enabled {
+            if !(d.synthetic_per_real.is_finite() && d.synthetic_per_real > 0.0) {
+                return Err((
+                    at("distill.synthetic_per_real"),
+                    "must be a number above 0 while distill.enabled = true (a budget of zero \
+                     asks nothing: set enabled = false instead)"
+                        .into(),
+                ));
+            }
+            if !(d.max_calls_per_second.is_finite() && d.max_calls_per_second > 0.0) {
+                return Err((
+                    at("distill.max_calls_per_second"),
+                    "must be a number above 0 while distill.enabled = true".into(),
+                ));
+            }
+            if !(1..=1024).contains(&d.batch_rows) {
+                return Err((
+                    at("distill.batch_rows"),
+                    "must be between 1 and 1024".into(),
+                ));
+            }
+            if d.max_rows < d.batch_rows {
+                return Err((
+                    at("distill.max_rows"),
+                    "must be at least distill.batch_rows".into(),
+                ));
+            }
+            if !(0.0..=1.0).contains(&d.hybrid_share) {
+                return Err((at("distill.hybrid_share"), "must be between 0 and 1".into()));
+            }
+            if d.faithfulness_rows > 0 && d.faithfulness_calls < 10 {
+                return Err((
+                    at("distill.faithfulness_calls"),
+                    "must be at least 10 when faithfulness_rows > 0".into(),
+                ));
+            }
+        }
         if !(s.cpu_share > 0.0 && s.cpu_share <= 1.0) {
             return Err((at("surrogate.cpu_share"), "must be in (0, 1]".into()));
         }
@@ -390,6 +525,36 @@ impl ExplainConfig {
             if let (Some(min), Some(max)) = (feature.min, feature.max) {
                 if min > max {
                     return Err((format!("{key}.features[{i}].min"), "is above max".into()));
+                }
+            }
+        }
+        let mut grouped = std::collections::HashSet::new();
+        for (i, group) in self.groups.iter().enumerate() {
+            let at_group = |field: &str| format!("{key}.groups[{i}].{field}");
+            if group.name.trim().is_empty() {
+                return Err((at_group("name"), "must not be empty".into()));
+            }
+            if group.features.len() < 2 {
+                return Err((
+                    at_group("features"),
+                    "a group needs at least two features".into(),
+                ));
+            }
+            for member in &group.features {
+                if !names.contains(member.as_str()) {
+                    return Err((
+                        at_group("features"),
+                        format!(
+                            "`{member}` is not a configured feature of this route (groups \
+                             name features listed in [[routes.explain.features]])"
+                        ),
+                    ));
+                }
+                if !grouped.insert(member.as_str()) {
+                    return Err((
+                        at_group("features"),
+                        format!("`{member}` is already in another group"),
+                    ));
                 }
             }
         }

@@ -674,6 +674,9 @@ async fn overview(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody
             warm_up_rows: r["warm_up_rows"].as_u64().unwrap_or(0),
             in_service: pages::Version::from_json(&r["in_service"]),
             history: history(&r),
+            unexplainable: r["columns"]["problem"]["message"]
+                .as_str()
+                .map(|m| (m.to_owned(), r["columns"]["unmapped"].as_u64().unwrap_or(0))),
             coverage,
             pending: pending.as_ref().map(|(counts, capped)| pages::Count {
                 n: counts.get(&name).copied().unwrap_or(0),

@@ -227,6 +227,8 @@ pub(crate) struct RouteSummary {
     pub(crate) warm_up_rows: u64,
     pub(crate) in_service: Option<Version>,
     pub(crate) history: Vec<Version>,
+    /// Why requests cannot be explained, and how many passed through for it.
+    pub(crate) unexplainable: Option<(String, u64)>,
     pub(crate) coverage: Coverage,
     pub(crate) pending: Option<Count>,
 }
@@ -255,6 +257,12 @@ pub(crate) fn overview(chrome: &Chrome<'_>, routes: &[RouteSummary], audited: bo
         @for (i, r) in routes.iter().enumerate() {
             section.route aria-labelledby={ "route-" (i) } {
                 h2 id={ "route-" (i) } { "Route " code { (r.route) } }
+                @if let Some((message, passed)) = &r.unexplainable {
+                    p.flash.error role="alert" {
+                        strong { "Requests cannot be explained: " } (message)
+                        " — " (passed) " passed through unexplained."
+                    }
+                }
                 dl.facts {
                     dt { "Requests served" }
                     dd { @match r.requests { Some(n) => (n), None => "—" } }

@@ -335,6 +335,8 @@ fn record_of(published: &FleetSurrogate) -> VersionRecord {
         agreement: published.agreement,
         accepted: published.accepted,
         reason: published.reason.clone(),
+        gate: None,
+        faithfulness: None,
     }
 }
 
@@ -522,7 +524,21 @@ fn train_when_due(
         .unwrap_or(0);
     let version = published.max(local).max(history) + 1;
     let started = Instant::now();
-    let (model, record) = trainer::train(live, &names, &rows, &outputs, width, version)?;
+    let batch = trainer::Batch {
+        names,
+        width,
+        rows,
+        outputs,
+        synthetic_rows: Vec::new(),
+        synthetic_outputs: Vec::new(),
+    };
+    let (model, record) = trainer::train(live, &batch, || version).map_err(|e| e.to_string())?;
+    let trainer::Batch {
+        names,
+        rows,
+        outputs,
+        ..
+    } = batch;
     tracing::info!(
         route = %live.route, version, r2 = record.r2, accepted = record.accepted, rows = rows.len(),
         seconds = started.elapsed().as_secs_f64(), "surrogate trained for the fleet"

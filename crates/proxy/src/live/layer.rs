@@ -658,6 +658,9 @@ async fn augment(
         _ => return pass_through(rebuild(parts, body), "request_not_json"),
     };
     if !parts.status.is_success() {
+        if parts.status.is_server_error() {
+            live.upstream_failed();
+        }
         return pass_through(rebuild(parts, body), "upstream_error");
     }
     if !is_json(&parts.headers) {
@@ -691,10 +694,18 @@ async fn augment(
     };
     facts.response = Some(response_bytes.clone());
 
-    let rows = match adapter::parse_request(&live.protocol, &request_bytes) {
+    let mut rows = match adapter::parse_request(&live.protocol, &request_bytes) {
         Ok(rows) => rows,
         Err(error) => return pass_through(rebuild(parts, body), error.reason()),
     };
+    if let Err(status) = live.map_columns(&mut rows) {
+        return pass_through(rebuild(parts, body), &status);
+    }
+    if live.columns.wants_extras() {
+        if let Some(extras) = adapter::request_extras(&live.protocol, &request_bytes) {
+            live.columns.set_extras(extras, &ask.target);
+        }
+    }
     let outputs = match adapter::parse_response(&live.protocol, &response_bytes, rows.rows.len()) {
         Ok(outputs) => outputs,
         Err(error) => return pass_through(rebuild(parts, body), error.reason()),

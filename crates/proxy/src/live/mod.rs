@@ -2,8 +2,11 @@
 //! service (swapped atomically, never locked on the request path), the background
 //! trainer with its fidelity gate, and persistence across restarts.
 
+mod columns;
+mod distill;
 mod fleet;
 mod layer;
+mod metrics;
 pub(crate) mod model;
 mod probe;
 mod schema;
@@ -25,8 +28,9 @@ use sidelight_audit::PrivacyPolicy;
 
 pub(crate) use fleet::FleetGauges;
 pub(crate) use layer::{Explain, ExplainLayer};
+pub(crate) use metrics::LiveMetrics;
 pub(crate) use model::{LiveModel, Narrate, VersionRecord};
-pub(crate) use probe::Prober;
+pub(crate) use probe::{Prober, UpstreamCaller};
 pub use schema::{SchemaInferError, infer_from_requests};
 pub(crate) use store::{RecentExplanations, RecentRequests};
 
@@ -43,6 +47,8 @@ pub(crate) struct RouteLive {
     stopping: AtomicBool,
     /// Every version trained, accepted or not, newest last.
     pub(crate) history: Mutex<Vec<VersionRecord>>,
+    /// What the trainer waits for before it can judge a surrogate, if anything.
+    pub(crate) waiting: Mutex<Option<String>>,
     next_version: AtomicU64,
     state_dir: PathBuf,
     /// How much of a response body may be read to find the outputs: the route's
@@ -69,6 +75,15 @@ pub(crate) struct RouteLive {
     shared: AtomicBool,
     /// Consented rows not yet in the fleet's table.
     pending: Mutex<VecDeque<fleet::Pending>>,
+    /// The configured feature names (empty: inferred from traffic).
+    configured: Vec<String>,
+    /// How requests' columns have mapped to `configured`.
+    pub(crate) columns: columns::ColumnState,
+    /// Set once at start-up by the server, which owns the registry.
+    metrics: std::sync::OnceLock<LiveMetrics>,
+    /// When the upstream last failed a customer request (ms since the Unix epoch; 0:
+    /// never): active distillation keeps quiet for a while after one.
+    last_upstream_error: AtomicU64,
 }
 
 /// The most recent rows and the model's outputs for them.
@@ -84,6 +99,22 @@ pub(crate) struct Window {
     pub(crate) since_training: u64,
     /// Rows were erased: the next surrogate must be trained without them, now.
     pub(crate) retrain_now: bool,
+    /// Whether a training has been tried since start (accepted or not): after one, a
+    /// route without a surrogate waits for new rows before trying again.
+    pub(crate) tried: bool,
+    /// Synthetic rows the model answered (active distillation), newest last, in `names`
+    /// order; trained on, never monitored or recorded.
+    pub(crate) synthetic: VecDeque<SyntheticRow>,
+    /// Synthetic rows added since start.
+    pub(crate) synthetic_seen: u64,
+}
+
+/// A synthetic row and the model's answer, with the subjects whose rows it was made
+/// from (erasing one of them removes it).
+pub(crate) struct SyntheticRow {
+    pub(crate) row: Vec<Value>,
+    pub(crate) output: Vec<f64>,
+    pub(crate) subjects: Vec<Arc<str>>,
 }
 
 /// One row of the training window.
@@ -151,8 +182,12 @@ impl RouteLive {
                 outputs: config.outputs_pointer.clone().unwrap_or_default(),
             },
         };
-        let names = config.features.iter().map(|f| f.name.clone()).collect();
+        let names: Vec<String> = config.features.iter().map(|f| f.name.clone()).collect();
         let live = Arc::new(Self {
+            configured: names.clone(),
+            columns: columns::ColumnState::default(),
+            metrics: std::sync::OnceLock::new(),
+            last_upstream_error: AtomicU64::new(0),
             route: route.to_owned(),
             protocol,
             model: ArcSwapOption::empty(),
@@ -163,6 +198,7 @@ impl RouteLive {
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
             history: Mutex::new(Vec::new()),
+            waiting: Mutex::new(None),
             next_version: AtomicU64::new(1),
             state_dir: state_dir.to_owned(),
             response_limit,
@@ -198,6 +234,74 @@ impl RouteLive {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Notes that the upstream failed a customer request.
+    pub(crate) fn upstream_failed(&self) {
+        self.last_upstream_error.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the upstream failed a customer request within `period`.
+    pub(crate) fn upstream_failed_within(&self, period: std::time::Duration) -> bool {
+        let at = self.last_upstream_error.load(Ordering::Relaxed);
+        at != 0
+            && now_ms().saturating_sub(at) < u64::try_from(period.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Starts active distillation for this route, if it is enabled (not for a fleet's
+    /// shared surrogate, whose trainer learns from the fleet's table).
+    pub(crate) fn start_distiller(self: &Arc<Self>, caller: Arc<UpstreamCaller>) {
+        if !self.config.distill.enabled || self.shared.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(metrics) = self.metrics.get().cloned() else {
+            return;
+        };
+        distill::start(self.clone(), caller, metrics);
+    }
+
+    /// Gives the route its metric handles (once; later calls are ignored).
+    pub(crate) fn attach_metrics(&self, metrics: LiveMetrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Reads a request's columns as the route's features: positional columns take the
+    /// configured names in order. On a problem, the `x-sidelight-status` to pass the
+    /// request through with; the problem is counted, and logged the first time.
+    pub(crate) fn map_columns(&self, rows: &mut crate::adapter::Rows) -> Result<(), String> {
+        if rows.positional {
+            self.columns.positional(&rows.names);
+        }
+        match columns::map_columns(&self.configured, rows) {
+            Ok(matched) => {
+                self.columns.mapped(matched);
+                Ok(())
+            }
+            Err(problem) => {
+                if self.columns.unmapped(&problem) {
+                    tracing::warn!(
+                        route = %self.route, code = problem.code(),
+                        "requests cannot be explained: {}", problem.describe()
+                    );
+                }
+                if let Some(metrics) = self.metrics.get() {
+                    metrics.unmapped(&self.route, problem.code());
+                }
+                Err(problem.status())
+            }
+        }
+    }
+
+    /// The names to write rows of the surrogate's `names` under when Sidelight asks the
+    /// model itself (the probe check, distillation): the wire names of positional
+    /// traffic, so the model gets its columns as clients send them, and the members
+    /// besides the rows that clients send.
+    pub(crate) fn wire(&self, names: &[String]) -> (Vec<String>, String) {
+        let names = match self.columns.wire_names() {
+            Some(wire) if names == self.configured && wire.len() == names.len() => wire,
+            _ => names.to_vec(),
+        };
+        (names, self.columns.extras())
     }
 
     /// Rows needed before the first explanation, and rows seen so far.
@@ -247,14 +351,74 @@ impl RouteLive {
             window.seen += 1;
             window.since_training += 1;
         }
-        let due = window.seen >= self.config.surrogate.warm_up_rows as u64
-            && (self.model.load().is_none()
-                || window.since_training >= self.config.surrogate.retrain_every_rows as u64);
+        let due = self.due_by_rows(&window);
         drop(window);
         if due {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Whether the window has enough new rows for a training: the first once warm-up is
+    /// over; then every `retrain_every_rows`, or, while no surrogate is in service (every
+    /// version so far rejected), every `min(retrain_every_rows, warm_up_rows)`: a
+    /// rejected surrogate is not retried on the next request, but once there is enough
+    /// new evidence to change the verdict.
+    pub(crate) fn due_by_rows(&self, window: &Window) -> bool {
+        let s = &self.config.surrogate;
+        if window.seen < s.warm_up_rows as u64 {
+            return false;
+        }
+        if window.retrain_now {
+            return true;
+        }
+        let since = window.since_training;
+        if self.model.load().is_none() {
+            !window.tried || since >= s.retrain_every_rows.min(s.warm_up_rows) as u64
+        } else {
+            since >= s.retrain_every_rows as u64
+        }
+    }
+
+    /// Adds synthetic rows the model answered (in `names` order, which must be the
+    /// window's) made from rows of `subjects`; the oldest leave beyond `max_rows`.
+    pub(crate) fn add_synthetic(
+        &self,
+        names: &[String],
+        rows: Vec<(Vec<Value>, Vec<f64>, Vec<Arc<str>>)>,
+    ) -> usize {
+        let Ok(mut window) = self.window.lock() else {
+            return 0;
+        };
+        if window.names != names {
+            // The window's columns changed under the distiller; these rows are stale.
+            return 0;
+        }
+        let width = window.width.unwrap_or(1);
+        let capacity = self.config.distill.max_rows;
+        let mut added = 0;
+        for (row, output, subjects) in rows {
+            if output.len() != width || output.iter().any(|v| !v.is_finite()) {
+                continue;
+            }
+            if window.synthetic.len() >= capacity {
+                window.synthetic.pop_front();
+            }
+            window.synthetic.push_back(SyntheticRow {
+                row,
+                output,
+                subjects,
+            });
+            added += 1;
+        }
+        window.synthetic_seen += added as u64;
+        window.since_training += added as u64;
+        let due = self.due_by_rows(&window);
+        drop(window);
+        if due {
+            self.wake.notify_one();
+        }
+        added
     }
 
     /// Puts rows given with `names` into the surrogate's order (the column mapping is
@@ -297,6 +461,10 @@ impl RouteLive {
             .rows
             .retain(|w| w.subject.as_deref() != Some(subject));
         let removed = before - window.rows.len();
+        // Synthetic rows made from the subject's rows carry its values too.
+        window
+            .synthetic
+            .retain(|s| !s.subjects.iter().any(|s| &**s == subject));
         if removed > 0 {
             window.retrain_now = true;
             drop(window);
@@ -393,6 +561,8 @@ fn seeded_record(version: u64, reason: &str) -> VersionRecord {
         agreement: None,
         accepted: true,
         reason: reason.to_owned(),
+        gate: None,
+        faithfulness: None,
     }
 }
 
@@ -400,6 +570,12 @@ fn load_surrogate(path: &Path) -> Result<Surrogate, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read surrogate {}: {e}", path.display()))?;
     Surrogate::from_json(&text).map_err(|e| format!("surrogate {}: {e}", path.display()))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// For each name in `target`, where it is in `source` (if at all).
@@ -478,7 +654,29 @@ impl SurrogateStatus {
             ),
             Err(_) => return Some(Err(SchemaInferError::Empty)),
         };
-        Some(schema::to_toml(&names, &rows))
+        // A route that configures no features names unnamed columns `x0`, `x1`, … (or
+        // after a v2 tensor); one that configures them has mapped them already.
+        let positional = live.configured.is_empty() && live.columns.wire_names().is_some();
+        Some(schema::to_toml(&names, &rows, positional))
+    }
+
+    /// Per route whose requests' columns could not be read as its features: what is
+    /// wrong, for `/readyz` and the console.
+    pub fn column_problems(&self) -> Vec<(String, String)> {
+        self.routes
+            .iter()
+            .filter_map(|live| {
+                let problem = live.columns.problem()?;
+                Some((
+                    live.route.clone(),
+                    format!(
+                        "{} ({} requests passed through unexplained)",
+                        problem.describe(),
+                        live.columns.unmapped_count()
+                    ),
+                ))
+            })
+            .collect()
     }
 
     /// The fairness and drift monitors of the routes that have one.
@@ -499,9 +697,18 @@ impl SurrogateStatus {
                 let history = live.history.lock().map(|h| h.clone()).unwrap_or_default();
                 serde_json::json!({
                     "route": live.route,
-                    "in_service": model.as_ref().map(|m| &m.record),
+                    // The history's copy: it gains the faithfulness figure once measured.
+                    "in_service": model.as_ref().map(|m| {
+                        history
+                            .iter()
+                            .find(|r| r.version == m.version())
+                            .unwrap_or(&m.record)
+                            .clone()
+                    }),
                     "rows_seen": seen,
                     "warm_up_rows": needed,
+                    "columns": live.columns.to_json(),
+                    "waiting": live.waiting.lock().ok().and_then(|w| w.clone()),
                     "history": history,
                 })
             })

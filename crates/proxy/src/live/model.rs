@@ -28,6 +28,51 @@ pub(crate) struct VersionRecord {
     pub(crate) accepted: bool,
     /// Why it was or was not put into service.
     pub(crate) reason: String,
+    /// What the gate measured, beyond `r2` (versions trained by this release on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gate: Option<GateFacts>,
+    /// Agreement of its attributions with KernelSHAP on the real model, for a few
+    /// sampled rows (active distillation checks each accepted version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) faithfulness: Option<Faithfulness>,
+}
+
+/// The honest gate's figures for one version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct GateFacts {
+    /// Held-out real rows: the newest distinct rows, none of them trained on.
+    pub(crate) holdout_rows: usize,
+    /// Distinct real rows in the window.
+    pub(crate) distinct_rows: usize,
+    /// The lower confidence bound of held-out R² the gate compared (absent: the point
+    /// estimate was compared).
+    pub(crate) r2_lower: Option<f64>,
+    pub(crate) confidence: f64,
+    /// R² on held-out synthetic rows (interventional: correlations broken), with
+    /// distillation.
+    pub(crate) synthetic_r2: Option<f64>,
+    pub(crate) synthetic_holdout_rows: usize,
+    /// Synthetic rows trained on.
+    pub(crate) synthetic_rows: usize,
+    /// The boosting parameters chosen, and every candidate's validation R².
+    pub(crate) trees: usize,
+    pub(crate) depth: usize,
+    pub(crate) learning_rate: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) validation_r2: Vec<f64>,
+}
+
+/// How well a version's attributions agree with KernelSHAP against the real model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Faithfulness {
+    /// Rows checked.
+    pub(crate) rows: usize,
+    /// Mean Spearman rank correlation of the two attributions, per row.
+    pub(crate) spearman: f64,
+    /// Share of rows whose largest attribution is the same feature.
+    pub(crate) top1: f64,
+    /// Upstream calls spent.
+    pub(crate) calls: usize,
 }
 
 /// A surrogate in service.
@@ -70,8 +115,12 @@ pub(crate) struct RowExplanation {
     pub(crate) surrogate_version: u64,
     /// Which output was explained: the class index for class probabilities, else 0.
     pub(crate) output: usize,
-    /// The surrogate's expected output, in the space the attributions add up in.
+    /// The surrogate's expected output, in `space`.
     pub(crate) base_value: f64,
+    /// The surrogate's output for this row in `space`: `base_value` plus the sum of every
+    /// feature's contribution, exactly (for probabilities, the logit of
+    /// `surrogate_prediction`).
+    pub(crate) surrogate_value: f64,
     /// What the model answered for this row (and output).
     pub(crate) prediction: f64,
     /// What the surrogate predicts, in the model's output space.
@@ -226,6 +275,29 @@ impl LiveModel {
         &self.names
     }
 
+    /// Which of the model's outputs is explained for a row it answered `outputs`: the
+    /// configured class, or the most likely one; 0 for a single output.
+    pub(crate) fn explained_output(&self, config: &ExplainConfig, outputs: &[f64]) -> usize {
+        match self.surrogate.output() {
+            OutputKind::MultiClass { .. } => config
+                .explain_class
+                .filter(|&c| c < outputs.len())
+                .unwrap_or_else(|| sidelight_explain::fidelity::argmax(outputs)),
+            _ => 0,
+        }
+    }
+
+    /// Every feature's contribution to output `class` for `row` (both in schema order),
+    /// in the space explanations are given in.
+    pub(crate) fn contributions(&self, row: &[Value], class: usize) -> Result<Vec<f64>, String> {
+        let explainer = self
+            .explainers
+            .get(class)
+            .ok_or_else(|| format!("the surrogate has no output {class}"))?;
+        let x = self.surrogate.encode(row).map_err(|e| e.to_string())?;
+        Ok(explain_reusing_scratch(explainer, &x)?.values)
+    }
+
     /// Explains one row, given in schema order, whose model output is `outputs`.
     pub(crate) fn explain(
         &self,
@@ -235,14 +307,7 @@ impl LiveModel {
         ask: &Narrate<'_>,
     ) -> Result<RowExplanation, String> {
         let kind = self.surrogate.output();
-        let class = match kind {
-            OutputKind::MultiClass { .. } => ask
-                .config
-                .explain_class
-                .filter(|&c| c < outputs.len())
-                .unwrap_or_else(|| sidelight_explain::fidelity::argmax(outputs)),
-            _ => 0,
-        };
+        let class = self.explained_output(ask.config, outputs);
         let explainer = self
             .explainers
             .get(class)
@@ -324,6 +389,7 @@ impl LiveModel {
             surrogate_version: self.record.version,
             output: class,
             base_value: attribution.base_value,
+            surrogate_value: attribution.prediction,
             prediction,
             surrogate_prediction,
             fidelity: RowFidelity {
@@ -803,6 +869,8 @@ mod tests {
             ],
             decision: DecisionConfig::default(),
             wording: Default::default(),
+            distill: Default::default(),
+            groups: Vec::new(),
             surrogate: Default::default(),
         }
     }
@@ -841,6 +909,8 @@ mod tests {
             agreement: None,
             accepted: true,
             reason: String::new(),
+            gate: None,
+            faithfulness: None,
         };
         LiveModel::new(surrogate, record, &config(), &rows).unwrap()
     }

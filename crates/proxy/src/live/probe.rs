@@ -98,6 +98,8 @@ pub(crate) enum ProbeError {
     Write(#[from] WriteError),
     #[error("the upstream failed a probe call: {0}")]
     Upstream(String),
+    #[error("the upstream refused a probe call with {0}")]
+    Refused(StatusCode),
     #[error("the upstream's answer to a probe call cannot be read: {0}")]
     Response(#[from] AdapterError),
     #[error("KernelSHAP failed: {0}")]
@@ -116,7 +118,9 @@ impl ProbeError {
             Self::NoBackground => StatusCode::CONFLICT,
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::Write(_) | Self::Shap(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Upstream(_) | Self::Response(_) | Self::OutOfCalls(_) => StatusCode::BAD_GATEWAY,
+            Self::Upstream(_) | Self::Refused(_) | Self::Response(_) | Self::OutOfCalls(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -132,6 +136,7 @@ impl ProbeError {
             Self::OutOfCalls(_) => "probe_out_of_calls",
             Self::Write(_) => "probe_unwritable",
             Self::Upstream(_) => "probe_upstream_failed",
+            Self::Refused(_) => "probe_upstream_refused",
             Self::Response(_) => "probe_unreadable_response",
             Self::Shap(_) => "probe_kernel_failed",
             Self::Internal(_) => "probe_internal",
@@ -188,10 +193,83 @@ impl ProbeParams {
 /// to the upstream.
 pub(crate) struct Prober {
     pub(crate) requests: Arc<RecentRequests>,
+    pub(crate) caller: Arc<UpstreamCaller>,
+    busy: AtomicBool,
+}
+
+/// Sends rows Sidelight wrote itself straight to the upstream (never through the data
+/// plane), marked `x-sidelight-probe: 1`: the probe check and active distillation.
+pub(crate) struct UpstreamCaller {
     client: UpstreamClient,
     base: UpstreamBase,
     request_timeout: Duration,
-    busy: AtomicBool,
+}
+
+impl UpstreamCaller {
+    pub(crate) fn new(
+        client: UpstreamClient,
+        base: UpstreamBase,
+        request_timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            base,
+            request_timeout,
+        }
+    }
+
+    /// One call to `target` (path and query, as clients call it) with a body of `rows`
+    /// rows; the outputs per row. A 4xx answer is [`ProbeError::Refused`]: the model
+    /// does not take such rows, which is not a sign of load.
+    pub(crate) async fn call(
+        &self,
+        target: &str,
+        protocol: &Protocol,
+        response_limit: u64,
+        body: Vec<u8>,
+        rows: usize,
+    ) -> Result<Vec<Vec<f64>>, ProbeError> {
+        let uri: Uri = Uri::builder()
+            .scheme(self.base.scheme.clone())
+            .authority(self.base.authority.clone())
+            .path_and_query(format!("{}{}", self.base.path_prefix, target))
+            .build()
+            .map_err(|e| ProbeError::Internal(format!("cannot build the upstream URI: {e}")))?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .header(PROBE.clone(), HeaderValue::from_static("1"))
+            .body(full(Bytes::from(body)))
+            .map_err(|e| ProbeError::Internal(format!("cannot build the request: {e}")))?;
+        let response = tokio::time::timeout(self.request_timeout, self.client.request(request))
+            .await
+            .map_err(|_| {
+                ProbeError::Upstream(format!("no answer within {:?}", self.request_timeout))
+            })?
+            .map_err(|e| ProbeError::Upstream(chain(&e)))?;
+        let status = response.status();
+        let bytes = tokio::time::timeout(
+            self.request_timeout,
+            Limited::new(response.into_body(), limit(response_limit)).collect(),
+        )
+        .await
+        .map_err(|_| ProbeError::Upstream("the response body did not arrive in time".into()))?
+        .map_err(|e| ProbeError::Upstream(format!("reading the response: {}", chain(e.as_ref()))))?
+        .to_bytes();
+        if status.is_client_error() {
+            return Err(ProbeError::Refused(status));
+        }
+        if !status.is_success() {
+            return Err(ProbeError::Upstream(format!(
+                "the upstream answered {status}"
+            )));
+        }
+        Ok(adapter::parse_response(protocol, &bytes, rows)?.rows)
+    }
 }
 
 /// Clears the busy flag however the probe ends.
@@ -204,17 +282,10 @@ impl Drop for Running<'_> {
 }
 
 impl Prober {
-    pub(crate) fn new(
-        requests: Arc<RecentRequests>,
-        client: UpstreamClient,
-        base: UpstreamBase,
-        request_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(requests: Arc<RecentRequests>, caller: Arc<UpstreamCaller>) -> Self {
         Self {
             requests,
-            client,
-            base,
-            request_timeout,
+            caller,
             busy: AtomicBool::new(false),
         }
     }
@@ -265,43 +336,15 @@ impl Prober {
         body: Vec<u8>,
         rows: usize,
     ) -> Result<Vec<Vec<f64>>, ProbeError> {
-        let uri: Uri = Uri::builder()
-            .scheme(self.base.scheme.clone())
-            .authority(self.base.authority.clone())
-            .path_and_query(format!("{}{}", self.base.path_prefix, stored.target))
-            .build()
-            .map_err(|e| ProbeError::Internal(format!("cannot build the upstream URI: {e}")))?;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
+        self.caller
+            .call(
+                &stored.target,
+                &stored.route.protocol,
+                stored.route.response_limit,
+                body,
+                rows,
             )
-            .header(PROBE.clone(), HeaderValue::from_static("1"))
-            .body(full(Bytes::from(body)))
-            .map_err(|e| ProbeError::Internal(format!("cannot build the request: {e}")))?;
-        let response = tokio::time::timeout(self.request_timeout, self.client.request(request))
             .await
-            .map_err(|_| {
-                ProbeError::Upstream(format!("no answer within {:?}", self.request_timeout))
-            })?
-            .map_err(|e| ProbeError::Upstream(chain(&e)))?;
-        let status = response.status();
-        let bytes = tokio::time::timeout(
-            self.request_timeout,
-            Limited::new(response.into_body(), limit(stored.route.response_limit)).collect(),
-        )
-        .await
-        .map_err(|_| ProbeError::Upstream("the response body did not arrive in time".into()))?
-        .map_err(|e| ProbeError::Upstream(format!("reading the response: {}", chain(e.as_ref()))))?
-        .to_bytes();
-        if !status.is_success() {
-            return Err(ProbeError::Upstream(format!(
-                "the upstream answered {status}"
-            )));
-        }
-        Ok(adapter::parse_response(&stored.route.protocol, &bytes, rows)?.rows)
     }
 }
 
@@ -314,7 +357,10 @@ fn limit(bytes: u64) -> usize {
 #[derive(Debug, Clone)]
 pub(crate) struct ProbeInput {
     pub(crate) protocol: Protocol,
+    /// The names the rows are written under (the wire names of positional traffic).
     pub(crate) names: Vec<String>,
+    /// What a client's request carries besides its rows, sent along with every call.
+    pub(crate) extras: String,
     pub(crate) row: usize,
     pub(crate) x: Vec<Value>,
     pub(crate) background: Vec<Vec<Value>>,
@@ -333,30 +379,50 @@ impl ProbeInput {
         };
         let x = stored.rows.get(params.row).ok_or_else(no_row)?.clone();
         let explanation = stored.explanations.get(params.row).ok_or_else(no_row)?;
-        let window = stored.route.background(&stored.names, LIMIT_BACKGROUND);
+        let mut input = Self::for_row(
+            &stored.route,
+            &stored.names,
+            x,
+            (explanation.output, explanation.logit),
+            params.max_calls,
+            params.background,
+        )?;
+        input.row = params.row;
+        Ok(input)
+    }
+
+    /// A check of row `x` (in the order of `names`, the surrogate's) for output
+    /// `output.0` (as a logit with `output.1`), against a background from the route's
+    /// window, within `max_calls`.
+    pub(crate) fn for_row(
+        route: &super::RouteLive,
+        names: &[String],
+        x: Vec<Value>,
+        (output, logit): (usize, bool),
+        max_calls: usize,
+        background: usize,
+    ) -> Result<Self, ProbeError> {
+        let window = route.background(names, LIMIT_BACKGROUND);
         if window.is_empty() {
             return Err(ProbeError::NoBackground);
         }
-        let protocol = stored.route.protocol.clone();
+        let protocol = route.protocol.clone();
         let batch_rows = batch_rows(&protocol);
         // Players are counted over the largest background that could be used; a smaller
         // one can only have fewer, so the plan stays affordable.
         let players = players(&x, &window);
-        let plan = plan(
-            params.max_calls,
-            players,
-            params.background.min(window.len()),
-            batch_rows,
-        )?;
+        let plan = plan(max_calls, players, background.min(window.len()), batch_rows)?;
+        let (names, extras) = route.wire(names);
         Ok(Self {
             protocol,
-            names: stored.names.clone(),
-            row: params.row,
+            names,
+            extras,
+            row: 0,
             x,
             background: spread(&window, plan.background),
-            output: explanation.output,
-            logit: explanation.logit,
-            max_calls: params.max_calls,
+            output,
+            logit,
+            max_calls,
             plan,
         })
     }
@@ -507,7 +573,10 @@ where
             .chunks_exact(n_cols.max(1))
             .map(|row| self.decode(row))
             .collect::<Result<_, _>>()?;
-        let body = adapter::write_request(&self.input.protocol, &self.input.names, &rows)?;
+        let body = adapter::with_extras(
+            adapter::write_request(&self.input.protocol, &self.input.names, &rows)?,
+            &self.input.extras,
+        );
         self.calls += 1;
         self.rows += rows.len();
         let outputs = (self.send)(body, rows.len())?;
@@ -825,6 +894,7 @@ mod tests {
         ProbeInput {
             protocol: Protocol::KServeV1,
             names: ["a", "b", "c", "colour"].map(String::from).to_vec(),
+            extras: String::new(),
             row: 0,
             x,
             background,

@@ -49,12 +49,14 @@ pub fn infer_from_requests<'a>(
     };
     let mut names: Vec<String> = Vec::new();
     let mut rows: Vec<Vec<Value>> = Vec::new();
+    let mut positional = false;
     for (i, body) in bodies.into_iter().enumerate() {
         let parsed =
             adapter::parse_request(&protocol, body).map_err(|e| SchemaInferError::Request {
                 index: i + 1,
                 message: e.to_string(),
             })?;
+        positional |= parsed.positional;
         for name in &parsed.names {
             if !names.contains(name) {
                 names.push(name.clone());
@@ -76,12 +78,17 @@ pub fn infer_from_requests<'a>(
     for row in &mut rows {
         row.resize(names.len(), Value::Missing);
     }
-    to_toml(&names, &rows)
+    to_toml(&names, &rows, positional)
 }
 
 /// Writes the schema of `rows` (columns named `names`) as `[[routes.explain.features]]`
-/// tables.
-pub(crate) fn to_toml(names: &[String], rows: &[Vec<Value>]) -> Result<String, SchemaInferError> {
+/// tables. With `positional`, the requests named no columns: the names are placeholders
+/// and the TOML says that the order is what counts.
+pub(crate) fn to_toml(
+    names: &[String],
+    rows: &[Vec<Value>],
+    positional: bool,
+) -> Result<String, SchemaInferError> {
     if rows.is_empty() || names.is_empty() {
         return Err(SchemaInferError::Empty);
     }
@@ -90,6 +97,17 @@ pub(crate) fn to_toml(names: &[String], rows: &[Vec<Value>]) -> Result<String, S
         "# Inferred from traffic by Sidelight. Add display names and units, and mark\n\
          # protected, pii and actionable features before using it.\n",
     );
+    if positional {
+        out.push_str(&format!(
+            "#\n# The requests name no columns ({} unnamed columns, such as v1 `instances` arrays\n\
+             # or a v2 [batch, {}] tensor), so these tables are in column order and their\n\
+             # names are placeholders: give each its real name and keep the order. Sidelight\n\
+             # reads unnamed columns as the configured features in order, and passes\n\
+             # requests through unexplained (column_count_mismatch) when the counts differ.\n",
+            names.len(),
+            names.len()
+        ));
+    }
     for (i, feature) in schema.features().iter().enumerate() {
         let kind = match feature.kind {
             FeatureKind::Numeric => "numeric",
@@ -168,6 +186,26 @@ mod tests {
         let levels = features[1]["levels"].as_array().unwrap();
         assert_eq!(levels.len(), 2);
         assert!(toml.contains("# missing in 1 of 2 rows"));
+    }
+
+    #[test]
+    fn positional_traffic_gives_a_template_in_column_order() {
+        let bodies = [br#"{"instances": [[30, "Bonn"], [41, "Koeln"]]}"#.as_slice()];
+        let toml = infer_from_requests(ProtocolName::KserveV1, None, bodies).unwrap();
+        assert!(
+            toml.contains("so these tables are in column order"),
+            "{toml}"
+        );
+        let parsed: toml::Value = toml.parse().unwrap();
+        let features = parsed["routes"]["explain"]["features"].as_array().unwrap();
+        let names: Vec<&str> = features
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["x0", "x1"]);
+        let named = [br#"{"instances": [{"age": 30}]}"#.as_slice()];
+        let toml = infer_from_requests(ProtocolName::KserveV1, None, named).unwrap();
+        assert!(!toml.contains("column order"), "{toml}");
     }
 
     #[test]

@@ -1,18 +1,27 @@
 //! The background trainer of one route: waits until the window is due for training,
 //! fits a new surrogate on its own thread with a bounded CPU share, measures fidelity on
 //! held-out traffic, and puts the new surrogate in service only if it passes the gate.
+//!
+//! The gate is honest about what it measures: held-out rows are the newest distinct
+//! rows of the window and no copy of them is trained on (replayed traffic cannot
+//! inflate R²); a version is judged only on at least `min_holdout_rows` of them; and it
+//! is the lower confidence bound of R², not the point estimate, that must reach
+//! `min_r2`. Synthetic rows from active distillation are trained on and reported apart
+//! (R² on held-out synthetic rows), never judged in place of real ones.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use linfa::ParamGuard;
+use sidelight_explain::distill::{GateOptions, Labelled};
 use sidelight_explain::{
-    Feature, FeatureKind, GbtParams, Holdout, OutputKind, Schema, Surrogate, Value,
+    Feature, FeatureKind, GbtParams, GbtValidParams, OutputKind, Schema, Value,
 };
 
+use super::model::{Faithfulness, GateFacts};
 use super::{LiveModel, RouteLive, VersionRecord};
-use crate::config::{FeatureKindConfig, OutputConfig};
+use crate::config::{ExplainConfig, FeatureKindConfig, OutputConfig};
 
 pub(super) fn run(live: &RouteLive) {
     let interval = live.config.surrogate.retrain_interval;
@@ -31,45 +40,119 @@ pub(super) fn run(live: &RouteLive) {
             return;
         }
         let warm = window.seen >= live.config.surrogate.warm_up_rows as u64;
-        let due = warm
-            && (live.model.load().is_none()
-                || window.retrain_now
-                || window.since_training >= live.config.surrogate.retrain_every_rows as u64
-                || (window.since_training > 0 && last_training.elapsed() >= interval));
+        let due = live.due_by_rows(&window)
+            || (warm && window.since_training > 0 && last_training.elapsed() >= interval);
         if !due {
             continue;
         }
-        let names = window.names.clone();
-        let width = window.width.unwrap_or(1);
-        let rows: Vec<Vec<Value>> = window.rows.iter().map(|w| w.row.clone()).collect();
-        let outputs: Vec<f64> = window
-            .rows
-            .iter()
-            .flat_map(|w| w.output.iter().copied())
-            .collect();
+        let batch = Batch {
+            names: window.names.clone(),
+            width: window.width.unwrap_or(1),
+            rows: window.rows.iter().map(|w| w.row.clone()).collect(),
+            outputs: window
+                .rows
+                .iter()
+                .flat_map(|w| w.output.iter().copied())
+                .collect(),
+            synthetic_rows: window.synthetic.iter().map(|s| s.row.clone()).collect(),
+            synthetic_outputs: window
+                .synthetic
+                .iter()
+                .flat_map(|s| s.output.iter().copied())
+                .collect(),
+        };
         drop(window);
         if let Ok(mut window) = live.window.lock() {
             window.since_training = 0;
             window.retrain_now = false;
+            window.tried = true;
         }
         last_training = Instant::now();
-        let version = live.next_version.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let outcome = train(live, &names, &rows, &outputs, width, version);
-        match outcome {
+        match train(live, &batch, || {
+            live.next_version.fetch_add(1, Ordering::Relaxed)
+        }) {
             Ok((model, record)) => {
                 tracing::info!(
-                    route = %live.route, version, r2 = record.r2, accepted = record.accepted,
-                    seconds = started.elapsed().as_secs_f64(), "surrogate trained"
+                    route = %live.route, version = record.version, r2 = record.r2,
+                    accepted = record.accepted, seconds = started.elapsed().as_secs_f64(),
+                    "surrogate trained"
                 );
+                set_waiting(live, None);
                 if record.accepted {
-                    install(live, model, &names, rows, &outputs, width);
+                    install(
+                        live,
+                        model,
+                        &batch.names,
+                        batch.rows,
+                        &batch.outputs,
+                        batch.width,
+                    );
                 }
                 add_to_history(live, record);
             }
-            Err(error) => {
-                tracing::warn!(route = %live.route, version, %error, "surrogate training failed");
+            Err(TrainError::TooFewHeldOut { have, need }) => {
+                let note = format!(
+                    "waiting for more distinct traffic: {have} unseen rows could be held out \
+                     and the gate needs {need} (surrogate.min_holdout_rows)"
+                );
+                tracing::info!(route = %live.route, have, need, "not enough distinct rows to judge a surrogate yet");
+                set_waiting(live, Some(note));
             }
+            Err(TrainError::Failed(error)) => {
+                tracing::warn!(route = %live.route, %error, "surrogate training failed");
+            }
+        }
+    }
+}
+
+/// Adds the faithfulness figure to a version's record (in the history and, if it is in
+/// service, the model's), and saves the history.
+pub(super) fn set_faithfulness(live: &RouteLive, version: u64, faithfulness: Faithfulness) {
+    if let Ok(mut history) = live.history.lock() {
+        if let Some(record) = history.iter_mut().find(|r| r.version == version) {
+            record.faithfulness = Some(faithfulness);
+        }
+    }
+    save_history(live);
+}
+
+/// What the trainer is waiting for, shown at `/api/v1/surrogates`.
+fn set_waiting(live: &RouteLive, note: Option<String>) {
+    if let Ok(mut waiting) = live.waiting.lock() {
+        *waiting = note;
+    }
+}
+
+/// A copy of the window to train on.
+pub(super) struct Batch {
+    pub(super) names: Vec<String>,
+    pub(super) width: usize,
+    pub(super) rows: Vec<Vec<Value>>,
+    pub(super) outputs: Vec<f64>,
+    pub(super) synthetic_rows: Vec<Vec<Value>>,
+    pub(super) synthetic_outputs: Vec<f64>,
+}
+
+/// Why no version came of a training.
+#[derive(Debug)]
+pub(super) enum TrainError {
+    /// Too few distinct rows could be held out to judge a surrogate; nothing was fitted.
+    TooFewHeldOut {
+        have: usize,
+        need: usize,
+    },
+    Failed(String),
+}
+
+impl std::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooFewHeldOut { have, need } => write!(
+                f,
+                "only {have} distinct rows can be held out; the gate needs {need}"
+            ),
+            Self::Failed(e) => f.write_str(e),
         }
     }
 }
@@ -137,17 +220,20 @@ fn reference_rows(
         .collect()
 }
 
+/// Fits a surrogate on the batch and judges it at the honest gate. `version` is called
+/// only once something is fitted, so that a training that never started uses no number.
 pub(super) fn train(
     live: &RouteLive,
-    names: &[String],
-    rows: &[Vec<Value>],
-    outputs: &[f64],
-    width: usize,
-    version: u64,
-) -> Result<(LiveModel, VersionRecord), String> {
+    batch: &Batch,
+    version: impl FnOnce() -> u64,
+) -> Result<(LiveModel, VersionRecord), TrainError> {
     let config = &live.config;
+    let s = &config.surrogate;
+    let failed = |e: &dyn std::fmt::Display| TrainError::Failed(e.to_string());
+    let names = &batch.names;
+    let rows = &batch.rows;
     let schema = if config.features.is_empty() {
-        Schema::infer(names, rows).map_err(|e| e.to_string())?
+        Schema::infer(names, rows).map_err(|e| failed(&e))?
     } else {
         Schema::new(
             config
@@ -165,17 +251,20 @@ pub(super) fn train(
                 })
                 .collect(),
         )
-        .map_err(|e| e.to_string())?
+        .map_err(|e| failed(&e))?
     };
-    let kind = output_kind(config.output, width, outputs);
-    let params = GbtParams::default()
-        .n_trees(config.surrogate.trees)
-        .max_depth(config.surrogate.depth)
-        .learning_rate(config.surrogate.learning_rate)
-        .seed(version)
-        .check()
-        .map_err(|e| e.to_string())?;
-    let share = config.surrogate.cpu_share;
+    // Counted before any fitting: no CPU is spent on a surrogate that could not be judged.
+    let split = sidelight_explain::newest_unseen_split(rows, s.holdout_fraction);
+    if split.holdout.len() < s.min_holdout_rows {
+        return Err(TrainError::TooFewHeldOut {
+            have: split.holdout.len(),
+            need: s.min_holdout_rows,
+        });
+    }
+    let version = version();
+    let kind = output_kind(config.output, batch.width, &batch.outputs);
+    let candidates = candidates(config, version).map_err(|e| failed(&e))?;
+    let share = s.cpu_share;
     let mut busy_since = Instant::now();
     // Pausing between trees in proportion to the time spent keeps the trainer to its CPU
     // share without a scheduler priority, which would need privileges.
@@ -186,46 +275,109 @@ pub(super) fn train(
         }
         busy_since = Instant::now();
     };
-    let (surrogate, fidelity) = Surrogate::fit_and_evaluate(
+    let gate = GateOptions {
+        fraction: s.holdout_fraction,
+        confidence: s.gate_confidence,
+        resamples: 200,
+        seed: version,
+    };
+    let (surrogate, report) = sidelight_explain::distill::fit_gated(
         schema,
-        rows,
-        outputs,
-        kind,
-        &params,
-        Holdout {
-            fraction: config.surrogate.holdout_fraction,
-            seed: version,
+        Labelled {
+            rows,
+            outputs: &batch.outputs,
         },
+        Labelled {
+            rows: &batch.synthetic_rows,
+            outputs: &batch.synthetic_outputs,
+        },
+        kind,
+        &candidates,
+        gate,
         &mut throttle,
     )
-    .map_err(|e| e.to_string())?;
-    let accepted = fidelity.r2 >= config.surrogate.min_r2;
+    .map_err(|e| failed(&e))?;
+    let chosen = &candidates[report.chosen.min(candidates.len() - 1)];
+    let judged = report.real_r2_lower.unwrap_or(report.real.r2);
+    let accepted = judged >= s.min_r2;
+    let bound = match report.real_r2_lower {
+        Some(lower) => format!(
+            "held-out R² {:.4} ({:.0}% lower bound {lower:.4}, {} unseen rows)",
+            report.real.r2,
+            s.gate_confidence * 100.0,
+            report.real.n
+        ),
+        None => format!(
+            "held-out R² {:.4} ({} unseen rows)",
+            report.real.r2, report.real.n
+        ),
+    };
     let record = VersionRecord {
         version,
         trained_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         rows: rows.len(),
-        r2: fidelity.r2,
-        mae: fidelity.mae,
-        agreement: fidelity.agreement,
+        r2: report.real.r2,
+        mae: report.real.mae,
+        agreement: report.real.agreement,
         accepted,
         reason: if accepted {
-            format!(
-                "held-out R² {:.4} ≥ {}",
-                fidelity.r2, config.surrogate.min_r2
-            )
+            format!("{bound} ≥ {}", s.min_r2)
         } else {
             format!(
-                "held-out R² {:.4} < {}: the previous surrogate stays in service",
-                fidelity.r2, config.surrogate.min_r2
+                "{bound} < {}: the previous surrogate stays in service",
+                s.min_r2
             )
         },
+        gate: Some(GateFacts {
+            holdout_rows: report.real.n,
+            distinct_rows: report.distinct_rows,
+            r2_lower: report.real_r2_lower,
+            confidence: s.gate_confidence,
+            synthetic_r2: report.synthetic.as_ref().map(|f| f.r2),
+            synthetic_holdout_rows: report.synthetic.as_ref().map_or(0, |f| f.n),
+            synthetic_rows: report.synthetic_train_rows,
+            trees: chosen.n_trees(),
+            depth: chosen.max_depth(),
+            learning_rate: chosen.learning_rate(),
+            validation_r2: report.validation_r2.clone(),
+        }),
+        faithfulness: None,
     };
     // The window's rows are in the schema's order (configured or inferred from the same
-    // names), which is what the typical values are computed over.
-    let model = LiveModel::new(surrogate, record.clone(), config, rows)?;
+    // names), which is what the typical values are computed over: real rows only.
+    let model = LiveModel::new(surrogate, record.clone(), config, rows).map_err(|e| failed(&e))?;
     Ok((model, record))
+}
+
+/// The configured boosting parameters and, with `tune`, two neighbours: shallower, and
+/// deeper with a smaller step and more trees (early stopping trims what is not needed).
+fn candidates(config: &ExplainConfig, seed: u64) -> Result<Vec<GbtValidParams>, String> {
+    let s = &config.surrogate;
+    let make = |trees: usize, depth: usize, rate: f64| {
+        GbtParams::default()
+            .n_trees(trees)
+            .max_depth(depth)
+            .learning_rate(rate)
+            .seed(seed)
+            .check()
+            .map_err(|e| e.to_string())
+    };
+    let mut out = vec![make(s.trees, s.depth, s.learning_rate)?];
+    if s.tune {
+        if s.depth > 2 {
+            out.push(make(s.trees, s.depth - 2, s.learning_rate)?);
+        }
+        if s.depth + 2 <= 12 {
+            out.push(make(
+                s.trees.saturating_mul(2),
+                s.depth + 2,
+                s.learning_rate / 2.0,
+            )?);
+        }
+    }
+    Ok(out)
 }
 
 /// Decides what the outputs are, from the config or, on `auto`, from the values.
