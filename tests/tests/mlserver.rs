@@ -393,3 +393,211 @@ async fn mlserver_sklearn_probabilities_are_explained_without_touching_its_field
         started.elapsed()
     );
 }
+
+/// The columns of `tests/mlserver/train.py`'s model, in tensor order.
+const FEATURES: [&str; 7] = [
+    "duration_months",
+    "credit_amount",
+    "installment_rate_pct_income",
+    "residence_since_years",
+    "age_years",
+    "existing_credits",
+    "dependents",
+];
+
+/// A route that names the model's columns: the `[batch, 7]` tensor MLServer's clients
+/// send carries no names, so its columns are read as these features in order.
+fn named_config(upstream: &str, state: &Path, features: &[&str], distill: &str) -> String {
+    let mut config = proxy_config(upstream, state);
+    for name in features {
+        config.push_str(&format!(
+            "[[routes.explain.features]]\nname = \"{name}\"\nkind = \"numeric\"\n"
+        ));
+    }
+    config.push_str(distill);
+    config
+}
+
+/// Positional tensors meet named features: explained by name, distilled against the
+/// real model (whose answers must be probabilities, so the client's `outputs` member
+/// goes with every synthetic call), checked for faithfulness; and a route whose count of
+/// features is wrong says so instead of waiting in warm-up forever.
+#[tokio::test]
+async fn mlserver_positional_tensors_are_read_as_the_configured_features() {
+    let mlserver = MlServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let distill = "[routes.explain.distill]\nenabled = true\nsynthetic_per_real = 2\n\
+                   max_calls_per_second = 20\nbatch_rows = 32\nfaithfulness_rows = 2\n\
+                   faithfulness_calls = 60\n";
+    let proxy = Proxy::start(&named_config(
+        &mlserver.url,
+        state.path(),
+        &FEATURES,
+        distill,
+    ));
+    let infer = proxy.url(INFER);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut next = 0;
+    let in_service = loop {
+        let rows: Vec<usize> = (next..next + 4).collect();
+        next += 4;
+        let body = mlserver.body(&format!("w-{next}"), &rows, &["predict_proba"]);
+        let answer = post(&infer, &body, &[]).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert!(
+            !status(&answer).starts_with("column"),
+            "{}",
+            status(&answer)
+        );
+        let surrogates = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
+        let route = surrogates["routes"][0].clone();
+        if !route["in_service"].is_null() {
+            break route;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no surrogate in service: {surrogates}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let gate = &in_service["in_service"]["gate"];
+    assert!(gate["holdout_rows"].as_u64().unwrap() >= 30, "{in_service}");
+    assert!(
+        in_service["columns"]["mapped_by_position"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    let answer = post(
+        &infer,
+        &mlserver.body("named-1", &[3, 4], &["predict_proba"]),
+        &[],
+    )
+    .await;
+    assert!(
+        status(&answer).starts_with("explained"),
+        "{}",
+        status(&answer)
+    );
+    for explanation in answer.json()["explanations"].as_array().unwrap() {
+        let mut names: Vec<&str> = explanation["attributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["feature"].as_str().unwrap())
+            .collect();
+        names.sort_unstable();
+        let mut expected = FEATURES.to_vec();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        // One space, stated: base value plus contributions is the surrogate's value in
+        // it, and its logistic is the surrogate's probability.
+        assert_eq!(explanation["space"], "logit");
+        let sum: f64 = explanation["attributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["contribution"].as_f64().unwrap())
+            .sum();
+        let base = explanation["base_value"].as_f64().unwrap();
+        let value = explanation["surrogate_value"].as_f64().unwrap();
+        assert!((base + sum - value).abs() < 1e-9, "{explanation}");
+        let p = explanation["surrogate_prediction"].as_f64().unwrap();
+        assert!((1.0 / (1.0 + (-value).exp()) - p).abs() < 1e-12);
+    }
+    // The probe check writes the rows back as the client's tensor, with its `outputs`.
+    let id = answer.headers["x-request-id"].to_str().unwrap().to_owned();
+    let probe = send(
+        &client(),
+        Method::POST,
+        &proxy.admin_url(&format!("/api/v1/probe/{id}?max_calls=100")),
+        &[],
+        empty(),
+    )
+    .await;
+    assert_eq!(
+        probe.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&probe.body)
+    );
+
+    // Distillation asked the model about synthetic rows, within its budget, and the
+    // version in service was checked against KernelSHAP on the real model.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics =
+            String::from_utf8(get(&proxy.admin_url("/metrics")).await.body.to_vec()).unwrap();
+        let ok_rows = metric(
+            &metrics,
+            "sidelight_distill_rows_total{route=\"credit\",outcome=\"ok\"}",
+        );
+        let surrogates = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
+        let route = &surrogates["routes"][0];
+        let faithful = !route["in_service"]["faithfulness"].is_null();
+        if ok_rows > 0.0 && faithful {
+            let seen = route["rows_seen"].as_f64().unwrap();
+            assert!(
+                ok_rows <= 2.0 * seen + 32.0,
+                "{ok_rows} synthetic rows for {seen} real"
+            );
+            let f = &route["in_service"]["faithfulness"];
+            assert!(f["rows"].as_u64().unwrap() >= 1, "{f}");
+            assert!(f["calls"].as_u64().unwrap() <= 120, "{f}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no distillation or faithfulness yet: {metrics}\n{surrogates}\n{}",
+            proxy.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(proxy);
+
+    // Six features for a seven-column tensor: every request passes through, says why,
+    // and the route says so on /readyz and in the log.
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&named_config(
+        &mlserver.url,
+        state.path(),
+        &FEATURES[..6],
+        "",
+    ));
+    let body = mlserver.body("short-1", &[0], &["predict_proba"]);
+    let direct = mlserver.infer_direct(&body, &[]).await;
+    let answer = post(&proxy.url(INFER), &body, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        status(&answer),
+        "column_count_mismatch; columns=7, features=6"
+    );
+    assert_eq!(answer.body, direct.body);
+    let ready = get(&proxy.admin_url("/readyz")).await.json();
+    let check = &ready["checks"]["explanations"];
+    assert_eq!(check["ok"], false, "{ready}");
+    assert!(
+        check["routes"]["credit"]
+            .as_str()
+            .unwrap()
+            .contains("7 unnamed columns"),
+        "{ready}"
+    );
+    let metrics = String::from_utf8(get(&proxy.admin_url("/metrics")).await.body.to_vec()).unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            "sidelight_unmapped_requests_total{route=\"credit\",problem=\"column_count_mismatch\"}"
+        ),
+        1.0
+    );
+}
+
+/// The value of one sample line of a Prometheus text exposition (0 when absent).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -13,9 +13,9 @@ use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
 use sidelight_proxy::config::ADMIN_TOKEN_VARIABLE;
 use sidelight_proxy::config::{
     AttachMode, Audience, AuditBackend, AuditConfig, AuditDurability, DecisionConfig,
-    DistillConfig, ExplainConfig, FeatureConfig, FeatureKindConfig, GroupConfig, LogConfig,
-    MonitorConfig, OutputConfig, PrivacyConfig, ProtectedConfig, ProtocolName, QueueFull,
-    ReviewConfig, Role, RouteConfig, StoreFailure, SurrogateConfig, TokenConfig, WordingConfig,
+    DistillConfig, ExplainConfig, FeatureConfig, FeatureKindConfig, LogConfig, MonitorConfig,
+    OutputConfig, PrivacyConfig, ProtectedConfig, ProtocolName, QueueFull, ReviewConfig, Role,
+    RouteConfig, StoreFailure, SurrogateConfig, TokenConfig, WordingConfig,
 };
 use sidelight_proxy::{Config, FtlSource, Sidelight, SurrogateStatus, post_json};
 use tokio::sync::watch;
@@ -328,12 +328,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 enabled: true,
                 ..DistillConfig::default()
             },
-            // Where one lives and what one owns go together in the applications; a
-            // customer reads them as one reason.
-            groups: vec![GroupConfig {
-                name: "housing and property".to_owned(),
-                features: vec!["housing".to_owned(), "property".to_owned()],
-            }],
         }),
         // Protected attributes are personal data (pii), pseudonymised by default; age
         // is kept as a five-year band instead, which an auditor can still read and which

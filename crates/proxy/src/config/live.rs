@@ -316,21 +316,6 @@ pub struct ExplainConfig {
     /// Active distillation: asking the model about synthetic rows (opt-in).
     #[serde(default)]
     pub distill: DistillConfig,
-    /// Features read together by people (customers read the group).
-    #[serde(default)]
-    pub groups: Vec<GroupConfig>,
-}
-
-/// A named group of correlated features ("family situation": marital status and
-/// relationship). Its attribution is the sum of its members' (exact, since SHAP values
-/// add); customers read the group, developers both.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupConfig {
-    /// The group's name in explanations ("family situation").
-    pub name: String,
-    /// Its members, configured features; a feature is in at most one group.
-    pub features: Vec<String>,
 }
 
 /// Active distillation: Sidelight asks the upstream itself about synthetic rows made
@@ -525,36 +510,6 @@ impl ExplainConfig {
             if let (Some(min), Some(max)) = (feature.min, feature.max) {
                 if min > max {
                     return Err((format!("{key}.features[{i}].min"), "is above max".into()));
-                }
-            }
-        }
-        let mut grouped = std::collections::HashSet::new();
-        for (i, group) in self.groups.iter().enumerate() {
-            let at_group = |field: &str| format!("{key}.groups[{i}].{field}");
-            if group.name.trim().is_empty() {
-                return Err((at_group("name"), "must not be empty".into()));
-            }
-            if group.features.len() < 2 {
-                return Err((
-                    at_group("features"),
-                    "a group needs at least two features".into(),
-                ));
-            }
-            for member in &group.features {
-                if !names.contains(member.as_str()) {
-                    return Err((
-                        at_group("features"),
-                        format!(
-                            "`{member}` is not a configured feature of this route (groups \
-                             name features listed in [[routes.explain.features]])"
-                        ),
-                    ));
-                }
-                if !grouped.insert(member.as_str()) {
-                    return Err((
-                        at_group("features"),
-                        format!("`{member}` is already in another group"),
-                    ));
                 }
             }
         }

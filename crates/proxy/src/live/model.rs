@@ -870,7 +870,6 @@ mod tests {
             decision: DecisionConfig::default(),
             wording: Default::default(),
             distill: Default::default(),
-            groups: Vec::new(),
             surrogate: Default::default(),
         }
     }
