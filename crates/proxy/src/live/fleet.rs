@@ -525,6 +525,7 @@ fn train_when_due(
     let version = published.max(local).max(history) + 1;
     let started = Instant::now();
     let batch = trainer::Batch {
+        after_erasure: false,
         names,
         width,
         rows,

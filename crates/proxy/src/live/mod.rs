@@ -109,6 +109,9 @@ pub(crate) struct Window {
     pub(crate) synthetic_seen: u64,
 }
 
+/// A synthetic row, the model's answer, and the subjects whose rows it was made from.
+pub(crate) type Answered = (Vec<Value>, Vec<f64>, Vec<Arc<str>>);
+
 /// A synthetic row and the model's answer, with the subjects whose rows it was made
 /// from (erasing one of them removes it).
 pub(crate) struct SyntheticRow {
@@ -382,11 +385,7 @@ impl RouteLive {
 
     /// Adds synthetic rows the model answered (in `names` order, which must be the
     /// window's) made from rows of `subjects`; the oldest leave beyond `max_rows`.
-    pub(crate) fn add_synthetic(
-        &self,
-        names: &[String],
-        rows: Vec<(Vec<Value>, Vec<f64>, Vec<Arc<str>>)>,
-    ) -> usize {
+    pub(crate) fn add_synthetic(&self, names: &[String], rows: Vec<Answered>) -> usize {
         let Ok(mut window) = self.window.lock() else {
             return 0;
         };

@@ -46,6 +46,7 @@ pub(super) fn run(live: &RouteLive) {
             continue;
         }
         let batch = Batch {
+            after_erasure: window.retrain_now,
             names: window.names.clone(),
             width: window.width.unwrap_or(1),
             rows: window.rows.iter().map(|w| w.row.clone()).collect(),
@@ -126,6 +127,10 @@ fn set_waiting(live: &RouteLive, note: Option<String>) {
 
 /// A copy of the window to train on.
 pub(super) struct Batch {
+    /// Rows were erased: a surrogate without them must replace the one in service, so
+    /// the minimum held-out size does not hold the training back (the gate still
+    /// judges it on what can be held out).
+    pub(super) after_erasure: bool,
     pub(super) names: Vec<String>,
     pub(super) width: usize,
     pub(super) rows: Vec<Vec<Value>>,
@@ -255,7 +260,9 @@ pub(super) fn train(
     };
     // Counted before any fitting: no CPU is spent on a surrogate that could not be judged.
     let split = sidelight_explain::newest_unseen_split(rows, s.holdout_fraction);
-    if split.holdout.len() < s.min_holdout_rows {
+    if split.holdout.len() < s.min_holdout_rows
+        && !(batch.after_erasure && !split.holdout.is_empty())
+    {
         return Err(TrainError::TooFewHeldOut {
             have: split.holdout.len(),
             need: s.min_holdout_rows,
