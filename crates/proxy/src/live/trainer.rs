@@ -260,9 +260,8 @@ pub(super) fn train(
     };
     // Counted before any fitting: no CPU is spent on a surrogate that could not be judged.
     let split = sidelight_explain::newest_unseen_split(rows, s.holdout_fraction);
-    if split.holdout.len() < s.min_holdout_rows
-        && !(batch.after_erasure && !split.holdout.is_empty())
-    {
+    let judged_anyway = batch.after_erasure && !split.holdout.is_empty();
+    if split.holdout.len() < s.min_holdout_rows && !judged_anyway {
         return Err(TrainError::TooFewHeldOut {
             have: split.holdout.len(),
             need: s.min_holdout_rows,
