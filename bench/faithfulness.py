@@ -9,9 +9,10 @@ Run from the repository root:
                                   [--json PATH] [--binary PATH | --release] [--build]
                                   [--positional-names]
 
-About 3 minutes per dataset and mode with the debug binary on 2 cores (12 minutes for
-the default: both data sets, both modes); the first run also builds what is missing
-(target/debug/sidelight, two virtualenvs).
+About 4 minutes for the default (both data sets, both modes) with the debug binary on 2
+cores: under half a minute without distillation, about a minute with it (the distiller
+spends its budget and the surrogate settles), per data set. The first run also builds
+what is missing (target/debug/sidelight, two virtualenvs), which takes longer.
 
 What it does, per data set:
 
@@ -25,7 +26,8 @@ What it does, per data set:
        - cancer: scikit-learn's bundled breast-cancer data (load_breast_cancer), its 30
          correlated numeric measurements in sklearn's order; target as sklearn has it
          (1 = benign).
-  2. Holds --eval distinct rows apart (seeded), then, per mode, starts a fresh Sidelight
+  2. Holds --eval distinct rows apart (seeded; at most a third of the data set, so 189 for
+     breast cancer), then, per mode, starts a fresh Sidelight
      in front of MLServer (one Open Inference v2 route, the real column names as
      `[[routes.explain.features]]`, numeric, audience developer, output probability,
      explain_class 1, warm_up_rows 200, otherwise the route defaults: 100 trees of
@@ -37,7 +39,8 @@ What it does, per data set:
       "outputs":[{"name":"predict_proba"}]}.
      retrain_interval is 5 s so that the surrogate that explains the evaluation was
      trained on all the live rows, whatever the timing: the script waits until a
-     training that covered them all has finished and a surrogate is in service.
+     training that covered them all has finished, a surrogate is in service, and for
+     8 s no version was added, no row distilled and the trainer thread used no CPU.
   3. Sends the held-apart rows one per request with `x-sidelight-audience: developer`
      and `x-sidelight-probe: 1` (explained, but not trained on: the evaluation rows stay
      out of the training window), except the last --probes of them, sent without it so
@@ -53,17 +56,25 @@ What it does, per data set:
 Reported per data set, without and with `[routes.explain.distill] enabled = true`
 (shown as "not available in this build" when Sidelight refuses the key):
   - held-out R² of the surrogate in service, from GET /api/v1/surrogates (goal >= 0.97),
-    and, for reference, R² of its probabilities on the held-apart evaluation rows;
+    and, for reference, R² of its probabilities against the model's on the held-apart
+    evaluation rows (the JSON also has it in logits);
   - mean Spearman (goal >= 0.95), top-1 (goal >= 85%) and top-3 agreement;
   - the share of probe verdicts that are "trustworthy" (goal >= 90%);
+  - Sidelight's own faithfulness check of the version in service (its record's
+    `faithfulness`: KernelSHAP on the real model for a few rows), when it has one;
   - extra upstream calls: the inference requests MLServer counted (its Prometheus
     metrics) beyond the client's requests and the probe's own calls, beside
     Sidelight's sidelight_distill_calls_total when the build has it.
+Under each table, why a column has no figures (Sidelight's last gate reason and the
+x-sidelight-status the evaluation answers carried), and a warning if the surrogate
+changed during the evaluation. Last, one line per data set and mode in a fixed form,
+which bench/suite reads.
 
 --positional-names configures the features as `input-0[0]`, `input-0[1]`, ... (the names
 Sidelight gives the columns of an unnamed [n, k] tensor) instead of the real names.
---json PATH writes every figure for bench/suite. Every figure is from one run; nothing
-is cached between runs except the two virtualenvs and the binary.
+--json PATH also writes every figure, with Sidelight's surrogate records, to a file.
+Every figure is from one run; nothing is cached between runs except the two virtualenvs
+and the binary.
 
 Needs: Rust (cargo builds target/debug/sidelight if absent); MLServer and scikit-learn in
 target/mlserver-venv (tests/setup makes it; so does this script if it is missing); shap,
@@ -723,6 +734,20 @@ def table(data, results, args):
         explained.append("n.a." if not r["available"] else
                          f"{r['explained']}/{r['eval_rows']}, {r['probes']} probed")
     lines.append("| evaluation rows explained | " + " | ".join(explained) + " | |")
+    # Why a column has no figures, in Sidelight's own words.
+    for m in modes:
+        r = results[m]
+        if not r["available"]:
+            lines.append(f"\n{header[m]}: {r['message']}")
+        elif r.get("note"):
+            history = (r.get("surrogates") or {}).get("history") or [{}]
+            statuses = ", ".join(f"`{s}` x{n}" for s, n in r["eval_statuses"].items())
+            lines.append(f"\n{header[m]}: {r['note']}; Sidelight's last version: "
+                         f"\"{history[-1].get('reason', 'none trained')}\"; the evaluation "
+                         f"answers carried {statuses}")
+        if r.get("available") and len(r.get("explaining_versions", [])) > 1:
+            lines.append(f"\n{header[m]}: the evaluation rows were explained by versions "
+                         f"{r['explaining_versions']} (the surrogate changed during it)")
     return lines
 
 
@@ -862,4 +887,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # MLServer and Sidelight are stopped by main's cleanup on the way out.
+        sys.exit("faithfulness: interrupted")
