@@ -13,9 +13,9 @@ use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
 use sidelight_proxy::config::ADMIN_TOKEN_VARIABLE;
 use sidelight_proxy::config::{
     AttachMode, Audience, AuditBackend, AuditConfig, AuditDurability, DecisionConfig,
-    DistillConfig, ExplainConfig, FeatureConfig, FeatureKindConfig, LogConfig, MonitorConfig,
-    OutputConfig, PrivacyConfig, ProtectedConfig, ProtocolName, QueueFull, ReviewConfig, Role,
-    RouteConfig, StoreFailure, SurrogateConfig, TokenConfig, WordingConfig,
+    DistillConfig, ExplainConfig, FeatureConfig, FeatureKindConfig, GroupConfig, LogConfig,
+    MonitorConfig, OutputConfig, PrivacyConfig, ProtectedConfig, ProtocolName, QueueFull,
+    ReviewConfig, Role, RouteConfig, StoreFailure, SurrogateConfig, TokenConfig, WordingConfig,
 };
 use sidelight_proxy::{Config, FtlSource, Sidelight, SurrogateStatus, post_json};
 use tokio::sync::watch;
@@ -328,6 +328,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 enabled: true,
                 ..DistillConfig::default()
             },
+            // Where an applicant lives and what they own go together in the data; a
+            // customer reads them as one reason (worded as `feature-home` in
+            // examples/narration).
+            groups: vec![GroupConfig {
+                name: "home".to_owned(),
+                features: vec!["housing".to_owned(), "property".to_owned()],
+            }],
         }),
         // Protected attributes are personal data (pii), pseudonymised by default; age
         // is kept as a five-year band instead, which an auditor can still read and which

@@ -128,8 +128,9 @@ pub fn perturbations<R: AsRef<[Value]>>(
 }
 
 /// A row's identity for de-duplication: equal rows hash alike (numbers by their bits,
-/// with every NaN one value and `-0.0` equal to `0.0`).
-fn row_hash(row: &[Value]) -> u64 {
+/// with every NaN one value and `-0.0` equal to `0.0`). Synthetic rows keep the keys of
+/// the real rows they were made from ([`Labelled::sources`]).
+pub fn row_key(row: &[Value]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for v in row {
         match v {
@@ -182,7 +183,7 @@ pub fn newest_unseen_split<R: AsRef<[Value]>>(rows: &[R], fraction: f64) -> Unse
     let mut class_of = vec![0usize; rows.len()];
     for (i, row) in rows.iter().enumerate() {
         let row = row.as_ref();
-        let bucket = newest.entry(row_hash(row)).or_default();
+        let bucket = newest.entry(row_key(row)).or_default();
         let found = bucket
             .iter()
             .copied()
@@ -304,6 +305,8 @@ pub struct GateReport {
     pub train_rows: usize,
     /// Synthetic rows trained on.
     pub synthetic_train_rows: usize,
+    /// Synthetic rows not trained on because they were made from a held-out row.
+    pub synthetic_set_aside: usize,
     /// Index into the candidates of the parameters chosen, and each candidate's
     /// validation R² (empty when there was one candidate).
     pub chosen: usize,
@@ -318,6 +321,10 @@ pub struct Labelled<'a, R> {
     pub rows: &'a [R],
     /// The model's outputs, flat.
     pub outputs: &'a [f64],
+    /// Synthetic rows only: per row, the [`row_key`]s of the real rows it was made from,
+    /// so that none made from a held-out row is trained on (it would share most of its
+    /// values and teach the surrogate the answer it is then judged on). Empty: unknown.
+    pub sources: &'a [Vec<u64>],
 }
 
 /// Trains a surrogate on real rows and synthetic rows the model answered, and measures it
@@ -357,7 +364,21 @@ pub fn fit_gated<R: AsRef<[Value]>, S: AsRef<[Value]>>(
     // Synthetic rows arrive in batches over time; the newest share is held out.
     let n_syn = synthetic_rows.len();
     let syn_held = ((n_syn as f64 * gate.fraction).round() as usize).min(n_syn);
-    let syn_train_idx: Vec<usize> = (0..n_syn - syn_held).collect();
+    let held_keys: std::collections::HashSet<u64> = split
+        .holdout
+        .iter()
+        .map(|&i| row_key(real_rows[i]))
+        .collect();
+    let made_from_held = |i: usize| {
+        synthetic
+            .sources
+            .get(i)
+            .is_some_and(|keys| keys.iter().any(|k| held_keys.contains(k)))
+    };
+    let syn_train_idx: Vec<usize> = (0..n_syn - syn_held)
+        .filter(|&i| !made_from_held(i))
+        .collect();
+    let synthetic_set_aside = n_syn - syn_held - syn_train_idx.len();
     let syn_test_idx: Vec<usize> = (n_syn - syn_held..n_syn).collect();
     let (syn_train, syn_train_out) = pick(&synthetic_rows, synthetic.outputs, &syn_train_idx);
     let (syn_test, syn_test_out) = pick(&synthetic_rows, synthetic.outputs, &syn_test_idx);
@@ -409,6 +430,7 @@ pub fn fit_gated<R: AsRef<[Value]>, S: AsRef<[Value]>>(
         distinct_rows: split.distinct,
         train_rows: train.len(),
         synthetic_train_rows: train.len() - real_train_rows,
+        synthetic_set_aside,
         chosen,
         validation_r2,
     };
@@ -623,10 +645,12 @@ mod tests {
                 Labelled {
                     rows: &real,
                     outputs: &real_out,
+                    sources: &[],
                 },
                 Labelled {
                     rows: synthetic,
                     outputs: synthetic_out,
+                    sources: &[],
                 },
                 OutputKind::Regression,
                 &params,
@@ -663,6 +687,68 @@ mod tests {
             without > 0.5,
             "a gets only {without:.3} without distillation"
         );
+    }
+
+    #[test]
+    fn synthetic_rows_made_from_held_out_rows_are_not_trained_on() {
+        use crate::gbt::GbtParams;
+        use crate::schema::{Feature, FeatureKind};
+        use linfa::ParamGuard;
+
+        let real: Vec<Vec<Value>> = (0..100).map(|i| row(&[f64::from(i)])).collect();
+        let out: Vec<f64> = (0..100).map(f64::from).collect();
+        // One synthetic row per real row, made from it (a copy, the worst case).
+        let keys: Vec<Vec<u64>> = real.iter().map(|r| vec![row_key(r)]).collect();
+        let schema = Schema::new(vec![Feature::new("x", FeatureKind::Numeric)]).unwrap();
+        let params = [GbtParams::new().n_trees(5).check().unwrap()];
+        let (_, report) = fit_gated(
+            schema,
+            Labelled {
+                rows: &real,
+                outputs: &out,
+                sources: &[],
+            },
+            Labelled {
+                rows: &real,
+                outputs: &out,
+                sources: &keys,
+            },
+            OutputKind::Regression,
+            &params,
+            GateOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        // 20 real rows held out (the newest); of the 80 older synthetic rows (the newest
+        // 20 are held out as synthetic), none was made from them, so none is set aside…
+        assert_eq!(report.real.n, 20);
+        assert_eq!(report.synthetic_set_aside, 0);
+        // …and when the synthetic rows come in the other order, the ones made from the
+        // held-out real rows are.
+        let reversed: Vec<Vec<Value>> = real.iter().rev().cloned().collect();
+        let reversed_keys: Vec<Vec<u64>> = keys.iter().rev().cloned().collect();
+        let reversed_out: Vec<f64> = out.iter().rev().copied().collect();
+        let schema = Schema::new(vec![Feature::new("x", FeatureKind::Numeric)]).unwrap();
+        let (_, report) = fit_gated(
+            schema,
+            Labelled {
+                rows: &real,
+                outputs: &out,
+                sources: &[],
+            },
+            Labelled {
+                rows: &reversed,
+                outputs: &reversed_out,
+                sources: &reversed_keys,
+            },
+            OutputKind::Regression,
+            &params,
+            GateOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(report.synthetic_set_aside, 20);
+        assert_eq!(report.synthetic_train_rows, 60);
     }
 
     proptest! {

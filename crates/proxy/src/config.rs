@@ -34,8 +34,8 @@ pub use review::{HoldFallback, ReviewConfig};
 
 pub use live::{
     AttachMode, Audience, DecisionConfig, DistillConfig, ExplainConfig, FeatureConfig,
-    FeatureKindConfig, NarrationConfig, OutputConfig, ProtocolName, StateConfig, SurrogateConfig,
-    WordingConfig,
+    FeatureKindConfig, GroupConfig, NarrationConfig, OutputConfig, ProtocolName, StateConfig,
+    SurrogateConfig, WordingConfig,
 };
 
 /// Everything `sidelight serve` needs to run.

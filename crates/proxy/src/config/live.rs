@@ -316,6 +316,23 @@ pub struct ExplainConfig {
     /// Active distillation: asking the model about synthetic rows (opt-in).
     #[serde(default)]
     pub distill: DistillConfig,
+    /// Features people read together (customers read the group).
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// A named group of correlated features ("family situation": marital status and
+/// relationship). Its attribution is the sum of its members' (exact: SHAP values add).
+/// Customers read the group as one reason; developers and auditors get both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The group's name ("family_situation"), worded for people like a feature's: by a
+    /// `feature-<name>` message of the narration where there is one, else the name
+    /// with underscores as spaces.
+    pub name: String,
+    /// Its members: configured features, at least two, each in at most one group.
+    pub features: Vec<String>,
 }
 
 /// Active distillation: Sidelight asks the upstream itself about synthetic rows made
@@ -353,6 +370,10 @@ pub struct DistillConfig {
     pub faithfulness_rows: usize,
     /// Upstream calls each of those checks may make.
     pub faithfulness_calls: usize,
+    /// At most one check this often: a version accepted sooner after the last check
+    /// waits (and one replaced before its turn is never checked).
+    #[serde(with = "humantime_serde")]
+    pub faithfulness_every: Duration,
 }
 
 impl Default for DistillConfig {
@@ -368,6 +389,7 @@ impl Default for DistillConfig {
             max_backoff: Duration::from_secs(60),
             faithfulness_rows: 3,
             faithfulness_calls: 100,
+            faithfulness_every: Duration::from_secs(600),
         }
     }
 }
@@ -510,6 +532,45 @@ impl ExplainConfig {
             if let (Some(min), Some(max)) = (feature.min, feature.max) {
                 if min > max {
                     return Err((format!("{key}.features[{i}].min"), "is above max".into()));
+                }
+            }
+        }
+        let mut grouped = std::collections::HashSet::new();
+        for (i, group) in self.groups.iter().enumerate() {
+            let at_group = |field: &str| format!("{key}.groups[{i}].{field}");
+            if group.name.trim().is_empty() {
+                return Err((at_group("name"), "must not be empty".into()));
+            }
+            if names.contains(group.name.as_str()) {
+                return Err((
+                    at_group("name"),
+                    format!(
+                        "`{}` is also a feature's name; a group needs a name of its own",
+                        group.name
+                    ),
+                ));
+            }
+            if group.features.len() < 2 {
+                return Err((
+                    at_group("features"),
+                    "a group needs at least two features".into(),
+                ));
+            }
+            for member in &group.features {
+                if !names.contains(member.as_str()) {
+                    return Err((
+                        at_group("features"),
+                        format!(
+                            "`{member}` is not a configured feature of this route (groups name \
+                             features listed in [[routes.explain.features]])"
+                        ),
+                    ));
+                }
+                if !grouped.insert(member.as_str()) {
+                    return Err((
+                        at_group("features"),
+                        format!("`{member}` is already in another group"),
+                    ));
                 }
             }
         }

@@ -25,10 +25,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sidelight_explain::Value;
-use sidelight_explain::distill::{SyntheticKind, hybrids, perturbations};
+use sidelight_explain::distill::{SyntheticKind, hybrids, perturbations, row_key};
 
 use super::probe::{ProbeError, ProbeInput, UpstreamCaller, kernel_probe, spearman};
-use super::{LiveMetrics, RouteLive};
+use super::{LiveMetrics, Origin, RouteLive};
 use crate::adapter::{self, Protocol};
 
 /// No synthetic row is sent for this long after the upstream failed a customer request.
@@ -57,16 +57,17 @@ struct Distiller {
     /// Weight of hybrids against perturbations, adapted to what the model accepts.
     hybrid_weight: f64,
     seed: u64,
-    /// The last version whose faithfulness was measured.
+    /// The last version whose faithfulness was measured, and when.
     checked_version: u64,
+    checked_at: Option<Instant>,
 }
 
-/// One call's synthetic rows, in the window's order, with the subjects of their sources.
+/// One call's synthetic rows, in the window's order, with where each came from.
 struct Made {
     kind: SyntheticKind,
     names: Vec<String>,
     rows: Vec<Vec<Value>>,
-    subjects: Vec<Vec<Arc<str>>>,
+    origins: Vec<Origin>,
 }
 
 impl Distiller {
@@ -81,6 +82,7 @@ impl Distiller {
             hybrid_weight,
             seed: 1,
             checked_version: 0,
+            checked_at: None,
         }
     }
 
@@ -139,19 +141,24 @@ impl Distiller {
                 perturbations(&rows_only, recent, n, self.seed),
             )
         };
-        // The subjects whose values a row holds: erasing one of them removes it.
-        let subjects = made
+        // The subjects whose values a row holds (erasing one of them removes it), and
+        // the keys of its source rows (none made from a held-out row is trained on).
+        let origins = made
             .iter()
             .map(|m| {
-                let mut subjects: Vec<Arc<str>> = Vec::new();
+                let mut origin = Origin::default();
                 for &i in &m.sources {
-                    if let Some(Some(s)) = sources.get(i).map(|(_, s)| *s) {
-                        if !subjects.iter().any(|t| t == s) {
-                            subjects.push(s.clone());
+                    let Some((row, subject)) = sources.get(i) else {
+                        continue;
+                    };
+                    origin.keys.push(row_key(row));
+                    if let Some(s) = subject {
+                        if !origin.subjects.iter().any(|t| t == *s) {
+                            origin.subjects.push((*s).clone());
                         }
                     }
                 }
-                subjects
+                origin
             })
             .collect();
         let made = made.into_iter().map(|m| m.row).collect();
@@ -159,7 +166,7 @@ impl Distiller {
             kind,
             names: window.names.clone(),
             rows: made,
-            subjects,
+            origins,
         })
     }
 
@@ -203,8 +210,8 @@ impl Distiller {
                     .rows
                     .into_iter()
                     .zip(outputs)
-                    .zip(made.subjects)
-                    .map(|((row, output), subjects)| (row, output, subjects))
+                    .zip(made.origins)
+                    .map(|((row, output), origin)| (row, output, origin))
                     .collect();
                 self.live.add_synthetic(&made.names, rows);
                 self.backoff = if elapsed > config.slow_call {
@@ -260,7 +267,14 @@ impl Distiller {
         if config.faithfulness_rows == 0 || version == self.checked_version {
             return;
         }
+        if self
+            .checked_at
+            .is_some_and(|at| at.elapsed() < config.faithfulness_every)
+        {
+            return;
+        }
         self.checked_version = version;
+        self.checked_at = Some(Instant::now());
         let Some(target) = self.live.columns.target() else {
             self.checked_version = 0;
             return;
@@ -336,6 +350,7 @@ impl Distiller {
         let Ok((rhos, top1, calls)) = outcome else {
             return;
         };
+        self.metrics.checked(&self.live.route, calls as u64);
         if rhos.is_empty() {
             return;
         }

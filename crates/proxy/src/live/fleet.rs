@@ -532,6 +532,7 @@ fn train_when_due(
         outputs,
         synthetic_rows: Vec::new(),
         synthetic_outputs: Vec::new(),
+        synthetic_sources: Vec::new(),
     };
     let (model, record) = trainer::train(live, &batch, || version).map_err(|e| e.to_string())?;
     let trainer::Batch {

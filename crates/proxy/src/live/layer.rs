@@ -770,8 +770,7 @@ async fn augment(
 
     let explanations = match explained {
         None => {
-            let (seen, needed) = live.warm_up();
-            let status = format!("warming_up; rows={}/{needed}", seen.min(needed));
+            let status = live.no_surrogate_status();
             return pass_through(rebuild(parts, body), &status);
         }
         Some(Err(error)) => {

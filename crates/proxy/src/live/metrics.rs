@@ -21,7 +21,7 @@ pub(crate) struct ProblemLabels {
 pub(crate) struct OutcomeLabels {
     pub(crate) route: String,
     /// `ok`, `rejected` (the model refused the rows), `failed` (an error, a timeout or an
-    /// unreadable answer).
+    /// unreadable answer); for calls also `faithfulness` (the check's KernelSHAP calls).
     pub(crate) outcome: &'static str,
 }
 
@@ -88,6 +88,16 @@ impl LiveMetrics {
         };
         self.distill_calls.get_or_create(&labels).inc();
         self.distill_rows.get_or_create(&labels).inc_by(rows);
+    }
+
+    /// Calls the faithfulness check made (KernelSHAP against the model).
+    pub(crate) fn checked(&self, route: &str, calls: u64) {
+        self.distill_calls
+            .get_or_create(&OutcomeLabels {
+                route: route.to_owned(),
+                outcome: "faithfulness",
+            })
+            .inc_by(calls);
     }
 
     pub(crate) fn set_share(&self, route: &str, share: f64) {

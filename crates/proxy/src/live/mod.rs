@@ -109,8 +109,16 @@ pub(crate) struct Window {
     pub(crate) synthetic_seen: u64,
 }
 
-/// A synthetic row, the model's answer, and the subjects whose rows it was made from.
-pub(crate) type Answered = (Vec<Value>, Vec<f64>, Vec<Arc<str>>);
+/// A synthetic row, the model's answer, and where it came from.
+pub(crate) type Answered = (Vec<Value>, Vec<f64>, Origin);
+
+/// The real rows a synthetic row was made from: their keys
+/// ([`sidelight_explain::row_key`]) and their subjects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origin {
+    pub(crate) keys: Vec<u64>,
+    pub(crate) subjects: Vec<Arc<str>>,
+}
 
 /// A synthetic row and the model's answer, with the subjects whose rows it was made
 /// from (erasing one of them removes it).
@@ -118,6 +126,8 @@ pub(crate) struct SyntheticRow {
     pub(crate) row: Vec<Value>,
     pub(crate) output: Vec<f64>,
     pub(crate) subjects: Vec<Arc<str>>,
+    /// Keys of the real rows it was made from.
+    pub(crate) sources: Vec<u64>,
 }
 
 /// One row of the training window.
@@ -307,6 +317,31 @@ impl RouteLive {
         (names, self.columns.extras())
     }
 
+    /// Why no surrogate explains yet, as `x-sidelight-status`: still warming up; past
+    /// warm-up with too few distinct rows to judge one (`gate_waiting`); every version so
+    /// far rejected by the gate (`gate_rejected`, with the figure it compared); or the
+    /// first training under way (`training`).
+    pub(crate) fn no_surrogate_status(&self) -> String {
+        let (seen, needed) = self.warm_up();
+        if seen < needed {
+            return format!("warming_up; rows={seen}/{needed}");
+        }
+        if self.waiting.lock().is_ok_and(|w| w.is_some()) {
+            return format!("gate_waiting; rows={seen}");
+        }
+        let last = self.history.lock().ok().and_then(|h| h.last().cloned());
+        match last {
+            Some(v) if !v.accepted => {
+                let judged = v.gate.as_ref().and_then(|g| g.r2_lower).unwrap_or(v.r2);
+                format!(
+                    "gate_rejected; version={}, r2={judged:.4}, min_r2={}",
+                    v.version, self.config.surrogate.min_r2
+                )
+            }
+            _ => format!("training; rows={seen}"),
+        }
+    }
+
     /// Rows needed before the first explanation, and rows seen so far.
     pub(crate) fn warm_up(&self) -> (u64, u64) {
         let seen = self.window.lock().map_or(0, |w| w.seen);
@@ -396,7 +431,7 @@ impl RouteLive {
         let width = window.width.unwrap_or(1);
         let capacity = self.config.distill.max_rows;
         let mut added = 0;
-        for (row, output, subjects) in rows {
+        for (row, output, origin) in rows {
             if output.len() != width || output.iter().any(|v| !v.is_finite()) {
                 continue;
             }
@@ -406,7 +441,8 @@ impl RouteLive {
             window.synthetic.push_back(SyntheticRow {
                 row,
                 output,
-                subjects,
+                subjects: origin.subjects,
+                sources: origin.keys,
             });
             added += 1;
         }

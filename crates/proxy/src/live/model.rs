@@ -54,6 +54,9 @@ pub(crate) struct GateFacts {
     pub(crate) synthetic_holdout_rows: usize,
     /// Synthetic rows trained on.
     pub(crate) synthetic_rows: usize,
+    /// Synthetic rows left out because they were made from a held-out row.
+    #[serde(default)]
+    pub(crate) synthetic_set_aside: usize,
     /// The boosting parameters chosen, and every candidate's validation R².
     pub(crate) trees: usize,
     pub(crate) depth: usize,
@@ -90,6 +93,8 @@ pub(crate) struct LiveModel {
     /// The next-step search's cost of moving each feature by one unit: the training
     /// window's standard deviation, so that one deviation costs as much as one category.
     scales: Vec<f64>,
+    /// The configured groups present in the schema, with their members' schema indices.
+    groups: Vec<Group>,
     /// Per schema feature, the range of the numbers the surrogate was trained on (none
     /// for other kinds, or a surrogate restored without its window).
     ranges: Vec<Option<(f64, f64)>>,
@@ -129,6 +134,10 @@ pub(crate) struct RowExplanation {
     /// `logit` for probabilities (attributions add up to the logit), else `output`.
     pub(crate) space: &'static str,
     pub(crate) attributions: Vec<Contribution>,
+    /// Developers and auditors: each configured group's attribution, the sum of its
+    /// members' (customers read the group in `attributions` instead).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) groups: Vec<GroupContribution>,
     /// The narration for the audience; `null` when withheld (see `withheld_reason`).
     pub(crate) text: Option<String>,
     /// What the customer could change (customers, unfavourable decisions only), or the
@@ -157,6 +166,68 @@ pub(crate) struct RowFidelity {
     pub(crate) local_error: f64,
     /// The surrogate's R² on held-out traffic.
     pub(crate) r2: f64,
+}
+
+/// A group's part in a prediction: the sum of its members' contributions.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct GroupContribution {
+    pub(crate) group: String,
+    pub(crate) features: Vec<String>,
+    pub(crate) contribution: f64,
+}
+
+/// A configured group, resolved against the schema.
+#[derive(Debug, Clone)]
+struct Group {
+    name: String,
+    members: Vec<usize>,
+}
+
+/// The route's groups whose members are all in the schema.
+fn groups(config: &ExplainConfig, names: &[String]) -> Vec<Group> {
+    config
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let members: Vec<usize> = g
+                .features
+                .iter()
+                .map(|m| names.iter().position(|n| n == m))
+                .collect::<Option<_>>()?;
+            Some(Group {
+                name: g.name.clone(),
+                members,
+            })
+        })
+        .collect()
+}
+
+/// What the narrator reads for a customer when the route has groups: each group whose
+/// members are all among `names` is appended as one feature carrying their sum
+/// (visible only if every member is, protected if any is), and the members keep their
+/// places (a next step may still change one) with nothing left to attribute to them.
+fn group_for_customer(
+    config: &ExplainConfig,
+    names: &[String],
+    features: &mut Vec<FeatureInfo>,
+    values: &mut Vec<Value>,
+    contributions: &mut Vec<f64>,
+) {
+    for group in groups(config, names) {
+        let sum: f64 = group.members.iter().map(|&i| contributions[i]).sum();
+        // Worded like a feature: a `feature-<name>` message where the narration has
+        // one, else the name with underscores as spaces.
+        let mut info = FeatureInfo::new(group.name, FeatureKind::Categorical);
+        info.format = ValueFormat::Category;
+        info.protected = group.members.iter().any(|&i| features[i].protected);
+        info.customer_visible = group.members.iter().all(|&i| features[i].customer_visible);
+        for &i in &group.members {
+            contributions[i] = 0.0;
+        }
+        features.push(info);
+        values.push(Value::Missing);
+        contributions.push(sum);
+    }
 }
 
 /// One feature's part in a prediction.
@@ -237,6 +308,7 @@ impl LiveModel {
             .map(|(info, stats)| scale(info, stats.std))
             .collect();
         let ranges = stats.iter().map(|s| s.range).collect();
+        let groups = groups(config, &names);
         Ok(Self {
             record,
             surrogate,
@@ -246,6 +318,7 @@ impl LiveModel {
             constraints,
             scales,
             ranges,
+            groups,
         })
     }
 
@@ -344,10 +417,28 @@ impl LiveModel {
             consent: Some(ask.consent.as_str().to_owned()),
             storage: storage_facts(ask.consent, ask.audited),
         });
+        // A customer reads each group as one reason.
+        let grouped = (ask.audience == Audience::Customer && !self.groups.is_empty()).then(|| {
+            let mut features = self.features.clone();
+            let mut values = row.to_vec();
+            let mut contributions = attribution.values.clone();
+            group_for_customer(
+                ask.config,
+                &self.names,
+                &mut features,
+                &mut values,
+                &mut contributions,
+            );
+            (features, values, contributions)
+        });
+        let (features, values, contributions) = match &grouped {
+            Some((f, v, c)) => (f.as_slice(), v.as_slice(), c.as_slice()),
+            None => (self.features.as_slice(), row, attribution.values.as_slice()),
+        };
         let input = Input {
-            features: &self.features,
-            values: row,
-            contributions: &attribution.values,
+            features,
+            values,
+            contributions,
             space: if kind.is_probability() {
                 Space::Logit
             } else {
@@ -380,9 +471,21 @@ impl LiveModel {
                 contribution: *contribution,
             })
             .collect();
-        attributions.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+        let group_contributions: Vec<GroupContribution> = self
+            .groups
+            .iter()
+            .map(|g| GroupContribution {
+                group: g.name.clone(),
+                features: g.members.iter().map(|&i| self.names[i].clone()).collect(),
+                contribution: g.members.iter().map(|&i| attribution.values[i]).sum(),
+            })
+            .collect();
+        let mut groups = Vec::new();
         if ask.audience == Audience::Customer {
-            attributions = for_customer(attributions, &ask.config.features);
+            attributions = for_customer(attributions, &ask.config.features, &group_contributions);
+        } else {
+            attributions.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+            groups = group_contributions;
         }
         Ok(RowExplanation {
             id,
@@ -402,6 +505,7 @@ impl LiveModel {
                 "output"
             },
             attributions,
+            groups,
             text: narration.text,
             next_step: narration.next_step,
             caveat: narration.caveat,
@@ -510,6 +614,16 @@ pub(crate) fn narrate_stored(
         features.push(info);
         values.push(value);
         contributions.push(entry.get("contribution")?.as_f64()?);
+    }
+    if audience == Audience::Customer {
+        let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
+        group_for_customer(
+            config,
+            &names,
+            &mut features,
+            &mut values,
+            &mut contributions,
+        );
     }
     let base_value = number("base_value")?;
     let prediction = number("prediction")?;
@@ -753,21 +867,43 @@ const OTHER_FACTORS: &str = "other factors";
 /// What a customer may see: only features the business declared visible and not
 /// protected, with their values; the rest summed into one "other factors" entry, so the
 /// contributions still add up to the prediction.
-fn for_customer(attributions: Vec<Contribution>, features: &[FeatureConfig]) -> Vec<Contribution> {
+fn for_customer(
+    attributions: Vec<Contribution>,
+    features: &[FeatureConfig],
+    groups: &[GroupContribution],
+) -> Vec<Contribution> {
     let visible = |name: &str| {
         features
             .iter()
             .any(|f| f.name == name && f.customer_visible && !f.protected)
     };
+    let in_group = |name: &str| groups.iter().any(|g| g.features.iter().any(|f| f == name));
     let mut hidden = 0.0;
     let mut shown: Vec<Contribution> = Vec::with_capacity(attributions.len());
     for a in attributions {
+        if in_group(&a.feature) {
+            continue;
+        }
         if visible(&a.feature) {
             shown.push(a);
         } else {
             hidden += a.contribution;
         }
     }
+    // A group is named only when every member may be: a protected member must not be
+    // hinted at through the group it is in.
+    for group in groups {
+        if group.features.iter().all(|f| visible(f)) {
+            shown.push(Contribution {
+                feature: group.group.clone(),
+                value: Value::Missing,
+                contribution: group.contribution,
+            });
+        } else {
+            hidden += group.contribution;
+        }
+    }
+    shown.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
     if hidden != 0.0 {
         shown.push(Contribution {
             feature: OTHER_FACTORS.to_owned(),
@@ -870,6 +1006,7 @@ mod tests {
             decision: DecisionConfig::default(),
             wording: Default::default(),
             distill: Default::default(),
+            groups: Vec::new(),
             surrogate: Default::default(),
         }
     }
@@ -971,6 +1108,75 @@ mod tests {
             searched > 50 && reached * 2 > searched,
             "{reached}/{searched}"
         );
+    }
+
+    /// Groups: a developer gets each group's sum beside the features; a customer reads
+    /// the group instead of its members, and a group with a protected member only as
+    /// "other factors". Nothing is lost: the customer's entries still add up.
+    #[test]
+    fn customers_read_groups_and_developers_get_both() {
+        let plain = trained();
+        let mut config = config();
+        config.groups = vec![
+            crate::config::GroupConfig {
+                name: "loan".to_owned(),
+                features: vec!["duration".to_owned(), "amount".to_owned()],
+            },
+            crate::config::GroupConfig {
+                name: "profile".to_owned(),
+                features: vec!["age".to_owned(), "checking".to_owned()],
+            },
+        ];
+        let data = rows();
+        let window: Vec<Vec<Value>> = data.iter().map(|(r, _)| r.clone()).collect();
+        let model = LiveModel::new(
+            plain.surrogate.clone(),
+            plain.record.clone(),
+            &config,
+            &window,
+        )
+        .unwrap();
+        let narrator = Narrator::builtin().unwrap();
+        let overrides = RouteOverrides::default();
+        let locale = Locale::english();
+        let ask = |audience| Narrate {
+            audience,
+            locale: &locale,
+            narrator: &narrator,
+            overrides: &overrides,
+            config: &config,
+            consent: sidelight_audit::Consent::Full,
+            audited: false,
+        };
+        for (row, output) in data.into_iter().step_by(131).take(6) {
+            let dev = model
+                .explain("r".into(), &row, &[output], &ask(Audience::Developer))
+                .unwrap();
+            let phi = &dev.schema_contributions;
+            assert_eq!(dev.attributions.len(), 4);
+            assert_eq!(dev.groups.len(), 2);
+            assert_eq!(dev.groups[0].features, ["duration", "amount"]);
+            assert!((dev.groups[0].contribution - (phi[0] + phi[1])).abs() < 1e-12);
+            assert!((dev.groups[1].contribution - (phi[2] + phi[3])).abs() < 1e-12);
+
+            let customer = model
+                .explain("r".into(), &row, &[output], &ask(Audience::Customer))
+                .unwrap();
+            assert!(customer.groups.is_empty());
+            let names: Vec<&str> = customer
+                .attributions
+                .iter()
+                .map(|a| a.feature.as_str())
+                .collect();
+            assert_eq!(names, ["loan", OTHER_FACTORS], "{names:?}");
+            let total: f64 = customer.attributions.iter().map(|a| a.contribution).sum();
+            assert!((total - phi.iter().sum::<f64>()).abs() < 1e-9);
+            let text = customer.text.unwrap_or_default();
+            assert!(
+                !text.contains("duration") && !text.contains("amount") && !text.contains("age"),
+                "{text}"
+            );
+        }
     }
 
     /// The console writes texts again from a record's stored attributions: they must

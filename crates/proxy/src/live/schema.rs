@@ -149,7 +149,103 @@ pub(crate) fn to_toml(
             }
         }
     }
+    let groups = suggested_groups(&schema, rows);
+    if !groups.is_empty() {
+        out.push_str(&format!(
+            "\n# Strongly associated in this traffic (|r|, eta or Cramér's V of at least {GROUP_ASSOCIATION}):\n\
+             # traffic alone cannot tell them apart, and a customer reads them better as one\n\
+             # reason. Give each group a name a customer understands, or delete it.\n"
+        ));
+    }
+    for group in groups {
+        let members: Vec<&str> = group
+            .iter()
+            .map(|&j| schema.features()[j].name.as_str())
+            .collect();
+        out.push_str("\n[[routes.explain.groups]]\n");
+        out.push_str(&format!("name = {}\n", toml_string(&members.join(" and "))));
+        let list: Vec<String> = members.iter().map(|m| toml_string(m)).collect();
+        out.push_str(&format!("features = [{}]\n", list.join(", ")));
+    }
     Ok(out)
+}
+
+/// Features this associated in the traffic are suggested as a group.
+const GROUP_ASSOCIATION: f64 = 0.8;
+/// …measured on at least this many rows where both are present.
+const GROUP_MIN_PAIRS: u64 = 30;
+
+/// Groups of strongly associated features (|r|, η or Cramér's V at least
+/// [`GROUP_ASSOCIATION`]): the connected components of that relation, in schema order.
+/// Traffic cannot tell such features apart, and a customer reads them better as one
+/// reason.
+pub(crate) fn suggested_groups(schema: &Schema, rows: &[Vec<Value>]) -> Vec<Vec<usize>> {
+    use sidelight_monitor::Values;
+    let m = schema.features().len();
+    let numeric: Vec<Option<Vec<f64>>> = (0..m)
+        .map(|j| {
+            (schema.features()[j].kind == FeatureKind::Numeric).then(|| {
+                rows.iter()
+                    .map(|r| match r.get(j) {
+                        Some(Value::Number(x)) => *x,
+                        _ => f64::NAN,
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let text: Vec<Vec<Option<String>>> = (0..m)
+        .map(|j| {
+            if numeric[j].is_some() {
+                return Vec::new();
+            }
+            rows.iter()
+                .map(|r| match r.get(j) {
+                    Some(Value::Text(t)) => Some(t.clone()),
+                    Some(Value::Bool(b)) => Some(b.to_string()),
+                    Some(Value::Number(x)) => Some(x.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let refs: Vec<Vec<Option<&str>>> = text
+        .iter()
+        .map(|col| col.iter().map(|v| v.as_deref()).collect())
+        .collect();
+    let values = |j: usize| match &numeric[j] {
+        Some(x) => Values::Numeric(x),
+        None => Values::Categorical(&refs[j]),
+    };
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    // Union-find over strongly associated pairs.
+    let mut parent: Vec<usize> = (0..m).collect();
+    for a in 0..m {
+        for b in a + 1..m {
+            let strong = sidelight_monitor::association(&values(a), &values(b))
+                .is_some_and(|s| s.value >= GROUP_ASSOCIATION && s.pairs >= GROUP_MIN_PAIRS);
+            if strong {
+                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+                parent[rb] = ra;
+            }
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for j in 0..m {
+        let r = root(&mut parent, j);
+        match groups.iter_mut().find(|g| root(&mut parent, g[0]) == r) {
+            Some(g) => g.push(j),
+            None => groups.push(vec![j]),
+        }
+    }
+    groups.retain(|g| g.len() >= 2);
+    groups
 }
 
 fn toml_string(text: &str) -> String {
@@ -206,6 +302,55 @@ mod tests {
         let named = [br#"{"instances": [{"age": 30}]}"#.as_slice()];
         let toml = infer_from_requests(ProtocolName::KserveV1, None, named).unwrap();
         assert!(!toml.contains("column order"), "{toml}");
+    }
+
+    #[test]
+    fn strongly_associated_features_are_suggested_as_a_group() {
+        // `relationship` follows `marital` exactly, `age` tracks `years_employed`, and
+        // `noise` follows nothing.
+        let bodies: Vec<String> = (0..120)
+            .map(|i| {
+                let (marital, relationship) = if i % 3 == 0 {
+                    ("married", "husband")
+                } else {
+                    ("single", "own-child")
+                };
+                let age = 20 + i % 40;
+                format!(
+                    r#"{{"instances": [{{"marital": "{marital}", "relationship": "{relationship}", "age": {age}, "years_employed": {}, "noise": {}}}]}}"#,
+                    age - 18,
+                    (i * 37) % 11
+                )
+            })
+            .collect();
+        let toml = infer_from_requests(
+            ProtocolName::KserveV1,
+            None,
+            bodies.iter().map(|b| b.as_bytes()),
+        )
+        .unwrap();
+        let parsed: toml::Value = toml.parse().unwrap();
+        let groups = parsed["routes"]["explain"]["groups"].as_array().unwrap();
+        let members: Vec<Vec<&str>> = groups
+            .iter()
+            .map(|g| {
+                g["features"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            members,
+            [
+                vec!["marital", "relationship"],
+                vec!["age", "years_employed"]
+            ],
+            "{toml}"
+        );
+        assert_eq!(groups[0]["name"].as_str(), Some("marital and relationship"));
     }
 
     #[test]

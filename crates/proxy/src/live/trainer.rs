@@ -61,6 +61,7 @@ pub(super) fn run(live: &RouteLive) {
                 .iter()
                 .flat_map(|s| s.output.iter().copied())
                 .collect(),
+            synthetic_sources: window.synthetic.iter().map(|s| s.sources.clone()).collect(),
         };
         drop(window);
         if let Ok(mut window) = live.window.lock() {
@@ -137,6 +138,8 @@ pub(super) struct Batch {
     pub(super) outputs: Vec<f64>,
     pub(super) synthetic_rows: Vec<Vec<Value>>,
     pub(super) synthetic_outputs: Vec<f64>,
+    /// Per synthetic row, the keys of the real rows it was made from.
+    pub(super) synthetic_sources: Vec<Vec<u64>>,
 }
 
 /// Why no version came of a training.
@@ -261,10 +264,15 @@ pub(super) fn train(
     // Counted before any fitting: no CPU is spent on a surrogate that could not be judged.
     let split = sidelight_explain::newest_unseen_split(rows, s.holdout_fraction);
     let judged_anyway = batch.after_erasure && !split.holdout.is_empty();
-    if split.holdout.len() < s.min_holdout_rows && !judged_anyway {
+    // Never more than the warm-up can give, so that a route with a small warm-up is
+    // judged once it is over (the confidence bound widens on few rows instead).
+    let need = s
+        .min_holdout_rows
+        .min(((s.warm_up_rows as f64 * s.holdout_fraction).round() as usize).max(5));
+    if split.holdout.len() < need && !judged_anyway {
         return Err(TrainError::TooFewHeldOut {
             have: split.holdout.len(),
-            need: s.min_holdout_rows,
+            need,
         });
     }
     let version = version();
@@ -292,10 +300,12 @@ pub(super) fn train(
         Labelled {
             rows,
             outputs: &batch.outputs,
+            sources: &[],
         },
         Labelled {
             rows: &batch.synthetic_rows,
             outputs: &batch.synthetic_outputs,
+            sources: &batch.synthetic_sources,
         },
         kind,
         &candidates,
@@ -306,16 +316,18 @@ pub(super) fn train(
     let chosen = &candidates[report.chosen.min(candidates.len() - 1)];
     let judged = report.real_r2_lower.unwrap_or(report.real.r2);
     let accepted = judged >= s.min_r2;
-    let bound = match report.real_r2_lower {
-        Some(lower) => format!(
-            "held-out R² {:.4} ({:.0}% lower bound {lower:.4}, {} unseen rows)",
-            report.real.r2,
-            s.gate_confidence * 100.0,
-            report.real.n
+    // The reason names the figure that was compared first, so that it reads true.
+    let (judged_what, rest) = match report.real_r2_lower {
+        Some(lower) => (
+            format!(
+                "{:.0}% lower bound of held-out R² {lower:.4}",
+                s.gate_confidence * 100.0
+            ),
+            format!("R² {:.4} on {} unseen rows", report.real.r2, report.real.n),
         ),
-        None => format!(
-            "held-out R² {:.4} ({} unseen rows)",
-            report.real.r2, report.real.n
+        None => (
+            format!("held-out R² {:.4}", report.real.r2),
+            format!("{} unseen rows", report.real.n),
         ),
     };
     let record = VersionRecord {
@@ -329,10 +341,10 @@ pub(super) fn train(
         agreement: report.real.agreement,
         accepted,
         reason: if accepted {
-            format!("{bound} ≥ {}", s.min_r2)
+            format!("{judged_what} ≥ {} ({rest})", s.min_r2)
         } else {
             format!(
-                "{bound} < {}: the previous surrogate stays in service",
+                "{judged_what} < {} ({rest}): the previous surrogate stays in service",
                 s.min_r2
             )
         },
@@ -344,6 +356,7 @@ pub(super) fn train(
             synthetic_r2: report.synthetic.as_ref().map(|f| f.r2),
             synthetic_holdout_rows: report.synthetic.as_ref().map_or(0, |f| f.n),
             synthetic_rows: report.synthetic_train_rows,
+            synthetic_set_aside: report.synthetic_set_aside,
             trees: chosen.n_trees(),
             depth: chosen.max_depth(),
             learning_rate: chosen.learning_rate(),
