@@ -461,7 +461,8 @@ async fn mlserver_positional_tensors_are_read_as_the_configured_features() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let gate = &in_service["in_service"]["gate"];
-    assert!(gate["holdout_rows"].as_u64().unwrap() >= 30, "{in_service}");
+    // Judged on the newest distinct rows: at least what the warm-up gives (60 × 0.2).
+    assert!(gate["holdout_rows"].as_u64().unwrap() >= 12, "{in_service}");
     assert!(
         in_service["columns"]["mapped_by_position"]
             .as_u64()

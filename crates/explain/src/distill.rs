@@ -402,8 +402,12 @@ pub fn fit_gated<R: AsRef<[Value]>, S: AsRef<[Value]>>(
     let params = candidates
         .get(chosen)
         .ok_or_else(|| SurrogateError::Inconsistent("no boosting parameters to fit with".into()))?;
-    let surrogate =
+    let mut surrogate =
         Surrogate::fit_with_progress(schema, &train, &train_out, kind, params, progress)?;
+    // Trained on synthetic rows too, explained over the real ones (see `recover`).
+    if train.len() > real_train_rows {
+        surrogate.recover(&train[..real_train_rows])?;
+    }
     let real_fid = surrogate.fidelity(&test, &test_out)?;
     let predicted = predictions(&surrogate, &test)?;
     let real_r2_lower = (gate.confidence > 0.0)
@@ -671,7 +675,40 @@ mod tests {
             (a / (a + b), report)
         };
         let (with, report) = share_of_a(&synthetic, &synthetic_out);
+        // The base value is the expectation over the real training rows, not over the
+        // synthetic ones: the covers were counted again on the real rows.
+        let (surrogate, _) = fit_gated(
+            schema(),
+            Labelled {
+                rows: &real,
+                outputs: &real_out,
+                sources: &[],
+            },
+            Labelled {
+                rows: &synthetic,
+                outputs: &synthetic_out,
+                sources: &[],
+            },
+            OutputKind::Regression,
+            &params,
+            GateOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let trained_on = newest_unseen_split(&real, GateOptions::default().fraction).train;
+        let mean = trained_on
+            .iter()
+            .map(|&i| surrogate.predict_raw(&real[i]).unwrap()[0])
+            .sum::<f64>()
+            / trained_on.len() as f64;
+        let base = TreeExplainer::new(&surrogate.ensembles()[0])
+            .unwrap()
+            .base_value();
         assert!(with < 0.05, "a still gets {with:.3} of the credit");
+        assert!(
+            (base - mean).abs() < 1e-3,
+            "base value {base}, real mean {mean}"
+        );
         assert!(
             report.synthetic.as_ref().is_some_and(|f| f.r2 > 0.95),
             "{report:?}"

@@ -413,6 +413,27 @@ impl Surrogate {
             .collect())
     }
 
+    /// Counts the trees' covers again over `rows` (see [`Tree::recover`](crate::Tree)):
+    /// after training on real and synthetic rows, attributions and the base value should
+    /// take their expectations over the real rows, as the model's own path-dependent
+    /// TreeSHAP does over its training data, not over rows made to break correlations.
+    /// Predictions do not change.
+    pub fn recover<R: AsRef<[Value]>>(&mut self, rows: &[R]) -> Result<(), SurrogateError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let x = self.encoder.encode_rows(rows)?;
+        let nf = self.encoder.n_features();
+        // A trace of the old covers keeps every node the trees were grown on reachable.
+        let keep = 1e-6;
+        for ensemble in &mut self.ensembles {
+            for tree in &mut ensemble.trees {
+                tree.recover(x.chunks_exact(nf.max(1)), keep);
+            }
+        }
+        Ok(())
+    }
+
     /// Fidelity against the model's outputs for rows the surrogate did not train on
     /// (`model_outputs` flat, one value per output per row).
     pub fn fidelity<R: AsRef<[Value]>>(

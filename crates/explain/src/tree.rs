@@ -115,6 +115,60 @@ impl Tree {
         node
     }
 
+    /// Counts the covers again over `rows` (encoded), keeping `keep` times the old
+    /// cover so that no node that was trained on drops to zero, and sets each internal
+    /// node's value to the cover-weighted mean of its children's again. Predictions are
+    /// unchanged (leaves keep their values); what changes is the distribution that
+    /// path-dependent TreeSHAP and the base value take expectations over.
+    pub fn recover<'a>(&mut self, rows: impl IntoIterator<Item = &'a [f64]>, keep: f64) {
+        if self.is_empty() {
+            return;
+        }
+        for c in &mut self.cover {
+            *c *= keep;
+        }
+        for x in rows {
+            let mut node = 0usize;
+            loop {
+                self.cover[node] += 1.0;
+                if self.is_leaf(node) {
+                    break;
+                }
+                let value = x
+                    .get(self.feature[node] as usize)
+                    .copied()
+                    .unwrap_or(f64::NAN);
+                node = if value.is_nan() {
+                    self.children_default[node]
+                } else if value <= self.threshold[node] {
+                    self.children_left[node]
+                } else {
+                    self.children_right[node]
+                } as usize;
+            }
+        }
+        // Post-order without recursion: every child before its parent, whatever the
+        // order of the arrays.
+        let mut stack = vec![(0usize, false)];
+        while let Some((node, children_done)) = stack.pop() {
+            if self.is_leaf(node) {
+                continue;
+            }
+            let (l, r) = (
+                self.children_left[node] as usize,
+                self.children_right[node] as usize,
+            );
+            if !children_done {
+                stack.push((node, true));
+                stack.push((l, false));
+                stack.push((r, false));
+            } else if self.cover[node] > 0.0 {
+                self.value[node] = (self.cover[l] * self.value[l] + self.cover[r] * self.value[r])
+                    / self.cover[node];
+            }
+        }
+    }
+
     /// The tree's output for an encoded row.
     #[inline]
     pub fn predict(&self, x: &[f64]) -> f64 {

@@ -107,6 +107,24 @@ fn invalid_values_name_their_key() {
              privileged = \"m\"\nunprivileged = [\"f\", \"m\"]\n",
             "routes[0].monitor.protected[0].unprivileged",
         ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[[routes.explain.features]]\nname = \"x\"\n\
+             kind = \"numeric\"\n[[routes.explain.groups]]\nname = \"g\"\n\
+             features = [\"x\", \"nope\"]\n",
+            "routes[0].explain.groups[0].features",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[routes.explain.distill]\nenabled = true\n\
+             synthetic_per_real = 0\n",
+            "routes[0].explain.distill.synthetic_per_real",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[routes.explain.surrogate]\ngate_confidence = 1.5\n",
+            "routes[0].explain.surrogate.gate_confidence",
+        ),
     ];
     for (toml, key) in cases {
         let err = Config::from_toml_str(toml).unwrap_err();
