@@ -17,9 +17,10 @@
 //!
 //! It also holds the honest gate's two pieces:
 //!
-//! - [`newest_unseen_split`]: held-out rows are the *newest* distinct rows, and no
-//!   held-out row is also a training row. A random split of replayed traffic puts copies
-//!   of one row on both sides and measures memory, not fidelity.
+//! - [`unseen_split`]: held-out rows are distinct rows, a fixed share of all rows
+//!   picked by their content ([`is_held_out`]), and no copy of a held-out row is a
+//!   training row. A random split of replayed traffic puts copies of one row on both
+//!   sides and measures memory, not fidelity.
 //! - [`r2_lower_bound`]: a one-sided bootstrap confidence bound on held-out R², so that a
 //!   small held-out set cannot wave a lucky surrogate through.
 //!
@@ -172,18 +173,47 @@ pub struct UnseenSplit {
     pub distinct: usize,
 }
 
-/// Splits rows in arrival order (oldest first) so that held-out rows are the newest
-/// `fraction` of the *distinct* rows, ordered by when each was last seen, and no copy of
-/// a held-out row is trained on. Each held-out row is measured once, at its newest copy
-/// (its most recent answer from the model).
-pub fn newest_unseen_split<R: AsRef<[Value]>>(rows: &[R], fraction: f64) -> UnseenSplit {
-    // For each distinct row, the index of its newest copy.
-    let mut newest: HashMap<u64, Vec<usize>> = HashMap::new();
+/// Whether the distinct row with this [`row_key`] is held out at `fraction`: a fixed
+/// pseudo-random share of all possible rows, so a row is on the same side in every
+/// window and at every training. That is what lets active distillation make synthetic
+/// rows from training-side rows only (rows made from a held-out row would teach the
+/// surrogate the answers it is judged on).
+pub fn is_held_out(key: u64, fraction: f64) -> bool {
+    picked(key, fraction, 0)
+}
+
+/// Whether `key` falls in a `fraction` share of keys; another `salt` picks another,
+/// independent share (validation rows within the training rows).
+fn picked(key: u64, fraction: f64, salt: u64) -> bool {
+    // The SplitMix64 finaliser spreads keys evenly over the unit interval.
+    let mut z =
+        (key ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64 / (1u64 << 53) as f64) < fraction
+}
+
+/// Splits rows in arrival order (oldest first) so that held-out rows are the *distinct*
+/// rows picked by [`is_held_out`] (about `fraction` of them), no copy of a held-out row
+/// is trained on, and each held-out row is measured once, at its newest copy (the
+/// model's most recent answer). Replayed traffic cannot inflate R², and a row never
+/// changes sides as the window moves. When there are at least two distinct rows and
+/// none falls in the held-out share, the most recently seen one is held out.
+pub fn unseen_split<R: AsRef<[Value]>>(rows: &[R], fraction: f64) -> UnseenSplit {
+    split_by(rows, fraction, 0)
+}
+
+fn split_by<R: AsRef<[Value]>>(rows: &[R], fraction: f64, salt: u64) -> UnseenSplit {
+    // For each distinct row ("class"), the index of its newest copy.
+    let mut classes: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut last_copy: Vec<usize> = Vec::new();
+    let mut keys: Vec<u64> = Vec::new();
     let mut class_of = vec![0usize; rows.len()];
     for (i, row) in rows.iter().enumerate() {
         let row = row.as_ref();
-        let bucket = newest.entry(row_key(row)).or_default();
+        let key = row_key(row);
+        let bucket = classes.entry(key).or_default();
         let found = bucket
             .iter()
             .copied()
@@ -192,6 +222,7 @@ pub fn newest_unseen_split<R: AsRef<[Value]>>(rows: &[R], fraction: f64) -> Unse
             Some(c) => c,
             None => {
                 last_copy.push(i);
+                keys.push(key);
                 bucket.push(last_copy.len() - 1);
                 last_copy.len() - 1
             }
@@ -200,16 +231,23 @@ pub fn newest_unseen_split<R: AsRef<[Value]>>(rows: &[R], fraction: f64) -> Unse
         class_of[i] = class;
     }
     let distinct = last_copy.len();
-    let k = ((distinct as f64 * fraction).round() as usize).min(distinct.saturating_sub(1));
-    // The k classes whose newest copy came last.
-    let mut by_recency: Vec<usize> = (0..distinct).collect();
-    by_recency.sort_unstable_by_key(|&c| std::cmp::Reverse(last_copy[c]));
-    let mut held = vec![false; distinct];
-    for &c in by_recency.iter().take(k) {
-        held[c] = true;
+    let mut held: Vec<bool> = keys.iter().map(|&k| picked(k, fraction, salt)).collect();
+    if distinct >= 2 && fraction > 0.0 && !held.contains(&true) {
+        if let Some(newest) = (0..distinct).max_by_key(|&c| last_copy[c]) {
+            held[newest] = true;
+        }
+    }
+    if distinct >= 1 && held.iter().all(|&h| h) {
+        // Something must be left to train on.
+        if let Some(oldest) = (0..distinct).min_by_key(|&c| last_copy[c]) {
+            held[oldest] = false;
+        }
     }
     let train = (0..rows.len()).filter(|&i| !held[class_of[i]]).collect();
-    let mut holdout: Vec<usize> = by_recency.iter().take(k).map(|&c| last_copy[c]).collect();
+    let mut holdout: Vec<usize> = (0..distinct)
+        .filter(|&c| held[c])
+        .map(|c| last_copy[c])
+        .collect();
     holdout.sort_unstable();
     UnseenSplit {
         train,
@@ -292,7 +330,8 @@ impl Default for GateOptions {
 /// What a gated fit measured.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GateReport {
-    /// Fidelity on the held-out real rows (the newest distinct rows, never trained on).
+    /// Fidelity on the held-out real rows (distinct rows picked by content, never trained
+    /// on).
     pub real: Fidelity,
     /// The lower confidence bound of `real.r2`, when it could be computed.
     pub real_r2_lower: Option<f64>,
@@ -328,8 +367,9 @@ pub struct Labelled<'a, R> {
 }
 
 /// Trains a surrogate on real rows and synthetic rows the model answered, and measures it
-/// honestly: held-out real rows are the newest distinct ones and none is trained on
-/// ([`newest_unseen_split`]); the newest `fraction` of synthetic rows are held out too and
+/// honestly: held-out real rows are a fixed share of the distinct rows and none is
+/// trained on ([`unseen_split`]); the newest `fraction` of synthetic rows are held out
+/// and
 /// reported apart. With several `candidates`, each is fitted on the training rows less a
 /// validation share (chosen the same honest way) and the best on validation is refitted
 /// on all training rows. Fails when no real row can be held out.
@@ -355,7 +395,7 @@ pub fn fit_gated<R: AsRef<[Value]>, S: AsRef<[Value]>>(
     let synthetic_rows: Vec<&[Value]> = synthetic.rows.iter().map(AsRef::as_ref).collect();
     check(real_rows.len(), real.outputs.len(), width)?;
     check(synthetic_rows.len(), synthetic.outputs.len(), width)?;
-    let split = newest_unseen_split(&real_rows, gate.fraction);
+    let split = unseen_split(&real_rows, gate.fraction);
     if split.holdout.is_empty() {
         return Err(SurrogateError::Fidelity(FidelityError::NoRows));
     }
@@ -442,7 +482,8 @@ pub fn fit_gated<R: AsRef<[Value]>, S: AsRef<[Value]>>(
 }
 
 /// Fits every candidate on the training rows less a validation share of the real ones
-/// (the newest distinct, as for the gate) and returns the best by validation R².
+/// (distinct rows picked as for the gate, by another share) and returns the best by
+/// validation R².
 fn choose(
     schema: &Schema,
     (train, train_out): (&[Vec<Value>], &[f64]),
@@ -453,7 +494,8 @@ fn choose(
     progress: &mut dyn FnMut(FitProgress),
 ) -> Result<(usize, Vec<f64>), SurrogateError> {
     let width = kind.n_outputs();
-    let split = newest_unseen_split(&train[..real_count], gate.fraction);
+    // Another share than the gate's: every training row is on the gate's training side.
+    let split = split_by(&train[..real_count], gate.fraction, 1);
     if split.holdout.is_empty() {
         return Ok((0, Vec::new()));
     }
@@ -560,28 +602,40 @@ mod tests {
 
     #[test]
     fn replayed_rows_are_never_on_both_sides() {
-        // 50 distinct rows, replayed four times over.
-        let rows: Vec<Vec<Value>> = (0..200).map(|i| row(&[f64::from(i % 50)])).collect();
-        let split = newest_unseen_split(&rows, 0.2);
-        assert_eq!(split.distinct, 50);
-        assert_eq!(split.holdout.len(), 10);
-        let held: Vec<&Vec<Value>> = split.holdout.iter().map(|&i| &rows[i]).collect();
+        // 500 distinct rows, replayed four times over.
+        let rows: Vec<Vec<Value>> = (0..2000).map(|i| row(&[f64::from(i % 500)])).collect();
+        let split = unseen_split(&rows, 0.2);
+        assert_eq!(split.distinct, 500);
+        assert!(
+            (70..=130).contains(&split.holdout.len()),
+            "{}",
+            split.holdout.len()
+        );
         for &i in &split.train {
-            assert!(!held.contains(&&rows[i]), "row {i} is on both sides");
+            assert!(
+                !is_held_out(row_key(&rows[i]), 0.2),
+                "row {i} is on both sides"
+            );
         }
-        // The held-out rows are the newest copies of the ten rows seen last.
-        assert_eq!(split.holdout, (190..200).collect::<Vec<_>>());
-        assert_eq!(split.train.len() + 4 * split.holdout.len(), 200);
+        // Each held-out row is measured at its newest copy.
+        assert!(split.holdout.iter().all(|&i| i >= 1500));
+        assert_eq!(split.train.len() + 4 * split.holdout.len(), 2000);
     }
 
     #[test]
-    fn all_distinct_rows_hold_out_the_newest() {
-        let rows: Vec<Vec<Value>> = (0..10).map(|i| row(&[f64::from(i)])).collect();
-        let split = newest_unseen_split(&rows, 0.3);
-        assert_eq!(split.holdout, [7, 8, 9]);
-        assert_eq!(split.train, (0..7).collect::<Vec<_>>());
-        let one = newest_unseen_split(&rows[..1], 0.5);
+    fn a_row_keeps_its_side_as_the_window_moves() {
+        let rows: Vec<Vec<Value>> = (0..400).map(|i| row(&[f64::from(i), 1.0])).collect();
+        let early = unseen_split(&rows[..200], 0.2);
+        let late = unseen_split(&rows[100..], 0.2);
+        for &i in &early.holdout {
+            if i >= 100 {
+                assert!(late.holdout.contains(&(i - 100)), "row {i} changed sides");
+            }
+        }
+        let one = unseen_split(&rows[..1], 0.5);
         assert!(one.holdout.is_empty());
+        let two = unseen_split(&rows[..2], 0.01);
+        assert_eq!(two.holdout.len(), 1, "at least one row is held out");
     }
 
     #[test]
@@ -695,7 +749,7 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        let trained_on = newest_unseen_split(&real, GateOptions::default().fraction).train;
+        let trained_on = unseen_split(&real, GateOptions::default().fraction).train;
         let mean = trained_on
             .iter()
             .map(|&i| surrogate.predict_raw(&real[i]).unwrap()[0])
@@ -756,36 +810,17 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        // 20 real rows held out (the newest); of the 80 older synthetic rows (the newest
-        // 20 are held out as synthetic), none was made from them, so none is set aside…
-        assert_eq!(report.real.n, 20);
-        assert_eq!(report.synthetic_set_aside, 0);
-        // …and when the synthetic rows come in the other order, the ones made from the
-        // held-out real rows are.
-        let reversed: Vec<Vec<Value>> = real.iter().rev().cloned().collect();
-        let reversed_keys: Vec<Vec<u64>> = keys.iter().rev().cloned().collect();
-        let reversed_out: Vec<f64> = out.iter().rev().copied().collect();
-        let schema = Schema::new(vec![Feature::new("x", FeatureKind::Numeric)]).unwrap();
-        let (_, report) = fit_gated(
-            schema,
-            Labelled {
-                rows: &real,
-                outputs: &out,
-                sources: &[],
-            },
-            Labelled {
-                rows: &reversed,
-                outputs: &reversed_out,
-                sources: &reversed_keys,
-            },
-            OutputKind::Regression,
-            &params,
-            GateOptions::default(),
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!(report.synthetic_set_aside, 20);
-        assert_eq!(report.synthetic_train_rows, 60);
+        // The synthetic rows made from held-out real rows are set aside: of the older
+        // 80 (the newest 20 synthetic rows are held out as synthetic ones), those whose
+        // source is a held-out row.
+        let expected = (0..80).filter(|&i| report_holds(&real[i])).count();
+        assert_eq!(report.synthetic_set_aside, expected);
+        assert_eq!(report.synthetic_train_rows, 80 - expected);
+        assert!(expected > 0);
+    }
+
+    fn report_holds(row: &[Value]) -> bool {
+        is_held_out(row_key(row), GateOptions::default().fraction)
     }
 
     proptest! {
@@ -795,7 +830,7 @@ mod tests {
         #[test]
         fn split_matches_its_definition(values in prop::collection::vec(0u8..12, 2..80), fraction in 0.05f64..0.45) {
             let rows: Vec<Vec<Value>> = values.iter().map(|&v| row(&[f64::from(v)])).collect();
-            let split = newest_unseen_split(&rows, fraction);
+            let split = unseen_split(&rows, fraction);
             for &h in &split.holdout {
                 for &t in &split.train {
                     prop_assert_ne!(&rows[h], &rows[t]);
@@ -809,9 +844,9 @@ mod tests {
             for (i, r) in rows.iter().enumerate() {
                 prop_assert!(split.train.contains(&i) || split.holdout.iter().any(|&h| &rows[h] == r));
             }
-            // The newest row is held out unless nothing could be.
-            if !split.holdout.is_empty() {
-                prop_assert_eq!(split.holdout.last().copied(), Some(rows.len() - 1));
+            // Every held-out row is the newest copy of its row.
+            for &h in &split.holdout {
+                prop_assert!(rows[h + 1..].iter().all(|r| r != &rows[h]));
             }
         }
     }

@@ -18,8 +18,8 @@ pub mod tree;
 
 pub use counterfactual::{Constraint, Counterfactual, CounterfactualError, Query, Target};
 pub use distill::{
-    Synthetic, SyntheticKind, UnseenSplit, hybrids, newest_unseen_split, perturbations,
-    r2_lower_bound, row_key,
+    Synthetic, SyntheticKind, UnseenSplit, hybrids, is_held_out, perturbations, r2_lower_bound,
+    row_key, unseen_split,
 };
 pub use encode::{EncodeError, Encoder, Levels};
 pub use fidelity::{Fidelity, FidelityError, HoldoutSplit, local_fidelity, split_holdout};

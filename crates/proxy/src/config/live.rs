@@ -229,8 +229,8 @@ pub struct SurrogateConfig {
     /// The fidelity gate: a new surrogate replaces the current one only if its R² on
     /// held-out traffic reaches this.
     pub min_r2: f64,
-    /// Share of the window's distinct rows held out to measure fidelity: the newest
-    /// ones, never trained on (replayed traffic cannot inflate R²).
+    /// Share of distinct rows held out to measure fidelity: picked by content, so a row
+    /// keeps its side, and never trained on (replayed traffic cannot inflate R²).
     pub holdout_fraction: f64,
     /// No version is judged on fewer held-out rows than this; the trainer waits for
     /// more distinct traffic instead.

@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sidelight_explain::Value;
-use sidelight_explain::distill::{SyntheticKind, hybrids, perturbations, row_key};
+use sidelight_explain::distill::{SyntheticKind, hybrids, is_held_out, perturbations, row_key};
 
 use super::probe::{ProbeError, ProbeInput, UpstreamCaller, kernel_probe, spearman};
 use super::{LiveMetrics, Origin, RouteLive};
@@ -122,12 +122,19 @@ impl Distiller {
         if n == 0 || window.rows.len() < 2 {
             return None;
         }
+        // Only rows on the training side of the gate: a synthetic row made from a
+        // held-out row would be set aside at training, a call spent for nothing.
+        let fraction = self.live.config.surrogate.holdout_fraction;
         let start = window.rows.len().saturating_sub(SOURCE_ROWS);
         let sources: Vec<(&[Value], Option<&Arc<str>>)> = window
             .rows
             .range(start..)
+            .filter(|w| !is_held_out(row_key(&w.row), fraction))
             .map(|w| (w.row.as_slice(), w.subject.as_ref()))
             .collect();
+        if sources.len() < 2 {
+            return None;
+        }
         self.seed = self.seed.wrapping_add(1);
         let draw = (self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64;
         let hybrid = draw / (1u64 << 53) as f64 <= self.hybrid_weight;

@@ -40,7 +40,7 @@ pub(crate) struct VersionRecord {
 /// The honest gate's figures for one version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct GateFacts {
-    /// Held-out real rows: the newest distinct rows, none of them trained on.
+    /// Held-out real rows: distinct rows picked by content, none of them trained on.
     pub(crate) holdout_rows: usize,
     /// Distinct real rows in the window.
     pub(crate) distinct_rows: usize,

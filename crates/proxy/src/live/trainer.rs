@@ -2,8 +2,8 @@
 //! fits a new surrogate on its own thread with a bounded CPU share, measures fidelity on
 //! held-out traffic, and puts the new surrogate in service only if it passes the gate.
 //!
-//! The gate is honest about what it measures: held-out rows are the newest distinct
-//! rows of the window and no copy of them is trained on (replayed traffic cannot
+//! The gate is honest about what it measures: held-out rows are distinct rows, a fixed
+//! share picked by content, and no copy of them is trained on (replayed traffic cannot
 //! inflate R²); a version is judged only on at least `min_holdout_rows` of them; and it
 //! is the lower confidence bound of R², not the point estimate, that must reach
 //! `min_r2`. Synthetic rows from active distillation are trained on and reported apart
@@ -262,7 +262,7 @@ pub(super) fn train(
         .map_err(|e| failed(&e))?
     };
     // Counted before any fitting: no CPU is spent on a surrogate that could not be judged.
-    let split = sidelight_explain::newest_unseen_split(rows, s.holdout_fraction);
+    let split = sidelight_explain::unseen_split(rows, s.holdout_fraction);
     let judged_anyway = batch.after_erasure && !split.holdout.is_empty();
     // Never more than the warm-up can give, so that a route with a small warm-up is
     // judged once it is over (the confidence bound widens on few rows instead).
