@@ -563,3 +563,50 @@ fn bad_rows_or_models_for_explain_name_what_is_wrong() {
     ]);
     assert_error(&run, 73, &["shap.csv", "cannot write"]);
 }
+
+/// A seed model that reads other features than the route configures would explain the
+/// wrong columns: start-up stops, naming the key and the first feature that differs.
+#[test]
+fn a_seed_model_of_other_features_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, model) = small(dir.path());
+    let config = dir.path().join("sidelight.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[state]\ndir = \"{}\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\n\
+             [routes.explain]\nprotocol = \"kserve_v1\"\n\
+             [[routes.explain.features]]\nname = \"amount\"\nkind = \"numeric\"\n\
+             [[routes.explain.features]]\nname = \"city\"\nkind = \"categorical\"\n\
+             [routes.explain.surrogate]\nseed_model = \"{}\"\n",
+            sidelight_e2e::config_for("http://127.0.0.1:9", "", ""),
+            p(&dir.path().join("state")),
+            p(&model)
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(sidelight_bin())
+        .args(["serve", "--config", p(&config)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sidelight kept running with a seed model of other features");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("seed_model") && stderr.contains("`housing`") && stderr.contains("`city`"),
+        "{stderr}"
+    );
+}

@@ -532,6 +532,33 @@ impl RouteLive {
         self.state_dir.join(format!("{}.versions.json", self.route))
     }
 
+    /// Whether a surrogate reads the configured features, in order (any, when none are
+    /// configured): a surrogate of other columns would explain the wrong ones.
+    fn check_schema(&self, surrogate: &Surrogate) -> Result<(), String> {
+        if self.configured.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = surrogate.schema().names().collect();
+        if names.len() != self.configured.len() {
+            return Err(format!(
+                "it reads {} features but the route configures {}",
+                names.len(),
+                self.configured.len()
+            ));
+        }
+        if let Some((have, want)) = names
+            .iter()
+            .zip(&self.configured)
+            .find(|(have, want)| **have != want.as_str())
+        {
+            return Err(format!(
+                "it reads `{have}` where the route configures `{want}` (features must be \
+                 the same, in the same order)"
+            ));
+        }
+        Ok(())
+    }
+
     /// Loads the surrogate saved by an earlier run, or the configured seed model.
     fn restore(&self) -> Result<(), String> {
         let saved = self.surrogate_path();
@@ -540,7 +567,13 @@ impl RouteLive {
                 .ok()
                 .and_then(|text| serde_json::from_str(&text).ok())
                 .unwrap_or_default();
-            match load_surrogate(&saved) {
+            let loaded = load_surrogate(&saved).and_then(|surrogate| {
+                // A config whose features changed since the surrogate was saved: the
+                // saved one would read the wrong columns.
+                self.check_schema(&surrogate)?;
+                Ok(surrogate)
+            });
+            match loaded {
                 Ok(surrogate) => {
                     let record = history
                         .iter()
@@ -574,6 +607,8 @@ impl RouteLive {
         }
         if let Some(seed) = &self.config.surrogate.seed_model {
             let surrogate = load_surrogate(seed)?;
+            self.check_schema(&surrogate)
+                .map_err(|e| format!("surrogate.seed_model {}: {e}", seed.display()))?;
             let record = seeded_record(1, &format!("seeded from {}", seed.display()));
             self.next_version.store(2, Ordering::Relaxed);
             let model = LiveModel::new(surrogate, record.clone(), &self.config, &[])?;
