@@ -489,7 +489,15 @@ async fn a_reload_applies_revocations_and_refuses_a_broken_file() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(proxy.log_text().contains("SIGHUP: config reloaded"));
+    // The new tokens take effect before the line is written: wait for it too.
+    while !proxy.log_text().contains("SIGHUP: config reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload line: {}",
+            proxy.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // And the reloads are audit records of who did them.
     let page = call(
         &proxy,

@@ -33,7 +33,7 @@ use crate::fidelity::{Fidelity, FidelityError};
 use crate::gbt::GbtValidParams;
 use crate::rng::SplitMix64;
 use crate::schema::{Schema, Value};
-use crate::surrogate::{FitProgress, OutputKind, Surrogate, SurrogateError};
+use crate::surrogate::{FitProgress, OutputKind, Surrogate, SurrogateError, check_length};
 
 /// Which generator made a synthetic row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -393,8 +393,8 @@ pub fn fit_gated<R: AsRef<[Value]>, S: AsRef<[Value]>>(
     };
     let real_rows: Vec<&[Value]> = real.rows.iter().map(AsRef::as_ref).collect();
     let synthetic_rows: Vec<&[Value]> = synthetic.rows.iter().map(AsRef::as_ref).collect();
-    check(real_rows.len(), real.outputs.len(), width)?;
-    check(synthetic_rows.len(), synthetic.outputs.len(), width)?;
+    check_length(real_rows.len(), real.outputs.len(), width)?;
+    check_length(synthetic_rows.len(), synthetic.outputs.len(), width)?;
     let split = unseen_split(&real_rows, gate.fraction);
     if split.holdout.is_empty() {
         return Err(SurrogateError::Fidelity(FidelityError::NoRows));
@@ -542,17 +542,6 @@ fn predictions(surrogate: &Surrogate, rows: &[Vec<Value>]) -> Result<Vec<f64>, S
         );
     }
     Ok(out)
-}
-
-fn check(rows: usize, outputs: usize, width: usize) -> Result<(), SurrogateError> {
-    if rows.checked_mul(width) != Some(outputs) {
-        return Err(SurrogateError::Length {
-            rows,
-            outputs,
-            width,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -471,7 +471,11 @@ impl Surrogate {
     }
 }
 
-fn check_length(rows: usize, outputs: usize, width: usize) -> Result<(), SurrogateError> {
+pub(crate) fn check_length(
+    rows: usize,
+    outputs: usize,
+    width: usize,
+) -> Result<(), SurrogateError> {
     if rows.checked_mul(width) != Some(outputs) {
         return Err(SurrogateError::Length {
             rows,

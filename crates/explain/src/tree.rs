@@ -103,16 +103,22 @@ impl Tree {
     pub fn leaf_of(&self, x: &[f64]) -> usize {
         let mut node = 0usize;
         while !self.is_leaf(node) {
-            let value = x[self.feature[node] as usize];
-            node = if value.is_nan() {
-                self.children_default[node]
-            } else if value <= self.threshold[node] {
-                self.children_left[node]
-            } else {
-                self.children_right[node]
-            } as usize;
+            node = self.child_for(node, x[self.feature[node] as usize]);
         }
         node
+    }
+
+    /// The child an internal node sends `value` of its feature to (the default child
+    /// for a missing value).
+    #[inline]
+    pub fn child_for(&self, node: usize, value: f64) -> usize {
+        (if value.is_nan() {
+            self.children_default[node]
+        } else if value <= self.threshold[node] {
+            self.children_left[node]
+        } else {
+            self.children_right[node]
+        }) as usize
     }
 
     /// Counts the covers again over `rows` (encoded), keeping `keep` times the old
@@ -138,13 +144,7 @@ impl Tree {
                     .get(self.feature[node] as usize)
                     .copied()
                     .unwrap_or(f64::NAN);
-                node = if value.is_nan() {
-                    self.children_default[node]
-                } else if value <= self.threshold[node] {
-                    self.children_left[node]
-                } else {
-                    self.children_right[node]
-                } as usize;
+                node = self.child_for(node, value);
             }
         }
         // Post-order without recursion: every child before its parent, whatever the

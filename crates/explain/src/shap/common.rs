@@ -5,14 +5,7 @@ use crate::tree::Tree;
 /// The child that `x` follows at an internal node (the default child for a missing value).
 #[inline]
 pub(crate) fn hot_child(tree: &Tree, node: usize, x: &[f64]) -> usize {
-    let value = x[tree.feature[node] as usize];
-    (if value.is_nan() {
-        tree.children_default[node]
-    } else if value <= tree.threshold[node] {
-        tree.children_left[node]
-    } else {
-        tree.children_right[node]
-    }) as usize
+    tree.child_for(node, x[tree.feature[node] as usize])
 }
 
 /// Share of the node's cover that goes to `child`: the weight of that branch when the
