@@ -5,7 +5,9 @@
 //! audit log, and after each one every answer that carried a record id must have its
 //! record in the store: an acknowledged record is never lost.
 //!
-//! The README's "Fault matrix" paragraph is this table, kept in sync by hand.
+//! The book's chapter `docs/src/fault-matrix.md` shows this table, rendered from it:
+//! `the_book_fault_matrix_is_current` fails when the two differ, and rewrites the chapter's
+//! table when run with `SIDELIGHT_BLESS=1`.
 //!
 //! Deeper variants live with their subsystems and are not repeated here:
 //! `tests/tests/proxy.rs` (connect timeout to a black hole, 512 MiB streamed bodies,
@@ -15,6 +17,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -81,9 +84,16 @@ struct Case {
     /// The series (name and labels, as /metrics prints them) and its growth; `None` when
     /// the process is gone before it could be read.
     metric: Option<(&'static str, Grows)>,
-    /// A substring of the proxy's log (stderr).
+    /// A substring of the proxy's log (stderr); empty: the row must log no
+    /// [`UPSTREAM_FAILURE`].
     log: &'static str,
+    /// The rest of what the client gets, as the row's own checks see it; the book's
+    /// table prints it after `outcome`.
+    also: &'static str,
 }
+
+/// The log line of a failed upstream call.
+const UPSTREAM_FAILURE: &str = "upstream failure";
 
 fn matrix() -> Vec<Case> {
     use Behaviour::*;
@@ -93,45 +103,50 @@ fn matrix() -> Vec<Case> {
     let reset = "sidelight_proxy_errors_total{route=\"m\",code=\"upstream_reset\"}";
     vec![
         Case {
-            name: "upstream down",
+            name: "upstream down (nothing listens)",
             fault: UpstreamDown,
             outcome: Http(502, Some("upstream_unreachable")),
             metric: Some((unreachable, Grows::By(1.0))),
-            log: "upstream failure",
+            log: UPSTREAM_FAILURE,
+            also: "",
         },
         Case {
             name: "upstream refusing (resets the connection unanswered)",
             fault: Upstream(Refuse),
             outcome: Http(502, Some("upstream_reset")),
             metric: Some((reset, Grows::By(1.0))),
-            log: "upstream failure",
+            log: UPSTREAM_FAILURE,
+            also: "",
         },
         Case {
-            name: "upstream slow past request_timeout",
+            name: "upstream slow past `request_timeout`",
             fault: Upstream(Slow(Duration::from_millis(TIMEOUT_MS * 5))),
             outcome: Http(504, Some("upstream_timeout")),
             metric: Some((
                 "sidelight_proxy_errors_total{route=\"m\",code=\"upstream_timeout\"}",
                 Grows::By(1.0),
             )),
-            log: "upstream failure",
+            log: UPSTREAM_FAILURE,
+            also: "",
         },
         Case {
             name: "upstream resets mid-body",
             fault: Upstream(ResetMidBody),
             outcome: Http(502, Some("upstream_reset")),
             metric: Some((reset, Grows::By(1.0))),
-            log: "upstream failure",
+            log: UPSTREAM_FAILURE,
+            also: "",
         },
         Case {
             name: "upstream answers garbage",
             fault: Upstream(Garbage),
             outcome: Http(502, Some("upstream_reset")),
             metric: Some((reset, Grows::By(1.0))),
-            log: "upstream failure",
+            log: UPSTREAM_FAILURE,
+            also: "",
         },
         Case {
-            name: "upstream answers a huge body",
+            name: "upstream answers 256 MiB of JSON",
             fault: Upstream(Huge(HUGE)),
             outcome: Http(200, None),
             metric: Some((
@@ -140,16 +155,18 @@ fn matrix() -> Vec<Case> {
             )),
             // Not an error: nothing is logged as one (checked below).
             log: "",
+            also: ", the whole body, unexplained (`x-sidelight-status: response_over_limit`), recorded; proxy memory grows by at most 64 MiB",
         },
         Case {
-            name: "upstream flapping",
+            name: "upstream flapping (down, up, twice)",
             fault: Flapping,
             outcome: Http(502, Some("upstream_unreachable")),
             metric: Some((unreachable, Grows::By(2.0))),
-            log: "upstream failure",
+            log: UPSTREAM_FAILURE,
+            also: " while down, 200 when up",
         },
         Case {
-            name: "store full (audit.max_bytes)",
+            name: "store full (`audit.max_bytes`, `fail_closed`)",
             fault: StoreFull,
             outcome: Http(503, Some("audit_unavailable")),
             metric: Some((
@@ -157,9 +174,10 @@ fn matrix() -> Vec<Case> {
                 Grows::By(1.0),
             )),
             log: "audit record not stored",
+            also: "",
         },
         Case {
-            name: "store locked by another process",
+            name: "store locked by another process (`fail_open`)",
             fault: StoreLocked,
             outcome: Http(200, None),
             metric: Some((
@@ -167,13 +185,15 @@ fn matrix() -> Vec<Case> {
                 Grows::By(1.0),
             )),
             log: "audit record not stored",
+            also: " without a record id",
         },
         Case {
-            name: "store read-only at start-up",
+            name: "store on a read-only mount at start-up",
             fault: StoreReadOnly,
             outcome: Exit(64),
             metric: None,
             log: "audit.path",
+            also: "",
         },
         Case {
             name: "config reload with a bad file",
@@ -184,13 +204,15 @@ fn matrix() -> Vec<Case> {
                 Grows::By(1.0),
             )),
             log: "config reload refused; the running config stays",
+            also: " naming `routes[0].inspect_limit_bytes`; the next request is served under the running config",
         },
         Case {
-            name: "SIGTERM under load",
+            name: "SIGTERM under 8 clients",
             fault: SigtermUnderLoad,
             outcome: Exit(0),
             metric: None,
             log: "shutting down",
+            also: "; each client a complete 200 or a refused connection, never a cut body",
         },
     ]
 }
@@ -234,6 +256,87 @@ async fn the_fault_matrix() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
+/// The book's chapter on the fault matrix, from this crate's directory.
+const BOOK_CHAPTER: &str = "../docs/src/fault-matrix.md";
+const BOOK_BEGIN: &str = "<!-- generated by tests/tests/faults.rs: begin -->";
+const BOOK_END: &str = "<!-- generated by tests/tests/faults.rs: end -->";
+
+/// The chapter's table is `matrix()` rendered: no server is started.
+#[test]
+fn the_book_fault_matrix_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOK_CHAPTER);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let (Some(begin), Some(end)) = (text.find(BOOK_BEGIN), text.find(BOOK_END)) else {
+        panic!(
+            "{} lacks the lines `{BOOK_BEGIN}` and `{BOOK_END}` around the table",
+            path.display()
+        );
+    };
+    let start = begin + BOOK_BEGIN.len();
+    assert!(
+        start <= end,
+        "{}: the end marker comes first",
+        path.display()
+    );
+    let wanted = format!("\n{}", markdown(&matrix()));
+    if text[start..end] == wanted {
+        return;
+    }
+    if std::env::var_os("SIDELIGHT_BLESS").is_some() {
+        let blessed = format!("{}{wanted}{}", &text[..start], &text[end..]);
+        std::fs::write(&path, blessed)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        return;
+    }
+    panic!(
+        "{} does not show the table of `matrix()` in tests/tests/faults.rs; run \
+         `SIDELIGHT_BLESS=1 cargo test -p sidelight-e2e --test faults the_book_fault_matrix` \
+         to rewrite it.\n--- in the book:{}--- from the table:{wanted}",
+        path.display(),
+        &text[start..end]
+    );
+}
+
+/// The matrix as a Markdown table, one row per case.
+fn markdown(cases: &[Case]) -> String {
+    let mut out =
+        String::from("| case | client gets | metric | log contains |\n|---|---|---|---|\n");
+    for case in cases {
+        let gets = match case.outcome {
+            Outcome::Http(status, Some(code)) => format!("{status} `{code}`"),
+            Outcome::Http(status, None) => status.to_string(),
+            Outcome::Exit(code) => format!("exit {code}"),
+        };
+        let metric = match case.metric {
+            Some((series, Grows::By(n))) => format!("`{series}` +{}", amount(n)),
+            Some((series, Grows::AtLeast(n))) => format!("`{series}` +{} or more", amount(n)),
+            None => "—".to_owned(),
+        };
+        let log = match case.log {
+            "" => format!("none (no `{UPSTREAM_FAILURE}`)"),
+            log => format!("`{log}`"),
+        };
+        writeln!(
+            out,
+            "| {} | {gets}{} | {metric} | {log} |",
+            case.name, case.also
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// A metric's growth: whole MiB as such (byte counters), other amounts as they are.
+fn amount(n: f64) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    if n >= MIB && n % MIB == 0.0 {
+        format!("{} MiB", n / MIB)
+    } else {
+        n.to_string()
+    }
+}
+
 fn check(case: &Case, observed: Observed) -> Vec<String> {
     let mut problems = observed.problems;
     if observed.outcomes.is_empty() {
@@ -270,7 +373,7 @@ fn check(case: &Case, observed: Observed) -> Vec<String> {
         _ => {}
     }
     if case.log.is_empty() {
-        if observed.logs.contains("upstream failure") {
+        if observed.logs.contains(UPSTREAM_FAILURE) {
             problems.push(format!("logged as a failure: {}", observed.logs));
         }
     } else if !observed.logs.contains(case.log) {
