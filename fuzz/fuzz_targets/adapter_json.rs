@@ -3,7 +3,7 @@
 //! pointer, a newline, then the body; so the pointers are fuzzed with the body.
 
 use libfuzzer_sys::fuzz_target;
-use sidelight_proxy::adapter_fuzzing::{FuzzProtocol, pointer_is_valid};
+use sidelight_protocol::{Protocol, pointer_is_valid};
 
 mod common;
 
@@ -19,7 +19,7 @@ fuzz_target!(|input: &[u8]| {
     if !pointer_is_valid(rows) || !pointer_is_valid(outputs) {
         return;
     }
-    let protocol = FuzzProtocol::Pointer {
+    let protocol = Protocol::Pointer {
         rows: rows.to_owned(),
         outputs: outputs.to_owned(),
     };

@@ -2,8 +2,8 @@
 //! The OpenInferenceV2 adapter on arbitrary bytes, as a request body and as a response body.
 
 use libfuzzer_sys::fuzz_target;
-use sidelight_proxy::adapter_fuzzing::FuzzProtocol;
+use sidelight_protocol::Protocol;
 
 mod common;
 
-fuzz_target!(|body: &[u8]| common::check(&FuzzProtocol::OpenInferenceV2, body));
+fuzz_target!(|body: &[u8]| common::check(&Protocol::OpenInferenceV2, body));

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
-use sidelight_proxy::adapter_fuzzing::{AttachRefusal, attach_field};
+use sidelight_protocol::{AdapterError, attach_field};
 
 const FIELD: &str = "explanations";
 const VALUE: &str = r#"[{"id":"0f8fad5b","text":"Mostly because of \"income\" ≥ 3000."}]"#;
@@ -59,7 +59,7 @@ fuzz_target!(|body: &[u8]| {
         }
         // RFC 8259 §8.2 leaves a lone surrogate escape (`"\uDAFA"`) to the parser; serde_json
         // refuses one, and so may the splice, where it reads a key.
-        Err(AttachRefusal::NotJson) => assert!(
+        Err(AdapterError::NotJson { .. }) => assert!(
             !scanned
                 || serde_json::from_slice::<serde_json::Value>(body).is_err_and(|e| {
                     let e = e.to_string();
@@ -69,13 +69,13 @@ fuzz_target!(|body: &[u8]| {
                 }),
             "valid JSON refused as not JSON"
         ),
-        Err(AttachRefusal::NotAnObject) => {
+        Err(AdapterError::NotAnObject) => {
             assert!(scanned, "not JSON refused as not an object");
             if let Some(v) = parsed {
                 assert!(!v.is_object(), "an object refused as not an object");
             }
         }
-        Err(AttachRefusal::FieldExists) => {
+        Err(AdapterError::FieldExists { .. }) => {
             assert!(scanned);
             if let Some(v) = parsed {
                 assert!(

@@ -133,7 +133,8 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, sidelight_proxy::Confi
 }
 
 fn check(file: &std::path::Path) -> ExitCode {
-    match load(Some(file)).and_then(|config| config.check_files().map(|()| config)) {
+    match load(Some(file)).and_then(|config| sidelight_proxy::check_files(&config).map(|()| config))
+    {
         Ok(config) => {
             // check_files has read the tokens already; this cannot fail differently.
             let tokens = config.admin.all_tokens().map_or(0, |t| t.len());

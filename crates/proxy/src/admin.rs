@@ -365,7 +365,7 @@ async fn dispatch(
         Endpoint::Unknown => json_error(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such admin endpoint; see the README's \"Admin endpoints\"",
+            "no such admin endpoint; see \"Admin endpoints\" in the book (docs/src/operations.md)",
         ),
     }
 }
@@ -533,7 +533,7 @@ impl Reloader {
             let config = Config::load(&path)?;
             // Checked as a restart would check it, so that a file that would not start
             // is not half applied now.
-            config.check_files()?;
+            crate::check_files(&config)?;
             let policy = AccessPolicy::from_config(&config.admin)?;
             Ok::<_, ConfigError>((config, policy))
         })

@@ -15,14 +15,12 @@
 //! optional stage (inspection, explanation, narration) failed, panic on anything a client or
 //! upstream sends, or write a payload value, token or key to a log line.
 
-mod adapter;
 mod admin;
 mod alert;
 mod audit;
 mod auth;
 mod body;
 mod client;
-pub mod config;
 mod console;
 mod error;
 mod forward;
@@ -32,6 +30,7 @@ mod live;
 mod metrics;
 mod monitor;
 mod narration;
+mod preflight;
 mod records;
 pub mod report;
 mod review;
@@ -40,19 +39,19 @@ mod server;
 mod stack;
 mod tls;
 
-// The fuzz targets (fuzz/, outside the workspace) reach the adapters through this.
-#[doc(hidden)]
-pub use adapter::fuzzing as adapter_fuzzing;
 pub use admin::{ReloadError, ReloadReport, Reloader};
 pub use auth::{new_token, token_sha256};
 pub use body::ProxyBody;
 pub use client::{AdminClientError, admin_get, admin_post, post_json};
-pub use config::{Config, ConfigError};
 pub use error::{BoxError, ProxyError, json_error};
 pub use forward::ClientAddr;
 pub use inspect::Inspection;
 pub use live::{RouteSurrogate, SchemaInferError, SurrogateStatus, infer_from_requests};
+pub use preflight::check_files;
 pub use route::Route;
 pub use server::{Drained, Sidelight, StartError};
+/// The configuration, parsed and validated (the `sidelight-config` crate).
+pub use sidelight_config as config;
+pub use sidelight_config::{Config, ConfigError};
 /// A `.ftl` text for [`Sidelight::bind_with_wording`].
 pub use sidelight_narrate::FtlSource;

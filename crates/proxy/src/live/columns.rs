@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use crate::adapter::Rows;
+use sidelight_protocol::Rows;
 
 /// Why a request's columns could not be read as the route's features.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -120,7 +120,7 @@ pub(crate) fn map_columns(
 pub(crate) struct ColumnState {
     wire: Mutex<Option<Vec<String>>>,
     /// A recent client request's members besides its rows (see
-    /// [`crate::adapter::request_extras`]); in memory only.
+    /// [`sidelight_protocol::request_extras`]); in memory only.
     extras: Mutex<Option<String>>,
     /// The path and query a recent client request was sent to.
     target: Mutex<Option<String>>,
@@ -228,7 +228,7 @@ impl ColumnState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::{Protocol, Value, parse_request};
+    use sidelight_protocol::{Protocol, Value, parse_request};
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

@@ -29,7 +29,7 @@ use sidelight_explain::distill::{SyntheticKind, hybrids, is_held_out, perturbati
 
 use super::probe::{ProbeError, ProbeInput, UpstreamCaller, kernel_probe, spearman};
 use super::{LiveMetrics, Origin, RouteLive};
-use crate::adapter::{self, Protocol};
+use sidelight_protocol::{self as adapter, Protocol};
 
 /// No synthetic row is sent for this long after the upstream failed a customer request.
 pub(crate) const QUIET_AFTER_ERROR: Duration = Duration::from_secs(10);

@@ -22,7 +22,6 @@ use tower::{Layer, Service};
 
 use super::store::{StoredExplanation, StoredRequest};
 use super::{Narrate, RecentExplanations, RecentRequests, RouteLive};
-use crate::adapter;
 use crate::audit::AuditLog;
 use crate::audit::now_ms;
 use crate::body::{ProxyBody, full};
@@ -34,6 +33,7 @@ use crate::live::model::RowExplanation;
 use crate::metrics::ConsentSource;
 use crate::route::Route;
 use sidelight_audit::{Consent, Record};
+use sidelight_protocol as adapter;
 
 static EXPLAIN: HeaderName = HeaderName::from_static("x-sidelight-explain");
 static AUDIENCE: HeaderName = HeaderName::from_static("x-sidelight-audience");

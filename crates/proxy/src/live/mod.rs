@@ -22,9 +22,9 @@ use arc_swap::ArcSwapOption;
 use sidelight_explain::{Surrogate, Value};
 use sidelight_narrate::{Narrator, RouteOverrides};
 
-use crate::adapter::Protocol;
 use crate::config::{ExplainConfig, PrivacyConfig, ProtocolName, ReviewConfig, RouteConfig};
 use sidelight_audit::PrivacyPolicy;
+use sidelight_protocol::Protocol;
 
 pub(crate) use fleet::FleetGauges;
 pub(crate) use layer::{Explain, ExplainLayer};
@@ -281,7 +281,7 @@ impl RouteLive {
     /// Reads a request's columns as the route's features: positional columns take the
     /// configured names in order. On a problem, the `x-sidelight-status` to pass the
     /// request through with; the problem is counted, and logged the first time.
-    pub(crate) fn map_columns(&self, rows: &mut crate::adapter::Rows) -> Result<(), String> {
+    pub(crate) fn map_columns(&self, rows: &mut sidelight_protocol::Rows) -> Result<(), String> {
         if rows.positional {
             self.columns.positional(&rows.names);
         }

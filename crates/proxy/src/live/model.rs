@@ -458,7 +458,7 @@ impl LiveModel {
         };
         let narration = ask
             .narrator
-            .narrate(&input, ask.audience.into(), ask.locale);
+            .narrate(&input, narrator_audience(ask.audience), ask.locale);
 
         let mut attributions: Vec<Contribution> = self
             .names
@@ -670,16 +670,15 @@ pub(crate) fn narrate_stored(
         overrides,
         fidelity: FidelityPolicy::default(),
     };
-    Some(narrator.narrate(&input, audience.into(), locale))
+    Some(narrator.narrate(&input, narrator_audience(audience), locale))
 }
 
-impl From<Audience> for sidelight_narrate::Audience {
-    fn from(audience: Audience) -> Self {
-        match audience {
-            Audience::Customer => Self::Customer,
-            Audience::Developer => Self::Developer,
-            Audience::Auditor => Self::Auditor,
-        }
+/// The configured audience as the narrator knows it (two crates, one meaning).
+fn narrator_audience(audience: Audience) -> sidelight_narrate::Audience {
+    match audience {
+        Audience::Customer => sidelight_narrate::Audience::Customer,
+        Audience::Developer => sidelight_narrate::Audience::Developer,
+        Audience::Auditor => sidelight_narrate::Audience::Auditor,
     }
 }
 

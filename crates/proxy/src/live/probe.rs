@@ -12,7 +12,7 @@
 //! differs from the explained row's (and `0.0` where it is the same, so that KernelSHAP
 //! still sees features equal to every background row as null players). A hybrid row is
 //! decoded cell by cell back into the real values, written in the route's protocol
-//! ([`crate::adapter::write_request`]) and sent to the upstream directly — not through
+//! ([`sidelight_protocol::write_request`]) and sent to the upstream directly — not through
 //! the data plane, so no probe call is counted in a metric, trained on, or kept. Every
 //! call also carries `x-sidelight-probe: 1`, which the explain layer honours should the
 //! upstream URL lead back into Sidelight.
@@ -47,11 +47,11 @@ use sidelight_explain::{OutputKind, Value};
 use super::RecentRequests;
 use super::layer::PROBE;
 use super::store::StoredRequest;
-use crate::adapter::{self, AdapterError, Protocol, WriteError};
 use crate::body::{ProxyBody, full, json_response};
 use crate::config::UpstreamBase;
 use crate::error::{chain, json_error};
 use crate::forward::UpstreamClient;
+use sidelight_protocol::{self as adapter, AdapterError, Protocol, WriteError};
 
 /// Rows per upstream call for protocols that take batches.
 pub(crate) const BATCH_ROWS: usize = 64;

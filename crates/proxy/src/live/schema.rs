@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use sidelight_explain::{FeatureKind, Schema, Value};
 
-use crate::adapter::{self, Protocol};
 use crate::config::ProtocolName;
+use sidelight_protocol::{self as adapter, Protocol};
 
 /// Most levels listed for a categorical feature; beyond that the feature is more likely
 /// an identifier than a category, and the TOML says so.

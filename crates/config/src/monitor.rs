@@ -141,7 +141,7 @@ impl Default for MonitorConfig {
 
 impl MonitorConfig {
     /// Checks what types cannot; errors name the key.
-    pub(crate) fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
+    pub fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
         let key = |k: &str| format!("{prefix}.{k}");
         if !(10..=1_000_000).contains(&self.window_rows) {
             return Err((

@@ -245,7 +245,7 @@ impl Default for PrivacyConfig {
 impl PrivacyConfig {
     /// The policy of a route whose features marked `pii` are `pii_features`. Errors
     /// name the key (`{prefix}.fields.NAME`).
-    pub(crate) fn policy<'a>(
+    pub fn policy<'a>(
         &self,
         prefix: &str,
         pii_features: impl Iterator<Item = &'a str>,
@@ -264,7 +264,7 @@ impl PrivacyConfig {
     }
 
     /// Checks the rules and the header name; errors name the key.
-    pub(crate) fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
+    pub fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
         self.policy(prefix, std::iter::empty())?;
         if http::HeaderName::from_bytes(self.subject_header.as_bytes()).is_err() {
             return Err((
@@ -381,7 +381,7 @@ impl AuditConfig {
     }
 
     /// Checks what types alone cannot; errors name the key.
-    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
         match self.backend {
             AuditBackend::Sqlite => {

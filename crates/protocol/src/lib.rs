@@ -1,4 +1,4 @@
-//! Protocol adapters: read feature rows out of a model request, predictions out of its
+//! `sidelight-protocol`: the wire formats of model-serving APIs. Protocol adapters read feature rows out of a model request, predictions out of its
 //! response, and add a field to a JSON response without touching the model's bytes; and,
 //! for the probe check, write rows back into a request ([`write_request`]).
 //!
@@ -23,11 +23,10 @@
 //!   tensors are concatenated in request order.
 //!
 //! Whenever names were made from positions ([`Rows::positional`]), a route that
-//! configures `features` reads the columns as those features, in order (see
-//! `live::columns`).
+//! configures `features` reads the columns as those features, in order (the proxy's column mapping).
 
-#[doc(hidden)]
-pub mod fuzzing;
+#![warn(missing_docs)]
+
 mod json;
 mod kserve_v1;
 mod mlflow;
@@ -39,13 +38,13 @@ mod writer;
 
 use std::fmt;
 
-pub(crate) use sidelight_explain::Value;
-pub(crate) use splice::attach_field;
-pub(crate) use writer::{WriteError, request_extras, with_extras, write_request};
+pub use sidelight_explain::Value;
+pub use splice::attach_field;
+pub use writer::{WriteError, request_extras, with_extras, write_request};
 
 /// The API shape of a route's model.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Protocol {
+pub enum Protocol {
     /// KServe v1 / TF Serving: `{"instances": [...]}` → `{"predictions": [...]}`.
     KServeV1,
     /// Open Inference Protocol v2 (KServe v2, Triton, MLServer): named tensors.
@@ -55,38 +54,44 @@ pub(crate) enum Protocol {
     Mlflow,
     /// Any JSON API: where the rows are and where the outputs are, as JSON Pointers
     /// (RFC 6901; `""` is the whole document).
-    Pointer { rows: String, outputs: String },
+    Pointer {
+        /// Where the rows are: an array of objects or arrays, or one object (one row).
+        rows: String,
+        /// Where the outputs are, one per row.
+        outputs: String,
+    },
 }
 
 /// Whether `pointer` is a syntactically valid JSON Pointer (RFC 6901: `""` or `/…`, and
 /// every `~` followed by `0` or `1`), so configuration can be rejected at start-up
 /// rather than failing every request with [`AdapterError::InvalidPointer`].
-pub(crate) fn pointer_is_valid(pointer: &str) -> bool {
+pub fn pointer_is_valid(pointer: &str) -> bool {
     json::pointer_is_valid(pointer)
 }
 
 /// The feature rows of one request, in request order.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Rows {
+pub struct Rows {
     /// One name per column; every row has exactly `names.len()` values.
-    pub(crate) names: Vec<String>,
-    pub(crate) rows: Vec<Vec<Value>>,
+    pub names: Vec<String>,
+    /// The rows, each with one value per name.
+    pub rows: Vec<Vec<Value>>,
     /// The body named no columns (array rows, a v2 tensor wider than one column, a
     /// split frame without `columns`): `names` were made from positions, so a route
     /// that configures its features maps the columns to them in order.
-    pub(crate) positional: bool,
+    pub positional: bool,
 }
 
 /// The model's outputs for one response, one entry per request row, in order.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Outputs {
+pub struct Outputs {
     /// Per row: one value (a regression or a score), or one per class (probabilities).
     /// Every row has the same width.
-    pub(crate) rows: Vec<Vec<f64>>,
+    pub rows: Vec<Vec<f64>>,
 }
 
 /// Reads the feature rows out of a request body. At least one row, or an error.
-pub(crate) fn parse_request(protocol: &Protocol, body: &[u8]) -> Result<Rows, AdapterError> {
+pub fn parse_request(protocol: &Protocol, body: &[u8]) -> Result<Rows, AdapterError> {
     let root = json::parse(body, Side::Request)?;
     let rows = match protocol {
         Protocol::KServeV1 => kserve_v1::request(&root),
@@ -107,7 +112,7 @@ pub(crate) fn parse_request(protocol: &Protocol, body: &[u8]) -> Result<Rows, Ad
 /// Reads the model's outputs out of a response body; `expected_rows` is the number of
 /// rows its request had, and any other count is an error (outputs are matched to rows by
 /// position, so a count that differs means the pairing cannot be trusted).
-pub(crate) fn parse_response(
+pub fn parse_response(
     protocol: &Protocol,
     body: &[u8],
     expected_rows: usize,
@@ -123,8 +128,10 @@ pub(crate) fn parse_response(
 
 /// Which body an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
+pub enum Side {
+    /// The body the client sent.
     Request,
+    /// The body the model answered.
     Response,
 }
 
@@ -138,9 +145,11 @@ impl fmt::Display for Side {
 }
 
 /// Why a body could not be read or augmented. Messages name paths, fields, tensors and
-/// counts, never payload values.
+/// counts, never payload values. In the fields, `side` is the body at fault, `path` a
+/// JSON Pointer into it, `tensor` a v2 tensor's name, and `expected`/`found` counts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum AdapterError {
+#[allow(missing_docs)] // the fields are described above; each variant's message says the rest
+pub enum AdapterError {
     #[error("{side} body is not valid JSON (line {line}, column {column})")]
     NotJson {
         side: Side,
@@ -205,7 +214,7 @@ pub(crate) enum AdapterError {
 
 impl AdapterError {
     /// A short stable code for the `x-sidelight-status` header and metrics labels.
-    pub(crate) fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
             Self::NotJson { side, .. }
             | Self::MissingField { side, .. }

@@ -27,11 +27,7 @@ fn is_ws(b: u8) -> bool {
 /// [`AdapterError::FieldExists`] when the model already has a top-level `field` (the
 /// model's fields are never overwritten), [`AdapterError::InvalidAttachment`] when
 /// `value_json` is not JSON.
-pub(crate) fn attach_field(
-    body: &[u8],
-    field: &str,
-    value_json: &str,
-) -> Result<Bytes, AdapterError> {
+pub fn attach_field(body: &[u8], field: &str, value_json: &str) -> Result<Bytes, AdapterError> {
     // JSON is UTF-8 (RFC 8259 §8.1), and serde_json skips the strings it ignores without
     // checking them: a model's invalid bytes inside a value would otherwise pass, and be
     // answered as JSON with an explanation. Found by fuzzing (fuzz/).

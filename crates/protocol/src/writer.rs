@@ -30,7 +30,8 @@ use super::{Protocol, Value};
 /// Why rows cannot be written in a protocol's request format. Names features and
 /// counts, never values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum WriteError {
+#[allow(missing_docs)] // each variant's message says what it means
+pub enum WriteError {
     #[error("no rows to write")]
     Empty,
     #[error("a row has {found} values for {expected} feature names")]
@@ -47,7 +48,7 @@ pub(crate) enum WriteError {
 }
 
 /// Writes `rows` (each with one value per name, in `names` order) as a request body.
-pub(crate) fn write_request(
+pub fn write_request(
     protocol: &Protocol,
     names: &[String],
     rows: &[Vec<Value>],
@@ -129,7 +130,7 @@ pub(crate) fn write_request(
 /// names one client request), as the text of JSON object members without the braces
 /// (`"outputs":[…],"parameters":{…}`); empty when there are none. `None` when the body is
 /// not a JSON object, or for the pointer protocol, whose rows may sit anywhere.
-pub(crate) fn request_extras(protocol: &Protocol, body: &[u8]) -> Option<String> {
+pub fn request_extras(protocol: &Protocol, body: &[u8]) -> Option<String> {
     let rows_members: &[&str] = match protocol {
         Protocol::KServeV1 => &["instances", "inputs"],
         Protocol::OpenInferenceV2 => &["inputs", "id"],
@@ -163,7 +164,7 @@ pub(crate) fn request_extras(protocol: &Protocol, body: &[u8]) -> Option<String>
 }
 
 /// Adds `extras` (from [`request_extras`]) to a body [`write_request`] wrote.
-pub(crate) fn with_extras(mut body: Vec<u8>, extras: &str) -> Vec<u8> {
+pub fn with_extras(mut body: Vec<u8>, extras: &str) -> Vec<u8> {
     if extras.is_empty() || body.last() != Some(&b'}') {
         return body;
     }

@@ -1,9 +1,16 @@
-//! Configuration: one TOML file, every key overridable by a `SIDELIGHT_…` variable.
+//! `sidelight-config`: Sidelight's configuration, one TOML file with every key
+//! overridable by a `SIDELIGHT_…` variable, parsed and validated.
+//!
+//! What it must never do: start tasks or threads, open sockets, or read any file but the
+//! config file and the `admin.tokens_file` it names (wording and TLS files are read
+//! when the proxy binds); put a secret's value in an error message.
 //!
 //! Nested keys are joined with a double underscore in the environment, so
 //! `upstream.request_timeout` is `SIDELIGHT_UPSTREAM__REQUEST_TIMEOUT`. Values from the
 //! environment win over the file. Unknown keys are errors, so that a typo is not silently
 //! ignored, and every error names the key it is about.
+
+#![warn(missing_docs)]
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -289,12 +296,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Loads the wording (`narration.dir` and every route's sentences) and checks it,
-    /// as start-up does; `sidelight config check` calls it. Reads files.
-    pub fn check_wording(&self) -> Result<(), ConfigError> {
-        crate::narration::prepare(self, Vec::new()).map(|_| ())
-    }
-
     /// Parses a TOML document (no environment) and validates it.
     pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
@@ -438,23 +439,6 @@ impl Config {
         Ok(())
     }
 
-    /// Everything start-up reads besides this file, checked as start-up checks it: the
-    /// wording, `admin.tokens_file`, and the TLS certificates and keys. `sidelight config
-    /// check` calls it.
-    pub fn check_files(&self) -> Result<(), ConfigError> {
-        self.check_wording()?;
-        self.admin.all_tokens()?;
-        for (key, tls) in [
-            ("server.tls", &self.server.tls),
-            ("admin.tls", &self.admin.tls),
-        ] {
-            if let Some(tls) = tls {
-                crate::tls::server_config(tls, key, &[])?;
-            }
-        }
-        Ok(())
-    }
-
     /// The top-level sections (and `admin.tls`) in which `other` differs from this
     /// config: what a reload to `other` cannot apply without a restart. The keys a reload
     /// applies live (`admin.tokens`, `admin.tokens_file`, `admin.metrics_token_required`)
@@ -550,15 +534,19 @@ pub const AUDIT_KEY_VARIABLE: &str = "SIDELIGHT_AUDIT_KEY";
 
 /// The parsed parts of `upstream.url`.
 #[derive(Debug, Clone)]
-pub(crate) struct UpstreamBase {
-    pub(crate) scheme: http::uri::Scheme,
-    pub(crate) authority: http::uri::Authority,
+pub struct UpstreamBase {
+    /// `http` (TLS to the upstream is not available).
+    pub scheme: http::uri::Scheme,
+    /// Host and port.
+    pub authority: http::uri::Authority,
     /// Path prefix without a trailing slash; empty when the URL has no path.
-    pub(crate) path_prefix: String,
+    pub path_prefix: String,
 }
 
 impl UpstreamConfig {
-    pub(crate) fn base(&self) -> Result<UpstreamBase, String> {
+    /// `url` split into the parts a forwarded request is built from; the message names
+    /// what is wrong with the URL.
+    pub fn base(&self) -> Result<UpstreamBase, String> {
         let uri: Uri = self
             .url
             .parse()

@@ -55,7 +55,7 @@ impl Default for AlertsConfig {
 
 impl AlertsConfig {
     /// Checks what types cannot; errors name the key.
-    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), (String, String)> {
         let key = |k: &str| format!("alerts.{k}");
         if let Some(url) = &self.webhook {
             let uri: http::Uri = url
@@ -88,7 +88,7 @@ impl AlertsConfig {
 
     /// The signing secret: `secret_file`'s content (trimmed), else the environment
     /// variable's. Errors name the key, never the secret.
-    pub(crate) fn secret(&self, env: Option<String>) -> Result<Option<Vec<u8>>, (String, String)> {
+    pub fn secret(&self, env: Option<String>) -> Result<Option<Vec<u8>>, (String, String)> {
         if let Some(path) = &self.secret_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 (
@@ -114,11 +114,11 @@ impl AlertsConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::Config;
 
     fn invalid_key(toml: &str) -> String {
         match Config::from_toml_str(toml) {
-            Err(crate::config::ConfigError::Invalid { key, .. }) => key,
+            Err(crate::ConfigError::Invalid { key, .. }) => key,
             other => panic!("expected an invalid key, got {other:?}"),
         }
     }

@@ -408,7 +408,7 @@ fn default_output() -> OutputConfig {
 
 impl ExplainConfig {
     /// Checks the values that types cannot; `key` is the config path of this table.
-    pub(crate) fn validate(&self, key: &str) -> Result<(), (String, String)> {
+    pub fn validate(&self, key: &str) -> Result<(), (String, String)> {
         let at = |field: &str| format!("{key}.{field}");
         if self.protocol == ProtocolName::Pointer {
             for (field, value) in [
@@ -419,7 +419,7 @@ impl ExplainConfig {
                     None => {
                         return Err((at(field), "is required with protocol = \"pointer\"".into()));
                     }
-                    Some(p) if !crate::adapter::pointer_is_valid(p) => {
+                    Some(p) if !sidelight_protocol::pointer_is_valid(p) => {
                         return Err((
                             at(field),
                             format!(

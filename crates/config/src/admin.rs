@@ -135,7 +135,7 @@ pub struct TlsConfig {
 
 impl TlsConfig {
     /// `key` is where this table is, e.g. `server.tls`.
-    pub(crate) fn validate(&self, key: &str) -> Result<(), (String, String)> {
+    pub fn validate(&self, key: &str) -> Result<(), (String, String)> {
         for (field, path) in [("cert_file", &self.cert_file), ("key_file", &self.key_file)] {
             if path.as_os_str().is_empty() {
                 return Err((format!("{key}.{field}"), "must name a PEM file".to_owned()));
@@ -156,7 +156,7 @@ struct TokensFile {
 impl AdminConfig {
     /// Checks the inline entries and the TLS table; `tokens_file` is read by
     /// [`AdminConfig::all_tokens`].
-    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), (String, String)> {
         for (i, token) in self.tokens.iter().enumerate() {
             token.validate(&format!("admin.tokens[{i}]"))?;
         }

@@ -84,7 +84,7 @@ impl ReviewConfig {
     }
 
     /// Checks what types cannot; errors name the key.
-    pub(crate) fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
+    pub fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
         let key = |k: &str| format!("{prefix}.{k}");
         for (name, value) in [
             ("local_error_above", self.local_error_above),
