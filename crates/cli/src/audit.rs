@@ -31,7 +31,7 @@ use sidelight_audit::{
     RecordQuery, SqliteConfig, SqliteStore, StoreError, VerifyError, checkpoint_mac_ok, verify,
     write_jsonl,
 };
-use sidelight_proxy::config::AUDIT_KEY_VARIABLE;
+use sidelight_config::AUDIT_KEY_VARIABLE;
 
 /// A step failed (a remote call, a locked database), or `verify` found the log broken.
 const EXIT_FAILED: u8 = 1;
@@ -508,7 +508,7 @@ fn postgres_url(url: Option<&str>, url_file: Option<&Path>) -> Result<Option<Str
 /// Opens a PostgreSQL log to read it, with a label for messages that masks the URL's
 /// password.
 fn open_postgres(url: &str, keys: Keys) -> Result<(PostgresStore, String), Failure> {
-    let label = sidelight_proxy::config::DatabaseUrl::new(url).redacted();
+    let label = sidelight_config::DatabaseUrl::new(url).redacted();
     let store =
         PostgresStore::open_reader(url, PostgresConfig::new(keys)).map_err(
             |error| match error {

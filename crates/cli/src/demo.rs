@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sidelight_demo_model::data::applications;
-use sidelight_demo_model::server::PREDICT_PATH;
-use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
-use sidelight_proxy::config::ADMIN_TOKEN_VARIABLE;
-use sidelight_proxy::config::{
+use sidelight_config::ADMIN_TOKEN_VARIABLE;
+use sidelight_config::{
     AttachMode, Audience, AuditBackend, AuditConfig, AuditDurability, DecisionConfig,
     DistillConfig, ExplainConfig, FeatureConfig, FeatureKindConfig, GroupConfig, LogConfig,
     MonitorConfig, OutputConfig, PrivacyConfig, ProtectedConfig, ProtocolName, QueueFull,
     ReviewConfig, Role, RouteConfig, StoreFailure, SurrogateConfig, TokenConfig, WordingConfig,
 };
+use sidelight_demo_model::data::applications;
+use sidelight_demo_model::server::PREDICT_PATH;
+use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
 use sidelight_proxy::{Config, FtlSource, Sidelight, SurrogateStatus, post_json};
 use tokio::sync::watch;
 

@@ -1,7 +1,7 @@
 //! Log set-up: `RUST_LOG` wins over `log.level`; `log.format` picks human or JSON lines.
 
 use anyhow::Context;
-use sidelight_proxy::config::{LogConfig, LogFormat};
+use sidelight_config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 pub(crate) fn init(config: &LogConfig) -> anyhow::Result<()> {

@@ -19,8 +19,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sidelight_audit::{AuditStore, PostgresConfig, PostgresStore, StoreError};
-use sidelight_proxy::config::{AuditBackend, AuditConfig};
-use sidelight_proxy::report::{self, Period, Progress, ReportError, ReportInput, Stage};
+use sidelight_config::{AuditBackend, AuditConfig};
+use sidelight_report::{self as report, Period, Progress, ReportError, ReportInput, Stage};
 
 use crate::audit::{Failure, load_keys, open_store, parse_time, store_failure};
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sidelight_proxy::config::ProtocolName;
+use sidelight_config::ProtocolName;
 
 /// sysexits' EX_DATAERR and EX_NOINPUT.
 const EXIT_DATA: u8 = 65;

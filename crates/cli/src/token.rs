@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use sidelight_proxy::config::{ADMIN_TOKEN_VARIABLE, Role, parse_rfc3339};
+use sidelight_config::{ADMIN_TOKEN_VARIABLE, Role, parse_rfc3339};
 
 /// Tokens shorter than this are refused by `token hash`: too easy to guess.
 const MIN_TOKEN_LEN: usize = 16;

@@ -101,7 +101,7 @@ impl<'a> Endpoint<'a> {
             crate::review::REVIEWS_PATH => Endpoint::ReviewQueue,
             crate::review::FLAGS_PATH => Endpoint::ReviewFlags,
             RELOAD_PATH => Endpoint::ConfigReload,
-            crate::report::endpoint::REPORT_PATH => Endpoint::Report,
+            crate::report_endpoint::REPORT_PATH => Endpoint::Report,
             _ if path == records
                 || path
                     .strip_prefix(records)
@@ -254,13 +254,13 @@ async fn dispatch(
                 .surrogates
                 .routes()
                 .into_iter()
-                .map(|s| crate::report::InService {
+                .map(|s| sidelight_report::InService {
                     route: s.route,
                     version: s.version,
                     r2: s.r2.filter(|r2| r2.is_finite()),
                 })
                 .collect();
-            let response = crate::report::endpoint::report(
+            let response = crate::report_endpoint::report(
                 state.erasable.audit.as_ref(),
                 config,
                 in_service,

@@ -32,7 +32,7 @@ mod monitor;
 mod narration;
 mod preflight;
 mod records;
-pub mod report;
+mod report_endpoint;
 mod review;
 mod route;
 mod server;

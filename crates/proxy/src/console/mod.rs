@@ -21,7 +21,6 @@
 //! content security policy: no script at all, styles only from the console's own
 //! stylesheet.
 
-pub(crate) mod chart;
 mod pages;
 mod session;
 

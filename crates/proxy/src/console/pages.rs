@@ -9,10 +9,10 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::Value as Json;
 use sidelight_audit::{Feedback, Review, rfc3339_ms};
 
-use super::chart::{self, FidelityPoint, Step};
 use super::session::{Flash, percent_encode};
 use super::{LOGIN_PATH, LOGOUT_PATH, STYLESHEET_PATH};
 use crate::auth::{Principal, Role};
+use sidelight_report::chart::{self, FidelityPoint, Step};
 
 /// Which navigation entry a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The audit report of a period (`sidelight report`, `GET /api/v1/report`): what the
+//! `sidelight-report`: the audit report of a period (`sidelight report`, `GET /api/v1/report`): what the
 //! system was, what its models relied on, whether protected groups were treated alike,
 //! whether the traffic moved, under which consent, what reviewers decided, what was
 //! erased, and whether the audit log is intact.
@@ -10,8 +10,10 @@
 //! What a report must never hold: a payload value or a subject identifier. It carries
 //! counts, rates, means and test statistics only; drift is summarised per feature
 //! without its levels or bin edges, and erasure actions without the subject they erased.
+//! What this crate must never do: start an async runtime or serve HTTP (the proxy's
+//! admin API serves `GET /api/v1/report` by calling [`build`]), or write to the store.
 
-pub(crate) mod endpoint;
+pub mod chart;
 mod frozen;
 mod html;
 mod markdown;
@@ -26,7 +28,7 @@ use sidelight_monitor::{
     FairnessReport, NumericReference, ProtectedAttribute,
 };
 
-use crate::config::{Config, ProtectedConfig, RouteConfig};
+use sidelight_config::{Config, ProtectedConfig, RouteConfig};
 
 pub use html::render as render_html;
 pub use markdown::render as render_markdown;

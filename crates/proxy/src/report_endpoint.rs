@@ -12,11 +12,11 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use sidelight_audit::{AuditStore, SqliteConfig, SqliteStore};
 
-use super::{InService, Period, ReportError, ReportInput};
 use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full, json_response};
 use crate::config::{AuditBackend, Config};
 use crate::error::json_error;
+use sidelight_report::{InService, Period, ReportError, ReportInput};
 
 pub(crate) const REPORT_PATH: &str = "/api/v1/report";
 
@@ -138,7 +138,7 @@ pub(crate) async fn report(
             in_service: Some(&in_service),
             generated_at_ms: now,
         };
-        super::build(store, &input, &mut |_| {})
+        sidelight_report::build(store, &input, &mut |_| {})
     })
     .await;
     let report = match built {
@@ -158,9 +158,12 @@ pub(crate) async fn report(
                 Err(error) => crate::records::store_error(&error.to_string()),
             };
         }
-        Format::Html => (super::render_html(&report), "text/html; charset=utf-8"),
+        Format::Html => (
+            sidelight_report::render_html(&report),
+            "text/html; charset=utf-8",
+        ),
         Format::Markdown => (
-            super::render_markdown(&report),
+            sidelight_report::render_markdown(&report),
             "text/markdown; charset=utf-8",
         ),
     };

@@ -5,7 +5,7 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::{Report, SECTIONS, num, percent, verdict};
-use crate::console::chart::{self, Bar};
+use crate::chart::{self, Bar};
 
 const STYLE: &str = r#"
 body { font-family: system-ui, sans-serif; color: #1a1a1a; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; }

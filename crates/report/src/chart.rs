@@ -11,14 +11,14 @@ use maud::{Markup, html};
 
 /// One trained surrogate version on the fidelity chart.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FidelityPoint {
-    pub(crate) version: u64,
+pub struct FidelityPoint {
+    pub version: u64,
     /// When it was trained, seconds since the Unix epoch.
-    pub(crate) trained_at: u64,
+    pub trained_at: u64,
     /// Held-out R².
-    pub(crate) r2: f64,
+    pub r2: f64,
     /// Whether it passed the gate and went into service.
-    pub(crate) accepted: bool,
+    pub accepted: bool,
 }
 
 const WIDTH: f64 = 640.0;
@@ -34,7 +34,7 @@ fn px(x: f64) -> String {
 }
 
 /// A time as `YYYY-MM-DD HH:MM` UTC.
-pub(crate) fn short_time(seconds: u64) -> String {
+pub fn short_time(seconds: u64) -> String {
     let ms = i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
     let text = sidelight_audit::rfc3339_ms(ms);
     match (text.get(..10), text.get(11..16)) {
@@ -47,7 +47,7 @@ pub(crate) fn short_time(seconds: u64) -> String {
 /// (retraining can follow within seconds, or days apart); the first and last training
 /// times label the axis. Versions without a finite R² (a seeded surrogate) are left
 /// out; `None` when nothing is left to draw.
-pub(crate) fn fidelity(id: &str, route: &str, points: &[FidelityPoint]) -> Option<Markup> {
+pub fn fidelity(id: &str, route: &str, points: &[FidelityPoint]) -> Option<Markup> {
     let points: Vec<&FidelityPoint> = points.iter().filter(|p| p.r2.is_finite()).collect();
     let (first, last) = (points.first()?, points.last()?);
     let lowest = points.iter().map(|p| p.r2).fold(f64::INFINITY, f64::min);
@@ -136,9 +136,9 @@ pub(crate) fn fidelity(id: &str, route: &str, points: &[FidelityPoint]) -> Optio
 
 /// One bar of a waterfall: a feature (with its value) and its contribution.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Step {
-    pub(crate) label: String,
-    pub(crate) contribution: f64,
+pub struct Step {
+    pub label: String,
+    pub contribution: f64,
 }
 
 /// How many features get a bar of their own; the rest share one.
@@ -151,7 +151,7 @@ const WF_WIDTH: f64 = 760.0;
 /// The waterfall of one prediction: from the base value (the surrogate's expected
 /// output), each feature's contribution in order of size, to the surrogate's prediction,
 /// all in `space` (log-odds or the model's output).
-pub(crate) fn waterfall(id: &str, base: f64, steps: &[Step], space: &str) -> Markup {
+pub fn waterfall(id: &str, base: f64, steps: &[Step], space: &str) -> Markup {
     let mut steps: Vec<Step> = steps
         .iter()
         .filter(|s| s.contribution.is_finite())
@@ -247,12 +247,12 @@ pub(crate) fn waterfall(id: &str, base: f64, steps: &[Step], space: &str) -> Mar
 
 /// One bar of a bar chart: a value with, optionally, its confidence interval.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Bar {
-    pub(crate) label: String,
-    pub(crate) value: f64,
-    pub(crate) interval: Option<(f64, f64)>,
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+    pub interval: Option<(f64, f64)>,
     /// Drawn in the emphasis colour (a protected feature, a failing group).
-    pub(crate) emphasis: bool,
+    pub emphasis: bool,
 }
 
 const BAR_ROW: f64 = 24.0;
@@ -263,7 +263,7 @@ const BAR_VALUE_W: f64 = 80.0;
 /// vertical reference lines at `marks` (a rule's bound, labelled). The axis runs from 0
 /// to `max`, or to the largest value, interval end or mark. `None` when no bar has a
 /// finite value. Shared by the console and the audit report.
-pub(crate) fn bars(
+pub fn bars(
     id: &str,
     title: &str,
     unit: &str,
