@@ -4,7 +4,7 @@
 //! the same config.
 
 use libfuzzer_sys::fuzz_target;
-use sidelight_proxy::Config;
+use sidelight_config::Config;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
