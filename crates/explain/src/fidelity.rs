@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::output::OutputKind;
 use crate::rng::SplitMix64;
-use crate::surrogate::OutputKind;
 
 /// Fidelity could not be measured.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

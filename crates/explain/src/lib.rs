@@ -10,6 +10,7 @@ pub mod fidelity;
 pub mod format;
 pub mod gbt;
 pub mod linear;
+mod output;
 mod rng;
 pub mod schema;
 pub mod shap;
