@@ -22,7 +22,7 @@ use sidelight_audit::{
     Stored, SubmitError, WriteError, Writer, WriterConfig,
 };
 
-use crate::config::{
+use sidelight_config::{
     AUDIT_KEY_VARIABLE, AuditBackend, AuditConfig, AuditDurability, ConfigError, QueueFull,
     StoreFailure,
 };
@@ -51,7 +51,7 @@ struct ErasedLabels {
 }
 
 /// The audit log as the data plane and the admin API see it.
-pub(crate) struct AuditLog {
+pub struct AuditLog {
     writer: Arc<Writer>,
     durability: Durability,
     on_failure: StoreFailure,
@@ -66,7 +66,7 @@ pub(crate) struct AuditLog {
     /// A connection for queries and erasure; its writes take turns with the writer's.
     admin: Arc<Mutex<Box<dyn AuditStore>>>,
     /// What the replicas of a fleet share (PostgreSQL only).
-    pub(crate) fleet: Option<Arc<Fleet>>,
+    pub fleet: Option<Arc<Fleet>>,
     /// Never connected itself: a pattern for read-only connections to the same
     /// database (PostgreSQL only), so that long reads need not hold the admin one.
     readers: Option<PostgresStore>,
@@ -74,7 +74,7 @@ pub(crate) struct AuditLog {
     failures: Family<FailureLabels, Counter>,
     erased: Family<ErasedLabels, Counter>,
     /// Held responses and flagged groups of the review queue, which lives in this log.
-    pub(crate) reviews: Arc<crate::review::Reviews>,
+    pub reviews: Arc<crate::reviews::Reviews>,
     /// Dropping it stops the retention thread.
     _retention: Option<std::sync::mpsc::Sender<()>>,
     /// Copies the WAL into the database off the commit path (SQLite only).
@@ -83,14 +83,14 @@ pub(crate) struct AuditLog {
 
 /// A fleet's shared state, for a replica on PostgreSQL.
 #[derive(Debug)]
-pub(crate) struct Fleet {
+pub struct Fleet {
     /// This replica's name (its chain's writer).
-    pub(crate) writer: String,
+    pub writer: String,
     /// How often the replica looks for new surrogates and erasures.
-    pub(crate) poll_interval: Duration,
+    pub poll_interval: Duration,
     /// For erasure and retention; the background tasks take connections of their own
     /// with [`FleetStore::another`].
-    pub(crate) store: Mutex<FleetStore>,
+    pub store: Mutex<FleetStore>,
 }
 
 /// The stores of one audit log: the writer's, and connections for id look-ups, the
@@ -128,20 +128,14 @@ struct RecentIds {
 
 /// The routes of the audit log's own events (records that are not predictions): review
 /// decisions, reported outcomes, admin actions and monitoring alerts.
-pub(crate) const EVENT_ROUTES: [&str; 4] = ["_review", "_feedback", "_admin", "_alert"];
+pub const EVENT_ROUTES: [&str; 4] = ["_review", "_feedback", "_admin", "_alert"];
 
-/// Now, in unix milliseconds: the clock of audit records (and of everything compared
-/// with their times).
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use crate::clock::now_ms;
 
 impl AuditLog {
     /// Opens the store, starts the writer (and the retention purge) and registers the
     /// metrics. Errors name the config key at fault.
-    pub(crate) fn open(
+    pub fn open(
         config: &AuditConfig,
         upstream: &str,
         registry: &mut Registry,
@@ -252,25 +246,25 @@ impl AuditLog {
     }
 
     /// The model's identity in a record: the upstream and the route.
-    pub(crate) fn model(&self, route: &str) -> String {
+    pub fn model(&self, route: &str) -> String {
         format!("{} route={route}", self.upstream)
     }
 
     /// A read-only connection of its own to a PostgreSQL log (`None` for SQLite), made
     /// on its first call: it blocks, so use it off the tokio workers.
-    pub(crate) fn postgres_reader(&self) -> Option<PostgresStore> {
+    pub fn postgres_reader(&self) -> Option<PostgresStore> {
         self.readers.as_ref().map(PostgresStore::reader)
     }
 
     /// The keys: pseudonyms and the privacy policy need them.
-    pub(crate) fn keys(&self) -> &Keys {
+    pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
     /// A record id for `request_id` that no other record has. Generated ids are UUIDs
     /// and unique already; a client may send the same id twice, and the store's ids are
     /// unique, so a repeated one gets a `~2`, `~3`… suffix.
-    pub(crate) async fn unique_id(&self, request_id: &str, client_supplied: bool) -> String {
+    pub async fn unique_id(&self, request_id: &str, client_supplied: bool) -> String {
         if !client_supplied {
             return request_id.to_owned();
         }
@@ -318,7 +312,7 @@ impl AuditLog {
 
     /// Whether the store answers, for `/readyz`: `None` when it does not matter (a
     /// local SQLite file, or `fail_open`, which serves whatever the store does).
-    pub(crate) async fn reachable(&self) -> Option<Result<(), String>> {
+    pub async fn reachable(&self) -> Option<Result<(), String>> {
         if !self.remote || self.on_failure != StoreFailure::FailClosed {
             return None;
         }
@@ -334,7 +328,7 @@ impl AuditLog {
 
     /// Submits `record`. `Ok(Some(id))`: recorded (committed, with `sync`); `Ok(None)`:
     /// not recorded but the response may go (shed, or fail-open); `Err`: fail-closed.
-    pub(crate) async fn commit(&self, record: Record) -> Result<Option<String>, ProxyError> {
+    pub async fn commit(&self, record: Record) -> Result<Option<String>, ProxyError> {
         let id = record.id.clone();
         let submitted = match self.writer.try_submit(record, self.durability) {
             // A full queue under `block`: wait for room on a blocking thread, never on
@@ -376,7 +370,7 @@ impl AuditLog {
     }
 
     /// Runs `f` on the admin connection, on a blocking thread.
-    pub(crate) async fn with_admin<T: Send + 'static>(
+    pub async fn with_admin<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn AuditStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, String> {
@@ -390,12 +384,12 @@ impl AuditLog {
     }
 
     /// One page of records.
-    pub(crate) async fn query(&self, query: RecordQuery) -> Result<Page, String> {
+    pub async fn query(&self, query: RecordQuery) -> Result<Page, String> {
         self.with_admin(move |store| store.query(&query)).await
     }
 
     /// The record with this id.
-    pub(crate) async fn get(&self, id: String) -> Result<Option<Stored>, String> {
+    pub async fn get(&self, id: String) -> Result<Option<Stored>, String> {
         self.with_admin(move |store| store.get(&id)).await
     }
 
@@ -404,7 +398,7 @@ impl AuditLog {
     /// predictions it concerns. `kind` is the record's route (one of [`EVENT_ROUTES`]);
     /// `event` its content. Returns the record id once it is durable (with
     /// `sync`) or queued (with `async`).
-    pub(crate) async fn record_event(
+    pub async fn record_event(
         &self,
         kind: &str,
         event: serde_json::Value,
@@ -430,7 +424,7 @@ impl AuditLog {
 
     /// Records what a person did through the admin API: who, what, to what, when.
     /// A failure is logged, not returned: the action itself has already happened.
-    pub(crate) async fn record_admin_action(
+    pub async fn record_admin_action(
         &self,
         actor: &str,
         role: &str,
@@ -448,13 +442,13 @@ impl AuditLog {
 
     /// Stores a review decision, sets the record's state, and chains the decision.
     /// `Ok(false)` when no record has that id.
-    pub(crate) async fn add_review(&self, review: Review) -> Result<bool, String> {
+    pub async fn add_review(&self, review: Review) -> Result<bool, String> {
         self.store_then_chain("_review", review, |store, r| store.add_review(r))
             .await
     }
 
     /// The decisions about a record and the outcomes reported for it.
-    pub(crate) async fn review_history(
+    pub async fn review_history(
         &self,
         id: String,
     ) -> Result<(Vec<Review>, Vec<Feedback>), String> {
@@ -463,7 +457,7 @@ impl AuditLog {
     }
 
     /// Stores a reported outcome and chains it. `Ok(false)` when no record has that id.
-    pub(crate) async fn add_feedback(&self, feedback: Feedback) -> Result<bool, String> {
+    pub async fn add_feedback(&self, feedback: Feedback) -> Result<bool, String> {
         self.store_then_chain("_feedback", feedback, |store, f| store.add_feedback(f))
             .await
     }
@@ -492,7 +486,7 @@ impl AuditLog {
     /// Erases a subject's payloads from the store; returns how many records. In a
     /// fleet, also the subject's shared training rows, and the erasure is recorded for
     /// the other replicas to drop the subject from their memory.
-    pub(crate) async fn erase_subject(&self, subject: String) -> Result<u64, String> {
+    pub async fn erase_subject(&self, subject: String) -> Result<u64, String> {
         let fleet = self.fleet.clone();
         let n = self
             .with_admin(move |store| {
@@ -515,7 +509,7 @@ impl AuditLog {
 
 impl Fleet {
     /// A connection of its own for a background task.
-    pub(crate) fn store_for_task(&self) -> FleetStore {
+    pub fn store_for_task(&self) -> FleetStore {
         self.store
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -571,7 +565,7 @@ fn open_sqlite(config: &AuditConfig, keys: &Keys, retention: bool) -> Result<Ope
 /// Opens the writer's chain and the other connections; blocks (see [`off_runtime`]).
 fn open_postgres(
     config: &AuditConfig,
-    url: &crate::config::DatabaseUrl,
+    url: &sidelight_config::DatabaseUrl,
     writer: &str,
     keys: Keys,
     retention: bool,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The header that carries a request's id, kept if the client sent one.
-pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -17,7 +17,7 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 
 /// Removes the headers of RFC 9110 §7.6.1, and any header that `Connection` names.
 /// `TE: trailers` survives, since gRPC-style upstreams need it end to end.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -55,7 +55,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Appends the client address to `X-Forwarded-For` and sets `-Proto` and `-Host`
 /// (unless an earlier proxy already set the host).
-pub(crate) fn add_forwarded(
+pub fn add_forwarded(
     headers: &mut HeaderMap,
     client: SocketAddr,
     proto: &'static str,
@@ -81,9 +81,9 @@ pub(crate) fn add_forwarded(
 /// On a request: whether its `x-request-id` came from the client (and so may repeat)
 /// rather than being generated here.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientRequestId(pub(crate) bool);
+pub struct ClientRequestId(pub bool);
 
-pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     if let Some(existing) = headers.get(&REQUEST_ID) {
         let usable =
             existing.len() <= 200 && existing.as_bytes().iter().all(|b| b.is_ascii_graphic());

@@ -11,37 +11,37 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ProblemLabels {
-    pub(crate) route: String,
+pub struct ProblemLabels {
+    pub route: String,
     /// `column_count_mismatch` or `features_unmatched`.
-    pub(crate) problem: &'static str,
+    pub problem: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct OutcomeLabels {
-    pub(crate) route: String,
+pub struct OutcomeLabels {
+    pub route: String,
     /// `ok`, `rejected` (the model refused the rows), `failed` (an error, a timeout or an
     /// unreadable answer); for calls also `faithfulness` (the check's KernelSHAP calls).
-    pub(crate) outcome: &'static str,
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct RouteLabel {
-    pub(crate) route: String,
+pub struct RouteLabel {
+    pub route: String,
 }
 
 /// Registered once; every route holds a clone.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct LiveMetrics {
-    pub(crate) unmapped: Family<ProblemLabels, Counter>,
-    pub(crate) distill_calls: Family<OutcomeLabels, Counter>,
-    pub(crate) distill_rows: Family<OutcomeLabels, Counter>,
-    pub(crate) distill_share: Family<RouteLabel, Gauge<f64, AtomicU64>>,
-    pub(crate) distill_backoff: Family<RouteLabel, Gauge<f64, AtomicU64>>,
+pub struct LiveMetrics {
+    pub unmapped: Family<ProblemLabels, Counter>,
+    pub distill_calls: Family<OutcomeLabels, Counter>,
+    pub distill_rows: Family<OutcomeLabels, Counter>,
+    pub distill_share: Family<RouteLabel, Gauge<f64, AtomicU64>>,
+    pub distill_backoff: Family<RouteLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl LiveMetrics {
-    pub(crate) fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         registry.register(
             "sidelight_unmapped_requests",
@@ -72,7 +72,7 @@ impl LiveMetrics {
         metrics
     }
 
-    pub(crate) fn unmapped(&self, route: &str, problem: &'static str) {
+    pub fn unmapped(&self, route: &str, problem: &'static str) {
         self.unmapped
             .get_or_create(&ProblemLabels {
                 route: route.to_owned(),
@@ -81,7 +81,7 @@ impl LiveMetrics {
             .inc();
     }
 
-    pub(crate) fn distilled(&self, route: &str, outcome: &'static str, rows: u64) {
+    pub fn distilled(&self, route: &str, outcome: &'static str, rows: u64) {
         let labels = OutcomeLabels {
             route: route.to_owned(),
             outcome,
@@ -91,7 +91,7 @@ impl LiveMetrics {
     }
 
     /// Calls the faithfulness check made (KernelSHAP against the model).
-    pub(crate) fn checked(&self, route: &str, calls: u64) {
+    pub fn checked(&self, route: &str, calls: u64) {
         self.distill_calls
             .get_or_create(&OutcomeLabels {
                 route: route.to_owned(),
@@ -100,7 +100,7 @@ impl LiveMetrics {
             .inc_by(calls);
     }
 
-    pub(crate) fn set_share(&self, route: &str, share: f64) {
+    pub fn set_share(&self, route: &str, share: f64) {
         self.distill_share
             .get_or_create(&RouteLabel {
                 route: route.to_owned(),
@@ -108,7 +108,7 @@ impl LiveMetrics {
             .set(share);
     }
 
-    pub(crate) fn set_backoff(&self, route: &str, seconds: f64) {
+    pub fn set_backoff(&self, route: &str, seconds: f64) {
         self.distill_backoff
             .get_or_create(&RouteLabel {
                 route: route.to_owned(),

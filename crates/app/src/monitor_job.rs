@@ -1,32 +1,26 @@
-//! Fairness and drift monitoring of a route's explained predictions (`[routes.monitor]`).
-//!
-//! The request path pushes one small [`Observation`] per explained row into a bounded
-//! window under a mutex (never waiting on the statistics); a background thread per
-//! route recomputes, every `every`, the fairness report of each protected attribute
-//! and the drift of every feature and of the predictions against a reference (the rows
-//! the surrogate in service was trained on; until one is trained while the proxy runs,
-//! the first `window_rows` rows the monitor saw), stores the results for
-//! `GET /api/v1/monitoring`, sets the `sidelight_fairness_*` and `sidelight_drift_*`
-//! gauges, and flags the protected groups whose fairness verdict is `fail` for review
-//! (and unflags them, only those it flagged itself, when they pass again).
-//!
-//! Each row carries its audit record id, so that outcomes reported later
-//! (`POST /v1/feedback`) join the rows still in the window and give equal opportunity and
-//! average odds; rows also carry their attributions, for the attribution check (mean
-//! |SHAP| per feature, the protected features' share, possible proxies). Every
-//! computation feeds the route's alerts (see `alert`).
+//! The monitoring job (`[routes.monitor]`): every `every`, it copies the route's window
+//! out of the [`RouteMonitor`], computes the fairness report of each protected
+//! attribute and the drift of every feature and of the predictions against the
+//! reference, publishes the results for `GET /api/v1/monitoring`, sets the
+//! `sidelight_fairness_*` and `sidelight_drift_*` gauges, flags the protected groups
+//! whose fairness verdict is `fail` for review (and unflags them, only those it flagged
+//! itself, when they pass again), and feeds the route's alerts (see `alert`).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use arc_swap::ArcSwapOption;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
+use sidelight_core::clock::now_ms;
+use sidelight_core::monitor::{
+    MonitorReport, Observation, RouteMonitor, Snapshot, attribute_label, attribute_of, group_label,
+    value_text, worst,
+};
+use sidelight_core::reviews::Reviews;
 use sidelight_explain::Value;
 use sidelight_monitor::{
     AttributionCheck, CategoricalReference, Column, Decision, DriftConfig, FairnessConfig,
@@ -35,382 +29,46 @@ use sidelight_monitor::{
 };
 
 use crate::alert::{AlertBook, Alerter, Check, Reading};
-use crate::audit::now_ms;
-use crate::config::{MonitorConfig, ProtectedConfig};
-use crate::review::Reviews;
-
-/// One explained row, as the monitor keeps it (the row shared between the window and
-/// the reference, and cheap to copy out for the computation).
-#[derive(Clone)]
-pub(crate) struct Observation {
-    pub(crate) row: Arc<[Value]>,
-    pub(crate) prediction: f64,
-    pub(crate) favourable: bool,
-    /// The audit record the row belongs to (with an audit log), and its place in it.
-    pub(crate) record: Option<Arc<str>>,
-    pub(crate) index: u32,
-    /// The row's attributions, in the order of the rows' names; empty if unknown.
-    pub(crate) attributions: Arc<[f64]>,
-    /// The output at which the row's decision turns, and its direction: a numeric
-    /// outcome reported later is judged the same way.
-    pub(crate) threshold: f64,
-    pub(crate) higher_is_favourable: bool,
-    /// When it was seen, in milliseconds since the Unix epoch (for `max_age`).
-    pub(crate) at: i64,
-    /// The true outcome reported through `POST /v1/feedback` (favourable or not).
-    pub(crate) outcome: Option<bool>,
-    /// The values of the protected attributes that are not features (from a header, or
-    /// reported later), by their place in `[routes.monitor] protected`; `None` while
-    /// the route has none or the row has no value yet.
-    pub(crate) attributes: Option<Box<[Option<String>]>>,
-}
-
-impl Default for Observation {
-    fn default() -> Self {
-        Self {
-            row: Arc::from(Vec::new()),
-            prediction: 0.0,
-            favourable: false,
-            record: None,
-            index: 0,
-            attributions: Arc::from(Vec::new()),
-            threshold: 0.0,
-            higher_is_favourable: true,
-            at: 0,
-            outcome: None,
-            attributes: None,
-        }
-    }
-}
-
-/// Whether a reported outcome is favourable: `true`/`false`; a number, judged against
-/// the row's decision threshold in the route's direction; or the words `favourable` /
-/// `unfavourable` (`favorable` / `unfavorable` too). Anything else is not joined.
-pub(crate) fn outcome_of(
-    value: &serde_json::Value,
-    threshold: f64,
-    higher_is_favourable: bool,
-) -> Option<bool> {
-    match value {
-        serde_json::Value::Bool(b) => Some(*b),
-        serde_json::Value::Number(n) => n.as_f64().filter(|x| x.is_finite()).map(|x| {
-            if higher_is_favourable {
-                x >= threshold
-            } else {
-                x <= threshold
-            }
-        }),
-        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "favourable" | "favorable" => Some(true),
-            "unfavourable" | "unfavorable" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// The reported outcome of row `k` of a record: an array gives one per row; a single
-/// value applies to row `row` if named, else to every row.
-pub(crate) fn outcome_for_row(
-    outcome: &serde_json::Value,
-    row: Option<usize>,
-    k: usize,
-) -> Option<&serde_json::Value> {
-    match (outcome, row) {
-        (serde_json::Value::Array(items), _) => items.get(k),
-        (single, Some(r)) => (r == k).then_some(single),
-        (single, None) => Some(single),
-    }
-}
-
-/// The Prometheus gauges every route's monitor sets.
-#[derive(Default)]
-pub(crate) struct MonitorGauges {
-    disparate_impact: Family<GroupLabels, Gauge<f64, AtomicU64>>,
-    parity_difference: Family<GroupLabels, Gauge<f64, AtomicU64>>,
-    selection_rate: Family<GroupLabels, Gauge<f64, AtomicU64>>,
-    psi: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
-    ks: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
-    prediction_psi: Family<RouteLabels, Gauge<f64, AtomicU64>>,
-    equal_opportunity: Family<GroupLabels, Gauge<f64, AtomicU64>>,
-    average_odds: Family<GroupLabels, Gauge<f64, AtomicU64>>,
-    attribution_mean_abs: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
-    protected_share: Family<RouteLabels, Gauge<f64, AtomicU64>>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GroupLabels {
-    route: String,
-    attribute: String,
-    group: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FeatureLabels {
-    route: String,
-    feature: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: String,
-}
-
-impl MonitorGauges {
-    /// Creates the gauges and registers them in `registry`.
-    pub(crate) fn register(registry: &mut Registry) -> Arc<Self> {
-        let gauges = Self::default();
-        registry.register(
-            "sidelight_fairness_disparate_impact",
-            "Selection rate of an unprivileged group over the privileged group's",
-            gauges.disparate_impact.clone(),
-        );
-        registry.register(
-            "sidelight_fairness_statistical_parity_difference",
-            "Selection rate of an unprivileged group minus the privileged group's",
-            gauges.parity_difference.clone(),
-        );
-        registry.register(
-            "sidelight_fairness_selection_rate",
-            "Share of a group's predictions with the favourable decision",
-            gauges.selection_rate.clone(),
-        );
-        registry.register(
-            "sidelight_drift_psi",
-            "Population stability index of a feature, current window against the reference",
-            gauges.psi.clone(),
-        );
-        registry.register(
-            "sidelight_drift_ks",
-            "Kolmogorov-Smirnov statistic of a numeric feature, current window against the reference",
-            gauges.ks.clone(),
-        );
-        registry.register(
-            "sidelight_prediction_drift_psi",
-            "Population stability index of the model's outputs, current window against the reference",
-            gauges.prediction_psi.clone(),
-        );
-        registry.register(
-            "sidelight_fairness_equal_opportunity_difference",
-            "True positive rate of an unprivileged group minus the privileged group's, over rows with a reported outcome",
-            gauges.equal_opportunity.clone(),
-        );
-        registry.register(
-            "sidelight_fairness_average_odds_difference",
-            "Mean of the true and false positive rate differences of an unprivileged group, over rows with a reported outcome",
-            gauges.average_odds.clone(),
-        );
-        registry.register(
-            "sidelight_attribution_mean_abs",
-            "Mean absolute attribution of a feature over the current window",
-            gauges.attribution_mean_abs.clone(),
-        );
-        registry.register(
-            "sidelight_attribution_protected_share",
-            "Protected features' share of the total mean absolute attribution over the current window",
-            gauges.protected_share.clone(),
-        );
-        Arc::new(gauges)
-    }
-}
-
-/// What the monitor computed last, served by `GET /api/v1/monitoring`.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct MonitorReport {
-    /// When it was computed, in milliseconds since the Unix epoch.
-    pub(crate) computed_at: i64,
-    /// How long the computation took, in milliseconds (copying the window included).
-    pub(crate) compute_ms: u64,
-    /// Rows in the current window.
-    pub(crate) window_rows: usize,
-    /// Rows monitored since the proxy started.
-    pub(crate) rows_seen: u64,
-    /// Rows not monitored: they arrived while the window was being copied for the
-    /// computation and the inbox that holds such rows was busy or full (the request
-    /// path never waits for the monitor).
-    pub(crate) rows_skipped: u64,
-    /// Rows in the drift reference.
-    pub(crate) reference_rows: usize,
-    /// What the reference is: `training_window` (the rows the surrogate in service was
-    /// trained on) or `first_rows` (the first `window_rows` rows seen, until a surrogate
-    /// is trained while the proxy runs).
-    pub(crate) reference: &'static str,
-    pub(crate) fairness: Vec<FairnessReport>,
-    /// Per feature; empty until the reference is complete.
-    pub(crate) drift: Vec<FeatureDrift>,
-    /// Of the model's output (the first value per row); `None` until the reference is
-    /// complete.
-    pub(crate) prediction_drift: Option<NumericDrift>,
-    /// Rows of the window with a reported outcome (what equal opportunity and average
-    /// odds are computed over).
-    pub(crate) rows_with_outcome: usize,
-    /// Mean |attribution| per feature, the protected features' share, and possible
-    /// proxies of each protected feature; `None` without attributions.
-    pub(crate) attribution: Option<AttributionCheck>,
-    /// The held-out R² of every surrogate trained for the route (accepted or not), over
-    /// time; `None` until one is trained.
-    pub(crate) fidelity: Option<FidelitySummary>,
-    /// Protected groups flagged for review by this monitor, as (feature, group).
-    pub(crate) flagged: Vec<(String, String)>,
-    /// Why something could not be computed, if anything.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) errors: Vec<String>,
-}
-
-#[derive(Default)]
-struct Windows {
-    names: Vec<String>,
-    current: VecDeque<Observation>,
-    reference: Vec<Observation>,
-    /// The reference is the training window of the surrogate in service (else: the
-    /// first `window_rows` rows seen).
-    reference_from_training: bool,
-    /// Rows pushed since the last computation.
-    fresh: u64,
-    /// Rows pushed since start.
-    seen: u64,
-    /// The sequence number of `current`'s first row (rows are numbered as pushed).
-    front_seq: u64,
-    /// Per audit record with rows in `current`: the sequence number of its first row and
-    /// how many it has, so that an outcome finds its rows.
-    records: HashMap<Arc<str>, (u64, u32)>,
-}
-
-impl Windows {
-    /// Adds explained rows given in the order of `names`; rows of other names (a new
-    /// schema) are not monitored.
-    fn add(&mut self, names: &[String], rows: impl Iterator<Item = Observation>, cap: usize) {
-        if self.names.is_empty() {
-            self.names = names.to_vec();
-        } else if self.names != names {
-            return;
-        }
-        for obs in rows {
-            if !self.reference_from_training && self.reference.len() < cap {
-                self.reference.push(obs.clone());
-            }
-            if self.current.len() == cap {
-                self.pop_front();
-            }
-            let seq = self.front_seq + self.current.len() as u64;
-            if let Some(id) = &obs.record {
-                self.records
-                    .entry(id.clone())
-                    .and_modify(|(_, n)| *n += 1)
-                    .or_insert((seq, 1));
-            }
-            self.current.push_back(obs);
-            self.fresh += 1;
-            self.seen += 1;
-        }
-    }
-
-    /// Moves the rows that waited in the inbox into the window.
-    fn merge(&mut self, inbox: &mut Inbox, cap: usize) {
-        if inbox.rows.is_empty() {
-            return;
-        }
-        let names = std::mem::take(&mut inbox.names);
-        let rows = std::mem::take(&mut inbox.rows);
-        self.add(&names, rows.into_iter(), cap);
-    }
-
-    fn pop_front(&mut self) {
-        let Some(old) = self.current.pop_front() else {
-            return;
-        };
-        let seq = self.front_seq;
-        self.front_seq += 1;
-        if let Some(id) = &old.record {
-            if self
-                .records
-                .get(id)
-                .is_some_and(|(first, n)| first + u64::from(*n) <= seq + 1)
-            {
-                self.records.remove(id);
-            }
-        }
-    }
-}
-
-/// Rows pushed while the window was locked for a computation's copy.
-#[derive(Default)]
-struct Inbox {
-    names: Vec<String>,
-    rows: Vec<Observation>,
-}
 
 /// Reads the route's surrogate fidelity series.
 pub(crate) type FidelitySource = Box<dyn Fn() -> Vec<FidelityPoint> + Send + Sync>;
 
-/// One route's monitor.
-pub(crate) struct RouteMonitor {
-    pub(crate) route: String,
-    config: MonitorConfig,
-    windows: Mutex<Windows>,
-    inbox: Mutex<Inbox>,
-    pub(crate) latest: ArcSwapOption<MonitorReport>,
-    gauges: OnceLock<Arc<MonitorGauges>>,
-    reviews: OnceLock<Arc<Reviews>>,
-    /// Groups this monitor flagged, so that it removes only its own flags.
+/// One route's monitoring job: the computation over its [`RouteMonitor`], and what only
+/// the computation needs (gauges, review flags, alerts).
+pub(crate) struct MonitorJob {
+    monitor: Arc<RouteMonitor>,
+    gauges: Option<Arc<MonitorGauges>>,
+    reviews: Option<Arc<Reviews>>,
+    /// Groups this job flagged, so that it removes only its own flags.
     own_flags: Mutex<HashSet<(String, String)>>,
     alerter: OnceLock<Arc<Alerter>>,
     fidelity: OnceLock<FidelitySource>,
     alerts: Mutex<AlertBook>,
-    /// How many of the route's alerts fire now, for the review rule `alerts`.
-    firing: AtomicUsize,
-    /// Rows not monitored because the computation was copying the window just then.
-    skipped: AtomicU64,
-    stopping: AtomicBool,
-    stop_lock: Mutex<()>,
-    wake: Condvar,
 }
 
-impl std::fmt::Debug for RouteMonitor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouteMonitor")
-            .field("route", &self.route)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RouteMonitor {
-    pub(crate) fn new(route: &str, config: MonitorConfig) -> Arc<Self> {
-        Arc::new(Self {
-            route: route.to_owned(),
-            config,
-            windows: Mutex::default(),
-            inbox: Mutex::default(),
-            latest: ArcSwapOption::empty(),
-            gauges: OnceLock::new(),
-            reviews: OnceLock::new(),
+impl MonitorJob {
+    /// A job for `monitor` with its gauges and, with an audit log, the review flags and
+    /// the reported outcomes (`reviews` passes them on to the monitor).
+    pub(crate) fn new(
+        monitor: Arc<RouteMonitor>,
+        gauges: Option<Arc<MonitorGauges>>,
+        reviews: Option<Arc<Reviews>>,
+    ) -> Self {
+        if let Some(reviews) = &reviews {
+            reviews.watch_outcomes(&monitor);
+        }
+        Self {
+            monitor,
+            gauges,
+            reviews,
             own_flags: Mutex::default(),
             alerter: OnceLock::new(),
             fidelity: OnceLock::new(),
             alerts: Mutex::default(),
-            firing: AtomicUsize::new(0),
-            skipped: AtomicU64::new(0),
-            stopping: AtomicBool::new(false),
-            stop_lock: Mutex::new(()),
-            wake: Condvar::new(),
-        })
-    }
-
-    /// Gives the monitor its gauges and, with an audit log, the review flags and the
-    /// reported outcomes (`reviews` passes them on).
-    pub(crate) fn attach(
-        self: &Arc<Self>,
-        gauges: Arc<MonitorGauges>,
-        reviews: Option<Arc<Reviews>>,
-    ) {
-        let _ = self.gauges.set(gauges);
-        if let Some(reviews) = reviews {
-            reviews.watch_outcomes(self);
-            let _ = self.reviews.set(reviews);
         }
     }
 
-    /// Gives the monitor where its alerts go and where the route's fidelity series is.
+    /// Gives the job where its alerts go and where the route's fidelity series is.
     pub(crate) fn attach_alerts(&self, alerter: Arc<Alerter>, fidelity: Option<FidelitySource>) {
         let _ = self.alerter.set(alerter);
         if let Some(f) = fidelity {
@@ -418,230 +76,9 @@ impl RouteMonitor {
         }
     }
 
-    /// How many of the route's alerts fire now.
-    pub(crate) fn firing_alerts(&self) -> usize {
-        self.firing.load(Ordering::Relaxed)
-    }
-
-    /// The firing alerts and recent transitions, for `GET /api/v1/alerts`.
-    pub(crate) fn alerts_json(&self) -> serde_json::Value {
-        self.alerts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .json()
-    }
-
-    /// Joins an outcome reported for audit record `id` to its rows still in the window
-    /// (see [`outcome_for_row`] and [`outcome_of`]); returns how many rows it joined.
-    /// Rows that have left the window are not joined: the outcome stays in the audit log.
-    pub(crate) fn join_outcome(
-        &self,
-        id: &str,
-        outcome: &serde_json::Value,
-        row: Option<usize>,
-    ) -> usize {
-        self.update_record(id, |obs| {
-            let value = outcome_for_row(outcome, row, obs.index as usize)
-                .and_then(|v| outcome_of(v, obs.threshold, obs.higher_is_favourable));
-            if let Some(v) = value {
-                obs.outcome = Some(v);
-            }
-            value.is_some()
-        })
-    }
-
-    /// Applies `update` to each row of audit record `id` still in the window; returns
-    /// how many rows it changed (it says so by returning `true`).
-    fn update_record(&self, id: &str, mut update: impl FnMut(&mut Observation) -> bool) -> usize {
-        let Some(mut w) = self.windows() else {
-            return 0;
-        };
-        let Some(&(first, n)) = w.records.get(id) else {
-            return 0;
-        };
-        let front = w.front_seq;
-        let mut changed = 0;
-        for seq in first..first + u64::from(n) {
-            let Some(obs) = seq
-                .checked_sub(front)
-                .and_then(|p| usize::try_from(p).ok())
-                .and_then(|p| w.current.get_mut(p))
-            else {
-                continue;
-            };
-            if update(obs) {
-                changed += 1;
-            }
-        }
-        if changed > 0 {
-            w.fresh += 1;
-        }
-        changed
-    }
-
-    /// Joins protected attributes reported after the prediction (`reported = true`) to
-    /// the record's rows still in the window; returns how many rows got a value.
-    pub(crate) fn join_attributes(
-        &self,
-        id: &str,
-        attributes: &serde_json::Map<String, serde_json::Value>,
-    ) -> usize {
-        let reported: Vec<(usize, String)> = self
-            .config
-            .protected
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.reported)
-            .filter_map(|(k, p)| {
-                let text = match attributes.get(&p.feature)? {
-                    serde_json::Value::String(s) => s.trim().to_owned(),
-                    serde_json::Value::Number(n) => n.to_string(),
-                    serde_json::Value::Bool(b) => b.to_string(),
-                    _ => return None,
-                };
-                Some((k, text))
-            })
-            .collect();
-        if reported.is_empty() {
-            return 0;
-        }
-        let width = self.config.protected.len();
-        self.update_record(id, |obs| {
-            let values = obs
-                .attributes
-                .get_or_insert_with(|| vec![None; width].into_boxed_slice());
-            for (k, text) in &reported {
-                if let Some(slot) = values.get_mut(*k) {
-                    *slot = Some(text.clone());
-                }
-            }
-            true
-        })
-    }
-
-    /// The protected attributes read from request headers: their place in the config
-    /// and the header's name.
-    pub(crate) fn header_attributes(&self) -> Vec<(usize, http::HeaderName)> {
-        self.config
-            .protected
-            .iter()
-            .enumerate()
-            .filter_map(|(k, p)| {
-                let name = http::HeaderName::from_bytes(p.header.as_ref()?.as_bytes()).ok()?;
-                Some((k, name))
-            })
-            .collect()
-    }
-
-    /// How many protected attributes the route has (the width of
-    /// [`Observation::attributes`]).
-    pub(crate) fn protected_count(&self) -> usize {
-        self.config.protected.len()
-    }
-
-    /// Adds explained rows (in the order of `names`); the request path's only cost.
-    pub(crate) fn push(&self, names: &[String], rows: impl Iterator<Item = Observation>) {
-        let cap = self.config.window_rows;
-        if let Ok(mut w) = self.windows.try_lock() {
-            if let Ok(mut inbox) = self.inbox.try_lock() {
-                w.merge(&mut inbox, cap);
-            }
-            w.add(names, rows, cap);
-            return;
-        }
-        // Never wait behind the computation's copy: the rows wait in the inbox for the
-        // next push or computation, and only when that is busy too (or full) are they
-        // dropped and counted.
-        let Ok(mut inbox) = self.inbox.try_lock() else {
-            self.skipped
-                .fetch_add(rows.count() as u64, Ordering::Relaxed);
-            return;
-        };
-        if inbox.rows.is_empty() {
-            inbox.names = names.to_vec();
-        } else if inbox.names != names {
-            return;
-        }
-        let mut dropped = 0u64;
-        for obs in rows {
-            if inbox.rows.len() < cap {
-                inbox.rows.push(obs);
-            } else {
-                dropped += 1;
-            }
-        }
-        if dropped > 0 {
-            self.skipped.fetch_add(dropped, Ordering::Relaxed);
-        }
-    }
-
-    /// The window, with the rows that waited in the inbox merged in.
-    fn windows(&self) -> Option<std::sync::MutexGuard<'_, Windows>> {
-        let mut w = self.windows.lock().ok()?;
-        let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-        w.merge(&mut inbox, self.config.window_rows);
-        Some(w)
-    }
-
-    /// Makes the rows a newly accepted surrogate was trained on (given in the order of
-    /// `names`, with the explained output of each) the drift reference.
-    pub(crate) fn set_reference(&self, names: &[String], rows: Vec<(Arc<[Value]>, f64)>) {
-        let Ok(mut w) = self.windows.lock() else {
-            return;
-        };
-        if w.names.is_empty() {
-            w.names = names.to_vec();
-        }
-        let order: Vec<Option<usize>> = w
-            .names
-            .iter()
-            .map(|n| names.iter().position(|m| m == n))
-            .collect();
-        let identity = order.iter().enumerate().all(|(i, o)| *o == Some(i));
-        w.reference = rows
-            .into_iter()
-            .map(|(row, prediction)| Observation {
-                row: if identity {
-                    row
-                } else {
-                    order
-                        .iter()
-                        .map(|o| {
-                            o.and_then(|i| row.get(i).cloned())
-                                .unwrap_or(Value::Missing)
-                        })
-                        .collect()
-                },
-                prediction,
-                ..Observation::default()
-            })
-            .collect();
-        w.reference_from_training = true;
-        w.fresh += 1;
-    }
-
-    pub(crate) fn stop(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
-        let _guard = self.stop_lock.lock();
-        self.wake.notify_all();
-    }
-
     /// The background loop: recompute every `every` until stopped.
     pub(crate) fn run(&self) {
-        loop {
-            {
-                let guard = self
-                    .stop_lock
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if self.stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                let _ = self.wake.wait_timeout(guard, self.config.every);
-            }
-            if self.stopping.load(Ordering::Relaxed) {
-                return;
-            }
+        while self.monitor.wait() {
             self.compute(now_ms());
         }
     }
@@ -649,53 +86,25 @@ impl RouteMonitor {
     /// Computes the statistics over the current windows and publishes them.
     pub(crate) fn compute(&self, now: i64) {
         let started = std::time::Instant::now();
-        // Copy out what the statistics need, then let the request path go on.
-        let (names, current, reference, groups_current, from_training, seen) = {
-            let Some(mut w) = self.windows() else {
-                return;
-            };
-            // Rows are pushed in time order: the oldest are at the front.
-            if let Some(max_age) = self.config.max_age {
-                let cutoff =
-                    now.saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
-                while w.current.front().is_some_and(|o| o.at < cutoff) {
-                    w.pop_front();
-                    w.fresh += 1;
-                }
-            }
-            if w.fresh == 0 && self.latest.load().is_some() {
-                return;
-            }
-            w.fresh = 0;
-            let names = w.names.clone();
-            let current: Vec<Observation> = w.current.iter().cloned().collect();
-            let complete =
-                w.reference_from_training || w.reference.len() >= self.config.window_rows;
-            let reference: Option<Vec<(Arc<[Value]>, f64)>> = (complete && !w.reference.is_empty())
-                .then(|| {
-                    w.reference
-                        .iter()
-                        .map(|o| (o.row.clone(), o.prediction))
-                        .collect()
-                });
-            let n = w.current.len();
-            (
-                names,
-                current,
-                reference,
-                n,
-                w.reference_from_training,
-                w.seen,
-            )
+        let Some(Snapshot {
+            names,
+            current,
+            reference,
+            from_training,
+            seen,
+        }) = self.monitor.snapshot(now)
+        else {
+            return;
         };
+        let groups_current = current.len();
         let mut errors = Vec::new();
         let fairness_config = FairnessConfig {
-            confidence: self.config.confidence,
-            min_group_size: self.config.min_group_size,
+            confidence: self.monitor.config.confidence,
+            min_group_size: self.monitor.config.min_group_size,
             ..FairnessConfig::default()
         };
         let mut fairness = Vec::new();
-        for (k, p) in self.config.protected.iter().enumerate() {
+        for (k, p) in self.monitor.config.protected.iter().enumerate() {
             let labels: Vec<String> = if p.is_feature() {
                 let Some(index) = names.iter().position(|n| *n == p.feature) else {
                     if !names.is_empty() {
@@ -797,12 +206,12 @@ impl RouteMonitor {
             fidelity.as_ref(),
         );
         self.raise(readings, now);
-        self.latest.store(Some(Arc::new(MonitorReport {
+        self.monitor.publish(MonitorReport {
             computed_at: now,
             compute_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             window_rows: groups_current,
             rows_seen: seen,
-            rows_skipped: self.skipped.load(Ordering::Relaxed),
+            rows_skipped: self.monitor.skipped(),
             reference_rows,
             reference: if from_training {
                 "training_window"
@@ -817,7 +226,7 @@ impl RouteMonitor {
             fidelity,
             flagged,
             errors,
-        })));
+        });
     }
 
     /// Mean |attribution| per feature and the protected share over the rows that have
@@ -838,6 +247,7 @@ impl RouteMonitor {
             return None;
         }
         let protected: Vec<&str> = self
+            .monitor
             .config
             .protected
             .iter()
@@ -898,6 +308,7 @@ impl RouteMonitor {
         // An attribute the model never sees (from a header, or reported) is where a
         // proxy matters most: the features most associated with it carry it in.
         let outside: Vec<(&str, Vec<Option<&str>>)> = self
+            .monitor
             .config
             .protected
             .iter()
@@ -935,7 +346,7 @@ impl RouteMonitor {
         attribution: Option<&AttributionCheck>,
         fidelity: Option<&FidelitySummary>,
     ) -> Vec<Reading> {
-        let bounds = &self.config.alerts;
+        let bounds = &self.monitor.config.alerts;
         let mut out = Vec::new();
         let verdict = |v: Verdict| match v {
             Verdict::Fail => Some(true),
@@ -1026,12 +437,13 @@ impl RouteMonitor {
     fn raise(&self, readings: Vec<Reading>, now: i64) {
         let (transitions, firing) = {
             let mut book = self.alerts.lock().unwrap_or_else(PoisonError::into_inner);
-            let t = book.update(&self.route, readings, now);
-            (t, book.firing_count())
+            let t = book.update(&self.monitor.route, readings, now);
+            let firing = book.firing_count();
+            self.monitor.publish_alerts(book.json(), firing);
+            (t, firing)
         };
-        self.firing.store(firing, Ordering::Relaxed);
         if let Some(alerter) = self.alerter.get() {
-            alerter.publish(&self.route, transitions, firing);
+            alerter.publish(&self.monitor.route, transitions, firing);
         }
     }
 
@@ -1051,7 +463,7 @@ impl RouteMonitor {
             .own_flags
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(reviews) = self.reviews.get() {
+        if let Some(reviews) = self.reviews.as_ref() {
             let add: Vec<_> = failing.difference(&own).cloned().collect();
             let remove: Vec<_> = own.difference(&failing).cloned().collect();
             if !add.is_empty() || !remove.is_empty() {
@@ -1063,7 +475,7 @@ impl RouteMonitor {
                 }
                 own.extend(mine);
                 for (feature, group) in &add {
-                    tracing::warn!(route = %self.route, feature, group, "fairness check failed; group flagged for review");
+                    tracing::warn!(route = %self.monitor.route, feature, group, "fairness check failed; group flagged for review");
                 }
             }
         }
@@ -1079,10 +491,10 @@ impl RouteMonitor {
         prediction: Option<&NumericDrift>,
         attribution: Option<&AttributionCheck>,
     ) {
-        let Some(g) = self.gauges.get() else {
+        let Some(g) = self.gauges.as_ref() else {
             return;
         };
-        let route = &self.route;
+        let route = &self.monitor.route;
         for report in fairness {
             let labels = |group: &str| GroupLabels {
                 route: route.clone(),
@@ -1160,52 +572,97 @@ impl RouteMonitor {
     }
 }
 
-/// The most severe of a comparison's verdicts that the window can support: equal
-/// opportunity counts once reported outcomes give it a figure.
-pub(crate) fn worst(c: &sidelight_monitor::GroupComparison) -> Verdict {
-    let eo = c
-        .equal_opportunity_difference
-        .map(|_| c.equal_opportunity_verdict);
-    [c.disparate_impact_verdict, c.statistical_parity_verdict]
-        .into_iter()
-        .chain(eo)
-        .fold(Verdict::Pass, Verdict::worst)
+/// The Prometheus gauges every route's monitor sets.
+#[derive(Default)]
+pub(crate) struct MonitorGauges {
+    disparate_impact: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    parity_difference: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    selection_rate: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    psi: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    ks: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    prediction_psi: Family<RouteLabels, Gauge<f64, AtomicU64>>,
+    equal_opportunity: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    average_odds: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    attribution_mean_abs: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    protected_share: Family<RouteLabels, Gauge<f64, AtomicU64>>,
 }
 
-impl RouteMonitor {
-    /// The group of `value` of `feature` as the monitor labels it (its band, for a
-    /// banded numeric feature; else the value as text), for the review rules.
-    pub(crate) fn group_label(&self, feature: &str, value: &Value) -> String {
-        match self.config.protected.iter().find(|p| p.feature == feature) {
-            Some(p) => group_label(p, value),
-            None => value_text(value),
-        }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    route: String,
+    attribute: String,
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeatureLabels {
+    route: String,
+    feature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+impl MonitorGauges {
+    /// Creates the gauges and registers them in `registry`.
+    pub(crate) fn register(registry: &mut Registry) -> Arc<Self> {
+        let gauges = Self::default();
+        registry.register(
+            "sidelight_fairness_disparate_impact",
+            "Selection rate of an unprivileged group over the privileged group's",
+            gauges.disparate_impact.clone(),
+        );
+        registry.register(
+            "sidelight_fairness_statistical_parity_difference",
+            "Selection rate of an unprivileged group minus the privileged group's",
+            gauges.parity_difference.clone(),
+        );
+        registry.register(
+            "sidelight_fairness_selection_rate",
+            "Share of a group's predictions with the favourable decision",
+            gauges.selection_rate.clone(),
+        );
+        registry.register(
+            "sidelight_drift_psi",
+            "Population stability index of a feature, current window against the reference",
+            gauges.psi.clone(),
+        );
+        registry.register(
+            "sidelight_drift_ks",
+            "Kolmogorov-Smirnov statistic of a numeric feature, current window against the reference",
+            gauges.ks.clone(),
+        );
+        registry.register(
+            "sidelight_prediction_drift_psi",
+            "Population stability index of the model's outputs, current window against the reference",
+            gauges.prediction_psi.clone(),
+        );
+        registry.register(
+            "sidelight_fairness_equal_opportunity_difference",
+            "True positive rate of an unprivileged group minus the privileged group's, over rows with a reported outcome",
+            gauges.equal_opportunity.clone(),
+        );
+        registry.register(
+            "sidelight_fairness_average_odds_difference",
+            "Mean of the true and false positive rate differences of an unprivileged group, over rows with a reported outcome",
+            gauges.average_odds.clone(),
+        );
+        registry.register(
+            "sidelight_attribution_mean_abs",
+            "Mean absolute attribution of a feature over the current window",
+            gauges.attribution_mean_abs.clone(),
+        );
+        registry.register(
+            "sidelight_attribution_protected_share",
+            "Protected features' share of the total mean absolute attribution over the current window",
+            gauges.protected_share.clone(),
+        );
+        Arc::new(gauges)
     }
 }
 
-/// The value of the `k`th protected attribute of a row, when it is not a feature.
-fn attribute_of(o: &Observation, k: usize) -> Option<&str> {
-    o.attributes.as_ref()?.get(k)?.as_deref()
-}
-
-/// The group of a header's or reported value: its band for a banded attribute (when the
-/// value is a number), else the value itself; no value, no group.
-fn attribute_label(p: &ProtectedConfig, value: Option<&str>) -> String {
-    let Some(v) = value else {
-        return String::new();
-    };
-    match v.parse::<f64>() {
-        Ok(x) if !p.bands.is_empty() => p.band(x).unwrap_or_default(),
-        _ => v.to_owned(),
-    }
-}
-
-fn group_label(p: &ProtectedConfig, value: &Value) -> String {
-    match value {
-        Value::Number(x) if !p.bands.is_empty() => p.band(*x).unwrap_or_default(),
-        other => value_text(other),
-    }
-}
 
 /// The `i`th value of a row; missing when the row is shorter.
 fn cell(row: &[Value], i: usize) -> &Value {
@@ -1236,24 +693,13 @@ fn texts<'a>(column: &[&'a Value]) -> Vec<Option<Cow<'a, str>>> {
         .collect()
 }
 
-/// A value as a group label: as the review rules compare it.
-pub(crate) fn value_text(v: &Value) -> String {
-    match v {
-        Value::Number(x) => x.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Text(t) => t.clone(),
-        Value::Missing => String::new(),
-    }
-}
-
 /// Starts the background thread of a monitor.
-pub(crate) fn start(monitor: &Arc<RouteMonitor>) -> Option<std::thread::JoinHandle<()>> {
-    let monitor = monitor.clone();
+pub(crate) fn start(job: Arc<MonitorJob>) -> Option<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
-        .name(format!("sidelight-monitor-{}", monitor.route))
+        .name(format!("sidelight-monitor-{}", job.monitor.route))
         .spawn(move || {
             lower_priority();
-            monitor.run();
+            job.run();
         })
         .map_err(|e| tracing::error!(error = %e, "cannot start a monitor"))
         .ok()
@@ -1279,28 +725,13 @@ fn lower_priority() {
     }
 }
 
-/// `GET /api/v1/monitoring`: the latest results of every monitored route.
-pub(crate) fn to_json(monitors: &[Arc<RouteMonitor>]) -> serde_json::Value {
-    let routes: Vec<serde_json::Value> = monitors
-        .iter()
-        .map(|m| {
-            let latest = m.latest.load_full();
-            serde_json::json!({
-                "route": m.route,
-                "every_ms": u64::try_from(m.config.every.as_millis()).unwrap_or(u64::MAX),
-                "window_capacity": m.config.window_rows,
-                "latest": latest.as_deref(),
-            })
-        })
-        .collect();
-    serde_json::json!({ "routes": routes })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use sidelight_config::{MonitorConfig, ProtectedConfig};
+    use sidelight_core::monitor::{outcome_for_row, outcome_of};
 
     fn config() -> MonitorConfig {
         MonitorConfig {
@@ -1342,15 +773,16 @@ mod tests {
         let monitor = RouteMonitor::new("m", config());
         let reviews = Arc::new(Reviews::default());
         let mut registry = Registry::default();
-        monitor.attach(
-            MonitorGauges::register(&mut registry),
+        let job = MonitorJob::new(
+            monitor.clone(),
+            Some(MonitorGauges::register(&mut registry)),
             Some(reviews.clone()),
         );
         // An admin's flag, which the monitor must leave alone.
         reviews.update_flags(&[("colour".to_owned(), "green".to_owned())], &[]);
 
         push(&monitor, 40, 10, 0.0);
-        monitor.compute(1);
+        job.compute(1);
         let report = monitor.latest.load_full().unwrap();
         assert_eq!(report.window_rows, 100);
         let f = &report.fairness[0];
@@ -1377,7 +809,7 @@ mod tests {
 
         // Fair again, and shifted: the flag goes, the admin's stays, `a` drifts.
         push(&monitor, 25, 25, 1000.0);
-        monitor.compute(2);
+        job.compute(2);
         let report = monitor.latest.load_full().unwrap();
         let c = &report.fairness[0].comparisons[0];
         assert_eq!(c.disparate_impact_verdict, Verdict::Pass);
@@ -1449,6 +881,7 @@ mod tests {
                 ..config()
             },
         );
+        let job = MonitorJob::new(monitor.clone(), None, None);
         let names = vec!["a".to_owned(), "colour".to_owned()];
         // 100 records of two rows each (red, blue); the window keeps the last 100 rows.
         let rows = (0..100).flat_map(|r| {
@@ -1464,7 +897,6 @@ mod tests {
             monitor.join_outcome("r10", &serde_json::json!(true), None),
             0
         );
-        assert_eq!(monitor.windows.lock().unwrap().records.len(), 50);
         // Every record in the window: red's deserved outcome matches its decision,
         // blue was deserving every time.
         for r in 50..100 {
@@ -1477,7 +909,7 @@ mod tests {
             monitor.join_outcome("r51", &serde_json::json!(false), Some(1)),
             1
         );
-        monitor.compute(1);
+        job.compute(1);
         let report = monitor.latest.load_full().unwrap();
         assert_eq!(report.rows_with_outcome, 100);
         let c = &report.fairness[0].comparisons[0];
@@ -1502,6 +934,7 @@ mod tests {
                 ..config()
             },
         );
+        let job = MonitorJob::new(monitor.clone(), None, None);
         let names = vec!["a".to_owned(), "colour".to_owned()];
         monitor.push(
             &names,
@@ -1511,11 +944,11 @@ mod tests {
             &names,
             (0..20).map(|i| observation(&format!("new{i}"), 0, "blue", true, 4_000)),
         );
-        monitor.compute(5_000);
+        job.compute(5_000);
         assert_eq!(monitor.latest.load_full().unwrap().window_rows, 50);
         // At 7 s the first 30 are older than 5 s; nothing new arrived, yet the window
         // shrinks, and their outcomes no longer join.
-        monitor.compute(7_000);
+        job.compute(7_000);
         assert_eq!(monitor.latest.load_full().unwrap().window_rows, 20);
         assert_eq!(
             monitor.join_outcome("old3", &serde_json::json!(true), None),
@@ -1525,7 +958,7 @@ mod tests {
             monitor.join_outcome("new3", &serde_json::json!(true), None),
             1
         );
-        monitor.compute(9_500);
+        job.compute(9_500);
         assert_eq!(monitor.latest.load_full().unwrap().window_rows, 0);
     }
 
@@ -1538,11 +971,12 @@ mod tests {
                 ..config()
             },
         );
+        let job = MonitorJob::new(monitor.clone(), None, None);
         let mut registry = Registry::default();
         let alerter =
             crate::alert::Alerter::new(&crate::config::AlertsConfig::default(), &mut registry)
                 .unwrap();
-        monitor.attach_alerts(alerter, None);
+        job.attach_alerts(alerter, None);
         let firing_di = |m: &RouteMonitor| {
             m.alerts_json()["firing"]
                 .as_array()
@@ -1561,20 +995,20 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         push(&monitor, 40, 10, 0.0);
-        monitor.compute(1);
+        job.compute(1);
         assert_eq!(firing_di(&monitor), 1);
         assert!(monitor.firing_alerts() >= 1);
         push(&monitor, 40, 10, 0.0);
-        monitor.compute(2);
+        job.compute(2);
         assert_eq!(transitions(&monitor), ["firing"]);
         push(&monitor, 25, 25, 0.0);
-        monitor.compute(3);
+        job.compute(3);
         assert_eq!(firing_di(&monitor), 0);
         assert_eq!(transitions(&monitor), ["resolved", "firing"]);
         // Unfair again, then every row ages out: no verdict, so it stays firing.
         push(&monitor, 40, 10, 0.0);
-        monitor.compute(4);
-        monitor.compute(120_000);
+        job.compute(4);
+        job.compute(120_000);
         assert_eq!(monitor.latest.load_full().unwrap().window_rows, 0);
         assert_eq!(firing_di(&monitor), 1);
         assert_eq!(transitions(&monitor), ["firing", "resolved", "firing"]);
@@ -1609,6 +1043,7 @@ mod tests {
             ..MonitorConfig::default()
         };
         let monitor = RouteMonitor::new("m", config);
+        let job = MonitorJob::new(monitor.clone(), None, None);
         assert_eq!(monitor.header_attributes()[0].0, 0);
         assert_eq!(monitor.protected_count(), 2);
         // `zip` mirrors sex exactly (a proxy); the model favours group `a`.
@@ -1639,7 +1074,7 @@ mod tests {
         }
         assert_eq!(joined, 40);
         assert_eq!(monitor.join_attributes("nope", &serde_json::Map::new()), 0);
-        monitor.compute(1);
+        job.compute(1);
         let report = monitor.latest.load_full().unwrap();
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let sex = &report.fairness[0];
@@ -1664,27 +1099,6 @@ mod tests {
         assert!((proxy.association.value - 1.0).abs() < 1e-9);
     }
 
-    /// Rows that arrive while a computation holds the window wait in the inbox and are
-    /// monitored, not dropped; only when the inbox is busy too are they skipped.
-    #[test]
-    fn rows_pushed_during_a_computation_wait_in_the_inbox() {
-        let monitor = RouteMonitor::new("m", config());
-        let guard = monitor.windows.lock().unwrap();
-        push(&monitor, 40, 10, 0.0);
-        assert_eq!(monitor.inbox.lock().unwrap().rows.len(), 100);
-        {
-            let _busy = monitor.inbox.lock().unwrap();
-            push(&monitor, 40, 10, 0.0);
-        }
-        drop(guard);
-        monitor.compute(1);
-        let report = monitor.latest.load_full().unwrap();
-        assert_eq!(report.rows_seen, 100);
-        assert_eq!(report.rows_skipped, 100);
-        assert_eq!(report.window_rows, 100);
-        assert!(monitor.inbox.lock().unwrap().rows.is_empty());
-    }
-
     #[test]
     fn numeric_features_are_grouped_by_bands() {
         let p = ProtectedConfig {
@@ -1702,3 +1116,4 @@ mod tests {
         assert_eq!(group_label(&p, &Value::Number(f64::NAN)), "");
     }
 }
+

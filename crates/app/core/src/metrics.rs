@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 /// A route name shared by every label set that carries it, so that labelling a request
 /// costs a reference count, not a string copy.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub(crate) struct RouteName(pub(crate) Arc<str>);
+pub struct RouteName(pub Arc<str>);
 
 impl EncodeLabelValue for RouteName {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -27,61 +27,61 @@ impl EncodeLabelValue for RouteName {
 
 /// Labels of `sidelight_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct RequestLabels {
+pub struct RequestLabels {
     /// Route name from the config, or `other`.
-    pub(crate) route: RouteName,
+    pub route: RouteName,
     /// HTTP method, upper case; unusual methods are folded into `OTHER`.
-    pub(crate) method: &'static str,
+    pub method: &'static str,
     /// The status the client received.
-    pub(crate) status: u16,
+    pub status: u16,
 }
 
 /// A label set holding only the route.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct RouteLabels {
+pub struct RouteLabels {
     /// Route name from the config, or `other`.
-    pub(crate) route: RouteName,
+    pub route: RouteName,
 }
 
 /// Labels of `sidelight_body_bytes_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct BytesLabels {
+pub struct BytesLabels {
     /// Route name from the config, or `other`.
-    pub(crate) route: RouteName,
+    pub route: RouteName,
     /// `request` or `response`.
-    pub(crate) direction: &'static str,
+    pub direction: &'static str,
 }
 
 /// Labels of `sidelight_inspected_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct InspectLabels {
+pub struct InspectLabels {
     /// Route name from the config.
-    pub(crate) route: RouteName,
+    pub route: RouteName,
     /// `complete`, `over_limit` or `skipped`.
-    pub(crate) outcome: &'static str,
+    pub outcome: &'static str,
 }
 
 /// Labels of `sidelight_upstream_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ErrorLabels {
+pub struct ErrorLabels {
     /// Route name from the config, or `other`.
-    pub(crate) route: RouteName,
+    pub route: RouteName,
     /// The error code from the JSON error body.
-    pub(crate) code: &'static str,
+    pub code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ConsentLabels {
-    pub(crate) route: RouteName,
+pub struct ConsentLabels {
+    pub route: RouteName,
     /// `full`, `explain_only` or `none`.
-    pub(crate) consent: &'static str,
+    pub consent: &'static str,
     /// Where it came from: `header` (x-sidelight-consent), `gpc` (Sec-GPC) or `default`.
-    pub(crate) source: &'static str,
+    pub source: &'static str,
 }
 
 /// Where a request's consent came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ConsentSource {
+pub enum ConsentSource {
     Header,
     Gpc,
     Default,
@@ -89,21 +89,21 @@ pub(crate) enum ConsentSource {
 
 /// All of the proxy's metrics, cheap to clone (each metric is reference counted).
 #[derive(Clone, Debug)]
-pub(crate) struct Metrics {
-    pub(crate) requests: Family<RequestLabels, Counter>,
-    pub(crate) upstream_latency: Family<RouteLabels, Histogram>,
-    pub(crate) in_flight: Gauge,
-    pub(crate) body_bytes: Family<BytesLabels, Counter>,
-    pub(crate) inspected: Family<InspectLabels, Counter>,
-    pub(crate) errors: Family<ErrorLabels, Counter>,
-    pub(crate) consent: Family<ConsentLabels, Counter>,
+pub struct Metrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub upstream_latency: Family<RouteLabels, Histogram>,
+    pub in_flight: Gauge,
+    pub body_bytes: Family<BytesLabels, Counter>,
+    pub inspected: Family<InspectLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub consent: Family<ConsentLabels, Counter>,
 }
 
 // === impl Metrics ===
 
 impl Metrics {
     /// Creates the metrics and registers them in `registry`.
-    pub(crate) fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             requests: Family::default(),
             upstream_latency: Family::new_with_constructor(|| {
@@ -160,17 +160,17 @@ impl Metrics {
 /// The metric handles of one route, resolved once at start-up so that the request path
 /// touches no label map for them.
 #[derive(Clone, Debug)]
-pub(crate) struct RouteMetrics {
-    pub(crate) request_bytes: Counter,
-    pub(crate) response_bytes: Counter,
-    pub(crate) upstream_latency: Histogram,
+pub struct RouteMetrics {
+    pub request_bytes: Counter,
+    pub response_bytes: Counter,
+    pub upstream_latency: Histogram,
     inspected: [Counter; 3],
     /// By consent (full, explain_only, none) × source (header, gpc, default).
     consent: [[Counter; 3]; 3],
 }
 
 impl RouteMetrics {
-    pub(crate) fn new(metrics: &Metrics, route: &RouteName) -> Self {
+    pub fn new(metrics: &Metrics, route: &RouteName) -> Self {
         let bytes = |direction| {
             metrics
                 .body_bytes
@@ -218,7 +218,7 @@ impl RouteMetrics {
         }
     }
 
-    pub(crate) fn consent(&self, consent: Consent, source: ConsentSource) -> &Counter {
+    pub fn consent(&self, consent: Consent, source: ConsentSource) -> &Counter {
         let c = match consent {
             Consent::Full => 0,
             Consent::ExplainOnly => 1,
@@ -232,8 +232,8 @@ impl RouteMetrics {
         &self.consent[c][s]
     }
 
-    pub(crate) fn inspected(&self, inspection: &crate::inspect::Inspection) -> &Counter {
-        use crate::inspect::Inspection;
+    pub fn inspected(&self, inspection: &crate::inspection::Inspection) -> &Counter {
+        use crate::inspection::Inspection;
         match inspection {
             Inspection::Complete(_) => &self.inspected[0],
             Inspection::OverLimit => &self.inspected[1],
@@ -243,7 +243,7 @@ impl RouteMetrics {
 }
 
 /// Folds a method into a bounded label value.
-pub(crate) fn method_label(method: &http::Method) -> &'static str {
+pub fn method_label(method: &http::Method) -> &'static str {
     use http::Method;
     match *method {
         Method::GET => "GET",

@@ -16,72 +16,72 @@ use crate::config::{Audience, DecisionConfig, ExplainConfig, FeatureConfig, Feat
 
 /// Facts about one trained surrogate, kept with it on disk and in the version history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct VersionRecord {
-    pub(crate) version: u64,
+pub struct VersionRecord {
+    pub version: u64,
     /// Seconds since the Unix epoch.
-    pub(crate) trained_at: u64,
-    pub(crate) rows: usize,
-    pub(crate) r2: f64,
-    pub(crate) mae: f64,
-    pub(crate) agreement: Option<f64>,
+    pub trained_at: u64,
+    pub rows: usize,
+    pub r2: f64,
+    pub mae: f64,
+    pub agreement: Option<f64>,
     /// Whether it passed the fidelity gate and was put into service.
-    pub(crate) accepted: bool,
+    pub accepted: bool,
     /// Why it was or was not put into service.
-    pub(crate) reason: String,
+    pub reason: String,
     /// What the gate measured, beyond `r2` (versions trained by this release on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) gate: Option<GateFacts>,
+    pub gate: Option<GateFacts>,
     /// Agreement of its attributions with KernelSHAP on the real model, for a few
     /// sampled rows (active distillation checks each accepted version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) faithfulness: Option<Faithfulness>,
+    pub faithfulness: Option<Faithfulness>,
 }
 
 /// The honest gate's figures for one version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct GateFacts {
+pub struct GateFacts {
     /// Held-out real rows: distinct rows picked by content, none of them trained on.
-    pub(crate) holdout_rows: usize,
+    pub holdout_rows: usize,
     /// Distinct real rows in the window.
-    pub(crate) distinct_rows: usize,
+    pub distinct_rows: usize,
     /// The lower confidence bound of held-out R² the gate compared (absent: the point
     /// estimate was compared).
-    pub(crate) r2_lower: Option<f64>,
-    pub(crate) confidence: f64,
+    pub r2_lower: Option<f64>,
+    pub confidence: f64,
     /// R² on held-out synthetic rows (interventional: correlations broken), with
     /// distillation.
-    pub(crate) synthetic_r2: Option<f64>,
-    pub(crate) synthetic_holdout_rows: usize,
+    pub synthetic_r2: Option<f64>,
+    pub synthetic_holdout_rows: usize,
     /// Synthetic rows trained on.
-    pub(crate) synthetic_rows: usize,
+    pub synthetic_rows: usize,
     /// Synthetic rows left out because they were made from a held-out row.
     #[serde(default)]
-    pub(crate) synthetic_set_aside: usize,
+    pub synthetic_set_aside: usize,
     /// The boosting parameters chosen, and every candidate's validation R².
-    pub(crate) trees: usize,
-    pub(crate) depth: usize,
-    pub(crate) learning_rate: f64,
+    pub trees: usize,
+    pub depth: usize,
+    pub learning_rate: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) validation_r2: Vec<f64>,
+    pub validation_r2: Vec<f64>,
 }
 
 /// How well a version's attributions agree with KernelSHAP against the real model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Faithfulness {
+pub struct Faithfulness {
     /// Rows checked.
-    pub(crate) rows: usize,
+    pub rows: usize,
     /// Mean Spearman rank correlation of the two attributions, per row.
-    pub(crate) spearman: f64,
+    pub spearman: f64,
     /// Share of rows whose largest attribution is the same feature.
-    pub(crate) top1: f64,
+    pub top1: f64,
     /// Upstream calls spent.
-    pub(crate) calls: usize,
+    pub calls: usize,
 }
 
 /// A surrogate in service.
-pub(crate) struct LiveModel {
-    pub(crate) record: VersionRecord,
-    pub(crate) surrogate: Surrogate,
+pub struct LiveModel {
+    pub record: VersionRecord,
+    pub surrogate: Surrogate,
     explainers: Vec<TreeExplainer>,
     /// The schema's feature names, in order.
     names: Vec<String>,
@@ -101,79 +101,79 @@ pub(crate) struct LiveModel {
 }
 
 /// What a request asks of the narration, with the route's wording.
-pub(crate) struct Narrate<'a> {
-    pub(crate) audience: Audience,
-    pub(crate) locale: &'a Locale,
-    pub(crate) narrator: &'a Narrator,
-    pub(crate) overrides: &'a RouteOverrides,
-    pub(crate) config: &'a ExplainConfig,
+pub struct Narrate<'a> {
+    pub audience: Audience,
+    pub locale: &'a Locale,
+    pub narrator: &'a Narrator,
+    pub overrides: &'a RouteOverrides,
+    pub config: &'a ExplainConfig,
     /// The consent the request was served under.
-    pub(crate) consent: sidelight_audit::Consent,
+    pub consent: sidelight_audit::Consent,
     /// Whether an audit log records the request.
-    pub(crate) audited: bool,
+    pub audited: bool,
 }
 
 /// One row's explanation, as attached to a response.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct RowExplanation {
-    pub(crate) id: String,
-    pub(crate) surrogate_version: u64,
+pub struct RowExplanation {
+    pub id: String,
+    pub surrogate_version: u64,
     /// Which output was explained: the class index for class probabilities, else 0.
-    pub(crate) output: usize,
+    pub output: usize,
     /// The surrogate's expected output, in `space`.
-    pub(crate) base_value: f64,
+    pub base_value: f64,
     /// The surrogate's output for this row in `space`: `base_value` plus the sum of every
     /// feature's contribution, exactly (for probabilities, the logit of
     /// `surrogate_prediction`).
-    pub(crate) surrogate_value: f64,
+    pub surrogate_value: f64,
     /// What the model answered for this row (and output).
-    pub(crate) prediction: f64,
+    pub prediction: f64,
     /// What the surrogate predicts, in the model's output space.
-    pub(crate) surrogate_prediction: f64,
-    pub(crate) fidelity: RowFidelity,
+    pub surrogate_prediction: f64,
+    pub fidelity: RowFidelity,
     /// `logit` for probabilities (attributions add up to the logit), else `output`.
-    pub(crate) space: &'static str,
-    pub(crate) attributions: Vec<Contribution>,
+    pub space: &'static str,
+    pub attributions: Vec<Contribution>,
     /// Developers and auditors: each configured group's attribution, the sum of its
     /// members' (customers read the group in `attributions` instead).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) groups: Vec<GroupContribution>,
+    pub groups: Vec<GroupContribution>,
     /// The narration for the audience; `null` when withheld (see `withheld_reason`).
-    pub(crate) text: Option<String>,
+    pub text: Option<String>,
     /// What the customer could change (customers, unfavourable decisions only), or the
     /// counterfactual for developers when one was searched.
-    pub(crate) next_step: Option<String>,
+    pub next_step: Option<String>,
     /// Whether the explanation is only approximate for this row (the text says so).
-    pub(crate) caveat: bool,
+    pub caveat: bool,
     /// The language of `text` and `next_step`.
-    pub(crate) locale: String,
+    pub locale: String,
     /// Why `text` is `null`: `low_fidelity` or `invalid_input`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) withheld_reason: Option<&'static str>,
+    pub withheld_reason: Option<&'static str>,
     /// Every feature's contribution in schema order, whatever the audience saw; kept for
     /// the probe check, never sent.
     #[serde(skip)]
-    pub(crate) schema_contributions: Vec<f64>,
+    pub schema_contributions: Vec<f64>,
     /// The output at which the decision turns, for the review rules; never sent.
     #[serde(skip)]
-    pub(crate) threshold: f64,
+    pub threshold: f64,
 }
 
 /// How far this explanation can be trusted.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct RowFidelity {
+pub struct RowFidelity {
     /// |surrogate − model| for this row, in the model's output space.
-    pub(crate) local_error: f64,
+    pub local_error: f64,
     /// The surrogate's R² on held-out traffic.
-    pub(crate) r2: f64,
+    pub r2: f64,
 }
 
 /// A group's part in a prediction: the sum of its members' contributions.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct GroupContribution {
-    pub(crate) group: String,
-    pub(crate) features: Vec<String>,
-    pub(crate) contribution: f64,
+pub struct GroupContribution {
+    pub group: String,
+    pub features: Vec<String>,
+    pub contribution: f64,
 }
 
 /// A configured group, resolved against the schema.
@@ -232,10 +232,10 @@ fn group_for_customer(
 
 /// One feature's part in a prediction.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Contribution {
-    pub(crate) feature: String,
-    pub(crate) value: Value,
-    pub(crate) contribution: f64,
+pub struct Contribution {
+    pub feature: String,
+    pub value: Value,
+    pub contribution: f64,
 }
 
 /// The next-step search is bounded so that it stays cheap on the request path: at most
@@ -273,7 +273,7 @@ impl LiveModel {
     /// Prepares `surrogate` for the route `config`. `window` holds training rows in the
     /// surrogate's schema order (empty for a restored or seeded surrogate): typical
     /// values and search scales come from them.
-    pub(crate) fn new(
+    pub fn new(
         surrogate: Surrogate,
         record: VersionRecord,
         config: &ExplainConfig,
@@ -325,7 +325,7 @@ impl LiveModel {
     /// The first feature of `row` (in schema order) that lies outside what the
     /// surrogate was trained on: a category it never saw, a value it cannot read, or a
     /// number outside the training window's range.
-    pub(crate) fn out_of_distribution(&self, row: &[Value]) -> Option<&str> {
+    pub fn out_of_distribution(&self, row: &[Value]) -> Option<&str> {
         let x = self.surrogate.encode(row).ok()?;
         x.iter()
             .zip(row)
@@ -339,18 +339,18 @@ impl LiveModel {
             .map(|(_, name)| name.as_str())
     }
 
-    pub(crate) fn version(&self) -> u64 {
+    pub fn version(&self) -> u64 {
         self.record.version
     }
 
     /// The schema's feature names, in order.
-    pub(crate) fn names(&self) -> &[String] {
+    pub fn names(&self) -> &[String] {
         &self.names
     }
 
     /// Which of the model's outputs is explained for a row it answered `outputs`: the
     /// configured class, or the most likely one; 0 for a single output.
-    pub(crate) fn explained_output(&self, config: &ExplainConfig, outputs: &[f64]) -> usize {
+    pub fn explained_output(&self, config: &ExplainConfig, outputs: &[f64]) -> usize {
         match self.surrogate.output() {
             OutputKind::MultiClass { .. } => config
                 .explain_class
@@ -362,7 +362,7 @@ impl LiveModel {
 
     /// Every feature's contribution to output `class` for `row` (both in schema order),
     /// in the space explanations are given in.
-    pub(crate) fn contributions(&self, row: &[Value], class: usize) -> Result<Vec<f64>, String> {
+    pub fn contributions(&self, row: &[Value], class: usize) -> Result<Vec<f64>, String> {
         let explainer = self
             .explainers
             .get(class)
@@ -372,7 +372,7 @@ impl LiveModel {
     }
 
     /// Explains one row, given in schema order, whose model output is `outputs`.
-    pub(crate) fn explain(
+    pub fn explain(
         &self,
         id: String,
         row: &[Value],
@@ -519,7 +519,7 @@ impl LiveModel {
     /// The smallest change of actionable, customer-visible features (within their
     /// bounds) that moves the surrogate's output for `class` into `target`, decoded back
     /// to the row's values; `None` when nothing may move or the search fails.
-    pub(crate) fn next_step(
+    pub fn next_step(
         &self,
         class: usize,
         x: &[f64],
@@ -578,7 +578,7 @@ impl LiveModel {
 /// The feature words come from `model` (the surrogate in service) where it knows the
 /// feature, else from the route's config. `None` when the row lacks what narration
 /// needs.
-pub(crate) fn narrate_stored(
+pub fn narrate_stored(
     row: &serde_json::Value,
     model: Option<&LiveModel>,
     config: &ExplainConfig,

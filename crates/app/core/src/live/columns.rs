@@ -22,7 +22,7 @@ use sidelight_protocol::Rows;
 /// Why a request's columns could not be read as the route's features.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
-pub(crate) enum ColumnProblem {
+pub enum ColumnProblem {
     /// Positional columns, but not as many as the configured features.
     ColumnCountMismatch { columns: usize, features: usize },
     /// Named columns, none of them a configured feature.
@@ -31,7 +31,7 @@ pub(crate) enum ColumnProblem {
 
 impl ColumnProblem {
     /// The stable code: the `x-sidelight-status` value's first word and the metric label.
-    pub(crate) fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             Self::ColumnCountMismatch { .. } => "column_count_mismatch",
             Self::FeaturesUnmatched { .. } => "features_unmatched",
@@ -40,7 +40,7 @@ impl ColumnProblem {
 
     /// The `x-sidelight-status` value: the code and the two counts (no names, which a
     /// client could have chosen to carry personal data).
-    pub(crate) fn status(&self) -> String {
+    pub fn status(&self) -> String {
         match self {
             Self::ColumnCountMismatch { columns, features }
             | Self::FeaturesUnmatched { columns, features } => {
@@ -50,7 +50,7 @@ impl ColumnProblem {
     }
 
     /// What a person reads on `/readyz`, in the log and in the console.
-    pub(crate) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Self::ColumnCountMismatch { columns, features } => format!(
                 "requests carry {columns} unnamed columns but the route configures {features} \
@@ -71,7 +71,7 @@ const EXTRAS_EVERY: u64 = 1024;
 
 /// How a request's columns were matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Matched {
+pub enum Matched {
     /// By name (or the route configures no features).
     ByName,
     /// By position: renamed to the configured features, in order.
@@ -82,7 +82,7 @@ pub(crate) enum Matched {
 /// be the route's features. Named columns are left as they are: a name the route does
 /// not configure is ignored and a configured one the request lacks is missing, as long as
 /// at least one name matches.
-pub(crate) fn map_columns(
+pub fn map_columns(
     configured: &[String],
     rows: &mut Rows,
 ) -> Result<Matched, ColumnProblem> {
@@ -117,7 +117,7 @@ pub(crate) fn map_columns(
 /// (so that rows Sidelight writes itself go out the way clients send them), and the last
 /// problem, with counts.
 #[derive(Debug, Default)]
-pub(crate) struct ColumnState {
+pub struct ColumnState {
     wire: Mutex<Option<Vec<String>>>,
     /// A recent client request's members besides its rows (see
     /// [`sidelight_protocol::request_extras`]); in memory only.
@@ -133,7 +133,7 @@ pub(crate) struct ColumnState {
 impl ColumnState {
     /// Notes the names a request's body gave its positional columns (copied only when
     /// they change).
-    pub(crate) fn positional(&self, wire_names: &[String]) {
+    pub fn positional(&self, wire_names: &[String]) {
         if let Ok(mut wire) = self.wire.lock() {
             if wire.as_deref() != Some(wire_names) {
                 *wire = Some(wire_names.to_vec());
@@ -142,7 +142,7 @@ impl ColumnState {
     }
 
     /// Notes a request whose columns mapped.
-    pub(crate) fn mapped(&self, matched: Matched) {
+    pub fn mapped(&self, matched: Matched) {
         if matched == Matched::ByPosition {
             self.mapped_by_position.fetch_add(1, Ordering::Relaxed);
         }
@@ -150,7 +150,7 @@ impl ColumnState {
 
     /// Notes a request whose columns did not map; true the first time this problem is
     /// seen (so it is logged once, not per request).
-    pub(crate) fn unmapped(&self, problem: &ColumnProblem) -> bool {
+    pub fn unmapped(&self, problem: &ColumnProblem) -> bool {
         self.unmapped.fetch_add(1, Ordering::Relaxed);
         let Ok(mut last) = self.problem.lock() else {
             return false;
@@ -165,12 +165,12 @@ impl ColumnState {
     /// Whether this request's extras should be read: the first request's, then one in
     /// [`EXTRAS_EVERY`], so that a change of client is followed without reparsing every
     /// body.
-    pub(crate) fn wants_extras(&self) -> bool {
+    pub fn wants_extras(&self) -> bool {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         n % EXTRAS_EVERY == 0
     }
 
-    pub(crate) fn set_extras(&self, extras: String, target: &str) {
+    pub fn set_extras(&self, extras: String, target: &str) {
         if let Ok(mut slot) = self.extras.lock() {
             *slot = Some(extras);
         }
@@ -182,12 +182,12 @@ impl ColumnState {
     }
 
     /// Where clients send the route's requests (path and query), once one has been seen.
-    pub(crate) fn target(&self) -> Option<String> {
+    pub fn target(&self) -> Option<String> {
         self.target.lock().ok().and_then(|t| t.clone())
     }
 
     /// What rows Sidelight writes itself should carry besides the rows.
-    pub(crate) fn extras(&self) -> String {
+    pub fn extras(&self) -> String {
         self.extras
             .lock()
             .ok()
@@ -196,17 +196,17 @@ impl ColumnState {
     }
 
     /// The column names positional traffic arrives with, in order, if any has arrived.
-    pub(crate) fn wire_names(&self) -> Option<Vec<String>> {
+    pub fn wire_names(&self) -> Option<Vec<String>> {
         self.wire.lock().ok().and_then(|w| w.clone())
     }
 
     /// The most recent problem, if requests have been unmapped.
-    pub(crate) fn problem(&self) -> Option<ColumnProblem> {
+    pub fn problem(&self) -> Option<ColumnProblem> {
         self.problem.lock().ok().and_then(|p| p.clone())
     }
 
     /// For `/api/v1/surrogates`.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
+    pub fn to_json(&self) -> serde_json::Value {
         let problem = self.problem();
         serde_json::json!({
             "mapped_by_position": self.mapped_by_position.load(Ordering::Relaxed),
@@ -220,7 +220,7 @@ impl ColumnState {
     }
 
     /// Requests whose columns could not be mapped, since start.
-    pub(crate) fn unmapped_count(&self) -> u64 {
+    pub fn unmapped_count(&self) -> u64 {
         self.unmapped.load(Ordering::Relaxed)
     }
 }

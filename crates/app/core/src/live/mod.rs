@@ -2,16 +2,12 @@
 //! service (swapped atomically, never locked on the request path), the background
 //! trainer with its fidelity gate, and persistence across restarts.
 
-mod columns;
-mod distill;
-mod fleet;
-mod layer;
-mod metrics;
-pub(crate) mod model;
-mod probe;
-mod schema;
-mod store;
-mod trainer;
+pub mod columns;
+pub mod metrics;
+pub mod model;
+pub mod pending;
+pub mod schema;
+pub mod store;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -26,121 +22,118 @@ use crate::config::{ExplainConfig, PrivacyConfig, ProtocolName, ReviewConfig, Ro
 use sidelight_audit::PrivacyPolicy;
 use sidelight_protocol::Protocol;
 
-pub(crate) use fleet::FleetGauges;
-pub(crate) use layer::{Explain, ExplainLayer};
-pub(crate) use metrics::LiveMetrics;
-pub(crate) use model::{LiveModel, Narrate, VersionRecord};
-pub(crate) use probe::{Prober, UpstreamCaller};
+pub use metrics::LiveMetrics;
+pub use model::{LiveModel, Narrate, VersionRecord};
 pub use schema::{SchemaInferError, infer_from_requests};
-pub(crate) use store::{RecentExplanations, RecentRequests};
+pub use store::{RecentExplanations, RecentRequests};
 
 /// One route's live-explanation state, shared by every worker thread and the trainer.
-pub(crate) struct RouteLive {
-    pub(crate) route: String,
-    pub(crate) config: ExplainConfig,
-    pub(crate) protocol: Protocol,
+pub struct RouteLive {
+    pub route: String,
+    pub config: ExplainConfig,
+    pub protocol: Protocol,
     /// The surrogate in service; `None` while warming up.
-    pub(crate) model: ArcSwapOption<LiveModel>,
-    window: Mutex<Window>,
+    pub model: ArcSwapOption<LiveModel>,
+    pub window: Mutex<Window>,
     /// Wakes the trainer when enough new rows have arrived.
-    wake: Condvar,
-    stopping: AtomicBool,
+    pub wake: Condvar,
+    pub stopping: AtomicBool,
     /// Every version trained, accepted or not, newest last.
-    pub(crate) history: Mutex<Vec<VersionRecord>>,
+    pub history: Mutex<Vec<VersionRecord>>,
     /// What the trainer waits for before it can judge a surrogate, if anything.
-    pub(crate) waiting: Mutex<Option<String>>,
-    next_version: AtomicU64,
-    state_dir: PathBuf,
+    pub waiting: Mutex<Option<String>>,
+    pub next_version: AtomicU64,
+    pub state_dir: PathBuf,
     /// How much of a response body may be read to find the outputs: the route's
     /// inspection limit.
-    pub(crate) response_limit: u64,
+    pub response_limit: u64,
     /// The narrator, shared by every route.
-    pub(crate) narrator: Arc<Narrator>,
+    pub narrator: Arc<Narrator>,
     /// The route's own sentences, checked at start-up.
-    pub(crate) overrides: RouteOverrides,
+    pub overrides: RouteOverrides,
     /// Consent defaults and where the subject's identifier is.
-    pub(crate) privacy: PrivacyConfig,
+    pub privacy: PrivacyConfig,
     /// The header carrying the subject's identifier.
-    pub(crate) subject_header: http::HeaderName,
+    pub subject_header: http::HeaderName,
     /// What of each field the audit log may keep.
-    pub(crate) policy: PrivacyPolicy,
+    pub policy: PrivacyPolicy,
     /// Which predictions go to review.
-    pub(crate) review: ReviewConfig,
+    pub review: ReviewConfig,
     /// The request header asking for review, if the route has one.
-    pub(crate) review_header: Option<http::HeaderName>,
+    pub review_header: Option<http::HeaderName>,
     /// The fairness and drift monitor, with `[routes.monitor]`.
-    pub(crate) monitor: Option<Arc<crate::monitor::RouteMonitor>>,
+    pub monitor: Option<Arc<crate::monitor::RouteMonitor>>,
     /// Set when the route's surrogate is the fleet's (PostgreSQL): observed rows are
     /// also queued in `pending` for the shared table.
-    shared: AtomicBool,
+    pub shared: AtomicBool,
     /// Consented rows not yet in the fleet's table.
-    pending: Mutex<VecDeque<fleet::Pending>>,
+    pub pending: Mutex<VecDeque<pending::Pending>>,
     /// The configured feature names (empty: inferred from traffic).
-    configured: Vec<String>,
+    pub configured: Vec<String>,
     /// How requests' columns have mapped to `configured`.
-    pub(crate) columns: columns::ColumnState,
+    pub columns: columns::ColumnState,
     /// Set once at start-up by the server, which owns the registry.
-    metrics: std::sync::OnceLock<LiveMetrics>,
+    pub metrics: std::sync::OnceLock<LiveMetrics>,
     /// When the upstream last failed a customer request (ms since the Unix epoch; 0:
     /// never): active distillation keeps quiet for a while after one.
-    last_upstream_error: AtomicU64,
+    pub last_upstream_error: AtomicU64,
 }
 
 /// The most recent rows and the model's outputs for them.
 #[derive(Default)]
-pub(crate) struct Window {
+pub struct Window {
     /// Feature names, in the order rows are stored: the configured features, or the
     /// names of the first rows seen.
-    pub(crate) names: Vec<String>,
+    pub names: Vec<String>,
     /// Values per row the model outputs (1, or one per class); fixed by the first rows.
-    pub(crate) width: Option<usize>,
-    pub(crate) rows: VecDeque<WindowRow>,
-    pub(crate) seen: u64,
-    pub(crate) since_training: u64,
+    pub width: Option<usize>,
+    pub rows: VecDeque<WindowRow>,
+    pub seen: u64,
+    pub since_training: u64,
     /// Rows were erased: the next surrogate must be trained without them, now.
-    pub(crate) retrain_now: bool,
+    pub retrain_now: bool,
     /// Whether a training has been tried since start (accepted or not): after one, a
     /// route without a surrogate waits for new rows before trying again.
-    pub(crate) tried: bool,
+    pub tried: bool,
     /// Synthetic rows the model answered (active distillation), newest last, in `names`
     /// order; trained on, never monitored or recorded.
-    pub(crate) synthetic: VecDeque<SyntheticRow>,
+    pub synthetic: VecDeque<SyntheticRow>,
     /// Synthetic rows added since start.
-    pub(crate) synthetic_seen: u64,
+    pub synthetic_seen: u64,
 }
 
 /// A synthetic row, the model's answer, and where it came from.
-pub(crate) type Answered = (Vec<Value>, Vec<f64>, Origin);
+pub type Answered = (Vec<Value>, Vec<f64>, Origin);
 
 /// The real rows a synthetic row was made from: their keys
 /// ([`sidelight_explain::row_key`]) and their subjects.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Origin {
-    pub(crate) keys: Vec<u64>,
-    pub(crate) subjects: Vec<Arc<str>>,
+pub struct Origin {
+    pub keys: Vec<u64>,
+    pub subjects: Vec<Arc<str>>,
 }
 
 /// A synthetic row and the model's answer, with the subjects whose rows it was made
 /// from (erasing one of them removes it).
-pub(crate) struct SyntheticRow {
-    pub(crate) row: Vec<Value>,
-    pub(crate) output: Vec<f64>,
-    pub(crate) subjects: Vec<Arc<str>>,
+pub struct SyntheticRow {
+    pub row: Vec<Value>,
+    pub output: Vec<f64>,
+    pub subjects: Vec<Arc<str>>,
     /// Keys of the real rows it was made from.
-    pub(crate) sources: Vec<u64>,
+    pub sources: Vec<u64>,
 }
 
 /// One row of the training window.
-pub(crate) struct WindowRow {
-    pub(crate) row: Vec<Value>,
-    pub(crate) output: Vec<f64>,
+pub struct WindowRow {
+    pub row: Vec<Value>,
+    pub output: Vec<f64>,
     /// The pseudonymous subject it came from, so that erasing the subject removes it.
-    pub(crate) subject: Option<Arc<str>>,
+    pub subject: Option<Arc<str>>,
 }
 
 /// Why an observation was not added to the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub enum Refused {
     /// The number of outputs per row differs from the first rows'.
     OutputWidth,
 }
@@ -157,7 +150,7 @@ impl std::fmt::Debug for RouteLive {
 
 impl RouteLive {
     /// The live state of `route`, which must have `[routes.explain]`.
-    pub(crate) fn new(
+    pub fn new(
         route: &RouteConfig,
         state_dir: &Path,
         narrator: Arc<Narrator>,
@@ -233,7 +226,7 @@ impl RouteLive {
 
     /// The held-out R² of every surrogate trained for the route (accepted or not), by
     /// training time: the fidelity series the monitor summarises.
-    pub(crate) fn fidelity_series(&self) -> Vec<sidelight_monitor::FidelityPoint> {
+    pub fn fidelity_series(&self) -> Vec<sidelight_monitor::FidelityPoint> {
         self.history
             .lock()
             .map(|h| {
@@ -250,38 +243,37 @@ impl RouteLive {
     }
 
     /// Notes that the upstream failed a customer request.
-    pub(crate) fn upstream_failed(&self) {
+    pub fn upstream_failed(&self) {
         self.last_upstream_error.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Whether the upstream failed a customer request within `period`.
-    pub(crate) fn upstream_failed_within(&self, period: std::time::Duration) -> bool {
+    pub fn upstream_failed_within(&self, period: std::time::Duration) -> bool {
         let at = self.last_upstream_error.load(Ordering::Relaxed);
         at != 0
             && now_ms().saturating_sub(at) < u64::try_from(period.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Starts active distillation for this route, if it is enabled (not for a fleet's
-    /// shared surrogate, whose trainer learns from the fleet's table).
-    pub(crate) fn start_distiller(self: &Arc<Self>, caller: Arc<UpstreamCaller>) {
-        if !self.config.distill.enabled || self.shared.load(Ordering::Relaxed) {
-            return;
-        }
-        let Some(metrics) = self.metrics.get().cloned() else {
-            return;
-        };
-        distill::start(self.clone(), caller, metrics);
+    /// Whether the route's surrogate is the fleet's (PostgreSQL), trained from the
+    /// fleet's table rather than from this replica's window.
+    pub fn is_shared(&self) -> bool {
+        self.shared.load(Ordering::Relaxed)
+    }
+
+    /// The route's metric handles, once the server gave them.
+    pub fn metrics(&self) -> Option<&LiveMetrics> {
+        self.metrics.get()
     }
 
     /// Gives the route its metric handles (once; later calls are ignored).
-    pub(crate) fn attach_metrics(&self, metrics: LiveMetrics) {
+    pub fn attach_metrics(&self, metrics: LiveMetrics) {
         let _ = self.metrics.set(metrics);
     }
 
     /// Reads a request's columns as the route's features: positional columns take the
     /// configured names in order. On a problem, the `x-sidelight-status` to pass the
     /// request through with; the problem is counted, and logged the first time.
-    pub(crate) fn map_columns(&self, rows: &mut sidelight_protocol::Rows) -> Result<(), String> {
+    pub fn map_columns(&self, rows: &mut sidelight_protocol::Rows) -> Result<(), String> {
         if rows.positional {
             self.columns.positional(&rows.names);
         }
@@ -309,7 +301,7 @@ impl RouteLive {
     /// model itself (the probe check, distillation): the wire names of positional
     /// traffic, so the model gets its columns as clients send them, and the members
     /// besides the rows that clients send.
-    pub(crate) fn wire(&self, names: &[String]) -> (Vec<String>, String) {
+    pub fn wire(&self, names: &[String]) -> (Vec<String>, String) {
         let names = match self.columns.wire_names() {
             Some(wire) if names == self.configured && wire.len() == names.len() => wire,
             _ => names.to_vec(),
@@ -321,7 +313,7 @@ impl RouteLive {
     /// warm-up with too few distinct rows to judge one (`gate_waiting`); every version so
     /// far rejected by the gate (`gate_rejected`, with the figure it compared); or the
     /// first training under way (`training`).
-    pub(crate) fn no_surrogate_status(&self) -> String {
+    pub fn no_surrogate_status(&self) -> String {
         let (seen, needed) = self.warm_up();
         if seen < needed {
             return format!("warming_up; rows={seen}/{needed}");
@@ -343,13 +335,13 @@ impl RouteLive {
     }
 
     /// Rows needed before the first explanation, and rows seen so far.
-    pub(crate) fn warm_up(&self) -> (u64, u64) {
+    pub fn warm_up(&self) -> (u64, u64) {
         let seen = self.window.lock().map_or(0, |w| w.seen);
         (seen, self.config.surrogate.warm_up_rows as u64)
     }
 
     /// Adds a batch to the training window and wakes the trainer when it is due.
-    pub(crate) fn observe(
+    pub fn observe(
         &self,
         names: &[String],
         rows: Vec<Vec<Value>>,
@@ -402,7 +394,7 @@ impl RouteLive {
     /// version so far rejected), every `min(retrain_every_rows, warm_up_rows)`: a
     /// rejected surrogate is not retried on the next request, but once there is enough
     /// new evidence to change the verdict.
-    pub(crate) fn due_by_rows(&self, window: &Window) -> bool {
+    pub fn due_by_rows(&self, window: &Window) -> bool {
         let s = &self.config.surrogate;
         if window.seen < s.warm_up_rows as u64 {
             return false;
@@ -420,7 +412,7 @@ impl RouteLive {
 
     /// Adds synthetic rows the model answered (in `names` order, which must be the
     /// window's) made from rows of `subjects`; the oldest leave beyond `max_rows`.
-    pub(crate) fn add_synthetic(&self, names: &[String], rows: Vec<Answered>) -> usize {
+    pub fn add_synthetic(&self, names: &[String], rows: Vec<Answered>) -> usize {
         let Ok(mut window) = self.window.lock() else {
             return 0;
         };
@@ -458,7 +450,7 @@ impl RouteLive {
 
     /// Puts rows given with `names` into the surrogate's order (the column mapping is
     /// worked out once per batch).
-    pub(crate) fn schema_order(
+    pub fn schema_order(
         &self,
         names: &[String],
         model: &LiveModel,
@@ -470,7 +462,7 @@ impl RouteLive {
 
     /// Up to `n` rows of the training window, spread evenly over it (oldest first), in
     /// the order of `names`: the probe check's background.
-    pub(crate) fn background(&self, names: &[String], n: usize) -> Vec<Vec<Value>> {
+    pub fn background(&self, names: &[String], n: usize) -> Vec<Vec<Value>> {
         let Ok(window) = self.window.lock() else {
             return Vec::new();
         };
@@ -486,7 +478,7 @@ impl RouteLive {
     /// Removes a subject's rows from the training window. When any were there, the
     /// trainer is woken to train a surrogate without them at once (if the route is past
     /// warm-up). Returns how many rows were removed.
-    pub(crate) fn forget_subject(&self, subject: &str) -> usize {
+    pub fn forget_subject(&self, subject: &str) -> usize {
         let Ok(mut window) = self.window.lock() else {
             return 0;
         };
@@ -509,13 +501,13 @@ impl RouteLive {
     }
 
     /// Drops a subject's rows not yet sent to the fleet's table.
-    pub(crate) fn forget_pending(&self, subject: &str) {
+    pub fn forget_pending(&self, subject: &str) {
         if let Ok(mut pending) = self.pending.lock() {
             pending.retain(|p| p.subject.as_deref() != Some(subject));
         }
     }
 
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
         self.wake.notify_all();
         if let Some(monitor) = &self.monitor {
@@ -523,12 +515,12 @@ impl RouteLive {
         }
     }
 
-    fn surrogate_path(&self) -> PathBuf {
+    pub fn surrogate_path(&self) -> PathBuf {
         self.state_dir
             .join(format!("{}.surrogate.json", self.route))
     }
 
-    fn meta_path(&self) -> PathBuf {
+    pub fn meta_path(&self) -> PathBuf {
         self.state_dir.join(format!("{}.versions.json", self.route))
     }
 
@@ -621,7 +613,7 @@ impl RouteLive {
     }
 }
 
-fn seeded_record(version: u64, reason: &str) -> VersionRecord {
+pub fn seeded_record(version: u64, reason: &str) -> VersionRecord {
     VersionRecord {
         version,
         trained_at: 0,
@@ -636,20 +628,18 @@ fn seeded_record(version: u64, reason: &str) -> VersionRecord {
     }
 }
 
-fn load_surrogate(path: &Path) -> Result<Surrogate, String> {
+pub fn load_surrogate(path: &Path) -> Result<Surrogate, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read surrogate {}: {e}", path.display()))?;
     Surrogate::from_json(&text).map_err(|e| format!("surrogate {}: {e}", path.display()))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+pub fn now_ms() -> u64 {
+    u64::try_from(crate::clock::now_ms()).unwrap_or(0)
 }
 
 /// For each name in `target`, where it is in `source` (if at all).
-fn column_order(target: &[String], source: &[String]) -> Vec<Option<usize>> {
+pub fn column_order(target: &[String], source: &[String]) -> Vec<Option<usize>> {
     if target == source {
         return (0..target.len()).map(Some).collect();
     }
@@ -659,7 +649,7 @@ fn column_order(target: &[String], source: &[String]) -> Vec<Option<usize>> {
         .collect()
 }
 
-fn reorder(row: &[Value], order: &[Option<usize>]) -> Vec<Value> {
+pub fn reorder(row: &[Value], order: &[Option<usize>]) -> Vec<Value> {
     order
         .iter()
         .map(|i| {
@@ -689,7 +679,7 @@ pub struct RouteSurrogate {
 }
 
 impl SurrogateStatus {
-    pub(crate) fn new(routes: Vec<Arc<RouteLive>>) -> Self {
+    pub fn new(routes: Vec<Arc<RouteLive>>) -> Self {
         Self { routes }
     }
 
@@ -750,14 +740,14 @@ impl SurrogateStatus {
     }
 
     /// The fairness and drift monitors of the routes that have one.
-    pub(crate) fn monitors(&self) -> Vec<Arc<crate::monitor::RouteMonitor>> {
+    pub fn monitors(&self) -> Vec<Arc<crate::monitor::RouteMonitor>> {
         self.routes
             .iter()
             .filter_map(|live| live.monitor.clone())
             .collect()
     }
 
-    pub(crate) fn to_json(&self) -> serde_json::Value {
+    pub fn to_json(&self) -> serde_json::Value {
         let routes: Vec<serde_json::Value> = self
             .routes
             .iter()
@@ -786,35 +776,3 @@ impl SurrogateStatus {
         serde_json::json!({ "routes": routes })
     }
 }
-
-/// Starts one trainer thread per explained route, and one monitor thread per route
-/// with `[routes.monitor]`. In a fleet (`fleet`), the trainers are the fleet's: each
-/// trains only while this replica holds the route's trainer lock, and a poller loads
-/// the fleet's surrogates and erasures.
-pub(crate) fn start_trainers(
-    routes: &[Arc<RouteLive>],
-    fleet: Option<fleet::FleetTasks>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    let mut handles = Vec::new();
-    if let Some(tasks) = fleet {
-        handles.extend(fleet::start(routes, tasks));
-    }
-    let trainers = routes.iter().filter_map(|live| {
-        if live.shared.load(Ordering::Relaxed) {
-            return None;
-        }
-        let live = live.clone();
-        std::thread::Builder::new()
-            .name(format!("sidelight-trainer-{}", live.route))
-            .spawn(move || trainer::run(&live))
-            .map_err(|e| tracing::error!(error = %e, "cannot start a trainer"))
-            .ok()
-    });
-    let monitors = routes
-        .iter()
-        .filter_map(|live| live.monitor.as_ref().and_then(crate::monitor::start));
-    handles.extend(trainers.chain(monitors));
-    handles
-}
-
-pub(crate) use fleet::FleetTasks;

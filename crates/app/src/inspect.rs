@@ -14,27 +14,7 @@ use http_body_util::{BodyExt, BodyStream, StreamBody};
 use crate::body::ProxyBody;
 use crate::error::BoxError;
 
-/// What an inspection found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inspection {
-    /// The whole body, which fit within the limit.
-    Complete(Bytes),
-    /// The body is longer than the limit; it was streamed on uninspected.
-    OverLimit,
-    /// The route or the content type does not call for inspection.
-    Skipped,
-}
-
-impl Inspection {
-    /// The label used in the `sidelight_inspected_requests_total` metric.
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            Self::Complete(_) => "complete",
-            Self::OverLimit => "over_limit",
-            Self::Skipped => "skipped",
-        }
-    }
-}
+pub use sidelight_core::inspection::Inspection;
 
 /// Reads up to `limit` bytes of `body`. Returns the inspection and a body that yields
 /// exactly the original frames, in order, whatever the outcome.

@@ -17,39 +17,39 @@ use sidelight_explain::Value;
 use super::RouteLive;
 
 /// The id → explanation JSON cache.
-pub(crate) type RecentExplanations = Recent<Bytes>;
+pub type RecentExplanations = Recent<Bytes>;
 
 /// The id → explained request cache of the probe check.
-pub(crate) type RecentRequests = Recent<Arc<StoredRequest>>;
+pub type RecentRequests = Recent<Arc<StoredRequest>>;
 
 /// An explained request, as the probe check needs it.
-pub(crate) struct StoredRequest {
-    pub(crate) route: Arc<RouteLive>,
+pub struct StoredRequest {
+    pub route: Arc<RouteLive>,
     /// The path and query the client sent, which the probe sends its rows to.
-    pub(crate) target: String,
+    pub target: String,
     /// The surrogate's feature names; every row is in this order.
-    pub(crate) names: Vec<String>,
-    pub(crate) rows: Vec<Vec<Value>>,
+    pub names: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
     /// One per row.
-    pub(crate) explanations: Vec<StoredExplanation>,
+    pub explanations: Vec<StoredExplanation>,
 }
 
 /// The surrogate's attribution of one row, as it was attached.
-pub(crate) struct StoredExplanation {
-    pub(crate) surrogate_version: u64,
+pub struct StoredExplanation {
+    pub surrogate_version: u64,
     /// The output explained (the class, for class probabilities).
-    pub(crate) output: usize,
+    pub output: usize,
     /// Whether the attributions add up in logit space (probability outputs).
-    pub(crate) logit: bool,
-    pub(crate) base_value: f64,
+    pub logit: bool,
+    pub base_value: f64,
     /// Per feature, in [`StoredRequest::names`] order.
-    pub(crate) contributions: Vec<f64>,
+    pub contributions: Vec<f64>,
 }
 
 /// A bounded id → `T` map that forgets the oldest insertions first: at most `capacity`
 /// entries, and at most `max_weight` in all (each entry weighs what its inserter says,
 /// so that a few huge batches cannot hold much more memory than many small ones).
-pub(crate) struct Recent<T> {
+pub struct Recent<T> {
     inner: Mutex<Inner<T>>,
     capacity: usize,
     max_weight: usize,
@@ -63,11 +63,11 @@ struct Inner<T> {
 }
 
 impl<T: Clone> Recent<T> {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self::with_max_weight(capacity, usize::MAX)
     }
 
-    pub(crate) fn with_max_weight(capacity: usize, max_weight: usize) -> Self {
+    pub fn with_max_weight(capacity: usize, max_weight: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 by_id: HashMap::new(),
@@ -79,11 +79,11 @@ impl<T: Clone> Recent<T> {
         }
     }
 
-    pub(crate) fn insert(&self, id: String, value: T, subject: Option<Arc<str>>) {
+    pub fn insert(&self, id: String, value: T, subject: Option<Arc<str>>) {
         self.insert_weighted(id, value, 0, subject);
     }
 
-    pub(crate) fn insert_weighted(
+    pub fn insert_weighted(
         &self,
         id: String,
         value: T,
@@ -112,7 +112,7 @@ impl<T: Clone> Recent<T> {
     }
 
     /// Forgets every entry of a subject; returns how many there were.
-    pub(crate) fn forget_subject(&self, subject: &str) -> usize {
+    pub fn forget_subject(&self, subject: &str) -> usize {
         let Ok(mut inner) = self.inner.lock() else {
             return 0;
         };
@@ -131,7 +131,7 @@ impl<T: Clone> Recent<T> {
         gone.len()
     }
 
-    pub(crate) fn get(&self, id: &str) -> Option<T> {
+    pub fn get(&self, id: &str) -> Option<T> {
         self.inner
             .lock()
             .ok()?

@@ -84,7 +84,7 @@ pub fn infer_from_requests<'a>(
 /// Writes the schema of `rows` (columns named `names`) as `[[routes.explain.features]]`
 /// tables. With `positional`, the requests named no columns: the names are placeholders
 /// and the TOML says that the order is what counts.
-pub(crate) fn to_toml(
+pub fn to_toml(
     names: &[String],
     rows: &[Vec<Value>],
     positional: bool,
@@ -179,7 +179,7 @@ const GROUP_MIN_PAIRS: u64 = 30;
 /// [`GROUP_ASSOCIATION`]): the connected components of that relation, in schema order.
 /// Traffic cannot tell such features apart, and a customer reads them better as one
 /// reason.
-pub(crate) fn suggested_groups(schema: &Schema, rows: &[Vec<Value>]) -> Vec<Vec<usize>> {
+pub fn suggested_groups(schema: &Schema, rows: &[Vec<Value>]) -> Vec<Vec<usize>> {
     use sidelight_monitor::Values;
     let m = schema.features().len();
     let numeric: Vec<Option<Vec<f64>>> = (0..m)

@@ -11,8 +11,7 @@ use http::{Response, StatusCode};
 
 use crate::body::{ProxyBody, json_response};
 
-/// Errors that callers of this crate see are boxed so that any layer can add its own.
-pub type BoxError = Box<dyn StdError + Send + Sync>;
+pub use crate::body::BoxError;
 
 /// Why a request could not be answered by the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +89,7 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Pro
 }
 
 /// Finds an error of type `E` anywhere in the source chain of `error`.
-pub(crate) fn find_cause<'a, E: StdError + 'static>(
+pub fn find_cause<'a, E: StdError + 'static>(
     error: &'a (dyn StdError + 'static),
 ) -> Option<&'a E> {
     let mut current = Some(error);
@@ -105,7 +104,7 @@ pub(crate) fn find_cause<'a, E: StdError + 'static>(
 
 /// Renders an error and all its causes on one line, for logs. Never includes payloads:
 /// none of the errors on the request path carry body bytes.
-pub(crate) fn chain(error: &(dyn StdError + 'static)) -> String {
+pub fn chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut current = error.source();
     while let Some(e) = current {

@@ -7,18 +7,18 @@
 //! `escalate`, always with a reason) sets the state, is kept with the record, and is
 //! chained into the audit log as a record of its own.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
 use sidelight_audit::{Feedback, FieldRule, PrivacyPolicy, RecordQuery, Review, record_json};
 use sidelight_explain::Value;
-use tokio::sync::oneshot;
+use sidelight_core::reviews::Reviews;
 
 use crate::audit::AuditLog;
+use crate::monitor::value_text;
 use crate::audit::now_ms;
 use crate::body::{ProxyBody, json_response};
 use crate::config::ReviewConfig;
@@ -35,23 +35,6 @@ pub(crate) const FLAGS_PATH: &str = "/api/v1/review-flags";
 pub(crate) const FEEDBACK_PATH: &str = "/v1/feedback";
 /// The largest decision or feedback body.
 const MAX_BODY: usize = 64 * 1024;
-
-/// Review state shared by the data plane and the admin API.
-#[derive(Default)]
-pub(crate) struct Reviews {
-    /// Held responses waiting for a decision, by record id.
-    waiters: Mutex<HashMap<String, oneshot::Sender<Review>>>,
-    /// Protected groups currently flagged: (feature, value as text).
-    flagged: ArcSwap<HashSet<(String, String)>>,
-    /// The monitors that join reported outcomes to their windows.
-    monitors: Mutex<Vec<Weak<crate::monitor::RouteMonitor>>>,
-}
-
-impl std::fmt::Debug for Reviews {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reviews").finish_non_exhaustive()
-    }
-}
 
 /// Why a prediction goes to review: the names of the rules that fired.
 pub(crate) fn reasons(
@@ -84,7 +67,7 @@ pub(crate) fn reasons(
         out.push("out_of_distribution");
     }
     if rules.flagged_groups {
-        let flagged = reviews.flagged.load();
+        let flagged = reviews.flagged_set();
         let protected: Vec<(usize, &str)> = model
             .names()
             .iter()
@@ -122,115 +105,11 @@ pub(crate) fn reasons(
     out.into_iter().map(str::to_owned).collect()
 }
 
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::Number(x) => x.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Text(t) => t.clone(),
-        Value::Missing => String::new(),
-    }
-}
-
 /// A uniform number in [0, 1) from the OS-seeded generator behind v4 UUIDs: sampling
 /// needs no reproducibility, only independence from the traffic.
 fn random_unit() -> f64 {
     let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
     bits as f64 / (1u64 << 53) as f64
-}
-
-impl Reviews {
-    /// The protected groups flagged now, as (feature, value).
-    pub(crate) fn flagged_set(&self) -> Arc<HashSet<(String, String)>> {
-        self.flagged.load_full()
-    }
-
-    /// Adds and removes flagged groups (the fairness monitor's); returns those of `add`
-    /// that were not flagged already.
-    pub(crate) fn update_flags(
-        &self,
-        add: &[(String, String)],
-        remove: &[(String, String)],
-    ) -> Vec<(String, String)> {
-        let mut added = Vec::new();
-        self.flagged.rcu(|current| {
-            added.clear();
-            let mut set = HashSet::clone(current);
-            for g in remove {
-                set.remove(g);
-            }
-            for g in add {
-                if set.insert(g.clone()) {
-                    added.push(g.clone());
-                }
-            }
-            set
-        });
-        added
-    }
-
-    /// Has `monitor` join the outcomes reported from now on.
-    pub(crate) fn watch_outcomes(&self, monitor: &Arc<crate::monitor::RouteMonitor>) {
-        self.monitors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(monitor));
-    }
-
-    /// The monitors still running (copied out, so that none is called under the lock).
-    fn monitors(&self) -> Vec<Arc<crate::monitor::RouteMonitor>> {
-        self.monitors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect()
-    }
-
-    /// Passes a reported outcome to the monitors; returns how many rows they joined.
-    fn join_outcome(&self, id: &str, outcome: &Json, row: Option<usize>) -> usize {
-        self.monitors()
-            .iter()
-            .map(|m| m.join_outcome(id, outcome, row))
-            .sum()
-    }
-
-    /// Passes protected attributes reported after the prediction to the monitors;
-    /// returns how many rows they joined.
-    fn join_attributes(&self, id: &str, attributes: &serde_json::Map<String, Json>) -> usize {
-        self.monitors()
-            .iter()
-            .map(|m| m.join_attributes(id, attributes))
-            .sum()
-    }
-
-    /// Registers a held response; the receiver completes with the decision.
-    pub(crate) fn hold(&self, record_id: &str) -> oneshot::Receiver<Review> {
-        let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(record_id.to_owned(), tx);
-        rx
-    }
-
-    /// Forgets a held response (its deadline passed).
-    pub(crate) fn release(&self, record_id: &str) {
-        self.waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(record_id);
-    }
-
-    fn decided(&self, review: &Review) {
-        let waiter = self
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&review.record_id);
-        if let Some(tx) = waiter {
-            let _ = tx.send(review.clone());
-        }
-    }
 }
 
 /// Why a decision was not recorded.
@@ -499,9 +378,9 @@ impl ReviewDesk {
                 };
                 set.insert((feature.to_owned(), value));
             }
-            self.reviews.flagged.store(Arc::new(set));
+            self.reviews.replace_flags(set);
         }
-        let flagged = self.reviews.flagged.load();
+        let flagged = self.reviews.flagged_set();
         let mut groups: Vec<Json> = flagged
             .iter()
             .map(|(f, v)| json!({ "feature": f, "value": v }))

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::error::BoxError;
+
+/// Errors that callers of this crate see are boxed so that any layer can add its own.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of every request and response inside the proxy.
 pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -16,13 +18,13 @@ pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// The streamed body went past `server.max_body_bytes`.
 #[derive(Debug, thiserror::Error)]
 #[error("body exceeded the limit of {limit} bytes")]
-pub(crate) struct BodyLimitExceeded {
-    pub(crate) limit: u64,
+pub struct BodyLimitExceeded {
+    pub limit: u64,
 }
 
 /// Wraps a body, adding each data frame's length to a counter and failing the stream
 /// once more than `limit` bytes have passed.
-pub(crate) struct Metered<B> {
+pub struct Metered<B> {
     inner: B,
     counter: Counter,
     seen: u64,
@@ -33,7 +35,7 @@ pub(crate) struct Metered<B> {
 }
 
 impl<B> Metered<B> {
-    pub(crate) fn new(inner: B, counter: Counter, limit: Option<u64>) -> Self {
+    pub fn new(inner: B, counter: Counter, limit: Option<u64>) -> Self {
         Self {
             inner,
             counter,
@@ -45,7 +47,7 @@ impl<B> Metered<B> {
 
     /// Returns a receiver that completes when the body has been read to its end (or
     /// dropped). A body that is empty from the start completes it at once.
-    pub(crate) fn notify_end(&mut self) -> tokio::sync::oneshot::Receiver<()>
+    pub fn notify_end(&mut self) -> tokio::sync::oneshot::Receiver<()>
     where
         B: Body,
     {
@@ -118,7 +120,7 @@ where
 }
 
 /// A body held whole in memory, for answers Sidelight writes itself.
-pub(crate) fn full(bytes: Bytes) -> ProxyBody {
+pub fn full(bytes: Bytes) -> ProxyBody {
     use http_body_util::BodyExt;
     http_body_util::Full::new(bytes)
         .map_err(|never| match never {})
@@ -126,7 +128,7 @@ pub(crate) fn full(bytes: Bytes) -> ProxyBody {
 }
 
 /// A JSON answer with the given status.
-pub(crate) fn json_response(
+pub fn json_response(
     status: http::StatusCode,
     body: &serde_json::Value,
 ) -> http::Response<ProxyBody> {

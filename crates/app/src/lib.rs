@@ -17,18 +17,12 @@
 
 mod admin;
 mod alert;
-mod audit;
 mod auth;
-mod body;
-mod client;
 mod console;
-mod error;
 mod forward;
-mod headers;
 mod inspect;
 mod live;
-mod metrics;
-mod monitor;
+mod monitor_job;
 mod narration;
 mod preflight;
 mod records;
@@ -39,6 +33,8 @@ mod server;
 mod stack;
 mod tls;
 
+use sidelight_core::{audit, body, client, error, headers, metrics, monitor};
+
 pub use admin::{ReloadError, ReloadReport, Reloader};
 pub use auth::{new_token, token_sha256};
 pub use body::ProxyBody;
@@ -46,7 +42,7 @@ pub use client::{AdminClientError, admin_get, admin_post, post_json};
 pub use error::{BoxError, ProxyError, json_error};
 pub use forward::ClientAddr;
 pub use inspect::Inspection;
-pub use live::{RouteSurrogate, SchemaInferError, SurrogateStatus, infer_from_requests};
+pub use sidelight_core::live::{RouteSurrogate, SchemaInferError, SurrogateStatus, infer_from_requests};
 pub use preflight::check_files;
 pub use route::Route;
 pub use server::{Drained, Sidelight, StartError};

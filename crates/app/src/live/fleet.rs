@@ -29,18 +29,10 @@ use sidelight_explain::{Surrogate, Value};
 
 use super::{LiveModel, RouteLive, VersionRecord, column_order, reorder, trainer};
 use crate::audit::Fleet;
+use crate::live::pending::Pending;
 
 /// Versions read per poll: more than a poll interval ever brings.
 const VERSIONS_PER_POLL: usize = 50;
-
-/// One request's consented rows, waiting for the fleet's table.
-pub(crate) struct Pending {
-    time_ms: i64,
-    pub(super) subject: Option<Arc<str>>,
-    names: Vec<String>,
-    rows: Vec<Vec<Value>>,
-    outputs: Vec<Vec<f64>>,
-}
 
 /// A batch as stored (sealed) in the fleet's training table.
 #[derive(Serialize, Deserialize)]
@@ -88,43 +80,6 @@ pub(crate) struct FleetTasks {
     /// Drops a subject from the caches outside the routes (explanations kept for
     /// `GET /v1/explanations/{id}`, requests kept for the probe check).
     pub(crate) forget: Box<dyn Fn(&str) -> usize + Send>,
-}
-
-impl RouteLive {
-    /// Queues a batch of observed rows for the fleet's table; the oldest go first when
-    /// the database has been away for longer than a window's worth.
-    pub(super) fn queue_for_fleet(
-        &self,
-        names: &[String],
-        rows: &[Vec<Value>],
-        outputs: &[Vec<f64>],
-        width: usize,
-        subject: Option<&Arc<str>>,
-    ) {
-        let (rows, outputs): (Vec<_>, Vec<_>) = rows
-            .iter()
-            .zip(outputs)
-            .filter(|(_, o)| o.len() == width && o.iter().all(|v| v.is_finite()))
-            .map(|(r, o)| (r.clone(), o.clone()))
-            .unzip();
-        if rows.is_empty() {
-            return;
-        }
-        let Ok(mut pending) = self.pending.lock() else {
-            return;
-        };
-        pending.push_back(Pending {
-            time_ms: crate::audit::now_ms(),
-            subject: subject.cloned(),
-            names: names.to_vec(),
-            rows,
-            outputs,
-        });
-        let capacity = self.config.surrogate.window_rows;
-        while pending.iter().map(|p| p.rows.len()).sum::<usize>() > capacity && pending.len() > 1 {
-            pending.pop_front();
-        }
-    }
 }
 
 /// Marks the routes as the fleet's and starts the poller and one trainer per route.

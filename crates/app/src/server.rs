@@ -81,6 +81,8 @@ pub struct Sidelight {
     alerter: Arc<crate::alert::Alerter>,
     /// The trainer gauges of a fleet (PostgreSQL audit log).
     fleet_gauges: Option<crate::live::FleetGauges>,
+    /// One per monitored route, started with the rest of the background work.
+    monitor_jobs: Vec<Arc<crate::monitor_job::MonitorJob>>,
 }
 
 // === impl Sidelight ===
@@ -140,23 +142,25 @@ impl Sidelight {
                 },
             )?,
         );
-        let monitor_gauges = crate::monitor::MonitorGauges::register(&mut registry);
+        let monitor_gauges = crate::monitor_job::MonitorGauges::register(&mut registry);
         let fleet_gauges = audit
             .as_ref()
             .and_then(|a| a.fleet.as_ref())
             .map(|_| crate::live::FleetGauges::register(&mut registry));
         let alerter = crate::alert::Alerter::new(&config.alerts, &mut registry)?;
         let live_metrics = crate::live::LiveMetrics::register(&mut registry);
+        let mut monitor_jobs = Vec::new();
         for live in routes.live_routes() {
             live.attach_metrics(live_metrics.clone());
             if let Some(monitor) = &live.monitor {
-                monitor.attach(
-                    monitor_gauges.clone(),
+                let job = crate::monitor_job::MonitorJob::new(
+                    monitor.clone(),
+                    Some(monitor_gauges.clone()),
                     audit.as_ref().map(|a| a.reviews.clone()),
                 );
                 // Weak: the route owns its monitor.
                 let route = Arc::downgrade(&live);
-                monitor.attach_alerts(
+                job.attach_alerts(
                     alerter.clone(),
                     Some(Box::new(move || {
                         route
@@ -165,6 +169,7 @@ impl Sidelight {
                             .unwrap_or_default()
                     })),
                 );
+                monitor_jobs.push(Arc::new(job));
             }
         }
         let upstream = config
@@ -227,6 +232,7 @@ impl Sidelight {
             admin_tls,
             alerter,
             fleet_gauges,
+            monitor_jobs,
         })
     }
 
@@ -275,6 +281,7 @@ impl Sidelight {
             admin_tls,
             alerter,
             fleet_gauges,
+            monitor_jobs,
         } = self;
         alerter.start(audit.clone());
         let (stop_workers, stop) = watch::channel(false);
@@ -294,9 +301,10 @@ impl Sidelight {
             }
             _ => None,
         };
-        let trainers = crate::live::start_trainers(&live_routes, fleet);
+        let mut trainers = crate::live::start_trainers(&live_routes, fleet);
+        trainers.extend(monitor_jobs.into_iter().filter_map(crate::monitor_job::start));
         for live in &live_routes {
-            live.start_distiller(admin.probe.caller.clone());
+            crate::live::start_distiller(live, admin.probe.caller.clone());
         }
         let mut workers = Vec::new();
         for index in 0..config.server.workers.max(1) {

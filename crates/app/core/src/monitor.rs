@@ -1,0 +1,677 @@
+//! The monitor's shared half (`[routes.monitor]`): the window of explained rows the
+//! request path fills, and the latest results and alerts the monitoring job publishes.
+//!
+//! The request path pushes one small [`Observation`] per explained row into a bounded
+//! window under a mutex, never waiting on the statistics: while the job copies the
+//! window out ([`RouteMonitor::snapshot`]), rows wait in an inbox. Each row carries its
+//! audit record id, so that outcomes reported later (`POST /v1/feedback`) join the rows
+//! still in the window. The statistics themselves, the gauges, the review flags and the
+//! alerts are the monitoring job's (`sidelight-tasks`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use serde::Serialize;
+use sidelight_explain::Value;
+use sidelight_monitor::{
+    AttributionCheck, FairnessReport, FeatureDrift, FidelitySummary, NumericDrift, Verdict,
+};
+
+use sidelight_config::{MonitorConfig, ProtectedConfig};
+
+/// One explained row, as the monitor keeps it (the row shared between the window and
+/// the reference, and cheap to copy out for the computation).
+#[derive(Clone)]
+pub struct Observation {
+    pub row: Arc<[Value]>,
+    pub prediction: f64,
+    pub favourable: bool,
+    /// The audit record the row belongs to (with an audit log), and its place in it.
+    pub record: Option<Arc<str>>,
+    pub index: u32,
+    /// The row's attributions, in the order of the rows' names; empty if unknown.
+    pub attributions: Arc<[f64]>,
+    /// The output at which the row's decision turns, and its direction: a numeric
+    /// outcome reported later is judged the same way.
+    pub threshold: f64,
+    pub higher_is_favourable: bool,
+    /// When it was seen, in milliseconds since the Unix epoch (for `max_age`).
+    pub at: i64,
+    /// The true outcome reported through `POST /v1/feedback` (favourable or not).
+    pub outcome: Option<bool>,
+    /// The values of the protected attributes that are not features (from a header, or
+    /// reported later), by their place in `[routes.monitor] protected`; `None` while
+    /// the route has none or the row has no value yet.
+    pub attributes: Option<Box<[Option<String>]>>,
+}
+
+impl Default for Observation {
+    fn default() -> Self {
+        Self {
+            row: Arc::from(Vec::new()),
+            prediction: 0.0,
+            favourable: false,
+            record: None,
+            index: 0,
+            attributions: Arc::from(Vec::new()),
+            threshold: 0.0,
+            higher_is_favourable: true,
+            at: 0,
+            outcome: None,
+            attributes: None,
+        }
+    }
+}
+
+/// Whether a reported outcome is favourable: `true`/`false`; a number, judged against
+/// the row's decision threshold in the route's direction; or the words `favourable` /
+/// `unfavourable` (`favorable` / `unfavorable` too). Anything else is not joined.
+pub fn outcome_of(
+    value: &serde_json::Value,
+    threshold: f64,
+    higher_is_favourable: bool,
+) -> Option<bool> {
+    match value {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::Number(n) => n.as_f64().filter(|x| x.is_finite()).map(|x| {
+            if higher_is_favourable {
+                x >= threshold
+            } else {
+                x <= threshold
+            }
+        }),
+        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "favourable" | "favorable" => Some(true),
+            "unfavourable" | "unfavorable" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The reported outcome of row `k` of a record: an array gives one per row; a single
+/// value applies to row `row` if named, else to every row.
+pub fn outcome_for_row(
+    outcome: &serde_json::Value,
+    row: Option<usize>,
+    k: usize,
+) -> Option<&serde_json::Value> {
+    match (outcome, row) {
+        (serde_json::Value::Array(items), _) => items.get(k),
+        (single, Some(r)) => (r == k).then_some(single),
+        (single, None) => Some(single),
+    }
+}
+
+/// What the monitor computed last, served by `GET /api/v1/monitoring`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorReport {
+    /// When it was computed, in milliseconds since the Unix epoch.
+    pub computed_at: i64,
+    /// How long the computation took, in milliseconds (copying the window included).
+    pub compute_ms: u64,
+    /// Rows in the current window.
+    pub window_rows: usize,
+    /// Rows monitored since the proxy started.
+    pub rows_seen: u64,
+    /// Rows not monitored: they arrived while the window was being copied for the
+    /// computation and the inbox that holds such rows was busy or full (the request
+    /// path never waits for the monitor).
+    pub rows_skipped: u64,
+    /// Rows in the drift reference.
+    pub reference_rows: usize,
+    /// What the reference is: `training_window` (the rows the surrogate in service was
+    /// trained on) or `first_rows` (the first `window_rows` rows seen, until a surrogate
+    /// is trained while the proxy runs).
+    pub reference: &'static str,
+    pub fairness: Vec<FairnessReport>,
+    /// Per feature; empty until the reference is complete.
+    pub drift: Vec<FeatureDrift>,
+    /// Of the model's output (the first value per row); `None` until the reference is
+    /// complete.
+    pub prediction_drift: Option<NumericDrift>,
+    /// Rows of the window with a reported outcome (what equal opportunity and average
+    /// odds are computed over).
+    pub rows_with_outcome: usize,
+    /// Mean |attribution| per feature, the protected features' share, and possible
+    /// proxies of each protected feature; `None` without attributions.
+    pub attribution: Option<AttributionCheck>,
+    /// The held-out R² of every surrogate trained for the route (accepted or not), over
+    /// time; `None` until one is trained.
+    pub fidelity: Option<FidelitySummary>,
+    /// Protected groups flagged for review by this monitor, as (feature, group).
+    pub flagged: Vec<(String, String)>,
+    /// Why something could not be computed, if anything.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+#[derive(Default)]
+struct Windows {
+    names: Vec<String>,
+    current: VecDeque<Observation>,
+    reference: Vec<Observation>,
+    /// The reference is the training window of the surrogate in service (else: the
+    /// first `window_rows` rows seen).
+    reference_from_training: bool,
+    /// Rows pushed since the last computation.
+    fresh: u64,
+    /// Rows pushed since start.
+    seen: u64,
+    /// The sequence number of `current`'s first row (rows are numbered as pushed).
+    front_seq: u64,
+    /// Per audit record with rows in `current`: the sequence number of its first row and
+    /// how many it has, so that an outcome finds its rows.
+    records: HashMap<Arc<str>, (u64, u32)>,
+}
+
+impl Windows {
+    /// Adds explained rows given in the order of `names`; rows of other names (a new
+    /// schema) are not monitored.
+    fn add(&mut self, names: &[String], rows: impl Iterator<Item = Observation>, cap: usize) {
+        if self.names.is_empty() {
+            self.names = names.to_vec();
+        } else if self.names != names {
+            return;
+        }
+        for obs in rows {
+            if !self.reference_from_training && self.reference.len() < cap {
+                self.reference.push(obs.clone());
+            }
+            if self.current.len() == cap {
+                self.pop_front();
+            }
+            let seq = self.front_seq + self.current.len() as u64;
+            if let Some(id) = &obs.record {
+                self.records
+                    .entry(id.clone())
+                    .and_modify(|(_, n)| *n += 1)
+                    .or_insert((seq, 1));
+            }
+            self.current.push_back(obs);
+            self.fresh += 1;
+            self.seen += 1;
+        }
+    }
+
+    /// Moves the rows that waited in the inbox into the window.
+    fn merge(&mut self, inbox: &mut Inbox, cap: usize) {
+        if inbox.rows.is_empty() {
+            return;
+        }
+        let names = std::mem::take(&mut inbox.names);
+        let rows = std::mem::take(&mut inbox.rows);
+        self.add(&names, rows.into_iter(), cap);
+    }
+
+    fn pop_front(&mut self) {
+        let Some(old) = self.current.pop_front() else {
+            return;
+        };
+        let seq = self.front_seq;
+        self.front_seq += 1;
+        if let Some(id) = &old.record {
+            if self
+                .records
+                .get(id)
+                .is_some_and(|(first, n)| first + u64::from(*n) <= seq + 1)
+            {
+                self.records.remove(id);
+            }
+        }
+    }
+}
+
+/// Rows pushed while the window was locked for a computation's copy.
+#[derive(Default)]
+struct Inbox {
+    names: Vec<String>,
+    rows: Vec<Observation>,
+}
+
+/// One route's monitor: the window the request path fills and the results the
+/// monitoring job publishes. The computation itself is the job's (`sidelight-tasks`).
+pub struct RouteMonitor {
+    pub route: String,
+    pub config: MonitorConfig,
+    windows: Mutex<Windows>,
+    inbox: Mutex<Inbox>,
+    /// What the job computed last.
+    pub latest: ArcSwapOption<MonitorReport>,
+    /// The route's firing alerts and recent transitions, as the job published them.
+    alerts: ArcSwap<serde_json::Value>,
+    /// How many of the route's alerts fire now, for the review rule `alerts`.
+    firing: AtomicUsize,
+    /// Rows not monitored because the computation was copying the window just then.
+    skipped: AtomicU64,
+    stopping: AtomicBool,
+    stop_lock: Mutex<()>,
+    wake: Condvar,
+}
+
+/// What a computation reads: the window and the reference, copied out so that the
+/// request path goes on while the statistics run.
+pub struct Snapshot {
+    pub names: Vec<String>,
+    pub current: Vec<Observation>,
+    /// The drift reference, once complete: each row with its explained output.
+    pub reference: Option<Vec<(Arc<[Value]>, f64)>>,
+    /// Whether the reference is the surrogate's training window.
+    pub from_training: bool,
+    /// Rows monitored since start.
+    pub seen: u64,
+}
+
+impl std::fmt::Debug for RouteMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMonitor")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteMonitor {
+    pub fn new(route: &str, config: MonitorConfig) -> Arc<Self> {
+        Arc::new(Self {
+            route: route.to_owned(),
+            config,
+            windows: Mutex::default(),
+            inbox: Mutex::default(),
+            latest: ArcSwapOption::empty(),
+            alerts: ArcSwap::from_pointee(serde_json::json!({ "firing": [], "recent": [] })),
+            firing: AtomicUsize::new(0),
+            skipped: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            stop_lock: Mutex::new(()),
+            wake: Condvar::new(),
+        })
+    }
+
+    /// How many of the route's alerts fire now.
+    pub fn firing_alerts(&self) -> usize {
+        self.firing.load(Ordering::Relaxed)
+    }
+
+    /// The firing alerts and recent transitions, for `GET /api/v1/alerts`.
+    pub fn alerts_json(&self) -> serde_json::Value {
+        serde_json::Value::clone(&self.alerts.load())
+    }
+
+    /// Publishes the route's alerts after a computation.
+    pub fn publish_alerts(&self, json: serde_json::Value, firing: usize) {
+        self.alerts.store(Arc::new(json));
+        self.firing.store(firing, Ordering::Relaxed);
+    }
+
+    /// Publishes a computation's results.
+    pub fn publish(&self, report: MonitorReport) {
+        self.latest.store(Some(Arc::new(report)));
+    }
+
+    /// Rows not monitored so far because the window was being copied.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Waits `every` (or until stopped); `false` once the monitor is stopping.
+    pub fn wait(&self) -> bool {
+        let guard = self
+            .stop_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.stopping.load(Ordering::Relaxed) {
+            return false;
+        }
+        let _ = self.wake.wait_timeout(guard, self.config.every);
+        !self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Copies out what a computation at `now` needs, after dropping the rows older than
+    /// `max_age`; `None` when nothing changed since the last one that was published.
+    pub fn snapshot(&self, now: i64) -> Option<Snapshot> {
+        let mut w = self.windows()?;
+        // Rows are pushed in time order: the oldest are at the front.
+        if let Some(max_age) = self.config.max_age {
+            let cutoff = now.saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+            while w.current.front().is_some_and(|o| o.at < cutoff) {
+                w.pop_front();
+                w.fresh += 1;
+            }
+        }
+        if w.fresh == 0 && self.latest.load().is_some() {
+            return None;
+        }
+        w.fresh = 0;
+        let complete = w.reference_from_training || w.reference.len() >= self.config.window_rows;
+        let reference = (complete && !w.reference.is_empty()).then(|| {
+            w.reference
+                .iter()
+                .map(|o| (o.row.clone(), o.prediction))
+                .collect()
+        });
+        Some(Snapshot {
+            names: w.names.clone(),
+            current: w.current.iter().cloned().collect(),
+            reference,
+            from_training: w.reference_from_training,
+            seen: w.seen,
+        })
+    }
+
+    /// Joins an outcome reported for audit record `id` to its rows still in the window
+    /// (see [`outcome_for_row`] and [`outcome_of`]); returns how many rows it joined.
+    /// Rows that have left the window are not joined: the outcome stays in the audit log.
+    pub fn join_outcome(
+        &self,
+        id: &str,
+        outcome: &serde_json::Value,
+        row: Option<usize>,
+    ) -> usize {
+        self.update_record(id, |obs| {
+            let value = outcome_for_row(outcome, row, obs.index as usize)
+                .and_then(|v| outcome_of(v, obs.threshold, obs.higher_is_favourable));
+            if let Some(v) = value {
+                obs.outcome = Some(v);
+            }
+            value.is_some()
+        })
+    }
+
+    /// Applies `update` to each row of audit record `id` still in the window; returns
+    /// how many rows it changed (it says so by returning `true`).
+    fn update_record(&self, id: &str, mut update: impl FnMut(&mut Observation) -> bool) -> usize {
+        let Some(mut w) = self.windows() else {
+            return 0;
+        };
+        let Some(&(first, n)) = w.records.get(id) else {
+            return 0;
+        };
+        let front = w.front_seq;
+        let mut changed = 0;
+        for seq in first..first + u64::from(n) {
+            let Some(obs) = seq
+                .checked_sub(front)
+                .and_then(|p| usize::try_from(p).ok())
+                .and_then(|p| w.current.get_mut(p))
+            else {
+                continue;
+            };
+            if update(obs) {
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            w.fresh += 1;
+        }
+        changed
+    }
+
+    /// Joins protected attributes reported after the prediction (`reported = true`) to
+    /// the record's rows still in the window; returns how many rows got a value.
+    pub fn join_attributes(
+        &self,
+        id: &str,
+        attributes: &serde_json::Map<String, serde_json::Value>,
+    ) -> usize {
+        let reported: Vec<(usize, String)> = self
+            .config
+            .protected
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.reported)
+            .filter_map(|(k, p)| {
+                let text = match attributes.get(&p.feature)? {
+                    serde_json::Value::String(s) => s.trim().to_owned(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                Some((k, text))
+            })
+            .collect();
+        if reported.is_empty() {
+            return 0;
+        }
+        let width = self.config.protected.len();
+        self.update_record(id, |obs| {
+            let values = obs
+                .attributes
+                .get_or_insert_with(|| vec![None; width].into_boxed_slice());
+            for (k, text) in &reported {
+                if let Some(slot) = values.get_mut(*k) {
+                    *slot = Some(text.clone());
+                }
+            }
+            true
+        })
+    }
+
+    /// The protected attributes read from request headers: their place in the config
+    /// and the header's name.
+    pub fn header_attributes(&self) -> Vec<(usize, http::HeaderName)> {
+        self.config
+            .protected
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| {
+                let name = http::HeaderName::from_bytes(p.header.as_ref()?.as_bytes()).ok()?;
+                Some((k, name))
+            })
+            .collect()
+    }
+
+    /// How many protected attributes the route has (the width of
+    /// [`Observation::attributes`]).
+    pub fn protected_count(&self) -> usize {
+        self.config.protected.len()
+    }
+
+    /// Adds explained rows (in the order of `names`); the request path's only cost.
+    pub fn push(&self, names: &[String], rows: impl Iterator<Item = Observation>) {
+        let cap = self.config.window_rows;
+        if let Ok(mut w) = self.windows.try_lock() {
+            if let Ok(mut inbox) = self.inbox.try_lock() {
+                w.merge(&mut inbox, cap);
+            }
+            w.add(names, rows, cap);
+            return;
+        }
+        // Never wait behind the computation's copy: the rows wait in the inbox for the
+        // next push or computation, and only when that is busy too (or full) are they
+        // dropped and counted.
+        let Ok(mut inbox) = self.inbox.try_lock() else {
+            self.skipped
+                .fetch_add(rows.count() as u64, Ordering::Relaxed);
+            return;
+        };
+        if inbox.rows.is_empty() {
+            inbox.names = names.to_vec();
+        } else if inbox.names != names {
+            return;
+        }
+        let mut dropped = 0u64;
+        for obs in rows {
+            if inbox.rows.len() < cap {
+                inbox.rows.push(obs);
+            } else {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.skipped.fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
+    /// The window, with the rows that waited in the inbox merged in.
+    fn windows(&self) -> Option<std::sync::MutexGuard<'_, Windows>> {
+        let mut w = self.windows.lock().ok()?;
+        let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        w.merge(&mut inbox, self.config.window_rows);
+        Some(w)
+    }
+
+    /// Makes the rows a newly accepted surrogate was trained on (given in the order of
+    /// `names`, with the explained output of each) the drift reference.
+    pub fn set_reference(&self, names: &[String], rows: Vec<(Arc<[Value]>, f64)>) {
+        let Ok(mut w) = self.windows.lock() else {
+            return;
+        };
+        if w.names.is_empty() {
+            w.names = names.to_vec();
+        }
+        let order: Vec<Option<usize>> = w
+            .names
+            .iter()
+            .map(|n| names.iter().position(|m| m == n))
+            .collect();
+        let identity = order.iter().enumerate().all(|(i, o)| *o == Some(i));
+        w.reference = rows
+            .into_iter()
+            .map(|(row, prediction)| Observation {
+                row: if identity {
+                    row
+                } else {
+                    order
+                        .iter()
+                        .map(|o| {
+                            o.and_then(|i| row.get(i).cloned())
+                                .unwrap_or(Value::Missing)
+                        })
+                        .collect()
+                },
+                prediction,
+                ..Observation::default()
+            })
+            .collect();
+        w.reference_from_training = true;
+        w.fresh += 1;
+    }
+
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let _guard = self.stop_lock.lock();
+        self.wake.notify_all();
+    }
+
+}
+
+/// The most severe of a comparison's verdicts that the window can support: equal
+/// opportunity counts once reported outcomes give it a figure.
+pub fn worst(c: &sidelight_monitor::GroupComparison) -> Verdict {
+    let eo = c
+        .equal_opportunity_difference
+        .map(|_| c.equal_opportunity_verdict);
+    [c.disparate_impact_verdict, c.statistical_parity_verdict]
+        .into_iter()
+        .chain(eo)
+        .fold(Verdict::Pass, Verdict::worst)
+}
+
+impl RouteMonitor {
+    /// The group of `value` of `feature` as the monitor labels it (its band, for a
+    /// banded numeric feature; else the value as text), for the review rules.
+    pub fn group_label(&self, feature: &str, value: &Value) -> String {
+        match self.config.protected.iter().find(|p| p.feature == feature) {
+            Some(p) => group_label(p, value),
+            None => value_text(value),
+        }
+    }
+}
+
+/// The value of the `k`th protected attribute of a row, when it is not a feature.
+pub fn attribute_of(o: &Observation, k: usize) -> Option<&str> {
+    o.attributes.as_ref()?.get(k)?.as_deref()
+}
+
+/// The group of a header's or reported value: its band for a banded attribute (when the
+/// value is a number), else the value itself; no value, no group.
+pub fn attribute_label(p: &ProtectedConfig, value: Option<&str>) -> String {
+    let Some(v) = value else {
+        return String::new();
+    };
+    match v.parse::<f64>() {
+        Ok(x) if !p.bands.is_empty() => p.band(x).unwrap_or_default(),
+        _ => v.to_owned(),
+    }
+}
+
+pub fn group_label(p: &ProtectedConfig, value: &Value) -> String {
+    match value {
+        Value::Number(x) if !p.bands.is_empty() => p.band(*x).unwrap_or_default(),
+        other => value_text(other),
+    }
+}
+
+/// A value as a group label: as the review rules compare it.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::Number(x) => x.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Text(t) => t.clone(),
+        Value::Missing => String::new(),
+    }
+}
+
+/// `GET /api/v1/monitoring`: the latest results of every monitored route.
+pub fn to_json(monitors: &[Arc<RouteMonitor>]) -> serde_json::Value {
+    let routes: Vec<serde_json::Value> = monitors
+        .iter()
+        .map(|m| {
+            let latest = m.latest.load_full();
+            serde_json::json!({
+                "route": m.route,
+                "every_ms": u64::try_from(m.config.every.as_millis()).unwrap_or(u64::MAX),
+                "window_capacity": m.config.window_rows,
+                "latest": latest.as_deref(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "routes": routes })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use sidelight_config::MonitorConfig;
+
+    fn push(monitor: &RouteMonitor, rows: usize) {
+        let names = vec!["a".to_owned()];
+        monitor.push(
+            &names,
+            (0..rows).map(|i| Observation {
+                row: Arc::from(vec![Value::Number(i as f64)]),
+                ..Observation::default()
+            }),
+        );
+    }
+
+    /// Rows that arrive while a computation copies the window wait in the inbox and are
+    /// monitored, not dropped; only when the inbox is busy too are they skipped.
+    #[test]
+    fn rows_pushed_during_a_computation_wait_in_the_inbox() {
+        let monitor = RouteMonitor::new(
+            "m",
+            MonitorConfig {
+                window_rows: 100,
+                ..MonitorConfig::default()
+            },
+        );
+        let guard = monitor.windows.lock().unwrap();
+        push(&monitor, 100);
+        assert_eq!(monitor.inbox.lock().unwrap().rows.len(), 100);
+        {
+            let _busy = monitor.inbox.lock().unwrap();
+            push(&monitor, 100);
+        }
+        drop(guard);
+        let snapshot = monitor.snapshot(1).unwrap();
+        assert_eq!(snapshot.seen, 100);
+        assert_eq!(snapshot.current.len(), 100);
+        assert_eq!(monitor.skipped(), 100);
+        assert!(monitor.inbox.lock().unwrap().rows.is_empty());
+    }
+}
