@@ -19,21 +19,17 @@ mod admin;
 mod alert;
 mod auth;
 mod console;
-mod forward;
-mod inspect;
 mod live;
 mod monitor_job;
-mod narration;
 mod preflight;
 mod records;
 mod report_endpoint;
 mod review;
-mod route;
 mod server;
-mod stack;
 mod tls;
 
-use sidelight_core::{audit, body, client, error, headers, metrics, monitor};
+use sidelight_core::{audit, body, client, error, metrics, monitor};
+use sidelight_data::{forward, inspect, narration, route, stack};
 
 pub use admin::{ReloadError, ReloadReport, Reloader};
 pub use auth::{new_token, token_sha256};

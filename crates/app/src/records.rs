@@ -39,17 +39,7 @@ pub(crate) struct Erasable {
     pub(crate) requests: Arc<RecentRequests>,
 }
 
-pub(crate) fn no_audit() -> Response<ProxyBody> {
-    json_error(
-        StatusCode::NOT_FOUND,
-        "audit_not_configured",
-        "there is no audit log: add an [audit] section to the config",
-    )
-}
-
-pub(crate) fn store_error(error: &str) -> Response<ProxyBody> {
-    json_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", error)
-}
+pub(crate) use crate::error::{audit_unavailable as store_error, no_audit};
 
 /// A time as RFC 3339 (`2026-11-27T10:00:00Z`) or unix milliseconds.
 pub(crate) fn parse_time(text: &str) -> Option<i64> {

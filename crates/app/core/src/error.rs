@@ -117,3 +117,18 @@ pub fn chain(error: &(dyn StdError + 'static)) -> String {
     }
     text
 }
+
+/// The answer when a feature needs the audit log and none is configured.
+pub fn no_audit() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "audit_not_configured",
+        "there is no audit log: add an [audit] section to the config",
+    )
+}
+
+/// The answer when the audit store cannot be reached or fails (its error text never
+/// carries record content).
+pub fn audit_unavailable(error: &str) -> Response<ProxyBody> {
+    json_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", error)
+}

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use sidelight_explain::Value;
 use sidelight_explain::distill::{SyntheticKind, hybrids, is_held_out, perturbations, row_key};
 
-use super::probe::{ProbeError, ProbeInput, UpstreamCaller, kernel_probe, spearman};
+use sidelight_data::probe::{ProbeError, ProbeInput, UpstreamCaller, kernel_probe, spearman};
 use super::{LiveMetrics, Origin, RouteLive};
 use sidelight_protocol::{self as adapter, Protocol};
 

@@ -4,8 +4,6 @@
 
 mod distill;
 mod fleet;
-mod layer;
-mod probe;
 mod trainer;
 
 use std::sync::Arc;
@@ -13,8 +11,7 @@ use std::sync::Arc;
 pub(crate) use sidelight_core::live::*;
 
 pub(crate) use fleet::{FleetGauges, FleetTasks};
-pub(crate) use layer::{Explain, ExplainLayer};
-pub(crate) use probe::{Prober, UpstreamCaller};
+pub(crate) use sidelight_data::probe::{Prober, UpstreamCaller};
 
 /// Starts one trainer thread per explained route. In a fleet (`fleet`), the trainers
 /// are the fleet's: each trains only while this replica holds the route's trainer lock,

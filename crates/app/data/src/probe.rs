@@ -44,9 +44,9 @@ use serde_json::{Value as Json, json};
 use sidelight_explain::shap::{BatchModel, KernelExplainer, KernelOptions, ShapError};
 use sidelight_explain::{OutputKind, Value};
 
-use super::RecentRequests;
-use super::layer::PROBE;
-use super::store::StoredRequest;
+use crate::live::RecentRequests;
+use crate::explain::PROBE;
+use crate::live::store::StoredRequest;
 use crate::body::{ProxyBody, full, json_response};
 use crate::config::UpstreamBase;
 use crate::error::{chain, json_error};
@@ -54,22 +54,22 @@ use crate::forward::UpstreamClient;
 use sidelight_protocol::{self as adapter, AdapterError, Protocol, WriteError};
 
 /// Rows per upstream call for protocols that take batches.
-pub(crate) const BATCH_ROWS: usize = 64;
+pub const BATCH_ROWS: usize = 64;
 /// Defaults and limits of the query parameters.
 const DEFAULT_MAX_CALLS: usize = 200;
 const LIMIT_MAX_CALLS: usize = 10_000;
 const DEFAULT_BACKGROUND: usize = 20;
 const LIMIT_BACKGROUND: usize = 200;
 /// The verdict is "trustworthy" when the ranks agree at least this well…
-pub(crate) const MIN_RANK_CORRELATION: f64 = 0.8;
+pub const MIN_RANK_CORRELATION: f64 = 0.8;
 /// …and no feature's attribution differs by more than this share of the largest
 /// KernelSHAP attribution (in absolute value).
-pub(crate) const MAX_RELATIVE_DIFFERENCE: f64 = 0.25;
+pub const MAX_RELATIVE_DIFFERENCE: f64 = 0.25;
 
 /// Why a probe could not be run. Messages name parameters, features and counts, never
 /// payload values.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ProbeError {
+pub enum ProbeError {
     #[error(
         "no recent explained request has this id; only the most recent explained requests \
          are kept, and requests marked x-sidelight-probe never are"
@@ -146,10 +146,10 @@ impl ProbeError {
 
 /// The query parameters of `POST /api/v1/probe/{id}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProbeParams {
-    pub(crate) row: usize,
-    pub(crate) max_calls: usize,
-    pub(crate) background: usize,
+pub struct ProbeParams {
+    pub row: usize,
+    pub max_calls: usize,
+    pub background: usize,
 }
 
 impl Default for ProbeParams {
@@ -163,7 +163,7 @@ impl Default for ProbeParams {
 }
 
 impl ProbeParams {
-    pub(crate) fn from_query(query: Option<&str>) -> Result<Self, ProbeError> {
+    pub fn from_query(query: Option<&str>) -> Result<Self, ProbeError> {
         let mut params = Self::default();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -191,22 +191,22 @@ impl ProbeParams {
 
 /// Runs probes for the admin API: holds the explained requests, and a client of its own
 /// to the upstream.
-pub(crate) struct Prober {
-    pub(crate) requests: Arc<RecentRequests>,
-    pub(crate) caller: Arc<UpstreamCaller>,
+pub struct Prober {
+    pub requests: Arc<RecentRequests>,
+    pub caller: Arc<UpstreamCaller>,
     busy: AtomicBool,
 }
 
 /// Sends rows Sidelight wrote itself straight to the upstream (never through the data
 /// plane), marked `x-sidelight-probe: 1`: the probe check and active distillation.
-pub(crate) struct UpstreamCaller {
+pub struct UpstreamCaller {
     client: UpstreamClient,
     base: UpstreamBase,
     request_timeout: Duration,
 }
 
 impl UpstreamCaller {
-    pub(crate) fn new(
+    pub fn new(
         client: UpstreamClient,
         base: UpstreamBase,
         request_timeout: Duration,
@@ -221,7 +221,7 @@ impl UpstreamCaller {
     /// One call to `target` (path and query, as clients call it) with a body of `rows`
     /// rows; the outputs per row. A 4xx answer is [`ProbeError::Refused`]: the model
     /// does not take such rows, which is not a sign of load.
-    pub(crate) async fn call(
+    pub async fn call(
         &self,
         target: &str,
         protocol: &Protocol,
@@ -282,7 +282,7 @@ impl Drop for Running<'_> {
 }
 
 impl Prober {
-    pub(crate) fn new(requests: Arc<RecentRequests>, caller: Arc<UpstreamCaller>) -> Self {
+    pub fn new(requests: Arc<RecentRequests>, caller: Arc<UpstreamCaller>) -> Self {
         Self {
             requests,
             caller,
@@ -291,7 +291,7 @@ impl Prober {
     }
 
     /// Answers `POST /api/v1/probe/{id}?row=&max_calls=&background=`.
-    pub(crate) async fn handle(
+    pub async fn handle(
         self: Arc<Self>,
         id: &str,
         query: Option<&str>,
@@ -355,20 +355,20 @@ fn limit(bytes: u64) -> usize {
 /// Everything a probe needs, taken out of the store and the training window up front so
 /// that no lock is held while the model is called.
 #[derive(Debug, Clone)]
-pub(crate) struct ProbeInput {
-    pub(crate) protocol: Protocol,
+pub struct ProbeInput {
+    pub protocol: Protocol,
     /// The names the rows are written under (the wire names of positional traffic).
-    pub(crate) names: Vec<String>,
+    pub names: Vec<String>,
     /// What a client's request carries besides its rows, sent along with every call.
-    pub(crate) extras: String,
-    pub(crate) row: usize,
-    pub(crate) x: Vec<Value>,
-    pub(crate) background: Vec<Vec<Value>>,
+    pub extras: String,
+    pub row: usize,
+    pub x: Vec<Value>,
+    pub background: Vec<Vec<Value>>,
     /// Which output of the model's answer, and whether it is turned into a logit.
-    pub(crate) output: usize,
-    pub(crate) logit: bool,
-    pub(crate) max_calls: usize,
-    pub(crate) plan: Plan,
+    pub output: usize,
+    pub logit: bool,
+    pub max_calls: usize,
+    pub plan: Plan,
 }
 
 impl ProbeInput {
@@ -394,8 +394,8 @@ impl ProbeInput {
     /// A check of row `x` (in the order of `names`, the surrogate's) for output
     /// `output.0` (as a logit with `output.1`), against a background from the route's
     /// window, within `max_calls`.
-    pub(crate) fn for_row(
-        route: &super::RouteLive,
+    pub fn for_row(
+        route: &crate::live::RouteLive,
         names: &[String],
         x: Vec<Value>,
         (output, logit): (usize, bool),
@@ -452,13 +452,13 @@ fn players(x: &[Value], background: &[Vec<Value>]) -> usize {
 
 /// How a probe spends its calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Plan {
-    pub(crate) background: usize,
+pub struct Plan {
+    pub background: usize,
     /// Most coalitions KernelSHAP may evaluate.
-    pub(crate) coalitions: usize,
+    pub coalitions: usize,
     /// Whether that is every coalition (the exact Shapley values of the game).
-    pub(crate) exact: bool,
-    pub(crate) batch_rows: usize,
+    pub exact: bool,
+    pub batch_rows: usize,
 }
 
 /// Every proper, non-empty coalition of `m` players.
@@ -519,12 +519,12 @@ fn plan(max_calls: usize, m: usize, wanted: usize, b: usize) -> Result<Plan, Pro
 
 /// What KernelSHAP against the upstream found.
 #[derive(Debug, Clone)]
-pub(crate) struct KernelOutcome {
-    pub(crate) base_value: f64,
-    pub(crate) prediction: f64,
-    pub(crate) values: Vec<f64>,
-    pub(crate) calls: usize,
-    pub(crate) coalitions: usize,
+pub struct KernelOutcome {
+    pub base_value: f64,
+    pub prediction: f64,
+    pub values: Vec<f64>,
+    pub calls: usize,
+    pub coalitions: usize,
 }
 
 /// The model KernelSHAP sees: decodes each cell's source (see the module docs), writes
@@ -621,7 +621,7 @@ where
 }
 
 /// Runs KernelSHAP for the probe's row, asking the model through `send`.
-pub(crate) fn kernel_probe<F>(input: &ProbeInput, send: F) -> Result<KernelOutcome, ProbeError>
+pub fn kernel_probe<F>(input: &ProbeInput, send: F) -> Result<KernelOutcome, ProbeError>
 where
     F: FnMut(Vec<u8>, usize) -> Result<Vec<Vec<f64>>, ProbeError>,
 {
@@ -671,7 +671,7 @@ where
 
 /// Spearman's rank correlation (ties get their average rank); `None` when either side
 /// has fewer than two values or no spread.
-pub(crate) fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
     if a.len() != b.len() || a.len() < 2 {
         return None;
     }

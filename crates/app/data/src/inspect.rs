@@ -18,7 +18,7 @@ pub use sidelight_core::inspection::Inspection;
 
 /// Reads up to `limit` bytes of `body`. Returns the inspection and a body that yields
 /// exactly the original frames, in order, whatever the outcome.
-pub(crate) async fn read_prefix(
+pub async fn read_prefix(
     mut body: ProxyBody,
     limit: u64,
 ) -> Result<(Inspection, ProxyBody), BoxError> {

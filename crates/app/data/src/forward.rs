@@ -32,10 +32,10 @@ pub struct ClientAddr(pub SocketAddr);
 #[error("client body: {0}")]
 struct ClientBodyError(#[source] hyper::Error);
 
-pub(crate) type UpstreamClient = Client<HttpConnector, ProxyBody>;
+pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
 
 /// Builds the pooled client to the upstream.
-pub(crate) fn upstream_client(config: &Config) -> UpstreamClient {
+pub fn upstream_client(config: &Config) -> UpstreamClient {
     let upstream = &config.upstream;
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(upstream.connect_timeout));
@@ -53,7 +53,7 @@ pub(crate) fn upstream_client(config: &Config) -> UpstreamClient {
 
 /// The innermost service: sends the request upstream and returns its response.
 #[derive(Clone)]
-pub(crate) struct Forward {
+pub struct Forward {
     shared: Arc<ForwardShared>,
 }
 
@@ -71,7 +71,7 @@ struct ForwardShared {
 // === impl Forward ===
 
 impl Forward {
-    pub(crate) fn new(config: &Config) -> Result<Self, crate::config::ConfigError> {
+    pub fn new(config: &Config) -> Result<Self, crate::config::ConfigError> {
         let base =
             config
                 .upstream
@@ -273,4 +273,4 @@ fn is_json_content_type(value: &str) -> bool {
 
 /// The error code of a response that Sidelight made itself.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ErrorCode(pub(crate) &'static str);
+pub struct ErrorCode(pub &'static str);

@@ -17,16 +17,17 @@ use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::forward::{ErrorCode, Forward};
 use crate::headers;
-use crate::live::{Explain, ExplainLayer, RecentExplanations, RecentRequests};
+use crate::explain::{Explain, ExplainLayer};
+use crate::live::{RecentExplanations, RecentRequests};
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels, method_label};
 use crate::route::RouteTable;
 
 /// The data-plane service handed to each client connection. A concrete type rather than
 /// a boxed service: it is cloned for every request, and cloning it is a few reference
 /// counts.
-pub(crate) type DataPlane = Observe<Rescue<Explain<Forward>>>;
+pub type DataPlane = Observe<Rescue<Explain<Forward>>>;
 
-pub(crate) fn data_plane(
+pub fn data_plane(
     forward: Forward,
     routes: Arc<RouteTable>,
     recent: Arc<RecentExplanations>,
@@ -71,7 +72,7 @@ impl<S> Layer<S> for ObserveLayer {
 /// Matches the route, keeps or creates the request id (and returns it to the client),
 /// tracks in-flight requests and counts answers by route, method and status.
 #[derive(Clone)]
-pub(crate) struct Observe<S> {
+pub struct Observe<S> {
     inner: S,
     routes: Arc<RouteTable>,
     metrics: Arc<Metrics>,
@@ -152,7 +153,7 @@ impl<S> Layer<S> for RescueLayer {
 /// Makes the stack infallible for hyper: every [`ProxyError`] becomes its JSON answer,
 /// logged once, with its code left on the response for [`Observe`] to count.
 #[derive(Clone)]
-pub(crate) struct Rescue<S> {
+pub struct Rescue<S> {
     inner: S,
 }
 

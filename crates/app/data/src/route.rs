@@ -14,10 +14,10 @@ pub struct Route {
     /// How much of a JSON body may be read for inspection; `None` for unmatched requests,
     /// which are never inspected.
     pub inspect_limit: Option<u64>,
-    pub(crate) label: RouteName,
-    pub(crate) metrics: Arc<RouteMetrics>,
+    pub label: RouteName,
+    pub metrics: Arc<RouteMetrics>,
     /// Live explanations, on routes that have them.
-    pub(crate) live: Option<Arc<RouteLive>>,
+    pub live: Option<Arc<RouteLive>>,
 }
 
 impl Route {
@@ -35,7 +35,7 @@ impl Route {
 
 /// The routes of one config, longest prefix first.
 #[derive(Debug, Clone)]
-pub(crate) struct RouteTable {
+pub struct RouteTable {
     routes: Vec<(String, Route)>,
     other: Route,
     metrics: Metrics,
@@ -44,7 +44,7 @@ pub(crate) struct RouteTable {
 impl RouteTable {
     /// Builds the table; routes with live explanations restore their surrogate from
     /// `state_dir`. The error names the route and what could not be loaded.
-    pub(crate) fn new(
+    pub fn new(
         configs: &[RouteConfig],
         metrics: Metrics,
         state_dir: &std::path::Path,
@@ -70,7 +70,7 @@ impl RouteTable {
     }
 
     /// The routes that explain their predictions.
-    pub(crate) fn live_routes(&self) -> Vec<Arc<RouteLive>> {
+    pub fn live_routes(&self) -> Vec<Arc<RouteLive>> {
         self.routes
             .iter()
             .filter_map(|(_, r)| r.live.clone())
@@ -78,11 +78,11 @@ impl RouteTable {
     }
 
     /// The metrics the routes' handles belong to.
-    pub(crate) fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
-    pub(crate) fn lookup(&self, path: &str) -> &Route {
+    pub fn lookup(&self, path: &str) -> &Route {
         self.routes
             .iter()
             .find(|(prefix, _)| path.starts_with(prefix.as_str()))
@@ -117,7 +117,7 @@ mod tests {
             ],
             metrics,
             std::path::Path::new("unused"),
-            &mut crate::narration::prepare(&crate::Config::default(), Vec::new()).unwrap(),
+            &mut crate::narration::prepare(&sidelight_config::Config::default(), Vec::new()).unwrap(),
         )
         .unwrap();
         assert_eq!(&*table.lookup("/v1/models/credit:predict").name, "credit");

@@ -13,16 +13,16 @@ use sidelight_narrate::{
 use crate::config::{Config, ConfigError, WordingConfig};
 
 /// The checked wording of one config: the narrator and each explained route's overrides.
-pub(crate) struct Wording {
-    pub(crate) narrator: Arc<Narrator>,
+pub struct Wording {
+    pub narrator: Arc<Narrator>,
     /// Route name -> its compiled overrides.
-    pub(crate) routes: HashMap<String, RouteOverrides>,
+    pub routes: HashMap<String, RouteOverrides>,
 }
 
 /// Builds the narrator from the built-in files, `extra` (embedded by the caller) and
 /// the files of `narration.dir`, then compiles every route's wording against it. Every
 /// error names the file and line to fix.
-pub(crate) fn prepare(config: &Config, extra: Vec<FtlSource>) -> Result<Wording, ConfigError> {
+pub fn prepare(config: &Config, extra: Vec<FtlSource>) -> Result<Wording, ConfigError> {
     let mut sources = extra;
     if let Some(dir) = &config.narration.dir {
         sources.extend(read_dir(dir)?);

@@ -20,8 +20,8 @@ use hyper::body::Incoming;
 use sidelight_explain::Value;
 use tower::{Layer, Service};
 
-use super::store::{StoredExplanation, StoredRequest};
-use super::{Narrate, RecentExplanations, RecentRequests, RouteLive};
+use crate::live::store::{StoredExplanation, StoredRequest};
+use crate::live::{Narrate, RecentExplanations, RecentRequests, RouteLive};
 use crate::audit::AuditLog;
 use crate::audit::now_ms;
 use crate::body::{ProxyBody, full};
@@ -46,16 +46,16 @@ static RECORD_ID: HeaderName = HeaderName::from_static("x-sidelight-record-id");
 /// Sidelight's own review request header, and the review state of a response.
 static REVIEW: HeaderName = HeaderName::from_static("x-sidelight-review");
 /// Marks a request that must not be trained on: see the module docs.
-pub(crate) static PROBE: HeaderName = HeaderName::from_static("x-sidelight-probe");
+pub static PROBE: HeaderName = HeaderName::from_static("x-sidelight-probe");
 
 /// Where clients fetch explanations attached by reference.
-pub(crate) const EXPLANATIONS_PATH: &str = "/v1/explanations/";
+pub const EXPLANATIONS_PATH: &str = "/v1/explanations/";
 
 #[derive(Clone)]
-pub(crate) struct ExplainLayer {
-    pub(crate) recent: Arc<RecentExplanations>,
-    pub(crate) requests: Arc<RecentRequests>,
-    pub(crate) audit: Option<Arc<AuditLog>>,
+pub struct ExplainLayer {
+    pub recent: Arc<RecentExplanations>,
+    pub requests: Arc<RecentRequests>,
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl<S> Layer<S> for ExplainLayer {
@@ -72,7 +72,7 @@ impl<S> Layer<S> for ExplainLayer {
 }
 
 #[derive(Clone)]
-pub(crate) struct Explain<S> {
+pub struct Explain<S> {
     inner: S,
     recent: Arc<RecentExplanations>,
     requests: Arc<RecentRequests>,
