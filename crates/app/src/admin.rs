@@ -31,7 +31,7 @@ pub(crate) struct AdminState {
     /// Set when shutdown begins, so that load balancers stop sending new traffic.
     pub(crate) draining: AtomicBool,
     pub(crate) surrogates: crate::live::SurrogateStatus,
-    pub(crate) probe: Arc<crate::live::Prober>,
+    pub(crate) probe: Arc<sidelight_data::probe::Prober>,
     /// The audit log and what erasure reaches.
     pub(crate) erasable: crate::records::Erasable,
     /// Who may call the API; swapped by a reload.
@@ -40,6 +40,8 @@ pub(crate) struct AdminState {
     pub(crate) reloader: Reloader,
     /// The web console's sessions (see `console`).
     pub(crate) console: crate::console::Console,
+    /// The background jobs, once started.
+    pub(crate) jobs: std::sync::OnceLock<sidelight_tasks::job::JobsReadiness>,
 }
 
 /// An endpoint of the admin API, found from the path alone, so that its role is checked
@@ -244,7 +246,7 @@ async fn dispatch(
         ),
         Endpoint::Alerts => json_response(
             StatusCode::OK,
-            &crate::alert::to_json(&state.surrogates.monitors()),
+            &sidelight_tasks::alert::to_json(&state.surrogates.monitors()),
         ),
         Endpoint::Schema(route) => schema(state, route),
         Endpoint::Report => {
@@ -648,6 +650,19 @@ async fn readiness(state: &AdminState) -> Response<ProxyBody> {
         "affects_readiness": false,
         "routes": unexplainable,
     });
+    // A background job that ended (it panicked, or could not start) leaves the traffic
+    // flowing; its absence shows here and in its own figures going stale.
+    if let Some(jobs) = state.jobs.get() {
+        let jobs = jobs.to_json();
+        let ended = jobs
+            .as_object()
+            .is_some_and(|j| j.values().any(|state| state == "ended"));
+        body["checks"]["jobs"] = json!({
+            "ok": !ended || draining,
+            "affects_readiness": false,
+            "jobs": jobs,
+        });
+    }
     if let Some(store) = store {
         body["checks"]["audit_store"] = match store {
             Ok(()) => json!({ "ok": true }),

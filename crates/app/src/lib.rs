@@ -16,11 +16,8 @@
 //! upstream sends, or write a payload value, token or key to a log line.
 
 mod admin;
-mod alert;
 mod auth;
 mod console;
-mod live;
-mod monitor_job;
 mod preflight;
 mod records;
 mod report_endpoint;
@@ -28,7 +25,7 @@ mod review;
 mod server;
 mod tls;
 
-use sidelight_core::{audit, body, client, error, metrics, monitor};
+use sidelight_core::{audit, body, client, error, live, metrics, monitor};
 use sidelight_data::{forward, inspect, narration, route, stack};
 
 pub use admin::{ReloadError, ReloadReport, Reloader};

@@ -21,7 +21,12 @@ use crate::audit::AuditLog;
 use crate::auth::{AccessPolicy, Auth};
 use crate::config::{Config, ConfigError};
 use crate::forward::{ClientAddr, Forward};
-use crate::live::{Prober, RecentExplanations, RecentRequests};
+use crate::live::{RecentExplanations, RecentRequests};
+use sidelight_data::probe::{Prober, UpstreamCaller};
+use sidelight_tasks::alert::{AlertDelivery, Alerter};
+use sidelight_tasks::fleet::{FleetGauges, FleetTasks};
+use sidelight_tasks::job::Jobs;
+use sidelight_tasks::monitor::{MonitorGauges, MonitorJob};
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::stack::{DataPlane, data_plane};
@@ -78,11 +83,11 @@ pub struct Sidelight {
     data_tls: Option<TlsAcceptor>,
     admin_tls: Option<TlsAcceptor>,
     /// Delivers the monitors' alerts once running.
-    alerter: Arc<crate::alert::Alerter>,
+    alerter: Arc<Alerter>,
     /// The trainer gauges of a fleet (PostgreSQL audit log).
-    fleet_gauges: Option<crate::live::FleetGauges>,
+    fleet_gauges: Option<FleetGauges>,
     /// One per monitored route, started with the rest of the background work.
-    monitor_jobs: Vec<Arc<crate::monitor_job::MonitorJob>>,
+    monitor_jobs: Vec<Arc<MonitorJob>>,
 }
 
 // === impl Sidelight ===
@@ -142,18 +147,18 @@ impl Sidelight {
                 },
             )?,
         );
-        let monitor_gauges = crate::monitor_job::MonitorGauges::register(&mut registry);
+        let monitor_gauges = MonitorGauges::register(&mut registry);
         let fleet_gauges = audit
             .as_ref()
             .and_then(|a| a.fleet.as_ref())
-            .map(|_| crate::live::FleetGauges::register(&mut registry));
-        let alerter = crate::alert::Alerter::new(&config.alerts, &mut registry)?;
+            .map(|_| FleetGauges::register(&mut registry));
+        let alerter = Alerter::new(&config.alerts, &mut registry)?;
         let live_metrics = crate::live::LiveMetrics::register(&mut registry);
         let mut monitor_jobs = Vec::new();
         for live in routes.live_routes() {
             live.attach_metrics(live_metrics.clone());
             if let Some(monitor) = &live.monitor {
-                let job = crate::monitor_job::MonitorJob::new(
+                let job = MonitorJob::new(
                     monitor.clone(),
                     Some(monitor_gauges.clone()),
                     audit.as_ref().map(|a| a.reviews.clone()),
@@ -182,7 +187,7 @@ impl Sidelight {
         // The probe check keeps the same number of requests as reference mode does
         // explanations, and reaches the upstream with a client of its own, off the data
         // plane, so that its calls are never counted as traffic.
-        let caller = Arc::new(crate::live::UpstreamCaller::new(
+        let caller = Arc::new(UpstreamCaller::new(
             crate::forward::upstream_client(&config),
             upstream.clone(),
             config.upstream.request_timeout,
@@ -211,6 +216,7 @@ impl Sidelight {
             reloader: Reloader::new(&config, auth.clone()),
             auth,
             console: crate::console::Console::new(config.admin.tls.is_some()),
+            jobs: std::sync::OnceLock::new(),
         });
         let data_listener = bind("server.listen", config.server.listen)
             .await?
@@ -283,7 +289,6 @@ impl Sidelight {
             fleet_gauges,
             monitor_jobs,
         } = self;
-        alerter.start(audit.clone());
         let (stop_workers, stop) = watch::channel(false);
         let recent = admin.erasable.explanations.clone();
         let requests = admin.probe.requests.clone();
@@ -291,7 +296,7 @@ impl Sidelight {
         let fleet = match (audit.as_ref().and_then(|a| a.fleet.clone()), fleet_gauges) {
             (Some(fleet), Some(gauges)) => {
                 let (recent, requests) = (recent.clone(), requests.clone());
-                Some(crate::live::FleetTasks {
+                Some(FleetTasks {
                     fleet,
                     gauges,
                     forget: Box::new(move |subject| {
@@ -301,11 +306,30 @@ impl Sidelight {
             }
             _ => None,
         };
-        let mut trainers = crate::live::start_trainers(&live_routes, fleet);
-        trainers.extend(monitor_jobs.into_iter().filter_map(crate::monitor_job::start));
-        for live in &live_routes {
-            crate::live::start_distiller(live, admin.probe.caller.clone());
+        let mut jobs = Jobs::default();
+        if let Some(fleet) = fleet {
+            for job in sidelight_tasks::fleet::jobs(&live_routes, fleet) {
+                jobs.start(job);
+            }
         }
+        for live in &live_routes {
+            if !live.is_shared() {
+                jobs.start(Arc::new(sidelight_tasks::trainer::Trainer(live.clone())));
+            }
+            if let Some(distiller) =
+                sidelight_tasks::distill::DistillJob::for_route(live, &admin.probe.caller)
+            {
+                jobs.start(Arc::new(distiller));
+            }
+        }
+        for job in monitor_jobs {
+            jobs.start(job);
+        }
+        jobs.start(Arc::new(AlertDelivery::new(alerter, audit.clone())));
+        if let Some(purge) = audit.as_ref().and_then(|a| a.take_retention()) {
+            jobs.start(Arc::new(sidelight_tasks::retention::RetentionJob::new(purge)));
+        }
+        let _ = admin.jobs.set(jobs.readiness());
         let mut workers = Vec::new();
         for index in 0..config.server.workers.max(1) {
             let listener = match data_listener.try_clone() {
@@ -390,13 +414,9 @@ impl Sidelight {
         // A trainer in the middle of a fit stops pausing and finishes it; a large window
         // can still take a while, so shutdown waits a bounded time and then leaves the
         // thread to end with the process (it writes its file atomically, or not at all).
-        let joined = futures_util::future::join_all(
-            trainers
-                .into_iter()
-                .map(|trainer| tokio::task::spawn_blocking(move || trainer.join())),
-        );
-        if tokio::time::timeout(TRAINER_GRACE, joined).await.is_err() {
-            tracing::warn!("a surrogate was still training at shutdown; its result is dropped");
+        let still = jobs.stop(TRAINER_GRACE).await;
+        if !still.is_empty() {
+            tracing::warn!(jobs = ?still, "background jobs still busy at shutdown; their results are dropped");
         }
         drop(admin_accept);
         drop(admin_listener);

@@ -35,8 +35,6 @@ const RECENT_IDS: usize = 100_000;
 const MAX_BATCH: usize = 512;
 /// How often the WAL is copied into the database, in the background.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// How often the retention purge runs, at most.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
@@ -75,10 +73,22 @@ pub struct AuditLog {
     erased: Family<ErasedLabels, Counter>,
     /// Held responses and flagged groups of the review queue, which lives in this log.
     pub reviews: Arc<crate::reviews::Reviews>,
-    /// Dropping it stops the retention thread.
-    _retention: Option<std::sync::mpsc::Sender<()>>,
+    /// The retention purge's connection and settings, until its job takes them.
+    retention: Mutex<Option<RetentionPurge>>,
     /// Copies the WAL into the database off the commit path (SQLite only).
     _checkpoints: Option<sidelight_audit::BackgroundCheckpoints>,
+}
+
+/// The retention purge (`audit.retention`): a connection of its own, the window, and the
+/// counter of records it erased. The purge runs as a background job (`sidelight-tasks`).
+pub struct RetentionPurge {
+    pub store: Box<dyn AuditStore>,
+    /// The fleet's training rows are personal data too (PostgreSQL only).
+    pub fleet: Option<FleetStore>,
+    /// Payloads older than this are erased.
+    pub window: Duration,
+    /// `sidelight_audit_erased_records{reason="retention"}`.
+    pub erased: Counter,
 }
 
 /// A fleet's shared state, for a replica on PostgreSQL.
@@ -133,7 +143,7 @@ pub const EVENT_ROUTES: [&str; 4] = ["_review", "_feedback", "_admin", "_alert"]
 pub use crate::clock::now_ms;
 
 impl AuditLog {
-    /// Opens the store, starts the writer (and the retention purge) and registers the
+    /// Opens the store, starts the writer and registers the
     /// metrics. Errors name the config key at fault.
     pub fn open(
         config: &AuditConfig,
@@ -199,15 +209,14 @@ impl AuditLog {
         .map_err(|e| invalid(store_key, format!("cannot start the audit writer: {e}")))?;
         let erased: Family<ErasedLabels, Counter> = Family::default();
         let retention = match (config.retention, retention) {
-            (Some(window), Some(store)) => Some(
-                start_retention(
-                    store,
-                    fleet.as_ref().map(|f| f.store_for_task()),
-                    window,
-                    erased.clone(),
-                )
-                .map_err(|e| invalid("audit.retention", format!("cannot start the purge: {e}")))?,
-            ),
+            (Some(window), Some(store)) => Some(RetentionPurge {
+                store,
+                fleet: fleet.as_ref().map(|f| f.store_for_task()),
+                window,
+                erased: erased
+                    .get_or_create(&ErasedLabels { reason: "retention" })
+                    .clone(),
+            }),
             _ => None,
         };
         let log = Arc::new(Self {
@@ -228,7 +237,7 @@ impl AuditLog {
             failures: Family::default(),
             erased,
             reviews: Arc::default(),
-            _retention: retention,
+            retention: Mutex::new(retention),
             _checkpoints: checkpoints,
         });
         registry.register(
@@ -243,6 +252,14 @@ impl AuditLog {
         );
         registry.register_collector(Box::new(WriterCollector(log.clone())));
         Ok(log)
+    }
+
+    /// What the retention purge needs (`audit.retention`), for its job to take once.
+    pub fn take_retention(&self) -> Option<RetentionPurge> {
+        self.retention
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// The model's identity in a record: the upstream and the route.
@@ -617,50 +634,6 @@ fn open_postgres(
     })
 }
 
-/// Erases payloads older than `window` at start and then every hour (or every tenth of
-/// the window, if shorter), on a thread of its own with its own connection. Stops when
-/// the returned sender is dropped.
-fn start_retention(
-    mut store: Box<dyn AuditStore>,
-    fleet: Option<FleetStore>,
-    window: Duration,
-    erased: Family<ErasedLabels, Counter>,
-) -> std::io::Result<std::sync::mpsc::Sender<()>> {
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let every = (window / 10).clamp(Duration::from_secs(1), RETENTION_EVERY);
-    std::thread::Builder::new()
-        .name("sidelight-audit-retention".to_owned())
-        .spawn(move || {
-            loop {
-                let cutoff = now_ms().saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
-                match store.erase(&Erasure::Before(cutoff), now_ms()) {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        erased
-                            .get_or_create(&ErasedLabels { reason: "retention" })
-                            .inc_by(n);
-                        tracing::info!(records = n, retention = ?window, "audit retention erased old payloads");
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, kind = error.kind(), "audit retention purge failed; retrying later");
-                    }
-                }
-                // The fleet's training rows are personal data too.
-                if let Some(fleet) = &fleet {
-                    if let Err(error) = fleet.erase_training_before(cutoff) {
-                        tracing::warn!(%error, kind = error.kind(), "retention of the fleet's training rows failed; retrying later");
-                    }
-                }
-                match stopped.recv_timeout(every) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return,
-                }
-            }
-        })?;
-    Ok(stop)
-}
-
-/// The writer's counters, read at scrape time.
 #[derive(Debug)]
 struct WriterCollector(Arc<AuditLog>);
 

@@ -31,11 +31,11 @@ use sidelight_monitor::{
 use crate::alert::{AlertBook, Alerter, Check, Reading};
 
 /// Reads the route's surrogate fidelity series.
-pub(crate) type FidelitySource = Box<dyn Fn() -> Vec<FidelityPoint> + Send + Sync>;
+pub type FidelitySource = Box<dyn Fn() -> Vec<FidelityPoint> + Send + Sync>;
 
 /// One route's monitoring job: the computation over its [`RouteMonitor`], and what only
 /// the computation needs (gauges, review flags, alerts).
-pub(crate) struct MonitorJob {
+pub struct MonitorJob {
     monitor: Arc<RouteMonitor>,
     gauges: Option<Arc<MonitorGauges>>,
     reviews: Option<Arc<Reviews>>,
@@ -49,7 +49,7 @@ pub(crate) struct MonitorJob {
 impl MonitorJob {
     /// A job for `monitor` with its gauges and, with an audit log, the review flags and
     /// the reported outcomes (`reviews` passes them on to the monitor).
-    pub(crate) fn new(
+    pub fn new(
         monitor: Arc<RouteMonitor>,
         gauges: Option<Arc<MonitorGauges>>,
         reviews: Option<Arc<Reviews>>,
@@ -69,22 +69,15 @@ impl MonitorJob {
     }
 
     /// Gives the job where its alerts go and where the route's fidelity series is.
-    pub(crate) fn attach_alerts(&self, alerter: Arc<Alerter>, fidelity: Option<FidelitySource>) {
+    pub fn attach_alerts(&self, alerter: Arc<Alerter>, fidelity: Option<FidelitySource>) {
         let _ = self.alerter.set(alerter);
         if let Some(f) = fidelity {
             let _ = self.fidelity.set(f);
         }
     }
 
-    /// The background loop: recompute every `every` until stopped.
-    pub(crate) fn run(&self) {
-        while self.monitor.wait() {
-            self.compute(now_ms());
-        }
-    }
-
     /// Computes the statistics over the current windows and publishes them.
-    pub(crate) fn compute(&self, now: i64) {
+    pub fn compute(&self, now: i64) {
         let started = std::time::Instant::now();
         let Some(Snapshot {
             names,
@@ -574,7 +567,7 @@ impl MonitorJob {
 
 /// The Prometheus gauges every route's monitor sets.
 #[derive(Default)]
-pub(crate) struct MonitorGauges {
+pub struct MonitorGauges {
     disparate_impact: Family<GroupLabels, Gauge<f64, AtomicU64>>,
     parity_difference: Family<GroupLabels, Gauge<f64, AtomicU64>>,
     selection_rate: Family<GroupLabels, Gauge<f64, AtomicU64>>,
@@ -607,7 +600,7 @@ struct RouteLabels {
 
 impl MonitorGauges {
     /// Creates the gauges and registers them in `registry`.
-    pub(crate) fn register(registry: &mut Registry) -> Arc<Self> {
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
         let gauges = Self::default();
         registry.register(
             "sidelight_fairness_disparate_impact",
@@ -693,35 +686,23 @@ fn texts<'a>(column: &[&'a Value]) -> Vec<Option<Cow<'a, str>>> {
         .collect()
 }
 
-/// Starts the background thread of a monitor.
-pub(crate) fn start(job: Arc<MonitorJob>) -> Option<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("sidelight-monitor-{}", job.monitor.route))
-        .spawn(move || {
-            lower_priority();
-            job.run();
-        })
-        .map_err(|e| tracing::error!(error = %e, "cannot start a monitor"))
-        .ok()
-}
+impl crate::job::Job for MonitorJob {
+    fn name(&self) -> String {
+        format!("monitor/{}", self.monitor.route)
+    }
 
-/// Makes the calling thread yield the CPU to request threads: a computation over a large
-/// window takes whole seconds of CPU, and the monitor must wait, not the requests. Under
-/// `SCHED_IDLE` a waking request thread preempts it at once (under `SCHED_BATCH` with
-/// nice 19 the requests' p99 still rose by half on 2 cores); a saturated machine then
-/// gives the monitor only a sliver of CPU, so its results come later, never the
-/// responses. Lowering a thread's priority needs no privilege.
-fn lower_priority() {
-    use thread_priority::{
-        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-        set_thread_priority_and_policy, thread_native_id,
-    };
-    if let Err(e) = set_thread_priority_and_policy(
-        thread_native_id(),
-        ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-    ) {
-        tracing::debug!(error = ?e, "could not lower the monitor thread's priority");
+    fn run(&self) {
+        while self.monitor.wait() {
+            self.compute(now_ms());
+        }
+    }
+
+    fn stop(&self) {
+        self.monitor.stop();
+    }
+
+    fn yields_cpu(&self) -> bool {
+        true
     }
 }
 

@@ -28,23 +28,56 @@ use sidelight_explain::Value;
 use sidelight_explain::distill::{SyntheticKind, hybrids, is_held_out, perturbations, row_key};
 
 use sidelight_data::probe::{ProbeError, ProbeInput, UpstreamCaller, kernel_probe, spearman};
-use super::{LiveMetrics, Origin, RouteLive};
+use crate::live::{LiveMetrics, Origin, RouteLive};
 use sidelight_protocol::{self as adapter, Protocol};
 
 /// No synthetic row is sent for this long after the upstream failed a customer request.
-pub(crate) const QUIET_AFTER_ERROR: Duration = Duration::from_secs(10);
+pub const QUIET_AFTER_ERROR: Duration = Duration::from_secs(10);
 /// Real rows (the newest) that synthetic rows are made from.
 const SOURCE_ROWS: usize = 2000;
 /// Rows whose recent neighbourhood perturbations explore.
 const RECENT_ROWS: usize = 200;
+/// How often a waiting distiller looks whether the route is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(200);
 /// Neither generator's weight falls below this.
 const WEIGHT_FLOOR: f64 = 0.05;
 
-/// Starts the route's distiller on the current runtime; it ends when the route stops.
-pub(crate) fn start(live: Arc<RouteLive>, caller: Arc<UpstreamCaller>, metrics: LiveMetrics) {
-    tokio::spawn(async move {
-        Distiller::new(live, caller, metrics).run().await;
-    });
+/// A route's active distillation (`[routes.explain.distill]`); it ends when the route
+/// stops.
+pub struct DistillJob {
+    live: Arc<RouteLive>,
+    caller: Arc<UpstreamCaller>,
+    metrics: LiveMetrics,
+}
+
+impl DistillJob {
+    /// The route's distiller, if distillation is enabled (not for a fleet's shared
+    /// surrogate, whose trainer learns from the fleet's table).
+    pub fn for_route(live: &Arc<RouteLive>, caller: &Arc<UpstreamCaller>) -> Option<Self> {
+        if !live.config.distill.enabled || live.is_shared() {
+            return None;
+        }
+        Some(Self {
+            live: live.clone(),
+            caller: caller.clone(),
+            metrics: live.metrics()?.clone(),
+        })
+    }
+}
+
+impl crate::job::Job for DistillJob {
+    fn name(&self) -> String {
+        format!("distiller/{}", self.live.route)
+    }
+
+    fn run(&self) {
+        let distiller = Distiller::new(self.live.clone(), self.caller.clone(), self.metrics.clone());
+        crate::job::block_on(&self.name(), distiller.run());
+    }
+
+    fn stop(&self) {
+        self.live.stop();
+    }
 }
 
 struct Distiller {
@@ -90,7 +123,14 @@ impl Distiller {
         let config = self.live.config.distill.clone();
         let pace = Duration::from_secs_f64(1.0 / config.max_calls_per_second);
         loop {
-            tokio::time::sleep(pace + self.backoff).await;
+            // In short steps: a long back-off must not hold up shutdown.
+            let until = tokio::time::Instant::now() + pace + self.backoff;
+            while tokio::time::Instant::now() < until {
+                if self.live.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + STOP_CHECK)).await;
+            }
             if self.live.stopping.load(Ordering::Relaxed) {
                 return;
             }
@@ -361,7 +401,7 @@ impl Distiller {
         if rhos.is_empty() {
             return;
         }
-        let faithfulness = super::model::Faithfulness {
+        let faithfulness = crate::live::model::Faithfulness {
             rows: rhos.len(),
             spearman: rhos.iter().sum::<f64>() / rhos.len() as f64,
             top1: top1 as f64 / rhos.len() as f64,
@@ -371,7 +411,7 @@ impl Distiller {
             route = %self.live.route, version, spearman = faithfulness.spearman,
             top1 = faithfulness.top1, calls, "surrogate checked against the real model"
         );
-        super::trainer::set_faithfulness(&self.live, version, faithfulness);
+        crate::trainer::set_faithfulness(&self.live, version, faithfulness);
     }
 }
 

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::audit::AuditLog;
 use crate::config::{ALERT_SECRET_VARIABLE, AlertsConfig, ConfigError};
-use crate::monitor::RouteMonitor;
+use sidelight_core::monitor::RouteMonitor;
 
 /// How many transitions each route keeps for `GET /api/v1/alerts`.
 const RECENT: usize = 50;
@@ -34,7 +34,7 @@ const RECENT: usize = 50;
 /// What is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Check {
+pub enum Check {
     DisparateImpact,
     StatisticalParity,
     EqualOpportunity,
@@ -46,7 +46,7 @@ pub(crate) enum Check {
 
 impl Check {
     /// As in the alert's JSON and the metrics' labels.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Check::DisparateImpact => "disparate_impact",
             Check::StatisticalParity => "statistical_parity",
@@ -89,7 +89,7 @@ impl Check {
 /// Whether an alert starts or ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum AlertState {
+pub enum AlertState {
     Firing,
     Resolved,
 }
@@ -97,41 +97,41 @@ pub(crate) enum AlertState {
 /// One transition, as logged, written to the audit log and posted to the webhook. The
 /// field names and values are a fixed format that readers of the audit log rely on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct Alert {
-    pub(crate) route: String,
-    pub(crate) check: Check,
+pub struct Alert {
+    pub route: String,
+    pub check: Check,
     /// `attribute=group`, a feature's name, or empty (route-wide checks).
-    pub(crate) subject: String,
-    pub(crate) state: AlertState,
-    pub(crate) value: Option<f64>,
-    pub(crate) bound: Option<f64>,
-    pub(crate) message: String,
+    pub subject: String,
+    pub state: AlertState,
+    pub value: Option<f64>,
+    pub bound: Option<f64>,
+    pub message: String,
     /// Milliseconds since the Unix epoch.
-    pub(crate) at: i64,
+    pub at: i64,
 }
 
 /// One check of one subject in a computation.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Reading {
-    pub(crate) check: Check,
-    pub(crate) subject: String,
+pub struct Reading {
+    pub check: Check,
+    pub subject: String,
     /// `Some(true)`: the bound is broken; `Some(false)`: within it; `None`: not enough
     /// data to say, which neither fires nor resolves.
-    pub(crate) breaking: Option<bool>,
-    pub(crate) value: Option<f64>,
-    pub(crate) bound: Option<f64>,
+    pub breaking: Option<bool>,
+    pub value: Option<f64>,
+    pub bound: Option<f64>,
 }
 
 /// A route's firing alerts and recent transitions.
 #[derive(Debug, Default)]
-pub(crate) struct AlertBook {
+pub struct AlertBook {
     firing: BTreeMap<(Check, String), Alert>,
     recent: VecDeque<Alert>,
 }
 
 impl AlertBook {
     /// Applies a computation's readings; returns the transitions (once per crossing).
-    pub(crate) fn update(&mut self, route: &str, readings: Vec<Reading>, now: i64) -> Vec<Alert> {
+    pub fn update(&mut self, route: &str, readings: Vec<Reading>, now: i64) -> Vec<Alert> {
         let mut out = Vec::new();
         for r in readings {
             let key = (r.check, r.subject);
@@ -168,7 +168,7 @@ impl AlertBook {
         out
     }
 
-    pub(crate) fn firing_count(&self) -> usize {
+    pub fn firing_count(&self) -> usize {
         self.firing.len()
     }
 
@@ -228,9 +228,49 @@ struct DeliveryLabels {
     outcome: String,
 }
 
+/// The alert delivery, as a background job: it ends at shutdown (alerts still queued
+/// then are in the log already, and counted).
+pub struct AlertDelivery {
+    alerter: Arc<Alerter>,
+    audit: Option<Arc<AuditLog>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl AlertDelivery {
+    /// Delivers `alerter`'s alerts to the audit log (if any) and the webhook (if any).
+    pub fn new(alerter: Arc<Alerter>, audit: Option<Arc<AuditLog>>) -> Self {
+        Self {
+            alerter,
+            audit,
+            stop: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+impl crate::job::Job for AlertDelivery {
+    fn name(&self) -> String {
+        "alerts".to_owned()
+    }
+
+    fn run(&self) {
+        let mut stopped = self.stop.subscribe();
+        let deliver = self.alerter.clone().run_delivery(self.audit.clone());
+        crate::job::block_on(&self.name(), async move {
+            tokio::select! {
+                () = deliver => {}
+                _ = stopped.wait_for(|stop| *stop) => {}
+            }
+        });
+    }
+
+    fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
 /// Publishes the monitors' alerts: logs and counts them, and queues them for the audit
 /// log and the webhook.
-pub(crate) struct Alerter {
+pub struct Alerter {
     config: AlertsConfig,
     secret: Option<Vec<u8>>,
     queue: mpsc::Sender<Alert>,
@@ -248,7 +288,7 @@ impl std::fmt::Debug for Alerter {
 
 impl Alerter {
     /// Reads the signing secret and registers the metrics. Errors name the key.
-    pub(crate) fn new(
+    pub fn new(
         config: &AlertsConfig,
         registry: &mut Registry,
     ) -> Result<Arc<Self>, ConfigError> {
@@ -285,7 +325,7 @@ impl Alerter {
 
     /// Logs, counts and queues a route's transitions; `firing` is how many of its alerts
     /// fire now. Never waits.
-    pub(crate) fn publish(&self, route: &str, alerts: Vec<Alert>, firing: usize) {
+    pub fn publish(&self, route: &str, alerts: Vec<Alert>, firing: usize) {
         self.firing
             .get_or_create(&RouteLabels {
                 route: route.to_owned(),
@@ -327,9 +367,9 @@ impl Alerter {
         tracing::warn!("alert queue full; an alert was dropped (still logged above)");
     }
 
-    /// Starts delivery on the current tokio runtime: the audit log (if any), then the
-    /// webhook (if any). Does nothing the second time.
-    pub(crate) fn start(self: &Arc<Self>, audit: Option<Arc<AuditLog>>) {
+    /// Delivers the queued alerts: to the audit log (if any), then the webhook (if
+    /// any), until the alerter is dropped. Does nothing the second time.
+    async fn run_delivery(self: Arc<Self>, audit: Option<Arc<AuditLog>>) {
         let Some(mut receiver) = self
             .receiver
             .lock()
@@ -338,13 +378,15 @@ impl Alerter {
         else {
             return;
         };
-        let webhook = self.config.webhook.clone().map(|url| {
-            let (tx, rx) = mpsc::channel::<Alert>(self.config.queue);
-            tokio::spawn(self.clone().deliver_all(url, rx));
-            tx
-        });
+        let (webhook, webhook_queue) = match self.config.webhook.clone() {
+            Some(url) => {
+                let (tx, rx) = mpsc::channel::<Alert>(self.config.queue);
+                (Some(tx), Some(self.clone().deliver_all(url, rx)))
+            }
+            None => (None, None),
+        };
         let this = self.clone();
-        tokio::spawn(async move {
+        let audit_side = async move {
             while let Some(alert) = receiver.recv().await {
                 if let Some(audit) = &audit {
                     let event = serde_json::to_value(&alert).unwrap_or_default();
@@ -358,7 +400,13 @@ impl Alerter {
                     }
                 }
             }
-        });
+        };
+        match webhook_queue {
+            Some(webhook_side) => {
+                futures_util::future::join(audit_side, webhook_side).await;
+            }
+            None => audit_side.await,
+        }
     }
 
     async fn deliver_all(self: Arc<Self>, url: String, mut queue: mpsc::Receiver<Alert>) {
@@ -393,18 +441,18 @@ impl Alerter {
                 wait = (wait * 2).min(self.config.max_backoff);
             }
             // The URL is left out of the log: webhook URLs often carry a token.
-            match crate::client::post_json(url, &headers, body.clone(), self.config.timeout).await {
+            match sidelight_core::client::post_json(url, &headers, body.clone(), self.config.timeout).await {
                 Ok((status, _)) if (200..300).contains(&status) => return true,
                 Ok((status, _)) => {
                     tracing::debug!(status, attempt, "the alert webhook refused an alert");
                 }
-                Err(crate::client::AdminClientError::Timeout { .. }) => {
+                Err(sidelight_core::client::AdminClientError::Timeout { .. }) => {
                     tracing::debug!(attempt, "the alert webhook did not answer in time");
                 }
-                Err(crate::client::AdminClientError::Unreachable { reason, .. }) => {
+                Err(sidelight_core::client::AdminClientError::Unreachable { reason, .. }) => {
                     tracing::debug!(attempt, %reason, "the alert webhook is unreachable");
                 }
-                Err(crate::client::AdminClientError::Url { .. }) => break,
+                Err(sidelight_core::client::AdminClientError::Url { .. }) => break,
             }
         }
         tracing::warn!(
@@ -417,7 +465,7 @@ impl Alerter {
 }
 
 /// `sha256=<hex HMAC-SHA256 of body>`.
-pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
     // HMAC takes a key of any length.
     let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(secret) {
         Ok(mac) => mac,
@@ -429,7 +477,7 @@ pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
 
 /// `GET /api/v1/alerts`: per monitored route, the alerts firing now and the latest
 /// transitions, newest first.
-pub(crate) fn to_json(monitors: &[Arc<RouteMonitor>]) -> serde_json::Value {
+pub fn to_json(monitors: &[Arc<RouteMonitor>]) -> serde_json::Value {
     let routes: Vec<serde_json::Value> = monitors
         .iter()
         .map(|m| {
@@ -442,7 +490,7 @@ pub(crate) fn to_json(monitors: &[Arc<RouteMonitor>]) -> serde_json::Value {
 }
 
 impl AlertBook {
-    pub(crate) fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         self.to_json()
     }
 }

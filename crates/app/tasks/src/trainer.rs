@@ -19,11 +19,28 @@ use sidelight_explain::{
     Feature, FeatureKind, GbtParams, GbtValidParams, OutputKind, Schema, Value,
 };
 
-use super::model::{Faithfulness, GateFacts};
-use super::{LiveModel, RouteLive, VersionRecord};
+use crate::live::model::{Faithfulness, GateFacts};
+use crate::live::{LiveModel, RouteLive, VersionRecord};
 use crate::config::{ExplainConfig, FeatureKindConfig, OutputConfig};
 
-pub(super) fn run(live: &RouteLive) {
+/// A route's trainer (not a fleet's: see `fleet`).
+pub struct Trainer(pub Arc<RouteLive>);
+
+impl crate::job::Job for Trainer {
+    fn name(&self) -> String {
+        format!("trainer/{}", self.0.route)
+    }
+
+    fn run(&self) {
+        run(&self.0);
+    }
+
+    fn stop(&self) {
+        self.0.stop();
+    }
+}
+
+pub fn run(live: &RouteLive) {
     let interval = live.config.surrogate.retrain_interval;
     let mut last_training = Instant::now();
     loop {
@@ -110,7 +127,7 @@ pub(super) fn run(live: &RouteLive) {
 
 /// Adds the faithfulness figure to a version's record (in the history and, if it is in
 /// service, the model's), and saves the history.
-pub(super) fn set_faithfulness(live: &RouteLive, version: u64, faithfulness: Faithfulness) {
+pub fn set_faithfulness(live: &RouteLive, version: u64, faithfulness: Faithfulness) {
     if let Ok(mut history) = live.history.lock() {
         if let Some(record) = history.iter_mut().find(|r| r.version == version) {
             record.faithfulness = Some(faithfulness);
@@ -127,24 +144,24 @@ fn set_waiting(live: &RouteLive, note: Option<String>) {
 }
 
 /// A copy of the window to train on.
-pub(super) struct Batch {
+pub struct Batch {
     /// Rows were erased: a surrogate without them must replace the one in service, so
     /// the minimum held-out size does not hold the training back (the gate still
     /// judges it on what can be held out).
-    pub(super) after_erasure: bool,
-    pub(super) names: Vec<String>,
-    pub(super) width: usize,
-    pub(super) rows: Vec<Vec<Value>>,
-    pub(super) outputs: Vec<f64>,
-    pub(super) synthetic_rows: Vec<Vec<Value>>,
-    pub(super) synthetic_outputs: Vec<f64>,
+    pub after_erasure: bool,
+    pub names: Vec<String>,
+    pub width: usize,
+    pub rows: Vec<Vec<Value>>,
+    pub outputs: Vec<f64>,
+    pub synthetic_rows: Vec<Vec<Value>>,
+    pub synthetic_outputs: Vec<f64>,
     /// Per synthetic row, the keys of the real rows it was made from.
-    pub(super) synthetic_sources: Vec<Vec<u64>>,
+    pub synthetic_sources: Vec<Vec<u64>>,
 }
 
 /// Why no version came of a training.
 #[derive(Debug)]
-pub(super) enum TrainError {
+pub enum TrainError {
     /// Too few distinct rows could be held out to judge a surrogate; nothing was fitted.
     TooFewHeldOut {
         have: usize,
@@ -167,7 +184,7 @@ impl std::fmt::Display for TrainError {
 
 /// Puts an accepted surrogate in service: saves it to `state.dir` (so that a restart
 /// finds it), swaps it in, and gives the drift monitor its training rows as reference.
-pub(super) fn install(
+pub fn install(
     live: &RouteLive,
     model: LiveModel,
     names: &[String],
@@ -191,7 +208,7 @@ pub(super) fn install(
 
 /// Adds a version to the route's history (the newest 50 are kept) and saves it, unless
 /// a version with its number is there already.
-pub(super) fn add_to_history(live: &RouteLive, record: VersionRecord) {
+pub fn add_to_history(live: &RouteLive, record: VersionRecord) {
     if let Ok(mut history) = live.history.lock() {
         if history.iter().any(|r| r.version == record.version) {
             return;
@@ -230,7 +247,7 @@ fn reference_rows(
 
 /// Fits a surrogate on the batch and judges it at the honest gate. `version` is called
 /// only once something is fitted, so that a training that never started uses no number.
-pub(super) fn train(
+pub fn train(
     live: &RouteLive,
     batch: &Batch,
     version: impl FnOnce() -> u64,

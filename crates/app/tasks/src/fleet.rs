@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use sidelight_audit::{FleetStore, FleetSurrogate, TrainingBatch};
 use sidelight_explain::{Surrogate, Value};
 
-use super::{LiveModel, RouteLive, VersionRecord, column_order, reorder, trainer};
+use crate::live::{LiveModel, RouteLive, VersionRecord, column_order, reorder};
+use crate::job::Job;
+use crate::trainer;
 use crate::audit::Fleet;
 use crate::live::pending::Pending;
 
@@ -49,12 +51,12 @@ struct RouteLabel {
 
 /// `sidelight_fleet_trainer{route}`: 1 while this replica is the route's trainer.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct FleetGauges {
+pub struct FleetGauges {
     trainer: Family<RouteLabel, Gauge>,
 }
 
 impl FleetGauges {
-    pub(crate) fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry) -> Self {
         let gauges = Self::default();
         registry.register(
             "sidelight_fleet_trainer",
@@ -74,19 +76,17 @@ impl FleetGauges {
 }
 
 /// What the fleet's background tasks need.
-pub(crate) struct FleetTasks {
-    pub(crate) fleet: Arc<Fleet>,
-    pub(crate) gauges: FleetGauges,
+pub struct FleetTasks {
+    pub fleet: Arc<Fleet>,
+    pub gauges: FleetGauges,
     /// Drops a subject from the caches outside the routes (explanations kept for
     /// `GET /v1/explanations/{id}`, requests kept for the probe check).
-    pub(crate) forget: Box<dyn Fn(&str) -> usize + Send>,
+    pub forget: Box<dyn Fn(&str) -> usize + Send + Sync>,
 }
 
-/// Marks the routes as the fleet's and starts the poller and one trainer per route.
-pub(super) fn start(
-    routes: &[Arc<RouteLive>],
-    tasks: FleetTasks,
-) -> Vec<std::thread::JoinHandle<()>> {
+/// Marks the routes as the fleet's; returns the jobs that serve them: one fleet trainer
+/// per route and the poller.
+pub fn jobs(routes: &[Arc<RouteLive>], tasks: FleetTasks) -> Vec<Arc<dyn Job>> {
     if routes.is_empty() {
         return Vec::new();
     }
@@ -94,26 +94,65 @@ pub(super) fn start(
         live.shared.store(true, Ordering::Relaxed);
         tasks.gauges.set(&live.route, false);
     }
-    let mut handles = Vec::new();
-    for live in routes {
-        let (live, fleet, gauges) = (live.clone(), tasks.fleet.clone(), tasks.gauges.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("sidelight-fleet-trainer-{}", live.route))
-            .spawn(move || run_trainer(&live, &fleet, &gauges));
-        match spawned {
-            Ok(handle) => handles.push(handle),
-            Err(error) => tracing::error!(%error, "cannot start a fleet trainer"),
+    let mut jobs: Vec<Arc<dyn Job>> = routes
+        .iter()
+        .map(|live| {
+            Arc::new(FleetTrainer {
+                live: live.clone(),
+                fleet: tasks.fleet.clone(),
+                gauges: tasks.gauges.clone(),
+            }) as Arc<dyn Job>
+        })
+        .collect();
+    jobs.push(Arc::new(FleetPoller {
+        routes: routes.to_vec(),
+        tasks,
+    }));
+    jobs
+}
+
+/// Trains a route's surrogate for the whole fleet while this replica holds the route's
+/// trainer lock.
+struct FleetTrainer {
+    live: Arc<RouteLive>,
+    fleet: Arc<Fleet>,
+    gauges: FleetGauges,
+}
+
+impl Job for FleetTrainer {
+    fn name(&self) -> String {
+        format!("fleet-trainer/{}", self.live.route)
+    }
+
+    fn run(&self) {
+        run_trainer(&self.live, &self.fleet, &self.gauges);
+    }
+
+    fn stop(&self) {
+        self.live.stop();
+    }
+}
+
+/// Loads the fleet's surrogates and erasures, and uploads this replica's rows.
+struct FleetPoller {
+    routes: Vec<Arc<RouteLive>>,
+    tasks: FleetTasks,
+}
+
+impl Job for FleetPoller {
+    fn name(&self) -> String {
+        "fleet-poller".to_owned()
+    }
+
+    fn run(&self) {
+        run_poller(&self.routes, &self.tasks);
+    }
+
+    fn stop(&self) {
+        for live in &self.routes {
+            live.stop();
         }
     }
-    let routes = routes.to_vec();
-    let spawned = std::thread::Builder::new()
-        .name("sidelight-fleet-poller".to_owned())
-        .spawn(move || run_poller(&routes, &tasks));
-    match spawned {
-        Ok(handle) => handles.push(handle),
-        Err(error) => tracing::error!(%error, "cannot start the fleet poller"),
-    }
-    handles
 }
 
 fn stopping(routes: &[Arc<RouteLive>]) -> bool {
