@@ -87,8 +87,17 @@ pub struct RetentionPurge {
     pub fleet: Option<FleetStore>,
     /// Payloads older than this are erased.
     pub window: Duration,
-    /// `sidelight_audit_erased_records{reason="retention"}`.
-    pub erased: Counter,
+    erased: Family<ErasedLabels, Counter>,
+}
+
+impl RetentionPurge {
+    /// Counts records the purge erased, in `sidelight_audit_erased_records{reason=
+    /// "retention"}` (which appears with the first erasure).
+    pub fn count_erased(&self, records: u64) {
+        self.erased
+            .get_or_create(&ErasedLabels { reason: "retention" })
+            .inc_by(records);
+    }
 }
 
 /// A fleet's shared state, for a replica on PostgreSQL.
@@ -213,9 +222,7 @@ impl AuditLog {
                 store,
                 fleet: fleet.as_ref().map(|f| f.store_for_task()),
                 window,
-                erased: erased
-                    .get_or_create(&ErasedLabels { reason: "retention" })
-                    .clone(),
+                erased: erased.clone(),
             }),
             _ => None,
         };

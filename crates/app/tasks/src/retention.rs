@@ -51,7 +51,7 @@ impl crate::job::Job for RetentionJob {
             match purge.store.erase(&Erasure::Before(cutoff), now_ms()) {
                 Ok(0) => {}
                 Ok(n) => {
-                    purge.erased.inc_by(n);
+                    purge.count_erased(n);
                     tracing::info!(records = n, retention = ?window, "audit retention erased old payloads");
                 }
                 Err(error) => {
