@@ -15,18 +15,11 @@
 //! optional stage (inspection, explanation, narration) failed, panic on anything a client or
 //! upstream sends, or write a payload value, token or key to a log line.
 
-mod admin;
-mod auth;
-mod console;
-mod preflight;
-mod records;
-mod report_endpoint;
-mod review;
 mod server;
-mod tls;
 
-use sidelight_core::{audit, body, client, error, live, metrics, monitor};
-use sidelight_data::{forward, inspect, narration, route, stack};
+use sidelight_admin::{admin, auth, console, preflight, records};
+use sidelight_core::{audit, body, client, error, live, metrics};
+use sidelight_data::{forward, inspect, narration, route, stack, tls};
 
 pub use admin::{ReloadError, ReloadReport, Reloader};
 pub use auth::{new_token, token_sha256};

@@ -6,7 +6,7 @@
 //! ([`reviews::Reviews`]).
 //!
 //! Modules: `body`, `error`, `headers`, `clock`, `client` (calls to admin APIs and
-//! webhooks), `metrics`, `inspection`, `audit`, `live`, `monitor`, `reviews`.
+//! webhooks), `metrics`, `inspection`, `query`, `audit`, `live`, `monitor`, `reviews`.
 //!
 //! What this crate must never do: serve a request or start a thread or task of its own
 //! (serving is the planes', background work the jobs'), depend on the data plane, the
@@ -22,6 +22,7 @@ pub mod inspection;
 pub mod live;
 pub mod metrics;
 pub mod monitor;
+pub mod query;
 pub mod reviews;
 
 use sidelight_config as config;

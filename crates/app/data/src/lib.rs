@@ -1,7 +1,7 @@
 //! `sidelight-data`: the data plane. The tower stack every model request goes through
 //! (observe, rescue, inspect, explain, record, review, attach, forward), the routes,
 //! forwarding to the upstream, reading a bounded prefix of bodies, the narration's
-//! wording, the review rules, the data port's own endpoints (`/v1/explanations`,
+//! wording, the listeners' TLS, the review rules, the data port's own endpoints (`/v1/explanations`,
 //! `/v1/feedback`) and the upstream caller the probe check and distillation share.
 //!
 //! What this crate must never do: depend on the control plane or the background jobs;
@@ -17,6 +17,7 @@ pub mod probe;
 pub mod review;
 pub mod route;
 pub mod stack;
+pub mod tls;
 
 use sidelight_config as config;
 use sidelight_core::{audit, body, error, headers, live, metrics, monitor};

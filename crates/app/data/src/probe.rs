@@ -33,23 +33,19 @@
 //! refused as not meaningful. The model adapter also counts calls and stops at the limit,
 //! so the bound holds whatever the plan.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
-use serde_json::{Value as Json, json};
 use sidelight_explain::shap::{BatchModel, KernelExplainer, KernelOptions, ShapError};
 use sidelight_explain::{OutputKind, Value};
 
-use crate::live::RecentRequests;
 use crate::explain::PROBE;
 use crate::live::store::StoredRequest;
-use crate::body::{ProxyBody, full, json_response};
+use crate::body::full;
 use crate::config::UpstreamBase;
-use crate::error::{chain, json_error};
+use crate::error::chain;
 use crate::forward::UpstreamClient;
 use sidelight_protocol::{self as adapter, AdapterError, Protocol, WriteError};
 
@@ -109,7 +105,8 @@ pub enum ProbeError {
 }
 
 impl ProbeError {
-    fn status(&self) -> StatusCode {
+    /// The HTTP status the admin API answers this error with.
+    pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadParameter { .. } | Self::NoSuchRow { .. } | Self::BudgetTooSmall { .. } => {
@@ -125,7 +122,8 @@ impl ProbeError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// The error code the admin API answers this error with.
+    pub fn code(&self) -> &'static str {
         match self {
             Self::NotFound => "request_not_found",
             Self::BadParameter { .. } => "bad_parameter",
@@ -187,14 +185,6 @@ impl ProbeParams {
         }
         Ok(params)
     }
-}
-
-/// Runs probes for the admin API: holds the explained requests, and a client of its own
-/// to the upstream.
-pub struct Prober {
-    pub requests: Arc<RecentRequests>,
-    pub caller: Arc<UpstreamCaller>,
-    busy: AtomicBool,
 }
 
 /// Sends rows Sidelight wrote itself straight to the upstream (never through the data
@@ -272,82 +262,6 @@ impl UpstreamCaller {
     }
 }
 
-/// Clears the busy flag however the probe ends.
-struct Running<'a>(&'a AtomicBool);
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl Prober {
-    pub fn new(requests: Arc<RecentRequests>, caller: Arc<UpstreamCaller>) -> Self {
-        Self {
-            requests,
-            caller,
-            busy: AtomicBool::new(false),
-        }
-    }
-
-    /// Answers `POST /api/v1/probe/{id}?row=&max_calls=&background=`.
-    pub async fn handle(
-        self: Arc<Self>,
-        id: &str,
-        query: Option<&str>,
-    ) -> http::Response<ProxyBody> {
-        match self.probe(id, query).await {
-            Ok(report) => json_response(StatusCode::OK, &report),
-            Err(error) => json_error(error.status(), error.code(), &error.to_string()),
-        }
-    }
-
-    async fn probe(self: &Arc<Self>, id: &str, query: Option<&str>) -> Result<Json, ProbeError> {
-        let params = ProbeParams::from_query(query)?;
-        let stored = self.requests.get(id).ok_or(ProbeError::NotFound)?;
-        let input = ProbeInput::new(&stored, &params)?;
-        if self
-            .busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return Err(ProbeError::Busy);
-        }
-        let this = self.clone();
-        let id = id.to_owned();
-        let runtime = tokio::runtime::Handle::current();
-        // KernelSHAP is CPU work between blocking calls to the model: it runs on a
-        // blocking thread, never on the threads serving the admin API.
-        tokio::task::spawn_blocking(move || {
-            let _running = Running(&this.busy);
-            let mut send =
-                |body: Vec<u8>, rows: usize| runtime.block_on(this.send(&stored, body, rows));
-            let outcome = kernel_probe(&input, &mut send)?;
-            Ok(report(&id, &stored, &input, &outcome))
-        })
-        .await
-        .map_err(|e| ProbeError::Internal(format!("the probe task failed: {e}")))?
-    }
-
-    /// One call to the upstream with a body of `rows` rows; the outputs per row.
-    async fn send(
-        &self,
-        stored: &StoredRequest,
-        body: Vec<u8>,
-        rows: usize,
-    ) -> Result<Vec<Vec<f64>>, ProbeError> {
-        self.caller
-            .call(
-                &stored.target,
-                &stored.route.protocol,
-                stored.route.response_limit,
-                body,
-                rows,
-            )
-            .await
-    }
-}
-
 fn limit(bytes: u64) -> usize {
     usize::try_from(bytes).unwrap_or(usize::MAX)
 }
@@ -372,7 +286,7 @@ pub struct ProbeInput {
 }
 
 impl ProbeInput {
-    fn new(stored: &StoredRequest, params: &ProbeParams) -> Result<Self, ProbeError> {
+    pub fn new(stored: &StoredRequest, params: &ProbeParams) -> Result<Self, ProbeError> {
         let no_row = || ProbeError::NoSuchRow {
             row: params.row,
             rows: stored.rows.len(),
@@ -704,86 +618,6 @@ fn ranks(v: &[f64]) -> Vec<f64> {
         i = j;
     }
     out
-}
-
-fn report(id: &str, stored: &StoredRequest, input: &ProbeInput, kernel: &KernelOutcome) -> Json {
-    let empty = Vec::new();
-    let surrogate = stored.explanations.get(input.row);
-    let contributions = surrogate.map_or(&empty, |s| &s.contributions);
-    let attributions = |values: &[f64]| -> Json {
-        input
-            .names
-            .iter()
-            .zip(values)
-            .map(|(feature, c)| json!({ "feature": feature, "contribution": c }))
-            .collect()
-    };
-    let rank_correlation = spearman(&kernel.values, contributions);
-    let largest = input
-        .names
-        .iter()
-        .zip(kernel.values.iter().zip(contributions))
-        .map(|(name, (k, s))| (name, *k, *s, (k - s).abs()))
-        .max_by(|a, b| a.3.total_cmp(&b.3));
-    let scale = kernel.values.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
-    let close = largest.is_none_or(|l| l.3 <= MAX_RELATIVE_DIFFERENCE * scale || l.3 <= 1e-9);
-    let ranked = rank_correlation.is_none_or(|r| r >= MIN_RANK_CORRELATION);
-    let means: serde_json::Map<String, Json> = input
-        .names
-        .iter()
-        .enumerate()
-        .filter_map(|(j, name)| {
-            let numbers: Option<Vec<f64>> = input
-                .background
-                .iter()
-                .map(|z| match z.get(j) {
-                    Some(Value::Number(n)) => Some(*n),
-                    _ => None,
-                })
-                .collect();
-            let numbers = numbers.filter(|n| !n.is_empty())?;
-            let mean = numbers.iter().sum::<f64>() / numbers.len() as f64;
-            Some((name.clone(), json!(mean)))
-        })
-        .collect();
-    json!({
-        "request_id": id,
-        "route": stored.route.route,
-        "row": input.row,
-        "surrogate_version": surrogate.map(|s| s.surrogate_version),
-        "space": if input.logit { "logit" } else { "output" },
-        "max_calls": input.max_calls,
-        "calls": kernel.calls,
-        "coalitions": kernel.coalitions,
-        "exact": input.plan.exact,
-        "background": {
-            "rows": input.background.len(),
-            "source": "training window, spread evenly",
-            "numeric_means": means,
-        },
-        "kernel": {
-            "base_value": kernel.base_value,
-            "prediction": kernel.prediction,
-            "attributions": attributions(&kernel.values),
-        },
-        "surrogate": {
-            "base_value": surrogate.map(|s| s.base_value),
-            "prediction": surrogate.map(|s| s.base_value + s.contributions.iter().sum::<f64>()),
-            "attributions": attributions(contributions),
-        },
-        "rank_correlation": rank_correlation,
-        "largest_difference": largest.map(|(feature, k, s, d)| json!({
-            "feature": feature,
-            "kernel": k,
-            "surrogate": s,
-            "difference": d,
-        })),
-        "verdict": if close && ranked { "trustworthy" } else { "doubtful" },
-        "thresholds": {
-            "min_rank_correlation": MIN_RANK_CORRELATION,
-            "max_relative_difference": MAX_RELATIVE_DIFFERENCE,
-        },
-    })
 }
 
 #[cfg(test)]

@@ -190,29 +190,7 @@ pub(crate) fn set_cookie(name: &str, value: &str, max_age: Duration, secure: boo
     )
 }
 
-pub(crate) use crate::admin::parse_form;
-
-/// The first value of `name` in parsed form fields or query pairs.
-pub(crate) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// `text` %-encoded for a URL path segment or query value: everything but RFC 3986's
-/// unreserved characters.
-pub(crate) fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub(crate) use crate::query::{field, parse_form, percent_encode};
 
 #[cfg(test)]
 mod tests {

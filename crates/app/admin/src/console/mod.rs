@@ -33,11 +33,12 @@ use http_body_util::BodyExt;
 use serde_json::Value as Json;
 use sidelight_audit::{RecordQuery, Review, record_json};
 
-use crate::admin::{AdminState, percent_decode};
+use crate::admin::AdminState;
+use crate::query::percent_decode;
 use crate::audit::now_ms;
 use crate::auth::{Principal, Role};
 use crate::body::{ProxyBody, full};
-use crate::review::DecisionError;
+use crate::desk::DecisionError;
 use pages::{Chrome, Nav};
 use session::{
     Flash, LOGIN_COOKIE, LOGIN_FORM_LIFETIME, SESSION_COOKIE, SESSION_LIFETIME, SessionRef,
@@ -45,9 +46,9 @@ use session::{
 };
 
 const HOME: &str = "/console";
-pub(crate) const LOGIN_PATH: &str = "/console/login";
-pub(crate) const LOGOUT_PATH: &str = "/console/logout";
-pub(crate) const STYLESHEET_PATH: &str = "/console/static/console.css";
+pub const LOGIN_PATH: &str = "/console/login";
+pub const LOGOUT_PATH: &str = "/console/logout";
+pub const STYLESHEET_PATH: &str = "/console/static/console.css";
 const STYLESHEET: &str = include_str!("console.css");
 
 /// No script, no plugin, no frame; styles from our stylesheet; images (and inline SVG's
@@ -66,14 +67,14 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The console's state on the admin listener.
 #[derive(Debug)]
-pub(crate) struct Console {
+pub struct Console {
     sessions: Sessions,
     /// Whether the admin listener serves TLS: cookies then carry `Secure`.
     secure: bool,
 }
 
 impl Console {
-    pub(crate) fn new(secure: bool) -> Self {
+    pub fn new(secure: bool) -> Self {
         Self {
             sessions: Sessions::default(),
             secure,
@@ -82,12 +83,12 @@ impl Console {
 }
 
 /// Whether `path` is the console's (the admin listener's root leads to it too).
-pub(crate) fn owns(path: &str) -> bool {
+pub fn owns(path: &str) -> bool {
     path == "/" || path == HOME || path.starts_with("/console/")
 }
 
 /// Answers a console request, with the security headers on every answer.
-pub(crate) async fn handle(
+pub async fn handle(
     state: &AdminState,
     request: Request<hyper::body::Incoming>,
 ) -> Response<ProxyBody> {

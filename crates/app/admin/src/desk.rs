@@ -24,13 +24,13 @@ use crate::records::{no_audit, store_error};
 use sidelight_data::review::read_json;
 
 /// Where reviewers work, on the admin listener.
-pub(crate) const REVIEWS_PATH: &str = "/api/v1/reviews";
+pub const REVIEWS_PATH: &str = "/api/v1/reviews";
 /// Where the fairness monitor (and admins) flag protected groups.
-pub(crate) const FLAGS_PATH: &str = "/api/v1/review-flags";
+pub const FLAGS_PATH: &str = "/api/v1/review-flags";
 
 /// Why a decision was not recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum DecisionError {
+pub enum DecisionError {
     /// There is no audit log to keep it in.
     NoAudit,
     /// The decision is incomplete: what is missing, in a sentence.
@@ -42,16 +42,16 @@ pub(crate) enum DecisionError {
 }
 
 /// What the admin endpoints of this module reach.
-pub(crate) struct ReviewDesk {
-    pub(crate) audit: Option<Arc<AuditLog>>,
-    pub(crate) reviews: Arc<Reviews>,
-    pub(crate) routes: Vec<Arc<RouteLive>>,
+pub struct ReviewDesk {
+    pub audit: Option<Arc<AuditLog>>,
+    pub reviews: Arc<Reviews>,
+    pub routes: Vec<Arc<RouteLive>>,
 }
 
 impl ReviewDesk {
     /// A record as a reviewer may see it: personal fields (features marked `pii` and
     /// the subject's field) masked, the subject key left out.
-    pub(crate) fn masked(&self, stored: &sidelight_audit::Stored) -> Json {
+    pub fn masked(&self, stored: &sidelight_audit::Stored) -> Json {
         let Some(live) = self.routes.iter().find(|l| l.route == stored.record.route) else {
             // Not a prediction of a known route: nothing a reviewer needs.
             return json!({ "id": stored.record.id, "route": stored.record.route });
@@ -100,7 +100,7 @@ impl ReviewDesk {
     }
 
     /// `GET /api/v1/reviews?state=pending&route=&limit=&after=`: the queue.
-    pub(crate) async fn queue(&self, query: Option<&str>) -> Response<ProxyBody> {
+    pub async fn queue(&self, query: Option<&str>) -> Response<ProxyBody> {
         let Some(audit) = &self.audit else {
             return no_audit();
         };
@@ -121,7 +121,7 @@ impl ReviewDesk {
     }
 
     /// `GET /api/v1/reviews/{id}`: the record (masked), its decisions and outcomes.
-    pub(crate) async fn item(&self, id: &str) -> Response<ProxyBody> {
+    pub async fn item(&self, id: &str) -> Response<ProxyBody> {
         let Some(audit) = &self.audit else {
             return no_audit();
         };
@@ -147,7 +147,7 @@ impl ReviewDesk {
 
     /// `POST /api/v1/reviews/{id}` with `{"decision": "confirm"|"override"|"escalate",
     /// "outcome": …, "reason": "…"}`, by `reviewer`.
-    pub(crate) async fn decide(
+    pub async fn decide(
         &self,
         id: &str,
         reviewer: &str,
@@ -187,7 +187,7 @@ impl ReviewDesk {
     /// Checks and records a decision about record `id` by `reviewer`: the one path of
     /// both the API (`decide`) and the console's form. `outcome` is the corrected outcome
     /// (`override` needs it); `reason` is always required. Releases a held response.
-    pub(crate) async fn record_decision(
+    pub async fn record_decision(
         &self,
         id: &str,
         reviewer: &str,
@@ -231,7 +231,7 @@ impl ReviewDesk {
     }
 
     /// The protected groups flagged now, as (feature, value), sorted.
-    pub(crate) fn flagged_groups(&self) -> Vec<(String, String)> {
+    pub fn flagged_groups(&self) -> Vec<(String, String)> {
         let mut groups: Vec<(String, String)> =
             self.reviews.flagged_set().iter().cloned().collect();
         groups.sort();
@@ -241,7 +241,7 @@ impl ReviewDesk {
     /// `GET` or `PUT /api/v1/review-flags`: the protected groups the `flagged_groups`
     /// rule sends to review, as `{"groups": [{"feature": "age_group", "value": "young"}]}`.
     /// The fairness monitor sets them as it finds disparities; an admin may too.
-    pub(crate) async fn flags(
+    pub async fn flags(
         &self,
         method: &Method,
         body: hyper::body::Incoming,
@@ -293,7 +293,7 @@ fn queue_query(query: Option<&str>) -> Result<RecordQuery, String> {
         limit: 50,
         ..RecordQuery::default()
     };
-    let pairs = crate::admin::parse_form(query.unwrap_or_default().as_bytes())
+    let pairs = crate::query::parse_form(query.unwrap_or_default().as_bytes())
         .ok_or_else(|| "bad %-encoding".to_owned())?;
     for (key, value) in pairs {
         match key.as_str() {

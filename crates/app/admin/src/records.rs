@@ -24,25 +24,25 @@ use crate::body::{ProxyBody, json_response};
 use crate::error::json_error;
 use crate::live::{RecentExplanations, RecentRequests, RouteLive};
 
-pub(crate) const RECORDS_PATH: &str = "/api/v1/records";
-pub(crate) const ERASURE_PATH: &str = "/api/v1/erasure";
+pub const RECORDS_PATH: &str = "/api/v1/records";
+pub const ERASURE_PATH: &str = "/api/v1/erasure";
 /// The largest page a query returns.
 const MAX_PAGE: usize = 1000;
 /// The largest erasure request body.
 const MAX_ERASURE_BODY: usize = 16 * 1024;
 
 /// What erasure reaches besides the store.
-pub(crate) struct Erasable {
-    pub(crate) audit: Option<Arc<AuditLog>>,
-    pub(crate) routes: Vec<Arc<RouteLive>>,
-    pub(crate) explanations: Arc<RecentExplanations>,
-    pub(crate) requests: Arc<RecentRequests>,
+pub struct Erasable {
+    pub audit: Option<Arc<AuditLog>>,
+    pub routes: Vec<Arc<RouteLive>>,
+    pub explanations: Arc<RecentExplanations>,
+    pub requests: Arc<RecentRequests>,
 }
 
-pub(crate) use crate::error::{audit_unavailable as store_error, no_audit};
+pub use crate::error::{audit_unavailable as store_error, no_audit};
 
 /// A time as RFC 3339 (`2026-11-27T10:00:00Z`) or unix milliseconds.
-pub(crate) fn parse_time(text: &str) -> Option<i64> {
+pub fn parse_time(text: &str) -> Option<i64> {
     if let Ok(ms) = text.parse::<i64>() {
         return Some(ms);
     }
@@ -56,7 +56,7 @@ fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
         limit: 100,
         ..RecordQuery::default()
     };
-    let pairs = crate::admin::parse_form(query.unwrap_or_default().as_bytes())
+    let pairs = crate::query::parse_form(query.unwrap_or_default().as_bytes())
         .ok_or_else(|| "the query is not correctly %-encoded".to_owned())?;
     for (key, value) in pairs {
         let key = key.as_str();
@@ -94,7 +94,7 @@ fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
 }
 
 /// `GET /api/v1/records…`.
-pub(crate) async fn records(
+pub async fn records(
     erasable: &Erasable,
     path: &str,
     query: Option<&str>,
@@ -104,7 +104,7 @@ pub(crate) async fn records(
     };
     let rest = path.strip_prefix(RECORDS_PATH).unwrap_or_default();
     if let Some(id) = rest.strip_prefix('/') {
-        let Some(id) = crate::admin::percent_decode(id).filter(|id| !id.is_empty()) else {
+        let Some(id) = crate::query::percent_decode(id).filter(|id| !id.is_empty()) else {
             return json_error(
                 StatusCode::BAD_REQUEST,
                 "bad_record_id",
@@ -150,7 +150,7 @@ struct ErasureRequest {
 }
 
 /// `POST /api/v1/erasure`.
-pub(crate) async fn erasure(
+pub async fn erasure(
     erasable: &Erasable,
     method: &Method,
     body: hyper::body::Incoming,

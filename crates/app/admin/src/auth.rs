@@ -20,17 +20,17 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::body::ProxyBody;
-pub(crate) use crate::config::Role;
+pub use crate::config::Role;
 use crate::config::{AdminConfig, ConfigError, TokenConfig};
 use crate::error::json_error;
 
 /// Who is calling: the holder of a valid token, and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Principal {
+pub struct Principal {
     /// The token's `name`, for logs and audit records.
-    pub(crate) name: String,
+    pub name: String,
     /// The token's role.
-    pub(crate) role: Role,
+    pub role: Role,
 }
 
 /// One configured token, ready to compare.
@@ -45,14 +45,14 @@ struct Credential {
 
 /// The access rules in force: the tokens and whether `/metrics` needs one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct AccessPolicy {
+pub struct AccessPolicy {
     credentials: Vec<Credential>,
-    pub(crate) metrics_token_required: bool,
+    pub metrics_token_required: bool,
 }
 
 impl AccessPolicy {
     /// The policy of `admin`: its tokens and those of its `tokens_file` (read here).
-    pub(crate) fn from_config(admin: &AdminConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(admin: &AdminConfig) -> Result<Self, ConfigError> {
         let credentials = admin
             .all_tokens()?
             .iter()
@@ -65,12 +65,12 @@ impl AccessPolicy {
     }
 
     /// How many tokens are configured (revoked and expired ones included).
-    pub(crate) fn token_count(&self) -> usize {
+    pub fn token_count(&self) -> usize {
         self.credentials.len()
     }
 
     /// Whether the tokens (not the metrics rule) differ from `other`'s.
-    pub(crate) fn tokens_differ(&self, other: &AccessPolicy) -> bool {
+    pub fn tokens_differ(&self, other: &AccessPolicy) -> bool {
         self.credentials != other.credentials
     }
 }
@@ -101,7 +101,7 @@ fn credential(token: &TokenConfig) -> Result<Credential, ConfigError> {
 }
 
 /// Checks requests against the access policy in force, which a reload may swap.
-pub(crate) struct Auth {
+pub struct Auth {
     policy: ArcSwap<AccessPolicy>,
 }
 
@@ -118,19 +118,19 @@ enum Refusal {
 }
 
 impl Auth {
-    pub(crate) fn new(policy: AccessPolicy) -> Self {
+    pub fn new(policy: AccessPolicy) -> Self {
         Self {
             policy: ArcSwap::from_pointee(policy),
         }
     }
 
     /// The policy in force.
-    pub(crate) fn policy(&self) -> Arc<AccessPolicy> {
+    pub fn policy(&self) -> Arc<AccessPolicy> {
         self.policy.load_full()
     }
 
     /// Puts `policy` in force for every request from now on.
-    pub(crate) fn replace(&self, policy: AccessPolicy) {
+    pub fn replace(&self, policy: AccessPolicy) {
         self.policy.store(Arc::new(policy));
     }
 
@@ -141,7 +141,7 @@ impl Auth {
     // The error is the answer itself, sent at once by the caller: boxing it would only add
     // an allocation to every refused request.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn authorize(
+    pub fn authorize(
         &self,
         headers: &HeaderMap,
         needed: Role,
@@ -224,7 +224,7 @@ impl Auth {
     /// with the token's digest, which the session keeps instead of the token. On refusal,
     /// a sentence for the sign-in page. Logged like a refused API call: the holder's
     /// name when the token is known, never the token.
-    pub(crate) fn sign_in(&self, token: &str) -> Result<(Principal, [u8; 32]), &'static str> {
+    pub fn sign_in(&self, token: &str) -> Result<(Principal, [u8; 32]), &'static str> {
         let token = token.trim();
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("enter an admin token");
@@ -257,7 +257,7 @@ impl Auth {
     /// The principal behind a signed-in session's token `digest` under the policy in
     /// force now: a reload that revokes or removes the token, or its expiry, ends the
     /// session, and a changed role applies at once.
-    pub(crate) fn session_principal(&self, digest: &[u8; 32]) -> Option<Principal> {
+    pub fn session_principal(&self, digest: &[u8; 32]) -> Option<Principal> {
         self.check_digest(digest, Role::Viewer, SystemTime::now())
             .ok()
     }

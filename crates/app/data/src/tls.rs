@@ -16,7 +16,7 @@ use crate::config::{ConfigError, TlsConfig};
 
 /// The ALPN protocols a listener offers: `h2` first when it speaks HTTP/2, so that
 /// clients that can will use it.
-pub(crate) fn alpn(http2: bool) -> Vec<Vec<u8>> {
+pub fn alpn(http2: bool) -> Vec<Vec<u8>> {
     if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
@@ -25,7 +25,7 @@ pub(crate) fn alpn(http2: bool) -> Vec<Vec<u8>> {
 }
 
 /// An acceptor for `tls`, whose table is at `key` (e.g. `server.tls`).
-pub(crate) fn acceptor(
+pub fn acceptor(
     tls: &TlsConfig,
     key: &str,
     alpn: Vec<Vec<u8>>,
@@ -35,7 +35,7 @@ pub(crate) fn acceptor(
 }
 
 /// Reads the certificate chain and key and checks that they belong together.
-pub(crate) fn server_config(
+pub fn server_config(
     tls: &TlsConfig,
     key: &str,
     alpn: &[Vec<u8>],

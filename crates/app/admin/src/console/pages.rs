@@ -155,7 +155,7 @@ pub(crate) struct Version {
     pub(crate) version: u64,
     pub(crate) trained_at: u64,
     pub(crate) rows: u64,
-    pub(crate) r2: f64,
+    pub r2: f64,
     pub(crate) mae: f64,
     pub(crate) accepted: bool,
     pub(crate) reason: String,

@@ -7,14 +7,14 @@ use crate::config::{Config, ConfigError};
 /// Checks the wording (`narration.dir` and every route's sentences), `admin.tokens_file`,
 /// and the TLS certificates and keys of both listeners. Reads files.
 pub fn check_files(config: &Config) -> Result<(), ConfigError> {
-    crate::narration::prepare(config, Vec::new())?;
+    sidelight_data::narration::prepare(config, Vec::new())?;
     config.admin.all_tokens()?;
     for (key, tls) in [
         ("server.tls", &config.server.tls),
         ("admin.tls", &config.admin.tls),
     ] {
         if let Some(tls) = tls {
-            crate::tls::server_config(tls, key, &[])?;
+            sidelight_data::tls::server_config(tls, key, &[])?;
         }
     }
     Ok(())

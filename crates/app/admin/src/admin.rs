@@ -18,30 +18,31 @@ use http::{Method, Request, Response, StatusCode, header};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
+use crate::query::percent_decode;
 use crate::auth::{AccessPolicy, Auth, Principal, Role};
 use crate::body::{ProxyBody, full, json_response};
 use crate::config::{Config, ConfigError, UpstreamBase};
 use crate::error::json_error;
 
 /// What the admin endpoints look at.
-pub(crate) struct AdminState {
-    pub(crate) registry: Registry,
-    pub(crate) upstream: UpstreamBase,
-    pub(crate) connect_timeout: Duration,
+pub struct AdminState {
+    pub registry: Registry,
+    pub upstream: UpstreamBase,
+    pub connect_timeout: Duration,
     /// Set when shutdown begins, so that load balancers stop sending new traffic.
-    pub(crate) draining: AtomicBool,
-    pub(crate) surrogates: crate::live::SurrogateStatus,
-    pub(crate) probe: Arc<sidelight_data::probe::Prober>,
+    pub draining: AtomicBool,
+    pub surrogates: crate::live::SurrogateStatus,
+    pub probe: Arc<crate::probe::Prober>,
     /// The audit log and what erasure reaches.
-    pub(crate) erasable: crate::records::Erasable,
+    pub erasable: crate::records::Erasable,
     /// Who may call the API; swapped by a reload.
-    pub(crate) auth: Arc<Auth>,
+    pub auth: Arc<Auth>,
     /// Re-reads the config file for `POST /api/v1/config/reload` (and SIGHUP).
-    pub(crate) reloader: Reloader,
+    pub reloader: Reloader,
     /// The web console's sessions (see `console`).
-    pub(crate) console: crate::console::Console,
+    pub console: crate::console::Console,
     /// The background jobs, once started.
-    pub(crate) jobs: std::sync::OnceLock<sidelight_tasks::job::JobsReadiness>,
+    pub jobs: std::sync::OnceLock<sidelight_tasks::job::JobsReadiness>,
 }
 
 /// An endpoint of the admin API, found from the path alone, so that its role is checked
@@ -100,8 +101,8 @@ impl<'a> Endpoint<'a> {
             MONITORING_PATH => Endpoint::Monitoring,
             ALERTS_PATH => Endpoint::Alerts,
             crate::records::ERASURE_PATH => Endpoint::Erasure,
-            crate::review::REVIEWS_PATH => Endpoint::ReviewQueue,
-            crate::review::FLAGS_PATH => Endpoint::ReviewFlags,
+            crate::desk::REVIEWS_PATH => Endpoint::ReviewQueue,
+            crate::desk::FLAGS_PATH => Endpoint::ReviewFlags,
             RELOAD_PATH => Endpoint::ConfigReload,
             crate::report_endpoint::REPORT_PATH => Endpoint::Report,
             _ if path == records
@@ -158,7 +159,7 @@ impl<'a> Endpoint<'a> {
     }
 }
 
-pub(crate) async fn handle(
+pub async fn handle(
     state: Arc<AdminState>,
     request: Request<hyper::body::Incoming>,
 ) -> Response<ProxyBody> {
@@ -373,8 +374,8 @@ async fn dispatch(
 }
 
 /// The review queue's endpoints, over the audit log and the live routes.
-pub(crate) fn desk(state: &AdminState) -> crate::review::ReviewDesk {
-    crate::review::ReviewDesk {
+pub fn desk(state: &AdminState) -> crate::desk::ReviewDesk {
+    crate::desk::ReviewDesk {
         audit: state.erasable.audit.clone(),
         reviews: state
             .erasable
@@ -511,7 +512,7 @@ pub enum ReloadError {
 }
 
 impl Reloader {
-    pub(crate) fn new(config: &Config, auth: Arc<Auth>) -> Self {
+    pub fn new(config: &Config, auth: Arc<Auth>) -> Self {
         Self {
             inner: Arc::new(ReloaderInner {
                 file: config.file.clone(),
@@ -535,7 +536,7 @@ impl Reloader {
             let config = Config::load(&path)?;
             // Checked as a restart would check it, so that a file that would not start
             // is not half applied now.
-            crate::check_files(&config)?;
+            crate::preflight::check_files(&config)?;
             let policy = AccessPolicy::from_config(&config.admin)?;
             Ok::<_, ConfigError>((config, policy))
         })
@@ -560,38 +561,6 @@ impl Reloader {
         running.admin.metrics_token_required = config.admin.metrics_token_required;
         Ok(report)
     }
-}
-
-/// The fields of an `application/x-www-form-urlencoded` body, or the pairs of a query
-/// string, in order, %-decoded (`+` as space); `None` if any is malformed.
-pub(crate) fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| crate::admin::percent_decode(&s.replace('+', " "));
-            Some((decode(k)?, decode(v)?))
-        })
-        .collect()
-}
-
-/// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The schema inferred from a route's recent traffic, as TOML to start a config from.

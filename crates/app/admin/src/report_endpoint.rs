@@ -18,7 +18,7 @@ use crate::config::{AuditBackend, Config};
 use crate::error::json_error;
 use sidelight_report::{InService, Period, ReportError, ReportInput};
 
-pub(crate) const REPORT_PATH: &str = "/api/v1/report";
+pub const REPORT_PATH: &str = "/api/v1/report";
 
 /// The default period, up to now.
 const DEFAULT_DAYS: i64 = 30;
@@ -50,7 +50,7 @@ fn time(key: &str, value: &str) -> Result<i64, String> {
 }
 
 fn parse(query: Option<&str>, now_ms: i64) -> Result<Ask, String> {
-    let pairs = crate::admin::parse_form(query.unwrap_or_default().as_bytes())
+    let pairs = crate::query::parse_form(query.unwrap_or_default().as_bytes())
         .ok_or_else(|| "the query is not correctly %-encoded".to_owned())?;
     let (mut from, mut to, mut ref_from, mut ref_to) = (None, None, None, None);
     let mut format = Format::Json;
@@ -93,7 +93,7 @@ fn parse(query: Option<&str>, now_ms: i64) -> Result<Ask, String> {
 }
 
 /// Builds and answers the report.
-pub(crate) async fn report(
+pub async fn report(
     audit: Option<&Arc<AuditLog>>,
     config: Config,
     in_service: Vec<InService>,
