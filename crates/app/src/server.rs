@@ -16,21 +16,23 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::admin::{self, AdminState, Reloader};
+use crate::admin;
 use crate::audit::AuditLog;
 use crate::auth::{AccessPolicy, Auth};
 use crate::config::{Config, ConfigError};
 use crate::forward::{ClientAddr, Forward};
 use crate::live::{RecentExplanations, RecentRequests};
+use crate::metrics::Metrics;
+use crate::route::RouteTable;
+use crate::stack::{DataPlane, data_plane};
 use sidelight_admin::probe::Prober;
+use sidelight_admin::reload::Reloader;
+use sidelight_admin::state::AdminState;
 use sidelight_data::probe::UpstreamCaller;
 use sidelight_tasks::alert::{AlertDelivery, Alerter};
 use sidelight_tasks::fleet::{FleetGauges, FleetTasks};
 use sidelight_tasks::job::Jobs;
 use sidelight_tasks::monitor::{MonitorGauges, MonitorJob};
-use crate::metrics::Metrics;
-use crate::route::RouteTable;
-use crate::stack::{DataPlane, data_plane};
 
 /// How long shutdown waits for a trainer in the middle of a fit.
 const TRAINER_GRACE: Duration = Duration::from_secs(5);
@@ -216,7 +218,7 @@ impl Sidelight {
             draining: Default::default(),
             reloader: Reloader::new(&config, auth.clone()),
             auth,
-            console: crate::console::Console::new(config.admin.tls.is_some()),
+            console: sidelight_admin::console::session::Console::new(config.admin.tls.is_some()),
             jobs: std::sync::OnceLock::new(),
         });
         let data_listener = bind("server.listen", config.server.listen)
@@ -328,7 +330,9 @@ impl Sidelight {
         }
         jobs.start(Arc::new(AlertDelivery::new(alerter, audit.clone())));
         if let Some(purge) = audit.as_ref().and_then(|a| a.take_retention()) {
-            jobs.start(Arc::new(sidelight_tasks::retention::RetentionJob::new(purge)));
+            jobs.start(Arc::new(sidelight_tasks::retention::RetentionJob::new(
+                purge,
+            )));
         }
         let _ = admin.jobs.set(jobs.readiness());
         let mut workers = Vec::new();

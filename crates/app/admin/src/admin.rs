@@ -8,42 +8,19 @@
 //! [`Endpoint::role`] names (see `auth`); `/healthz` and `/readyz` are open, for
 //! orchestrators' probes, and `/metrics` is open unless `admin.metrics_token_required`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use crate::query::percent_decode;
-use crate::auth::{AccessPolicy, Auth, Principal, Role};
+use crate::auth::{Principal, Role};
 use crate::body::{ProxyBody, full, json_response};
-use crate::config::{Config, ConfigError, UpstreamBase};
 use crate::error::json_error;
-
-/// What the admin endpoints look at.
-pub struct AdminState {
-    pub registry: Registry,
-    pub upstream: UpstreamBase,
-    pub connect_timeout: Duration,
-    /// Set when shutdown begins, so that load balancers stop sending new traffic.
-    pub draining: AtomicBool,
-    pub surrogates: crate::live::SurrogateStatus,
-    pub probe: Arc<crate::probe::Prober>,
-    /// The audit log and what erasure reaches.
-    pub erasable: crate::records::Erasable,
-    /// Who may call the API; swapped by a reload.
-    pub auth: Arc<Auth>,
-    /// Re-reads the config file for `POST /api/v1/config/reload` (and SIGHUP).
-    pub reloader: Reloader,
-    /// The web console's sessions (see `console`).
-    pub console: crate::console::Console,
-    /// The background jobs, once started.
-    pub jobs: std::sync::OnceLock<sidelight_tasks::job::JobsReadiness>,
-}
+use crate::query::percent_decode;
+use crate::reload::ReloadError;
+use crate::state::AdminState;
 
 /// An endpoint of the admin API, found from the path alone, so that its role is checked
 /// before anything else about the request is (an unauthenticated caller learns nothing
@@ -252,7 +229,7 @@ async fn dispatch(
         Endpoint::Schema(route) => schema(state, route),
         Endpoint::Report => {
             let query = request.uri().query();
-            let config = state.reloader.inner.running.lock().await.clone();
+            let config = state.reloader.running().await;
             let in_service = state
                 .surrogates
                 .routes()
@@ -333,7 +310,7 @@ async fn dispatch(
             response
         }
         Endpoint::ConfigReload => reload(state, &principal).await,
-        Endpoint::ReviewQueue => desk(state).queue(request.uri().query()).await,
+        Endpoint::ReviewQueue => state.desk().queue(request.uri().query()).await,
         Endpoint::Review(id) => {
             let Some(id) = percent_decode(id).filter(|id| !id.is_empty() && !id.contains('/'))
             else {
@@ -347,9 +324,9 @@ async fn dispatch(
                 // The decision is chained into the audit log by the desk itself, with
                 // the reviewer's name.
                 let (_, body) = request.into_parts();
-                desk(state).decide(&id, &principal.name, body).await
+                state.desk().decide(&id, &principal.name, body).await
             } else {
-                let response = desk(state).item(&id).await;
+                let response = state.desk().item(&id).await;
                 let detail = json!({ "status": response.status().as_u16() });
                 record_action(state, &principal, "reviews.read", &id, detail).await;
                 response
@@ -358,7 +335,7 @@ async fn dispatch(
         Endpoint::ReviewFlags => {
             let method = request.method().clone();
             let (_, body) = request.into_parts();
-            let response = desk(state).flags(&method, body).await;
+            let response = state.desk().flags(&method, body).await;
             if method == Method::PUT {
                 let detail = json!({ "status": response.status().as_u16() });
                 record_action(state, &principal, "review_flags.set", "", detail).await;
@@ -370,20 +347,6 @@ async fn dispatch(
             "not_found",
             "no such admin endpoint; see \"Admin endpoints\" in the book (docs/src/operations.md)",
         ),
-    }
-}
-
-/// The review queue's endpoints, over the audit log and the live routes.
-pub fn desk(state: &AdminState) -> crate::desk::ReviewDesk {
-    crate::desk::ReviewDesk {
-        audit: state.erasable.audit.clone(),
-        reviews: state
-            .erasable
-            .audit
-            .as_ref()
-            .map(|a| a.reviews.clone())
-            .unwrap_or_default(),
-        routes: state.erasable.routes.clone(),
     }
 }
 
@@ -452,114 +415,6 @@ async fn reload(state: &AdminState, principal: &Principal) -> Response<ProxyBody
             record_action(state, principal, "config.reload", &target, detail).await;
             json_error(status, code, &error.to_string())
         }
-    }
-}
-
-/// Re-reads the config file Sidelight was started with and applies what can change while
-/// it runs: the admin tokens and `admin.metrics_token_required`. Everything else that
-/// differs is reported as needing a restart. Cheap to clone; `POST
-/// /api/v1/config/reload` and the `sidelight` command's SIGHUP handler share one.
-///
-/// The file is read with the process environment's `SIDELIGHT_…` variables, as
-/// [`Config::load`] does.
-#[derive(Clone)]
-pub struct Reloader {
-    inner: Arc<ReloaderInner>,
-}
-
-struct ReloaderInner {
-    file: Option<PathBuf>,
-    /// The config in force: the one started with, with the live keys of the last
-    /// reload. Locked for the whole of a reload, so that two never interleave.
-    running: tokio::sync::Mutex<Config>,
-    auth: Arc<Auth>,
-}
-
-/// What a reload did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReloadReport {
-    /// The keys applied that changed (`admin.tokens`, `admin.metrics_token_required`).
-    pub applied: Vec<&'static str>,
-    /// The sections that differ from those in force and need a restart.
-    pub restart_needed: Vec<&'static str>,
-    /// How many tokens are configured now (revoked and expired ones included).
-    pub tokens: usize,
-}
-
-impl ReloadReport {
-    fn to_json(&self) -> serde_json::Value {
-        json!({
-            "reloaded": true,
-            "applied": self.applied,
-            "restart_needed": self.restart_needed,
-            "tokens": self.tokens,
-        })
-    }
-}
-
-/// Why a reload changed nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// Sidelight was started without a config file.
-    #[error("Sidelight was started without a config file (--config): there is nothing to reload")]
-    NoConfigFile,
-    /// The file does not load or is not valid; the running config stays.
-    #[error("the config file was not applied: {0}")]
-    Config(#[from] ConfigError),
-    /// The reload itself broke down.
-    #[error("the reload failed: {0}")]
-    Failed(String),
-}
-
-impl Reloader {
-    pub fn new(config: &Config, auth: Arc<Auth>) -> Self {
-        Self {
-            inner: Arc::new(ReloaderInner {
-                file: config.file.clone(),
-                running: tokio::sync::Mutex::new(config.clone()),
-                auth,
-            }),
-        }
-    }
-
-    /// The config file reloads read, as text.
-    fn file(&self) -> Option<String> {
-        self.inner.file.as_ref().map(|f| f.display().to_string())
-    }
-
-    /// Reads, validates and applies the config file; on any error nothing changes.
-    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
-        let path = self.inner.file.clone().ok_or(ReloadError::NoConfigFile)?;
-        let mut running = self.inner.running.lock().await;
-        // Reading files (the config, tokens_file, wording, certificates) blocks.
-        let (config, policy) = tokio::task::spawn_blocking(move || {
-            let config = Config::load(&path)?;
-            // Checked as a restart would check it, so that a file that would not start
-            // is not half applied now.
-            crate::preflight::check_files(&config)?;
-            let policy = AccessPolicy::from_config(&config.admin)?;
-            Ok::<_, ConfigError>((config, policy))
-        })
-        .await
-        .map_err(|e| ReloadError::Failed(e.to_string()))??;
-        let current = self.inner.auth.policy();
-        let mut applied = Vec::new();
-        if current.tokens_differ(&policy) {
-            applied.push("admin.tokens");
-        }
-        if current.metrics_token_required != policy.metrics_token_required {
-            applied.push("admin.metrics_token_required");
-        }
-        let report = ReloadReport {
-            applied,
-            restart_needed: running.sections_needing_restart(&config),
-            tokens: policy.token_count(),
-        };
-        self.inner.auth.replace(policy);
-        running.admin.tokens = config.admin.tokens;
-        running.admin.tokens_file = config.admin.tokens_file;
-        running.admin.metrics_token_required = config.admin.metrics_token_required;
-        Ok(report)
     }
 }
 

@@ -241,11 +241,7 @@ impl ReviewDesk {
     /// `GET` or `PUT /api/v1/review-flags`: the protected groups the `flagged_groups`
     /// rule sends to review, as `{"groups": [{"feature": "age_group", "value": "young"}]}`.
     /// The fairness monitor sets them as it finds disparities; an admin may too.
-    pub async fn flags(
-        &self,
-        method: &Method,
-        body: hyper::body::Incoming,
-    ) -> Response<ProxyBody> {
+    pub async fn flags(&self, method: &Method, body: hyper::body::Incoming) -> Response<ProxyBody> {
         if method == Method::PUT {
             let body = match read_json(body).await {
                 Ok(b) => b,
@@ -321,4 +317,3 @@ fn queue_query(query: Option<&str>) -> Result<RecordQuery, String> {
     }
     Ok(q)
 }
-

@@ -16,7 +16,9 @@ pub mod desk;
 pub mod preflight;
 pub mod probe;
 pub mod records;
+pub mod reload;
 pub mod report_endpoint;
+pub mod state;
 
 use sidelight_config as config;
 use sidelight_core::{audit, body, error, live, monitor, query};

@@ -180,4 +180,3 @@ fn report(id: &str, stored: &StoredRequest, input: &ProbeInput, kernel: &KernelO
         },
     })
 }
-

@@ -94,11 +94,7 @@ fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
 }
 
 /// `GET /api/v1/records…`.
-pub async fn records(
-    erasable: &Erasable,
-    path: &str,
-    query: Option<&str>,
-) -> Response<ProxyBody> {
+pub async fn records(erasable: &Erasable, path: &str, query: Option<&str>) -> Response<ProxyBody> {
     let Some(audit) = &erasable.audit else {
         return no_audit();
     };

@@ -22,11 +22,11 @@ use sidelight_audit::{
     Stored, SubmitError, WriteError, Writer, WriterConfig,
 };
 
+use crate::error::ProxyError;
 use sidelight_config::{
     AUDIT_KEY_VARIABLE, AuditBackend, AuditConfig, AuditDurability, ConfigError, QueueFull,
     StoreFailure,
 };
-use crate::error::ProxyError;
 
 /// Client-supplied ids remembered in memory to keep concurrent duplicates apart; older
 /// ones are found in the store.
@@ -95,7 +95,9 @@ impl RetentionPurge {
     /// "retention"}` (which appears with the first erasure).
     pub fn count_erased(&self, records: u64) {
         self.erased
-            .get_or_create(&ErasedLabels { reason: "retention" })
+            .get_or_create(&ErasedLabels {
+                reason: "retention",
+            })
             .inc_by(records);
     }
 }
@@ -472,10 +474,7 @@ impl AuditLog {
     }
 
     /// The decisions about a record and the outcomes reported for it.
-    pub async fn review_history(
-        &self,
-        id: String,
-    ) -> Result<(Vec<Review>, Vec<Feedback>), String> {
+    pub async fn review_history(&self, id: String) -> Result<(Vec<Review>, Vec<Feedback>), String> {
         self.with_admin(move |store| Ok((store.reviews(&id)?, store.feedback(&id)?)))
             .await
     }

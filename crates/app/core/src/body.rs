@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
 
-
 /// Errors that callers of this crate see are boxed so that any layer can add its own.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

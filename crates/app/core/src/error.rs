@@ -89,9 +89,7 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Pro
 }
 
 /// Finds an error of type `E` anywhere in the source chain of `error`.
-pub fn find_cause<'a, E: StdError + 'static>(
-    error: &'a (dyn StdError + 'static),
-) -> Option<&'a E> {
+pub fn find_cause<'a, E: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a E> {
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<E>() {

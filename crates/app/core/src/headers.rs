@@ -15,6 +15,21 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Whether a `content-type` value is JSON: `application/json` or a `+json` structured
+/// syntax suffix (`application/problem+json`), with any parameters, in any case.
+pub fn is_json(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.contains('/') && essence.ends_with("+json"))
+}
+
 /// Removes the headers of RFC 9110 §7.6.1, and any header that `Connection` names.
 /// `TE: trailers` survives, since gRPC-style upstreams need it end to end.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -160,5 +175,20 @@ mod tests {
         let id = ensure_request_id(&mut headers);
         assert_eq!(id.len(), 36);
         assert_eq!(headers["x-request-id"], id);
+    }
+
+    #[test]
+    fn json_content_types_are_recognised_with_suffixes_and_parameters() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/problem+json",
+            "application/vnd.api+json ; q=1",
+        ] {
+            assert!(is_json(&HeaderValue::from_static(json)), "{json}");
+        }
+        for other in ["text/plain", "+json", "application/jsonl", ""] {
+            assert!(!is_json(&HeaderValue::from_static(other)), "{other}");
+        }
     }
 }

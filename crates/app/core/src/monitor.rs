@@ -363,12 +363,7 @@ impl RouteMonitor {
     /// Joins an outcome reported for audit record `id` to its rows still in the window
     /// (see [`outcome_for_row`] and [`outcome_of`]); returns how many rows it joined.
     /// Rows that have left the window are not joined: the outcome stays in the audit log.
-    pub fn join_outcome(
-        &self,
-        id: &str,
-        outcome: &serde_json::Value,
-        row: Option<usize>,
-    ) -> usize {
+    pub fn join_outcome(&self, id: &str, outcome: &serde_json::Value, row: Option<usize>) -> usize {
         self.update_record(id, |obs| {
             let value = outcome_for_row(outcome, row, obs.index as usize)
                 .and_then(|v| outcome_of(v, obs.threshold, obs.higher_is_favourable));
@@ -554,7 +549,6 @@ impl RouteMonitor {
         let _guard = self.stop_lock.lock();
         self.wake.notify_all();
     }
-
 }
 
 /// The most severe of a comparison's verdicts that the window can support: equal

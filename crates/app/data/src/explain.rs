@@ -20,8 +20,6 @@ use hyper::body::Incoming;
 use sidelight_explain::Value;
 use tower::{Layer, Service};
 
-use crate::live::store::{StoredExplanation, StoredRequest};
-use crate::live::{Narrate, RecentExplanations, RecentRequests, RouteLive};
 use crate::audit::AuditLog;
 use crate::audit::now_ms;
 use crate::body::{ProxyBody, full};
@@ -30,6 +28,8 @@ use crate::error::{ProxyError, json_error};
 use crate::headers::{ClientRequestId, REQUEST_ID};
 use crate::inspect::{self, Inspection};
 use crate::live::model::RowExplanation;
+use crate::live::store::{StoredExplanation, StoredRequest};
+use crate::live::{Narrate, RecentExplanations, RecentRequests, RouteLive};
 use crate::metrics::ConsentSource;
 use crate::route::Route;
 use sidelight_audit::{Consent, Record};
@@ -663,7 +663,11 @@ async fn augment(
         }
         return pass_through(rebuild(parts, body), "upstream_error");
     }
-    if !is_json(&parts.headers) {
+    if !parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(crate::headers::is_json)
+    {
         return pass_through(rebuild(parts, body), "response_not_json");
     }
     if parts
@@ -903,21 +907,6 @@ async fn augment(
     // The body may have grown; hyper sets the length of a body held whole.
     parts.headers.remove(header::CONTENT_LENGTH);
     pass_through(Response::from_parts(parts, full(body_bytes)), &status)
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let essence = v
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            essence == "application/json" || essence.ends_with("+json")
-        })
 }
 
 /// The compact header form: per row, the three largest contributions.

@@ -158,8 +158,7 @@ impl ForwardShared {
         let is_json = parts
             .headers
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json_content_type);
+            .is_some_and(headers::is_json);
         headers::remove_hop_by_hop(&mut parts.headers);
         // The client is always known for accepted connections; a missing address only
         // happens for requests built in-process, which get no X-Forwarded-For.
@@ -263,12 +262,6 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
-}
-
-fn is_json_content_type(value: &str) -> bool {
-    let essence = value.split(';').next().unwrap_or("").trim();
-    let essence = essence.to_ascii_lowercase();
-    essence == "application/json" || (essence.contains('/') && essence.ends_with("+json"))
 }
 
 /// The error code of a response that Sidelight made itself.

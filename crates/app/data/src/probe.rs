@@ -41,12 +41,12 @@ use http_body_util::{BodyExt, Limited};
 use sidelight_explain::shap::{BatchModel, KernelExplainer, KernelOptions, ShapError};
 use sidelight_explain::{OutputKind, Value};
 
-use crate::explain::PROBE;
-use crate::live::store::StoredRequest;
 use crate::body::full;
 use crate::config::UpstreamBase;
 use crate::error::chain;
+use crate::explain::PROBE;
 use crate::forward::UpstreamClient;
+use crate::live::store::StoredRequest;
 use sidelight_protocol::{self as adapter, AdapterError, Protocol, WriteError};
 
 /// Rows per upstream call for protocols that take batches.
@@ -196,11 +196,7 @@ pub struct UpstreamCaller {
 }
 
 impl UpstreamCaller {
-    pub fn new(
-        client: UpstreamClient,
-        base: UpstreamBase,
-        request_timeout: Duration,
-    ) -> Self {
+    pub fn new(client: UpstreamClient, base: UpstreamBase, request_timeout: Duration) -> Self {
         Self {
             client,
             base,

@@ -1,23 +1,22 @@
 //! The review rules on the request path (which predictions go to a reviewer) and the
 //! outcomes clients report later (`POST /v1/feedback` on the data port).
 
-
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
 use sidelight_audit::Feedback;
-use sidelight_explain::Value;
 use sidelight_core::reviews::Reviews;
+use sidelight_explain::Value;
 
 use crate::audit::AuditLog;
-use crate::monitor::value_text;
 use crate::audit::now_ms;
 use crate::body::{ProxyBody, json_response};
 use crate::config::ReviewConfig;
+use crate::error::audit_unavailable as store_error;
 use crate::error::json_error;
 use crate::live::model::RowExplanation;
 use crate::live::{LiveModel, RouteLive};
-use crate::error::audit_unavailable as store_error;
+use crate::monitor::value_text;
 
 /// Where clients report what really happened, on the data listener.
 pub const FEEDBACK_PATH: &str = "/v1/feedback";

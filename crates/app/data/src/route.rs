@@ -117,7 +117,8 @@ mod tests {
             ],
             metrics,
             std::path::Path::new("unused"),
-            &mut crate::narration::prepare(&sidelight_config::Config::default(), Vec::new()).unwrap(),
+            &mut crate::narration::prepare(&sidelight_config::Config::default(), Vec::new())
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(&*table.lookup("/v1/models/credit:predict").name, "credit");

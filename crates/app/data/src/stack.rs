@@ -15,9 +15,9 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
+use crate::explain::{Explain, ExplainLayer};
 use crate::forward::{ErrorCode, Forward};
 use crate::headers;
-use crate::explain::{Explain, ExplainLayer};
 use crate::live::{RecentExplanations, RecentRequests};
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels, method_label};
 use crate::route::RouteTable;

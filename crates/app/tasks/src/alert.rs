@@ -288,10 +288,7 @@ impl std::fmt::Debug for Alerter {
 
 impl Alerter {
     /// Reads the signing secret and registers the metrics. Errors name the key.
-    pub fn new(
-        config: &AlertsConfig,
-        registry: &mut Registry,
-    ) -> Result<Arc<Self>, ConfigError> {
+    pub fn new(config: &AlertsConfig, registry: &mut Registry) -> Result<Arc<Self>, ConfigError> {
         let secret = config
             .secret(std::env::var(ALERT_SECRET_VARIABLE).ok())
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
@@ -441,7 +438,14 @@ impl Alerter {
                 wait = (wait * 2).min(self.config.max_backoff);
             }
             // The URL is left out of the log: webhook URLs often carry a token.
-            match sidelight_core::client::post_json(url, &headers, body.clone(), self.config.timeout).await {
+            match sidelight_core::client::post_json(
+                url,
+                &headers,
+                body.clone(),
+                self.config.timeout,
+            )
+            .await
+            {
                 Ok((status, _)) if (200..300).contains(&status) => return true,
                 Ok((status, _)) => {
                     tracing::debug!(status, attempt, "the alert webhook refused an alert");

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use sidelight_explain::Value;
 use sidelight_explain::distill::{SyntheticKind, hybrids, is_held_out, perturbations, row_key};
 
-use sidelight_data::probe::{ProbeError, ProbeInput, UpstreamCaller, kernel_probe, spearman};
 use crate::live::{LiveMetrics, Origin, RouteLive};
+use sidelight_data::probe::{ProbeError, ProbeInput, UpstreamCaller, kernel_probe, spearman};
 use sidelight_protocol::{self as adapter, Protocol};
 
 /// No synthetic row is sent for this long after the upstream failed a customer request.
@@ -71,7 +71,8 @@ impl crate::job::Job for DistillJob {
     }
 
     fn run(&self) {
-        let distiller = Distiller::new(self.live.clone(), self.caller.clone(), self.metrics.clone());
+        let distiller =
+            Distiller::new(self.live.clone(), self.caller.clone(), self.metrics.clone());
         crate::job::block_on(&self.name(), distiller.run());
     }
 

@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 use sidelight_audit::{FleetStore, FleetSurrogate, TrainingBatch};
 use sidelight_explain::{Surrogate, Value};
 
-use crate::live::{LiveModel, RouteLive, VersionRecord, column_order, reorder};
-use crate::job::Job;
-use crate::trainer;
 use crate::audit::Fleet;
+use crate::job::Job;
 use crate::live::pending::Pending;
+use crate::live::{LiveModel, RouteLive, VersionRecord, column_order, reorder};
+use crate::trainer;
 
 /// Versions read per poll: more than a poll interval ever brings.
 const VERSIONS_PER_POLL: usize = 50;

@@ -162,7 +162,9 @@ pub fn block_on(name: &str, work: impl Future<Output = ()>) {
         .build()
     {
         Ok(runtime) => runtime.block_on(work),
-        Err(error) => tracing::error!(%error, job = name, "cannot start a background job's runtime"),
+        Err(error) => {
+            tracing::error!(%error, job = name, "cannot start a background job's runtime")
+        }
     }
 }
 

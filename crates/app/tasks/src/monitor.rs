@@ -656,7 +656,6 @@ impl MonitorGauges {
     }
 }
 
-
 /// The `i`th value of a row; missing when the row is shorter.
 fn cell(row: &[Value], i: usize) -> &Value {
     const MISSING: &Value = &Value::Missing;
@@ -1097,4 +1096,3 @@ mod tests {
         assert_eq!(group_label(&p, &Value::Number(f64::NAN)), "");
     }
 }
-

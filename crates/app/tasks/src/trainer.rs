@@ -19,9 +19,9 @@ use sidelight_explain::{
     Feature, FeatureKind, GbtParams, GbtValidParams, OutputKind, Schema, Value,
 };
 
+use crate::config::{ExplainConfig, FeatureKindConfig, OutputConfig};
 use crate::live::model::{Faithfulness, GateFacts};
 use crate::live::{LiveModel, RouteLive, VersionRecord};
-use crate::config::{ExplainConfig, FeatureKindConfig, OutputConfig};
 
 /// A route's trainer (not a fleet's: see `fleet`).
 pub struct Trainer(pub Arc<RouteLive>);

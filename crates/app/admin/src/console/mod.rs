@@ -22,7 +22,7 @@
 //! stylesheet.
 
 mod pages;
-mod session;
+pub mod session;
 
 use std::time::Duration;
 
@@ -33,16 +33,16 @@ use http_body_util::BodyExt;
 use serde_json::Value as Json;
 use sidelight_audit::{RecordQuery, Review, record_json};
 
-use crate::admin::AdminState;
-use crate::query::percent_decode;
 use crate::audit::now_ms;
 use crate::auth::{Principal, Role};
 use crate::body::{ProxyBody, full};
 use crate::desk::DecisionError;
+use crate::query::percent_decode;
+use crate::state::AdminState;
 use pages::{Chrome, Nav};
 use session::{
-    Flash, LOGIN_COOKIE, LOGIN_FORM_LIFETIME, SESSION_COOKIE, SESSION_LIFETIME, SessionRef,
-    Sessions, cookie, field, parse_form, percent_encode, random_token, same_secret, set_cookie,
+    Flash, LOGIN_COOKIE, LOGIN_FORM_LIFETIME, SESSION_COOKIE, SESSION_LIFETIME, SessionRef, cookie,
+    field, parse_form, percent_encode, random_token, same_secret, set_cookie,
 };
 
 const HOME: &str = "/console";
@@ -64,23 +64,6 @@ const COVERAGE_SAMPLE: usize = 500;
 /// Pending records counted for the overview.
 const PENDING_SAMPLE: usize = 1000;
 const DAY_MS: i64 = 86_400_000;
-
-/// The console's state on the admin listener.
-#[derive(Debug)]
-pub struct Console {
-    sessions: Sessions,
-    /// Whether the admin listener serves TLS: cookies then carry `Secure`.
-    secure: bool,
-}
-
-impl Console {
-    pub fn new(secure: bool) -> Self {
-        Self {
-            sessions: Sessions::default(),
-            secure,
-        }
-    }
-}
 
 /// Whether `path` is the console's (the admin listener's root leads to it too).
 pub fn owns(path: &str) -> bool {
@@ -811,7 +794,7 @@ async fn record(
     // Reviewers see what `GET /api/v1/reviews/{id}` shows them: personal data masked.
     let masked = chrome.principal.role < Role::Auditor;
     let json = if masked {
-        crate::admin::desk(state).masked(&stored)
+        state.desk().masked(&stored)
     } else {
         record_json(&stored)
     };
@@ -988,7 +971,7 @@ async fn reviews(
         Ok(page) => page,
         Err(e) => return unavailable(chrome, &e),
     };
-    let desk = crate::admin::desk(state);
+    let desk = state.desk();
     let items: Vec<pages::QueueItem> = page
         .records
         .iter()
@@ -1085,7 +1068,7 @@ async fn decide(
         .map(str::trim)
         .filter(|o| !o.is_empty())
         .map(|o| serde_json::from_str::<Json>(o).unwrap_or_else(|_| Json::String(o.to_owned())));
-    let desk = crate::admin::desk(state);
+    let desk = state.desk();
     let flash = match desk
         .record_decision(&id, &principal.name, decision, outcome, reason)
         .await
@@ -1132,7 +1115,7 @@ fn monitoring(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody> {
             history: history(r),
         })
         .collect();
-    let flagged = crate::admin::desk(state).flagged_groups();
+    let flagged = state.desk().flagged_groups();
     let monitors: Vec<_> = state
         .surrogates
         .monitors()

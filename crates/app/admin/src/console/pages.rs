@@ -998,7 +998,8 @@ mod tests {
                 ..Observation::default()
             }),
         );
-        sidelight_tasks::monitor::MonitorJob::new(monitor.clone(), None, None).compute(1_700_000_000_000);
+        sidelight_tasks::monitor::MonitorJob::new(monitor.clone(), None, None)
+            .compute(1_700_000_000_000);
         let report = monitor.latest.load_full().unwrap();
         let text = monitor_report("m", &report).into_string();
         for needle in [

@@ -192,6 +192,23 @@ pub(crate) fn set_cookie(name: &str, value: &str, max_age: Duration, secure: boo
 
 pub(crate) use crate::query::{field, parse_form, percent_encode};
 
+/// The console's state on the admin listener.
+#[derive(Debug)]
+pub struct Console {
+    pub(crate) sessions: Sessions,
+    /// Whether the admin listener serves TLS: cookies then carry `Secure`.
+    pub(crate) secure: bool,
+}
+
+impl Console {
+    pub fn new(secure: bool) -> Self {
+        Self {
+            sessions: Sessions::default(),
+            secure,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -82,10 +82,7 @@ pub enum Matched {
 /// be the route's features. Named columns are left as they are: a name the route does
 /// not configure is ignored and a configured one the request lacks is missing, as long as
 /// at least one name matches.
-pub fn map_columns(
-    configured: &[String],
-    rows: &mut Rows,
-) -> Result<Matched, ColumnProblem> {
+pub fn map_columns(configured: &[String], rows: &mut Rows) -> Result<Matched, ColumnProblem> {
     if configured.is_empty() {
         return Ok(Matched::ByName);
     }

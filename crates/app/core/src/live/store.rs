@@ -83,13 +83,7 @@ impl<T: Clone> Recent<T> {
         self.insert_weighted(id, value, 0, subject);
     }
 
-    pub fn insert_weighted(
-        &self,
-        id: String,
-        value: T,
-        weight: usize,
-        subject: Option<Arc<str>>,
-    ) {
+    pub fn insert_weighted(&self, id: String, value: T, weight: usize, subject: Option<Arc<str>>) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
