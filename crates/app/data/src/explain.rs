@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use sidelight_explain::Value;
 use tower::{Layer, Service};
@@ -47,9 +47,6 @@ static RECORD_ID: HeaderName = HeaderName::from_static("x-sidelight-record-id");
 static REVIEW: HeaderName = HeaderName::from_static("x-sidelight-review");
 /// Marks a request that must not be trained on: see the module docs.
 pub static PROBE: HeaderName = HeaderName::from_static("x-sidelight-probe");
-
-/// Where clients fetch explanations attached by reference.
-pub const EXPLANATIONS_PATH: &str = "/v1/explanations/";
 
 #[derive(Clone)]
 pub struct ExplainLayer {
@@ -98,19 +95,6 @@ where
     }
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
-        if request.method() == Method::GET {
-            if let Some(id) = request.uri().path().strip_prefix(EXPLANATIONS_PATH) {
-                let answer = fetch(&self.recent, id);
-                return Box::pin(async move { Ok(answer) });
-            }
-        }
-        if request.uri().path() == crate::review::FEEDBACK_PATH {
-            let audit = self.audit.clone();
-            let (parts, body) = request.into_parts();
-            return Box::pin(async move {
-                Ok(crate::review::feedback(audit.as_deref(), &parts.method, body).await)
-            });
-        }
         // Removed on every route: the header is Sidelight's, never the model's.
         let probe = request.headers_mut().remove(&PROBE).is_some();
         let live = request
@@ -943,22 +927,4 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect()
-}
-
-fn fetch(recent: &RecentExplanations, id: &str) -> Response<ProxyBody> {
-    match recent.get(id) {
-        Some(json) => {
-            let mut response = Response::new(full(json));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-        None => json_error(
-            StatusCode::NOT_FOUND,
-            "explanation_not_found",
-            "no recent explanation has this id; explanations are kept for the most recent requests only",
-        ),
-    }
 }

@@ -1,6 +1,7 @@
 //! The data plane, assembled in one place. Read it inside out: the forwarder sends the
 //! request upstream; `Explain` pairs its features with the model's outputs, records and
-//! attaches the why; `Rescue` turns failures into JSON answers; `Observe` names the route,
+//! attaches the why; `Endpoints` answers the data port's own
+//! endpoints; `Rescue` turns failures into JSON answers; `Observe` names the route,
 //! tags the request id and counts what the client finally received.
 
 use std::convert::Infallible;
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::body::ProxyBody;
+use crate::endpoints::{Endpoints, EndpointsLayer};
 use crate::error::ProxyError;
 use crate::explain::{Explain, ExplainLayer};
 use crate::forward::{ErrorCode, Forward};
@@ -25,7 +27,7 @@ use crate::route::RouteTable;
 /// The data-plane service handed to each client connection. A concrete type rather than
 /// a boxed service: it is cloned for every request, and cloning it is a few reference
 /// counts.
-pub type DataPlane = Observe<Rescue<Explain<Forward>>>;
+pub type DataPlane = Observe<Rescue<Endpoints<Explain<Forward>>>>;
 
 pub fn data_plane(
     forward: Forward,
@@ -41,6 +43,11 @@ pub fn data_plane(
         // The one place where a failure becomes an HTTP answer; nothing below may
         // fail a request in any other way.
         .layer(RescueLayer)
+        // The data port's own endpoints (`/v1/explanations/{id}`, `/v1/feedback`).
+        .layer(EndpointsLayer {
+            recent: recent.clone(),
+            audit: audit.clone(),
+        })
         // Pairs the request's features with the model's outputs and attaches the why;
         // it never fails a request the model answered.
         .layer(ExplainLayer {
