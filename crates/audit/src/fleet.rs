@@ -23,7 +23,7 @@ use postgres::Client;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::common::{sql_limit, to_i64, to_u64};
-use crate::postgres::{PostgresConfig, connect_client};
+use crate::pg::{PostgresConfig, connect_client, drop_off_thread};
 use crate::store::StoreError;
 
 /// The field name sealed training payloads are bound to.
@@ -100,7 +100,7 @@ impl std::fmt::Debug for FleetStore {
 
 impl Drop for FleetStore {
     fn drop(&mut self) {
-        crate::postgres::drop_off_thread(
+        drop_off_thread(
             self.session
                 .get_mut()
                 .unwrap_or_else(PoisonError::into_inner)

@@ -38,9 +38,11 @@
 //!   `synchronous_commit = on` (PostgreSQL).
 
 mod common;
+mod db_error;
 mod export;
 mod fleet;
 mod keys;
+mod pg;
 mod postgres;
 mod privacy;
 mod record;
@@ -52,7 +54,8 @@ mod writer;
 pub use export::{CsvExport, ExportError, record_json, rfc3339_ms, write_jsonl};
 pub use fleet::{FleetStore, FleetSurrogate, TrainingBatch};
 pub use keys::{DERIVED_KEY_ID, KeyError, Keys, MIN_MASTER_BYTES, OpenError};
-pub use postgres::{PostgresConfig, PostgresStore};
+pub use pg::PostgresConfig;
+pub use postgres::PostgresStore;
 pub use privacy::{FieldRule, PrivacyPolicy};
 pub use record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
 pub use sqlite::{BackgroundCheckpoints, SqliteConfig, SqliteStore};

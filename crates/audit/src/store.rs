@@ -1,5 +1,6 @@
 //! The store trait that every backend (SQLite, PostgreSQL) implements.
 
+use crate::db_error::{postgres_describe, postgres_kind, sqlite_kind};
 use crate::keys::OpenError;
 use crate::record::Record;
 use hmac::{Hmac, Mac};
@@ -39,7 +40,7 @@ pub enum StoreError {
     /// The PostgreSQL backend failed (server unreachable, disk full, read-only, lock
     /// timeout, ...). Shown as the SQLSTATE code and the server's message, never its
     /// detail, which may quote values.
-    #[error("postgres: {}", crate::postgres::describe(.0))]
+    #[error("postgres: {}", postgres_describe(.0))]
     Postgres(#[from] postgres::Error),
     /// Another live process appends to this writer's chain.
     #[error(
@@ -64,15 +65,9 @@ impl StoreError {
     /// of trouble an operator fixes outside Sidelight.
     pub fn kind(&self) -> &'static str {
         match self {
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
-                rusqlite::ErrorCode::DiskFull => "full",
-                rusqlite::ErrorCode::ReadOnly => "read_only",
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => "locked",
-                rusqlite::ErrorCode::SystemIoFailure => "io",
-                _ => "other",
-            },
+            StoreError::Sqlite(e) => sqlite_kind(e),
             StoreError::Open { .. } | StoreError::Seal(_) | StoreError::WrongKey(_) => "key",
-            StoreError::Postgres(e) => crate::postgres::kind(e),
+            StoreError::Postgres(e) => postgres_kind(e),
             StoreError::WriterActive(_) => "locked",
             StoreError::SizeLimit { .. } => "full",
             _ => "other",
@@ -348,7 +343,7 @@ pub trait AuditStore: Send {
 }
 
 /// A boxed store is a store, so that a caller can choose the backend at run time and
-/// still hand it to the [`Writer`](crate::Writer) or [`verify`](crate::verify).
+/// still hand it to the [`Writer`](crate::Writer) or to chain verification.
 impl<S: AuditStore + ?Sized> AuditStore for Box<S> {
     fn append_batch(&mut self, records: &[Record]) -> Result<Vec<u64>, StoreError> {
         (**self).append_batch(records)

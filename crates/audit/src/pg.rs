@@ -1,0 +1,299 @@
+//! What the PostgreSQL audit store and the fleet's shared state both need: their
+//! configuration, connecting (TLS, session settings), the schema migrations of both, and
+//! closing a connection away from any async runtime. Kept apart from both so that
+//! [`PostgresStore::fleet`](crate::PostgresStore::fleet) can make a
+//! [`FleetStore`](crate::FleetStore) while the fleet's code depends on this module only.
+
+use crate::db_error::postgres_describe;
+use crate::keys::Keys;
+use crate::store::StoreError;
+use postgres::config::SslMode;
+use postgres::{Client, NoTls};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Configuration of the PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// Write a checkpoint every this many records of this writer (0 disables periodic
+    /// checkpoints; the end of every batch is checkpointed regardless).
+    pub checkpoint_every: u64,
+    /// The master key (checkpoints) and the encryption keyring. Never logged.
+    pub keys: Keys,
+    /// Whether erasable fields are sealed with the active key on append.
+    pub encrypt: bool,
+    /// How long a statement waits for a row lock another session holds before it fails
+    /// (`lock_timeout`; the error's kind is `locked`).
+    pub lock_timeout: Duration,
+    /// How long connecting may take, when the URL does not say (`connect_timeout`).
+    pub connect_timeout: Duration,
+    /// The most the audit tables (with their indexes and TOAST) may take; beyond it an
+    /// append fails with kind `full`. Checked before each batch, so the tables may
+    /// overshoot by one batch. `None`: no limit.
+    pub max_bytes: Option<u64>,
+    /// PEM file of the CA certificates that `sslmode=require` trusts; `None`: the
+    /// system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl PostgresConfig {
+    /// Defaults: a checkpoint every 1000 records, sealing on, a 5 s lock wait, a 5 s
+    /// connect timeout, no size limit.
+    pub fn new(keys: Keys) -> Self {
+        PostgresConfig {
+            checkpoint_every: 1000,
+            keys,
+            encrypt: true,
+            lock_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            max_bytes: None,
+            ca_file: None,
+        }
+    }
+}
+
+/// Key of the transaction-level advisory lock that serialises migrations. Writer locks
+/// use `hashtextextended(name, 0)` in the same (bigint) key space; a clash would only
+/// make one start wait for the other's migration.
+const MIGRATION_LOCK: i64 = 0x5349_4445_4c49_4748; // "SIDELIGH"
+
+/// Schema versions, applied in order; `audit_migrations` records which ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: records in a chain per writer, checkpoints per writer, reviews, feedback.
+    "CREATE TABLE audit_writers (
+         name TEXT PRIMARY KEY,
+         first_seen TIMESTAMPTZ NOT NULL DEFAULT now()
+     );
+     CREATE TABLE audit_records (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         writer TEXT NOT NULL,
+         seq BIGINT NOT NULL,
+         id TEXT NOT NULL UNIQUE,
+         time_ms BIGINT NOT NULL,
+         route TEXT NOT NULL,
+         model TEXT NOT NULL,
+         consent TEXT NOT NULL,
+         subject TEXT,
+         surrogate_version BIGINT,
+         review_state TEXT NOT NULL,
+         request BYTEA, request_sha256 TEXT,
+         response BYTEA, response_sha256 TEXT,
+         features BYTEA, features_sha256 TEXT,
+         outputs BYTEA, outputs_sha256 TEXT,
+         attributions BYTEA, attributions_sha256 TEXT,
+         texts BYTEA, texts_sha256 TEXT,
+         erased_at BIGINT,
+         prev_hash TEXT NOT NULL,
+         hash TEXT NOT NULL,
+         key_id TEXT,
+         erased_reason TEXT,
+         review_reasons TEXT,
+         UNIQUE (writer, seq)
+     );
+     CREATE INDEX audit_records_time ON audit_records (time_ms);
+     CREATE INDEX audit_records_subject ON audit_records (subject);
+     CREATE INDEX audit_records_route ON audit_records (route, n);
+     CREATE INDEX audit_records_review ON audit_records (review_state, n);
+     CREATE TABLE audit_checkpoints (
+         writer TEXT NOT NULL,
+         seq BIGINT NOT NULL,
+         hash TEXT NOT NULL,
+         mac TEXT NOT NULL,
+         PRIMARY KEY (writer, seq)
+     );
+     CREATE TABLE audit_reviews (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         record_id TEXT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         reviewer TEXT NOT NULL,
+         decision TEXT NOT NULL,
+         outcome TEXT,
+         reason TEXT NOT NULL
+     );
+     CREATE INDEX audit_reviews_record ON audit_reviews (record_id);
+     CREATE TABLE audit_feedback (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         record_id TEXT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         outcome TEXT NOT NULL
+     );
+     CREATE INDEX audit_feedback_record ON audit_feedback (record_id);",
+    // 2: the fleet's shared training rows, published surrogates, and erasures.
+    "CREATE TABLE fleet_training_rows (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         id TEXT NOT NULL,
+         route TEXT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         subject TEXT,
+         rows BIGINT NOT NULL,
+         key_id TEXT,
+         payload BYTEA NOT NULL
+     );
+     CREATE INDEX fleet_training_rows_route ON fleet_training_rows (route, n);
+     CREATE INDEX fleet_training_rows_subject ON fleet_training_rows (subject);
+     CREATE INDEX fleet_training_rows_time ON fleet_training_rows (time_ms);
+     CREATE TABLE fleet_surrogates (
+         route TEXT NOT NULL,
+         version BIGINT NOT NULL,
+         trained_at BIGINT NOT NULL,
+         rows BIGINT NOT NULL,
+         r2 DOUBLE PRECISION NOT NULL,
+         mae DOUBLE PRECISION NOT NULL,
+         agreement DOUBLE PRECISION,
+         accepted BOOLEAN NOT NULL,
+         reason TEXT NOT NULL,
+         surrogate TEXT,
+         writer TEXT NOT NULL,
+         PRIMARY KEY (route, version)
+     );
+     CREATE TABLE fleet_erasures (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         subject TEXT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         writer TEXT NOT NULL
+     );",
+];
+
+/// The rustls connector of `sslmode=require`: the CA certificates of `ca_file`, or the
+/// system's.
+fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+    let certs = match ca_file {
+        Some(path) => {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    StoreError::Config(format!("PostgreSQL CA file {}: {e}", path.display()))
+                })?;
+            if certs.is_empty() {
+                return Err(StoreError::Config(format!(
+                    "PostgreSQL CA file {} holds no certificate",
+                    path.display()
+                )));
+            }
+            certs
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                return Err(StoreError::Config(
+                    "sslmode=require: no CA certificates found on this system; give a CA file"
+                        .to_owned(),
+                ));
+            }
+            found.certs
+        }
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(StoreError::Config(
+            "sslmode=require: none of the CA certificates is usable".to_owned(),
+        ));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Config(format!("TLS set-up: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// Drops a connection on a thread of its own: the client closes it by blocking on its
+/// own runtime, which panics on a thread that runs an async runtime already (a store
+/// may well be dropped on one).
+pub(crate) fn drop_off_thread<T: Send + 'static>(value: Option<T>) {
+    if let Some(value) = value {
+        let _ = std::thread::spawn(move || drop(value)).join();
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS audit_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )?;
+    let done: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM audit_migrations",
+            &[],
+        )?
+        .try_get(0)?;
+    let done = usize::try_from(done).unwrap_or(0);
+    if done > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the audit database has schema version {done}, newer than this Sidelight knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        tx.batch_execute(sql)?;
+        let version = i32::try_from(i + 1).map_err(|_| StoreError::OutOfRange("version"))?;
+        tx.execute(
+            "INSERT INTO audit_migrations (version) VALUES ($1)",
+            &[&version],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The connection settings of `url` (never repeated in an error: it may carry a
+/// password) and the TLS connector its `sslmode` asks for.
+pub(crate) fn settings(
+    url: &str,
+    config: &PostgresConfig,
+) -> Result<(postgres::Config, Option<MakeRustlsConnect>), StoreError> {
+    let mut pg = postgres::Config::from_str(url).map_err(|e| {
+        StoreError::Config(format!(
+            "invalid PostgreSQL connection URL: {}",
+            postgres_describe(&e)
+        ))
+    })?;
+    let tls = match pg.get_ssl_mode() {
+        SslMode::Disable => None,
+        // The TLS connector would fail rather than fall back on a certificate it
+        // cannot verify, which is not what `prefer` promises.
+        SslMode::Prefer => {
+            pg.ssl_mode(SslMode::Disable);
+            None
+        }
+        _ => Some(tls_connector(config.ca_file.as_deref())?),
+    };
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(config.connect_timeout);
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("sidelight-audit");
+    }
+    Ok((pg, tls))
+}
+
+/// Connects with `pg` (over TLS when `tls` is given), with durable commits and a
+/// bounded lock wait whatever the server's or role's defaults, and runs the migrations.
+pub(crate) fn connect_client(
+    pg: &postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
+    lock_timeout: Duration,
+) -> Result<Client, StoreError> {
+    let mut client = match tls {
+        Some(tls) => pg.connect(tls.clone())?,
+        None => pg.connect(NoTls)?,
+    };
+    let lock_ms = lock_timeout.as_millis().max(1);
+    client.batch_execute(&format!(
+        "SET synchronous_commit = on; SET lock_timeout = {lock_ms}; \
+         SET client_min_messages = warning"
+    ))?;
+    migrate(&mut client)?;
+    Ok(client)
+}
