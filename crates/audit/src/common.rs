@@ -1,11 +1,12 @@
 //! What every backend does the same way: sealing and digesting records before they are
 //! stored, opening sealed fields when they are read, and turning stored rows back into
-//! records. Kept in one place so that SQLite and PostgreSQL cannot drift apart in what a
-//! chain covers or how a field is sealed.
+//! records (one reader for both clients' rows, through [`Columns`]). Kept in one place
+//! so that SQLite and PostgreSQL cannot drift apart in what a chain covers, how a field
+//! is sealed, or how a row reads back.
 
 use crate::keys::Keys;
 use crate::record::{Canonical, Consent, Record, sha256_hex};
-use crate::store::{ChainRow, ERASABLE_FIELDS, ErasableField, StoreError};
+use crate::store::{ChainRow, ERASABLE_FIELDS, ErasableField, StoreError, Stored};
 use std::borrow::Cow;
 
 pub(crate) fn to_i64(v: u64, what: &'static str) -> Result<i64, StoreError> {
@@ -75,16 +76,104 @@ pub(crate) fn all_opened(row: &ChainRow) -> Result<(), StoreError> {
     }
 }
 
+/// The columns of a record, from `seq` on, in the order [`read_chain_row`] reads them
+/// (see [`col`]). Both backends select (and the SQLite one inserts) exactly these, after
+/// whatever columns of their own come first.
+macro_rules! record_columns {
+    () => {
+        "seq, id, time_ms, route, model, consent, subject, surrogate_version, review_state, \
+         request, request_sha256, response, response_sha256, features, features_sha256, \
+         outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, \
+         erased_at, prev_hash, hash, key_id, erased_reason, review_reasons"
+    };
+}
+pub(crate) use record_columns;
+
+/// Positions in [`record_columns`], counted from `seq`.
+mod col {
+    pub(super) const SEQ: usize = 0;
+    pub(super) const ID: usize = 1;
+    pub(super) const TIME_MS: usize = 2;
+    pub(super) const ROUTE: usize = 3;
+    pub(super) const MODEL: usize = 4;
+    pub(super) const CONSENT: usize = 5;
+    pub(super) const SUBJECT: usize = 6;
+    pub(super) const SURROGATE_VERSION: usize = 7;
+    pub(super) const REVIEW_STATE: usize = 8;
+    /// `request`; each erasable field is followed by its digest.
+    pub(super) const FIRST_FIELD: usize = 9;
+    pub(super) const ERASED_AT: usize = 21;
+    pub(super) const PREV_HASH: usize = 22;
+    pub(super) const HASH: usize = 23;
+    pub(super) const KEY_ID: usize = 24;
+    pub(super) const ERASED_REASON: usize = 25;
+    pub(super) const REVIEW_REASONS: usize = 26;
+}
+
+/// The typed column getters of one result row, which each backend implements for its
+/// client's row type, so that a single reader turns rows of either into records.
+pub(crate) trait Columns {
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The chain row held by [`record_columns`] starting at column `at`, its sealed fields
+/// opened where the keyring can.
+pub(crate) fn read_chain_row(
+    row: &impl Columns,
+    at: usize,
+    keys: &Keys,
+) -> Result<ChainRow, StoreError> {
+    let seq = row.int(at + col::SEQ)?;
+    let id = row.text(at + col::ID)?;
+    let key_id = row.opt_text(at + col::KEY_ID)?;
+    let mut fields: [ErasableField; 6] = Default::default();
+    for (i, name) in ERASABLE_FIELDS.iter().enumerate() {
+        let c = at + col::FIRST_FIELD + 2 * i;
+        fields[i] = open_field(
+            keys,
+            key_id.as_deref(),
+            &id,
+            name,
+            row.opt_bytes(c)?,
+            row.opt_text(c + 1)?,
+        );
+    }
+    let seq = u64::try_from(seq)
+        .map_err(|_| StoreError::Corrupt(format!("record {id} has an invalid seq {seq}")))?;
+    Ok(ChainRow {
+        seq,
+        id,
+        time_ms: row.int(at + col::TIME_MS)?,
+        route: row.text(at + col::ROUTE)?,
+        model: row.text(at + col::MODEL)?,
+        consent: row.text(at + col::CONSENT)?,
+        subject: row.opt_text(at + col::SUBJECT)?,
+        surrogate_version: row
+            .opt_int(at + col::SURROGATE_VERSION)?
+            .map(|v| to_u64(v, "surrogate_version"))
+            .transpose()?,
+        fields,
+        key_id,
+        erased_at: row.opt_int(at + col::ERASED_AT)?,
+        prev_hash: row.text(at + col::PREV_HASH)?,
+        hash: row.text(at + col::HASH)?,
+    })
+}
+
 /// The workflow columns of a row that the chain does not cover.
-pub(crate) struct Workflow {
-    pub(crate) review_state: String,
-    pub(crate) erased_reason: Option<String>,
+struct Workflow {
+    review_state: String,
+    erased_reason: Option<String>,
     /// The JSON array of review reasons, as stored.
-    pub(crate) review_reasons: Option<String>,
+    review_reasons: Option<String>,
 }
 
 /// The record a chain row and its workflow columns hold; every sealed field must open.
-pub(crate) fn record_of(c: ChainRow, w: Workflow) -> Result<Record, StoreError> {
+fn record_of(c: ChainRow, w: Workflow) -> Result<Record, StoreError> {
     let consent = Consent::parse(&c.consent)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown consent at seq {}", c.seq)))?;
     all_opened(&c)?;
@@ -113,6 +202,25 @@ pub(crate) fn record_of(c: ChainRow, w: Workflow) -> Result<Record, StoreError> 
             .unwrap_or_default(),
         prev_hash: c.prev_hash,
         hash: c.hash,
+    })
+}
+
+/// The record held by [`record_columns`] starting at column `at`, with its position in
+/// its chain; every sealed field must open.
+pub(crate) fn read_stored(
+    row: &impl Columns,
+    at: usize,
+    keys: &Keys,
+) -> Result<Stored, StoreError> {
+    let c = read_chain_row(row, at, keys)?;
+    let workflow = Workflow {
+        review_state: row.text(at + col::REVIEW_STATE)?,
+        erased_reason: row.opt_text(at + col::ERASED_REASON)?,
+        review_reasons: row.opt_text(at + col::REVIEW_REASONS)?,
+    };
+    Ok(Stored {
+        seq: c.seq,
+        record: record_of(c, workflow)?,
     })
 }
 

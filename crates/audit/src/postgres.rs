@@ -31,16 +31,16 @@
 //!   never from inside an async task.
 
 use crate::common::{
-    Workflow, all_opened, canonical, open_field, prepare, record_of, reseal_fields, sql_limit,
-    to_i64, to_u64,
+    Columns, all_opened, canonical, prepare, read_chain_row, read_stored, record_columns,
+    reseal_fields, sql_limit, to_i64, to_u64,
 };
 use crate::fleet::FleetStore;
 use crate::keys::Keys;
 use crate::pg::{PostgresConfig, connect_client, drop_off_thread, settings};
 use crate::record::{GENESIS_HASH, Record};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, Erasure, Feedback, Page, RecordQuery,
-    Review, StoreError, Stored, checkpoint_mac, checkpoint_mac_ok,
+    AuditStore, ChainRow, Checkpoint, Erasure, Feedback, Page, RecordQuery, Review, StoreError,
+    Stored, checkpoint_mac, checkpoint_mac_ok,
 };
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
@@ -50,22 +50,18 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// The longest writer name accepted.
 const MAX_WRITER_LEN: usize = 200;
 
-const COLUMNS: &str = "n, writer, seq, id, time_ms, route, model, consent, subject, \
-     surrogate_version, review_state, \
-     request, request_sha256, response, response_sha256, features, features_sha256, \
-     outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, \
-     erased_at, prev_hash, hash, key_id, erased_reason, review_reasons";
+/// `n` and `writer` come first, then the record's columns.
+const COLUMNS: &str = concat!("n, writer, ", record_columns!());
 
-/// Index of `request` in [`COLUMNS`]; each field is followed by its digest.
-const FIRST_FIELD: usize = 11;
+/// Where [`record_columns`] start in [`COLUMNS`].
+const AT: usize = 2;
 
-const INSERT: &str = "INSERT INTO audit_records (writer, seq, id, time_ms, route, model, \
-     consent, subject, surrogate_version, review_state, \
-     request, request_sha256, response, response_sha256, features, features_sha256, \
-     outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, \
-     erased_at, prev_hash, hash, key_id, erased_reason, review_reasons) VALUES \
-     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-      $20, $21, $22, $23, $24, $25, $26, $27, $28) RETURNING n";
+const INSERT: &str = concat!(
+    "INSERT INTO audit_records (writer, ",
+    record_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+     $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) RETURNING n"
+);
 
 const CLEAR_FIELDS: &str = "request = NULL, response = NULL, features = NULL, outputs = NULL, \
      attributions = NULL, texts = NULL, key_id = NULL";
@@ -114,54 +110,32 @@ impl Drop for PostgresStore {
     }
 }
 
-fn read_chain_row(row: &Row, keys: &Keys) -> Result<ChainRow, StoreError> {
-    let id: String = row.try_get(3)?;
-    let key_id: Option<String> = row.try_get(26)?;
-    let mut fields: [crate::store::ErasableField; 6] = Default::default();
-    for (i, name) in ERASABLE_FIELDS.iter().enumerate() {
-        let c = FIRST_FIELD + 2 * i;
-        fields[i] = open_field(
-            keys,
-            key_id.as_deref(),
-            &id,
-            name,
-            row.try_get(c)?,
-            row.try_get(c + 1)?,
-        );
+impl Columns for Row {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.try_get(i)?)
     }
-    let seq: i64 = row.try_get(2)?;
-    let seq = u64::try_from(seq)
-        .map_err(|_| StoreError::Corrupt(format!("record {id} has an invalid seq {seq}")))?;
-    Ok(ChainRow {
-        seq,
-        id,
-        time_ms: row.try_get(4)?,
-        route: row.try_get(5)?,
-        model: row.try_get(6)?,
-        consent: row.try_get(7)?,
-        subject: row.try_get(8)?,
-        surrogate_version: row
-            .try_get::<_, Option<i64>>(9)?
-            .map(|v| to_u64(v, "surrogate_version"))
-            .transpose()?,
-        fields,
-        key_id,
-        erased_at: row.try_get(23)?,
-        prev_hash: row.try_get(24)?,
-        hash: row.try_get(25)?,
-    })
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
 }
 
-fn read_stored(row: &Row, keys: &Keys) -> Result<Stored, StoreError> {
+/// The record of a row selected with [`COLUMNS`], placed in the fleet-wide order (`n`)
+/// rather than its writer's chain.
+fn read_ordered(row: &Row, keys: &Keys) -> Result<Stored, StoreError> {
     let n = to_u64(row.try_get(0)?, "n")?;
-    let workflow = Workflow {
-        review_state: row.try_get(10)?,
-        erased_reason: row.try_get(27)?,
-        review_reasons: row.try_get(28)?,
-    };
+    let chained = read_stored(row, AT, keys)?;
     Ok(Stored {
         seq: n,
-        record: record_of(read_chain_row(row, keys)?, workflow)?,
+        record: chained.record,
     })
 }
 
@@ -358,7 +332,7 @@ impl PostgresStore {
                 &[],
             )?;
             if let Some(row) = sealed {
-                all_opened(&read_chain_row(&row, keys)?).map_err(|e| {
+                all_opened(&read_chain_row(&row, AT, keys)?).map_err(|e| {
                     StoreError::WrongKey(format!("the keys do not open this audit log: {e}"))
                 })?;
             }
@@ -373,7 +347,7 @@ impl PostgresStore {
     ) -> Result<Vec<Stored>, StoreError> {
         let rows = self.with(|s| Ok(s.client.query(sql, params)?))?;
         rows.iter()
-            .map(|r| read_stored(r, &self.config.keys))
+            .map(|r| read_ordered(r, &self.config.keys))
             .collect()
     }
 }
@@ -567,7 +541,7 @@ impl AuditStore for PostgresStore {
             let mut done = 0u64;
             for row in &rows {
                 let n: i64 = row.try_get(0)?;
-                let sealed = reseal_fields(keys, &read_chain_row(row, keys)?)?;
+                let sealed = reseal_fields(keys, &read_chain_row(row, AT, keys)?)?;
                 tx.execute(
                     &update,
                     &[
@@ -726,7 +700,7 @@ impl AuditStore for PostgresStore {
             )?)
         })?;
         rows.iter()
-            .map(|r| read_chain_row(r, &self.config.keys))
+            .map(|r| read_chain_row(r, AT, &self.config.keys))
             .collect()
     }
 

@@ -8,14 +8,14 @@
 //! - One transaction per batch; checkpoints are written in the same transaction.
 
 use crate::common::{
-    Workflow, all_opened, canonical, open_field, prepare, record_of, reseal_fields, sql_limit,
-    to_i64, to_u64,
+    Columns, all_opened, canonical, prepare, read_chain_row, read_stored, record_columns,
+    reseal_fields, sql_limit, to_i64, to_u64,
 };
 use crate::keys::Keys;
 use crate::record::{GENESIS_HASH, Record};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, Erasure, Feedback, Page, RecordQuery,
-    Review, StoreError, Stored, checkpoint_mac,
+    AuditStore, ChainRow, Checkpoint, Erasure, Feedback, Page, RecordQuery, Review, StoreError,
+    Stored, checkpoint_mac,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -146,70 +146,31 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX IF NOT EXISTS feedback_record ON feedback(record_id);",
 ];
 
-const COLUMNS: &str = "seq, id, time_ms, route, model, consent, subject, surrogate_version, review_state, \
-     request, request_sha256, response, response_sha256, features, features_sha256, \
-     outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, \
-     erased_at, prev_hash, hash, key_id, erased_reason, review_reasons";
+/// The records table holds nothing but [`record_columns`], in that order.
+const COLUMNS: &str = record_columns!();
+
+/// Where [`record_columns`] start in [`COLUMNS`].
+const AT: usize = 0;
 
 const CLEAR_FIELDS: &str = "request = NULL, response = NULL, features = NULL, outputs = NULL, \
      attributions = NULL, texts = NULL, key_id = NULL";
 
-fn read_chain_row(row: &Row<'_>, keys: &Keys) -> Result<ChainRow, StoreError> {
-    let seq: i64 = row.get(0)?;
-    let id: String = row.get(1)?;
-    let key_id: Option<String> = row.get(24)?;
-    let field = |c: usize, name: &str| -> Result<_, StoreError> {
-        Ok(open_field(
-            keys,
-            key_id.as_deref(),
-            &id,
-            name,
-            row.get(c)?,
-            row.get(c + 1)?,
-        ))
-    };
-    let fields = [
-        field(9, ERASABLE_FIELDS[0])?,
-        field(11, ERASABLE_FIELDS[1])?,
-        field(13, ERASABLE_FIELDS[2])?,
-        field(15, ERASABLE_FIELDS[3])?,
-        field(17, ERASABLE_FIELDS[4])?,
-        field(19, ERASABLE_FIELDS[5])?,
-    ];
-    let seq = u64::try_from(seq)
-        .map_err(|_| StoreError::Corrupt(format!("record {id} has an invalid seq {seq}")))?;
-    Ok(ChainRow {
-        seq,
-        id,
-        time_ms: row.get(2)?,
-        route: row.get(3)?,
-        model: row.get(4)?,
-        consent: row.get(5)?,
-        subject: row.get(6)?,
-        surrogate_version: row
-            .get::<_, Option<i64>>(7)?
-            .map(|v| to_u64(v, "surrogate_version"))
-            .transpose()?,
-        fields,
-        key_id,
-        erased_at: row.get(21)?,
-        prev_hash: row.get(22)?,
-        hash: row.get(23)?,
-    })
-}
-
-fn read_stored(row: &Row<'_>, keys: &Keys) -> Result<Stored, StoreError> {
-    let c = read_chain_row(row, keys)?;
-    let seq = c.seq;
-    let workflow = Workflow {
-        review_state: row.get(8)?,
-        erased_reason: row.get(25)?,
-        review_reasons: row.get(26)?,
-    };
-    Ok(Stored {
-        seq,
-        record: record_of(c, workflow)?,
-    })
+impl Columns for Row<'_> {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(i)?)
+    }
 }
 
 impl SqliteStore {
@@ -301,7 +262,7 @@ impl SqliteStore {
         ))?;
         let mut rows = stmt.query([])?;
         if let Some(row) = rows.next()? {
-            all_opened(&read_chain_row(row, &self.config.keys)?).map_err(|e| {
+            all_opened(&read_chain_row(row, AT, &self.config.keys)?).map_err(|e| {
                 StoreError::WrongKey(format!("the keys do not open this audit log: {e}"))
             })?;
         }
@@ -442,7 +403,7 @@ impl AuditStore for SqliteStore {
             .prepare_cached(&format!("SELECT {COLUMNS} FROM records WHERE id = ?1"))?;
         let mut rows = stmt.query(params![id])?;
         match rows.next()? {
-            Some(row) => Ok(Some(read_stored(row, &self.config.keys)?)),
+            Some(row) => Ok(Some(read_stored(row, AT, &self.config.keys)?)),
             None => Ok(None),
         }
     }
@@ -484,7 +445,7 @@ impl AuditStore for SqliteStore {
         let mut rows = stmt.query(params_from_iter(args))?;
         let mut records = Vec::new();
         while let Some(row) = rows.next()? {
-            records.push(read_stored(row, &self.config.keys)?);
+            records.push(read_stored(row, AT, &self.config.keys)?);
         }
         let next = if records.len() > limit {
             records.truncate(limit);
@@ -504,7 +465,7 @@ impl AuditStore for SqliteStore {
         let mut rows = stmt.query(params![after, limit])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            out.push(read_chain_row(row, &self.config.keys)?);
+            out.push(read_chain_row(row, AT, &self.config.keys)?);
         }
         Ok(out)
     }
@@ -570,7 +531,7 @@ impl AuditStore for SqliteStore {
                 let mut rows = select.query(params![active, limit])?;
                 let mut out = Vec::new();
                 while let Some(row) = rows.next()? {
-                    out.push(read_chain_row(row, &self.config.keys)?);
+                    out.push(read_chain_row(row, AT, &self.config.keys)?);
                 }
                 out
             };
