@@ -7,6 +7,9 @@ Run from the repository root:
     python3 bench/passthrough.py            # about 10 minutes
     python3 bench/passthrough.py --only audit   # the audit log rows, about 6 minutes
     python3 bench/passthrough.py --quick    # one short round, to check the set-up
+    python3 bench/passthrough.py --only baseline --baseline OLD/target/release/sidelight
+        # this build against another one (say, before a refactor), side by side
+
 
 Needs wrk, nginx (Debian: apt-get install wrk nginx-light) and oha (cargo install oha).
 Everything runs on this machine, on loopback, in one run, so the three targets share
@@ -46,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL_PORT, SIDELIGHT_PORT, ADMIN_PORT, NGINX_PORT = 18000, 18080, 19100, 18081
 EXPLAIN_PORT, EXPLAIN_ADMIN_PORT = 18082, 19101
 AUDIT_SYNC_PORT, AUDIT_ASYNC_PORT = 18083, 18084
+BASELINE_PORT, BASELINE_EXPLAIN_PORT = 18085, 18086
 AUDIT_KEY = "5e" * 32
 BODY = json.dumps({"instances": [{
     "checking_account": "... < 0 DM", "duration_months": 6,
@@ -133,19 +137,19 @@ def admin_token():
     return secret.strip(), entry
 
 
-def train_surrogate(apps, token):
+def train_surrogate(apps, token, port=EXPLAIN_PORT, admin_port=EXPLAIN_ADMIN_PORT):
     """Replays the data set through the explaining proxy until its surrogate is in service."""
     import urllib.request
     for start in range(0, len(apps), 10):
         request = urllib.request.Request(
-            f"http://127.0.0.1:{EXPLAIN_PORT}/v1/models/credit:predict",
+            f"http://127.0.0.1:{port}/v1/models/credit:predict",
             data=body_of(apps[start:start + 10]).encode(),
             headers={"content-type": "application/json"})
         urllib.request.urlopen(request).read()
     deadline = time.time() + 120
     while time.time() < deadline:
         with urllib.request.urlopen(urllib.request.Request(
-                f"http://127.0.0.1:{EXPLAIN_ADMIN_PORT}/api/v1/surrogates",
+                f"http://127.0.0.1:{admin_port}/api/v1/surrogates",
                 headers={"authorization": f"Bearer {token}"})) as answer:
             routes = json.load(answer)["routes"]
         if routes and routes[0]["in_service"]:
@@ -165,6 +169,9 @@ def main():
     parser.add_argument("--only", default="",
                         help="measure only targets whose name contains this (plus direct and "
                              "sidelight explaining, which the ratios need)")
+    parser.add_argument("--baseline", default="",
+                        help="another sidelight binary (an older build) to measure side by "
+                             "side, plain and explaining, as `baseline` rows")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 1, 3
@@ -224,6 +231,24 @@ def main():
                 env={**{k: v for k, v in os.environ.items() if k != "RUST_LOG"},
                      "SIDELIGHT_AUDIT_KEY": AUDIT_KEY})
             wait_port(port)
+        if args.baseline:
+            for name, port, source in [("baseline", BASELINE_PORT, config),
+                                       ("baseline explaining", BASELINE_EXPLAIN_PORT,
+                                        explain_config)]:
+                text = (source.read_text()
+                        .replace(f"127.0.0.1:{SIDELIGHT_PORT}", f"127.0.0.1:{port}")
+                        .replace(f"127.0.0.1:{ADMIN_PORT}", f"127.0.0.1:{port + 1000}")
+                        .replace(f"127.0.0.1:{EXPLAIN_PORT}", f"127.0.0.1:{port}")
+                        .replace(f"127.0.0.1:{EXPLAIN_ADMIN_PORT}", f"127.0.0.1:{port + 1000}")
+                        .replace(str(work / "state"), str(work / "baseline-state")))
+                baseline_config = work / f"{name.replace(' ', '-')}.toml"
+                baseline_config.write_text(text)
+                procs[name] = subprocess.Popen(
+                    [args.baseline, "serve", "--config", baseline_config],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
+                wait_port(port)
+            train_surrogate(apps, token, BASELINE_EXPLAIN_PORT, BASELINE_EXPLAIN_PORT + 1000)
         nginx_conf = work / "nginx.conf"
         nginx_conf.write_text((ROOT / "bench/nginx.conf").read_text()
                               .replace("__PORT__", str(NGINX_PORT))
@@ -245,6 +270,9 @@ def main():
             "sidelight explaining + audit sync": (AUDIT_SYNC_PORT, BODY),
             "sidelight explaining + audit async": (AUDIT_ASYNC_PORT, BODY),
         }
+        if args.baseline:
+            targets["baseline"] = (BASELINE_PORT, BODY)
+            targets["baseline explaining"] = (BASELINE_EXPLAIN_PORT, BODY)
         if args.only:
             targets = {name: t for name, t in targets.items()
                        if args.only in name or name in ("direct", "nginx", "sidelight",
@@ -300,6 +328,13 @@ def main():
                   f"{' (goal <= 2 ms)' if mode == 'sync' else ''}; throughput "
                   f"{med(saturation[name], 'rps') / med(saturation['sidelight explaining'], 'rps'):.2f}x "
                   "of explaining")
+        if args.baseline:
+            for this, base in [("sidelight", "baseline"),
+                               ("sidelight explaining", "baseline explaining")]:
+                print(f"{this} / {base}: throughput "
+                      f"{med(saturation[this], 'rps') / med(saturation[base], 'rps'):.2f}x; "
+                      f"p99 at {args.rate} req/s {med(moderate[this], 'p99_ms'):.3f} ms "
+                      f"against {med(moderate[base], 'p99_ms'):.3f} ms")
         print(f"p99 added at {args.rate} req/s: sidelight {added_p99:+.3f} ms, "
               f"nginx {nginx_added:+.3f} ms (goal for sidelight <= 0.3 ms)")
         print(f"sidelight RSS: {idle_rss / 1024:.1f} MiB idle, "
