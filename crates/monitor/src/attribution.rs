@@ -29,7 +29,10 @@ use crate::MonitorError;
 /// One feature's reliance in a set of attributions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeatureImportance {
+    /// The feature's name, as given.
     pub feature: String,
+    /// Whether it was named as protected, so that its reliance counts towards
+    /// [`AttributionSummary::protected_share`].
     pub protected: bool,
     /// Mean of |contribution| over the rows where it is a number.
     pub mean_abs_contribution: f64,
@@ -41,6 +44,7 @@ pub struct FeatureImportance {
 /// Mean |contribution| per feature and the protected features' share.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttributionSummary {
+    /// Rows of attributions summarised, NaN cells included.
     pub rows: u64,
     /// In the order the features were given.
     pub features: Vec<FeatureImportance>,
@@ -150,7 +154,9 @@ impl Values<'_> {
 /// A named column of feature values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Column<'a> {
+    /// The feature's name, which the `protected` names refer to.
     pub name: &'a str,
+    /// One value per row, aligned with every other column's.
     pub values: Values<'a>,
 }
 
@@ -169,7 +175,10 @@ pub enum Measure {
 /// An association between two features, in `[0, 1]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Association {
+    /// Which measure `value` is, fixed by the two features' kinds.
     pub measure: Measure,
+    /// In `[0, 1]`: 0 is no association, 1 the strongest the measure can express.
+    /// Different measures are not on one scale: compare values of the same measure.
     pub value: f64,
     /// Rows where both values are present.
     pub pairs: u64,
@@ -178,8 +187,12 @@ pub struct Association {
 /// A non-protected feature strongly associated with a protected one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProxyCandidate {
+    /// The protected feature it may stand in for.
     pub protected: String,
+    /// The non-protected feature.
     pub feature: String,
+    /// How strongly the two are associated; flattened into this object in JSON
+    /// (`measure`, `value`, `pairs`).
     #[serde(flatten)]
     pub association: Association,
     /// The candidate's own mean |contribution|, when attributions were summarised
@@ -397,7 +410,10 @@ pub fn possible_proxies(
 /// pattern to review.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttributionCheck {
+    /// The summary the proxies' contributions were taken from.
     pub summary: AttributionSummary,
+    /// The possible proxies in the order [`possible_proxies`] gave them, each with
+    /// `mean_abs_contribution` filled in (`None` for a feature the summary lacks).
     pub proxies: Vec<ProxyCandidate>,
 }
 

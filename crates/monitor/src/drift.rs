@@ -125,9 +125,14 @@ pub struct KsTest {
 /// The chi-square test of homogeneity.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ChiSquareTest {
+    /// `χ² = Σ (O − E)² / E` over the 2 × k table, ≥ 0. For the same shift in shares it
+    /// grows with the window sizes, so compare p-values, not statistics, across windows.
     pub statistic: f64,
     /// Levels − 1.
     pub dof: u64,
+    /// `P(χ²_dof > statistic)`, in `[0, 1]`: small means the level shares differ more
+    /// than sampling alone explains. Large windows make even a harmless shift
+    /// significant; read it together with the PSI, which measures the size of the shift.
     pub p_value: f64,
 }
 
@@ -153,17 +158,24 @@ pub struct NumericDrift {
 /// One level of a categorical feature.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LevelCounts {
+    /// The level, as given.
     pub level: String,
+    /// Occurrences in the reference window (0 for a level seen only in the current one).
     pub reference: u64,
+    /// Occurrences in the current window (0 for a level that has disappeared).
     pub current: u64,
 }
 
 /// Drift of one categorical feature.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoricalDrift {
+    /// Non-missing values in the reference window.
     pub reference_count: u64,
+    /// Non-missing values in the current window.
     pub current_count: u64,
+    /// `None` values in the reference window, left out of the PSI and the test.
     pub reference_missing: u64,
+    /// `None` values in the current window, left out of the PSI and the test.
     pub current_missing: u64,
     /// Reference levels (most frequent first, ties by name), then levels seen only in
     /// the current window (most frequent first, ties by name).
@@ -177,7 +189,9 @@ pub struct CategoricalDrift {
 /// Drift of a named feature, numeric or categorical.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeatureDrift {
+    /// The feature's name.
     pub feature: String,
+    /// Its drift; flattened into this object in JSON, with `kind` saying which.
     #[serde(flatten)]
     pub drift: Drift,
 }
@@ -186,7 +200,11 @@ pub struct FeatureDrift {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Drift {
+    /// A numeric feature (or numeric predictions): PSI over reference-quantile bins and
+    /// the KS test.
     Numeric(NumericDrift),
+    /// A categorical feature (or label predictions): PSI over levels and the chi-square
+    /// test.
     Categorical(CategoricalDrift),
 }
 

@@ -113,7 +113,10 @@ impl Default for FairnessConfig {
 /// A proportion with its counts and interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Rate {
+    /// The numerator: favourable decisions among the observations counted in `trials`.
     pub successes: u64,
+    /// The denominator: the observations the rate is over (all of the group's, or only
+    /// those with a given outcome).
     pub trials: u64,
     /// `successes / trials`; `None` when `trials = 0`.
     pub rate: Option<f64>,
@@ -135,7 +138,10 @@ impl Rate {
 /// One group's figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupStats {
+    /// The group's label, as in the [`ProtectedAttribute`].
     pub group: String,
+    /// Whether this is the privileged (reference) group; exactly one group of a report
+    /// is.
     pub privileged: bool,
     /// Observations of this group.
     pub count: u64,
@@ -152,8 +158,12 @@ pub struct GroupStats {
 /// A figure with its confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Estimate {
+    /// The point estimate from the observed rates.
     pub value: f64,
+    /// Lower bound of the interval at [`FairnessConfig::confidence`]; at most `value`.
     pub lower: f64,
+    /// Upper bound of the interval; at least `value`. Verdicts of [`Verdict::Fail`] are
+    /// decided on the bounds, not on `value`.
     pub upper: f64,
 }
 
@@ -183,7 +193,11 @@ impl Verdict {
 /// over) privileged.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupComparison {
+    /// The unprivileged group: the first term of every difference, the numerator of
+    /// every ratio.
     pub unprivileged: String,
+    /// The privileged group: the second term of every difference, the denominator of
+    /// every ratio.
     pub privileged: String,
     /// `SR_u − SR_p` with Newcombe's interval; `None` if a group has no observation.
     pub statistical_parity_difference: Option<Estimate>,
@@ -209,7 +223,10 @@ pub struct GroupComparison {
 /// Fairness of a window of decisions for one protected attribute.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FairnessReport {
+    /// The protected attribute's name ([`ProtectedAttribute::name`]).
     pub attribute: String,
+    /// The settings the report was computed with, so that a stored report says which
+    /// confidence and thresholds its verdicts used.
     pub config: FairnessConfig,
     /// Every observation seen, listed groups or not.
     pub total: u64,

@@ -9,6 +9,9 @@ use crate::UnixMillis;
 pub struct FidelityPoint {
     /// When it was measured, milliseconds since the Unix epoch.
     pub time: UnixMillis,
+    /// The surrogate's held-out R² against the model: 1 is a perfect mimic, 0 no better
+    /// than always predicting the mean, below 0 worse than that. NaN marks a measurement
+    /// that produced no number; it is counted, never averaged.
     pub r2: f64,
 }
 
@@ -17,11 +20,14 @@ pub struct FidelityPoint {
 pub struct FidelitySummary {
     /// Points with a number for R² (NaN points are counted in `invalid` only).
     pub points: u64,
+    /// Points whose R² is NaN, left out of every other figure.
     pub invalid: u64,
     /// The latest point (greatest time; of equal times, the one given last).
     pub last: Option<FidelityPoint>,
     /// The lowest R² (of equal values, the latest).
     pub min: Option<FidelityPoint>,
+    /// Mean R² of the valid points, each point weighing the same however far apart in
+    /// time; `None` without a valid point.
     pub mean: Option<f64>,
     /// Least-squares slope of R² against time, in R² per day (86,400,000 ms). Negative:
     /// the surrogate is getting worse. `None` with fewer than two distinct times.

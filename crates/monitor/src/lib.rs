@@ -36,6 +36,8 @@
 //! - [`window`]: bounded windows by count and by age.
 //! - [`stats`]: the distribution functions and intervals underneath.
 
+#![warn(missing_docs)]
+
 pub mod attribution;
 pub mod drift;
 pub mod fairness;
@@ -67,20 +69,33 @@ pub type UnixMillis = i64;
 /// name features and groups, never values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MonitorError {
+    /// A setting is out of range or inconsistent (a confidence outside `(0, 1)`, fewer
+    /// than two drift bins, a group listed twice); the message says which.
     #[error("invalid monitor configuration: {0}")]
     InvalidConfig(String),
+    /// A feature named as protected is not among the features or columns given; holds
+    /// the name as the caller spelt it.
     #[error("unknown feature {0:?}")]
     UnknownFeature(String),
+    /// A row of attributions does not hold one value per feature.
     #[error("attribution row {row} has {found} values, expected {expected}")]
     RowLength {
+        /// Index of the offending row, from 0.
         row: usize,
+        /// Values in that row.
         found: usize,
+        /// Features given, which every row must match.
         expected: usize,
     },
+    /// A column of feature values is not as long as the first column: columns must be
+    /// aligned row by row for an association to mean anything.
     #[error("column {column:?} has {found} values, expected {expected}")]
     ColumnLength {
+        /// The column's name.
         column: String,
+        /// Its number of values.
         found: usize,
+        /// The first column's number of values.
         expected: usize,
     },
 }

@@ -10,7 +10,9 @@ use statrs::distribution::{ChiSquared, ContinuousCDF, Normal};
 /// A two-sided confidence interval `[lower, upper]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Interval {
+    /// Lower bound, inclusive.
     pub lower: f64,
+    /// Upper bound, inclusive; never below `lower` in the intervals this crate makes.
     pub upper: f64,
 }
 

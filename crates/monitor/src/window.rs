@@ -31,6 +31,8 @@ pub struct Window<T> {
 }
 
 impl<T> Window<T> {
+    /// An empty window with these limits, which stay fixed for its life
+    /// (`WindowLimits::default()` keeps everything).
     pub fn new(limits: WindowLimits) -> Self {
         Self {
             entries: VecDeque::new(),
@@ -54,6 +56,7 @@ impl<T> Window<T> {
         })
     }
 
+    /// The limits the window was made with.
     pub fn limits(&self) -> WindowLimits {
         self.limits
     }
@@ -90,14 +93,18 @@ impl<T> Window<T> {
         evicted
     }
 
+    /// Observations held. Age is only applied on [`push`](Self::push) and
+    /// [`expire`](Self::expire): call `expire(now)` first for the count as of now.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the window holds no observation (see [`len`](Self::len) on age).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Drops every observation; the limits stay.
     pub fn clear(&mut self) {
         self.entries.clear();
     }
