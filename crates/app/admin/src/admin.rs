@@ -456,7 +456,7 @@ async fn readiness(state: &AdminState) -> Response<ProxyBody> {
             "draining": { "ok": !draining },
             "upstream": match &upstream {
                 Ok(()) => json!({ "ok": true }),
-                Err(reason) => json!({ "ok": false, "error": reason }),
+                Err(reason) => json!({ "ok": false, "error": reason.to_string() }),
             },
         }
     });
@@ -490,7 +490,7 @@ async fn readiness(state: &AdminState) -> Response<ProxyBody> {
     if let Some(store) = store {
         body["checks"]["audit_store"] = match store {
             Ok(()) => json!({ "ok": true }),
-            Err(reason) => json!({ "ok": false, "error": reason }),
+            Err(reason) => json!({ "ok": false, "error": reason.to_string() }),
         };
     }
     let status = if ready {

@@ -29,7 +29,7 @@ pub const REVIEWS_PATH: &str = "/api/v1/reviews";
 pub const FLAGS_PATH: &str = "/api/v1/review-flags";
 
 /// Why a decision was not recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum DecisionError {
     /// There is no audit log to keep it in.
     NoAudit,
@@ -38,7 +38,7 @@ pub enum DecisionError {
     /// No record has the id.
     NotFound,
     /// The store failed; its error text (never record content).
-    Store(String),
+    Store(crate::audit::AuditError),
 }
 
 /// What the admin endpoints of this module reach.

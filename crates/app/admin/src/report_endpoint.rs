@@ -108,7 +108,7 @@ pub async fn report(
             Some(reader) => Some(reader),
             None => {
                 return crate::records::store_error(
-                    "the PostgreSQL audit log has no read connection",
+                    &"the PostgreSQL audit log has no read connection",
                 );
             }
         },

@@ -79,6 +79,27 @@ pub struct AuditLog {
     _checkpoints: Option<sidelight_audit::BackgroundCheckpoints>,
 }
 
+/// Why a query, an event or an erasure did not reach the audit store. The texts name
+/// files, SQLite codes and PostgreSQL SQLSTATEs, never a record's content.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The writer took the event but could not make it durable.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The writer did not take the event (stopped, or shedding).
+    #[error("the audit writer did not take the event: {0}")]
+    NotQueued(String),
+    /// The event could not be encoded.
+    #[error("cannot encode the event: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The blocking task that talks to the store failed.
+    #[error("the store task failed: {0}")]
+    Task(String),
+}
+
 /// The retention purge (`audit.retention`): a connection of its own, the window, and the
 /// counter of records it erased. The purge runs as a background job (`sidelight-tasks`).
 pub struct RetentionPurge {
@@ -338,17 +359,17 @@ impl AuditLog {
 
     /// Whether the store answers, for `/readyz`: `None` when it does not matter (a
     /// local SQLite file, or `fail_open`, which serves whatever the store does).
-    pub async fn reachable(&self) -> Option<Result<(), String>> {
+    pub async fn reachable(&self) -> Option<Result<(), AuditError>> {
         if !self.remote || self.on_failure != StoreFailure::FailClosed {
             return None;
         }
         let ids = self.ids.clone();
         let answer = tokio::task::spawn_blocking(move || {
             let ids = ids.lock().unwrap_or_else(PoisonError::into_inner);
-            ids.contains("").map(|_| ()).map_err(|e| e.to_string())
+            ids.contains("").map(|_| ()).map_err(AuditError::from)
         })
         .await
-        .unwrap_or_else(|e| Err(format!("the store task failed: {e}")));
+        .unwrap_or_else(|e| Err(AuditError::Task(e.to_string())));
         Some(answer)
     }
 
@@ -399,23 +420,23 @@ impl AuditLog {
     pub async fn with_admin<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn AuditStore) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, AuditError> {
         let admin = self.admin.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = admin.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut **store).map_err(|e| e.to_string())
+            f(&mut **store).map_err(AuditError::from)
         })
         .await
-        .map_err(|e| format!("the store task failed: {e}"))?
+        .map_err(|e| AuditError::Task(e.to_string()))?
     }
 
     /// One page of records.
-    pub async fn query(&self, query: RecordQuery) -> Result<Page, String> {
+    pub async fn query(&self, query: RecordQuery) -> Result<Page, AuditError> {
         self.with_admin(move |store| store.query(&query)).await
     }
 
     /// The record with this id.
-    pub async fn get(&self, id: String) -> Result<Option<Stored>, String> {
+    pub async fn get(&self, id: String) -> Result<Option<Stored>, AuditError> {
         self.with_admin(move |store| store.get(&id)).await
     }
 
@@ -428,10 +449,10 @@ impl AuditLog {
         &self,
         kind: &str,
         event: serde_json::Value,
-    ) -> Result<String, String> {
+    ) -> Result<String, AuditError> {
         let id = format!("{}-{}", kind.trim_start_matches('_'), uuid::Uuid::new_v4());
         let mut record = Record::new(id.clone(), now_ms(), kind, "sidelight");
-        record.request = Some(serde_json::to_vec(&event).map_err(|e| e.to_string())?);
+        record.request = Some(serde_json::to_vec(&event)?);
         let submitted = match self.writer.try_submit(record, self.durability) {
             Err(SubmitError::Full(record)) => {
                 let writer = self.writer.clone();
@@ -443,8 +464,8 @@ impl AuditLog {
             other => other,
         };
         match submitted {
-            Ok(ack) => ack.await.map(|_| id).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(ack) => ack.await.map(|_| id).map_err(AuditError::from),
+            Err(e) => Err(AuditError::NotQueued(e.to_string())),
         }
     }
 
@@ -468,19 +489,22 @@ impl AuditLog {
 
     /// Stores a review decision, sets the record's state, and chains the decision.
     /// `Ok(false)` when no record has that id.
-    pub async fn add_review(&self, review: Review) -> Result<bool, String> {
+    pub async fn add_review(&self, review: Review) -> Result<bool, AuditError> {
         self.store_then_chain("_review", review, |store, r| store.add_review(r))
             .await
     }
 
     /// The decisions about a record and the outcomes reported for it.
-    pub async fn review_history(&self, id: String) -> Result<(Vec<Review>, Vec<Feedback>), String> {
+    pub async fn review_history(
+        &self,
+        id: String,
+    ) -> Result<(Vec<Review>, Vec<Feedback>), AuditError> {
         self.with_admin(move |store| Ok((store.reviews(&id)?, store.feedback(&id)?)))
             .await
     }
 
     /// Stores a reported outcome and chains it. `Ok(false)` when no record has that id.
-    pub async fn add_feedback(&self, feedback: Feedback) -> Result<bool, String> {
+    pub async fn add_feedback(&self, feedback: Feedback) -> Result<bool, AuditError> {
         self.store_then_chain("_feedback", feedback, |store, f| store.add_feedback(f))
             .await
     }
@@ -493,7 +517,7 @@ impl AuditLog {
         kind: &str,
         item: T,
         store: fn(&mut dyn AuditStore, &T) -> Result<bool, StoreError>,
-    ) -> Result<bool, String>
+    ) -> Result<bool, AuditError>
     where
         T: serde::Serialize + Clone + Send + 'static,
     {
@@ -501,7 +525,7 @@ impl AuditLog {
         if !self.with_admin(move |s| store(s, &kept)).await? {
             return Ok(false);
         }
-        let event = serde_json::to_value(&item).map_err(|e| e.to_string())?;
+        let event = serde_json::to_value(&item)?;
         self.record_event(kind, event).await?;
         Ok(true)
     }
@@ -509,7 +533,7 @@ impl AuditLog {
     /// Erases a subject's payloads from the store; returns how many records. In a
     /// fleet, also the subject's shared training rows, and the erasure is recorded for
     /// the other replicas to drop the subject from their memory.
-    pub async fn erase_subject(&self, subject: String) -> Result<u64, String> {
+    pub async fn erase_subject(&self, subject: String) -> Result<u64, AuditError> {
         let fleet = self.fleet.clone();
         let n = self
             .with_admin(move |store| {

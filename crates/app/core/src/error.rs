@@ -127,6 +127,10 @@ pub fn no_audit() -> Response<ProxyBody> {
 
 /// The answer when the audit store cannot be reached or fails (its error text never
 /// carries record content).
-pub fn audit_unavailable(error: &str) -> Response<ProxyBody> {
-    json_error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", error)
+pub fn audit_unavailable(error: &dyn std::fmt::Display) -> Response<ProxyBody> {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        &error.to_string(),
+    )
 }

@@ -735,7 +735,7 @@ async fn augment(
         consent: ask.consent,
         audited: audit.is_some(),
     };
-    let explained: Option<Result<Vec<RowExplanation>, String>> = model.as_ref().map(|model| {
+    let explained: Option<Result<Vec<RowExplanation>, _>> = model.as_ref().map(|model| {
         ordered = live.schema_order(&rows.names, model, &rows.rows);
         ordered
             .iter()

@@ -438,6 +438,17 @@ fn run_trainer(live: &Arc<RouteLive>, fleet: &Fleet, gauges: &FleetGauges) {
     }
 }
 
+/// Why a fleet training round did not finish; it is tried again at the next poll.
+#[derive(Debug, thiserror::Error)]
+enum FleetTrainError {
+    #[error(transparent)]
+    Store(#[from] sidelight_audit::StoreError),
+    #[error("{0}")]
+    Train(#[from] trainer::TrainError),
+    #[error("cannot encode the surrogate: {0}")]
+    Encode(String),
+}
+
 /// Trains when the fleet's rows call for it (or an erasure does); a request to retrain
 /// that fails is kept for the next poll.
 fn train_if_due(
@@ -446,7 +457,7 @@ fn train_if_due(
     fleet: &Fleet,
     trained_upto: &mut u64,
     last_training: &mut Instant,
-) -> Result<(), String> {
+) -> Result<(), FleetTrainError> {
     // Taken, so that the wait for the next poll waits.
     let retrain_now = live
         .window
@@ -469,16 +480,12 @@ fn train_when_due(
     trained_upto: &mut u64,
     last_training: &mut Instant,
     retrain_now: bool,
-) -> Result<(), String> {
+) -> Result<(), FleetTrainError> {
     let config = &live.config.surrogate;
-    let (new_rows, newest) = store
-        .training_rows_after(&live.route, *trained_upto)
-        .map_err(|e| e.to_string())?;
+    let (new_rows, newest) = store.training_rows_after(&live.route, *trained_upto)?;
     let serving = live.model.load_full();
     let due = if serving.is_none() || *trained_upto == 0 {
-        let (total, _) = store
-            .training_rows_after(&live.route, 0)
-            .map_err(|e| e.to_string())?;
+        let (total, _) = store.training_rows_after(&live.route, 0)?;
         total >= config.warm_up_rows as u64 && (serving.is_none() || new_rows > 0)
     } else {
         retrain_now
@@ -488,9 +495,7 @@ fn train_when_due(
     if !due {
         // Between trainings too, the table keeps no more than the window needs.
         if new_rows > 0 {
-            store
-                .prune_training(&live.route, config.window_rows)
-                .map_err(|e| e.to_string())?;
+            store.prune_training(&live.route, config.window_rows)?;
         }
         return Ok(());
     }
@@ -498,18 +503,14 @@ fn train_when_due(
         window.since_training = 0;
     }
     *last_training = Instant::now();
-    let (batches, _) = store
-        .training_window(&live.route, config.window_rows)
-        .map_err(|e| e.to_string())?;
+    let (batches, _) = store.training_window(&live.route, config.window_rows)?;
     let names = training_names(live, &batches);
     let (rows, outputs, width) = decode(&batches, &names, config.window_rows);
     *trained_upto = newest.max(1);
     if rows.is_empty() {
         return Ok(());
     }
-    let published = store
-        .latest_version(&live.route)
-        .map_err(|e| e.to_string())?;
+    let published = store.latest_version(&live.route)?;
     let local = serving.as_ref().map_or(0, |m| m.version());
     let history = live
         .history
@@ -528,7 +529,7 @@ fn train_when_due(
         synthetic_outputs: Vec::new(),
         synthetic_sources: Vec::new(),
     };
-    let (model, record) = trainer::train(live, &batch, || version).map_err(|e| e.to_string())?;
+    let (model, record) = trainer::train(live, &batch, || version)?;
     let trainer::Batch {
         names,
         rows,
@@ -540,7 +541,12 @@ fn train_when_due(
         seconds = started.elapsed().as_secs_f64(), "surrogate trained for the fleet"
     );
     let text = if record.accepted {
-        Some(model.surrogate.to_json().map_err(|e| e.to_string())?)
+        Some(
+            model
+                .surrogate
+                .to_json()
+                .map_err(|e| FleetTrainError::Encode(e.to_string()))?,
+        )
     } else {
         None
     };
@@ -556,10 +562,7 @@ fn train_when_due(
         surrogate: text,
         writer: fleet.writer.clone(),
     };
-    if !store
-        .publish_surrogate(&live.route, &publish)
-        .map_err(|e| e.to_string())?
-    {
+    if !store.publish_surrogate(&live.route, &publish)? {
         // Another trainer (one that held the lock before this one) got there first.
         tracing::warn!(route = %live.route, version, "version published by another replica; not used");
         return Ok(());
@@ -568,9 +571,7 @@ fn train_when_due(
         trainer::install(live, model, &names, rows, &outputs, width);
     }
     trainer::add_to_history(live, record);
-    let pruned = store
-        .prune_training(&live.route, config.window_rows)
-        .map_err(|e| e.to_string())?;
+    let pruned = store.prune_training(&live.route, config.window_rows)?;
     tracing::debug!(route = %live.route, batches = pruned, "pruned the fleet's training rows");
     Ok(())
 }

@@ -160,26 +160,14 @@ pub struct Batch {
 }
 
 /// Why no version came of a training.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// Too few distinct rows could be held out to judge a surrogate; nothing was fitted.
-    TooFewHeldOut {
-        have: usize,
-        need: usize,
-    },
+    #[error("only {have} distinct rows can be held out; the gate needs {need}")]
+    TooFewHeldOut { have: usize, need: usize },
+    /// The fit or its preparation failed.
+    #[error("{0}")]
     Failed(String),
-}
-
-impl std::fmt::Display for TrainError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::TooFewHeldOut { have, need } => write!(
-                f,
-                "only {have} distinct rows can be held out; the gate needs {need}"
-            ),
-            Self::Failed(e) => f.write_str(e),
-        }
-    }
 }
 
 /// Puts an accepted surrogate in service: saves it to `state.dir` (so that a restart
@@ -294,7 +282,7 @@ pub fn train(
     }
     let version = version();
     let kind = output_kind(config.output, batch.width, &batch.outputs);
-    let candidates = candidates(config, version).map_err(|e| failed(&e))?;
+    let candidates = candidates(config, version)?;
     let share = s.cpu_share;
     let mut busy_since = Instant::now();
     // Pausing between trees in proportion to the time spent keeps the trainer to its CPU
@@ -389,7 +377,7 @@ pub fn train(
 
 /// The configured boosting parameters and, with `tune`, two neighbours: shallower, and
 /// deeper with a smaller step and more trees (early stopping trims what is not needed).
-fn candidates(config: &ExplainConfig, seed: u64) -> Result<Vec<GbtValidParams>, String> {
+fn candidates(config: &ExplainConfig, seed: u64) -> Result<Vec<GbtValidParams>, TrainError> {
     let s = &config.surrogate;
     let make = |trees: usize, depth: usize, rate: f64| {
         GbtParams::default()
@@ -398,7 +386,7 @@ fn candidates(config: &ExplainConfig, seed: u64) -> Result<Vec<GbtValidParams>, 
             .learning_rate(rate)
             .seed(seed)
             .check()
-            .map_err(|e| e.to_string())
+            .map_err(|e| TrainError::Failed(format!("the boosting parameters: {e}")))
     };
     let mut out = vec![make(s.trees, s.depth, s.learning_rate)?];
     if s.tune {
@@ -433,9 +421,24 @@ fn output_kind(config: OutputConfig, width: usize, outputs: &[f64]) -> OutputKin
     }
 }
 
-fn persist(live: &RouteLive, model: &LiveModel) -> Result<(), String> {
-    let json = model.surrogate.to_json().map_err(|e| e.to_string())?;
+fn persist(live: &RouteLive, model: &LiveModel) -> Result<(), StateFileError> {
+    let json = model
+        .surrogate
+        .to_json()
+        .map_err(|e| StateFileError::Encode(e.to_string()))?;
     write_atomically(&live.surrogate_path(), json.as_bytes())
+}
+
+/// Why a state file was not written (the surrogate in service is unaffected).
+#[derive(Debug, thiserror::Error)]
+enum StateFileError {
+    #[error("cannot encode the surrogate: {0}")]
+    Encode(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn save_history(live: &RouteLive) {
@@ -452,8 +455,14 @@ fn save_history(live: &RouteLive) {
 }
 
 /// Writes to a temporary file and renames it, so a crash never leaves half a file.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), StateFileError> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(&tmp, bytes).map_err(|source| StateFileError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| StateFileError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }

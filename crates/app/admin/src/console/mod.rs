@@ -647,7 +647,7 @@ async fn overview(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody
                         total: page.records.len(),
                         capped: page.next.is_some(),
                     },
-                    Err(e) => pages::Coverage::Unavailable(e),
+                    Err(e) => pages::Coverage::Unavailable(e.to_string()),
                 }
             }
         };
@@ -731,7 +731,7 @@ async fn records(
     };
     let page = match audit.query(q).await {
         Ok(page) => page,
-        Err(e) => return unavailable(chrome, &e),
+        Err(e) => return unavailable(chrome, &e.to_string()),
     };
     // Reading records is reading personal data: who read what is kept, as for the API.
     record_action(
@@ -785,11 +785,11 @@ async fn record(
                 pages::message("No such record", Some(chrome), "No record has this id."),
             );
         }
-        Err(e) => return unavailable(chrome, &e),
+        Err(e) => return unavailable(chrome, &e.to_string()),
     };
     let (reviews, feedback) = match audit.review_history(id.clone()).await {
         Ok(history) => history,
-        Err(e) => return unavailable(chrome, &e),
+        Err(e) => return unavailable(chrome, &e.to_string()),
     };
     // Reviewers see what `GET /api/v1/reviews/{id}` shows them: personal data masked.
     let masked = chrome.principal.role < Role::Auditor;
@@ -969,7 +969,7 @@ async fn reviews(
     };
     let page = match audit.query(q).await {
         Ok(page) => page,
-        Err(e) => return unavailable(chrome, &e),
+        Err(e) => return unavailable(chrome, &e.to_string()),
     };
     let desk = state.desk();
     let items: Vec<pages::QueueItem> = page
@@ -988,7 +988,7 @@ async fn reviews(
     });
     let decided = match recent_decisions(audit).await {
         Ok(decided) => decided,
-        Err(e) => return unavailable(chrome, &e),
+        Err(e) => return unavailable(chrome, &e.to_string()),
     };
     html(
         StatusCode::OK,
@@ -1005,7 +1005,9 @@ async fn reviews(
 
 /// The newest decisions of the last 24 hours, newest first, from the `_review` records
 /// the audit log chains (read up to a bound).
-async fn recent_decisions(audit: &crate::audit::AuditLog) -> Result<Vec<Review>, String> {
+async fn recent_decisions(
+    audit: &crate::audit::AuditLog,
+) -> Result<Vec<Review>, crate::audit::AuditError> {
     const SHOWN: usize = 20;
     const READ_AT_MOST: usize = 2000;
     let mut decided: std::collections::VecDeque<Review> = std::collections::VecDeque::new();

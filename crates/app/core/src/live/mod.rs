@@ -155,14 +155,11 @@ impl RouteLive {
         state_dir: &Path,
         narrator: Arc<Narrator>,
         overrides: RouteOverrides,
-    ) -> Result<Arc<Self>, String> {
-        let config = route
-            .explain
-            .clone()
-            .ok_or_else(|| "the route has no [routes.explain]".to_owned())?;
+    ) -> Result<Arc<Self>, LiveError> {
+        let config = route.explain.clone().ok_or(LiveError::NotExplained)?;
         let policy = route
             .privacy_policy(&route.name)
-            .map_err(|(key, message)| format!("{key}: {message}"))?;
+            .map_err(|(key, message)| LiveError::Config { key, message })?;
         let privacy = route.privacy.clone();
         let review = route.review.clone();
         let monitor = route
@@ -176,9 +173,15 @@ impl RouteLive {
             .as_deref()
             .map(|h| http::HeaderName::from_bytes(h.as_bytes()))
             .transpose()
-            .map_err(|_| "review.header is not a header name".to_owned())?;
+            .map_err(|_| LiveError::Config {
+                key: "review.header".to_owned(),
+                message: "not a header name".to_owned(),
+            })?;
         let subject_header = http::HeaderName::from_bytes(privacy.subject_header.as_bytes())
-            .map_err(|_| format!("`{}` is not a header name", privacy.subject_header))?;
+            .map_err(|_| LiveError::Config {
+                key: "privacy.subject_header".to_owned(),
+                message: format!("`{}` is not a header name", privacy.subject_header),
+            })?;
         let protocol = match config.protocol {
             ProtocolName::KserveV1 => Protocol::KServeV1,
             ProtocolName::OpenInferenceV2 => Protocol::OpenInferenceV2,
@@ -526,33 +529,33 @@ impl RouteLive {
 
     /// Whether a surrogate reads the configured features, in order (any, when none are
     /// configured): a surrogate of other columns would explain the wrong ones.
-    fn check_schema(&self, surrogate: &Surrogate) -> Result<(), String> {
+    fn check_schema(&self, surrogate: &Surrogate) -> Result<(), LiveError> {
         if self.configured.is_empty() {
             return Ok(());
         }
         let names: Vec<&str> = surrogate.schema().names().collect();
         if names.len() != self.configured.len() {
-            return Err(format!(
+            return Err(LiveError::OtherFeatures(format!(
                 "it reads {} features but the route configures {}",
                 names.len(),
                 self.configured.len()
-            ));
+            )));
         }
         if let Some((have, want)) = names
             .iter()
             .zip(&self.configured)
             .find(|(have, want)| **have != want.as_str())
         {
-            return Err(format!(
+            return Err(LiveError::OtherFeatures(format!(
                 "it reads `{have}` where the route configures `{want}` (features must be \
                  the same, in the same order)"
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Loads the surrogate saved by an earlier run, or the configured seed model.
-    fn restore(&self) -> Result<(), String> {
+    fn restore(&self) -> Result<(), LiveError> {
         let saved = self.surrogate_path();
         if saved.exists() {
             let history: Vec<VersionRecord> = std::fs::read_to_string(self.meta_path())
@@ -599,8 +602,10 @@ impl RouteLive {
         }
         if let Some(seed) = &self.config.surrogate.seed_model {
             let surrogate = load_surrogate(seed)?;
-            self.check_schema(&surrogate)
-                .map_err(|e| format!("surrogate.seed_model {}: {e}", seed.display()))?;
+            self.check_schema(&surrogate).map_err(|e| LiveError::Seed {
+                path: seed.clone(),
+                reason: e.to_string(),
+            })?;
             let record = seeded_record(1, &format!("seeded from {}", seed.display()));
             self.next_version.store(2, Ordering::Relaxed);
             let model = LiveModel::new(surrogate, record.clone(), &self.config, &[])?;
@@ -611,6 +616,35 @@ impl RouteLive {
         }
         Ok(())
     }
+}
+
+/// Why a route's live state could not be set up, or a surrogate not restored.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The route has no `[routes.explain]`.
+    #[error("the route has no [routes.explain]")]
+    NotExplained,
+    /// A key of the route's config cannot be used.
+    #[error("{key}: {message}")]
+    Config { key: String, message: String },
+    /// A surrogate file cannot be read.
+    #[error("cannot read surrogate {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A surrogate file is not a surrogate.
+    #[error("surrogate {}: {reason}", path.display())]
+    Surrogate { path: PathBuf, reason: String },
+    /// A surrogate reads other features than the route configures.
+    #[error("{0}")]
+    OtherFeatures(String),
+    /// `surrogate.seed_model` reads other features than the route configures.
+    #[error("surrogate.seed_model {}: {reason}", path.display())]
+    Seed { path: PathBuf, reason: String },
+    /// The surrogate cannot be explained with.
+    #[error(transparent)]
+    Explain(#[from] model::ExplainError),
 }
 
 pub fn seeded_record(version: u64, reason: &str) -> VersionRecord {
@@ -628,10 +662,15 @@ pub fn seeded_record(version: u64, reason: &str) -> VersionRecord {
     }
 }
 
-pub fn load_surrogate(path: &Path) -> Result<Surrogate, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read surrogate {}: {e}", path.display()))?;
-    Surrogate::from_json(&text).map_err(|e| format!("surrogate {}: {e}", path.display()))
+pub fn load_surrogate(path: &Path) -> Result<Surrogate, LiveError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LiveError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Surrogate::from_json(&text).map_err(|e| LiveError::Surrogate {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 pub fn now_ms() -> u64 {

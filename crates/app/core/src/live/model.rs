@@ -278,13 +278,13 @@ impl LiveModel {
         record: VersionRecord,
         config: &ExplainConfig,
         window: &[Vec<Value>],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ExplainError> {
         let explainers = surrogate
             .ensembles()
             .iter()
             .map(TreeExplainer::new)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("cannot prepare TreeSHAP: {e}"))?;
+            .map_err(ExplainError::Prepare)?;
         let names: Vec<String> = surrogate.schema().names().map(str::to_owned).collect();
         let stats = column_stats(&surrogate, window);
         let features: Vec<FeatureInfo> = surrogate
@@ -362,12 +362,12 @@ impl LiveModel {
 
     /// Every feature's contribution to output `class` for `row` (both in schema order),
     /// in the space explanations are given in.
-    pub fn contributions(&self, row: &[Value], class: usize) -> Result<Vec<f64>, String> {
+    pub fn contributions(&self, row: &[Value], class: usize) -> Result<Vec<f64>, ExplainError> {
         let explainer = self
             .explainers
             .get(class)
-            .ok_or_else(|| format!("the surrogate has no output {class}"))?;
-        let x = self.surrogate.encode(row).map_err(|e| e.to_string())?;
+            .ok_or(ExplainError::NoOutput(class))?;
+        let x = self.surrogate.encode(row)?;
         Ok(explain_reusing_scratch(explainer, &x)?.values)
     }
 
@@ -378,14 +378,14 @@ impl LiveModel {
         row: &[Value],
         outputs: &[f64],
         ask: &Narrate<'_>,
-    ) -> Result<RowExplanation, String> {
+    ) -> Result<RowExplanation, ExplainError> {
         let kind = self.surrogate.output();
         let class = self.explained_output(ask.config, outputs);
         let explainer = self
             .explainers
             .get(class)
-            .ok_or_else(|| format!("the surrogate has no output {class}"))?;
-        let x = self.surrogate.encode(row).map_err(|e| e.to_string())?;
+            .ok_or(ExplainError::NoOutput(class))?;
+        let x = self.surrogate.encode(row)?;
         let attribution = explain_reusing_scratch(explainer, &x)?;
         let prediction = outputs.get(class).copied().unwrap_or(f64::NAN);
         let surrogate_prediction = kind.to_output(attribution.prediction);
@@ -1282,6 +1282,26 @@ mod tests {
     }
 }
 
+/// Why a row could not be explained (the request is served unexplained).
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The surrogate's trees cannot be prepared for TreeSHAP.
+    #[error("cannot prepare TreeSHAP: {0}")]
+    Prepare(sidelight_explain::shap::ShapError),
+    /// The model gave an output the surrogate has no trees for.
+    #[error("the surrogate has no output {0}")]
+    NoOutput(usize),
+    /// The row does not fit the surrogate's schema.
+    #[error(transparent)]
+    Encode(#[from] sidelight_explain::EncodeError),
+    /// TreeSHAP refused the row.
+    #[error(transparent)]
+    Shap(sidelight_explain::shap::ShapError),
+    /// TreeSHAP's working memory is in use on this thread (a re-entrant call).
+    #[error("TreeSHAP's scratch space is in use on this thread")]
+    ScratchBusy,
+}
+
 thread_local! {
     /// TreeSHAP's working memory, kept per worker thread so that explaining a row
     /// allocates nothing but its result.
@@ -1292,13 +1312,15 @@ thread_local! {
 fn explain_reusing_scratch(
     explainer: &TreeExplainer,
     x: &[f64],
-) -> Result<sidelight_explain::Attribution, String> {
+) -> Result<sidelight_explain::Attribution, ExplainError> {
     let mut values = vec![0.0; explainer.n_features()];
     SCRATCH.with(|scratch| {
-        let mut scratch = scratch.try_borrow_mut().map_err(|e| e.to_string())?;
+        let mut scratch = scratch
+            .try_borrow_mut()
+            .map_err(|_| ExplainError::ScratchBusy)?;
         explainer
             .explain_into(x, &mut scratch, &mut values)
-            .map_err(|e| e.to_string())
+            .map_err(ExplainError::Shap)
     })?;
     Ok(sidelight_explain::Attribution {
         base_value: explainer.base_value(),
