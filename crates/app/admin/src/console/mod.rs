@@ -24,8 +24,6 @@
 mod pages;
 pub mod session;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -41,8 +39,7 @@ use crate::query::percent_decode;
 use crate::state::AdminState;
 use pages::{Chrome, Nav};
 use session::{
-    Flash, LOGIN_COOKIE, LOGIN_FORM_LIFETIME, SESSION_COOKIE, SESSION_LIFETIME, SessionRef, cookie,
-    field, parse_form, percent_encode, random_token, same_secret, set_cookie,
+    Console, Flash, SessionRef, Visitor, field, parse_form, percent_encode, same_secret,
 };
 
 const HOME: &str = "/console";
@@ -168,16 +165,15 @@ async fn respond(
         _ => {}
     }
     let page = Page::parse(&path);
-    let Some((session, principal)) = current(state, request.headers()) else {
+    let (session, principal) = match state.console.visitor(request.headers(), &state.auth) {
+        Visitor::SignedIn(session, principal) => (session, principal),
+        Visitor::Anonymous => return redirect(LOGIN_PATH),
         // A stale cookie is removed as the browser is sent to sign in.
-        let mut response = redirect(LOGIN_PATH);
-        if cookie(request.headers(), SESSION_COOKIE).is_some() {
-            add_cookie(
-                &mut response,
-                &set_cookie(SESSION_COOKIE, "", Duration::ZERO, state.console.secure),
-            );
+        Visitor::Stale => {
+            let mut response = redirect(LOGIN_PATH);
+            state.console.end_session(&mut response, None);
+            return response;
         }
-        return response;
     };
     let chrome_for = |nav, flash| Chrome {
         principal: &principal,
@@ -257,20 +253,6 @@ async fn respond(
     }
 }
 
-/// The signed-in session of the request and who holds it now, if any.
-fn current(state: &AdminState, headers: &HeaderMap) -> Option<(SessionRef, Principal)> {
-    let id = cookie(headers, SESSION_COOKIE)?;
-    let session = state.console.sessions.find(id)?;
-    match state.auth.session_principal(&session.token_digest) {
-        Some(principal) => Some((session, principal)),
-        None => {
-            // Revoked, expired or removed since sign-in: the session ends with it.
-            state.console.sessions.remove(&session.key);
-            None
-        }
-    }
-}
-
 /// Whether a form was sent from this origin, by the headers browsers add: a
 /// `Sec-Fetch-Site` other than `same-origin`, or an `Origin` other than ours, is refused.
 /// Under `Referrer-Policy: no-referrer` browsers send `Origin: null` with their own
@@ -345,12 +327,6 @@ fn redirect(location: &str) -> Response<ProxyBody> {
     response
 }
 
-fn add_cookie(response: &mut Response<ProxyBody>, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-}
-
 fn method_not_allowed(methods: &[Method]) -> Response<ProxyBody> {
     let allow = methods
         .iter()
@@ -413,38 +389,25 @@ fn no_audit(chrome: &Chrome<'_>) -> Response<ProxyBody> {
 
 /// `GET /console/login`: the form, with a CSRF token in a short-lived cookie.
 fn login_form(state: &AdminState, headers: &HeaderMap) -> Response<ProxyBody> {
-    if current(state, headers).is_some() {
+    if matches!(
+        state.console.visitor(headers, &state.auth),
+        Visitor::SignedIn(..)
+    ) {
         return redirect(HOME);
     }
-    let existing = cookie(headers, LOGIN_COOKIE).filter(|v| {
-        v.len() == 43
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    let (csrf, fresh) = match existing {
-        Some(v) => (v.to_owned(), false),
-        None => match random_token() {
-            Ok(v) => (v, true),
-            Err(error) => {
-                tracing::error!(%error, "the operating system's random generator failed");
-                return html(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    pages::message("Sign-in unavailable", None, "No random numbers."),
-                );
-            }
-        },
+    let (csrf, fresh) = match state.console.login_token(headers) {
+        Ok(token) => token,
+        Err(error) => {
+            tracing::error!(%error, "the operating system's random generator failed");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::message("Sign-in unavailable", None, "No random numbers."),
+            );
+        }
     };
     let mut response = html(StatusCode::OK, pages::login(&csrf, None));
     if fresh {
-        add_cookie(
-            &mut response,
-            &set_cookie(
-                LOGIN_COOKIE,
-                &csrf,
-                LOGIN_FORM_LIFETIME,
-                state.console.secure,
-            ),
-        );
+        state.console.set_login_token(&mut response, &csrf);
     }
     response
 }
@@ -456,7 +419,7 @@ async fn sign_in(
 ) -> Response<ProxyBody> {
     let secure = state.console.secure;
     let origin_ok = same_origin(request.headers(), request.uri(), secure);
-    let expected = cookie(request.headers(), LOGIN_COOKIE).map(str::to_owned);
+    let expected = Console::expected_login_token(request.headers());
     let form = match read_form(request.into_body()).await {
         Ok(form) => form,
         Err(response) => return response,
@@ -488,27 +451,16 @@ async fn sign_in(
             );
         }
     };
-    let id = match state.console.sessions.create(digest) {
-        Ok(id) => id,
-        Err(error) => {
-            tracing::error!(%error, "the operating system's random generator failed");
-            return html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pages::message("Sign-in unavailable", None, "No random numbers."),
-            );
-        }
-    };
+    let mut response = redirect(HOME);
+    if let Err(error) = state.console.start_session(&mut response, digest) {
+        tracing::error!(%error, "the operating system's random generator failed");
+        return html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::message("Sign-in unavailable", None, "No random numbers."),
+        );
+    }
     tracing::info!(principal = %principal.name, role = %principal.role, "console sign-in");
     record_action(state, &principal, "console.sign_in", "").await;
-    let mut response = redirect(HOME);
-    add_cookie(
-        &mut response,
-        &set_cookie(SESSION_COOKIE, &id, SESSION_LIFETIME, secure),
-    );
-    add_cookie(
-        &mut response,
-        &set_cookie(LOGIN_COOKIE, "", Duration::ZERO, secure),
-    );
     response
 }
 
@@ -518,14 +470,10 @@ async fn sign_out(
     session: &SessionRef,
     principal: &Principal,
 ) -> Response<ProxyBody> {
-    state.console.sessions.remove(&session.key);
+    let mut response = redirect(LOGIN_PATH);
+    state.console.end_session(&mut response, Some(session));
     tracing::info!(principal = %principal.name, "console sign-out");
     record_action(state, principal, "console.sign_out", "").await;
-    let mut response = redirect(LOGIN_PATH);
-    add_cookie(
-        &mut response,
-        &set_cookie(SESSION_COOKIE, "", Duration::ZERO, state.console.secure),
-    );
     response
 }
 

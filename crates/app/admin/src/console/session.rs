@@ -13,9 +13,13 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use http::HeaderMap;
+use http::Response;
+use http::header::{self, HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::auth::{Auth, Principal};
+use crate::body::ProxyBody;
 
 /// The session cookie.
 pub(crate) const SESSION_COOKIE: &str = "sidelight_session";
@@ -200,12 +204,112 @@ pub struct Console {
     pub(crate) secure: bool,
 }
 
+/// Who a console request comes from, by its cookies.
+pub(crate) enum Visitor {
+    /// A live session, and who holds it now.
+    SignedIn(SessionRef, Principal),
+    /// A session cookie that no longer leads to a session (expired, revoked, signed
+    /// out elsewhere, or from before a restart).
+    Stale,
+    /// No session cookie.
+    Anonymous,
+}
+
+/// The one place that decides a request's session and sets or clears its cookies.
 impl Console {
     pub fn new(secure: bool) -> Self {
         Self {
             sessions: Sessions::default(),
             secure,
         }
+    }
+
+    /// Who sent `headers`. A session whose token was revoked or expired since sign-in
+    /// ends here.
+    pub(crate) fn visitor(&self, headers: &HeaderMap, auth: &Auth) -> Visitor {
+        let Some(id) = cookie(headers, SESSION_COOKIE) else {
+            return Visitor::Anonymous;
+        };
+        let Some(session) = self.sessions.find(id) else {
+            return Visitor::Stale;
+        };
+        match auth.session_principal(&session.token_digest) {
+            Some(principal) => Visitor::SignedIn(session, principal),
+            None => {
+                self.sessions.remove(&session.key);
+                Visitor::Stale
+            }
+        }
+    }
+
+    /// The sign-in form's CSRF token: the one its cookie carries, or a new one (then
+    /// `true`: the answer must set the cookie with [`Console::set_login_token`]).
+    pub(crate) fn login_token(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(String, bool), getrandom::Error> {
+        let existing = cookie(headers, LOGIN_COOKIE).filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        match existing {
+            Some(v) => Ok((v.to_owned(), false)),
+            None => random_token().map(|v| (v, true)),
+        }
+    }
+
+    /// Sets the sign-in form's CSRF cookie.
+    pub(crate) fn set_login_token(&self, response: &mut Response<ProxyBody>, token: &str) {
+        add_cookie(
+            response,
+            &set_cookie(LOGIN_COOKIE, token, LOGIN_FORM_LIFETIME, self.secure),
+        );
+    }
+
+    /// The CSRF token a sign-in form must carry: its cookie's.
+    pub(crate) fn expected_login_token(headers: &HeaderMap) -> Option<String> {
+        cookie(headers, LOGIN_COOKIE).map(str::to_owned)
+    }
+
+    /// Starts a session for the token with `digest`: its cookie replaces the sign-in
+    /// form's.
+    pub(crate) fn start_session(
+        &self,
+        response: &mut Response<ProxyBody>,
+        digest: [u8; 32],
+    ) -> Result<(), getrandom::Error> {
+        let id = self.sessions.create(digest)?;
+        add_cookie(
+            response,
+            &set_cookie(SESSION_COOKIE, &id, SESSION_LIFETIME, self.secure),
+        );
+        add_cookie(
+            response,
+            &set_cookie(LOGIN_COOKIE, "", Duration::ZERO, self.secure),
+        );
+        Ok(())
+    }
+
+    /// Ends `session` (if any) and clears its cookie.
+    pub(crate) fn end_session(
+        &self,
+        response: &mut Response<ProxyBody>,
+        session: Option<&SessionRef>,
+    ) {
+        if let Some(session) = session {
+            self.sessions.remove(&session.key);
+        }
+        add_cookie(
+            response,
+            &set_cookie(SESSION_COOKIE, "", Duration::ZERO, self.secure),
+        );
+    }
+}
+
+fn add_cookie(response: &mut Response<ProxyBody>, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
     }
 }
 
