@@ -23,10 +23,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+mod cli;
 pub mod faulty;
 pub mod live;
 pub mod model;
 pub mod postgres;
+
+pub use cli::{Cli, CliRun, cli, run_cli};
 
 pub type BoxBody =
     http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -303,6 +306,10 @@ pub fn empty() -> BoxBody {
 /// [`send`] and [`get`] to those proxies' admin ports.
 pub const TEST_ADMIN_TOKEN: &str = "sl_e2e-test-admin-token-not-a-secret";
 
+/// The master key (64 hex digits) the suites' audit logs are sealed with, given to
+/// the proxy and the `audit` commands as `SIDELIGHT_AUDIT_KEY`.
+pub const AUDIT_KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
 /// The admin addresses of the running proxies that accept [`TEST_ADMIN_TOKEN`].
 fn token_admins() -> &'static Mutex<HashSet<SocketAddr>> {
     static ADMINS: OnceLock<Mutex<HashSet<SocketAddr>>> = OnceLock::new();
@@ -571,4 +578,28 @@ pub async fn send(
 
 pub async fn get(url: &str) -> Answer {
     send(&client(), Method::GET, url, &[], empty()).await
+}
+
+// === audit and metrics ===
+
+/// `sidelight audit verify LOCATION…` (`--db FILE` or `--url URL`) with
+/// [`AUDIT_KEY_HEX`]: its exit code (-1 for a signal) and all it printed.
+pub fn audit_verify(location: &[&str]) -> (i32, String) {
+    let run = cli(["audit", "verify"])
+        .args(location)
+        .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
+        .run();
+    (run.code.unwrap_or(-1), run.text())
+}
+
+/// A proxy's `/metrics`, as text.
+pub async fn metrics_text(proxy: &Proxy) -> String {
+    String::from_utf8_lossy(&get(&proxy.admin_url("/metrics")).await.body).into_owned()
+}
+
+/// The value of the sample `series` (name and labels, as printed) in a Prometheus text
+/// exposition, if it is there.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,10 +14,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use sidelight_e2e::{
-    Answer, Proxy, Upstream, client, config_for, empty, full, send, sha256_hex, sidelight_bin,
+    AUDIT_KEY_HEX, Answer, CliRun, Proxy, Upstream, cli, client, config_for, empty, full, send,
+    sha256_hex,
 };
-
-const AUDIT_KEY: &str = "6b6579206b6579206b6579206b6579206b6579206b6579206b6579206b657921";
 
 /// A token for each role, and some that must not get in.
 const VIEWER: &str = "sl_viewer-token-0123456789abcdef";
@@ -64,7 +62,7 @@ fn start(upstream: &Upstream, dir: &Path, server_extra: &str, admin: &str) -> Pr
         dir.join("state").display(),
         dir.join("audit.db").display(),
     );
-    Proxy::start_with_env(&config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY)])
+    Proxy::start_with_env(&config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)])
 }
 
 async fn call(proxy: &Proxy, method: Method, path: &str, auth: Option<&str>, body: &str) -> Answer {
@@ -645,34 +643,28 @@ async fn both_listeners_speak_tls_with_the_configured_certificate() {
     // SSL_CERT_FILE (and nothing else).
     let admin_url = format!("https://localhost:{}", proxy.admin.port());
     let erase = |cert: Option<&Path>| {
-        let mut command = tokio::process::Command::new(sidelight_bin());
-        command
-            .args([
-                "audit",
-                "erase",
-                "--admin",
-                &admin_url,
-                "--subject-id",
-                "nobody",
-            ])
-            .env("SIDELIGHT_ADMIN_TOKEN", ADMIN)
-            .env_remove("SSL_CERT_DIR")
-            .env_remove("SSL_CERT_FILE");
-        if let Some(cert) = cert {
-            command.env("SSL_CERT_FILE", cert);
+        let command = cli([
+            "audit",
+            "erase",
+            "--admin",
+            &admin_url,
+            "--subject-id",
+            "nobody",
+        ])
+        .env("SIDELIGHT_ADMIN_TOKEN", ADMIN)
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("SSL_CERT_FILE");
+        match cert {
+            Some(cert) => command.env("SSL_CERT_FILE", cert),
+            None => command,
         }
-        command.output()
+        .run_async()
     };
-    let trusted = erase(Some(&dir.path().join("cert.pem"))).await.unwrap();
-    assert_eq!(
-        trusted.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&trusted.stderr)
-    );
-    let untrusted = erase(None).await.unwrap();
-    let stderr = String::from_utf8_lossy(&untrusted.stderr);
-    assert_ne!(untrusted.status.code(), Some(0), "{stderr}");
+    let trusted = erase(Some(&dir.path().join("cert.pem"))).await;
+    assert_eq!(trusted.code, Some(0), "{}", trusted.stderr);
+    let untrusted = erase(None).await;
+    let stderr = &untrusted.stderr;
+    assert_ne!(untrusted.code, Some(0), "{stderr}");
     assert!(stderr.contains("SSL_CERT_FILE"), "{stderr}");
 
     // A client that does not trust the certificate gets no connection, and plain HTTP
@@ -731,68 +723,36 @@ fn an_unreadable_certificate_stops_start_up_naming_its_key() {
             format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{tls}"),
         )
         .unwrap();
-        let output = Command::new(sidelight_bin())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(64), "{stderr}");
+        let output = cli(["serve", "--config"]).arg(&config).run();
+        let stderr = &output.stderr;
+        assert_eq!(output.code, Some(64), "{stderr}");
         assert!(stderr.contains(key), "{stderr}");
-        let check = Command::new(sidelight_bin())
-            .args(["config", "check"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert_eq!(check.status.code(), Some(64));
-        assert!(String::from_utf8_lossy(&check.stderr).contains(key));
+        let check = cli(["config", "check"]).arg(&config).run();
+        assert_eq!(check.code, Some(64));
+        assert!(check.stderr.contains(key));
     }
 }
 
 // === the sidelight token command ===
 
-fn sidelight(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    use std::io::Write;
-    let mut child = Command::new(sidelight_bin())
-        .args(args)
-        .env_remove("SIDELIGHT_ADMIN_TOKEN")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn a_token_made_by_the_command_opens_the_doors_of_its_role() {
-    let (code, stdout, stderr) = sidelight(
-        &[
-            "token",
-            "new",
-            "--name",
-            "ci",
-            "--role",
-            "auditor",
-            "--expires",
-            "2099-01-01T00:00:00Z",
-        ],
-        "",
-        &[],
-    );
+    let CliRun {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = cli(&[
+        "token",
+        "new",
+        "--name",
+        "ci",
+        "--role",
+        "auditor",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+    ])
+    .run();
     assert_eq!(code, Some(0), "{stderr}");
     let token = stdout.lines().next().unwrap().to_owned();
     assert!(token.starts_with("sl_") && token.len() > 40, "{stdout}");
@@ -808,27 +768,28 @@ async fn a_token_made_by_the_command_opens_the_doors_of_its_role() {
     );
 
     // `token hash` agrees, with or without a trailing newline.
-    let (code, hashed, _) = sidelight(&["token", "hash"], &format!("{token}\n"), &[]);
+    let CliRun {
+        code,
+        stdout: hashed,
+        ..
+    } = cli(&["token", "hash"]).stdin(format!("{token}\n")).run();
     assert_eq!(code, Some(0));
     assert_eq!(hashed.trim(), sha256_hex(&token));
-    let (code, _, stderr) = sidelight(&["token", "hash"], "short", &[]);
+    let CliRun { code, stderr, .. } = cli(&["token", "hash"]).stdin("short").run();
     assert_eq!(code, Some(64), "{stderr}");
-    let (code, _, _) = sidelight(&["token", "new", "--name", "x", "--role", "root"], "", &[]);
+    let CliRun { code, .. } = cli(&["token", "new", "--name", "x", "--role", "root"]).run();
     assert_eq!(code, Some(64));
-    let (code, _, _) = sidelight(
-        &[
-            "token",
-            "new",
-            "--name",
-            "x",
-            "--role",
-            "admin",
-            "--expires",
-            "soon",
-        ],
-        "",
-        &[],
-    );
+    let CliRun { code, .. } = cli(&[
+        "token",
+        "new",
+        "--name",
+        "x",
+        "--role",
+        "admin",
+        "--expires",
+        "soon",
+    ])
+    .run();
     assert_eq!(code, Some(64));
 
     // The printed entry, as it is, lets the token in with its role.
@@ -865,22 +826,25 @@ async fn a_token_made_by_the_command_opens_the_doors_of_its_role() {
         "--subject-id",
         "nobody",
     ];
-    let (code, _, stderr) = sidelight(&erase, "", &[]);
+    let CliRun { code, stderr, .. } = cli(&erase).run();
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("SIDELIGHT_ADMIN_TOKEN"), "{stderr}");
-    let (code, stdout, stderr) = sidelight(&erase, "", &[("SIDELIGHT_ADMIN_TOKEN", ADMIN)]);
+    let CliRun {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = cli(&erase).env("SIDELIGHT_ADMIN_TOKEN", ADMIN).run();
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    let (code, _, stderr) = sidelight(
-        &[
-            "explain",
-            "--admin",
-            admin_url.as_str(),
-            "--probe",
-            "nothing",
-        ],
-        "",
-        &[("SIDELIGHT_ADMIN_TOKEN", &token)],
-    );
+    let CliRun { code, stderr, .. } = cli(&[
+        "explain",
+        "--admin",
+        admin_url.as_str(),
+        "--probe",
+        "nothing",
+    ])
+    .env("SIDELIGHT_ADMIN_TOKEN", &token)
+    .run();
     // Past the door: the probe check knows no such request.
     assert_eq!(code, Some(1));
     assert!(stderr.contains("404"), "{stderr}");

@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +18,6 @@ use sidelight_e2e::live::{config, kserve_body, post};
 use sidelight_e2e::model::ModelServer;
 use sidelight_e2e::*;
 
-const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 /// A value no log line may contain: it is only ever in request bodies.
 const SECRET_COLOUR: &str = "ultraviolet-4f9c2a";
 
@@ -49,7 +47,7 @@ fn audited_route(
 }
 
 fn keys() -> sidelight_audit::Keys {
-    sidelight_audit::Keys::parse(KEY_HEX.as_bytes(), "test").unwrap()
+    sidelight_audit::Keys::parse(AUDIT_KEY_HEX.as_bytes(), "test").unwrap()
 }
 
 /// The store, read with the test key (payloads opened).
@@ -72,35 +70,16 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no `{line_start}` in {text}"))
-}
-
-async fn metrics_text(proxy: &Proxy) -> String {
-    String::from_utf8_lossy(&get(&proxy.admin_url("/metrics")).await.body).into_owned()
+fn metric(text: &str, series: &str) -> f64 {
+    metric_value(text, series).unwrap_or_else(|| panic!("no `{series}` in {text}"))
 }
 
 fn start(config: &str) -> Proxy {
-    Proxy::start_with_env(config, &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)])
+    Proxy::start_with_env(config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)])
 }
 
 fn verify(db: &Path) -> (i32, String) {
-    let out = Command::new(sidelight_bin())
-        .args(["audit", "verify", "--db"])
-        .arg(db)
-        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    audit_verify(&["--db", db.to_str().unwrap()])
 }
 
 fn secret_body(i: usize) -> String {
@@ -308,15 +287,9 @@ async fn a_missing_or_wrong_key_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sidelight.toml");
     std::fs::write(&path, audited(&model, state.path(), &db, "")).unwrap();
-    let out = Command::new(sidelight_bin())
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .env_remove("SIDELIGHT_AUDIT_KEY")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = cli(["serve", "--config"]).arg(&path).run();
+    assert_eq!(out.code, Some(64));
+    let stderr = &out.stderr;
     assert!(stderr.contains("audit.key_file"), "{stderr}");
 
     // A log written with one key is never extended with another.
@@ -324,15 +297,12 @@ async fn a_missing_or_wrong_key_stops_start_up_naming_the_key() {
     post(&proxy, "/v1/models/m:predict", kserve_body(&[1]), &[]).await;
     proxy.signal(Signal::SIGTERM);
     proxy.wait_exit(Duration::from_secs(30)).unwrap();
-    let out = Command::new(sidelight_bin())
-        .arg("serve")
-        .arg("--config")
+    let out = cli(["serve", "--config"])
         .arg(&path)
         .env("SIDELIGHT_AUDIT_KEY", "ff".repeat(32))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .run();
+    assert_eq!(out.code, Some(64));
+    let stderr = &out.stderr;
     assert!(
         stderr.contains("audit.key_file") && stderr.contains("does not match"),
         "{stderr}"
@@ -663,7 +633,7 @@ async fn a_disk_that_fills_up_fails_closed_and_a_read_only_volume_stops_start_up
         &db,
         "on_store_failure = \"fail_closed\"",
     );
-    let proxy = Proxy::start_wrapped(&config, &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)], &wrapper);
+    let proxy = Proxy::start_wrapped(&config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)], &wrapper);
 
     // Full: the tmpfs runs out of space.
     let mut status = http::StatusCode::OK;
@@ -711,17 +681,13 @@ async fn a_disk_that_fills_up_fails_closed_and_a_read_only_volume_stops_start_up
     // At start-up a store that cannot be written is a configuration error, named.
     let config_file = state.path().join("sidelight.toml");
     std::fs::write(&config_file, &config).unwrap();
-    let out = Command::new(&wrapper[0])
-        .args(&wrapper[1..])
-        .arg(sidelight_bin())
-        .arg("serve")
-        .arg("--config")
+    let out = cli(["serve", "--config"])
         .arg(&config_file)
-        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .via(&wrapper)
+        .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
+        .run();
+    assert_eq!(out.code, Some(64));
+    let stderr = &out.stderr;
     assert!(stderr.contains("audit.path"), "{stderr}");
 }
 

@@ -9,13 +9,11 @@ use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 use sidelight_audit::{AuditStore, Erasure, Keys, Record, RecordQuery, SqliteConfig, SqliteStore};
-use sidelight_e2e::sidelight_bin;
+use sidelight_e2e::{AUDIT_KEY_HEX, CliRun, cli};
 
-const MASTER: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const OTHER_MASTER: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 /// A value only ever in payloads and texts: it must never be on disk in the clear once
 /// sealed, nor in any stderr.
@@ -24,40 +22,20 @@ const SECRET: &str = "plaintext-canary-7d1e0b";
 const T0: i64 = 1_795_773_600_000;
 const N: usize = 300;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn text(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-fn sidelight<I, S>(args: I) -> Run
+/// `sidelight ARGS…`, checked for leaks: neither a payload nor the key may reach stderr.
+fn sidelight<I, S>(args: I) -> CliRun
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let output = Command::new(sidelight_bin())
-        .args(args)
-        .env_remove("SIDELIGHT_AUDIT_KEY")
-        .output()
-        .unwrap();
-    let run = Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let run = cli(args).run();
     assert!(
         !run.stderr.contains(SECRET),
         "payload on stderr: {}",
         run.stderr
     );
     assert!(
-        !run.stderr.contains(MASTER),
+        !run.stderr.contains(AUDIT_KEY_HEX),
         "key on stderr: {}",
         run.stderr
     );
@@ -65,7 +43,7 @@ where
 }
 
 /// `sidelight audit COMMAND [--db DB] [--key-file KEY] EXTRA…`.
-fn audit(command: &str, db: Option<&Path>, key: Option<&Path>, extra: &[&str]) -> Run {
+fn audit(command: &str, db: Option<&Path>, key: Option<&Path>, extra: &[&str]) -> CliRun {
     let mut args: Vec<OsString> = vec!["audit".into(), command.into()];
     if let Some(db) = db {
         args.extend(["--db".into(), db.into()]);
@@ -78,13 +56,13 @@ fn audit(command: &str, db: Option<&Path>, key: Option<&Path>, extra: &[&str]) -
 }
 
 /// `sidelight audit export --db DB --key-file KEY --format FORMAT EXTRA…`.
-fn export(db: &Path, key: &Path, format: &str, extra: &[&str]) -> Run {
+fn export(db: &Path, key: &Path, format: &str, extra: &[&str]) -> CliRun {
     let args = [&["--format", format], extra].concat();
     audit("export", Some(db), Some(key), &args)
 }
 
 /// `sidelight audit verify --db DB --key-file KEY`.
-fn verify(db: &Path, key: &Path) -> Run {
+fn verify(db: &Path, key: &Path) -> CliRun {
     audit("verify", Some(db), Some(key), &[])
 }
 
@@ -93,7 +71,7 @@ fn p(path: &Path) -> &str {
 }
 
 fn keys() -> Keys {
-    Keys::parse(MASTER.as_bytes(), "test").unwrap()
+    Keys::parse(AUDIT_KEY_HEX.as_bytes(), "test").unwrap()
 }
 
 fn raw_subject(i: usize) -> String {
@@ -182,7 +160,7 @@ fn ids(lines: &[Value]) -> Vec<String> {
 fn a_csv_export_feeds_surrogate_fit() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &keys(), true);
-    let key = key_file(dir.path(), "audit.key", MASTER);
+    let key = key_file(dir.path(), "audit.key", AUDIT_KEY_HEX);
     let csv = dir.path().join("export.csv");
     let run = export(&db, &key, "csv", &["--out", p(&csv)]);
     assert_eq!(run.code, Some(0), "{}", run.text());
@@ -212,7 +190,7 @@ fn a_csv_export_feeds_surrogate_fit() {
 fn jsonl_exports_filter_by_subject_and_time() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &keys(), true);
-    let key = key_file(dir.path(), "audit.key", MASTER);
+    let key = key_file(dir.path(), "audit.key", AUDIT_KEY_HEX);
     let export = |extra: &[&str]| -> Vec<Value> {
         let run = export(&db, &key, "jsonl", extra);
         assert_eq!(run.code, Some(0), "{}", run.text());
@@ -247,7 +225,7 @@ fn jsonl_exports_filter_by_subject_and_time() {
 fn erasing_by_raw_identifier_forgets_exactly_that_subject() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &keys(), true);
-    let key = key_file(dir.path(), "audit.key", MASTER);
+    let key = key_file(dir.path(), "audit.key", AUDIT_KEY_HEX);
     let erase = || {
         audit(
             "erase",
@@ -302,20 +280,15 @@ fn erasing_by_raw_identifier_forgets_exactly_that_subject() {
 #[test]
 fn the_subject_command_prints_the_pseudonym() {
     let dir = tempfile::tempdir().unwrap();
-    let key = key_file(dir.path(), "audit.key", MASTER);
+    let key = key_file(dir.path(), "audit.key", AUDIT_KEY_HEX);
     let run = audit("subject", None, Some(&key), &["--id", "customer-1"]);
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert_eq!(run.stdout.trim(), keys().pseudonym("customer-1"));
     // The environment variable works too.
-    let out = Command::new(sidelight_bin())
-        .args(["audit", "subject", "--id", "customer-1"])
-        .env("SIDELIGHT_AUDIT_KEY", MASTER)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        keys().pseudonym("customer-1")
-    );
+    let out = cli(["audit", "subject", "--id", "customer-1"])
+        .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
+        .run();
+    assert_eq!(out.stdout.trim(), keys().pseudonym("customer-1"));
     // No key at all is a usage error.
     let run = audit("subject", None, None, &["--id", "customer-1"]);
     assert_eq!(run.code, Some(64), "{}", run.text());
@@ -327,7 +300,7 @@ fn rotate_key_reseals_everything_and_retires_the_old_key() {
     let dir = tempfile::tempdir().unwrap();
     // Stored in the clear (sealing was off), with a bare master key.
     let db = database(dir.path(), &keys(), false);
-    let key = key_file(dir.path(), "audit.key", MASTER);
+    let key = key_file(dir.path(), "audit.key", AUDIT_KEY_HEX);
     assert!(contains(&file_bytes(&db), SECRET));
     let rotate = |extra: &[&str]| audit("rotate-key", Some(&db), Some(&key), extra);
 
@@ -405,7 +378,7 @@ fn rotate_key_reseals_everything_and_retires_the_old_key() {
     assert_eq!(run.code, Some(64), "{}", run.text());
 
     // The old bare master key no longer holds the key the records are sealed with.
-    let old = key_file(dir.path(), "old.key", MASTER);
+    let old = key_file(dir.path(), "old.key", AUDIT_KEY_HEX);
     let v = verify(&db, &old);
     assert_eq!(v.code, Some(65), "{}", v.text());
     assert!(v.stderr.contains("does not hold"), "{}", v.stderr);
@@ -469,7 +442,7 @@ fn wrong_keys_are_unusable_input_and_say_why() {
 fn bad_flags_are_usage_errors_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &keys(), true);
-    let key = key_file(dir.path(), "audit.key", MASTER);
+    let key = key_file(dir.path(), "audit.key", AUDIT_KEY_HEX);
     let export = |extra: &[&str]| export(&db, &key, "csv", extra);
     let run = export(&["--from", "yesterday"]);
     assert_eq!(run.code, Some(64), "{}", run.text());
@@ -548,7 +521,7 @@ fn admin_stub(
 #[test]
 fn erasing_through_the_admin_api_posts_the_pseudonym() {
     let dir = tempfile::tempdir().unwrap();
-    let key = key_file(dir.path(), "audit.key", MASTER);
+    let key = key_file(dir.path(), "audit.key", AUDIT_KEY_HEX);
     let (url, server) = admin_stub(
         200,
         r#"{"erased_records": 3, "window_rows_removed": 2, "routes_retraining": ["credit"]}"#,

@@ -21,9 +21,8 @@ use http::Method;
 use serde_json::{Value, json};
 use sidelight_e2e::live::{config, kserve_body, post};
 use sidelight_e2e::model::ModelServer;
-use sidelight_e2e::{Answer, Proxy, client, empty, full, send, sha256_hex};
+use sidelight_e2e::{AUDIT_KEY_HEX, Answer, Proxy, client, empty, full, send, sha256_hex};
 
-const AUDIT_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const VIEWER: &str = "sl_console-viewer-token-0123456789";
 const REVIEWER: &str = "sl_console-reviewer-token-0123456789";
 const AUDITOR: &str = "sl_console-auditor-token-0123456789";
@@ -86,7 +85,7 @@ fn console_config(model: &ModelServer, dir: &Path, auditor_extra: &str) -> Strin
 }
 
 fn start(config: &str) -> Proxy {
-    Proxy::start_with_env(config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY)])
+    Proxy::start_with_env(config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)])
 }
 
 /// A request to the admin listener with `headers` (no token is added).

@@ -12,12 +12,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_yaml_ng::Value;
-use sidelight_e2e::{Proxy, Upstream, get, sidelight_bin};
+use sidelight_e2e::{Proxy, Upstream, cli, get, run_cli};
 
 /// Where Kubernetes mounts the Secret in the Sidelight containers.
 const SECRETS_DIR: &str = "/etc/sidelight/secrets";
@@ -148,20 +147,14 @@ impl Checked {
 
 /// Runs `sidelight config check FILE` with exactly `env` (and PATH) in the environment.
 fn config_check(file: &Path, env: &[(String, String)]) -> Result<Checked, String> {
-    let output = Command::new(sidelight_bin())
-        .args(["config", "check"])
+    let output = cli(["config", "check"])
         .arg(file)
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        return Err(format!(
-            "{stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        .run();
+    let stdout = output.stdout;
+    if output.code != Some(0) {
+        return Err(format!("{stdout}{}", output.stderr));
     }
     // "FILE: ok (upstream URL, listen ADDR, admin ADDR, N route(s), …)"
     let field = |name: &str| {
@@ -961,23 +954,18 @@ async fn the_binary_answers_every_probed_path_and_the_healthcheck() {
     }
 
     // The HEALTHCHECK's command, pointed at this proxy's admin port.
-    let health = |url: String| {
-        Command::new(sidelight_bin())
-            .args(["health", "--url", &url, "--timeout", "5s"])
-            .output()
-            .unwrap()
-    };
+    let health = |url: String| run_cli(&["health", "--url", &url, "--timeout", "5s"]);
     let up = health(proxy.admin_url("/healthz"));
-    assert!(up.status.success(), "{up:?}");
-    assert!(up.stderr.is_empty(), "{up:?}");
+    assert!(up.success(), "{up}");
+    assert!(up.stderr.is_empty(), "{up}");
     // A path that is not healthz answers 404: unhealthy, exit 1, one line saying so.
     let missing = health(proxy.admin_url("/nothing-here"));
-    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
-    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.code, Some(1), "{missing}");
+    let stderr = &missing.stderr;
     assert!(stderr.contains("404"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let closed = health(format!("http://{}/healthz", free_addr()));
-    assert_eq!(closed.status.code(), Some(1), "{closed:?}");
+    assert_eq!(closed.code, Some(1), "{closed}");
 }
 
 /// A loopback address nothing listens on.

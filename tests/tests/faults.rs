@@ -19,9 +19,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Method;
 use http_body_util::BodyExt;
@@ -31,7 +30,6 @@ use sidelight_e2e::faulty::{Behaviour, FaultyUpstream, HUGE_PREFIX};
 use sidelight_e2e::live::kserve_body;
 use sidelight_e2e::*;
 
-const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const PREDICT: &str = "/v1/models/m:predict";
 /// `upstream.request_timeout` of every row; the slow upstream sleeps well past it.
 const TIMEOUT_MS: u64 = 400;
@@ -383,7 +381,7 @@ fn check(case: &Case, observed: Observed) -> Vec<String> {
         let store = sidelight_audit::SqliteStore::open(
             &observed.db,
             sidelight_audit::SqliteConfig::new(
-                sidelight_audit::Keys::parse(KEY_HEX.as_bytes(), "test").unwrap(),
+                sidelight_audit::Keys::parse(AUDIT_KEY_HEX.as_bytes(), "test").unwrap(),
             ),
         )
         .unwrap();
@@ -418,16 +416,12 @@ fn config(upstream: &str, state: &Path, db: &Path, audit_extra: &str) -> String 
 }
 
 fn start(config: &str) -> Proxy {
-    Proxy::start_with_env(config, &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)])
+    Proxy::start_with_env(config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)])
 }
 
 /// The value of one series in /metrics, 0 when it is not there yet.
 async fn metric(proxy: &Proxy, series: &str) -> f64 {
-    let text = get(&proxy.admin_url("/metrics")).await;
-    String::from_utf8_lossy(&text.body)
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric_value(&metrics_text(proxy).await, series).unwrap_or(0.0)
 }
 
 /// A prediction request; its outcome and the record id it carried.
@@ -724,30 +718,17 @@ fn read_only(observed: &mut Observed, upstream: &FaultyUpstream, dir: &Path) {
     let (config, _) = with_test_token(&config(&upstream.url(), dir, &db_on_volume, ""));
     std::fs::write(&config_file, config).unwrap();
     let wrapper = read_only_mount(&volume);
-    let mut child = Command::new(&wrapper[0])
-        .args(&wrapper[1..])
-        .arg(sidelight_bin())
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_file)
-        .env_remove("RUST_LOG")
-        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // A proxy that starts anyway would never exit on its own.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
+    let out = cli(["serve", "--config"])
+        .arg(&config_file)
+        .via(&wrapper)
+        .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
+        .timeout(Duration::from_secs(30))
+        .run();
     observed
         .outcomes
-        .push(Outcome::Exit(out.status.code().unwrap_or(-1)));
-    observed.logs = String::from_utf8_lossy(&out.stderr).into_owned();
+        .push(Outcome::Exit(out.code.unwrap_or(-1)));
+    observed.logs = out.stderr;
 }
 
 async fn sigterm_under_load(

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,7 +17,6 @@ use sidelight_e2e::model::ModelServer;
 use sidelight_e2e::postgres::PgServer;
 use sidelight_e2e::*;
 
-const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 /// The database password in the URL: the test server trusts every local connection,
 /// so it is accepted, and it must never be printed.
 const PASSWORD: &str = "pw-7c1e93d0";
@@ -54,10 +52,6 @@ fn record_id(answer: &Answer) -> String {
         .to_owned()
 }
 
-async fn metrics_text(proxy: &Proxy) -> String {
-    String::from_utf8_lossy(&get(&proxy.admin_url("/metrics")).await.body).into_owned()
-}
-
 /// `sidelight_fleet_trainer{route="m"}` of a proxy.
 async fn is_trainer(proxy: &Proxy) -> bool {
     metrics_text(proxy)
@@ -83,20 +77,6 @@ async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn audit_verify(url: &str) -> (i32, String) {
-    let out = Command::new(sidelight_bin())
-        .args(["audit", "verify", "--url", url])
-        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// A JSON report has every section, counts `predictions` (as `psql` prints the count),
@@ -153,7 +133,7 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
     let a = Proxy::start_with_env(
         &fleet_config(&model, state_a.path(), "a", ""),
         &[
-            ("SIDELIGHT_AUDIT_KEY", KEY_HEX),
+            ("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX),
             ("SIDELIGHT_AUDIT__URL", &url),
         ],
     );
@@ -164,7 +144,7 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
             "b",
             &format!("url_file = \"{}\"", url_file.display()),
         ),
-        &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)],
+        &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)],
     );
 
     // Both replicas at once, four clients each.
@@ -226,23 +206,21 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
     }
 
     // Both chains verify; the password is printed by nobody.
-    let (code, report) = audit_verify(&url);
+    let (code, report) = audit_verify(&["--url", &url]);
     assert_eq!(code, 0, "{report}");
     assert!(report.contains("writer a: intact"), "{report}");
     assert!(report.contains("writer b: intact"), "{report}");
     assert!(report.contains("2 writer(s)"), "{report}");
     assert!(!report.contains(PASSWORD), "{report}");
     // Both writers' records export from one command.
-    let out = Command::new(sidelight_bin())
-        .args([
-            "audit", "export", "--format", "jsonl", "--route", "m", "--url", &url,
-        ])
-        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let exported: BTreeSet<String> = String::from_utf8(out.stdout)
-        .unwrap()
+    let out = cli([
+        "audit", "export", "--format", "jsonl", "--route", "m", "--url", &url,
+    ])
+    .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
+    .run();
+    assert!(out.success(), "{out}");
+    let exported: BTreeSet<String> = out
+        .stdout
         .lines()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
@@ -252,7 +230,7 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
         })
         .collect();
     assert_eq!(exported, acknowledged);
-    assert!(!String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
+    assert!(!out.stderr.contains(PASSWORD));
 
     // The audit report counts both writers' predictions and verifies both chains, from
     // a replica and from the command line (with `b`'s config, which names a URL file).
@@ -274,17 +252,15 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
         .unwrap()
         .as_millis()
         - 86_400_000;
-    let out = Command::new(sidelight_bin())
-        .args(["report", "--format", "json", "--config"])
+    let out = cli(["report", "--format", "json", "--config"])
         .arg(&b.config_path)
         .args(["--from", &day_ago.to_string()])
-        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
+        .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
         .env_remove("SIDELIGHT_AUDIT__URL")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert!(!String::from_utf8_lossy(&out.stderr).contains(PASSWORD));
-    check_report(&serde_json::from_slice(&out.stdout).unwrap(), &predictions);
+        .run();
+    assert!(out.success(), "{out}");
+    assert!(!out.stderr.contains(PASSWORD));
+    check_report(&serde_json::from_str(&out.stdout).unwrap(), &predictions);
 
     // Erasure through `a` reaches the records both wrote, the shared training rows,
     // and `b`'s memory.
@@ -306,7 +282,7 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
         kept.headers["x-sidelight-explanation-id"].to_str().unwrap()
     ));
     assert_eq!(get(&kept_url).await.status, 200);
-    let subject = sidelight_audit::Keys::parse(KEY_HEX.as_bytes(), "test")
+    let subject = sidelight_audit::Keys::parse(AUDIT_KEY_HEX.as_bytes(), "test")
         .unwrap()
         .pseudonym("C-1002");
     let by_writer = pg.sql(
@@ -411,7 +387,7 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
             .any(|l| l.starts_with("sidelight_audit_failures_total{kind=\"unavailable\"}")),
         "{metrics}"
     );
-    let (code, report) = audit_verify(&url);
+    let (code, report) = audit_verify(&["--url", &url]);
     assert_eq!(code, 0, "{report}");
     assert!(!remaining.log_text().contains(PASSWORD));
 }
@@ -430,18 +406,12 @@ fn a_database_that_cannot_be_reached_at_start_is_named_without_its_password() {
         ),
     )
     .unwrap();
-    let out = Command::new(sidelight_bin())
-        .args(["serve", "--config"])
+    let out = cli(["serve", "--config"])
         .arg(&path)
-        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(64), "{text}");
+        .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
+        .run();
+    let text = out.text();
+    assert_eq!(out.code, Some(64), "{text}");
     assert!(text.contains("audit.url"), "{text}");
     assert!(!text.contains(PASSWORD), "{text}");
 }
@@ -451,7 +421,7 @@ fn the_fleet_store_seals_rows_keeps_the_window_elects_one_trainer_and_records_er
     use sidelight_audit::{FleetSurrogate, Keys, PostgresConfig, PostgresStore, TrainingBatch};
     let pg = PgServer::start();
     let url = pg.create_database("fleet");
-    let keys = Keys::parse(KEY_HEX.as_bytes(), "test").unwrap();
+    let keys = Keys::parse(AUDIT_KEY_HEX.as_bytes(), "test").unwrap();
     let a = PostgresStore::open(&url, "a", PostgresConfig::new(keys.clone())).unwrap();
     let b = PostgresStore::open(&url, "b", PostgresConfig::new(keys)).unwrap();
     let (fa, fb) = (a.fleet(), b.fleet());

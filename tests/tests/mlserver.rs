@@ -597,8 +597,5 @@ async fn mlserver_positional_tensors_are_read_as_the_configured_features() {
 
 /// The value of one sample line of a Prometheus text exposition (0 when absent).
 fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric_value(text, series).unwrap_or(0.0)
 }

@@ -13,7 +13,6 @@ use sidelight_e2e::live::{config, kserve_body, post, warm_up};
 use sidelight_e2e::model::{ModelServer, row};
 use sidelight_e2e::*;
 
-const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const THRESHOLD: f64 = 3.5;
 const WINDOW: usize = 300;
 
@@ -131,7 +130,7 @@ async fn the_monitor_reports_fairness_and_drift_and_flags_a_disadvantaged_group(
     let state = tempfile::tempdir().unwrap();
     let proxy = Proxy::start_with_env(
         &monitored(&model, state.path()),
-        &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)],
+        &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)],
     );
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
@@ -435,7 +434,7 @@ async fn a_failing_group_fires_one_signed_alert_and_resolves_once_and_outcomes_g
         webhook.url,
         secret_file.display()
     );
-    let proxy = Proxy::start_with_env(&config, &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)]);
+    let proxy = Proxy::start_with_env(&config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)]);
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
     })
@@ -589,7 +588,7 @@ async fn attributes_from_a_header_and_reported_later_are_monitored_without_reach
          privileged = \"north\"\nunprivileged = [\"south\"]\n",
         &base[..cut]
     );
-    let proxy = Proxy::start_with_env(&config, &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)]);
+    let proxy = Proxy::start_with_env(&config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)]);
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
     })

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -228,18 +227,8 @@ fn refused(config: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sidelight.toml");
     std::fs::write(&path, config).unwrap();
-    let output = Command::new(sidelight_bin())
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let output = cli(["serve", "--config"]).arg(&path).run();
+    (output.code, output.stderr)
 }
 
 #[test]

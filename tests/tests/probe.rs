@@ -51,19 +51,16 @@ async fn rows_seen(proxy: &Proxy, route: &str) -> u64 {
 
 /// Runs `sidelight explain --probe …` without blocking the runtime the model server
 /// answers on.
-async fn cli(proxy: &Proxy, args: &[&str]) -> std::process::Output {
+async fn explain_cli(proxy: &Proxy, args: &[&str]) -> CliRun {
     let admin = proxy.admin_url("");
-    let mut all = vec!["explain", "--admin", admin.as_str()];
-    all.extend_from_slice(args);
-    tokio::process::Command::new(sidelight_bin())
-        .args(&all)
+    cli(["explain", "--admin", admin.as_str()])
+        .args(args)
         .env(
             "SIDELIGHT_ADMIN_TOKEN",
             proxy.admin_token.expect("a proxy with the test token"),
         )
-        .output()
+        .run_async()
         .await
-        .unwrap()
 }
 
 fn contribution(attributions: &Value, feature: &str) -> f64 {
@@ -149,7 +146,7 @@ async fn probe_of_a_kserve_request_finds_the_true_attributions_without_training_
     let seen = rows_seen(&proxy, "m").await;
 
     // The CLI, as JSON: row 1 of the batch.
-    let output = cli(
+    let output = explain_cli(
         &proxy,
         &[
             "--probe",
@@ -162,12 +159,8 @@ async fn probe_of_a_kserve_request_finds_the_true_attributions_without_training_
         ],
     )
     .await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(output.success(), "{}", output.stderr);
+    let report: Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(report["request_id"], "probe-me");
     assert_eq!(report["row"], 1);
     check_report(&report, 8, 50);
@@ -175,9 +168,9 @@ async fn probe_of_a_kserve_request_finds_the_true_attributions_without_training_
 
     // The CLI's table, for row 0 (a customer request: the probe still compares every
     // feature, not only those the customer saw).
-    let output = cli(&proxy, &["--probe", "probe-me"]).await;
-    assert!(output.status.success());
-    let text = String::from_utf8(output.stdout).unwrap();
+    let output = explain_cli(&proxy, &["--probe", "probe-me"]).await;
+    assert!(output.success());
+    let text = output.stdout;
     assert!(
         text.starts_with("Probe check of request probe-me (row 0, route m): "),
         "{text}"
@@ -307,9 +300,9 @@ async fn probe_of_an_unknown_request_is_a_404_and_a_clear_cli_failure() {
         (answer.status.as_u16(), answer.error_code().as_str()),
         (404, "request_not_found")
     );
-    let output = cli(&proxy, &["--probe", "nobody"]).await;
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = explain_cli(&proxy, &["--probe", "nobody"]).await;
+    assert_eq!(output.code, Some(1));
+    let stderr = &output.stderr;
     assert!(
         stderr.contains("request_not_found") && stderr.contains("no recent explained request"),
         "{stderr}"

@@ -12,7 +12,7 @@ use http::Method;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use sidelight_e2e::{client, empty, full, send, sidelight_bin};
+use sidelight_e2e::{CliRun, client, empty, full, run_cli, send, sidelight_bin};
 
 const SECTIONS: [&str; 8] = [
     "1. The system",
@@ -78,20 +78,6 @@ async fn report(admin: &str, bearer: &str, query: &str) -> sidelight_e2e::Answer
         empty(),
     )
     .await
-}
-
-fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(sidelight_bin())
-        .args(args)
-        .env_remove("SIDELIGHT_AUDIT_KEY")
-        .env_remove("SIDELIGHT_CONFIG")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]
@@ -301,7 +287,12 @@ async fn a_report_of_the_demos_traffic_has_every_section() {
 
     // The command line reads the same log, with the config the demo wrote.
     let from = started.to_string();
-    let (code, stdout, stderr) = run(&[
+    let CliRun {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = run_cli(&[
         "report", "--config", &config, "--from", &from, "--format", "json",
     ]);
     assert_eq!(code, Some(0), "{stderr}");
@@ -321,7 +312,7 @@ async fn a_report_of_the_demos_traffic_has_every_section() {
     );
 
     let out = state.path().join("report.html");
-    let (code, _, stderr) = run(&[
+    let CliRun { code, stderr, .. } = run_cli(&[
         "report",
         "--config",
         &config,
@@ -334,10 +325,11 @@ async fn a_report_of_the_demos_traffic_has_every_section() {
     let written = std::fs::read_to_string(&out).unwrap();
     assert!(SECTIONS.iter().all(|s| written.contains(s)));
 
-    let (code, _, stderr) = run(&["report", "--config", &config, "--from", "yesterday"]);
+    let CliRun { code, stderr, .. } =
+        run_cli(&["report", "--config", &config, "--from", "yesterday"]);
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("--from"), "{stderr}");
-    let (code, _, stderr) = run(&[
+    let CliRun { code, stderr, .. } = run_cli(&[
         "report",
         "--config",
         &config,
@@ -353,7 +345,7 @@ async fn a_report_of_the_demos_traffic_has_every_section() {
     );
     let bare = state.path().join("no-audit.toml");
     std::fs::write(&bare, "[upstream]\nurl = \"http://127.0.0.1:1\"\n").unwrap();
-    let (code, _, stderr) = run(&[
+    let CliRun { code, stderr, .. } = run_cli(&[
         "report",
         "--config",
         bare.to_str().unwrap(),

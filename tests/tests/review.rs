@@ -14,8 +14,6 @@ use sidelight_e2e::live::{config, kserve_body, post, warm_up};
 use sidelight_e2e::model::ModelServer;
 use sidelight_e2e::*;
 
-const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
 /// An audited route `m` over the test model, colour marked personal and protected,
 /// with `review` as its `[routes.review]` section.
 fn reviewed(model: &ModelServer, state: &Path, review: &str) -> String {
@@ -40,7 +38,7 @@ fn reviewed(model: &ModelServer, state: &Path, review: &str) -> String {
 async fn ready(model: &ModelServer, state: &Path, review: &str) -> Proxy {
     let proxy = Proxy::start_with_env(
         &reviewed(model, state, review),
-        &[("SIDELIGHT_AUDIT_KEY", KEY_HEX)],
+        &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)],
     );
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
@@ -211,13 +209,9 @@ async fn flagged_predictions_are_queued_masked_decided_and_chained() {
         .await
         .json();
     assert_eq!(feedback["records"][0]["request"]["record_id"], id.as_str());
-    let verify = std::process::Command::new(sidelight_bin())
-        .args(["audit", "verify", "--db"])
-        .arg(state.path().join("audit.db"))
-        .env("SIDELIGHT_AUDIT_KEY", KEY_HEX)
-        .output()
-        .unwrap();
-    assert!(verify.status.success(), "{verify:?}");
+    let db = state.path().join("audit.db");
+    let (code, report) = audit_verify(&["--db", db.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report}");
 }
 
 #[tokio::test]

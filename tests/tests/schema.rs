@@ -2,24 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+use sidelight_e2e::{CliRun, cli, run_cli};
 
-use sidelight_e2e::sidelight_bin;
-
-fn infer(lines: &str, args: &[&str]) -> (Option<i32>, String, String) {
+fn infer(lines: &str, args: &[&str]) -> CliRun {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("traffic.jsonl");
     std::fs::write(&path, lines).unwrap();
-    let output = Command::new(sidelight_bin())
-        .args(["schema", "infer", "--from", path.to_str().unwrap()])
+    cli(["schema", "infer", "--from", path.to_str().unwrap()])
         .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        .run()
 }
 
 #[test]
@@ -27,7 +18,12 @@ fn kserve_traffic_becomes_a_features_table_that_the_config_accepts() {
     let traffic = "{\"instances\": [{\"duration\": 12, \"purpose\": \"car\", \"guarantor\": true}]}\n\
                    \n\
                    {\"instances\": [{\"duration\": 48.5, \"purpose\": \"education\", \"guarantor\": false}]}\n";
-    let (code, stdout, stderr) = infer(traffic, &[]);
+    let CliRun {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = infer(traffic, &[]);
     assert_eq!(code, Some(0), "{stderr}");
     let parsed: toml::Value = stdout.parse().unwrap();
     let features = parsed["routes"]["explain"]["features"].as_array().unwrap();
@@ -55,20 +51,13 @@ fn sidelight_proxy_config_accepts(config: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sidelight.toml");
     std::fs::write(&path, config).unwrap();
-    let output = Command::new(sidelight_bin())
-        .args(["config", "check", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_cli(&["config", "check", path.to_str().unwrap()]);
+    assert!(output.success(), "{}", output.stderr);
 }
 
 #[test]
 fn a_bad_line_is_named_by_file_and_line() {
-    let (code, _, stderr) = infer("{\"instances\": [[1, 2]]}\n\nnot json\n", &[]);
+    let CliRun { code, stderr, .. } = infer("{\"instances\": [[1, 2]]}\n\nnot json\n", &[]);
     assert_eq!(code, Some(65));
     assert!(stderr.contains("traffic.jsonl:3:"), "{stderr}");
 }
@@ -76,7 +65,12 @@ fn a_bad_line_is_named_by_file_and_line() {
 #[test]
 fn open_inference_v2_tensor_names_become_feature_names() {
     let traffic = r#"{"inputs": [{"name": "income", "shape": [2], "datatype": "FP32", "data": [1.5, 2]}, {"name": "region", "shape": [2], "datatype": "BYTES", "data": ["north", "south"]}]}"#;
-    let (code, stdout, stderr) = infer(traffic, &["--protocol", "open-inference-v2"]);
+    let CliRun {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = infer(traffic, &["--protocol", "open-inference-v2"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("name = \"income\"\nkind = \"numeric\""),
@@ -114,21 +108,12 @@ async fn a_running_proxy_infers_the_schema_of_its_recent_traffic() {
     }
     let admin = format!("http://{}", proxy.admin);
     let token = proxy.admin_token.expect("a proxy with the test token");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(sidelight_bin())
-            .args(["schema", "infer", "--from", &admin, "--route", "m"])
-            .env("SIDELIGHT_ADMIN_TOKEN", token)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = cli(["schema", "infer", "--from", &admin, "--route", "m"])
+        .env("SIDELIGHT_ADMIN_TOKEN", token)
+        .run_async()
+        .await;
+    let stdout = &output.stdout;
+    assert!(output.success(), "{}", output.stderr);
     assert!(
         stdout.contains("name = \"colour\"\nkind = \"categorical\""),
         "{stdout}"

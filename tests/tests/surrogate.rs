@@ -5,25 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sidelight_demo_model::{data, model};
-use sidelight_e2e::sidelight_bin;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn sidelight(args: &[&str]) -> Run {
-    let output = Command::new(sidelight_bin()).args(args).output().unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+use sidelight_e2e::{CliRun, cli, run_cli};
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -81,10 +65,10 @@ fn read_shap(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
     (header, rows)
 }
 
-fn fit_credit(dir: &Path) -> (PathBuf, Run) {
+fn fit_credit(dir: &Path) -> (PathBuf, CliRun) {
     let data = credit_csv(dir, 1000);
     let out = dir.join("credit.json");
-    let run = sidelight(&[
+    let run = run_cli(&[
         "surrogate",
         "fit",
         "--data",
@@ -158,7 +142,7 @@ fn fits_the_credit_model_with_high_fidelity_and_explains_it_three_ways() {
             method,
         ];
         args.extend_from_slice(extra);
-        let run = sidelight(&args);
+        let run = run_cli(&args);
         assert_eq!(run.code, Some(0), "{method}: {}", run.stderr);
         assert!(
             run.stderr
@@ -225,7 +209,7 @@ fn threads_split_rows_without_changing_a_value_and_stdout_works() {
     let (model, _) = fit_credit(dir.path());
     let rows = credit_csv(dir.path(), 200);
     let one = dir.path().join("one.csv");
-    let run = sidelight(&[
+    let run = run_cli(&[
         "surrogate",
         "explain",
         "--model",
@@ -239,7 +223,7 @@ fn threads_split_rows_without_changing_a_value_and_stdout_works() {
     ]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stderr.contains("1 thread,"), "{}", run.stderr);
-    let three = sidelight(&[
+    let three = run_cli(&[
         "surrogate",
         "explain",
         "--model",
@@ -270,7 +254,7 @@ fn small(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("small.csv");
     std::fs::write(&data, csv).unwrap();
     let model = dir.join("small.json");
-    let run = sidelight(&[
+    let run = run_cli(&[
         "surrogate",
         "fit",
         "--data",
@@ -287,7 +271,7 @@ fn small(dir: &Path) -> (PathBuf, PathBuf) {
     (data, model)
 }
 
-fn assert_error(run: &Run, code: i32, needles: &[&str]) {
+fn assert_error(run: &CliRun, code: i32, needles: &[&str]) {
     assert_eq!(run.code, Some(code), "stderr: {}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     for needle in needles {
@@ -319,7 +303,7 @@ fn bad_training_data_names_the_file_line_and_column() {
             "3",
         ];
         args.extend_from_slice(extra);
-        sidelight(&args)
+        run_cli(&args)
     };
     let numeric: String = (0..30).map(|i| format!("{i},{}\n", i * 2)).collect();
 
@@ -396,7 +380,7 @@ fn bad_training_data_names_the_file_line_and_column() {
 
     let missing = dir.path().join("nowhere.csv");
     let never = dir.path().join("never.json");
-    let run = sidelight(&[
+    let run = run_cli(&[
         "surrogate",
         "fit",
         "--data",
@@ -412,7 +396,7 @@ fn bad_training_data_names_the_file_line_and_column() {
     // Arguments clap cannot check: parameters the booster refuses.
     let path = dir.path().join("ok.csv");
     std::fs::write(&path, format!("a,b\n{numeric}")).unwrap();
-    let run = sidelight(&[
+    let run = run_cli(&[
         "surrogate",
         "fit",
         "--data",
@@ -425,7 +409,7 @@ fn bad_training_data_names_the_file_line_and_column() {
         "0",
     ]);
     assert_error(&run, 64, &["learning_rate"]);
-    let run = sidelight(&[
+    let run = run_cli(&[
         "surrogate",
         "fit",
         "--data",
@@ -446,7 +430,7 @@ fn bad_rows_or_models_for_explain_name_what_is_wrong() {
     let (data, model) = small(dir.path());
     let out = dir.path().join("shap.csv");
     let explain = |model: &Path, data: &Path| {
-        sidelight(&[
+        run_cli(&[
             "surrogate",
             "explain",
             "--model",
@@ -536,7 +520,7 @@ fn bad_rows_or_models_for_explain_name_what_is_wrong() {
         66,
         &["absent.csv", "no such file"],
     );
-    let run = sidelight(&[
+    let run = run_cli(&[
         "surrogate",
         "explain",
         "--model",
@@ -551,7 +535,7 @@ fn bad_rows_or_models_for_explain_name_what_is_wrong() {
         p(&no_feature),
     ]);
     assert_error(&run, 65, &["no-feature.csv, line 1", "`housing`"]);
-    let run = sidelight(&[
+    let run = run_cli(&[
         "surrogate",
         "explain",
         "--model",
@@ -585,26 +569,15 @@ fn a_seed_model_of_other_features_stops_start_up() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(sidelight_bin())
-        .args(["serve", "--config", p(&config)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sidelight kept running with a seed model of other features");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(64), "{stderr}");
+    let run = cli(["serve", "--config", p(&config)])
+        .timeout(std::time::Duration::from_secs(30))
+        .run();
+    assert!(
+        !run.timed_out,
+        "sidelight kept running with a seed model of other features"
+    );
+    let stderr = run.stderr;
+    assert_eq!(run.code, Some(64), "{stderr}");
     assert!(
         stderr.contains("seed_model") && stderr.contains("`housing`") && stderr.contains("`city`"),
         "{stderr}"
