@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use sidelight_explain::Value;
 use tower::{Layer, Service};
 
@@ -24,8 +23,9 @@ use crate::audit::AuditLog;
 use crate::audit::now_ms;
 use crate::body::{ProxyBody, full};
 use crate::config::{AttachMode, Audience, GpcRule, PrivacyConfig, SUBJECT_HEADER};
-use crate::error::{ProxyError, json_error};
-use crate::headers::{ClientRequestId, REQUEST_ID};
+use crate::error::ProxyError;
+use crate::handoff::Handoff;
+use crate::headers::REQUEST_ID;
 use crate::inspect::{self, Inspection};
 use crate::live::model::RowExplanation;
 use crate::live::store::{StoredExplanation, StoredRequest};
@@ -42,9 +42,7 @@ static EXPLANATION: HeaderName = HeaderName::from_static("x-sidelight-explanatio
 static EXPLANATION_ID: HeaderName = HeaderName::from_static("x-sidelight-explanation-id");
 static CONSENT: HeaderName = HeaderName::from_static("x-sidelight-consent");
 static SEC_GPC: HeaderName = HeaderName::from_static("sec-gpc");
-static RECORD_ID: HeaderName = HeaderName::from_static("x-sidelight-record-id");
-/// Sidelight's own review request header, and the review state of a response.
-static REVIEW: HeaderName = HeaderName::from_static("x-sidelight-review");
+use crate::review::REVIEW;
 /// Marks a request that must not be trained on: see the module docs.
 pub static PROBE: HeaderName = HeaderName::from_static("x-sidelight-probe");
 
@@ -78,9 +76,9 @@ pub struct Explain<S> {
 
 // === impl Explain ===
 
-impl<S> Service<Request<Incoming>> for Explain<S>
+impl<S, B> Service<Request<B>> for Explain<S>
 where
-    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = ProxyError>
+    S: Service<Request<B>, Response = Response<ProxyBody>, Error = ProxyError>
         + Clone
         + Send
         + 'static,
@@ -94,7 +92,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // Removed on every route: the header is Sidelight's, never the model's.
         let probe = request.headers_mut().remove(&PROBE).is_some();
         let live = request
@@ -106,6 +104,9 @@ where
         };
         let mut ask = Ask::from_request(request.headers_mut(), &live);
         ask.probe = probe;
+        // Known before the monitor sees the rows, so that outcomes reported for the
+        // record later find them (see `record`).
+        ask.record_id = request.extensions().get::<RecordId>().map(|r| r.0.clone());
         if let Some(route) = request.extensions().get::<Route>() {
             route.metrics.consent(ask.consent, ask.consent_source).inc();
         }
@@ -116,10 +117,6 @@ where
                 .map(|pq| pq.as_str().to_owned())
                 .unwrap_or_default();
         }
-        let supplied = request
-            .extensions()
-            .get::<ClientRequestId>()
-            .is_some_and(|c| c.0);
         let received_ms = now_ms();
         let response = self.inner.call(request);
         let recent = self.recent.clone();
@@ -127,14 +124,6 @@ where
         let audit = self.audit.clone();
         Box::pin(async move {
             let response = response.await?;
-            let request_id = ask.request_id.clone();
-            // Known before the monitor sees the rows, so that outcomes reported for the
-            // record later find them.
-            let id = match &audit {
-                Some(a) => Some(a.unique_id(&request_id, supplied).await),
-                None => None,
-            };
-            ask.record_id = id.as_deref().map(Arc::from);
             let consent = ask.consent;
             let mut facts = Facts::default();
             let mut response = augment(
@@ -147,38 +136,33 @@ where
                 response,
             )
             .await;
-            let (Some(audit), Some(id)) = (audit, id) else {
-                return Ok(response);
-            };
-            // After the model answered, so that the record holds what was answered; with
-            // `sync` the response waits here until the record is committed.
-            let flagged = !facts.review_reasons.is_empty();
-            let body = facts.body.take();
-            // Registered before the record can be seen in the queue, so that no decision
-            // can come in between.
-            let held = (flagged && live.review.hold.is_some()).then(|| audit.reviews.hold(&id));
-            let record = facts.into_record(id.clone(), received_ms, &live, &audit, consent);
-            match audit.commit(record).await {
-                Ok(Some(id)) => {
-                    if let Ok(value) = HeaderValue::from_str(&id) {
-                        response.headers_mut().insert(RECORD_ID.clone(), value);
-                    }
-                }
-                Ok(None) => {
-                    audit.reviews.release(&id);
-                    return Ok(response);
-                }
-                Err(error) => {
-                    audit.reviews.release(&id);
-                    return Err(error);
-                }
+            // What the record layer keeps, with an audit log.
+            if audit.is_some() {
+                response.extensions_mut().insert(Handoff::new(Explained {
+                    live,
+                    facts,
+                    consent,
+                    received_ms,
+                }));
             }
-            match held {
-                Some(decision) => Ok(hold(&live, &audit, &id, decision, body, response).await),
-                None => Ok(response),
-            }
+            Ok(response)
         })
     }
+}
+
+/// The id the request's audit record will have, given by the record layer before the
+/// request goes on (the explain layer tags the monitor's rows with it).
+#[derive(Debug, Clone)]
+pub struct RecordId(pub Arc<str>);
+
+/// What the explain layer learned about an explained route's request, handed to the
+/// record layer in the response's extensions.
+pub struct Explained {
+    pub live: Arc<RouteLive>,
+    pub facts: Facts,
+    pub consent: Consent,
+    /// When the request came in (the record's time).
+    pub received_ms: i64,
 }
 
 /// What the client asked for, with the route's defaults filled in.
@@ -332,12 +316,12 @@ fn rank(consent: Consent) -> u8 {
 /// What the explain layer learned about a request, for its audit record. Filled as far
 /// as the request got: a pass-through leaves the later fields empty.
 #[derive(Default)]
-struct Facts {
+pub struct Facts {
     /// Why the prediction goes to review (empty: it does not).
-    review_reasons: Vec<String>,
+    pub review_reasons: Vec<String>,
     /// The response body as sent, when Sidelight read it whole (to add a reviewer's
     /// decision to it while holding).
-    body: Option<Bytes>,
+    pub body: Option<Bytes>,
     /// The pseudonymous subject.
     subject: Option<Arc<str>>,
     request: Option<Bytes>,
@@ -351,7 +335,7 @@ struct Facts {
 
 impl Facts {
     /// The record, with the route's privacy policy applied to everything it keeps.
-    fn into_record(
+    pub fn into_record(
         self,
         id: String,
         time_ms: i64,
@@ -527,79 +511,6 @@ fn find_member<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a serde
             .or_else(|| map.values().find_map(|v| find_member(v, name))),
         serde_json::Value::Array(items) => items.iter().find_map(|v| find_member(v, name)),
         _ => None,
-    }
-}
-
-/// Waits for a reviewer's decision up to the route's deadline. A confirmation releases
-/// the model's answer; an override releases it with the reviewer's outcome added (as a
-/// `"review"` member next to the model's own, whose bytes stay as they are); an
-/// escalation or the deadline lets the route's fallback decide.
-async fn hold(
-    live: &RouteLive,
-    audit: &AuditLog,
-    id: &str,
-    decision: tokio::sync::oneshot::Receiver<sidelight_audit::Review>,
-    body: Option<Bytes>,
-    mut response: Response<ProxyBody>,
-) -> Response<ProxyBody> {
-    let deadline = live.review.hold.unwrap_or_default();
-    let outcome = tokio::time::timeout(deadline, decision).await;
-    audit.reviews.release(id);
-    let review = match outcome {
-        Ok(Ok(review)) => review,
-        _ => return fallback(live, response, "pending; held=timeout", "review_timeout"),
-    };
-    match review.decision.as_str() {
-        "confirm" => {
-            response
-                .headers_mut()
-                .insert(REVIEW.clone(), HeaderValue::from_static("confirmed"));
-            response
-        }
-        "override" => {
-            let (mut parts, old) = response.into_parts();
-            parts
-                .headers
-                .insert(REVIEW.clone(), HeaderValue::from_static("overridden"));
-            let member = serde_json::json!({
-                "decision": "override",
-                "outcome": review.outcome,
-                "reason": review.reason,
-                "reviewer": review.reviewer,
-            })
-            .to_string();
-            match body.map(|b| adapter::attach_field(&b, "review", &member)) {
-                Some(Ok(with_review)) => {
-                    parts.headers.remove(header::CONTENT_LENGTH);
-                    Response::from_parts(parts, full(with_review))
-                }
-                // Not a JSON object: the header says it was overridden, and the
-                // decision is in the audit log and the review API.
-                _ => Response::from_parts(parts, old),
-            }
-        }
-        _ => fallback(live, response, "escalated", "review_escalated"),
-    }
-}
-
-fn fallback(
-    live: &RouteLive,
-    mut response: Response<ProxyBody>,
-    state: &'static str,
-    code: &str,
-) -> Response<ProxyBody> {
-    match live.review.hold_fallback {
-        crate::config::HoldFallback::Serve => {
-            response
-                .headers_mut()
-                .insert(REVIEW.clone(), HeaderValue::from_static(state));
-            response
-        }
-        crate::config::HoldFallback::Reject => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code,
-            "this prediction awaits a person's review and no decision came in time",
-        ),
     }
 }
 
@@ -927,4 +838,38 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sidelights_probe_mark_never_reaches_the_model_on_any_route() {
+        let layer = ExplainLayer {
+            recent: Arc::new(RecentExplanations::new(4)),
+            requests: Arc::new(RecentRequests::with_max_weight(4, 100)),
+            audit: None,
+        };
+        let service = layer.layer(tower::service_fn(|request: Request<()>| async move {
+            assert!(request.headers().get(&PROBE).is_none());
+            assert_eq!(request.headers()["x-model-header"], "kept");
+            Ok::<_, ProxyError>(Response::new(full(Bytes::from_static(b"{}"))))
+        }));
+        let request = Request::builder()
+            .uri("/v1/other")
+            .header("x-sidelight-probe", "1")
+            .header("x-model-header", "kept")
+            .body(())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert!(
+            response.headers().get(&STATUS).is_none(),
+            "not an explained route"
+        );
+    }
 }

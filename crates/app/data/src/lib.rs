@@ -12,9 +12,11 @@
 pub mod endpoints;
 pub mod explain;
 pub mod forward;
+pub mod handoff;
 pub mod inspect;
 pub mod narration;
 pub mod probe;
+pub mod record;
 pub mod review;
 pub mod route;
 pub mod stack;

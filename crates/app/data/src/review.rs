@@ -1,22 +1,35 @@
 //! The review rules on the request path (which predictions go to a reviewer) and the
 //! outcomes clients report later (`POST /v1/feedback` on the data port).
 
-use http::{Method, Response, StatusCode};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
-use sidelight_audit::Feedback;
+use sidelight_audit::{Feedback, Review};
 use sidelight_core::reviews::Reviews;
 use sidelight_explain::Value;
+use sidelight_protocol as adapter;
+use tokio::sync::oneshot;
+use tower::{Layer, Service};
 
 use crate::audit::AuditLog;
 use crate::audit::now_ms;
-use crate::body::{ProxyBody, json_response};
+use crate::body::{ProxyBody, full, json_response};
 use crate::config::ReviewConfig;
 use crate::error::audit_unavailable as store_error;
-use crate::error::json_error;
+use crate::error::{ProxyError, json_error};
+use crate::handoff::Handoff;
 use crate::live::model::RowExplanation;
 use crate::live::{LiveModel, RouteLive};
 use crate::monitor::value_text;
+
+/// Sidelight's own review request header, and the review state of a response.
+pub static REVIEW: HeaderName = HeaderName::from_static("x-sidelight-review");
 
 /// Where clients report what really happened, on the data listener.
 pub const FEEDBACK_PATH: &str = "/v1/feedback";
@@ -216,5 +229,136 @@ pub async fn feedback(
             "no record has this id (use the x-sidelight-record-id of the prediction)",
         ),
         Err(e) => store_error(&e),
+    }
+}
+
+/// A response held for a reviewer's decision, handed from the record layer (which
+/// registered it before committing) to the hold layer in the response's extensions.
+pub struct Held {
+    pub live: Arc<RouteLive>,
+    pub audit: Arc<AuditLog>,
+    pub id: String,
+    pub decision: oneshot::Receiver<Review>,
+    /// The response body as sent, to add an overriding decision to.
+    pub body: Option<Bytes>,
+}
+
+#[derive(Clone)]
+pub struct HoldLayer;
+
+impl<S> Layer<S> for HoldLayer {
+    type Service = Hold<S>;
+
+    fn layer(&self, inner: S) -> Hold<S> {
+        Hold { inner }
+    }
+}
+
+/// The review layer: waits for the decision on a held response (see [`Held`]).
+#[derive(Clone)]
+pub struct Hold<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Hold<S>
+where
+    S: Service<Request<B>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = response.await?;
+            match response
+                .extensions_mut()
+                .remove::<Handoff<Held>>()
+                .and_then(|h| h.take())
+            {
+                Some(held) => Ok(hold(held, response).await),
+                None => Ok(response),
+            }
+        })
+    }
+}
+
+/// Waits for a reviewer's decision up to the route's deadline. A confirmation releases
+/// the model's answer; an override releases it with the reviewer's outcome added (as a
+/// `"review"` member next to the model's own, whose bytes stay as they are); an
+/// escalation or the deadline lets the route's fallback decide.
+async fn hold(held: Held, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    let Held {
+        live,
+        audit,
+        id,
+        decision,
+        body,
+    } = held;
+    let live = &*live;
+    let deadline = live.review.hold.unwrap_or_default();
+    let outcome = tokio::time::timeout(deadline, decision).await;
+    audit.reviews.release(&id);
+    let review = match outcome {
+        Ok(Ok(review)) => review,
+        _ => return fallback(live, response, "pending; held=timeout", "review_timeout"),
+    };
+    match review.decision.as_str() {
+        "confirm" => {
+            response
+                .headers_mut()
+                .insert(REVIEW.clone(), HeaderValue::from_static("confirmed"));
+            response
+        }
+        "override" => {
+            let (mut parts, old) = response.into_parts();
+            parts
+                .headers
+                .insert(REVIEW.clone(), HeaderValue::from_static("overridden"));
+            let member = serde_json::json!({
+                "decision": "override",
+                "outcome": review.outcome,
+                "reason": review.reason,
+                "reviewer": review.reviewer,
+            })
+            .to_string();
+            match body.map(|b| adapter::attach_field(&b, "review", &member)) {
+                Some(Ok(with_review)) => {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    Response::from_parts(parts, full(with_review))
+                }
+                // Not a JSON object: the header says it was overridden, and the
+                // decision is in the audit log and the review API.
+                _ => Response::from_parts(parts, old),
+            }
+        }
+        _ => fallback(live, response, "escalated", "review_escalated"),
+    }
+}
+
+fn fallback(
+    live: &RouteLive,
+    mut response: Response<ProxyBody>,
+    state: &'static str,
+    code: &str,
+) -> Response<ProxyBody> {
+    match live.review.hold_fallback {
+        crate::config::HoldFallback::Serve => {
+            response
+                .headers_mut()
+                .insert(REVIEW.clone(), HeaderValue::from_static(state));
+            response
+        }
+        crate::config::HoldFallback::Reject => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            "this prediction awaits a person's review and no decision came in time",
+        ),
     }
 }

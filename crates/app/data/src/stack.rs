@@ -1,6 +1,7 @@
 //! The data plane, assembled in one place. Read it inside out: the forwarder sends the
 //! request upstream; `Explain` pairs its features with the model's outputs, records and
-//! attaches the why; `Endpoints` answers the data port's own
+//! attaches the why; `Record` commits the audit record; `Hold`
+//! waits for a reviewer's decision on a held response; `Endpoints` answers the data port's own
 //! endpoints; `Rescue` turns failures into JSON answers; `Observe` names the route,
 //! tags the request id and counts what the client finally received.
 
@@ -22,12 +23,14 @@ use crate::forward::{ErrorCode, Forward};
 use crate::headers;
 use crate::live::{RecentExplanations, RecentRequests};
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels, method_label};
+use crate::record::{Record, RecordLayer};
+use crate::review::{Hold, HoldLayer};
 use crate::route::RouteTable;
 
 /// The data-plane service handed to each client connection. A concrete type rather than
 /// a boxed service: it is cloned for every request, and cloning it is a few reference
 /// counts.
-pub type DataPlane = Observe<Rescue<Endpoints<Explain<Forward>>>>;
+pub type DataPlane = Observe<Rescue<Endpoints<Hold<Record<Explain<Forward>>>>>>;
 
 pub fn data_plane(
     forward: Forward,
@@ -46,6 +49,13 @@ pub fn data_plane(
         // The data port's own endpoints (`/v1/explanations/{id}`, `/v1/feedback`).
         .layer(EndpointsLayer {
             recent: recent.clone(),
+            audit: audit.clone(),
+        })
+        // Waits for a reviewer's decision on a response the record layer held.
+        .layer(HoldLayer)
+        // Gives an explained request its audit record id, then commits its record
+        // (with `sync`, before the response goes on).
+        .layer(RecordLayer {
             audit: audit.clone(),
         })
         // Pairs the request's features with the model's outputs and attaches the why;
