@@ -531,67 +531,12 @@ async fn augment(
     facts: &mut Facts,
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    let inspection = parts.extensions.remove::<Inspection>();
+    let (parts, body, request_bytes, response_bytes) =
+        match read_exchange(live, audit, &ask, facts, response).await {
+            Ok(read) => read,
+            Err(answer) => return answer,
+        };
     let rebuild = |parts, body| Response::from_parts(parts, body);
-    let request_bytes = match inspection {
-        Some(Inspection::Complete(bytes)) => {
-            facts.request = Some(bytes.clone());
-            // Only with an audit log: its key makes the pseudonym, and erasure (which
-            // needs the subject) goes through it.
-            facts.subject = audit
-                .filter(|_| ask.consent != Consent::None)
-                .and_then(|audit| {
-                    subject_identifier(live, ask.subject_id.clone(), &bytes)
-                        .map(|id| Arc::from(audit.keys().pseudonym(&id)))
-                });
-            bytes
-        }
-        Some(Inspection::OverLimit) => {
-            return pass_through(rebuild(parts, body), "request_over_limit");
-        }
-        _ => return pass_through(rebuild(parts, body), "request_not_json"),
-    };
-    if !parts.status.is_success() {
-        if parts.status.is_server_error() {
-            live.upstream_failed();
-        }
-        return pass_through(rebuild(parts, body), "upstream_error");
-    }
-    if !parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(crate::headers::is_json)
-    {
-        return pass_through(rebuild(parts, body), "response_not_json");
-    }
-    if parts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes() != b"identity")
-    {
-        return pass_through(rebuild(parts, body), "response_encoded");
-    }
-    let (inspection, body) = match inspect::read_prefix(body, live.response_limit).await {
-        Ok(read) => read,
-        Err(error) => {
-            // The upstream broke off mid-body; the client would have seen a cut body.
-            // Logged and tagged here as `Rescue` does for the errors it sees, since this
-            // answer does not pass through it as an error.
-            let error = ProxyError::UpstreamReset(crate::error::chain(error.as_ref()));
-            let code = error.code();
-            tracing::warn!(code, error = %error, "upstream failure");
-            let mut response = error.into_response();
-            response
-                .extensions_mut()
-                .insert(crate::forward::ErrorCode(code));
-            return response;
-        }
-    };
-    let Inspection::Complete(response_bytes) = inspection else {
-        return pass_through(rebuild(parts, body), "response_over_limit");
-    };
-    facts.response = Some(response_bytes.clone());
 
     let mut rows = match adapter::parse_request(&live.protocol, &request_bytes) {
         Ok(rows) => rows,
@@ -757,15 +702,111 @@ async fn augment(
             subject.clone(),
         );
     }
+    attach(
+        parts,
+        &response_bytes,
+        &explanations,
+        &ask,
+        recent,
+        subject,
+        facts,
+    )
+}
+
+/// The request's and the model's answer's bytes, when both can be read whole (within
+/// the route's limits) and the answer is a successful, uncompressed JSON one; otherwise
+/// the answer to send on as it is, with `x-sidelight-status` saying why.
+async fn read_exchange(
+    live: &RouteLive,
+    audit: Option<&AuditLog>,
+    ask: &Ask,
+    facts: &mut Facts,
+    response: Response<ProxyBody>,
+) -> Result<(http::response::Parts, ProxyBody, Bytes, Bytes), Response<ProxyBody>> {
+    let (mut parts, body) = response.into_parts();
+    let inspection = parts.extensions.remove::<Inspection>();
+    let rebuild = |parts, body| Response::from_parts(parts, body);
+    let request_bytes = match inspection {
+        Some(Inspection::Complete(bytes)) => {
+            facts.request = Some(bytes.clone());
+            // Only with an audit log: its key makes the pseudonym, and erasure (which
+            // needs the subject) goes through it.
+            facts.subject = audit
+                .filter(|_| ask.consent != Consent::None)
+                .and_then(|audit| {
+                    subject_identifier(live, ask.subject_id.clone(), &bytes)
+                        .map(|id| Arc::from(audit.keys().pseudonym(&id)))
+                });
+            bytes
+        }
+        Some(Inspection::OverLimit) => {
+            return Err(pass_through(rebuild(parts, body), "request_over_limit"));
+        }
+        _ => return Err(pass_through(rebuild(parts, body), "request_not_json")),
+    };
+    if !parts.status.is_success() {
+        if parts.status.is_server_error() {
+            live.upstream_failed();
+        }
+        return Err(pass_through(rebuild(parts, body), "upstream_error"));
+    }
+    if !parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(crate::headers::is_json)
+    {
+        return Err(pass_through(rebuild(parts, body), "response_not_json"));
+    }
+    if parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() != b"identity")
+    {
+        return Err(pass_through(rebuild(parts, body), "response_encoded"));
+    }
+    let (inspection, body) = match inspect::read_prefix(body, live.response_limit).await {
+        Ok(read) => read,
+        Err(error) => {
+            // The upstream broke off mid-body; the client would have seen a cut body.
+            // Logged and tagged here as `Rescue` does for the errors it sees, since this
+            // answer does not pass through it as an error.
+            let error = ProxyError::UpstreamReset(crate::error::chain(error.as_ref()));
+            let code = error.code();
+            tracing::warn!(code, error = %error, "upstream failure");
+            let mut response = error.into_response();
+            response
+                .extensions_mut()
+                .insert(crate::forward::ErrorCode(code));
+            return Err(response);
+        }
+    };
+    let Inspection::Complete(response_bytes) = inspection else {
+        return Err(pass_through(rebuild(parts, body), "response_over_limit"));
+    };
+    facts.response = Some(response_bytes.clone());
+    Ok((parts, body, request_bytes, response_bytes))
+}
+
+/// Attaches the explanations as the request asked (a field, a header or a reference),
+/// marks a prediction that goes to review, and keeps the body as sent for a hold.
+fn attach(
+    mut parts: http::response::Parts,
+    response_bytes: &Bytes,
+    explanations: &[RowExplanation],
+    ask: &Ask,
+    recent: &RecentExplanations,
+    subject: Option<Arc<str>>,
+    facts: &mut Facts,
+) -> Response<ProxyBody> {
     let version = explanations.first().map_or(0, |e| e.surrogate_version);
     let status = format!("explained; surrogate_version={version}");
     let mut attach = ask.attach;
     let mut body_bytes = response_bytes.clone();
     if attach == AttachMode::Field {
-        match serde_json::to_string(&explanations)
+        match serde_json::to_string(explanations)
             .map_err(|e| e.to_string())
             .and_then(|json| {
-                adapter::attach_field(&response_bytes, "explanations", &json)
+                adapter::attach_field(response_bytes, "explanations", &json)
                     .map_err(|e| e.to_string())
             }) {
             Ok(with_field) => body_bytes = with_field,
@@ -776,7 +817,7 @@ async fn augment(
     }
     match attach {
         AttachMode::Header => {
-            if let Ok(value) = HeaderValue::from_str(&summary(&explanations)) {
+            if let Ok(value) = HeaderValue::from_str(&summary(explanations)) {
                 parts.headers.insert(EXPLANATION.clone(), value);
             }
         }
