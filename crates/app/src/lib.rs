@@ -11,6 +11,10 @@
 //! addresses, then [`Sidelight::run`] it until a shutdown future completes. Tests start it
 //! in-process exactly as the `sidelight` binary does.
 //!
+//! This crate only wires the rooms together: `sidelight-core` (what they share),
+//! `sidelight-data` (the data plane), `sidelight-tasks` (background jobs) and
+//! `sidelight-admin` (the control plane); dependencies point that way and no further.
+//!
 //! What this crate must never do: change a prediction, fail a request because an
 //! optional stage (inspection, explanation, narration) failed, panic on anything a client or
 //! upstream sends, or write a payload value, token or key to a log line.
