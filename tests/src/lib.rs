@@ -25,11 +25,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 mod cli;
 pub mod faulty;
+mod in_process;
 pub mod live;
 pub mod model;
 pub mod postgres;
 
 pub use cli::{Cli, CliRun, cli, run_cli};
+pub use in_process::InProcess;
 
 pub type BoxBody =
     http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
