@@ -1,4 +1,6 @@
-//! The real `sidelight serve` binary in front of a real upstream, through real sockets.
+//! Sidelight in front of a real upstream, through real sockets: in the test process
+//! where only the traffic matters, as the real `sidelight serve` binary where the
+//! process itself is under test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,8 +10,8 @@ use http::Method;
 use nix::sys::signal::Signal;
 use sidelight_e2e::*;
 
-fn proxy_for(upstream: &Upstream) -> Proxy {
-    Proxy::start(&config_for(&upstream.url(), "", ""))
+fn proxy_for(upstream: &Upstream) -> InProcess {
+    InProcess::start(&config_for(&upstream.url(), "", ""))
 }
 
 #[tokio::test]
@@ -127,6 +129,7 @@ async fn forwarding_headers_are_added_and_trace_context_passes_through() {
 async fn large_bodies_stream_through_with_bounded_memory() {
     const SIZE: u64 = 512 * 1024 * 1024;
     let upstream = Upstream::start().await;
+    // A child process: its peak RSS is the proxy's alone.
     let proxy = Proxy::start(&config_for(
         &upstream.url(),
         "max_body_bytes = 1073741824",
@@ -190,6 +193,7 @@ async fn large_bodies_stream_through_with_bounded_memory() {
 #[tokio::test]
 async fn failures_are_json_errors_with_the_right_status() {
     let upstream = Upstream::start().await;
+    // A child process: the test reads what the process logged on stderr.
     let proxy = Proxy::start(&config_for(
         &upstream.url(),
         "max_body_bytes = 1000",
@@ -301,7 +305,7 @@ async fn an_unreachable_upstream_is_a_502_and_makes_the_proxy_unready() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let proxy = Proxy::start(&config_for(&format!("http://{closed}"), "", ""));
+    let proxy = InProcess::start(&config_for(&format!("http://{closed}"), "", ""));
     let answer = get(&proxy.url("/anything")).await;
     assert_eq!(
         (answer.status.as_u16(), answer.error_code().as_str()),
@@ -332,7 +336,7 @@ async fn an_upstream_that_never_completes_the_handshake_is_a_504() {
             fillers.push(stream);
         }
     }
-    let proxy = Proxy::start(&config_for(
+    let proxy = InProcess::start(&config_for(
         &format!("http://{addr}"),
         "",
         "connect_timeout = \"300ms\"",
@@ -374,7 +378,7 @@ async fn upstream_connections_are_reused() {
 #[tokio::test]
 async fn http2_clients_and_h2c_upstreams_are_served() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start(&config_for(&upstream.url(), "", "protocol = \"h2c\""));
+    let proxy = InProcess::start(&config_for(&upstream.url(), "", "protocol = \"h2c\""));
     let client = h2c_client();
     let mut answers = Vec::new();
     for i in 0..10 {
@@ -407,7 +411,7 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
         "{}\n[[routes]]\nname = \"credit\"\npath_prefix = \"/echo\"\ninspect_limit_bytes = 16\n",
         config_for(&upstream.url(), "", "")
     );
-    let proxy = Proxy::start(&config);
+    let proxy = InProcess::start(&config);
     let client = client();
     let json = [("content-type", "application/json")];
     send(
@@ -457,6 +461,7 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
     let upstream = Upstream::start().await;
+    // A child process: the test sends it SIGTERM and reads its exit status.
     let mut proxy = Proxy::start(&config_for(&upstream.url(), "shutdown_grace = \"10s\"", ""));
     let url = proxy.url("/slow?ms=1500");
     let in_flight = tokio::spawn(async move { get(&url).await });
@@ -488,6 +493,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
 #[tokio::test]
 async fn a_request_past_the_grace_period_is_cut_and_the_process_still_exits_cleanly() {
     let upstream = Upstream::start().await;
+    // A child process: the test sends it SIGINT and reads its exit status.
     let mut proxy = Proxy::start(&config_for(
         &upstream.url(),
         "shutdown_grace = \"200ms\"",
