@@ -742,7 +742,7 @@ async fn a_token_made_by_the_command_opens_the_doors_of_its_role() {
         stdout,
         stderr,
         ..
-    } = cli(&[
+    } = cli([
         "token",
         "new",
         "--name",
@@ -772,14 +772,14 @@ async fn a_token_made_by_the_command_opens_the_doors_of_its_role() {
         code,
         stdout: hashed,
         ..
-    } = cli(&["token", "hash"]).stdin(format!("{token}\n")).run();
+    } = cli(["token", "hash"]).stdin(format!("{token}\n")).run();
     assert_eq!(code, Some(0));
     assert_eq!(hashed.trim(), sha256_hex(&token));
-    let CliRun { code, stderr, .. } = cli(&["token", "hash"]).stdin("short").run();
+    let CliRun { code, stderr, .. } = cli(["token", "hash"]).stdin("short").run();
     assert_eq!(code, Some(64), "{stderr}");
-    let CliRun { code, .. } = cli(&["token", "new", "--name", "x", "--role", "root"]).run();
+    let CliRun { code, .. } = cli(["token", "new", "--name", "x", "--role", "root"]).run();
     assert_eq!(code, Some(64));
-    let CliRun { code, .. } = cli(&[
+    let CliRun { code, .. } = cli([
         "token",
         "new",
         "--name",
@@ -826,7 +826,7 @@ async fn a_token_made_by_the_command_opens_the_doors_of_its_role() {
         "--subject-id",
         "nobody",
     ];
-    let CliRun { code, stderr, .. } = cli(&erase).run();
+    let CliRun { code, stderr, .. } = cli(erase).run();
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("SIDELIGHT_ADMIN_TOKEN"), "{stderr}");
     let CliRun {
@@ -834,9 +834,9 @@ async fn a_token_made_by_the_command_opens_the_doors_of_its_role() {
         stdout,
         stderr,
         ..
-    } = cli(&erase).env("SIDELIGHT_ADMIN_TOKEN", ADMIN).run();
+    } = cli(erase).env("SIDELIGHT_ADMIN_TOKEN", ADMIN).run();
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    let CliRun { code, stderr, .. } = cli(&[
+    let CliRun { code, stderr, .. } = cli([
         "explain",
         "--admin",
         admin_url.as_str(),
