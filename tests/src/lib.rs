@@ -582,6 +582,23 @@ pub async fn get(url: &str) -> Answer {
     send(&client(), Method::GET, url, &[], empty()).await
 }
 
+/// A command prefix that runs `setup` (mounts) in a mount namespace of its own, then
+/// execs the program appended to it, so that the mounts are the program's alone.
+pub fn in_mount_namespace(setup: &str) -> Vec<String> {
+    [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!("{setup} && exec \"$0\" \"$@\""),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 // === audit and metrics ===
 
 /// `sidelight audit verify LOCATION…` (`--db FILE` or `--url URL`) with

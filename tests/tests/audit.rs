@@ -310,23 +310,6 @@ async fn a_missing_or_wrong_key_stops_start_up_naming_the_key() {
     assert_eq!(verify(&db).0, 0, "the log is untouched");
 }
 
-/// A command prefix that runs `setup` (mounts) in a mount namespace of its own, then
-/// execs the program appended to it, so that the mounts are the program's alone.
-fn in_mount_namespace(setup: &str) -> Vec<String> {
-    [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &format!("{setup} && exec \"$0\" \"$@\""),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 /// A KServe body for customer `customer` with the test model's row `i`, the customer's
 /// number and postcode in the instance.
 fn customer_body(i: usize, customer: &str) -> String {

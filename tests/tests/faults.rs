@@ -692,22 +692,10 @@ async fn huge(proxy: &Proxy, total: u64, observed: &mut Observed) {
 /// A command prefix that mounts `dir` read-only in a mount namespace of its own, then
 /// execs the program appended to it (as `tests/tests/audit.rs` does).
 fn read_only_mount(dir: &Path) -> Vec<String> {
-    let setup = format!(
+    in_mount_namespace(&format!(
         "mount --bind '{d}' '{d}' && mount -o remount,bind,ro '{d}'",
         d = dir.display()
-    );
-    [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &format!("{setup} && exec \"$0\" \"$@\""),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ))
 }
 
 fn read_only(observed: &mut Observed, upstream: &FaultyUpstream, dir: &Path) {
