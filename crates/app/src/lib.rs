@@ -23,16 +23,11 @@ mod server;
 
 use sidelight_admin::{admin, auth, preflight, records};
 use sidelight_core::{audit, body, client, error, live, metrics};
-use sidelight_data::{forward, inspect, narration, route, stack, tls};
+use sidelight_data::{forward, narration, route, stack, tls};
 
 pub use auth::{new_token, token_sha256};
-pub use body::ProxyBody;
 pub use client::{AdminClientError, admin_get, admin_post, post_json};
-pub use error::{BoxError, ProxyError, json_error};
-pub use forward::ClientAddr;
-pub use inspect::Inspection;
 pub use preflight::check_files;
-pub use route::Route;
 pub use server::{Drained, Sidelight, StartError};
 pub use sidelight_admin::reload::{ReloadError, ReloadReport, Reloader};
 /// The configuration, parsed and validated (the `sidelight-config` crate).
