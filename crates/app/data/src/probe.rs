@@ -163,14 +163,18 @@ impl Default for ProbeParams {
 impl ProbeParams {
     pub fn from_query(query: Option<&str>) -> Result<Self, ProbeError> {
         let mut params = Self::default();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let pairs = sidelight_core::query::parse_form(query.unwrap_or_default().as_bytes())
+            .ok_or_else(|| ProbeError::BadParameter {
+                name: "query".to_owned(),
+                reason: "not correctly %-encoded",
+            })?;
+        for (name, value) in &pairs {
             let bad = |reason| ProbeError::BadParameter {
-                name: name.to_owned(),
+                name: name.clone(),
                 reason,
             };
             let number: usize = value.parse().map_err(|_| bad("not a whole number"))?;
-            match name {
+            match name.as_str() {
                 "row" => params.row = number,
                 "max_calls" if (1..=LIMIT_MAX_CALLS).contains(&number) => {
                     params.max_calls = number;
