@@ -295,19 +295,7 @@ fn queue_query(query: Option<&str>) -> Result<RecordQuery, String> {
         match key.as_str() {
             "state" => q.review_state = Some(value),
             "route" => q.route = Some(value),
-            "limit" => {
-                q.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| "`limit` must be 1 to 500".to_owned())?;
-            }
-            "after" => {
-                q.after =
-                    Some(value.parse::<u64>().map_err(|_| {
-                        "`after` must be the `next` of the previous page".to_owned()
-                    })?);
-            }
+            "limit" | "after" => crate::records::page(&mut q, &key, &value, 500)?,
             other => {
                 return Err(format!(
                     "unknown parameter `{other}`; use state, route, limit, after"

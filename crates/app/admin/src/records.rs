@@ -51,6 +51,28 @@ pub fn parse_time(text: &str) -> Option<i64> {
     i64::try_from(d.as_millis()).ok()
 }
 
+/// Reads a paging parameter (`limit`, at most `max`, or `after`, the previous page's
+/// `next`) into `q`; the records API and the review queue page alike.
+pub(crate) fn page(q: &mut RecordQuery, key: &str, value: &str, max: usize) -> Result<(), String> {
+    match key {
+        "limit" => {
+            q.limit = value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| format!("`limit` must be 1 to {max}"))?;
+        }
+        _ => {
+            q.after = Some(
+                value
+                    .parse::<u64>()
+                    .map_err(|_| "`after` must be the `next` of the previous page".to_owned())?,
+            );
+        }
+    }
+    Ok(())
+}
+
 fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
     let mut q = RecordQuery {
         limit: 100,
@@ -70,19 +92,7 @@ fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
             "review_state" => q.review_state = Some(value),
             "from" => q.from_ms = Some(time(&value)?),
             "to" => q.to_ms = Some(time(&value)?),
-            "limit" => {
-                q.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| format!("`limit` must be 1 to {MAX_PAGE}"))?;
-            }
-            "after" => {
-                q.after =
-                    Some(value.parse::<u64>().map_err(|_| {
-                        "`after` must be the `next` of the previous page".to_owned()
-                    })?);
-            }
+            "limit" | "after" => page(&mut q, key, &value, MAX_PAGE)?,
             other => {
                 return Err(format!(
                     "unknown parameter `{other}`; use route, subject, review_state, from, to, limit, after"
