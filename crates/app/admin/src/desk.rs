@@ -16,11 +16,11 @@ use sidelight_audit::{FieldRule, PrivacyPolicy, RecordQuery, Review, record_json
 use sidelight_core::reviews::Reviews;
 
 use crate::audit::AuditLog;
-use crate::audit::now_ms;
 use crate::body::{ProxyBody, json_response};
 use crate::error::json_error;
 use crate::live::RouteLive;
 use crate::records::{no_audit, store_error};
+use sidelight_core::clock::now_ms;
 use sidelight_data::review::read_json;
 
 /// Where reviewers work, on the admin listener.

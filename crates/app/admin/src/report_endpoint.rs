@@ -113,7 +113,7 @@ pub async fn report(
             }
         },
     };
-    let now = crate::audit::now_ms();
+    let now = sidelight_core::clock::now_ms();
     let ask = match parse(query, now) {
         Ok(ask) => ask,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &message),

@@ -172,7 +172,7 @@ struct RecentIds {
 /// decisions, reported outcomes, admin actions and monitoring alerts.
 pub const EVENT_ROUTES: [&str; 4] = ["_review", "_feedback", "_admin", "_alert"];
 
-pub use crate::clock::now_ms;
+use crate::clock::now_ms;
 
 impl AuditLog {
     /// Opens the store, starts the writer and registers the

@@ -20,7 +20,6 @@ use sidelight_explain::Value;
 use tower::{Layer, Service};
 
 use crate::audit::AuditLog;
-use crate::audit::now_ms;
 use crate::body::{ProxyBody, full};
 use crate::config::{AttachMode, Audience, GpcRule, PrivacyConfig, SUBJECT_HEADER};
 use crate::error::ProxyError;
@@ -33,6 +32,7 @@ use crate::live::{Narrate, RecentExplanations, RecentRequests, RouteLive};
 use crate::metrics::ConsentSource;
 use crate::route::Route;
 use sidelight_audit::{Consent, Record};
+use sidelight_core::clock::now_ms;
 use sidelight_protocol as adapter;
 
 static EXPLAIN: HeaderName = HeaderName::from_static("x-sidelight-explain");

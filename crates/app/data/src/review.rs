@@ -18,7 +18,6 @@ use tokio::sync::oneshot;
 use tower::{Layer, Service};
 
 use crate::audit::AuditLog;
-use crate::audit::now_ms;
 use crate::body::{ProxyBody, full, json_response};
 use crate::config::ReviewConfig;
 use crate::error::audit_unavailable as store_error;
@@ -27,6 +26,7 @@ use crate::handoff::Handoff;
 use crate::live::model::RowExplanation;
 use crate::live::{LiveModel, RouteLive};
 use crate::monitor::value_text;
+use sidelight_core::clock::now_ms;
 
 /// Sidelight's own review request header, and the review state of a response.
 pub static REVIEW: HeaderName = HeaderName::from_static("x-sidelight-review");

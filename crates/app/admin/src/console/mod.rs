@@ -31,7 +31,6 @@ use http_body_util::BodyExt;
 use serde_json::Value as Json;
 use sidelight_audit::{RecordQuery, Review, record_json};
 
-use crate::audit::now_ms;
 use crate::auth::{Principal, Role};
 use crate::body::{ProxyBody, full};
 use crate::desk::DecisionError;
@@ -41,6 +40,7 @@ use pages::{Chrome, Nav};
 use session::{
     Console, Flash, SessionRef, Visitor, field, parse_form, percent_encode, same_secret,
 };
+use sidelight_core::clock::now_ms;
 
 const HOME: &str = "/console";
 pub const LOGIN_PATH: &str = "/console/login";
