@@ -50,13 +50,17 @@ pub fn sidelight_bin() -> &'static Path {
             .into_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut build = Command::new(cargo);
+        // The same targets `cargo test --workspace` builds, so that features unify the
+        // same way and the binary it already built is reused; `--package sidelight`
+        // alone resolves features differently and built every dependency a second time.
         build.args([
             "build",
             "--quiet",
-            "--package",
-            "sidelight",
-            "--bin",
-            "sidelight",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--tests",
+            "--examples",
         ]);
         if profile == "release" {
             build.arg("--release");
