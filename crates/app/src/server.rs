@@ -142,14 +142,12 @@ impl Sidelight {
                 message: format!("cannot create {}: {e}", config.state.dir.display()),
             })?;
         }
-        let routes = Arc::new(
-            RouteTable::new(&config.routes, metrics, &config.state.dir, &mut wording).map_err(
-                |message| ConfigError::Invalid {
-                    key: "routes".to_owned(),
-                    message,
-                },
-            )?,
-        );
+        let routes = Arc::new(RouteTable::new(
+            &config.routes,
+            metrics,
+            &config.state.dir,
+            &mut wording,
+        )?);
         let monitor_gauges = MonitorGauges::register(&mut registry);
         let fleet_gauges = audit
             .as_ref()
@@ -180,13 +178,7 @@ impl Sidelight {
                 monitor_jobs.push(Arc::new(job));
             }
         }
-        let upstream = config
-            .upstream
-            .base()
-            .map_err(|message| ConfigError::Invalid {
-                key: "upstream.url".to_owned(),
-                message,
-            })?;
+        let upstream = config.upstream.base()?;
         // The probe check keeps the same number of requests as reference mode does
         // explanations, and reaches the upstream with a client of its own, off the data
         // plane, so that its calls are never counted as traffic.

@@ -47,10 +47,26 @@ pub enum FieldRule {
     Mask,
 }
 
-impl std::str::FromStr for FieldRule {
-    type Err = String;
+/// Why a `[…privacy.fields]` rule could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldRuleError {
+    /// `band:` with a width that is not a positive number.
+    #[error("band width `{0}` must be a positive number")]
+    BandWidth(String),
+    /// `prefix:` with a length that is not a whole number above 0.
+    #[error("prefix length `{0}` must be a whole number above 0")]
+    PrefixLength(String),
+    /// None of the rules.
+    #[error(
+        "`{0}` is not a rule: use keep, drop, pseudonymise, band:WIDTH, prefix:N, year, month or mask"
+    )]
+    Unknown(String),
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for FieldRule {
+    type Err = FieldRuleError;
+
+    fn from_str(s: &str) -> Result<Self, FieldRuleError> {
         let s = s.trim();
         let (head, arg) = s.split_once(':').map_or((s, None), |(h, a)| (h, Some(a)));
         match (head, arg) {
@@ -62,17 +78,13 @@ impl std::str::FromStr for FieldRule {
             ("mask", None) => Ok(Self::Mask),
             ("band", Some(w)) => match w.trim().parse::<f64>() {
                 Ok(w) if w.is_finite() && w > 0.0 => Ok(Self::Band(w)),
-                _ => Err(format!("band width `{w}` must be a positive number")),
+                _ => Err(FieldRuleError::BandWidth(w.to_owned())),
             },
             ("prefix", Some(n)) => match n.trim().parse::<usize>() {
                 Ok(n) if n > 0 => Ok(Self::Prefix(n)),
-                _ => Err(format!(
-                    "prefix length `{n}` must be a whole number above 0"
-                )),
+                _ => Err(FieldRuleError::PrefixLength(n.to_owned())),
             },
-            _ => Err(format!(
-                "`{s}` is not a rule: use keep, drop, pseudonymise, band:WIDTH, prefix:N, year, month or mask"
-            )),
+            _ => Err(FieldRuleError::Unknown(s.to_owned())),
         }
     }
 }
@@ -434,9 +446,16 @@ mod tests {
             "band:-1"
                 .parse::<FieldRule>()
                 .unwrap_err()
+                .to_string()
                 .contains("positive")
         );
-        assert!("hash".parse::<FieldRule>().unwrap_err().contains("`hash`"));
+        assert!(
+            "hash"
+                .parse::<FieldRule>()
+                .unwrap_err()
+                .to_string()
+                .contains("`hash`")
+        );
         assert_eq!(FieldRule::Prefix(3).to_string(), "prefix:3");
     }
 

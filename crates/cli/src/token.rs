@@ -29,7 +29,7 @@ enum TokenCommand {
         name: String,
         /// What it may do: viewer, reviewer, auditor or admin (each includes the ones
         /// before it).
-        #[arg(long, value_parser = parse_role)]
+        #[arg(long)]
         role: Role,
         /// When it stops working, RFC 3339 (2026-12-31T00:00:00Z).
         #[arg(long, value_name = "RFC3339")]
@@ -38,10 +38,6 @@ enum TokenCommand {
     /// Read a token from standard input and print its SHA-256, the `sha256` of its
     /// [[admin.tokens]] entry.
     Hash,
-}
-
-fn parse_role(text: &str) -> Result<Role, String> {
-    text.parse()
 }
 
 /// The bearer token for a command's calls to the admin API.

@@ -70,16 +70,19 @@ impl std::fmt::Display for Role {
     }
 }
 
-impl std::str::FromStr for Role {
-    type Err = String;
+/// A role name that is none of the four.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a role; use viewer, reviewer, auditor or admin")]
+pub struct UnknownRole(pub String);
 
-    fn from_str(text: &str) -> Result<Self, String> {
+impl std::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(text: &str) -> Result<Self, UnknownRole> {
         Role::ALL
             .into_iter()
             .find(|role| role.as_str() == text)
-            .ok_or_else(|| {
-                format!("`{text}` is not a role; use viewer, reviewer, auditor or admin")
-            })
+            .ok_or_else(|| UnknownRole(text.to_owned()))
     }
 }
 
@@ -342,7 +345,7 @@ mod tests {
         assert!(Role::Viewer < Role::Reviewer);
         assert!(Role::Reviewer < Role::Auditor);
         assert!(Role::Auditor < Role::Admin);
-        assert_eq!("auditor".parse::<Role>(), Ok(Role::Auditor));
+        assert_eq!("auditor".parse::<Role>().ok(), Some(Role::Auditor));
         assert!("root".parse::<Role>().is_err());
     }
 }

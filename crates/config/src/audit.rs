@@ -257,7 +257,7 @@ impl PrivacyConfig {
         for (name, rule) in &self.fields {
             let rule = rule
                 .parse::<FieldRule>()
-                .map_err(|message| (format!("{prefix}.fields.{name}"), message))?;
+                .map_err(|e| (format!("{prefix}.fields.{name}"), e.to_string()))?;
             rules.insert(name.clone(), rule);
         }
         Ok(PrivacyPolicy::new(rules))

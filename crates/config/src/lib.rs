@@ -312,9 +312,7 @@ impl Config {
             key: key.to_owned(),
             message,
         };
-        self.upstream
-            .base()
-            .map_err(|m| invalid("upstream.url", m))?;
+        self.upstream.base()?;
         for (key, value) in [
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.request_timeout", self.upstream.request_timeout),
@@ -546,26 +544,35 @@ pub struct UpstreamBase {
 impl UpstreamConfig {
     /// `url` split into the parts a forwarded request is built from; the message names
     /// what is wrong with the URL.
-    pub fn base(&self) -> Result<UpstreamBase, String> {
+    pub fn base(&self) -> Result<UpstreamBase, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "upstream.url".to_owned(),
+            message,
+        };
         let uri: Uri = self
             .url
             .parse()
-            .map_err(|e| format!("`{}` is not a URL: {e}", self.url))?;
-        let scheme = uri
-            .scheme()
-            .cloned()
-            .ok_or_else(|| format!("`{}` has no scheme; write http://host:port", self.url))?;
+            .map_err(|e| invalid(format!("`{}` is not a URL: {e}", self.url)))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| {
+            invalid(format!(
+                "`{}` has no scheme; write http://host:port",
+                self.url
+            ))
+        })?;
         if scheme != http::uri::Scheme::HTTP {
-            return Err(format!(
+            return Err(invalid(format!(
                 "scheme `{scheme}` is not supported; use http:// (TLS to the upstream is not available yet)"
-            ));
+            )));
         }
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| format!("`{}` has no host", self.url))?;
+            .ok_or_else(|| invalid(format!("`{}` has no host", self.url)))?;
         if uri.query().is_some() {
-            return Err(format!("`{}` must not have a query string", self.url));
+            return Err(invalid(format!(
+                "`{}` must not have a query string",
+                self.url
+            )));
         }
         let path_prefix = uri.path().trim_end_matches('/').to_owned();
         Ok(UpstreamBase {

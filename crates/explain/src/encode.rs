@@ -57,6 +57,28 @@ pub enum EncodeError {
         /// Number of targets.
         targets: usize,
     },
+    /// More categorical levels than codes.
+    #[error("too many levels")]
+    TooManyLevels,
+    /// A level listed twice in a saved encoder.
+    #[error("level `{0}` appears twice")]
+    DuplicateLevel(String),
+    /// A saved encoder with a different number of level sets than features.
+    #[error("{sets} level sets for {features} features")]
+    LevelSets {
+        /// Level sets given.
+        sets: usize,
+        /// Features in the schema.
+        features: usize,
+    },
+    /// Levels given for a feature that is not categorical.
+    #[error("feature `{feature}` is {kind:?} but has categorical levels")]
+    LevelsNotCategorical {
+        /// The feature's name.
+        feature: String,
+        /// The feature's kind.
+        kind: FeatureKind,
+    },
     /// A row inside a batch failed.
     #[error("row {row}: {source}")]
     Row {
@@ -77,12 +99,12 @@ pub struct Levels {
 
 impl Levels {
     /// Levels in code order (`levels()[c]` has code `c`).
-    pub fn new(levels: Vec<String>) -> Result<Self, String> {
+    pub fn new(levels: Vec<String>) -> Result<Self, EncodeError> {
         let mut codes = HashMap::with_capacity(levels.len());
         for (i, l) in levels.iter().enumerate() {
-            let code = u32::try_from(i).map_err(|_| "too many levels".to_owned())?;
+            let code = u32::try_from(i).map_err(|_| EncodeError::TooManyLevels)?;
             if codes.insert(l.clone(), code).is_some() {
-                return Err(format!("level `{l}` appears twice"));
+                return Err(EncodeError::DuplicateLevel(l.clone()));
             }
         }
         Ok(Self { levels, codes })
@@ -215,20 +237,19 @@ impl Encoder {
 
     /// An encoder from a schema and given levels (one entry per feature, empty for
     /// non-categorical features), as read back from a saved surrogate.
-    pub fn from_parts(schema: Schema, levels: Vec<Levels>) -> Result<Self, String> {
+    pub fn from_parts(schema: Schema, levels: Vec<Levels>) -> Result<Self, EncodeError> {
         if levels.len() != schema.len() {
-            return Err(format!(
-                "{} level sets for {} features",
-                levels.len(),
-                schema.len()
-            ));
+            return Err(EncodeError::LevelSets {
+                sets: levels.len(),
+                features: schema.len(),
+            });
         }
         for (f, l) in schema.features().iter().zip(&levels) {
             if f.kind != FeatureKind::Categorical && !l.is_empty() {
-                return Err(format!(
-                    "feature `{}` is {:?} but has categorical levels",
-                    f.name, f.kind
-                ));
+                return Err(EncodeError::LevelsNotCategorical {
+                    feature: f.name.clone(),
+                    kind: f.kind,
+                });
             }
         }
         Ok(Self { schema, levels })

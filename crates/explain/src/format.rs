@@ -53,7 +53,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::encode::{Encoder, Levels};
+use crate::encode::{EncodeError, Encoder, Levels};
 use crate::gbt::{GbtError, GbtParams};
 use crate::schema::{Feature, FeatureKind, Schema, SchemaError};
 use crate::surrogate::{OutputKind, Surrogate, SurrogateError, SurrogateMetadata};
@@ -80,7 +80,7 @@ pub enum FormatError {
     Schema(#[from] SchemaError),
     /// A feature's encoding does not fit its kind.
     #[error("features: {0}")]
-    Encoding(String),
+    Encoding(#[from] EncodeError),
     /// The parts do not fit together, or the trees are malformed.
     #[error(transparent)]
     Surrogate(#[from] SurrogateError),
@@ -157,17 +157,11 @@ impl Surrogate {
         let mut features = Vec::with_capacity(file.features.len());
         let mut levels = Vec::with_capacity(file.features.len());
         for f in file.features {
-            if f.kind != FeatureKind::Categorical && !f.levels.is_empty() {
-                return Err(FormatError::Encoding(format!(
-                    "feature `{}` is {:?} but has categorical levels",
-                    f.name, f.kind
-                )));
-            }
             features.push(Feature::new(f.name, f.kind));
             levels.push(f.levels);
         }
         let schema = Schema::new(features)?;
-        let encoder = Encoder::from_parts(schema, levels).map_err(FormatError::Encoding)?;
+        let encoder = Encoder::from_parts(schema, levels)?;
         let n_outputs = file.output.n_outputs();
         if file.metadata.trees.len() != n_outputs || file.metadata.stopped_early.len() != n_outputs
         {

@@ -501,10 +501,25 @@ async fn readiness(state: &AdminState) -> Response<ProxyBody> {
     json_response(status, &body)
 }
 
+/// Why readiness says the model server is away.
+#[derive(Debug, thiserror::Error)]
+enum UpstreamDown {
+    #[error("cannot connect to {authority}: {source}")]
+    Refused {
+        authority: http::uri::Authority,
+        source: std::io::Error,
+    },
+    #[error("no connection to {authority} within {timeout:?}")]
+    Timeout {
+        authority: http::uri::Authority,
+        timeout: std::time::Duration,
+    },
+}
+
 /// A TCP connect is enough to know the model server is listening, and costs the model
 /// nothing; whether it answers well shows in the request metrics.
-async fn probe_upstream(state: &AdminState) -> Result<(), String> {
-    let authority = &state.upstream.authority;
+async fn probe_upstream(state: &AdminState) -> Result<(), UpstreamDown> {
+    let authority = state.upstream.authority.clone();
     let port = authority.port_u16().unwrap_or(80);
     let target = (authority.host().trim_matches(['[', ']']).to_owned(), port);
     match tokio::time::timeout(
@@ -514,11 +529,11 @@ async fn probe_upstream(state: &AdminState) -> Result<(), String> {
     .await
     {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("cannot connect to {authority}: {e}")),
-        Err(_) => Err(format!(
-            "no connection to {authority} within {:?}",
-            state.connect_timeout
-        )),
+        Ok(Err(source)) => Err(UpstreamDown::Refused { authority, source }),
+        Err(_) => Err(UpstreamDown::Timeout {
+            authority,
+            timeout: state.connect_timeout,
+        }),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::audit::AuditLog;
 use crate::body::{ProxyBody, json_response};
 use crate::error::json_error;
 use crate::live::RouteLive;
+use crate::query::{QueryError, query_pairs};
 use crate::records::{no_audit, store_error};
 use sidelight_core::clock::now_ms;
 use sidelight_data::review::read_json;
@@ -106,7 +107,7 @@ impl ReviewDesk {
         };
         let q = match queue_query(query) {
             Ok(q) => q,
-            Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &message),
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &e.to_string()),
         };
         match audit.query(q).await {
             Ok(page) => json_response(
@@ -283,23 +284,22 @@ impl ReviewDesk {
 
 /// The queue's query: `state` (default `pending`), `route`, `limit` (1 to 500, default
 /// 50), `after`.
-fn queue_query(query: Option<&str>) -> Result<RecordQuery, String> {
+fn queue_query(query: Option<&str>) -> Result<RecordQuery, QueryError> {
     let mut q = RecordQuery {
         review_state: Some("pending".to_owned()),
         limit: 50,
         ..RecordQuery::default()
     };
-    let pairs = crate::query::parse_form(query.unwrap_or_default().as_bytes())
-        .ok_or_else(|| "bad %-encoding".to_owned())?;
-    for (key, value) in pairs {
+    for (key, value) in query_pairs(query)? {
         match key.as_str() {
             "state" => q.review_state = Some(value),
             "route" => q.route = Some(value),
             "limit" | "after" => crate::records::page(&mut q, &key, &value, 500)?,
-            other => {
-                return Err(format!(
-                    "unknown parameter `{other}`; use state, route, limit, after"
-                ));
+            _ => {
+                return Err(QueryError::Unknown {
+                    given: key,
+                    accepted: "state, route, limit, after",
+                });
             }
         }
     }

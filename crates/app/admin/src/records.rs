@@ -23,6 +23,7 @@ use crate::audit::AuditLog;
 use crate::body::{ProxyBody, json_response};
 use crate::error::json_error;
 use crate::live::{RecentExplanations, RecentRequests, RouteLive};
+use crate::query::{QueryError, query_pairs};
 
 pub const RECORDS_PATH: &str = "/api/v1/records";
 pub const ERASURE_PATH: &str = "/api/v1/erasure";
@@ -53,38 +54,43 @@ pub fn parse_time(text: &str) -> Option<i64> {
 
 /// Reads a paging parameter (`limit`, at most `max`, or `after`, the previous page's
 /// `next`) into `q`; the records API and the review queue page alike.
-pub(crate) fn page(q: &mut RecordQuery, key: &str, value: &str, max: usize) -> Result<(), String> {
+pub(crate) fn page(
+    q: &mut RecordQuery,
+    key: &str,
+    value: &str,
+    max: usize,
+) -> Result<(), QueryError> {
     match key {
         "limit" => {
             q.limit = value
                 .parse::<usize>()
                 .ok()
                 .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| format!("`limit` must be 1 to {max}"))?;
+                .ok_or_else(|| QueryError::value("limit", format!("must be 1 to {max}")))?;
         }
         _ => {
-            q.after = Some(
-                value
-                    .parse::<u64>()
-                    .map_err(|_| "`after` must be the `next` of the previous page".to_owned())?,
-            );
+            q.after = Some(value.parse::<u64>().map_err(|_| {
+                QueryError::value("after", "must be the `next` of the previous page")
+            })?);
         }
     }
     Ok(())
 }
 
-fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
+fn parse_query(query: Option<&str>) -> Result<RecordQuery, QueryError> {
     let mut q = RecordQuery {
         limit: 100,
         ..RecordQuery::default()
     };
-    let pairs = crate::query::parse_form(query.unwrap_or_default().as_bytes())
-        .ok_or_else(|| "the query is not correctly %-encoded".to_owned())?;
-    for (key, value) in pairs {
+    for (key, value) in query_pairs(query)? {
         let key = key.as_str();
         let time = |v: &str| {
-            parse_time(v)
-                .ok_or_else(|| format!("`{key}`: `{v}` is neither RFC 3339 nor unix milliseconds"))
+            parse_time(v).ok_or_else(|| {
+                QueryError::value(
+                    key,
+                    format!("`{v}` is neither RFC 3339 nor unix milliseconds"),
+                )
+            })
         };
         match key {
             "route" => q.route = Some(value),
@@ -94,9 +100,10 @@ fn parse_query(query: Option<&str>) -> Result<RecordQuery, String> {
             "to" => q.to_ms = Some(time(&value)?),
             "limit" | "after" => page(&mut q, key, &value, MAX_PAGE)?,
             other => {
-                return Err(format!(
-                    "unknown parameter `{other}`; use route, subject, review_state, from, to, limit, after"
-                ));
+                return Err(QueryError::Unknown {
+                    given: other.to_owned(),
+                    accepted: "route, subject, review_state, from, to, limit, after",
+                });
             }
         }
     }
@@ -132,7 +139,7 @@ pub async fn records(erasable: &Erasable, path: &str, query: Option<&str>) -> Re
     }
     let q = match parse_query(query) {
         Ok(q) => q,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &message),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &e.to_string()),
     };
     match audit.query(q).await {
         Ok(page) => json_response(

@@ -16,6 +16,7 @@ use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full, json_response};
 use crate::config::{AuditBackend, Config};
 use crate::error::json_error;
+use crate::query::{QueryError, query_pairs};
 use sidelight_report::{InService, Period, ReportError, ReportInput};
 
 pub const REPORT_PATH: &str = "/api/v1/report";
@@ -38,20 +39,22 @@ struct Ask {
 }
 
 /// A time as RFC 3339, a date (midnight UTC) or unix milliseconds.
-fn time(key: &str, value: &str) -> Result<i64, String> {
+fn time(key: &str, value: &str) -> Result<i64, QueryError> {
     let text = if value.len() == "2026-11-27".len() {
         format!("{value}T00:00:00Z")
     } else {
         value.to_owned()
     };
     crate::records::parse_time(&text).ok_or_else(|| {
-        format!("`{key}`: `{value}` is neither an RFC 3339 time, a date nor unix milliseconds")
+        QueryError::value(
+            key,
+            format!("`{value}` is neither an RFC 3339 time, a date nor unix milliseconds"),
+        )
     })
 }
 
-fn parse(query: Option<&str>, now_ms: i64) -> Result<Ask, String> {
-    let pairs = crate::query::parse_form(query.unwrap_or_default().as_bytes())
-        .ok_or_else(|| "the query is not correctly %-encoded".to_owned())?;
+fn parse(query: Option<&str>, now_ms: i64) -> Result<Ask, QueryError> {
+    let pairs = query_pairs(query)?;
     let (mut from, mut to, mut ref_from, mut ref_to) = (None, None, None, None);
     let mut format = Format::Json;
     for (key, value) in pairs {
@@ -65,25 +68,38 @@ fn parse(query: Option<&str>, now_ms: i64) -> Result<Ask, String> {
                     "html" => Format::Html,
                     "md" | "markdown" => Format::Markdown,
                     "json" => Format::Json,
-                    other => return Err(format!("`format`: `{other}` is not html, md or json")),
+                    other => {
+                        return Err(QueryError::value(
+                            "format",
+                            format!("`{other}` is not html, md or json"),
+                        ));
+                    }
                 }
             }
-            other => {
-                return Err(format!(
-                    "unknown parameter `{other}`; use from, to, format, reference_from, reference_to"
-                ));
+            _ => {
+                return Err(QueryError::Unknown {
+                    given: key,
+                    accepted: "from, to, format, reference_from, reference_to",
+                });
             }
         }
     }
     let to = to.unwrap_or(now_ms);
     let from = from.unwrap_or(to - DEFAULT_DAYS * DAY_MS);
-    let period = Period::new(from, to).map_err(|e| format!("`from`/`to`: {e}"))?;
+    let period =
+        Period::new(from, to).map_err(|e| QueryError::value("from`/`to", e.to_string()))?;
     let reference = match (ref_from, ref_to) {
         (None, None) => None,
-        (Some(f), Some(t)) => {
-            Some(Period::new(f, t).map_err(|e| format!("`reference_from`/`reference_to`: {e}"))?)
+        (Some(f), Some(t)) => Some(
+            Period::new(f, t)
+                .map_err(|e| QueryError::value("reference_from`/`reference_to", e.to_string()))?,
+        ),
+        _ => {
+            return Err(QueryError::value(
+                "reference_from`/`reference_to",
+                "give both, or neither",
+            ));
         }
-        _ => return Err("give both `reference_from` and `reference_to`, or neither".to_owned()),
     };
     Ok(Ask {
         period,
@@ -116,7 +132,7 @@ pub async fn report(
     let now = sidelight_core::clock::now_ms();
     let ask = match parse(query, now) {
         Ok(ask) => ask,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &message),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &e.to_string()),
     };
     let keys = audit.keys().clone();
     let built = tokio::task::spawn_blocking(move || {
@@ -197,7 +213,7 @@ mod tests {
             ("colour=red", "`colour`"),
         ] {
             let error = parse(Some(query), 0).err().unwrap();
-            assert!(error.contains(named), "{query}: {error}");
+            assert!(error.to_string().contains(named), "{query}: {error}");
         }
     }
 }

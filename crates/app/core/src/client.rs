@@ -116,7 +116,7 @@ async fn call(
     };
     let exchange = async {
         let response = if https {
-            send_tls(request).await.map_err(unreachable)?
+            send_tls(request, url).await?
         } else {
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
             client
@@ -144,22 +144,31 @@ async fn call(
 /// command needs no pool.
 async fn send_tls(
     mut request: Request<Full<Bytes>>,
-) -> Result<Response<hyper::body::Incoming>, String> {
+    url: &str,
+) -> Result<Response<hyper::body::Incoming>, AdminClientError> {
+    let unreachable = |reason: String| AdminClientError::Unreachable {
+        url: url.to_owned(),
+        reason,
+    };
+    let bad_url = |reason: String| AdminClientError::Url {
+        url: url.to_owned(),
+        reason,
+    };
     let authority = request
         .uri()
         .authority()
         .cloned()
-        .ok_or_else(|| "no host".to_owned())?;
+        .ok_or_else(|| bad_url("no host".to_owned()))?;
     let host = authority.host().trim_matches(['[', ']']).to_owned();
     let port = authority.port_u16().unwrap_or(443);
     let name = rustls_pki_types::ServerName::try_from(host.clone())
-        .map_err(|e| format!("`{host}` is not a host name: {e}"))?;
-    let connector = tls_connector()?;
+        .map_err(|e| bad_url(format!("`{host}` is not a host name: {e}")))?;
+    let connector = tls_connector().map_err(unreachable)?;
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| unreachable(e.to_string()))?;
     let stream = connector.connect(name, tcp).await.map_err(|e| {
-        format!("TLS: {e} (to trust a private CA or a self-signed certificate, set SSL_CERT_FILE to its PEM file)")
+        unreachable(format!("TLS: {e} (to trust a private CA or a self-signed certificate, set SSL_CERT_FILE to its PEM file)"))
     })?;
     // The connection speaks HTTP/1.1 to the origin: the target is the path, the
     // authority goes in Host.
@@ -168,16 +177,17 @@ async fn send_tls(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .parse::<Uri>()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| bad_url(e.to_string()))?;
     *request.uri_mut() = path;
-    let host_header = http::HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+    let host_header =
+        http::HeaderValue::from_str(authority.as_str()).map_err(|e| bad_url(e.to_string()))?;
     request
         .headers_mut()
         .insert(http::header::HOST, host_header);
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| crate::error::chain(&e))?;
+            .map_err(|e| unreachable(crate::error::chain(&e)))?;
     tokio::spawn(async move {
         // Ends when the answer has been read and the sender dropped; its errors show in
         // the answer's.
@@ -186,10 +196,11 @@ async fn send_tls(
     sender
         .send_request(request)
         .await
-        .map_err(|e| crate::error::chain(&e))
+        .map_err(|e| unreachable(crate::error::chain(&e)))
 }
 
-/// A TLS client trusting the system's roots, or `SSL_CERT_FILE`'s certificates.
+/// A TLS client trusting the system's roots, or `SSL_CERT_FILE`'s certificates; the
+/// error says what to set (it becomes the reason of an `Unreachable`).
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
     let loaded = rustls_native_certs::load_native_certs();
     let mut roots = rustls::RootCertStore::empty();

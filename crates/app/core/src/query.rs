@@ -15,6 +15,46 @@ pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
+/// Why a query string was refused: the admin API answers it as `400 bad_query` with this
+/// text, which names the parameter at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A `%XX` escape is malformed or the decoded text is not UTF-8.
+    #[error("the query is not correctly %-encoded")]
+    Encoding,
+    /// A parameter this endpoint does not take.
+    #[error("unknown parameter `{given}`; use {accepted}")]
+    Unknown {
+        /// The parameter as sent.
+        given: String,
+        /// The parameters the endpoint takes, for the message.
+        accepted: &'static str,
+    },
+    /// A known parameter with a value it cannot take.
+    #[error("`{key}`: {reason}")]
+    Value {
+        /// The parameter (or pair of parameters) at fault.
+        key: String,
+        /// What was wrong with its value.
+        reason: String,
+    },
+}
+
+impl QueryError {
+    /// A value error for `key`.
+    pub fn value(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Value {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The pairs of a query string (absent: none), or why it is not one.
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, QueryError> {
+    parse_form(query.unwrap_or_default().as_bytes()).ok_or(QueryError::Encoding)
+}
+
 /// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
 pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();

@@ -542,8 +542,8 @@ async fn augment(
         Ok(rows) => rows,
         Err(error) => return pass_through(rebuild(parts, body), error.reason()),
     };
-    if let Err(status) = live.map_columns(&mut rows) {
-        return pass_through(rebuild(parts, body), &status);
+    if let Err(problem) = live.map_columns(&mut rows) {
+        return pass_through(rebuild(parts, body), &problem.status());
     }
     if live.columns.wants_extras() {
         if let Some(extras) = adapter::request_extras(&live.protocol, &request_bytes) {

@@ -72,14 +72,7 @@ struct ForwardShared {
 
 impl Forward {
     pub fn new(config: &Config) -> Result<Self, crate::config::ConfigError> {
-        let base =
-            config
-                .upstream
-                .base()
-                .map_err(|message| crate::config::ConfigError::Invalid {
-                    key: "upstream.url".to_owned(),
-                    message,
-                })?;
+        let base = config.upstream.base()?;
         Ok(Self {
             shared: Arc::new(ForwardShared {
                 client: upstream_client(config),

@@ -49,14 +49,17 @@ impl RouteTable {
         metrics: Metrics,
         state_dir: &std::path::Path,
         wording: &mut crate::narration::Wording,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::config::ConfigError> {
         let mut routes = Vec::with_capacity(configs.len());
         for c in configs {
             let mut route = Route::new(&c.name, Some(c.inspect_limit_bytes), &metrics);
             if c.explain.is_some() {
                 let overrides = wording.routes.remove(&c.name).unwrap_or_default();
                 let live = RouteLive::new(c, state_dir, wording.narrator.clone(), overrides)
-                    .map_err(|e| format!("route `{}`: {e}", c.name))?;
+                    .map_err(|e| crate::config::ConfigError::Invalid {
+                        key: "routes".to_owned(),
+                        message: format!("route `{}`: {e}", c.name),
+                    })?;
                 route.live = Some(live);
             }
             routes.push((c.path_prefix.clone(), route));

@@ -815,9 +815,9 @@ fn explained_rows(
                         .collect()
                 })
                 .unwrap_or_default();
-            let narrate = |audience| -> Result<String, String> {
+            let narrate = |audience| -> Result<String, pages::Withheld> {
                 let Some(live) = live else {
-                    return Err("the route is no longer configured".to_owned());
+                    return Err(pages::Withheld::RouteGone);
                 };
                 let model = live.model.load_full();
                 let locale = live.narrator.negotiate(accept_language);
@@ -830,18 +830,16 @@ fn explained_rows(
                     audience,
                     &locale,
                 )
-                .ok_or_else(|| "the stored attributions are incomplete".to_owned())?;
+                .ok_or(pages::Withheld::Incomplete)?;
                 match narration.text {
                     Some(text) => Ok(match narration.next_step {
                         Some(step) => format!("{text} {step}"),
                         None => text,
                     }),
                     None => Err(match narration.withheld_reason {
-                        Some("low_fidelity") => {
-                            "withheld, the surrogate fits this prediction too poorly".to_owned()
-                        }
-                        Some(other) => format!("withheld ({other})"),
-                        None => "withheld".to_owned(),
+                        Some("low_fidelity") => pages::Withheld::LowFidelity,
+                        Some(other) => pages::Withheld::Other(other.to_owned()),
+                        None => pages::Withheld::Unstated,
                     }),
                 }
             };

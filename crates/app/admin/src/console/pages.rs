@@ -481,12 +481,27 @@ pub(crate) struct ExplainedRow {
     pub(crate) local_error: Option<f64>,
     /// (feature, value as text, contribution), as stored.
     pub(crate) contributions: Vec<(String, String, f64)>,
-    /// The texts written again for this page: (text, or why it is withheld).
-    pub(crate) customer: Result<String, String>,
-    pub(crate) developer: Result<String, String>,
+    /// The texts written again for this page: the text, or why there is none.
+    pub(crate) customer: Result<String, Withheld>,
+    pub(crate) developer: Result<String, Withheld>,
     /// What the caller was shown, and for which audience.
     pub(crate) shown: Option<String>,
     pub(crate) shown_audience: Option<String>,
+}
+
+/// Why a record page shows no text for an audience.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Withheld {
+    #[error("the route is no longer configured")]
+    RouteGone,
+    #[error("the stored attributions are incomplete")]
+    Incomplete,
+    #[error("withheld, the surrogate fits this prediction too poorly")]
+    LowFidelity,
+    #[error("withheld ({0})")]
+    Other(String),
+    #[error("withheld")]
+    Unstated,
 }
 
 /// Everything the record page shows.
@@ -506,7 +521,7 @@ fn json_text(v: &Json) -> String {
     }
 }
 
-fn text_or_withheld(id: &str, text: &Result<String, String>) -> Markup {
+fn text_or_withheld(id: &str, text: &Result<String, Withheld>) -> Markup {
     match text {
         Ok(text) => html! { p.explanation id=(id) { (text) } },
         Err(why) => html! { p.explanation.withheld id=(id) { "No text: " (why) "." } },

@@ -274,9 +274,13 @@ impl RouteLive {
     }
 
     /// Reads a request's columns as the route's features: positional columns take the
-    /// configured names in order. On a problem, the `x-sidelight-status` to pass the
-    /// request through with; the problem is counted, and logged the first time.
-    pub fn map_columns(&self, rows: &mut sidelight_protocol::Rows) -> Result<(), String> {
+    /// configured names in order. On a problem (its `status()` is the
+    /// `x-sidelight-status` to pass the request through with) the problem is counted, and
+    /// logged the first time.
+    pub fn map_columns(
+        &self,
+        rows: &mut sidelight_protocol::Rows,
+    ) -> Result<(), columns::ColumnProblem> {
         if rows.positional {
             self.columns.positional(&rows.names);
         }
@@ -295,7 +299,7 @@ impl RouteLive {
                 if let Some(metrics) = self.metrics.get() {
                     metrics.unmapped(&self.route, problem.code());
                 }
-                Err(problem.status())
+                Err(problem)
             }
         }
     }
