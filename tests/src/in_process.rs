@@ -25,7 +25,8 @@ pub struct InProcess {
     /// The config file it was started with (a reload re-reads it).
     pub config_path: PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    stopped: std::sync::mpsc::Receiver<()>,
+    /// In a mutex so that the handle can be shared between tasks (a receiver is not Sync).
+    stopped: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -85,7 +86,7 @@ impl InProcess {
             admin_token: test_token.then_some(TEST_ADMIN_TOKEN),
             config_path: path,
             shutdown: Some(shutdown),
-            stopped,
+            stopped: std::sync::Mutex::new(stopped),
             _dir: dir,
         }
     }
@@ -115,6 +116,8 @@ impl Drop for InProcess {
         }
         // A connection a test left open could hold the drain for the whole grace period;
         // past this the thread is left to finish on its own rather than hang the test.
-        let _ = self.stopped.recv_timeout(Duration::from_secs(10));
+        if let Ok(stopped) = self.stopped.lock() {
+            let _ = stopped.recv_timeout(Duration::from_secs(10));
+        }
     }
 }

@@ -314,6 +314,51 @@ pub const TEST_ADMIN_TOKEN: &str = "sl_e2e-test-admin-token-not-a-secret";
 
 /// The master key (64 hex digits) the suites' audit logs are sealed with, given to
 /// the proxy and the `audit` commands as `SIDELIGHT_AUDIT_KEY`.
+/// An `[audit]` line `key_file = "…"` naming a file in `dir` that holds
+/// [`AUDIT_KEY_HEX`]: an in-process Sidelight reads no environment, so it takes its key
+/// from a file.
+pub fn audit_key_file_line(dir: &Path) -> String {
+    let path = dir.join("audit.key");
+    std::fs::write(&path, AUDIT_KEY_HEX).unwrap();
+    format!("key_file = \"{}\"\n", path.display())
+}
+
+/// What a test talks to, whether Sidelight runs as a child process ([`Proxy`]) or in
+/// this one ([`InProcess`]): helpers take `&impl Sidecar` and serve both.
+pub trait Sidecar: Sync {
+    /// `path` on the data port.
+    fn url(&self, path: &str) -> String;
+    /// `path` on the admin port.
+    fn admin_url(&self, path: &str) -> String;
+}
+
+impl Sidecar for Proxy {
+    fn url(&self, path: &str) -> String {
+        Proxy::url(self, path)
+    }
+    fn admin_url(&self, path: &str) -> String {
+        Proxy::admin_url(self, path)
+    }
+}
+
+impl<T: Sidecar + Send> Sidecar for Arc<T> {
+    fn url(&self, path: &str) -> String {
+        T::url(self, path)
+    }
+    fn admin_url(&self, path: &str) -> String {
+        T::admin_url(self, path)
+    }
+}
+
+impl Sidecar for InProcess {
+    fn url(&self, path: &str) -> String {
+        InProcess::url(self, path)
+    }
+    fn admin_url(&self, path: &str) -> String {
+        InProcess::admin_url(self, path)
+    }
+}
+
 pub const AUDIT_KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// The admin addresses of the running proxies that accept [`TEST_ADMIN_TOKEN`].
@@ -616,7 +661,7 @@ pub fn audit_verify(location: &[&str]) -> (i32, String) {
 }
 
 /// A proxy's `/metrics`, as text.
-pub async fn metrics_text(proxy: &Proxy) -> String {
+pub async fn metrics_text(proxy: &impl Sidecar) -> String {
     String::from_utf8_lossy(&get(&proxy.admin_url("/metrics")).await.body).into_owned()
 }
 

@@ -8,7 +8,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use crate::model::{ModelServer, row};
-use crate::{Answer, Proxy, client, config_for, full, get, send};
+use crate::{Answer, Sidecar, client, config_for, full, get, send};
 
 /// A proxy config in front of `model`, keeping state in `state`, with `routes` appended.
 pub fn config(model: &ModelServer, state: &Path, routes: &str) -> String {
@@ -32,7 +32,12 @@ pub fn kserve_body(rows: &[usize]) -> String {
 }
 
 /// A JSON `POST` of `body` to the proxy's data port, with extra `headers`.
-pub async fn post(proxy: &Proxy, path: &str, body: String, headers: &[(&str, &str)]) -> Answer {
+pub async fn post(
+    proxy: &impl Sidecar,
+    path: &str,
+    body: String,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
     send(&client(), Method::POST, &proxy.url(path), &all, full(body)).await
@@ -49,7 +54,7 @@ pub fn status(answer: &Answer) -> String {
 
 /// Sends training traffic (`send_one(i)` for i = 0, 1, …) until `route` has a
 /// surrogate in service; fails after a minute.
-pub async fn warm_up(proxy: &Proxy, route: &str, mut send_one: impl AsyncFnMut(usize)) {
+pub async fn warm_up(proxy: &impl Sidecar, route: &str, mut send_one: impl AsyncFnMut(usize)) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 0;
     loop {

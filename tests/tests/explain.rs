@@ -39,7 +39,7 @@ fn check_efficiency(explanation: &Value) {
 async fn kserve_v1_warms_up_then_explains_every_row_without_touching_the_model_fields() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&config(
+    let proxy = InProcess::start(&config(
         &model,
         state.path(),
         &route(
@@ -131,7 +131,7 @@ async fn every_protocol_is_explained_and_every_pass_through_reason_is_said() {
         route("fail", "/fail", "kserve_v1", ""),
     ]
     .join("\n");
-    let proxy = Proxy::start(&format!(
+    let proxy = InProcess::start(&format!(
         "{}\n[[routes]]\nname = \"small\"\npath_prefix = \"/v1/models/m\"\ninspect_limit_bytes = 64\n\
          [routes.explain]\nprotocol = \"kserve_v1\"\n",
         config(&model, state.path(), &routes)
@@ -313,7 +313,7 @@ async fn customer_explanations_never_name_a_protected_or_hidden_feature() {
         "[routes.explain.surrogate]",
         &format!("{features}[routes.explain.surrogate]"),
     );
-    let proxy = Proxy::start(&config(&model, state.path(), &routes));
+    let proxy = InProcess::start(&config(&model, state.path(), &routes));
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
     })

@@ -20,7 +20,7 @@ const WINDOW: usize = 300;
 /// often than blue.
 fn monitored(model: &ModelServer, state: &Path) -> String {
     let routes = format!(
-        "[audit]\npath = \"{}\"\n\
+        "[audit]\npath = \"{}\"\n{}\
          [[routes]]\nname = \"m\"\npath_prefix = \"/v1/models/m\"\n\
          [routes.explain]\nprotocol = \"kserve_v1\"\noutput = \"score\"\n\
          [[routes.explain.features]]\nname = \"a\"\nkind = \"numeric\"\n\
@@ -35,13 +35,14 @@ fn monitored(model: &ModelServer, state: &Path) -> String {
          [routes.monitor]\nwindow_rows = {WINDOW}\nevery = \"200ms\"\nmin_group_size = 30\n\
          [[routes.monitor.protected]]\nfeature = \"colour\"\nprivileged = \"red\"\n\
          unprivileged = [\"blue\"]\n",
-        state.join("audit.db").display()
+        state.join("audit.db").display(),
+        audit_key_file_line(state),
     );
     config(model, state, &routes)
 }
 
 /// The route's latest monitoring results.
-async fn latest(proxy: &Proxy) -> Value {
+async fn latest(proxy: &impl Sidecar) -> Value {
     let all = get(&proxy.admin_url("/api/v1/monitoring")).await.json();
     all["routes"]
         .as_array()
@@ -54,7 +55,7 @@ async fn latest(proxy: &Proxy) -> Value {
 
 /// The results once no row has arrived for a while (every 200 ms, the monitor
 /// recomputes when rows came in): they count every row sent.
-async fn settled(proxy: &Proxy) -> Value {
+async fn settled(proxy: &impl Sidecar) -> Value {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let report = latest(proxy).await;
     assert!(report["rows_seen"].is_u64(), "{report}");
@@ -68,7 +69,7 @@ fn counted(report: &Value) -> u64 {
 }
 
 /// The results once they count `seen` rows.
-async fn monitoring_with(proxy: &Proxy, seen: u64) -> Value {
+async fn monitoring_with(proxy: &impl Sidecar, seen: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let report = latest(proxy).await;
@@ -85,7 +86,7 @@ async fn monitoring_with(proxy: &Proxy, seen: u64) -> Value {
 /// Sends rows `indices` (10 per request), `a` shifted by `shift`; returns the model's
 /// predictions with their colour.
 async fn send_rows(
-    proxy: &Proxy,
+    proxy: &impl Sidecar,
     indices: std::ops::Range<usize>,
     shift: f64,
 ) -> Vec<(&'static str, f64)> {
@@ -128,10 +129,7 @@ fn drift_of<'a>(report: &'a Value, feature: &str) -> &'a Value {
 async fn the_monitor_reports_fairness_and_drift_and_flags_a_disadvantaged_group() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start_with_env(
-        &monitored(&model, state.path()),
-        &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)],
-    );
+    let proxy = InProcess::start(&monitored(&model, state.path()));
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
     })
@@ -377,7 +375,7 @@ fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
 /// Sends rows `indices` (10 per request) with `a` shifted by `shift`; returns each
 /// request's record id and its rows' colours.
 async fn send_recorded(
-    proxy: &Proxy,
+    proxy: &impl Sidecar,
     indices: std::ops::Range<usize>,
     shift: f64,
 ) -> Vec<(String, Vec<&'static str>)> {
@@ -588,7 +586,7 @@ async fn attributes_from_a_header_and_reported_later_are_monitored_without_reach
          privileged = \"north\"\nunprivileged = [\"south\"]\n",
         &base[..cut]
     );
-    let proxy = Proxy::start_with_env(&config, &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)]);
+    let proxy = InProcess::start(&config);
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
     })

@@ -18,7 +18,7 @@ use sidelight_e2e::*;
 /// with `review` as its `[routes.review]` section.
 fn reviewed(model: &ModelServer, state: &Path, review: &str) -> String {
     let routes = format!(
-        "[audit]\npath = \"{}\"\n\
+        "[audit]\npath = \"{}\"\n{}\
          [[routes]]\nname = \"m\"\npath_prefix = \"/v1/models/m\"\n\
          [routes.explain]\nprotocol = \"kserve_v1\"\noutput = \"score\"\n\
          [[routes.explain.features]]\nname = \"a\"\nkind = \"numeric\"\n\
@@ -30,16 +30,14 @@ fn reviewed(model: &ModelServer, state: &Path, review: &str) -> String {
          retrain_interval = \"1h\"\nmin_r2 = 0.0\n\
          [routes.privacy]\nfields = {{ colour = \"keep\" }}\n\
          [routes.review]\n{review}\n",
-        state.join("audit.db").display()
+        state.join("audit.db").display(),
+        audit_key_file_line(state),
     );
     config(model, state, &routes)
 }
 
-async fn ready(model: &ModelServer, state: &Path, review: &str) -> Proxy {
-    let proxy = Proxy::start_with_env(
-        &reviewed(model, state, review),
-        &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)],
-    );
+async fn ready(model: &ModelServer, state: &Path, review: &str) -> InProcess {
+    let proxy = InProcess::start(&reviewed(model, state, review));
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
     })
@@ -62,7 +60,7 @@ fn record_id(answer: &Answer) -> String {
         .to_owned()
 }
 
-async fn admin_json(proxy: &Proxy, method: Method, path: &str, body: Value) -> Answer {
+async fn admin_json(proxy: &impl Sidecar, method: Method, path: &str, body: Value) -> Answer {
     send(
         &client(),
         method,
