@@ -24,6 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 mod cli;
+pub mod demo;
 pub mod faulty;
 mod in_process;
 pub mod live;

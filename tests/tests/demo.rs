@@ -3,70 +3,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http::Method;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use sidelight_e2e::{client, full, get, send, sidelight_bin};
-
-fn url_after(lines: &[String], label: &str) -> String {
-    lines
-        .iter()
-        .find_map(|l| l.trim_start().strip_prefix(label))
-        .map(|rest| rest.trim().to_owned())
-        .unwrap_or_else(|| panic!("no `{label}` line in {lines:#?}"))
-}
+use sidelight_e2e::demo::DemoProcess;
+use sidelight_e2e::{client, full, get, send};
 
 #[tokio::test]
 async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
     let state = tempfile::tempdir().unwrap();
-    let mut child = Command::new(sidelight_bin())
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--model-listen", "127.0.0.1:0", "--rate", "100"])
-        .arg("--state-dir")
-        .arg(state.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+    let mut demo = DemoProcess::start(state.path());
+    demo.read_until("its URLs", Duration::from_secs(60), |l| {
+        l.starts_with("Try:")
     });
-    let mut lines = Vec::new();
-    while !lines.iter().any(|l: &String| l.starts_with("Try:")) {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the demo did not print its URLs: {lines:#?}"));
-        lines.push(line);
-    }
-    let proxy = url_after(&lines, "sidelight (proxy):");
-    let admin = url_after(&lines, "sidelight admin:");
+    let proxy = demo.after("sidelight (proxy):");
+    let admin = demo.after("sidelight admin:");
     // The demo makes an admin token for the run and prints it, with curl lines using it.
-    while !lines
-        .iter()
-        .any(|l: &String| l.contains("/api/v1/surrogates"))
-    {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("the demo did not print its admin calls: {lines:#?}"));
-        lines.push(line);
-    }
-    let token = url_after(&lines, "admin token:");
+    demo.read_until("its admin calls", Duration::from_secs(10), |l| {
+        l.contains("/api/v1/surrogates")
+    });
+    let lines = demo.lines.clone();
+    let token = demo.after("admin token:");
     assert!(token.starts_with("sl_"), "{lines:#?}");
     assert!(
         lines
@@ -172,16 +129,10 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
 
     // Once the surrogate is in service the demo prints, once, what customers and
     // developers read, in English and German.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !lines
-        .iter()
-        .any(|l| l.trim_start().starts_with("developer, de"))
-    {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no side-by-side texts: {lines:#?}"));
-        lines.push(line);
-    }
+    demo.read_until("the side-by-side texts", Duration::from_secs(60), |l| {
+        l.trim_start().starts_with("developer, de")
+    });
+    let lines = demo.lines.clone();
     assert!(
         lines
             .iter()
@@ -217,16 +168,8 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
         "{lines:#?}"
     );
 
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the demo did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (status, rest) = demo.interrupt(Duration::from_secs(15));
+    let status = status.expect("the demo did not stop on SIGINT");
     assert!(status.success(), "exit status {status:?}");
-    let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.starts_with("stopped:")), "{rest:#?}");
 }

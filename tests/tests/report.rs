@@ -4,15 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::Method;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
-use sidelight_e2e::{CliRun, client, empty, full, run_cli, send, sidelight_bin};
+use sidelight_e2e::demo::DemoProcess;
+use sidelight_e2e::{CliRun, client, empty, full, run_cli, send};
 
 const SECTIONS: [&str; 8] = [
     "1. The system",
@@ -42,33 +39,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn after(lines: &[String], label: &str) -> String {
-    lines
-        .iter()
-        .find_map(|l| l.trim_start().strip_prefix(label))
-        .map(|rest| rest.trim().to_owned())
-        .unwrap_or_else(|| panic!("no `{label}` line in {lines:#?}"))
-}
-
-struct Demo {
-    child: std::process::Child,
-    lines: Vec<String>,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-    }
-}
-
 async fn report(admin: &str, bearer: &str, query: &str) -> sidelight_e2e::Answer {
     send(
         &client(),
@@ -83,50 +53,16 @@ async fn report(admin: &str, bearer: &str, query: &str) -> sidelight_e2e::Answer
 #[tokio::test]
 async fn a_report_of_the_demos_traffic_has_every_section() {
     let state = tempfile::tempdir().unwrap();
-    let child = Command::new(sidelight_bin())
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--model-listen", "127.0.0.1:0", "--rate", "100"])
-        .arg("--state-dir")
-        .arg(state.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut demo = Demo {
-        child,
-        lines: Vec::new(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = demo.child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+    let mut demo = DemoProcess::start(state.path());
+    demo.read_until("a report line", Duration::from_secs(60), |l| {
+        l.contains("sidelight report --config")
     });
-    while !demo
-        .lines
-        .iter()
-        .any(|l| l.contains("sidelight report --config"))
-    {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the demo did not print a report line: {:#?}", demo.lines));
-        demo.lines.push(line);
-    }
     // The traffic starts with the banner.
     let started = now_ms();
     let lines = &demo.lines;
-    let admin = after(lines, "sidelight admin:");
-    let bearer = format!("Bearer {}", after(lines, "admin token:"));
-    let command = after(lines, "sidelight report --config");
+    let admin = demo.after("sidelight admin:");
+    let bearer = format!("Bearer {}", demo.after("admin token:"));
+    let command = demo.after("sidelight report --config");
     let config = command.split_whitespace().next().unwrap().to_owned();
     assert!(
         lines
