@@ -88,7 +88,7 @@ fn bodies() -> Vec<String> {
         .collect()
 }
 
-async fn ask(proxy: &Proxy, body: &str, headers: &[(&str, &str)]) -> Value {
+async fn ask(proxy: &InProcess, body: &str, headers: &[(&str, &str)]) -> Value {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
     let answer = send(
@@ -104,7 +104,7 @@ async fn ask(proxy: &Proxy, body: &str, headers: &[(&str, &str)]) -> Value {
 }
 
 /// Replays the data set in batches until the surrogate is in service.
-async fn warm_up(proxy: &Proxy) {
+async fn warm_up(proxy: &InProcess) {
     let rows: Vec<Value> = applications()
         .unwrap()
         .into_iter()
@@ -126,7 +126,7 @@ async fn warm_up(proxy: &Proxy) {
 async fn languages_audiences_decision_words_and_next_steps() {
     let model = start_model().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&config(
+    let proxy = InProcess::start(&config(
         &model,
         state.path(),
         &example_narration_dir(),

@@ -27,7 +27,7 @@ fn pointer_body(i: usize) -> String {
     json!({"applicant": {"a": a, "b": b, "c": c, "colour": colour}}).to_string()
 }
 
-async fn admin_post(proxy: &Proxy, path: &str) -> Answer {
+async fn admin_post(proxy: &InProcess, path: &str) -> Answer {
     send(
         &client(),
         Method::POST,
@@ -38,7 +38,7 @@ async fn admin_post(proxy: &Proxy, path: &str) -> Answer {
     .await
 }
 
-async fn rows_seen(proxy: &Proxy, route: &str) -> u64 {
+async fn rows_seen(proxy: &InProcess, route: &str) -> u64 {
     let surrogates = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
     surrogates["routes"]
         .as_array()
@@ -51,7 +51,7 @@ async fn rows_seen(proxy: &Proxy, route: &str) -> u64 {
 
 /// Runs `sidelight explain --probe …` without blocking the runtime the model server
 /// answers on.
-async fn explain_cli(proxy: &Proxy, args: &[&str]) -> CliRun {
+async fn explain_cli(proxy: &InProcess, args: &[&str]) -> CliRun {
     let admin = proxy.admin_url("");
     cli(["explain", "--admin", admin.as_str()])
         .args(args)
@@ -119,7 +119,7 @@ fn check_report(report: &Value, i: usize, max_calls: u64) {
 async fn probe_of_a_kserve_request_finds_the_true_attributions_without_training_on_its_calls() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&config(
+    let proxy = InProcess::start(&config(
         &model,
         state.path(),
         &route("m", "/v1/models/m", "kserve_v1", ""),
@@ -238,7 +238,7 @@ async fn probe_of_a_kserve_request_finds_the_true_attributions_without_training_
 async fn probe_of_a_pointer_request_sends_one_row_per_call_within_the_budget() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&config(
+    let proxy = InProcess::start(&config(
         &model,
         state.path(),
         &route(
@@ -290,7 +290,7 @@ async fn probe_of_a_pointer_request_sends_one_row_per_call_within_the_budget() {
 async fn probe_of_an_unknown_request_is_a_404_and_a_clear_cli_failure() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&config(
+    let proxy = InProcess::start(&config(
         &model,
         state.path(),
         &route("m", "/v1/models/m", "kserve_v1", ""),

@@ -93,7 +93,7 @@ async fn a_running_proxy_infers_the_schema_of_its_recent_traffic() {
         sidelight_e2e::config_for(&model.url(), "", ""),
         state.path().display()
     );
-    let proxy = sidelight_e2e::Proxy::start(&config);
+    let proxy = sidelight_e2e::InProcess::start(&config);
     for i in 0..5 {
         let (a, b, c, colour) = row(i);
         let body = serde_json::json!({"instances": [{"a": a, "b": b, "c": c, "colour": colour}]});
