@@ -524,3 +524,92 @@ async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// Sends a request whose body never finishes on its own connection, and returns what
+/// came back (all of it, until the proxy closed the connection or 10 s passed).
+async fn trickle(addr: std::net::SocketAddr, declared: usize, sent: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\n\
+         content-length: {declared}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_refused_with_408_and_its_connection_closed() {
+    let upstream = Upstream::start().await;
+    let proxy = InProcess::start(&config_for(
+        &upstream.url(),
+        "body_timeout = \"1s\"\nbody_min_rate = 1000",
+        "",
+    ));
+    let started = std::time::Instant::now();
+    // 10 bytes of 100,000 earn 10 ms beyond the second of grace.
+    let answer = trickle(proxy.data, 100_000, b"0123456789").await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"body_timeout\""), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the connection stayed open"
+    );
+
+    // A body sent at a fair rate is not cut, however long it takes past the grace.
+    let client = client();
+    let slow = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 6 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let frame = http_body::Frame::data(bytes::Bytes::from(vec![b'x'; 2000]));
+        Some((
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(frame),
+            i + 1,
+        ))
+    });
+    let answer = send(
+        &client,
+        Method::POST,
+        &proxy.url("/echo"),
+        &[("content-type", "application/octet-stream")],
+        http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(slow)),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body.len(), 12_000);
+}
+
+#[tokio::test]
+async fn past_max_connections_a_new_connection_waits_until_one_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let proxy = InProcess::start(&config_for(
+        &upstream.url(),
+        "max_connections = 1\nworkers = 1",
+        "",
+    ));
+    let request = b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(proxy.data).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    // The second connection is made by the kernel but not served while the first is open.
+    let mut second = tokio::net::TcpStream::connect(proxy.data).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(700), second.read(&mut buf)).await;
+    assert!(waited.is_err(), "served past the cap");
+
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .expect("not served once the first connection closed")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+}

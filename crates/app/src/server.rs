@@ -328,6 +328,7 @@ impl Sidelight {
         }
         let _ = admin.jobs.set(jobs.readiness());
         let mut workers = Vec::new();
+        let connections = Arc::new(tokio::sync::Semaphore::new(config.server.max_connections));
         for index in 0..config.server.workers.max(1) {
             let listener = match data_listener.try_clone() {
                 Ok(listener) => listener,
@@ -346,6 +347,7 @@ impl Sidelight {
                 audit: audit.clone(),
                 stop: stop.clone(),
                 tls: data_tls.clone(),
+                connections: connections.clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("sidelight-data-{index}"))
@@ -367,6 +369,7 @@ impl Sidelight {
             &builder,
             &admin_graceful,
             admin_tls.as_ref(),
+            None,
             |_peer| {
                 let state = admin.clone();
                 hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -433,6 +436,8 @@ struct Worker {
     audit: Option<Arc<AuditLog>>,
     stop: watch::Receiver<bool>,
     tls: Option<TlsAcceptor>,
+    /// `server.max_connections`, shared by every worker.
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 // === impl Worker ===
@@ -463,6 +468,7 @@ impl Worker {
             audit,
             mut stop,
             tls,
+            connections,
         } = self;
         let listener = match listener
             .set_nonblocking(true)
@@ -495,13 +501,20 @@ impl Worker {
         let builder = connection_builder(&config);
         let graceful = GracefulShutdown::new();
         {
-            let accept = accept_loop(&listener, &builder, &graceful, tls.as_ref(), |peer| {
-                let plane = plane.clone();
-                hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                    request.extensions_mut().insert(ClientAddr(peer));
-                    plane.clone().oneshot(request)
-                })
-            });
+            let accept = accept_loop(
+                &listener,
+                &builder,
+                &graceful,
+                tls.as_ref(),
+                Some(&connections),
+                |peer| {
+                    let plane = plane.clone();
+                    hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                        request.extensions_mut().insert(ClientAddr(peer));
+                        plane.clone().oneshot(request)
+                    })
+                },
+            );
             tokio::select! {
                 () = accept => {}
                 _ = stop.wait_for(|stop| *stop) => {}
@@ -546,12 +559,15 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 
 /// Accepts connections until the future is dropped; each connection is served on its
 /// own task and watched by `graceful`. With `tls`, the handshake runs in that task too,
-/// so that a slow or silent client never holds up the accept loop.
+/// so that a slow or silent client never holds up the accept loop. With `connections`,
+/// each connection holds a permit while open: at the cap the loop stops accepting, and
+/// new connections wait in the kernel's listen queue rather than take memory here.
 async fn accept_loop<M, S>(
     listener: &TcpListener,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
     tls: Option<&TlsAcceptor>,
+    connections: Option<&Arc<tokio::sync::Semaphore>>,
     make_service: M,
 ) where
     M: Fn(SocketAddr) -> S,
@@ -563,7 +579,29 @@ async fn accept_loop<M, S>(
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let mut cap_logged: Option<std::time::Instant> = None;
     loop {
+        let permit = match connections {
+            Some(cap) => {
+                let permit = match cap.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        if cap_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                            tracing::warn!(
+                                "server.max_connections reached: new connections wait until one closes"
+                            );
+                            cap_logged = Some(std::time::Instant::now());
+                        }
+                        match cap.clone().acquire_owned().await {
+                            Ok(permit) => permit,
+                            Err(_) => return,
+                        }
+                    }
+                };
+                Some(permit)
+            }
+            None => None,
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
             Err(error) => {
@@ -580,6 +618,7 @@ async fn accept_loop<M, S>(
                 .into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
+                let _permit = permit;
                 if let Err(error) = connection.await {
                     tracing::debug!(%peer, error = %crate::error::chain(error.as_ref()), "connection ended with an error");
                 }
@@ -591,6 +630,7 @@ async fn accept_loop<M, S>(
         // is told to close as soon as it is served.
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _permit = permit;
             let stream =
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => stream,

@@ -94,6 +94,16 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Hard limit on a request body, in bytes. Larger bodies are refused with 413.
     pub max_body_bytes: u64,
+    /// How long a client may take to send a request body, before the time it earns by
+    /// sending (`body_min_rate`); slower bodies are refused with 408.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Bytes per second of body that earn a client one more second (a large upload at
+    /// this rate or faster always fits).
+    pub body_min_rate: u64,
+    /// Client connections open at once on the data port; past it, new connections wait
+    /// in the listen queue until one closes.
+    pub max_connections: usize,
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -211,6 +221,9 @@ impl Default for ServerConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             idle_timeout: Duration::from_secs(60),
             max_body_bytes: 64 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            body_min_rate: 16 * 1024,
+            max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
             tls: None,
         }
@@ -317,6 +330,7 @@ impl Config {
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.request_timeout", self.upstream.request_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
+            ("server.body_timeout", self.server.body_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than zero".to_owned()));
@@ -324,6 +338,18 @@ impl Config {
         }
         if self.server.workers == 0 {
             return Err(invalid("server.workers", "must be at least 1".to_owned()));
+        }
+        if self.server.body_min_rate == 0 {
+            return Err(invalid(
+                "server.body_min_rate",
+                "must be at least 1 (byte per second)".to_owned(),
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(invalid(
+                "server.max_connections",
+                "must be at least 1".to_owned(),
+            ));
         }
         if self.server.max_body_bytes == 0 {
             return Err(invalid(

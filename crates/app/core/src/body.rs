@@ -1,8 +1,12 @@
 //! Body types: the boxed body every layer passes on, and a streaming meter that counts
 //! bytes and enforces the hard size limit without ever holding the body in memory.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -21,13 +25,34 @@ pub struct BodyLimitExceeded {
     pub limit: u64,
 }
 
+/// The client sent its body too slowly (`server.body_timeout`, `server.body_min_rate`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the request body did not arrive in time: more than {grace:?} plus one second per {min_rate} bytes"
+)]
+pub struct BodyTimedOut {
+    pub grace: Duration,
+    pub min_rate: u64,
+}
+
+/// How long a client may take to send its body: `grace`, plus one second for every
+/// `min_rate` bytes it has sent. A large upload at a fair rate always fits; a client
+/// that trickles a few bytes to hold a connection and a worker does not.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadDeadline {
+    pub grace: Duration,
+    pub min_rate: u64,
+}
+
 /// Wraps a body, adding each data frame's length to a counter and failing the stream
-/// once more than `limit` bytes have passed.
+/// once more than `limit` bytes have passed, or once it is later than its
+/// [`ReadDeadline`].
 pub struct Metered<B> {
     inner: B,
     counter: Counter,
     seen: u64,
     limit: Option<u64>,
+    deadline: Option<(ReadDeadline, Instant, Pin<Box<tokio::time::Sleep>>)>,
     /// Fired once the last byte has been handed on, so that the upstream timeout can
     /// start when the request is fully sent rather than when sending began.
     on_end: Option<tokio::sync::oneshot::Sender<()>>,
@@ -40,8 +65,17 @@ impl<B> Metered<B> {
             counter,
             seen: 0,
             limit,
+            deadline: None,
             on_end: None,
         }
+    }
+
+    /// Fails the body once it is later than `deadline`, counted from now.
+    pub fn with_deadline(mut self, deadline: ReadDeadline) -> Self {
+        let start = Instant::now();
+        let sleep = Box::pin(tokio::time::sleep_until(start + deadline.grace));
+        self.deadline = Some((deadline, start, sleep));
+        self
     }
 
     /// Returns a receiver that completes when the body has been read to its end (or
@@ -60,6 +94,7 @@ impl<B> Metered<B> {
     }
 
     fn ended(&mut self) {
+        self.deadline = None;
         if let Some(tx) = self.on_end.take() {
             let _ = tx.send(());
         }
@@ -81,7 +116,20 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_pending() {
+            if let Some((deadline, _, sleep)) = &mut this.deadline {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    let error = BodyTimedOut {
+                        grace: deadline.grace,
+                        min_rate: deadline.min_rate,
+                    };
+                    this.deadline = None;
+                    return Poll::Ready(Some(Err(Box::new(error))));
+                }
+            }
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
@@ -91,6 +139,12 @@ where
                         if this.seen > limit {
                             return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded { limit }))));
                         }
+                    }
+                    if let Some((deadline, start, sleep)) = &mut this.deadline {
+                        let earned = Duration::from_secs_f64(
+                            this.seen as f64 / deadline.min_rate.max(1) as f64,
+                        );
+                        sleep.as_mut().reset(*start + deadline.grace + earned);
                     }
                 }
                 // hyper stops polling once `is_end_stream` is true, so the end may never

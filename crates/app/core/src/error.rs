@@ -25,6 +25,10 @@ pub enum ProxyError {
         /// The configured limit.
         limit: u64,
     },
+    /// The client sent its body too slowly (`server.body_timeout`,
+    /// `server.body_min_rate`).
+    #[error("{0}")]
+    BodyTimeout(String),
     /// No TCP connection could be made to the upstream.
     #[error("upstream unreachable: {0}")]
     UpstreamUnreachable(String),
@@ -52,6 +56,7 @@ impl ProxyError {
         match self {
             Self::MalformedRequest(_) => "malformed_request",
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyTimeout(_) => "body_timeout",
             Self::UpstreamUnreachable(_) => "upstream_unreachable",
             Self::UpstreamConnectTimeout(_) => "upstream_connect_timeout",
             Self::UpstreamTimeout(_) => "upstream_timeout",
@@ -66,6 +71,7 @@ impl ProxyError {
         match self {
             Self::MalformedRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UpstreamUnreachable(_) | Self::UpstreamReset(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamConnectTimeout(_) | Self::UpstreamTimeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::{BodyLimitExceeded, Metered, ProxyBody};
+use crate::body::{BodyLimitExceeded, BodyTimedOut, Metered, ProxyBody, ReadDeadline};
 use crate::config::{Config, UpstreamBase, UpstreamProtocol};
 use crate::error::{ProxyError, chain, find_cause};
 use crate::headers;
@@ -64,6 +64,7 @@ struct ForwardShared {
     connect_timeout: Duration,
     request_timeout: Duration,
     max_body_bytes: u64,
+    body_deadline: ReadDeadline,
     /// `X-Forwarded-Proto`: how clients reach the data listener.
     proto: &'static str,
 }
@@ -84,6 +85,10 @@ impl Forward {
                 connect_timeout: config.upstream.connect_timeout,
                 request_timeout: config.upstream.request_timeout,
                 max_body_bytes: config.server.max_body_bytes,
+                body_deadline: ReadDeadline {
+                    grace: config.server.body_timeout,
+                    min_rate: config.server.body_min_rate,
+                },
                 proto: if config.server.tls.is_some() {
                     "https"
                 } else {
@@ -168,7 +173,8 @@ impl ForwardShared {
             body.map_err(ClientBodyError),
             route.metrics.request_bytes.clone(),
             Some(self.max_body_bytes),
-        );
+        )
+        .with_deadline(self.body_deadline);
         let sent = metered.notify_end();
         let mut body = metered.boxed();
 
@@ -243,6 +249,8 @@ impl ForwardShared {
 fn classify_body_error(error: &(dyn std::error::Error + 'static), max: u64) -> ProxyError {
     if find_cause::<BodyLimitExceeded>(error).is_some() {
         ProxyError::BodyTooLarge { limit: max }
+    } else if let Some(slow) = find_cause::<BodyTimedOut>(error) {
+        ProxyError::BodyTimeout(slow.to_string())
     } else if let Some(client) = find_cause::<ClientBodyError>(error) {
         ProxyError::ClientBody(client.to_string())
     } else {
