@@ -557,6 +557,22 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     }
 }
 
+/// A permit for one more connection under `cap`, waiting while the cap is reached
+/// (said in the log at most once a minute); `None` once the semaphore is closed.
+async fn admit(
+    cap: &Arc<tokio::sync::Semaphore>,
+    cap_logged: &mut Option<std::time::Instant>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(permit) = cap.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    if cap_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+        tracing::warn!("server.max_connections reached: new connections wait until one closes");
+        *cap_logged = Some(std::time::Instant::now());
+    }
+    cap.clone().acquire_owned().await.ok()
+}
+
 /// Accepts connections until the future is dropped; each connection is served on its
 /// own task and watched by `graceful`. With `tls`, the handshake runs in that task too,
 /// so that a slow or silent client never holds up the accept loop. With `connections`,
@@ -582,24 +598,10 @@ async fn accept_loop<M, S>(
     let mut cap_logged: Option<std::time::Instant> = None;
     loop {
         let permit = match connections {
-            Some(cap) => {
-                let permit = match cap.clone().try_acquire_owned() {
-                    Ok(permit) => permit,
-                    Err(_) => {
-                        if cap_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
-                            tracing::warn!(
-                                "server.max_connections reached: new connections wait until one closes"
-                            );
-                            cap_logged = Some(std::time::Instant::now());
-                        }
-                        match cap.clone().acquire_owned().await {
-                            Ok(permit) => permit,
-                            Err(_) => return,
-                        }
-                    }
-                };
-                Some(permit)
-            }
+            Some(cap) => match admit(cap, &mut cap_logged).await {
+                Some(permit) => Some(permit),
+                None => return,
+            },
             None => None,
         };
         let (stream, peer) = match listener.accept().await {

@@ -27,13 +27,8 @@ pub struct BodyLimitExceeded {
 
 /// The client sent its body too slowly (`server.body_timeout`, `server.body_min_rate`).
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the request body did not arrive in time: more than {grace:?} plus one second per {min_rate} bytes"
-)]
-pub struct BodyTimedOut {
-    pub grace: Duration,
-    pub min_rate: u64,
-}
+#[error("{0}")]
+pub struct BodyTimedOut(pub ReadDeadline);
 
 /// How long a client may take to send its body: `grace`, plus one second for every
 /// `min_rate` bytes it has sent. A large upload at a fair rate always fits; a client
@@ -44,6 +39,23 @@ pub struct ReadDeadline {
     pub min_rate: u64,
 }
 
+impl std::fmt::Display for ReadDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body did not arrive in time: more than {:?} plus one second per {} bytes",
+            self.grace, self.min_rate
+        )
+    }
+}
+
+/// A [`ReadDeadline`] running: when it started, and the timer set to its current end.
+struct Running {
+    deadline: ReadDeadline,
+    start: Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
 /// Wraps a body, adding each data frame's length to a counter and failing the stream
 /// once more than `limit` bytes have passed, or once it is later than its
 /// [`ReadDeadline`].
@@ -52,7 +64,7 @@ pub struct Metered<B> {
     counter: Counter,
     seen: u64,
     limit: Option<u64>,
-    deadline: Option<(ReadDeadline, Instant, Pin<Box<tokio::time::Sleep>>)>,
+    deadline: Option<Running>,
     /// Fired once the last byte has been handed on, so that the upstream timeout can
     /// start when the request is fully sent rather than when sending began.
     on_end: Option<tokio::sync::oneshot::Sender<()>>,
@@ -73,8 +85,11 @@ impl<B> Metered<B> {
     /// Fails the body once it is later than `deadline`, counted from now.
     pub fn with_deadline(mut self, deadline: ReadDeadline) -> Self {
         let start = Instant::now();
-        let sleep = Box::pin(tokio::time::sleep_until(start + deadline.grace));
-        self.deadline = Some((deadline, start, sleep));
+        self.deadline = Some(Running {
+            deadline,
+            start,
+            timer: Box::pin(tokio::time::sleep_until(start + deadline.grace)),
+        });
         self
     }
 
@@ -118,12 +133,9 @@ where
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if polled.is_pending() {
-            if let Some((deadline, _, sleep)) = &mut this.deadline {
-                if sleep.as_mut().poll(cx).is_ready() {
-                    let error = BodyTimedOut {
-                        grace: deadline.grace,
-                        min_rate: deadline.min_rate,
-                    };
+            if let Some(running) = &mut this.deadline {
+                if running.timer.as_mut().poll(cx).is_ready() {
+                    let error = BodyTimedOut(running.deadline);
                     this.deadline = None;
                     return Poll::Ready(Some(Err(Box::new(error))));
                 }
@@ -140,11 +152,11 @@ where
                             return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded { limit }))));
                         }
                     }
-                    if let Some((deadline, start, sleep)) = &mut this.deadline {
-                        let earned = Duration::from_secs_f64(
-                            this.seen as f64 / deadline.min_rate.max(1) as f64,
-                        );
-                        sleep.as_mut().reset(*start + deadline.grace + earned);
+                    if let Some(running) = &mut this.deadline {
+                        let ReadDeadline { grace, min_rate } = running.deadline;
+                        let earned =
+                            Duration::from_secs_f64(this.seen as f64 / min_rate.max(1) as f64);
+                        running.timer.as_mut().reset(running.start + grace + earned);
                     }
                 }
                 // hyper stops polling once `is_end_stream` is true, so the end may never

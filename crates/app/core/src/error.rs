@@ -28,7 +28,7 @@ pub enum ProxyError {
     /// The client sent its body too slowly (`server.body_timeout`,
     /// `server.body_min_rate`).
     #[error("{0}")]
-    BodyTimeout(String),
+    BodyTimeout(crate::body::ReadDeadline),
     /// No TCP connection could be made to the upstream.
     #[error("upstream unreachable: {0}")]
     UpstreamUnreachable(String),

@@ -249,8 +249,8 @@ impl ForwardShared {
 fn classify_body_error(error: &(dyn std::error::Error + 'static), max: u64) -> ProxyError {
     if find_cause::<BodyLimitExceeded>(error).is_some() {
         ProxyError::BodyTooLarge { limit: max }
-    } else if let Some(slow) = find_cause::<BodyTimedOut>(error) {
-        ProxyError::BodyTimeout(slow.to_string())
+    } else if let Some(BodyTimedOut(deadline)) = find_cause::<BodyTimedOut>(error) {
+        ProxyError::BodyTimeout(*deadline)
     } else if let Some(client) = find_cause::<ClientBodyError>(error) {
         ProxyError::ClientBody(client.to_string())
     } else {

@@ -163,8 +163,8 @@ impl Default for ProbeParams {
 impl ProbeParams {
     pub fn from_query(query: Option<&str>) -> Result<Self, ProbeError> {
         let mut params = Self::default();
-        let pairs = sidelight_core::query::parse_form(query.unwrap_or_default().as_bytes())
-            .ok_or_else(|| ProbeError::BadParameter {
+        let pairs =
+            sidelight_core::query::query_pairs(query).map_err(|_| ProbeError::BadParameter {
                 name: "query".to_owned(),
                 reason: "not correctly %-encoded",
             })?;
