@@ -550,6 +550,11 @@ impl Drop for Proxy {
 
 /// A config for a proxy in front of `upstream_url`, on ephemeral ports, with `extra`
 /// TOML appended (extra sections, or keys in a trailing section).
+/// A `[server.trust]` table that trusts clients on loopback (the tests' own), to append
+/// to a config: their `x-sidelight-probe`, protected attributes in headers, developer
+/// and auditor audiences and tokenless feedback are honoured.
+pub const TRUSTED_LOOPBACK: &str = "\n[server.trust]\nsources = [\"127.0.0.0/8\", \"::1/128\"]\n";
+
 pub fn config_for(upstream_url: &str, server_extra: &str, upstream_extra: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{server_extra}\n\

@@ -125,7 +125,7 @@ async fn every_protocol_is_explained_and_every_pass_through_reason_is_said() {
             "pointer",
             "/pointer",
             "pointer",
-            "rows_pointer = \"/applicant\"\noutputs_pointer = \"/result/score\"\noutput = \"score\"",
+            "rows_pointer = \"/applicant\"\noutputs_pointer = \"/result/score\"\noutput = \"score\"\nreferences = true",
         ),
         route("text", "/text", "kserve_v1", ""),
         route("fail", "/fail", "kserve_v1", ""),
@@ -223,8 +223,14 @@ async fn every_protocol_is_explained_and_every_pass_through_reason_is_said() {
     )
     .await;
     assert!(answer.json().get("explanations").is_none());
-    assert_eq!(answer.headers["x-sidelight-explanation-id"], "ref-1");
-    let fetched = get(&proxy.url("/v1/explanations/ref-1")).await;
+    // The reference is the server's, never the client's own id.
+    let reference = answer.headers["x-sidelight-explanation-id"]
+        .to_str()
+        .unwrap();
+    assert_eq!(reference.len(), 32, "{reference}");
+    assert_ne!(reference, "ref-1");
+    assert_eq!(get(&proxy.url("/v1/explanations/ref-1")).await.status, 404);
+    let fetched = get(&proxy.url(&format!("/v1/explanations/{reference}"))).await;
     assert_eq!(fetched.status, 200);
     check_efficiency(&fetched.json()["explanations"][0]);
     assert_eq!(
@@ -309,11 +315,20 @@ async fn customer_explanations_never_name_a_protected_or_hidden_feature() {
         [[routes.explain.features]]\nname = \"b\"\nkind = \"numeric\"\nprotected = true\ncustomer_visible = false\n\
         [[routes.explain.features]]\nname = \"c\"\nkind = \"numeric\"\ncustomer_visible = false\n\
         [[routes.explain.features]]\nname = \"colour\"\nkind = \"categorical\"\n";
-    let routes = route("m", "/v1/models/m", "kserve_v1", "output = \"score\"").replace(
+    let routes = route(
+        "m",
+        "/v1/models/m",
+        "kserve_v1",
+        "output = \"score\"\naudiences = [\"developer\"]",
+    )
+    .replace(
         "[routes.explain.surrogate]",
         &format!("{features}[routes.explain.surrogate]"),
     );
-    let proxy = InProcess::start(&config(&model, state.path(), &routes));
+    let proxy = InProcess::start(&format!(
+        "{}{TRUSTED_LOOPBACK}",
+        config(&model, state.path(), &routes)
+    ));
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
     })

@@ -27,7 +27,7 @@ fn fleet_config(model: &ModelServer, state: &Path, writer: &str, url_line: &str)
         "[audit]\nbackend = \"postgres\"\n{url_line}\nwriter = \"{writer}\"\n\
          on_store_failure = \"fail_closed\"\npoll_interval = \"200ms\"\n\
          [[routes]]\nname = \"m\"\npath_prefix = \"/v1/models/m\"\n\
-         [routes.explain]\nprotocol = \"kserve_v1\"\noutput = \"score\"\n\
+         [routes.explain]\nprotocol = \"kserve_v1\"\noutput = \"score\"\nreferences = true\n\
          [routes.explain.surrogate]\nwarm_up_rows = 60\nretrain_every_rows = 100000\n\
          retrain_interval = \"1h\"\nmin_r2 = 0.0\n"
     );

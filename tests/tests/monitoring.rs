@@ -378,7 +378,7 @@ async fn send_recorded(
     proxy: &impl Sidecar,
     indices: std::ops::Range<usize>,
     shift: f64,
-) -> Vec<(String, Vec<&'static str>)> {
+) -> Vec<(String, String, Vec<&'static str>)> {
     let mut out = Vec::new();
     let all: Vec<usize> = indices.collect();
     for chunk in all.chunks(10) {
@@ -392,11 +392,12 @@ async fn send_recorded(
         let body = json!({ "instances": instances }).to_string();
         let answer = post(proxy, "/v1/models/m:predict", body, &[]).await;
         assert_eq!(answer.status, 200);
-        let id = answer.headers["x-sidelight-record-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        out.push((id, chunk.iter().map(|&i| row(i).3).collect()));
+        let header = |name: &str| answer.headers[name].to_str().unwrap().to_owned();
+        out.push((
+            header("x-sidelight-record-id"),
+            header("x-sidelight-feedback-token"),
+            chunk.iter().map(|&i| row(i).3).collect(),
+        ));
     }
     out
 }
@@ -475,12 +476,13 @@ async fn a_failing_group_fires_one_signed_alert_and_resolves_once_and_outcomes_g
     let red = post(&proxy, "/v1/models/m:predict", kserve_body(&[3]), &[]).await;
     assert_eq!(review_header(&red), "pending; reasons=alert");
 
-    // Fair traffic: everyone is approved. Outcomes reported for it join the window.
+    // Fair traffic: everyone is approved. Outcomes reported for it join the window,
+    // each with the feedback token its prediction came with.
     let sent = send_recorded(&proxy, 2000..2000 + WINDOW, 2.0).await;
-    for (id, colours) in &sent {
+    for (id, token, colours) in &sent {
         // Deserved in every other row: each colour has both kinds of outcome.
         let outcomes: Vec<bool> = (0..colours.len()).map(|k| k % 2 == 0).collect();
-        let body = json!({ "id": id, "outcome": outcomes }).to_string();
+        let body = json!({ "id": id, "token": token, "outcome": outcomes }).to_string();
         let answer = post(&proxy, "/v1/feedback", body, &[]).await;
         assert_eq!(answer.status, 200, "{:?}", answer.body);
         assert_eq!(
@@ -490,15 +492,19 @@ async fn a_failing_group_fires_one_signed_alert_and_resolves_once_and_outcomes_g
             answer.body
         );
     }
-    // One row of one record, by `row`.
-    let (id, _) = &sent[0];
+    // One row of one record, by `row` (the token in its header this time).
+    let (id, token, _) = &sent[0];
     let body = json!({ "id": id, "outcome": "unfavourable", "row": 1 }).to_string();
+    let with_token = [("x-sidelight-feedback-token", token.as_str())];
     assert_eq!(
-        post(&proxy, "/v1/feedback", body, &[]).await.json()["joined_rows"],
+        post(&proxy, "/v1/feedback", body, &with_token).await.json()["joined_rows"],
         1
     );
     let bad = json!({ "id": id, "outcome": true, "row": -1 }).to_string();
-    assert_eq!(post(&proxy, "/v1/feedback", bad, &[]).await.status, 400);
+    assert_eq!(
+        post(&proxy, "/v1/feedback", bad, &with_token).await.status,
+        400
+    );
 
     webhook
         .wait_for("disparate_impact", "colour=blue", "resolved")
@@ -586,7 +592,8 @@ async fn attributes_from_a_header_and_reported_later_are_monitored_without_reach
          privileged = \"north\"\nunprivileged = [\"south\"]\n",
         &base[..cut]
     );
-    let proxy = InProcess::start(&config);
+    // The header's attribute and tokenless reports are honoured from trusted clients.
+    let proxy = InProcess::start(&format!("{config}{TRUSTED_LOOPBACK}"));
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
     })

@@ -59,10 +59,11 @@ fn config(model: &str, state: &Path, narration: &Path, wording: &str) -> String 
         "{}\n[state]\ndir = \"{}\"\n[narration]\ndir = \"{}\"\n\
          [[routes]]\nname = \"credit\"\npath_prefix = \"/v1/models/credit\"\n\
          [routes.explain]\nprotocol = \"kserve_v1\"\noutput = \"probability\"\n\
+         audiences = [\"developer\", \"auditor\"]\n\
          decision = {{ favourable = \"approved\", unfavourable = \"declined\", higher_is_favourable = true, threshold = 0.5 }}\n\
          [routes.explain.wording]\n{wording}\n{}\
          [routes.explain.surrogate]\nwarm_up_rows = 300\nretrain_every_rows = 100000\n\
-         min_r2 = 0.5\ncpu_share = 1.0\n",
+         min_r2 = 0.5\ncpu_share = 1.0\n{TRUSTED_LOOPBACK}",
         config_for(model, "", ""),
         state.display(),
         narration.display(),

@@ -119,10 +119,14 @@ fn check_report(report: &Value, i: usize, max_calls: u64) {
 async fn probe_of_a_kserve_request_finds_the_true_attributions_without_training_on_its_calls() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = InProcess::start(&config(
-        &model,
-        state.path(),
-        &route("m", "/v1/models/m", "kserve_v1", ""),
+    // The tests' client is trusted, so that its own x-sidelight-probe is honoured.
+    let proxy = InProcess::start(&format!(
+        "{}{TRUSTED_LOOPBACK}",
+        config(
+            &model,
+            state.path(),
+            &route("m", "/v1/models/m", "kserve_v1", ""),
+        )
     ));
     warm_up(&proxy, "m", async |i| {
         post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
@@ -202,7 +206,8 @@ async fn probe_of_a_kserve_request_finds_the_true_attributions_without_training_
     assert!(model.probe_calls() as u64 >= calls);
     assert_eq!(rows_seen(&proxy, "m").await, seen);
 
-    // A client's own x-sidelight-probe is honoured (no training) and never forwarded.
+    // A trusted client's own x-sidelight-probe is honoured (no training) and never
+    // forwarded.
     let before = model.probe_calls();
     let marked = post(
         &proxy,

@@ -96,6 +96,10 @@ async fn flagged_predictions_are_queued_masked_decided_and_chained() {
     .await;
     assert_eq!(review_header(&asked), "pending; reasons=requested");
     let id = record_id(&asked);
+    let token = asked.headers["x-sidelight-feedback-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
 
     // A number far outside the training range.
     let odd = json!({"instances": [{"a": 1000.0, "b": 0.5, "c": 0.5, "colour": "green"}]});
@@ -174,7 +178,7 @@ async fn flagged_predictions_are_queued_masked_decided_and_chained() {
         Method::POST,
         &proxy.url("/v1/feedback"),
         &[("content-type", "application/json")],
-        full(json!({"id": id, "outcome": 1.4}).to_string()),
+        full(json!({"id": id, "token": token, "outcome": 1.4}).to_string()),
     )
     .await;
     assert_eq!(fed.status, 200, "{:?}", fed.body);

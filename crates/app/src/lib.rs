@@ -22,7 +22,7 @@
 mod server;
 
 use sidelight_admin::{admin, auth, preflight, records};
-use sidelight_core::{audit, body, client, error, live, metrics};
+use sidelight_core::{audit, body, client, error, live, metrics, trust};
 use sidelight_data::{forward, narration, route, stack, tls};
 
 pub use auth::{new_token, token_sha256};

@@ -28,7 +28,9 @@ use crate::stack::{DataPlane, data_plane};
 use sidelight_admin::probe::Prober;
 use sidelight_admin::reload::Reloader;
 use sidelight_admin::state::AdminState;
+use sidelight_data::endpoints::FeedbackLimit;
 use sidelight_data::probe::UpstreamCaller;
+use sidelight_data::stack::Shared;
 use sidelight_tasks::alert::{AlertDelivery, Alerter};
 use sidelight_tasks::fleet::{FleetGauges, FleetTasks};
 use sidelight_tasks::job::Jobs;
@@ -194,7 +196,10 @@ impl Sidelight {
             )),
             caller,
         ));
-        let explanations = Arc::new(RecentExplanations::new(RECENT_EXPLANATIONS));
+        let explanations = Arc::new(RecentExplanations::with_max_weight(
+            RECENT_EXPLANATIONS,
+            usize::try_from(config.server.explanation_store_bytes).unwrap_or(usize::MAX),
+        ));
         let admin = Arc::new(AdminState {
             surrogates: crate::live::SurrogateStatus::new(routes.live_routes()),
             erasable: crate::records::Erasable {
@@ -329,6 +334,16 @@ impl Sidelight {
         let _ = admin.jobs.set(jobs.readiness());
         let mut workers = Vec::new();
         let connections = Arc::new(tokio::sync::Semaphore::new(config.server.max_connections));
+        let trust = Arc::new(crate::trust::Trust::from_config(&config.server.trust));
+        let shared = Shared {
+            recent: recent.clone(),
+            requests: requests.clone(),
+            audit: audit.clone(),
+            feedback_limit: Arc::new(FeedbackLimit::new(trust.feedback_per_minute)),
+            trust,
+            reference_max_bytes: usize::try_from(config.server.explanation_max_bytes)
+                .unwrap_or(usize::MAX),
+        };
         for index in 0..config.server.workers.max(1) {
             let listener = match data_listener.try_clone() {
                 Ok(listener) => listener,
@@ -342,9 +357,7 @@ impl Sidelight {
                 config: config.clone(),
                 listener,
                 routes: routes.clone(),
-                recent: recent.clone(),
-                requests: requests.clone(),
-                audit: audit.clone(),
+                shared: shared.clone(),
                 stop: stop.clone(),
                 tls: data_tls.clone(),
                 connections: connections.clone(),
@@ -431,9 +444,8 @@ struct Worker {
     config: Config,
     listener: std::net::TcpListener,
     routes: Arc<RouteTable>,
-    recent: Arc<RecentExplanations>,
-    requests: Arc<RecentRequests>,
-    audit: Option<Arc<AuditLog>>,
+    /// The stores, the audit log and the trust rules, shared by every worker.
+    shared: Shared,
     stop: watch::Receiver<bool>,
     tls: Option<TlsAcceptor>,
     /// `server.max_connections`, shared by every worker.
@@ -463,9 +475,7 @@ impl Worker {
             config,
             listener,
             routes,
-            recent,
-            requests,
-            audit,
+            shared,
             mut stop,
             tls,
             connections,
@@ -487,7 +497,7 @@ impl Worker {
                 return 0;
             }
         };
-        let plane: DataPlane = data_plane(forward, routes, recent, requests, audit);
+        let plane: DataPlane = data_plane(forward, routes, shared);
         // Tokio interrupts its driver (an eventfd write) whenever a timer is armed that
         // expires before the driver's next planned wake-up. Every request arms timeouts
         // far in the future; a tick every 500 ms keeps the planned wake-up nearer than

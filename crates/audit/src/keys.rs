@@ -85,6 +85,7 @@ pub enum OpenError {
 pub struct Keys {
     master: Vec<u8>,
     pseudonym_key: [u8; 32],
+    capability_key: [u8; 32],
     active: String,
     encryption: BTreeMap<String, [u8; 32]>,
     /// The key schedule of each key, made once.
@@ -175,6 +176,7 @@ impl Keys {
         }
         Ok(Keys {
             pseudonym_key: derive(&master, b"pseudonym"),
+            capability_key: derive(&master, b"capability"),
             master,
             active,
             ciphers: ciphers(&encryption),
@@ -272,6 +274,27 @@ impl Keys {
             out.push_str(&crate::record::to_hex(&mac.finalize().into_bytes()[..16]));
         }
         out
+    }
+
+    /// A capability for `purpose` on `id` (a record's feedback token): 128 bits of
+    /// HMAC, as 32 hex digits. Whoever holds it was given it; nothing is stored.
+    pub fn capability(&self, purpose: &str, id: &str) -> String {
+        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.capability_key) {
+            Ok(mac) => mac,
+            Err(_) => return String::new(),
+        };
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
+        mac.update(id.as_bytes());
+        crate::record::to_hex(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// Whether `token` is the capability for `purpose` on `id`, compared in constant
+    /// time.
+    pub fn check_capability(&self, purpose: &str, id: &str, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let expected = self.capability(purpose, id);
+        !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(token.trim().as_bytes()))
     }
 
     /// Adds a fresh random key under `id` and makes it active.

@@ -269,6 +269,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     config.server.listen = args.listen;
     config.server.admin_listen = args.admin_listen;
     config.server.shutdown_grace = Duration::from_secs(5);
+    // Everything runs on this machine: its own clients (the traffic generator, the
+    // commands the demo prints) are the business's, and trusted.
+    config.server.trust.sources = ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|net| net.parse().ok())
+        .collect();
     config.upstream.url = format!("http://{model_addr}");
     config.state.dir = args.state_dir.clone();
     std::fs::create_dir_all(&args.state_dir)
@@ -304,6 +310,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             outputs_pointer: None,
             attach: AttachMode::Field,
             audience: Audience::Customer,
+            // The demo's clients are on this machine and trusted (server.trust): they
+            // may read the developer's and the auditor's view as well.
+            audiences: vec![Audience::Developer, Audience::Auditor],
+            references: None,
+            limits: Default::default(),
             output: OutputConfig::Probability,
             explain_class: None,
             features: credit_features(),

@@ -28,9 +28,11 @@ mod audit;
 mod live;
 mod monitor;
 mod review;
+mod trust;
 
 pub use admin::{AdminConfig, Role, TlsConfig, TokenConfig, parse_rfc3339};
 pub use alerts::{ALERT_SECRET_VARIABLE, AlertsConfig};
+pub use trust::TrustConfig;
 
 pub use audit::{
     AuditBackend, AuditConfig, AuditDurability, DatabaseUrl, GpcRule, PrivacyConfig, QueueFull,
@@ -40,9 +42,9 @@ pub use monitor::{AlertBounds, MonitorConfig, ProtectedConfig};
 pub use review::{HoldFallback, ReviewConfig};
 
 pub use live::{
-    AttachMode, Audience, DecisionConfig, DistillConfig, ExplainConfig, FeatureConfig,
-    FeatureKindConfig, GroupConfig, NarrationConfig, OutputConfig, ProtocolName, StateConfig,
-    SurrogateConfig, WordingConfig,
+    AttachMode, Audience, DecisionConfig, DistillConfig, ExplainConfig, ExplainLimits,
+    FeatureConfig, FeatureKindConfig, GroupConfig, NarrationConfig, OutputConfig, ProtocolName,
+    StateConfig, SurrogateConfig, WordingConfig,
 };
 
 /// Everything `sidelight serve` needs to run.
@@ -104,6 +106,24 @@ pub struct ServerConfig {
     /// Client connections open at once on the data port; past it, new connections wait
     /// in the listen queue until one closes.
     pub max_connections: usize,
+    /// Request headers a client may send in one request (HTTP/1.1); more is refused
+    /// with 431.
+    pub max_headers: usize,
+    /// Bytes of request head (request line and headers, HTTP/1.1; the header list,
+    /// HTTP/2) a client may send; more is refused with 431.
+    pub max_header_bytes: usize,
+    /// HTTP/2: how often an idle connection is pinged, and closed if the ping is not
+    /// answered within the same time (a peer that vanished without a FIN).
+    #[serde(with = "humantime_serde")]
+    pub http2_keep_alive: Duration,
+    /// Bytes of explanation JSON kept in all for `GET /v1/explanations/{ref}`; the oldest
+    /// go first.
+    pub explanation_store_bytes: u64,
+    /// Bytes of one request's explanation JSON that may be kept by reference; a larger
+    /// one is attached in the response body instead (`x-sidelight-status` says so).
+    pub explanation_max_bytes: u64,
+    /// Whom the data port believes (see `[server.trust]`).
+    pub trust: TrustConfig,
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -224,6 +244,12 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             body_min_rate: 16 * 1024,
             max_connections: 10_000,
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+            http2_keep_alive: Duration::from_secs(20),
+            explanation_store_bytes: 64 * 1024 * 1024,
+            explanation_max_bytes: 1024 * 1024,
+            trust: TrustConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             tls: None,
         }
@@ -331,6 +357,7 @@ impl Config {
             ("upstream.request_timeout", self.upstream.request_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
             ("server.body_timeout", self.server.body_timeout),
+            ("server.http2_keep_alive", self.server.http2_keep_alive),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than zero".to_owned()));
@@ -351,6 +378,32 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        for (key, value) in [
+            ("server.max_headers", self.server.max_headers as u64),
+            (
+                "server.explanation_store_bytes",
+                self.server.explanation_store_bytes,
+            ),
+            (
+                "server.explanation_max_bytes",
+                self.server.explanation_max_bytes,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".to_owned()));
+            }
+        }
+        // hyper reads a request head into a buffer of at least 8 KiB.
+        if self.server.max_header_bytes < 8192 {
+            return Err(invalid(
+                "server.max_header_bytes",
+                "must be at least 8192".to_owned(),
+            ));
+        }
+        self.server
+            .trust
+            .validate()
+            .map_err(|(key, message)| invalid(&key, message))?;
         if self.server.max_body_bytes == 0 {
             return Err(invalid(
                 "server.max_body_bytes",

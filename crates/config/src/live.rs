@@ -219,8 +219,10 @@ fn yes() -> bool {
 pub struct SurrogateConfig {
     /// No explanation until this many rows have been seen; responses say how far along.
     pub warm_up_rows: usize,
-    /// The training window: the most recent rows kept for training.
+    /// The training window: the most recent rows kept for training…
     pub window_rows: usize,
+    /// …and at most this many bytes of them (text values weigh their length).
+    pub window_bytes: usize,
     /// Retrain after this many new rows…
     pub retrain_every_rows: usize,
     /// …or this long after the last training, if any new row arrived.
@@ -260,6 +262,7 @@ impl Default for SurrogateConfig {
         Self {
             warm_up_rows: 200,
             window_rows: 5000,
+            window_bytes: 64 * 1024 * 1024,
             retrain_every_rows: 1000,
             retrain_interval: Duration::from_secs(600),
             min_r2: 0.8,
@@ -294,6 +297,20 @@ pub struct ExplainConfig {
     /// Whose words the text is in unless the request asks otherwise.
     #[serde(default = "default_audience")]
     pub audience: Audience,
+    /// The other audiences a client may ask for with `x-sidelight-audience`; developer
+    /// and auditor also need a trusted client (`[server.trust]`). A request for any
+    /// other is served `audience`, and the response's `x-sidelight-audience` says it was
+    /// downgraded. Empty: only `audience`.
+    #[serde(default)]
+    pub audiences: Vec<Audience>,
+    /// Whether explanations may be kept for `GET /v1/explanations/{ref}` (by `attach` or
+    /// a request's `x-sidelight-explain: reference`). Default: only when `attach` is
+    /// `reference`; otherwise a request for it is served `field`.
+    #[serde(default)]
+    pub references: Option<bool>,
+    /// What one request may cost.
+    #[serde(default)]
+    pub limits: ExplainLimits,
     /// What the model outputs.
     #[serde(default = "default_output")]
     pub output: OutputConfig,
@@ -319,6 +336,46 @@ pub struct ExplainConfig {
     /// Features people read together (customers read the group).
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+}
+
+/// What one request may cost a route's explanation and learning
+/// (`[routes.explain.limits]`). Past a limit the model's answer goes on unexplained
+/// (or without next steps), with `x-sidelight-status` saying which limit it met.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExplainLimits {
+    /// Rows of one request that are explained; a larger batch is not explained
+    /// (`too_many_rows`) nor trained on.
+    pub max_rows: usize,
+    /// How long explaining one request may take, waiting for the compute pool
+    /// included; past it the answer goes on unexplained (`explain_budget_exceeded`).
+    #[serde(with = "humantime_serde")]
+    pub budget: Duration,
+    /// How long the next-step search ("what would change the decision") may take per
+    /// request; the rows it did not reach get no next step (`next_steps_skipped`).
+    #[serde(with = "humantime_serde")]
+    pub next_step_budget: Duration,
+    /// Features per row read from a route without configured features; a row with
+    /// more is not trained on.
+    pub max_features: usize,
+    /// Bytes of one text value kept in the training window; longer ones are cut.
+    pub max_cell_bytes: usize,
+    /// Requests that must agree on the same feature names before a route without
+    /// configured features trains on them (one request never decides the columns).
+    pub column_agreement: usize,
+}
+
+impl Default for ExplainLimits {
+    fn default() -> Self {
+        Self {
+            max_rows: 1000,
+            budget: Duration::from_millis(250),
+            next_step_budget: Duration::from_millis(50),
+            max_features: 512,
+            max_cell_bytes: 256,
+            column_agreement: 3,
+        }
+    }
 }
 
 /// A named group of correlated features ("family situation": marital status and
@@ -407,9 +464,35 @@ fn default_output() -> OutputConfig {
 }
 
 impl ExplainConfig {
+    /// Whether explanations may be kept by reference.
+    pub fn references_allowed(&self) -> bool {
+        self.references
+            .unwrap_or(self.attach == AttachMode::Reference)
+    }
+
+    /// Whether a client may ask for `audience` (trust aside).
+    pub fn audience_allowed(&self, audience: Audience) -> bool {
+        audience == self.audience || self.audiences.contains(&audience)
+    }
+
     /// Checks the values that types cannot; `key` is the config path of this table.
     pub fn validate(&self, key: &str) -> Result<(), (String, String)> {
         let at = |field: &str| format!("{key}.{field}");
+        let limits = &self.limits;
+        for (field, value) in [
+            ("limits.max_rows", limits.max_rows),
+            ("limits.max_features", limits.max_features),
+            ("limits.max_cell_bytes", limits.max_cell_bytes),
+            ("limits.column_agreement", limits.column_agreement),
+            ("surrogate.window_bytes", self.surrogate.window_bytes),
+        ] {
+            if value == 0 {
+                return Err((at(field), "must be at least 1".into()));
+            }
+        }
+        if limits.budget.is_zero() {
+            return Err((at("limits.budget"), "must be longer than zero".into()));
+        }
         if self.protocol == ProtocolName::Pointer {
             for (field, value) in [
                 ("rows_pointer", &self.rows_pointer),

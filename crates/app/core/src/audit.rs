@@ -310,13 +310,14 @@ impl AuditLog {
 
     /// A record id for `request_id` that no other record has. Generated ids are UUIDs
     /// and unique already; a client may send the same id twice, and the store's ids are
-    /// unique, so a repeated one gets a `~2`, `~3`… suffix.
+    /// unique, so a repeated one gets a random suffix (`order-7~3f9c0a…`, 64 bits).
     pub async fn unique_id(&self, request_id: &str, client_supplied: bool) -> String {
         if !client_supplied {
             return request_id.to_owned();
         }
+        // One lookup for the id as sent; a repeat gets a random suffix, so the cost of
+        // a repeat does not grow with how often an id has been used before.
         let mut candidate = request_id.to_owned();
-        let mut n = 1u64;
         loop {
             let in_store = self.stored(&candidate).await;
             let mut recent = self
@@ -336,8 +337,8 @@ impl AuditLog {
                 return candidate;
             }
             drop(recent);
-            n += 1;
-            candidate = format!("{request_id}~{n}");
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            candidate = format!("{request_id}~{}", &suffix[..16]);
         }
     }
 

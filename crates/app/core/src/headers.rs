@@ -68,23 +68,38 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the client address to `X-Forwarded-For` and sets `-Proto` and `-Host`
-/// (unless an earlier proxy already set the host).
+/// Sets the forwarding headers for the upstream. Behind a trusted proxy
+/// (`[server.trust]`) its `X-Forwarded-For` is extended with the peer and its `-Proto`
+/// and `-Host` are kept; from anyone else, whatever forwarding headers the client sent
+/// are replaced: `X-Forwarded-For` is the peer, `-Proto` this listener's, `-Host` the
+/// request's own Host. (`Forwarded`, which Sidelight does not write, is removed then.)
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     client: SocketAddr,
     proto: &'static str,
     original_host: Option<HeaderValue>,
+    via_trusted_proxy: bool,
 ) {
     let client_ip = client.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let forwarded_for = match headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| via_trusted_proxy)
+    {
         Some(existing) if !existing.trim().is_empty() => format!("{existing}, {client_ip}"),
         _ => client_ip,
     };
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if !via_trusted_proxy {
+        headers.remove(&X_FORWARDED_HOST);
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(header::FORWARDED);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
     if !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(host) = original_host {
             headers.insert(X_FORWARDED_HOST.clone(), host);
@@ -153,18 +168,35 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_appended_to_an_existing_chain() {
-        let mut headers = map(&[("x-forwarded-for", "203.0.113.7")]);
+    fn behind_a_trusted_proxy_its_forwarding_headers_are_extended() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.example"),
+        ]);
         let client: SocketAddr = "127.0.0.9:5555".parse().unwrap();
-        add_forwarded(
-            &mut headers,
-            client,
-            "http",
-            Some(HeaderValue::from_static("api.example")),
-        );
+        let host = Some(HeaderValue::from_static("api.example"));
+        add_forwarded(&mut headers, client, "http", host, true);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.9");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "shop.example");
+    }
+
+    #[test]
+    fn from_anyone_else_forwarding_headers_are_replaced() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "admin.internal"),
+            ("forwarded", "for=10.0.0.1;host=admin.internal"),
+        ]);
+        let client: SocketAddr = "198.51.100.4:5555".parse().unwrap();
+        let host = Some(HeaderValue::from_static("api.example"));
+        add_forwarded(&mut headers, client, "http", host, false);
+        assert_eq!(headers["x-forwarded-for"], "198.51.100.4");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "api.example");
+        assert!(headers.get("forwarded").is_none());
     }
 
     #[test]

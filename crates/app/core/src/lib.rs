@@ -6,7 +6,8 @@
 //! ([`reviews::Reviews`]).
 //!
 //! Modules: `body`, `error`, `headers`, `clock`, `client` (calls to admin APIs and
-//! webhooks), `metrics`, `inspection`, `query`, `audit`, `live`, `monitor`, `reviews`.
+//! webhooks), `metrics`, `inspection`, `query`, `audit`, `live`, `monitor`, `reviews`, `trust`
+//! (whom the data port believes).
 //!
 //! What this crate must never do: serve a request or start a thread or task of its own
 //! (serving is the planes', background work the jobs'), depend on the data plane, the
@@ -24,5 +25,6 @@ pub mod metrics;
 pub mod monitor;
 pub mod query;
 pub mod reviews;
+pub mod trust;
 
 use sidelight_config as config;

@@ -79,6 +79,14 @@ pub struct ConsentLabels {
     pub source: &'static str,
 }
 
+/// Labels of `sidelight_limit_hits_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// Which limit: the config key's last part (`max_rows`, `budget`, …) or a
+    /// trust rule (`untrusted_probe`, …).
+    pub limit: &'static str,
+}
+
 /// Where a request's consent came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsentSource {
@@ -97,6 +105,7 @@ pub struct Metrics {
     pub inspected: Family<InspectLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub consent: Family<ConsentLabels, Counter>,
+    pub limits: Family<LimitLabels, Counter>,
 }
 
 // === impl Metrics ===
@@ -117,6 +126,7 @@ impl Metrics {
             inspected: Family::default(),
             errors: Family::default(),
             consent: Family::default(),
+            limits: Family::default(),
         };
         registry.register(
             "sidelight_requests",
@@ -153,7 +163,17 @@ impl Metrics {
             "Requests on explained routes by the consent they were served under and where it came from",
             metrics.consent.clone(),
         );
+        registry.register(
+            "sidelight_limit_hits",
+            "Times a limit or a trust rule of the data port changed what a request got, by limit",
+            metrics.limits.clone(),
+        );
         metrics
+    }
+
+    /// Counts one hit of `limit` (a rare event: the label map is looked up each time).
+    pub fn limit_hit(&self, limit: &'static str) {
+        self.limits.get_or_create(&LimitLabels { limit }).inc();
     }
 }
 

@@ -2,10 +2,16 @@
 //! explanation layer or the model: `GET /v1/explanations/{id}` (explanations attached by
 //! reference) and `POST /v1/feedback` (outcomes reported later). Every other request
 //! goes on down the stack.
+//!
+//! A reference is a capability: 128 random bits made when the explanation was kept,
+//! never a client's own id. Outcome reports from clients that are not trusted are
+//! limited per client address (`server.trust.feedback_per_minute`).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -16,7 +22,9 @@ use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full};
 use crate::error::{ProxyError, json_error};
 use crate::live::RecentExplanations;
+use crate::metrics::Metrics;
 use crate::review::FEEDBACK_PATH;
+use crate::trust::Caller;
 
 /// Where clients fetch explanations attached by reference.
 pub const EXPLANATIONS_PATH: &str = "/v1/explanations/";
@@ -25,6 +33,8 @@ pub const EXPLANATIONS_PATH: &str = "/v1/explanations/";
 pub struct EndpointsLayer {
     pub recent: Arc<RecentExplanations>,
     pub audit: Option<Arc<AuditLog>>,
+    pub feedback_limit: Arc<FeedbackLimit>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl<S> Layer<S> for EndpointsLayer {
@@ -35,6 +45,8 @@ impl<S> Layer<S> for EndpointsLayer {
             inner,
             recent: self.recent.clone(),
             audit: self.audit.clone(),
+            feedback_limit: self.feedback_limit.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -45,6 +57,46 @@ pub struct Endpoints<S> {
     inner: S,
     recent: Arc<RecentExplanations>,
     audit: Option<Arc<AuditLog>>,
+    feedback_limit: Arc<FeedbackLimit>,
+    metrics: Arc<Metrics>,
+}
+
+/// Outcome reports per client address in the current minute. The map is emptied each
+/// minute and holds at most [`FeedbackLimit::MAX_CLIENTS`] addresses; past that, the
+/// addresses it has no room for share one count (a flood of addresses cannot grow it).
+pub struct FeedbackLimit {
+    per_minute: u32,
+    window: Mutex<(u64, HashMap<IpAddr, u32>, u32)>,
+}
+
+impl FeedbackLimit {
+    const MAX_CLIENTS: usize = 100_000;
+
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            window: Mutex::new((0, HashMap::new(), 0)),
+        }
+    }
+
+    /// Counts one report from `client` at `now_ms`; whether it is within the limit.
+    pub fn admit(&self, client: IpAddr, now_ms: i64) -> bool {
+        let minute = u64::try_from(now_ms / 60_000).unwrap_or(0);
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let (current, counts, overflow) = &mut *window;
+        if *current != minute {
+            *current = minute;
+            counts.clear();
+            *overflow = 0;
+        }
+        let count = if counts.len() < Self::MAX_CLIENTS || counts.contains_key(&client) {
+            counts.entry(client).or_insert(0)
+        } else {
+            overflow
+        };
+        *count = count.saturating_add(1);
+        *count <= self.per_minute
+    }
 }
 
 /// Which of the data port's endpoints a request is for, if any.
@@ -83,10 +135,29 @@ where
                 Box::pin(async move { Ok(answer) })
             }
             Some(Endpoint::Feedback) => {
+                let caller = request.extensions().get::<Caller>().copied();
+                let trusted = caller.is_some_and(|c| c.trusted);
+                let admitted = trusted
+                    || caller.is_none_or(|c| {
+                        self.feedback_limit
+                            .admit(c.address, sidelight_core::clock::now_ms())
+                    });
+                if !admitted {
+                    self.metrics.limit_hit("feedback_per_minute");
+                    let mut answer = json_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "feedback_rate_limited",
+                        "too many outcome reports from this client; server.trust.feedback_per_minute limits them",
+                    );
+                    answer
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                    return Box::pin(async move { Ok(answer) });
+                }
                 let audit = self.audit.clone();
                 let (parts, body) = request.into_parts();
                 Box::pin(async move {
-                    Ok(crate::review::feedback(audit.as_deref(), &parts.method, body).await)
+                    Ok(crate::review::feedback(audit.as_deref(), &parts, trusted, body).await)
                 })
             }
             None => Box::pin(self.inner.call(request)),
@@ -107,7 +178,7 @@ fn fetch(recent: &RecentExplanations, id: &str) -> Response<ProxyBody> {
         None => json_error(
             StatusCode::NOT_FOUND,
             "explanation_not_found",
-            "no recent explanation has this id; explanations are kept for the most recent requests only",
+            "no kept explanation has this reference; explanations are kept for recent requests only, within server.explanation_store_bytes",
         ),
     }
 }
@@ -146,6 +217,16 @@ mod tests {
         ] {
             assert!(endpoint(&request(model.0, model.1)).is_none());
         }
+    }
+
+    #[test]
+    fn outcome_reports_are_limited_per_client_and_minute() {
+        let limit = FeedbackLimit::new(2);
+        let (a, b) = ([192, 0, 2, 1].into(), [192, 0, 2, 2].into());
+        assert!(limit.admit(a, 0) && limit.admit(a, 1));
+        assert!(!limit.admit(a, 2), "the third in a minute");
+        assert!(limit.admit(b, 3), "another client has its own count");
+        assert!(limit.admit(a, 60_000), "a new minute starts afresh");
     }
 
     #[test]

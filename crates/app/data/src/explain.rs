@@ -3,11 +3,12 @@
 //! route (or the request) asks. Whatever goes wrong here, the model's answer goes back
 //! unchanged, with `x-sidelight-status` saying why it carries no explanation.
 //!
-//! A request marked `x-sidelight-probe` (the probe check's own calls carry it, and a
-//! client may set it too) is explained but never trained on and never kept for a later
-//! probe. The mark only keeps a request out of the surrogate's training: it is not a way
-//! to hide traffic, and later stages (the audit log) must record such requests like any
-//! other. It is Sidelight's header and is removed before the request goes upstream.
+//! A request marked `x-sidelight-probe` by a trusted client (`[server.trust]`; the probe
+//! check's own calls carry it too) is explained but never trained on, never monitored
+//! and never kept for a later probe; it is still recorded in the audit log like any
+//! other. From a client that is not trusted the mark is ignored and counted. It is
+//! Sidelight's header and is removed before the request goes upstream either way. So are
+//! the other `x-sidelight-*` request headers this layer reads.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,8 +30,9 @@ use crate::inspect::{self, Inspection};
 use crate::live::model::RowExplanation;
 use crate::live::store::{StoredExplanation, StoredRequest};
 use crate::live::{Narrate, RecentExplanations, RecentRequests, RouteLive};
-use crate::metrics::ConsentSource;
+use crate::metrics::{ConsentSource, Metrics};
 use crate::route::Route;
+use crate::trust::Caller;
 use sidelight_audit::{Consent, Record};
 use sidelight_core::clock::now_ms;
 use sidelight_protocol as adapter;
@@ -51,6 +53,10 @@ pub struct ExplainLayer {
     pub recent: Arc<RecentExplanations>,
     pub requests: Arc<RecentRequests>,
     pub audit: Option<Arc<AuditLog>>,
+    pub metrics: Arc<Metrics>,
+    /// `server.explanation_max_bytes`: the most one request's explanations may weigh
+    /// in the reference store.
+    pub reference_max_bytes: usize,
 }
 
 impl<S> Layer<S> for ExplainLayer {
@@ -62,6 +68,8 @@ impl<S> Layer<S> for ExplainLayer {
             recent: self.recent.clone(),
             requests: self.requests.clone(),
             audit: self.audit.clone(),
+            metrics: self.metrics.clone(),
+            reference_max_bytes: self.reference_max_bytes,
         }
     }
 }
@@ -72,6 +80,8 @@ pub struct Explain<S> {
     recent: Arc<RecentExplanations>,
     requests: Arc<RecentRequests>,
     audit: Option<Arc<AuditLog>>,
+    metrics: Arc<Metrics>,
+    reference_max_bytes: usize,
 }
 
 // === impl Explain ===
@@ -93,8 +103,16 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let trusted = request
+            .extensions()
+            .get::<Caller>()
+            .is_some_and(|caller| caller.trusted);
         // Removed on every route: the header is Sidelight's, never the model's.
-        let probe = request.headers_mut().remove(&PROBE).is_some();
+        let marked = request.headers_mut().remove(&PROBE).is_some();
+        if marked && !trusted {
+            self.metrics.limit_hit("untrusted_probe");
+        }
+        let probe = marked && trusted;
         let live = request
             .extensions()
             .get::<Route>()
@@ -102,7 +120,7 @@ where
         let Some(live) = live else {
             return Box::pin(self.inner.call(request));
         };
-        let mut ask = Ask::from_request(request.headers_mut(), &live);
+        let mut ask = Ask::from_request(request.headers_mut(), &live, trusted, &self.metrics);
         ask.probe = probe;
         // Known before the monitor sees the rows, so that outcomes reported for the
         // record later find them (see `record`).
@@ -122,20 +140,18 @@ where
         let recent = self.recent.clone();
         let requests = self.requests.clone();
         let audit = self.audit.clone();
+        let reference_max_bytes = self.reference_max_bytes;
         Box::pin(async move {
             let response = response.await?;
             let consent = ask.consent;
             let mut facts = Facts::default();
-            let mut response = augment(
-                &live,
-                &recent,
-                &requests,
-                audit.as_deref(),
-                ask,
-                &mut facts,
-                response,
-            )
-            .await;
+            let stores = Stores {
+                recent: &recent,
+                requests: &requests,
+                reference_max_bytes,
+            };
+            let mut response =
+                augment(&live, stores, audit.as_deref(), ask, &mut facts, response).await;
             // What the record layer keeps, with an audit log.
             if audit.is_some() {
                 response.extensions_mut().insert(Handoff::new(Explained {
@@ -165,10 +181,20 @@ pub struct Explained {
     pub received_ms: i64,
 }
 
+/// Where explanations and explained requests are kept for later.
+#[derive(Clone, Copy)]
+struct Stores<'a> {
+    recent: &'a RecentExplanations,
+    requests: &'a RecentRequests,
+    reference_max_bytes: usize,
+}
+
 /// What the client asked for, with the route's defaults filled in.
 struct Ask {
     attach: AttachMode,
     audience: Audience,
+    /// The audience the client asked for and was refused (it got `audience`).
+    downgraded_from: Option<Audience>,
     /// The client's `Accept-Language`, which picks the narration's language. Left on
     /// the request: the model may use it too.
     accept_language: Option<String>,
@@ -194,7 +220,12 @@ struct Ask {
 impl Ask {
     /// Reads and removes Sidelight's own request headers: they are for Sidelight, not
     /// for the model.
-    fn from_request(headers: &mut HeaderMap, live: &RouteLive) -> Self {
+    fn from_request(
+        headers: &mut HeaderMap,
+        live: &RouteLive,
+        trusted: bool,
+        metrics: &Metrics,
+    ) -> Self {
         // A compressed answer cannot be read for its outputs; every client accepts an
         // uncompressed one, so the model is asked for that on explained routes.
         headers.remove(header::ACCEPT_ENCODING);
@@ -202,10 +233,21 @@ impl Ask {
             .remove(&EXPLAIN)
             .and_then(|v| v.to_str().ok().and_then(AttachMode::from_header))
             .unwrap_or(live.config.attach);
-        let audience = headers
+        let asked = headers
             .remove(&AUDIENCE)
             .and_then(|v| v.to_str().ok().and_then(Audience::from_header))
             .unwrap_or(live.config.audience);
+        // Developer and auditor views show protected attributes' contributions, the
+        // record id and consent: only for audiences the route lists, and only to a
+        // trusted client unless the route serves that view to everyone.
+        let permitted = asked == live.config.audience
+            || (live.config.audience_allowed(asked) && (trusted || asked == Audience::Customer));
+        let (audience, downgraded_from) = if permitted {
+            (asked, None)
+        } else {
+            metrics.limit_hit("audience");
+            (live.config.audience, Some(asked))
+        };
         let accept_language = headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok())
@@ -242,6 +284,7 @@ impl Ask {
                 return None;
             }
             let mut values = vec![None; monitor.protected_count()];
+            let mut refused = false;
             for (k, name) in from_headers {
                 // Sidelight's own headers are for Sidelight: the model must not see a
                 // protected attribute it was not meant to have.
@@ -250,9 +293,18 @@ impl Ask {
                 } else {
                     headers.get(&name).cloned()
                 };
+                // A client that is not trusted could otherwise place its decisions in
+                // whichever group it liked.
+                if value.is_some() && !trusted {
+                    refused = true;
+                    continue;
+                }
                 values[k] = value
                     .and_then(|v| v.to_str().ok().map(|v| v.trim().to_owned()))
                     .filter(|v| !v.is_empty());
+            }
+            if refused {
+                metrics.limit_hit("untrusted_attribute");
             }
             Some(values.into_boxed_slice())
         });
@@ -260,6 +312,7 @@ impl Ask {
             attributes,
             attach,
             audience,
+            downgraded_from,
             accept_language,
             request_id,
             probe: false,
@@ -524,8 +577,7 @@ fn pass_through(mut response: Response<ProxyBody>, reason: &str) -> Response<Pro
 
 async fn augment(
     live: &Arc<RouteLive>,
-    recent: &RecentExplanations,
-    requests: &RecentRequests,
+    stores: Stores<'_>,
     audit: Option<&AuditLog>,
     ask: Ask,
     facts: &mut Facts,
@@ -675,8 +727,15 @@ async fn augment(
             .map(|model| record_attributions(model, &ordered, &explanations, ask.audience));
     }
     facts.texts = Some(explanations.iter().filter_map(|e| e.text.clone()).collect());
-    // Rows kept for the probe check are features too: not under `none`.
-    let keep = !ask.probe && !ask.request_id.is_empty() && ask.consent != Consent::None;
+    // Rows kept for the probe check are features too: not under `none`. They are kept
+    // under the record id when there is one (unique, made by the record layer), else
+    // under the request id, and never replace what is kept under that id already: a
+    // client that repeats another's id must not swap in its own rows.
+    let key = ask
+        .record_id
+        .as_deref()
+        .map_or_else(|| ask.request_id.clone(), str::to_owned);
+    let keep = !ask.probe && !key.is_empty() && ask.consent != Consent::None;
     if let Some(model) = model.as_ref().filter(|_| keep) {
         let stored = StoredRequest {
             route: live.clone(),
@@ -695,19 +754,17 @@ async fn augment(
                 .collect(),
         };
         let cells = stored.rows.len() * stored.names.len();
-        requests.insert_weighted(
-            ask.request_id.clone(),
-            Arc::new(stored),
-            cells,
-            subject.clone(),
-        );
+        stores
+            .requests
+            .insert_new(key, Arc::new(stored), cells, subject.clone());
     }
     attach(
+        live,
         parts,
         &response_bytes,
         &explanations,
         &ask,
-        recent,
+        stores,
         subject,
         facts,
     )
@@ -789,19 +846,47 @@ async fn read_exchange(
 
 /// Attaches the explanations as the request asked (a field, a header or a reference),
 /// marks a prediction that goes to review, and keeps the body as sent for a hold.
+#[allow(clippy::too_many_arguments)]
 fn attach(
+    live: &RouteLive,
     mut parts: http::response::Parts,
     response_bytes: &Bytes,
     explanations: &[RowExplanation],
     ask: &Ask,
-    recent: &RecentExplanations,
+    stores: Stores<'_>,
     subject: Option<Arc<str>>,
     facts: &mut Facts,
 ) -> Response<ProxyBody> {
     let version = explanations.first().map_or(0, |e| e.surrogate_version);
-    let status = format!("explained; surrogate_version={version}");
+    let mut status = format!("explained; surrogate_version={version}");
     let mut attach = ask.attach;
     let mut body_bytes = response_bytes.clone();
+    // A reference keeps the explanation for whoever holds it: only where the route
+    // allows it, never under consent `none` (nothing may be kept), and never for one
+    // explanation larger than the store's per-entry limit. Otherwise it is attached in
+    // the body, as `field` would.
+    let mut reference_json = None;
+    if attach == AttachMode::Reference {
+        let refused = if !live.config.references_allowed() {
+            Some("reference_not_allowed")
+        } else if ask.consent == Consent::None {
+            Some("reference_not_kept_under_consent_none")
+        } else {
+            match serde_json::to_vec(&serde_json::json!({ "explanations": explanations })) {
+                Ok(json) if json.len() <= stores.reference_max_bytes => {
+                    reference_json = Some(json);
+                    None
+                }
+                Ok(_) => Some("reference_too_large"),
+                Err(_) => Some("reference_not_written"),
+            }
+        };
+        if let Some(reason) = refused {
+            status.push_str("; ");
+            status.push_str(reason);
+            attach = AttachMode::Field;
+        }
+    }
     if attach == AttachMode::Field {
         match serde_json::to_string(explanations)
             .map_err(|e| e.to_string())
@@ -822,16 +907,31 @@ fn attach(
             }
         }
         AttachMode::Reference => {
-            if let Ok(json) =
-                serde_json::to_vec(&serde_json::json!({ "explanations": explanations }))
-            {
-                recent.insert(ask.request_id.clone(), Bytes::from(json), subject.clone());
-                if let Ok(value) = HeaderValue::from_str(&ask.request_id) {
+            if let Some(json) = reference_json {
+                let reference = new_reference();
+                let weight = json.len();
+                stores.recent.insert_new(
+                    reference.clone(),
+                    Bytes::from(json),
+                    weight,
+                    subject.clone(),
+                );
+                if let Ok(value) = HeaderValue::from_str(&reference) {
                     parts.headers.insert(EXPLANATION_ID.clone(), value);
                 }
             }
         }
         AttachMode::Field | AttachMode::Off => {}
+    }
+    if let Some(asked) = ask.downgraded_from {
+        let value = format!(
+            "{}; downgraded_from={}",
+            audience_name(ask.audience),
+            audience_name(asked)
+        );
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            parts.headers.insert(AUDIENCE.clone(), value);
+        }
     }
     if !facts.review_reasons.is_empty() {
         let value = format!("pending; reasons={}", facts.review_reasons.join(","));
@@ -843,6 +943,28 @@ fn attach(
     // The body may have grown; hyper sets the length of a body held whole.
     parts.headers.remove(header::CONTENT_LENGTH);
     pass_through(Response::from_parts(parts, full(body_bytes)), &status)
+}
+
+/// A reference to a kept explanation: 128 bits from the OS generator, as 32 hex
+/// digits. Guessing one is as hard as guessing a key.
+fn new_reference() -> String {
+    let mut bits = [0u8; 16];
+    // Should the OS generator fail, two v4 UUIDs (122 random bits each) stand in.
+    if getrandom::fill(&mut bits).is_err() {
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        for (i, byte) in bits.iter_mut().enumerate() {
+            *byte = a.as_bytes()[i] ^ b.as_bytes()[15 - i];
+        }
+    }
+    bits.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn audience_name(audience: Audience) -> &'static str {
+    match audience {
+        Audience::Customer => "customer",
+        Audience::Developer => "developer",
+        Audience::Auditor => "auditor",
+    }
 }
 
 /// The compact header form: per row, the three largest contributions.
@@ -895,6 +1017,8 @@ mod tests {
             recent: Arc::new(RecentExplanations::new(4)),
             requests: Arc::new(RecentRequests::with_max_weight(4, 100)),
             audit: None,
+            metrics: Arc::new(Metrics::register(&mut Default::default())),
+            reference_max_bytes: 1024,
         };
         let service = layer.layer(tower::service_fn(|request: Request<()>| async move {
             assert!(request.headers().get(&PROBE).is_none());

@@ -161,7 +161,17 @@ impl ForwardShared {
         // The client is always known for accepted connections; a missing address only
         // happens for requests built in-process, which get no X-Forwarded-For.
         if let Some(ClientAddr(client)) = parts.extensions.get::<ClientAddr>().copied() {
-            headers::add_forwarded(&mut parts.headers, client, self.proto, original_host);
+            let via_trusted_proxy = parts
+                .extensions
+                .get::<crate::trust::Caller>()
+                .is_some_and(|caller| caller.via_trusted_proxy);
+            headers::add_forwarded(
+                &mut parts.headers,
+                client,
+                self.proto,
+                original_host,
+                via_trusted_proxy,
+            );
         }
         // The upstream gets its own authority as Host, as nginx's proxy_pass does;
         // the client's Host travels in X-Forwarded-Host.

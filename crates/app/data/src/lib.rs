@@ -23,4 +23,4 @@ pub mod stack;
 pub mod tls;
 
 use sidelight_config as config;
-use sidelight_core::{audit, body, error, headers, live, metrics, monitor};
+use sidelight_core::{audit, body, error, headers, live, metrics, monitor, trust};

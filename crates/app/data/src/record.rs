@@ -23,6 +23,10 @@ use crate::review::Held;
 use crate::route::Route;
 
 static RECORD_ID: HeaderName = HeaderName::from_static("x-sidelight-record-id");
+/// The record's feedback token: what an untrusted client shows to report its outcome.
+static FEEDBACK_TOKEN: HeaderName = HeaderName::from_static("x-sidelight-feedback-token");
+/// What the feedback token is a capability for.
+pub const FEEDBACK_PURPOSE: &str = "feedback";
 
 #[derive(Clone)]
 pub struct RecordLayer {
@@ -108,8 +112,12 @@ where
             let record = facts.into_record(id.clone(), received_ms, &live, &audit, consent);
             match audit.commit(record).await {
                 Ok(Some(committed)) => {
+                    let token = audit.keys().capability(FEEDBACK_PURPOSE, &committed);
                     if let Ok(value) = HeaderValue::from_str(&committed) {
                         response.headers_mut().insert(RECORD_ID.clone(), value);
+                    }
+                    if let Ok(value) = HeaderValue::from_str(&token) {
+                        response.headers_mut().insert(FEEDBACK_TOKEN.clone(), value);
                     }
                 }
                 Ok(None) => {

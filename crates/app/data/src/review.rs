@@ -134,15 +134,20 @@ pub async fn read_json(body: hyper::body::Incoming) -> Result<Json, Response<Pro
 }
 
 /// `POST /v1/feedback` on the data port: `{"id": "<record id>", "outcome": …}`, with
-/// an optional `"row": k` (0-based) for one row of a record of several. The outcome is
+/// an optional `"row": k` (0-based) for one row of a record of several. A client that
+/// is not trusted (`[server.trust]`) shows the record's feedback token, in `"token"` or
+/// `x-sidelight-feedback-token`; without the right one the answer is the same 404 as
+/// for an id that does not exist, so that it says nothing about which ids do. The outcome is
 /// kept in the audit log whatever its form; one the monitor understands (see
 /// `monitor::outcome_of`; an array gives one per row) is also joined to the record's rows
 /// still in the monitor's window. The answer says how many rows it joined.
 pub async fn feedback(
     audit: Option<&AuditLog>,
-    method: &Method,
+    parts: &http::request::Parts,
+    trusted: bool,
     body: hyper::body::Incoming,
 ) -> Response<ProxyBody> {
+    let method = &parts.method;
     if method != Method::POST {
         return json_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -183,6 +188,20 @@ pub async fn feedback(
             "expected {\"id\": \"<x-sidelight-record-id>\", \"outcome\": …} and/or \"attributes\": {…}",
         );
     };
+    let token = body["token"].as_str().or_else(|| {
+        parts
+            .headers
+            .get("x-sidelight-feedback-token")
+            .and_then(|v| v.to_str().ok())
+    });
+    let shown = token.is_some_and(|token| {
+        audit
+            .keys()
+            .check_capability(crate::record::FEEDBACK_PURPOSE, id, token)
+    });
+    if !trusted && !shown {
+        return unknown_record();
+    }
     let row = match body.get("row") {
         None | Some(Json::Null) => None,
         Some(r) => match r.as_u64().and_then(|r| usize::try_from(r).ok()) {
@@ -223,13 +242,18 @@ pub async fn feedback(
                 }),
             )
         }
-        Ok(false) => json_error(
-            StatusCode::NOT_FOUND,
-            "record_not_found",
-            "no record has this id (use the x-sidelight-record-id of the prediction)",
-        ),
+        Ok(false) => unknown_record(),
         Err(e) => store_error(&e),
     }
+}
+
+/// The one answer for an id that does not exist and a token that does not fit it.
+fn unknown_record() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "record_not_found",
+        "no record has this id and feedback token (use the x-sidelight-record-id and x-sidelight-feedback-token of the prediction)",
+    )
 }
 
 /// A response held for a reviewer's decision, handed from the record layer (which

@@ -19,30 +19,53 @@ use crate::body::ProxyBody;
 use crate::endpoints::{Endpoints, EndpointsLayer};
 use crate::error::ProxyError;
 use crate::explain::{Explain, ExplainLayer};
-use crate::forward::{ErrorCode, Forward};
+use crate::forward::{ClientAddr, ErrorCode, Forward};
 use crate::headers;
 use crate::live::{RecentExplanations, RecentRequests};
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels, method_label};
 use crate::record::{Record, RecordLayer};
 use crate::review::{Hold, HoldLayer};
 use crate::route::RouteTable;
+use crate::trust::Trust;
 
 /// The data-plane service handed to each client connection. A concrete type rather than
 /// a boxed service: it is cloned for every request, and cloning it is a few reference
 /// counts.
 pub type DataPlane = Observe<Rescue<Endpoints<Hold<Record<Explain<Forward>>>>>>;
 
-pub fn data_plane(
-    forward: Forward,
-    routes: Arc<RouteTable>,
-    recent: Arc<RecentExplanations>,
-    requests: Arc<RecentRequests>,
-    audit: Option<Arc<crate::audit::AuditLog>>,
-) -> DataPlane {
+/// What the data plane shares with the rest of Sidelight, and its workers with each
+/// other.
+#[derive(Clone)]
+pub struct Shared {
+    /// Explanations kept by reference.
+    pub recent: Arc<RecentExplanations>,
+    /// Explained requests kept for the probe check.
+    pub requests: Arc<RecentRequests>,
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
+    pub trust: Arc<Trust>,
+    /// Outcome reports per client, counted across the workers.
+    pub feedback_limit: Arc<crate::endpoints::FeedbackLimit>,
+    /// `server.explanation_max_bytes`.
+    pub reference_max_bytes: usize,
+}
+
+pub fn data_plane(forward: Forward, routes: Arc<RouteTable>, shared: Shared) -> DataPlane {
+    let Shared {
+        recent,
+        requests,
+        audit,
+        trust,
+        feedback_limit,
+        reference_max_bytes,
+    } = shared;
     let metrics = Arc::new(routes.metrics().clone());
     ServiceBuilder::new()
         // Outermost, so that answers Sidelight made itself are counted and tagged too.
-        .layer(ObserveLayer { routes, metrics })
+        .layer(ObserveLayer {
+            routes,
+            metrics: metrics.clone(),
+            trust,
+        })
         // The one place where a failure becomes an HTTP answer; nothing below may
         // fail a request in any other way.
         .layer(RescueLayer)
@@ -50,6 +73,8 @@ pub fn data_plane(
         .layer(EndpointsLayer {
             recent: recent.clone(),
             audit: audit.clone(),
+            feedback_limit,
+            metrics: metrics.clone(),
         })
         // Waits for a reviewer's decision on a response the record layer held.
         .layer(HoldLayer)
@@ -64,6 +89,8 @@ pub fn data_plane(
             recent,
             requests,
             audit,
+            metrics,
+            reference_max_bytes,
         })
         .service(forward)
 }
@@ -72,6 +99,7 @@ pub fn data_plane(
 struct ObserveLayer {
     routes: Arc<RouteTable>,
     metrics: Arc<Metrics>,
+    trust: Arc<Trust>,
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -82,17 +110,20 @@ impl<S> Layer<S> for ObserveLayer {
             inner,
             routes: self.routes.clone(),
             metrics: self.metrics.clone(),
+            trust: self.trust.clone(),
         }
     }
 }
 
-/// Matches the route, keeps or creates the request id (and returns it to the client),
-/// tracks in-flight requests and counts answers by route, method and status.
+/// Matches the route, resolves who the caller is (`[server.trust]`), keeps or creates
+/// the request id (and returns it to the client), tracks in-flight requests and counts
+/// answers by route, method and status.
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
     routes: Arc<RouteTable>,
     metrics: Arc<Metrics>,
+    trust: Arc<Trust>,
 }
 
 // === impl Observe ===
@@ -115,6 +146,14 @@ where
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         let route = self.routes.lookup(request.uri().path()).clone();
+        // Every accepted connection has a peer; requests built in process have none and
+        // are nobody's in particular (untrusted).
+        if let Some(ClientAddr(peer)) = request.extensions().get::<ClientAddr>().copied() {
+            let caller = self.trust.caller(peer.ip(), request.headers_mut());
+            request.extensions_mut().insert(caller);
+        } else {
+            request.headers_mut().remove(&crate::trust::CREDENTIAL);
+        }
         let method = method_label(request.method());
         let sent = request.headers().get(&headers::REQUEST_ID).cloned();
         let request_id = headers::ensure_request_id(request.headers_mut());

@@ -990,6 +990,9 @@ mod tests {
             outputs_pointer: None,
             attach: crate::config::AttachMode::Field,
             audience: Audience::Customer,
+            audiences: Vec::new(),
+            references: None,
+            limits: Default::default(),
             output: OutputConfig::Probability,
             explain_class: None,
             features: vec![

@@ -87,6 +87,17 @@ impl<T: Clone> Recent<T> {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        self.put(&mut inner, id, value, weight, subject);
+    }
+
+    fn put(
+        &self,
+        inner: &mut Inner<T>,
+        id: String,
+        value: T,
+        weight: usize,
+        subject: Option<Arc<str>>,
+    ) {
         inner.weight = inner.weight.saturating_add(weight);
         match inner.by_id.insert(id.clone(), (value, weight, subject)) {
             Some((_, old, _)) => inner.weight -= old,
@@ -103,6 +114,26 @@ impl<T: Clone> Recent<T> {
                 inner.weight -= w;
             }
         }
+    }
+
+    /// Inserts `value` under `id` unless something is kept under `id` already (which
+    /// stays): an id is never taken over. Whether it was inserted.
+    pub fn insert_new(
+        &self,
+        id: String,
+        value: T,
+        weight: usize,
+        subject: Option<Arc<str>>,
+    ) -> bool {
+        let Ok(mut inner) = self.inner.lock() else {
+            return false;
+        };
+        // Checked and inserted under one lock: two inserts of one id cannot both win.
+        if inner.by_id.contains_key(&id) {
+            return false;
+        }
+        self.put(&mut inner, id, value, weight, subject);
+        true
     }
 
     /// Forgets every entry of a subject; returns how many there were.
@@ -168,5 +199,13 @@ mod tests {
         // One entry over the limit on its own is still kept: it is the newest.
         store.insert_weighted("e".into(), 6, 100, None);
         assert_eq!((store.get("d"), store.get("e")), (None, Some(6)));
+    }
+
+    #[test]
+    fn an_id_once_taken_is_never_taken_over() {
+        let store = Recent::with_max_weight(10, 100);
+        assert!(store.insert_new("a".into(), 1, 1, None));
+        assert!(!store.insert_new("a".into(), 2, 1, None));
+        assert_eq!(store.get("a"), Some(1));
     }
 }
