@@ -371,7 +371,10 @@ def mlserver_requests(metrics_url, name):
 def sidelight_config(data, upstream, port, admin, state, token_entry, names, distill):
     features = "".join(f"[[routes.explain.features]]\nname = {json.dumps(n)}\n"
                        'kind = "numeric"\n' for n in names)
+    # The evaluation client is this script, on loopback: trusted, so that its
+    # x-sidelight-probe keeps the held-apart rows out of training.
     text = (f'[server]\nlisten = "127.0.0.1:{port}"\nadmin_listen = "127.0.0.1:{admin}"\n'
+            '[server.trust]\nsources = ["127.0.0.0/8"]\n'
             f'[upstream]\nurl = "{upstream}"\n'
             f'[log]\nlevel = "info"\n'
             f'[state]\ndir = "{state}"\n'

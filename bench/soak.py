@@ -43,7 +43,10 @@ ROUTE = "/v1/models/credit:predict"
 
 
 def config(state, db, retrain_rows):
+    # The soak's few client threads stand for many customers, each reporting with its
+    # record's feedback token: the per-address limit on reports is lifted.
     return (f'[server]\nlisten = "127.0.0.1:{PORT}"\nadmin_listen = "127.0.0.1:{ADMIN}"\n'
+            '[server.trust]\nfeedback_per_minute = 1000000\n'
             f'[upstream]\nurl = "http://127.0.0.1:{MODEL_PORT}"\n[log]\nlevel = "warn"\n'
             f'[state]\ndir = "{state}"\n'
             f'[audit]\npath = "{db}"\ndurability = "sync"\n'
@@ -125,7 +128,8 @@ def worker(seed, token, apps, tally, stop):
             if status == 200:
                 with tally.lock:
                     if headers.get("x-sidelight-record-id"):
-                        tally.records.append(headers["x-sidelight-record-id"])
+                        tally.records.append((headers["x-sidelight-record-id"],
+                                              headers.get("x-sidelight-feedback-token", "")))
                     if batch == 1 and headers.get("x-request-id"):
                         tally.request_ids.append(headers["x-request-id"])
                     tally.subjects.append(subject)
@@ -134,8 +138,10 @@ def worker(seed, token, apps, tally, stop):
                 record = rng.choice(tally.records) if tally.records else None
             if record is None:
                 continue
+            record, token = record
             status, _, _ = client.call(PORT, "POST", "/v1/feedback",
-                                       json.dumps({"id": record, "outcome": rng.random() < 0.5}))
+                                       json.dumps({"id": record, "token": token,
+                                                   "outcome": rng.random() < 0.5}))
             tally.count("feedback", status)
         elif roll < 0.97:
             path = rng.choice(["/api/v1/surrogates", "/api/v1/monitoring",

@@ -39,6 +39,7 @@ fn audited_route(
         "[audit]\npath = \"{}\"\n{extra}\n\
          [[routes]]\nname = \"m\"\npath_prefix = \"/v1/models/m\"\n\
          [routes.explain]\nprotocol = \"kserve_v1\"\noutput = \"score\"\n\
+         limits = {{ column_agreement = 1 }}\n\
          [routes.explain.surrogate]\nwarm_up_rows = {warm_up}\nretrain_every_rows = 100000\n\
          retrain_interval = \"1h\"\nmin_r2 = 0.0\n{route_extra}",
         db.display()

@@ -319,3 +319,173 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
     assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "https");
 }
+
+/// Attack 3: fix a route's columns with one request of 60,000 keys.
+#[tokio::test]
+async fn one_wide_request_does_not_decide_the_columns_of_a_route_without_features() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = InProcess::start(&audited(&model, state.path(), "", ""));
+    let mut wide = serde_json::Map::new();
+    for (name, value) in [("a", json!(1.0)), ("b", json!(2.0)), ("c", json!(3.0))] {
+        wide.insert(name.to_owned(), value);
+    }
+    wide.insert("colour".to_owned(), json!("red"));
+    for k in 0..60_000 {
+        wide.insert(format!("k{k}"), json!(k));
+    }
+    let body = json!({ "instances": [wide] }).to_string();
+    let answer = post(&proxy, "/v1/models/m:predict", body, &[]).await;
+    assert_eq!(answer.status, 200, "the model's answer goes on");
+    // Normal traffic still trains and is explained.
+    warm_up(&proxy, "m", async |i| {
+        post(&proxy, "/v1/models/m:predict", kserve_body(&[i]), &[]).await;
+    })
+    .await;
+    let answer = post(&proxy, "/v1/models/m:predict", kserve_body(&[7]), &[]).await;
+    assert!(
+        status(&answer).starts_with("explained"),
+        "{}",
+        status(&answer)
+    );
+    let names: Vec<String> = answer.json()["explanations"][0]["attributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["feature"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.len() <= 5, "{names:?}");
+    let metrics = metrics_text(&proxy).await;
+    assert!(
+        metrics.contains("sidelight_limit_hits_total{limit=\"max_features\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Attack 4: hold the data workers with a batch that takes seconds to explain.
+#[tokio::test]
+async fn a_batch_past_the_row_cap_or_the_time_budget_is_answered_unexplained() {
+    let (_model, _state, proxy) = started("limits = { max_rows = 100 }", "").await;
+    let rows: Vec<usize> = (0..101).collect();
+    let answer = post(&proxy, "/v1/models/m:predict", kserve_body(&rows), &[]).await;
+    assert_eq!(status(&answer), "too_many_rows; rows=101, max_rows=100");
+    assert_eq!(answer.json()["predictions"].as_array().unwrap().len(), 101);
+    assert!(answer.json().get("explanations").is_none());
+    let answer = post(
+        &proxy,
+        "/v1/models/m:predict",
+        kserve_body(&rows[..100]),
+        &[],
+    )
+    .await;
+    assert!(status(&answer).starts_with("explained"));
+
+    // A budget no batch can meet: the answer goes on without waiting for the pool.
+    let (_model, _state, proxy) =
+        started("limits = { max_rows = 5000, budget = \"1ns\" }", "").await;
+    let rows: Vec<usize> = (0..2000).collect();
+    let answer = post(&proxy, "/v1/models/m:predict", kserve_body(&rows), &[]).await;
+    assert_eq!(status(&answer), "explain_budget_exceeded; budget=1ns");
+    assert_eq!(answer.json()["predictions"].as_array().unwrap().len(), 2000);
+    let metrics = metrics_text(&proxy).await;
+    assert!(
+        metrics.contains("sidelight_limit_hits_total{limit=\"budget\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Attack 6: hold connections open forever over HTTP/2, which has no read timeout of
+/// its own between requests. A client that answers every ping is still closed once
+/// idle for `server.idle_timeout`.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_even_when_it_answers_pings() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let proxy = InProcess::start(&config_for(
+        &upstream.url(),
+        "idle_timeout = \"1s\"\nhttp2_keep_alive = \"300ms\"",
+        "",
+    ));
+    let mut stream = tokio::net::TcpStream::connect(proxy.data).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // Frames until the server closes: SETTINGS are acknowledged and PINGs answered,
+    // as a live client would.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut goaway = false;
+        loop {
+            let mut head = [0u8; 9];
+            if stream.read_exact(&mut head).await.is_err() {
+                return goaway;
+            }
+            let length =
+                usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; length];
+            if stream.read_exact(&mut payload).await.is_err() {
+                return goaway;
+            }
+            let (kind, flags) = (head[3], head[4]);
+            let reply = match (kind, flags & 1) {
+                (0x4, 0) => b"\0\0\0\x04\x01\0\0\0\0".to_vec(),
+                (0x6, 0) => {
+                    let mut ack = b"\0\0\x08\x06\x01\0\0\0\0".to_vec();
+                    ack.extend_from_slice(&payload);
+                    ack
+                }
+                (0x7, _) => {
+                    goaway = true;
+                    continue;
+                }
+                _ => continue,
+            };
+            if stream.write_all(&reply).await.is_err() {
+                return goaway;
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "closed with GOAWAY within 10 s");
+}
+
+/// Attack 6: a request head too large or with too many headers.
+#[tokio::test]
+async fn header_count_and_size_are_limited() {
+    let upstream = Upstream::start().await;
+    let proxy = InProcess::start(&config_for(
+        &upstream.url(),
+        "max_headers = 20\nmax_header_bytes = 8192",
+        "",
+    ));
+    let names: Vec<String> = (0..30).map(|i| format!("x-h{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let answer = send(
+        &client(),
+        http::Method::GET,
+        &proxy.url("/echo"),
+        &many,
+        empty(),
+    )
+    .await;
+    assert_eq!(answer.status, 431);
+    let big = "v".repeat(10_000);
+    let answer = send(
+        &client(),
+        http::Method::GET,
+        &proxy.url("/echo"),
+        &[("x-big", big.as_str())],
+        empty(),
+    )
+    .await;
+    assert_eq!(answer.status, 431);
+    let answer = send(
+        &client(),
+        http::Method::GET,
+        &proxy.url("/echo"),
+        &many[..10],
+        empty(),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+}

@@ -272,7 +272,7 @@ async fn mlserver_sklearn_probabilities_are_explained_without_touching_its_field
     )
     .await;
     assert_eq!(first.status, 200, "{:?}", first.body);
-    assert_eq!(status(&first), "warming_up; rows=2/60");
+    assert_eq!(status(&first), "warming_up; rows=0/60, columns_agreed=1/3");
     assert!(first.json().get("explanations").is_none());
 
     // Training traffic, four rows a request, until a surrogate is in service.

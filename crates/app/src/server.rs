@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,7 +11,6 @@ use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -28,6 +28,7 @@ use crate::stack::{DataPlane, data_plane};
 use sidelight_admin::probe::Prober;
 use sidelight_admin::reload::Reloader;
 use sidelight_admin::state::AdminState;
+use sidelight_data::compute::ComputePool;
 use sidelight_data::endpoints::FeedbackLimit;
 use sidelight_data::probe::UpstreamCaller;
 use sidelight_data::stack::Shared;
@@ -56,6 +57,14 @@ pub enum StartError {
     /// The configuration is not usable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The compute pool's threads could not be started.
+    #[error(
+        "cannot start the compute pool of {threads} threads (server.compute_threads): {source}"
+    )]
+    Compute {
+        threads: usize,
+        source: rayon::ThreadPoolBuildError,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr} (from key `{key}`): {source}")]
     Bind {
@@ -93,6 +102,8 @@ pub struct Sidelight {
     fleet_gauges: Option<FleetGauges>,
     /// One per monitored route, started with the rest of the background work.
     monitor_jobs: Vec<Arc<MonitorJob>>,
+    /// Where explanations are computed.
+    compute: Arc<ComputePool>,
 }
 
 // === impl Sidelight ===
@@ -227,7 +238,14 @@ impl Sidelight {
                 source,
             })?;
         let admin_listener = bind("server.admin_listen", config.server.admin_listen).await?;
+        let compute = ComputePool::new(config.server.compute_threads, config.server.compute_queue)
+            .map(Arc::new)
+            .map_err(|source| StartError::Compute {
+                threads: config.server.compute_threads,
+                source,
+            })?;
         Ok(Self {
+            compute,
             config,
             data_listener,
             admin_listener,
@@ -288,6 +306,7 @@ impl Sidelight {
             alerter,
             fleet_gauges,
             monitor_jobs,
+            compute,
         } = self;
         let (stop_workers, stop) = watch::channel(false);
         let recent = admin.erasable.explanations.clone();
@@ -340,6 +359,7 @@ impl Sidelight {
             requests: requests.clone(),
             audit: audit.clone(),
             feedback_limit: Arc::new(FeedbackLimit::new(trust.feedback_per_minute)),
+            pool: compute.clone(),
             trust,
             reference_max_bytes: usize::try_from(config.server.explanation_max_bytes)
                 .unwrap_or(usize::MAX),
@@ -376,7 +396,7 @@ impl Sidelight {
         drop(data_listener);
 
         let builder = connection_builder(&config);
-        let admin_graceful = GracefulShutdown::new();
+        let admin_graceful = Connections::new(config.server.idle_timeout);
         let mut admin_accept = Box::pin(accept_loop(
             &admin_listener,
             &builder,
@@ -509,7 +529,7 @@ impl Worker {
             }
         });
         let builder = connection_builder(&config);
-        let graceful = GracefulShutdown::new();
+        let graceful = Connections::new(config.server.idle_timeout);
         {
             let accept = accept_loop(
                 &listener,
@@ -546,24 +566,177 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartE
         .map_err(|source| StartError::Bind { key, addr, source })
 }
 
+/// hyper's own limit on request headers (HTTP/1).
+const DEFAULT_MAX_HEADERS: usize = 100;
+
 fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper starts the header-read timer whenever a connection waits for a request, so
     // it doubles as the keep-alive idle timeout for HTTP/1.
-    builder
-        .http1()
+    let head = config.server.max_header_bytes.max(8192);
+    let mut http1 = builder.http1();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(config.server.idle_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // A request head that does not fit the read buffer is answered 431.
+        .max_buf_size(head);
+    // hyper keeps the default count's headers on the stack; any other count costs an
+    // allocation per request, so it is set only when changed.
+    if config.server.max_headers != DEFAULT_MAX_HEADERS {
+        http1.max_headers(config.server.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(config.server.idle_timeout / 2)
-        .keep_alive_timeout(Duration::from_secs(20));
+        .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
+        .keep_alive_interval(config.server.http2_keep_alive)
+        .keep_alive_timeout(config.server.http2_keep_alive);
     if config.server.http2 {
         builder
     } else {
         builder.http1_only()
+    }
+}
+
+/// The connections of one listener: each is closed gracefully once idle for
+/// `idle_timeout` (HTTP/1 and HTTP/2 alike: hyper's HTTP/2 server has no idle timeout of
+/// its own, and pings only find peers that vanished), or when the listener shuts down.
+/// A graceful close never cuts a request in flight: HTTP/2 sends GOAWAY and lets open
+/// streams finish, HTTP/1 closes after the current response.
+struct Connections {
+    stop: watch::Sender<bool>,
+    idle_timeout: Duration,
+}
+
+/// One connection's share of [`Connections`], taken before it is served (a TLS
+/// connection takes it before its handshake, so that a shutdown waits for that too).
+struct Watcher {
+    stop: watch::Receiver<bool>,
+    idle_timeout: Duration,
+}
+
+impl Connections {
+    fn new(idle_timeout: Duration) -> Self {
+        Self {
+            stop: watch::channel(false).0,
+            idle_timeout,
+        }
+    }
+
+    fn watcher(&self) -> Watcher {
+        Watcher {
+            stop: self.stop.subscribe(),
+            idle_timeout: self.idle_timeout,
+        }
+    }
+
+    fn watch<C, E>(
+        &self,
+        connection: C,
+        activity: Arc<Activity>,
+        close: fn(Pin<&mut C>),
+    ) -> impl Future<Output = Result<(), E>> + use<C, E>
+    where
+        C: Future<Output = Result<(), E>>,
+    {
+        self.watcher().watch(connection, activity, close)
+    }
+
+    /// Connections not yet ended.
+    fn count(&self) -> usize {
+        self.stop.receiver_count()
+    }
+
+    /// Tells every connection to close gracefully and waits until all have ended.
+    async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        self.stop.closed().await;
+    }
+}
+
+impl Watcher {
+    async fn watch<C, E>(
+        mut self,
+        connection: C,
+        activity: Arc<Activity>,
+        close: fn(Pin<&mut C>),
+    ) -> Result<(), E>
+    where
+        C: Future<Output = Result<(), E>>,
+    {
+        let mut connection = std::pin::pin!(connection);
+        let mut closing = false;
+        if *self.stop.borrow_and_update() {
+            close(connection.as_mut());
+            closing = true;
+        }
+        let mut check = tokio::time::Instant::now() + self.idle_timeout;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => return result,
+                // Told to stop, or the listener is gone: close either way.
+                _ = self.stop.changed(), if !closing => {
+                    close(connection.as_mut());
+                    closing = true;
+                }
+                () = tokio::time::sleep_until(check), if !closing => {
+                    let idle_until = activity.last() + self.idle_timeout;
+                    if idle_until <= tokio::time::Instant::now() {
+                        close(connection.as_mut());
+                        closing = true;
+                    } else {
+                        check = idle_until;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last began a request.
+struct Activity {
+    /// Milliseconds from `epoch`.
+    last_ms: std::sync::atomic::AtomicU64,
+    epoch: tokio::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            epoch: tokio::time::Instant::now(),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A connection's service that notes when each request begins; it adds no allocation
+/// and no wrapping of the response future.
+struct Touch<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S, R> hyper::service::Service<R> for Touch<S>
+where
+    S: hyper::service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> S::Future {
+        self.activity.touch();
+        self.inner.call(request)
     }
 }
 
@@ -584,14 +757,14 @@ async fn admit(
 }
 
 /// Accepts connections until the future is dropped; each connection is served on its
-/// own task and watched by `graceful`. With `tls`, the handshake runs in that task too,
+/// own task and watched by `graceful` (which closes it once idle, or on shutdown). With `tls`, the handshake runs in that task too,
 /// so that a slow or silent client never holds up the accept loop. With `connections`,
 /// each connection holds a permit while open: at the cap the loop stops accepting, and
 /// new connections wait in the kernel's listen queue rather than take memory here.
 async fn accept_loop<M, S>(
     listener: &TcpListener,
     builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
+    graceful: &Connections,
     tls: Option<&TlsAcceptor>,
     connections: Option<&Arc<tokio::sync::Semaphore>>,
     make_service: M,
@@ -624,21 +797,26 @@ async fn accept_loop<M, S>(
             }
         };
         let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
+        let service = Touch {
+            inner: make_service(peer),
+            activity: activity.clone(),
+        };
         let Some(acceptor) = tls else {
             let connection = builder
-                .serve_connection(TokioIo::new(stream), make_service(peer))
+                .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
-            let connection = graceful.watch(connection);
+            let watched = graceful.watch(connection, activity, |c| c.graceful_shutdown());
             tokio::spawn(async move {
                 let _permit = permit;
-                if let Err(error) = connection.await {
+                if let Err(error) = watched.await {
                     tracing::debug!(%peer, error = %crate::error::chain(error.as_ref()), "connection ended with an error");
                 }
             });
             continue;
         };
-        let (acceptor, builder, service) = (acceptor.clone(), builder.clone(), make_service(peer));
-        // Watched from before the handshake: a shutdown waits for it, and the connection
+        let (acceptor, builder) = (acceptor.clone(), builder.clone());
+        // Counted from before the handshake: a shutdown waits for it, and the connection
         // is told to close as soon as it is served.
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -658,7 +836,8 @@ async fn accept_loop<M, S>(
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
+            let watched = watcher.watch(connection, activity, |c| c.graceful_shutdown());
+            if let Err(error) = watched.await {
                 tracing::debug!(%peer, error = %crate::error::chain(error.as_ref()), "connection ended with an error");
             }
         });

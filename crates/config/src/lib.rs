@@ -122,6 +122,12 @@ pub struct ServerConfig {
     /// Bytes of one request's explanation JSON that may be kept by reference; a larger
     /// one is attached in the response body instead (`x-sidelight-status` says so).
     pub explanation_max_bytes: u64,
+    /// Threads explanations are computed on, apart from the data workers. Defaults to
+    /// the number of CPUs.
+    pub compute_threads: usize,
+    /// Requests being explained or waiting for the compute pool at once; past it, a
+    /// request is served unexplained at once (`explain_overloaded`).
+    pub compute_queue: usize,
     /// Whom the data port believes (see `[server.trust]`).
     pub trust: TrustConfig,
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish.
@@ -249,6 +255,8 @@ impl Default for ServerConfig {
             http2_keep_alive: Duration::from_secs(20),
             explanation_store_bytes: 64 * 1024 * 1024,
             explanation_max_bytes: 1024 * 1024,
+            compute_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            compute_queue: 256,
             trust: TrustConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             tls: None,
@@ -380,6 +388,8 @@ impl Config {
         }
         for (key, value) in [
             ("server.max_headers", self.server.max_headers as u64),
+            ("server.compute_threads", self.server.compute_threads as u64),
+            ("server.compute_queue", self.server.compute_queue as u64),
             (
                 "server.explanation_store_bytes",
                 self.server.explanation_store_bytes,

@@ -22,6 +22,7 @@ use tower::{Layer, Service};
 
 use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full};
+use crate::compute::{Abandoned, ComputePool, PoolFull};
 use crate::config::{AttachMode, Audience, GpcRule, PrivacyConfig, SUBJECT_HEADER};
 use crate::error::ProxyError;
 use crate::handoff::Handoff;
@@ -57,6 +58,7 @@ pub struct ExplainLayer {
     /// `server.explanation_max_bytes`: the most one request's explanations may weigh
     /// in the reference store.
     pub reference_max_bytes: usize,
+    pub pool: Arc<ComputePool>,
 }
 
 impl<S> Layer<S> for ExplainLayer {
@@ -70,6 +72,7 @@ impl<S> Layer<S> for ExplainLayer {
             audit: self.audit.clone(),
             metrics: self.metrics.clone(),
             reference_max_bytes: self.reference_max_bytes,
+            pool: self.pool.clone(),
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct Explain<S> {
     audit: Option<Arc<AuditLog>>,
     metrics: Arc<Metrics>,
     reference_max_bytes: usize,
+    pool: Arc<ComputePool>,
 }
 
 // === impl Explain ===
@@ -141,14 +145,18 @@ where
         let requests = self.requests.clone();
         let audit = self.audit.clone();
         let reference_max_bytes = self.reference_max_bytes;
+        let metrics = self.metrics.clone();
+        let pool = self.pool.clone();
         Box::pin(async move {
             let response = response.await?;
             let consent = ask.consent;
             let mut facts = Facts::default();
             let stores = Stores {
+                pool: &pool,
                 recent: &recent,
                 requests: &requests,
                 reference_max_bytes,
+                metrics: &metrics,
             };
             let mut response =
                 augment(&live, stores, audit.as_deref(), ask, &mut facts, response).await;
@@ -184,9 +192,13 @@ pub struct Explained {
 /// Where explanations and explained requests are kept for later.
 #[derive(Clone, Copy)]
 struct Stores<'a> {
+    /// Where explanations are computed.
+    pool: &'a Arc<ComputePool>,
     recent: &'a RecentExplanations,
     requests: &'a RecentRequests,
     reference_max_bytes: usize,
+    /// Where limits that bite are counted.
+    metrics: &'a Metrics,
 }
 
 /// What the client asked for, with the route's defaults filled in.
@@ -567,6 +579,74 @@ fn find_member<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a serde
     }
 }
 
+/// What the compute pool needs to explain a request's rows, owned, so that the data
+/// worker is free while it runs.
+struct ExplainJob {
+    /// In the surrogate's order.
+    rows: Vec<Vec<Value>>,
+    outputs: Vec<Vec<f64>>,
+    live: Arc<RouteLive>,
+    model: Arc<crate::live::LiveModel>,
+    request_id: String,
+    audience: Audience,
+    locale: sidelight_narrate::Locale,
+    consent: Consent,
+    audited: bool,
+    abandoned: Abandoned,
+}
+
+/// The rows back, with their explanations (or why there are none).
+struct ExplainDone {
+    rows: Vec<Vec<Value>>,
+    explanations: Result<Vec<RowExplanation>, String>,
+}
+
+impl ExplainJob {
+    fn run(self) -> ExplainDone {
+        use rayon::prelude::*;
+        let narrate = Narrate {
+            audience: self.audience,
+            locale: &self.locale,
+            narrator: &self.live.narrator,
+            overrides: &self.live.overrides,
+            config: &self.live.config,
+            consent: self.consent,
+            audited: self.audited,
+            next_steps_until: Some(
+                std::time::Instant::now() + self.live.config.limits.next_step_budget,
+            ),
+        };
+        let (model, abandoned, id) = (&self.model, &self.abandoned, &self.request_id);
+        let explanations = self
+            .rows
+            .par_iter()
+            .zip(self.outputs.par_iter())
+            .enumerate()
+            .map(|(i, (row, output))| {
+                if abandoned.is_set() {
+                    return Err("abandoned: the request's budget ran out".to_owned());
+                }
+                model
+                    .explain(format!("{id}:{i}"), row, output, &narrate)
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        ExplainDone {
+            rows: self.rows,
+            explanations,
+        }
+    }
+}
+
+/// Counts a batch the training window refused; a change of output width is the
+/// model's doing, not a limit, and only logged.
+fn count_refusal(metrics: &Metrics, refused: crate::live::Refused) {
+    match refused.limit() {
+        Some(limit) => metrics.limit_hit(limit),
+        None => tracing::debug!("outputs per row changed; batch not used for training"),
+    }
+}
+
 /// Why a response carries no explanation; the value of `x-sidelight-status`.
 fn pass_through(mut response: Response<ProxyBody>, reason: &str) -> Response<ProxyBody> {
     if let Ok(value) = HeaderValue::from_str(reason) {
@@ -589,6 +669,7 @@ async fn augment(
             Err(answer) => return answer,
         };
     let rebuild = |parts, body| Response::from_parts(parts, body);
+    let metrics = stores.metrics;
 
     let mut rows = match adapter::parse_request(&live.protocol, &request_bytes) {
         Ok(rows) => rows,
@@ -614,10 +695,23 @@ async fn augment(
     // Only full consent lets a row into the training window.
     let train = !ask.probe && ask.consent == Consent::Full;
 
+    let max_rows = live.config.limits.max_rows;
+    if rows.rows.len() > max_rows {
+        metrics.limit_hit("max_rows");
+        let status = format!(
+            "too_many_rows; rows={}, max_rows={max_rows}",
+            rows.rows.len()
+        );
+        return pass_through(rebuild(parts, body), &status);
+    }
     if ask.attach == AttachMode::Off {
         // Nothing will be attached: learn from the traffic, spend nothing on explaining.
         if train {
-            let _ = live.observe(&rows.names, rows.rows, outputs.rows, subject.as_ref());
+            if let Err(refused) =
+                live.observe(&rows.names, rows.rows, outputs.rows, subject.as_ref())
+            {
+                count_refusal(metrics, refused);
+            }
         }
         return pass_through(rebuild(parts, body), "observed; attach=off");
     }
@@ -631,50 +725,72 @@ async fn augment(
             return pass_through(rebuild(parts, body), "output_shape_changed");
         }
     }
-    // Rows in the surrogate's order, kept for the probe check once explained.
-    let mut ordered: Vec<Vec<Value>> = Vec::new();
-    let locale = live.narrator.negotiate(ask.accept_language.as_deref());
-    let narrate = Narrate {
-        audience: ask.audience,
-        locale: &locale,
-        narrator: &live.narrator,
-        overrides: &live.overrides,
-        config: &live.config,
-        consent: ask.consent,
-        audited: audit.is_some(),
-    };
-    let explained: Option<Result<Vec<RowExplanation>, _>> = model.as_ref().map(|model| {
-        ordered = live.schema_order(&rows.names, model, &rows.rows);
-        ordered
-            .iter()
-            .zip(&outputs.rows)
-            .enumerate()
-            .map(|(i, (row, output))| {
-                model.explain(format!("{}:{i}", ask.request_id), row, output, &narrate)
-            })
-            .collect()
+    // The rows are explained on the compute pool while this worker trains on them and
+    // goes on serving; the answer waits for them at most `limits.budget`.
+    let budget = live.config.limits.budget;
+    let submitted = model.as_ref().map(|model| {
+        let job = ExplainJob {
+            rows: live.schema_order(&rows.names, model, &rows.rows),
+            outputs: outputs.rows.clone(),
+            live: live.clone(),
+            model: model.clone(),
+            request_id: ask.request_id.clone(),
+            audience: ask.audience,
+            locale: live.narrator.negotiate(ask.accept_language.as_deref()),
+            consent: ask.consent,
+            audited: audit.is_some(),
+            abandoned: Abandoned::default(),
+        };
+        let abandoned = job.abandoned.clone();
+        stores
+            .pool
+            .submit(move || job.run())
+            .map(|done| (done, abandoned))
     });
     // Probe calls (and requests marked like them) ask about made-up rows: training on
     // them would teach the surrogate a distribution that is not the traffic's.
-    if train
-        && live
-            .observe(&rows.names, rows.rows, outputs.rows, subject.as_ref())
-            .is_err()
-    {
-        tracing::debug!(route = %live.route, "outputs per row changed; batch not used for training");
+    if train {
+        if let Err(refused) = live.observe(&rows.names, rows.rows, outputs.rows, subject.as_ref()) {
+            count_refusal(metrics, refused);
+        }
     }
 
-    let explanations = match explained {
+    let done = match submitted {
         None => {
             let status = live.no_surrogate_status();
             return pass_through(rebuild(parts, body), &status);
         }
-        Some(Err(error)) => {
+        Some(Err(PoolFull)) => {
+            metrics.limit_hit("compute_queue");
+            return pass_through(rebuild(parts, body), "explain_overloaded");
+        }
+        Some(Ok((done, abandoned))) => match tokio::time::timeout(budget, done).await {
+            Ok(Ok(done)) => done,
+            // The job panicked (and was logged); the request loses only its explanation.
+            Ok(Err(_)) => return pass_through(rebuild(parts, body), "explain_failed"),
+            Err(_) => {
+                abandoned.set();
+                metrics.limit_hit("budget");
+                let status = format!(
+                    "explain_budget_exceeded; budget={}",
+                    humantime::format_duration(budget)
+                );
+                return pass_through(rebuild(parts, body), &status);
+            }
+        },
+    };
+    let ordered = done.rows;
+    let explanations = match done.explanations {
+        Ok(explanations) => explanations,
+        Err(error) => {
             tracing::debug!(route = %live.route, %error, "explanation failed");
             return pass_through(rebuild(parts, body), "explain_failed");
         }
-        Some(Ok(explanations)) => explanations,
     };
+    let skipped = explanations.iter().filter(|e| e.next_step_skipped).count();
+    if skipped > 0 {
+        metrics.limit_hit("next_step_budget");
+    }
     // The monitor watches the traffic's own, consented rows: not probes, not `none`.
     if let (Some(monitor), Some(model)) = (live.monitor.as_ref(), model.as_ref()) {
         if !ask.probe && ask.consent != Consent::None {
@@ -758,7 +874,7 @@ async fn augment(
             .requests
             .insert_new(key, Arc::new(stored), cells, subject.clone());
     }
-    attach(
+    let mut response = attach(
         live,
         parts,
         &response_bytes,
@@ -767,7 +883,18 @@ async fn augment(
         stores,
         subject,
         facts,
-    )
+    );
+    if skipped > 0 {
+        let status = response
+            .headers()
+            .get(&STATUS)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| format!("{s}; next_steps_skipped={skipped}"));
+        if let Some(value) = status.and_then(|s| HeaderValue::from_str(&s).ok()) {
+            response.headers_mut().insert(STATUS.clone(), value);
+        }
+    }
+    response
 }
 
 /// The request's and the model's answer's bytes, when both can be read whole (within
@@ -1019,6 +1146,7 @@ mod tests {
             audit: None,
             metrics: Arc::new(Metrics::register(&mut Default::default())),
             reference_max_bytes: 1024,
+            pool: Arc::new(ComputePool::new(1, 4).unwrap()),
         };
         let service = layer.layer(tower::service_fn(|request: Request<()>| async move {
             assert!(request.headers().get(&PROBE).is_none());

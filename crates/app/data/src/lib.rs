@@ -9,6 +9,7 @@
 //! explanation, narration, recording on `best_effort`) failed; block a request on
 //! training; or write a payload value, token or key to a log line.
 
+pub mod compute;
 pub mod endpoints;
 pub mod explain;
 pub mod forward;

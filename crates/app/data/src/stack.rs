@@ -45,6 +45,8 @@ pub struct Shared {
     pub trust: Arc<Trust>,
     /// Outcome reports per client, counted across the workers.
     pub feedback_limit: Arc<crate::endpoints::FeedbackLimit>,
+    /// Where explanations are computed, shared by the workers.
+    pub pool: Arc<crate::compute::ComputePool>,
     /// `server.explanation_max_bytes`.
     pub reference_max_bytes: usize,
 }
@@ -56,6 +58,7 @@ pub fn data_plane(forward: Forward, routes: Arc<RouteTable>, shared: Shared) -> 
         audit,
         trust,
         feedback_limit,
+        pool,
         reference_max_bytes,
     } = shared;
     let metrics = Arc::new(routes.metrics().clone());
@@ -91,6 +94,7 @@ pub fn data_plane(forward: Forward, routes: Arc<RouteTable>, shared: Shared) -> 
             audit,
             metrics,
             reference_max_bytes,
+            pool,
         })
         .service(forward)
 }

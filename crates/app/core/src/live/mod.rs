@@ -88,6 +88,11 @@ pub struct Window {
     /// Values per row the model outputs (1, or one per class); fixed by the first rows.
     pub width: Option<usize>,
     pub rows: VecDeque<WindowRow>,
+    /// What `rows` weigh ([`WindowRow::weight`]).
+    pub bytes: usize,
+    /// On a route without configured features, before its columns are fixed: the
+    /// names the latest requests agreed on, and how many in a row did.
+    pub candidate: Option<(Vec<String>, usize)>,
     pub seen: u64,
     pub since_training: u64,
     /// Rows were erased: the next surrogate must be trained without them, now.
@@ -131,11 +136,54 @@ pub struct WindowRow {
     pub subject: Option<Arc<str>>,
 }
 
+impl WindowRow {
+    /// Roughly what the row holds in memory, in bytes (`surrogate.window_bytes`).
+    pub fn weight(&self) -> usize {
+        let text: usize = self
+            .row
+            .iter()
+            .map(|v| match v {
+                Value::Text(t) => t.len(),
+                _ => 0,
+            })
+            .sum();
+        std::mem::size_of::<Value>() * self.row.len() + text + 8 * self.output.len() + 64
+    }
+}
+
+/// Cuts a text value to at most `max` bytes, at a character boundary.
+fn cut_text(value: &mut Value, max: usize) {
+    if let Value::Text(text) = value {
+        if text.len() > max {
+            let mut end = max;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+    }
+}
+
 /// Why an observation was not added to the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     /// The number of outputs per row differs from the first rows'.
     OutputWidth,
+    /// More columns than `limits.max_features`.
+    TooManyFeatures,
+    /// The route's columns are not settled yet (`limits.column_agreement`).
+    ColumnsUnsettled,
+}
+
+impl Refused {
+    /// The label of `sidelight_limit_hits_total` for the refusals that are limits.
+    pub fn limit(self) -> Option<&'static str> {
+        match self {
+            Refused::OutputWidth => None,
+            Refused::TooManyFeatures => Some("max_features"),
+            Refused::ColumnsUnsettled => Some("column_agreement"),
+        }
+    }
 }
 
 // === impl RouteLive ===
@@ -323,7 +371,20 @@ impl RouteLive {
     pub fn no_surrogate_status(&self) -> String {
         let (seen, needed) = self.warm_up();
         if seen < needed {
-            return format!("warming_up; rows={seen}/{needed}");
+            // A route without configured features says how far its columns are agreed:
+            // until they are, no row counts.
+            let agreed = self.window.lock().ok().and_then(|w| {
+                w.names
+                    .is_empty()
+                    .then(|| w.candidate.as_ref().map_or(0, |c| c.1))
+            });
+            return match agreed {
+                Some(agreed) => format!(
+                    "warming_up; rows={seen}/{needed}, columns_agreed={agreed}/{}",
+                    self.config.limits.column_agreement
+                ),
+                None => format!("warming_up; rows={seen}/{needed}"),
+            };
         }
         if self.waiting.lock().is_ok_and(|w| w.is_some()) {
             return format!("gate_waiting; rows={seen}");
@@ -348,18 +409,47 @@ impl RouteLive {
     }
 
     /// Adds a batch to the training window and wakes the trainer when it is due.
+    ///
+    /// What one request can do to the window is bounded: a row with more than
+    /// `limits.max_features` columns is not trained on; text values are cut to
+    /// `limits.max_cell_bytes`; the window keeps to `surrogate.window_bytes` as well as
+    /// `window_rows`; and on a route without configured features the columns are fixed
+    /// only once `limits.column_agreement` requests in a row agree on them.
     pub fn observe(
         &self,
         names: &[String],
-        rows: Vec<Vec<Value>>,
+        mut rows: Vec<Vec<Value>>,
         outputs: Vec<Vec<f64>>,
         subject: Option<&Arc<str>>,
     ) -> Result<(), Refused> {
+        let limits = &self.config.limits;
+        if names.len() > limits.max_features {
+            return Err(Refused::TooManyFeatures);
+        }
+        for row in &mut rows {
+            for value in row.iter_mut() {
+                cut_text(value, limits.max_cell_bytes);
+            }
+        }
         let Ok(mut window) = self.window.lock() else {
             return Ok(());
         };
         if window.names.is_empty() {
+            let agreed = match &mut window.candidate {
+                Some((candidate, count)) if candidate.as_slice() == names => {
+                    *count += 1;
+                    *count
+                }
+                _ => {
+                    window.candidate = Some((names.to_vec(), 1));
+                    1
+                }
+            };
+            if agreed < limits.column_agreement {
+                return Err(Refused::ColumnsUnsettled);
+            }
             window.names = names.to_vec();
+            window.candidate = None;
         }
         let width = outputs.first().map_or(1, Vec::len);
         match window.width {
@@ -369,6 +459,7 @@ impl RouteLive {
         }
         let order = column_order(&window.names, names);
         let capacity = self.config.surrogate.window_rows;
+        let max_bytes = self.config.surrogate.window_bytes;
         if self.shared.load(Ordering::Relaxed) {
             self.queue_for_fleet(names, &rows, &outputs, width, subject);
         }
@@ -377,14 +468,20 @@ impl RouteLive {
                 continue;
             }
             let row = reorder(&row, &order);
-            if window.rows.len() == capacity {
-                window.rows.pop_front();
-            }
-            window.rows.push_back(WindowRow {
+            let entry = WindowRow {
                 row,
                 output,
                 subject: subject.cloned(),
-            });
+            };
+            window.bytes += entry.weight();
+            window.rows.push_back(entry);
+            while window.rows.len() > capacity
+                || (window.bytes > max_bytes && window.rows.len() > 1)
+            {
+                if let Some(old) = window.rows.pop_front() {
+                    window.bytes -= old.weight();
+                }
+            }
             window.seen += 1;
             window.since_training += 1;
         }
@@ -495,6 +592,7 @@ impl RouteLive {
             .rows
             .retain(|w| w.subject.as_deref() != Some(subject));
         let removed = before - window.rows.len();
+        window.bytes = window.rows.iter().map(WindowRow::weight).sum();
         // Synthetic rows made from the subject's rows carry its values too.
         window
             .synthetic
@@ -559,6 +657,16 @@ impl RouteLive {
     }
 
     /// Loads the surrogate saved by an earlier run, or the configured seed model.
+    /// A route without configured features takes its columns from a surrogate it
+    /// starts with, rather than from the first requests.
+    fn adopt_columns(&self, names: &[String]) {
+        if let Ok(mut window) = self.window.lock() {
+            if window.names.is_empty() {
+                window.names = names.to_vec();
+            }
+        }
+    }
+
     fn restore(&self) -> Result<(), LiveError> {
         let saved = self.surrogate_path();
         if saved.exists() {
@@ -591,6 +699,7 @@ impl RouteLive {
                     // The window is empty at start-up: no typical values until the
                     // next training.
                     let model = LiveModel::new(surrogate, record, &self.config, &[])?;
+                    self.adopt_columns(model.names());
                     self.model.store(Some(Arc::new(model)));
                     if let Ok(mut h) = self.history.lock() {
                         *h = history;
@@ -613,6 +722,7 @@ impl RouteLive {
             let record = seeded_record(1, &format!("seeded from {}", seed.display()));
             self.next_version.store(2, Ordering::Relaxed);
             let model = LiveModel::new(surrogate, record.clone(), &self.config, &[])?;
+            self.adopt_columns(model.names());
             self.model.store(Some(Arc::new(model)));
             if let Ok(mut h) = self.history.lock() {
                 h.push(record);
@@ -686,9 +796,16 @@ pub fn column_order(target: &[String], source: &[String]) -> Vec<Option<usize>> 
     if target == source {
         return (0..target.len()).map(Some).collect();
     }
+    // A map, not a search per name: a request with tens of thousands of columns must
+    // cost linear time.
+    let mut at: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(source.len());
+    for (i, name) in source.iter().enumerate().rev() {
+        at.insert(name.as_str(), i);
+    }
     target
         .iter()
-        .map(|name| source.iter().position(|s| s == name))
+        .map(|name| at.get(name.as_str()).copied())
         .collect()
 }
 
@@ -817,5 +934,104 @@ impl SurrogateStatus {
             })
             .collect();
         serde_json::json!({ "routes": routes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn route(extra: &str) -> (tempfile::TempDir, Arc<RouteLive>) {
+        let state = tempfile::tempdir().unwrap();
+        let config: RouteConfig = toml::from_str(&format!(
+            "name = \"m\"\npath_prefix = \"/m\"\n[explain]\nprotocol = \"kserve_v1\"\n{extra}"
+        ))
+        .unwrap();
+        let live = RouteLive::new(
+            &config,
+            state.path(),
+            Arc::new(sidelight_narrate::Narrator::builtin().unwrap()),
+            Default::default(),
+        )
+        .unwrap();
+        (state, live)
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("f{i}")).collect()
+    }
+
+    fn seen(live: &RouteLive) -> u64 {
+        live.window.lock().unwrap().seen
+    }
+
+    #[test]
+    fn one_request_never_decides_the_columns_of_a_route_without_features() {
+        let (_state, live) = route("limits = { column_agreement = 3, max_features = 100 }");
+        let row = || vec![vec![Value::Number(1.0); 2]];
+        // A request with more columns than allowed is not trained on at all.
+        let wide = live.observe(
+            &names(60_000),
+            vec![vec![Value::Number(0.0); 60_000]],
+            vec![vec![0.5]],
+            None,
+        );
+        assert_eq!(wide, Err(Refused::TooManyFeatures));
+        // An odd request between agreeing ones starts the count again.
+        assert_eq!(
+            live.observe(&names(2), row(), vec![vec![0.5]], None),
+            Err(Refused::ColumnsUnsettled)
+        );
+        let odd = vec!["x".to_owned(), "y".to_owned()];
+        assert_eq!(
+            live.observe(&odd, row(), vec![vec![0.5]], None),
+            Err(Refused::ColumnsUnsettled)
+        );
+        for expected in [
+            Err(Refused::ColumnsUnsettled),
+            Err(Refused::ColumnsUnsettled),
+            Ok(()),
+        ] {
+            assert_eq!(
+                live.observe(&names(2), row(), vec![vec![0.5]], None),
+                expected
+            );
+        }
+        assert_eq!(live.window.lock().unwrap().names, names(2));
+        assert_eq!(seen(&live), 1);
+        // From now on the odd names are read against the settled ones.
+        live.observe(&odd, row(), vec![vec![0.5]], None).unwrap();
+        assert_eq!(seen(&live), 2);
+    }
+
+    #[test]
+    fn long_text_is_cut_and_the_window_keeps_to_its_bytes() {
+        let (_state, live) = route(
+            "limits = { max_cell_bytes = 10, column_agreement = 1 }\n\
+             surrogate = { window_rows = 1000, window_bytes = 5000 }",
+        );
+        let names = vec!["note".to_owned()];
+        for _ in 0..100 {
+            let huge = "é".repeat(450_000);
+            live.observe(&names, vec![vec![Value::Text(huge)]], vec![vec![0.5]], None)
+                .unwrap();
+        }
+        let window = live.window.lock().unwrap();
+        assert_eq!(window.rows[0].row[0], Value::Text("é".repeat(5)));
+        assert!(window.bytes <= 5000, "{}", window.bytes);
+        assert!(window.rows.len() < 100);
+        assert_eq!(
+            window.bytes,
+            window.rows.iter().map(WindowRow::weight).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn columns_are_matched_in_linear_time_with_the_first_occurrence_winning() {
+        let source: Vec<String> = ["b", "a", "b"].map(str::to_owned).to_vec();
+        let target: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+        assert_eq!(column_order(&target, &source), [Some(1), Some(0), None]);
     }
 }

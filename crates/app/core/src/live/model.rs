@@ -111,6 +111,9 @@ pub struct Narrate<'a> {
     pub consent: sidelight_audit::Consent,
     /// Whether an audit log records the request.
     pub audited: bool,
+    /// After this instant no next step is searched for (`limits.next_step_budget`);
+    /// `None`: no limit.
+    pub next_steps_until: Option<std::time::Instant>,
 }
 
 /// One row's explanation, as attached to a response.
@@ -157,6 +160,10 @@ pub struct RowExplanation {
     /// The output at which the decision turns, for the review rules; never sent.
     #[serde(skip)]
     pub threshold: f64,
+    /// A next step was due but not searched for: the request's next-step budget was
+    /// spent. Never sent (the response's status says it).
+    #[serde(skip)]
+    pub next_step_skipped: bool,
 }
 
 /// How far this explanation can be trusted.
@@ -401,7 +408,11 @@ impl LiveModel {
         // the next step otherwise, so searching would be wasted work).
         let trusted =
             local_error <= policy.caveat_local_error && self.record.r2 >= policy.caveat_r2;
-        let next_step = (ask.audience == Audience::Customer && !favourable && trusted)
+        let due = ask.audience == Audience::Customer && !favourable && trusted;
+        let in_budget = ask
+            .next_steps_until
+            .is_none_or(|until| std::time::Instant::now() < until);
+        let next_step = (due && in_budget)
             .then(|| {
                 let raw = kind.to_raw(threshold);
                 let target = if rule.higher_is_favourable {
@@ -513,6 +524,7 @@ impl LiveModel {
             withheld_reason: narration.withheld_reason,
             schema_contributions: attribution.values,
             threshold,
+            next_step_skipped: due && !in_budget,
         })
     }
 
@@ -1149,6 +1161,7 @@ mod tests {
             config: &config,
             consent: sidelight_audit::Consent::Full,
             audited: false,
+            next_steps_until: None,
         };
         for (row, output) in data.into_iter().step_by(131).take(6) {
             let dev = model
@@ -1181,6 +1194,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_spent_next_step_budget_skips_the_search_and_says_so() {
+        let model = trained();
+        let narrator = Narrator::builtin().unwrap();
+        let overrides = RouteOverrides::default();
+        let config = config();
+        let locale = Locale::english();
+        let explain_all = |until| {
+            let ask = Narrate {
+                audience: Audience::Customer,
+                locale: &locale,
+                narrator: &narrator,
+                overrides: &overrides,
+                config: &config,
+                consent: sidelight_audit::Consent::Full,
+                audited: false,
+                next_steps_until: until,
+            };
+            rows()
+                .into_iter()
+                .take(300)
+                .map(|(row, output)| model.explain("r".into(), &row, &[output], &ask).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let unlimited = explain_all(None);
+        assert!(unlimited.iter().any(|e| e.next_step.is_some()));
+        assert!(unlimited.iter().all(|e| !e.next_step_skipped));
+        let spent = explain_all(Some(std::time::Instant::now()));
+        assert!(spent.iter().all(|e| e.next_step.is_none()));
+        let due = unlimited.iter().filter(|e| e.next_step.is_some()).count();
+        let skipped = spent.iter().filter(|e| e.next_step_skipped).count();
+        assert!(
+            skipped >= due,
+            "{skipped} skipped, {due} found without a budget"
+        );
+    }
+
     /// The console writes texts again from a record's stored attributions: they must
     /// read as the ones written when the request was explained.
     #[test]
@@ -1200,6 +1250,7 @@ mod tests {
                     config: &config,
                     consent: sidelight_audit::Consent::Full,
                     audited: true,
+                    next_steps_until: None,
                 };
                 let live = model
                     .explain("r".to_owned(), &row, &[output], &ask)
