@@ -613,4 +613,9 @@ async fn past_max_connections_a_new_connection_waits_until_one_closes() {
         .expect("not served once the first connection closed")
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    let metrics = metrics_text(&proxy).await;
+    assert!(
+        metrics.contains("sidelight_limit_hits_total{limit=\"max_connections\"}"),
+        "{metrics}"
+    );
 }

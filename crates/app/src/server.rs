@@ -31,7 +31,7 @@ use sidelight_admin::state::AdminState;
 use sidelight_data::compute::ComputePool;
 use sidelight_data::endpoints::FeedbackLimit;
 use sidelight_data::probe::UpstreamCaller;
-use sidelight_data::stack::Shared;
+use sidelight_data::stack::{Activity, Shared};
 use sidelight_tasks::alert::{AlertDelivery, Alerter};
 use sidelight_tasks::fleet::{FleetGauges, FleetTasks};
 use sidelight_tasks::job::Jobs;
@@ -43,9 +43,9 @@ const TRAINER_GRACE: Duration = Duration::from_secs(5);
 /// How many requests' explanations are kept for `GET /v1/explanations/{id}`, and how
 /// many explained requests for the probe check.
 const RECENT_EXPLANATIONS: usize = 10_000;
-/// The most feature values (rows × features) kept for the probe check in all: tens of
-/// MiB at most, whatever the batch sizes.
-const RECENT_REQUEST_CELLS: usize = 1_000_000;
+/// The most bytes of rows ([`crate::live::row_weight`]) kept for the probe check in all,
+/// whatever the batch sizes and the values' lengths.
+const RECENT_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 /// The longest a client may take over the TLS handshake; a connection that has not
 /// finished it by then is closed.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -203,7 +203,7 @@ impl Sidelight {
         let probe = Arc::new(Prober::new(
             Arc::new(RecentRequests::with_max_weight(
                 RECENT_EXPLANATIONS,
-                RECENT_REQUEST_CELLS,
+                RECENT_REQUEST_BYTES,
             )),
             caller,
         ));
@@ -517,6 +517,7 @@ impl Worker {
                 return 0;
             }
         };
+        let routes_metrics = routes.metrics().clone();
         let plane: DataPlane = data_plane(forward, routes, shared);
         // Tokio interrupts its driver (an eventfd write) whenever a timer is armed that
         // expires before the driver's next planned wake-up. Every request arms timeouts
@@ -530,13 +531,22 @@ impl Worker {
         });
         let builder = connection_builder(&config);
         let graceful = Connections::new(config.server.idle_timeout);
+        let cap = ConnectionCap {
+            permits: connections,
+            waited: routes_metrics
+                .limits
+                .get_or_create(&crate::metrics::LimitLabels {
+                    limit: "max_connections",
+                })
+                .clone(),
+        };
         {
             let accept = accept_loop(
                 &listener,
                 &builder,
                 &graceful,
                 tls.as_ref(),
-                Some(&connections),
+                Some(&cap),
                 |peer| {
                     let plane = plane.clone();
                     hyper::service::service_fn(move |mut request: Request<Incoming>| {
@@ -552,10 +562,10 @@ impl Worker {
         }
         drop(listener);
         housekeeping.abort();
-        let open = graceful.count();
         match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
             Ok(()) => 0,
-            Err(_) => open,
+            // Those still open when the grace ran out are cut as the worker ends.
+            Err(_) => graceful.count(),
         }
     }
 }
@@ -656,6 +666,11 @@ impl Connections {
 }
 
 impl Watcher {
+    /// Completes once the listener shuts down (or is gone).
+    async fn stopping(&mut self) {
+        let _ = self.stop.wait_for(|stop| *stop).await;
+    }
+
     async fn watch<C, E>(
         mut self,
         connection: C,
@@ -681,12 +696,15 @@ impl Watcher {
                     closing = true;
                 }
                 () = tokio::time::sleep_until(check), if !closing => {
-                    let idle_until = activity.last() + self.idle_timeout;
-                    if idle_until <= tokio::time::Instant::now() {
-                        close(connection.as_mut());
-                        closing = true;
-                    } else {
-                        check = idle_until;
+                    let now = tokio::time::Instant::now();
+                    match activity.idle_since() {
+                        Some(since) if since + self.idle_timeout <= now => {
+                            close(connection.as_mut());
+                            closing = true;
+                        }
+                        Some(since) => check = since + self.idle_timeout,
+                        // Busy: look again a whole timeout later.
+                        None => check = now + self.idle_timeout,
                     }
                 }
             }
@@ -694,66 +712,53 @@ impl Watcher {
     }
 }
 
-/// When a connection last began a request.
-struct Activity {
-    /// Milliseconds from `epoch`.
-    last_ms: std::sync::atomic::AtomicU64,
-    epoch: tokio::time::Instant,
-}
-
-impl Activity {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            last_ms: std::sync::atomic::AtomicU64::new(0),
-            epoch: tokio::time::Instant::now(),
-        })
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> tokio::time::Instant {
-        self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-/// A connection's service that notes when each request begins; it adds no allocation
-/// and no wrapping of the response future.
+/// A connection's service that notes when each request begins and hands the request
+/// its connection's [`Activity`] (the data plane holds the connection busy with it
+/// until the answer is made); it adds no wrapping of the response future.
 struct Touch<S> {
     inner: S,
     activity: Arc<Activity>,
 }
 
-impl<S, R> hyper::service::Service<R> for Touch<S>
+impl<S, B> hyper::service::Service<Request<B>> for Touch<S>
 where
-    S: hyper::service::Service<R>,
+    S: hyper::service::Service<Request<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
     type Future = S::Future;
 
-    fn call(&self, request: R) -> S::Future {
+    fn call(&self, mut request: Request<B>) -> S::Future {
         self.activity.touch();
+        request.extensions_mut().insert(self.activity.clone());
         self.inner.call(request)
     }
 }
 
+/// `server.max_connections`: the permits, shared by the workers, and the count of times
+/// a new connection had to wait for one.
+struct ConnectionCap {
+    permits: Arc<tokio::sync::Semaphore>,
+    waited: prometheus_client::metrics::counter::Counter,
+}
+
 /// A permit for one more connection under `cap`, waiting while the cap is reached
-/// (said in the log at most once a minute); `None` once the semaphore is closed.
+/// (counted, and said in the log at most once a minute); `None` once the semaphore is
+/// closed.
 async fn admit(
-    cap: &Arc<tokio::sync::Semaphore>,
+    cap: &ConnectionCap,
     cap_logged: &mut Option<std::time::Instant>,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    if let Ok(permit) = cap.clone().try_acquire_owned() {
+    let cap_permits = &cap.permits;
+    if let Ok(permit) = cap_permits.clone().try_acquire_owned() {
         return Some(permit);
     }
+    cap.waited.inc();
     if cap_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
         tracing::warn!("server.max_connections reached: new connections wait until one closes");
         *cap_logged = Some(std::time::Instant::now());
     }
-    cap.clone().acquire_owned().await.ok()
+    cap_permits.clone().acquire_owned().await.ok()
 }
 
 /// Accepts connections until the future is dropped; each connection is served on its
@@ -766,7 +771,7 @@ async fn accept_loop<M, S>(
     builder: &auto::Builder<TokioExecutor>,
     graceful: &Connections,
     tls: Option<&TlsAcceptor>,
-    connections: Option<&Arc<tokio::sync::Semaphore>>,
+    connections: Option<&ConnectionCap>,
     make_service: M,
 ) where
     M: Fn(SocketAddr) -> S,
@@ -818,21 +823,26 @@ async fn accept_loop<M, S>(
         let (acceptor, builder) = (acceptor.clone(), builder.clone());
         // Counted from before the handshake: a shutdown waits for it, and the connection
         // is told to close as soon as it is served.
-        let watcher = graceful.watcher();
+        let mut watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            // A shutdown does not wait for handshakes: nothing was asked yet.
+            let handshake = tokio::select! {
+                result = handshake => result,
+                () = watcher.stopping() => return,
+            };
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();

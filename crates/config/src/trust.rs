@@ -24,7 +24,9 @@ pub struct TrustConfig {
     /// How many proxies in front of Sidelight append to `X-Forwarded-For` and are
     /// trusted to (Envoy's `xff_num_trusted_hops`): the client is the address that many
     /// entries from the right, counting the connection's own peer. 0: the peer is the
-    /// client, and forwarding headers a client sends are replaced, not extended.
+    /// client, and forwarding headers a client sends are replaced, not extended. Every
+    /// peer then counts as a proxy: only for a data port that nothing but those proxies
+    /// can reach (otherwise list them in `proxies`).
     pub forwarded_hops: usize,
     /// Proxies (CIDR) whose forwarding headers are believed, as an alternative to
     /// counting hops: walking `X-Forwarded-For` from the right, the first address not in
@@ -57,6 +59,12 @@ impl TrustConfig {
                     "must be the 64 hex digits of a SHA-256 digest (`sidelight token hash` prints one), never the credential itself".to_owned(),
                 ));
             }
+        }
+        if self.forwarded_hops > 64 {
+            return Err((
+                "server.trust.forwarded_hops".to_owned(),
+                "must be at most 64".to_owned(),
+            ));
         }
         if self.forwarded_hops > 0 && !self.proxies.is_empty() {
             return Err((

@@ -310,14 +310,25 @@ impl AuditLog {
 
     /// A record id for `request_id` that no other record has. Generated ids are UUIDs
     /// and unique already; a client may send the same id twice, and the store's ids are
-    /// unique, so a repeated one gets a random suffix (`order-7~3f9c0a…`, 64 bits).
-    pub async fn unique_id(&self, request_id: &str, client_supplied: bool) -> String {
+    /// unique, so a repeated one gets a random suffix (`order-7~3f9c0a…`, 64 bits). An
+    /// untrusted client's id always gets one (`always_suffix`): whether its id came back
+    /// suffixed must not tell it that another client used that id before.
+    pub async fn unique_id(
+        &self,
+        request_id: &str,
+        client_supplied: bool,
+        always_suffix: bool,
+    ) -> String {
         if !client_supplied {
             return request_id.to_owned();
         }
-        // One lookup for the id as sent; a repeat gets a random suffix, so the cost of
-        // a repeat does not grow with how often an id has been used before.
-        let mut candidate = request_id.to_owned();
+        // One lookup for the id (as sent, or suffixed); a repeat gets a fresh random
+        // suffix, so the cost of a repeat does not grow with how often an id was used.
+        let mut candidate = if always_suffix {
+            suffixed(request_id)
+        } else {
+            request_id.to_owned()
+        };
         loop {
             let in_store = self.stored(&candidate).await;
             let mut recent = self
@@ -337,8 +348,7 @@ impl AuditLog {
                 return candidate;
             }
             drop(recent);
-            let suffix = uuid::Uuid::new_v4().simple().to_string();
-            candidate = format!("{request_id}~{}", &suffix[..16]);
+            candidate = suffixed(request_id);
         }
     }
 
@@ -705,4 +715,14 @@ impl Collector for WriterCollector {
         }
         Ok(())
     }
+}
+
+/// `id~` and 64 random bits in hex.
+fn suffixed(id: &str) -> String {
+    let mut bits = [0u8; 8];
+    if getrandom::fill(&mut bits).is_err() {
+        // The OS generator failed: a v4 UUID's last 8 bytes (62 random bits) stand in.
+        bits.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[8..]);
+    }
+    format!("{id}~{:016x}", u64::from_be_bytes(bits))
 }

@@ -68,6 +68,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Removes every `x-sidelight-*` header: they are Sidelight's, never the model's, on
+/// every route (the layers that read some of them have removed those already).
+pub fn remove_sidelight(headers: &mut HeaderMap) {
+    let ours: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-sidelight-"))
+        .cloned()
+        .collect();
+    for name in ours {
+        headers.remove(name);
+    }
+}
+
 /// Sets the forwarding headers for the upstream. Behind a trusted proxy
 /// (`[server.trust]`) its `X-Forwarded-For` is extended with the peer and its `-Proto`
 /// and `-Host` are kept; from anyone else, whatever forwarding headers the client sent
@@ -81,13 +94,22 @@ pub fn add_forwarded(
     via_trusted_proxy: bool,
 ) {
     let client_ip = client.ip().to_string();
-    let forwarded_for = match headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-        .filter(|_| via_trusted_proxy)
-    {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {client_ip}"),
-        _ => client_ip,
+    // Every line of a trusted chain, in order: proxies may each add a line.
+    let existing: Vec<&str> = if via_trusted_proxy {
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let forwarded_for = if existing.is_empty() {
+        client_ip
+    } else {
+        format!("{}, {client_ip}", existing.join(", "))
     };
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR.clone(), value);

@@ -62,10 +62,12 @@ impl Trust {
     /// removes the credential header (it is Sidelight's, never the model's).
     pub fn caller(&self, peer: IpAddr, headers: &mut HeaderMap) -> Caller {
         let via_trusted_proxy = self.hops > 0 || listed(&self.proxies, peer);
-        let address = if via_trusted_proxy {
+        // `None`: the chain was unreadable where the client should be. The client is then
+        // unknown: never trusted by address, and limited under the peer's address.
+        let resolved = if via_trusted_proxy {
             self.client_behind_proxies(peer, headers)
         } else {
-            peer
+            Some(peer)
         };
         let credential = headers.remove(&CREDENTIAL);
         let by_credential = credential.is_some_and(|value| {
@@ -79,45 +81,42 @@ impl Trust {
                 .into()
         });
         Caller {
-            address,
-            trusted: by_credential || listed(&self.sources, address),
+            address: resolved.unwrap_or(peer),
+            trusted: by_credential || resolved.is_some_and(|a| listed(&self.sources, a)),
             via_trusted_proxy,
         }
     }
 
-    fn client_behind_proxies(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    /// The client behind trusted proxies, from every `X-Forwarded-For` line in order
+    /// (entries split on commas, each parsed on its own, so that one bad byte spoils
+    /// only its own entry); `None` when the entry where the client should be is not an
+    /// address.
+    fn client_behind_proxies(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
         let mut chain: Vec<Option<IpAddr>> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
-            .flat_map(|value| value.to_str().unwrap_or("?").split(','))
-            .map(|entry| entry.trim().parse().ok())
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .map(|entry| {
+                std::str::from_utf8(entry.trim_ascii())
+                    .ok()
+                    .and_then(|e| e.parse().ok())
+            })
             .collect();
         chain.push(Some(peer));
         if self.hops > 0 {
-            // The peer is hop 1; the client is the entry `hops` places before it.
-            let index = chain.len().saturating_sub(self.hops + 1);
-            return chain
-                .get(index)
-                .copied()
-                .flatten()
-                // Garbage where the client should be: the nearest address a trusted
-                // proxy wrote stands in for it.
-                .or_else(|| chain[index + 1..].iter().copied().flatten().next())
-                .unwrap_or(peer);
+            // The peer is hop 1; the client is the entry `hops` places before it, or the
+            // leftmost when the chain is shorter.
+            let index = chain.len().saturating_sub(self.hops.saturating_add(1));
+            return chain.get(index).copied().flatten();
         }
-        let mut client = peer;
         for entry in chain.iter().rev() {
-            match entry {
-                Some(address) => {
-                    client = *address;
-                    if !listed(&self.proxies, *address) {
-                        break;
-                    }
-                }
-                None => break,
+            let address = (*entry)?;
+            if !listed(&self.proxies, address) {
+                return Some(address);
             }
         }
-        client
+        // Every hop a listed proxy: the leftmost is the best there is.
+        chain.first().copied().flatten()
     }
 }
 
@@ -184,9 +183,25 @@ mod tests {
         // Fewer entries than hops: the leftmost is the best there is.
         let short = rules.caller(ip("10.0.0.2"), &mut HeaderMap::new());
         assert_eq!(short.address, ip("10.0.0.2"));
-        // Garbage where the client should be is not a way to become the proxy.
+        // Garbage where the client should be is not a way to become the proxy: the
+        // client is unknown, trusted by no address.
+        let rules = trust("forwarded_hops = 2\nsources = [\"10.0.0.0/8\"]");
         let garbage = rules.caller(ip("10.0.0.2"), &mut forwarded("nonsense, 10.0.0.1"));
-        assert_eq!(garbage.address, ip("10.0.0.1"));
+        assert!(!garbage.trusted);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"198.51.100.7\xff, 10.0.0.1").unwrap(),
+        );
+        assert!(!rules.caller(ip("10.0.0.2"), &mut headers).trusted);
+        // Several lines are one chain.
+        let mut headers = HeaderMap::new();
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.7"));
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        assert_eq!(
+            rules.caller(ip("10.0.0.2"), &mut headers).address,
+            ip("198.51.100.7")
+        );
     }
 
     #[test]

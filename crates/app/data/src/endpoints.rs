@@ -79,8 +79,15 @@ impl FeedbackLimit {
         }
     }
 
-    /// Counts one report from `client` at `now_ms`; whether it is within the limit.
+    /// Counts one report from `client` at `now_ms`; whether it is within the limit. An
+    /// IPv6 client counts by its /64, which one host usually holds whole.
     pub fn admit(&self, client: IpAddr, now_ms: i64) -> bool {
+        let client = match client {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into())
+            }
+            other => other,
+        };
         let minute = u64::try_from(now_ms / 60_000).unwrap_or(0);
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         let (current, counts, overflow) = &mut *window;
@@ -227,6 +234,12 @@ mod tests {
         assert!(!limit.admit(a, 2), "the third in a minute");
         assert!(limit.admit(b, 3), "another client has its own count");
         assert!(limit.admit(a, 60_000), "a new minute starts afresh");
+        let (c, d): (IpAddr, IpAddr) = (
+            "2001:db8::1".parse().unwrap_or(a),
+            "2001:db8::2".parse().unwrap_or(b),
+        );
+        assert!(limit.admit(c, 60_001) && limit.admit(d, 60_002));
+        assert!(!limit.admit(c, 60_003), "one /64, one count");
     }
 
     #[test]

@@ -695,6 +695,13 @@ async fn augment(
     // Only full consent lets a row into the training window.
     let train = !ask.probe && ask.consent == Consent::Full;
 
+    // Text values past the route's limit are cut before the rows reach anything that
+    // keeps them (the training window, the monitor, the probe check's store); the audit
+    // log has the request as it was sent.
+    let max_cell = live.config.limits.max_cell_bytes;
+    for value in rows.rows.iter_mut().flatten() {
+        crate::live::cut_text(value, max_cell);
+    }
     let max_rows = live.config.limits.max_rows;
     if rows.rows.len() > max_rows {
         metrics.limit_hit("max_rows");
@@ -869,10 +876,14 @@ async fn augment(
                 })
                 .collect(),
         };
-        let cells = stored.rows.len() * stored.names.len();
+        let bytes = stored
+            .rows
+            .iter()
+            .map(|row| crate::live::row_weight(row))
+            .sum();
         stores
             .requests
-            .insert_new(key, Arc::new(stored), cells, subject.clone());
+            .insert_new(key, Arc::new(stored), bytes, subject.clone());
     }
     let mut response = attach(
         live,

@@ -158,6 +158,7 @@ impl ForwardShared {
             .get(header::CONTENT_TYPE)
             .is_some_and(headers::is_json);
         headers::remove_hop_by_hop(&mut parts.headers);
+        headers::remove_sidelight(&mut parts.headers);
         // The client is always known for accepted connections; a missing address only
         // happens for requests built in-process, which get no X-Forwarded-For.
         if let Some(ClientAddr(client)) = parts.extensions.get::<ClientAddr>().copied() {

@@ -85,11 +85,15 @@ where
             .extensions()
             .get::<ClientRequestId>()
             .is_some_and(|c| c.0);
+        let trusted = request
+            .extensions()
+            .get::<crate::trust::Caller>()
+            .is_some_and(|c| c.trusted);
         // The service that was made ready goes into the future; a fresh clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let id = audit.unique_id(&request_id, supplied).await;
+            let id = audit.unique_id(&request_id, supplied, !trusted).await;
             request
                 .extensions_mut()
                 .insert(RecordId(Arc::from(id.as_str())));

@@ -202,6 +202,15 @@ pub async fn feedback(
     if !trusted && !shown {
         return unknown_record();
     }
+    // A protected attribute places the record's rows in a group: only a trusted client
+    // may say which (the record's own token is held by the client it is about).
+    if attributes.is_some() && !trusted {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "attributes_need_trust",
+            "protected attributes are accepted only from trusted clients ([server.trust])",
+        );
+    }
     let row = match body.get("row") {
         None | Some(Json::Null) => None,
         Some(r) => match r.as_u64().and_then(|r| usize::try_from(r).ok()) {

@@ -168,10 +168,15 @@ where
             .insert(headers::ClientRequestId(supplied));
         request.extensions_mut().insert(route.clone());
         let metrics = self.metrics.clone();
+        let busy = request
+            .extensions()
+            .get::<Arc<Activity>>()
+            .map(|activity| activity.begin());
         // Take the service that was driven to readiness, leave a fresh clone behind.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
+            let _busy = busy;
             let _in_flight = InFlight::enter(&metrics);
             let Ok(mut response) = inner.oneshot(request).await;
             if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>().copied() {
@@ -271,5 +276,62 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// What a client connection is doing, for its idle timeout: when it last began or
+/// finished a request, and how many of its requests are in flight. The listener puts
+/// it on each request; `Observe` holds the connection busy while the request is
+/// answered, so that a long request is never taken for idleness.
+#[derive(Debug)]
+pub struct Activity {
+    /// Milliseconds from `epoch`.
+    last_ms: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicUsize,
+    epoch: tokio::time::Instant,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            epoch: tokio::time::Instant::now(),
+        })
+    }
+
+    /// Notes that a request began now.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Holds the connection busy until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// Since when the connection has been idle; `None` while a request is in flight.
+    pub fn idle_since(&self) -> Option<tokio::time::Instant> {
+        (self.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0).then(|| {
+            self.epoch
+                + std::time::Duration::from_millis(
+                    self.last_ms.load(std::sync::atomic::Ordering::Relaxed),
+                )
+        })
+    }
+}
+
+/// A request in flight on a connection; see [`Activity`].
+pub struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -139,20 +139,24 @@ pub struct WindowRow {
 impl WindowRow {
     /// Roughly what the row holds in memory, in bytes (`surrogate.window_bytes`).
     pub fn weight(&self) -> usize {
-        let text: usize = self
-            .row
-            .iter()
-            .map(|v| match v {
-                Value::Text(t) => t.len(),
-                _ => 0,
-            })
-            .sum();
-        std::mem::size_of::<Value>() * self.row.len() + text + 8 * self.output.len() + 64
+        row_weight(&self.row) + 8 * self.output.len() + 64
     }
 }
 
+/// Roughly what a row's values hold in memory, in bytes: text values weigh their length.
+pub fn row_weight(row: &[Value]) -> usize {
+    let text: usize = row
+        .iter()
+        .map(|v| match v {
+            Value::Text(t) => t.len(),
+            _ => 0,
+        })
+        .sum();
+    std::mem::size_of::<Value>() * row.len() + text
+}
+
 /// Cuts a text value to at most `max` bytes, at a character boundary.
-fn cut_text(value: &mut Value, max: usize) {
+pub fn cut_text(value: &mut Value, max: usize) {
     if let Value::Text(text) = value {
         if text.len() > max {
             let mut end = max;

@@ -46,8 +46,18 @@ impl RouteLive {
             rows,
             outputs,
         });
+        // Bounded like the window: by rows and by bytes (names included, which a client
+        // chooses).
         let capacity = self.config.surrogate.window_rows;
-        while pending.iter().map(|p| p.rows.len()).sum::<usize>() > capacity && pending.len() > 1 {
+        let max_bytes = self.config.surrogate.window_bytes;
+        let weight = |p: &Pending| {
+            p.rows.iter().map(|r| super::row_weight(r)).sum::<usize>()
+                + p.names.iter().map(String::len).sum::<usize>()
+        };
+        while pending.len() > 1
+            && (pending.iter().map(|p| p.rows.len()).sum::<usize>() > capacity
+                || pending.iter().map(weight).sum::<usize>() > max_bytes)
+        {
             pending.pop_front();
         }
     }
