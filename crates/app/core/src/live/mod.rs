@@ -152,7 +152,7 @@ pub fn row_weight(row: &[Value]) -> usize {
             _ => 0,
         })
         .sum();
-    std::mem::size_of::<Value>() * row.len() + text
+    std::mem::size_of_val(row) + text
 }
 
 /// Cuts a text value to at most `max` bytes, at a character boundary.
