@@ -18,7 +18,10 @@ Two phases of --seconds each, measured in one run:
              explaining and next-step search one request may ask for), requests of
              60,000 keys, rows with 900 KB text cells, and bursts of outcome reports.
 
-Printed side by side: the normal client's p50 and p99 in both phases and their ratio
+A third phase keeps the attack on Sidelight while the normal client asks the model
+directly: on one shared machine it says how much of the slowdown is the machine's.
+
+Printed side by side: the normal client's p50 and p99 in each phase and the ratios
 (the goal: hostile p99 within 2x of calm p99), the proxy's peak RSS in each phase
 against its configured memory budgets, and the limits that bit (from /metrics). The exit
 status is 1 when the p99 ratio is above --max-ratio or the peak RSS above --rss-cap-mib.
@@ -72,7 +75,7 @@ class Attacker(threading.Thread):
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
-                path = "/v1/feedback" if self.kind == "feedback" else ROUTE
+                path = "/v1/feedback" if self.kind.startswith("feedback") else ROUTE
                 conn.request("POST", path, self.body, {"content-type": "application/json"})
                 answer = conn.getresponse()
                 answer.read()
@@ -102,14 +105,14 @@ def sample_rss(pid, stop, peak):
         time.sleep(0.1)
 
 
-def phase(pid, seconds, rate, attackers):
+def phase(pid, seconds, rate, attackers, port=PORT):
     stop, peak = threading.Event(), [rss_kib(pid)]
     sampler = threading.Thread(target=sample_rss, args=(pid, stop, peak), daemon=True)
     sampler.start()
     for a in attackers:
         a.start()
     time.sleep(1 if attackers else 0)
-    result = oha(PORT, seconds, rate, 4, body_of([applications()[5]]))
+    result = oha(port, seconds, rate, 4, body_of([applications()[5]]))
     for a in attackers:
         a.stop.set()
     stop.set()
@@ -165,6 +168,16 @@ def main():
         for a in attackers:
             a.stop = stop
         hostile, hostile_rss = phase(proxy.pid, args.seconds, args.rate, attackers)
+        # The same attack through Sidelight while the normal client asks the model
+        # directly: what the attack costs a request that never meets Sidelight's
+        # workers, i.e. the machine's share of the slowdown (everything here shares
+        # its cores: the model, the attackers, the load generator).
+        stop = threading.Event()
+        again = [Attacker(kind, body, stop, {})
+                 for kind, body in attacks(apps) for _ in range(args.hostile)]
+        for a in again:
+            a.stop = stop
+        direct, _ = phase(proxy.pid, args.seconds, args.rate, again, port=MODEL_PORT)
 
         ratio = hostile["p99_ms"] / calm["p99_ms"] if calm["p99_ms"] else float("inf")
         print(f"\nnormal client, {args.rate} single-row requests/s, {args.seconds} s per phase\n")
@@ -173,7 +186,12 @@ def main():
         for name, r, rss in [("calm", calm, calm_rss), ("hostile", hostile, hostile_rss)]:
             print(f"| {name:7} | {r['p50_ms']:6.2f} | {r['p99_ms']:6.2f} | {r['errors']:6} "
                   f"| {rss:12.0f} |")
+        print(f"| direct  | {direct['p50_ms']:6.2f} | {direct['p99_ms']:6.2f} | "
+              f"{direct['errors']:6} |  (the model) |")
         print(f"\np99 hostile / calm: {ratio:.2f}x (goal: at most {args.max_ratio}x)")
+        if direct["p99_ms"]:
+            print(f"p99 hostile through Sidelight / hostile straight to the model: "
+                  f"{hostile['p99_ms'] / direct['p99_ms']:.2f}x")
         print("memory budgets configured: training window 64 MiB, explanation store 64 MiB")
         print("\nhostile requests answered, by attack and x-sidelight-status:")
         for (kind, status), n in sorted(counts.items()):

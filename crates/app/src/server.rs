@@ -63,7 +63,7 @@ pub enum StartError {
     )]
     Compute {
         threads: usize,
-        source: rayon::ThreadPoolBuildError,
+        source: std::io::Error,
     },
     /// A listener could not be bound.
     #[error("cannot listen on {addr} (from key `{key}`): {source}")]

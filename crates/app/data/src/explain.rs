@@ -579,11 +579,11 @@ fn find_member<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a serde
     }
 }
 
-/// What the compute pool needs to explain a request's rows, owned, so that the data
-/// worker is free while it runs.
+/// What the compute pool needs to explain a request's rows, shared by its chunks, so
+/// that the data worker is free while they run.
 struct ExplainJob {
     /// In the surrogate's order.
-    rows: Vec<Vec<Value>>,
+    rows: Arc<Vec<Vec<Value>>>,
     outputs: Vec<Vec<f64>>,
     live: Arc<RouteLive>,
     model: Arc<crate::live::LiveModel>,
@@ -593,17 +593,17 @@ struct ExplainJob {
     consent: Consent,
     audited: bool,
     abandoned: Abandoned,
+    /// No next step is searched for after this (`limits.next_step_budget`).
+    next_steps_until: std::time::Instant,
 }
 
-/// The rows back, with their explanations (or why there are none).
-struct ExplainDone {
-    rows: Vec<Vec<Value>>,
-    explanations: Result<Vec<RowExplanation>, String>,
-}
+/// Rows of a request explained per turn on the compute pool: small enough that a large
+/// batch lets other requests in between, large enough to cost little in hand-offs.
+const ROWS_PER_CHUNK: usize = 16;
 
 impl ExplainJob {
-    fn run(self) -> ExplainDone {
-        use rayon::prelude::*;
+    /// Explains the rows in `range`.
+    fn explain(&self, range: std::ops::Range<usize>) -> Vec<Result<RowExplanation, String>> {
         let narrate = Narrate {
             audience: self.audience,
             locale: &self.locale,
@@ -612,30 +612,69 @@ impl ExplainJob {
             config: &self.live.config,
             consent: self.consent,
             audited: self.audited,
-            next_steps_until: Some(
-                std::time::Instant::now() + self.live.config.limits.next_step_budget,
-            ),
+            next_steps_until: Some(self.next_steps_until),
         };
-        let (model, abandoned, id) = (&self.model, &self.abandoned, &self.request_id);
-        let explanations = self
-            .rows
-            .par_iter()
-            .zip(self.outputs.par_iter())
-            .enumerate()
-            .map(|(i, (row, output))| {
-                if abandoned.is_set() {
+        range
+            .map(|i| {
+                if self.abandoned.is_set() {
                     return Err("abandoned: the request's budget ran out".to_owned());
                 }
-                model
-                    .explain(format!("{id}:{i}"), row, output, &narrate)
+                let (Some(row), Some(output)) = (self.rows.get(i), self.outputs.get(i)) else {
+                    return Err(format!("no row {i}"));
+                };
+                self.model
+                    .explain(format!("{}:{i}", self.request_id), row, output, &narrate)
                     .map_err(|e| e.to_string())
             })
-            .collect();
-        ExplainDone {
-            rows: self.rows,
-            explanations,
+            .collect()
+    }
+}
+
+/// A request's rows and the model's outputs, read on the compute pool.
+struct Prepared {
+    rows: sidelight_protocol::Rows,
+    outputs: Vec<Vec<f64>>,
+    /// The features as the audit record keeps them (before any text is cut).
+    features: Option<serde_json::Value>,
+    outputs_json: Option<serde_json::Value>,
+}
+
+/// Parses the request and the model's answer in the route's protocol and names the
+/// columns; or the `x-sidelight-status` saying why they cannot be explained. Text values
+/// past `limits.max_cell_bytes` are cut before the rows reach anything that keeps them
+/// (the training window, the monitor, the probe check's store); the audit record's
+/// features are taken before, and its payload is the request as sent.
+fn prepare(
+    live: &RouteLive,
+    request_bytes: &[u8],
+    response_bytes: &[u8],
+    target: &str,
+) -> Result<Prepared, String> {
+    let mut rows = adapter::parse_request(&live.protocol, request_bytes)
+        .map_err(|error| error.reason().to_owned())?;
+    live.map_columns(&mut rows)
+        .map_err(|problem| problem.status())?;
+    if live.columns.wants_extras() {
+        if let Some(extras) = adapter::request_extras(&live.protocol, request_bytes) {
+            live.columns.set_extras(extras, target);
         }
     }
+    let outputs = adapter::parse_response(&live.protocol, response_bytes, rows.rows.len())
+        .map_err(|error| error.reason().to_owned())?;
+    let features = serde_json::to_value(&rows.rows)
+        .ok()
+        .map(|rows_json| serde_json::json!({ "names": rows.names, "rows": rows_json }));
+    let outputs_json = serde_json::to_value(&outputs.rows).ok();
+    let max_cell = live.config.limits.max_cell_bytes;
+    for value in rows.rows.iter_mut().flatten() {
+        crate::live::cut_text(value, max_cell);
+    }
+    Ok(Prepared {
+        rows,
+        outputs: outputs.rows,
+        features,
+        outputs_json,
+    })
 }
 
 /// Counts a batch the training window refused; a change of output width is the
@@ -670,38 +709,52 @@ async fn augment(
         };
     let rebuild = |parts, body| Response::from_parts(parts, body);
     let metrics = stores.metrics;
-
-    let mut rows = match adapter::parse_request(&live.protocol, &request_bytes) {
-        Ok(rows) => rows,
-        Err(error) => return pass_through(rebuild(parts, body), error.reason()),
+    // Everything from here on that costs CPU in proportion to the request (parsing it
+    // and the answer, explaining its rows) runs on the compute pool, within one budget;
+    // this worker only waits, and goes on forwarding other requests meanwhile.
+    let budget = live.config.limits.budget;
+    let deadline = tokio::time::Instant::now() + budget;
+    let over_budget = || {
+        metrics.limit_hit("budget");
+        format!(
+            "explain_budget_exceeded; budget={}",
+            humantime::format_duration(budget)
+        )
     };
-    if let Err(problem) = live.map_columns(&mut rows) {
-        return pass_through(rebuild(parts, body), &problem.status());
-    }
-    if live.columns.wants_extras() {
-        if let Some(extras) = adapter::request_extras(&live.protocol, &request_bytes) {
-            live.columns.set_extras(extras, &ask.target);
+    let prepared = {
+        let (live, target) = (live.clone(), ask.target.clone());
+        let (request_bytes, response_bytes) = (request_bytes.clone(), response_bytes.clone());
+        stores.pool.submit_chunked(1, 1, move |_| {
+            vec![prepare(&live, &request_bytes, &response_bytes, &target)]
+        })
+    };
+    let prepared = match prepared {
+        Err(PoolFull) => {
+            metrics.limit_hit("compute_queue");
+            return pass_through(rebuild(parts, body), "explain_overloaded");
         }
-    }
-    let outputs = match adapter::parse_response(&live.protocol, &response_bytes, rows.rows.len()) {
-        Ok(outputs) => outputs,
-        Err(error) => return pass_through(rebuild(parts, body), error.reason()),
+        Ok(done) => match tokio::time::timeout_at(deadline, done).await {
+            Ok(Ok(mut done)) => done.pop(),
+            Ok(Err(_)) => None,
+            Err(_) => return pass_through(rebuild(parts, body), &over_budget()),
+        },
     };
-    facts.features = serde_json::to_value(&rows.rows)
-        .ok()
-        .map(|rows_json| serde_json::json!({ "names": rows.names, "rows": rows_json }));
+    let Prepared {
+        rows,
+        outputs,
+        features,
+        outputs_json,
+    } = match prepared {
+        Some(Ok(prepared)) => prepared,
+        Some(Err(status)) => return pass_through(rebuild(parts, body), &status),
+        None => return pass_through(rebuild(parts, body), "explain_failed"),
+    };
+    facts.features = features;
     let subject = facts.subject.clone();
-    facts.outputs = serde_json::to_value(&outputs.rows).ok();
+    facts.outputs = outputs_json;
     // Only full consent lets a row into the training window.
     let train = !ask.probe && ask.consent == Consent::Full;
 
-    // Text values past the route's limit are cut before the rows reach anything that
-    // keeps them (the training window, the monitor, the probe check's store); the audit
-    // log has the request as it was sent.
-    let max_cell = live.config.limits.max_cell_bytes;
-    for value in rows.rows.iter_mut().flatten() {
-        crate::live::cut_text(value, max_cell);
-    }
     let max_rows = live.config.limits.max_rows;
     if rows.rows.len() > max_rows {
         metrics.limit_hit("max_rows");
@@ -714,9 +767,7 @@ async fn augment(
     if ask.attach == AttachMode::Off {
         // Nothing will be attached: learn from the traffic, spend nothing on explaining.
         if train {
-            if let Err(refused) =
-                live.observe(&rows.names, rows.rows, outputs.rows, subject.as_ref())
-            {
+            if let Err(refused) = live.observe(&rows.names, rows.rows, outputs, subject.as_ref()) {
                 count_refusal(metrics, refused);
             }
         }
@@ -728,17 +779,18 @@ async fn augment(
         // The same route can answer differently per request (MLServer returns labels
         // unless asked for probabilities): a surrogate of probabilities cannot explain a
         // label, so such answers pass through rather than get a misleading explanation.
-        if outputs.rows.iter().any(|o| o.len() != width) {
+        if outputs.iter().any(|o| o.len() != width) {
             return pass_through(rebuild(parts, body), "output_shape_changed");
         }
     }
     // The rows are explained on the compute pool while this worker trains on them and
-    // goes on serving; the answer waits for them at most `limits.budget`.
-    let budget = live.config.limits.budget;
+    // goes on serving; the answer waits for them until the budget's deadline.
+    let mut ordered = Arc::new(Vec::new());
     let submitted = model.as_ref().map(|model| {
+        ordered = Arc::new(live.schema_order(&rows.names, model, &rows.rows));
         let job = ExplainJob {
-            rows: live.schema_order(&rows.names, model, &rows.rows),
-            outputs: outputs.rows.clone(),
+            rows: ordered.clone(),
+            outputs: outputs.clone(),
             live: live.clone(),
             model: model.clone(),
             request_id: ask.request_id.clone(),
@@ -747,17 +799,19 @@ async fn augment(
             consent: ask.consent,
             audited: audit.is_some(),
             abandoned: Abandoned::default(),
+            next_steps_until: std::time::Instant::now() + live.config.limits.next_step_budget,
         };
         let abandoned = job.abandoned.clone();
+        let len = job.rows.len();
         stores
             .pool
-            .submit(move || job.run())
+            .submit_chunked(len, ROWS_PER_CHUNK, move |range| job.explain(range))
             .map(|done| (done, abandoned))
     });
     // Probe calls (and requests marked like them) ask about made-up rows: training on
     // them would teach the surrogate a distribution that is not the traffic's.
     if train {
-        if let Err(refused) = live.observe(&rows.names, rows.rows, outputs.rows, subject.as_ref()) {
+        if let Err(refused) = live.observe(&rows.names, rows.rows, outputs, subject.as_ref()) {
             count_refusal(metrics, refused);
         }
     }
@@ -771,23 +825,17 @@ async fn augment(
             metrics.limit_hit("compute_queue");
             return pass_through(rebuild(parts, body), "explain_overloaded");
         }
-        Some(Ok((done, abandoned))) => match tokio::time::timeout(budget, done).await {
+        Some(Ok((done, abandoned))) => match tokio::time::timeout_at(deadline, done).await {
             Ok(Ok(done)) => done,
             // The job panicked (and was logged); the request loses only its explanation.
             Ok(Err(_)) => return pass_through(rebuild(parts, body), "explain_failed"),
             Err(_) => {
                 abandoned.set();
-                metrics.limit_hit("budget");
-                let status = format!(
-                    "explain_budget_exceeded; budget={}",
-                    humantime::format_duration(budget)
-                );
-                return pass_through(rebuild(parts, body), &status);
+                return pass_through(rebuild(parts, body), &over_budget());
             }
         },
     };
-    let ordered = done.rows;
-    let explanations = match done.explanations {
+    let explanations = match done.into_iter().collect::<Result<Vec<_>, _>>() {
         Ok(explanations) => explanations,
         Err(error) => {
             tracing::debug!(route = %live.route, %error, "explanation failed");
@@ -864,7 +912,7 @@ async fn augment(
             route: live.clone(),
             target: ask.target.clone(),
             names: model.names().to_vec(),
-            rows: ordered,
+            rows: Arc::unwrap_or_clone(ordered),
             explanations: explanations
                 .iter()
                 .map(|e| StoredExplanation {
