@@ -21,22 +21,28 @@ pub struct ComputePool {
     max_accepted: usize,
 }
 
-/// The one first-in-first-out queue every compute thread takes its next task from (a
-/// work-stealing pool would run a batch's own next chunk first, and a large batch would
-/// hold its thread until done).
+/// Which queue a job's tasks wait in: small requests (a few rows, a few KiB) are taken
+/// before anything large, so that a client sending the costliest requests the limits
+/// allow delays the others by at most the task each thread is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Small,
+    Large,
+}
+
+/// The first-in-first-out queues every compute thread takes its next task from, small
+/// first (a work-stealing pool would run a batch's own next chunk first, and a large
+/// batch would hold its thread until done).
 #[derive(Default)]
 struct Queue {
-    tasks: Mutex<VecDeque<Task>>,
+    tasks: Mutex<[VecDeque<Task>; 2]>,
     ready: Condvar,
     stopped: AtomicBool,
 }
 
 impl Queue {
-    fn push(&self, task: Task) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(task);
+    fn push(&self, lane: Lane, task: Task) {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)[lane as usize].push_back(task);
         self.ready.notify_one();
     }
 
@@ -47,7 +53,7 @@ impl Queue {
             if self.stopped.load(Ordering::Acquire) {
                 return None;
             }
-            if let Some(task) = tasks.pop_front() {
+            if let Some(task) = tasks.iter_mut().find_map(VecDeque::pop_front) {
                 return Some(task);
             }
             tasks = self
@@ -88,7 +94,6 @@ impl ComputePool {
             std::thread::Builder::new()
                 .name(format!("sidelight-compute-{i}"))
                 .spawn(move || {
-                    lower_priority();
                     while let Some(task) = queue.pop() {
                         // A bug in one explanation must cost that request its
                         // explanation only: the batch sees its chunk fail.
@@ -117,6 +122,7 @@ impl ComputePool {
     /// dropped).
     pub fn submit_chunked<T, F>(
         self: &Arc<Self>,
+        lane: Lane,
         len: usize,
         chunk: usize,
         work: F,
@@ -143,6 +149,7 @@ impl ComputePool {
             remaining: AtomicUsize::new(ranges.len()),
             next: AtomicUsize::new(0),
             ranges,
+            lane,
             work: Box::new(work),
             done: std::sync::Mutex::new(Some(tx)),
             pool: self.clone(),
@@ -166,6 +173,7 @@ struct Batch<T: Send + 'static> {
     /// The next chunk to queue.
     next: AtomicUsize,
     ranges: Vec<std::ops::Range<usize>>,
+    lane: Lane,
     #[allow(clippy::type_complexity)]
     work: Box<dyn Fn(std::ops::Range<usize>) -> Vec<T> + Send + Sync>,
     done: std::sync::Mutex<Option<oneshot::Sender<Vec<T>>>>,
@@ -180,14 +188,17 @@ impl<T: Send + 'static> Batch<T> {
             return;
         };
         let part = Part(batch.clone());
-        batch.pool.queue.push(Box::new(move || {
-            // However the chunk ends (a panic included), the part's drop queues the next
-            // chunk and counts this one; the last one out finishes the batch.
-            let output = (part.0.work)(range);
-            if let Ok(mut parts) = part.0.parts.lock() {
-                parts[index] = Some(output);
-            }
-        }));
+        batch.pool.queue.push(
+            batch.lane,
+            Box::new(move || {
+                // However the chunk ends (a panic included), the part's drop queues the next
+                // chunk and counts this one; the last one out finishes the batch.
+                let output = (part.0.work)(range);
+                if let Ok(mut parts) = part.0.parts.lock() {
+                    parts[index] = Some(output);
+                }
+            }),
+        );
     }
 
     /// Sends the outputs in order when every chunk gave one, and frees the job's slot.
@@ -214,28 +225,6 @@ impl<T: Send + 'static> Drop for Part<T> {
         if self.0.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.finish();
         }
-    }
-}
-
-/// Gives the compute threads a lower share of the CPU than the data workers (nice 10):
-/// on a saturated machine a worker forwarding a request preempts an explanation, so the
-/// model's answers go on and the explanations take the budget's time instead. Lowering
-/// a thread's priority needs no privilege.
-fn lower_priority() {
-    use thread_priority::{
-        NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
-        set_thread_priority_and_policy, thread_native_id,
-    };
-    // 25 of 99 maps to nice 10 on Linux.
-    let Ok(value) = ThreadPriorityValue::try_from(25u8) else {
-        return;
-    };
-    if let Err(error) = set_thread_priority_and_policy(
-        thread_native_id(),
-        ThreadPriority::Crossplatform(value),
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
-    ) {
-        tracing::debug!(?error, "could not lower a compute thread's priority");
     }
 }
 
@@ -266,15 +255,18 @@ mod tests {
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let wait = std::sync::Mutex::new(wait);
         let blocked = pool
-            .submit_chunked(1, 1, move |_| {
+            .submit_chunked(Lane::Large, 1, 1, move |_| {
                 let _ = wait.lock().unwrap().recv();
                 vec![1]
             })
             .unwrap();
         let queued = pool
-            .submit_chunked(3, 2, |r| r.collect::<Vec<_>>())
+            .submit_chunked(Lane::Large, 3, 2, |r| r.collect::<Vec<_>>())
             .unwrap();
-        assert_eq!(pool.submit_chunked(1, 1, |_| vec![3]).err(), Some(PoolFull));
+        assert_eq!(
+            pool.submit_chunked(Lane::Large, 1, 1, |_| vec![3]).err(),
+            Some(PoolFull)
+        );
         release.send(()).unwrap();
         assert_eq!(blocked.await.unwrap(), [1]);
         assert_eq!(
@@ -284,20 +276,20 @@ mod tests {
         );
         // A chunk that panics fails its batch and gives the slot back.
         let failed = pool
-            .submit_chunked(4, 1, |r| {
+            .submit_chunked(Lane::Large, 4, 1, |r| {
                 assert!(r.start != 2, "a bug in one chunk");
                 vec![r.start]
             })
             .unwrap();
         assert!(failed.await.is_err());
         let nothing: Vec<u8> = pool
-            .submit_chunked(0, 1, |_| vec![0u8])
+            .submit_chunked(Lane::Large, 0, 1, |_| vec![0u8])
             .unwrap()
             .await
             .unwrap();
         assert!(nothing.is_empty());
         assert_eq!(
-            pool.submit_chunked(2, 5, |r| r.collect::<Vec<_>>())
+            pool.submit_chunked(Lane::Large, 2, 5, |r| r.collect::<Vec<_>>())
                 .unwrap()
                 .await
                 .unwrap(),
@@ -306,12 +298,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_small_job_does_not_wait_for_a_large_batch_to_finish() {
+    async fn a_small_job_goes_before_a_large_batchs_queued_chunks() {
         let pool = Arc::new(ComputePool::new(1, 4).unwrap());
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = order.clone();
         let large = pool
-            .submit_chunked(20, 1, move |r| {
+            .submit_chunked(Lane::Large, 20, 1, move |r| {
                 std::thread::sleep(std::time::Duration::from_millis(5));
                 seen.lock().unwrap().push("large");
                 r.collect::<Vec<_>>()
@@ -320,7 +312,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(12));
         let seen = order.clone();
         let small = pool
-            .submit_chunked(1, 1, move |_| {
+            .submit_chunked(Lane::Small, 1, 1, move |_| {
                 seen.lock().unwrap().push("small");
                 vec![0]
             })

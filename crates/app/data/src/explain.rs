@@ -22,7 +22,7 @@ use tower::{Layer, Service};
 
 use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full};
-use crate::compute::{Abandoned, ComputePool, PoolFull};
+use crate::compute::{Abandoned, ComputePool, Lane, PoolFull};
 use crate::config::{AttachMode, Audience, GpcRule, PrivacyConfig, SUBJECT_HEADER};
 use crate::error::ProxyError;
 use crate::handoff::Handoff;
@@ -601,6 +601,10 @@ struct ExplainJob {
 /// batch lets other requests in between, large enough to cost little in hand-offs.
 const ROWS_PER_CHUNK: usize = 16;
 
+/// A request body up to this size, with rows that fit one chunk, has its work queued in
+/// the compute pool's small lane, ahead of large requests.
+const SMALL_REQUEST_BYTES: usize = 16 * 1024;
+
 impl ExplainJob {
     /// Explains the rows in `range`.
     fn explain(&self, range: std::ops::Range<usize>) -> Vec<Result<RowExplanation, String>> {
@@ -721,10 +725,15 @@ async fn augment(
             humantime::format_duration(budget)
         )
     };
+    let lane = if request_bytes.len() <= SMALL_REQUEST_BYTES {
+        Lane::Small
+    } else {
+        Lane::Large
+    };
     let prepared = {
         let (live, target) = (live.clone(), ask.target.clone());
         let (request_bytes, response_bytes) = (request_bytes.clone(), response_bytes.clone());
-        stores.pool.submit_chunked(1, 1, move |_| {
+        stores.pool.submit_chunked(lane, 1, 1, move |_| {
             vec![prepare(&live, &request_bytes, &response_bytes, &target)]
         })
     };
@@ -803,9 +812,14 @@ async fn augment(
         };
         let abandoned = job.abandoned.clone();
         let len = job.rows.len();
+        let lane = if len > ROWS_PER_CHUNK {
+            Lane::Large
+        } else {
+            lane
+        };
         stores
             .pool
-            .submit_chunked(len, ROWS_PER_CHUNK, move |range| job.explain(range))
+            .submit_chunked(lane, len, ROWS_PER_CHUNK, move |range| job.explain(range))
             .map(|done| (done, abandoned))
     });
     // Probe calls (and requests marked like them) ask about made-up rows: training on
