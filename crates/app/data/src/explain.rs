@@ -606,6 +606,29 @@ const ROWS_PER_CHUNK: usize = 16;
 const SMALL_REQUEST_BYTES: usize = 16 * 1024;
 
 impl ExplainJob {
+    /// For a small request read in the same turn: its rows in the surrogate's order and
+    /// their explanations, when they fit one chunk and the route may explain them now;
+    /// `None` leaves it to the worker's checks (row cap, output shape) and the chunked
+    /// path.
+    #[allow(clippy::type_complexity)]
+    fn explain_all(
+        mut self,
+        prepared: &Prepared,
+    ) -> Option<(Arc<Vec<Vec<Value>>>, Vec<Result<RowExplanation, String>>)> {
+        let width = self.model.surrogate.output().n_outputs();
+        let rows = &prepared.rows;
+        if rows.rows.len() > ROWS_PER_CHUNK
+            || rows.rows.len() > self.live.config.limits.max_rows
+            || prepared.outputs.iter().any(|o| o.len() != width)
+        {
+            return None;
+        }
+        self.rows = Arc::new(self.live.schema_order(&rows.names, &self.model, &rows.rows));
+        self.outputs = prepared.outputs.clone();
+        let explained = self.explain(0..self.rows.len());
+        Some((self.rows, explained))
+    }
+
     /// Explains the rows in `range`.
     fn explain(&self, range: std::ops::Range<usize>) -> Vec<Result<RowExplanation, String>> {
         let narrate = Narrate {
@@ -730,21 +753,47 @@ async fn augment(
     } else {
         Lane::Large
     };
+    let model = live.model.load_full();
+    // A small request is read and explained in one turn on the pool (one hand-off, not
+    // two); a larger one is read first, then explained in chunks.
+    let at_once = model
+        .clone()
+        .filter(|_| lane == Lane::Small && ask.attach != AttachMode::Off)
+        .map(|model| ExplainJob {
+            rows: Arc::new(Vec::new()),
+            outputs: Vec::new(),
+            live: live.clone(),
+            model,
+            request_id: ask.request_id.clone(),
+            audience: ask.audience,
+            locale: live.narrator.negotiate(ask.accept_language.as_deref()),
+            consent: ask.consent,
+            audited: audit.is_some(),
+            abandoned: Abandoned::default(),
+            next_steps_until: std::time::Instant::now() + live.config.limits.next_step_budget,
+        });
     let prepared = {
         let (live, target) = (live.clone(), ask.target.clone());
         let (request_bytes, response_bytes) = (request_bytes.clone(), response_bytes.clone());
+        let at_once = std::sync::Mutex::new(at_once);
         stores.pool.submit_chunked(lane, 1, 1, move |_| {
-            vec![prepare(&live, &request_bytes, &response_bytes, &target)]
+            let prepared = prepare(&live, &request_bytes, &response_bytes, &target);
+            let job = at_once.lock().ok().and_then(|mut job| job.take());
+            let explained = match (&prepared, job) {
+                (Ok(prepared), Some(job)) => job.explain_all(prepared),
+                _ => None,
+            };
+            vec![(prepared, explained)]
         })
     };
-    let prepared = match prepared {
+    let (prepared, explained_at_once) = match prepared {
         Err(PoolFull) => {
             metrics.limit_hit("compute_queue");
             return pass_through(rebuild(parts, body), "explain_overloaded");
         }
         Ok(done) => match tokio::time::timeout_at(deadline, done).await {
-            Ok(Ok(mut done)) => done.pop(),
-            Ok(Err(_)) => None,
+            Ok(Ok(mut done)) => done.pop().map_or((None, None), |(p, e)| (Some(p), e)),
+            Ok(Err(_)) => (None, None),
             Err(_) => return pass_through(rebuild(parts, body), &over_budget()),
         },
     };
@@ -782,7 +831,6 @@ async fn augment(
         }
         return pass_through(rebuild(parts, body), "observed; attach=off");
     }
-    let model = live.model.load_full();
     if let Some(model) = &model {
         let width = model.surrogate.output().n_outputs();
         // The same route can answer differently per request (MLServer returns labels
@@ -795,7 +843,12 @@ async fn augment(
     // The rows are explained on the compute pool while this worker trains on them and
     // goes on serving; the answer waits for them until the budget's deadline.
     let mut ordered = Arc::new(Vec::new());
-    let submitted = model.as_ref().map(|model| {
+    let mut ready = None;
+    if let Some((rows_in_order, explained)) = explained_at_once {
+        ordered = rows_in_order;
+        ready = Some(explained);
+    }
+    let submitted = model.as_ref().filter(|_| ready.is_none()).map(|model| {
         ordered = Arc::new(live.schema_order(&rows.names, model, &rows.rows));
         let job = ExplainJob {
             rows: ordered.clone(),
@@ -830,24 +883,27 @@ async fn augment(
         }
     }
 
-    let done = match submitted {
-        None => {
+    let done = match (ready, submitted) {
+        (Some(done), _) => done,
+        (None, None) => {
             let status = live.no_surrogate_status();
             return pass_through(rebuild(parts, body), &status);
         }
-        Some(Err(PoolFull)) => {
+        (None, Some(Err(PoolFull))) => {
             metrics.limit_hit("compute_queue");
             return pass_through(rebuild(parts, body), "explain_overloaded");
         }
-        Some(Ok((done, abandoned))) => match tokio::time::timeout_at(deadline, done).await {
-            Ok(Ok(done)) => done,
-            // The job panicked (and was logged); the request loses only its explanation.
-            Ok(Err(_)) => return pass_through(rebuild(parts, body), "explain_failed"),
-            Err(_) => {
-                abandoned.set();
-                return pass_through(rebuild(parts, body), &over_budget());
+        (None, Some(Ok((done, abandoned)))) => {
+            match tokio::time::timeout_at(deadline, done).await {
+                Ok(Ok(done)) => done,
+                // The job panicked (and was logged); the request loses only its explanation.
+                Ok(Err(_)) => return pass_through(rebuild(parts, body), "explain_failed"),
+                Err(_) => {
+                    abandoned.set();
+                    return pass_through(rebuild(parts, body), &over_budget());
+                }
             }
-        },
+        }
     };
     let explanations = match done.into_iter().collect::<Result<Vec<_>, _>>() {
         Ok(explanations) => explanations,
