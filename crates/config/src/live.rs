@@ -135,6 +135,15 @@ pub enum Audience {
 }
 
 impl Audience {
+    /// The name used in the config and in headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Developer => "developer",
+            Self::Auditor => "auditor",
+        }
+    }
+
     /// Parses the value of the `x-sidelight-audience` request header.
     pub fn from_header(value: &str) -> Option<Self> {
         match value.trim().to_ascii_lowercase().as_str() {

@@ -719,10 +719,5 @@ impl Collector for WriterCollector {
 
 /// `id~` and 64 random bits in hex.
 fn suffixed(id: &str) -> String {
-    let mut bits = [0u8; 8];
-    if getrandom::fill(&mut bits).is_err() {
-        // The OS generator failed: a v4 UUID's last 8 bytes (62 random bits) stand in.
-        bits.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[8..]);
-    }
-    format!("{id}~{:016x}", u64::from_be_bytes(bits))
+    format!("{id}~{}", crate::trust::unguessable_hex::<8>())
 }

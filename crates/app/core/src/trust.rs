@@ -120,6 +120,19 @@ impl Trust {
     }
 }
 
+/// `N` bytes from the OS generator as hex: what Sidelight hands out where a client must
+/// not guess another's (explanation references, record id suffixes). Should the OS
+/// generator fail, v4 UUIDs (122 random bits each) stand in.
+pub fn unguessable_hex<const N: usize>() -> String {
+    let mut bits = [0u8; N];
+    if getrandom::fill(&mut bits).is_err() {
+        for chunk in bits.chunks_mut(16) {
+            chunk.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..chunk.len()]);
+        }
+    }
+    hex::encode(bits)
+}
+
 fn listed(networks: &[IpNet], address: IpAddr) -> bool {
     let address = match address {
         // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.

@@ -606,6 +606,29 @@ const ROWS_PER_CHUNK: usize = 16;
 const SMALL_REQUEST_BYTES: usize = 16 * 1024;
 
 impl ExplainJob {
+    /// A job for `ask`'s request, its rows and outputs still to be given; its next-step
+    /// budget starts now.
+    fn new(
+        live: &Arc<RouteLive>,
+        model: Arc<crate::live::LiveModel>,
+        ask: &Ask,
+        audited: bool,
+    ) -> Self {
+        Self {
+            rows: Arc::new(Vec::new()),
+            outputs: Vec::new(),
+            live: live.clone(),
+            model,
+            request_id: ask.request_id.clone(),
+            audience: ask.audience,
+            locale: live.narrator.negotiate(ask.accept_language.as_deref()),
+            consent: ask.consent,
+            audited,
+            abandoned: Abandoned::default(),
+            next_steps_until: std::time::Instant::now() + live.config.limits.next_step_budget,
+        }
+    }
+
     /// For a small request read in the same turn: its rows in the surrogate's order and
     /// their explanations, when they fit one chunk and the route may explain them now;
     /// `None` leaves it to the worker's checks (row cap, output shape) and the chunked
@@ -759,19 +782,7 @@ async fn augment(
     let at_once = model
         .clone()
         .filter(|_| lane == Lane::Small && ask.attach != AttachMode::Off)
-        .map(|model| ExplainJob {
-            rows: Arc::new(Vec::new()),
-            outputs: Vec::new(),
-            live: live.clone(),
-            model,
-            request_id: ask.request_id.clone(),
-            audience: ask.audience,
-            locale: live.narrator.negotiate(ask.accept_language.as_deref()),
-            consent: ask.consent,
-            audited: audit.is_some(),
-            abandoned: Abandoned::default(),
-            next_steps_until: std::time::Instant::now() + live.config.limits.next_step_budget,
-        });
+        .map(|model| ExplainJob::new(live, model, &ask, audit.is_some()));
     let prepared = {
         let (live, target) = (live.clone(), ask.target.clone());
         let (request_bytes, response_bytes) = (request_bytes.clone(), response_bytes.clone());
@@ -850,19 +861,9 @@ async fn augment(
     }
     let submitted = model.as_ref().filter(|_| ready.is_none()).map(|model| {
         ordered = Arc::new(live.schema_order(&rows.names, model, &rows.rows));
-        let job = ExplainJob {
-            rows: ordered.clone(),
-            outputs: outputs.clone(),
-            live: live.clone(),
-            model: model.clone(),
-            request_id: ask.request_id.clone(),
-            audience: ask.audience,
-            locale: live.narrator.negotiate(ask.accept_language.as_deref()),
-            consent: ask.consent,
-            audited: audit.is_some(),
-            abandoned: Abandoned::default(),
-            next_steps_until: std::time::Instant::now() + live.config.limits.next_step_budget,
-        };
+        let mut job = ExplainJob::new(live, model.clone(), &ask, audit.is_some());
+        job.rows = ordered.clone();
+        job.outputs = outputs.clone();
         let abandoned = job.abandoned.clone();
         let len = job.rows.len();
         let lane = if len > ROWS_PER_CHUNK {
@@ -1164,7 +1165,8 @@ fn attach(
         }
         AttachMode::Reference => {
             if let Some(json) = reference_json {
-                let reference = new_reference();
+                // 128 bits: guessing one is as hard as guessing a key.
+                let reference = crate::trust::unguessable_hex::<16>();
                 let weight = json.len();
                 stores.recent.insert_new(
                     reference.clone(),
@@ -1182,8 +1184,8 @@ fn attach(
     if let Some(asked) = ask.downgraded_from {
         let value = format!(
             "{}; downgraded_from={}",
-            audience_name(ask.audience),
-            audience_name(asked)
+            ask.audience.as_str(),
+            asked.as_str()
         );
         if let Ok(value) = HeaderValue::from_str(&value) {
             parts.headers.insert(AUDIENCE.clone(), value);
@@ -1199,28 +1201,6 @@ fn attach(
     // The body may have grown; hyper sets the length of a body held whole.
     parts.headers.remove(header::CONTENT_LENGTH);
     pass_through(Response::from_parts(parts, full(body_bytes)), &status)
-}
-
-/// A reference to a kept explanation: 128 bits from the OS generator, as 32 hex
-/// digits. Guessing one is as hard as guessing a key.
-fn new_reference() -> String {
-    let mut bits = [0u8; 16];
-    // Should the OS generator fail, two v4 UUIDs (122 random bits each) stand in.
-    if getrandom::fill(&mut bits).is_err() {
-        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-        for (i, byte) in bits.iter_mut().enumerate() {
-            *byte = a.as_bytes()[i] ^ b.as_bytes()[15 - i];
-        }
-    }
-    bits.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn audience_name(audience: Audience) -> &'static str {
-    match audience {
-        Audience::Customer => "customer",
-        Audience::Developer => "developer",
-        Audience::Auditor => "auditor",
-    }
 }
 
 /// The compact header form: per row, the three largest contributions.

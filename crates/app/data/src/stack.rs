@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -286,16 +287,16 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Activity {
     /// Milliseconds from `epoch`.
-    last_ms: std::sync::atomic::AtomicU64,
-    in_flight: std::sync::atomic::AtomicUsize,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
     epoch: tokio::time::Instant,
 }
 
 impl Activity {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            last_ms: std::sync::atomic::AtomicU64::new(0),
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
             epoch: tokio::time::Instant::now(),
         })
     }
@@ -303,23 +304,19 @@ impl Activity {
     /// Notes that a request began now.
     pub fn touch(&self) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+        self.last_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Holds the connection busy until the guard is dropped.
     pub fn begin(self: &Arc<Self>) -> Busy {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
     }
 
     /// Since when the connection has been idle; `None` while a request is in flight.
     pub fn idle_since(&self) -> Option<tokio::time::Instant> {
-        (self.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0).then(|| {
-            self.epoch
-                + std::time::Duration::from_millis(
-                    self.last_ms.load(std::sync::atomic::Ordering::Relaxed),
-                )
+        (self.in_flight.load(Ordering::Relaxed) == 0).then(|| {
+            self.epoch + std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
         })
     }
 }
@@ -330,8 +327,6 @@ pub struct Busy(Arc<Activity>);
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.touch();
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
