@@ -516,6 +516,19 @@ impl AuditStore for PostgresStore {
         }
     }
 
+    fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
+        self.with(|s| {
+            let rows = s.client.query(
+                "SELECT DISTINCT subject FROM audit_records WHERE erased_reason = 'subject_erasure' \
+                 AND erased_at >= $1 AND subject IS NOT NULL ORDER BY subject",
+                &[&since_ms],
+            )?;
+            rows.iter()
+                .map(|r| Ok(r.try_get(0)?))
+                .collect()
+        })
+    }
+
     fn reseal(&mut self, limit: usize) -> Result<u64, StoreError> {
         let keys = &self.config.keys;
         let active = keys.active_id().to_owned();

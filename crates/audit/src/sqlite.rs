@@ -509,6 +509,15 @@ impl AuditStore for SqliteStore {
         }
     }
 
+    fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT subject FROM records WHERE erased_reason = 'subject_erasure' \
+             AND erased_at >= ?1 AND subject IS NOT NULL ORDER BY subject",
+        )?;
+        let rows = stmt.query_map(params![since_ms], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn reseal(&mut self, limit: usize) -> Result<u64, StoreError> {
         let active = self.config.keys.active_id().to_owned();
         let limit = sql_limit(limit)?;

@@ -289,6 +289,11 @@ pub trait AuditStore: Send {
     /// Returns how many records were erased. Records already erased are left alone.
     fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, StoreError>;
 
+    /// The pseudonymous subjects whose records were erased at or after `since_ms` (a
+    /// person's request to be forgotten, not retention), each once: what a surrogate
+    /// saved before then may still have learned from.
+    fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError>;
+
     /// Re-seals up to `limit` records whose fields are not sealed with the active key
     /// (or not sealed at all). Returns how many were re-sealed; 0 when none is left.
     fn reseal(&mut self, limit: usize) -> Result<u64, StoreError>;
@@ -359,6 +364,9 @@ impl<S: AuditStore + ?Sized> AuditStore for Box<S> {
     }
     fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, StoreError> {
         (**self).erase(what, now_ms)
+    }
+    fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
+        (**self).erased_subjects_since(since_ms)
     }
     fn reseal(&mut self, limit: usize) -> Result<u64, StoreError> {
         (**self).reseal(limit)

@@ -243,6 +243,12 @@ impl AuditStore for Gate {
     fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, sidelight_audit::StoreError> {
         self.inner.erase(what, now_ms)
     }
+    fn erased_subjects_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<String>, sidelight_audit::StoreError> {
+        self.inner.erased_subjects_since(since_ms)
+    }
     fn reseal(&mut self, limit: usize) -> Result<u64, sidelight_audit::StoreError> {
         self.inner.reseal(limit)
     }
