@@ -66,6 +66,9 @@ impl<S: AuditStore> AuditStore for Frozen<S> {
     fn erase(&mut self, _: &Erasure, _: i64) -> Result<u64, StoreError> {
         Err(read_only())
     }
+    fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
+        self.store.erased_subjects_since(since_ms)
+    }
     fn reseal(&mut self, _: usize) -> Result<u64, StoreError> {
         Err(read_only())
     }
