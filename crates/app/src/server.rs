@@ -345,6 +345,11 @@ impl Sidelight {
             jobs.start(job);
         }
         jobs.start(Arc::new(AlertDelivery::new(alerter, audit.clone())));
+        if let Some(publisher) = audit.as_ref().and_then(|a| a.take_witness()) {
+            jobs.start(Arc::new(sidelight_tasks::witness::WitnessJob::new(
+                publisher,
+            )));
+        }
         if let Some(purge) = audit.as_ref().and_then(|a| a.take_retention()) {
             jobs.start(Arc::new(sidelight_tasks::retention::RetentionJob::new(
                 purge,

@@ -84,7 +84,7 @@ macro_rules! record_columns {
         "seq, id, time_ms, route, model, consent, subject, surrogate_version, review_state, \
          request, request_sha256, response, response_sha256, features, features_sha256, \
          outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, \
-         erased_at, prev_hash, hash, key_id, erased_reason, review_reasons"
+         erased_at, prev_hash, hash, key_id, erased_reason, review_reasons, erasure, erasure_mac"
     };
 }
 pub(crate) use record_columns;
@@ -108,6 +108,8 @@ mod col {
     pub(super) const KEY_ID: usize = 24;
     pub(super) const ERASED_REASON: usize = 25;
     pub(super) const REVIEW_REASONS: usize = 26;
+    pub(super) const ERASURE: usize = 27;
+    pub(super) const ERASURE_MAC: usize = 28;
 }
 
 /// The typed column getters of one result row, which each backend implements for its
@@ -159,15 +161,20 @@ pub(crate) fn read_chain_row(
         fields,
         key_id,
         erased_at: row.opt_int(at + col::ERASED_AT)?,
+        erased_reason: row.opt_text(at + col::ERASED_REASON)?,
+        erasure: row
+            .opt_int(at + col::ERASURE)?
+            .map(|n| to_u64(n, "erasure"))
+            .transpose()?,
+        erasure_mac: row.opt_text(at + col::ERASURE_MAC)?,
+        review_state: row.text(at + col::REVIEW_STATE)?,
         prev_hash: row.text(at + col::PREV_HASH)?,
         hash: row.text(at + col::HASH)?,
     })
 }
 
-/// The workflow columns of a row that the chain does not cover.
+/// The workflow column of a row that neither the chain nor verification reads.
 struct Workflow {
-    review_state: String,
-    erased_reason: Option<String>,
     /// The JSON array of review reasons, as stored.
     review_reasons: Option<String>,
 }
@@ -192,9 +199,9 @@ fn record_of(c: ChainRow, w: Workflow) -> Result<Record, StoreError> {
         surrogate_version: c.surrogate_version,
         consent,
         subject: c.subject,
-        review_state: w.review_state,
+        review_state: c.review_state,
         erased_at: c.erased_at,
-        erased_reason: w.erased_reason,
+        erased_reason: c.erased_reason,
         review_reasons: w
             .review_reasons
             .map(|t| serde_json::from_str(&t))
@@ -214,8 +221,6 @@ pub(crate) fn read_stored(
 ) -> Result<Stored, StoreError> {
     let c = read_chain_row(row, at, keys)?;
     let workflow = Workflow {
-        review_state: row.text(at + col::REVIEW_STATE)?,
-        erased_reason: row.opt_text(at + col::ERASED_REASON)?,
         review_reasons: row.opt_text(at + col::REVIEW_REASONS)?,
     };
     Ok(Stored {

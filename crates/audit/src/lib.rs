@@ -49,6 +49,7 @@ mod record;
 mod sqlite;
 mod store;
 mod verify;
+mod witness;
 mod writer;
 
 pub use export::{CsvExport, ExportError, record_json, rfc3339_ms, write_jsonl};
@@ -58,12 +59,17 @@ pub use pg::PostgresConfig;
 pub use postgres::PostgresStore;
 pub use privacy::{FieldRule, PrivacyPolicy};
 pub use record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
-pub use sqlite::{BackgroundCheckpoints, SqliteConfig, SqliteStore};
+pub use sqlite::{BackgroundCheckpoints, SqliteConfig, SqliteStore, WalLimit, WalStats};
 pub use store::{
-    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, Feedback, Page,
-    RecordQuery, Review, StoreError, Stored, checkpoint_mac, checkpoint_mac_ok,
+    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, ErasureEvent,
+    Feedback, LEGACY_SELECTOR, Page, RecordQuery, Review, StoreError, Stored, checkpoint_mac,
+    checkpoint_mac_ok, erasure_mac, erasure_mac_ok, tombstone_mac, tombstone_mac_ok,
 };
 pub use verify::{BreakKind, VerifyError, VerifyReport, WriterReport, verify};
+pub use witness::{
+    FileWitness, WitnessError, WitnessLine, WitnessReport, check_expected, check_witness,
+    read_witness,
+};
 pub use writer::{
     Ack, Durability, QueuePolicy, SubmitError, WriteError, Writer, WriterConfig, WriterMetrics,
 };

@@ -155,6 +155,18 @@ const MIGRATIONS: &[&str] = &[
          time_ms BIGINT NOT NULL,
          writer TEXT NOT NULL
      );",
+    // 3: authenticated erasures. Tombstones written before are marked `erasure = 0`
+    // until a key holder binds them (`bind_legacy_tombstones`).
+    "CREATE TABLE audit_erasures (
+         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         time_ms BIGINT NOT NULL,
+         reason TEXT NOT NULL,
+         selector TEXT NOT NULL,
+         mac TEXT NOT NULL
+     );
+     ALTER TABLE audit_records ADD COLUMN erasure BIGINT, ADD COLUMN erasure_mac TEXT;
+     UPDATE audit_records SET erasure = 0 WHERE erased_at IS NOT NULL;
+     CREATE INDEX audit_records_legacy_tombstones ON audit_records (n) WHERE erasure = 0;",
 ];
 
 /// The rustls connector of `sslmode=require`: the CA certificates of `ca_file`, or the

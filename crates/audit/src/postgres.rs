@@ -39,8 +39,9 @@ use crate::keys::Keys;
 use crate::pg::{PostgresConfig, connect_client, drop_off_thread, settings};
 use crate::record::{GENESIS_HASH, Record};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, Erasure, Feedback, Page, RecordQuery, Review, StoreError,
-    Stored, checkpoint_mac, checkpoint_mac_ok,
+    AuditStore, ChainRow, Checkpoint, Erasure, ErasureEvent, Feedback, LEGACY_SELECTOR, Page,
+    RecordQuery, Review, StoreError, Stored, checkpoint_mac, checkpoint_mac_ok, erasure_mac,
+    tombstone_mac,
 };
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
@@ -56,15 +57,78 @@ const COLUMNS: &str = concat!("n, writer, ", record_columns!());
 /// Where [`record_columns`] start in [`COLUMNS`].
 const AT: usize = 2;
 
+// Tombstones are never appended: erasure writes them, bound to an authenticated event.
 const INSERT: &str = concat!(
     "INSERT INTO audit_records (writer, ",
     record_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) RETURNING n"
+     $18, $19, $20, $21, $22, NULL, $23, $24, $25, NULL, $26, NULL, NULL) RETURNING n"
 );
 
 const CLEAR_FIELDS: &str = "request = NULL, response = NULL, features = NULL, outputs = NULL, \
      attributions = NULL, texts = NULL, key_id = NULL";
+
+/// A tombstone about to be written: the record (by `n`, and by its place in its chain)
+/// and what the tombstone says.
+struct Tombstone {
+    n: i64,
+    writer: String,
+    seq: u64,
+    hash: String,
+    erased_at: i64,
+    reason: String,
+}
+
+/// Stores a new authenticated erasure event; returns its number.
+fn new_erasure(
+    tx: &mut postgres::Transaction<'_>,
+    key: &[u8],
+    now_ms: i64,
+    reason: &str,
+    selector: &str,
+) -> Result<u64, StoreError> {
+    let n: i64 = tx
+        .query_one(
+            "INSERT INTO audit_erasures (time_ms, reason, selector, mac) \
+             VALUES ($1, $2, $3, '') RETURNING n",
+            &[&now_ms, &reason, &selector],
+        )?
+        .try_get(0)?;
+    let mac = erasure_mac(key, to_u64(n, "erasure")?, now_ms, reason, selector);
+    tx.execute(
+        "UPDATE audit_erasures SET mac = $1 WHERE n = $2",
+        &[&mac, &n],
+    )?;
+    to_u64(n, "erasure")
+}
+
+/// Binds `tombstones` to erasure `n`; with `clear`, also removes the records' content
+/// and writes the tombstones' time and reason.
+fn bind_tombstones(
+    tx: &mut postgres::Transaction<'_>,
+    key: &[u8],
+    n: u64,
+    tombstones: &[Tombstone],
+    clear: bool,
+) -> Result<(), StoreError> {
+    let sql = if clear {
+        format!(
+            "UPDATE audit_records SET {CLEAR_FIELDS}, erased_at = $1, erased_reason = $2, \
+             erasure = $3, erasure_mac = $4 WHERE n = $5"
+        )
+    } else {
+        "UPDATE audit_records SET erasure = $3, erasure_mac = $4 \
+         WHERE n = $5 AND erased_at = $1 AND erased_reason IS NOT DISTINCT FROM NULLIF($2, '')"
+            .to_owned()
+    };
+    let update = tx.prepare(&sql)?;
+    let event = to_i64(n, "erasure")?;
+    for t in tombstones {
+        let mac = tombstone_mac(key, n, &t.writer, t.seq, &t.hash, t.erased_at, &t.reason);
+        tx.execute(&update, &[&t.erased_at, &t.reason, &event, &mac, &t.n])?;
+    }
+    Ok(())
+}
 
 /// One connection, holding the writer's lock, and the tip of the writer's chain.
 struct Session {
@@ -420,11 +484,9 @@ impl AuditStore for PostgresStore {
                         &d[4],
                         &st[5],
                         &d[5],
-                        &r.erased_at,
                         &prev,
                         &hash,
                         &p.key_id,
-                        &r.erased_reason,
                         &reasons,
                     ],
                 )?;
@@ -492,28 +554,126 @@ impl AuditStore for PostgresStore {
 
     fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, StoreError> {
         let (filter, arg): (&str, &(dyn ToSql + Sync)) = match what {
-            Erasure::Subject(subject) => ("subject = $3", subject),
-            Erasure::Before(cutoff) => ("time_ms < $3", cutoff),
+            Erasure::Subject(subject) => ("subject = $1", subject),
+            Erasure::Before(cutoff) => ("time_ms < $1", cutoff),
         };
         // In slices, so that a large purge never holds row locks for long. Every
         // writer's records: erasure is fleet-wide. Replicas purging at once skip the
         // rows another is erasing rather than wait for them, and never count a record
         // twice.
-        let sql = format!(
-            "UPDATE audit_records SET {CLEAR_FIELDS}, erased_at = $1, erased_reason = $2 \
-             WHERE erased_at IS NULL AND n IN (SELECT n FROM audit_records WHERE {filter} \
-             AND erased_at IS NULL LIMIT 500 FOR UPDATE SKIP LOCKED)"
+        let select = format!(
+            "SELECT n, writer, seq, hash FROM audit_records WHERE {filter} \
+             AND erased_at IS NULL ORDER BY n LIMIT 500 FOR UPDATE SKIP LOCKED"
         );
+        let key = self.config.keys.checkpoint_key().to_vec();
         let reason = what.reason();
+        let selector = what.selector();
+        let mut event = None;
         let mut total = 0u64;
         loop {
-            let n =
-                self.with(|s| Ok(s.client.execute(sql.as_str(), &[&now_ms, &reason, arg])?))?;
-            total += n;
-            if n == 0 {
+            let erased = self.with(|s| {
+                let mut tx = s.client.transaction()?;
+                let rows = tx.query(select.as_str(), &[arg])?;
+                if rows.is_empty() {
+                    tx.commit()?;
+                    return Ok(0);
+                }
+                // The event is written with the first slice, so that a purge that finds
+                // nothing leaves nothing behind.
+                let n = match event {
+                    Some(n) => n,
+                    None => new_erasure(&mut tx, &key, now_ms, reason, &selector)?,
+                };
+                event = Some(n);
+                let tombstones: Vec<Tombstone> = rows
+                    .iter()
+                    .map(|r| {
+                        Ok(Tombstone {
+                            n: r.try_get(0)?,
+                            writer: r.try_get(1)?,
+                            seq: to_u64(r.try_get(2)?, "seq")?,
+                            hash: r.try_get(3)?,
+                            erased_at: now_ms,
+                            reason: reason.to_owned(),
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                bind_tombstones(&mut tx, &key, n, &tombstones, true)?;
+                tx.commit()?;
+                Ok(u64::try_from(tombstones.len()).unwrap_or(0))
+            })?;
+            if erased == 0 {
                 return Ok(total);
             }
+            total += erased;
         }
+    }
+
+    fn erasures(&self) -> Result<Vec<ErasureEvent>, StoreError> {
+        let rows = self.with(|s| {
+            Ok(s.client.query(
+                "SELECT n, time_ms, reason, selector, mac FROM audit_erasures ORDER BY n",
+                &[],
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(ErasureEvent {
+                    n: to_u64(r.try_get(0)?, "erasure")?,
+                    time_ms: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                    selector: r.try_get(3)?,
+                    mac: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, StoreError> {
+        let key = self.config.keys.checkpoint_key().to_vec();
+        self.with(|s| {
+            let mut tx = s.client.transaction()?;
+            let rows = tx.query(
+                "SELECT n, writer, seq, hash, erased_at, erased_reason FROM audit_records \
+                 WHERE erasure = 0 ORDER BY n FOR UPDATE SKIP LOCKED",
+                &[],
+            )?;
+            if rows.is_empty() {
+                tx.commit()?;
+                return Ok(0);
+            }
+            let tombstones: Vec<Tombstone> = rows
+                .iter()
+                .map(|r| {
+                    Ok(Tombstone {
+                        n: r.try_get(0)?,
+                        writer: r.try_get(1)?,
+                        seq: to_u64(r.try_get(2)?, "seq")?,
+                        hash: r.try_get(3)?,
+                        erased_at: r.try_get(4)?,
+                        reason: r.try_get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+            let n = new_erasure(&mut tx, &key, now_ms, "legacy", LEGACY_SELECTOR)?;
+            // The legacy tombstones keep their time and reason; the binding covers them
+            // as they are.
+            bind_tombstones(&mut tx, &key, n, &tombstones, false)?;
+            tx.commit()?;
+            Ok(u64::try_from(tombstones.len()).unwrap_or(0))
+        })
+    }
+
+    fn begin_snapshot(&self) -> Result<(), StoreError> {
+        // Repeatable read: every statement until the end sees the snapshot of the first.
+        self.with(|s| {
+            Ok(s.client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?)
+        })
+    }
+
+    fn end_snapshot(&self) -> Result<(), StoreError> {
+        self.with(|s| Ok(s.client.batch_execute("COMMIT")?))
     }
 
     fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
@@ -725,5 +885,16 @@ impl AuditStore for PostgresStore {
             )?)
         })?;
         read_checkpoints(&rows)
+    }
+
+    fn last_checkpoint(&self, writer: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let rows = self.with(|s| {
+            Ok(s.client.query(
+                "SELECT seq, hash, mac FROM audit_checkpoints WHERE writer = $1 \
+                 ORDER BY seq DESC LIMIT 1",
+                &[&writer],
+            )?)
+        })?;
+        Ok(read_checkpoints(&rows)?.pop())
     }
 }

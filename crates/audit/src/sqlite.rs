@@ -14,8 +14,8 @@ use crate::common::{
 use crate::keys::Keys;
 use crate::record::{GENESIS_HASH, Record};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, Erasure, Feedback, Page, RecordQuery, Review, StoreError,
-    Stored, checkpoint_mac,
+    AuditStore, ChainRow, Checkpoint, Erasure, ErasureEvent, Feedback, LEGACY_SELECTOR, Page,
+    RecordQuery, Review, StoreError, Stored, checkpoint_mac, erasure_mac, tombstone_mac,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -54,11 +54,61 @@ impl SqliteConfig {
     }
 }
 
+/// The bound on the write-ahead log that [`SqliteStore::checkpoint_in_background`]
+/// keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalLimit {
+    /// Past this size a pass restarts the log (a `TRUNCATE` checkpoint) instead of only
+    /// copying it into the database; also SQLite's `journal_size_limit`.
+    pub max_bytes: u64,
+    /// How long such a pass waits for readers still on the old log (and holds new
+    /// writes meanwhile) before it gives up until the next tick.
+    pub wait: Duration,
+}
+
+impl Default for WalLimit {
+    /// 64 MiB and 200 ms.
+    fn default() -> Self {
+        WalLimit {
+            max_bytes: 64 << 20,
+            wait: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What the checkpoint thread saw, for metrics and alerts.
+#[derive(Debug, Default)]
+pub struct WalStats {
+    /// The log's size at the last tick, in bytes.
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// Set by the checkpoint thread when the log is past its limit; the writing
+    /// connection restarts it before its next batch.
+    restart_wanted: std::sync::atomic::AtomicBool,
+    /// Passes that restarted the log because it was past its limit.
+    pub truncations: std::sync::atomic::AtomicU64,
+    /// Such passes that could not restart it (readers kept it busy past the wait).
+    pub truncations_busy: std::sync::atomic::AtomicU64,
+}
+
 /// The thread of [`SqliteStore::checkpoint_in_background`]; dropping it stops the thread.
 #[derive(Debug)]
 pub struct BackgroundCheckpoints {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    stats: std::sync::Arc<WalStats>,
+    limit: WalLimit,
+}
+
+impl BackgroundCheckpoints {
+    /// What the thread saw.
+    pub fn stats(&self) -> &WalStats {
+        &self.stats
+    }
+
+    /// The bound it keeps.
+    pub fn limit(&self) -> WalLimit {
+        self.limit
+    }
 }
 
 impl Drop for BackgroundCheckpoints {
@@ -76,6 +126,9 @@ pub struct SqliteStore {
     config: SqliteConfig,
     last_seq: u64,
     last_hash: String,
+    /// Set by [`SqliteStore::checkpoint_in_background`]: the bound on the WAL, which
+    /// this (the writing) connection restarts when the checkpoint thread asks.
+    wal: Option<(WalLimit, std::sync::Arc<WalStats>)>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -144,6 +197,19 @@ const MIGRATIONS: &[&str] = &[
          outcome TEXT NOT NULL
      );
      CREATE INDEX IF NOT EXISTS feedback_record ON feedback(record_id);",
+    // 3: authenticated erasures. Tombstones written before are marked `erasure = 0`
+    // until a key holder binds them (`bind_legacy_tombstones`).
+    "CREATE TABLE IF NOT EXISTS erasures (
+         n INTEGER PRIMARY KEY,
+         time_ms INTEGER NOT NULL,
+         reason TEXT NOT NULL,
+         selector TEXT NOT NULL,
+         mac TEXT NOT NULL
+     );
+     ALTER TABLE records ADD COLUMN erasure INTEGER;
+     ALTER TABLE records ADD COLUMN erasure_mac TEXT;
+     UPDATE records SET erasure = 0 WHERE erased_at IS NOT NULL;
+     CREATE INDEX IF NOT EXISTS records_legacy_tombstones ON records(seq) WHERE erasure = 0;",
 ];
 
 /// The records table holds nothing but [`record_columns`], in that order.
@@ -232,6 +298,7 @@ impl SqliteStore {
             config,
             last_seq,
             last_hash,
+            wal: None,
         })
     }
 
@@ -269,20 +336,41 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Moves WAL checkpoints off the commit path: this connection stops checkpointing
-    /// on commit, and a thread with a connection of its own checkpoints every `every`
-    /// (passively: it never blocks the writer). A commit that happens to cross SQLite's
-    /// automatic checkpoint threshold would otherwise copy the WAL into the database and
-    /// fsync it before returning, which is what a `sync` response's p99 would feel.
-    /// The thread stops when the returned handle is dropped.
+    /// Moves WAL checkpoints off the commit path and bounds the log: this connection
+    /// stops checkpointing on commit, and a thread with a connection of its own
+    /// checkpoints every `every`. A commit that happens to cross SQLite's automatic
+    /// checkpoint threshold would otherwise copy the WAL into the database and fsync it
+    /// before returning, which is what a `sync` response's p99 would feel.
+    ///
+    /// A passive pass never blocks the writer, but under writes that never pause it
+    /// never lets the log start over either, and the file grows without end (another
+    /// connection asking for a restart starves: the writer takes the lock again at
+    /// once). So when the thread finds the log past `limit.max_bytes`, this connection
+    /// — the writer — restarts it before its next batch: a `TRUNCATE` checkpoint that
+    /// waits up to `limit.wait` for readers still on the old log, copies what the
+    /// passive passes have not (little), and empties the file. That batch waits for it:
+    /// at most `limit.wait` plus that copy. Readers that stay longer (a long
+    /// verification) make it give up until the thread asks again, counted in
+    /// [`WalStats::truncations_busy`]. The thread stops when the returned handle is
+    /// dropped.
     pub fn checkpoint_in_background(
-        &self,
+        &mut self,
         path: &Path,
         every: Duration,
+        limit: WalLimit,
     ) -> Result<BackgroundCheckpoints, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(self.config.busy_timeout)?;
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After a checkpoint that restarts the log, SQLite cuts the file to this size
+        // rather than leave it at its high-water mark.
+        let journal_limit = to_i64(limit.max_bytes, "wal max_bytes")?;
+        self.conn
+            .pragma_update(None, "journal_size_limit", journal_limit)?;
+        let wal = wal_path(path);
+        let stats = std::sync::Arc::new(WalStats::default());
+        self.wal = Some((limit, stats.clone()));
+        let seen = stats.clone();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sidelight-audit-checkpoint".to_owned())
@@ -290,22 +378,111 @@ impl SqliteStore {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(every)
                 {
-                    // A busy or failed pass is retried at the next tick; the WAL only
-                    // grows meanwhile.
-                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    checkpoint_pass(&conn, &wal, limit, &seen);
                 }
             })
             .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(BackgroundCheckpoints {
             stop: Some(stop),
             thread: Some(thread),
+            stats,
+            limit,
         })
+    }
+
+    /// Restarts the WAL if the checkpoint thread found it past its bound.
+    fn restart_wal_if_wanted(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some((limit, stats)) = &self.wal else {
+            return;
+        };
+        if !stats.restart_wanted.swap(false, Relaxed) {
+            return;
+        }
+        stats.truncations.fetch_add(1, Relaxed);
+        let _ = self.conn.busy_timeout(limit.wait);
+        // The first column is 1 when the pass could not finish (readers kept it busy).
+        let busy = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_or(true, |b| b != 0);
+        let _ = self.conn.busy_timeout(self.config.busy_timeout);
+        if busy {
+            stats.truncations_busy.fetch_add(1, Relaxed);
+        }
     }
 
     /// Seq of the last appended record (0 when empty).
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
+}
+
+/// The write-ahead log of the database at `path`.
+fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    std::path::PathBuf::from(name)
+}
+
+fn wal_size(wal: &Path) -> u64 {
+    std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
+/// One tick of the checkpoint thread. Failures are retried at the next tick; the log
+/// only grows meanwhile, which the stats show.
+fn checkpoint_pass(conn: &Connection, wal: &Path, limit: WalLimit, stats: &WalStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    let size = wal_size(wal);
+    if size > limit.max_bytes {
+        stats.restart_wanted.store(true, Relaxed);
+    }
+    stats.bytes.store(size, Relaxed);
+}
+
+/// Stores a new authenticated erasure event; returns its number.
+fn new_erasure(
+    tx: &rusqlite::Transaction<'_>,
+    key: &[u8],
+    now_ms: i64,
+    reason: &str,
+    selector: &str,
+) -> Result<u64, StoreError> {
+    tx.execute(
+        "INSERT INTO erasures (time_ms, reason, selector, mac) VALUES (?1, ?2, ?3, '')",
+        params![now_ms, reason, selector],
+    )?;
+    let n = to_u64(tx.last_insert_rowid(), "erasure")?;
+    let mac = erasure_mac(key, n, now_ms, reason, selector);
+    tx.execute(
+        "UPDATE erasures SET mac = ?1 WHERE n = ?2",
+        params![mac, to_i64(n, "erasure")?],
+    )?;
+    Ok(n)
+}
+
+/// Removes the content of the records at `rows` (seq, hash) and writes their tombstones,
+/// bound to erasure `n`.
+fn bind_tombstones(
+    tx: &rusqlite::Transaction<'_>,
+    key: &[u8],
+    n: u64,
+    now_ms: i64,
+    reason: &str,
+    rows: &[(i64, String)],
+) -> Result<(), StoreError> {
+    let mut update = tx.prepare_cached(&format!(
+        "UPDATE records SET {CLEAR_FIELDS}, erased_at = ?1, erased_reason = ?2, \
+         erasure = ?3, erasure_mac = ?4 WHERE seq = ?5 AND erased_at IS NULL"
+    ))?;
+    for (seq, hash) in rows {
+        let mac = tombstone_mac(key, n, "", to_u64(*seq, "seq")?, hash, now_ms, reason);
+        update.execute(params![now_ms, reason, to_i64(n, "erasure")?, mac, seq])?;
+    }
+    Ok(())
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -330,6 +507,7 @@ impl AuditStore for SqliteStore {
             return Ok(Vec::new());
         }
         let prepared = prepare(records, &self.config.keys, self.config.encrypt)?;
+        self.restart_wal_if_wanted();
         let tx = self.conn.transaction()?;
         let mut seq = self.last_seq;
         let mut prev = self.last_hash.clone();
@@ -337,7 +515,8 @@ impl AuditStore for SqliteStore {
         {
             let mut insert = tx.prepare_cached(&format!(
                 "INSERT INTO records ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+                 ?20, ?21, NULL, ?22, ?23, ?24, NULL, ?25, NULL, NULL)"
             ))?;
             let mut checkpoint =
                 tx.prepare_cached("INSERT INTO checkpoints (seq, hash, mac) VALUES (?1, ?2, ?3)")?;
@@ -374,11 +553,9 @@ impl AuditStore for SqliteStore {
                     digests[4],
                     stored[5],
                     digests[5],
-                    r.erased_at,
                     prev,
                     hash,
                     p.key_id,
-                    r.erased_reason,
                     reasons,
                 ])?;
                 let periodic =
@@ -486,27 +663,130 @@ impl AuditStore for SqliteStore {
         Ok(out)
     }
 
+    fn last_checkpoint(&self, _writer: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, hash, mac FROM checkpoints ORDER BY seq DESC LIMIT 1")?;
+        let mut rows = stmt.query([])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(Checkpoint {
+                seq: to_u64(row.get(0)?, "checkpoint seq")?,
+                hash: row.get(1)?,
+                mac: row.get(2)?,
+            })),
+            None => Ok(None),
+        }
+    }
+
     fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, StoreError> {
         let (filter, arg) = match what {
-            Erasure::Subject(subject) => ("subject = ?3", SqlValue::Text(subject.clone())),
-            Erasure::Before(cutoff) => ("time_ms < ?3", SqlValue::Integer(*cutoff)),
+            Erasure::Subject(subject) => ("subject = ?1", SqlValue::Text(subject.clone())),
+            Erasure::Before(cutoff) => ("time_ms < ?1", SqlValue::Integer(*cutoff)),
         };
+        let select = format!(
+            "SELECT seq, hash FROM records WHERE {filter} AND erased_at IS NULL \
+             ORDER BY seq LIMIT 500"
+        );
+        let key = self.config.keys.checkpoint_key().to_vec();
+        let reason = what.reason();
+        let mut event = None;
+        let mut total = 0u64;
         // In slices, so that a large purge never holds the write lock for long: the
         // group-commit writer of a running proxy gets its turn between slices.
-        let sql = format!(
-            "UPDATE records SET {CLEAR_FIELDS}, erased_at = ?1, erased_reason = ?2 \
-             WHERE seq IN (SELECT seq FROM records WHERE {filter} AND erased_at IS NULL LIMIT 500)"
-        );
-        let mut total = 0u64;
         loop {
-            let n = self
+            let tx = self
                 .conn
-                .execute(&sql, params![now_ms, what.reason(), arg])?;
-            total += u64::try_from(n).unwrap_or(0);
-            if n == 0 {
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let rows: Vec<(i64, String)> = tx
+                .prepare_cached(&select)?
+                .query_map(params![arg], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            if rows.is_empty() {
+                tx.commit()?;
                 return Ok(total);
             }
+            // The event is written with the first slice, so that a purge that finds
+            // nothing leaves nothing behind.
+            let n = match event {
+                Some(n) => n,
+                None => {
+                    let n = new_erasure(&tx, &key, now_ms, reason, &what.selector())?;
+                    event = Some(n);
+                    n
+                }
+            };
+            bind_tombstones(&tx, &key, n, now_ms, reason, &rows)?;
+            tx.commit()?;
+            total += u64::try_from(rows.len()).unwrap_or(0);
         }
+    }
+
+    fn erasures(&self) -> Result<Vec<ErasureEvent>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT n, time_ms, reason, selector, mac FROM erasures ORDER BY n")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(ErasureEvent {
+                n: to_u64(row.get(0)?, "erasure")?,
+                time_ms: row.get(1)?,
+                reason: row.get(2)?,
+                selector: row.get(3)?,
+                mac: row.get(4)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, StoreError> {
+        let key = self.config.keys.checkpoint_key().to_vec();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows: Vec<(i64, String)> = tx
+            .prepare("SELECT seq, hash FROM records WHERE erasure = 0 ORDER BY seq")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let n = new_erasure(&tx, &key, now_ms, "legacy", LEGACY_SELECTOR)?;
+        // The legacy tombstones keep their time and reason; the binding covers them
+        // as they are.
+        let mut stmt = tx.prepare("SELECT erased_at, erased_reason FROM records WHERE seq = ?1")?;
+        let mut update =
+            tx.prepare("UPDATE records SET erasure = ?1, erasure_mac = ?2 WHERE seq = ?3")?;
+        for (seq, hash) in &rows {
+            let (at, why): (i64, Option<String>) =
+                stmt.query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mac = tombstone_mac(
+                &key,
+                n,
+                "",
+                to_u64(*seq, "seq")?,
+                hash,
+                at,
+                why.as_deref().unwrap_or_default(),
+            );
+            update.execute(params![to_i64(n, "erasure")?, mac, seq])?;
+        }
+        drop((stmt, update));
+        tx.commit()?;
+        Ok(u64::try_from(rows.len()).unwrap_or(0))
+    }
+
+    fn begin_snapshot(&self) -> Result<(), StoreError> {
+        // Deferred: the snapshot is taken at the first read, and nothing is locked.
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        Ok(())
+    }
+
+    fn end_snapshot(&self) -> Result<(), StoreError> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
     }
 
     fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {

@@ -140,6 +140,17 @@ pub struct ChainRow {
     pub key_id: Option<String>,
     /// Tombstone time, if erased.
     pub erased_at: Option<i64>,
+    /// Why it was erased, as the tombstone says.
+    pub erased_reason: Option<String>,
+    /// The authenticated erasure ([`ErasureEvent::n`]) the tombstone is bound to; `Some(0)`
+    /// marks a tombstone older than authenticated erasures that no key holder has bound
+    /// yet.
+    pub erasure: Option<u64>,
+    /// The tombstone's MAC ([`tombstone_mac`]), binding it to its erasure and record.
+    pub erasure_mac: Option<String>,
+    /// The record's review state as stored (not hashed; checked against the chained
+    /// review decisions).
+    pub review_state: String,
     /// Stored previous hash.
     pub prev_hash: String,
     /// Stored hash.
@@ -225,6 +236,121 @@ impl Erasure {
             Erasure::Before(_) => "retention",
         }
     }
+
+    /// What the erasure selects, as its event stores it: `subject:ps_…` or
+    /// `before:<unix ms>`.
+    pub fn selector(&self) -> String {
+        match self {
+            Erasure::Subject(subject) => format!("subject:{subject}"),
+            Erasure::Before(cutoff) => format!("before:{cutoff}"),
+        }
+    }
+}
+
+/// Selector of the event that binds tombstones written before erasures were
+/// authenticated (see [`AuditStore::bind_legacy_tombstones`]).
+pub const LEGACY_SELECTOR: &str = "legacy";
+
+/// One authenticated erasure: a person's request to be forgotten, a retention purge, or
+/// the binding of older tombstones. Every tombstone it wrote carries its `n` and a MAC
+/// ([`tombstone_mac`]), so that a tombstone nobody with the key wrote is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureEvent {
+    /// Its number, from 1.
+    pub n: u64,
+    /// When, unix milliseconds; each of its tombstones has this `erased_at`.
+    pub time_ms: i64,
+    /// `subject_erasure`, `retention` or `legacy`.
+    pub reason: String,
+    /// What it selected ([`Erasure::selector`], or [`LEGACY_SELECTOR`]).
+    pub selector: String,
+    /// Hex HMAC-SHA256 over the fields above ([`erasure_mac`]).
+    pub mac: String,
+}
+
+/// Domain-separation prefixes of the erasure MACs.
+const ERASURE_DOMAIN: &[u8] = b"sidelight-audit erasure v1\0";
+const TOMBSTONE_DOMAIN: &[u8] = b"sidelight-audit tombstone v1\0";
+
+fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    // HMAC accepts keys of any length, so this never fails in practice.
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return String::new();
+    };
+    for part in parts {
+        // Length-prefixed, so that no two different field lists hash alike.
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn hex_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The MAC of an erasure event.
+pub fn erasure_mac(key: &[u8], n: u64, time_ms: i64, reason: &str, selector: &str) -> String {
+    hmac_hex(
+        key,
+        &[
+            ERASURE_DOMAIN,
+            &n.to_be_bytes(),
+            &time_ms.to_be_bytes(),
+            reason.as_bytes(),
+            selector.as_bytes(),
+        ],
+    )
+}
+
+/// Whether `event`'s MAC verifies under `key`.
+pub fn erasure_mac_ok(key: &[u8], event: &ErasureEvent) -> bool {
+    let expected = erasure_mac(key, event.n, event.time_ms, &event.reason, &event.selector);
+    hex_eq(&expected, &event.mac)
+}
+
+/// The MAC of a tombstone: erasure `n` removed the content of the record at `seq` of
+/// `writer`'s chain (whose hash is `hash`) at `erased_at`, for `reason`.
+pub fn tombstone_mac(
+    key: &[u8],
+    n: u64,
+    writer: &str,
+    seq: u64,
+    hash: &str,
+    erased_at: i64,
+    reason: &str,
+) -> String {
+    hmac_hex(
+        key,
+        &[
+            TOMBSTONE_DOMAIN,
+            &n.to_be_bytes(),
+            writer.as_bytes(),
+            &seq.to_be_bytes(),
+            hash.as_bytes(),
+            &erased_at.to_be_bytes(),
+            reason.as_bytes(),
+        ],
+    )
+}
+
+/// Whether a tombstone's stored MAC verifies.
+#[allow(clippy::too_many_arguments)]
+pub fn tombstone_mac_ok(
+    key: &[u8],
+    n: u64,
+    writer: &str,
+    seq: u64,
+    hash: &str,
+    erased_at: i64,
+    reason: &str,
+    mac: &str,
+) -> bool {
+    hex_eq(
+        &tombstone_mac(key, n, writer, seq, hash, erased_at, reason),
+        mac,
+    )
 }
 
 /// An HMAC-authenticated checkpoint of the chain head at `seq`.
@@ -287,7 +413,35 @@ pub trait AuditStore: Send {
     /// Removes the erasable fields of the records `what` selects, leaving digests and a
     /// tombstone (`erased_at = now_ms`, and the reason), so the chain still verifies.
     /// Returns how many records were erased. Records already erased are left alone.
+    ///
+    /// When anything is erased, the erasure is stored as an authenticated
+    /// [`ErasureEvent`] (MAC under the store's master key) and every tombstone is bound
+    /// to it with a MAC of its own, so that verification fails on a tombstone no key
+    /// holder wrote.
     fn erase(&mut self, what: &Erasure, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// Every authenticated erasure, oldest first.
+    fn erasures(&self) -> Result<Vec<ErasureEvent>, StoreError>;
+
+    /// Binds tombstones written before erasures were authenticated (marked when the
+    /// schema was upgraded) to one new authenticated `legacy` erasure, with the store's
+    /// key. Run by a process that has checked its key against the log (a proxy at
+    /// start-up); returns how many were bound. What such a tombstone erased before the
+    /// upgrade cannot be proven after the fact: the event says so.
+    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// Starts a read snapshot: until [`end_snapshot`](Self::end_snapshot), every read
+    /// through this store sees the log as it was at the first read, whatever is appended
+    /// meanwhile. Verification runs in one, so a log being written is checked as one
+    /// consistent state. A no-op for a store without snapshots.
+    fn begin_snapshot(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Ends the snapshot [`begin_snapshot`](Self::begin_snapshot) started.
+    fn end_snapshot(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// The pseudonymous subjects whose records were erased at or after `since_ms` (a
     /// person's request to be forgotten, not retention), each once: what a surrogate
@@ -345,6 +499,12 @@ pub trait AuditStore: Send {
         let _ = writer;
         self.checkpoints()
     }
+
+    /// The last checkpoint of `writer`'s chain: its head, since every batch ends with
+    /// one. What a witness publishes.
+    fn last_checkpoint(&self, writer: &str) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.writer_checkpoints(writer)?.pop())
+    }
 }
 
 /// A boxed store is a store, so that a caller can choose the backend at run time and
@@ -367,6 +527,18 @@ impl<S: AuditStore + ?Sized> AuditStore for Box<S> {
     }
     fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
         (**self).erased_subjects_since(since_ms)
+    }
+    fn erasures(&self) -> Result<Vec<ErasureEvent>, StoreError> {
+        (**self).erasures()
+    }
+    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, StoreError> {
+        (**self).bind_legacy_tombstones(now_ms)
+    }
+    fn begin_snapshot(&self) -> Result<(), StoreError> {
+        (**self).begin_snapshot()
+    }
+    fn end_snapshot(&self) -> Result<(), StoreError> {
+        (**self).end_snapshot()
     }
     fn reseal(&mut self, limit: usize) -> Result<u64, StoreError> {
         (**self).reseal(limit)
@@ -405,5 +577,8 @@ impl<S: AuditStore + ?Sized> AuditStore for Box<S> {
     }
     fn writer_checkpoints(&self, writer: &str) -> Result<Vec<Checkpoint>, StoreError> {
         (**self).writer_checkpoints(writer)
+    }
+    fn last_checkpoint(&self, writer: &str) -> Result<Option<Checkpoint>, StoreError> {
+        (**self).last_checkpoint(writer)
     }
 }

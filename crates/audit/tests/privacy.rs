@@ -379,7 +379,7 @@ fn reviews_and_feedback_are_kept_and_set_the_review_state() {
         store.get("r1").unwrap().unwrap().record.review_state,
         "overridden"
     );
-    assert_eq!(store.reviews("r1").unwrap(), [review]);
+    assert_eq!(store.reviews("r1").unwrap(), [review.clone()]);
     let feedback = sidelight_audit::Feedback {
         record_id: "r1".to_owned(),
         time_ms: 9,
@@ -395,6 +395,26 @@ fn reviews_and_feedback_are_kept_and_set_the_review_state() {
             .unwrap()
     );
     assert_eq!(store.feedback("r1").unwrap(), [feedback]);
-    // Review state is workflow, not history: the chain still verifies.
-    assert!(verify(&store, keys().checkpoint_key()).is_ok());
+    // A review state that no chained decision set is reported: here the decision was
+    // stored in the reviews table only.
+    let err = verify(&store, keys().checkpoint_key()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("review state `overridden` matches no review decision chained"),
+        "{err}"
+    );
+    // The proxy chains the decision as a `_review` event; then it verifies.
+    let mut event = Record::new("review-1", 6, "_review", "sidelight");
+    event.request = Some(serde_json::to_vec(&review).unwrap());
+    store.append_batch(&[event]).unwrap();
+    let report = verify(&store, keys().checkpoint_key()).unwrap();
+    assert_eq!(report.reviews_not_applied, 0);
+    // A second decision chained but not yet applied lags; it does not break the log.
+    let mut second = review.clone();
+    second.decision = "confirm".to_owned();
+    let mut event = Record::new("review-2", 7, "_review", "sidelight");
+    event.request = Some(serde_json::to_vec(&second).unwrap());
+    store.append_batch(&[event]).unwrap();
+    let report = verify(&store, keys().checkpoint_key()).unwrap();
+    assert_eq!(report.reviews_not_applied, 1);
 }

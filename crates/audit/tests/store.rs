@@ -249,6 +249,12 @@ impl AuditStore for Gate {
     ) -> Result<Vec<String>, sidelight_audit::StoreError> {
         self.inner.erased_subjects_since(since_ms)
     }
+    fn erasures(&self) -> Result<Vec<sidelight_audit::ErasureEvent>, sidelight_audit::StoreError> {
+        self.inner.erasures()
+    }
+    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, sidelight_audit::StoreError> {
+        self.inner.bind_legacy_tombstones(now_ms)
+    }
     fn reseal(&mut self, limit: usize) -> Result<u64, sidelight_audit::StoreError> {
         self.inner.reseal(limit)
     }
@@ -431,19 +437,25 @@ fn altered_payload_is_detected() {
 }
 
 #[test]
-fn payload_removed_without_tombstone_is_detected_and_with_tombstone_verifies() {
+fn payload_removed_without_an_authenticated_erasure_is_detected() {
     let (_dir, path) = filled(12, 5);
     tamper(&path, "UPDATE records SET request = NULL WHERE seq = 3");
     assert_eq!(
         broken_at(&path).2,
         BreakKind::RemovedWithoutTombstone { field: "request" }
     );
+    // A forged tombstone: the content gone and `erased_at` set, without the key.
     tamper(
         &path,
-        "UPDATE records SET erased_at = 1, response = NULL, features = NULL WHERE seq = 3",
+        "UPDATE records SET erased_at = 1, erased_reason = 'subject_erasure', \
+         response = NULL, features = NULL WHERE seq = 3",
     );
-    let report = verify(&reopen(&path), KEY).unwrap();
-    assert_eq!((report.records, report.erased), (12, 1));
+    let (seq, _, kind) = broken_at(&path);
+    assert_eq!(seq, 3);
+    assert!(
+        matches!(kind, BreakKind::UnauthenticatedErasure { .. }),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -489,7 +501,7 @@ fn forged_record_before_the_first_is_detected() {
     let (_dir, path) = filled(6, 6);
     tamper(
         &path,
-        "INSERT INTO records SELECT 0, 'forged', time_ms, route, model, consent, subject, surrogate_version, review_state, request, request_sha256, response, response_sha256, features, features_sha256, outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, erased_at, prev_hash, hash, key_id, erased_reason, review_reasons FROM records WHERE seq = 1",
+        "INSERT INTO records SELECT 0, 'forged', time_ms, route, model, consent, subject, surrogate_version, review_state, request, request_sha256, response, response_sha256, features, features_sha256, outputs, outputs_sha256, attributions, attributions_sha256, texts, texts_sha256, erased_at, prev_hash, hash, key_id, erased_reason, review_reasons, erasure, erasure_mac FROM records WHERE seq = 1",
     );
     assert_eq!(
         broken_at(&path),

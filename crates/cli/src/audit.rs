@@ -16,6 +16,7 @@
 //! Nothing here prints key bytes, raw subject identifiers or payload values to stderr;
 //! only `export` writes records, and only to its output.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,8 +29,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use sidelight_audit::{
     AuditStore, CsvExport, Erasure, ExportError, KeyError, Keys, PostgresConfig, PostgresStore,
-    RecordQuery, SqliteConfig, SqliteStore, StoreError, VerifyError, checkpoint_mac_ok, verify,
-    write_jsonl,
+    RecordQuery, SqliteConfig, SqliteStore, StoreError, VerifyError, VerifyReport, WitnessError,
+    check_expected, check_witness, checkpoint_mac_ok, read_witness, verify, write_jsonl,
 };
 use sidelight_config::AUDIT_KEY_VARIABLE;
 
@@ -148,6 +149,17 @@ struct VerifyArgs {
     /// SIDELIGHT_AUDIT_KEY is used.
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
+    /// The witness file the proxy published its chain's heads to (`audit.witness`):
+    /// every line must verify under the key, and the latest head of each writer must
+    /// be in the log with the hash the witness saw. Names a cut tail (records deleted
+    /// together with their checkpoints) or a rewritten history.
+    #[arg(long, value_name = "FILE")]
+    witness: Option<PathBuf>,
+    /// A seq the log is known to have reached (from an earlier `verify`, a report, a
+    /// witness kept elsewhere): fails when the log ends before it. `N` for a SQLite log,
+    /// `WRITER=N` for a writer of a PostgreSQL log; repeatable.
+    #[arg(long, value_name = "[WRITER=]N")]
+    expect_seq: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -458,15 +470,18 @@ fn verify_db(args: &VerifyArgs) -> Outcome {
     match verify(&store, keys.checkpoint_key()) {
         Ok(report) => {
             println!(
-                "{}: intact: {} record(s), {} checkpoint(s) verified, {} erased; last seq {} hash {}",
+                "{}: intact: {} record(s), {} checkpoint(s) verified, {} erased by {} authenticated erasure(s); last seq {} hash {}",
                 db.display(),
                 report.records,
                 report.checkpoints,
                 report.erased,
+                report.erasures,
                 report.last_seq,
                 report.last_hash
             );
-            Ok(())
+            let label = db.display().to_string();
+            print_notes(&label, &report);
+            witness_check(args, &label, &store, &report, keys.checkpoint_key())
         }
         Err(
             error @ (VerifyError::KeyMismatch
@@ -485,6 +500,92 @@ fn verify_db(args: &VerifyArgs) -> Outcome {
                 message: None,
             })
         }
+    }
+}
+
+/// What an intact log still has to say: records appended while it was verified, review
+/// states behind their decisions.
+fn print_notes(label: &str, report: &VerifyReport) {
+    if report.appended_since > 0 {
+        println!(
+            "{label}: {} record(s) appended while verifying (covered by authenticated checkpoints; the next run verifies them in full)",
+            report.appended_since
+        );
+    }
+    if report.reviews_not_applied > 0 {
+        println!(
+            "{label}: note: {} record(s) show a review state older than the latest review decision chained for them",
+            report.reviews_not_applied
+        );
+    }
+}
+
+/// `--expect-seq` values: `N` (the single chain of a SQLite log) or `WRITER=N`.
+fn expected_seqs(values: &[String]) -> Result<BTreeMap<String, u64>, Failure> {
+    let mut out = BTreeMap::new();
+    for value in values {
+        let (writer, seq) = value.rsplit_once('=').unwrap_or(("", value));
+        let seq = seq.trim().parse::<u64>().map_err(|_| {
+            Failure::usage(format!(
+                "--expect-seq `{value}`: expected N or WRITER=N, N a record seq"
+            ))
+        })?;
+        out.insert(writer.to_owned(), seq);
+    }
+    Ok(out)
+}
+
+/// With --witness or --expect-seq, holds the verified log against what was published
+/// outside it (the log itself is intact). A cut tail or rewritten history is a broken
+/// log (exit 1); a witness that cannot be read or does not verify under the key is an
+/// unusable input (65, 66).
+fn witness_check(
+    args: &VerifyArgs,
+    label: &str,
+    store: &dyn AuditStore,
+    report: &VerifyReport,
+    key: &[u8],
+) -> Outcome {
+    let broken = |error: WitnessError| {
+        println!("{label}: BROKEN: {error}");
+        Failure {
+            code: EXIT_FAILED,
+            message: None,
+        }
+    };
+    let expected = expected_seqs(&args.expect_seq)?;
+    check_expected(report, &expected).map_err(broken)?;
+    let Some(path) = &args.witness else {
+        return Ok(());
+    };
+    let lines = read_witness(path, key).map_err(|error| match error {
+        WitnessError::Read { .. } => Failure::new(EXIT_NO_INPUT, error.to_string()),
+        _ => Failure::data(error.to_string()),
+    })?;
+    match check_witness(store, report, &lines) {
+        Ok(found) => {
+            let heads: Vec<String> = found
+                .heads
+                .iter()
+                .map(|(w, seq)| match w.is_empty() {
+                    true => format!("seq {seq}"),
+                    false => format!("writer {w} seq {seq}"),
+                })
+                .collect();
+            println!(
+                "{label}: witness {}: {} line(s); the latest head(s) it saw are in the log ({})",
+                path.display(),
+                found.lines,
+                if heads.is_empty() {
+                    "none published yet".to_owned()
+                } else {
+                    heads.join(", ")
+                }
+            );
+            Ok(())
+        }
+        Err(error @ WitnessError::Store(_)) => Err(Failure::failed(error.to_string())),
+        Err(error) => Err(broken(error)),
     }
 }
 
@@ -532,13 +633,15 @@ fn verify_postgres(args: &VerifyArgs, url: &str, keys: Keys) -> Outcome {
                 );
             }
             println!(
-                "{label}: intact: {} writer(s), {} record(s), {} checkpoint(s) verified, {} erased",
+                "{label}: intact: {} writer(s), {} record(s), {} checkpoint(s) verified, {} erased by {} authenticated erasure(s)",
                 report.writers.len(),
                 report.records,
                 report.checkpoints,
-                report.erased
+                report.erased,
+                report.erasures
             );
-            Ok(())
+            print_notes(&label, &report);
+            witness_check(args, &label, &store, &report, keys.checkpoint_key())
         }
         Err(
             error @ (VerifyError::KeyMismatch
@@ -822,28 +925,24 @@ fn erase(args: &EraseArgs) -> Outcome {
     // silently match no record.
     // Through a running proxy, a raw identifier without a key at hand is sent as it is:
     // the proxy pseudonymises it with its own key.
+    // Offline, the key is always needed: the erasure is written as an event
+    // authenticated with it, and `audit verify` fails on a tombstone without one.
     let key_at_hand = key_file.is_some() || std::env::var_os(AUDIT_KEY_VARIABLE).is_some();
-    let keys = if (subject.needs_key() && (args.db.is_some() || key_at_hand)) || key_file.is_some()
-    {
+    let keys = if args.db.is_some() || (subject.needs_key() && key_at_hand) || key_file.is_some() {
         Some(load_keys(key_file)?)
     } else {
         None
     };
     match (&args.db, &args.admin) {
         (Some(db), _) => {
-            let checked = keys.is_some();
-            let keys = match keys {
-                Some(keys) => keys,
-                // Erasing opens and seals nothing, but the store wants keys to open.
-                None => {
-                    Keys::from_master(vec![0x5a; 32]).map_err(|e| Failure::failed(e.to_string()))?
-                }
+            let Some(keys) = keys else {
+                return Err(Failure::usage(
+                    "erasing offline needs the audit key (--key-file or SIDELIGHT_AUDIT_KEY)",
+                ));
             };
             let subject = subject.pseudonym(&keys);
             let mut store = open_store(db, keys.clone())?;
-            if checked {
-                check_master(&store, &keys, &key_origin(key_file), db)?;
-            }
+            check_master(&store, &keys, &key_origin(key_file), db)?;
             let erased = store
                 .erase(&Erasure::Subject(subject.clone()), now_ms())
                 .map_err(|e| store_failure(&e, db))?;

@@ -299,6 +299,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         retention: Some(Duration::from_secs(7 * 24 * 3600)),
         lock_timeout: Duration::from_secs(5),
         max_bytes: None,
+        wal_max_bytes: 64 * 1024 * 1024,
+        wal_checkpoint_wait: Duration::from_millis(200),
+        witness: Some(args.state_dir.join("audit.witness")),
+        witness_interval: Duration::from_secs(1),
     });
     config.routes.push(RouteConfig {
         name: "credit".to_owned(),

@@ -85,6 +85,37 @@ pub struct AuditConfig {
     /// disk (and `on_store_failure` applies). Absent: as large as the disk allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
+    /// SQLite: the write-ahead log's bound, in bytes. Past it the background checkpoint
+    /// restarts the log (waiting at most `wal_checkpoint_wait` for readers), so that a
+    /// log under writes that never pause does not grow until the disk is full.
+    #[serde(default = "default_wal_max_bytes")]
+    pub wal_max_bytes: u64,
+    /// SQLite: how long a checkpoint that restarts the log waits for readers on the old
+    /// one; new writes wait meanwhile, so this bounds what the bound costs a request.
+    #[serde(default = "default_wal_checkpoint_wait", with = "humantime_serde")]
+    pub wal_checkpoint_wait: Duration,
+    /// An append-only file outside the database (another volume) to which the proxy
+    /// publishes its chain's head — seq, hash, checkpoint MAC — every
+    /// `witness_interval`, so that `sidelight audit verify --witness FILE` names a tail
+    /// cut from the log together with its checkpoints. Absent: no witness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<PathBuf>,
+    /// How often the head is published (only when it moved). A tail younger than this
+    /// can be cut unseen.
+    #[serde(default = "default_witness_interval", with = "humantime_serde")]
+    pub witness_interval: Duration,
+}
+
+fn default_wal_max_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+fn default_wal_checkpoint_wait() -> Duration {
+    Duration::from_millis(200)
+}
+
+fn default_witness_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn yes() -> bool {
@@ -469,6 +500,31 @@ impl AuditConfig {
             return Err((
                 "audit.max_bytes".to_owned(),
                 "must be at least 65536".to_owned(),
+            ));
+        }
+        if self.wal_max_bytes < 1024 * 1024 {
+            return Err((
+                "audit.wal_max_bytes".to_owned(),
+                "must be at least 1048576 (1 MiB)".to_owned(),
+            ));
+        }
+        if self.wal_checkpoint_wait > Duration::from_secs(10) {
+            return Err((
+                "audit.wal_checkpoint_wait".to_owned(),
+                "must be at most 10s: writes wait while it does (e.g. \"200ms\")".to_owned(),
+            ));
+        }
+        if self
+            .witness
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return Err(("audit.witness".to_owned(), "must name a file".to_owned()));
+        }
+        if self.witness_interval < Duration::from_millis(100) {
+            return Err((
+                "audit.witness_interval".to_owned(),
+                "must be at least 100ms (e.g. \"1s\")".to_owned(),
             ));
         }
         if self

@@ -304,7 +304,8 @@ fn verification(r: &Report) -> Markup {
         section #verification {
             h2 { (SECTIONS[7]) }
             @if v.ok {
-                p { span.ok { "Intact." } " The hash chain of all " (v.records) " record(s) and " (v.checkpoints) " authenticated checkpoint(s) verify; " (v.erased) " record(s) are erased (their digests remain). Last seq " (v.last_seq) ", hash " code { (v.last_hash.as_deref().unwrap_or_default()) } "." }
+                p { span.ok { "Intact." } " The hash chain of all " (v.records) " record(s) and " (v.checkpoints) " authenticated checkpoint(s) verify; " (v.erased) " record(s) are erased (their digests remain), each by one of " (v.erasures) " authenticated erasure(s). Last seq " (v.last_seq) ", hash " code { (v.last_hash.as_deref().unwrap_or_default()) } "." }
+                @if v.reviews_not_applied > 0 { p { (v.reviews_not_applied) " record(s) show a review state older than the latest review decision chained for them (a decision is chained before the state is written; a state set back by hand shows the same way)." } }
                 @if v.appended_while_verifying > 0 { p { (v.appended_while_verifying) " record(s) were appended while the log was verified; authenticated checkpoints cover them, and the next report verifies them in full." } }
                 @if v.writers.iter().any(|w| !w.writer.is_empty()) {
                     p { "Each writer (replica) keeps a chain of its own, verified on its own:" }

@@ -14,9 +14,9 @@
 //! admin API serves `GET /api/v1/report` by calling [`build`]), or write to the store.
 
 pub mod chart;
-mod frozen;
 mod html;
 mod markdown;
+mod verification;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -342,6 +342,10 @@ pub struct VerificationSection {
     pub records: u64,
     pub checkpoints: u64,
     pub erased: u64,
+    /// Authenticated erasures that wrote the tombstones (every tombstone is bound to one).
+    pub erasures: u64,
+    /// Records whose review state lags the latest review decision chained for them.
+    pub reviews_not_applied: u64,
     pub last_seq: u64,
     pub last_hash: Option<String>,
     /// Records a running proxy appended while the log was verified: covered by an
@@ -451,7 +455,7 @@ pub fn build<S: AuditStore>(
         done: 0,
         total: last_seq,
     });
-    let verification = frozen::verify(store, input.keys);
+    let verification = verification::verify(store, input.keys);
     progress(Progress {
         stage: Stage::Verify,
         done: last_seq,

@@ -306,13 +306,21 @@ pub fn render(r: &Report) -> String {
     if x.ok {
         let _ = writeln!(
             o,
-            "**Intact.** {} record(s), {} checkpoint(s) verified, {} erased; last seq {}, hash `{}`.",
+            "**Intact.** {} record(s), {} checkpoint(s) verified, {} erased by {} authenticated erasure(s); last seq {}, hash `{}`.",
             x.records,
             x.checkpoints,
             x.erased,
+            x.erasures,
             x.last_seq,
             x.last_hash.as_deref().unwrap_or_default()
         );
+        if x.reviews_not_applied > 0 {
+            let _ = writeln!(
+                o,
+                "\n{} record(s) show a review state older than the latest review decision chained for them.",
+                x.reviews_not_applied
+            );
+        }
         if x.appended_while_verifying > 0 {
             let _ = writeln!(
                 o,

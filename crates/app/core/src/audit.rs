@@ -75,8 +75,52 @@ pub struct AuditLog {
     pub reviews: Arc<crate::reviews::Reviews>,
     /// The retention purge's connection and settings, until its job takes them.
     retention: Mutex<Option<RetentionPurge>>,
-    /// Copies the WAL into the database off the commit path (SQLite only).
-    _checkpoints: Option<sidelight_audit::BackgroundCheckpoints>,
+    /// Copies the WAL into the database off the commit path and bounds it (SQLite
+    /// only).
+    checkpoints: Option<sidelight_audit::BackgroundCheckpoints>,
+    /// The witness publisher (`audit.witness`), until its job takes it.
+    witness: Mutex<Option<WitnessPublisher>>,
+    /// Heads published to the witness, and publications that failed.
+    witness_published: Counter,
+    witness_failures: Counter,
+}
+
+/// Publishes the chain's head to the witness file (`audit.witness`): a connection of its
+/// own, the file, and how often. Run as a background job (`sidelight-tasks`).
+pub struct WitnessPublisher {
+    pub store: Box<dyn AuditStore>,
+    /// The chain whose head is published (`""` for SQLite, the replica's writer name).
+    pub writer: String,
+    pub file: sidelight_audit::FileWitness,
+    pub interval: Duration,
+    published: Counter,
+    failures: Counter,
+}
+
+impl WitnessPublisher {
+    /// Publishes the head if it moved since the last publication. Failures are counted
+    /// and logged (the file's name and the error only), and retried at the next tick.
+    pub fn publish(&mut self) {
+        let head = match self.store.last_checkpoint(&self.writer) {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(error) => {
+                self.failures.inc();
+                tracing::warn!(%error, kind = error.kind(), "cannot read the audit log's head for the witness; retrying");
+                return;
+            }
+        };
+        match self.file.publish(&self.writer, &head, now_ms()) {
+            Ok(true) => {
+                self.published.inc();
+            }
+            Ok(false) => {}
+            Err(error) => {
+                self.failures.inc();
+                tracing::warn!(%error, witness = %self.file.path().display(), "cannot write the audit witness; retrying");
+            }
+        }
+    }
 }
 
 /// Why a query, an event or an erasure did not reach the audit store. The texts name
@@ -142,6 +186,7 @@ struct Opened {
     ids: Box<dyn AuditStore>,
     admin: Box<dyn AuditStore>,
     retention: Option<Box<dyn AuditStore>>,
+    witness: Option<Box<dyn AuditStore>>,
     checkpoints: Option<sidelight_audit::BackgroundCheckpoints>,
     fleet: Option<Arc<Fleet>>,
     readers: Option<PostgresStore>,
@@ -219,6 +264,7 @@ impl AuditLog {
             ids,
             admin,
             retention,
+            witness: witness_store,
             checkpoints,
             fleet,
             readers,
@@ -249,6 +295,27 @@ impl AuditLog {
             }),
             _ => None,
         };
+        let witness_published = Counter::default();
+        let witness_failures = Counter::default();
+        let witness = match (&config.witness, witness_store) {
+            (Some(path), Some(store)) => {
+                let file = sidelight_audit::FileWitness::open(path).map_err(|e| {
+                    invalid(
+                        "audit.witness",
+                        format!("cannot open {} for appending: {e}", path.display()),
+                    )
+                })?;
+                Some(WitnessPublisher {
+                    store,
+                    writer: fleet.as_ref().map(|f| f.writer.clone()).unwrap_or_default(),
+                    file,
+                    interval: config.witness_interval,
+                    published: witness_published.clone(),
+                    failures: witness_failures.clone(),
+                })
+            }
+            _ => None,
+        };
         let log = Arc::new(Self {
             writer: Arc::new(writer),
             durability: match config.durability {
@@ -268,7 +335,10 @@ impl AuditLog {
             erased,
             reviews: Arc::default(),
             retention: Mutex::new(retention),
-            _checkpoints: checkpoints,
+            checkpoints,
+            witness: Mutex::new(witness),
+            witness_published,
+            witness_failures,
         });
         registry.register(
             "sidelight_audit_failures",
@@ -280,8 +350,26 @@ impl AuditLog {
             "Records whose payloads were erased, by reason",
             log.erased.clone(),
         );
+        registry.register(
+            "sidelight_audit_witness_published",
+            "Chain heads published to the audit witness (audit.witness)",
+            log.witness_published.clone(),
+        );
+        registry.register(
+            "sidelight_audit_witness_failures",
+            "Publications to the audit witness that failed (retried at the next tick)",
+            log.witness_failures.clone(),
+        );
         registry.register_collector(Box::new(WriterCollector(log.clone())));
         Ok(log)
+    }
+
+    /// The witness publisher (`audit.witness`), for its job to take once.
+    pub fn take_witness(&self) -> Option<WitnessPublisher> {
+        self.witness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// What the retention purge needs (`audit.retention`), for its job to take once.
@@ -498,11 +586,21 @@ impl AuditLog {
         }
     }
 
-    /// Stores a review decision, sets the record's state, and chains the decision.
+    /// Chains a review decision, then stores it and sets the record's state.
     /// `Ok(false)` when no record has that id.
+    ///
+    /// Chained first: verification holds every review state against the decisions in
+    /// the chain, so a state must never exist without its decision. A crash (or a
+    /// verification) between the two sees a decision whose state is not yet written,
+    /// which verification counts as lagging rather than broken.
     pub async fn add_review(&self, review: Review) -> Result<bool, AuditError> {
-        self.store_then_chain("_review", review, |store, r| store.add_review(r))
-            .await
+        let id = review.record_id.clone();
+        if !self.with_admin(move |s| s.contains(&id)).await? {
+            return Ok(false);
+        }
+        self.record_event("_review", serde_json::to_value(&review)?)
+            .await?;
+        self.with_admin(move |s| s.add_review(&review)).await
     }
 
     /// The decisions about a record and the outcomes reported for it.
@@ -582,6 +680,26 @@ fn invalid(key: &str, message: String) -> ConfigError {
     }
 }
 
+/// Binds tombstones written before erasures were authenticated to one authenticated
+/// event, with the key just checked against the log (see
+/// [`AuditStore::bind_legacy_tombstones`]).
+fn bind_legacy(store: &mut dyn AuditStore, key: &str) -> Result<(), ConfigError> {
+    match store.bind_legacy_tombstones(now_ms()) {
+        Ok(0) => Ok(()),
+        Ok(n) => {
+            tracing::warn!(
+                records = n,
+                "bound tombstones older than authenticated erasures to one `legacy` erasure event: what they erased before the upgrade cannot be proven"
+            );
+            Ok(())
+        }
+        Err(e) => Err(invalid(
+            key,
+            format!("cannot bind the log's older tombstones: {e}"),
+        )),
+    }
+}
+
 fn open_sqlite(config: &AuditConfig, keys: &Keys, retention: bool) -> Result<Opened, ConfigError> {
     let store_config = SqliteConfig {
         checkpoint_every: config.checkpoint_every,
@@ -598,12 +716,17 @@ fn open_sqlite(config: &AuditConfig, keys: &Keys, retention: bool) -> Result<Ope
             )
         })
     };
-    let store = open("writer")?;
+    let mut store = open("writer")?;
     store
         .check_keys()
         .map_err(|e| invalid("audit.key_file", e.to_string()))?;
+    bind_legacy(&mut store, "audit.path")?;
+    let limit = sidelight_audit::WalLimit {
+        max_bytes: config.wal_max_bytes,
+        wait: config.wal_checkpoint_wait,
+    };
     let checkpoints = store
-        .checkpoint_in_background(&config.path, CHECKPOINT_EVERY)
+        .checkpoint_in_background(&config.path, CHECKPOINT_EVERY, limit)
         .map_err(|e| invalid("audit.path", e.to_string()))?;
     Ok(Opened {
         writer: Box::new(store),
@@ -613,6 +736,10 @@ fn open_sqlite(config: &AuditConfig, keys: &Keys, retention: bool) -> Result<Ope
             Some(Box::new(open("retention")?))
         } else {
             None
+        },
+        witness: match config.witness {
+            Some(_) => Some(Box::new(open("witness")?)),
+            None => None,
         },
         checkpoints: Some(checkpoints),
         fleet: None,
@@ -659,6 +786,8 @@ fn open_postgres(
     store
         .check_keys()
         .map_err(|e| invalid("audit.key_file", e.to_string()))?;
+    let mut store = store;
+    bind_legacy(&mut store, url_key)?;
     let fleet = Arc::new(Fleet {
         writer: writer.to_owned(),
         poll_interval: config.poll_interval,
@@ -668,6 +797,10 @@ fn open_postgres(
         ids: Box::new(store.reader()),
         admin: Box::new(store.reader()),
         retention: retention.then(|| Box::new(store.reader()) as Box<dyn AuditStore>),
+        witness: config
+            .witness
+            .as_ref()
+            .map(|_| Box::new(store.reader()) as Box<dyn AuditStore>),
         readers: Some(store.reader()),
         writer: Box::new(store),
         checkpoints: None,
@@ -688,6 +821,50 @@ impl Collector for WriterCollector {
             None,
             queued.metric_type(),
         )?)?;
+        if let Some(checkpoints) = &self.0.checkpoints {
+            use std::sync::atomic::Ordering::Relaxed;
+            let stats = checkpoints.stats();
+            for (name, help, value) in [
+                (
+                    "sidelight_audit_wal_bytes",
+                    "Size of the SQLite write-ahead log at the last background checkpoint",
+                    stats.bytes.load(Relaxed),
+                ),
+                (
+                    "sidelight_audit_wal_limit_bytes",
+                    "The write-ahead log's bound (audit.wal_max_bytes)",
+                    checkpoints.limit().max_bytes,
+                ),
+            ] {
+                let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+                gauge.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
+            }
+            for (name, help, value) in [
+                (
+                    "sidelight_audit_wal_truncations",
+                    "Checkpoints that restarted the write-ahead log because it passed its bound",
+                    stats.truncations.load(Relaxed),
+                ),
+                (
+                    "sidelight_audit_wal_truncations_busy",
+                    "Such checkpoints that gave up because readers kept the old log busy",
+                    stats.truncations_busy.load(Relaxed),
+                ),
+            ] {
+                let counter = ConstCounter::new(value);
+                counter.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    counter.metric_type(),
+                )?)?;
+            }
+        }
         for (name, help, value) in [
             (
                 "sidelight_audit_committed_records",

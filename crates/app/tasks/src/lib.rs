@@ -1,6 +1,6 @@
 //! `sidelight-tasks`: the background jobs. Each route's trainer and distiller, the
 //! fleet's trainers and poller (PostgreSQL), each monitored route's computation, the
-//! alert delivery and the audit log's retention purge, all behind one [`job::Job`]
+//! alert delivery, the audit log's retention purge and witness, all behind one [`job::Job`]
 //! trait: a name, a way to stop, and a line in `/readyz`.
 //!
 //! What this crate must never do: run on a data-plane thread or make a request wait on
@@ -15,6 +15,7 @@ pub mod job;
 pub mod monitor;
 pub mod retention;
 pub mod trainer;
+pub mod witness;
 
 use sidelight_config as config;
 use sidelight_core::{audit, live};
