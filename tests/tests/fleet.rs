@@ -418,7 +418,9 @@ fn a_database_that_cannot_be_reached_at_start_is_named_without_its_password() {
 
 #[test]
 fn the_fleet_store_seals_rows_keeps_the_window_elects_one_trainer_and_records_erasures() {
-    use sidelight_audit::{FleetSurrogate, Keys, PostgresConfig, PostgresStore, TrainingBatch};
+    use sidelight_audit::{
+        FleetStore, FleetSurrogate, Keys, PostgresConfig, PostgresStore, Published, TrainingBatch,
+    };
     let pg = PgServer::start();
     let url = pg.create_database("fleet");
     let keys = Keys::parse(AUDIT_KEY_HEX.as_bytes(), "test").unwrap();
@@ -485,11 +487,13 @@ fn the_fleet_store_seals_rows_keeps_the_window_elects_one_trainer_and_records_er
         reason: "test".to_owned(),
         surrogate: accepted.then(|| format!("surrogate {v}")),
         writer: writer.to_owned(),
+        subjects: Some(Vec::new()),
     };
-    assert!(fb.publish_surrogate("m", &version(1, true, "b")).unwrap());
-    assert!(!fa.publish_surrogate("m", &version(1, true, "a")).unwrap());
-    assert!(fb.publish_surrogate("m", &version(2, true, "b")).unwrap());
-    assert!(fb.publish_surrogate("m", &version(3, false, "b")).unwrap());
+    let publish = |store: &FleetStore, v: FleetSurrogate| store.publish_surrogate("m", &v, 0).unwrap();
+    assert_eq!(publish(&fb, version(1, true, "b")), Published::Published);
+    assert_eq!(publish(&fa, version(1, true, "a")), Published::Taken);
+    assert_eq!(publish(&fb, version(2, true, "b")), Published::Published);
+    assert_eq!(publish(&fb, version(3, false, "b")), Published::Published);
     assert_eq!(fa.latest_version("m").unwrap(), 3);
     let seen: Vec<_> = fa
         .surrogates_after("m", 0, 10)

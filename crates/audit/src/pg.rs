@@ -155,6 +155,9 @@ const MIGRATIONS: &[&str] = &[
          time_ms BIGINT NOT NULL,
          writer TEXT NOT NULL
      );",
+    // 3: the subjects each published surrogate learnt from (keyed digests), so that an
+    // erasure retires every version that saw the subject.
+    "ALTER TABLE fleet_surrogates ADD COLUMN subjects BIGINT[];",
 ];
 
 /// The rustls connector of `sslmode=require`: the CA certificates of `ca_file`, or the

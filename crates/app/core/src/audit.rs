@@ -441,6 +441,20 @@ impl AuditLog {
         .map_err(|e| AuditError::Task(e.to_string()))?
     }
 
+    /// The pseudonymous subjects erased (on request, not by retention) at or after
+    /// `since_ms`: at start-up, what a surrogate saved before then may have learnt from.
+    /// Blocks; the store is reached on a thread of its own (the PostgreSQL client cannot
+    /// run on one of tokio's).
+    pub fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, AuditError> {
+        let admin = self.admin.clone();
+        off_runtime(move || {
+            let store = admin.lock().unwrap_or_else(PoisonError::into_inner);
+            store.erased_subjects_since(since_ms)
+        })
+        .ok_or_else(|| AuditError::Task("the erasure look-up failed".to_owned()))?
+        .map_err(AuditError::from)
+    }
+
     /// One page of records.
     pub async fn query(&self, query: RecordQuery) -> Result<Page, AuditError> {
         self.with_admin(move |store| store.query(&query)).await
