@@ -489,7 +489,8 @@ fn the_fleet_store_seals_rows_keeps_the_window_elects_one_trainer_and_records_er
         writer: writer.to_owned(),
         subjects: Some(Vec::new()),
     };
-    let publish = |store: &FleetStore, v: FleetSurrogate| store.publish_surrogate("m", &v, 0).unwrap();
+    let publish =
+        |store: &FleetStore, v: FleetSurrogate| store.publish_surrogate("m", &v, 0).unwrap();
     assert_eq!(publish(&fb, version(1, true, "b")), Published::Published);
     assert_eq!(publish(&fa, version(1, true, "a")), Published::Taken);
     assert_eq!(publish(&fb, version(2, true, "b")), Published::Published);

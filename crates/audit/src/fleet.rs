@@ -437,7 +437,10 @@ impl FleetStore {
                 )?;
                 let saw = |subject: &str| {
                     let digest = keys.subject_digest(subject) as i64;
-                    surrogate.subjects.as_ref().is_none_or(|s| s.contains(&digest))
+                    surrogate
+                        .subjects
+                        .as_ref()
+                        .is_none_or(|s| s.contains(&digest))
                 };
                 for row in &erased {
                     let subject: String = row.try_get(0)?;

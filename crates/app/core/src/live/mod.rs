@@ -719,9 +719,7 @@ impl RouteLive {
     /// version if it was retired.
     pub fn retire(&self, model: &Arc<LiveModel>, why: &str) -> Option<u64> {
         let previous = self.model.compare_and_swap(&Some(model.clone()), None);
-        let was_serving = previous
-            .as_ref()
-            .is_some_and(|p| Arc::ptr_eq(p, model));
+        let was_serving = previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, model));
         if !was_serving {
             return None;
         }
@@ -783,7 +781,12 @@ impl RouteLive {
                 (model.surrogate.clone(), already)
             }
         };
-        let text = state::encode(&surrogate, model.version(), &model.provenance, &pseudonymised)?;
+        let text = state::encode(
+            &surrogate,
+            model.version(),
+            &model.provenance,
+            &pseudonymised,
+        )?;
         state::write_private(&path, text.as_bytes())
     }
 
@@ -905,7 +908,8 @@ impl RouteLive {
                     if let Err(error) = state::remove(path) {
                         tracing::warn!(route = %self.route, %error, "cannot remove a retired surrogate from the state directory");
                     }
-                    let why = "not restored: trained on rows of a subject erased since it was saved";
+                    let why =
+                        "not restored: trained on rows of a subject erased since it was saved";
                     self.mark_retired(record.version, why);
                     tracing::info!(route = %self.route, version = record.version, "saved surrogate retired: {why}");
                     return Ok(None);
@@ -928,8 +932,10 @@ impl RouteLive {
         // A file of an earlier release may hold personal levels in the clear: they are
         // replaced by pseudonyms now, on disk too.
         let (surrogate, pseudonymised) = match keys {
-            Some(keys) => state::pseudonymise(&saved.surrogate, keys, &self.personal, &saved.pseudonymised)
-                .map_err(|e| surrogate_error(e.to_string()))?,
+            Some(keys) => {
+                state::pseudonymise(&saved.surrogate, keys, &self.personal, &saved.pseudonymised)
+                    .map_err(|e| surrogate_error(e.to_string()))?
+            }
             None => (saved.surrogate, saved.pseudonymised),
         };
         let mask = keys.and_then(|k| state::LevelMask::new(k, &surrogate, &pseudonymised));
@@ -939,7 +945,9 @@ impl RouteLive {
             if let Err(error) = self.persist(&model) {
                 tracing::warn!(route = %self.route, %error, "cannot save the restored surrogate in this release's form");
             }
-        } else if keys.is_none() && !state::personal_levels(&model.surrogate, &self.personal).is_empty() {
+        } else if keys.is_none()
+            && !state::personal_levels(&model.surrogate, &self.personal).is_empty()
+        {
             // Without a key its personal levels may not stay on disk in the clear.
             if let Err(error) = self.persist(&model) {
                 tracing::warn!(route = %self.route, %error, "cannot remove the saved surrogate");
