@@ -658,6 +658,11 @@ fn open_postgres(
     };
     let store = PostgresStore::open(url.expose(), writer, store_config).map_err(|e| match &e {
         StoreError::WriterActive(_) => invalid("audit.writer", e.to_string()),
+        // TLS tried because the URL asks for `prefer` or says nothing: the URL's sslmode
+        // is what to change, or the CA file.
+        StoreError::Config(m) if m.starts_with("sslmode=prefer") => {
+            invalid(url_key, format!("{m} (the CA file is audit.ca_file)"))
+        }
         // The CA file's own errors and those of the system's roots under sslmode=require.
         StoreError::Config(m) if m.contains("CA file") || m.starts_with("sslmode=require") => {
             invalid("audit.ca_file", e.to_string())
@@ -673,6 +678,16 @@ fn open_postgres(
     store
         .check_keys()
         .map_err(|e| invalid("audit.key_file", e.to_string()))?;
+    if store.fell_back_to_plain().unwrap_or(false) {
+        // Said once at start-up: records, keys' checkpoints and the fleet's rows travel
+        // unencrypted to this server.
+        tracing::warn!(
+            "{url_key}: the PostgreSQL server does not offer TLS, so the audit log is \
+             reached in plain text (sslmode=prefer, or no sslmode, allows it); write \
+             sslmode=require in {url_key} to refuse plain text, or sslmode=disable to say \
+             it is meant"
+        );
+    }
     let fleet = Arc::new(Fleet {
         writer: writer.to_owned(),
         poll_interval: config.poll_interval,
