@@ -931,6 +931,7 @@ impl RouteLive {
         }
         // A file of an earlier release may hold personal levels in the clear: they are
         // replaced by pseudonyms now, on disk too.
+        let before = saved.pseudonymised.len();
         let (surrogate, pseudonymised) = match keys {
             Some(keys) => {
                 state::pseudonymise(&saved.surrogate, keys, &self.personal, &saved.pseudonymised)
@@ -941,7 +942,7 @@ impl RouteLive {
         let mask = keys.and_then(|k| state::LevelMask::new(k, &surrogate, &pseudonymised));
         let mut model = LiveModel::new(surrogate, record, &self.config, &[])?.with_mask(mask);
         model.provenance = provenance;
-        if pseudonymised != model.pseudonymised() || saved.version.is_none() {
+        if pseudonymised.len() > before || saved.version.is_none() {
             if let Err(error) = self.persist(&model) {
                 tracing::warn!(route = %self.route, %error, "cannot save the restored surrogate in this release's form");
             }
