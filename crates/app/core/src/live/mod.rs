@@ -1082,10 +1082,20 @@ pub fn load_surrogate(path: &Path) -> Result<Surrogate, LiveError> {
         path: path.to_owned(),
         source,
     })?;
-    Surrogate::from_json(&text).map_err(|e| LiveError::Surrogate {
+    let reason = |reason: String| LiveError::Surrogate {
         path: path.to_owned(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    // A file of `sidelight surrogate fit`, or a state file copied from `state.dir`.
+    let saved = state::decode(&text).map_err(|e| reason(e.to_string()))?;
+    if !saved.pseudonymised.is_empty() {
+        return Err(reason(format!(
+            "a saved state file whose levels of {} are keyed pseudonyms: only the \
+             Sidelight that saved it can read live rows with it",
+            saved.pseudonymised.join(", ")
+        )));
+    }
+    Ok(saved.surrogate)
 }
 
 pub fn now_ms() -> u64 {
