@@ -1340,6 +1340,110 @@ mod tests {
         );
     }
 
+    /// A route with an audit log (whose keys make subjects' digests), and a surrogate
+    /// fitted on a few rows with the given provenance.
+    fn audited() -> (
+        tempfile::TempDir,
+        Arc<crate::audit::AuditLog>,
+        Arc<RouteLive>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "11".repeat(32)).unwrap();
+        let config = sidelight_config::Config::from_toml_str(&format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[audit]\npath = \"{d}/audit.db\"\n\
+             key_file = \"{d}/key\"\n[[routes]]\nname = \"m\"\npath_prefix = \"/m\"\n\
+             [routes.explain]\nprotocol = \"kserve_v1\"\n",
+            d = dir.path().display()
+        ))
+        .unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let audit =
+            crate::audit::AuditLog::open(config.audit.as_ref().unwrap(), "model", &mut registry)
+                .unwrap();
+        let live = RouteLive::new(
+            &config.routes[0],
+            dir.path(),
+            Arc::new(sidelight_narrate::Narrator::builtin().unwrap()),
+            Default::default(),
+            Some(&audit),
+        )
+        .unwrap();
+        (dir, audit, live)
+    }
+
+    fn model(live: &RouteLive, version: u64, subjects: &[&str]) -> Arc<LiveModel> {
+        use linfa::ParamGuard;
+        let schema = sidelight_explain::Schema::new(vec![sidelight_explain::Feature::new(
+            "x",
+            sidelight_explain::FeatureKind::Numeric,
+        )])
+        .unwrap();
+        let rows: Vec<Vec<Value>> = (0..40).map(|i| vec![Value::Number(f64::from(i))]).collect();
+        let outputs: Vec<f64> = (0..40).map(f64::from).collect();
+        let params = sidelight_explain::GbtParams::default()
+            .n_trees(5)
+            .check()
+            .unwrap();
+        let surrogate = Surrogate::fit(
+            schema,
+            &rows,
+            &outputs,
+            sidelight_explain::OutputKind::Regression,
+            &params,
+        )
+        .unwrap();
+        let mut model = LiveModel::new(
+            surrogate,
+            seeded_record(version, "test"),
+            &live.config,
+            &rows,
+        )
+        .unwrap();
+        let keys = live.keys.as_ref().unwrap();
+        model.provenance = state::Provenance {
+            subjects: Some(Arc::new(
+                subjects.iter().map(|s| keys.subject_digest(s)).collect(),
+            )),
+            rows_taken_ms: now_ms(),
+            erasure_epoch: live.erasure_epoch(),
+        };
+        Arc::new(model)
+    }
+
+    #[test]
+    fn erasing_a_subject_retires_only_surrogates_that_learnt_from_it() {
+        let (_dir, _audit, live) = audited();
+        let serving = model(&live, 1, &["ps_a", "ps_b"]);
+        live.persist(&serving).unwrap();
+        live.model.store(Some(serving));
+        assert!(live.surrogate_path().exists());
+
+        assert_eq!(live.forget_subject("ps_z").retired, None);
+        assert!(live.model.load().is_some());
+        let forgotten = live.forget_subject("ps_b");
+        assert_eq!(forgotten.retired, Some(1));
+        assert!(forgotten.retraining());
+        assert!(live.model.load().is_none());
+        assert!(!live.surrogate_path().exists(), "the saved copy stays");
+        assert!(live.window.lock().unwrap().retrain_now);
+
+        // Trained while an erasure happened: a surrogate that saw the subject must not
+        // serve; one that did not may.
+        let (saw, did_not) = (model(&live, 2, &["ps_c"]), model(&live, 3, &["ps_d"]));
+        live.forget_subject("ps_c");
+        assert!(live.erased_since(&saw.provenance));
+        assert!(!live.erased_since(&did_not.provenance));
+        // A surrogate whose subjects are not known (an earlier release's) may have seen
+        // anyone: any later erasure counts.
+        let unknown = state::Provenance {
+            erasure_epoch: live.erasure_epoch(),
+            ..state::Provenance::default()
+        };
+        assert!(!live.erased_since(&unknown));
+        live.forget_subject("ps_e");
+        assert!(live.erased_since(&unknown));
+    }
+
     #[test]
     fn columns_are_matched_in_linear_time_with_the_first_occurrence_winning() {
         let source: Vec<String> = ["b", "a", "b"].map(str::to_owned).to_vec();
