@@ -8,8 +8,9 @@
 //!   subjects its rows came from as keyed 64-bit digests of their pseudonyms
 //!   ([`Keys::subject_digest`]) with the time its rows were taken, so that an erasure,
 //!   while Sidelight runs or while it was down, finds every version that saw the subject.
-//!   Digests rather than the pseudonyms themselves: a quarter of the size, and nothing
-//!   in the file joins with the audit log's subjects without the key.
+//!   Digests rather than the pseudonyms themselves: 16 hex digits where a pseudonym
+//!   takes 35 characters, and nothing in the file joins with the audit log's subjects
+//!   without the key; a shared digest only retires a surrogate needlessly.
 //! - **What it learnt.** A categorical feature's levels are the values clients sent. For
 //!   a feature marked `pii` or `protected` (or given a privacy rule, or monitored as
 //!   protected) each level is kept only as its keyed pseudonym
