@@ -1444,6 +1444,111 @@ mod tests {
         assert!(live.erased_since(&unknown));
     }
 
+    /// A saved surrogate of an earlier release, with an e-mail feature's levels in the
+    /// clear, in `dir` of a route that marks the feature `pii`; the route, opened with
+    /// or without an audit log.
+    fn legacy(audited: bool) -> (tempfile::TempDir, Surrogate, Arc<RouteLive>) {
+        use linfa::ParamGuard;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "11".repeat(32)).unwrap();
+        let audit = if audited {
+            format!(
+                "[audit]\npath = \"{d}/audit.db\"\nkey_file = \"{d}/key\"\n",
+                d = dir.path().display()
+            )
+        } else {
+            String::new()
+        };
+        let config = sidelight_config::Config::from_toml_str(&format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n{audit}[[routes]]\nname = \"m\"\n\
+             path_prefix = \"/m\"\n[routes.explain]\nprotocol = \"kserve_v1\"\n\
+             [[routes.explain.features]]\nname = \"email\"\nkind = \"categorical\"\npii = true\n\
+             [[routes.explain.features]]\nname = \"x\"\nkind = \"numeric\"\n"
+        ))
+        .unwrap();
+        let schema = sidelight_explain::Schema::new(vec![
+            sidelight_explain::Feature::new("email", sidelight_explain::FeatureKind::Categorical),
+            sidelight_explain::Feature::new("x", sidelight_explain::FeatureKind::Numeric),
+        ])
+        .unwrap();
+        let rows: Vec<Vec<Value>> = (0..60)
+            .map(|i| {
+                vec![
+                    Value::Text(format!("p{}@example.org", i % 5)),
+                    Value::Number(f64::from(i)),
+                ]
+            })
+            .collect();
+        let outputs: Vec<f64> = (0..60)
+            .map(|i| f64::from(i % 5) + f64::from(i) / 60.0)
+            .collect();
+        let params = sidelight_explain::GbtParams::default()
+            .n_trees(10)
+            .check()
+            .unwrap();
+        let surrogate = Surrogate::fit(
+            schema,
+            &rows,
+            &outputs,
+            sidelight_explain::OutputKind::Regression,
+            &params,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("m.surrogate.json"),
+            surrogate.to_json().unwrap(),
+        )
+        .unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let audit = config
+            .audit
+            .as_ref()
+            .map(|a| crate::audit::AuditLog::open(a, "model", &mut registry).unwrap());
+        let live = RouteLive::new(
+            &config.routes[0],
+            dir.path(),
+            Arc::new(sidelight_narrate::Narrator::builtin().unwrap()),
+            Default::default(),
+            audit.as_deref(),
+        )
+        .unwrap();
+        (dir, surrogate, live)
+    }
+
+    #[test]
+    fn a_saved_surrogate_of_an_earlier_release_loses_its_personal_levels_from_disk() {
+        // With an audit log: rewritten with the levels as pseudonyms, privately, and it
+        // still reads a live row's e-mail address as before.
+        let (_dir, raw, live) = legacy(true);
+        let text = std::fs::read_to_string(live.surrogate_path()).unwrap();
+        assert!(
+            text.contains(state::FORMAT) && text.contains("\"lv_"),
+            "{text}"
+        );
+        assert!(!text.contains("example.org"), "{text}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(live.surrogate_path())
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let served = live.model.load_full().unwrap();
+        let plain = LiveModel::new(raw, served.record.clone(), &live.config, &[]).unwrap();
+        for i in 0..5 {
+            let row = vec![Value::Text(format!("p{i}@example.org")), Value::Number(3.0)];
+            assert_eq!(served.out_of_distribution(&row), None);
+            assert_eq!(
+                served.contributions(&row, 0).unwrap(),
+                plain.contributions(&row, 0).unwrap()
+            );
+        }
+
+        // Without an audit log there is no key: it serves, and leaves the disk.
+        let (_dir, _raw, live) = legacy(false);
+        assert!(live.model.load().is_some());
+        assert!(!live.surrogate_path().exists());
+    }
+
     #[test]
     fn columns_are_matched_in_linear_time_with_the_first_occurrence_winning() {
         let source: Vec<String> = ["b", "a", "b"].map(str::to_owned).to_vec();
