@@ -666,6 +666,12 @@ impl RouteLive {
             serving.provenance.saw(digest).then_some(())?;
             self.retire(&serving, "trained on rows of a subject erased since")
         });
+        if let Some(monitor) = &self.monitor {
+            // The drift reference is the training rows of the surrogate in service: it
+            // held the subject's rows if that surrogate saw them, or (in a fleet, where
+            // it is read from the shared table) may have.
+            monitor.forget_subject(subject, retired.is_some() || self.is_shared());
+        }
         let forgotten = Forgotten {
             rows: removed,
             retired,
