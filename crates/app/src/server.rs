@@ -160,7 +160,7 @@ impl Sidelight {
             if crate::live::state::open_to_others(&config.state.dir) {
                 tracing::warn!(
                     path = %config.state.dir.display(),
-                    "state.dir lets other users in; its files are written 0600, but `chmod 700` the directory too"
+                    "state.dir lets users other than its owner and group in: its files are written 0600, but others may list them (or replace them, if they may write); `chmod o-rwx` it"
                 );
             }
         }

@@ -316,9 +316,12 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
         .create(path)
 }
 
-/// Whether users other than the owner may list or read `path`.
+/// Whether users outside the owner and the group may enter, list or write `path` (a
+/// group is an operator's deliberate choice, as in the container image). Its files are
+/// 0600 whatever the directory's mode; a directory others may write lets them replace
+/// those files.
 pub fn open_to_others(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o007 != 0)
 }
 
 /// Removes a state file; a missing one is not an error.
@@ -406,6 +409,16 @@ mod tests {
         let dir = root.path().join("a/state");
         create_private_dir(&dir).unwrap();
         assert!(!open_to_others(&dir));
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o750)).unwrap();
+        assert!(!open_to_others(&shared), "a group is the operator's choice");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(open_to_others(&shared));
         let file = dir.join("m.surrogate.json");
         std::fs::write(dir.join("m.surrogate.json.tmp"), "old").unwrap();
         std::fs::set_permissions(
