@@ -391,6 +391,11 @@ async fn the_privacy_policy_applies_and_erasure_reaches_store_window_and_next_su
     let removed = erased["window_rows_removed"].as_u64().unwrap();
     assert!(removed > 0, "{erased}");
     assert_eq!(erased["routes_retraining"], json!(["m"]));
+    // The surrogate in service learnt from the customer's rows: it stops serving at once.
+    assert_eq!(
+        erased["surrogates_retired"],
+        json!([{"route": "m", "version": 1}])
+    );
 
     // The next surrogate is trained without them, without waiting for new traffic.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -768,4 +773,156 @@ async fn retention_erases_old_payloads_and_the_chain_still_verifies() {
     let (code, report) = verify(&db);
     assert_eq!(code, 0, "{report}");
     assert!(report.contains("2 erased"), "{report}");
+}
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
+}
+
+/// The route's entry of `GET /api/v1/surrogates`.
+async fn surrogate_of(proxy: &Proxy) -> serde_json::Value {
+    get(&proxy.admin_url("/api/v1/surrogates")).await.json()["routes"][0].clone()
+}
+
+/// A surrogate saved in the state directory learnt from the rows of the customers who
+/// sent traffic. Erasing one of them while the proxy is down (offline, on the database)
+/// keeps the next start from serving that surrogate: it is retired, its file removed,
+/// its history record says why, and the route warms up and trains again. Erasing a
+/// subject the surrogate never saw retires nothing. The state files are the owner's
+/// only, and neither they nor the schema endpoint hold a personal field's values.
+#[tokio::test]
+async fn a_restored_surrogate_trained_on_an_erased_subject_is_retired_and_retrained() {
+    let model = ModelServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    // Created by Sidelight.
+    let state = root.path().join("state");
+    let db = root.path().join("audit.db");
+    let privacy = "[routes.privacy]\nsubject_field = \"customer\"\n\
+                   fields = { customer = \"pseudonymise\" }\n";
+    let config = audited_route(&model, &state, &db, "", 60, privacy);
+    let customers = ["C-1001", "C-1002", "C-1003", "C-1004"];
+    let send = async |proxy: &Proxy, i: usize| {
+        post(
+            proxy,
+            "/v1/models/m:predict",
+            customer_body(i, customers[i % 4]),
+            &[],
+        )
+        .await
+    };
+    let mut proxy = start(&config);
+    sidelight_e2e::live::warm_up(&proxy, "m", async |i| {
+        send(&proxy, i).await;
+    })
+    .await;
+    let first = surrogate_of(&proxy).await["in_service"]["version"]
+        .as_u64()
+        .unwrap();
+
+    // Private files, and no customer number in them or in what a viewer reads.
+    assert_eq!(mode(&state), 0o700);
+    let files = files_under(&state);
+    assert!(
+        files.iter().any(|(p, _)| p.ends_with("m.surrogate.json")),
+        "{files:?}"
+    );
+    for (path, bytes) in &files {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+        assert!(
+            !contains(bytes, "C-100"),
+            "{} holds a customer number",
+            path.display()
+        );
+    }
+    let saved = std::fs::read_to_string(state.join("m.surrogate.json")).unwrap();
+    assert!(
+        saved.contains("\"lv_"),
+        "the levels are not pseudonymised: {saved}"
+    );
+    let schema = String::from_utf8(
+        get(&proxy.admin_url("/api/v1/schema/m"))
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(!schema.contains("C-100"), "{schema}");
+    assert!(schema.contains("personal data"), "{schema}");
+    assert!(
+        schema.contains("levels = ["),
+        "other levels are still listed: {schema}"
+    );
+
+    // A subject the surrogate never saw: nothing is retired.
+    let answer = sidelight_e2e::send(
+        &sidelight_e2e::client(),
+        http::Method::POST,
+        &proxy.admin_url("/api/v1/erasure"),
+        &[("content-type", "application/json")],
+        sidelight_e2e::full(json!({"subject_id": "C-9999"}).to_string()),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.json()["surrogates_retired"], json!([]));
+    assert_eq!(
+        surrogate_of(&proxy).await["in_service"]["version"],
+        json!(first)
+    );
+    proxy.signal(Signal::SIGTERM);
+    proxy.wait_exit(Duration::from_secs(30)).unwrap();
+
+    // Erased while the proxy is down, offline on the database.
+    let out = cli(["audit", "erase", "--subject-id", "C-1003", "--db"])
+        .arg(&db)
+        .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
+        .run();
+    assert!(out.success(), "{out:?}");
+
+    let mut proxy = start(&config);
+    let route = surrogate_of(&proxy).await;
+    assert!(
+        route["in_service"].is_null(),
+        "the surrogate was restored: {route}"
+    );
+    let record = route["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == json!(first))
+        .cloned()
+        .unwrap_or_else(|| panic!("no version {first} in {route}"));
+    assert!(
+        record["retired"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("erased"),
+        "{record}"
+    );
+    assert!(!state.join("m.surrogate.json").exists());
+    let answer = send(&proxy, 0).await;
+    let status = sidelight_e2e::live::status(&answer);
+    assert!(status.starts_with("warming_up"), "{status}");
+    assert!(proxy.log_text().contains("retired"), "{}", proxy.log_text());
+
+    // Once the window allows, a surrogate without the erased rows serves.
+    sidelight_e2e::live::warm_up(&proxy, "m", async |i| {
+        send(&proxy, i).await;
+    })
+    .await;
+    let next = surrogate_of(&proxy).await["in_service"]["version"]
+        .as_u64()
+        .unwrap();
+    assert!(next > first, "{next} after {first}");
+    proxy.signal(Signal::SIGTERM);
+    proxy.wait_exit(Duration::from_secs(30)).unwrap();
 }

@@ -418,7 +418,9 @@ fn a_database_that_cannot_be_reached_at_start_is_named_without_its_password() {
 
 #[test]
 fn the_fleet_store_seals_rows_keeps_the_window_elects_one_trainer_and_records_erasures() {
-    use sidelight_audit::{FleetSurrogate, Keys, PostgresConfig, PostgresStore, TrainingBatch};
+    use sidelight_audit::{
+        FleetStore, FleetSurrogate, Keys, PostgresConfig, PostgresStore, Published, TrainingBatch,
+    };
     let pg = PgServer::start();
     let url = pg.create_database("fleet");
     let keys = Keys::parse(AUDIT_KEY_HEX.as_bytes(), "test").unwrap();
@@ -485,11 +487,14 @@ fn the_fleet_store_seals_rows_keeps_the_window_elects_one_trainer_and_records_er
         reason: "test".to_owned(),
         surrogate: accepted.then(|| format!("surrogate {v}")),
         writer: writer.to_owned(),
+        subjects: Some(Vec::new()),
     };
-    assert!(fb.publish_surrogate("m", &version(1, true, "b")).unwrap());
-    assert!(!fa.publish_surrogate("m", &version(1, true, "a")).unwrap());
-    assert!(fb.publish_surrogate("m", &version(2, true, "b")).unwrap());
-    assert!(fb.publish_surrogate("m", &version(3, false, "b")).unwrap());
+    let publish =
+        |store: &FleetStore, v: FleetSurrogate| store.publish_surrogate("m", &v, 0).unwrap();
+    assert_eq!(publish(&fb, version(1, true, "b")), Published::Published);
+    assert_eq!(publish(&fa, version(1, true, "a")), Published::Taken);
+    assert_eq!(publish(&fb, version(2, true, "b")), Published::Published);
+    assert_eq!(publish(&fb, version(3, false, "b")), Published::Published);
     assert_eq!(fa.latest_version("m").unwrap(), 3);
     let seen: Vec<_> = fa
         .surrogates_after("m", 0, 10)
@@ -513,4 +518,47 @@ fn the_fleet_store_seals_rows_keeps_the_window_elects_one_trainer_and_records_er
     assert_eq!(erased, [("ps_x".to_owned(), "a".to_owned())]);
     let (left, _) = fb.training_window("m", 100).unwrap();
     assert!(left.iter().all(|b| b.subject.as_deref() == Some("ps_y")));
+
+    // Erasing a subject retires every published version that learnt from its rows, in
+    // the erasure's transaction; versions that did not keep theirs.
+    let digest = Keys::parse(AUDIT_KEY_HEX.as_bytes(), "test")
+        .unwrap()
+        .subject_digest("ps_y") as i64;
+    let with_subjects = |v: u64, subjects: Vec<i64>| FleetSurrogate {
+        subjects: Some(subjects),
+        ..version(v, true, "b")
+    };
+    assert_eq!(
+        publish(&fb, with_subjects(4, vec![digest, 7])),
+        Published::Published
+    );
+    assert_eq!(
+        publish(&fb, with_subjects(5, vec![7])),
+        Published::Published
+    );
+    fa.erase_subject("ps_y", 1_000).unwrap();
+    let kept = |v: u64| {
+        pg.sql(
+            "fleet",
+            &format!(
+                "SELECT (surrogate IS NOT NULL)::text || ' ' || (reason LIKE '%retired%')::text \
+                 FROM fleet_surrogates WHERE route = 'm' AND version = {v}"
+            ),
+        )
+    };
+    assert_eq!(kept(4), "false true");
+    assert_eq!(kept(5), "true false");
+    // A version whose rows were read before that erasure is published retired.
+    let taken_before = 900;
+    assert_eq!(
+        fb.publish_surrogate("m", &with_subjects(6, vec![digest]), taken_before)
+            .unwrap(),
+        Published::Retired
+    );
+    assert_eq!(kept(6), "false true");
+    assert_eq!(
+        fb.publish_surrogate("m", &with_subjects(7, vec![7]), taken_before)
+            .unwrap(),
+        Published::Published
+    );
 }

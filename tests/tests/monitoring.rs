@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -248,6 +248,10 @@ struct Delivery {
     status: u16,
     signed: bool,
     alert: Value,
+    /// `x-sidelight-signature` as received.
+    signature: String,
+    /// The body's exact bytes.
+    body: Vec<u8>,
 }
 
 type Received = std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>;
@@ -285,14 +289,30 @@ impl Webhook {
                                 let json: Value = serde_json::from_slice(&body).unwrap();
                                 let mut log = log.lock().unwrap();
                                 let status = if log.is_empty() { 500 } else { 200 };
-                                // The signature is checked over the exact bytes sent.
-                                let valid = signature.as_deref().is_some_and(|s| {
-                                    s == hmac_sha256_hex(SECRET.as_bytes(), &body)
-                                });
+                                // The documented receiver's check, over the exact bytes
+                                // sent, against this receiver's clock.
+                                let signature = signature.unwrap_or_default();
+                                let mut seen: HashSet<String> = log
+                                    .iter()
+                                    // Only accepted deliveries: a retry after a
+                                    // refusal may carry the same signature.
+                                    .filter(|d| d.signed && d.status == 200)
+                                    .map(|d| d.signature.clone())
+                                    .collect();
+                                let valid = check_signature(
+                                    SECRET.as_bytes(),
+                                    &signature,
+                                    &body,
+                                    unix_now(),
+                                    &mut seen,
+                                )
+                                .is_ok();
                                 log.push(Delivery {
                                     status,
                                     signed: valid,
                                     alert: json,
+                                    signature,
+                                    body: body.to_vec(),
                                 });
                                 Ok::<_, std::convert::Infallible>(
                                     http::Response::builder()
@@ -348,6 +368,53 @@ impl Webhook {
 
 const SECRET: &str = "webhook-signing-secret-for-tests";
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// How far a delivery's time may be from the receiver's clock.
+const TOLERANCE_SECONDS: u64 = 300;
+
+/// The receiver's check as docs/src/monitoring.md describes it: read `t` and `v1` from
+/// `x-sidelight-signature`, refuse a time more than five minutes from the receiver's
+/// clock, compare `v1` with the HMAC-SHA256 of `<t>.<body>`, and refuse a signature
+/// already accepted within the tolerance (`seen`: the signatures of deliveries
+/// answered 2xx; a real receiver forgets entries older than the tolerance).
+fn check_signature(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now: u64,
+    seen: &mut HashSet<String>,
+) -> Result<(), &'static str> {
+    let (mut t, mut v1) = (None, None);
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", value)) => t = value.parse::<u64>().ok(),
+            Some(("v1", value)) => v1 = Some(value),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return Err("no t= and v1= in the header");
+    };
+    if now.abs_diff(t) > TOLERANCE_SECONDS {
+        return Err("the timestamp is too old (or too far ahead)");
+    }
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(body);
+    if hmac_sha256_hex(secret, &signed) != v1 {
+        return Err("the signature does not match");
+    }
+    if !seen.insert(v1.to_owned()) {
+        return Err("replayed");
+    }
+    Ok(())
+}
+
 /// HMAC-SHA256 (RFC 2104) of `body` under `key`, as `sha256=<hex>`.
 fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -366,10 +433,7 @@ fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
         .chain_update(pad(0x5c))
         .chain_update(inner)
         .finalize();
-    format!(
-        "sha256={}",
-        outer.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    outer.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Sends rows `indices` (10 per request) with `a` shifted by `shift`; returns each
@@ -459,6 +523,39 @@ async fn a_failing_group_fires_one_signed_alert_and_resolves_once_and_outcomes_g
                 .iter()
                 .any(|d| d.status == 200 && d.alert == received[0].alert),
             "{received:?}"
+        );
+        // The timestamp is signed: a captured delivery replayed later is refused by the
+        // documented check, as is a repeat within the tolerance and a changed body.
+        let delivered = received
+            .iter()
+            .find(|d| d.signed)
+            .expect("no signed delivery");
+        let t: u64 = delivered.signature["t=".len()..]
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let check = |now: u64, body: &[u8], seen: &mut HashSet<String>| {
+            check_signature(SECRET.as_bytes(), &delivered.signature, body, now, seen)
+        };
+        assert_eq!(check(t, &delivered.body, &mut HashSet::new()), Ok(()));
+        assert_eq!(
+            check(
+                t + TOLERANCE_SECONDS + 1,
+                &delivered.body,
+                &mut HashSet::new()
+            ),
+            Err("the timestamp is too old (or too far ahead)")
+        );
+        let mut seen = HashSet::new();
+        assert_eq!(check(t + 10, &delivered.body, &mut seen), Ok(()));
+        assert_eq!(check(t + 20, &delivered.body, &mut seen), Err("replayed"));
+        let mut forged = delivered.body.clone();
+        forged.extend_from_slice(b" ");
+        assert_eq!(
+            check(t, &forged, &mut HashSet::new()),
+            Err("the signature does not match")
         );
     }
     let alerts = get(&proxy.admin_url("/api/v1/alerts")).await.json();

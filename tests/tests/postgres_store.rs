@@ -487,3 +487,124 @@ fn sslmode_require_connects_over_tls_and_checks_the_certificate() {
     assert!(err.to_string().contains("certificate"), "{err}");
     assert_ne!(err.kind(), "unavailable", "{err}");
 }
+
+/// The URL of `database` on `pg` without any `sslmode`: what most users write.
+fn url_without_sslmode(pg: &PgServer, database: &str) -> String {
+    pg.create_database(database).replace("?sslmode=disable", "")
+}
+
+fn ssl_in_use(pg: &PgServer, database: &str) -> String {
+    pg.sql(
+        database,
+        "SELECT bool_or(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'sidelight-audit'",
+    )
+}
+
+/// `sslmode=prefer`, or no sslmode at all, tries TLS first as libpq does: a server that
+/// offers it is reached over TLS (its certificate verified); one that does not is
+/// reached in plain text, which the store says; one whose certificate cannot be verified
+/// is refused with what to change, never used in plain text instead.
+#[test]
+fn without_sslmode_tls_is_tried_first_and_plain_text_is_said() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert_pem = certified.cert.pem();
+    let tls = PgServer::start_tls(&cert_pem, &certified.signing_key.serialize_pem());
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &cert_pem).unwrap();
+    let trusting = || PostgresConfig {
+        ca_file: Some(ca.path().to_path_buf()),
+        ..config(keys())
+    };
+    for (database, url) in [
+        ("bare", url_without_sslmode(&tls, "bare")),
+        (
+            "prefer",
+            tls.create_database("prefer")
+                .replace("sslmode=disable", "sslmode=prefer"),
+        ),
+    ] {
+        let mut store = PostgresStore::open(&url, "a", trusting()).unwrap();
+        append(&mut store, "a", 0..3);
+        assert!(!store.fell_back_to_plain().unwrap(), "{database}");
+        assert_eq!(ssl_in_use(&tls, database), "t", "{database}: not over TLS");
+    }
+
+    // A certificate the CA file does not vouch for: refused, saying what to change.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let other_ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(other_ca.path(), other.cert.pem()).unwrap();
+    let distrusting = PostgresConfig {
+        ca_file: Some(other_ca.path().to_path_buf()),
+        ..config(keys())
+    };
+    let err =
+        PostgresStore::open(&url_without_sslmode(&tls, "refused"), "b", distrusting).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("sslmode=prefer") && text.contains("sslmode=disable"),
+        "{text}"
+    );
+    assert_eq!(
+        ssl_in_use(&tls, "refused"),
+        "",
+        "a plain connection was made"
+    );
+
+    // A server without TLS: plain text, and the store says so.
+    let plain = PgServer::start();
+    let store =
+        PostgresStore::open(&url_without_sslmode(&plain, "audit"), "a", trusting()).unwrap();
+    assert!(store.fell_back_to_plain().unwrap());
+    assert_eq!(ssl_in_use(&plain, "audit"), "f");
+    // …and not when plain text is what the URL asks for.
+    let store = PostgresStore::open(&plain.url("audit"), "b", trusting()).unwrap();
+    assert!(!store.fell_back_to_plain().unwrap());
+}
+
+/// Through `sidelight serve`: a plain-text fallback is said at start-up naming
+/// `audit.url`, and a server whose certificate cannot be verified stops start-up with a
+/// message naming `audit.url`.
+#[test]
+fn the_proxy_names_audit_url_when_tls_falls_back_or_fails() {
+    use sidelight_e2e::{AUDIT_KEY_HEX, Proxy, cli, config_for};
+    let audit = |url: &str| {
+        format!(
+            "{}\n[audit]\nbackend = \"postgres\"\nurl = \"{url}\"\nwriter = \"a\"\n",
+            config_for("http://127.0.0.1:9", "", "")
+        )
+    };
+    let plain = PgServer::start();
+    let proxy = Proxy::start_with_env(
+        &audit(&url_without_sslmode(&plain, "audit")),
+        &[("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)],
+    );
+    let log = proxy.log_text();
+    assert!(
+        log.contains("audit.url") && log.contains("plain text") && log.contains("sslmode=require"),
+        "{log}"
+    );
+    drop(proxy);
+
+    // The system's CAs do not vouch for a self-signed certificate.
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let tls = PgServer::start_tls(
+        &certified.cert.pem(),
+        &certified.signing_key.serialize_pem(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sidelight.toml");
+    std::fs::write(&path, audit(&url_without_sslmode(&tls, "audit"))).unwrap();
+    let out = cli(["serve", "--config"])
+        .arg(&path)
+        .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
+        .run();
+    assert_eq!(out.code, Some(64), "{out:?}");
+    assert!(
+        out.stderr.contains("audit.url") && out.stderr.contains("sslmode=prefer"),
+        "{}",
+        out.stderr
+    );
+}

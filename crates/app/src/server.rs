@@ -150,16 +150,26 @@ impl Sidelight {
             None => None,
         };
         if config.routes.iter().any(|r| r.explain.is_some()) {
-            std::fs::create_dir_all(&config.state.dir).map_err(|e| ConfigError::Invalid {
-                key: "state.dir".to_owned(),
-                message: format!("cannot create {}: {e}", config.state.dir.display()),
+            // Saved surrogates are personal data: only Sidelight's user may read them.
+            crate::live::state::create_private_dir(&config.state.dir).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "state.dir".to_owned(),
+                    message: format!("cannot create {}: {e}", config.state.dir.display()),
+                }
             })?;
+            if crate::live::state::open_to_others(&config.state.dir) {
+                tracing::warn!(
+                    path = %config.state.dir.display(),
+                    "state.dir lets users other than its owner and group in: its files are written 0600, but others may list them (or replace them, if they may write); `chmod o-rwx` it"
+                );
+            }
         }
         let routes = Arc::new(RouteTable::new(
             &config.routes,
             metrics,
             &config.state.dir,
             &mut wording,
+            audit.as_deref(),
         )?);
         let monitor_gauges = MonitorGauges::register(&mut registry);
         let fleet_gauges = audit

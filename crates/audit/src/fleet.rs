@@ -71,7 +71,31 @@ pub struct FleetSurrogate {
     pub surrogate: Option<String>,
     /// The writer (replica) that trained it.
     pub writer: String,
+    /// The keyed digests ([`Keys::subject_digest`](crate::Keys::subject_digest), as
+    /// signed 64-bit numbers) of the subjects its training rows came from; `None`: not
+    /// known (published by an earlier release). Erasing one of them retires it.
+    pub subjects: Option<Vec<i64>>,
 }
+
+/// What became of a version given to [`FleetStore::publish_surrogate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Published, and replicas will load it if it was accepted.
+    Published,
+    /// Published without its surrogate: a subject its rows came from was erased since
+    /// they were read.
+    Retired,
+    /// Another trainer published that version number first; nothing was written.
+    Taken,
+}
+
+/// Serialises publishing surrogates with erasures (a transaction-level advisory lock,
+/// in the same bigint key space as the others; see `pg::MIGRATION_LOCK`).
+const SURROGATES_LOCK: i64 = 0x5349_4445_4c53_5552; // "SIDELSUR"
+
+/// What a retired version's reason gains.
+pub(crate) const RETIRED_REASON: &str =
+    " (retired: trained on rows of a subject erased since; its surrogate is deleted)";
 
 struct FleetSession {
     client: Client,
@@ -301,11 +325,15 @@ impl FleetStore {
         })
     }
 
-    /// Deletes a subject's training rows and records the erasure for the other
-    /// replicas, in one transaction. Returns how many batches went.
+    /// Deletes a subject's training rows, records the erasure for the other replicas,
+    /// and retires the published surrogates trained on the subject's rows, in one
+    /// transaction. Returns how many batches went.
     pub fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<u64, StoreError> {
+        // The digest's bits as PostgreSQL's signed BIGINT.
+        let digest = self.config.keys.subject_digest(subject) as i64;
         self.with(|s| {
             let mut tx = s.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SURROGATES_LOCK])?;
             let n = tx.execute(
                 "DELETE FROM fleet_training_rows WHERE subject = $1",
                 &[&subject],
@@ -313,6 +341,14 @@ impl FleetStore {
             tx.execute(
                 "INSERT INTO fleet_erasures (subject, time_ms, writer) VALUES ($1, $2, $3)",
                 &[&subject, &now_ms, &self.writer],
+            )?;
+            // Every published surrogate that learnt from the subject's rows (or may have:
+            // one of an earlier release lists none) loses its serialised form, so that no
+            // replica loads it again, now or after a restart.
+            tx.execute(
+                "UPDATE fleet_surrogates SET surrogate = NULL, reason = reason || $2 \
+                 WHERE surrogate IS NOT NULL AND (subjects IS NULL OR $1 = ANY(subjects))",
+                &[&digest, &RETIRED_REASON],
             )?;
             tx.commit()?;
             Ok(n)
@@ -375,21 +411,51 @@ impl FleetStore {
         })
     }
 
-    /// Publishes a version of `route`. `Ok(false)` when that version exists already
-    /// (another trainer published it first).
+    /// Publishes a version of `route`. A version whose training rows came from a subject
+    /// erased since `rows_taken_ms` (less a minute for clocks apart) is published
+    /// retired, without its surrogate. Serialised with erasures, so that an erasure either
+    /// sees the version (and retires it) or the version sees the erasure.
     pub fn publish_surrogate(
         &self,
         route: &str,
         surrogate: &FleetSurrogate,
-    ) -> Result<bool, StoreError> {
+        rows_taken_ms: i64,
+    ) -> Result<Published, StoreError> {
         let version = to_i64(surrogate.version, "version")?;
         let trained_at = to_i64(surrogate.trained_at, "trained_at")?;
         let rows = to_i64(surrogate.rows, "rows")?;
+        let keys = &self.config.keys;
         self.with(|s| {
-            let n = s.client.execute(
+            let mut tx = s.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SURROGATES_LOCK])?;
+            let mut text = surrogate.surrogate.clone();
+            let mut reason = surrogate.reason.clone();
+            if text.is_some() {
+                let erased = tx.query(
+                    "SELECT DISTINCT subject FROM fleet_erasures WHERE time_ms >= $1",
+                    &[&rows_taken_ms.saturating_sub(60_000)],
+                )?;
+                let saw = |subject: &str| {
+                    let digest = keys.subject_digest(subject) as i64;
+                    surrogate
+                        .subjects
+                        .as_ref()
+                        .is_none_or(|s| s.contains(&digest))
+                };
+                for row in &erased {
+                    let subject: String = row.try_get(0)?;
+                    if saw(&subject) {
+                        text = None;
+                        reason.push_str(RETIRED_REASON);
+                        break;
+                    }
+                }
+            }
+            let retired = surrogate.surrogate.is_some() && text.is_none();
+            let n = tx.execute(
                 "INSERT INTO fleet_surrogates (route, version, trained_at, rows, r2, mae, \
-                 agreement, accepted, reason, surrogate, writer) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                 agreement, accepted, reason, surrogate, writer, subjects) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
                 &[
                     &route,
                     &version,
@@ -399,12 +465,18 @@ impl FleetStore {
                     &surrogate.mae,
                     &surrogate.agreement,
                     &surrogate.accepted,
-                    &surrogate.reason,
-                    &surrogate.surrogate,
+                    &reason,
+                    &text,
                     &surrogate.writer,
+                    &surrogate.subjects,
                 ],
             )?;
-            Ok(n > 0)
+            tx.commit()?;
+            Ok(match (n > 0, retired) {
+                (false, _) => Published::Taken,
+                (true, false) => Published::Published,
+                (true, true) => Published::Retired,
+            })
         })
     }
 
@@ -422,7 +494,7 @@ impl FleetStore {
             Ok(s.client.query(
                 "SELECT version, trained_at, rows, r2, mae, agreement, accepted, reason, \
                  CASE WHEN version = (SELECT MAX(version) FROM fleet_surrogates \
-                     WHERE route = $1 AND accepted) THEN surrogate END, writer \
+                     WHERE route = $1 AND accepted) THEN surrogate END, writer, subjects \
                  FROM (SELECT * FROM fleet_surrogates WHERE route = $1 AND version > $2 \
                      ORDER BY version DESC LIMIT $3) newest ORDER BY version",
                 &[&route, &after, &limit],
@@ -441,6 +513,7 @@ impl FleetStore {
                     reason: r.try_get(7)?,
                     surrogate: r.try_get(8)?,
                     writer: r.try_get(9)?,
+                    subjects: r.try_get(10)?,
                 })
             })
             .collect()

@@ -276,6 +276,41 @@ impl Keys {
         out
     }
 
+    /// The pseudonym of a categorical level of a personal feature, as a saved surrogate
+    /// keeps it (`lv_` and 32 hex digits). Keyed like [`pseudonym`](Self::pseudonym)
+    /// but over the feature's name and the level in a domain of its own, so that it
+    /// joins with nothing in the audit log and a level means nothing without the key;
+    /// the same level of the same feature always maps alike, so that a restored
+    /// surrogate can still read a live row (its level is mapped the same way first).
+    pub fn level_pseudonym(&self, feature: &str, level: &str) -> String {
+        let mut out = String::with_capacity(35);
+        if let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.pseudonym_key) {
+            mac.update(b"sidelight-surrogate-level\0");
+            mac.update(feature.as_bytes());
+            mac.update(b"\0");
+            mac.update(level.as_bytes());
+            out.push_str("lv_");
+            out.push_str(&crate::record::to_hex(&mac.finalize().into_bytes()[..16]));
+        }
+        out
+    }
+
+    /// A 64-bit keyed digest of a subject's pseudonym, as a saved surrogate lists the
+    /// subjects its training rows came from: compact, and not joinable with the audit
+    /// log's subjects without the key. Two subjects sharing a digest (odds of about
+    /// 2⁻⁶⁴ per pair) only make an erasure retire a surrogate that did not need it.
+    pub fn subject_digest(&self, pseudonym: &str) -> u64 {
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.pseudonym_key) else {
+            return 0;
+        };
+        mac.update(b"sidelight-surrogate-subject\0");
+        mac.update(pseudonym.as_bytes());
+        let bytes = mac.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&bytes[..8]);
+        u64::from_be_bytes(first)
+    }
+
     /// A capability for `purpose` on `id` (a record's feedback token): 128 bits of
     /// HMAC, as 32 hex digits. Whoever holds it was given it; nothing is stored.
     pub fn capability(&self, purpose: &str, id: &str) -> String {

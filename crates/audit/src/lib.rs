@@ -53,7 +53,7 @@ mod witness;
 mod writer;
 
 pub use export::{CsvExport, ExportError, record_json, rfc3339_ms, write_jsonl};
-pub use fleet::{FleetStore, FleetSurrogate, TrainingBatch};
+pub use fleet::{FleetStore, FleetSurrogate, Published, TrainingBatch};
 pub use keys::{DERIVED_KEY_ID, KeyError, Keys, MIN_MASTER_BYTES, OpenError};
 pub use pg::PostgresConfig;
 pub use postgres::PostgresStore;

@@ -167,11 +167,14 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE audit_records ADD COLUMN erasure BIGINT, ADD COLUMN erasure_mac TEXT;
      UPDATE audit_records SET erasure = 0 WHERE erased_at IS NOT NULL;
      CREATE INDEX audit_records_legacy_tombstones ON audit_records (n) WHERE erasure = 0;",
+    // 4: the subjects each published surrogate learnt from (keyed digests), so that an
+    // erasure retires every version that saw the subject.
+    "ALTER TABLE fleet_surrogates ADD COLUMN subjects BIGINT[];",
 ];
 
-/// The rustls connector of `sslmode=require`: the CA certificates of `ca_file`, or the
-/// system's.
-fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+/// The rustls connector of `sslmode=require` and `prefer` (`mode`, for messages): the CA
+/// certificates of `ca_file`, or the system's.
+fn tls_connector(ca_file: Option<&Path>, mode: &str) -> Result<MakeRustlsConnect, StoreError> {
     let certs = match ca_file {
         Some(path) => {
             use rustls_pki_types::pem::PemObject;
@@ -191,10 +194,10 @@ fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError
         None => {
             let found = rustls_native_certs::load_native_certs();
             if found.certs.is_empty() {
-                return Err(StoreError::Config(
-                    "sslmode=require: no CA certificates found on this system; give a CA file"
-                        .to_owned(),
-                ));
+                return Err(StoreError::Config(format!(
+                    "sslmode={mode}: no CA certificates found on this system to verify the \
+                     server with; give a CA file"
+                )));
             }
             found.certs
         }
@@ -202,9 +205,9 @@ fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError
     let mut roots = rustls::RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(StoreError::Config(
-            "sslmode=require: none of the CA certificates is usable".to_owned(),
-        ));
+        return Err(StoreError::Config(format!(
+            "sslmode={mode}: none of the CA certificates is usable"
+        )));
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -273,13 +276,12 @@ pub(crate) fn settings(
     })?;
     let tls = match pg.get_ssl_mode() {
         SslMode::Disable => None,
-        // The TLS connector would fail rather than fall back on a certificate it
-        // cannot verify, which is not what `prefer` promises.
-        SslMode::Prefer => {
-            pg.ssl_mode(SslMode::Disable);
-            None
-        }
-        _ => Some(tls_connector(config.ca_file.as_deref())?),
+        // libpq's default, and what a URL without `sslmode` means: TLS when the server
+        // offers it, plain text when it does not (which the caller can tell with
+        // `fell_back_to_plain` and should say). Unlike libpq, a certificate that cannot
+        // be verified is refused, not used unverified or dropped for plain text.
+        SslMode::Prefer => Some(tls_connector(config.ca_file.as_deref(), "prefer")?),
+        _ => Some(tls_connector(config.ca_file.as_deref(), "require")?),
     };
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(config.connect_timeout);
@@ -290,6 +292,25 @@ pub(crate) fn settings(
     Ok((pg, tls))
 }
 
+/// Whether `client`, connected under `pg`'s settings, fell back to plain text: the URL
+/// said `sslmode=prefer` (or nothing) and the server does not offer TLS.
+pub(crate) fn fell_back_to_plain(
+    pg: &postgres::Config,
+    client: &mut Client,
+) -> Result<bool, StoreError> {
+    if pg.get_ssl_mode() != SslMode::Prefer {
+        return Ok(false);
+    }
+    let ssl: Option<bool> = client
+        .query_opt(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    Ok(ssl != Some(true))
+}
+
 /// Connects with `pg` (over TLS when `tls` is given), with durable commits and a
 /// bounded lock wait whatever the server's or role's defaults, and runs the migrations.
 pub(crate) fn connect_client(
@@ -297,9 +318,23 @@ pub(crate) fn connect_client(
     tls: Option<&MakeRustlsConnect>,
     lock_timeout: Duration,
 ) -> Result<Client, StoreError> {
-    let mut client = match tls {
-        Some(tls) => pg.connect(tls.clone())?,
-        None => pg.connect(NoTls)?,
+    let connected = match tls {
+        Some(tls) => pg.connect(tls.clone()),
+        None => pg.connect(NoTls),
+    };
+    let mut client = match connected {
+        Ok(client) => client,
+        // The client's error names the TLS handshake in its text only.
+        Err(e) if pg.get_ssl_mode() == SslMode::Prefer && e.to_string().contains("TLS") => {
+            return Err(StoreError::Config(format!(
+                "sslmode=prefer (what a URL without sslmode means): the server offers TLS \
+                 but the connection could not be secured ({}); give the CA file that \
+                 vouches for its certificate, or write sslmode=disable in the URL to \
+                 connect in plain text",
+                postgres_describe(&e)
+            )));
+        }
+        Err(e) => return Err(e.into()),
     };
     let lock_ms = lock_timeout.as_millis().max(1);
     client.batch_execute(&format!(

@@ -22,10 +22,13 @@
 //!   writer's lock again and re-reads the chain's tip, so the store goes on without
 //!   being reopened.
 //! - **Erasure and retention** act on every writer's records.
-//! - **TLS** with `sslmode=require` in the URL: rustls, verifying the server's
-//!   certificate and host name (what libpq calls `verify-full`) against
-//!   [`PostgresConfig::ca_file`] or else the system's roots (`SSL_CERT_FILE` is
-//!   honoured). `disable` and `prefer` connect without TLS.
+//! - **TLS** with rustls, verifying the server's certificate and host name (what libpq
+//!   calls `verify-full`) against [`PostgresConfig::ca_file`] or else the system's roots
+//!   (`SSL_CERT_FILE` is honoured). `sslmode=require` refuses plain text; `prefer`, and
+//!   a URL without `sslmode`, try TLS first and fall back to plain text only when the
+//!   server does not offer TLS ([`PostgresStore::fell_back_to_plain`] tells); a
+//!   certificate that cannot be verified is refused under both. `disable` connects
+//!   without TLS.
 //! - The client is blocking and drives its connection on a runtime of its own: call the
 //!   store from a thread that may block (the group-commit writer's, or `spawn_blocking`),
 //!   never from inside an async task.
@@ -282,6 +285,13 @@ impl PostgresStore {
             self.writer.clone(),
             self.config.clone(),
         )
+    }
+
+    /// Whether the connection is in plain text though TLS was not refused: the URL says
+    /// `sslmode=prefer` (or nothing) and the server does not offer TLS. The caller
+    /// should say so; `sslmode=require` refuses plain text, `disable` asks for it.
+    pub fn fell_back_to_plain(&self) -> Result<bool, StoreError> {
+        self.with(|s| crate::pg::fell_back_to_plain(&self.pg, &mut s.client))
     }
 
     /// The name of the chain this store appends to.

@@ -32,9 +32,9 @@ pub struct AlertsConfig {
     /// Alerts that may wait for delivery; beyond it new ones are dropped (and counted),
     /// so that a webhook that is down never holds memory without end.
     pub queue: usize,
-    /// A file holding the secret that signs each body (HMAC-SHA256, in
-    /// `x-sidelight-signature: sha256=<hex>`); else `SIDELIGHT_ALERT_SECRET`; else
-    /// bodies are not signed.
+    /// A file holding the secret that signs each delivery (`x-sidelight-signature:
+    /// t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, so that a receiver can
+    /// refuse replays); else `SIDELIGHT_ALERT_SECRET`; else deliveries are not signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<PathBuf>,
 }

@@ -39,8 +39,9 @@ pub struct AuditConfig {
     /// `HOSTNAME` variable (the pod name in Kubernetes), else the machine's host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<String>,
-    /// PEM file of the CA certificates that `sslmode=require` trusts. Default: the
-    /// system's.
+    /// PEM file of the CA certificates that vouch for the PostgreSQL server's
+    /// certificate, under `sslmode=require` and `prefer` (or no sslmode), which tries
+    /// TLS first. Default: the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// How often a replica looks for new surrogates and fleet-wide erasures (postgres).

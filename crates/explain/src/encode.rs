@@ -265,6 +265,22 @@ impl Encoder {
         self.levels.get(index)
     }
 
+    /// The same encoder with every level of feature `i` renamed to `rename(i, level)`,
+    /// codes unchanged: a row whose values are renamed alike encodes exactly as before.
+    /// Fails if two levels of a feature would get one name.
+    pub fn rename_levels(
+        &self,
+        mut rename: impl FnMut(usize, &str) -> String,
+    ) -> Result<Self, EncodeError> {
+        let levels = self
+            .levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Levels::new(l.levels().iter().map(|v| rename(i, v)).collect()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_parts(self.schema.clone(), levels)
+    }
+
     /// Width of an encoded row: one column per feature.
     pub fn n_features(&self) -> usize {
         self.schema.len()
@@ -350,7 +366,10 @@ impl Encoder {
 }
 
 /// The categorical level a value stands for; `None` for missing.
-fn level_of(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+/// The level a value is read as for a categorical feature (`None`: missing), exactly as
+/// [`Encoder::encode`] reads it: a caller that maps levels (say, to pseudonyms) maps a
+/// live value through this first so that it meets the level it was trained as.
+pub fn level_of(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
     use std::borrow::Cow;
     match value {
         Value::Missing => None,

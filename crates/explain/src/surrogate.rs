@@ -314,6 +314,21 @@ impl Surrogate {
         })
     }
 
+    /// The same surrogate with the categorical levels renamed (see
+    /// [`Encoder::rename_levels`]): it predicts and explains alike for rows whose values
+    /// are renamed alike.
+    pub fn rename_levels(
+        &self,
+        rename: impl FnMut(usize, &str) -> String,
+    ) -> Result<Self, SurrogateError> {
+        Ok(Self {
+            encoder: self.encoder.rename_levels(rename)?,
+            output: self.output.clone(),
+            ensembles: self.ensembles.clone(),
+            metadata: self.metadata.clone(),
+        })
+    }
+
     /// The feature schema.
     pub fn schema(&self) -> &Schema {
         self.encoder.schema()

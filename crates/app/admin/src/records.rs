@@ -230,11 +230,15 @@ pub async fn erasure(
     // trained on them.
     let mut window_rows = 0;
     let mut retraining = Vec::new();
+    let mut retired = Vec::new();
     for live in &erasable.routes {
-        let n = live.forget_subject(&subject);
-        if n > 0 {
-            window_rows += n;
+        let forgotten = live.forget_subject(&subject);
+        window_rows += forgotten.rows;
+        if forgotten.retraining() {
             retraining.push(live.route.clone());
+        }
+        if let Some(version) = forgotten.retired {
+            retired.push(json!({ "route": live.route, "version": version }));
         }
     }
     let cached =
@@ -254,6 +258,7 @@ pub async fn erasure(
                     "window_rows_removed": window_rows,
                     "cached_entries_removed": cached,
                     "routes_retraining": retraining,
+                    "surrogates_retired": retired,
                 }),
             )
         }

@@ -529,6 +529,20 @@ impl AuditLog {
         .map_err(|e| AuditError::Task(e.to_string()))?
     }
 
+    /// The pseudonymous subjects erased (on request, not by retention) at or after
+    /// `since_ms`: at start-up, what a surrogate saved before then may have learnt from.
+    /// Blocks; the store is reached on a thread of its own (the PostgreSQL client cannot
+    /// run on one of tokio's).
+    pub fn erased_subjects_since(&self, since_ms: i64) -> Result<Vec<String>, AuditError> {
+        let admin = self.admin.clone();
+        off_runtime(move || {
+            let store = admin.lock().unwrap_or_else(PoisonError::into_inner);
+            store.erased_subjects_since(since_ms)
+        })
+        .ok_or_else(|| AuditError::Task("the erasure look-up failed".to_owned()))?
+        .map_err(AuditError::from)
+    }
+
     /// One page of records.
     pub async fn query(&self, query: RecordQuery) -> Result<Page, AuditError> {
         self.with_admin(move |store| store.query(&query)).await
@@ -771,6 +785,11 @@ fn open_postgres(
     };
     let store = PostgresStore::open(url.expose(), writer, store_config).map_err(|e| match &e {
         StoreError::WriterActive(_) => invalid("audit.writer", e.to_string()),
+        // TLS tried because the URL asks for `prefer` or says nothing: the URL's sslmode
+        // is what to change, or the CA file.
+        StoreError::Config(m) if m.starts_with("sslmode=prefer") => {
+            invalid(url_key, format!("{m} (the CA file is audit.ca_file)"))
+        }
         // The CA file's own errors and those of the system's roots under sslmode=require.
         StoreError::Config(m) if m.contains("CA file") || m.starts_with("sslmode=require") => {
             invalid("audit.ca_file", e.to_string())
@@ -788,6 +807,16 @@ fn open_postgres(
         .map_err(|e| invalid("audit.key_file", e.to_string()))?;
     let mut store = store;
     bind_legacy(&mut store, url_key)?;
+    if store.fell_back_to_plain().unwrap_or(false) {
+        // Said once at start-up: records, keys' checkpoints and the fleet's rows travel
+        // unencrypted to this server.
+        tracing::warn!(
+            "{url_key}: the PostgreSQL server does not offer TLS, so the audit log is \
+             reached in plain text (sslmode=prefer, or no sslmode, allows it); write \
+             sslmode=require in {url_key} to refuse plain text, or sslmode=disable to say \
+             it is meant"
+        );
+    }
     let fleet = Arc::new(Fleet {
         writer: writer.to_owned(),
         poll_interval: config.poll_interval,

@@ -31,6 +31,9 @@ pub struct Observation {
     /// The audit record the row belongs to (with an audit log), and its place in it.
     pub record: Option<Arc<str>>,
     pub index: u32,
+    /// The pseudonymous subject the row came from (with an audit log), so that erasing
+    /// the subject removes it.
+    pub subject: Option<Arc<str>>,
     /// The row's attributions, in the order of the rows' names; empty if unknown.
     pub attributions: Arc<[f64]>,
     /// The output at which the row's decision turns, and its direction: a numeric
@@ -55,6 +58,7 @@ impl Default for Observation {
             favourable: false,
             record: None,
             index: 0,
+            subject: None,
             attributions: Arc::from(Vec::new()),
             threshold: 0.0,
             higher_is_favourable: true,
@@ -204,6 +208,42 @@ impl Windows {
         let names = std::mem::take(&mut inbox.names);
         let rows = std::mem::take(&mut inbox.rows);
         self.add(&names, rows.into_iter(), cap);
+    }
+
+    /// Drops the rows of `subject` from the window and from a reference of first rows
+    /// seen; a reference that is a surrogate's training rows is dropped whole when
+    /// `training_reference_saw` (its rows carry no subject), until the next surrogate
+    /// gives one. Returns how many rows of the window went.
+    fn forget(&mut self, subject: &str, training_reference_saw: bool) -> usize {
+        let before = self.current.len();
+        self.current
+            .retain(|o| o.subject.as_deref() != Some(subject));
+        let removed = before - self.current.len();
+        if removed > 0 {
+            // A record's rows were pushed together and stay together: numbered afresh
+            // from the front, an outcome still finds them.
+            self.records.clear();
+            for (i, obs) in self.current.iter().enumerate() {
+                if let Some(id) = &obs.record {
+                    let seq = self.front_seq + i as u64;
+                    self.records
+                        .entry(id.clone())
+                        .and_modify(|(_, n)| *n += 1)
+                        .or_insert((seq, 1));
+                }
+            }
+            self.fresh += 1;
+        }
+        if self.reference_from_training {
+            if training_reference_saw {
+                self.reference.clear();
+                self.reference_from_training = false;
+            }
+        } else {
+            self.reference
+                .retain(|o| o.subject.as_deref() != Some(subject));
+        }
+        removed
     }
 
     fn pop_front(&mut self) {
@@ -505,6 +545,23 @@ impl RouteMonitor {
         let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
         w.merge(&mut inbox, self.config.window_rows);
         Some(w)
+    }
+
+    /// Forgets an erased subject's rows (see `Windows::forget`), those waiting in the
+    /// inbox too. Returns how many rows went.
+    pub fn forget_subject(&self, subject: &str, training_reference_saw: bool) -> usize {
+        let waiting = match self.inbox.lock() {
+            Ok(mut inbox) => {
+                let before = inbox.rows.len();
+                inbox.rows.retain(|o| o.subject.as_deref() != Some(subject));
+                before - inbox.rows.len()
+            }
+            Err(_) => 0,
+        };
+        let Ok(mut w) = self.windows.lock() else {
+            return waiting;
+        };
+        waiting + w.forget(subject, training_reference_saw)
     }
 
     /// Makes the rows a newly accepted surrogate was trained on (given in the order of

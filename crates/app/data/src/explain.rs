@@ -938,6 +938,7 @@ async fn augment(
                         },
                         record: ask.record_id.clone(),
                         index: u32::try_from(i).unwrap_or(u32::MAX),
+                        subject: subject.clone(),
                         attributions: Arc::from(e.schema_contributions.as_slice()),
                         threshold: e.threshold,
                         higher_is_favourable: higher,

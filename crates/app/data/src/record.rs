@@ -194,6 +194,7 @@ hold = "10s"
             Metrics::register(&mut registry),
             dir,
             &mut crate::narration::prepare(&config, Vec::new()).unwrap(),
+            Some(&audit),
         )
         .unwrap();
         (table.lookup("/v1/predict").clone(), audit)

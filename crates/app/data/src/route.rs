@@ -49,13 +49,14 @@ impl RouteTable {
         metrics: Metrics,
         state_dir: &std::path::Path,
         wording: &mut crate::narration::Wording,
+        audit: Option<&crate::audit::AuditLog>,
     ) -> Result<Self, crate::config::ConfigError> {
         let mut routes = Vec::with_capacity(configs.len());
         for c in configs {
             let mut route = Route::new(&c.name, Some(c.inspect_limit_bytes), &metrics);
             if c.explain.is_some() {
                 let overrides = wording.routes.remove(&c.name).unwrap_or_default();
-                let live = RouteLive::new(c, state_dir, wording.narrator.clone(), overrides)
+                let live = RouteLive::new(c, state_dir, wording.narrator.clone(), overrides, audit)
                     .map_err(|e| crate::config::ConfigError::Invalid {
                         key: "routes".to_owned(),
                         message: format!("route `{}`: {e}", c.name),
@@ -122,6 +123,7 @@ mod tests {
             std::path::Path::new("unused"),
             &mut crate::narration::prepare(&sidelight_config::Config::default(), Vec::new())
                 .unwrap(),
+            None,
         )
         .unwrap();
         assert_eq!(&*table.lookup("/v1/models/credit:predict").name, "credit");

@@ -425,11 +425,6 @@ impl Alerter {
         let Ok(body) = serde_json::to_string(alert) else {
             return false;
         };
-        let signature = self.secret.as_deref().map(|s| sign(s, body.as_bytes()));
-        let headers: Vec<(&str, &str)> = signature
-            .as_deref()
-            .map(|s| vec![("x-sidelight-signature", s)])
-            .unwrap_or_default();
         let mut wait = self.config.backoff;
         let attempts = self.config.retries.saturating_add(1);
         for attempt in 1..=attempts {
@@ -437,6 +432,16 @@ impl Alerter {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(self.config.max_backoff);
             }
+            // Signed afresh for each attempt: a retry after a long backoff carries the
+            // time it was sent, which a receiver compares with its clock.
+            let signature = self
+                .secret
+                .as_deref()
+                .map(|s| sign(s, unix_seconds(), body.as_bytes()));
+            let headers: Vec<(&str, &str)> = signature
+                .as_deref()
+                .map(|s| vec![(SIGNATURE_HEADER, s)])
+                .unwrap_or_default();
             // The URL is left out of the log: webhook URLs often carry a token.
             match sidelight_core::client::post_json(
                 url,
@@ -468,15 +473,32 @@ impl Alerter {
     }
 }
 
-/// `sha256=<hex HMAC-SHA256 of body>`.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
+/// The header that carries a delivery's signature.
+pub const SIGNATURE_HEADER: &str = "x-sidelight-signature";
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The signature of a delivery sent at `timestamp` (Unix seconds):
+/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`. The time is inside the
+/// signed bytes, so a receiver that refuses old timestamps refuses a replayed delivery
+/// however it was captured (see docs/src/monitoring.md).
+pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     // HMAC takes a key of any length.
     let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(secret) {
         Ok(mac) => mac,
         Err(_) => return String::new(),
     };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 /// `GET /api/v1/alerts`: per monitored route, the alerts firing now and the latest
@@ -585,12 +607,14 @@ mod tests {
     }
 
     #[test]
-    fn the_signature_is_hmac_sha256_of_the_body() {
-        // RFC 4231 test case 2.
+    fn the_signature_is_hmac_sha256_of_the_timestamp_a_dot_and_the_body() {
+        // Computed independently (Python's hmac module) over "17.what do ya want for nothing?".
         assert_eq!(
-            sign(b"Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            sign(b"Jefe", 17, b"what do ya want for nothing?"),
+            "t=17,v1=31441f9046bbd4589513ed5a0fa22dab2a8006f6ce7ee0ac275c3f7e84098a15"
         );
+        // The timestamp is signed: the same body at another time signs differently.
+        assert_ne!(sign(b"Jefe", 17, b"x"), sign(b"Jefe", 18, b"x"));
     }
 
     #[test]

@@ -24,8 +24,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use sidelight_audit::{FleetStore, FleetSurrogate, TrainingBatch};
-use sidelight_explain::{Surrogate, Value};
+use sidelight_audit::{FleetStore, FleetSurrogate, Published, TrainingBatch};
+use sidelight_explain::Value;
 
 use crate::audit::Fleet;
 use crate::job::Job;
@@ -215,13 +215,17 @@ fn poll_once(
             continue;
         }
         let mut rows = 0;
+        let mut retired = 0;
         for live in routes {
-            rows += live.forget_subject(subject);
+            let forgotten = live.forget_subject(subject);
+            rows += forgotten.rows;
+            retired += usize::from(forgotten.retired.is_some());
         }
         let cached = (tasks.forget)(subject);
         tracing::info!(
             window_rows = rows,
             cached,
+            surrogates_retired = retired,
             "forgot a subject erased through another replica"
         );
     }
@@ -294,13 +298,30 @@ fn load_versions(
     let Some(text) = &published.surrogate else {
         return Ok(());
     };
-    let surrogate = match Surrogate::from_json(text) {
+    let saved = match crate::live::state::decode(text) {
         Ok(s) => s,
         Err(error) => {
             tracing::warn!(route = %live.route, version = published.version, %error, "cannot read the fleet's surrogate");
             return Ok(());
         }
     };
+    let surrogate = saved.surrogate;
+    // The fleet's keys are the audit log's: the levels the trainer pseudonymised read
+    // alike here.
+    let mask = live
+        .keys
+        .as_ref()
+        .and_then(|k| crate::live::state::LevelMask::new(k, &surrogate, &saved.pseudonymised));
+    if mask.is_none() && !saved.pseudonymised.is_empty() {
+        tracing::warn!(route = %live.route, version = published.version, "cannot read the fleet's surrogate: its personal levels are pseudonyms and this replica has no key");
+        return Ok(());
+    }
+    let mut provenance = saved.provenance;
+    if let Some(subjects) = &published.subjects {
+        provenance.subjects = Some(Arc::new(subjects.iter().map(|&d| d as u64).collect()));
+    }
+    // Erasures this replica learns of from now on are checked against it.
+    provenance.erasure_epoch = live.erasure_epoch();
     // The typical values and ranges come from the same rows the trainer used, so that
     // every replica explains alike.
     let names: Vec<String> = surrogate.schema().names().map(str::to_owned).collect();
@@ -309,8 +330,11 @@ fn load_versions(
     let version = published.version;
     match LiveModel::new(surrogate, record_of(published), &live.config, &rows) {
         Ok(model) => {
-            trainer::install(live, model, &names, rows, &outputs, width);
-            tracing::info!(route = %live.route, version, "loaded the fleet's surrogate");
+            let mut model = model.with_mask(mask);
+            model.provenance = provenance;
+            if trainer::install(live, model, &names, rows, &outputs, width) {
+                tracing::info!(route = %live.route, version, "loaded the fleet's surrogate");
+            }
         }
         Err(error) => {
             tracing::warn!(route = %live.route, version, %error, "cannot use the fleet's surrogate");
@@ -331,6 +355,7 @@ fn record_of(published: &FleetSurrogate) -> VersionRecord {
         reason: published.reason.clone(),
         gate: None,
         faithfulness: None,
+        retired: None,
     }
 }
 
@@ -503,6 +528,8 @@ fn train_when_due(
         window.since_training = 0;
     }
     *last_training = Instant::now();
+    // Noted before the rows are read: an erasure from now on is checked against them.
+    let erasure_epoch = live.erasure_epoch();
     let (batches, _) = store.training_window(&live.route, config.window_rows)?;
     let names = training_names(live, &batches);
     let (rows, outputs, width) = decode(&batches, &names, config.window_rows);
@@ -519,7 +546,13 @@ fn train_when_due(
         .unwrap_or(0);
     let version = published.max(local).max(history) + 1;
     let started = Instant::now();
+    let subjects = trainer::digests(live, batches.iter().filter_map(|b| b.subject.as_deref()));
     let batch = trainer::Batch {
+        provenance: crate::live::state::Provenance {
+            subjects: Some(Arc::new(subjects)),
+            rows_taken_ms: crate::live::now_ms(),
+            erasure_epoch,
+        },
         after_erasure: false,
         names,
         width,
@@ -540,16 +573,31 @@ fn train_when_due(
         route = %live.route, version, r2 = record.r2, accepted = record.accepted, rows = rows.len(),
         seconds = started.elapsed().as_secs_f64(), "surrogate trained for the fleet"
     );
+    // Published as a state file is saved: with its subjects, and personal levels as
+    // pseudonyms (the fleet's keys are the audit log's, so there always is a key).
     let text = if record.accepted {
+        let keys = live.keys.as_ref().ok_or_else(|| {
+            FleetTrainError::Encode("a fleet replica without the audit log's keys".to_owned())
+        })?;
+        let (surrogate, pseudonymised) = crate::live::state::pseudonymise(
+            &model.surrogate,
+            keys,
+            &live.personal,
+            &model.pseudonymised(),
+        )
+        .map_err(|e| FleetTrainError::Encode(e.to_string()))?;
         Some(
-            model
-                .surrogate
-                .to_json()
+            crate::live::state::encode(&surrogate, version, &model.provenance, &pseudonymised)
                 .map_err(|e| FleetTrainError::Encode(e.to_string()))?,
         )
     } else {
         None
     };
+    let subjects = model
+        .provenance
+        .subjects
+        .as_ref()
+        .map(|s| s.iter().map(|&d| d as i64).collect());
     let publish = FleetSurrogate {
         version,
         trained_at: record.trained_at,
@@ -561,14 +609,29 @@ fn train_when_due(
         reason: record.reason.clone(),
         surrogate: text,
         writer: fleet.writer.clone(),
+        subjects,
     };
-    if !store.publish_surrogate(&live.route, &publish)? {
-        // Another trainer (one that held the lock before this one) got there first.
-        tracing::warn!(route = %live.route, version, "version published by another replica; not used");
-        return Ok(());
-    }
-    if record.accepted {
-        trainer::install(live, model, &names, rows, &outputs, width);
+    let taken = i64::try_from(model.provenance.rows_taken_ms).unwrap_or(i64::MAX);
+    let mut record = record;
+    match store.publish_surrogate(&live.route, &publish, taken)? {
+        Published::Taken => {
+            // Another trainer (one that held the lock before this one) got there first.
+            tracing::warn!(route = %live.route, version, "version published by another replica; not used");
+            return Ok(());
+        }
+        Published::Retired => {
+            record.retired = Some(trainer::ERASED_WHILE_TRAINED.to_owned());
+            tracing::info!(route = %live.route, version, "surrogate {}", trainer::ERASED_WHILE_TRAINED);
+            // Trained again without the subject's rows, which are gone from the table.
+            if let Ok(mut window) = live.window.lock() {
+                window.retrain_now = true;
+            }
+        }
+        Published::Published => {
+            if record.accepted && !trainer::install(live, model, &names, rows, &outputs, width) {
+                record.retired = Some(trainer::ERASED_WHILE_TRAINED.to_owned());
+            }
+        }
     }
     trainer::add_to_history(live, record);
     let pruned = store.prune_training(&live.route, config.window_rows)?;

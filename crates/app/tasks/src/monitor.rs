@@ -843,6 +843,7 @@ mod tests {
             favourable,
             record: Some(Arc::from(record)),
             index,
+            subject: Some(Arc::from(format!("ps_{colour}"))),
             attributions: Arc::from(vec![0.3, if colour == "red" { 0.1 } else { -0.1 }]),
             threshold: 0.5,
             higher_is_favourable: true,
@@ -903,6 +904,32 @@ mod tests {
         let a = report.attribution.as_ref().unwrap();
         assert!((a.summary.protected_share.unwrap() - 0.25).abs() < 1e-12);
         assert!((a.summary.mean_abs("a").unwrap() - 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_erased_subjects_rows_leave_the_window_and_outcomes_still_join_the_rest() {
+        let monitor = RouteMonitor::new("m", config());
+        let job = MonitorJob::new(monitor.clone(), None, None);
+        let names = vec!["a".to_owned(), "colour".to_owned()];
+        // Each record has a red row (subject ps_red) and a blue one (ps_blue).
+        let rows = (0..20).flat_map(|r| {
+            let id = format!("r{r}");
+            [
+                observation(&id, 0, "red", true, 0),
+                observation(&id, 1, "blue", true, 0),
+            ]
+        });
+        monitor.push(&names, rows);
+        assert_eq!(monitor.forget_subject("ps_red", false), 20);
+        assert_eq!(monitor.forget_subject("ps_nobody", false), 0);
+        job.compute(1);
+        let report = monitor.latest.load_full().unwrap();
+        assert_eq!(report.window_rows, 20);
+        // The records' remaining rows are still found by their outcomes.
+        for r in 0..20 {
+            let id = format!("r{r}");
+            assert_eq!(monitor.join_outcome(&id, &serde_json::json!(true), None), 1);
+        }
     }
 
     #[test]

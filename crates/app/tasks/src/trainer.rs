@@ -23,6 +23,10 @@ use crate::config::{ExplainConfig, FeatureKindConfig, OutputConfig};
 use crate::live::model::{Faithfulness, GateFacts};
 use crate::live::{LiveModel, RouteLive, VersionRecord};
 
+/// Why an accepted version never served.
+pub const ERASED_WHILE_TRAINED: &str =
+    "not put in service: a subject its rows came from was erased while it was trained";
+
 /// A route's trainer (not a fleet's: see `fleet`).
 pub struct Trainer(pub Arc<RouteLive>);
 
@@ -62,7 +66,13 @@ pub fn run(live: &RouteLive) {
         if !due {
             continue;
         }
-        let batch = Batch {
+        let subjects = window_subjects(&window);
+        let mut batch = Batch {
+            provenance: crate::live::state::Provenance {
+                subjects: None,
+                rows_taken_ms: crate::live::now_ms(),
+                erasure_epoch: live.erasure_epoch(),
+            },
             after_erasure: window.retrain_now,
             names: window.names.clone(),
             width: window.width.unwrap_or(1),
@@ -81,6 +91,7 @@ pub fn run(live: &RouteLive) {
             synthetic_sources: window.synthetic.iter().map(|s| s.sources.clone()).collect(),
         };
         drop(window);
+        batch.provenance.subjects = Some(Arc::new(digests(live, subjects)));
         if let Ok(mut window) = live.window.lock() {
             window.since_training = 0;
             window.retrain_now = false;
@@ -91,22 +102,24 @@ pub fn run(live: &RouteLive) {
         match train(live, &batch, || {
             live.next_version.fetch_add(1, Ordering::Relaxed)
         }) {
-            Ok((model, record)) => {
+            Ok((model, mut record)) => {
                 tracing::info!(
                     route = %live.route, version = record.version, r2 = record.r2,
                     accepted = record.accepted, seconds = started.elapsed().as_secs_f64(),
                     "surrogate trained"
                 );
                 set_waiting(live, None);
-                if record.accepted {
-                    install(
+                if record.accepted
+                    && !install(
                         live,
                         model,
                         &batch.names,
                         batch.rows,
                         &batch.outputs,
                         batch.width,
-                    );
+                    )
+                {
+                    record.retired = Some(ERASED_WHILE_TRAINED.to_owned());
                 }
                 add_to_history(live, record);
             }
@@ -125,6 +138,32 @@ pub fn run(live: &RouteLive) {
     }
 }
 
+/// The subjects of the window's rows, real and those synthetic rows were made from.
+fn window_subjects(window: &crate::live::Window) -> Vec<Arc<str>> {
+    let mut seen: std::collections::HashSet<&Arc<str>> = std::collections::HashSet::new();
+    for subject in window.rows.iter().filter_map(|w| w.subject.as_ref()) {
+        seen.insert(subject);
+    }
+    for subject in window.synthetic.iter().flat_map(|s| s.subjects.iter()) {
+        seen.insert(subject);
+    }
+    seen.into_iter().cloned().collect()
+}
+
+/// The keyed digests of subjects (none without an audit log, which has no subjects).
+pub fn digests<S: AsRef<str>>(
+    live: &RouteLive,
+    subjects: impl IntoIterator<Item = S>,
+) -> std::collections::HashSet<u64> {
+    match &live.keys {
+        Some(keys) => subjects
+            .into_iter()
+            .map(|s| keys.subject_digest(s.as_ref()))
+            .collect(),
+        None => std::collections::HashSet::new(),
+    }
+}
+
 /// Adds the faithfulness figure to a version's record (in the history and, if it is in
 /// service, the model's), and saves the history.
 pub fn set_faithfulness(live: &RouteLive, version: u64, faithfulness: Faithfulness) {
@@ -133,7 +172,7 @@ pub fn set_faithfulness(live: &RouteLive, version: u64, faithfulness: Faithfulne
             record.faithfulness = Some(faithfulness);
         }
     }
-    save_history(live);
+    live.save_history();
 }
 
 /// What the trainer is waiting for, shown at `/api/v1/surrogates`.
@@ -145,6 +184,8 @@ fn set_waiting(live: &RouteLive, note: Option<String>) {
 
 /// A copy of the window to train on.
 pub struct Batch {
+    /// Whose rows these are, and when they were taken.
+    pub provenance: crate::live::state::Provenance,
     /// Rows were erased: a surrogate without them must replace the one in service, so
     /// the minimum held-out size does not hold the training back (the gate still
     /// judges it on what can be held out).
@@ -172,6 +213,9 @@ pub enum TrainError {
 
 /// Puts an accepted surrogate in service: saves it to `state.dir` (so that a restart
 /// finds it), swaps it in, and gives the drift monitor its training rows as reference.
+/// A surrogate one of whose subjects was erased while it was trained is not put in
+/// service (the erasure asked for a training without the subject's rows already).
+/// Whether it was put in service.
 pub fn install(
     live: &RouteLive,
     model: LiveModel,
@@ -179,19 +223,31 @@ pub fn install(
     rows: Vec<Vec<Value>>,
     outputs: &[f64],
     width: usize,
-) {
-    if let Err(error) = persist(live, &model) {
+) -> bool {
+    if live.erased_since(&model.provenance) {
+        tracing::info!(route = %live.route, version = model.version(), "surrogate {ERASED_WHILE_TRAINED}");
+        return false;
+    }
+    if let Err(error) = live.persist(&model) {
         tracing::warn!(route = %live.route, %error, "cannot save the surrogate");
     }
     let multi_class = matches!(
         model.surrogate.output(),
         sidelight_explain::OutputKind::MultiClass { .. }
     );
-    live.model.store(Some(Arc::new(model)));
+    let model = Arc::new(model);
+    live.model.store(Some(model.clone()));
+    // An erasure between the check above and the swap found the previous surrogate in
+    // service, not this one.
+    if live.erased_since(&model.provenance) {
+        live.retire(&model, "trained on rows of a subject erased since");
+        return false;
+    }
     if let Some(monitor) = &live.monitor {
         let reference = reference_rows(live, rows, outputs, width, multi_class);
         monitor.set_reference(names, reference);
     }
+    true
 }
 
 /// Adds a version to the route's history (the newest 50 are kept) and saves it, unless
@@ -205,7 +261,7 @@ pub fn add_to_history(live: &RouteLive, record: VersionRecord) {
         let keep = history.len().saturating_sub(50);
         history.drain(..keep);
     }
-    save_history(live);
+    live.save_history();
 }
 
 /// The training rows with the output the explanations report for each (the configured
@@ -368,10 +424,13 @@ pub fn train(
             validation_r2: report.validation_r2.clone(),
         }),
         faithfulness: None,
+        retired: None,
     };
     // The window's rows are in the schema's order (configured or inferred from the same
     // names), which is what the typical values are computed over: real rows only.
-    let model = LiveModel::new(surrogate, record.clone(), config, rows).map_err(|e| failed(&e))?;
+    let mut model =
+        LiveModel::new(surrogate, record.clone(), config, rows).map_err(|e| failed(&e))?;
+    model.provenance = batch.provenance.clone();
     Ok((model, record))
 }
 
@@ -419,50 +478,4 @@ fn output_kind(config: OutputConfig, width: usize, outputs: &[f64]) -> OutputKin
         // Several values per row are read as one probability per class.
         (OutputConfig::Auto, _) => classes(),
     }
-}
-
-fn persist(live: &RouteLive, model: &LiveModel) -> Result<(), StateFileError> {
-    let json = model
-        .surrogate
-        .to_json()
-        .map_err(|e| StateFileError::Encode(e.to_string()))?;
-    write_atomically(&live.surrogate_path(), json.as_bytes())
-}
-
-/// Why a state file was not written (the surrogate in service is unaffected).
-#[derive(Debug, thiserror::Error)]
-enum StateFileError {
-    #[error("cannot encode the surrogate: {0}")]
-    Encode(String),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-}
-
-fn save_history(live: &RouteLive) {
-    let Ok(history) = live.history.lock() else {
-        return;
-    };
-    let Ok(json) = serde_json::to_vec_pretty(&*history) else {
-        return;
-    };
-    drop(history);
-    if let Err(error) = write_atomically(&live.meta_path(), &json) {
-        tracing::warn!(route = %live.route, %error, "cannot save the surrogate history");
-    }
-}
-
-/// Writes to a temporary file and renames it, so a crash never leaves half a file.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), StateFileError> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).map_err(|source| StateFileError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| StateFileError::Io {
-        path: path.to_owned(),
-        source,
-    })
 }

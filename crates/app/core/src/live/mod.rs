@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod model;
 pub mod pending;
 pub mod schema;
+pub mod state;
 pub mod store;
 
 use std::collections::VecDeque;
@@ -77,6 +78,52 @@ pub struct RouteLive {
     /// When the upstream last failed a customer request (ms since the Unix epoch; 0:
     /// never): active distillation keeps quiet for a while after one.
     pub last_upstream_error: AtomicU64,
+    /// The audit log's keys (with an audit log): subjects' digests and the pseudonyms
+    /// of personal levels in saved surrogates come from them.
+    pub keys: Option<sidelight_audit::Keys>,
+    /// Features whose values are personal: marked `pii` or `protected`, given a privacy
+    /// rule other than `keep`, or monitored as protected. Their levels are never saved or
+    /// shown in the clear.
+    pub personal: Vec<String>,
+    /// Subjects erased while Sidelight runs, for trainings under way (see
+    /// [`RouteLive::erased_since`]).
+    erasures: Mutex<Erasures>,
+}
+
+/// The subjects erased since start (as digests), numbered, so that a training can tell
+/// whether one of its rows' subjects was erased while it ran.
+#[derive(Default)]
+struct Erasures {
+    /// Erasures so far.
+    epoch: u64,
+    /// The newest ones: (epoch, digest).
+    recent: VecDeque<(u64, u64)>,
+    /// Entries up to this epoch were dropped to bound memory.
+    dropped_upto: u64,
+}
+
+/// Erasures remembered for trainings under way; a training older than the oldest is
+/// treated as having seen an erased subject (it is retrained).
+const RECENT_ERASURES: usize = 10_000;
+
+/// Erasures are looked up from a saved surrogate's time less this much, so that clocks
+/// of the replicas of a fleet a little apart cannot hide one.
+const CLOCK_SKEW_MS: u64 = 60_000;
+
+/// What erasing a subject did to a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Rows removed from the training window.
+    pub rows: usize,
+    /// The version taken out of service because it was trained on the subject's rows.
+    pub retired: Option<u64>,
+}
+
+impl Forgotten {
+    /// Whether the route trains a new surrogate because of the erasure.
+    pub fn retraining(&self) -> bool {
+        self.rows > 0 || self.retired.is_some()
+    }
 }
 
 /// The most recent rows and the model's outputs for them.
@@ -201,14 +248,18 @@ impl std::fmt::Debug for RouteLive {
 }
 
 impl RouteLive {
-    /// The live state of `route`, which must have `[routes.explain]`.
+    /// The live state of `route`, which must have `[routes.explain]`. With an audit log,
+    /// a surrogate saved by an earlier run is restored only if no subject its rows came
+    /// from was erased since.
     pub fn new(
         route: &RouteConfig,
         state_dir: &Path,
         narrator: Arc<Narrator>,
         overrides: RouteOverrides,
+        audit: Option<&crate::audit::AuditLog>,
     ) -> Result<Arc<Self>, LiveError> {
         let config = route.explain.clone().ok_or(LiveError::NotExplained)?;
+        let personal = personal_features(route);
         let policy = route
             .privacy_policy(&route.name)
             .map_err(|(key, message)| LiveError::Config { key, message })?;
@@ -274,8 +325,11 @@ impl RouteLive {
             config,
             shared: AtomicBool::new(false),
             pending: Mutex::new(VecDeque::new()),
+            keys: audit.map(|a| a.keys().clone()),
+            personal,
+            erasures: Mutex::new(Erasures::default()),
         });
-        live.restore()?;
+        live.restore(audit)?;
         Ok(live)
     }
 
@@ -583,12 +637,17 @@ impl RouteLive {
             .collect()
     }
 
-    /// Removes a subject's rows from the training window. When any were there, the
-    /// trainer is woken to train a surrogate without them at once (if the route is past
-    /// warm-up). Returns how many rows were removed.
-    pub fn forget_subject(&self, subject: &str) -> usize {
+    /// Removes a subject's rows from the training window, and takes the surrogate in
+    /// service out of service if it was trained on any of them (it is also removed from
+    /// the state directory). When either happened, the trainer is woken to train a
+    /// surrogate without them at once (if the route is past warm-up).
+    pub fn forget_subject(&self, subject: &str) -> Forgotten {
+        let digest = self.keys.as_ref().map(|k| k.subject_digest(subject));
+        if let Some(digest) = digest {
+            self.note_erasure(digest);
+        }
         let Ok(mut window) = self.window.lock() else {
-            return 0;
+            return Forgotten::default();
         };
         self.forget_pending(subject);
         let before = window.rows.len();
@@ -601,12 +660,140 @@ impl RouteLive {
         window
             .synthetic
             .retain(|s| !s.subjects.iter().any(|s| &**s == subject));
-        if removed > 0 {
-            window.retrain_now = true;
-            drop(window);
+        drop(window);
+        let retired = digest.and_then(|digest| {
+            let serving = self.model.load_full()?;
+            serving.provenance.saw(digest).then_some(())?;
+            self.retire(&serving, "trained on rows of a subject erased since")
+        });
+        if let Some(monitor) = &self.monitor {
+            // The drift reference is the training rows of the surrogate in service: it
+            // held the subject's rows if that surrogate saw them, or (in a fleet, where
+            // it is read from the shared table) may have.
+            monitor.forget_subject(subject, retired.is_some() || self.is_shared());
+        }
+        let forgotten = Forgotten {
+            rows: removed,
+            retired,
+        };
+        if forgotten.retraining() {
+            if let Ok(mut window) = self.window.lock() {
+                window.retrain_now = true;
+            }
             self.wake.notify_one();
         }
-        removed
+        forgotten
+    }
+
+    /// Counts an erasure, for trainings under way.
+    fn note_erasure(&self, digest: u64) {
+        let Ok(mut erasures) = self.erasures.lock() else {
+            return;
+        };
+        erasures.epoch += 1;
+        let epoch = erasures.epoch;
+        erasures.recent.push_back((epoch, digest));
+        while erasures.recent.len() > RECENT_ERASURES {
+            if let Some((old, _)) = erasures.recent.pop_front() {
+                erasures.dropped_upto = old;
+            }
+        }
+    }
+
+    /// The count of erasures so far: a training notes it when it copies its rows.
+    pub fn erasure_epoch(&self) -> u64 {
+        self.erasures.lock().map_or(0, |e| e.epoch)
+    }
+
+    /// Whether a subject whose rows a surrogate may have learnt from was erased after its
+    /// rows were copied (it must not be put in service).
+    pub fn erased_since(&self, provenance: &state::Provenance) -> bool {
+        let Ok(erasures) = self.erasures.lock() else {
+            return true;
+        };
+        if provenance.erasure_epoch < erasures.dropped_upto {
+            return true;
+        }
+        erasures
+            .recent
+            .iter()
+            .any(|&(epoch, digest)| epoch > provenance.erasure_epoch && provenance.saw(digest))
+    }
+
+    /// Takes `model` out of service (unless another has replaced it meanwhile), removes
+    /// it from the state directory, and notes why in its history record. Returns its
+    /// version if it was retired.
+    pub fn retire(&self, model: &Arc<LiveModel>, why: &str) -> Option<u64> {
+        let previous = self.model.compare_and_swap(&Some(model.clone()), None);
+        let was_serving = previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, model));
+        if !was_serving {
+            return None;
+        }
+        let version = model.version();
+        if let Err(error) = state::remove(&self.surrogate_path()) {
+            tracing::warn!(route = %self.route, %error, "cannot remove a retired surrogate from the state directory");
+        }
+        self.mark_retired(version, why);
+        tracing::info!(route = %self.route, version, "surrogate retired: {why}");
+        Some(version)
+    }
+
+    /// Notes in the history (and its file) why `version` left service.
+    fn mark_retired(&self, version: u64, why: &str) {
+        if let Ok(mut history) = self.history.lock() {
+            match history.iter_mut().find(|r| r.version == version) {
+                Some(record) => record.retired = Some(why.to_owned()),
+                None => history.push(VersionRecord {
+                    retired: Some(why.to_owned()),
+                    ..seeded_record(version, "restored from the state directory")
+                }),
+            }
+        }
+        self.save_history();
+    }
+
+    /// Saves the version history to the state directory.
+    pub fn save_history(&self) {
+        let Ok(history) = self.history.lock() else {
+            return;
+        };
+        let Ok(json) = serde_json::to_vec_pretty(&*history) else {
+            return;
+        };
+        drop(history);
+        if let Err(error) = state::write_private(&self.meta_path(), &json) {
+            tracing::warn!(route = %self.route, %error, "cannot save the surrogate history");
+        }
+    }
+
+    /// Saves a surrogate put in service, so that a restart finds it: with the subjects
+    /// its rows came from, and the levels of personal features as pseudonyms. Without
+    /// a key for those pseudonyms (no audit log) a surrogate that learnt such levels is
+    /// not saved, and an older saved one is removed.
+    pub fn persist(&self, model: &LiveModel) -> Result<(), state::StateError> {
+        let path = self.surrogate_path();
+        let already = model.pseudonymised();
+        let (surrogate, pseudonymised) = match &self.keys {
+            Some(keys) => state::pseudonymise(&model.surrogate, keys, &self.personal, &already)?,
+            None => {
+                let personal = state::personal_levels(&model.surrogate, &self.personal);
+                if !personal.is_empty() {
+                    tracing::warn!(
+                        route = %self.route, features = ?personal,
+                        "surrogate not saved: it learnt levels of personal features, which are saved only as pseudonyms keyed by the audit log's key (no audit log is configured); a restart warms up again"
+                    );
+                    return state::remove(&path);
+                }
+                (model.surrogate.clone(), already)
+            }
+        };
+        let text = state::encode(
+            &surrogate,
+            model.version(),
+            &model.provenance,
+            &pseudonymised,
+        )?;
+        state::write_private(&path, text.as_bytes())
     }
 
     /// Drops a subject's rows not yet sent to the fleet's table.
@@ -671,45 +858,134 @@ impl RouteLive {
         }
     }
 
-    fn restore(&self) -> Result<(), LiveError> {
+    /// The saved surrogate, ready to serve; `None` when it must not serve: trained on
+    /// rows of a subject erased since it was saved (it is retired: removed, and its
+    /// history record says why), or the erasures cannot be checked (it is kept for the
+    /// next start).
+    fn read_saved(
+        &self,
+        path: &Path,
+        history: &[VersionRecord],
+        audit: Option<&crate::audit::AuditLog>,
+    ) -> Result<Option<LiveModel>, LiveError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LiveError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let surrogate_error = |reason: String| LiveError::Surrogate {
+            path: path.to_owned(),
+            reason,
+        };
+        let saved = state::decode(&text).map_err(|e| surrogate_error(e.to_string()))?;
+        // A config whose features changed since the surrogate was saved: the saved one
+        // would read the wrong columns.
+        self.check_schema(&saved.surrogate)?;
+        let record = saved
+            .version
+            .and_then(|v| history.iter().find(|r| r.version == v))
+            .or_else(|| history.iter().rev().find(|r| r.accepted))
+            .cloned()
+            .unwrap_or_else(|| seeded_record(1, "restored from the state directory"));
+        let mut provenance = saved.provenance;
+        if provenance.rows_taken_ms == 0 {
+            // Saved by an earlier release: its rows were taken before the file was written.
+            provenance.rows_taken_ms = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        }
+        let keys = audit.map(crate::audit::AuditLog::keys);
+        match (audit, &provenance.subjects) {
+            (Some(audit), _) => {
+                let since = provenance.rows_taken_ms.saturating_sub(CLOCK_SKEW_MS);
+                let erased = match audit.erased_subjects_since(i64::try_from(since).unwrap_or(0)) {
+                    Ok(erased) => erased,
+                    Err(error) => {
+                        tracing::warn!(route = %self.route, %error, "saved surrogate not restored: the audit log cannot say which subjects were erased since it was saved");
+                        return Ok(None);
+                    }
+                };
+                let keys = audit.keys();
+                let hit = erased
+                    .iter()
+                    .any(|subject| provenance.saw(keys.subject_digest(subject)));
+                if hit {
+                    if let Err(error) = state::remove(path) {
+                        tracing::warn!(route = %self.route, %error, "cannot remove a retired surrogate from the state directory");
+                    }
+                    let why =
+                        "not restored: trained on rows of a subject erased since it was saved";
+                    self.mark_retired(record.version, why);
+                    tracing::info!(route = %self.route, version = record.version, "saved surrogate retired: {why}");
+                    return Ok(None);
+                }
+            }
+            // Saved without subjects, or by an earlier release: with no audit log there
+            // is nothing a subject could have been erased through.
+            (None, None) => {}
+            (None, Some(subjects)) if subjects.is_empty() => {}
+            (None, Some(_)) => {
+                tracing::warn!(route = %self.route, "saved surrogate not restored: it was trained on rows of subjects that only the audit log (not configured now) can say were not erased since");
+                return Ok(None);
+            }
+        }
+        if !saved.pseudonymised.is_empty() && keys.is_none() {
+            return Err(surrogate_error(
+                "its personal levels are pseudonyms keyed by the audit log's key, and no audit log is configured".to_owned(),
+            ));
+        }
+        // A file of an earlier release may hold personal levels in the clear: they are
+        // replaced by pseudonyms now, on disk too.
+        let before = saved.pseudonymised.len();
+        let (surrogate, pseudonymised) = match keys {
+            Some(keys) => {
+                state::pseudonymise(&saved.surrogate, keys, &self.personal, &saved.pseudonymised)
+                    .map_err(|e| surrogate_error(e.to_string()))?
+            }
+            None => (saved.surrogate, saved.pseudonymised),
+        };
+        let mask = keys.and_then(|k| state::LevelMask::new(k, &surrogate, &pseudonymised));
+        let mut model = LiveModel::new(surrogate, record, &self.config, &[])?.with_mask(mask);
+        model.provenance = provenance;
+        if pseudonymised.len() > before || saved.version.is_none() {
+            if let Err(error) = self.persist(&model) {
+                tracing::warn!(route = %self.route, %error, "cannot save the restored surrogate in this release's form");
+            }
+        } else if keys.is_none()
+            && !state::personal_levels(&model.surrogate, &self.personal).is_empty()
+        {
+            // Without a key its personal levels may not stay on disk in the clear.
+            if let Err(error) = self.persist(&model) {
+                tracing::warn!(route = %self.route, %error, "cannot remove the saved surrogate");
+            }
+        }
+        Ok(Some(model))
+    }
+
+    fn restore(&self, audit: Option<&crate::audit::AuditLog>) -> Result<(), LiveError> {
+        let history: Vec<VersionRecord> = std::fs::read_to_string(self.meta_path())
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        if let Ok(mut h) = self.history.lock() {
+            *h = history.clone();
+        }
+        let next = history.iter().map(|r| r.version).max().unwrap_or(0) + 1;
+        self.next_version.store(next.max(1), Ordering::Relaxed);
         let saved = self.surrogate_path();
         if saved.exists() {
-            let history: Vec<VersionRecord> = std::fs::read_to_string(self.meta_path())
-                .ok()
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or_default();
-            let loaded = load_surrogate(&saved).and_then(|surrogate| {
-                // A config whose features changed since the surrogate was saved: the
-                // saved one would read the wrong columns.
-                self.check_schema(&surrogate)?;
-                Ok(surrogate)
-            });
-            match loaded {
-                Ok(surrogate) => {
-                    let record = history
-                        .iter()
-                        .rev()
-                        .find(|r| r.accepted)
-                        .cloned()
-                        .unwrap_or_else(|| seeded_record(1, "restored from the state directory"));
-                    let next = history
-                        .iter()
-                        .map(|r| r.version)
-                        .max()
-                        .unwrap_or(record.version)
-                        + 1;
-                    self.next_version.store(next, Ordering::Relaxed);
-                    tracing::info!(route = %self.route, version = record.version, "surrogate restored");
-                    // The window is empty at start-up: no typical values until the
-                    // next training.
-                    let model = LiveModel::new(surrogate, record, &self.config, &[])?;
+            match self.read_saved(&saved, &history, audit) {
+                Ok(Some(model)) => {
+                    let version = model.version();
+                    self.next_version
+                        .store(next.max(version + 1), Ordering::Relaxed);
+                    tracing::info!(route = %self.route, version, "surrogate restored");
                     self.adopt_columns(model.names());
                     self.model.store(Some(Arc::new(model)));
-                    if let Ok(mut h) = self.history.lock() {
-                        *h = history;
-                    }
                     return Ok(());
                 }
+                Ok(None) => {}
                 Err(error) => {
                     // A damaged state file must not keep the proxy from starting: warm up
                     // again and overwrite it with the next accepted surrogate.
@@ -723,9 +999,11 @@ impl RouteLive {
                 path: seed.clone(),
                 reason: e.to_string(),
             })?;
-            let record = seeded_record(1, &format!("seeded from {}", seed.display()));
-            self.next_version.store(2, Ordering::Relaxed);
-            let model = LiveModel::new(surrogate, record.clone(), &self.config, &[])?;
+            let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+            let record = seeded_record(version, &format!("seeded from {}", seed.display()));
+            let mut model = LiveModel::new(surrogate, record.clone(), &self.config, &[])?;
+            // Trained by its operator elsewhere: no subject of this route's traffic.
+            model.provenance = state::Provenance::no_subjects();
             self.adopt_columns(model.names());
             self.model.store(Some(Arc::new(model)));
             if let Ok(mut h) = self.history.lock() {
@@ -765,6 +1043,30 @@ pub enum LiveError {
     Explain(#[from] model::ExplainError),
 }
 
+/// The route's features whose values are personal (see [`RouteLive::personal`]).
+fn personal_features(route: &RouteConfig) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        if !out.iter().any(|n| n == name) {
+            out.push(name.to_owned());
+        }
+    };
+    for feature in route.explain.iter().flat_map(|e| e.features.iter()) {
+        if feature.pii || feature.protected {
+            add(&feature.name);
+        }
+    }
+    for (name, rule) in &route.privacy.fields {
+        if rule.trim() != "keep" {
+            add(name);
+        }
+    }
+    for protected in route.monitor.iter().flat_map(|m| m.protected.iter()) {
+        add(&protected.feature);
+    }
+    out
+}
+
 pub fn seeded_record(version: u64, reason: &str) -> VersionRecord {
     VersionRecord {
         version,
@@ -777,6 +1079,7 @@ pub fn seeded_record(version: u64, reason: &str) -> VersionRecord {
         reason: reason.to_owned(),
         gate: None,
         faithfulness: None,
+        retired: None,
     }
 }
 
@@ -785,10 +1088,20 @@ pub fn load_surrogate(path: &Path) -> Result<Surrogate, LiveError> {
         path: path.to_owned(),
         source,
     })?;
-    Surrogate::from_json(&text).map_err(|e| LiveError::Surrogate {
+    let reason = |reason: String| LiveError::Surrogate {
         path: path.to_owned(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    // A file of `sidelight surrogate fit`, or a state file copied from `state.dir`.
+    let saved = state::decode(&text).map_err(|e| reason(e.to_string()))?;
+    if !saved.pseudonymised.is_empty() {
+        return Err(reason(format!(
+            "a saved state file whose levels of {} are keyed pseudonyms: only the \
+             Sidelight that saved it can read live rows with it",
+            saved.pseudonymised.join(", ")
+        )));
+    }
+    Ok(saved.surrogate)
 }
 
 pub fn now_ms() -> u64 {
@@ -881,7 +1194,7 @@ impl SurrogateStatus {
         // A route that configures no features names unnamed columns `x0`, `x1`, … (or
         // after a v2 tensor); one that configures them has mapped them already.
         let positional = live.configured.is_empty() && live.columns.wire_names().is_some();
-        Some(schema::to_toml(&names, &rows, positional))
+        Some(schema::to_toml(&names, &rows, positional, &live.personal))
     }
 
     /// Per route whose requests' columns could not be read as its features: what is
@@ -958,6 +1271,7 @@ mod tests {
             state.path(),
             Arc::new(sidelight_narrate::Narrator::builtin().unwrap()),
             Default::default(),
+            None,
         )
         .unwrap();
         (state, live)
@@ -1030,6 +1344,215 @@ mod tests {
             window.bytes,
             window.rows.iter().map(WindowRow::weight).sum::<usize>()
         );
+    }
+
+    /// A route with an audit log (whose keys make subjects' digests), and a surrogate
+    /// fitted on a few rows with the given provenance.
+    fn audited() -> (
+        tempfile::TempDir,
+        Arc<crate::audit::AuditLog>,
+        Arc<RouteLive>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "11".repeat(32)).unwrap();
+        let config = sidelight_config::Config::from_toml_str(&format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[audit]\npath = \"{d}/audit.db\"\n\
+             key_file = \"{d}/key\"\n[[routes]]\nname = \"m\"\npath_prefix = \"/m\"\n\
+             [routes.explain]\nprotocol = \"kserve_v1\"\n",
+            d = dir.path().display()
+        ))
+        .unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let audit =
+            crate::audit::AuditLog::open(config.audit.as_ref().unwrap(), "model", &mut registry)
+                .unwrap();
+        let live = RouteLive::new(
+            &config.routes[0],
+            dir.path(),
+            Arc::new(sidelight_narrate::Narrator::builtin().unwrap()),
+            Default::default(),
+            Some(&audit),
+        )
+        .unwrap();
+        (dir, audit, live)
+    }
+
+    fn model(live: &RouteLive, version: u64, subjects: &[&str]) -> Arc<LiveModel> {
+        use linfa::ParamGuard;
+        let schema = sidelight_explain::Schema::new(vec![sidelight_explain::Feature::new(
+            "x",
+            sidelight_explain::FeatureKind::Numeric,
+        )])
+        .unwrap();
+        let rows: Vec<Vec<Value>> = (0..40).map(|i| vec![Value::Number(f64::from(i))]).collect();
+        let outputs: Vec<f64> = (0..40).map(f64::from).collect();
+        let params = sidelight_explain::GbtParams::default()
+            .n_trees(5)
+            .check()
+            .unwrap();
+        let surrogate = Surrogate::fit(
+            schema,
+            &rows,
+            &outputs,
+            sidelight_explain::OutputKind::Regression,
+            &params,
+        )
+        .unwrap();
+        let mut model = LiveModel::new(
+            surrogate,
+            seeded_record(version, "test"),
+            &live.config,
+            &rows,
+        )
+        .unwrap();
+        let keys = live.keys.as_ref().unwrap();
+        model.provenance = state::Provenance {
+            subjects: Some(Arc::new(
+                subjects.iter().map(|s| keys.subject_digest(s)).collect(),
+            )),
+            rows_taken_ms: now_ms(),
+            erasure_epoch: live.erasure_epoch(),
+        };
+        Arc::new(model)
+    }
+
+    #[test]
+    fn erasing_a_subject_retires_only_surrogates_that_learnt_from_it() {
+        let (_dir, _audit, live) = audited();
+        let serving = model(&live, 1, &["ps_a", "ps_b"]);
+        live.persist(&serving).unwrap();
+        live.model.store(Some(serving));
+        assert!(live.surrogate_path().exists());
+
+        assert_eq!(live.forget_subject("ps_z").retired, None);
+        assert!(live.model.load().is_some());
+        let forgotten = live.forget_subject("ps_b");
+        assert_eq!(forgotten.retired, Some(1));
+        assert!(forgotten.retraining());
+        assert!(live.model.load().is_none());
+        assert!(!live.surrogate_path().exists(), "the saved copy stays");
+        assert!(live.window.lock().unwrap().retrain_now);
+
+        // Trained while an erasure happened: a surrogate that saw the subject must not
+        // serve; one that did not may.
+        let (saw, did_not) = (model(&live, 2, &["ps_c"]), model(&live, 3, &["ps_d"]));
+        live.forget_subject("ps_c");
+        assert!(live.erased_since(&saw.provenance));
+        assert!(!live.erased_since(&did_not.provenance));
+        // A surrogate whose subjects are not known (an earlier release's) may have seen
+        // anyone: any later erasure counts.
+        let unknown = state::Provenance {
+            erasure_epoch: live.erasure_epoch(),
+            ..state::Provenance::default()
+        };
+        assert!(!live.erased_since(&unknown));
+        live.forget_subject("ps_e");
+        assert!(live.erased_since(&unknown));
+    }
+
+    /// A saved surrogate of an earlier release, with an e-mail feature's levels in the
+    /// clear, in `dir` of a route that marks the feature `pii`; the route, opened with
+    /// or without an audit log.
+    fn legacy(audited: bool) -> (tempfile::TempDir, Surrogate, Arc<RouteLive>) {
+        use linfa::ParamGuard;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "11".repeat(32)).unwrap();
+        let audit = if audited {
+            format!(
+                "[audit]\npath = \"{d}/audit.db\"\nkey_file = \"{d}/key\"\n",
+                d = dir.path().display()
+            )
+        } else {
+            String::new()
+        };
+        let config = sidelight_config::Config::from_toml_str(&format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n{audit}[[routes]]\nname = \"m\"\n\
+             path_prefix = \"/m\"\n[routes.explain]\nprotocol = \"kserve_v1\"\n\
+             [[routes.explain.features]]\nname = \"email\"\nkind = \"categorical\"\npii = true\n\
+             [[routes.explain.features]]\nname = \"x\"\nkind = \"numeric\"\n"
+        ))
+        .unwrap();
+        let schema = sidelight_explain::Schema::new(vec![
+            sidelight_explain::Feature::new("email", sidelight_explain::FeatureKind::Categorical),
+            sidelight_explain::Feature::new("x", sidelight_explain::FeatureKind::Numeric),
+        ])
+        .unwrap();
+        let rows: Vec<Vec<Value>> = (0..60)
+            .map(|i| {
+                vec![
+                    Value::Text(format!("p{}@example.org", i % 5)),
+                    Value::Number(f64::from(i)),
+                ]
+            })
+            .collect();
+        let outputs: Vec<f64> = (0..60)
+            .map(|i| f64::from(i % 5) + f64::from(i) / 60.0)
+            .collect();
+        let params = sidelight_explain::GbtParams::default()
+            .n_trees(10)
+            .check()
+            .unwrap();
+        let surrogate = Surrogate::fit(
+            schema,
+            &rows,
+            &outputs,
+            sidelight_explain::OutputKind::Regression,
+            &params,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("m.surrogate.json"),
+            surrogate.to_json().unwrap(),
+        )
+        .unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let audit = config
+            .audit
+            .as_ref()
+            .map(|a| crate::audit::AuditLog::open(a, "model", &mut registry).unwrap());
+        let live = RouteLive::new(
+            &config.routes[0],
+            dir.path(),
+            Arc::new(sidelight_narrate::Narrator::builtin().unwrap()),
+            Default::default(),
+            audit.as_deref(),
+        )
+        .unwrap();
+        (dir, surrogate, live)
+    }
+
+    #[test]
+    fn a_saved_surrogate_of_an_earlier_release_loses_its_personal_levels_from_disk() {
+        // With an audit log: rewritten with the levels as pseudonyms, privately, and it
+        // still reads a live row's e-mail address as before.
+        let (_dir, raw, live) = legacy(true);
+        let text = std::fs::read_to_string(live.surrogate_path()).unwrap();
+        assert!(
+            text.contains(state::FORMAT) && text.contains("\"lv_"),
+            "{text}"
+        );
+        assert!(!text.contains("example.org"), "{text}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(live.surrogate_path())
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let served = live.model.load_full().unwrap();
+        let plain = LiveModel::new(raw, served.record.clone(), &live.config, &[]).unwrap();
+        for i in 0..5 {
+            let row = vec![Value::Text(format!("p{i}@example.org")), Value::Number(3.0)];
+            assert_eq!(served.out_of_distribution(&row), None);
+            assert_eq!(
+                served.contributions(&row, 0).unwrap(),
+                plain.contributions(&row, 0).unwrap()
+            );
+        }
+
+        // Without an audit log there is no key: it serves, and leaves the disk.
+        let (_dir, _raw, live) = legacy(false);
+        assert!(live.model.load().is_some());
+        assert!(!live.surrogate_path().exists());
     }
 
     #[test]

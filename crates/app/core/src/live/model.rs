@@ -35,6 +35,10 @@ pub struct VersionRecord {
     /// sampled rows (active distillation checks each accepted version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faithfulness: Option<Faithfulness>,
+    /// Why it was taken out of service (or not restored) after it was accepted: it was
+    /// trained on rows of a subject erased since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<String>,
 }
 
 /// The honest gate's figures for one version.
@@ -98,6 +102,11 @@ pub struct LiveModel {
     /// Per schema feature, the range of the numbers the surrogate was trained on (none
     /// for other kinds, or a surrogate restored without its window).
     ranges: Vec<Option<(f64, f64)>>,
+    /// Whose rows it learnt from, so that erasing one of them retires it.
+    pub provenance: super::state::Provenance,
+    /// For a surrogate whose personal levels were saved as pseudonyms: how a live row's
+    /// values are mapped before it is read.
+    mask: Option<super::state::LevelMask>,
 }
 
 /// What a request asks of the narration, with the route's wording.
@@ -326,14 +335,49 @@ impl LiveModel {
             scales,
             ranges,
             groups,
+            provenance: super::state::Provenance::default(),
+            mask: None,
         })
+    }
+
+    /// Reads live rows through `mask` (the surrogate's levels of some features are
+    /// pseudonyms).
+    pub fn with_mask(mut self, mask: Option<super::state::LevelMask>) -> Self {
+        if let Some(mask) = &mask {
+            // A next step cannot name a level it only knows as a pseudonym.
+            for (i, constraint) in self.constraints.iter_mut().enumerate() {
+                if mask.masks(i) {
+                    *constraint = Constraint::Fixed;
+                }
+            }
+        }
+        self.mask = mask;
+        self
+    }
+
+    /// The features whose levels this surrogate holds as pseudonyms.
+    pub fn pseudonymised(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.mask.as_ref().is_some_and(|m| m.masks(*i)))
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    /// Encodes a row in schema order, mapping the values of pseudonymised features first.
+    fn encode(&self, row: &[Value]) -> Result<Vec<f64>, sidelight_explain::EncodeError> {
+        match &self.mask {
+            Some(mask) => self.surrogate.encode(&mask.apply(row)),
+            None => self.surrogate.encode(row),
+        }
     }
 
     /// The first feature of `row` (in schema order) that lies outside what the
     /// surrogate was trained on: a category it never saw, a value it cannot read, or a
     /// number outside the training window's range.
     pub fn out_of_distribution(&self, row: &[Value]) -> Option<&str> {
-        let x = self.surrogate.encode(row).ok()?;
+        let x = self.encode(row).ok()?;
         x.iter()
             .zip(row)
             .zip(&self.ranges)
@@ -374,7 +418,7 @@ impl LiveModel {
             .explainers
             .get(class)
             .ok_or(ExplainError::NoOutput(class))?;
-        let x = self.surrogate.encode(row)?;
+        let x = self.encode(row)?;
         Ok(explain_reusing_scratch(explainer, &x)?.values)
     }
 
@@ -392,7 +436,7 @@ impl LiveModel {
             .explainers
             .get(class)
             .ok_or(ExplainError::NoOutput(class))?;
-        let x = self.surrogate.encode(row)?;
+        let x = self.encode(row)?;
         let attribution = explain_reusing_scratch(explainer, &x)?;
         let prediction = outputs.get(class).copied().unwrap_or(f64::NAN);
         let surrogate_prediction = kind.to_output(attribution.prediction);
@@ -574,6 +618,10 @@ impl LiveModel {
         match self.features.get(feature)?.kind {
             FeatureKind::Numeric => Some(Value::Number(code)),
             FeatureKind::Boolean => Some(Value::Bool(code >= 0.5)),
+            // A pseudonym names no level a client could send.
+            FeatureKind::Categorical if self.mask.as_ref().is_some_and(|m| m.masks(feature)) => {
+                None
+            }
             FeatureKind::Categorical => {
                 let levels = self.surrogate.encoder().levels(feature)?;
                 let index = usize::try_from(code as i64).ok()?;
@@ -1061,6 +1109,7 @@ mod tests {
             reason: String::new(),
             gate: None,
             faithfulness: None,
+            retired: None,
         };
         LiveModel::new(surrogate, record, &config(), &rows).unwrap()
     }

@@ -78,16 +78,20 @@ pub fn infer_from_requests<'a>(
     for row in &mut rows {
         row.resize(names.len(), Value::Missing);
     }
-    to_toml(&names, &rows, positional)
+    // The caller's own files: nothing to withhold from them.
+    to_toml(&names, &rows, positional, &[])
 }
 
 /// Writes the schema of `rows` (columns named `names`) as `[[routes.explain.features]]`
 /// tables. With `positional`, the requests named no columns: the names are placeholders
-/// and the TOML says that the order is what counts.
+/// and the TOML says that the order is what counts. The levels of `personal` features
+/// (marked `pii` or `protected`, or given a privacy rule) are not listed, only counted:
+/// the admin API shows this TOML to viewers.
 pub fn to_toml(
     names: &[String],
     rows: &[Vec<Value>],
     positional: bool,
+    personal: &[String],
 ) -> Result<String, SchemaInferError> {
     if rows.is_empty() || names.is_empty() {
         return Err(SchemaInferError::Empty);
@@ -138,7 +142,12 @@ pub fn to_toml(
                     Value::Missing => None,
                 })
                 .collect();
-            if levels.len() > MAX_LEVELS {
+            if personal.contains(&feature.name) {
+                out.push_str(&format!(
+                    "# personal data: its {} distinct values are not listed\n",
+                    levels.len()
+                ));
+            } else if levels.len() > MAX_LEVELS {
                 out.push_str(&format!(
                     "# {} distinct values: an identifier? Consider leaving it out.\n",
                     levels.len()
