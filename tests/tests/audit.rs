@@ -288,6 +288,112 @@ async fn tampering_is_detected_and_names_the_record() {
     assert_eq!(code, 66);
 }
 
+/// `sidelight audit verify`, exactly as the demo prints it, while the proxy writes under
+/// load: never a false break. Then a tail cut together with its checkpoints, which the
+/// log alone cannot show, is named by the witness the proxy published to.
+#[tokio::test(flavor = "multi_thread")]
+async fn verifying_a_log_being_written_never_breaks_and_the_witness_names_a_cut_tail() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("audit.db");
+    let witness = state.path().join("audit.witness");
+    let extra = format!(
+        "witness = \"{}\"\nwitness_interval = \"100ms\"",
+        witness.display()
+    );
+    let mut proxy = start(&audited(&model, state.path(), &db, &extra));
+    let proxy_url = proxy.url("/v1/models/m:predict");
+    let load = tokio::spawn(async move {
+        let client = client();
+        let mut sent = 0u64;
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(6) {
+            let batch = (0..8).map(|i| {
+                let body = kserve_body(&[(sent + i) as usize]);
+                send(
+                    &client,
+                    http::Method::POST,
+                    &proxy_url,
+                    &[("content-type", "application/json")],
+                    full(body),
+                )
+            });
+            for answer in futures_util::future::join_all(batch).await {
+                assert_eq!(answer.status, 200);
+            }
+            sent += 8;
+        }
+        sent
+    });
+    let mut runs = 0;
+    let mut saw_appends = false;
+    while !load.is_finished() {
+        let (code, report) = tokio::task::spawn_blocking({
+            let db = db.clone();
+            move || verify(&db)
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 0, "{report}");
+        saw_appends |= report.contains("appended while verifying");
+        runs += 1;
+    }
+    let sent = load.await.unwrap();
+    assert!(
+        runs >= 3 && sent > 100,
+        "{runs} verifications, {sent} requests"
+    );
+    // Informative only: whether a batch landed inside a verification depends on timing.
+    eprintln!("{runs} verifications, {sent} requests, appends seen: {saw_appends}");
+    proxy.signal(Signal::SIGTERM);
+    proxy.wait_exit(Duration::from_secs(30)).unwrap();
+    let at = |args: &[&str]| {
+        let mut all = vec!["--db", db.to_str().unwrap()];
+        all.extend_from_slice(args);
+        audit_verify(&all)
+    };
+    let (code, report) = at(&["--witness", witness.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("the latest head(s) it saw are in the log"),
+        "{report}"
+    );
+    let last: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT max(seq) FROM records", [], |r| r.get(0))
+        .unwrap();
+    // Whoever can write the database deletes the last records since a checkpoint and
+    // their checkpoints.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let keep: i64 = conn
+        .query_row(
+            "SELECT max(seq) FROM checkpoints WHERE seq < ?1",
+            [last - 20],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute_batch(&format!(
+        "DELETE FROM records WHERE seq > {keep}; DELETE FROM checkpoints WHERE seq > {keep};"
+    ))
+    .unwrap();
+    drop(conn);
+    let (code, report) = verify(&db);
+    assert_eq!(code, 0, "the log alone cannot tell: {report}");
+    let (code, report) = at(&["--witness", witness.to_str().unwrap()]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains(&format!("tail missing: the witness saw seq {last}"))
+            && report.contains(&format!("the log ends at seq {keep}")),
+        "{report}"
+    );
+    let (code, report) = at(&["--expect-seq", &last.to_string()]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains("tail missing: expected at least seq"),
+        "{report}"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_or_wrong_key_stops_start_up_naming_the_key() {
     let model = ModelServer::start().await;

@@ -577,16 +577,47 @@ fn erasing_through_the_admin_api_posts_the_pseudonym() {
 }
 
 #[test]
-fn offline_erasure_of_a_pseudonym_needs_no_key() {
+fn offline_erasure_needs_the_key_and_leaves_an_authenticated_erasure() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &keys(), true);
     let subject = keys().pseudonym("customer-0");
+    // Without the key the erasure could not be authenticated, so it is refused.
     let run = audit("erase", Some(&db), None, &["--subject", &subject]);
+    assert_eq!(run.code, Some(64), "{}", run.text());
+    assert!(run.stderr.contains("no audit key"), "{}", run.stderr);
+    let key = key_file(dir.path(), "audit.key", AUDIT_KEY_HEX);
+    let run = audit("erase", Some(&db), Some(&key), &["--subject", &subject]);
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert!(
         run.stdout.contains("erased 100 record(s)"),
         "{}",
         run.stdout
+    );
+    let checked = verify(&db, &key);
+    assert_eq!(checked.code, Some(0), "{}", checked.text());
+    assert!(
+        checked
+            .stdout
+            .contains("100 erased by 1 authenticated erasure(s)"),
+        "{}",
+        checked.stdout
+    );
+    // The same tombstones written by hand, without the key, are named.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "UPDATE records SET request = NULL, response = NULL, features = NULL, outputs = NULL, \
+         attributions = NULL, texts = NULL, erased_at = 5, erased_reason = 'subject_erasure' \
+         WHERE seq = (SELECT min(seq) FROM records WHERE erased_at IS NULL)",
+    )
+    .unwrap();
+    let forged = verify(&db, &key);
+    assert_eq!(forged.code, Some(1), "{}", forged.text());
+    assert!(
+        forged
+            .stdout
+            .contains("not covered by an authenticated erasure"),
+        "{}",
+        forged.stdout
     );
     let mut store = SqliteStore::open(&db, SqliteConfig::new(keys())).unwrap();
     assert_eq!(store.erase(&Erasure::Subject(subject), 1).unwrap(), 0);

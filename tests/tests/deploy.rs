@@ -973,3 +973,55 @@ fn free_addr() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
+
+/// Every metric the alerting rules in prometheus.yaml use is one a proxy with a SQLite
+/// audit log and a witness exports: a renamed metric would silence its alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_metric_the_alerting_rules_use_is_exported() {
+    let prometheus = documents(&deploy("kubernetes/prometheus.yaml"));
+    let data = &object(&prometheus, "ConfigMap", "sidelight-prometheus")["data"];
+    let scrape: Value =
+        serde_yaml_ng::from_str(str_of(&data["prometheus.yml"], "prometheus.yml")).unwrap();
+    assert_eq!(scrape["rule_files"][0], "sidelight-rules.yml");
+    let rules: Value =
+        serde_yaml_ng::from_str(str_of(&data["sidelight-rules.yml"], "sidelight-rules.yml"))
+            .unwrap();
+    let mut used = BTreeSet::new();
+    for rule in rules["groups"][0]["rules"].as_sequence().unwrap() {
+        let expr = str_of(&rule["expr"], "expr");
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("sidelight_") {
+                used.insert(word.to_owned());
+            }
+        }
+    }
+    assert!(used.len() >= 3, "{used:?}");
+
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}[audit]\npath = \"{}\"\nwitness = \"{}\"\n{}",
+        sidelight_e2e::config_for(&upstream.url(), "", ""),
+        dir.path().join("audit.db").display(),
+        dir.path().join("audit.witness").display(),
+        sidelight_e2e::audit_key_file_line(dir.path()),
+    );
+    let proxy = Proxy::start(&config);
+    // The WAL's gauges appear after the first background checkpoint (500 ms).
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = sidelight_e2e::metrics_text(&proxy).await;
+        if text.contains("sidelight_audit_wal_bytes") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for name in &used {
+        let exported = text.lines().any(|l| {
+            l.strip_prefix("# TYPE ")
+                .and_then(|t| t.split_whitespace().next())
+                .is_some_and(|m| name == m || name.strip_suffix("_total") == Some(m))
+        });
+        assert!(exported, "{name} is not exported:\n{text}");
+    }
+}

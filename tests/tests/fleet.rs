@@ -327,6 +327,13 @@ async fn a_fleet_shares_one_log_one_trainer_and_erasure_and_rides_out_an_outage(
 
     // The trainer stops: the other replica takes over and trains a newer version.
     let (mut gone, remaining) = if trainer_a { (a, b) } else { (b, a) };
+    // The erasure retired the version the other replica served; it serves the retrained
+    // one once it has polled for it.
+    eventually(
+        "the other replica serves the retrained version",
+        async || serving(&remaining).await.0.is_some(),
+    )
+    .await;
     let before = serving(&remaining).await.0.unwrap();
     gone.signal(nix::sys::signal::Signal::SIGKILL);
     gone.wait_exit(Duration::from_secs(10)).unwrap();

@@ -281,7 +281,20 @@ fn erasing_a_subject_reaches_every_writer() {
         .erase(&Erasure::Before(1_700_000_000_002), 1_800_000_000_001)
         .unwrap();
     assert_eq!(purged, 2, "a-0 and b-0; a-1 and b-1 were erased already");
-    verify(&a, MASTER).unwrap();
+    let report = verify(&a, MASTER).unwrap();
+    assert_eq!((report.erased, report.erasures), (6, 2));
+    // A tombstone written by hand, without the key, is named in its writer's chain.
+    pg.sql(
+        "audit",
+        "UPDATE audit_records SET request = NULL, features = NULL, outputs = NULL, \
+         erased_at = 1, erased_reason = 'retention' WHERE writer = 'b' AND seq = 3",
+    );
+    let (writer, seq, kind) = writer_break(&url);
+    assert_eq!((writer.as_str(), seq), ("b", 3));
+    assert!(
+        matches!(kind, BreakKind::UnauthenticatedErasure { .. }),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -344,7 +357,7 @@ fn reviews_and_reported_outcomes_are_kept_with_their_record() {
         })
         .unwrap()
     );
-    assert_eq!(b.reviews("b-1").unwrap(), vec![review]);
+    assert_eq!(b.reviews("b-1").unwrap(), vec![review.clone()]);
     let overridden = b
         .query(&RecordQuery {
             review_state: Some("overridden".to_owned()),
@@ -369,7 +382,19 @@ fn reviews_and_reported_outcomes_are_kept_with_their_record() {
         .unwrap()
     );
     assert_eq!(a.feedback("a-0").unwrap(), vec![outcome]);
-    // Workflow state is not hashed: the chains still verify.
+    // A review state that no chained decision set breaks the log, in the record's chain.
+    let (writer, seq, kind) = writer_break(&url);
+    assert_eq!((writer.as_str(), seq), ("b", 1));
+    assert_eq!(
+        kind,
+        BreakKind::ReviewStateWithoutDecision {
+            state: "overridden".to_owned()
+        }
+    );
+    // The proxy chains the decision (here in the deciding replica's chain): it verifies.
+    let mut event = Record::new("review-1", 1_800_000_000_000, "_review", "sidelight");
+    event.request = Some(serde_json::to_vec(&review).unwrap());
+    a.append_batch(&[event]).unwrap();
     verify(&a, MASTER).unwrap();
 }
 

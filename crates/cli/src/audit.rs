@@ -71,6 +71,12 @@ enum AuditCommand {
     ///
     /// With a PostgreSQL log (--url or --url-file), one line per writer (replica) and a
     /// total; no writer is locked, so it runs beside the proxies.
+    ///
+    /// The log is read in one snapshot, so it runs beside a proxy that keeps writing:
+    /// records appended meanwhile are counted, not reported as broken. Every erasure
+    /// tombstone must be bound to an authenticated erasure, and every review state to a
+    /// chained review decision. A tail deleted together with its checkpoints is found
+    /// only with --witness (the file `audit.witness` publishes to) or --expect-seq.
     Verify(VerifyArgs),
     /// Write records as JSON lines, or feature rows as CSV for `sidelight surrogate fit`.
     ///
@@ -90,7 +96,9 @@ enum AuditCommand {
     /// Forget a subject: remove the contents of every record of theirs.
     ///
     /// Payloads, features, outputs, attributions and texts go; digests and a tombstone
-    /// stay, so `audit verify` still passes and counts the records as erased.
+    /// stay, so `audit verify` still passes and counts the records as erased. The
+    /// erasure is stored as an event authenticated with the audit key, which is
+    /// therefore needed offline (--db) too.
     ///
     /// Give the subject as the pseudonym stored in the log (--subject ps_…) or as the
     /// raw identifier the proxy pseudonymised (--subject-id, e.g. the customer number
