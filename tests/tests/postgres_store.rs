@@ -357,7 +357,7 @@ fn reviews_and_reported_outcomes_are_kept_with_their_record() {
         })
         .unwrap()
     );
-    assert_eq!(b.reviews("b-1").unwrap(), vec![review.clone()]);
+    assert_eq!(b.reviews("b-1").unwrap(), std::slice::from_ref(&review));
     let overridden = b
         .query(&RecordQuery {
             review_state: Some("overridden".to_owned()),

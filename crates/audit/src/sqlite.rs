@@ -402,14 +402,14 @@ impl SqliteStore {
         stats.truncations.fetch_add(1, Relaxed);
         let _ = self.conn.busy_timeout(limit.wait);
         // The first column is 1 when the pass could not finish (readers kept it busy).
-        let busy = self
+        let restarted = self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                 r.get::<_, i64>(0)
             })
-            .map_or(true, |b| b != 0);
+            .is_ok_and(|b| b == 0);
         let _ = self.conn.busy_timeout(self.config.busy_timeout);
-        if busy {
+        if !restarted {
             stats.truncations_busy.fetch_add(1, Relaxed);
         }
     }

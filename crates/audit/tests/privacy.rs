@@ -379,7 +379,7 @@ fn reviews_and_feedback_are_kept_and_set_the_review_state() {
         store.get("r1").unwrap().unwrap().record.review_state,
         "overridden"
     );
-    assert_eq!(store.reviews("r1").unwrap(), [review.clone()]);
+    assert_eq!(store.reviews("r1").unwrap(), std::slice::from_ref(&review));
     let feedback = sidelight_audit::Feedback {
         record_id: "r1".to_owned(),
         time_ms: 9,
