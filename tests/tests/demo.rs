@@ -173,3 +173,111 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
     assert!(status.success(), "exit status {status:?}");
     assert!(rest.iter().any(|l| l.starts_with("stopped:")), "{rest:#?}");
 }
+
+/// Whether a printed line is a command to paste: `curl …`, `export …`, or the demo's own
+/// program (its path, possibly quoted). Headings, URLs and notes are not.
+fn is_command(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("  ") else {
+        return false;
+    };
+    let first = rest.split_whitespace().next().unwrap_or_default();
+    first == "curl" || first == "export" || first.trim_matches('\'').ends_with("/sidelight")
+}
+
+#[tokio::test]
+async fn every_command_the_demo_prints_runs_as_printed() {
+    // No --state-dir: the newcomer's first run, in a directory of its own.
+    let mut demo = DemoProcess::start_in(None);
+    demo.read_until("its report command", Duration::from_secs(60), |l| {
+        l.contains(" report --config ")
+    });
+    let lines = demo.lines.clone();
+    let state = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("This run's files (audit log and key, surrogate, report config) are in ")
+        })
+        .and_then(|rest| rest.split_once(", made for this run"))
+        .map(|(dir, _)| std::path::PathBuf::from(dir))
+        .unwrap_or_else(|| panic!("no fresh state directory in {lines:#?}"));
+    // Removed at the end, whatever happens.
+    let _cleanup = RemoveOnDrop(state.clone());
+    assert!(
+        state.starts_with(std::env::temp_dir()),
+        "{}",
+        state.display()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", state.display());
+    assert!(state.join("audit.key").exists());
+
+    let commands: Vec<String> = lines.iter().filter(|l| is_command(l)).cloned().collect();
+    assert!(commands.len() >= 12, "{lines:#?}");
+    for line in &lines {
+        assert!(!line.contains('…'), "a placeholder in a printed line: {line}");
+    }
+    // Not a command is `sidelight` by a name the PATH has to know.
+    for command in &commands {
+        let first = command.split_whitespace().next().unwrap();
+        assert_ne!(first, "sidelight", "{command}");
+    }
+
+    // Let the surrogate come into service, so that the explained curl lines and the
+    // report have something to show.
+    demo.read_until("the side-by-side texts", Duration::from_secs(90), |l| {
+        l.trim_start().starts_with("developer, de")
+    });
+
+    // As a user pastes them into one terminal, in order: a line after `export` sees the
+    // variable. Each runs as printed, with `sh -c`, in a directory of its own (the
+    // report and export lines write files there).
+    let cwd = tempfile::tempdir().unwrap();
+    let mut exports = String::new();
+    for command in &commands {
+        let script = format!("{exports}{}", command.trim_start());
+        let output = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(cwd.path())
+            .env_remove("SIDELIGHT_ADMIN_TOKEN")
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{command}\nexited {:?}\n{stdout}\n{stderr}",
+            output.status
+        );
+        let first = command.split_whitespace().next().unwrap();
+        if first == "export" {
+            exports.push_str(command.trim_start());
+            exports.push_str("; ");
+        } else if first == "curl" && !command.contains('>') {
+            // curl -s exits 0 on any HTTP status: what it printed must be an answer.
+            assert!(!stdout.trim().is_empty(), "{command}: no answer");
+            assert!(
+                !stdout.contains("\"error\""),
+                "{command}\nanswered an error: {stdout}"
+            );
+        }
+    }
+    let report = std::fs::read_to_string(cwd.path().join("report.html")).unwrap();
+    assert!(report.contains("<html") || report.contains("<!DOCTYPE"), "{report}");
+    let csv = std::fs::read_to_string(cwd.path().join("audit.csv")).unwrap();
+    assert!(csv.lines().count() > 10, "{csv}");
+    // Stopped before its directory is removed.
+    let (status, _) = demo.interrupt(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+/// Removes a directory the demo made, when the test ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
