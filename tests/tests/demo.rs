@@ -268,6 +268,63 @@ async fn every_command_the_demo_prints_runs_as_printed() {
     assert!(report.contains("<html") || report.contains("<!DOCTYPE"), "{report}");
     let csv = std::fs::read_to_string(cwd.path().join("audit.csv")).unwrap();
     assert!(csv.lines().count() > 10, "{csv}");
+
+    // The console's overview says what is true of this run: every prediction since the
+    // surrogate came into service is explained; the ones before were warm-up rows, and
+    // are labelled so in the records list.
+    let admin = demo.after("sidelight admin:");
+    let proxy = demo.after("sidelight (proxy):");
+    let token = demo.after("admin token:");
+    // One request over the route's inspection limit (1 MiB in the demo): served, not
+    // explained, and counted on the overview.
+    let big = format!(
+        r#"{{"instances": [], "padding": "{}"}}"#,
+        "x".repeat(1024 * 1024 + 10)
+    );
+    let answer = send(
+        &client(),
+        Method::POST,
+        &format!("{proxy}/v1/models/credit:predict"),
+        &[("content-type", "application/json")],
+        full(big),
+    )
+    .await;
+    assert!(
+        answer
+            .headers
+            .get("x-sidelight-status")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("request_over_limit")),
+        "{:?}",
+        answer.headers
+    );
+    let session = console_session(&admin, &token).await;
+    let overview = console_page(&admin, "/console", &session).await;
+    let coverage = overview
+        .split("Explanation coverage")
+        .nth(1)
+        .and_then(|rest| rest.split("</dd>").next())
+        .unwrap_or_else(|| panic!("no coverage in {overview}"))
+        .to_owned();
+    assert!(
+        coverage.contains("since the first surrogate came into service")
+            || coverage.contains("in the last"),
+        "{coverage}"
+    );
+    let percent: f64 = coverage
+        .split('%')
+        .next()
+        .and_then(|head| head.rsplit('>').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {coverage}"));
+    assert!(percent >= 95.0, "{coverage}");
+    assert!(coverage.contains("were warm-up rows"), "{coverage}");
+    assert!(
+        overview.contains("Over the inspection limit</dt><dd>1 request since start"),
+        "{overview}"
+    );
+    let records = console_page(&admin, "/console/records?route=credit", &session).await;
+    assert!(records.contains("— (warm-up)"), "{records}");
+
     // Stopped before its directory is removed.
     let (status, _) = demo.interrupt(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
@@ -280,4 +337,53 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Signs in to the console at `admin` with `token`: the session cookie (`name=value`).
+async fn console_session(admin: &str, token: &str) -> String {
+    let cookie = |answer: &sidelight_e2e::Answer, name: &str| {
+        answer
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_owned())
+            .unwrap()
+    };
+    let form = get(&format!("{admin}/console/login")).await;
+    let login = cookie(&form, "sidelight_login");
+    let page = String::from_utf8_lossy(&form.body).into_owned();
+    let marker = r#"name="csrf" value=""#;
+    let csrf = page[page.find(marker).unwrap() + marker.len()..]
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let answer = send(
+        &client(),
+        Method::POST,
+        &format!("{admin}/console/login"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", &login),
+        ],
+        full(format!("csrf={csrf}&token={token}")),
+    )
+    .await;
+    assert_eq!(answer.status, 303);
+    cookie(&answer, "sidelight_session")
+}
+
+async fn console_page(admin: &str, path: &str, session: &str) -> String {
+    let answer = send(
+        &client(),
+        Method::GET,
+        &format!("{admin}{path}"),
+        &[("cookie", session)],
+        sidelight_e2e::empty(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{path}");
+    String::from_utf8_lossy(&answer.body).into_owned()
 }
