@@ -264,8 +264,13 @@ async fn every_command_the_demo_prints_runs_as_printed() {
             );
         }
     }
-    let report = std::fs::read_to_string(cwd.path().join("report.html")).unwrap();
-    assert!(report.contains("<html") || report.contains("<!DOCTYPE"), "{report}");
+    // Both reports compare the traffic since the surrogate came into service with the
+    // warm-up traffic before it: their drift section has a reference with data.
+    for file in ["report.html", "report-cli.html"] {
+        let report = std::fs::read_to_string(cwd.path().join(file)).unwrap();
+        assert!(report.contains("<html") || report.contains("<!DOCTYPE"), "{file}");
+        assert!(!report.contains("has no records"), "{file}: {report}");
+    }
     let csv = std::fs::read_to_string(cwd.path().join("audit.csv")).unwrap();
     assert!(csv.lines().count() > 10, "{csv}");
 
@@ -316,7 +321,7 @@ async fn every_command_the_demo_prints_runs_as_printed() {
         .and_then(|head| head.rsplit('>').next())
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no percentage in {coverage}"));
-    assert!(percent >= 95.0, "{coverage}");
+    assert!(percent >= 90.0, "{coverage}");
     assert!(coverage.contains("were warm-up rows"), "{coverage}");
     assert!(
         overview.contains("Over the inspection limit</dt><dd>1 request since start"),

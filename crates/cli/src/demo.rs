@@ -431,6 +431,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let surrogates = sidelight.surrogates();
     let proxy = tokio::spawn(sidelight.run(on_stop(stopped.clone())));
 
+    // Before the first replayed request: the start of the report's reference period.
+    let started = now_ms();
     let stats = Arc::new(TrafficStats::default());
     let traffic = (args.rate > 0.0).then(|| {
         tokio::spawn(replay(
@@ -448,11 +450,21 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     print_welcome(model_addr, proxy_addr, admin_addr, &admin_token, args.rate)?;
     print_state(&state_dir, fresh);
     print_audit(&program, admin_addr, &audit_db, &audit_key)?;
-    print_report(&program, admin_addr, &state_dir, &audit_db, &audit_key)?;
-    let samples = tokio::spawn(print_samples(
-        surrogates.clone(),
-        format!("http://{proxy_addr}{PREDICT_PATH}"),
-    ));
+    let report = ReportCommands::write(program, admin_addr, &state_dir, &audit_db, &audit_key)?;
+    let url = format!("http://{proxy_addr}{PREDICT_PATH}");
+    let samples = if args.rate > 0.0 {
+        // The report lines wait for the first surrogate, so that they can name a
+        // reference period that has data (the warm-up traffic).
+        let surrogates = surrogates.clone();
+        tokio::spawn(async move {
+            in_service(&surrogates).await;
+            report.print(Some((started, now_ms())));
+            print_samples(surrogates, url).await;
+        })
+    } else {
+        report.print(None);
+        tokio::spawn(print_samples(surrogates.clone(), url))
+    };
 
     let mut progress = tokio::time::interval(Duration::from_secs(15));
     progress.tick().await;
@@ -617,45 +629,100 @@ fn print_audit(
     Ok(())
 }
 
-/// Writes the config `sidelight report` needs and prints how to get the audit report.
-fn print_report(
-    program: &str,
+/// What the report lines need: how to call this program, the admin address, and the
+/// `report.toml` written for `sidelight report`.
+struct ReportCommands {
+    program: String,
     admin: SocketAddr,
-    state_dir: &std::path::Path,
-    db: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<()> {
-    let config = state_dir.join("report.toml");
-    std::fs::write(&config, report_config(db, key))
-        .with_context(|| format!("cannot write {}", config.display()))?;
-    let today = sidelight_audit::rfc3339_ms(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0)),
-    );
-    let today = today.get(..10).unwrap_or("2026-01-01");
-    println!("The audit report (fairness, drift, consent, reviews, erasures, verification):");
-    println!(
-        "  curl -s 'http://{admin}/api/v1/report?format=html' -H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\" > report.html"
-    );
-    println!(
-        "  {program} report --config {} --from {today} --format html --out report.html",
-        shell_word(&config.display().to_string())
-    );
-    println!();
-    Ok(())
+    config: std::path::PathBuf,
 }
 
-/// Once the first surrogate is in service, asks the proxy itself about three applicants
-/// (two declined, one approved, when the first rows of the data set have them) and
-/// prints what a customer and a developer read, in English and in German.
-async fn print_samples(surrogates: SurrogateStatus, url: String) {
+impl ReportCommands {
+    /// Writes the config `sidelight report` needs.
+    fn write(
+        program: String,
+        admin: SocketAddr,
+        state_dir: &std::path::Path,
+        db: &std::path::Path,
+        key: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let config = state_dir.join("report.toml");
+        std::fs::write(&config, report_config(db, key))
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        Ok(Self {
+            program,
+            admin,
+            config,
+        })
+    }
+
+    /// Prints how to get the audit report. With `periods` (the demo's start and the time
+    /// its first surrogate came into service, Unix ms), the report covers the traffic
+    /// since the surrogate came into service and its drift section compares it with the
+    /// warm-up traffic before: a fresh log has no earlier period of the same length,
+    /// which is the default reference.
+    fn print(&self, periods: Option<(i64, i64)>) {
+        let (admin, program) = (self.admin, &self.program);
+        let config = shell_word(&self.config.display().to_string());
+        let auth = format!("-H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\"");
+        match periods {
+            Some((start, in_service)) => {
+                let (start, in_service) = (
+                    sidelight_audit::rfc3339_ms(start),
+                    sidelight_audit::rfc3339_ms(in_service),
+                );
+                println!(
+                    "The audit report (fairness, drift, consent, reviews, erasures, verification) of \
+                     the traffic since the surrogate came into service at {in_service}; its drift \
+                     section compares it with the warm-up traffic since {start}:"
+                );
+                println!(
+                    "  curl -s 'http://{admin}/api/v1/report?format=html&from={in_service}&reference_from={start}&reference_to={in_service}' {auth} > report.html"
+                );
+                println!(
+                    "  {program} report --config {config} --from {in_service} --reference-from {start} --reference-to {in_service} --format html --out report-cli.html"
+                );
+            }
+            None => {
+                let today = sidelight_audit::rfc3339_ms(now_ms());
+                let today = today.get(..10).unwrap_or("2026-01-01");
+                println!(
+                    "The audit report (fairness, drift, consent, reviews, erasures, verification); \
+                     with no replayed traffic its drift section has no reference period to compare with:"
+                );
+                println!(
+                    "  curl -s 'http://{admin}/api/v1/report?format=html' {auth} > report.html"
+                );
+                println!(
+                    "  {program} report --config {config} --from {today} --format html --out report-cli.html"
+                );
+            }
+        }
+        println!();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+/// Waits until the first surrogate is in service on the demo's route.
+async fn in_service(surrogates: &SurrogateStatus) {
     loop {
         if surrogates.routes().iter().any(|r| r.version.is_some()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Once the first surrogate is in service, asks the proxy itself about three applicants
+/// (two declined, one approved, when the first rows of the data set have them) and
+/// prints what a customer and a developer read, in English and in German.
+async fn print_samples(surrogates: SurrogateStatus, url: String) {
+    in_service(&surrogates).await;
     let Ok(applications) = applications() else {
         return;
     };

@@ -726,7 +726,18 @@ impl Acc {
             let note = if routes.is_empty() {
                 Some("no prediction with stored features in the period".to_owned())
             } else if reference_records == 0 {
-                Some("the reference period has no records: nothing to compare with".to_owned())
+                Some(if input.reference.is_some() {
+                    "the chosen reference period has no records: nothing to compare with"
+                        .to_owned()
+                } else {
+                    // Typically a log younger than twice the period: say so, and how to
+                    // choose a reference that has data.
+                    "the reference period (by default the period of the same length just \
+                     before this one) has no records, so there is nothing to compare with; \
+                     choose one that has data with --reference-from/--reference-to \
+                     (reference_from/reference_to on the endpoint)"
+                        .to_owned()
+                })
             } else {
                 None
             };

@@ -566,7 +566,11 @@ fn first_in_service_ms(route: &Json) -> Option<i64> {
     history(route)
         .iter()
         .filter(|v| v.accepted && v.trained_at > 0)
-        .map(|v| i64::try_from(v.trained_at.saturating_mul(1000)).unwrap_or(i64::MAX))
+        // Training times are whole seconds, and the version is gated and swapped in
+        // after it: the next whole second is the earliest time it surely answered.
+        .map(|v| {
+            i64::try_from(v.trained_at.saturating_add(1).saturating_mul(1000)).unwrap_or(i64::MAX)
+        })
         .min()
 }
 
