@@ -382,13 +382,19 @@ impl MonitorJob {
                 }
             }
         }
+        // Too few rows on either side: no verdict (neither fires nor resolves).
+        let enough = |(reference, current): (u64, u64)| {
+            reference >= bounds.min_rows && current >= bounds.min_rows
+        };
         if bounds.drift {
             for d in drift {
                 let psi = d.drift.psi();
                 out.push(Reading {
                     check: Check::FeaturePsi,
                     subject: d.feature.clone(),
-                    breaking: psi.map(|p| p > bounds.feature_psi_above),
+                    breaking: psi
+                        .filter(|_| enough(d.drift.counts()))
+                        .map(|p| p > bounds.feature_psi_above),
                     value: psi,
                     bound: Some(bounds.feature_psi_above),
                 });
@@ -397,7 +403,10 @@ impl MonitorJob {
                 out.push(Reading {
                     check: Check::PredictionPsi,
                     subject: String::new(),
-                    breaking: p.psi.map(|x| x > bounds.prediction_psi_above),
+                    breaking: p
+                        .psi
+                        .filter(|_| enough((p.reference_count, p.current_count)))
+                        .map(|x| x > bounds.prediction_psi_above),
                     value: p.psi,
                     bound: Some(bounds.prediction_psi_above),
                 });
@@ -1027,6 +1036,40 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_drift_alert_waits_for_min_rows_on_both_sides() {
+        let firing_psi = |min_rows: u64| {
+            let mut config = config();
+            config.alerts.min_rows = min_rows;
+            config.alerts.fairness = false;
+            let monitor = RouteMonitor::new("m", config);
+            let job = MonitorJob::new(monitor.clone(), None, None);
+            let mut registry = Registry::default();
+            let alerter =
+                crate::alert::Alerter::new(&crate::config::AlertsConfig::default(), &mut registry)
+                    .unwrap();
+            job.attach_alerts(alerter, None);
+            // The first 100 rows are the reference; the next 100 have drifted far.
+            push(&monitor, 25, 25, 0.0);
+            job.compute(1);
+            push(&monitor, 25, 25, 1000.0);
+            job.compute(2);
+            let report = monitor.latest.load_full().unwrap();
+            let a = report.drift.iter().find(|d| d.feature == "a").unwrap();
+            // The figure is there either way; only the alert waits.
+            assert!(a.drift.psi().unwrap() > 1.0);
+            monitor.alerts_json()["firing"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["check"] == "feature_psi" && a["subject"] == "a")
+                .count()
+        };
+        // 100 rows a side: below the default of 500, no alert.
+        assert_eq!(firing_psi(500), 0);
+        assert_eq!(firing_psi(100), 1);
     }
 
     /// An attribute the model never sees: sex from a header, age band reported later.
