@@ -139,6 +139,18 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
             .any(|l| l.contains("customer, de") && l.contains("Kreditantrag")),
         "{lines:#?}"
     );
+    // The developer's German text names the decision in German, in the route's words.
+    assert!(
+        lines.iter().any(|l| l.contains("developer, de")
+            && (l.contains("Entscheidung: abgelehnt") || l.contains("Entscheidung: genehmigt"))),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Entscheidung: declined") || l.contains("Entscheidung: approved")),
+        "{lines:#?}"
+    );
 
     // Every request is in the audit log, its subject pseudonymised and age banded.
     let bearer = format!("Bearer {token}");
