@@ -228,10 +228,16 @@ pub async fn feedback(
     // are joined to the monitor's window in memory only), but the record must exist.
     let found = match outcome {
         Some(outcome) => {
+            // Kept with its row, as the client sent the pair, so that a report applies
+            // it to that row alone (an array already says which row each item is for).
+            let stored = match (outcome, row) {
+                (Json::Array(_), _) | (_, None) => outcome.clone(),
+                (single, Some(k)) => json!({ "row": k, "outcome": single }),
+            };
             let feedback = Feedback {
                 record_id: id.to_owned(),
                 time_ms: now_ms(),
-                outcome: outcome.clone(),
+                outcome: stored,
             };
             audit.add_feedback(feedback).await
         }
