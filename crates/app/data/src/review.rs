@@ -88,11 +88,14 @@ pub fn reasons(
                             Some(m) => m.group_label(name, v),
                             None => value_text(v),
                         };
-                        flagged.contains(&((*name).to_owned(), label))
+                        // A monitor's flag is its own route's: a disparity found on
+                        // one route's traffic says nothing of another's.
+                        flagged.iter().any(|f| f.applies(&live.route, name, &label))
                     })
                 })
             });
         if hit {
+            reviews.count_flag_hit(&live.route);
             out.push("flagged_group");
         }
     }

@@ -855,7 +855,7 @@ pub(crate) struct RouteFidelity {
 pub(crate) fn monitoring(
     chrome: &Chrome<'_>,
     routes: &[RouteFidelity],
-    flagged: &[(String, String)],
+    flagged: &[sidelight_core::reviews::Flag],
     monitors: &[(
         String,
         Option<std::sync::Arc<crate::monitor::MonitorReport>>,
@@ -911,8 +911,13 @@ pub(crate) fn monitoring(
                     "on routes with " code { "flagged_groups = true" } "." }
             } @else {
                 ul #flagged {
-                    @for (feature, value) in flagged {
-                        li { code { (feature) } " = " code { (value) } }
+                    @for flag in flagged {
+                        li { code { (flag.feature) } " = " code { (flag.value) } ", "
+                            @match &flag.route {
+                                Some(route) => { "on route " code { (route) } }
+                                None => "on every route",
+                            }
+                        }
                     }
                 }
             }
