@@ -227,7 +227,10 @@ async fn every_command_the_demo_prints_runs_as_printed() {
     let commands: Vec<String> = lines.iter().filter(|l| is_command(l)).cloned().collect();
     assert!(commands.len() >= 12, "{lines:#?}");
     for line in &lines {
-        assert!(!line.contains('…'), "a placeholder in a printed line: {line}");
+        assert!(
+            !line.contains('…'),
+            "a placeholder in a printed line: {line}"
+        );
     }
     // Not a command is `sidelight` by a name the PATH has to know.
     for command in &commands {
@@ -280,7 +283,10 @@ async fn every_command_the_demo_prints_runs_as_printed() {
     // warm-up traffic before it: their drift section has a reference with data.
     for file in ["report.html", "report-cli.html"] {
         let report = std::fs::read_to_string(cwd.path().join(file)).unwrap();
-        assert!(report.contains("<html") || report.contains("<!DOCTYPE"), "{file}");
+        assert!(
+            report.contains("<html") || report.contains("<!DOCTYPE"),
+            "{file}"
+        );
         assert!(!report.contains("has no records"), "{file}: {report}");
     }
     let csv = std::fs::read_to_string(cwd.path().join("audit.csv")).unwrap();

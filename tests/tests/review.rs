@@ -121,7 +121,8 @@ async fn flagged_predictions_are_queued_masked_decided_and_chained() {
         blue.headers
     );
     // A flag on another route's predictions leaves this route's alone.
-    let elsewhere = json!({"groups": [{"route": "elsewhere", "feature": "colour", "value": "blue"}]});
+    let elsewhere =
+        json!({"groups": [{"route": "elsewhere", "feature": "colour", "value": "blue"}]});
     let set = admin_json(&proxy, Method::PUT, "/api/v1/review-flags", elsewhere).await;
     assert_eq!(set.status, 200, "{:?}", set.body);
     assert_eq!(set.json()["groups"][0]["route"], "elsewhere");

@@ -176,10 +176,7 @@ impl MonitorConfig {
             }
         }
         if a.min_rows == 0 {
-            return Err((
-                key("alerts.min_rows"),
-                "must be at least 1".to_owned(),
-            ));
+            return Err((key("alerts.min_rows"), "must be at least 1".to_owned()));
         }
         for (name, bound) in [
             ("protected_share_above", a.protected_share_above),

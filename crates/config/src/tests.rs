@@ -60,7 +60,10 @@ fn a_misspelt_key_is_named_as_written_with_the_closest_valid_one() {
     let text = Config::load_with_env(Some(file.path()), Vec::new())
         .unwrap_err()
         .to_string();
-    assert!(text.starts_with("key `server.shutdown_grase`: unknown key"), "{text}");
+    assert!(
+        text.starts_with("key `server.shutdown_grase`: unknown key"),
+        "{text}"
+    );
     assert!(text.contains("did you mean `shutdown_grace`?"), "{text}");
     assert!(text.contains(&file.path().display().to_string()), "{text}");
     assert!(!text.contains("default."), "{text}");

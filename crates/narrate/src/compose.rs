@@ -187,11 +187,14 @@ impl Composer<'_, '_> {
         args.set("has_outcome", yes_no(decision.outcome.is_some()));
         // The route's word in the reader's language when its wording gives one
         // (`custom-outcome-<word>`), else the config's word as it is.
-        let outcome = decision.outcome.as_deref().map_or_else(String::new, |word| {
-            self.narrator
-                .own_message(self.lang, &crate::catalogue::outcome_message_id(word), None)
-                .unwrap_or_else(|| word.to_owned())
-        });
+        let outcome = decision
+            .outcome
+            .as_deref()
+            .map_or_else(String::new, |word| {
+                self.narrator
+                    .own_message(self.lang, &crate::catalogue::outcome_message_id(word), None)
+                    .unwrap_or_else(|| word.to_owned())
+            });
         args.set("outcome", outcome);
         args
     }

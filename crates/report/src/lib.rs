@@ -738,8 +738,7 @@ impl Acc {
                 Some("no prediction with stored features in the period".to_owned())
             } else if reference_records == 0 {
                 Some(if input.reference.is_some() {
-                    "the chosen reference period has no records: nothing to compare with"
-                        .to_owned()
+                    "the chosen reference period has no records: nothing to compare with".to_owned()
                 } else {
                     // Typically a log younger than twice the period: say so, and how to
                     // choose a reference that has data.

@@ -389,7 +389,11 @@ fn outcomes_are_counted_as_received_and_applied_to_their_rows() {
     let dir = tempfile::tempdir().unwrap();
     let mut store =
         SqliteStore::open(dir.path().join("audit.db"), SqliteConfig::new(keys())).unwrap();
-    let three = [json!([30, "m", 1]), json!([31, "f", 2]), json!([32, "m", 3])];
+    let three = [
+        json!([30, "m", 1]),
+        json!([31, "f", 2]),
+        json!([32, "m", 3]),
+    ];
     store
         .append_batch(&[
             // One unusable outcome for three rows: one unusable outcome, not three.
@@ -423,7 +427,10 @@ fn outcomes_are_counted_as_received_and_applied_to_their_rows() {
     assert_eq!(fairness.unusable_outcomes, 1);
     assert_eq!(fairness.rows_with_outcome, 6);
     let html = crate::html::render(&report);
-    assert!(html.contains("from 4 outcome(s) received, of which 1 not usable"), "{html}");
+    assert!(
+        html.contains("from 4 outcome(s) received, of which 1 not usable"),
+        "{html}"
+    );
     assert!(html.contains("one value to every row"), "{html}");
 }
 
@@ -435,7 +442,11 @@ fn the_report_names_every_figure_with_its_formula() {
     let markdown = crate::markdown::render(&report);
     let json = serde_json::to_value(&report).unwrap();
     for d in crate::DEFINITIONS {
-        assert!(html.contains(&maud::html! { (d.definition) }.into_string()), "{}", d.figure);
+        assert!(
+            html.contains(&maud::html! { (d.definition) }.into_string()),
+            "{}",
+            d.figure
+        );
         assert!(markdown.contains(&format!("- **{}**: {}", d.figure, d.definition)));
         assert!(
             json["definitions"]
@@ -445,7 +456,14 @@ fn the_report_names_every_figure_with_its_formula() {
                 .any(|j| j["figure"] == d.figure && j["definition"] == d.definition)
         );
     }
-    for formula in ["SR_u − SR_p", "SR_u / SR_p", "no upper bound", "TPR_u − TPR_p", "Wilson", "Newcombe"] {
+    for formula in [
+        "SR_u − SR_p",
+        "SR_u / SR_p",
+        "no upper bound",
+        "TPR_u − TPR_p",
+        "Wilson",
+        "Newcombe",
+    ] {
         assert!(markdown.contains(formula), "{formula}");
     }
 }

@@ -243,7 +243,11 @@ impl std::fmt::Display for CoverageWindow {
             ),
             Self::Last(ms) if ms >= 3_600_000 => {
                 let hours = ms / 3_600_000;
-                write!(f, "in the last {hours} hour{}", if hours == 1 { "" } else { "s" })
+                write!(
+                    f,
+                    "in the last {hours} hour{}",
+                    if hours == 1 { "" } else { "s" }
+                )
             }
             Self::Last(ms) if ms >= 60_000 => write!(f, "in the last {} minutes", ms / 60_000),
             Self::Last(ms) => write!(f, "in the last {} seconds", ms / 1000),
@@ -254,7 +258,8 @@ impl std::fmt::Display for CoverageWindow {
 /// `HH:MM:SS` UTC of a Unix time in milliseconds.
 fn clock_time(ms: i64) -> String {
     let text = sidelight_audit::rfc3339_ms(ms);
-    text.get(11..19).map_or(text.clone(), |t| format!("{t} UTC"))
+    text.get(11..19)
+        .map_or(text.clone(), |t| format!("{t} UTC"))
 }
 
 /// One route on the overview.
