@@ -347,7 +347,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         max_bytes: None,
         wal_max_bytes: 64 * 1024 * 1024,
         wal_checkpoint_wait: Duration::from_millis(200),
-        witness: Some(args.state_dir.join("audit.witness")),
+        witness: Some(state_dir.join("audit.witness")),
         witness_interval: Duration::from_secs(1),
     });
     config.routes.push(RouteConfig {
