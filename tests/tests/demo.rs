@@ -232,7 +232,7 @@ async fn every_command_the_demo_prints_runs_as_printed() {
             "a placeholder in a printed line: {line}"
         );
     }
-    // Not a command is `sidelight` by a name the PATH has to know.
+    // No command calls `sidelight` by a name only the PATH knows.
     for command in &commands {
         let first = command.split_whitespace().next().unwrap();
         assert_ne!(first, "sidelight", "{command}");
@@ -244,57 +244,11 @@ async fn every_command_the_demo_prints_runs_as_printed() {
         l.trim_start().starts_with("developer, de")
     });
 
-    // As a user pastes them into one terminal, in order: a line after `export` sees the
-    // variable. Each runs as printed, with `sh -c`, in a directory of its own (the
-    // report and export lines write files there).
-    let cwd = tempfile::tempdir().unwrap();
-    let mut exports = String::new();
-    for command in &commands {
-        let script = format!("{exports}{}", command.trim_start());
-        let output = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .current_dir(cwd.path())
-            .env_remove("SIDELIGHT_ADMIN_TOKEN")
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "{command}\nexited {:?}\n{stdout}\n{stderr}",
-            output.status
-        );
-        let first = command.split_whitespace().next().unwrap();
-        if first == "export" {
-            exports.push_str(command.trim_start());
-            exports.push_str("; ");
-        } else if first == "curl" && !command.contains('>') {
-            // curl -s exits 0 on any HTTP status: what it printed must be an answer.
-            assert!(!stdout.trim().is_empty(), "{command}: no answer");
-            assert!(
-                !stdout.contains("\"error\""),
-                "{command}\nanswered an error: {stdout}"
-            );
-        }
-    }
-    // Both reports compare the traffic since the surrogate came into service with the
-    // warm-up traffic before it: their drift section has a reference with data.
-    for file in ["report.html", "report-cli.html"] {
-        let report = std::fs::read_to_string(cwd.path().join(file)).unwrap();
-        assert!(
-            report.contains("<html") || report.contains("<!DOCTYPE"),
-            "{file}"
-        );
-        assert!(!report.contains("has no records"), "{file}: {report}");
-    }
-    let csv = std::fs::read_to_string(cwd.path().join("audit.csv")).unwrap();
-    assert!(csv.lines().count() > 10, "{csv}");
-
     // The console's overview says what is true of this run: every prediction since the
     // surrogate came into service is explained; the ones before were warm-up rows, and
-    // are labelled so in the records list.
+    // are labelled so in the records list. (Before the printed commands run: one of
+    // them erases an applicant, which retires the surrogate that learnt from them until
+    // the next is trained.)
     let admin = demo.after("sidelight admin:");
     let proxy = demo.after("sidelight (proxy):");
     let token = demo.after("admin token:");
@@ -347,6 +301,54 @@ async fn every_command_the_demo_prints_runs_as_printed() {
     );
     let records = console_page(&admin, "/console/records?route=credit", &session).await;
     assert!(records.contains("— (warm-up)"), "{records}");
+
+    // As a user pastes them into one terminal, in order: a line after `export` sees the
+    // variable. Each runs as printed, with `sh -c`, in a directory of its own (the
+    // report and export lines write files there).
+    let cwd = tempfile::tempdir().unwrap();
+    let mut exports = String::new();
+    for command in &commands {
+        let script = format!("{exports}{}", command.trim_start());
+        let output = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(cwd.path())
+            .env_remove("SIDELIGHT_ADMIN_TOKEN")
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{command}\nexited {:?}\n{stdout}\n{stderr}",
+            output.status
+        );
+        let first = command.split_whitespace().next().unwrap();
+        if first == "export" {
+            exports.push_str(command.trim_start());
+            exports.push_str("; ");
+        } else if first == "curl" && !command.contains('>') {
+            // curl -s exits 0 on any HTTP status: what it printed must be an answer.
+            assert!(!stdout.trim().is_empty(), "{command}: no answer");
+            assert!(
+                !stdout.contains("\"error\""),
+                "{command}\nanswered an error: {stdout}"
+            );
+        }
+    }
+    // Both reports compare the traffic since the surrogate came into service with the
+    // warm-up traffic before it: their drift section has a reference with data.
+    for file in ["report.html", "report-cli.html"] {
+        let report = std::fs::read_to_string(cwd.path().join(file)).unwrap();
+        assert!(
+            report.contains("<html") || report.contains("<!DOCTYPE"),
+            "{file}"
+        );
+        assert!(!report.contains("has no records"), "{file}: {report}");
+    }
+    let csv = std::fs::read_to_string(cwd.path().join("audit.csv")).unwrap();
+    assert!(csv.lines().count() > 10, "{csv}");
 
     // Stopped before its directory is removed.
     let (status, _) = demo.interrupt(Duration::from_secs(15));

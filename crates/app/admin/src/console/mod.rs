@@ -560,10 +560,15 @@ fn counter_per_route(
 }
 
 /// When a surrogate first answered on a route, as far as its version history tells (Unix
-/// ms): the training time of its first accepted version. Predictions before it were
-/// warm-up rows, which no surrogate could explain.
+/// ms): the training time of its first accepted version, when the history still holds
+/// version 1 (it keeps the newest 50; a later first entry says nothing of when the
+/// route's warm-up ended). Predictions before it were warm-up rows.
 fn first_in_service_ms(route: &Json) -> Option<i64> {
-    history(route)
+    let history = history(route);
+    if history.iter().map(|v| v.version).min() != Some(1) {
+        return None;
+    }
+    history
         .iter()
         .filter(|v| v.accepted && v.trained_at > 0)
         // Training times are whole seconds, and the version is gated and swapped in
@@ -574,24 +579,59 @@ fn first_in_service_ms(route: &Json) -> Option<i64> {
         .min()
 }
 
-/// Windows tried for the overview's coverage, widest first: the widest whose audited
-/// predictions fit in one sample is counted, so that the figure is about recent traffic
-/// and complete, not the first sample of a busy day.
-const COVERAGE_WINDOWS_MS: [i64; 5] = [DAY_MS, 3_600_000, 300_000, 60_000, 10_000];
+/// Windows tried for the overview's coverage after the first, widest first: the widest
+/// whose audited predictions fit in one sample is counted, so that the figure is about
+/// recent traffic and complete, not the first sample of a busy day.
+const COVERAGE_WINDOWS_MS: [i64; 4] = [3_600_000, 300_000, 60_000, 10_000];
+
+/// The time of the route's first explained prediction in the last 24 hours, read from
+/// the audit log: where its warm-up ended (`None` when the first sample holds none).
+async fn first_explained(
+    audit: &crate::audit::AuditLog,
+    route: &str,
+    since: i64,
+) -> Result<Option<i64>, String> {
+    let q = RecordQuery {
+        route: Some(route.to_owned()),
+        from_ms: Some(since),
+        limit: COVERAGE_SAMPLE,
+        ..RecordQuery::default()
+    };
+    let page = audit.query(q).await.map_err(|e| e.to_string())?;
+    Ok(page
+        .records
+        .iter()
+        .find(|s| s.record.surrogate_version.is_some())
+        .map(|s| s.record.time_ms))
+}
 
 async fn coverage(
     audit: &crate::audit::AuditLog,
     route: &str,
-    first_in_service: Option<i64>,
+    history_first: Option<i64>,
 ) -> pages::Coverage {
     let now = now_ms();
-    let Some(first) = first_in_service else {
-        return pages::Coverage::WarmingUp;
+    let day = now - DAY_MS;
+    // The log says best where warm-up ended (the history may have lost its first
+    // versions); the history serves when warm-up was longer than one sample.
+    let first = match first_explained(audit, route, day).await {
+        Ok(Some(t)) => t,
+        Ok(None) => match history_first {
+            Some(t) => t,
+            None => return pages::Coverage::WarmingUp,
+        },
+        Err(e) => return pages::Coverage::Unavailable(e),
     };
-    let floor = first.max(now - DAY_MS);
+    let floor = first.max(day);
+    let mut froms = vec![floor];
+    froms.extend(
+        COVERAGE_WINDOWS_MS
+            .iter()
+            .map(|span| now - span)
+            .filter(|from| *from > floor),
+    );
     let mut last = None;
-    for span in COVERAGE_WINDOWS_MS {
-        let from = floor.max(now - span);
+    for from in froms {
         let q = RecordQuery {
             route: Some(route.to_owned()),
             from_ms: Some(from),
@@ -618,9 +658,9 @@ async fn coverage(
             } else {
                 pages::CoverageWindow::Last(now - from)
             },
-            warm_up_before: (first > now - DAY_MS).then_some(first),
+            warm_up_before: (first > day).then_some(first),
         });
-        if !capped || from == first {
+        if !capped {
             break;
         }
     }
@@ -762,9 +802,18 @@ async fn records(
     .await;
     // Unexplained predictions from before a route's first surrogate are warm-up rows,
     // and say so, rather than look like failures.
-    let first: std::collections::HashMap<String, Option<i64>> = surrogate_routes(state)
+    // Only where that is known: a route that never had a surrogate is all warm-up; one
+    // whose history has lost its first versions is labelled nowhere.
+    let first: std::collections::HashMap<String, i64> = surrogate_routes(state)
         .iter()
-        .filter_map(|r| Some((r["route"].as_str()?.to_owned(), first_in_service_ms(r))))
+        .filter_map(|r| {
+            let first = if history(r).is_empty() && r["in_service"].is_null() {
+                i64::MAX
+            } else {
+                first_in_service_ms(r)?
+            };
+            Some((r["route"].as_str()?.to_owned(), first))
+        })
         .collect();
     let rows: Vec<pages::RecordRow> = page
         .records
@@ -772,11 +821,9 @@ async fn records(
         .map(|s| {
             let mut row = pages::RecordRow::from_json(&record_json(s));
             row.warm_up = s.record.surrogate_version.is_none()
-                && match first.get(&s.record.route) {
-                    Some(Some(t)) => s.record.time_ms < *t,
-                    Some(None) => true,
-                    None => false,
-                };
+                && first
+                    .get(&s.record.route)
+                    .is_some_and(|t| s.record.time_ms < *t);
             row
         })
         .collect();
