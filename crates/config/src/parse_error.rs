@@ -64,7 +64,7 @@ fn one(error: figment::Error) -> ParseError {
         (Some(metadata), Some(profile)) if from_env && !error.path.is_empty() => {
             metadata.interpolate(profile, &error.path)
         }
-        _ => error.path.join("."),
+        _ => dotted(&error.path),
     };
     let origin = error.metadata.as_ref().map(|m| match &m.source {
         Some(figment::Source::File(path)) => path.display().to_string(),
@@ -93,13 +93,29 @@ fn one(error: figment::Error) -> ParseError {
             format!("invalid value {found}, expected {expected}")
         }
         Kind::MissingField(name) => format!("missing key `{name}`"),
-        other => other.to_string(),
+        other => other.to_string().trim_end().to_owned(),
     };
     ParseError {
         key,
         origin,
         message,
     }
+}
+
+/// A key path as the rest of the config's messages write it: `routes[0].explain.protocol`.
+fn dotted(path: &[String]) -> String {
+    let mut key = String::new();
+    for part in path {
+        if !key.is_empty() && part.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    key
 }
 
 fn list(names: &[&str]) -> String {
@@ -156,6 +172,15 @@ mod tests {
         assert_eq!(levenshtein("", "abc"), 3);
         assert_eq!(levenshtein("listn", "listen"), 1);
         assert_eq!(levenshtein("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn array_items_are_written_with_their_index() {
+        let path: Vec<String> = ["routes", "0", "explain", "protocol"]
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect();
+        assert_eq!(dotted(&path), "routes[0].explain.protocol");
     }
 
     #[test]
