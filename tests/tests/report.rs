@@ -54,7 +54,9 @@ async fn report(admin: &str, bearer: &str, query: &str) -> sidelight_e2e::Answer
 async fn a_report_of_the_demos_traffic_has_every_section() {
     let state = tempfile::tempdir().unwrap();
     let mut demo = DemoProcess::start(state.path());
-    demo.read_until("its URLs", Duration::from_secs(60), |l| l.starts_with("Try:"));
+    demo.read_until("its URLs", Duration::from_secs(60), |l| {
+        l.starts_with("Try:")
+    });
     // The traffic starts with the banner.
     let started = now_ms();
     // The report lines come once the first surrogate is in service.
