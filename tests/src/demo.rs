@@ -24,7 +24,14 @@ impl DemoProcess {
     /// Starts `sidelight demo` on ephemeral ports at 100 requests a second, with its
     /// state (audit log, surrogates, config) in `state`.
     pub fn start(state: &Path) -> Self {
-        let mut child = Command::new(sidelight_bin())
+        Self::start_in(Some(state))
+    }
+
+    /// Like [`DemoProcess::start`]; without `state`, the demo picks its own fresh state
+    /// directory, as a newcomer's first run does.
+    pub fn start_in(state: Option<&Path>) -> Self {
+        let mut command = Command::new(sidelight_bin());
+        command
             .args([
                 "demo",
                 "--listen",
@@ -32,9 +39,11 @@ impl DemoProcess {
                 "--admin-listen",
                 "127.0.0.1:0",
             ])
-            .args(["--model-listen", "127.0.0.1:0", "--rate", "100"])
-            .arg("--state-dir")
-            .arg(state)
+            .args(["--model-listen", "127.0.0.1:0", "--rate", "100"]);
+        if let Some(state) = state {
+            command.arg("--state-dir").arg(state);
+        }
+        let mut child = command
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

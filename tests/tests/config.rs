@@ -60,3 +60,42 @@ fn serve_refuses_a_bad_environment_override_before_listening() {
     assert_eq!(run.code, Some(64), "{}", run.stderr);
     assert!(run.stderr.contains("upstream.url"), "{}", run.stderr);
 }
+
+#[test]
+fn a_misspelt_key_is_named_as_written_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sidelight.toml");
+    std::fs::write(&path, "[server]\nshutdown_grase = \"5s\"\n").unwrap();
+    let run = run_cli(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(run.code, Some(64), "{run}");
+    assert!(
+        run.stderr
+            .contains("key `server.shutdown_grase`: unknown key `shutdown_grase`; did you mean `shutdown_grace`?"),
+        "{run}"
+    );
+    assert!(!run.stderr.contains("default."), "{run}");
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    // A port already taken: `serve` logs the failure (human format, the default) to its
+    // stderr, which is a pipe here as it is under systemd or `2> file`.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sidelight.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\n",
+            taken.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let run = cli(["serve", "--config", path.to_str().unwrap()])
+        .env_remove("NO_COLOR")
+        .env_remove("SIDELIGHT_LOG__FORMAT")
+        .run();
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("ERROR"), "{run}");
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+}

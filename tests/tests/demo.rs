@@ -139,6 +139,18 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
             .any(|l| l.contains("customer, de") && l.contains("Kreditantrag")),
         "{lines:#?}"
     );
+    // The developer's German text names the decision in German, in the route's words.
+    assert!(
+        lines.iter().any(|l| l.contains("developer, de")
+            && (l.contains("Entscheidung: abgelehnt") || l.contains("Entscheidung: genehmigt"))),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Entscheidung: declined") || l.contains("Entscheidung: approved")),
+        "{lines:#?}"
+    );
 
     // Every request is in the audit log, its subject pseudonymised and age banded.
     let bearer = format!("Bearer {token}");
@@ -172,4 +184,231 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
     let status = status.expect("the demo did not stop on SIGINT");
     assert!(status.success(), "exit status {status:?}");
     assert!(rest.iter().any(|l| l.starts_with("stopped:")), "{rest:#?}");
+}
+
+/// Whether a printed line is a command to paste: `curl …`, `export …`, or the demo's own
+/// program (its path, possibly quoted). Headings, URLs and notes are not.
+fn is_command(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("  ") else {
+        return false;
+    };
+    let first = rest.split_whitespace().next().unwrap_or_default();
+    first == "curl" || first == "export" || first.trim_matches('\'').ends_with("/sidelight")
+}
+
+#[tokio::test]
+async fn every_command_the_demo_prints_runs_as_printed() {
+    // No --state-dir: the newcomer's first run, in a directory of its own.
+    let mut demo = DemoProcess::start_in(None);
+    demo.read_until("its report command", Duration::from_secs(60), |l| {
+        l.contains(" report --config ")
+    });
+    let lines = demo.lines.clone();
+    let state = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("This run's files (audit log and key, surrogate, report config) are in ")
+        })
+        .and_then(|rest| rest.split_once(", made for this run"))
+        .map(|(dir, _)| std::path::PathBuf::from(dir))
+        .unwrap_or_else(|| panic!("no fresh state directory in {lines:#?}"));
+    // Removed at the end, whatever happens.
+    let _cleanup = RemoveOnDrop(state.clone());
+    assert!(
+        state.starts_with(std::env::temp_dir()),
+        "{}",
+        state.display()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", state.display());
+    assert!(state.join("audit.key").exists());
+
+    let commands: Vec<String> = lines.iter().filter(|l| is_command(l)).cloned().collect();
+    assert!(commands.len() >= 12, "{lines:#?}");
+    for line in &lines {
+        assert!(
+            !line.contains('…'),
+            "a placeholder in a printed line: {line}"
+        );
+    }
+    // No command calls `sidelight` by a name only the PATH knows.
+    for command in &commands {
+        let first = command.split_whitespace().next().unwrap();
+        assert_ne!(first, "sidelight", "{command}");
+    }
+
+    // Let the surrogate come into service, so that the explained curl lines and the
+    // report have something to show.
+    demo.read_until("the side-by-side texts", Duration::from_secs(90), |l| {
+        l.trim_start().starts_with("developer, de")
+    });
+
+    // The console's overview says what is true of this run: every prediction since the
+    // surrogate came into service is explained; the ones before were warm-up rows, and
+    // are labelled so in the records list. (Before the printed commands run: one of
+    // them erases an applicant, which retires the surrogate that learnt from them until
+    // the next is trained.)
+    let admin = demo.after("sidelight admin:");
+    let proxy = demo.after("sidelight (proxy):");
+    let token = demo.after("admin token:");
+    // One request over the route's inspection limit (1 MiB in the demo): served, not
+    // explained, and counted on the overview.
+    let big = format!(
+        r#"{{"instances": [], "padding": "{}"}}"#,
+        "x".repeat(1024 * 1024 + 10)
+    );
+    let answer = send(
+        &client(),
+        Method::POST,
+        &format!("{proxy}/v1/models/credit:predict"),
+        &[("content-type", "application/json")],
+        full(big),
+    )
+    .await;
+    assert!(
+        answer
+            .headers
+            .get("x-sidelight-status")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("request_over_limit")),
+        "{:?}",
+        answer.headers
+    );
+    let session = console_session(&admin, &token).await;
+    let overview = console_page(&admin, "/console", &session).await;
+    let coverage = overview
+        .split("Explanation coverage")
+        .nth(1)
+        .and_then(|rest| rest.split("</dd>").next())
+        .unwrap_or_else(|| panic!("no coverage in {overview}"))
+        .to_owned();
+    assert!(
+        coverage.contains("since the first surrogate came into service")
+            || coverage.contains("in the last"),
+        "{coverage}"
+    );
+    let percent: f64 = coverage
+        .split('%')
+        .next()
+        .and_then(|head| head.rsplit('>').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {coverage}"));
+    assert!(percent >= 90.0, "{coverage}");
+    assert!(coverage.contains("were warm-up rows"), "{coverage}");
+    assert!(
+        overview.contains("Over the inspection limit</dt><dd>1 request since start"),
+        "{overview}"
+    );
+    let records = console_page(&admin, "/console/records?route=credit", &session).await;
+    assert!(records.contains("— (warm-up)"), "{records}");
+
+    // As a user pastes them into one terminal, in order: a line after `export` sees the
+    // variable. Each runs as printed, with `sh -c`, in a directory of its own (the
+    // report and export lines write files there).
+    let cwd = tempfile::tempdir().unwrap();
+    let mut exports = String::new();
+    for command in &commands {
+        let script = format!("{exports}{}", command.trim_start());
+        let output = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(cwd.path())
+            .env_remove("SIDELIGHT_ADMIN_TOKEN")
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{command}\nexited {:?}\n{stdout}\n{stderr}",
+            output.status
+        );
+        let first = command.split_whitespace().next().unwrap();
+        if first == "export" {
+            exports.push_str(command.trim_start());
+            exports.push_str("; ");
+        } else if first == "curl" && !command.contains('>') {
+            // curl -s exits 0 on any HTTP status: what it printed must be an answer.
+            assert!(!stdout.trim().is_empty(), "{command}: no answer");
+            assert!(
+                !stdout.contains("\"error\""),
+                "{command}\nanswered an error: {stdout}"
+            );
+        }
+    }
+    // Both reports compare the traffic since the surrogate came into service with the
+    // warm-up traffic before it: their drift section has a reference with data.
+    for file in ["report.html", "report-cli.html"] {
+        let report = std::fs::read_to_string(cwd.path().join(file)).unwrap();
+        assert!(
+            report.contains("<html") || report.contains("<!DOCTYPE"),
+            "{file}"
+        );
+        assert!(!report.contains("has no records"), "{file}: {report}");
+    }
+    let csv = std::fs::read_to_string(cwd.path().join("audit.csv")).unwrap();
+    assert!(csv.lines().count() > 10, "{csv}");
+
+    // Stopped before its directory is removed.
+    let (status, _) = demo.interrupt(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+/// Removes a directory the demo made, when the test ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Signs in to the console at `admin` with `token`: the session cookie (`name=value`).
+async fn console_session(admin: &str, token: &str) -> String {
+    let cookie = |answer: &sidelight_e2e::Answer, name: &str| {
+        answer
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_owned())
+            .unwrap()
+    };
+    let form = get(&format!("{admin}/console/login")).await;
+    let login = cookie(&form, "sidelight_login");
+    let page = String::from_utf8_lossy(&form.body).into_owned();
+    let marker = r#"name="csrf" value=""#;
+    let csrf = page[page.find(marker).unwrap() + marker.len()..]
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let answer = send(
+        &client(),
+        Method::POST,
+        &format!("{admin}/console/login"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", &login),
+        ],
+        full(format!("csrf={csrf}&token={token}")),
+    )
+    .await;
+    assert_eq!(answer.status, 303);
+    cookie(&answer, "sidelight_session")
+}
+
+async fn console_page(admin: &str, path: &str, session: &str) -> String {
+    let answer = send(
+        &client(),
+        Method::GET,
+        &format!("{admin}{path}"),
+        &[("cookie", session)],
+        sidelight_e2e::empty(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{path}");
+    String::from_utf8_lossy(&answer.body).into_owned()
 }

@@ -207,11 +207,12 @@ async fn the_monitor_reports_fairness_and_drift_and_flags_a_disadvantaged_group(
         assert!(metrics.contains(line), "no {line} in\n{metrics}");
     }
 
-    // The failing group is flagged for review, and its predictions go to review.
+    // The failing group is flagged for review on this route, and its predictions go to
+    // review.
     let flags = get(&proxy.admin_url("/api/v1/review-flags")).await.json();
     assert_eq!(
         flags["groups"],
-        json!([{"feature": "colour", "value": "blue"}])
+        json!([{"route": "m", "feature": "colour", "value": "blue"}])
     );
     let blue_row = post(&proxy, "/v1/models/m:predict", kserve_body(&[5]), &[]).await; // row 5 is blue
     let review = blue_row

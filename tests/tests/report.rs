@@ -54,16 +54,24 @@ async fn report(admin: &str, bearer: &str, query: &str) -> sidelight_e2e::Answer
 async fn a_report_of_the_demos_traffic_has_every_section() {
     let state = tempfile::tempdir().unwrap();
     let mut demo = DemoProcess::start(state.path());
-    demo.read_until("a report line", Duration::from_secs(60), |l| {
-        l.contains("sidelight report --config")
+    demo.read_until("its URLs", Duration::from_secs(60), |l| {
+        l.starts_with("Try:")
     });
     // The traffic starts with the banner.
     let started = now_ms();
+    // The report lines come once the first surrogate is in service.
+    demo.read_until("a report line", Duration::from_secs(60), |l| {
+        l.contains(" report --config ")
+    });
     let lines = &demo.lines;
     let admin = demo.after("sidelight admin:");
     let bearer = format!("Bearer {}", demo.after("admin token:"));
-    let command = demo.after("sidelight report --config");
-    let config = command.split_whitespace().next().unwrap().to_owned();
+    let config = lines
+        .iter()
+        .find_map(|l| l.split_once(" report --config "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
     assert!(
         lines
             .iter()
@@ -205,7 +213,10 @@ async fn a_report_of_the_demos_traffic_has_every_section() {
         );
     }
     let sections: Vec<&str> = html.split("<section").skip(1).collect();
-    assert_eq!(sections.len(), 8);
+    // The eight sections, then the definitions of their figures.
+    assert_eq!(sections.len(), 9);
+    assert!(sections[8].contains("Definitions of the figures"));
+    assert!(sections[8].contains("SR_u / SR_p, from 0 with no upper bound"));
     // Importance, fairness, drift and consent have charts.
     for i in [1, 2, 3, 4] {
         assert!(sections[i].contains("<svg"), "no chart in {}", SECTIONS[i]);

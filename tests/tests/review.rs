@@ -120,6 +120,18 @@ async fn flagged_predictions_are_queued_masked_decided_and_chained() {
         "{:?}",
         blue.headers
     );
+    // A flag on another route's predictions leaves this route's alone.
+    let elsewhere =
+        json!({"groups": [{"route": "elsewhere", "feature": "colour", "value": "blue"}]});
+    let set = admin_json(&proxy, Method::PUT, "/api/v1/review-flags", elsewhere).await;
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    assert_eq!(set.json()["groups"][0]["route"], "elsewhere");
+    let blue = post(&proxy, "/v1/models/m:predict", kserve_body(&[5]), &[]).await;
+    assert!(
+        !review_header(&blue).contains("flagged_group"),
+        "{:?}",
+        blue.headers
+    );
 
     // The queue shows the record with the personal field masked.
     let queue = get(&proxy.admin_url("/api/v1/reviews?state=pending"))

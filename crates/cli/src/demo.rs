@@ -34,9 +34,56 @@ pub(crate) struct DemoArgs {
     /// Replayed applications per second; 0 sends no traffic.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
-    /// Where the trained surrogate is kept, so that a second run explains at once.
-    #[arg(long, default_value_os_t = std::env::temp_dir().join("sidelight-demo"))]
-    state_dir: std::path::PathBuf,
+    /// Where the audit log, its key, the trained surrogate and the report's config are
+    /// kept. By default a fresh directory for this run (printed at start), so that runs
+    /// and users never mix; name one to keep it across runs (a second run then explains
+    /// at once and reads the first run's records).
+    #[arg(long)]
+    state_dir: Option<std::path::PathBuf>,
+}
+
+/// The state directory of this run: the one asked for, or a fresh one under the
+/// system's temporary directory, readable by this user only (it holds the audit key).
+fn state_dir(asked: Option<&std::path::Path>) -> anyhow::Result<(std::path::PathBuf, bool)> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = asked {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        return Ok((dir.to_path_buf(), false));
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "sidelight-demo-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ));
+    // Not recursive: the directory must be new, not one someone else prepared.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {} (use --state-dir DIR)", dir.display()))?;
+    Ok((dir, true))
+}
+
+/// How the printed commands name this program: the path of the running executable, so
+/// that they run as printed whether or not `sidelight` is on the PATH (after `cargo
+/// run` it is not).
+fn this_program() -> String {
+    match std::env::current_exe() {
+        Ok(path) => shell_word(&path.display().to_string()),
+        Err(_) => "sidelight".to_owned(),
+    }
+}
+
+/// `text` as one shell word: as it is when it holds only characters no shell treats
+/// specially, in single quotes otherwise.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// The German credit features as a business would describe them: display names, units,
@@ -276,11 +323,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .filter_map(|net| net.parse().ok())
         .collect();
     config.upstream.url = format!("http://{model_addr}");
-    config.state.dir = args.state_dir.clone();
-    std::fs::create_dir_all(&args.state_dir)
-        .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
-    let audit_key = demo_audit_key(&args.state_dir)?;
-    let audit_db = args.state_dir.join("audit.db");
+    let (state_dir, fresh) = state_dir(args.state_dir.as_deref())?;
+    config.state.dir = state_dir.clone();
+    let audit_key = demo_audit_key(&state_dir)?;
+    let audit_db = state_dir.join("audit.db");
     config.audit = Some(AuditConfig {
         backend: AuditBackend::Sqlite,
         path: audit_db.clone(),
@@ -301,7 +347,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         max_bytes: None,
         wal_max_bytes: 64 * 1024 * 1024,
         wal_checkpoint_wait: Duration::from_millis(200),
-        witness: Some(args.state_dir.join("audit.witness")),
+        witness: Some(state_dir.join("audit.witness")),
         witness_interval: Duration::from_secs(1),
     });
     config.routes.push(RouteConfig {
@@ -385,6 +431,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let surrogates = sidelight.surrogates();
     let proxy = tokio::spawn(sidelight.run(on_stop(stopped.clone())));
 
+    // Before the first replayed request: the start of the report's reference period.
+    let started = now_ms();
     let stats = Arc::new(TrafficStats::default());
     let traffic = (args.rate > 0.0).then(|| {
         tokio::spawn(replay(
@@ -398,13 +446,25 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ))
     });
 
+    let program = this_program();
     print_welcome(model_addr, proxy_addr, admin_addr, &admin_token, args.rate)?;
-    print_audit(admin_addr, &audit_db, &audit_key);
-    print_report(admin_addr, &args.state_dir, &audit_db, &audit_key)?;
-    let samples = tokio::spawn(print_samples(
-        surrogates.clone(),
-        format!("http://{proxy_addr}{PREDICT_PATH}"),
-    ));
+    print_state(&state_dir, fresh);
+    print_audit(&program, admin_addr, &audit_db, &audit_key)?;
+    let report = ReportCommands::write(program, admin_addr, &state_dir, &audit_db, &audit_key)?;
+    let url = format!("http://{proxy_addr}{PREDICT_PATH}");
+    let samples = if args.rate > 0.0 {
+        // The report lines wait for the first surrogate, so that they can name a
+        // reference period that has data (the warm-up traffic).
+        let surrogates = surrogates.clone();
+        tokio::spawn(async move {
+            in_service(&surrogates).await;
+            report.print(Some((started, now_ms())));
+            print_samples(surrogates, url).await;
+        })
+    } else {
+        report.print(None);
+        tokio::spawn(print_samples(surrogates.clone(), url))
+    };
 
     let mut progress = tokio::time::interval(Duration::from_secs(15));
     progress.tick().await;
@@ -457,7 +517,9 @@ fn print_welcome(
         .into_iter()
         .next()
         .context("the embedded data set is empty")?;
-    let instance = serde_json::to_string(&serde_json::json!({ "instances": [first.application] }))?;
+    let instance = shell_word(&serde_json::to_string(
+        &serde_json::json!({ "instances": [first.application] }),
+    )?);
     println!("Sidelight demo is running. Ctrl-C stops it.");
     println!();
     println!("  demo model (upstream):  http://{model}");
@@ -475,13 +537,13 @@ fn print_welcome(
     }
     println!("Try:");
     println!(
-        "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -d '{instance}'"
+        "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -d {instance}"
     );
     println!(
-        "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -H 'x-sidelight-audience: developer' -d '{instance}'"
+        "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -H 'x-sidelight-audience: developer' -d {instance}"
     );
     println!(
-        "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -H 'accept-language: de' -d '{instance}'"
+        "  curl -s http://{proxy}{PREDICT_PATH} -H 'content-type: application/json' -H 'accept-language: de' -d {instance}"
     );
     println!("  export {ADMIN_TOKEN_VARIABLE}={token}");
     println!(
@@ -518,71 +580,149 @@ fn demo_audit_key(state_dir: &std::path::Path) -> anyhow::Result<std::path::Path
     Ok(path)
 }
 
-fn print_audit(admin: SocketAddr, db: &std::path::Path, key: &std::path::Path) {
-    println!(
-        "Every request is in the audit log {} (sealed; key {}):",
-        db.display(),
-        key.display()
-    );
-    let auth = format!("-H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\"");
-    println!("  curl -s 'http://{admin}/api/v1/records?limit=1' {auth}");
-    println!(
-        "  curl -s 'http://{admin}/api/v1/records?subject=…' {auth}   (the `subject` of a record)"
-    );
-    println!(
-        "  curl -s -X POST http://{admin}/api/v1/erasure {auth} -d '{{\"subject_id\": \"applicant-1\"}}'"
-    );
-    println!(
-        "  sidelight audit verify --db {} --key-file {}",
-        db.display(),
-        key.display()
-    );
-    println!(
-        "  sidelight audit export --db {} --key-file {} --format csv --out audit.csv",
-        db.display(),
-        key.display()
-    );
+/// Where this run keeps its files, and how to keep them across runs.
+fn print_state(dir: &std::path::Path, fresh: bool) {
+    if fresh {
+        println!(
+            "This run's files (audit log and key, surrogate, report config) are in {}, \
+             made for this run; `--state-dir DIR` keeps them in DIR across runs.",
+            dir.display()
+        );
+    } else {
+        println!(
+            "This run's files (audit log and key, surrogate, report config) are in {} (--state-dir).",
+            dir.display()
+        );
+    }
     println!();
 }
 
-/// Writes the config `sidelight report` needs and prints how to get the audit report.
-fn print_report(
+fn print_audit(
+    program: &str,
     admin: SocketAddr,
-    state_dir: &std::path::Path,
     db: &std::path::Path,
     key: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let config = state_dir.join("report.toml");
-    std::fs::write(&config, report_config(db, key))
-        .with_context(|| format!("cannot write {}", config.display()))?;
-    let today = sidelight_audit::rfc3339_ms(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0)),
+    // The records of one replayed applicant, by the pseudonym the proxy stores for them
+    // (a keyed hash of `applicant-2` under this run's key).
+    let keys = sidelight_audit::Keys::load(Some(key), None, sidelight_config::AUDIT_KEY_VARIABLE)
+        .with_context(|| format!("cannot read the demo's audit key {}", key.display()))?;
+    let subject = keys.pseudonym("applicant-2");
+    let (db, key) = (
+        shell_word(&db.display().to_string()),
+        shell_word(&key.display().to_string()),
     );
-    let today = today.get(..10).unwrap_or("2026-01-01");
-    println!("The audit report (fairness, drift, consent, reviews, erasures, verification):");
+    println!("Every request is in the audit log {db} (sealed; key {key}):");
+    let auth = format!("-H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\"");
+    println!("  curl -s 'http://{admin}/api/v1/records?limit=1' {auth}");
+    println!("  curl -s 'http://{admin}/api/v1/records?subject={subject}&limit=5' {auth}");
     println!(
-        "  curl -s 'http://{admin}/api/v1/report?format=html' -H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\" > report.html"
+        "  curl -s -X POST http://{admin}/api/v1/erasure {auth} -H 'content-type: application/json' -d '{{\"subject_id\": \"applicant-1\"}}'"
     );
+    println!("  {program} audit verify --db {db} --key-file {key}");
+    println!("  {program} audit export --db {db} --key-file {key} --format csv --out audit.csv");
     println!(
-        "  sidelight report --config {} --from {today} --format html --out report.html",
-        config.display()
+        "(the second line reads the records of the replayed applicant `applicant-2`, stored \
+         under the pseudonym {subject}; the third erases `applicant-1`)"
     );
     println!();
     Ok(())
 }
 
-/// Once the first surrogate is in service, asks the proxy itself about three applicants
-/// (two declined, one approved, when the first rows of the data set have them) and
-/// prints what a customer and a developer read, in English and in German.
-async fn print_samples(surrogates: SurrogateStatus, url: String) {
+/// What the report lines need: how to call this program, the admin address, and the
+/// `report.toml` written for `sidelight report`.
+struct ReportCommands {
+    program: String,
+    admin: SocketAddr,
+    config: std::path::PathBuf,
+}
+
+impl ReportCommands {
+    /// Writes the config `sidelight report` needs.
+    fn write(
+        program: String,
+        admin: SocketAddr,
+        state_dir: &std::path::Path,
+        db: &std::path::Path,
+        key: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let config = state_dir.join("report.toml");
+        std::fs::write(&config, report_config(db, key))
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        Ok(Self {
+            program,
+            admin,
+            config,
+        })
+    }
+
+    /// Prints how to get the audit report. With `periods` (the demo's start and the time
+    /// its first surrogate came into service, Unix ms), the report covers the traffic
+    /// since the surrogate came into service and its drift section compares it with the
+    /// warm-up traffic before: a fresh log has no earlier period of the same length,
+    /// which is the default reference.
+    fn print(&self, periods: Option<(i64, i64)>) {
+        let (admin, program) = (self.admin, &self.program);
+        let config = shell_word(&self.config.display().to_string());
+        let auth = format!("-H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\"");
+        match periods {
+            Some((start, in_service)) => {
+                let (start, in_service) = (
+                    sidelight_audit::rfc3339_ms(start),
+                    sidelight_audit::rfc3339_ms(in_service),
+                );
+                println!(
+                    "The audit report (fairness, drift, consent, reviews, erasures, verification) of \
+                     the traffic since the surrogate came into service at {in_service}; its drift \
+                     section compares it with the warm-up traffic since {start}:"
+                );
+                println!(
+                    "  curl -s 'http://{admin}/api/v1/report?format=html&from={in_service}&reference_from={start}&reference_to={in_service}' {auth} > report.html"
+                );
+                println!(
+                    "  {program} report --config {config} --from {in_service} --reference-from {start} --reference-to {in_service} --format html --out report-cli.html"
+                );
+            }
+            None => {
+                let today = sidelight_audit::rfc3339_ms(now_ms());
+                let today = today.get(..10).unwrap_or("2026-01-01");
+                println!(
+                    "The audit report (fairness, drift, consent, reviews, erasures, verification); \
+                     with no replayed traffic its drift section has no reference period to compare with:"
+                );
+                println!(
+                    "  curl -s 'http://{admin}/api/v1/report?format=html' {auth} > report.html"
+                );
+                println!(
+                    "  {program} report --config {config} --from {today} --format html --out report-cli.html"
+                );
+            }
+        }
+        println!();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+/// Waits until the first surrogate is in service on the demo's route.
+async fn in_service(surrogates: &SurrogateStatus) {
     loop {
         if surrogates.routes().iter().any(|r| r.version.is_some()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Once the first surrogate is in service, asks the proxy itself about three applicants
+/// (two declined, one approved, when the first rows of the data set have them) and
+/// prints what a customer and a developer read, in English and in German.
+async fn print_samples(surrogates: SurrogateStatus, url: String) {
+    in_service(&surrogates).await;
     let Ok(applications) = applications() else {
         return;
     };

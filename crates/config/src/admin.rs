@@ -216,7 +216,7 @@ fn read_tokens_file(path: &Path) -> Result<Vec<TokenConfig>, ConfigError> {
     // Read through figment so that errors name the key and the file, as the config's do.
     let file: TokensFile = Figment::from(Toml::file_exact(path))
         .extract()
-        .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        .map_err(|e| ConfigError::Parse(e.into()))?;
     Ok(file.tokens)
 }
 

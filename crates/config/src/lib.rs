@@ -27,6 +27,7 @@ mod alerts;
 mod audit;
 mod live;
 mod monitor;
+mod parse_error;
 mod review;
 mod trust;
 
@@ -39,6 +40,7 @@ pub use audit::{
     SUBJECT_HEADER, StoreFailure,
 };
 pub use monitor::{AlertBounds, MonitorConfig, ProtectedConfig};
+pub use parse_error::{ParseError, ParseErrors};
 pub use review::{HoldFallback, ReviewConfig};
 
 pub use live::{
@@ -298,9 +300,9 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The TOML or an environment variable does not fit the expected shape. The message
-    /// names the key and where it came from.
+    /// names the key as written, where it came from, and the closest valid name.
     #[error("{0}")]
-    Parse(Box<figment::Error>),
+    Parse(ParseErrors),
     /// A value has the right type but is not acceptable.
     #[error("invalid value for key `{key}`: {message}")]
     Invalid {
@@ -337,7 +339,7 @@ impl Config {
         figment = figment.merge(EnvOverridesProvider(env));
         let mut config: Config = figment
             .extract()
-            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+            .map_err(|e| ConfigError::Parse(e.into()))?;
         config.file = path.map(Path::to_path_buf);
         config.validate()?;
         Ok(config)
@@ -348,7 +350,7 @@ impl Config {
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::string(toml))
             .extract()
-            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+            .map_err(|e| ConfigError::Parse(e.into()))?;
         config.validate()?;
         Ok(config)
     }
@@ -553,13 +555,16 @@ impl Config {
 /// The route name for requests that match no configured route.
 pub const OTHER_ROUTE: &str = "other";
 
+/// The name of the environment provider, by which an error knows to name the variable.
+const ENV_METADATA_NAME: &str = "environment variable";
+
 /// `SIDELIGHT_A__B=v` pairs as a figment provider. Figment's own `Env` reads the process
 /// environment; this reads a given list so that tests need not mutate the environment.
 struct EnvOverridesProvider(EnvOverrides);
 
 impl Provider for EnvOverridesProvider {
     fn metadata(&self) -> Metadata {
-        Metadata::named("environment variable").interpolater(|_: &Profile, path: &[&str]| {
+        Metadata::named(ENV_METADATA_NAME).interpolater(|_: &Profile, path: &[&str]| {
             let keys: Vec<String> = path.iter().map(|k| k.to_ascii_uppercase()).collect();
             format!("{ENV_PREFIX}{}", keys.join("__"))
         })

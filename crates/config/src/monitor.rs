@@ -49,6 +49,10 @@ pub struct AlertBounds {
     pub feature_psi_above: f64,
     /// The PSI of the model's outputs above this.
     pub prediction_psi_above: f64,
+    /// Fewest rows both the current window and the drift reference need before a drift
+    /// check can fire or resolve: PSI over few rows is mostly noise (with 10 bins and
+    /// 100 rows on each side, about 0.18 between two samples of the same traffic).
+    pub min_rows: u64,
     /// The protected features' share of the mean |attribution| above this, in [0, 1].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protected_share_above: Option<f64>,
@@ -64,6 +68,7 @@ impl Default for AlertBounds {
             drift: true,
             feature_psi_above: 0.25,
             prediction_psi_above: 0.25,
+            min_rows: 500,
             protected_share_above: None,
             fidelity_r2_below: None,
         }
@@ -169,6 +174,9 @@ impl MonitorConfig {
                     "must be a number above 0".to_owned(),
                 ));
             }
+        }
+        if a.min_rows == 0 {
+            return Err((key("alerts.min_rows"), "must be at least 1".to_owned()));
         }
         for (name, bound) in [
             ("protected_share_above", a.protected_share_above),

@@ -55,6 +55,40 @@ fn an_unknown_key_is_named() {
 }
 
 #[test]
+fn a_misspelt_key_is_named_as_written_with_the_closest_valid_one() {
+    let file = write("[server]\nshutdown_grase = \"5s\"\n");
+    let text = Config::load_with_env(Some(file.path()), Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.starts_with("key `server.shutdown_grase`: unknown key"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `shutdown_grace`?"), "{text}");
+    assert!(text.contains(&file.path().display().to_string()), "{text}");
+    assert!(!text.contains("default."), "{text}");
+    assert!(!text.contains("\"`"), "{text}");
+
+    // A variant too, and a variable by its own name.
+    let text = Config::from_toml_str(
+        "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\nprotocol = \"kserve_v2\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(text.contains("did you mean `kserve_v1`?"), "{text}");
+    let text = Config::load_with_env(None, env(&[("SIDELIGHT_SERVER__LISTN", "0.0.0.0:1")]))
+        .unwrap_err()
+        .to_string();
+    assert!(text.starts_with("key `SIDELIGHT_SERVER__LISTN`"), "{text}");
+    assert!(text.contains("did you mean `listen`?"), "{text}");
+    // Nothing close: the valid keys are listed instead.
+    let text = Config::from_toml_str("[server]\ncolour = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("valid keys here: `listen`"), "{text}");
+}
+
+#[test]
 fn a_badly_typed_environment_variable_is_named() {
     let err = Config::load_with_env(None, env(&[("SIDELIGHT_SERVER__MAX_BODY_BYTES", "lots")]))
         .unwrap_err();

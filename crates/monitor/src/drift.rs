@@ -209,6 +209,14 @@ pub enum Drift {
 }
 
 impl Drift {
+    /// Non-missing values in the reference and in the current window.
+    pub fn counts(&self) -> (u64, u64) {
+        match self {
+            Drift::Numeric(d) => (d.reference_count, d.current_count),
+            Drift::Categorical(d) => (d.reference_count, d.current_count),
+        }
+    }
+
     /// The PSI, whichever the kind.
     pub fn psi(&self) -> Option<f64> {
         match self {

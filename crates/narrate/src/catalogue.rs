@@ -100,6 +100,24 @@ pub(crate) fn kind(id: &str) -> Option<Kind> {
     None
 }
 
+/// The Fluent id of the message that words the route's decision word `outcome` (the
+/// config's `decision.favourable` or `decision.unfavourable`, e.g. `declined`) in one
+/// language: `custom-outcome-` followed by the word, with every character that a Fluent
+/// identifier cannot hold replaced by `_` (`custom-outcome-declined = abgelehnt`). A
+/// language without it uses the config's word as it is.
+pub fn outcome_message_id(outcome: &str) -> String {
+    let mut id = String::from(CUSTOM_PREFIX);
+    id.push_str("outcome-");
+    for c in outcome.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            id.push(c);
+        } else {
+            id.push('_');
+        }
+    }
+    id
+}
+
 /// The Fluent id of the message describing feature `name`: `feature-` followed by the
 /// name, with every character that a Fluent identifier cannot hold replaced by `_`.
 pub fn feature_message_id(name: &str) -> String {

@@ -185,7 +185,17 @@ impl Composer<'_, '_> {
         let mut args = FluentArgs::new();
         args.set("favourable", yes_no(decision.favourable));
         args.set("has_outcome", yes_no(decision.outcome.is_some()));
-        args.set("outcome", decision.outcome.clone().unwrap_or_default());
+        // The route's word in the reader's language when its wording gives one
+        // (`custom-outcome-<word>`), else the config's word as it is.
+        let outcome = decision
+            .outcome
+            .as_deref()
+            .map_or_else(String::new, |word| {
+                self.narrator
+                    .own_message(self.lang, &crate::catalogue::outcome_message_id(word), None)
+                    .unwrap_or_else(|| word.to_owned())
+            });
+        args.set("outcome", outcome);
         args
     }
 

@@ -4,7 +4,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::{Report, SECTIONS, num, percent, verdict};
+use super::{DEFINITIONS, DEFINITIONS_LINK, OUTCOME_ROWS, Report, SECTIONS, num, percent, verdict};
 use crate::chart::{self, Bar};
 
 const STYLE: &str = r#"
@@ -61,6 +61,7 @@ pub fn render(report: &Report) -> String {
                 (reviews(report))
                 (erasures(report))
                 (verification(report))
+                (definitions())
             }
         }
     }
@@ -132,12 +133,14 @@ fn fairness(r: &Report) -> Markup {
     html! {
         section #fairness {
             h2 { (SECTIONS[2]) }
-            p { "Selection rate (share of favourable decisions) per group with its Wilson interval; per unprivileged group the disparate impact (four-fifths rule), the statistical parity difference, and with reported outcomes the equal opportunity and average odds differences. A verdict is fail only when the whole interval breaks the rule." }
+            p { "Selection rate (share of favourable decisions) per group with its Wilson interval; per unprivileged group the disparate impact (four-fifths rule), the statistical parity difference, and with reported outcomes the equal opportunity and average odds differences. A verdict is fail only when the whole interval breaks the rule. Differences are unprivileged minus privileged, so negative when the unprivileged group fares worse; disparate impact has no upper bound. Every formula is under " a href="#definitions" { "Definitions" } "." }
             (note(s.note.as_ref()))
             @for (i, route) in s.routes.iter().enumerate() {
                 h3 { "Route " (route.route) }
-                p { (route.rows) " explained row(s), " (route.rows_with_outcome) " with a reported outcome"
-                    @if route.unusable_outcomes > 0 { " (" (route.unusable_outcomes) " outcome(s) not usable)" } "." }
+                p { (route.rows) " explained row(s), " (route.rows_with_outcome) " with a reported outcome, from "
+                    (route.outcomes_received) " outcome(s) received"
+                    @if route.unusable_outcomes > 0 { ", of which " (route.unusable_outcomes) " not usable (a value that is neither favourable nor unfavourable)" } ". "
+                    (OUTCOME_ROWS) }
                 (note(route.note.as_ref()))
                 @for (j, a) in route.attributes.iter().enumerate() {
                     h3 { (a.attribute) ": " span class=(if a.verdict == sidelight_monitor::Verdict::Fail { "fail" } else { "" }) { (verdict(a.verdict)) } }
@@ -316,6 +319,22 @@ fn verification(r: &Report) -> Markup {
                 }
             } @else {
                 p { span.fail { "Not intact." } " " (v.error.as_deref().unwrap_or_default()) }
+            }
+        }
+    }
+}
+
+/// Every figure's formula, in the report itself.
+fn definitions() -> Markup {
+    html! {
+        section #definitions {
+            h2 { "Definitions of the figures" }
+            p { "u is an unprivileged group, p the privileged one; L and U are the lower and upper ends of an interval; intervals are at the route's monitor confidence (default 0.95). In more words: " code { (DEFINITIONS_LINK) } "." }
+            dl {
+                @for d in DEFINITIONS {
+                    dt { (d.figure) }
+                    dd { (d.definition) }
+                }
             }
         }
     }

@@ -18,6 +18,10 @@ mod html;
 mod markdown;
 mod verification;
 
+mod definitions;
+
+pub use definitions::{DEFINITIONS, DEFINITIONS_LINK, Definition, OUTCOME_ROWS};
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -151,6 +155,8 @@ pub struct Report {
     pub reviews: ReviewSection,
     pub erasures: ErasureSection,
     pub verification: VerificationSection,
+    /// What each figure means: its formula and interval.
+    pub definitions: &'static [Definition],
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -221,9 +227,13 @@ pub struct RouteFairness {
     pub route: String,
     /// Explained rows the figures are computed over.
     pub rows: u64,
+    /// Outcomes received (one per record with a reported outcome, the latest), whatever
+    /// the number of rows they apply to.
+    pub outcomes_received: u64,
     /// Rows with a usable reported outcome (equal opportunity, average odds).
     pub rows_with_outcome: u64,
-    /// Reported outcomes that could not be read as favourable or not.
+    /// Received outcomes with a value that could not be read as favourable or not,
+    /// counted once per outcome received, not per row it applies to.
     pub unusable_outcomes: u64,
     pub attributes: Vec<FairnessReport>,
     pub note: Option<String>,
@@ -394,6 +404,7 @@ struct RouteAcc {
     without_attributions: u64,
     rows: Vec<Row>,
     outcomes: u64,
+    outcomes_received: u64,
     unusable_outcomes: u64,
 }
 
@@ -726,7 +737,17 @@ impl Acc {
             let note = if routes.is_empty() {
                 Some("no prediction with stored features in the period".to_owned())
             } else if reference_records == 0 {
-                Some("the reference period has no records: nothing to compare with".to_owned())
+                Some(if input.reference.is_some() {
+                    "the chosen reference period has no records: nothing to compare with".to_owned()
+                } else {
+                    // Typically a log younger than twice the period: say so, and how to
+                    // choose a reference that has data.
+                    "the reference period (by default the period of the same length just \
+                     before this one) has no records, so there is nothing to compare with; \
+                     choose one that has data with --reference-from/--reference-to \
+                     (reference_from/reference_to on the endpoint)"
+                        .to_owned()
+                })
             } else {
                 None
             };
@@ -808,6 +829,7 @@ impl Acc {
             reviews,
             erasures,
             verification,
+            definitions: DEFINITIONS,
         }
     }
 }
@@ -866,6 +888,11 @@ impl RouteAcc {
             return;
         }
         let outputs = record.outputs.as_ref().and_then(Json::as_array);
+        // Counted once per outcome received, however many rows it applies to.
+        let mut unusable = false;
+        if outcome.is_some() {
+            self.outcomes_received += 1;
+        }
         for (i, values) in rows.iter().enumerate() {
             let Some(values) = values.as_array() else {
                 continue;
@@ -879,10 +906,16 @@ impl RouteAcc {
                 let (p, t) = (e["prediction"].as_f64()?, e["threshold"].as_f64()?);
                 Some(if higher { p >= t } else { p <= t })
             });
+            // Which rows an outcome applies to, as the live monitor joins it: an array
+            // gives row i its item i (null: unknown for that row, not unusable); one
+            // reported with `row: k` (stored as {"row": k, "outcome": …}) row k alone;
+            // a single value every row of the record.
             let row_outcome = outcome.and_then(|o| match o {
-                Json::Array(per_row) => per_row.get(i),
-                one if rows.len() == 1 => Some(one),
-                _ => None,
+                Json::Array(per_row) => per_row.get(i).filter(|v| !v.is_null()),
+                Json::Object(pair) if pair.contains_key("row") && pair.contains_key("outcome") => {
+                    (pair["row"].as_u64() == u64::try_from(i).ok()).then(|| &pair["outcome"])
+                }
+                one => Some(one),
             });
             let threshold = decision
                 .and_then(|d| d.threshold)
@@ -890,7 +923,7 @@ impl RouteAcc {
             let read = row_outcome.map(|o| outcome_favourable(o, rc, higher, threshold));
             match read {
                 Some(Some(_)) => self.outcomes += 1,
-                Some(None) => self.unusable_outcomes += 1,
+                Some(None) => unusable = true,
                 None => {}
             }
             self.rows.push(Row {
@@ -899,6 +932,9 @@ impl RouteAcc {
                 favourable,
                 outcome: read.flatten(),
             });
+        }
+        if unusable {
+            self.unusable_outcomes += 1;
         }
     }
 }
@@ -1025,6 +1061,7 @@ fn fairness(config: &Config, keys: &Keys, name: &str, acc: &RouteAcc) -> RouteFa
     let mut out = RouteFairness {
         route: name.to_owned(),
         rows: explained.len() as u64,
+        outcomes_received: acc.outcomes_received,
         rows_with_outcome: acc.outcomes,
         unusable_outcomes: acc.unusable_outcomes,
         attributes: Vec::new(),

@@ -116,11 +116,15 @@ pub fn render(r: &Report) -> String {
     for route in &f.routes {
         let _ = writeln!(
             o,
-            "### Route {}\n\n{} explained row(s), {} with a reported outcome ({} not usable).\n",
+            "### Route {}\n\n{} explained row(s), {} with a reported outcome, from {} outcome(s) \
+             received, of which {} not usable (a value that is neither favourable nor \
+             unfavourable). {}\n",
             cell(&route.route),
             route.rows,
             route.rows_with_outcome,
-            route.unusable_outcomes
+            route.outcomes_received,
+            route.unusable_outcomes,
+            crate::OUTCOME_ROWS
         );
         note(o, route.note.as_ref());
         for a in &route.attributes {
@@ -355,6 +359,16 @@ pub fn render(r: &Report) -> String {
             "**Not intact.** {}",
             cell(x.error.as_deref().unwrap_or_default())
         );
+    }
+    let _ = writeln!(
+        o,
+        "\n## Definitions of the figures\n\nu is an unprivileged group, p the privileged one; \
+         L and U are the lower and upper ends of an interval; intervals are at the route's \
+         monitor confidence (default 0.95). In more words: `{}`.\n",
+        crate::DEFINITIONS_LINK
+    );
+    for d in crate::DEFINITIONS {
+        let _ = writeln!(o, "- **{}**: {}", d.figure, d.definition);
     }
     out
 }

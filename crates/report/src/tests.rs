@@ -373,3 +373,97 @@ fn outcomes_read_as_favourable_or_not() {
     assert_eq!(read(json!("maybe"), true), None);
     assert_eq!(read(json!({"x": 1}), true), None);
 }
+
+/// A prediction of several rows, with attributions for each.
+fn multi_row(id: &str, time_ms: i64, rows: &[Json], p: f64) -> Record {
+    let mut r = prediction(id, time_ms, rows[0].clone(), p, [0.1, 0.1, 0.1]);
+    r.features = Some(json!({ "names": ["age", "sex", "income"], "rows": rows }));
+    r.outputs = Some(Json::Array(rows.iter().map(|_| json!([p])).collect()));
+    let one = r.attributions.as_ref().unwrap()[0].clone();
+    r.attributions = Some(Json::Array(rows.iter().map(|_| one.clone()).collect()));
+    r
+}
+
+#[test]
+fn outcomes_are_counted_as_received_and_applied_to_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        SqliteStore::open(dir.path().join("audit.db"), SqliteConfig::new(keys())).unwrap();
+    let three = [
+        json!([30, "m", 1]),
+        json!([31, "f", 2]),
+        json!([32, "m", 3]),
+    ];
+    store
+        .append_batch(&[
+            // One unusable outcome for three rows: one unusable outcome, not three.
+            multi_row("a", 1100, &three, 0.8),
+            // One usable outcome for three rows: it applies to all three.
+            multi_row("b", 1200, &three, 0.8),
+            // Per row, one unknown: two rows with an outcome, nothing unusable.
+            multi_row("c", 1300, &three, 0.8),
+            // For row 1 alone, as stored from `{"outcome": false, "row": 1}`.
+            multi_row("d", 1400, &three, 0.8),
+        ])
+        .unwrap();
+    for (id, outcome) in [
+        ("a", json!("maybe")),
+        ("b", json!("approved")),
+        ("c", json!([true, null, false])),
+        ("d", json!({ "row": 1, "outcome": false })),
+    ] {
+        store
+            .add_feedback(&Feedback {
+                record_id: id.to_owned(),
+                time_ms: 1800,
+                outcome,
+            })
+            .unwrap();
+    }
+    let (report, _) = build_report(store, &keys());
+    let fairness = &report.fairness.routes[0];
+    assert_eq!(fairness.rows, 12);
+    assert_eq!(fairness.outcomes_received, 4);
+    assert_eq!(fairness.unusable_outcomes, 1);
+    assert_eq!(fairness.rows_with_outcome, 6);
+    let html = crate::html::render(&report);
+    assert!(
+        html.contains("from 4 outcome(s) received, of which 1 not usable"),
+        "{html}"
+    );
+    assert!(html.contains("one value to every row"), "{html}");
+}
+
+#[test]
+fn the_report_names_every_figure_with_its_formula() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, _) = build_report(store(dir.path()), &keys());
+    let html = crate::html::render(&report);
+    let markdown = crate::markdown::render(&report);
+    let json = serde_json::to_value(&report).unwrap();
+    for d in crate::DEFINITIONS {
+        assert!(
+            html.contains(&maud::html! { (d.definition) }.into_string()),
+            "{}",
+            d.figure
+        );
+        assert!(markdown.contains(&format!("- **{}**: {}", d.figure, d.definition)));
+        assert!(
+            json["definitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["figure"] == d.figure && j["definition"] == d.definition)
+        );
+    }
+    for formula in [
+        "SR_u − SR_p",
+        "SR_u / SR_p",
+        "no upper bound",
+        "TPR_u − TPR_p",
+        "Wilson",
+        "Newcombe",
+    ] {
+        assert!(markdown.contains(formula), "{formula}");
+    }
+}

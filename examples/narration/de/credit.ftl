@@ -1,5 +1,6 @@
-# Das Kreditmodell der Demo auf Deutsch: wie seine Merkmale heißen, und der eigene
-# Entscheidungssatz der Route. `sidelight demo` bettet diese Datei ein; für
+# Das Kreditmodell der Demo auf Deutsch: wie seine Merkmale heißen, der eigene
+# Entscheidungssatz der Route und ihre Entscheidungswörter (`decision.favourable` und
+# `decision.unfavourable` der Konfiguration). `sidelight demo` bettet diese Datei ein; für
 # `sidelight serve` zeigt `[narration] dir` auf examples/narration.
 
 feature-checking_account = Kontostand des Girokontos
@@ -56,3 +57,6 @@ custom-credit-decision = { $favourable ->
     [yes] Ihr Kreditantrag wurde genehmigt.
    *[no] Wir können Ihren Kreditantrag derzeit leider nicht genehmigen.
 }
+
+custom-outcome-approved = genehmigt
+custom-outcome-declined = abgelehnt

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::{Method, Response, StatusCode};
 use serde_json::{Value as Json, json};
 use sidelight_audit::{FieldRule, PrivacyPolicy, RecordQuery, Review, record_json};
-use sidelight_core::reviews::Reviews;
+use sidelight_core::reviews::{Flag, Reviews};
 
 use crate::audit::AuditLog;
 use crate::body::{ProxyBody, json_response};
@@ -231,17 +231,18 @@ impl ReviewDesk {
         }
     }
 
-    /// The protected groups flagged now, as (feature, value), sorted.
-    pub fn flagged_groups(&self) -> Vec<(String, String)> {
-        let mut groups: Vec<(String, String)> =
-            self.reviews.flagged_set().iter().cloned().collect();
+    /// The protected groups flagged now, sorted.
+    pub fn flagged_groups(&self) -> Vec<Flag> {
+        let mut groups: Vec<Flag> = self.reviews.flagged_set().iter().cloned().collect();
         groups.sort();
         groups
     }
 
     /// `GET` or `PUT /api/v1/review-flags`: the protected groups the `flagged_groups`
-    /// rule sends to review, as `{"groups": [{"feature": "age_group", "value": "young"}]}`.
-    /// The fairness monitor sets them as it finds disparities; an admin may too.
+    /// rule sends to review, as `{"groups": [{"route": "credit", "feature": "age_group",
+    /// "value": "young"}]}`. The fairness monitor sets them, each on the route whose
+    /// traffic showed the disparity; an admin may too, with or without a `route` (without:
+    /// every route's predictions about the group).
     pub async fn flags(&self, method: &Method, body: hyper::body::Incoming) -> Response<ProxyBody> {
         if method == Method::PUT {
             let body = match read_json(body).await {
@@ -261,21 +262,39 @@ impl ReviewDesk {
                     return json_error(
                         StatusCode::BAD_REQUEST,
                         "bad_body",
-                        "each group needs `feature` and `value`",
+                        "each group needs `feature` and `value` (and may name a `route`)",
                     );
+                };
+                let route = match g.get("route") {
+                    None | Some(Json::Null) => None,
+                    Some(Json::String(r)) => Some(r.clone()),
+                    Some(_) => {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_body",
+                            "a group's `route` must be a route name",
+                        );
+                    }
                 };
                 let value = match value {
                     Json::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                set.insert((feature.to_owned(), value));
+                set.insert(Flag {
+                    route,
+                    feature: feature.to_owned(),
+                    value,
+                });
             }
             self.reviews.replace_flags(set);
         }
         let flagged = self.reviews.flagged_set();
         let mut groups: Vec<Json> = flagged
             .iter()
-            .map(|(f, v)| json!({ "feature": f, "value": v }))
+            .map(|f| match &f.route {
+                Some(route) => json!({ "route": route, "feature": f.feature, "value": f.value }),
+                None => json!({ "feature": f.feature, "value": f.value }),
+            })
             .collect();
         groups.sort_by_key(|g| g.to_string());
         json_response(StatusCode::OK, &json!({ "groups": groups }))

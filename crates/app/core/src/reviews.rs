@@ -13,13 +13,47 @@ use tokio::sync::oneshot;
 
 use crate::monitor::RouteMonitor;
 
+/// A protected group flagged for review: on one route (the fairness monitor's, which
+/// found the disparity on that route's traffic), or on every route (an admin's flag
+/// without a route).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Flag {
+    /// The route whose predictions it sends to review; `None`: every route's.
+    pub route: Option<String>,
+    /// The protected feature.
+    pub feature: String,
+    /// The group: the feature's value (or band) as text.
+    pub value: String,
+}
+
+impl Flag {
+    /// A flag on `route`'s predictions only.
+    pub fn on_route(route: &str, feature: &str, value: &str) -> Self {
+        Self {
+            route: Some(route.to_owned()),
+            feature: feature.to_owned(),
+            value: value.to_owned(),
+        }
+    }
+
+    /// Whether it sends `route`'s predictions with `feature` = `value` to review.
+    pub fn applies(&self, route: &str, feature: &str, value: &str) -> bool {
+        self.route.as_deref().is_none_or(|r| r == route)
+            && self.feature == feature
+            && self.value == value
+    }
+}
+
 /// Review state shared by the data plane and the admin API.
 #[derive(Default)]
 pub struct Reviews {
     /// Held responses waiting for a decision, by record id.
     waiters: Mutex<HashMap<String, oneshot::Sender<Review>>>,
-    /// Protected groups currently flagged: (feature, value as text).
-    flagged: ArcSwap<HashSet<(String, String)>>,
+    /// Protected groups currently flagged.
+    flagged: ArcSwap<HashSet<Flag>>,
+    /// Predictions sent to review by a flag, per route, since the monitor last logged
+    /// them: so that the log says how many once, not a line per prediction.
+    flag_hits: Mutex<HashMap<String, u64>>,
     /// The monitors that join reported outcomes to their windows.
     monitors: Mutex<Vec<Weak<RouteMonitor>>>,
 }
@@ -31,23 +65,38 @@ impl std::fmt::Debug for Reviews {
 }
 
 impl Reviews {
-    /// The protected groups flagged now, as (feature, value).
-    pub fn flagged_set(&self) -> Arc<HashSet<(String, String)>> {
+    /// The protected groups flagged now.
+    pub fn flagged_set(&self) -> Arc<HashSet<Flag>> {
         self.flagged.load_full()
     }
 
     /// Replaces the flagged groups (an admin's `PUT /api/v1/review-flags`).
-    pub fn replace_flags(&self, groups: HashSet<(String, String)>) {
+    pub fn replace_flags(&self, groups: HashSet<Flag>) {
         self.flagged.store(Arc::new(groups));
+    }
+
+    /// Counts a prediction of `route` sent to review by a flag.
+    pub fn count_flag_hit(&self, route: &str) {
+        *self
+            .flag_hits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(route.to_owned())
+            .or_insert(0) += 1;
+    }
+
+    /// The predictions of `route` sent to review by a flag since the last call.
+    pub fn take_flag_hits(&self, route: &str) -> u64 {
+        self.flag_hits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(route)
+            .unwrap_or(0)
     }
 
     /// Adds and removes flagged groups (the fairness monitor's); returns those of `add`
     /// that were not flagged already.
-    pub fn update_flags(
-        &self,
-        add: &[(String, String)],
-        remove: &[(String, String)],
-    ) -> Vec<(String, String)> {
+    pub fn update_flags(&self, add: &[Flag], remove: &[Flag]) -> Vec<Flag> {
         let mut added = Vec::new();
         self.flagged.rcu(|current| {
             added.clear();

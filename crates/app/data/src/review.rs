@@ -88,11 +88,14 @@ pub fn reasons(
                             Some(m) => m.group_label(name, v),
                             None => value_text(v),
                         };
-                        flagged.contains(&((*name).to_owned(), label))
+                        // A monitor's flag is its own route's: a disparity found on
+                        // one route's traffic says nothing of another's.
+                        flagged.iter().any(|f| f.applies(&live.route, name, &label))
                     })
                 })
             });
         if hit {
+            reviews.count_flag_hit(&live.route);
             out.push("flagged_group");
         }
     }
@@ -228,10 +231,16 @@ pub async fn feedback(
     // are joined to the monitor's window in memory only), but the record must exist.
     let found = match outcome {
         Some(outcome) => {
+            // Kept with its row, as the client sent the pair, so that a report applies
+            // it to that row alone (an array already says which row each item is for).
+            let stored = match (outcome, row) {
+                (Json::Array(_), _) | (_, None) => outcome.clone(),
+                (single, Some(k)) => json!({ "row": k, "outcome": single }),
+            };
             let feedback = Feedback {
                 record_id: id.to_owned(),
                 time_ms: now_ms(),
-                outcome: outcome.clone(),
+                outcome: stored,
             };
             audit.add_feedback(feedback).await
         }

@@ -20,7 +20,7 @@ use sidelight_core::monitor::{
     MonitorReport, Observation, RouteMonitor, Snapshot, attribute_label, attribute_of, group_label,
     value_text, worst,
 };
-use sidelight_core::reviews::Reviews;
+use sidelight_core::reviews::{Flag, Reviews};
 use sidelight_explain::Value;
 use sidelight_monitor::{
     AttributionCheck, CategoricalReference, Column, Decision, DriftConfig, FairnessConfig,
@@ -40,7 +40,7 @@ pub struct MonitorJob {
     gauges: Option<Arc<MonitorGauges>>,
     reviews: Option<Arc<Reviews>>,
     /// Groups this job flagged, so that it removes only its own flags.
-    own_flags: Mutex<HashSet<(String, String)>>,
+    own_flags: Mutex<HashSet<Flag>>,
     alerter: OnceLock<Arc<Alerter>>,
     fidelity: OnceLock<FidelitySource>,
     alerts: Mutex<AlertBook>,
@@ -382,13 +382,19 @@ impl MonitorJob {
                 }
             }
         }
+        // Too few rows on either side: no verdict (neither fires nor resolves).
+        let enough = |(reference, current): (u64, u64)| {
+            reference >= bounds.min_rows && current >= bounds.min_rows
+        };
         if bounds.drift {
             for d in drift {
                 let psi = d.drift.psi();
                 out.push(Reading {
                     check: Check::FeaturePsi,
                     subject: d.feature.clone(),
-                    breaking: psi.map(|p| p > bounds.feature_psi_above),
+                    breaking: psi
+                        .filter(|_| enough(d.drift.counts()))
+                        .map(|p| p > bounds.feature_psi_above),
                     value: psi,
                     bound: Some(bounds.feature_psi_above),
                 });
@@ -397,7 +403,10 @@ impl MonitorJob {
                 out.push(Reading {
                     check: Check::PredictionPsi,
                     subject: String::new(),
-                    breaking: p.psi.map(|x| x > bounds.prediction_psi_above),
+                    breaking: p
+                        .psi
+                        .filter(|_| enough((p.reference_count, p.current_count)))
+                        .map(|x| x > bounds.prediction_psi_above),
                     value: p.psi,
                     bound: Some(bounds.prediction_psi_above),
                 });
@@ -440,16 +449,18 @@ impl MonitorJob {
         }
     }
 
-    /// Flags the groups whose verdict is `fail`; unflags those it flagged that no longer
-    /// fail. Returns the groups it flags now.
+    /// Flags the groups whose verdict is `fail` on this route's predictions; unflags
+    /// those it flagged that no longer fail. Returns the groups it flags now, as
+    /// (attribute, group).
     fn update_flags(&self, reports: &[FairnessReport]) -> Vec<(String, String)> {
-        let failing: HashSet<(String, String)> = reports
+        let route = &self.monitor.route;
+        let failing: HashSet<Flag> = reports
             .iter()
             .flat_map(|r| {
                 r.comparisons
                     .iter()
                     .filter(|c| worst(c) == Verdict::Fail)
-                    .map(|c| (r.attribute.clone(), c.unprivileged.clone()))
+                    .map(|c| Flag::on_route(route, &r.attribute, &c.unprivileged))
             })
             .collect();
         let mut own = self
@@ -467,12 +478,39 @@ impl MonitorJob {
                     own.remove(g);
                 }
                 own.extend(mine);
-                for (feature, group) in &add {
-                    tracing::warn!(route = %self.monitor.route, feature, group, "fairness check failed; group flagged for review");
+                // One line per change of this route's flags, with counts (the alert
+                // itself is logged on its own), rather than a line per prediction.
+                let names = |flags: &[Flag]| {
+                    let mut names: Vec<String> = flags
+                        .iter()
+                        .map(|f| format!("{}={}", f.feature, f.value))
+                        .collect();
+                    names.sort();
+                    names.join(", ")
+                };
+                if !add.is_empty() {
+                    tracing::warn!(
+                        route = %route,
+                        flagged = add.len(),
+                        groups = %names(&add),
+                        "fairness checks failed; this route's predictions about these groups go to review"
+                    );
+                }
+                if !remove.is_empty() {
+                    tracing::info!(
+                        route = %route,
+                        unflagged = remove.len(),
+                        groups = %names(&remove),
+                        sent_to_review = reviews.take_flag_hits(route),
+                        "fairness checks pass again; review flags lifted"
+                    );
                 }
             }
         }
-        let mut flagged: Vec<_> = own.iter().cloned().collect();
+        let mut flagged: Vec<_> = own
+            .iter()
+            .map(|f| (f.feature.clone(), f.value.clone()))
+            .collect();
         flagged.sort();
         flagged
     }
@@ -759,7 +797,12 @@ mod tests {
             Some(reviews.clone()),
         );
         // An admin's flag, which the monitor must leave alone.
-        reviews.update_flags(&[("colour".to_owned(), "green".to_owned())], &[]);
+        let green = Flag {
+            route: None,
+            feature: "colour".to_owned(),
+            value: "green".to_owned(),
+        };
+        reviews.update_flags(std::slice::from_ref(&green), &[]);
 
         push(&monitor, 40, 10, 0.0);
         job.compute(1);
@@ -773,11 +816,10 @@ mod tests {
             report.flagged,
             vec![("colour".to_owned(), "blue".to_owned())]
         );
-        assert!(
-            reviews
-                .flagged_set()
-                .contains(&("colour".to_owned(), "blue".to_owned()))
-        );
+        // The flag is this route's own: it sends only route m's predictions to review.
+        let blue = Flag::on_route("m", "colour", "blue");
+        assert!(reviews.flagged_set().contains(&blue));
+        assert!(!blue.applies("other", "colour", "blue"));
         // The reference is the first 100 rows: no drift against itself.
         assert!(report.drift.iter().all(|d| d.drift.psi().unwrap() < 1e-6));
 
@@ -797,7 +839,7 @@ mod tests {
         assert!(report.flagged.is_empty());
         let flags = reviews.flagged_set();
         assert_eq!(flags.len(), 1);
-        assert!(flags.contains(&("colour".to_owned(), "green".to_owned())));
+        assert!(flags.contains(&green));
         let a = report.drift.iter().find(|d| d.feature == "a").unwrap();
         assert!(a.drift.psi().unwrap() > 1.0);
     }
@@ -1027,6 +1069,40 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_drift_alert_waits_for_min_rows_on_both_sides() {
+        let firing_psi = |min_rows: u64| {
+            let mut config = config();
+            config.alerts.min_rows = min_rows;
+            config.alerts.fairness = false;
+            let monitor = RouteMonitor::new("m", config);
+            let job = MonitorJob::new(monitor.clone(), None, None);
+            let mut registry = Registry::default();
+            let alerter =
+                crate::alert::Alerter::new(&crate::config::AlertsConfig::default(), &mut registry)
+                    .unwrap();
+            job.attach_alerts(alerter, None);
+            // The first 100 rows are the reference; the next 100 have drifted far.
+            push(&monitor, 25, 25, 0.0);
+            job.compute(1);
+            push(&monitor, 25, 25, 1000.0);
+            job.compute(2);
+            let report = monitor.latest.load_full().unwrap();
+            let a = report.drift.iter().find(|d| d.feature == "a").unwrap();
+            // The figure is there either way; only the alert waits.
+            assert!(a.drift.psi().unwrap() > 1.0);
+            monitor.alerts_json()["firing"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["check"] == "feature_psi" && a["subject"] == "a")
+                .count()
+        };
+        // 100 rows a side: below the default of 500, no alert.
+        assert_eq!(firing_psi(500), 0);
+        assert_eq!(firing_psi(100), 1);
     }
 
     /// An attribute the model never sees: sex from a header, age band reported later.

@@ -509,18 +509,41 @@ fn bad_query(chrome: &Chrome<'_>, what: &str) -> Response<ProxyBody> {
 /// Requests served per route since start, summed over methods and statuses, from the
 /// metrics registry (the same numbers `/metrics` shows).
 fn requests_per_route(state: &AdminState) -> std::collections::HashMap<String, u64> {
+    counter_per_route(state, "sidelight_requests_total{", None)
+}
+
+/// Requests whose body was over the route's inspection limit, per route since start:
+/// served, but neither explained nor audited with their payload.
+fn over_limit_per_route(state: &AdminState) -> std::collections::HashMap<String, u64> {
+    counter_per_route(
+        state,
+        "sidelight_inspected_requests_total{",
+        Some("outcome=\"over_limit\""),
+    )
+}
+
+/// A counter of the metrics summed per `route` label, over the series whose labels
+/// contain `label` (all of them when `None`).
+fn counter_per_route(
+    state: &AdminState,
+    series: &str,
+    label: Option<&str>,
+) -> std::collections::HashMap<String, u64> {
     let mut text = String::new();
     let mut counts = std::collections::HashMap::new();
     if prometheus_client::encoding::text::encode(&mut text, &state.registry).is_err() {
         return counts;
     }
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("sidelight_requests_total{") else {
+        let Some(rest) = line.strip_prefix(series) else {
             continue;
         };
         let Some((labels, value)) = rest.rsplit_once("} ") else {
             continue;
         };
+        if label.is_some_and(|l| !labels.contains(l)) {
+            continue;
+        }
         let route = labels
             .split_once("route=\"")
             .and_then(|(_, r)| r.split_once('"'))
@@ -534,6 +557,114 @@ fn requests_per_route(state: &AdminState) -> std::collections::HashMap<String, u
         }
     }
     counts
+}
+
+/// When a surrogate first answered on a route, as far as its version history tells (Unix
+/// ms): the training time of its first accepted version, when the history still holds
+/// version 1 (it keeps the newest 50; a later first entry says nothing of when the
+/// route's warm-up ended). Predictions before it were warm-up rows.
+fn first_in_service_ms(route: &Json) -> Option<i64> {
+    let history = history(route);
+    if history.iter().map(|v| v.version).min() != Some(1) {
+        return None;
+    }
+    history
+        .iter()
+        .filter(|v| v.accepted && v.trained_at > 0)
+        // Training times are whole seconds, and the version is gated and swapped in
+        // after it: the next whole second is the earliest time it surely answered.
+        .map(|v| {
+            i64::try_from(v.trained_at.saturating_add(1).saturating_mul(1000)).unwrap_or(i64::MAX)
+        })
+        .min()
+}
+
+/// Windows tried for the overview's coverage after the first, widest first: the widest
+/// whose audited predictions fit in one sample is counted, so that the figure is about
+/// recent traffic and complete, not the first sample of a busy day.
+const COVERAGE_WINDOWS_MS: [i64; 4] = [3_600_000, 300_000, 60_000, 10_000];
+
+/// The time of the route's first explained prediction in the last 24 hours, read from
+/// the audit log: where its warm-up ended (`None` when the first sample holds none).
+async fn first_explained(
+    audit: &crate::audit::AuditLog,
+    route: &str,
+    since: i64,
+) -> Result<Option<i64>, String> {
+    let q = RecordQuery {
+        route: Some(route.to_owned()),
+        from_ms: Some(since),
+        limit: COVERAGE_SAMPLE,
+        ..RecordQuery::default()
+    };
+    let page = audit.query(q).await.map_err(|e| e.to_string())?;
+    Ok(page
+        .records
+        .iter()
+        .find(|s| s.record.surrogate_version.is_some())
+        .map(|s| s.record.time_ms))
+}
+
+async fn coverage(
+    audit: &crate::audit::AuditLog,
+    route: &str,
+    history_first: Option<i64>,
+) -> pages::Coverage {
+    let now = now_ms();
+    let day = now - DAY_MS;
+    // The log says best where warm-up ended (the history may have lost its first
+    // versions); the history serves when warm-up was longer than one sample.
+    let first = match first_explained(audit, route, day).await {
+        Ok(Some(t)) => t,
+        Ok(None) => match history_first {
+            Some(t) => t,
+            None => return pages::Coverage::WarmingUp,
+        },
+        Err(e) => return pages::Coverage::Unavailable(e),
+    };
+    let floor = first.max(day);
+    let mut froms = vec![floor];
+    froms.extend(
+        COVERAGE_WINDOWS_MS
+            .iter()
+            .map(|span| now - span)
+            .filter(|from| *from > floor),
+    );
+    let mut last = None;
+    for from in froms {
+        let q = RecordQuery {
+            route: Some(route.to_owned()),
+            from_ms: Some(from),
+            limit: COVERAGE_SAMPLE,
+            ..RecordQuery::default()
+        };
+        let page = match audit.query(q).await {
+            Ok(page) => page,
+            Err(e) => return pages::Coverage::Unavailable(e.to_string()),
+        };
+        let capped = page.next.is_some();
+        // A prediction was explained when a surrogate version answered for it; under
+        // consent `none` the attributions are not kept, but the version is.
+        last = Some(pages::Coverage::Counted {
+            explained: page
+                .records
+                .iter()
+                .filter(|s| s.record.surrogate_version.is_some())
+                .count(),
+            total: page.records.len(),
+            capped,
+            window: if from == first {
+                pages::CoverageWindow::SinceInService(first)
+            } else {
+                pages::CoverageWindow::Last(now - from)
+            },
+            warm_up_before: (first > day).then_some(first),
+        });
+        if !capped {
+            break;
+        }
+    }
+    last.unwrap_or(pages::Coverage::WarmingUp)
 }
 
 /// Every route's version history and surrogate, as `GET /api/v1/surrogates` reports it.
@@ -553,6 +684,7 @@ fn history(route: &Json) -> Vec<pages::Version> {
 
 async fn overview(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody> {
     let requests = requests_per_route(state);
+    let over_limit = over_limit_per_route(state);
     let audit = state.erasable.audit.as_ref();
     // Pending reviews, counted per route over the first page of the pending state.
     let mut pending: Option<(std::collections::HashMap<String, usize>, bool)> = None;
@@ -575,32 +707,11 @@ async fn overview(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody
         let name = r["route"].as_str().unwrap_or_default().to_owned();
         let coverage = match audit {
             None => pages::Coverage::NoAudit,
-            Some(audit) => {
-                let q = RecordQuery {
-                    route: Some(name.clone()),
-                    from_ms: Some(now_ms() - DAY_MS),
-                    limit: COVERAGE_SAMPLE,
-                    ..RecordQuery::default()
-                };
-                match audit.query(q).await {
-                    // A prediction was explained when a surrogate version answered for
-                    // it; under consent `none` the attributions are not kept, but the
-                    // version is.
-                    Ok(page) => pages::Coverage::Counted {
-                        explained: page
-                            .records
-                            .iter()
-                            .filter(|s| s.record.surrogate_version.is_some())
-                            .count(),
-                        total: page.records.len(),
-                        capped: page.next.is_some(),
-                    },
-                    Err(e) => pages::Coverage::Unavailable(e.to_string()),
-                }
-            }
+            Some(audit) => coverage(audit, &name, first_in_service_ms(&r)).await,
         };
         routes.push(pages::RouteSummary {
             requests: requests.get(&name).copied(),
+            over_limit: over_limit.get(&name).copied().unwrap_or(0),
             rows_seen: r["rows_seen"].as_u64().unwrap_or(0),
             warm_up_rows: r["warm_up_rows"].as_u64().unwrap_or(0),
             in_service: pages::Version::from_json(&r["in_service"]),
@@ -689,10 +800,32 @@ async fn records(
         query.unwrap_or_default(),
     )
     .await;
+    // Unexplained predictions from before a route's first surrogate are warm-up rows,
+    // and say so, rather than look like failures.
+    // Only where that is known: a route that never had a surrogate is all warm-up; one
+    // whose history has lost its first versions is labelled nowhere.
+    let first: std::collections::HashMap<String, i64> = surrogate_routes(state)
+        .iter()
+        .filter_map(|r| {
+            let first = if history(r).is_empty() && r["in_service"].is_null() {
+                i64::MAX
+            } else {
+                first_in_service_ms(r)?
+            };
+            Some((r["route"].as_str()?.to_owned(), first))
+        })
+        .collect();
     let rows: Vec<pages::RecordRow> = page
         .records
         .iter()
-        .map(|s| pages::RecordRow::from_json(&record_json(s)))
+        .map(|s| {
+            let mut row = pages::RecordRow::from_json(&record_json(s));
+            row.warm_up = s.record.surrogate_version.is_none()
+                && first
+                    .get(&s.record.route)
+                    .is_some_and(|t| s.record.time_ms < *t);
+            row
+        })
         .collect();
     let next = page.next.map(|n| {
         format!(

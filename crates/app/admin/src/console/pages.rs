@@ -202,20 +202,64 @@ impl std::fmt::Display for Count {
     }
 }
 
-/// Explanation coverage of a route's recent audited predictions.
+/// Explanation coverage of a route's recent audited predictions, after warm-up.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Coverage {
     /// No audit log to count in.
     NoAudit,
-    /// Of `total` audited predictions (the first `total` of the window when capped),
+    /// No surrogate has been in service yet: every prediction so far is a warm-up row.
+    WarmingUp,
+    /// Of `total` audited predictions in `window` (the first `total` of it when capped),
     /// `explained` carried an explanation.
     Counted {
         explained: usize,
         total: usize,
         capped: bool,
+        window: CoverageWindow,
+        /// When the first surrogate came into service, if within the last 24 hours:
+        /// the predictions before it were warm-up rows and are not counted.
+        warm_up_before: Option<i64>,
     },
     /// The store could not be read.
     Unavailable(String),
+}
+
+/// The period a coverage figure counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CoverageWindow {
+    /// Since the first surrogate came into service (Unix ms).
+    SinceInService(i64),
+    /// The last so many milliseconds.
+    Last(i64),
+}
+
+impl std::fmt::Display for CoverageWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::SinceInService(ms) => write!(
+                f,
+                "since the first surrogate came into service at {}",
+                clock_time(ms)
+            ),
+            Self::Last(ms) if ms >= 3_600_000 => {
+                let hours = ms / 3_600_000;
+                write!(
+                    f,
+                    "in the last {hours} hour{}",
+                    if hours == 1 { "" } else { "s" }
+                )
+            }
+            Self::Last(ms) if ms >= 60_000 => write!(f, "in the last {} minutes", ms / 60_000),
+            Self::Last(ms) => write!(f, "in the last {} seconds", ms / 1000),
+        }
+    }
+}
+
+/// `HH:MM:SS` UTC of a Unix time in milliseconds.
+fn clock_time(ms: i64) -> String {
+    let text = sidelight_audit::rfc3339_ms(ms);
+    text.get(11..19)
+        .map_or(text.clone(), |t| format!("{t} UTC"))
 }
 
 /// One route on the overview.
@@ -223,6 +267,8 @@ pub(crate) struct RouteSummary {
     pub(crate) route: String,
     /// Requests served on the route since start (all statuses), from the metrics.
     pub(crate) requests: Option<u64>,
+    /// Requests over the route's inspection limit since start: served, not explained.
+    pub(crate) over_limit: u64,
     pub(crate) rows_seen: u64,
     pub(crate) warm_up_rows: u64,
     pub(crate) in_service: Option<Version>,
@@ -287,13 +333,24 @@ pub(crate) fn overview(chrome: &Chrome<'_>, routes: &[RouteSummary], audited: bo
                         @match &r.coverage {
                             Coverage::NoAudit => "needs the audit log",
                             Coverage::Unavailable(e) => { "unavailable: " (e) }
-                            Coverage::Counted { total: 0, .. } => "no audited predictions in the last 24 hours",
-                            Coverage::Counted { explained, total, capped } => {
+                            Coverage::WarmingUp => "none yet: every prediction so far is a warm-up row",
+                            Coverage::Counted { total: 0, window, .. } => { "no audited predictions " (window) }
+                            Coverage::Counted { explained, total, capped, window, warm_up_before } => {
                                 (format!("{:.1}%", 100.0 * *explained as f64 / *total as f64))
                                 " (" (explained) " of " @if *capped { "the first " } (total)
-                                " audited predictions in the last 24 hours)"
+                                " audited predictions " (window) ")"
+                                @if let Some(first) = warm_up_before {
+                                    br;
+                                    small { "Predictions before " (clock_time(*first))
+                                        " were warm-up rows (the surrogate was still learning) and are not counted." }
+                                }
                             }
                         }
+                    }
+                    dt { "Over the inspection limit" }
+                    dd {
+                        (r.over_limit) " request" @if r.over_limit != 1 { "s" }
+                        " since start: served, but too large to read, so neither explained nor audited with their payload"
                     }
                     dt { "Pending reviews" }
                     dd {
@@ -337,6 +394,8 @@ pub(crate) struct RecordRow {
     pub(crate) review_state: String,
     pub(crate) consent: String,
     pub(crate) surrogate_version: Option<u64>,
+    /// Unexplained because no surrogate was in service yet on its route.
+    pub(crate) warm_up: bool,
     pub(crate) prediction: String,
 }
 
@@ -355,6 +414,7 @@ impl RecordRow {
             review_state: text("review_state"),
             consent: text("consent"),
             surrogate_version: r.get("surrogate_version").and_then(Json::as_u64),
+            warm_up: false,
             prediction: outputs_text(r.get("outputs")),
         }
     }
@@ -455,7 +515,7 @@ pub(crate) fn records(
                             td { a href=(record_link(&r.id)) { code { (r.id) } } }
                             td { (r.route) }
                             td.num { (r.prediction) }
-                            td { @if let Some(v) = r.surrogate_version { "v" (v) } @else { "—" } }
+                            td { @if let Some(v) = r.surrogate_version { "v" (v) } @else if r.warm_up { "— (warm-up)" } @else { "—" } }
                             td { (r.consent) }
                             td { span class={ "state " (r.review_state) } { (r.review_state) } }
                         }
@@ -800,7 +860,7 @@ pub(crate) struct RouteFidelity {
 pub(crate) fn monitoring(
     chrome: &Chrome<'_>,
     routes: &[RouteFidelity],
-    flagged: &[(String, String)],
+    flagged: &[sidelight_core::reviews::Flag],
     monitors: &[(
         String,
         Option<std::sync::Arc<crate::monitor::MonitorReport>>,
@@ -856,8 +916,13 @@ pub(crate) fn monitoring(
                     "on routes with " code { "flagged_groups = true" } "." }
             } @else {
                 ul #flagged {
-                    @for (feature, value) in flagged {
-                        li { code { (feature) } " = " code { (value) } }
+                    @for flag in flagged {
+                        li { code { (flag.feature) } " = " code { (flag.value) } ", "
+                            @match &flag.route {
+                                Some(route) => { "on route " code { (route) } }
+                                None => "on every route",
+                            }
+                        }
                     }
                 }
             }
