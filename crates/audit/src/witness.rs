@@ -259,27 +259,23 @@ pub fn check_witness<S: AuditStore + ?Sized>(
     }
     let ends = ends(report);
     for (writer, head) in &latest {
-        let last_seq = ends.get(writer).copied().unwrap_or(0);
-        if head.seq > last_seq {
+        // Looked up in the log as it is now, not only as verified: on a live log the
+        // witness may have seen a head appended after the verification's snapshot.
+        let row = store.writer_chain_rows(writer, Some(head.seq.saturating_sub(1)), 1)?;
+        let Some(found) = row.first().filter(|r| r.seq == head.seq) else {
             return Err(WitnessError::TailMissing {
                 writer: (*writer).to_owned(),
                 seq: head.seq,
                 hash: head.hash.clone(),
-                last_seq,
+                last_seq: ends.get(writer).copied().unwrap_or(0),
             });
-        }
-        let row = store.writer_chain_rows(writer, Some(head.seq.saturating_sub(1)), 1)?;
-        let found = row
-            .first()
-            .filter(|r| r.seq == head.seq)
-            .map(|r| r.hash.clone())
-            .unwrap_or_default();
-        if found != head.hash {
+        };
+        if found.hash != head.hash {
             return Err(WitnessError::Rewritten {
                 writer: (*writer).to_owned(),
                 seq: head.seq,
                 hash: head.hash.clone(),
-                found,
+                found: found.hash.clone(),
             });
         }
     }

@@ -608,6 +608,7 @@ fn print_audit(
     let keys = sidelight_audit::Keys::load(Some(key), None, sidelight_config::AUDIT_KEY_VARIABLE)
         .with_context(|| format!("cannot read the demo's audit key {}", key.display()))?;
     let subject = keys.pseudonym("applicant-2");
+    let witness = shell_word(&db.with_file_name("audit.witness").display().to_string());
     let (db, key) = (
         shell_word(&db.display().to_string()),
         shell_word(&key.display().to_string()),
@@ -619,11 +620,13 @@ fn print_audit(
     println!(
         "  curl -s -X POST http://{admin}/api/v1/erasure {auth} -H 'content-type: application/json' -d '{{\"subject_id\": \"applicant-1\"}}'"
     );
-    println!("  {program} audit verify --db {db} --key-file {key}");
+    println!("  {program} audit verify --db {db} --key-file {key} --witness {witness}");
     println!("  {program} audit export --db {db} --key-file {key} --format csv --out audit.csv");
     println!(
         "(the second line reads the records of the replayed applicant `applicant-2`, stored \
-         under the pseudonym {subject}; the third erases `applicant-1`)"
+         under the pseudonym {subject}; the third erases `applicant-1`; `verify` checks the \
+         log, its erasures and review states, and that it still reaches the last head the \
+         proxy published to the witness file beside it)"
     );
     println!();
     Ok(())
