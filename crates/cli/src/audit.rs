@@ -969,7 +969,8 @@ fn erase(args: &EraseArgs) -> Outcome {
             eprintln!(
                 "note: a running proxy keeps this subject's rows in its in-memory training \
                  window; only `sidelight audit erase --admin URL` (its admin API) clears them \
-                 and retrains"
+                 and retrains at once. A proxy started later does not restore a saved \
+                 surrogate trained on this subject's rows: it retires it and retrains"
             );
             Ok(())
         }
@@ -1048,6 +1049,26 @@ fn erase_remote(
         println!("no surrogate needs retraining");
     } else {
         println!("retraining the surrogate(s) of: {}", routes.join(", "));
+    }
+    let retired: Vec<String> = json["surrogates_retired"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|s| {
+                    Some(format!(
+                        "{} v{}",
+                        s["route"].as_str()?,
+                        s["version"].as_u64()?
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !retired.is_empty() {
+        println!(
+            "retired the surrogate(s) trained on their rows: {}",
+            retired.join(", ")
+        );
     }
     Ok(())
 }
