@@ -416,6 +416,7 @@ fn the_write_ahead_log_stays_under_its_bound_under_sustained_writes_and_a_reader
         max_bytes: u64::MAX >> 1,
         wait: Duration::from_millis(200),
     });
+    eprintln!("largest WAL: {bounded} bytes with a {bound}-byte bound, {unbounded} without");
     // Between two ticks (20 ms) the writer adds a small share of the bound; readers and
     // a busy machine can delay a restart by a few ticks.
     assert!(
