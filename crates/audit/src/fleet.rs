@@ -167,7 +167,12 @@ impl FleetStore {
         let mut guard = self.session.lock().unwrap_or_else(PoisonError::into_inner);
         if guard.as_ref().is_none_or(|s| s.client.is_closed()) {
             *guard = None;
-            let client = connect_client(&self.pg, self.tls.as_ref(), self.config.lock_timeout)?;
+            let client = connect_client(
+                &self.pg,
+                self.tls.as_ref(),
+                self.config.lock_timeout,
+                self.config.keys.checkpoint_key(),
+            )?;
             *guard = Some(FleetSession {
                 client,
                 leading: HashSet::new(),

@@ -228,7 +228,78 @@ pub(crate) fn drop_off_thread<T: Send + 'static>(value: Option<T>) {
     }
 }
 
-fn migrate(client: &mut Client) -> Result<(), StoreError> {
+/// The migration that introduced authenticated erasures (a 1-based version).
+const ERASURES_VERSION: usize = 3;
+
+/// In the upgrade's own transaction, binds the tombstones written before erasures were
+/// authenticated to one `legacy` event — once, and only when `key` authenticates the
+/// log's newest checkpoint (the process upgrading holds the log's key). Otherwise they
+/// stay marked `erasure = 0`, which verification reports: no later start binds them, so
+/// a tombstone forged after the upgrade can never be laundered this way.
+fn bind_legacy(tx: &mut postgres::Transaction<'_>, key: &[u8]) -> Result<(), StoreError> {
+    let newest = tx.query_opt(
+        "SELECT seq, hash, mac FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        &[],
+    )?;
+    if let Some(row) = newest {
+        let seq: i64 = row.try_get(0)?;
+        let hash: String = row.try_get(1)?;
+        let mac: String = row.try_get(2)?;
+        let seq = u64::try_from(seq).map_err(|_| StoreError::OutOfRange("seq"))?;
+        if !crate::store::checkpoint_mac_ok(key, seq, &hash, &mac) {
+            return Ok(());
+        }
+    }
+    let rows = tx.query(
+        "SELECT n, writer, seq, hash, erased_at, erased_reason FROM audit_records \
+         WHERE erasure = 0 AND erased_at IS NOT NULL ORDER BY n",
+        &[],
+    )?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let event: i64 = tx
+        .query_one(
+            "INSERT INTO audit_erasures (time_ms, reason, selector, mac) \
+             VALUES ($1, 'legacy', $2, '') RETURNING n",
+            &[&now, &crate::store::LEGACY_SELECTOR],
+        )?
+        .try_get(0)?;
+    let n = u64::try_from(event).map_err(|_| StoreError::OutOfRange("erasure"))?;
+    let mac = crate::store::erasure_mac(key, n, now, "legacy", crate::store::LEGACY_SELECTOR);
+    tx.execute(
+        "UPDATE audit_erasures SET mac = $1 WHERE n = $2",
+        &[&mac, &event],
+    )?;
+    for row in &rows {
+        let record: i64 = row.try_get(0)?;
+        let writer: String = row.try_get(1)?;
+        let seq: i64 = row.try_get(2)?;
+        let hash: String = row.try_get(3)?;
+        let at: i64 = row.try_get(4)?;
+        let why: Option<String> = row.try_get(5)?;
+        let seq = u64::try_from(seq).map_err(|_| StoreError::OutOfRange("seq"))?;
+        let mac = crate::store::tombstone_mac(
+            key,
+            n,
+            &writer,
+            seq,
+            &hash,
+            at,
+            why.as_deref().unwrap_or_default(),
+        );
+        tx.execute(
+            "UPDATE audit_records SET erasure = $1, erasure_mac = $2 WHERE n = $3",
+            &[&event, &mac, &record],
+        )?;
+    }
+    Ok(())
+}
+
+fn migrate(client: &mut Client, key: &[u8]) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute(
@@ -257,6 +328,9 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
             "INSERT INTO audit_migrations (version) VALUES ($1)",
             &[&version],
         )?;
+        if i + 1 == ERASURES_VERSION {
+            bind_legacy(&mut tx, key)?;
+        }
     }
     tx.commit()?;
     Ok(())
@@ -317,6 +391,7 @@ pub(crate) fn connect_client(
     pg: &postgres::Config,
     tls: Option<&MakeRustlsConnect>,
     lock_timeout: Duration,
+    key: &[u8],
 ) -> Result<Client, StoreError> {
     let connected = match tls {
         Some(tls) => pg.connect(tls.clone()),
@@ -341,6 +416,6 @@ pub(crate) fn connect_client(
         "SET synchronous_commit = on; SET lock_timeout = {lock_ms}; \
          SET client_min_messages = warning"
     ))?;
-    migrate(&mut client)?;
+    migrate(&mut client, key)?;
     Ok(client)
 }

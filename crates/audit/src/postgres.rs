@@ -42,9 +42,8 @@ use crate::keys::Keys;
 use crate::pg::{PostgresConfig, connect_client, drop_off_thread, settings};
 use crate::record::{GENESIS_HASH, Record};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, Erasure, ErasureEvent, Feedback, LEGACY_SELECTOR, Page,
-    RecordQuery, Review, StoreError, Stored, checkpoint_mac, checkpoint_mac_ok, erasure_mac,
-    tombstone_mac,
+    AuditStore, ChainRow, Checkpoint, Erasure, ErasureEvent, Feedback, Page, RecordQuery, Review,
+    StoreError, Stored, checkpoint_mac, checkpoint_mac_ok, erasure_mac, tombstone_mac,
 };
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
@@ -105,26 +104,17 @@ fn new_erasure(
     to_u64(n, "erasure")
 }
 
-/// Binds `tombstones` to erasure `n`; with `clear`, also removes the records' content
-/// and writes the tombstones' time and reason.
+/// Removes the records' content and writes their tombstones, bound to erasure `n`.
 fn bind_tombstones(
     tx: &mut postgres::Transaction<'_>,
     key: &[u8],
     n: u64,
     tombstones: &[Tombstone],
-    clear: bool,
 ) -> Result<(), StoreError> {
-    let sql = if clear {
-        format!(
-            "UPDATE audit_records SET {CLEAR_FIELDS}, erased_at = $1, erased_reason = $2, \
-             erasure = $3, erasure_mac = $4 WHERE n = $5"
-        )
-    } else {
-        "UPDATE audit_records SET erasure = $3, erasure_mac = $4 \
-         WHERE n = $5 AND erased_at = $1 AND erased_reason IS NOT DISTINCT FROM NULLIF($2, '')"
-            .to_owned()
-    };
-    let update = tx.prepare(&sql)?;
+    let update = tx.prepare(&format!(
+        "UPDATE audit_records SET {CLEAR_FIELDS}, erased_at = $1, erased_reason = $2, \
+         erasure = $3, erasure_mac = $4 WHERE n = $5"
+    ))?;
     let event = to_i64(n, "erasure")?;
     for t in tombstones {
         let mac = tombstone_mac(key, n, &t.writer, t.seq, &t.hash, t.erased_at, &t.reason);
@@ -310,7 +300,12 @@ impl PostgresStore {
     }
 
     fn connect(&self) -> Result<Session, StoreError> {
-        let mut client = connect_client(&self.pg, self.tls.as_ref(), self.config.lock_timeout)?;
+        let mut client = connect_client(
+            &self.pg,
+            self.tls.as_ref(),
+            self.config.lock_timeout,
+            self.config.keys.checkpoint_key(),
+        )?;
         let insert = client.prepare(INSERT)?;
         let checkpoint = client.prepare(
             "INSERT INTO audit_checkpoints (writer, seq, hash, mac) VALUES ($1, $2, $3, $4)",
@@ -608,7 +603,7 @@ impl AuditStore for PostgresStore {
                         })
                     })
                     .collect::<Result<_, StoreError>>()?;
-                bind_tombstones(&mut tx, &key, n, &tombstones, true)?;
+                bind_tombstones(&mut tx, &key, n, &tombstones)?;
                 tx.commit()?;
                 Ok(u64::try_from(tombstones.len()).unwrap_or(0))
             })?;
@@ -637,41 +632,6 @@ impl AuditStore for PostgresStore {
                 })
             })
             .collect()
-    }
-
-    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, StoreError> {
-        let key = self.config.keys.checkpoint_key().to_vec();
-        self.with(|s| {
-            let mut tx = s.client.transaction()?;
-            let rows = tx.query(
-                "SELECT n, writer, seq, hash, erased_at, erased_reason FROM audit_records \
-                 WHERE erasure = 0 ORDER BY n FOR UPDATE SKIP LOCKED",
-                &[],
-            )?;
-            if rows.is_empty() {
-                tx.commit()?;
-                return Ok(0);
-            }
-            let tombstones: Vec<Tombstone> = rows
-                .iter()
-                .map(|r| {
-                    Ok(Tombstone {
-                        n: r.try_get(0)?,
-                        writer: r.try_get(1)?,
-                        seq: to_u64(r.try_get(2)?, "seq")?,
-                        hash: r.try_get(3)?,
-                        erased_at: r.try_get(4)?,
-                        reason: r.try_get::<_, Option<String>>(5)?.unwrap_or_default(),
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?;
-            let n = new_erasure(&mut tx, &key, now_ms, "legacy", LEGACY_SELECTOR)?;
-            // The legacy tombstones keep their time and reason; the binding covers them
-            // as they are.
-            bind_tombstones(&mut tx, &key, n, &tombstones, false)?;
-            tx.commit()?;
-            Ok(u64::try_from(tombstones.len()).unwrap_or(0))
-        })
     }
 
     fn begin_snapshot(&self) -> Result<(), StoreError> {

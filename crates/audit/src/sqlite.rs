@@ -86,7 +86,8 @@ pub struct WalStats {
     restart_wanted: std::sync::atomic::AtomicBool,
     /// Passes that restarted the log because it was past its limit.
     pub truncations: std::sync::atomic::AtomicU64,
-    /// Such passes that could not restart it (readers kept it busy past the wait).
+    /// Times the log was past its limit but could not be restarted: a reader on an old
+    /// snapshot kept the copy from finishing, or the restart's wait ran out.
     pub truncations_busy: std::sync::atomic::AtomicU64,
 }
 
@@ -198,9 +199,10 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX IF NOT EXISTS feedback_record ON feedback(record_id);",
     // 3: authenticated erasures. Tombstones written before are marked `erasure = 0`
-    // until a key holder binds them (`bind_legacy_tombstones`).
+    // until the upgrade, in its own transaction, binds them (`bind_legacy`).
+    // AUTOINCREMENT: a number is never reused, even after the newest event is deleted.
     "CREATE TABLE IF NOT EXISTS erasures (
-         n INTEGER PRIMARY KEY,
+         n INTEGER PRIMARY KEY AUTOINCREMENT,
          time_ms INTEGER NOT NULL,
          reason TEXT NOT NULL,
          selector TEXT NOT NULL,
@@ -276,7 +278,7 @@ impl SqliteStore {
         // Erased content is overwritten on disk, not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        migrate(&conn)?;
+        migrate(&conn, config.keys.checkpoint_key())?;
         if let Some(max) = config.max_bytes {
             let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
             let pages = (max / u64::try_from(page.max(1)).unwrap_or(4096)).max(1);
@@ -345,10 +347,11 @@ impl SqliteStore {
     /// A passive pass never blocks the writer, but under writes that never pause it
     /// never lets the log start over either, and the file grows without end (another
     /// connection asking for a restart starves: the writer takes the lock again at
-    /// once). So when the thread finds the log past `limit.max_bytes`, this connection
-    /// — the writer — restarts it before its next batch: a `TRUNCATE` checkpoint that
-    /// waits up to `limit.wait` for readers still on the old log, copies what the
-    /// passive passes have not (little), and empties the file. That batch waits for it:
+    /// once). So when the thread finds the log past `limit.max_bytes` and its passive
+    /// pass has copied all but a quarter of the bound, this connection — the writer —
+    /// restarts it before its next batch: a `TRUNCATE` checkpoint that waits up to
+    /// `limit.wait` for readers still on the old log, copies the rest (that quarter at
+    /// most), and empties the file. That batch waits for it:
     /// at most `limit.wait` plus that copy. Readers that stay longer (a long
     /// verification) make it give up until the thread asks again, counted in
     /// [`WalStats::truncations_busy`]. The thread stops when the returned handle is
@@ -435,10 +438,36 @@ fn wal_size(wal: &Path) -> u64 {
 /// only grows meanwhile, which the stats show.
 fn checkpoint_pass(conn: &Connection, wal: &Path, limit: WalLimit, stats: &WalStats) {
     use std::sync::atomic::Ordering::Relaxed;
-    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    // (busy, frames in the log, frames copied into the database).
+    let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
     let size = wal_size(wal);
+    // The writer is asked to restart the log only when this pass left little to copy
+    // (a quarter of the bound at most), so that its restart waits for readers and copies
+    // no more than that. A reader holding an old snapshot keeps the pass from catching
+    // up: then no write is held up, and the log grows until the reader is done
+    // (counted as busy).
     if size > limit.max_bytes {
-        stats.restart_wanted.store(true, Relaxed);
+        let page = conn
+            .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+            .unwrap_or(4096);
+        match pass {
+            Ok((_, log, copied))
+                if u64::try_from((log - copied).max(0).saturating_mul(page))
+                    .unwrap_or(u64::MAX)
+                    <= limit.max_bytes / 4 =>
+            {
+                stats.restart_wanted.store(true, Relaxed);
+            }
+            _ => {
+                stats.truncations_busy.fetch_add(1, Relaxed);
+            }
+        }
     }
     stats.bytes.store(size, Relaxed);
 }
@@ -485,12 +514,68 @@ fn bind_tombstones(
     Ok(())
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// The migration that introduced authenticated erasures (a 1-based version).
+const ERASURES_VERSION: usize = 3;
+
+/// In the upgrade's own transaction, binds the tombstones written before erasures were
+/// authenticated to one `legacy` event — once, and only when `key` authenticates the
+/// log's newest checkpoint (the process upgrading holds the log's key). Otherwise they
+/// stay marked `erasure = 0`, which verification reports: no later start binds them, so
+/// a tombstone forged after the upgrade can never be laundered this way.
+fn bind_legacy(tx: &rusqlite::Transaction<'_>, key: &[u8]) -> Result<(), StoreError> {
+    let newest: Option<(i64, String, String)> = tx
+        .query_row(
+            "SELECT seq, hash, mac FROM checkpoints ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    if let Some((seq, hash, mac)) = newest {
+        if !crate::store::checkpoint_mac_ok(key, to_u64(seq, "seq")?, &hash, &mac) {
+            return Ok(());
+        }
+    }
+    type Legacy = (i64, String, i64, Option<String>);
+    let rows: Vec<Legacy> = tx
+        .prepare(
+            "SELECT seq, hash, erased_at, erased_reason FROM records \
+             WHERE erasure = 0 AND erased_at IS NOT NULL ORDER BY seq",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let n = new_erasure(tx, key, now, "legacy", LEGACY_SELECTOR)?;
+    let mut update =
+        tx.prepare("UPDATE records SET erasure = ?1, erasure_mac = ?2 WHERE seq = ?3")?;
+    for (seq, hash, at, why) in &rows {
+        let mac = tombstone_mac(
+            key,
+            n,
+            "",
+            to_u64(*seq, "seq")?,
+            hash,
+            *at,
+            why.as_deref().unwrap_or_default(),
+        );
+        update.execute(params![to_i64(n, "erasure")?, mac, seq])?;
+    }
+    Ok(())
+}
+
+fn migrate(conn: &Connection, key: &[u8]) -> Result<(), StoreError> {
     let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let done = usize::try_from(done).unwrap_or(0);
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == ERASURES_VERSION {
+            bind_legacy(&tx, key)?;
+        }
         tx.pragma_update(
             None,
             "user_version",
@@ -737,43 +822,6 @@ impl AuditStore for SqliteStore {
             });
         }
         Ok(out)
-    }
-
-    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, StoreError> {
-        let key = self.config.keys.checkpoint_key().to_vec();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let rows: Vec<(i64, String)> = tx
-            .prepare("SELECT seq, hash FROM records WHERE erasure = 0 ORDER BY seq")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let n = new_erasure(&tx, &key, now_ms, "legacy", LEGACY_SELECTOR)?;
-        // The legacy tombstones keep their time and reason; the binding covers them
-        // as they are.
-        let mut stmt = tx.prepare("SELECT erased_at, erased_reason FROM records WHERE seq = ?1")?;
-        let mut update =
-            tx.prepare("UPDATE records SET erasure = ?1, erasure_mac = ?2 WHERE seq = ?3")?;
-        for (seq, hash) in &rows {
-            let (at, why): (i64, Option<String>) =
-                stmt.query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let mac = tombstone_mac(
-                &key,
-                n,
-                "",
-                to_u64(*seq, "seq")?,
-                hash,
-                at,
-                why.as_deref().unwrap_or_default(),
-            );
-            update.execute(params![to_i64(n, "erasure")?, mac, seq])?;
-        }
-        drop((stmt, update));
-        tx.commit()?;
-        Ok(u64::try_from(rows.len()).unwrap_or(0))
     }
 
     fn begin_snapshot(&self) -> Result<(), StoreError> {

@@ -143,8 +143,8 @@ pub struct ChainRow {
     /// Why it was erased, as the tombstone says.
     pub erased_reason: Option<String>,
     /// The authenticated erasure ([`ErasureEvent::n`]) the tombstone is bound to; `Some(0)`
-    /// marks a tombstone older than authenticated erasures that no key holder has bound
-    /// yet.
+    /// marks a tombstone older than authenticated erasures that the upgrade could not
+    /// bind (it ran without the log's key).
     pub erasure: Option<u64>,
     /// The tombstone's MAC ([`tombstone_mac`]), binding it to its erasure and record.
     pub erasure_mac: Option<String>,
@@ -247,8 +247,8 @@ impl Erasure {
     }
 }
 
-/// Selector of the event that binds tombstones written before erasures were
-/// authenticated (see [`AuditStore::bind_legacy_tombstones`]).
+/// Selector of the event that binds, at the schema upgrade, the tombstones written before
+/// erasures were authenticated.
 pub const LEGACY_SELECTOR: &str = "legacy";
 
 /// One authenticated erasure: a person's request to be forgotten, a retention purge, or
@@ -423,13 +423,6 @@ pub trait AuditStore: Send {
     /// Every authenticated erasure, oldest first.
     fn erasures(&self) -> Result<Vec<ErasureEvent>, StoreError>;
 
-    /// Binds tombstones written before erasures were authenticated (marked when the
-    /// schema was upgraded) to one new authenticated `legacy` erasure, with the store's
-    /// key. Run by a process that has checked its key against the log (a proxy at
-    /// start-up); returns how many were bound. What such a tombstone erased before the
-    /// upgrade cannot be proven after the fact: the event says so.
-    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, StoreError>;
-
     /// Starts a read snapshot: until [`end_snapshot`](Self::end_snapshot), every read
     /// through this store sees the log as it was at the first read, whatever is appended
     /// meanwhile. Verification runs in one, so a log being written is checked as one
@@ -530,9 +523,6 @@ impl<S: AuditStore + ?Sized> AuditStore for Box<S> {
     }
     fn erasures(&self) -> Result<Vec<ErasureEvent>, StoreError> {
         (**self).erasures()
-    }
-    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, StoreError> {
-        (**self).bind_legacy_tombstones(now_ms)
     }
     fn begin_snapshot(&self) -> Result<(), StoreError> {
         (**self).begin_snapshot()

@@ -357,8 +357,8 @@ fn check_tombstone(
     let (Some(n), Some(mac)) = (row.erasure, row.erasure_mac.as_deref()) else {
         return match row.erasure {
             Some(0) => fail(
-                "it predates authenticated erasures and no key holder has bound it yet: \
-                 start the proxy once with this log, or run `sidelight audit erase` on it",
+                "it predates authenticated erasures and the upgrade that would have bound it \
+                 ran without the log's key, or it was forged since",
             ),
             _ => fail("no erasure is named"),
         };
@@ -471,12 +471,12 @@ pub fn verify<S: AuditStore + ?Sized>(store: &S, key: &[u8]) -> Result<VerifyRep
     let mut known: BTreeSet<&str> = BTreeSet::new();
     for w in &mut report.writers {
         known.insert(&w.writer);
-        w.appended_since = appended_since(store, key, &w.writer, w.last_seq)?;
+        w.appended_since = appended_since(store, key, &w.writer, w.last_seq, &w.last_hash)?;
     }
     let mut late = Vec::new();
     for writer in store.writers()? {
         if !known.contains(writer.as_str()) {
-            let n = appended_since(store, key, &writer, 0)?;
+            let n = appended_since(store, key, &writer, 0, GENESIS_HASH)?;
             late.push(WriterReport {
                 writer,
                 records: 0,
@@ -495,13 +495,14 @@ pub fn verify<S: AuditStore + ?Sized>(store: &S, key: &[u8]) -> Result<VerifyRep
     Ok(report)
 }
 
-/// How many records `writer` appended after seq `end`; they must be covered by an
-/// authenticated checkpoint.
+/// How many records `writer` appended after seq `end` (whose hash is `end_hash`): they
+/// must continue the chain and be covered by an authenticated checkpoint.
 fn appended_since<S: AuditStore + ?Sized>(
     store: &S,
     key: &[u8],
     writer: &str,
     end: u64,
+    end_hash: &str,
 ) -> Result<u64, VerifyError> {
     let in_writer = |e: VerifyError| match writer.is_empty() {
         true => e,
@@ -510,15 +511,21 @@ fn appended_since<S: AuditStore + ?Sized>(
             source: Box::new(e),
         },
     };
+    let named = (!writer.is_empty()).then_some(writer);
     let mut first: Option<ChainRow> = None;
     let mut last = end;
+    let mut last_hash = end_hash.to_owned();
     let mut count = 0u64;
     let mut after = (end > 0).then_some(end);
     loop {
         let rows = store.writer_chain_rows(writer, after, PAGE)?;
         let Some(tail) = rows.last() else { break };
-        last = tail.seq;
-        after = Some(last);
+        after = Some(tail.seq);
+        for row in &rows {
+            check_row(named, row, last + 1, &last_hash).map_err(in_writer)?;
+            last = row.seq;
+            last_hash.clone_from(&row.hash);
+        }
         count += rows.len() as u64;
         if first.is_none() {
             first = rows.into_iter().next();
@@ -529,12 +536,12 @@ fn appended_since<S: AuditStore + ?Sized>(
     };
     // Read after the rows: a batch commits with its checkpoint, so every row read above
     // that the key holder wrote is covered by now.
-    let covered = store
-        .writer_checkpoints(writer)?
-        .iter()
-        .rev()
-        .find(|c| checkpoint_mac_ok(key, c.seq, &c.hash, &c.mac))
-        .is_some_and(|c| c.seq >= last);
+    let checkpoints = store.writer_checkpoints(writer)?;
+    // Every batch commits with a checkpoint of its last record, and a read sees whole
+    // batches: the last record read must carry an authenticated checkpoint of its own.
+    let covered = checkpoints.iter().any(|c| {
+        c.seq == last && c.hash == last_hash && checkpoint_mac_ok(key, c.seq, &c.hash, &c.mac)
+    });
     if !covered {
         return Err(in_writer(broken(&first, BreakKind::Unauthenticated)));
     }

@@ -241,7 +241,8 @@ fn ends(report: &VerifyReport) -> BTreeMap<&str, u64> {
         .collect()
 }
 
-/// Holds an intact log (its [`VerifyReport`]) against the witness: for each writer, the
+/// Holds an intact log (its [`VerifyReport`]) against the witness, read *before* the
+/// verification (so that a head published meanwhile is not taken for a cut): for each writer, the
 /// latest head the witness saw must be in the log with the same hash (a key holder who
 /// rewrote history changed it; every later record's hash depends on it, so the latest
 /// head covers the earlier ones).
@@ -259,23 +260,29 @@ pub fn check_witness<S: AuditStore + ?Sized>(
     }
     let ends = ends(report);
     for (writer, head) in &latest {
-        // Looked up in the log as it is now, not only as verified: on a live log the
-        // witness may have seen a head appended after the verification's snapshot.
-        let row = store.writer_chain_rows(writer, Some(head.seq.saturating_sub(1)), 1)?;
-        let Some(found) = row.first().filter(|r| r.seq == head.seq) else {
+        let last_seq = ends.get(writer).copied().unwrap_or(0);
+        // Read the witness before verifying: then every head in it was committed before
+        // the snapshot, and one beyond the log's end is a cut tail, never a late append.
+        if head.seq > last_seq {
             return Err(WitnessError::TailMissing {
                 writer: (*writer).to_owned(),
                 seq: head.seq,
                 hash: head.hash.clone(),
-                last_seq: ends.get(writer).copied().unwrap_or(0),
+                last_seq,
             });
-        };
-        if found.hash != head.hash {
+        }
+        let row = store.writer_chain_rows(writer, Some(head.seq.saturating_sub(1)), 1)?;
+        let found = row
+            .first()
+            .filter(|r| r.seq == head.seq)
+            .map(|r| r.hash.clone())
+            .unwrap_or_default();
+        if found != head.hash {
             return Err(WitnessError::Rewritten {
                 writer: (*writer).to_owned(),
                 seq: head.seq,
                 hash: head.hash.clone(),
-                found: found.hash.clone(),
+                found,
             });
         }
     }

@@ -252,9 +252,6 @@ impl AuditStore for Gate {
     fn erasures(&self) -> Result<Vec<sidelight_audit::ErasureEvent>, sidelight_audit::StoreError> {
         self.inner.erasures()
     }
-    fn bind_legacy_tombstones(&mut self, now_ms: i64) -> Result<u64, sidelight_audit::StoreError> {
-        self.inner.bind_legacy_tombstones(now_ms)
-    }
     fn reseal(&mut self, limit: usize) -> Result<u64, sidelight_audit::StoreError> {
         self.inner.reseal(limit)
     }

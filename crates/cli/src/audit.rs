@@ -30,7 +30,8 @@ use serde_json::{Value, json};
 use sidelight_audit::{
     AuditStore, CsvExport, Erasure, ExportError, KeyError, Keys, PostgresConfig, PostgresStore,
     RecordQuery, SqliteConfig, SqliteStore, StoreError, VerifyError, VerifyReport, WitnessError,
-    check_expected, check_witness, checkpoint_mac_ok, read_witness, verify, write_jsonl,
+    WitnessLine, check_expected, check_witness, checkpoint_mac_ok, read_witness, verify,
+    write_jsonl,
 };
 use sidelight_config::AUDIT_KEY_VARIABLE;
 
@@ -475,6 +476,7 @@ fn verify_db(args: &VerifyArgs) -> Outcome {
         ));
     };
     let store = open_store(db, keys.clone())?;
+    let lines = witness_lines(args, keys.checkpoint_key())?;
     match verify(&store, keys.checkpoint_key()) {
         Ok(report) => {
             println!(
@@ -489,7 +491,7 @@ fn verify_db(args: &VerifyArgs) -> Outcome {
             );
             let label = db.display().to_string();
             print_notes(&label, &report);
-            witness_check(args, &label, &store, &report, keys.checkpoint_key())
+            witness_check(args, &label, &store, &report, lines.as_deref())
         }
         Err(
             error @ (VerifyError::KeyMismatch
@@ -528,6 +530,20 @@ fn print_notes(label: &str, report: &VerifyReport) {
     }
 }
 
+/// The witness lines of `--witness`, read before the verification begins (see
+/// [`check_witness`]).
+fn witness_lines(args: &VerifyArgs, key: &[u8]) -> Result<Option<Vec<WitnessLine>>, Failure> {
+    let Some(path) = &args.witness else {
+        return Ok(None);
+    };
+    read_witness(path, key)
+        .map(Some)
+        .map_err(|error| match error {
+            WitnessError::Read { .. } => Failure::new(EXIT_NO_INPUT, error.to_string()),
+            _ => Failure::data(error.to_string()),
+        })
+}
+
 /// `--expect-seq` values: `N` (the single chain of a SQLite log) or `WRITER=N`.
 fn expected_seqs(values: &[String]) -> Result<BTreeMap<String, u64>, Failure> {
     let mut out = BTreeMap::new();
@@ -552,7 +568,7 @@ fn witness_check(
     label: &str,
     store: &dyn AuditStore,
     report: &VerifyReport,
-    key: &[u8],
+    lines: Option<&[WitnessLine]>,
 ) -> Outcome {
     let broken = |error: WitnessError| {
         println!("{label}: BROKEN: {error}");
@@ -563,14 +579,10 @@ fn witness_check(
     };
     let expected = expected_seqs(&args.expect_seq)?;
     check_expected(report, &expected).map_err(broken)?;
-    let Some(path) = &args.witness else {
+    let (Some(path), Some(lines)) = (&args.witness, lines) else {
         return Ok(());
     };
-    let lines = read_witness(path, key).map_err(|error| match error {
-        WitnessError::Read { .. } => Failure::new(EXIT_NO_INPUT, error.to_string()),
-        _ => Failure::data(error.to_string()),
-    })?;
-    match check_witness(store, report, &lines) {
+    match check_witness(store, report, lines) {
         Ok(found) => {
             let heads: Vec<String> = found
                 .heads
@@ -632,6 +644,7 @@ fn open_postgres(url: &str, keys: Keys) -> Result<(PostgresStore, String), Failu
 /// password masked.
 fn verify_postgres(args: &VerifyArgs, url: &str, keys: Keys) -> Outcome {
     let (store, label) = open_postgres(url, keys.clone())?;
+    let lines = witness_lines(args, keys.checkpoint_key())?;
     match verify(&store, keys.checkpoint_key()) {
         Ok(report) => {
             for w in &report.writers {
@@ -649,7 +662,7 @@ fn verify_postgres(args: &VerifyArgs, url: &str, keys: Keys) -> Outcome {
                 report.erasures
             );
             print_notes(&label, &report);
-            witness_check(args, &label, &store, &report, keys.checkpoint_key())
+            witness_check(args, &label, &store, &report, lines.as_deref())
         }
         Err(
             error @ (VerifyError::KeyMismatch

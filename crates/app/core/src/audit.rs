@@ -93,6 +93,11 @@ pub struct WitnessPublisher {
     pub writer: String,
     pub file: sidelight_audit::FileWitness,
     pub interval: Duration,
+    /// The checkpoint key: only a head whose MAC verifies is published, so that a
+    /// checkpoint forged in the database cannot make the witness file unreadable.
+    key: Vec<u8>,
+    /// The highest seq published: a head that goes back is not published (and said).
+    highest: u64,
     published: Counter,
     failures: Counter,
 }
@@ -110,8 +115,26 @@ impl WitnessPublisher {
                 return;
             }
         };
+        if !sidelight_audit::checkpoint_mac_ok(&self.key, head.seq, &head.hash, &head.mac) {
+            self.failures.inc();
+            tracing::error!(
+                seq = head.seq,
+                "the audit log's newest checkpoint does not verify under the key: not published to the witness (the database was written by someone without the key)"
+            );
+            return;
+        }
+        if head.seq < self.highest {
+            self.failures.inc();
+            tracing::error!(
+                seq = head.seq,
+                published = self.highest,
+                "the audit log's head went back below what the witness saw: records were removed"
+            );
+            return;
+        }
         match self.file.publish(&self.writer, &head, now_ms()) {
             Ok(true) => {
+                self.highest = head.seq;
                 self.published.inc();
             }
             Ok(false) => {}
@@ -310,6 +333,8 @@ impl AuditLog {
                     writer: fleet.as_ref().map(|f| f.writer.clone()).unwrap_or_default(),
                     file,
                     interval: config.witness_interval,
+                    key: keys.checkpoint_key().to_vec(),
+                    highest: 0,
                     published: witness_published.clone(),
                     failures: witness_failures.clone(),
                 })
@@ -563,13 +588,22 @@ impl AuditLog {
         kind: &str,
         event: serde_json::Value,
     ) -> Result<String, AuditError> {
+        self.record_event_with(kind, event, self.durability).await
+    }
+
+    /// [`record_event`](Self::record_event) with a durability of its own.
+    async fn record_event_with(
+        &self,
+        kind: &str,
+        event: serde_json::Value,
+        durability: Durability,
+    ) -> Result<String, AuditError> {
         let id = format!("{}-{}", kind.trim_start_matches('_'), uuid::Uuid::new_v4());
         let mut record = Record::new(id.clone(), now_ms(), kind, "sidelight");
         record.request = Some(serde_json::to_vec(&event)?);
-        let submitted = match self.writer.try_submit(record, self.durability) {
+        let submitted = match self.writer.try_submit(record, durability) {
             Err(SubmitError::Full(record)) => {
                 let writer = self.writer.clone();
-                let durability = self.durability;
                 tokio::task::spawn_blocking(move || writer.submit(*record, durability))
                     .await
                     .unwrap_or(Err(SubmitError::Stopped))
@@ -612,7 +646,9 @@ impl AuditLog {
         if !self.with_admin(move |s| s.contains(&id)).await? {
             return Ok(false);
         }
-        self.record_event("_review", serde_json::to_value(&review)?)
+        // Synchronously whatever `audit.durability` says: the state written next must
+        // never be on disk without its decision.
+        self.record_event_with("_review", serde_json::to_value(&review)?, Durability::Sync)
             .await?;
         self.with_admin(move |s| s.add_review(&review)).await
     }
@@ -694,26 +730,6 @@ fn invalid(key: &str, message: String) -> ConfigError {
     }
 }
 
-/// Binds tombstones written before erasures were authenticated to one authenticated
-/// event, with the key just checked against the log (see
-/// [`AuditStore::bind_legacy_tombstones`]).
-fn bind_legacy(store: &mut dyn AuditStore, key: &str) -> Result<(), ConfigError> {
-    match store.bind_legacy_tombstones(now_ms()) {
-        Ok(0) => Ok(()),
-        Ok(n) => {
-            tracing::warn!(
-                records = n,
-                "bound tombstones older than authenticated erasures to one `legacy` erasure event: what they erased before the upgrade cannot be proven"
-            );
-            Ok(())
-        }
-        Err(e) => Err(invalid(
-            key,
-            format!("cannot bind the log's older tombstones: {e}"),
-        )),
-    }
-}
-
 fn open_sqlite(config: &AuditConfig, keys: &Keys, retention: bool) -> Result<Opened, ConfigError> {
     let store_config = SqliteConfig {
         checkpoint_every: config.checkpoint_every,
@@ -734,7 +750,6 @@ fn open_sqlite(config: &AuditConfig, keys: &Keys, retention: bool) -> Result<Ope
     store
         .check_keys()
         .map_err(|e| invalid("audit.key_file", e.to_string()))?;
-    bind_legacy(&mut store, "audit.path")?;
     let limit = sidelight_audit::WalLimit {
         max_bytes: config.wal_max_bytes,
         wait: config.wal_checkpoint_wait,
@@ -805,8 +820,6 @@ fn open_postgres(
     store
         .check_keys()
         .map_err(|e| invalid("audit.key_file", e.to_string()))?;
-    let mut store = store;
-    bind_legacy(&mut store, url_key)?;
     if store.fell_back_to_plain().unwrap_or(false) {
         // Said once at start-up: records, keys' checkpoints and the fleet's rows travel
         // unencrypted to this server.
