@@ -4,7 +4,9 @@
 //! bounds, typical values), prepared once per surrogate rather than per request.
 
 use serde::{Deserialize, Serialize};
-use sidelight_explain::counterfactual::{Constraint, Query, Target, counterfactual};
+use sidelight_explain::counterfactual::{
+    Constraint, Query, SplitIndex, Target, counterfactual_indexed,
+};
 use sidelight_explain::shap::TreeExplainer;
 use sidelight_explain::{FeatureKind, OutputKind, Surrogate, Value};
 use sidelight_narrate::{
@@ -87,6 +89,8 @@ pub struct LiveModel {
     pub record: VersionRecord,
     pub surrogate: Surrogate,
     explainers: Vec<TreeExplainer>,
+    /// Per ensemble, its split thresholds, collected once for every next-step search.
+    split_indexes: Vec<SplitIndex>,
     /// The schema's feature names, in order.
     names: Vec<String>,
     /// What the narrator knows about each schema feature, in schema order.
@@ -301,6 +305,7 @@ impl LiveModel {
             .map(TreeExplainer::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(ExplainError::Prepare)?;
+        let split_indexes = surrogate.ensembles().iter().map(SplitIndex::new).collect();
         let names: Vec<String> = surrogate.schema().names().map(str::to_owned).collect();
         let stats = column_stats(&surrogate, window);
         let features: Vec<FeatureInfo> = surrogate
@@ -329,6 +334,7 @@ impl LiveModel {
             record,
             surrogate,
             explainers,
+            split_indexes,
             names,
             features,
             constraints,
@@ -586,6 +592,7 @@ impl LiveModel {
             return None;
         }
         let ensemble = self.surrogate.ensembles().get(class)?;
+        let index = self.split_indexes.get(class)?;
         let query = Query {
             target,
             constraints: self.constraints.clone(),
@@ -593,7 +600,7 @@ impl LiveModel {
             max_changes: MAX_CHANGES,
             beam_width: BEAM_WIDTH,
         };
-        let found = counterfactual(ensemble, x, &query).ok()?;
+        let found = counterfactual_indexed(ensemble, index, x, &query).ok()?;
         let mut changes = Vec::with_capacity(found.changes.len());
         for change in &found.changes {
             let info = self.features.get(change.feature)?;

@@ -1,0 +1,186 @@
+//! The next-step search per declined customer, on the demo's surrogate: the demo credit
+//! model's scores of the 1,000 German credit applications, learnt by a surrogate with
+//! the live trainer's defaults (100 trees, depth 6), searched as the proxy searches (loan
+//! duration 4–72 months and amount 250–20,000 DM may move, at most two changes, beam
+//! of 4, scales the standard deviations; target: a probability of at least one half).
+//!
+//! Two ways side by side in one run: `tree` (the search the proxy uses, scoring a row's
+//! changes from its tree paths, thresholds collected once per surrogate) and `before`
+//! (the search as it was: thresholds collected for every row, the same beam search
+//! scoring every candidate row by a full prediction). Both find the same next step. Each iteration searches
+//! one declined row, in turn. Run with `cargo bench -p sidelight-explain --bench next_step`.
+
+// A fixed data set and a fixed model: a failure here is a bug to stop on at once.
+#![allow(clippy::expect_used)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use linfa::ParamGuard;
+use sidelight_demo_model::data::{FEATURE_NAMES, applications};
+use sidelight_demo_model::model::score;
+use sidelight_explain::counterfactual::{
+    Constraint, Query, SplitIndex, Target, counterfactual_indexed, search, tree_candidates,
+};
+use sidelight_explain::{Feature, FeatureKind, GbtParams, OutputKind, Schema, Surrogate, Value};
+use std::hint::black_box;
+
+fn bench(c: &mut Criterion) {
+    let apps = applications().expect("embedded data");
+    let rows: Vec<Vec<Value>> = apps
+        .iter()
+        .map(|a| {
+            let json = serde_json::to_value(&a.application).expect("serialisable");
+            FEATURE_NAMES
+                .iter()
+                .map(|name| match &json[*name] {
+                    serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+                    serde_json::Value::String(s) => Value::Text(s.clone()),
+                    _ => Value::Missing,
+                })
+                .collect()
+        })
+        .collect();
+    let outputs: Vec<f64> = apps.iter().map(|a| score(&a.application)).collect();
+    let numeric = [
+        "duration_months",
+        "credit_amount",
+        "installment_rate_pct_income",
+        "residence_since_years",
+        "age_years",
+        "existing_credits",
+        "dependents",
+    ];
+    let schema = Schema::new(
+        FEATURE_NAMES
+            .iter()
+            .map(|&n| {
+                let kind = if numeric.contains(&n) {
+                    FeatureKind::Numeric
+                } else {
+                    FeatureKind::Categorical
+                };
+                Feature::new(n, kind)
+            })
+            .collect(),
+    )
+    .expect("schema");
+    let params = GbtParams::new()
+        .n_trees(100)
+        .max_depth(6)
+        .learning_rate(0.1)
+        .check()
+        .expect("params");
+    let surrogate = Surrogate::fit(
+        schema,
+        &rows,
+        &outputs,
+        OutputKind::BinaryProbability,
+        &params,
+    )
+    .expect("surrogate");
+    let ensemble = &surrogate.ensembles()[0];
+    let encoded: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|r| surrogate.encoder().encode(r).expect("encodable"))
+        .collect();
+    let std = |f: usize| {
+        let n = encoded.len() as f64;
+        let mean = encoded.iter().map(|r| r[f]).sum::<f64>() / n;
+        (encoded.iter().map(|r| (r[f] - mean).powi(2)).sum::<f64>() / n).sqrt()
+    };
+    let mut constraints = vec![Constraint::Fixed; FEATURE_NAMES.len()];
+    let mut scales = vec![1.0; FEATURE_NAMES.len()];
+    for (name, min, max) in [
+        ("duration_months", 4.0, 72.0),
+        ("credit_amount", 250.0, 20_000.0),
+    ] {
+        let f = FEATURE_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .expect("feature");
+        constraints[f] = Constraint::Numeric {
+            min,
+            max,
+            step: None,
+        };
+        scales[f] = std(f);
+    }
+    let query = Query {
+        target: Target::AtLeast(0.0),
+        constraints,
+        scales,
+        max_changes: 2,
+        beam_width: 4,
+    };
+    let declined: Vec<&Vec<f64>> = encoded
+        .iter()
+        .filter(|x| ensemble.predict(x) < 0.0)
+        .collect();
+    assert!(
+        !declined.is_empty(),
+        "the demo model declines some applications"
+    );
+    let index = SplitIndex::new(ensemble);
+    eprintln!(
+        "next_step bench: {} trees, {} declined rows of {}",
+        ensemble.trees.len(),
+        declined.len(),
+        encoded.len()
+    );
+
+    // The goal is stated per row: each declined row's best of five searches, then the
+    // median and the slowest over the rows.
+    let mut per_row: Vec<f64> = declined
+        .iter()
+        .map(|x| {
+            (0..5)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    black_box(counterfactual_indexed(ensemble, &index, x, &query)).expect("fits");
+                    started.elapsed().as_secs_f64() * 1e6
+                })
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    per_row.sort_by(f64::total_cmp);
+    let reached = declined
+        .iter()
+        .filter(|x| {
+            counterfactual_indexed(ensemble, &index, x, &query)
+                .map(|c| c.reached)
+                .unwrap_or(false)
+        })
+        .count();
+    eprintln!(
+        "next_step per declined row: median {:.1} µs, slowest {:.1} µs; a step found for {} of {}",
+        per_row[per_row.len() / 2],
+        per_row[per_row.len() - 1],
+        reached,
+        declined.len()
+    );
+
+    let mut g = c.benchmark_group("next_step_demo");
+    let mut i = 0;
+    g.bench_function("tree", |b| {
+        b.iter(|| {
+            i = (i + 1) % declined.len();
+            black_box(counterfactual_indexed(
+                ensemble,
+                &index,
+                declined[i],
+                &query,
+            ))
+        })
+    });
+    g.bench_function("before", |b| {
+        b.iter(|| {
+            i = (i + 1) % declined.len();
+            let candidates =
+                tree_candidates(ensemble, declined[i], &query.constraints).expect("fits");
+            black_box(search(&mut &*ensemble, declined[i], &query, &candidates))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
