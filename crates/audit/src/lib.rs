@@ -71,5 +71,6 @@ pub use witness::{
     read_witness,
 };
 pub use writer::{
-    Ack, Durability, QueuePolicy, SubmitError, WriteError, Writer, WriterConfig, WriterMetrics,
+    Ack, Durability, Pending, QueuePolicy, SubmitError, WriteError, Writer, WriterConfig,
+    WriterMetrics,
 };

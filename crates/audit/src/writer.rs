@@ -84,10 +84,77 @@ pub enum WriteError {
     /// The writer stopped before the record was committed.
     #[error("audit writer stopped")]
     Stopped,
+    /// The record was to be made on the writer's thread, and making it failed (a bug:
+    /// only this record is lost, the batch and the writer go on).
+    #[error("audit record could not be made")]
+    Build,
+}
+
+/// A record to append: made already, or made on the writer's thread just before its
+/// batch is sealed, so that a request hands over what it has and goes on (the privacy
+/// policy, the attributions' JSON, sealing and hashing all happen there).
+pub enum Pending {
+    /// The record as it is (boxed: a record is large, and queued jobs move).
+    Ready(Box<Record>),
+    /// Makes the record; its `id` must be the one given, which the writer needs before.
+    Deferred {
+        /// The record's id.
+        id: String,
+        /// Makes it.
+        build: Box<dyn FnOnce() -> Record + Send>,
+    },
+}
+
+impl Pending {
+    /// A record made on the writer's thread by `build`.
+    pub fn deferred(id: String, build: impl FnOnce() -> Record + Send + 'static) -> Self {
+        Self::Deferred {
+            id,
+            build: Box::new(build),
+        }
+    }
+
+    /// The record's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Ready(record) => &record.id,
+            Self::Deferred { id, .. } => id,
+        }
+    }
+
+    /// The record, made now if deferred; `None` if making it panicked.
+    fn make(self) -> Option<Record> {
+        match self {
+            Self::Ready(record) => Some(*record),
+            Self::Deferred { build, .. } => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).ok()
+            }
+        }
+    }
+}
+
+impl From<Record> for Pending {
+    fn from(record: Record) -> Self {
+        Self::Ready(Box::new(record))
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    /// The id only: a record's content never goes to a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Self::Ready(_) => "Ready",
+            Self::Deferred { .. } => "Deferred",
+        };
+        f.debug_struct("Pending")
+            .field("kind", &kind)
+            .field("id", &self.id())
+            .finish()
+    }
 }
 
 /// Why a record was not accepted.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     /// The queue was full and the policy is `Shed`; the record was counted and dropped.
     #[error("audit queue full: record shed")]
@@ -98,7 +165,7 @@ pub enum SubmitError {
     /// Only from [`Writer::try_submit`]: the queue is full and the policy is `Block`; the
     /// record is handed back so the caller can wait somewhere it may block.
     #[error("audit queue full")]
-    Full(Box<Record>),
+    Full(Box<Pending>),
 }
 
 #[derive(Debug, Default)]
@@ -187,7 +254,7 @@ impl Future for Ack {
 }
 
 struct Job {
-    record: Record,
+    record: Option<Pending>,
     completion: Option<Arc<Completion>>,
 }
 
@@ -241,11 +308,15 @@ impl Writer {
     /// for room (policy `Block`), this returns [`SubmitError::Full`] with the record.
     /// An async runtime's thread must not block; it hands a full-queue record to a thread
     /// that may.
-    pub fn try_submit(&self, record: Record, durability: Durability) -> Result<Ack, SubmitError> {
+    pub fn try_submit(
+        &self,
+        record: impl Into<Pending>,
+        durability: Durability,
+    ) -> Result<Ack, SubmitError> {
         let tx = self.tx.as_ref().ok_or(SubmitError::Stopped)?;
         let may_wait = self.policy == QueuePolicy::Block || durability == Durability::Sync;
         if may_wait && tx.is_full() {
-            return Err(SubmitError::Full(Box::new(record)));
+            return Err(SubmitError::Full(Box::new(record.into())));
         }
         // Room now, or a policy that never waits: `submit` will not block (a race with
         // another sender can at worst make it wait for one batch).
@@ -253,14 +324,18 @@ impl Writer {
     }
 
     /// Queues a record. With `Sync`, the returned [`Ack`] completes after the commit.
-    pub fn submit(&self, record: Record, durability: Durability) -> Result<Ack, SubmitError> {
+    pub fn submit(
+        &self,
+        record: impl Into<Pending>,
+        durability: Durability,
+    ) -> Result<Ack, SubmitError> {
         let tx = self.tx.as_ref().ok_or(SubmitError::Stopped)?;
         let completion = match durability {
             Durability::Sync => Some(Arc::new(Completion::default())),
             Durability::Async => None,
         };
         let job = Job {
-            record,
+            record: Some(record.into()),
             completion: completion.clone(),
         };
         self.counters.queued.fetch_add(1, Ordering::SeqCst);
@@ -330,10 +405,25 @@ fn run<S: AuditStore>(mut store: S, rx: &Receiver<Job>, max_batch: usize, counte
             }
         }
         records.clear();
-        records.extend(
-            jobs.iter_mut()
-                .map(|j| std::mem::replace(&mut j.record, Record::new("", 0, "", ""))),
-        );
+        // Records still to be made are made here, off the requests' threads; one whose
+        // making fails is answered alone and the batch goes on without it.
+        jobs.retain_mut(|job| match job.record.take().and_then(Pending::make) {
+            Some(record) => {
+                records.push(record);
+                true
+            }
+            None => {
+                counters.failed.fetch_add(1, Ordering::SeqCst);
+                counters.queued.fetch_sub(1, Ordering::SeqCst);
+                if let Some(c) = job.completion.take() {
+                    c.complete(Err(WriteError::Build));
+                }
+                false
+            }
+        });
+        if jobs.is_empty() {
+            continue;
+        }
         let n = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
         match store.append_batch(&records) {
             Ok(seqs) => {

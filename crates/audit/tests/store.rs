@@ -5,8 +5,9 @@
 use rusqlite::{Connection, params};
 use serde_json::json;
 use sidelight_audit::{
-    AuditStore, BreakKind, Consent, Durability, Erasure, Keys, QueuePolicy, Record, RecordQuery,
-    SqliteConfig, SqliteStore, SubmitError, VerifyError, Writer, WriterConfig, verify,
+    AuditStore, BreakKind, Consent, Durability, Erasure, Keys, Pending, QueuePolicy, Record,
+    RecordQuery, SqliteConfig, SqliteStore, SubmitError, VerifyError, WriteError, Writer,
+    WriterConfig, verify,
 };
 use std::path::{Path, PathBuf};
 
@@ -183,6 +184,50 @@ fn ack_is_a_future() {
         }
     };
     assert_eq!(seq, Some(1));
+}
+
+/// A record made on the writer's thread is committed like one made before; one whose
+/// making panics fails alone, and the records around it and the writer go on.
+#[test]
+fn deferred_records_are_made_by_the_writer_and_a_failing_one_is_lost_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let writer = Writer::start(
+        SqliteStore::open(&path, config(100)).unwrap(),
+        WriterConfig::default(),
+    )
+    .unwrap();
+    let made_on = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let first = {
+        let made_on = made_on.clone();
+        writer
+            .submit(
+                Pending::deferred("req-1".to_owned(), move || {
+                    *made_on.lock().unwrap() = std::thread::current().name().map(str::to_owned);
+                    record(1)
+                }),
+                Durability::Sync,
+            )
+            .unwrap()
+    };
+    let failing = writer
+        .submit(
+            Pending::deferred("req-2".to_owned(), || panic!("a bug in making a record")),
+            Durability::Sync,
+        )
+        .unwrap();
+    let third = writer.submit(record(3), Durability::Sync).unwrap();
+    assert_eq!(first.wait().unwrap(), Some(1));
+    assert!(matches!(failing.wait(), Err(WriteError::Build)));
+    assert_eq!(third.wait().unwrap(), Some(2));
+    assert_eq!(
+        made_on.lock().unwrap().as_deref(),
+        Some("sidelight-audit-writer")
+    );
+    let m = writer.metrics();
+    assert_eq!((m.committed, m.queued, m.failed), (2, 0, 1));
+    writer.shutdown();
+    assert_eq!(verify(&reopen(&path), KEY).unwrap().records, 2);
 }
 
 #[test]

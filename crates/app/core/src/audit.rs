@@ -17,7 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use sidelight_audit::{
-    AuditStore, Durability, Erasure, Feedback, FleetStore, Keys, Page, PostgresConfig,
+    AuditStore, Durability, Erasure, Feedback, FleetStore, Keys, Page, Pending, PostgresConfig,
     PostgresStore, QueuePolicy, Record, RecordQuery, Review, SqliteConfig, SqliteStore, StoreError,
     Stored, SubmitError, WriteError, Writer, WriterConfig,
 };
@@ -54,7 +54,7 @@ pub struct AuditLog {
     durability: Durability,
     on_failure: StoreFailure,
     upstream: String,
-    keys: Keys,
+    keys: Arc<Keys>,
     /// A connection for the data plane's id look-ups only, so that a long admin query
     /// never holds up a request. WAL lets it read while the writer thread writes.
     ids: Arc<Mutex<Box<dyn AuditStore>>>,
@@ -349,7 +349,7 @@ impl AuditLog {
             },
             on_failure: config.on_store_failure,
             upstream: upstream.to_owned(),
-            keys,
+            keys: Arc::new(keys),
             ids: Arc::new(Mutex::new(ids)),
             remote,
             admin: Arc::new(Mutex::new(admin)),
@@ -419,6 +419,11 @@ impl AuditLog {
     /// The keys: pseudonyms and the privacy policy need them.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The keys, shared: for a record made on the writer's thread.
+    pub fn shared_keys(&self) -> Arc<Keys> {
+        self.keys.clone()
     }
 
     /// A record id for `request_id` that no other record has. Generated ids are UUIDs
@@ -499,8 +504,10 @@ impl AuditLog {
 
     /// Submits `record`. `Ok(Some(id))`: recorded (committed, with `sync`); `Ok(None)`:
     /// not recorded but the response may go (shed, or fail-open); `Err`: fail-closed.
-    pub async fn commit(&self, record: Record) -> Result<Option<String>, ProxyError> {
-        let id = record.id.clone();
+    /// A deferred record is made on the writer's thread (see [`Pending`]).
+    pub async fn commit(&self, record: impl Into<Pending>) -> Result<Option<String>, ProxyError> {
+        let record = record.into();
+        let id = record.id().to_owned();
         let submitted = match self.writer.try_submit(record, self.durability) {
             // A full queue under `block`: wait for room on a blocking thread, never on
             // the worker, whose other connections must keep moving.
@@ -518,6 +525,7 @@ impl AuditLog {
                 let kind = match &e {
                     WriteError::Store(store) => store.kind(),
                     WriteError::Stopped => "stopped",
+                    WriteError::Build => "build",
                 };
                 (kind, e.to_string())
             }),

@@ -394,23 +394,36 @@ pub struct Facts {
     features: Option<serde_json::Value>,
     outputs: Option<serde_json::Value>,
     surrogate_version: Option<u64>,
-    attributions: Option<serde_json::Value>,
+    /// What the record's attributions are written from, on the audit writer's thread.
+    attributions: Option<AttributionSource>,
     texts: Option<Vec<String>>,
+}
+
+/// A request's explained rows, kept as they are until the audit writer writes the
+/// record's attributions from them (see [`record_attributions`]): the request does not
+/// wait for that JSON.
+struct AttributionSource {
+    model: Arc<crate::live::LiveModel>,
+    rows: Arc<Vec<Vec<Value>>>,
+    explanations: Vec<RowExplanation>,
+    audience: Audience,
 }
 
 impl Facts {
     /// The record, with the route's privacy policy applied to everything it keeps.
+    /// `model` is the model's identity in the log ([`AuditLog::model`]). Run on the audit
+    /// writer's thread (see `sidelight_audit::Pending`): it must not block.
     pub fn into_record(
         self,
         id: String,
         time_ms: i64,
         live: &RouteLive,
-        audit: &AuditLog,
+        keys: &sidelight_audit::Keys,
+        model: String,
         consent: Consent,
     ) -> Record {
-        let keys = audit.keys();
         let policy = &live.policy;
-        let mut record = Record::new(id, time_ms, &live.route, audit.model(&live.route));
+        let mut record = Record::new(id, time_ms, &live.route, model);
         record.consent = consent;
         record.surrogate_version = self.surrogate_version;
         if !self.review_reasons.is_empty() {
@@ -466,7 +479,13 @@ impl Facts {
             }
             f
         });
-        record.attributions = self.attributions.map(|mut a| {
+        record.attributions = self.attributions.map(|source| {
+            let mut a = record_attributions(
+                &source.model,
+                &source.rows,
+                &source.explanations,
+                source.audience,
+            );
             policy.apply_attributions(&mut a, keys);
             // What the caller was shown is kept with the attributions too, under the
             // same rule as the record's texts.
@@ -964,11 +983,6 @@ async fn augment(
         }
     }
     facts.surrogate_version = explanations.first().map(|e| e.surrogate_version);
-    if audit.is_some() {
-        facts.attributions = model
-            .as_ref()
-            .map(|model| record_attributions(model, &ordered, &explanations, ask.audience));
-    }
     facts.texts = Some(explanations.iter().filter_map(|e| e.text.clone()).collect());
     // Rows kept for the probe check are features too: not under `none`. They are kept
     // under the record id when there is one (unique, made by the record layer), else
@@ -984,7 +998,7 @@ async fn augment(
             route: live.clone(),
             target: ask.target.clone(),
             names: model.names().to_vec(),
-            rows: Arc::unwrap_or_clone(ordered),
+            rows: ordered.clone(),
             explanations: explanations
                 .iter()
                 .map(|e| StoredExplanation {
@@ -1015,6 +1029,14 @@ async fn augment(
         subject,
         facts,
     );
+    if let (Some(model), true) = (model, audit.is_some()) {
+        facts.attributions = Some(AttributionSource {
+            model,
+            rows: ordered,
+            explanations,
+            audience: ask.audience,
+        });
+    }
     if skipped > 0 {
         let status = response
             .headers()

@@ -113,7 +113,16 @@ where
             let flagged = !facts.review_reasons.is_empty();
             let body = facts.body.take();
             let decision = (flagged && live.review.hold.is_some()).then(|| audit.reviews.hold(&id));
-            let record = facts.into_record(id.clone(), received_ms, &live, &audit, consent);
+            // The record is made on the audit writer's thread: the privacy policy, the
+            // attributions' JSON, sealing and hashing never hold up the response (with
+            // `sync`, it waits for the commit, not for the work).
+            let record = {
+                let (id, live, keys) = (id.clone(), live.clone(), audit.shared_keys());
+                let model = audit.model(&live.route);
+                sidelight_audit::Pending::deferred(id.clone(), move || {
+                    facts.into_record(id, received_ms, &live, &keys, model, consent)
+                })
+            };
             match audit.commit(record).await {
                 Ok(Some(committed)) => {
                     let token = audit.keys().capability(FEEDBACK_PURPOSE, &committed);

@@ -29,7 +29,7 @@ pub struct StoredRequest {
     pub target: String,
     /// The surrogate's feature names; every row is in this order.
     pub names: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
+    pub rows: Arc<Vec<Vec<Value>>>,
     /// One per row.
     pub explanations: Vec<StoredExplanation>,
 }
