@@ -13,14 +13,17 @@
 // A fixed data set and a fixed model: a failure here is a bug to stop on at once.
 #![allow(clippy::expect_used)]
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use linfa::ParamGuard;
 use sidelight_demo_model::data::{FEATURE_NAMES, applications};
 use sidelight_demo_model::model::score;
 use sidelight_explain::counterfactual::{
     Constraint, Query, SplitIndex, Target, counterfactual_indexed, search, tree_candidates,
 };
-use sidelight_explain::{Feature, FeatureKind, GbtParams, OutputKind, Schema, Surrogate, Value};
+use sidelight_explain::shap::Scratch;
+use sidelight_explain::{
+    Feature, FeatureKind, GbtParams, OutputKind, Schema, Surrogate, TreeExplainer, Value,
+};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
@@ -177,6 +180,24 @@ fn bench(c: &mut Criterion) {
             let candidates =
                 tree_candidates(ensemble, declined[i], &query.constraints).expect("fits");
             black_box(search(&mut &*ensemble, declined[i], &query, &candidates))
+        })
+    });
+    g.finish();
+
+    // The engine's own TreeSHAP rate on this surrogate, one thread: the yardstick for
+    // the proxy's explained rows per second (bench/passthrough.py, batch 32).
+    let explainer = TreeExplainer::new(ensemble).expect("a valid ensemble");
+    let mut scratch = Scratch::default();
+    let mut values = vec![0.0; ensemble.n_features];
+    let mut g = c.benchmark_group("treeshap_demo");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("one_row", |b| {
+        b.iter(|| {
+            i = (i + 1) % encoded.len();
+            explainer
+                .explain_into(&encoded[i], &mut scratch, &mut values)
+                .expect("explainable");
+            black_box(&values);
         })
     });
     g.finish();

@@ -624,6 +624,15 @@ const ROWS_PER_CHUNK: usize = 16;
 /// the compute pool's small lane, ahead of large requests.
 const SMALL_REQUEST_BYTES: usize = 16 * 1024;
 
+/// A request and answer this small together (a row or two) are read and explained on
+/// the data worker itself: the work is a few tens of microseconds, less than handing it
+/// to a compute thread and back costs, and the row and feature caps bound it.
+const INLINE_BYTES: usize = 4 * 1024;
+
+/// A route whose budget is tighter than this has every request explained on the pool,
+/// where the budget is enforced to the letter.
+const INLINE_MIN_BUDGET: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl ExplainJob {
     /// A job for `ask`'s request, its rows and outputs still to be given; its next-step
     /// budget starts now.
@@ -802,26 +811,41 @@ async fn augment(
         .clone()
         .filter(|_| lane == Lane::Small && ask.attach != AttachMode::Off)
         .map(|model| ExplainJob::new(live, model, &ask, audit.is_some()));
-    let prepared = {
+    let inline =
+        request_bytes.len() + response_bytes.len() <= INLINE_BYTES && budget >= INLINE_MIN_BUDGET;
+    let prepared = if inline {
+        // One row or two: explained here, at less cost than the hand-off to a compute
+        // thread and back would add.
+        let prepared = prepare(live, &request_bytes, &response_bytes, &ask.target);
+        let explained = match (&prepared, at_once) {
+            (Ok(prepared), Some(job)) => job.explain_all(prepared),
+            _ => None,
+        };
+        Ok(Ok(vec![(prepared, explained)]))
+    } else {
         let (live, target) = (live.clone(), ask.target.clone());
         let (request_bytes, response_bytes) = (request_bytes.clone(), response_bytes.clone());
         let at_once = std::sync::Mutex::new(at_once);
-        stores.pool.submit_chunked(lane, 1, 1, move |_| {
-            let prepared = prepare(&live, &request_bytes, &response_bytes, &target);
-            let job = at_once.lock().ok().and_then(|mut job| job.take());
-            let explained = match (&prepared, job) {
-                (Ok(prepared), Some(job)) => job.explain_all(prepared),
-                _ => None,
-            };
-            vec![(prepared, explained)]
-        })
+        stores
+            .pool
+            .submit_chunked(lane, 1, 1, move |_| {
+                let prepared = prepare(&live, &request_bytes, &response_bytes, &target);
+                let job = at_once.lock().ok().and_then(|mut job| job.take());
+                let explained = match (&prepared, job) {
+                    (Ok(prepared), Some(job)) => job.explain_all(prepared),
+                    _ => None,
+                };
+                vec![(prepared, explained)]
+            })
+            .map(Err)
     };
     let (prepared, explained_at_once) = match prepared {
         Err(PoolFull) => {
             metrics.limit_hit("compute_queue");
             return pass_through(rebuild(parts, body), "explain_overloaded");
         }
-        Ok(done) => match tokio::time::timeout_at(deadline, done).await {
+        Ok(Ok(mut done)) => done.pop().map_or((None, None), |(p, e)| (Some(p), e)),
+        Ok(Err(done)) => match tokio::time::timeout_at(deadline, done).await {
             Ok(Ok(mut done)) => done.pop().map_or((None, None), |(p, e)| (Some(p), e)),
             Ok(Err(_)) => (None, None),
             Err(_) => return pass_through(rebuild(parts, body), &over_budget()),
