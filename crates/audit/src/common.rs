@@ -246,6 +246,52 @@ pub(crate) fn prepare<'a>(
     keys: &'a Keys,
     encrypt: bool,
 ) -> Result<Vec<Prepared<'a>>, StoreError> {
+    // Records are sealed and digested independently: a large batch is shared among the
+    // cores, so that the writer's one thread is not what limits how many records a
+    // second the log takes (the chain's hashes and the inserts stay in order, on it).
+    let parts = sealing_threads()
+        .min(records.len() / MIN_RECORDS_PER_THREAD)
+        .max(1);
+    if parts == 1 {
+        return prepare_part(records, keys, encrypt);
+    }
+    let chunk = records.len().div_ceil(parts);
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = records
+            .chunks(chunk)
+            .skip(1)
+            .map(|part| {
+                let first = part.first().map(|r| r.id.clone()).unwrap_or_default();
+                (
+                    first,
+                    scope.spawn(move || prepare_part(part, keys, encrypt)),
+                )
+            })
+            .collect();
+        let mut prepared = prepare_part(&records[..chunk], keys, encrypt)?;
+        for (first, helper) in helpers {
+            // A panic while sealing is reported as a sealing failure of the batch.
+            prepared.extend(helper.join().map_err(|_| StoreError::Seal(first))??);
+        }
+        Ok(prepared)
+    })
+}
+
+/// A batch is shared among threads only when each gets at least this many records:
+/// below, starting a thread costs more than it saves.
+const MIN_RECORDS_PER_THREAD: usize = 16;
+
+/// How many threads seal a large batch: the cores, at most four.
+fn sealing_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
+}
+
+fn prepare_part<'a>(
+    records: &'a [Record],
+    keys: &'a Keys,
+    encrypt: bool,
+) -> Result<Vec<Prepared<'a>>, StoreError> {
     let mut sealer = match encrypt {
         true => Some(keys.sealer().ok_or_else(|| {
             StoreError::Seal(records.first().map(|r| r.id.clone()).unwrap_or_default())
