@@ -317,9 +317,13 @@ def main():
             plain = med(saturation["sidelight" + suffix], "rps")
             added = (med(moderate["sidelight explaining" + suffix], "p99_ms")
                      - med(moderate["direct" + suffix], "p99_ms"))
+            goal = "<= 0.5 ms" if not suffix else "<= 1.5 ms"
             print(f"explaining{suffix or ', batch 1'}: throughput {explained / plain:.2f}x of "
-                  f"pass-through (goal >= 0.60x); p99 added over direct at {args.rate} req/s: "
-                  f"{added:+.3f} ms (goal <= 1 ms)")
+                  f"pass-through (goal >= 0.60x at batch 1); p99 added over direct at "
+                  f"{args.rate} req/s: {added:+.3f} ms (goal {goal})")
+            if suffix:
+                print(f"explaining, batch 32: {explained * 32:,.0f} rows/s explained at "
+                      "saturation")
         explaining_p99 = med(moderate["sidelight explaining"], "p99_ms")
         for mode in ["sync", "async"]:
             name = f"sidelight explaining + audit {mode}"
@@ -327,7 +331,7 @@ def main():
                 continue
             print(f"audit {mode}: p99 added over explaining at {args.rate} req/s: "
                   f"{med(moderate[name], 'p99_ms') - explaining_p99:+.3f} ms"
-                  f"{' (goal <= 2 ms)' if mode == 'sync' else ''}; throughput "
+                  f"{' (goal <= 1.5 ms)' if mode == 'sync' else ''}; throughput "
                   f"{med(saturation[name], 'rps') / med(saturation['sidelight explaining'], 'rps'):.2f}x "
                   "of explaining")
         if args.baseline:
@@ -338,7 +342,7 @@ def main():
                       f"p99 at {args.rate} req/s {med(moderate[this], 'p99_ms'):.3f} ms "
                       f"against {med(moderate[base], 'p99_ms'):.3f} ms")
         print(f"p99 added at {args.rate} req/s: sidelight {added_p99:+.3f} ms, "
-              f"nginx {nginx_added:+.3f} ms (goal for sidelight <= 0.3 ms)")
+              f"nginx {nginx_added:+.3f} ms (goal for sidelight: nginx's + 0.05 ms)")
         print(f"sidelight RSS: {idle_rss / 1024:.1f} MiB idle, "
               f"{loaded_rss / 1024:.1f} MiB after the load")
     finally:
