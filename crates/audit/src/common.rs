@@ -257,23 +257,37 @@ pub(crate) fn prepare<'a>(
     }
     let chunk = records.len().div_ceil(parts);
     std::thread::scope(|scope| {
+        // A helper that cannot be started (the process is out of threads) leaves its
+        // part to this thread: sealing must never be why a record is lost.
         let helpers: Vec<_> = records
             .chunks(chunk)
             .skip(1)
             .map(|part| {
                 let first = part.first().map(|r| r.id.clone()).unwrap_or_default();
-                (
-                    first,
-                    scope.spawn(move || prepare_part(part, keys, encrypt)),
-                )
+                let helper = std::thread::Builder::new()
+                    .name("sidelight-audit-seal".to_owned())
+                    .spawn_scoped(scope, move || prepare_part(part, keys, encrypt))
+                    .ok();
+                (part, first, helper)
             })
             .collect();
-        let mut prepared = prepare_part(&records[..chunk], keys, encrypt)?;
-        for (first, helper) in helpers {
-            // A panic while sealing is reported as a sealing failure of the batch.
-            prepared.extend(helper.join().map_err(|_| StoreError::Seal(first))??);
+        let mut prepared = prepare_part(&records[..chunk], keys, encrypt);
+        // Every helper is joined before any error is returned: a panic in one is a
+        // sealing failure of the batch, never a panic of the writer.
+        for (part, first, helper) in helpers {
+            let done = match helper {
+                Some(helper) => helper.join().unwrap_or(Err(StoreError::Seal(first))),
+                None => prepare_part(part, keys, encrypt),
+            };
+            prepared = match (prepared, done) {
+                (Ok(mut all), Ok(more)) => {
+                    all.extend(more);
+                    Ok(all)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
         }
-        Ok(prepared)
+        prepared
     })
 }
 

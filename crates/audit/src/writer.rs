@@ -122,12 +122,16 @@ impl Pending {
         }
     }
 
-    /// The record, made now if deferred; `None` if making it panicked.
+    /// The record, made now if deferred; `None` if making it panicked or made a record
+    /// with another id.
     fn make(self) -> Option<Record> {
         match self {
             Self::Ready(record) => Some(*record),
-            Self::Deferred { build, .. } => {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).ok()
+            // The caller was told this id: a record made under another is refused.
+            Self::Deferred { id, build } => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+                    .ok()
+                    .filter(|record| record.id == id)
             }
         }
     }

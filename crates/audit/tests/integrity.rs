@@ -430,13 +430,15 @@ fn the_write_ahead_log_stays_under_its_bound_under_sustained_writes_and_a_reader
     eprintln!("largest WAL: {bounded} bytes with a {bound}-byte bound, {unbounded} without");
     // Between two ticks (20 ms) the writer adds a share of the bound; a restart waits
     // until the background copy has caught up to within a quarter of the bound, which
-    // the reader's snapshots and a busy machine delay by a few ticks.
+    // the reader's snapshots and a busy machine delay by a few ticks — on two cores
+    // shared with the rest of the suite, by up to some ten (7 MB seen with a 1 MiB
+    // bound, against 60–80 MB for the control run).
     assert!(
-        bounded <= 6 * bound,
+        bounded <= 12 * bound,
         "the WAL reached {bounded} bytes with a bound of {bound}"
     );
     assert!(
-        unbounded > 6 * bound,
+        unbounded > 12 * bound,
         "the control run's WAL stayed at {unbounded} bytes: the test cannot tell"
     );
 }

@@ -629,6 +629,9 @@ const SMALL_REQUEST_BYTES: usize = 16 * 1024;
 /// to a compute thread and back costs, and the row and feature caps bound it.
 const INLINE_BYTES: usize = 4 * 1024;
 
+/// Rows of a request explained on the data worker at most.
+const INLINE_MAX_ROWS: usize = 2;
+
 /// A route whose budget is tighter than this has every request explained on the pool,
 /// where the budget is enforced to the letter.
 const INLINE_MIN_BUDGET: std::time::Duration = std::time::Duration::from_millis(5);
@@ -814,14 +817,27 @@ async fn augment(
     let inline =
         request_bytes.len() + response_bytes.len() <= INLINE_BYTES && budget >= INLINE_MIN_BUDGET;
     let prepared = if inline {
-        // One row or two: explained here, at less cost than the hand-off to a compute
-        // thread and back would add.
-        let prepared = prepare(live, &request_bytes, &response_bytes, &ask.target);
-        let explained = match (&prepared, at_once) {
-            (Ok(prepared), Some(job)) => job.explain_all(prepared),
-            _ => None,
-        };
-        Ok(Ok(vec![(prepared, explained)]))
+        // A row or two: read and explained here, at less cost than the hand-off to a
+        // compute thread and back would add. More rows in these few bytes go to the
+        // pool in chunks, as a larger request's do.
+        let work = std::panic::AssertUnwindSafe(|| {
+            let prepared = prepare(live, &request_bytes, &response_bytes, &ask.target);
+            let explained = match (&prepared, at_once) {
+                (Ok(read), Some(job)) if read.rows.rows.len() <= INLINE_MAX_ROWS => {
+                    job.explain_all(read)
+                }
+                _ => None,
+            };
+            vec![(prepared, explained)]
+        });
+        match std::panic::catch_unwind(work) {
+            Ok(done) => Ok(Ok(done)),
+            // As on the pool: a bug in one explanation costs that explanation only.
+            Err(_) => {
+                tracing::error!("an explanation task panicked");
+                return pass_through(rebuild(parts, body), "explain_failed");
+            }
+        }
     } else {
         let (live, target) = (live.clone(), ask.target.clone());
         let (request_bytes, response_bytes) = (request_bytes.clone(), response_bytes.clone());

@@ -620,9 +620,19 @@ fn interval_points(
         let (lower, upper) = match step {
             None => (lower, upper),
             Some(s) => {
-                let first = min + ((lower - min) / s).ceil() * s;
-                let last = min + ((upper - min) / s).floor() * s;
-                (first, last)
+                let mut first = min + ((lower - min) / s).ceil() * s;
+                let mut last = min + ((upper - min) / s).floor() * s;
+                // Rounding can put a grid point on the interval's open end (the
+                // threshold below it) or past its closed end: step inwards, so that
+                // every candidate is strictly in its own interval and none repeats
+                // another or the row's own value.
+                if k > 0 && first <= thresholds[k - 1] {
+                    first += s;
+                }
+                if k < thresholds.len() && last > thresholds[k] {
+                    last -= s;
+                }
+                (first, last.min(max))
             }
         };
         if lower > upper {
@@ -805,6 +815,36 @@ mod tests {
         assert_eq!(cf.changes[0].to.abs(), 2.0);
     }
 
+    /// Thresholds on the step grid: rounding once offered 0.5 for the interval
+    /// (0.5, 0.6] as well as for (.., 0.5], a repeated candidate.
+    #[test]
+    fn candidates_on_a_step_grid_are_distinct_and_inside_their_intervals() {
+        let thresholds = [0.5, 0.6];
+        let points = interval_points(&thresholds, 1.0, -1.5, 1.5, Some(0.25));
+        let mut unique = points.clone();
+        unique.dedup();
+        assert_eq!(points, unique, "{points:?}");
+        assert!(points.iter().all(|&v| v != 1.0), "{points:?}");
+        assert_eq!(
+            points,
+            vec![0.5],
+            "only (.., 0.5] has a grid point besides 1.0's own"
+        );
+    }
+
+    /// A leaf that is not finite: every decision falls back to full predictions, and the
+    /// result is still the plain search's.
+    #[test]
+    fn an_ensemble_with_an_infinite_leaf_is_searched_by_full_predictions() {
+        let mut e = stumps();
+        e.trees[1].value[2] = f64::INFINITY;
+        let q = Query::new(Target::AtLeast(1.0), vec![free(-5.0, 5.0); 3], vec![1.0; 3]);
+        let candidates = tree_candidates(&e, &[0.0; 3], &q.constraints).unwrap();
+        let plain = search(&mut &e, &[0.0; 3], &q, &candidates).unwrap();
+        let fast = counterfactual(&e, &[0.0; 3], &q).unwrap();
+        assert_eq!(format!("{fast:?}"), format!("{plain:?}"));
+    }
+
     #[test]
     fn a_row_of_the_wrong_width_is_an_error_not_a_panic() {
         let q = Query::new(Target::AtLeast(1.0), vec![free(-5.0, 5.0); 2], vec![1.0; 2]);
@@ -881,7 +921,16 @@ mod tests {
             max_changes in 1usize..4,
             beam_width in 1usize..6,
         ) {
-            let e = synth::random_ensemble(seed, 12, 4, 5, 200);
+            let mut e = synth::random_ensemble(seed, 12, 4, 5, 200);
+            // Half the time the thresholds sit on feature 2's step grid, where rounding
+            // is most likely to put a candidate on an interval's end.
+            if seed % 2 == 0 {
+                for tree in &mut e.trees {
+                    for t in &mut tree.threshold {
+                        *t = (*t / 0.25).round() * 0.25;
+                    }
+                }
+            }
             let rows = synth::random_rows(seed + 7, 20, 5, 0.15);
             let x = &rows[(seed % 20) as usize];
             let mut scores: Vec<f64> = rows.iter().map(|r| e.predict(r)).collect();

@@ -26,10 +26,12 @@ impl SplitIndex {
     pub fn new(ensemble: &Ensemble) -> Self {
         let mut thresholds = vec![Vec::new(); ensemble.n_features];
         let mut magnitude = ensemble.base_offset.abs();
+        let mut finite = ensemble.base_offset.is_finite();
         for tree in &ensemble.trees {
             let mut largest_leaf = 0.0f64;
             for node in 0..tree.len() {
                 if tree.is_leaf(node) {
+                    finite &= tree.value[node].is_finite();
                     largest_leaf = largest_leaf.max(tree.value[node].abs());
                     continue;
                 }
@@ -51,12 +53,12 @@ impl SplitIndex {
         }
         Self {
             thresholds,
-            // NaN (a NaN leaf) compares false everywhere: make it infinite, so that
-            // every score near nothing is checked in full.
-            tolerance: if magnitude.is_nan() {
-                f64::INFINITY
-            } else {
+            // A leaf that is not finite makes sums of leaves meaningless to compare:
+            // then every score is decided by a full prediction.
+            tolerance: if finite {
                 magnitude * 1e-9
+            } else {
+                f64::INFINITY
             },
         }
     }
@@ -117,15 +119,22 @@ pub(super) fn search(
         .map(|(list, c)| {
             let mut kept: Vec<f64> = list.iter().copied().filter(|&v| allowed(c, v)).collect();
             kept.sort_by(f64::total_cmp);
+            // A repeated value would be a repeated child, which the plain search drops.
+            kept.dedup_by(|a, b| a.to_bits() == b.to_bits());
             kept
         })
         .collect();
     let movable: Vec<bool> = values.iter().map(|v| !v.is_empty()).collect();
     let mut scorer = Scorer::new(ensemble, movable);
     let target = query.target;
+    let threshold = match target {
+        Target::AtLeast(t) | Target::AtMost(t) => t,
+    };
+    // Gaps are differences from the threshold: their rounding grows with it too.
+    let tolerance = index.tolerance.max(threshold.abs() * 1e-9);
     let decide = Decide {
         target,
-        tolerance: index.tolerance,
+        tolerance,
         ensemble,
     };
     let original_score = scorer.rebase(row);
@@ -195,6 +204,7 @@ pub(super) fn search(
                 None => {
                     let exact = ensemble.predict(&child_row(&beam, &child));
                     children[i].score = exact;
+                    children[i].exact = true;
                     target.reached(exact)
                 }
             };
@@ -240,7 +250,7 @@ pub(super) fn search(
         let mut contenders: Vec<Child> = kept.to_vec();
         contenders.extend(
             rest.iter()
-                .filter(|c| target.gap(c.score) <= cut + index.tolerance),
+                .filter(|c| target.gap(c.score) <= cut + tolerance),
         );
         for child in contenders.iter_mut().filter(|c| !c.exact) {
             child.score = ensemble.predict(&child_row(&beam, child));
