@@ -1,0 +1,182 @@
+//! What explaining one row costs beyond TreeSHAP, on the demo's surrogate: the demo
+//! credit model's scores of the 1,000 German credit applications, learnt with the live
+//! trainer's defaults (100 trees, depth 6), explained as the proxy explains them.
+//!
+//! - `treeshap`: the engine alone on an encoded row (the yardstick);
+//! - `customer`: `LiveModel::explain` for the customer audience (encoding, TreeSHAP,
+//!   the customer's attributions and text, the next step for a declined row);
+//! - `customer_json`: the same, written as the JSON attached to the response.
+//!
+//! Each iteration takes the next application in turn. Run with
+//! `cargo bench -p sidelight-core --bench explain_row`; the ratios of the three are the
+//! per-row overhead of the proxy's explanation over the engine.
+
+// A fixed data set and a fixed model: a failure here is a bug to stop on at once.
+#![allow(clippy::expect_used)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use linfa::ParamGuard;
+use sidelight_config::Audience;
+use sidelight_core::live::{LiveModel, Narrate, VersionRecord};
+use sidelight_demo_model::data::{FEATURE_NAMES, applications};
+use sidelight_demo_model::model::score;
+use sidelight_explain::shap::{Scratch, TreeExplainer};
+use sidelight_explain::{Feature, FeatureKind, GbtParams, OutputKind, Schema, Surrogate, Value};
+use sidelight_narrate::{Locale, Narrator, RouteOverrides};
+use std::hint::black_box;
+
+const CONFIG: &str = r#"
+[upstream]
+url = "http://127.0.0.1:9"
+[[routes]]
+name = "credit"
+path_prefix = "/v1/models/credit"
+[routes.explain]
+protocol = "kserve_v1"
+output = "probability"
+[[routes.explain.features]]
+name = "duration_months"
+kind = "numeric"
+actionable = true
+min = 4
+max = 72
+[[routes.explain.features]]
+name = "credit_amount"
+kind = "numeric"
+actionable = true
+min = 250
+max = 20000
+[[routes.explain.features]]
+name = "personal_status_sex"
+kind = "categorical"
+protected = true
+customer_visible = false
+"#;
+
+fn bench(c: &mut Criterion) {
+    let apps = applications().expect("embedded data");
+    let rows: Vec<Vec<Value>> = apps
+        .iter()
+        .map(|a| {
+            let json = serde_json::to_value(&a.application).expect("serialisable");
+            FEATURE_NAMES
+                .iter()
+                .map(|name| match &json[*name] {
+                    serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+                    serde_json::Value::String(s) => Value::Text(s.clone()),
+                    _ => Value::Missing,
+                })
+                .collect()
+        })
+        .collect();
+    let outputs: Vec<f64> = apps.iter().map(|a| score(&a.application)).collect();
+    let numeric = [
+        "duration_months",
+        "credit_amount",
+        "installment_rate_pct_income",
+        "residence_since_years",
+        "age_years",
+        "existing_credits",
+        "dependents",
+    ];
+    let schema = Schema::new(
+        FEATURE_NAMES
+            .iter()
+            .map(|&n| {
+                let kind = if numeric.contains(&n) {
+                    FeatureKind::Numeric
+                } else {
+                    FeatureKind::Categorical
+                };
+                Feature::new(n, kind)
+            })
+            .collect(),
+    )
+    .expect("schema");
+    let params = GbtParams::new()
+        .n_trees(100)
+        .max_depth(6)
+        .learning_rate(0.1)
+        .check()
+        .expect("params");
+    let surrogate = Surrogate::fit(
+        schema,
+        &rows,
+        &outputs,
+        OutputKind::BinaryProbability,
+        &params,
+    )
+    .expect("surrogate");
+    let encoded: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|r| surrogate.encoder().encode(r).expect("encodable"))
+        .collect();
+    let explainer = TreeExplainer::new(&surrogate.ensembles()[0]).expect("valid ensemble");
+    let config = sidelight_config::Config::from_toml_str(CONFIG).expect("config");
+    let explain = config.routes[0].explain.clone().expect("[routes.explain]");
+    let record = VersionRecord {
+        version: 1,
+        trained_at: 0,
+        rows: rows.len(),
+        r2: 0.95,
+        mae: 0.0,
+        agreement: None,
+        accepted: true,
+        reason: String::new(),
+        gate: None,
+        faithfulness: None,
+        retired: None,
+    };
+    let model = LiveModel::new(surrogate, record, &explain, &rows).expect("live model");
+    let narrator = Narrator::builtin().expect("built-in wording");
+    let overrides = RouteOverrides::default();
+    let locale = Locale::english();
+    let narrate = Narrate {
+        audience: Audience::Customer,
+        locale: &locale,
+        narrator: &narrator,
+        overrides: &overrides,
+        config: &explain,
+        consent: sidelight_audit::Consent::Full,
+        audited: false,
+        next_steps_until: None,
+    };
+
+    let mut g = c.benchmark_group("explain_row_demo");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    let mut scratch = Scratch::default();
+    let mut values = vec![0.0; encoded[0].len()];
+    g.bench_function("treeshap", |b| {
+        b.iter(|| {
+            i = (i + 1) % encoded.len();
+            explainer
+                .explain_into(&encoded[i], &mut scratch, &mut values)
+                .expect("explainable");
+            black_box(&values);
+        })
+    });
+    g.bench_function("customer", |b| {
+        b.iter(|| {
+            i = (i + 1) % rows.len();
+            black_box(
+                model
+                    .explain("r".to_owned(), &rows[i], &[outputs[i]], &narrate)
+                    .expect("explained"),
+            )
+        })
+    });
+    g.bench_function("customer_json", |b| {
+        b.iter(|| {
+            i = (i + 1) % rows.len();
+            let explained = model
+                .explain("r".to_owned(), &rows[i], &[outputs[i]], &narrate)
+                .expect("explained");
+            black_box(serde_json::to_vec(&explained).expect("serialisable"))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
