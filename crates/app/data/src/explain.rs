@@ -661,17 +661,13 @@ impl ExplainJob {
     }
 
     /// For a small request read in the same turn: its rows in the surrogate's order and
-    /// their explanations, when they fit one chunk and the route may explain them now;
-    /// `None` leaves it to the worker's checks (row cap, output shape) and the chunked
-    /// path.
-    #[allow(clippy::type_complexity)]
-    fn explain_all(
-        mut self,
-        prepared: &Prepared,
-    ) -> Option<(Arc<Vec<Vec<Value>>>, Vec<Result<RowExplanation, String>>)> {
+    /// their explanations, when there are at most `max_rows` and the route may explain
+    /// them now; `None` leaves it to the worker's checks (row cap, output shape) and the
+    /// chunked path.
+    fn explain_all(mut self, prepared: &Prepared, max_rows: usize) -> Option<ExplainedAtOnce> {
         let width = self.model.surrogate.output().n_outputs();
         let rows = &prepared.rows;
-        if rows.rows.len() > ROWS_PER_CHUNK
+        if rows.rows.len() > max_rows
             || rows.rows.len() > self.live.config.limits.max_rows
             || prepared.outputs.iter().any(|o| o.len() != width)
         {
@@ -709,6 +705,29 @@ impl ExplainJob {
             })
             .collect()
     }
+}
+
+/// A small request's rows in the surrogate's order with their explanations, made in the
+/// same turn as reading it.
+type ExplainedAtOnce = (Arc<Vec<Vec<Value>>>, Vec<Result<RowExplanation, String>>);
+
+/// Reads the request and the model's answer and, given a job, explains their rows in the
+/// same turn when there are at most `max_rows` of them (else the caller explains them in
+/// chunks).
+fn read_and_explain(
+    live: &RouteLive,
+    request_bytes: &[u8],
+    response_bytes: &[u8],
+    target: &str,
+    job: Option<ExplainJob>,
+    max_rows: usize,
+) -> (Result<Prepared, String>, Option<ExplainedAtOnce>) {
+    let prepared = prepare(live, request_bytes, response_bytes, target);
+    let explained = match (&prepared, job) {
+        (Ok(read), Some(job)) => job.explain_all(read, max_rows),
+        _ => None,
+    };
+    (prepared, explained)
 }
 
 /// A request's rows and the model's outputs, read on the compute pool.
@@ -816,22 +835,23 @@ async fn augment(
         .map(|model| ExplainJob::new(live, model, &ask, audit.is_some()));
     let inline =
         request_bytes.len() + response_bytes.len() <= INLINE_BYTES && budget >= INLINE_MIN_BUDGET;
-    let prepared = if inline {
+    let (prepared, explained_at_once) = if inline {
         // A row or two: read and explained here, at less cost than the hand-off to a
         // compute thread and back would add. More rows in these few bytes go to the
         // pool in chunks, as a larger request's do.
         let work = std::panic::AssertUnwindSafe(|| {
-            let prepared = prepare(live, &request_bytes, &response_bytes, &ask.target);
-            let explained = match (&prepared, at_once) {
-                (Ok(read), Some(job)) if read.rows.rows.len() <= INLINE_MAX_ROWS => {
-                    job.explain_all(read)
-                }
-                _ => None,
-            };
-            vec![(prepared, explained)]
+            let (request, response) = (&request_bytes[..], &response_bytes[..]);
+            read_and_explain(
+                live,
+                request,
+                response,
+                &ask.target,
+                at_once,
+                INLINE_MAX_ROWS,
+            )
         });
         match std::panic::catch_unwind(work) {
-            Ok(done) => Ok(Ok(done)),
+            Ok((prepared, explained)) => (Some(prepared), explained),
             // As on the pool: a bug in one explanation costs that explanation only.
             Err(_) => {
                 tracing::error!("an explanation task panicked");
@@ -842,30 +862,29 @@ async fn augment(
         let (live, target) = (live.clone(), ask.target.clone());
         let (request_bytes, response_bytes) = (request_bytes.clone(), response_bytes.clone());
         let at_once = std::sync::Mutex::new(at_once);
-        stores
-            .pool
-            .submit_chunked(lane, 1, 1, move |_| {
-                let prepared = prepare(&live, &request_bytes, &response_bytes, &target);
-                let job = at_once.lock().ok().and_then(|mut job| job.take());
-                let explained = match (&prepared, job) {
-                    (Ok(prepared), Some(job)) => job.explain_all(prepared),
-                    _ => None,
-                };
-                vec![(prepared, explained)]
-            })
-            .map(Err)
-    };
-    let (prepared, explained_at_once) = match prepared {
-        Err(PoolFull) => {
-            metrics.limit_hit("compute_queue");
-            return pass_through(rebuild(parts, body), "explain_overloaded");
+        let submitted = stores.pool.submit_chunked(lane, 1, 1, move |_| {
+            let job = at_once.lock().ok().and_then(|mut job| job.take());
+            let (request, response) = (&request_bytes[..], &response_bytes[..]);
+            vec![read_and_explain(
+                &live,
+                request,
+                response,
+                &target,
+                job,
+                ROWS_PER_CHUNK,
+            )]
+        });
+        match submitted {
+            Err(PoolFull) => {
+                metrics.limit_hit("compute_queue");
+                return pass_through(rebuild(parts, body), "explain_overloaded");
+            }
+            Ok(done) => match tokio::time::timeout_at(deadline, done).await {
+                Ok(Ok(mut done)) => done.pop().map_or((None, None), |(p, e)| (Some(p), e)),
+                Ok(Err(_)) => (None, None),
+                Err(_) => return pass_through(rebuild(parts, body), &over_budget()),
+            },
         }
-        Ok(Ok(mut done)) => done.pop().map_or((None, None), |(p, e)| (Some(p), e)),
-        Ok(Err(done)) => match tokio::time::timeout_at(deadline, done).await {
-            Ok(Ok(mut done)) => done.pop().map_or((None, None), |(p, e)| (Some(p), e)),
-            Ok(Err(_)) => (None, None),
-            Err(_) => return pass_through(rebuild(parts, body), &over_budget()),
-        },
     };
     let Prepared {
         rows,
