@@ -235,6 +235,32 @@ pub fn grid_candidates(
     constraints: &[Constraint],
     points: usize,
 ) -> Result<Vec<Vec<f64>>, CounterfactualError> {
+    per_feature(row, constraints, |f, min, max, step| {
+        let mut out: Vec<f64> = (0..points)
+            .map(|k| {
+                let v = if points == 1 {
+                    0.5 * (min + max)
+                } else {
+                    min + (max - min) * k as f64 / (points - 1) as f64
+                };
+                snap(v, min, max, step)
+            })
+            .filter(|v| !same(*v, row[f]))
+            .collect();
+        out.sort_by(f64::total_cmp);
+        out.dedup();
+        out
+    })
+}
+
+/// Candidate values per feature: none for a fixed feature, the allowed levels but the
+/// row's own for a categorical one, and `numeric(feature, min, max, step)` for a numeric
+/// one; after checking that the constraints fit the row.
+fn per_feature(
+    row: &[f64],
+    constraints: &[Constraint],
+    numeric: impl Fn(usize, f64, f64, Option<f64>) -> Vec<f64>,
+) -> Result<Vec<Vec<f64>>, CounterfactualError> {
     check_len("constraints", row.len(), constraints.len())?;
     constraints
         .iter()
@@ -244,22 +270,7 @@ pub fn grid_candidates(
             Ok(match c {
                 Constraint::Fixed => Vec::new(),
                 Constraint::Levels(levels) => levels_except(levels, row[f]),
-                Constraint::Numeric { min, max, step } => {
-                    let mut out: Vec<f64> = (0..points)
-                        .map(|k| {
-                            let v = if points == 1 {
-                                0.5 * (min + max)
-                            } else {
-                                min + (max - min) * k as f64 / (points - 1) as f64
-                            };
-                            snap(v, *min, *max, *step)
-                        })
-                        .filter(|v| !same(*v, row[f]))
-                        .collect();
-                    out.sort_by(f64::total_cmp);
-                    out.dedup();
-                    out
-                }
+                Constraint::Numeric { min, max, step } => numeric(f, *min, *max, *step),
             })
         })
         .collect()

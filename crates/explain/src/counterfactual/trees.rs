@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use super::{
     Constraint, Counterfactual, CounterfactualError, Query, State, Target, allowed, change_cost,
-    check_constraint, check_len, check_query, interval_points, levels_except, same,
+    check_query, interval_points, per_feature, same,
 };
 use crate::tree::{Ensemble, Tree};
 
@@ -70,22 +70,10 @@ impl SplitIndex {
         row: &[f64],
         constraints: &[Constraint],
     ) -> Result<Vec<Vec<f64>>, CounterfactualError> {
-        check_len("constraints", row.len(), constraints.len())?;
-        constraints
-            .iter()
-            .enumerate()
-            .map(|(f, c)| {
-                check_constraint(f, c)?;
-                Ok(match c {
-                    Constraint::Fixed => Vec::new(),
-                    Constraint::Levels(levels) => levels_except(levels, row[f]),
-                    Constraint::Numeric { min, max, step } => {
-                        let thresholds = self.thresholds.get(f).map_or(&[][..], Vec::as_slice);
-                        interval_points(thresholds, row[f], *min, *max, *step)
-                    }
-                })
-            })
-            .collect()
+        per_feature(row, constraints, |f, min, max, step| {
+            let thresholds = self.thresholds.get(f).map_or(&[][..], Vec::as_slice);
+            interval_points(thresholds, row[f], min, max, step)
+        })
     }
 }
 
