@@ -7,79 +7,31 @@
 //! Two ways side by side in one run: `tree` (the search the proxy uses, scoring a row's
 //! changes from its tree paths, thresholds collected once per surrogate) and `before`
 //! (the search as it was: thresholds collected for every row, the same beam search
-//! scoring every candidate row by a full prediction). Both find the same next step. Each iteration searches
-//! one declined row, in turn. Run with `cargo bench -p sidelight-explain --bench next_step`.
+//! scoring every candidate row by a full prediction). Both find the same next step. Each
+//! iteration searches one declined row, in turn. Run with
+//! `cargo bench -p sidelight-explain --bench next_step`.
 
 // A fixed data set and a fixed model: a failure here is a bug to stop on at once.
 #![allow(clippy::expect_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use linfa::ParamGuard;
-use sidelight_demo_model::data::{FEATURE_NAMES, applications};
-use sidelight_demo_model::model::score;
+use sidelight_demo_model::data::FEATURE_NAMES;
+use sidelight_explain::TreeExplainer;
 use sidelight_explain::counterfactual::{
     Constraint, Query, SplitIndex, Target, counterfactual_indexed, search, tree_candidates,
 };
 use sidelight_explain::shap::Scratch;
-use sidelight_explain::{
-    Feature, FeatureKind, GbtParams, OutputKind, Schema, Surrogate, TreeExplainer, Value,
-};
 use std::hint::black_box;
 
+#[path = "support/demo.rs"]
+mod demo;
+
 fn bench(c: &mut Criterion) {
-    let apps = applications().expect("embedded data");
-    let rows: Vec<Vec<Value>> = apps
-        .iter()
-        .map(|a| {
-            let json = serde_json::to_value(&a.application).expect("serialisable");
-            FEATURE_NAMES
-                .iter()
-                .map(|name| match &json[*name] {
-                    serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
-                    serde_json::Value::String(s) => Value::Text(s.clone()),
-                    _ => Value::Missing,
-                })
-                .collect()
-        })
-        .collect();
-    let outputs: Vec<f64> = apps.iter().map(|a| score(&a.application)).collect();
-    let numeric = [
-        "duration_months",
-        "credit_amount",
-        "installment_rate_pct_income",
-        "residence_since_years",
-        "age_years",
-        "existing_credits",
-        "dependents",
-    ];
-    let schema = Schema::new(
-        FEATURE_NAMES
-            .iter()
-            .map(|&n| {
-                let kind = if numeric.contains(&n) {
-                    FeatureKind::Numeric
-                } else {
-                    FeatureKind::Categorical
-                };
-                Feature::new(n, kind)
-            })
-            .collect(),
-    )
-    .expect("schema");
-    let params = GbtParams::new()
-        .n_trees(100)
-        .max_depth(6)
-        .learning_rate(0.1)
-        .check()
-        .expect("params");
-    let surrogate = Surrogate::fit(
-        schema,
-        &rows,
-        &outputs,
-        OutputKind::BinaryProbability,
-        &params,
-    )
-    .expect("surrogate");
+    let demo::Demo {
+        rows,
+        outputs: _,
+        surrogate,
+    } = demo::demo();
     let ensemble = &surrogate.ensembles()[0];
     let encoded: Vec<Vec<f64>> = rows
         .iter()

@@ -223,7 +223,7 @@ impl Application {
 }
 
 /// Whether an attribute is numeric (JSON number) rather than categorical (JSON string).
-pub(crate) fn is_numeric(feature: &str) -> bool {
+pub fn is_numeric(feature: &str) -> bool {
     categories(feature).is_empty()
 }
 

@@ -15,15 +15,15 @@
 #![allow(clippy::expect_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use linfa::ParamGuard;
 use sidelight_config::Audience;
 use sidelight_core::live::{LiveModel, Narrate, VersionRecord};
-use sidelight_demo_model::data::{FEATURE_NAMES, applications};
-use sidelight_demo_model::model::score;
 use sidelight_explain::shap::{Scratch, TreeExplainer};
-use sidelight_explain::{Feature, FeatureKind, GbtParams, OutputKind, Schema, Surrogate, Value};
 use sidelight_narrate::{Locale, Narrator, RouteOverrides};
 use std::hint::black_box;
+
+/// The demo's surrogate, shared with `sidelight-explain`'s `next_step` bench.
+#[path = "../../../explain/benches/support/demo.rs"]
+mod demo;
 
 const CONFIG: &str = r#"
 [upstream]
@@ -54,59 +54,11 @@ customer_visible = false
 "#;
 
 fn bench(c: &mut Criterion) {
-    let apps = applications().expect("embedded data");
-    let rows: Vec<Vec<Value>> = apps
-        .iter()
-        .map(|a| {
-            let json = serde_json::to_value(&a.application).expect("serialisable");
-            FEATURE_NAMES
-                .iter()
-                .map(|name| match &json[*name] {
-                    serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
-                    serde_json::Value::String(s) => Value::Text(s.clone()),
-                    _ => Value::Missing,
-                })
-                .collect()
-        })
-        .collect();
-    let outputs: Vec<f64> = apps.iter().map(|a| score(&a.application)).collect();
-    let numeric = [
-        "duration_months",
-        "credit_amount",
-        "installment_rate_pct_income",
-        "residence_since_years",
-        "age_years",
-        "existing_credits",
-        "dependents",
-    ];
-    let schema = Schema::new(
-        FEATURE_NAMES
-            .iter()
-            .map(|&n| {
-                let kind = if numeric.contains(&n) {
-                    FeatureKind::Numeric
-                } else {
-                    FeatureKind::Categorical
-                };
-                Feature::new(n, kind)
-            })
-            .collect(),
-    )
-    .expect("schema");
-    let params = GbtParams::new()
-        .n_trees(100)
-        .max_depth(6)
-        .learning_rate(0.1)
-        .check()
-        .expect("params");
-    let surrogate = Surrogate::fit(
-        schema,
-        &rows,
-        &outputs,
-        OutputKind::BinaryProbability,
-        &params,
-    )
-    .expect("surrogate");
+    let demo::Demo {
+        rows,
+        outputs,
+        surrogate,
+    } = demo::demo();
     let encoded: Vec<Vec<f64>> = rows
         .iter()
         .map(|r| surrogate.encoder().encode(r).expect("encodable"))
