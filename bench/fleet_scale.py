@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from passthrough import ROOT, BODY, applications, need, train_surrogate, wait_port  # noqa: E402
+from passthrough import (ROOT, BODY, applications, need, stop,  # noqa: E402
+                         train_surrogate, wait_port)
 
 MODEL_PORT = 18300
 FIRST_PORT = 18310
@@ -215,13 +215,7 @@ def main():
                   f"at {args.rate} req/s each ({args.rate / cores_per_replica:,.0f} "
                   "requests/s in all)")
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         if (data / "postmaster.pid").exists():
             subprocess.run(as_postgres([pg_bin() / "pg_ctl", "stop", "-D", data, "-m", "fast"]),
                            capture_output=True)

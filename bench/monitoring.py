@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from passthrough import (ROOT, BODY, applications, body_of, need, oha, rss_kib,  # noqa: E402
-                         wait_port)
+                         stop, wait_port)
 
 MODEL_PORT = 18100
 PLAIN_PORT, PLAIN_ADMIN = 18101, 19201
@@ -203,13 +202,7 @@ def main():
         print(f"monitored proxy RSS: {idle_rss / 1024:.0f} MiB before the window, "
               f"{loaded_rss / 1024:.0f} MiB with it full")
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         if sys.exc_info()[0] is None:
             shutil.rmtree(work, ignore_errors=True)
         else:

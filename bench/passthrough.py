@@ -129,6 +129,18 @@ def oha(port, seconds, rate, connections, body=BODY):
             "p99_ms": pct["p99"] * 1000, "errors": sum(v for k, v in codes.items() if k != "200")}
 
 
+def stop(procs):
+    """Asks every process to stop (SIGTERM), and kills the ones still there after 10 s."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def admin_token():
     """A viewer token and its config entry: the admin API answers only to tokens."""
     out = subprocess.run([ROOT / "target/release/sidelight", "token", "new", "--name", "bench",
@@ -346,13 +358,7 @@ def main():
         print(f"sidelight RSS: {idle_rss / 1024:.1f} MiB idle, "
               f"{loaded_rss / 1024:.1f} MiB after the load")
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 
