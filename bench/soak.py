@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from passthrough import ROOT, applications, rss_kib, wait_port  # noqa: E402
+from passthrough import ROOT, applications, rss_kib, stop, wait_port  # noqa: E402
 
 MODEL_PORT, PORT, ADMIN = 18300, 18301, 19301
 AUDIT_KEY = "a5" * 32
@@ -318,14 +318,7 @@ def main():
         if not failed:
             print("\nsoak: pass", file=sys.stderr)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         if failed:
             print(f"soak: logs kept in {work}", file=sys.stderr)
         else:
