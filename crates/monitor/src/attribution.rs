@@ -140,6 +140,8 @@ pub enum Values<'a> {
     Numeric(&'a [f64]),
     /// Levels; `None` is missing.
     Categorical(&'a [Option<&'a str>]),
+    /// Levels already coded `0 .. levels` (the second field); `u32::MAX` is missing.
+    Coded(&'a [u32], usize),
 }
 
 impl Values<'_> {
@@ -147,6 +149,7 @@ impl Values<'_> {
         match self {
             Values::Numeric(v) => v.len(),
             Values::Categorical(v) => v.len(),
+            Values::Coded(v, _) => v.len(),
         }
     }
 }
@@ -226,6 +229,12 @@ fn prepare(values: &Values<'_>) -> Prepared {
                 .collect();
             Prepared::Categorical(out, codes.len())
         }
+        Values::Coded(v, levels) => Prepared::Categorical(
+            v.iter()
+                .map(|&c| if (c as usize) < *levels { c } else { MISSING })
+                .collect(),
+            *levels,
+        ),
     }
 }
 

@@ -120,6 +120,12 @@ pub struct KsTest {
     pub statistic: f64,
     /// Asymptotic p-value `Q_KS(√(nm/(n+m)) · D)`.
     pub p_value: f64,
+    /// When the windows were kept as counts on a grid that does not hold every
+    /// reference value (see [`crate::summary::NumericGrid`]), `statistic` is the largest
+    /// gap at the grid's points (a lower bound) and this the largest `D` the counts
+    /// allow; `None` when `statistic` is exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upper_bound: Option<f64>,
 }
 
 /// The chi-square test of homogeneity.
@@ -307,6 +313,7 @@ fn ks_test(a: &[f64], b: &[f64]) -> Option<KsTest> {
     Some(KsTest {
         statistic: d,
         p_value: kolmogorov_sf(en.sqrt() * d),
+        upper_bound: None,
     })
 }
 
@@ -455,6 +462,57 @@ impl CategoricalReference {
         })
     }
 
+    /// A reference from level counts kept elsewhere (`missing` values had no level).
+    pub fn from_counts<S: AsRef<str>>(
+        counts: impl IntoIterator<Item = (S, u64)>,
+        missing: u64,
+        config: &DriftConfig,
+    ) -> Result<Self, MonitorError> {
+        config.validate()?;
+        let mut merged: HashMap<String, u64> = HashMap::new();
+        for (level, n) in counts {
+            if n > 0 {
+                *merged.entry(level.as_ref().to_owned()).or_insert(0) += n;
+            }
+        }
+        let mut levels: Vec<(String, u64)> = merged.into_iter().collect();
+        levels.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let index = levels
+            .iter()
+            .enumerate()
+            .map(|(i, (l, _))| (l.clone(), i))
+            .collect();
+        Ok(Self {
+            count: levels.iter().map(|(_, n)| n).sum(),
+            levels,
+            index,
+            missing,
+            config: *config,
+        })
+    }
+
+    /// Compares a current window kept as level counts with this reference: the same
+    /// result as [`CategoricalReference::compare`] over the values counted.
+    pub fn compare_counts<S: AsRef<str>>(
+        &self,
+        current: impl IntoIterator<Item = (S, u64)>,
+        missing: u64,
+    ) -> CategoricalDrift {
+        let mut seen = vec![0u64; self.levels.len()];
+        let mut unseen: HashMap<String, u64> = HashMap::new();
+        for (level, n) in current {
+            if n == 0 {
+                continue;
+            }
+            match self.index.get(level.as_ref()) {
+                Some(&i) => seen[i] += n,
+                None => *unseen.entry(level.as_ref().to_owned()).or_insert(0) += n,
+            }
+        }
+        let unseen: Vec<(&str, u64)> = unseen.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        self.drift(&seen, unseen, missing)
+    }
+
     /// Compares a current window with this reference.
     pub fn compare<S: AsRef<str>>(&self, current: &[Option<S>]) -> CategoricalDrift {
         let mut seen = vec![0u64; self.levels.len()];
@@ -469,12 +527,17 @@ impl CategoricalReference {
                 },
             }
         }
-        let mut unseen: Vec<(&str, u64)> = unseen.into_iter().collect();
+        let unseen: Vec<(&str, u64)> = unseen.into_iter().collect();
+        self.drift(&seen, unseen, missing)
+    }
+
+    fn drift(&self, seen: &[u64], mut unseen: Vec<(&str, u64)>, missing: u64) -> CategoricalDrift {
         unseen.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let current_count = seen.iter().sum::<u64>() + unseen.iter().map(|(_, n)| n).sum::<u64>();
         let levels: Vec<LevelCounts> = self
             .levels
             .iter()
-            .zip(&seen)
+            .zip(seen)
             .map(|((l, r), &c)| LevelCounts {
                 level: l.clone(),
                 reference: *r,
@@ -490,7 +553,7 @@ impl CategoricalReference {
         let c: Vec<u64> = levels.iter().map(|l| l.current).collect();
         CategoricalDrift {
             reference_count: self.count,
-            current_count: current.len() as u64 - missing,
+            current_count,
             reference_missing: self.missing,
             current_missing: missing,
             psi: psi(&r, &c, self.config.epsilon),

@@ -272,14 +272,61 @@ fn range(rates: impl Iterator<Item = f64>) -> Option<f64> {
     any.then_some(hi - lo)
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Counts {
-    count: u64,
-    favourable: u64,
-    positives: u64,
-    true_positives: u64,
-    negatives: u64,
-    false_positives: u64,
+/// One group's decision counts: what [`fairness_from_counts`] reads. Counts add and
+/// subtract exactly, so a window keeps them as rows arrive and leave, and the counts of
+/// several windows (replicas of a fleet) merge by adding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCounts {
+    /// Observations.
+    pub count: u64,
+    /// Favourable decisions.
+    pub favourable: u64,
+    /// Observations whose reported outcome is favourable.
+    pub positives: u64,
+    /// Favourable decisions among `positives`.
+    pub true_positives: u64,
+    /// Observations whose reported outcome is unfavourable.
+    pub negatives: u64,
+    /// Favourable decisions among `negatives`.
+    pub false_positives: u64,
+}
+
+impl GroupCounts {
+    /// Counts one decision in (`sign = 1`) or out (`sign = -1`); counting out what was
+    /// never counted in saturates at zero rather than wrap.
+    pub fn count(&mut self, favourable: bool, outcome: Option<bool>, sign: i8) {
+        let step = |c: &mut u64, on: bool| {
+            if on {
+                *c = if sign >= 0 {
+                    c.saturating_add(1)
+                } else {
+                    c.saturating_sub(1)
+                };
+            }
+        };
+        step(&mut self.count, true);
+        step(&mut self.favourable, favourable);
+        step(&mut self.positives, outcome == Some(true));
+        step(
+            &mut self.true_positives,
+            outcome == Some(true) && favourable,
+        );
+        step(&mut self.negatives, outcome == Some(false));
+        step(
+            &mut self.false_positives,
+            outcome == Some(false) && favourable,
+        );
+    }
+
+    /// Adds another window's counts of the same group.
+    pub fn merge(&mut self, other: &Self) {
+        self.count += other.count;
+        self.favourable += other.favourable;
+        self.positives += other.positives;
+        self.true_positives += other.true_positives;
+        self.negatives += other.negatives;
+        self.false_positives += other.false_positives;
+    }
 }
 
 impl FairnessConfig {
@@ -315,6 +362,50 @@ pub fn fairness<'a>(
     decisions: impl IntoIterator<Item = Decision<'a>>,
     config: &FairnessConfig,
 ) -> Result<FairnessReport, MonitorError> {
+    let (names, z) = groups_of(attribute, config)?;
+
+    let mut counts = vec![GroupCounts::default(); names.len()];
+    let mut total = 0u64;
+    let mut unlisted = 0u64;
+    for d in decisions {
+        total += 1;
+        // Few groups: a linear scan of short strings beats hashing every label.
+        match names.iter().position(|n| *n == d.group) {
+            Some(i) => counts[i].count(d.favourable, d.outcome, 1),
+            None => unlisted += 1,
+        }
+    }
+    report(attribute, &names, &counts, total, unlisted, config, z)
+}
+
+/// Group fairness from counts kept elsewhere: `counts[0]` is the privileged group's,
+/// then the unprivileged groups' in the attribute's order; `total` counts every
+/// observation, `unlisted` those of no listed group. The same report as [`fairness`]
+/// over the decisions the counts came from.
+pub fn fairness_from_counts(
+    attribute: &ProtectedAttribute,
+    counts: &[GroupCounts],
+    total: u64,
+    unlisted: u64,
+    config: &FairnessConfig,
+) -> Result<FairnessReport, MonitorError> {
+    let (names, z) = groups_of(attribute, config)?;
+    if counts.len() != names.len() {
+        return Err(MonitorError::InvalidConfig(format!(
+            "protected attribute {:?}: {} group counts for {} groups",
+            attribute.name,
+            counts.len(),
+            names.len()
+        )));
+    }
+    report(attribute, &names, counts, total, unlisted, config, z)
+}
+
+/// The attribute's groups, privileged first, and the intervals' critical value.
+fn groups_of<'a>(
+    attribute: &'a ProtectedAttribute,
+    config: &FairnessConfig,
+) -> Result<(Vec<&'a str>, f64), MonitorError> {
     config.validate()?;
     let z = normal_critical_value(config.confidence)
         .ok_or_else(|| MonitorError::InvalidConfig("invalid confidence".into()))?;
@@ -335,37 +426,21 @@ pub fn fairness<'a>(
             )));
         }
     }
+    Ok((names, z))
+}
 
-    let mut counts = vec![Counts::default(); names.len()];
-    let mut total = 0u64;
-    let mut unlisted = 0u64;
-    for d in decisions {
-        total += 1;
-        // Few groups: a linear scan of short strings beats hashing every label.
-        let Some(i) = names.iter().position(|n| *n == d.group) else {
-            unlisted += 1;
-            continue;
-        };
-        let c = &mut counts[i];
-        let fav = u64::from(d.favourable);
-        c.count += 1;
-        c.favourable += fav;
-        match d.outcome {
-            Some(true) => {
-                c.positives += 1;
-                c.true_positives += fav;
-            }
-            Some(false) => {
-                c.negatives += 1;
-                c.false_positives += fav;
-            }
-            None => {}
-        }
-    }
-
+fn report(
+    attribute: &ProtectedAttribute,
+    names: &[&str],
+    counts: &[GroupCounts],
+    total: u64,
+    unlisted: u64,
+    config: &FairnessConfig,
+    z: f64,
+) -> Result<FairnessReport, MonitorError> {
     let groups: Vec<GroupStats> = names
         .iter()
-        .zip(&counts)
+        .zip(counts)
         .enumerate()
         .map(|(i, (name, c))| GroupStats {
             group: (*name).to_owned(),

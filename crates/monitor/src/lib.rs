@@ -43,6 +43,7 @@ pub mod drift;
 pub mod fairness;
 pub mod fidelity;
 pub mod stats;
+pub mod summary;
 pub mod window;
 
 pub use attribution::{
@@ -55,11 +56,12 @@ pub use drift::{
     chi_square_homogeneity, numeric_drift, prediction_drift, psi,
 };
 pub use fairness::{
-    Decision, Estimate, FairnessConfig, FairnessReport, GroupComparison, GroupStats,
-    ProtectedAttribute, Rate, Verdict, fairness,
+    Decision, Estimate, FairnessConfig, FairnessReport, GroupComparison, GroupCounts, GroupStats,
+    ProtectedAttribute, Rate, Verdict, fairness, fairness_from_counts,
 };
 pub use fidelity::{FidelityPoint, FidelitySummary, summarise_fidelity};
 pub use stats::{Interval, kolmogorov_sf, wilson_interval};
+pub use summary::{AttributionSums, Histogram, NumericGrid};
 pub use window::{Window, WindowLimits};
 
 /// Milliseconds since the Unix epoch.

@@ -8,7 +8,9 @@
 //! still in the window. The statistics themselves, the gauges, the review flags and the
 //! alerts are the monitoring job's (`sidelight-tasks`).
 
-use std::collections::{HashMap, VecDeque};
+mod columns;
+mod window;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
@@ -20,6 +22,23 @@ use sidelight_monitor::{
 };
 
 use sidelight_config::{MonitorConfig, ProtectedConfig};
+
+use window::Windows;
+pub use window::{FeatureSummary, GroupSummary, Summary};
+
+/// Rows that wait for the window while a computation holds it; past this many the
+/// request path drops them and counts them in `rows_skipped`.
+const INBOX_ROWS: usize = 65_536;
+
+/// Moves the rows that waited in the inbox into the window.
+fn merge(w: &mut Windows, inbox: &mut Inbox, protected: &[ProtectedConfig]) {
+    if inbox.rows.is_empty() {
+        return;
+    }
+    let names = std::mem::take(&mut inbox.names);
+    let rows = std::mem::take(&mut inbox.rows);
+    w.add(&names, rows.into_iter(), protected);
+}
 
 /// One explained row, as the monitor keeps it (the row shared between the window and
 /// the reference, and cheap to copy out for the computation).
@@ -152,118 +171,6 @@ pub struct MonitorReport {
     pub errors: Vec<String>,
 }
 
-#[derive(Default)]
-struct Windows {
-    names: Vec<String>,
-    current: VecDeque<Observation>,
-    reference: Vec<Observation>,
-    /// The reference is the training window of the surrogate in service (else: the
-    /// first `window_rows` rows seen).
-    reference_from_training: bool,
-    /// Rows pushed since the last computation.
-    fresh: u64,
-    /// Rows pushed since start.
-    seen: u64,
-    /// The sequence number of `current`'s first row (rows are numbered as pushed).
-    front_seq: u64,
-    /// Per audit record with rows in `current`: the sequence number of its first row and
-    /// how many it has, so that an outcome finds its rows.
-    records: HashMap<Arc<str>, (u64, u32)>,
-}
-
-impl Windows {
-    /// Adds explained rows given in the order of `names`; rows of other names (a new
-    /// schema) are not monitored.
-    fn add(&mut self, names: &[String], rows: impl Iterator<Item = Observation>, cap: usize) {
-        if self.names.is_empty() {
-            self.names = names.to_vec();
-        } else if self.names != names {
-            return;
-        }
-        for obs in rows {
-            if !self.reference_from_training && self.reference.len() < cap {
-                self.reference.push(obs.clone());
-            }
-            if self.current.len() == cap {
-                self.pop_front();
-            }
-            let seq = self.front_seq + self.current.len() as u64;
-            if let Some(id) = &obs.record {
-                self.records
-                    .entry(id.clone())
-                    .and_modify(|(_, n)| *n += 1)
-                    .or_insert((seq, 1));
-            }
-            self.current.push_back(obs);
-            self.fresh += 1;
-            self.seen += 1;
-        }
-    }
-
-    /// Moves the rows that waited in the inbox into the window.
-    fn merge(&mut self, inbox: &mut Inbox, cap: usize) {
-        if inbox.rows.is_empty() {
-            return;
-        }
-        let names = std::mem::take(&mut inbox.names);
-        let rows = std::mem::take(&mut inbox.rows);
-        self.add(&names, rows.into_iter(), cap);
-    }
-
-    /// Drops the rows of `subject` from the window and from a reference of first rows
-    /// seen; a reference that is a surrogate's training rows is dropped whole when
-    /// `training_reference_saw` (its rows carry no subject), until the next surrogate
-    /// gives one. Returns how many rows of the window went.
-    fn forget(&mut self, subject: &str, training_reference_saw: bool) -> usize {
-        let before = self.current.len();
-        self.current
-            .retain(|o| o.subject.as_deref() != Some(subject));
-        let removed = before - self.current.len();
-        if removed > 0 {
-            // A record's rows were pushed together and stay together: numbered afresh
-            // from the front, an outcome still finds them.
-            self.records.clear();
-            for (i, obs) in self.current.iter().enumerate() {
-                if let Some(id) = &obs.record {
-                    let seq = self.front_seq + i as u64;
-                    self.records
-                        .entry(id.clone())
-                        .and_modify(|(_, n)| *n += 1)
-                        .or_insert((seq, 1));
-                }
-            }
-            self.fresh += 1;
-        }
-        if self.reference_from_training {
-            if training_reference_saw {
-                self.reference.clear();
-                self.reference_from_training = false;
-            }
-        } else {
-            self.reference
-                .retain(|o| o.subject.as_deref() != Some(subject));
-        }
-        removed
-    }
-
-    fn pop_front(&mut self) {
-        let Some(old) = self.current.pop_front() else {
-            return;
-        };
-        let seq = self.front_seq;
-        self.front_seq += 1;
-        if let Some(id) = &old.record {
-            if self
-                .records
-                .get(id)
-                .is_some_and(|(first, n)| first + u64::from(*n) <= seq + 1)
-            {
-                self.records.remove(id);
-            }
-        }
-    }
-}
-
 /// Rows pushed while the window was locked for a computation's copy.
 #[derive(Default)]
 struct Inbox {
@@ -291,19 +198,6 @@ pub struct RouteMonitor {
     wake: Condvar,
 }
 
-/// What a computation reads: the window and the reference, copied out so that the
-/// request path goes on while the statistics run.
-pub struct Snapshot {
-    pub names: Vec<String>,
-    pub current: Vec<Observation>,
-    /// The drift reference, once complete: each row with its explained output.
-    pub reference: Option<Vec<(Arc<[Value]>, f64)>>,
-    /// Whether the reference is the surrogate's training window.
-    pub from_training: bool,
-    /// Rows monitored since start.
-    pub seen: u64,
-}
-
 impl std::fmt::Debug for RouteMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RouteMonitor")
@@ -314,10 +208,11 @@ impl std::fmt::Debug for RouteMonitor {
 
 impl RouteMonitor {
     pub fn new(route: &str, config: MonitorConfig) -> Arc<Self> {
+        let window_rows = config.window_rows;
         Arc::new(Self {
             route: route.to_owned(),
             config,
-            windows: Mutex::default(),
+            windows: Mutex::new(Windows::new(window_rows)),
             inbox: Mutex::default(),
             latest: ArcSwapOption::empty(),
             alerts: ArcSwap::from_pointee(serde_json::json!({ "firing": [], "recent": [] })),
@@ -368,79 +263,49 @@ impl RouteMonitor {
         !self.stopping.load(Ordering::Relaxed)
     }
 
-    /// Copies out what a computation at `now` needs, after dropping the rows older than
-    /// `max_age`; `None` when nothing changed since the last one that was published.
-    pub fn snapshot(&self, now: i64) -> Option<Snapshot> {
+    /// The window's summaries for a computation at `now`, after dropping the rows older
+    /// than `max_age` and making first rows the reference once they are all in; `None`
+    /// when nothing changed since the last computation that was published.
+    pub fn summary(&self, now: i64) -> Option<Summary> {
         let mut w = self.windows()?;
-        // Rows are pushed in time order: the oldest are at the front.
         if let Some(max_age) = self.config.max_age {
-            let cutoff = now.saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
-            while w.current.front().is_some_and(|o| o.at < cutoff) {
-                w.pop_front();
-                w.fresh += 1;
+            let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+            w.expire_before(now.saturating_sub(age));
+        }
+        if w.reference_due() {
+            // A sort per feature, once: the request path meanwhile puts its rows in the
+            // inbox.
+            if let Err(e) = w.finish_reference() {
+                tracing::warn!(route = %self.route, error = %e, "the first rows could not become the drift reference");
             }
         }
         if w.fresh == 0 && self.latest.load().is_some() {
             return None;
         }
         w.fresh = 0;
-        let complete = w.reference_from_training || w.reference.len() >= self.config.window_rows;
-        let reference = (complete && !w.reference.is_empty()).then(|| {
-            w.reference
-                .iter()
-                .map(|o| (o.row.clone(), o.prediction))
-                .collect()
-        });
-        Some(Snapshot {
-            names: w.names.clone(),
-            current: w.current.iter().cloned().collect(),
-            reference,
-            from_training: w.reference_from_training,
-            seen: w.seen,
-        })
+        Some(w.summary())
+    }
+
+    /// For each protected attribute, the `top_k` features most associated with it in
+    /// the window: a sweep over the window's columns (the request path meanwhile puts
+    /// its rows in the inbox).
+    pub fn proxies(&self, top_k: usize) -> Vec<sidelight_monitor::ProxyCandidate> {
+        match self.windows() {
+            Some(w) => w.proxies(&self.config.protected, top_k),
+            None => Vec::new(),
+        }
     }
 
     /// Joins an outcome reported for audit record `id` to its rows still in the window
     /// (see [`outcome_for_row`] and [`outcome_of`]); returns how many rows it joined.
     /// Rows that have left the window are not joined: the outcome stays in the audit log.
     pub fn join_outcome(&self, id: &str, outcome: &serde_json::Value, row: Option<usize>) -> usize {
-        self.update_record(id, |obs| {
-            let value = outcome_for_row(outcome, row, obs.index as usize)
-                .and_then(|v| outcome_of(v, obs.threshold, obs.higher_is_favourable));
-            if let Some(v) = value {
-                obs.outcome = Some(v);
-            }
-            value.is_some()
-        })
-    }
-
-    /// Applies `update` to each row of audit record `id` still in the window; returns
-    /// how many rows it changed (it says so by returning `true`).
-    fn update_record(&self, id: &str, mut update: impl FnMut(&mut Observation) -> bool) -> usize {
         let Some(mut w) = self.windows() else {
             return 0;
         };
-        let Some(&(first, n)) = w.records.get(id) else {
-            return 0;
-        };
-        let front = w.front_seq;
-        let mut changed = 0;
-        for seq in first..first + u64::from(n) {
-            let Some(obs) = seq
-                .checked_sub(front)
-                .and_then(|p| usize::try_from(p).ok())
-                .and_then(|p| w.current.get_mut(p))
-            else {
-                continue;
-            };
-            if update(obs) {
-                changed += 1;
-            }
-        }
-        if changed > 0 {
-            w.fresh += 1;
-        }
-        changed
+        w.join_outcome(id, |k, threshold, higher| {
+            outcome_for_row(outcome, row, k).and_then(|v| outcome_of(v, threshold, higher))
+        })
     }
 
     /// Joins protected attributes reported after the prediction (`reported = true`) to
@@ -469,18 +334,10 @@ impl RouteMonitor {
         if reported.is_empty() {
             return 0;
         }
-        let width = self.config.protected.len();
-        self.update_record(id, |obs| {
-            let values = obs
-                .attributes
-                .get_or_insert_with(|| vec![None; width].into_boxed_slice());
-            for (k, text) in &reported {
-                if let Some(slot) = values.get_mut(*k) {
-                    *slot = Some(text.clone());
-                }
-            }
-            true
-        })
+        let Some(mut w) = self.windows() else {
+            return 0;
+        };
+        w.join_attributes(id, &reported, &self.config.protected)
     }
 
     /// The protected attributes read from request headers: their place in the config
@@ -505,17 +362,17 @@ impl RouteMonitor {
 
     /// Adds explained rows (in the order of `names`); the request path's only cost.
     pub fn push(&self, names: &[String], rows: impl Iterator<Item = Observation>) {
-        let cap = self.config.window_rows;
+        let protected = &self.config.protected;
         if let Ok(mut w) = self.windows.try_lock() {
             if let Ok(mut inbox) = self.inbox.try_lock() {
-                w.merge(&mut inbox, cap);
+                merge(&mut w, &mut inbox, protected);
             }
-            w.add(names, rows, cap);
+            w.add(names, rows, protected);
             return;
         }
-        // Never wait behind the computation's copy: the rows wait in the inbox for the
-        // next push or computation, and only when that is busy too (or full) are they
-        // dropped and counted.
+        // Never wait behind a computation: the rows wait in the inbox for the next push
+        // or computation, and only when that is busy too (or full) are they dropped and
+        // counted.
         let Ok(mut inbox) = self.inbox.try_lock() else {
             self.skipped
                 .fetch_add(rows.count() as u64, Ordering::Relaxed);
@@ -526,9 +383,10 @@ impl RouteMonitor {
         } else if inbox.names != names {
             return;
         }
+        let room = INBOX_ROWS.min(self.config.window_rows.max(1));
         let mut dropped = 0u64;
         for obs in rows {
-            if inbox.rows.len() < cap {
+            if inbox.rows.len() < room {
                 inbox.rows.push(obs);
             } else {
                 dropped += 1;
@@ -543,7 +401,7 @@ impl RouteMonitor {
     fn windows(&self) -> Option<std::sync::MutexGuard<'_, Windows>> {
         let mut w = self.windows.lock().ok()?;
         let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-        w.merge(&mut inbox, self.config.window_rows);
+        merge(&mut w, &mut inbox, &self.config.protected);
         Some(w)
     }
 
@@ -567,11 +425,11 @@ impl RouteMonitor {
     /// Makes the rows a newly accepted surrogate was trained on (given in the order of
     /// `names`, with the explained output of each) the drift reference.
     pub fn set_reference(&self, names: &[String], rows: Vec<(Arc<[Value]>, f64)>) {
-        let Ok(mut w) = self.windows.lock() else {
+        let Some(mut w) = self.windows() else {
             return;
         };
         if w.names.is_empty() {
-            w.names = names.to_vec();
+            w.add(names, std::iter::empty(), &self.config.protected);
         }
         let order: Vec<Option<usize>> = w
             .names
@@ -579,26 +437,23 @@ impl RouteMonitor {
             .map(|n| names.iter().position(|m| m == n))
             .collect();
         let identity = order.iter().enumerate().all(|(i, o)| *o == Some(i));
-        w.reference = rows
-            .into_iter()
-            .map(|(row, prediction)| Observation {
-                row: if identity {
-                    row
-                } else {
-                    order
+        let rows: Vec<(Arc<[Value]>, f64)> = if identity {
+            rows
+        } else {
+            rows.into_iter()
+                .map(|(row, prediction)| {
+                    let row: Arc<[Value]> = order
                         .iter()
                         .map(|o| {
                             o.and_then(|i| row.get(i).cloned())
                                 .unwrap_or(Value::Missing)
                         })
-                        .collect()
-                },
-                prediction,
-                ..Observation::default()
-            })
-            .collect();
-        w.reference_from_training = true;
-        w.fresh += 1;
+                        .collect();
+                    (row, prediction)
+                })
+                .collect()
+        };
+        w.set_reference(&rows);
     }
 
     pub fn stop(&self) {
@@ -719,9 +574,9 @@ mod tests {
             push(&monitor, 100);
         }
         drop(guard);
-        let snapshot = monitor.snapshot(1).unwrap();
-        assert_eq!(snapshot.seen, 100);
-        assert_eq!(snapshot.current.len(), 100);
+        let summary = monitor.summary(1).unwrap();
+        assert_eq!(summary.seen, 100);
+        assert_eq!(summary.window_rows, 100);
         assert_eq!(monitor.skipped(), 100);
         assert!(monitor.inbox.lock().unwrap().rows.is_empty());
     }

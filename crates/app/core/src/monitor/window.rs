@@ -1,0 +1,1141 @@
+//! The window of explained rows and the summaries kept as rows arrive and leave.
+//!
+//! Every row adds to the summaries when it is pushed and is taken out of them, exactly,
+//! when it leaves (the window is full, it is older than `max_age`, or its subject is
+//! erased): counts per protected group, counts per cell of the reference's grid for
+//! every numeric feature and for the outputs, level counts, and fixed-point sums of
+//! |attribution|. A computation reads the summaries, not the rows. The rows themselves
+//! are kept in compact columns ([`super::columns`]) for what the summaries cannot
+//! answer: taking a row out again, joining an outcome or an attribute reported later,
+//! a new reference's grid, and the associations between features (proxies).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use sidelight_config::ProtectedConfig;
+use sidelight_explain::Value;
+use sidelight_monitor::{
+    Association, AttributionSums, CategoricalReference, DriftConfig, GroupCounts, Histogram,
+    MonitorError, NumericGrid, ProxyCandidate, Values,
+};
+
+#[cfg(test)]
+use super::columns::Cell;
+use super::columns::{Column, reserve};
+use super::{Observation, attribute_label, group_label};
+
+/// A row of no listed group.
+const UNLISTED: u8 = u8::MAX;
+const FAVOURABLE: u8 = 1;
+const OUTCOME_FALSE: u8 = 2;
+const OUTCOME_TRUE: u8 = 4;
+const ATTRIBUTED: u8 = 8;
+
+fn outcome_of_flags(flags: u8) -> Option<bool> {
+    if flags & OUTCOME_TRUE != 0 {
+        Some(true)
+    } else if flags & OUTCOME_FALSE != 0 {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// One protected attribute's groups and their counts over the window.
+#[derive(Debug, Clone)]
+struct Groups {
+    /// The privileged group, then the unprivileged ones.
+    labels: Vec<String>,
+    /// Where the attribute is among the features, if it is one.
+    feature: Option<usize>,
+    /// The attribute is named as a feature but the rows do not have it.
+    absent: bool,
+    counts: Vec<GroupCounts>,
+    unlisted: u64,
+}
+
+/// One feature of the drift reference.
+#[derive(Debug, Clone)]
+pub(super) enum ReferenceFeature {
+    Numeric {
+        grid: Arc<NumericGrid>,
+        counts: Arc<Histogram>,
+    },
+    Levels(Arc<CategoricalReference>),
+}
+
+/// The drift reference, as summaries: it never changes once made.
+#[derive(Debug, Clone)]
+pub(super) struct Reference {
+    features: Vec<ReferenceFeature>,
+    prediction: (Arc<NumericGrid>, Arc<Histogram>),
+    rows: usize,
+    from_training: bool,
+    /// The subjects of a reference of first rows: erasing one of them drops it.
+    subjects: HashSet<u64>,
+}
+
+impl Reference {
+    /// Summarises reference columns.
+    fn from_columns(
+        features: &[Column],
+        prediction: &Column,
+        subjects: HashSet<u64>,
+        from_training: bool,
+    ) -> Result<Self, MonitorError> {
+        let config = DriftConfig::default();
+        let mut out = Vec::with_capacity(features.len());
+        for column in features {
+            out.push(match column.levels() {
+                None => {
+                    let values = column.numbers();
+                    let grid = NumericGrid::new(&values, &config)?;
+                    let counts = grid.count(values.iter().copied());
+                    ReferenceFeature::Numeric {
+                        grid: Arc::new(grid),
+                        counts: Arc::new(counts),
+                    }
+                }
+                Some(levels) => ReferenceFeature::Levels(Arc::new(
+                    CategoricalReference::from_counts(levels.counts(), levels.missing, &config)?,
+                )),
+            });
+        }
+        let values = prediction.numbers();
+        let grid = NumericGrid::new(&values, &config)?;
+        let counts = grid.count(values.iter().copied());
+        Ok(Self {
+            features: out,
+            prediction: (Arc::new(grid), Arc::new(counts)),
+            rows: prediction.len(),
+            from_training,
+            subjects,
+        })
+    }
+}
+
+/// The first rows seen, while they are collected to become the reference.
+#[derive(Debug, Default)]
+struct Collecting {
+    features: Vec<Column>,
+    prediction: Column,
+    subjects: Vec<u64>,
+}
+
+/// One feature's drift summaries, as a computation reads them.
+#[derive(Debug, Clone)]
+pub enum FeatureSummary {
+    Numeric {
+        grid: Arc<NumericGrid>,
+        reference: Arc<Histogram>,
+        current: Histogram,
+    },
+    Levels {
+        reference: Arc<CategoricalReference>,
+        current: Vec<(String, u64)>,
+        missing: u64,
+    },
+    /// The reference holds numbers and the window text (or the other way round).
+    Mismatch,
+}
+
+/// One protected attribute's counts, as a computation reads them.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    /// The privileged group's counts first, then the unprivileged groups'.
+    pub counts: Vec<GroupCounts>,
+    /// Rows of the window.
+    pub total: u64,
+    /// Rows of no listed group.
+    pub unlisted: u64,
+}
+
+/// What a computation reads: the window's summaries, copied out.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub names: Vec<String>,
+    pub window_rows: usize,
+    /// Rows monitored since start.
+    pub seen: u64,
+    /// Per protected attribute of the config; `None` for a feature the rows lack.
+    pub fairness: Vec<Option<GroupSummary>>,
+    /// Per feature, once the reference is complete.
+    pub drift: Option<Vec<FeatureSummary>>,
+    /// The outputs' (grid, reference, current), once the reference is complete.
+    pub prediction: Option<(Arc<NumericGrid>, Arc<Histogram>, Histogram)>,
+    pub reference_rows: usize,
+    pub from_training: bool,
+    pub attributions: AttributionSums,
+    pub rows_with_outcome: u64,
+}
+
+/// The window: compact rows and their summaries.
+#[derive(Debug)]
+pub(super) struct Windows {
+    pub(super) names: Vec<String>,
+    cap: usize,
+    features: Vec<Column>,
+    prediction: Column,
+    attributions: Vec<VecDeque<f32>>,
+    flags: VecDeque<u8>,
+    at: VecDeque<i64>,
+    /// Index into `decisions` of each row's (threshold, higher is favourable).
+    decision: VecDeque<u8>,
+    decisions: Vec<(f64, bool)>,
+    /// Hashed subjects (0: none); kept once a row has one.
+    subjects: Option<VecDeque<u64>>,
+    /// Per protected attribute, each row's group (`UNLISTED`: none listed).
+    groups: Vec<VecDeque<u8>>,
+    /// Per protected attribute that is not a feature, each row's value.
+    attributes: Vec<Option<Column>>,
+    fairness: Vec<Groups>,
+    drift: Vec<Option<Histogram>>,
+    prediction_drift: Option<Histogram>,
+    sums: AttributionSums,
+    with_outcome: u64,
+    reference: Option<Reference>,
+    collecting: Option<Collecting>,
+    /// Rows pushed (or changed) since the last computation.
+    pub(super) fresh: u64,
+    pub(super) seen: u64,
+    /// The sequence number of the first row (rows are numbered as pushed).
+    front_seq: u64,
+    /// Per hashed audit record with rows in the window: its first row's sequence
+    /// number and how many it has.
+    records: HashMap<u64, (u64, u32)>,
+    /// The records' keys in the order their rows came.
+    record_order: VecDeque<u64>,
+    hasher: RandomState,
+}
+
+impl Windows {
+    pub(super) fn new(cap: usize) -> Self {
+        Self {
+            names: Vec::new(),
+            cap,
+            features: Vec::new(),
+            prediction: Column::default(),
+            attributions: Vec::new(),
+            flags: VecDeque::new(),
+            at: VecDeque::new(),
+            decision: VecDeque::new(),
+            decisions: Vec::new(),
+            subjects: None,
+            groups: Vec::new(),
+            attributes: Vec::new(),
+            fairness: Vec::new(),
+            drift: Vec::new(),
+            prediction_drift: None,
+            sums: AttributionSums::new(0),
+            with_outcome: 0,
+            reference: None,
+            collecting: Some(Collecting::default()),
+            fresh: 0,
+            seen: 0,
+            front_seq: 0,
+            records: HashMap::new(),
+            record_order: VecDeque::new(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// A keyed hash of a record id or a subject (never 0, which means none). Keyed per
+    /// process, so that nobody can choose ids that collide; two of a window's ids share
+    /// one with odds of about n²/2⁶⁵.
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id).max(1)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// Sets the window up for rows of `names`.
+    fn start(&mut self, names: &[String], protected: &[ProtectedConfig]) {
+        self.names = names.to_vec();
+        let n = names.len();
+        self.features = vec![Column::default(); n];
+        self.attributions = vec![VecDeque::new(); n];
+        self.drift = vec![None; n];
+        self.sums = AttributionSums::new(n);
+        self.groups = vec![VecDeque::new(); protected.len()];
+        self.attributes = protected
+            .iter()
+            .map(|p| (!p.is_feature()).then(Column::default))
+            .collect();
+        self.fairness = protected
+            .iter()
+            .map(|p| {
+                let labels: Vec<String> = std::iter::once(p.privileged.clone())
+                    .chain(p.unprivileged.iter().cloned())
+                    .collect();
+                let feature = p
+                    .is_feature()
+                    .then(|| names.iter().position(|m| *m == p.feature))
+                    .flatten();
+                Groups {
+                    counts: vec![GroupCounts::default(); labels.len()],
+                    labels,
+                    feature,
+                    absent: p.is_feature() && feature.is_none(),
+                    unlisted: 0,
+                }
+            })
+            .collect();
+        if let Some(c) = &mut self.collecting {
+            c.features = vec![Column::default(); n];
+        }
+    }
+
+    /// Adds explained rows given in the order of `names`; rows of other names (a new
+    /// schema) are not monitored.
+    pub(super) fn add(
+        &mut self,
+        names: &[String],
+        rows: impl Iterator<Item = Observation>,
+        protected: &[ProtectedConfig],
+    ) {
+        if self.names.is_empty() {
+            self.start(names, protected);
+        } else if self.names != names {
+            return;
+        }
+        for obs in rows {
+            self.add_row(obs, protected);
+        }
+    }
+
+    fn add_row(&mut self, obs: Observation, protected: &[ProtectedConfig]) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.len() >= self.cap {
+            self.pop_front();
+        }
+        let cap = self.cap;
+        let seq = self.front_seq + self.len() as u64;
+        let subject = obs.subject.as_deref().map_or(0, |s| self.hash(s));
+        if let Some(id) = &obs.record {
+            let key = self.hash(id);
+            let order = &mut self.record_order;
+            self.records
+                .entry(key)
+                .and_modify(|(_, n)| *n += 1)
+                .or_insert_with(|| {
+                    order.push_back(key);
+                    (seq, 1)
+                });
+        }
+        if let Some(c) = &mut self.collecting {
+            if c.prediction.len() < cap {
+                for (j, column) in c.features.iter_mut().enumerate() {
+                    column.push(obs.row.get(j).unwrap_or(&Value::Missing), cap);
+                }
+                c.prediction.push(&Value::Number(obs.prediction), cap);
+                c.subjects.push(subject);
+            }
+        }
+        for (j, column) in self.features.iter_mut().enumerate() {
+            column.push(obs.row.get(j).unwrap_or(&Value::Missing), cap);
+            if !column.is_numeric() {
+                // Text in a column the reference holds as numbers: no counts on its
+                // grid until the next reference.
+                if let Some(slot) = self.drift.get_mut(j) {
+                    *slot = None;
+                }
+            }
+        }
+        self.prediction.push(&Value::Number(obs.prediction), cap);
+        let attributed = obs.attributions.len() == self.names.len() && !self.names.is_empty();
+        for (j, q) in self.attributions.iter_mut().enumerate() {
+            reserve(q, cap);
+            q.push_back(if attributed {
+                obs.attributions[j] as f32
+            } else {
+                f32::NAN
+            });
+        }
+        let mut flags = if obs.favourable { FAVOURABLE } else { 0 };
+        flags |= match obs.outcome {
+            Some(true) => OUTCOME_TRUE,
+            Some(false) => OUTCOME_FALSE,
+            None => 0,
+        };
+        if attributed {
+            flags |= ATTRIBUTED;
+        }
+        reserve(&mut self.flags, cap);
+        self.flags.push_back(flags);
+        reserve(&mut self.at, cap);
+        self.at.push_back(obs.at);
+        let decision = self.decision_index(obs.threshold, obs.higher_is_favourable);
+        reserve(&mut self.decision, cap);
+        self.decision.push_back(decision);
+        if subject != 0 && self.subjects.is_none() {
+            self.subjects = Some(std::iter::repeat_n(0, self.len() - 1).collect());
+        }
+        if let Some(s) = &mut self.subjects {
+            reserve(s, cap);
+            s.push_back(subject);
+        }
+        for (k, p) in protected.iter().enumerate().take(self.fairness.len()) {
+            let g = match self.fairness[k].feature {
+                Some(j) => {
+                    let label = obs
+                        .row
+                        .get(j)
+                        .map(|v| group_label(p, v))
+                        .unwrap_or_default();
+                    self.group_index(k, &label)
+                }
+                None if p.is_feature() => UNLISTED,
+                None => {
+                    let value = obs.attributes.as_ref().and_then(|a| a.get(k)?.as_deref());
+                    if let Some(Some(column)) = self.attributes.get_mut(k) {
+                        let v = value.map_or(Value::Missing, |t| Value::Text(t.to_owned()));
+                        column.push(&v, cap);
+                    }
+                    self.group_index(k, &attribute_label(p, value))
+                }
+            };
+            reserve(&mut self.groups[k], cap);
+            self.groups[k].push_back(g);
+        }
+        let last = self.len() - 1;
+        self.count_row(last, 1);
+        self.fresh += 1;
+        self.seen += 1;
+    }
+
+    fn group_index(&self, k: usize, label: &str) -> u8 {
+        self.fairness[k]
+            .labels
+            .iter()
+            .position(|l| l == label)
+            .and_then(|i| u8::try_from(i).ok())
+            .filter(|&i| i != UNLISTED)
+            .unwrap_or(UNLISTED)
+    }
+
+    /// The index of a decision rule; a route has one or two (a reload), so the table
+    /// stays tiny. Past 255 distinct rules the last slot is reused for the newest.
+    fn decision_index(&mut self, threshold: f64, higher: bool) -> u8 {
+        if let Some(i) = self
+            .decisions
+            .iter()
+            .position(|&(t, h)| t.to_bits() == threshold.to_bits() && h == higher)
+        {
+            return u8::try_from(i).unwrap_or(u8::MAX);
+        }
+        if self.decisions.len() < 256 {
+            self.decisions.push((threshold, higher));
+        } else if let Some(last) = self.decisions.last_mut() {
+            *last = (threshold, higher);
+        }
+        u8::try_from(self.decisions.len() - 1).unwrap_or(u8::MAX)
+    }
+
+    /// Counts row `i` into the summaries (`sign = 1`) or out of them (`-1`).
+    fn count_row(&mut self, i: usize, sign: i8) {
+        let n = u64::from(sign != 0);
+        let (add, remove) = (sign > 0, sign < 0);
+        if let Some(reference) = &self.reference {
+            for (j, feature) in reference.features.iter().enumerate() {
+                if let (ReferenceFeature::Numeric { grid, .. }, Some(h), Some(x)) = (
+                    feature,
+                    self.drift.get_mut(j).and_then(Option::as_mut),
+                    self.features.get(j).and_then(|c| c.number(i)),
+                ) {
+                    if add {
+                        h.add(grid.cell(x), n);
+                    } else if remove {
+                        h.remove(grid.cell(x), n);
+                    }
+                }
+            }
+            if let (Some(h), Some(x)) = (&mut self.prediction_drift, self.prediction.number(i)) {
+                let cell = reference.prediction.0.cell(x);
+                if add {
+                    h.add(cell, n);
+                } else if remove {
+                    h.remove(cell, n);
+                }
+            }
+        }
+        let flags = self.flags.get(i).copied().unwrap_or(0);
+        if flags & ATTRIBUTED != 0 {
+            let row = self
+                .attributions
+                .iter()
+                .map(|q| q.get(i).map_or(f64::NAN, |&x| f64::from(x)));
+            self.sums.count(row, sign);
+        }
+        self.count_fairness(i, sign);
+    }
+
+    fn count_fairness(&mut self, i: usize, sign: i8) {
+        let flags = self.flags.get(i).copied().unwrap_or(0);
+        let favourable = flags & FAVOURABLE != 0;
+        let outcome = outcome_of_flags(flags);
+        if outcome.is_some() {
+            self.with_outcome = if sign > 0 {
+                self.with_outcome + 1
+            } else {
+                self.with_outcome.saturating_sub(1)
+            };
+        }
+        for (k, groups) in self.fairness.iter_mut().enumerate() {
+            let g = self.groups.get(k).and_then(|q| q.get(i)).copied();
+            match g.map(usize::from).and_then(|g| groups.counts.get_mut(g)) {
+                Some(c) => c.count(favourable, outcome, sign),
+                None if sign > 0 => groups.unlisted += 1,
+                None => groups.unlisted = groups.unlisted.saturating_sub(1),
+            }
+        }
+    }
+
+    /// Takes the oldest row out.
+    pub(super) fn pop_front(&mut self) {
+        if self.len() == 0 {
+            return;
+        }
+        self.count_row(0, -1);
+        for c in &mut self.features {
+            c.pop_front();
+            c.tidy();
+        }
+        self.prediction.pop_front();
+        for q in &mut self.attributions {
+            q.pop_front();
+        }
+        self.flags.pop_front();
+        self.at.pop_front();
+        self.decision.pop_front();
+        if let Some(s) = &mut self.subjects {
+            s.pop_front();
+        }
+        for q in &mut self.groups {
+            q.pop_front();
+        }
+        for c in self.attributes.iter_mut().flatten() {
+            c.pop_front();
+            c.tidy();
+        }
+        self.front_seq += 1;
+        // Records leave in the order they came: only the oldest can be done.
+        while let Some(&key) = self.record_order.front() {
+            match self.records.get(&key) {
+                Some(&(first, n)) if first + u64::from(n) > self.front_seq => break,
+                Some(_) => {
+                    self.records.remove(&key);
+                    self.record_order.pop_front();
+                }
+                None => {
+                    self.record_order.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Drops the rows older than `cutoff` (they were pushed in time order).
+    pub(super) fn expire_before(&mut self, cutoff: i64) {
+        while self.at.front().is_some_and(|&t| t < cutoff) {
+            self.pop_front();
+            self.fresh += 1;
+        }
+    }
+
+    /// Whether first rows are being collected for the reference and are all in.
+    pub(super) fn reference_due(&self) -> bool {
+        self.collecting
+            .as_ref()
+            .is_some_and(|c| c.prediction.len() >= self.cap && self.cap > 0)
+    }
+
+    /// Makes the collected first rows the reference (a sort per feature: the
+    /// monitoring job calls it, never the request path).
+    pub(super) fn finish_reference(&mut self) -> Result<(), MonitorError> {
+        let Some(c) = self.collecting.take() else {
+            return Ok(());
+        };
+        let subjects: HashSet<u64> = c.subjects.iter().copied().filter(|&s| s != 0).collect();
+        let reference = Reference::from_columns(&c.features, &c.prediction, subjects, false)?;
+        self.install(reference);
+        Ok(())
+    }
+
+    /// Makes `reference` the drift reference and counts the window on its grids.
+    fn install(&mut self, reference: Reference) {
+        self.drift = reference
+            .features
+            .iter()
+            .zip(&self.features)
+            .map(|(r, column)| match r {
+                ReferenceFeature::Numeric { grid, .. } if column.is_numeric() => {
+                    Some(grid.count(column.numbers()))
+                }
+                _ => None,
+            })
+            .collect();
+        self.drift.resize(self.features.len(), None);
+        self.prediction_drift = Some(reference.prediction.0.count(self.prediction.numbers()));
+        self.reference = Some(reference);
+        self.fresh += 1;
+    }
+
+    /// Makes rows a surrogate was trained on (in the window's order of names) the
+    /// reference.
+    pub(super) fn set_reference(&mut self, rows: &[(Arc<[Value]>, f64)]) {
+        let mut features = vec![Column::default(); self.names.len()];
+        let mut prediction = Column::default();
+        for (row, p) in rows {
+            for (j, column) in features.iter_mut().enumerate() {
+                column.push(row.get(j).unwrap_or(&Value::Missing), usize::MAX);
+            }
+            prediction.push(&Value::Number(*p), usize::MAX);
+        }
+        match Reference::from_columns(&features, &prediction, HashSet::new(), true) {
+            Ok(reference) => {
+                self.collecting = None;
+                self.install(reference);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the training rows could not become the drift reference")
+            }
+        }
+    }
+
+    /// Drops the rows of `subject`; a reference that saw the subject goes too (a
+    /// training window when `training_reference_saw`, first rows when they held the
+    /// subject), and first rows are collected again. Returns how many window rows went.
+    pub(super) fn forget(&mut self, subject: &str, training_reference_saw: bool) -> usize {
+        let key = self.hash(subject);
+        let mut removed = 0;
+        if let Some(subjects) = &self.subjects {
+            let keep: Vec<bool> = subjects.iter().map(|&s| s != key).collect();
+            removed = keep.iter().filter(|k| !**k).count();
+            if removed > 0 {
+                for (i, k) in keep.iter().enumerate() {
+                    if !k {
+                        self.count_row(i, -1);
+                    }
+                }
+                for c in &mut self.features {
+                    c.retain(&keep);
+                }
+                self.prediction.retain(&keep);
+                for q in &mut self.attributions {
+                    retain(q, &keep);
+                }
+                retain(&mut self.flags, &keep);
+                retain(&mut self.at, &keep);
+                retain(&mut self.decision, &keep);
+                if let Some(s) = &mut self.subjects {
+                    retain(s, &keep);
+                }
+                for q in &mut self.groups {
+                    retain(q, &keep);
+                }
+                for c in self.attributes.iter_mut().flatten() {
+                    c.retain(&keep);
+                }
+                self.renumber(&keep);
+                self.fresh += 1;
+            }
+        }
+        if let Some(c) = &mut self.collecting {
+            if c.subjects.contains(&key) {
+                let keep: Vec<bool> = c.subjects.iter().map(|&s| s != key).collect();
+                for column in &mut c.features {
+                    column.retain(&keep);
+                }
+                c.prediction.retain(&keep);
+                c.subjects.retain(|&s| s != key);
+            }
+        }
+        let drop_reference = self.reference.as_ref().is_some_and(|r| {
+            if r.from_training {
+                training_reference_saw
+            } else {
+                r.subjects.contains(&key)
+            }
+        });
+        if drop_reference {
+            self.reference = None;
+            self.drift = vec![None; self.features.len()];
+            self.prediction_drift = None;
+            self.collecting = Some(Collecting {
+                features: vec![Column::default(); self.names.len()],
+                ..Collecting::default()
+            });
+            self.fresh += 1;
+        }
+        removed
+    }
+
+    /// Renumbers the records after rows went: a record's rows were pushed together and
+    /// stay together.
+    fn renumber(&mut self, keep: &[bool]) {
+        let mut by_first: Vec<(u64, u64, u32)> = self
+            .records
+            .iter()
+            .map(|(&k, &(first, n))| (first, k, n))
+            .collect();
+        by_first.sort_unstable();
+        // Kept rows before each old position, to move every record's first row.
+        let mut kept_before = Vec::with_capacity(keep.len() + 1);
+        let mut count = 0u64;
+        for k in keep {
+            kept_before.push(count);
+            count += u64::from(*k);
+        }
+        kept_before.push(count);
+        self.records.clear();
+        self.record_order.clear();
+        for (first, key, n) in by_first {
+            let Some(start) = first
+                .checked_sub(self.front_seq)
+                .and_then(|p| usize::try_from(p).ok())
+            else {
+                continue;
+            };
+            let end = (start + n as usize).min(keep.len());
+            let left = keep
+                .get(start..end)
+                .map_or(0, |s| s.iter().filter(|k| **k).count());
+            if left > 0 {
+                let new_first = self.front_seq + kept_before.get(start).copied().unwrap_or(0);
+                self.records
+                    .insert(key, (new_first, u32::try_from(left).unwrap_or(u32::MAX)));
+                self.record_order.push_back(key);
+            }
+        }
+    }
+
+    /// The positions of audit record `id`'s rows in the window.
+    fn rows_of(&self, id: &str) -> Vec<usize> {
+        let Some(&(first, n)) = self.records.get(&self.hash(id)) else {
+            return Vec::new();
+        };
+        (first..first + u64::from(n))
+            .filter_map(|seq| seq.checked_sub(self.front_seq))
+            .filter_map(|p| usize::try_from(p).ok())
+            .filter(|&p| p < self.len())
+            .collect()
+    }
+
+    /// Joins outcomes to a record's rows: `judge(k, threshold, higher)` gives row `k`'s
+    /// outcome. Returns how many rows got one.
+    pub(super) fn join_outcome(
+        &mut self,
+        id: &str,
+        mut judge: impl FnMut(usize, f64, bool) -> Option<bool>,
+    ) -> usize {
+        let mut changed = 0;
+        for (k, i) in self.rows_of(id).into_iter().enumerate() {
+            let (threshold, higher) = self
+                .decision
+                .get(i)
+                .and_then(|&d| self.decisions.get(usize::from(d)))
+                .copied()
+                .unwrap_or((0.0, true));
+            let Some(outcome) = judge(k, threshold, higher) else {
+                continue;
+            };
+            self.count_fairness(i, -1);
+            if let Some(f) = self.flags.get_mut(i) {
+                *f &= !(OUTCOME_TRUE | OUTCOME_FALSE);
+                *f |= if outcome { OUTCOME_TRUE } else { OUTCOME_FALSE };
+            }
+            self.count_fairness(i, 1);
+            changed += 1;
+        }
+        if changed > 0 {
+            self.fresh += 1;
+        }
+        changed
+    }
+
+    /// Joins reported attribute values (by protected attribute) to a record's rows.
+    pub(super) fn join_attributes(
+        &mut self,
+        id: &str,
+        reported: &[(usize, String)],
+        protected: &[ProtectedConfig],
+    ) -> usize {
+        let rows = self.rows_of(id);
+        for &i in &rows {
+            self.count_fairness(i, -1);
+            for (k, text) in reported {
+                let Some(p) = protected.get(*k) else {
+                    continue;
+                };
+                if let Some(Some(column)) = self.attributes.get_mut(*k) {
+                    column.set_level(i, Some(text));
+                }
+                let g = self.group_index(*k, &attribute_label(p, Some(text)));
+                if let Some(slot) = self.groups.get_mut(*k).and_then(|q| q.get_mut(i)) {
+                    *slot = g;
+                }
+            }
+            self.count_fairness(i, 1);
+        }
+        if !rows.is_empty() {
+            self.fresh += 1;
+        }
+        rows.len()
+    }
+
+    /// The summaries, copied out for a computation.
+    pub(super) fn summary(&self) -> Summary {
+        let drift = self.reference.as_ref().map(|reference| {
+            reference
+                .features
+                .iter()
+                .enumerate()
+                .map(
+                    |(j, r)| match (r, self.drift.get(j).and_then(Option::as_ref)) {
+                        (ReferenceFeature::Numeric { grid, counts }, Some(current)) => {
+                            FeatureSummary::Numeric {
+                                grid: grid.clone(),
+                                reference: counts.clone(),
+                                current: current.clone(),
+                            }
+                        }
+                        (ReferenceFeature::Levels(reference), None) => {
+                            match self.features.get(j).and_then(Column::levels) {
+                                Some(levels) => FeatureSummary::Levels {
+                                    reference: reference.clone(),
+                                    current: levels
+                                        .counts()
+                                        .map(|(l, n)| (l.to_owned(), n))
+                                        .collect(),
+                                    missing: levels.missing,
+                                },
+                                None => FeatureSummary::Mismatch,
+                            }
+                        }
+                        _ => FeatureSummary::Mismatch,
+                    },
+                )
+                .collect()
+        });
+        let prediction = self.reference.as_ref().and_then(|r| {
+            Some((
+                r.prediction.0.clone(),
+                r.prediction.1.clone(),
+                self.prediction_drift.clone()?,
+            ))
+        });
+        Summary {
+            names: self.names.clone(),
+            window_rows: self.len(),
+            seen: self.seen,
+            fairness: self
+                .fairness
+                .iter()
+                .map(|g| {
+                    (!g.absent).then(|| GroupSummary {
+                        counts: g.counts.clone(),
+                        total: self.len() as u64,
+                        unlisted: g.unlisted,
+                    })
+                })
+                .collect(),
+            drift,
+            prediction,
+            reference_rows: self.reference.as_ref().map_or(0, |r| r.rows),
+            from_training: self.reference.as_ref().is_some_and(|r| r.from_training),
+            attributions: self.sums.clone(),
+            rows_with_outcome: self.with_outcome,
+        }
+    }
+
+    /// For each protected attribute (features and attributes outside the rows), the
+    /// `top_k` other features most associated with it in the window (see
+    /// `sidelight_monitor::possible_proxies`, which this follows column by column so as
+    /// not to widen every column at once).
+    pub(super) fn proxies(
+        &self,
+        protected: &[ProtectedConfig],
+        top_k: usize,
+    ) -> Vec<ProxyCandidate> {
+        enum Owned {
+            Numbers(Vec<f64>),
+            Codes(Vec<u32>, usize),
+        }
+        impl Owned {
+            fn of(column: &Column) -> Self {
+                if column.is_numeric() {
+                    Owned::Numbers(column.numbers())
+                } else {
+                    let (codes, n) = column.codes();
+                    Owned::Codes(codes, n)
+                }
+            }
+            fn values(&self) -> Values<'_> {
+                match self {
+                    Owned::Numbers(v) => Values::Numeric(v),
+                    Owned::Codes(v, n) => Values::Coded(v, *n),
+                }
+            }
+        }
+        let mut sources: Vec<(&str, Option<usize>, Owned)> = Vec::new();
+        for (k, p) in protected.iter().enumerate() {
+            if p.is_feature() {
+                if let Some(j) = self.names.iter().position(|n| *n == p.feature) {
+                    sources.push((&p.feature, Some(j), Owned::of(&self.features[j])));
+                }
+            } else if !self.names.contains(&p.feature) {
+                if let Some(Some(column)) = self.attributes.get(k) {
+                    sources.push((&p.feature, None, Owned::of(column)));
+                }
+            }
+        }
+        let mut found: Vec<Vec<(usize, Association)>> = vec![Vec::new(); sources.len()];
+        for (j, column) in self.features.iter().enumerate() {
+            if sources.iter().any(|(_, f, _)| *f == Some(j)) {
+                continue;
+            }
+            let other = Owned::of(column);
+            for (s, (_, _, values)) in sources.iter().enumerate() {
+                if let Some(a) = sidelight_monitor::association(&values.values(), &other.values()) {
+                    found[s].push((j, a));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for ((name, _, _), mut list) in sources.iter().zip(found) {
+            list.sort_by(|x, y| y.1.value.total_cmp(&x.1.value).then(x.0.cmp(&y.0)));
+            out.extend(list.into_iter().take(top_k).map(|(j, a)| ProxyCandidate {
+                protected: (*name).to_owned(),
+                feature: self.names[j].clone(),
+                association: a,
+                mean_abs_contribution: None,
+            }));
+        }
+        out
+    }
+
+    /// The level of a row's protected attribute that is not a feature.
+    #[cfg(test)]
+    pub(super) fn attribute(&self, k: usize, i: usize) -> Option<String> {
+        let column = self.attributes.get(k)?.as_ref()?;
+        match column.get(i) {
+            Cell::Level(stored) => column.levels()?.name(stored).map(str::to_owned),
+            Cell::Number(x) => (!x.is_nan()).then(|| x.to_string()),
+        }
+    }
+}
+
+fn retain<T>(q: &mut VecDeque<T>, keep: &[bool]) {
+    let mut i = 0;
+    q.retain(|_| {
+        let k = keep.get(i).copied().unwrap_or(true);
+        i += 1;
+        k
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn protected() -> Vec<ProtectedConfig> {
+        vec![
+            ProtectedConfig {
+                feature: "g".to_owned(),
+                privileged: "a".to_owned(),
+                unprivileged: vec!["b".to_owned()],
+                bands: Vec::new(),
+                header: None,
+                reported: false,
+            },
+            ProtectedConfig {
+                feature: "h".to_owned(),
+                privileged: "p".to_owned(),
+                unprivileged: vec!["q".to_owned()],
+                bands: Vec::new(),
+                header: Some("x-h".to_owned()),
+                reported: true,
+            },
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push {
+            x: u8,
+            y: i16,
+            level: u8,
+            group: u8,
+            favourable: bool,
+            subject: u8,
+            attributed: bool,
+        },
+        Forget(u8),
+        Outcome(u8, bool),
+        Attribute(u8, bool),
+        Reference,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            12 => (any::<u8>(), any::<i16>(), 0u8..6, 0u8..3, any::<bool>(), 0u8..8, prop::bool::weighted(0.8))
+                .prop_map(|(x, y, level, group, favourable, subject, attributed)| Op::Push { x, y, level, group, favourable, subject, attributed }),
+            1 => (0u8..8).prop_map(Op::Forget),
+            2 => (any::<u8>(), any::<bool>()).prop_map(|(r, o)| Op::Outcome(r, o)),
+            1 => (any::<u8>(), any::<bool>()).prop_map(|(r, o)| Op::Attribute(r, o)),
+            1 => Just(Op::Reference),
+        ]
+    }
+
+    fn names() -> Vec<String> {
+        ["x", "y", "c", "g"].map(str::to_owned).to_vec()
+    }
+
+    proptest! {
+        /// Whatever rows come, leave (full window, erasure) or get outcomes and
+        /// attributes later, the summaries equal what counting the rows still in the
+        /// window from scratch gives.
+        #[test]
+        fn the_kept_summaries_equal_a_count_of_the_rows_in_the_window(
+            ops in prop::collection::vec(op(), 1..160),
+            cap in 1usize..40,
+        ) {
+            let protected = protected();
+            let mut w = Windows::new(cap);
+            let mut model: Vec<(Observation, u64)> = Vec::new();
+            let mut pushed = 0u64;
+            for op in ops {
+                match op {
+                    Op::Push { x, y, level, group, favourable, subject, attributed } => {
+                        pushed += 1;
+                        let obs = Observation {
+                            row: Arc::from(vec![
+                                Value::Number(f64::from(x)),
+                                Value::Number(f64::from(y) / 7.0),
+                                if level == 5 { Value::Missing } else { Value::Text(format!("l{level}")) },
+                                Value::Text(["a", "b", "z"][usize::from(group)].to_owned()),
+                            ]),
+                            prediction: f64::from(x) / 255.0,
+                            favourable,
+                            record: Some(Arc::from(format!("r{pushed}"))),
+                            subject: Some(Arc::from(format!("s{subject}"))),
+                            attributions: if attributed {
+                                Arc::from(vec![f64::from(y) / 3.0, 0.1, -0.2, f64::from(x) * 1e-3])
+                            } else {
+                                Arc::from(Vec::new())
+                            },
+                            threshold: 0.5,
+                            ..Observation::default()
+                        };
+                        w.add(&names(), std::iter::once(obs.clone()), &protected);
+                        model.push((obs, pushed));
+                        if model.len() > cap {
+                            model.remove(0);
+                        }
+                    }
+                    Op::Forget(s) => {
+                        let subject = format!("s{s}");
+                        let removed = w.forget(&subject, false);
+                        let before = model.len();
+                        model.retain(|(o, _)| o.subject.as_deref() != Some(&subject));
+                        prop_assert_eq!(removed, before - model.len());
+                    }
+                    Op::Outcome(r, outcome) => {
+                        let Some(k) = (!model.is_empty()).then(|| usize::from(r) % model.len()) else { continue };
+                        let id = format!("r{}", model[k].1);
+                        prop_assert_eq!(w.join_outcome(&id, |_, _, _| Some(outcome)), 1);
+                        model[k].0.outcome = Some(outcome);
+                    }
+                    Op::Attribute(r, q) => {
+                        let Some(k) = (!model.is_empty()).then(|| usize::from(r) % model.len()) else { continue };
+                        let id = format!("r{}", model[k].1);
+                        let value = if q { "q" } else { "p" };
+                        prop_assert_eq!(w.join_attributes(&id, &[(1, value.to_owned())], &protected), 1);
+                        model[k].0.attributes = Some(vec![None, Some(value.to_owned())].into_boxed_slice());
+                    }
+                    Op::Reference => {
+                        if w.reference.is_none() && !model.is_empty() {
+                            let rows: Vec<(Arc<[Value]>, f64)> = model.iter().map(|(o, _)| (o.row.clone(), o.prediction)).collect();
+                            w.set_reference(&rows);
+                        }
+                    }
+                }
+                if w.reference_due() {
+                    w.finish_reference().unwrap();
+                }
+            }
+            let s = w.summary();
+            prop_assert_eq!(s.window_rows, model.len());
+            if s.names.is_empty() {
+                // Nothing was ever pushed: the window has not started.
+                prop_assert!(model.is_empty());
+                return Ok(());
+            }
+            // Fairness counts.
+            for (k, p) in protected.iter().enumerate() {
+                let labels: Vec<String> = model.iter().map(|(o, _)| {
+                    if k == 0 { group_label(p, &o.row[3]) } else {
+                        attribute_label(p, o.attributes.as_ref().and_then(|a| a[1].as_deref()))
+                    }
+                }).collect();
+                let attribute = sidelight_monitor::ProtectedAttribute { name: p.feature.clone(), privileged: p.privileged.clone(), unprivileged: p.unprivileged.clone() };
+                let expected = sidelight_monitor::fairness(&attribute, labels.iter().zip(&model).map(|(l, (o, _))| sidelight_monitor::Decision { group: l, favourable: o.favourable, outcome: o.outcome }), &Default::default()).unwrap();
+                let g = s.fairness[k].as_ref().unwrap();
+                let got = sidelight_monitor::fairness_from_counts(&attribute, &g.counts, g.total, g.unlisted, &Default::default()).unwrap();
+                prop_assert_eq!(got, expected);
+            }
+            prop_assert_eq!(s.rows_with_outcome, model.iter().filter(|(o, _)| o.outcome.is_some()).count() as u64);
+            // Attribution sums, exactly.
+            let mut sums = AttributionSums::new(4);
+            for (o, _) in &model {
+                if o.attributions.len() == 4 {
+                    sums.count(o.attributions.iter().map(|&a| f64::from(a as f32)), 1);
+                }
+            }
+            prop_assert_eq!(&s.attributions, &sums);
+            // Drift counts on the reference's grids.
+            if let Some(features) = &s.drift {
+                for (j, f) in features.iter().enumerate() {
+                    match f {
+                        FeatureSummary::Numeric { grid, current, .. } => {
+                            let expected = grid.count(model.iter().map(|(o, _)| match o.row[j] { Value::Number(x) => x, _ => f64::NAN }));
+                            prop_assert_eq!(current, &expected);
+                        }
+                        FeatureSummary::Levels { current, missing, .. } => {
+                            let mut got = current.clone();
+                            got.sort();
+                            let mut expected: HashMap<String, u64> = HashMap::new();
+                            let mut none = 0;
+                            for (o, _) in &model {
+                                match &o.row[j] {
+                                    Value::Text(t) => *expected.entry(t.clone()).or_default() += 1,
+                                    _ => none += 1,
+                                }
+                            }
+                            let mut expected: Vec<(String, u64)> = expected.into_iter().collect();
+                            expected.sort();
+                            prop_assert_eq!(got, expected);
+                            prop_assert_eq!(*missing, none);
+                        }
+                        // A column of missing values only, in the reference, then text.
+                        FeatureSummary::Mismatch => prop_assert_eq!(j, 2),
+                    }
+                }
+                let (grid, _, current) = s.prediction.as_ref().unwrap();
+                prop_assert_eq!(current, &grid.count(model.iter().map(|(o, _)| o.prediction)));
+            }
+            // The rows kept for the reported attribute are the model's.
+            for (i, (o, _)) in model.iter().enumerate() {
+                let expected = o.attributes.as_ref().and_then(|a| a[1].clone());
+                prop_assert_eq!(w.attribute(1, i), expected);
+            }
+        }
+    }
+}
