@@ -569,3 +569,129 @@ fn the_fleet_store_seals_rows_keeps_the_window_elects_one_trainer_and_records_er
         Published::Published
     );
 }
+
+/// A replica's config with a monitor: red rows score +1 in the test model, so with the
+/// decision at 3.5 blue applicants are never approved and the fairness check fails.
+fn monitored_config(model: &ModelServer, state: &Path, writer: &str) -> String {
+    let routes = format!(
+        "[audit]\nbackend = \"postgres\"\nwriter = \"{writer}\"\npoll_interval = \"200ms\"\n\
+         [[routes]]\nname = \"m\"\npath_prefix = \"/v1/models/m\"\n\
+         [routes.explain]\nprotocol = \"kserve_v1\"\noutput = \"score\"\n\
+         [routes.explain.decision]\nthreshold = 3.5\n\
+         [routes.explain.surrogate]\nwarm_up_rows = 60\nretrain_every_rows = 100000\n\
+         retrain_interval = \"1h\"\nmin_r2 = 0.0\n\
+         [routes.monitor]\nwindow_rows = 1000\nevery = \"200ms\"\nmin_group_size = 30\n\
+         [[routes.monitor.protected]]\nfeature = \"colour\"\nprivileged = \"red\"\n\
+         unprivileged = [\"blue\"]\n"
+    );
+    config(model, state, &routes)
+}
+
+/// The latest monitoring results of route `m`.
+async fn monitoring(proxy: &Proxy) -> serde_json::Value {
+    get(&proxy.admin_url("/api/v1/monitoring")).await.json()["routes"][0]["latest"].clone()
+}
+
+/// Sends rows `indices`, ten per request; every one must come back explained.
+async fn send_explained(proxy: &Proxy, indices: std::ops::Range<usize>) {
+    let all: Vec<usize> = indices.collect();
+    for chunk in all.chunks(10) {
+        let answer = post(proxy, "/v1/models/m:predict", kserve_body(chunk), &[]).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert!(answer.json()["explanations"].is_array(), "not explained");
+    }
+}
+
+/// With the PostgreSQL backend every replica's monitor publishes its counts and sums
+/// and merges the others': both replicas report the fleet's rows and fairness figures,
+/// as one proxy that saw all the traffic would, and the fairness alert fires once, on
+/// the one replica that holds the route's alert lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleets_monitoring_counts_every_replicas_rows_and_alerts_once() {
+    let pg = PgServer::start();
+    let url = pg.create_database("monitoring");
+    let model = ModelServer::start().await;
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = [
+        ("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX),
+        ("SIDELIGHT_AUDIT__URL", url.as_str()),
+    ];
+    let a = Proxy::start_with_env(&monitored_config(&model, state_a.path(), "a"), &env);
+    let b = Proxy::start_with_env(&monitored_config(&model, state_b.path(), "b"), &env);
+
+    // Enough rows for the fleet's trainer (the first ones only settle the route's
+    // columns); both replicas then explain with its surrogate.
+    for i in 0..20 {
+        let proxy = if i % 2 == 0 { &a } else { &b };
+        let rows: Vec<usize> = (i * 10..i * 10 + 10).collect();
+        assert_eq!(
+            post(proxy, "/v1/models/m:predict", kserve_body(&rows), &[])
+                .await
+                .status,
+            200
+        );
+    }
+    eventually("both replicas serve the fleet's surrogate", async || {
+        let (va, vb) = (serving(&a).await.0, serving(&b).await.0);
+        va.is_some() && va == vb
+    })
+    .await;
+    eventually("both monitors see two replicas", async || {
+        let (ma, mb) = (monitoring(&a).await, monitoring(&b).await);
+        ma["fleet"]["replicas"] == 2 && mb["fleet"]["replicas"] == 2
+    })
+    .await;
+    let before = monitoring(&a).await["rows_seen"].as_u64().unwrap();
+
+    // 300 rows through `a`, 180 through `b`.
+    send_explained(&a, 1000..1300).await;
+    send_explained(&b, 2000..2180).await;
+    let expected = before + 480;
+    eventually("both replicas count the fleet's rows", async || {
+        let (ma, mb) = (monitoring(&a).await, monitoring(&b).await);
+        ma["rows_seen"] == expected && mb["rows_seen"] == expected
+    })
+    .await;
+    let (ma, mb) = (monitoring(&a).await, monitoring(&b).await);
+    // The same fleet-wide figures on both: the window is both replicas' together.
+    assert_eq!(ma["window_rows"], mb["window_rows"], "{ma}\n{mb}");
+    assert_eq!(ma["window_rows"], expected, "{ma}");
+    let groups = |m: &serde_json::Value| m["fairness"][0]["groups"].clone();
+    assert_eq!(groups(&ma), groups(&mb), "{ma}\n{mb}");
+    let counted: u64 = ma["fairness"][0]["total"].as_u64().unwrap();
+    assert_eq!(counted, expected, "{ma}");
+    assert_eq!(
+        ma["attribution"]["summary"]["rows"], mb["attribution"]["summary"]["rows"],
+        "{ma}\n{mb}"
+    );
+    // One replica sends the route's alerts.
+    let senders = [&ma, &mb]
+        .iter()
+        .filter(|m| m["fleet"]["sends_alerts"] == true)
+        .count();
+    assert_eq!(senders, 1, "{ma}\n{mb}");
+    assert_eq!(ma["fairness"][0]["verdict"], "fail", "{ma}");
+
+    // The failing group's alert fires once in the fleet.
+    let firing =
+        "sidelight_alerts_total{route=\"m\",check=\"disparate_impact\",state=\"firing\"} 1";
+    eventually("the fairness alert fires", async || {
+        metrics_text(&a).await.contains(firing) || metrics_text(&b).await.contains(firing)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let fired = |p: &Proxy| {
+        p.log_text()
+            .lines()
+            .filter(|l| l.contains("alert firing") && l.contains("\"check\":\"disparate_impact\""))
+            .count()
+    };
+    assert_eq!(
+        fired(&a) + fired(&b),
+        1,
+        "{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    drop(pg);
+}

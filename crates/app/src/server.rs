@@ -198,6 +198,16 @@ impl Sidelight {
                             .unwrap_or_default()
                     })),
                 );
+                // In a fleet the figures are every replica's together; the job talks to
+                // the database on a connection of its own.
+                if let Some(fleet) = audit.as_ref().and_then(|a| a.fleet.as_ref()) {
+                    let store = fleet
+                        .store
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .another();
+                    job.attach_fleet(store);
+                }
                 monitor_jobs.push(Arc::new(job));
             }
         }

@@ -10,8 +10,13 @@
 //!   surrogate, which every replica loads.
 //! - **Erasures** (`fleet_erasures`): the subjects erased through any replica, which the
 //!   others read to drop the subject from their memory.
+//! - **Monitoring summaries** (`fleet_monitor`): each replica's latest counts and sums
+//!   per route (one row per replica and route), which every replica merges into the
+//!   fleet's fairness and attribution figures.
 //! - **Trainer election**: a session advisory lock per route
 //!   ([`FleetStore::try_lead`]); the holder trains, and the lock goes with its session.
+//!   A second lock per route ([`FleetStore::try_lead_alerts`]) picks the one replica that
+//!   sends the route's alerts.
 //!
 //! Like [`PostgresStore`](crate::PostgresStore), the client is blocking; a lost
 //! connection fails the call with kind `unavailable` and the next call reconnects.
@@ -193,13 +198,22 @@ impl FleetStore {
     /// free. The lock is held until the session ends (the process stops, or the
     /// connection is lost).
     pub fn try_lead(&self, route: &str) -> Result<bool, StoreError> {
+        self.try_lock(&format!("sidelight-trainer:{route}"))
+    }
+
+    /// Whether this connection holds the alert lock of `route` (taking it if free): the
+    /// one replica that sends the route's alerts, so that they fire once per fleet.
+    pub fn try_lead_alerts(&self, route: &str) -> Result<bool, StoreError> {
+        self.try_lock(&format!("sidelight-alerts:{route}"))
+    }
+
+    fn try_lock(&self, key: &str) -> Result<bool, StoreError> {
         self.with(|s| {
-            if s.leading.contains(route) {
+            if s.leading.contains(key) {
                 // A round trip: a session the server has dropped has lost its lock.
                 s.client.batch_execute("SELECT 1")?;
                 return Ok(true);
             }
-            let key = format!("sidelight-trainer:{route}");
             let locked: bool = s
                 .client
                 .query_one(
@@ -208,9 +222,53 @@ impl FleetStore {
                 )?
                 .try_get(0)?;
             if locked {
-                s.leading.insert(route.to_owned());
+                s.leading.insert(key.to_owned());
             }
             Ok(locked)
+        })
+    }
+
+    /// Publishes this replica's monitoring summary of `route` (aggregates: counts and
+    /// sums, never a row), replacing its previous one; summaries of replicas silent for
+    /// a day are dropped on the way.
+    pub fn publish_monitor(
+        &self,
+        route: &str,
+        time_ms: i64,
+        summary: &str,
+    ) -> Result<(), StoreError> {
+        self.with(|s| {
+            let mut tx = s.client.transaction()?;
+            tx.execute(
+                "INSERT INTO fleet_monitor (route, writer, time_ms, summary) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (route, writer) DO UPDATE SET time_ms = EXCLUDED.time_ms, summary = EXCLUDED.summary",
+                &[&route, &self.writer, &time_ms, &summary],
+            )?;
+            tx.execute(
+                "DELETE FROM fleet_monitor WHERE route = $1 AND time_ms < $2",
+                &[&route, &time_ms.saturating_sub(86_400_000)],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// The other replicas' monitoring summaries of `route` published at `since_ms` or
+    /// later, as (writer, summary).
+    pub fn monitor_summaries(
+        &self,
+        route: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|s| {
+            let rows = s.client.query(
+                "SELECT writer, summary FROM fleet_monitor \
+                 WHERE route = $1 AND time_ms >= $2 AND writer <> $3 ORDER BY writer",
+                &[&route, &since_ms, &self.writer],
+            )?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
         })
     }
 

@@ -170,6 +170,15 @@ const MIGRATIONS: &[&str] = &[
     // 4: the subjects each published surrogate learnt from (keyed digests), so that an
     // erasure retires every version that saw the subject.
     "ALTER TABLE fleet_surrogates ADD COLUMN subjects BIGINT[];",
+    // 5: each replica's monitoring summaries (aggregates only), merged by every replica
+    // into the fleet's figures.
+    "CREATE TABLE fleet_monitor (
+         route TEXT NOT NULL,
+         writer TEXT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         summary TEXT NOT NULL,
+         PRIMARY KEY (route, writer)
+     );",
 ];
 
 /// The rustls connector of `sslmode=require` and `prefer` (`mode`, for messages): the CA

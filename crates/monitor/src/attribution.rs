@@ -20,6 +20,7 @@
 //! Missing values (NaN numbers, `None` levels) leave their pair out of an association; a
 //! NaN contribution leaves that cell out of its feature's mean.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -204,17 +205,19 @@ pub struct ProxyCandidate {
 }
 
 /// Column after preparation: numbers as they are, levels as dense codes.
-enum Prepared {
-    Numeric(Vec<f64>),
+enum Prepared<'a> {
+    Numeric(Cow<'a, [f64]>),
     /// Codes (`u32::MAX` = missing) and the number of levels.
-    Categorical(Vec<u32>, usize),
+    Categorical(Cow<'a, [u32]>, usize),
 }
 
 const MISSING: u32 = u32::MAX;
 
-fn prepare(values: &Values<'_>) -> Prepared {
-    match values {
-        Values::Numeric(v) => Prepared::Numeric(v.to_vec()),
+/// Borrows what needs no work (numbers, valid codes): a million-row column is not
+/// copied for each pair it is compared in.
+fn prepare<'a>(values: &Values<'a>) -> Prepared<'a> {
+    match *values {
+        Values::Numeric(v) => Prepared::Numeric(Cow::Borrowed(v)),
         Values::Categorical(v) => {
             let mut codes: HashMap<&str, u32> = HashMap::new();
             let out = v
@@ -227,14 +230,23 @@ fn prepare(values: &Values<'_>) -> Prepared {
                     }
                 })
                 .collect();
-            Prepared::Categorical(out, codes.len())
+            Prepared::Categorical(Cow::Owned(out), codes.len())
         }
-        Values::Coded(v, levels) => Prepared::Categorical(
-            v.iter()
-                .map(|&c| if (c as usize) < *levels { c } else { MISSING })
-                .collect(),
-            *levels,
-        ),
+        Values::Coded(v, levels) => {
+            let valid = |c: u32| (c as usize) < levels || c == MISSING;
+            if v.iter().all(|&c| valid(c)) {
+                Prepared::Categorical(Cow::Borrowed(v), levels)
+            } else {
+                Prepared::Categorical(
+                    Cow::Owned(
+                        v.iter()
+                            .map(|&c| if (c as usize) < levels { c } else { MISSING })
+                            .collect(),
+                    ),
+                    levels,
+                )
+            }
+        }
     }
 }
 
@@ -248,7 +260,7 @@ pub fn association(a: &Values<'_>, b: &Values<'_>) -> Option<Association> {
     associate(&prepare(a), &prepare(b))
 }
 
-fn associate(a: &Prepared, b: &Prepared) -> Option<Association> {
+fn associate(a: &Prepared<'_>, b: &Prepared<'_>) -> Option<Association> {
     match (a, b) {
         (Prepared::Numeric(x), Prepared::Numeric(y)) => pearson_abs(x, y),
         (Prepared::Numeric(x), Prepared::Categorical(g, k))
@@ -396,7 +408,7 @@ pub fn possible_proxies(
             .ok_or_else(|| MonitorError::UnknownFeature(p.to_owned()))?;
         protected_idx.push(j);
     }
-    let prepared: Vec<Prepared> = columns.iter().map(|c| prepare(&c.values)).collect();
+    let prepared: Vec<Prepared<'_>> = columns.iter().map(|c| prepare(&c.values)).collect();
     let mut out = Vec::new();
     for &pi in &protected_idx {
         let mut found: Vec<(usize, Association)> = (0..columns.len())

@@ -47,8 +47,13 @@ impl NumericGrid {
     /// The grid of a reference's values (NaN is missing and ignored). The PSI cut
     /// points are those of [`crate::drift::NumericReference`].
     pub fn new(values: &[f64], config: &DriftConfig) -> Result<Self, MonitorError> {
+        Self::from_values(values.to_vec(), config)
+    }
+
+    /// As [`NumericGrid::new`], sorting `values` in place rather than a copy of them.
+    pub fn from_values(mut sorted: Vec<f64>, config: &DriftConfig) -> Result<Self, MonitorError> {
         config.validate()?;
-        let mut sorted: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+        sorted.retain(|x| !x.is_nan());
         sorted.sort_unstable_by(f64::total_cmp);
         let n = sorted.len();
         let quantile = |k: usize, of: usize| sorted[(k.saturating_mul(n).div_ceil(of)).max(1) - 1];
@@ -61,9 +66,18 @@ impl NumericGrid {
                 }
             }
         }
-        let mut distinct = sorted.clone();
-        distinct.dedup_by(|a, b| a.total_cmp(b).is_eq());
-        let (mut points, exact) = if distinct.len() <= Self::MAX_POINTS {
+        // -0.0 and 0.0 compare equal: one point for both.
+        let mut distinct: Vec<f64> = Vec::new();
+        for &x in &sorted {
+            if distinct.last() != Some(&x) {
+                if distinct.len() == Self::MAX_POINTS {
+                    distinct.clear();
+                    break;
+                }
+                distinct.push(x);
+            }
+        }
+        let (points, exact) = if !distinct.is_empty() || n == 0 {
             (distinct, true)
         } else {
             let mut points: Vec<f64> = (1..=Self::MAX_POINTS)
@@ -71,11 +85,9 @@ impl NumericGrid {
                 .chain(psi_cuts.iter().copied())
                 .collect();
             points.sort_unstable_by(f64::total_cmp);
-            points.dedup_by(|a, b| a.total_cmp(b).is_eq());
+            points.dedup_by(|a, b| a == b);
             (points, false)
         };
-        // -0.0 and 0.0 compare equal: one point for both.
-        points.dedup_by(|a, b| a == b);
         let psi_edges = psi_cuts
             .iter()
             .filter_map(|e| points.iter().position(|p| p == e))

@@ -14,12 +14,17 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use sidelight_audit::FleetStore;
 use sidelight_core::clock::now_ms;
-use sidelight_core::monitor::{FeatureSummary, MonitorReport, RouteMonitor, Summary, worst};
+use sidelight_core::monitor::{
+    FeatureSummary, FleetView, GroupSummary, MonitorReport, RouteMonitor, Summary, worst,
+};
 use sidelight_core::reviews::{Flag, Reviews};
 use sidelight_monitor::{
     AttributionCheck, AttributionSums, Drift, DriftConfig, FairnessConfig, FairnessReport,
-    FeatureDrift, FidelityPoint, FidelitySummary, NumericDrift, ProtectedAttribute, Verdict,
+    FeatureDrift, FidelityPoint, FidelitySummary, NumericDrift, ProtectedAttribute, ProxyCandidate,
+    Verdict,
 };
 
 use crate::alert::{AlertBook, Alerter, Check, Reading};
@@ -38,6 +43,56 @@ pub struct MonitorJob {
     alerter: OnceLock<Arc<Alerter>>,
     fidelity: OnceLock<FidelitySource>,
     alerts: Mutex<AlertBook>,
+    /// The fleet's store (its own connection), with a PostgreSQL audit log.
+    fleet: OnceLock<FleetStore>,
+    /// The last proxy sweep: when it started, how long it took, what it found.
+    proxies: Mutex<Option<(std::time::Instant, std::time::Duration, Vec<ProxyCandidate>)>>,
+}
+
+/// A replica's share of a route's monitoring, as published to the fleet: counts and
+/// sums only, never a row.
+#[derive(Debug, Serialize, Deserialize)]
+struct Share {
+    names: Vec<String>,
+    /// Per protected attribute, its name and groups (privileged first): only shares of
+    /// the same attributes and groups merge.
+    groups: Vec<(String, Vec<String>)>,
+    fairness: Vec<Option<GroupSummary>>,
+    attributions: AttributionSums,
+    window_rows: usize,
+    seen: u64,
+    rows_with_outcome: u64,
+}
+
+impl Share {
+    fn fits(&self, groups: &[(String, Vec<String>)], names: &[String]) -> bool {
+        self.groups == groups
+            && (self.names == names || self.names.is_empty() || names.is_empty())
+            && self.fairness.len() == self.groups.len()
+    }
+
+    /// Adds this share to a replica's own summary: counts and sums add exactly.
+    fn merge_into(self, summary: &mut Summary) {
+        if summary.names.is_empty() {
+            summary.names = self.names;
+            summary.fairness = self.fairness;
+            summary.attributions = self.attributions;
+        } else if !self.names.is_empty() {
+            for (mine, theirs) in summary.fairness.iter_mut().zip(self.fairness) {
+                if let (Some(m), Some(t)) = (mine, theirs) {
+                    for (a, b) in m.counts.iter_mut().zip(&t.counts) {
+                        a.merge(b);
+                    }
+                    m.total += t.total;
+                    m.unlisted += t.unlisted;
+                }
+            }
+            summary.attributions.merge(&self.attributions);
+        }
+        summary.window_rows += self.window_rows;
+        summary.seen += self.seen;
+        summary.rows_with_outcome += self.rows_with_outcome;
+    }
 }
 
 impl MonitorJob {
@@ -59,7 +114,15 @@ impl MonitorJob {
             alerter: OnceLock::new(),
             fidelity: OnceLock::new(),
             alerts: Mutex::default(),
+            fleet: OnceLock::new(),
+            proxies: Mutex::default(),
         }
+    }
+
+    /// Makes the job a fleet's: its figures merge every replica's, and one replica per
+    /// route sends the route's alerts. `store` should be a connection of its own.
+    pub fn attach_fleet(&self, store: FleetStore) {
+        let _ = self.fleet.set(store);
     }
 
     /// Gives the job where its alerts go and where the route's fidelity series is.
@@ -73,7 +136,13 @@ impl MonitorJob {
     /// Computes the statistics from the window's summaries and publishes them.
     pub fn compute(&self, now: i64) {
         let started = std::time::Instant::now();
-        let Some(Summary {
+        let fleet = self.fleet.get();
+        let Some(mut summary) = self.monitor.summary(now, fleet.is_some()) else {
+            return;
+        };
+        let mut errors = Vec::new();
+        let fleet_view = fleet.map(|store| self.merge_fleet(store, &mut summary, now, &mut errors));
+        let Summary {
             names,
             window_rows,
             seen,
@@ -84,11 +153,7 @@ impl MonitorJob {
             from_training,
             attributions: sums,
             rows_with_outcome,
-        }) = self.monitor.summary(now)
-        else {
-            return;
-        };
-        let mut errors = Vec::new();
+        } = summary;
         let fairness_config = FairnessConfig {
             confidence: self.monitor.config.confidence,
             min_group_size: self.monitor.config.min_group_size,
@@ -178,7 +243,11 @@ impl MonitorJob {
             attribution.as_ref(),
             fidelity.as_ref(),
         );
-        self.raise(readings, now);
+        self.raise(
+            readings,
+            now,
+            fleet_view.as_ref().is_none_or(|f| f.sends_alerts),
+        );
         self.monitor.publish(MonitorReport {
             computed_at: now,
             compute_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -199,7 +268,83 @@ impl MonitorJob {
             fidelity,
             flagged,
             errors,
+            fleet: fleet_view,
         });
+    }
+
+    /// Publishes this replica's share of the route's figures to the fleet and merges
+    /// the other replicas' shares (published within three computations' time) into
+    /// `summary`; takes the route's alert lock if it is free.
+    fn merge_fleet(
+        &self,
+        store: &FleetStore,
+        summary: &mut Summary,
+        now: i64,
+        errors: &mut Vec<String>,
+    ) -> FleetView {
+        let route = &self.monitor.route;
+        let groups: Vec<(String, Vec<String>)> = self
+            .monitor
+            .config
+            .protected
+            .iter()
+            .map(|p| {
+                let labels = std::iter::once(p.privileged.clone())
+                    .chain(p.unprivileged.iter().cloned())
+                    .collect();
+                (p.feature.clone(), labels)
+            })
+            .collect();
+        let mine = Share {
+            names: summary.names.clone(),
+            groups: groups.clone(),
+            fairness: summary.fairness.clone(),
+            attributions: summary.attributions.clone(),
+            window_rows: summary.window_rows,
+            seen: summary.seen,
+            rows_with_outcome: summary.rows_with_outcome,
+        };
+        match serde_json::to_string(&mine) {
+            Ok(text) => {
+                if let Err(e) = store.publish_monitor(route, now, &text) {
+                    errors.push(format!(
+                        "this replica's monitoring summary could not be published to the fleet: {e}"
+                    ));
+                }
+            }
+            Err(e) => errors.push(format!("monitoring summary: {e}")),
+        }
+        let every = i64::try_from(self.monitor.config.every.as_millis()).unwrap_or(i64::MAX);
+        let since = now.saturating_sub(every.saturating_mul(3).max(10_000));
+        let (mut replicas, mut left_out) = (1, 0);
+        match store.monitor_summaries(route, since) {
+            Ok(others) => {
+                for (_, text) in others {
+                    match serde_json::from_str::<Share>(&text) {
+                        Ok(other) if other.fits(&groups, &summary.names) => {
+                            other.merge_into(summary);
+                            replicas += 1;
+                        }
+                        _ => left_out += 1,
+                    }
+                }
+            }
+            Err(e) => errors.push(format!(
+                "the other replicas' monitoring summaries could not be read: {e}"
+            )),
+        }
+        let sends_alerts = match store.try_lead_alerts(route) {
+            Ok(lead) => lead,
+            Err(e) => {
+                errors.push(format!("the route's alert lock could not be checked: {e}"));
+                false
+            }
+        };
+        FleetView {
+            replicas,
+            left_out,
+            sends_alerts,
+        }
     }
 
     /// Mean |attribution| per feature and the protected share over the rows that have
@@ -230,7 +375,24 @@ impl MonitorJob {
                 return None;
             }
         };
-        Some(AttributionCheck::new(summary, self.monitor.proxies(3)))
+        Some(AttributionCheck::new(summary, self.proxies()))
+    }
+
+    /// The possible proxies: a sweep of the window's columns, so at most once per
+    /// twenty times what the last sweep took (a window of a million rows: every four
+    /// seconds or so), which keeps it under a twentieth of a core; in between, the last
+    /// sweep's.
+    fn proxies(&self) -> Vec<ProxyCandidate> {
+        let mut last = self.proxies.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, took, found)) = last.as_ref() {
+            if at.elapsed() < took.saturating_mul(20) {
+                return found.clone();
+            }
+        }
+        let started = std::time::Instant::now();
+        let found = self.monitor.proxies(3);
+        *last = Some((started, started.elapsed(), found.clone()));
+        found
     }
 
     /// Each alert check's reading in this computation.
@@ -339,8 +501,9 @@ impl MonitorJob {
         out
     }
 
-    /// Applies the readings to the route's alerts and publishes the transitions.
-    fn raise(&self, readings: Vec<Reading>, now: i64) {
+    /// Applies the readings to the route's alerts and publishes the transitions (only
+    /// when `send`: in a fleet one replica per route sends them).
+    fn raise(&self, readings: Vec<Reading>, now: i64, send: bool) {
         let (transitions, firing) = {
             let mut book = self.alerts.lock().unwrap_or_else(PoisonError::into_inner);
             let t = book.update(&self.monitor.route, readings, now);
@@ -348,7 +511,7 @@ impl MonitorJob {
             self.monitor.publish_alerts(book.json(), firing);
             (t, firing)
         };
-        if let Some(alerter) = self.alerter.get() {
+        if let Some(alerter) = self.alerter.get().filter(|_| send) {
             alerter.publish(&self.monitor.route, transitions, firing);
         }
     }
@@ -820,10 +983,10 @@ mod tests {
         assert_eq!(c.equal_opportunity_verdict, Verdict::Fail);
         assert_eq!(worst(c), Verdict::Fail);
         // The attribution check: |a| = 0.3, |colour| = 0.1; colour's share 0.25 (the
-        // window keeps contributions as f32: to about 1e-7).
+        // window keeps contributions as bf16: each to within 2⁻⁸ of itself).
         let a = report.attribution.as_ref().unwrap();
-        assert!((a.summary.protected_share.unwrap() - 0.25).abs() < 1e-6);
-        assert!((a.summary.mean_abs("a").unwrap() - 0.3).abs() < 1e-6);
+        assert!((a.summary.protected_share.unwrap() - 0.25).abs() < 0.25 * 2.0 * 2f64.powi(-8));
+        assert!((a.summary.mean_abs("a").unwrap() - 0.3).abs() <= 0.3 * 2f64.powi(-8));
     }
 
     #[test]

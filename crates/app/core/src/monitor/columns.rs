@@ -16,13 +16,24 @@ use sidelight_explain::Value;
 
 use super::value_text;
 
-/// Grows a column towards the window's capacity in doubling steps, never past it: a
-/// `VecDeque` left to itself rounds a million-row window up to 2²⁰ and beyond.
+/// Windows up to this many rows take their columns' room in one allocation.
+const UPFRONT_ROWS: usize = 1 << 24;
+
+/// Makes room for one more row. A column takes the window's whole room at once: the
+/// system gives pages only as rows are written to them, so an idle window costs
+/// nothing, and a filling one never copies itself over and over (which, with the
+/// allocator keeping what was freed, cost about half the window again in resident
+/// memory). Past [`UPFRONT_ROWS`], or when the room cannot be had at once, it grows in
+/// doubling steps, never past the window's size.
 pub(super) fn reserve<T>(q: &mut VecDeque<T>, cap: usize) {
-    if q.len() == q.capacity() {
-        let more = q.len().max(1024).min(cap.saturating_sub(q.len())).max(1);
-        q.reserve_exact(more);
+    if q.len() < q.capacity() {
+        return;
     }
+    if q.capacity() == 0 && cap <= UPFRONT_ROWS && q.try_reserve_exact(cap).is_ok() {
+        return;
+    }
+    let more = q.len().max(1024).min(cap.saturating_sub(q.len())).max(1);
+    q.reserve_exact(more);
 }
 
 /// Level codes, `0` for missing and `code + 1` otherwise.
@@ -184,8 +195,7 @@ impl Levels {
     }
 
     /// The level of a stored code.
-    #[cfg(test)]
-    pub(super) fn name(&self, stored: u32) -> Option<&str> {
+    pub(super) fn name_of(&self, stored: u32) -> Option<&str> {
         let code = stored.checked_sub(1)?;
         self.names.get(code as usize).map(|n| &**n)
     }
@@ -409,26 +419,70 @@ impl Column {
         }
     }
 
-    /// The numbers of a numeric column, NaN for missing.
-    pub(super) fn numbers(&self) -> Vec<f64> {
-        match self {
-            Column::Narrow(q) => q.iter().map(|&x| f64::from(x)).collect(),
-            Column::Wide(q) => q.iter().copied().collect(),
-            Column::Levels { .. } => Vec::new(),
+    /// The value at a row, as pushed (a level comes back as text).
+    pub(super) fn value(&self, i: usize) -> Value {
+        match self.get(i) {
+            Cell::Number(x) if x.is_nan() => Value::Missing,
+            Cell::Number(x) => Value::Number(x),
+            Cell::Level(stored) => match self.levels().and_then(|l| l.name_of(stored)) {
+                Some(name) => Value::Text(name.to_owned()),
+                None => Value::Missing,
+            },
         }
     }
 
-    /// The level codes from 0, `u32::MAX` for missing, and how many codes there are.
-    pub(super) fn codes(&self) -> (Vec<u32>, usize) {
+    /// The level counts of the first `rows` rows, and how many of them have none.
+    pub(super) fn level_counts(&self, rows: usize) -> (Vec<(String, u64)>, u64) {
+        let Column::Levels { codes, levels } = self else {
+            return (Vec::new(), 0);
+        };
+        let mut counts = vec![0u64; levels.len() + 1];
+        for stored in codes.iter().take(rows) {
+            if let Some(n) = counts.get_mut(stored as usize) {
+                *n += 1;
+            }
+        }
+        let missing = counts.first().copied().unwrap_or(0);
+        let named = counts
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, n)| **n > 0)
+            .filter_map(|(stored, n)| {
+                let stored = u32::try_from(stored).ok()?;
+                Some((levels.name_of(stored)?.to_owned(), *n))
+            })
+            .collect();
+        (named, missing)
+    }
+
+    /// The numbers of a numeric column, NaN for missing (none for levels).
+    pub(super) fn numbers(&self) -> Box<dyn Iterator<Item = f64> + '_> {
         match self {
-            Column::Levels { codes, levels } => (
-                codes
-                    .iter()
-                    .map(|c| c.checked_sub(1).unwrap_or(u32::MAX))
-                    .collect(),
-                levels.len(),
-            ),
-            _ => (Vec::new(), 0),
+            Column::Narrow(q) => Box::new(q.iter().map(|&x| f64::from(x))),
+            Column::Wide(q) => Box::new(q.iter().copied()),
+            Column::Levels { .. } => Box::new(std::iter::empty()),
+        }
+    }
+
+    /// Puts the column in `numbers` (numeric) or `codes` (levels: from 0, `u32::MAX`
+    /// for missing), reusing their room, and says which as association input.
+    pub(super) fn values_into<'a>(
+        &self,
+        numbers: &'a mut Vec<f64>,
+        codes: &'a mut Vec<u32>,
+    ) -> sidelight_monitor::Values<'a> {
+        match self {
+            Column::Levels { codes: c, levels } => {
+                codes.clear();
+                codes.extend(c.iter().map(|k| k.checked_sub(1).unwrap_or(u32::MAX)));
+                sidelight_monitor::Values::Coded(codes, levels.len())
+            }
+            _ => {
+                numbers.clear();
+                numbers.extend(self.numbers());
+                sidelight_monitor::Values::Numeric(numbers)
+            }
         }
     }
 }
@@ -485,12 +539,16 @@ mod tests {
         let levels = c.levels().unwrap();
         assert!(levels.len() <= 2048, "{} levels kept", levels.len());
         assert_eq!(levels.counts().count(), 1000);
-        let (codes, n) = c.codes();
+        let (mut numbers, mut codes) = (Vec::new(), Vec::new());
+        let sidelight_monitor::Values::Coded(codes, n) = c.values_into(&mut numbers, &mut codes)
+        else {
+            panic!("levels")
+        };
         assert!(codes.iter().all(|&k| (k as usize) < n));
         let Cell::Level(last) = c.get(999) else {
             panic!("levels")
         };
-        assert_eq!(c.levels().unwrap().name(last), Some("id-99999"));
+        assert_eq!(c.levels().unwrap().name_of(last), Some("id-99999"));
     }
 
     #[test]
@@ -502,10 +560,10 @@ mod tests {
         let Cell::Level(stored) = c.get(69_999) else {
             panic!("levels")
         };
-        assert_eq!(c.levels().unwrap().name(stored), Some("69999"));
+        assert_eq!(c.levels().unwrap().name_of(stored), Some("69999"));
         let Cell::Level(first) = c.get(0) else {
             panic!("levels")
         };
-        assert_eq!(c.levels().unwrap().name(first), Some("0"));
+        assert_eq!(c.levels().unwrap().name_of(first), Some("0"));
     }
 }

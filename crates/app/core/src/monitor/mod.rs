@@ -169,6 +169,25 @@ pub struct MonitorReport {
     /// Why something could not be computed, if anything.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// In a fleet (a PostgreSQL audit log), how the replicas' figures were merged;
+    /// absent for a proxy on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetView>,
+}
+
+/// How a fleet's monitoring figures were made: `window_rows`, `rows_seen`,
+/// `rows_with_outcome`, `fairness` and `attribution.summary` are the fleet's (every
+/// replica's window together); `drift`, the proxies and `fidelity` are this replica's,
+/// against its own reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetView {
+    /// Replicas whose summaries were merged, this one included.
+    pub replicas: usize,
+    /// Summaries of other replicas left out because their rows or protected groups
+    /// differ from this replica's (a rolling update between configs).
+    pub left_out: usize,
+    /// Whether this replica sends the route's alerts: one replica per route does.
+    pub sends_alerts: bool,
 }
 
 /// Rows pushed while the window was locked for a computation's copy.
@@ -208,11 +227,11 @@ impl std::fmt::Debug for RouteMonitor {
 
 impl RouteMonitor {
     pub fn new(route: &str, config: MonitorConfig) -> Arc<Self> {
-        let window_rows = config.window_rows;
+        let window = Windows::new(config.window_rows, config.max_age.is_some());
         Arc::new(Self {
             route: route.to_owned(),
             config,
-            windows: Mutex::new(Windows::new(window_rows)),
+            windows: Mutex::new(window),
             inbox: Mutex::default(),
             latest: ArcSwapOption::empty(),
             alerts: ArcSwap::from_pointee(serde_json::json!({ "firing": [], "recent": [] })),
@@ -265,8 +284,9 @@ impl RouteMonitor {
 
     /// The window's summaries for a computation at `now`, after dropping the rows older
     /// than `max_age` and making first rows the reference once they are all in; `None`
-    /// when nothing changed since the last computation that was published.
-    pub fn summary(&self, now: i64) -> Option<Summary> {
+    /// when nothing changed since the last computation that was published, unless
+    /// `always` (a fleet's figures change with the other replicas' traffic too).
+    pub fn summary(&self, now: i64, always: bool) -> Option<Summary> {
         let mut w = self.windows()?;
         if let Some(max_age) = self.config.max_age {
             let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
@@ -279,7 +299,7 @@ impl RouteMonitor {
                 tracing::warn!(route = %self.route, error = %e, "the first rows could not become the drift reference");
             }
         }
-        if w.fresh == 0 && self.latest.load().is_some() {
+        if w.fresh == 0 && !always && self.latest.load().is_some() {
             return None;
         }
         w.fresh = 0;
@@ -574,7 +594,7 @@ mod tests {
             push(&monitor, 100);
         }
         drop(guard);
-        let summary = monitor.summary(1).unwrap();
+        let summary = monitor.summary(1, false).unwrap();
         assert_eq!(summary.seen, 100);
         assert_eq!(summary.window_rows, 100);
         assert_eq!(monitor.skipped(), 100);
