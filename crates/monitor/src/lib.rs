@@ -32,6 +32,10 @@
 //!   possible proxies of protected features (|r|, η, Cramér's V).
 //! - [`drift`]: PSI (reference-quantile bins) and Kolmogorov–Smirnov for numeric
 //!   features and predictions; PSI over levels and chi-square for categorical ones.
+//! - [`summary`]: what a window keeps instead of its rows — histograms on the
+//!   reference's grid (PSI exact, KS exact or bounded), fixed-point attribution sums,
+//!   and (in [`mod@fairness`]) group counts; all add, subtract and merge exactly, so a
+//!   fleet's replicas merge theirs.
 //! - [`fidelity`]: last, minimum and trend of a surrogate's R² over time.
 //! - [`window`]: bounded windows by count and by age.
 //! - [`stats`]: the distribution functions and intervals underneath.

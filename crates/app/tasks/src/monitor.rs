@@ -251,6 +251,12 @@ impl MonitorJob {
         self.monitor.publish(MonitorReport {
             computed_at: now,
             compute_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            proxy_sweep_ms: self
+                .proxies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|(_, took, _)| u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
             window_rows,
             rows_seen: seen,
             rows_skipped: self.monitor.skipped(),
@@ -379,13 +385,14 @@ impl MonitorJob {
     }
 
     /// The possible proxies: a sweep of the window's columns, so at most once per
-    /// twenty times what the last sweep took (a window of a million rows: every four
-    /// seconds or so), which keeps it under a twentieth of a core; in between, the last
+    /// a hundred times what the last sweep took (a window of a million rows: every half
+    /// minute or so), which keeps it under a hundredth of a core and the caches the
+    /// requests share mostly undisturbed; in between, the last
     /// sweep's.
     fn proxies(&self) -> Vec<ProxyCandidate> {
         let mut last = self.proxies.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, took, found)) = last.as_ref() {
-            if at.elapsed() < took.saturating_mul(20) {
+            if at.elapsed() < took.saturating_mul(100) {
                 return found.clone();
             }
         }

@@ -133,8 +133,13 @@ pub fn outcome_for_row(
 pub struct MonitorReport {
     /// When it was computed, in milliseconds since the Unix epoch.
     pub computed_at: i64,
-    /// How long the computation took, in milliseconds (copying the window included).
+    /// How long the computation took, in milliseconds: reading the window's summaries,
+    /// and a proxy sweep when one was due.
     pub compute_ms: u64,
+    /// How long the last sweep of the window's columns for possible proxies took, in
+    /// milliseconds; a sweep runs at most once per hundred times that, so that it stays
+    /// under a hundredth of a core. `None` before the first.
+    pub proxy_sweep_ms: Option<u64>,
     /// Rows in the current window.
     pub window_rows: usize,
     /// Rows monitored since the proxy started.
