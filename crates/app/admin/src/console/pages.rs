@@ -967,7 +967,16 @@ fn optional(x: Option<f64>, decimals: usize) -> String {
 fn monitor_report(route: &str, r: &crate::monitor::MonitorReport) -> Markup {
     html! {
         p { "Computed " (chart::short_time(u64::try_from(r.computed_at / 1000).unwrap_or(0))) " UTC over the last " (r.window_rows)
-            " explained predictions; drift against the first " (r.reference_rows) " seen." }
+            " explained predictions; drift against "
+            @if r.reference == "training_window" { "the surrogate's " (r.reference_rows) " training rows." }
+            @else { "the first " (r.reference_rows) " seen." } }
+        @if let Some(fleet) = &r.fleet {
+            p { "The fleet's figures: " (fleet.replicas) " replicas' windows together"
+                @if fleet.left_out > 0 { " (" (fleet.left_out) " left out: another schema or other protected groups)" }
+                "; drift, possible proxies and fidelity are this replica's. "
+                @if fleet.sends_alerts { "This replica sends the route's alerts." }
+                @else { "Another replica sends the route's alerts." } }
+        }
         @for e in &r.errors { p.hint { (e) } }
         @for f in &r.fairness {
             table.fairness {
@@ -1091,6 +1100,21 @@ mod tests {
             "Drift per feature on m",
             "categorical",
             "model output",
+        ] {
+            assert!(text.contains(needle), "no {needle:?} in {text}");
+        }
+        assert!(!text.contains("The fleet's figures"), "{text}");
+        // In a fleet the page says whose figures these are, and who sends alerts.
+        let mut fleet = (*report).clone();
+        fleet.fleet = Some(crate::monitor::FleetView {
+            replicas: 3,
+            left_out: 1,
+            sends_alerts: false,
+        });
+        let text = monitor_report("m", &fleet).into_string();
+        for needle in [
+            "The fleet's figures: 3 replicas' windows together (1 left out",
+            "Another replica sends the route's alerts.",
         ] {
             assert!(text.contains(needle), "no {needle:?} in {text}");
         }
