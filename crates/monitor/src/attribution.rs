@@ -74,16 +74,7 @@ pub fn attribution_summary<R: AsRef<[f64]>>(
     protected: &[impl AsRef<str>],
     rows: &[R],
 ) -> Result<AttributionSummary, MonitorError> {
-    let names: Vec<&str> = features.iter().map(AsRef::as_ref).collect();
-    let mut is_protected = vec![false; names.len()];
-    for p in protected {
-        let p = p.as_ref();
-        let j = names
-            .iter()
-            .position(|n| *n == p)
-            .ok_or_else(|| MonitorError::UnknownFeature(p.to_owned()))?;
-        is_protected[j] = true;
-    }
+    let (names, is_protected) = protected_flags(features, protected)?;
     let mut sums = vec![0.0f64; names.len()];
     let mut counts = vec![0u64; names.len()];
     for (i, row) in rows.iter().enumerate() {
@@ -107,20 +98,53 @@ pub fn attribution_summary<R: AsRef<[f64]>>(
         .zip(&counts)
         .map(|(s, &n)| if n == 0 { 0.0 } else { s / n as f64 })
         .collect();
+    Ok(summary_of_means(
+        &names,
+        &is_protected,
+        rows.len() as u64,
+        &means,
+    ))
+}
+
+/// Names features and which are protected; checks every protected name is a feature.
+pub(crate) fn protected_flags<'a>(
+    features: &'a [impl AsRef<str>],
+    protected: &[impl AsRef<str>],
+) -> Result<(Vec<&'a str>, Vec<bool>), MonitorError> {
+    let names: Vec<&str> = features.iter().map(AsRef::as_ref).collect();
+    let mut is_protected = vec![false; names.len()];
+    for p in protected {
+        let p = p.as_ref();
+        let j = names
+            .iter()
+            .position(|n| *n == p)
+            .ok_or_else(|| MonitorError::UnknownFeature(p.to_owned()))?;
+        is_protected[j] = true;
+    }
+    Ok((names, is_protected))
+}
+
+/// The summary of per-feature mean |contribution|s over `rows` rows.
+pub(crate) fn summary_of_means(
+    names: &[&str],
+    is_protected: &[bool],
+    rows: u64,
+    means: &[f64],
+) -> AttributionSummary {
     let total: f64 = means.iter().sum();
     let protected_mean_abs: f64 = means
         .iter()
-        .zip(&is_protected)
+        .zip(is_protected)
         .filter(|(_, p)| **p)
         .map(|(m, _)| m)
         .sum();
     let share = |m: f64| (total > 0.0 && total.is_finite()).then(|| m / total);
-    Ok(AttributionSummary {
-        rows: rows.len() as u64,
+    AttributionSummary {
+        rows,
         features: names
             .iter()
-            .zip(&means)
-            .zip(&is_protected)
+            .zip(means)
+            .zip(is_protected)
             .map(|((name, &m), &p)| FeatureImportance {
                 feature: (*name).to_owned(),
                 protected: p,
@@ -131,7 +155,7 @@ pub fn attribution_summary<R: AsRef<[f64]>>(
         protected_mean_abs,
         total_mean_abs: total,
         protected_share: share(protected_mean_abs),
-    })
+    }
 }
 
 /// A feature's values, aligned by row with every other column.

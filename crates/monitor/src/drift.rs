@@ -445,21 +445,7 @@ impl CategoricalReference {
                 None => missing += 1,
             }
         }
-        let mut levels: Vec<(String, u64)> =
-            counts.into_iter().map(|(k, c)| (k.to_owned(), c)).collect();
-        levels.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let index = levels
-            .iter()
-            .enumerate()
-            .map(|(i, (l, _))| (l.clone(), i))
-            .collect();
-        Ok(Self {
-            count: values.len() as u64 - missing,
-            levels,
-            index,
-            missing,
-            config: *config,
-        })
+        Self::from_counts(counts, missing, config)
     }
 
     /// A reference from level counts kept elsewhere (`missing` values had no level).
@@ -475,6 +461,7 @@ impl CategoricalReference {
                 *merged.entry(level.as_ref().to_owned()).or_insert(0) += n;
             }
         }
+        // Most frequent first, ties by name.
         let mut levels: Vec<(String, u64)> = merged.into_iter().collect();
         levels.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let index = levels

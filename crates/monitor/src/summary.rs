@@ -26,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::MonitorError;
-use crate::attribution::{AttributionSummary, FeatureImportance};
+use crate::attribution::{AttributionSummary, protected_flags, summary_of_means};
 use crate::drift::{DriftConfig, KsTest, NumericDrift, PsiBin, psi};
 use crate::stats::kolmogorov_sf;
 
@@ -342,16 +342,7 @@ impl AttributionSums {
                 expected: features.len(),
             });
         }
-        let names: Vec<&str> = features.iter().map(AsRef::as_ref).collect();
-        let mut is_protected = vec![false; names.len()];
-        for p in protected {
-            let p = p.as_ref();
-            let j = names
-                .iter()
-                .position(|n| *n == p)
-                .ok_or_else(|| MonitorError::UnknownFeature(p.to_owned()))?;
-            is_protected[j] = true;
-        }
+        let (names, is_protected) = protected_flags(features, protected)?;
         let means: Vec<f64> = self
             .abs
             .iter()
@@ -364,31 +355,7 @@ impl AttributionSums {
                 }
             })
             .collect();
-        let total: f64 = means.iter().sum();
-        let protected_mean_abs: f64 = means
-            .iter()
-            .zip(&is_protected)
-            .filter(|(_, p)| **p)
-            .map(|(m, _)| m)
-            .sum();
-        let share = |m: f64| (total > 0.0 && total.is_finite()).then(|| m / total);
-        Ok(AttributionSummary {
-            rows: self.rows,
-            features: names
-                .iter()
-                .zip(&means)
-                .zip(&is_protected)
-                .map(|((name, &m), &p)| FeatureImportance {
-                    feature: (*name).to_owned(),
-                    protected: p,
-                    mean_abs_contribution: m,
-                    share: share(m),
-                })
-                .collect(),
-            protected_mean_abs,
-            total_mean_abs: total,
-            protected_share: share(protected_mean_abs),
-        })
+        Ok(summary_of_means(&names, &is_protected, self.rows, &means))
     }
 }
 

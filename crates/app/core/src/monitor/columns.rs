@@ -36,6 +36,16 @@ pub(super) fn reserve<T>(q: &mut VecDeque<T>, cap: usize) {
     q.reserve_exact(more);
 }
 
+/// Keeps the rows whose `keep` is true (rows past its end are kept).
+pub(super) fn retain<T>(q: &mut VecDeque<T>, keep: &[bool]) {
+    let mut i = 0;
+    q.retain(|_| {
+        let k = keep.get(i).copied().unwrap_or(true);
+        i += 1;
+        k
+    });
+}
+
 /// Level codes, `0` for missing and `code + 1` otherwise.
 #[derive(Debug, Clone)]
 pub(super) enum Codes {
@@ -114,17 +124,9 @@ impl Codes {
     }
 
     fn retain(&mut self, keep: &[bool]) {
-        fn go<T>(q: &mut VecDeque<T>, keep: &[bool]) {
-            let mut i = 0;
-            q.retain(|_| {
-                let k = keep.get(i).copied().unwrap_or(true);
-                i += 1;
-                k
-            });
-        }
         match self {
-            Codes::Narrow(q) => go(q, keep),
-            Codes::Wide(q) => go(q, keep),
+            Codes::Narrow(q) => retain(q, keep),
+            Codes::Wide(q) => retain(q, keep),
         }
     }
 
@@ -370,17 +372,9 @@ impl Column {
 
     /// Keeps the rows whose `keep` is true (rows past its end are kept).
     pub(super) fn retain(&mut self, keep: &[bool]) {
-        fn go<T>(q: &mut VecDeque<T>, keep: &[bool]) {
-            let mut i = 0;
-            q.retain(|_| {
-                let k = keep.get(i).copied().unwrap_or(true);
-                i += 1;
-                k
-            });
-        }
         match self {
-            Column::Narrow(q) => go(q, keep),
-            Column::Wide(q) => go(q, keep),
+            Column::Narrow(q) => retain(q, keep),
+            Column::Wide(q) => retain(q, keep),
             Column::Levels { codes, levels } => {
                 for (i, k) in keep.iter().enumerate() {
                     if !k {

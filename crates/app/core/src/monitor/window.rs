@@ -23,7 +23,7 @@ use sidelight_monitor::{
 
 #[cfg(test)]
 use super::columns::Cell;
-use super::columns::{Column, reserve};
+use super::columns::{Column, reserve, retain};
 use super::{Observation, attribute_label, group_label};
 
 /// A row of no listed group.
@@ -1030,15 +1030,6 @@ impl Windows {
             Cell::Number(x) => (!x.is_nan()).then(|| x.to_string()),
         }
     }
-}
-
-fn retain<T>(q: &mut VecDeque<T>, keep: &[bool]) {
-    let mut i = 0;
-    q.retain(|_| {
-        let k = keep.get(i).copied().unwrap_or(true);
-        i += 1;
-        k
-    });
 }
 
 #[cfg(test)]
