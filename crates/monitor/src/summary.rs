@@ -271,9 +271,13 @@ pub struct AttributionSums {
 
 const FIXED_SCALE: f64 = 4_294_967_296.0; // 2³²
 
+/// The largest |contribution| counted, 2⁶⁸ (about 3·10²⁰), so that 2²⁷ rows of it
+/// cannot overflow the sum; a larger one counts as this (and, like every value, leaves
+/// exactly as it came).
+const FIXED_MAX: f64 = 295_147_905_179_352_825_856.0 * FIXED_SCALE; // 2⁶⁸ · 2³²
+
 fn fixed(x: f64) -> i128 {
-    // `as` saturates: an absurd contribution cannot wrap the sum around.
-    (x.abs() * FIXED_SCALE).round() as i128
+    (x.abs() * FIXED_SCALE).round().min(FIXED_MAX) as i128
 }
 
 impl AttributionSums {
@@ -287,7 +291,8 @@ impl AttributionSums {
     }
 
     /// Counts a row of contributions in (`sign = 1`) or out (`sign = -1`); a row of
-    /// another width is ignored. NaN cells are left out of their feature.
+    /// another width is ignored. NaN and infinite cells are left out of their feature;
+    /// |contribution| counts up to 2⁶⁸.
     pub fn count(&mut self, row: impl ExactSizeIterator<Item = f64>, sign: i8) {
         if row.len() != self.abs.len() {
             return;
@@ -299,14 +304,16 @@ impl AttributionSums {
             self.rows.saturating_sub(1)
         };
         for ((sum, n), c) in self.abs.iter_mut().zip(&mut self.counts).zip(row) {
-            if c.is_nan() {
+            // Infinite contributions (a degenerate surrogate) are left out like NaN.
+            if !c.is_finite() {
                 continue;
             }
+            // Wrapping arithmetic undoes exactly whatever order rows come and go in.
             if add {
-                *sum = sum.saturating_add(fixed(c));
+                *sum = sum.wrapping_add(fixed(c));
                 *n += 1;
             } else {
-                *sum = sum.saturating_sub(fixed(c));
+                *sum = sum.wrapping_sub(fixed(c));
                 *n = n.saturating_sub(1);
             }
         }
@@ -320,7 +327,7 @@ impl AttributionSums {
         }
         self.rows += other.rows;
         for (a, b) in self.abs.iter_mut().zip(&other.abs) {
-            *a = a.saturating_add(*b);
+            *a = a.wrapping_add(*b);
         }
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;

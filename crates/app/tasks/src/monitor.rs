@@ -54,8 +54,8 @@ pub struct MonitorJob {
 #[derive(Debug, Serialize, Deserialize)]
 struct Share {
     names: Vec<String>,
-    /// Per protected attribute, its name and groups (privileged first): only shares of
-    /// the same attributes and groups merge.
+    /// Per protected attribute, its definition (as JSON) and groups (privileged
+    /// first): only shares of the same attributes and groups merge.
     groups: Vec<(String, Vec<String>)>,
     fairness: Vec<Option<GroupSummary>>,
     attributions: AttributionSums,
@@ -289,6 +289,8 @@ impl MonitorJob {
         errors: &mut Vec<String>,
     ) -> FleetView {
         let route = &self.monitor.route;
+        // Each attribute's whole config (groups, bands, where its values come from):
+        // counts only merge when they mean the same thing.
         let groups: Vec<(String, Vec<String>)> = self
             .monitor
             .config
@@ -298,7 +300,8 @@ impl MonitorJob {
                 let labels = std::iter::once(p.privileged.clone())
                     .chain(p.unprivileged.iter().cloned())
                     .collect();
-                (p.feature.clone(), labels)
+                let definition = serde_json::to_string(p).unwrap_or_default();
+                (definition, labels)
             })
             .collect();
         let mine = Share {
@@ -342,8 +345,11 @@ impl MonitorJob {
         let sends_alerts = match store.try_lead_alerts(route) {
             Ok(lead) => lead,
             Err(e) => {
-                errors.push(format!("the route's alert lock could not be checked: {e}"));
-                false
+                // Better an alert twice than none while the database is away.
+                errors.push(format!(
+                    "the route's alert lock could not be checked ({e}): this replica sends its alerts itself"
+                ));
+                true
             }
         };
         FleetView {
@@ -518,7 +524,22 @@ impl MonitorJob {
             self.monitor.publish_alerts(book.json(), firing);
             (t, firing)
         };
-        if let Some(alerter) = self.alerter.get().filter(|_| send) {
+        if let Some(alerter) = self.alerter.get() {
+            // The fleet's figures (fairness, attributions) alert from one replica; drift
+            // and fidelity are each replica's own, so each alerts on its own.
+            let transitions = if send {
+                transitions
+            } else {
+                transitions
+                    .into_iter()
+                    .filter(|a| {
+                        matches!(
+                            a.check,
+                            Check::FeaturePsi | Check::PredictionPsi | Check::FidelityR2
+                        )
+                    })
+                    .collect()
+            };
             alerter.publish(&self.monitor.route, transitions, firing);
         }
     }

@@ -974,8 +974,8 @@ fn monitor_report(route: &str, r: &crate::monitor::MonitorReport) -> Markup {
             p { "The fleet's figures: " (fleet.replicas) " replicas' windows together"
                 @if fleet.left_out > 0 { " (" (fleet.left_out) " left out: another schema or other protected groups)" }
                 "; drift, possible proxies and fidelity are this replica's. "
-                @if fleet.sends_alerts { "This replica sends the route's alerts." }
-                @else { "Another replica sends the route's alerts." } }
+                @if fleet.sends_alerts { "This replica sends the route's fairness alerts." }
+                @else { "Another replica sends the route's fairness alerts; drift and fidelity alerts come from each replica." } }
         }
         @for e in &r.errors { p.hint { (e) } }
         @for f in &r.fairness {
@@ -1114,7 +1114,7 @@ mod tests {
         let text = monitor_report("m", &fleet).into_string();
         for needle in [
             "The fleet's figures: 3 replicas' windows together (1 left out",
-            "Another replica sends the route's alerts.",
+            "Another replica sends the route's fairness alerts;",
         ] {
             assert!(text.contains(needle), "no {needle:?} in {text}");
         }

@@ -32,7 +32,13 @@ pub(super) fn reserve<T>(q: &mut VecDeque<T>, cap: usize) {
     if q.capacity() == 0 && cap <= UPFRONT_ROWS && q.try_reserve_exact(cap).is_ok() {
         return;
     }
-    let more = q.len().max(1024).min(cap.saturating_sub(q.len())).max(1);
+    let more = if q.len() < cap {
+        q.len().max(1024).min(cap - q.len())
+    } else {
+        // Held past its size for a moment (first rows waiting to become the
+        // reference): in steps, not row by row.
+        (q.len() / 16).max(1024)
+    };
     q.reserve_exact(more);
 }
 
@@ -151,13 +157,18 @@ pub(super) struct Levels {
     live: Vec<u64>,
     /// Levels some row holds.
     held: usize,
+    /// Per level, whether it ever came as text (not as a number).
+    text: Vec<bool>,
+    /// Rows holding a level that came as text.
+    text_rows: u64,
     /// Rows with no level.
     pub(super) missing: u64,
 }
 
 impl Levels {
-    /// The stored code of `text` (`None`: missing), counted as one more row.
-    fn take(&mut self, text: Option<&str>) -> u32 {
+    /// The stored code of `text` (`None`: missing), counted as one more row;
+    /// `is_text` when it came as text rather than as a number.
+    fn take(&mut self, text: Option<&str>, is_text: bool) -> u32 {
         let Some(text) = text else {
             self.missing += 1;
             return 0;
@@ -169,14 +180,23 @@ impl Levels {
                 self.index.insert(text.into(), c);
                 self.names.push(text.into());
                 self.live.push(0);
+                self.text.push(false);
                 c
             }
         };
-        if let Some(n) = self.live.get_mut(code as usize) {
+        let i = code as usize;
+        if let (Some(n), Some(t)) = (self.live.get_mut(i), self.text.get_mut(i)) {
+            if is_text && !*t {
+                *t = true;
+                self.text_rows += *n;
+            }
             if *n == 0 {
                 self.held += 1;
             }
             *n += 1;
+            if *t {
+                self.text_rows += 1;
+            }
         }
         code + 1
     }
@@ -191,6 +211,9 @@ impl Levels {
                         self.held = self.held.saturating_sub(1);
                     }
                     *n = n.saturating_sub(1);
+                    if self.text.get(code as usize) == Some(&true) {
+                        self.text_rows = self.text_rows.saturating_sub(1);
+                    }
                 }
             }
         }
@@ -225,8 +248,9 @@ impl Levels {
         let mut map = vec![0u32; self.names.len() + 1];
         let names = std::mem::take(&mut self.names);
         let live = std::mem::take(&mut self.live);
+        let text = std::mem::take(&mut self.text);
         self.index.clear();
-        for (old, (name, n)) in names.into_iter().zip(live).enumerate() {
+        for (old, ((name, n), t)) in names.into_iter().zip(live).zip(text).enumerate() {
             if n == 0 {
                 continue;
             }
@@ -234,6 +258,7 @@ impl Levels {
             self.index.insert(name.clone(), code);
             self.names.push(name);
             self.live.push(n);
+            self.text.push(t);
             map[old + 1] = code + 1;
         }
         Some(map)
@@ -254,7 +279,14 @@ pub(super) enum Cell {
 pub(super) enum Column {
     Narrow(VecDeque<f32>),
     Wide(VecDeque<f64>),
-    Levels { codes: Codes, levels: Levels },
+    /// `from_numbers`: the column held numbers until text came, and turns back into
+    /// numbers once no row holds text any more (one stray string must not change a
+    /// numeric feature's drift for good).
+    Levels {
+        codes: Codes,
+        levels: Levels,
+        from_numbers: bool,
+    },
 }
 
 impl Default for Column {
@@ -328,9 +360,10 @@ impl Column {
                 self.turn_into_levels();
                 self.push(value, cap);
             }
-            (value, Column::Levels { codes, levels }) => {
+            (value, Column::Levels { codes, levels, .. }) => {
+                let is_text = !matches!(value, Value::Number(_));
                 let text = level_text(value);
-                let stored = levels.take(text.as_deref());
+                let stored = levels.take(text.as_deref(), is_text);
                 codes.push(stored, cap);
             }
         }
@@ -351,10 +384,14 @@ impl Column {
             } else {
                 Value::Number(x)
             };
-            let stored = levels.take(level_text(&value).as_deref());
+            let stored = levels.take(level_text(&value).as_deref(), false);
             codes.push(stored, usize::MAX);
         }
-        *self = Column::Levels { codes, levels };
+        *self = Column::Levels {
+            codes,
+            levels,
+            from_numbers: true,
+        };
     }
 
     /// Removes the oldest row and says what it held.
@@ -362,7 +399,7 @@ impl Column {
         match self {
             Column::Narrow(q) => Cell::Number(q.pop_front().map_or(f64::NAN, f64::from)),
             Column::Wide(q) => Cell::Number(q.pop_front().unwrap_or(f64::NAN)),
-            Column::Levels { codes, levels } => {
+            Column::Levels { codes, levels, .. } => {
                 let stored = codes.pop_front();
                 levels.release(stored);
                 Cell::Level(stored)
@@ -375,18 +412,16 @@ impl Column {
         match self {
             Column::Narrow(q) => retain(q, keep),
             Column::Wide(q) => retain(q, keep),
-            Column::Levels { codes, levels } => {
+            Column::Levels { codes, levels, .. } => {
                 for (i, k) in keep.iter().enumerate() {
                     if !k {
                         levels.release(codes.get(i));
                     }
                 }
                 codes.retain(keep);
-                if let Some(map) = levels.compact() {
-                    codes.remap(&map);
-                }
             }
         }
+        self.tidy();
     }
 
     /// Sets a row's level (a reported attribute), counting the old one out.
@@ -397,19 +432,46 @@ impl Column {
         if self.is_numeric() {
             self.turn_into_levels();
         }
-        if let Column::Levels { codes, levels } = self {
+        if let Column::Levels { codes, levels, .. } = self {
             levels.release(codes.get(i));
-            let stored = levels.take(text);
+            let stored = levels.take(text, true);
             codes.set(i, stored);
         }
+        self.tidy();
     }
 
-    /// Drops unused levels now and then (called as rows leave).
+    /// Drops unused levels now and then, and turns a column that held numbers before
+    /// text came back into numbers once no row holds text (called as rows leave).
     pub(super) fn tidy(&mut self) {
-        if let Column::Levels { codes, levels } = self {
-            if let Some(map) = levels.compact() {
-                codes.remap(&map);
-            }
+        let Column::Levels {
+            codes,
+            levels,
+            from_numbers,
+        } = self
+        else {
+            return;
+        };
+        if *from_numbers && levels.text_rows == 0 && levels.held > 0 {
+            // Every level held came from a number, written by `value_text`, which
+            // reads back exactly.
+            let numbers: Vec<f64> = codes
+                .iter()
+                .map(|c| {
+                    levels
+                        .name_of(c)
+                        .and_then(|t| t.parse::<f64>().ok())
+                        .unwrap_or(f64::NAN)
+                })
+                .collect();
+            *self = if numbers.iter().all(|&x| fits_narrow(x)) {
+                Column::Narrow(numbers.iter().map(|&x| x as f32).collect())
+            } else {
+                Column::Wide(numbers.into())
+            };
+            return;
+        }
+        if let Some(map) = levels.compact() {
+            codes.remap(&map);
         }
     }
 
@@ -427,7 +489,7 @@ impl Column {
 
     /// The level counts of the first `rows` rows, and how many of them have none.
     pub(super) fn level_counts(&self, rows: usize) -> (Vec<(String, u64)>, u64) {
-        let Column::Levels { codes, levels } = self else {
+        let Column::Levels { codes, levels, .. } = self else {
             return (Vec::new(), 0);
         };
         let mut counts = vec![0u64; levels.len() + 1];
@@ -467,7 +529,9 @@ impl Column {
         codes: &'a mut Vec<u32>,
     ) -> sidelight_monitor::Values<'a> {
         match self {
-            Column::Levels { codes: c, levels } => {
+            Column::Levels {
+                codes: c, levels, ..
+            } => {
                 codes.clear();
                 codes.extend(c.iter().map(|k| k.checked_sub(1).unwrap_or(u32::MAX)));
                 sidelight_monitor::Values::Coded(codes, levels.len())

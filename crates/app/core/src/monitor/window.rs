@@ -125,7 +125,7 @@ enum Collect {
     InWindow,
     /// Rows left the window first (`max_age`, an erasure, or the job was late): the
     /// first rows are kept apart.
-    Apart(Collecting),
+    Apart(Box<Collecting>),
 }
 
 /// Rows the window may hold past its size while first rows wait to become the
@@ -342,14 +342,20 @@ impl Windows {
         let seq = self.front_seq + self.len() as u64;
         let subject = obs.subject.as_deref().map_or(0, |s| self.hash(s));
         if let Some(id) = &obs.record {
+            // Numbered from the row's place in its record, so that a record whose first
+            // rows have left (a window smaller than a request) still joins right.
             let key = self.hash(id);
+            let first = seq.saturating_sub(u64::from(obs.index));
             let order = &mut self.record_order;
             self.records
                 .entry(key)
-                .and_modify(|(_, n)| *n += 1)
+                .and_modify(|(f, n)| {
+                    let end = (*f + u64::from(*n)).max(seq + 1);
+                    *n = u32::try_from(end - *f).unwrap_or(u32::MAX);
+                })
                 .or_insert_with(|| {
                     order.push_back(key);
-                    (seq, 1)
+                    (first, obs.index.saturating_add(1))
                 });
         }
         if let Some(Collect::Apart(c)) = &mut self.collecting {
@@ -522,6 +528,23 @@ impl Windows {
         }
     }
 
+    /// Counts again, on the reference's grid, a column that has turned back into
+    /// numbers (its last text row left).
+    fn restore_drift(&mut self) {
+        let Some(reference) = &self.reference else {
+            return;
+        };
+        for (j, feature) in reference.features.iter().enumerate() {
+            if let (ReferenceFeature::Numeric { grid, .. }, Some(slot @ None), Some(column)) =
+                (feature, self.drift.get_mut(j), self.features.get(j))
+            {
+                if column.is_numeric() {
+                    *slot = Some(grid.count(column.numbers()));
+                }
+            }
+        }
+    }
+
     /// Takes the oldest row out.
     pub(super) fn pop_front(&mut self) {
         if self.len() == 0 {
@@ -533,6 +556,7 @@ impl Windows {
             c.pop_front();
             c.tidy();
         }
+        self.restore_drift();
         self.prediction.pop_front();
         for q in &mut self.attributions {
             q.pop_front();
@@ -609,10 +633,10 @@ impl Windows {
         let result = reference.map(|r| self.install(r));
         if result.is_err() {
             // Collected again from the next rows rather than never.
-            self.collecting = Some(Collect::Apart(Collecting {
+            self.collecting = Some(Collect::Apart(Box::new(Collecting {
                 features: vec![Column::default(); self.names.len()],
                 ..Collecting::default()
-            }));
+            })));
         }
         while self.len() > self.cap {
             self.pop_front();
@@ -645,7 +669,7 @@ impl Windows {
                     .unwrap_or(0),
             );
         }
-        self.collecting = Some(Collect::Apart(c));
+        self.collecting = Some(Collect::Apart(Box::new(c)));
     }
 
     /// Makes `reference` the drift reference and counts the window on its grids.
@@ -682,6 +706,11 @@ impl Windows {
             Ok(reference) => {
                 self.collecting = None;
                 self.install(reference);
+                // Rows held past the window's size for first rows that are no longer
+                // needed.
+                while self.len() > self.cap {
+                    self.pop_front();
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the training rows could not become the drift reference")
@@ -710,6 +739,7 @@ impl Windows {
                 for c in &mut self.features {
                     c.retain(&keep);
                 }
+                self.restore_drift();
                 self.prediction.retain(&keep);
                 for q in &mut self.attributions {
                     retain(q, &keep);
@@ -753,10 +783,10 @@ impl Windows {
             self.prediction_drift = None;
             // The window's rows have left before (it is past its first rows): collect
             // the next ones apart.
-            self.collecting = Some(Collect::Apart(Collecting {
+            self.collecting = Some(Collect::Apart(Box::new(Collecting {
                 features: vec![Column::default(); self.names.len()],
                 ..Collecting::default()
-            }));
+            })));
             self.fresh += 1;
         }
         removed
@@ -782,27 +812,32 @@ impl Windows {
         self.records.clear();
         self.record_order.clear();
         for (first, key, n) in by_first {
-            let Some(start) = first
-                .checked_sub(self.front_seq)
-                .and_then(|p| usize::try_from(p).ok())
-            else {
+            // Rows of the record that left at the front before keep their places in it:
+            // the record's first row stays numbered before the window's.
+            let gone = self.front_seq.saturating_sub(first);
+            let Ok(start) = usize::try_from(first.saturating_sub(self.front_seq)) else {
                 continue;
             };
-            let end = (start + n as usize).min(keep.len());
+            let present = usize::try_from(u64::from(n).saturating_sub(gone)).unwrap_or(0);
+            let end = start.saturating_add(present).min(keep.len());
             let left = keep
                 .get(start..end)
                 .map_or(0, |s| s.iter().filter(|k| **k).count());
             if left > 0 {
-                let new_first = self.front_seq + kept_before.get(start).copied().unwrap_or(0);
-                self.records
-                    .insert(key, (new_first, u32::try_from(left).unwrap_or(u32::MAX)));
+                let new_present = self.front_seq + kept_before.get(start).copied().unwrap_or(0);
+                let count = gone + left as u64;
+                self.records.insert(
+                    key,
+                    (new_present - gone, u32::try_from(count).unwrap_or(u32::MAX)),
+                );
                 self.record_order.push_back(key);
             }
         }
     }
 
-    /// The positions of audit record `id`'s rows in the window.
-    fn rows_of(&self, id: &str) -> Vec<usize> {
+    /// Audit record `id`'s rows still in the window: each row's place in its record and
+    /// its position in the window.
+    fn rows_of(&self, id: &str) -> Vec<(usize, usize)> {
         let Some(&(first, n)) = self.records.get(&self.hash(id)) else {
             return Vec::new();
         };
@@ -810,12 +845,14 @@ impl Windows {
         // reference have left it as far as anyone can tell.
         let oldest = self.len().saturating_sub(self.cap);
         (first..first + u64::from(n))
-            .filter_map(|seq| seq.checked_sub(self.front_seq))
-            .filter_map(|p| usize::try_from(p).ok())
-            .filter(|&p| p >= oldest && p < self.len())
+            .filter_map(|seq| {
+                let k = usize::try_from(seq - first).ok()?;
+                let p = usize::try_from(seq.checked_sub(self.front_seq)?).ok()?;
+                Some((k, p))
+            })
+            .filter(|&(_, p)| p >= oldest && p < self.len())
             .collect()
     }
-
     /// Joins outcomes to a record's rows: `judge(k, threshold, higher)` gives row `k`'s
     /// outcome. Returns how many rows got one.
     pub(super) fn join_outcome(
@@ -824,7 +861,7 @@ impl Windows {
         mut judge: impl FnMut(usize, f64, bool) -> Option<bool>,
     ) -> usize {
         let mut changed = 0;
-        for (k, i) in self.rows_of(id).into_iter().enumerate() {
+        for (k, i) in self.rows_of(id) {
             let (threshold, higher) = self
                 .decision
                 .get(i)
@@ -856,7 +893,7 @@ impl Windows {
         protected: &[ProtectedConfig],
     ) -> usize {
         let rows = self.rows_of(id);
-        for &i in &rows {
+        for &(_, i) in &rows {
             self.count_fairness(i, -1);
             for (k, text) in reported {
                 let Some(p) = protected.get(*k) else {
@@ -1063,6 +1100,7 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Push {
+            rows: u8,
             x: u8,
             y: i16,
             level: u8,
@@ -1079,8 +1117,8 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            12 => (any::<u8>(), any::<i16>(), 0u8..6, 0u8..3, any::<bool>(), 0u8..8, prop::bool::weighted(0.8))
-                .prop_map(|(x, y, level, group, favourable, subject, attributed)| Op::Push { x, y, level, group, favourable, subject, attributed }),
+            12 => (1u8..4, any::<u8>(), any::<i16>(), 0u8..6, 0u8..3, any::<bool>(), 0u8..8, prop::bool::weighted(0.8))
+                .prop_map(|(rows, x, y, level, group, favourable, subject, attributed)| Op::Push { rows, x, y, level, group, favourable, subject, attributed }),
             1 => (0u8..8).prop_map(Op::Forget),
             2 => (any::<u8>(), any::<bool>()).prop_map(|(r, o)| Op::Outcome(r, o)),
             1 => (any::<u8>(), any::<bool>()).prop_map(|(r, o)| Op::Attribute(r, o)),
@@ -1158,60 +1196,82 @@ mod tests {
         ) {
             let protected = protected();
             let mut w = Windows::new(cap, false);
-            let mut model: Vec<(Observation, u64)> = Vec::new();
+            // Each row with its record's number and its place in the record.
+            let mut model: Vec<(Observation, u64, usize)> = Vec::new();
             let mut pushed = 0u64;
             for op in ops {
                 match op {
-                    Op::Push { x, y, level, group, favourable, subject, attributed } => {
+                    Op::Push { rows, x, y, level, group, favourable, subject, attributed } => {
                         pushed += 1;
-                        let obs = Observation {
-                            row: Arc::from(vec![
-                                Value::Number(f64::from(x)),
-                                Value::Number(f64::from(y) / 7.0),
-                                if level == 5 { Value::Missing } else { Value::Text(format!("l{level}")) },
-                                Value::Text(["a", "b", "z"][usize::from(group)].to_owned()),
-                            ]),
-                            prediction: f64::from(x) / 255.0,
-                            favourable,
-                            record: Some(Arc::from(format!("r{pushed}"))),
-                            subject: Some(Arc::from(format!("s{subject}"))),
-                            attributions: if attributed {
-                                Arc::from(vec![f64::from(y) / 3.0, 0.1, -0.2, f64::from(x) * 1e-3])
-                            } else {
-                                Arc::from(Vec::new())
-                            },
-                            threshold: 0.5,
-                            ..Observation::default()
-                        };
-                        w.add(&names(), std::iter::once(obs.clone()), &protected);
-                        model.push((obs, pushed));
-                        if model.len() > cap {
+                        // A record of one to three rows; now and then a stray text in
+                        // the numeric column `x`.
+                        let batch: Vec<(Observation, u64, usize)> = (0..usize::from(rows))
+                            .map(|k| {
+                                let x = x.wrapping_add(u8::try_from(k).unwrap_or(0) * 37);
+                                let obs = Observation {
+                                    row: Arc::from(vec![
+                                        if x == 7 { Value::Text("n/a".to_owned()) } else { Value::Number(f64::from(x)) },
+                                        Value::Number(f64::from(y) / 7.0),
+                                        if level == 5 { Value::Missing } else { Value::Text(format!("l{level}")) },
+                                        Value::Text(["a", "b", "z"][usize::from(group)].to_owned()),
+                                    ]),
+                                    prediction: f64::from(x) / 255.0,
+                                    favourable: favourable ^ (k == 1),
+                                    record: Some(Arc::from(format!("r{pushed}"))),
+                                    subject: Some(Arc::from(format!("s{subject}"))),
+                                    attributions: if attributed {
+                                        Arc::from(vec![f64::from(y) / 3.0, 0.1, -0.2, f64::from(x) * 1e-3])
+                                    } else {
+                                        Arc::from(Vec::new())
+                                    },
+                                    index: u32::try_from(k).unwrap_or(0),
+                                    threshold: 0.5,
+                                    ..Observation::default()
+                                };
+                                (obs, pushed, k)
+                            })
+                            .collect();
+                        w.add(&names(), batch.iter().map(|(o, _, _)| o.clone()), &protected);
+                        model.extend(batch);
+                        while model.len() > cap {
                             model.remove(0);
+                        }
+                        if w.reference_due() {
+                            w.finish_reference().unwrap();
                         }
                     }
                     Op::Forget(s) => {
                         let subject = format!("s{s}");
                         let removed = w.forget(&subject, false);
                         let before = model.len();
-                        model.retain(|(o, _)| o.subject.as_deref() != Some(&subject));
+                        model.retain(|(o, _, _)| o.subject.as_deref() != Some(&subject));
                         prop_assert_eq!(removed, before - model.len());
                     }
                     Op::Outcome(r, outcome) => {
                         let Some(k) = (!model.is_empty()).then(|| usize::from(r) % model.len()) else { continue };
-                        let id = format!("r{}", model[k].1);
-                        prop_assert_eq!(w.join_outcome(&id, |_, _, _| Some(outcome)), 1);
-                        model[k].0.outcome = Some(outcome);
+                        let record = model[k].1;
+                        // Row `k` of the record gets `outcome` when k is even, its
+                        // opposite when odd: a wrong numbering shows.
+                        let judge = |k: usize| outcome ^ (k % 2 == 1);
+                        let expected = model.iter().filter(|m| m.1 == record).count();
+                        prop_assert_eq!(w.join_outcome(&format!("r{record}"), |k, _, _| Some(judge(k))), expected);
+                        for m in model.iter_mut().filter(|m| m.1 == record) {
+                            m.0.outcome = Some(judge(m.2));
+                        }
                     }
                     Op::Attribute(r, q) => {
                         let Some(k) = (!model.is_empty()).then(|| usize::from(r) % model.len()) else { continue };
-                        let id = format!("r{}", model[k].1);
+                        let record = model[k].1;
                         let value = if q { "q" } else { "p" };
-                        prop_assert_eq!(w.join_attributes(&id, &[(1, value.to_owned())], &protected), 1);
-                        model[k].0.attributes = Some(vec![None, Some(value.to_owned())].into_boxed_slice());
+                        let expected = model.iter().filter(|m| m.1 == record).count();
+                        prop_assert_eq!(w.join_attributes(&format!("r{record}"), &[(1, value.to_owned())], &protected), expected);
+                        for m in model.iter_mut().filter(|m| m.1 == record) {
+                            m.0.attributes = Some(vec![None, Some(value.to_owned())].into_boxed_slice());
+                        }
                     }
                     Op::Reference => {
                         if w.reference.is_none() && !model.is_empty() {
-                            let rows: Vec<(Arc<[Value]>, f64)> = model.iter().map(|(o, _)| (o.row.clone(), o.prediction)).collect();
+                            let rows: Vec<(Arc<[Value]>, f64)> = model.iter().map(|(o, ..)| (o.row.clone(), o.prediction)).collect();
                             w.set_reference(&rows);
                         }
                     }
@@ -1229,21 +1289,21 @@ mod tests {
             }
             // Fairness counts.
             for (k, p) in protected.iter().enumerate() {
-                let labels: Vec<String> = model.iter().map(|(o, _)| {
+                let labels: Vec<String> = model.iter().map(|(o, ..)| {
                     if k == 0 { group_label(p, &o.row[3]) } else {
                         attribute_label(p, o.attributes.as_ref().and_then(|a| a[1].as_deref()))
                     }
                 }).collect();
                 let attribute = sidelight_monitor::ProtectedAttribute { name: p.feature.clone(), privileged: p.privileged.clone(), unprivileged: p.unprivileged.clone() };
-                let expected = sidelight_monitor::fairness(&attribute, labels.iter().zip(&model).map(|(l, (o, _))| sidelight_monitor::Decision { group: l, favourable: o.favourable, outcome: o.outcome }), &Default::default()).unwrap();
+                let expected = sidelight_monitor::fairness(&attribute, labels.iter().zip(&model).map(|(l, (o, ..))| sidelight_monitor::Decision { group: l, favourable: o.favourable, outcome: o.outcome }), &Default::default()).unwrap();
                 let g = s.fairness[k].as_ref().unwrap();
                 let got = sidelight_monitor::fairness_from_counts(&attribute, &g.counts, g.total, g.unlisted, &Default::default()).unwrap();
                 prop_assert_eq!(got, expected);
             }
-            prop_assert_eq!(s.rows_with_outcome, model.iter().filter(|(o, _)| o.outcome.is_some()).count() as u64);
+            prop_assert_eq!(s.rows_with_outcome, model.iter().filter(|(o, ..)| o.outcome.is_some()).count() as u64);
             // Attribution sums, exactly.
             let mut sums = AttributionSums::new(4);
-            for (o, _) in &model {
+            for (o, ..) in &model {
                 if o.attributions.len() == 4 {
                     sums.count(o.attributions.iter().map(|&a| bf16::from_f64(a).to_f64()), 1);
                 }
@@ -1254,7 +1314,9 @@ mod tests {
                 for (j, f) in features.iter().enumerate() {
                     match f {
                         FeatureSummary::Numeric { grid, current, .. } => {
-                            let expected = grid.count(model.iter().map(|(o, _)| match o.row[j] { Value::Number(x) => x, _ => f64::NAN }));
+                            // Numbers only in the window: a stray text has left it.
+                            prop_assert!(model.iter().all(|(o, ..)| !matches!(o.row[j], Value::Text(_))));
+                            let expected = grid.count(model.iter().map(|(o, ..)| match o.row[j] { Value::Number(x) => x, _ => f64::NAN }));
                             prop_assert_eq!(current, &expected);
                         }
                         FeatureSummary::Levels { current, missing, .. } => {
@@ -1262,9 +1324,10 @@ mod tests {
                             got.sort();
                             let mut expected: HashMap<String, u64> = HashMap::new();
                             let mut none = 0;
-                            for (o, _) in &model {
+                            for (o, ..) in &model {
                                 match &o.row[j] {
                                     Value::Text(t) => *expected.entry(t.clone()).or_default() += 1,
+                                    Value::Number(x) => *expected.entry(x.to_string()).or_default() += 1,
                                     _ => none += 1,
                                 }
                             }
@@ -1273,15 +1336,16 @@ mod tests {
                             prop_assert_eq!(got, expected);
                             prop_assert_eq!(*missing, none);
                         }
-                        // A column of missing values only, in the reference, then text.
-                        FeatureSummary::Mismatch => prop_assert_eq!(j, 2),
+                        // Numbers on one side and text on the other: `x` with a stray
+                        // text, or `c` whose reference held missing values only.
+                        FeatureSummary::Mismatch => prop_assert!(j == 0 || j == 2, "feature {j}"),
                     }
                 }
                 let (grid, _, current) = s.prediction.as_ref().unwrap();
-                prop_assert_eq!(current, &grid.count(model.iter().map(|(o, _)| o.prediction)));
+                prop_assert_eq!(current, &grid.count(model.iter().map(|(o, ..)| o.prediction)));
             }
             // The rows kept for the reported attribute are the model's.
-            for (i, (o, _)) in model.iter().enumerate() {
+            for (i, (o, ..)) in model.iter().enumerate() {
                 let expected = o.attributes.as_ref().and_then(|a| a[1].clone());
                 prop_assert_eq!(w.attribute(1, i), expected);
             }
