@@ -229,8 +229,8 @@ impl FleetStore {
     }
 
     /// Publishes this replica's monitoring summary of `route` (aggregates: counts and
-    /// sums, never a row), replacing its previous one; summaries of replicas silent for
-    /// a day are dropped on the way.
+    /// sums, never a row), replacing its previous one; summaries not renewed for a day
+    /// (a replica or a route gone) are dropped on the way.
     pub fn publish_monitor(
         &self,
         route: &str,
@@ -244,9 +244,10 @@ impl FleetStore {
                  ON CONFLICT (route, writer) DO UPDATE SET time_ms = EXCLUDED.time_ms, summary = EXCLUDED.summary",
                 &[&route, &self.writer, &time_ms, &summary],
             )?;
+            // Any route's: a route removed from every config leaves nothing behind.
             tx.execute(
-                "DELETE FROM fleet_monitor WHERE route = $1 AND time_ms < $2",
-                &[&route, &time_ms.saturating_sub(86_400_000)],
+                "DELETE FROM fleet_monitor WHERE time_ms < $1",
+                &[&time_ms.saturating_sub(86_400_000)],
             )?;
             tx.commit()?;
             Ok(())
