@@ -549,6 +549,9 @@ fn print_welcome(
     println!(
         "  curl -s http://{admin}/api/v1/surrogates -H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\""
     );
+    println!(
+        "  curl -s http://{admin}/api/v1/monitoring -H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\""
+    );
     println!("  curl -s http://{admin}/readyz");
     println!("  curl -s http://{admin}/metrics | grep sidelight_requests_total");
     println!();

@@ -99,6 +99,22 @@ impl NumericGrid {
         })
     }
 
+    /// Each cut point with its count in `h`, when the grid holds every value of the
+    /// reference it was made from (so `h`, that reference's histogram, has nothing
+    /// between points); `None` otherwise.
+    pub fn point_counts<'a>(
+        &'a self,
+        h: &'a Histogram,
+    ) -> Option<impl Iterator<Item = (f64, u64)> + 'a> {
+        let between: u64 = h.counts.iter().step_by(2).sum();
+        (self.exact && between == 0 && h.counts.len() == self.cells()).then(|| {
+            self.points
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (x, h.counts[2 * i + 1]))
+        })
+    }
+
     /// How many cells a histogram on this grid has.
     pub fn cells(&self) -> usize {
         2 * self.points.len() + 1
@@ -401,7 +417,13 @@ mod tests {
             current in prop::collection::vec(prop_oneof![9 => (0u8..60).prop_map(|x| f64::from(x) - 10.5 * f64::from(x % 2)), 1 => Just(f64::NAN)], 0..300),
         ) {
             let grid = NumericGrid::new(&reference, &config()).unwrap();
-            let binned = grid.drift(&grid.count(reference.iter().copied()), &grid.count(current.iter().copied()), &config());
+            let counted = grid.count(reference.iter().copied());
+            // Each reference value is a point, with its own count.
+            let points: Vec<(f64, u64)> = grid.point_counts(&counted).unwrap().collect();
+            for (x, n) in &points {
+                prop_assert_eq!(*n, reference.iter().filter(|v| *v == x).count() as u64);
+            }
+            let binned = grid.drift(&counted, &grid.count(current.iter().copied()), &config());
             let sorted = numeric_drift(&reference, &current, &config()).unwrap();
             prop_assert_eq!(binned.psi, sorted.psi);
             prop_assert_eq!(&binned.bins, &sorted.bins);
@@ -434,6 +456,7 @@ mod tests {
             let current: Vec<f64> = (0..m).map(|_| next() * 10.0 + shift).collect();
             let grid = NumericGrid::new(&reference, &config()).unwrap();
             prop_assert!(!grid.exact);
+            prop_assert!(grid.point_counts(&grid.count(reference.iter().copied())).is_none());
             let binned = grid.drift(&grid.count(reference.iter().copied()), &grid.count(current.iter().copied()), &config());
             let sorted = numeric_drift(&reference, &current, &config()).unwrap();
             prop_assert_eq!(binned.psi, sorted.psi);

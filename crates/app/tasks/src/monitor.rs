@@ -588,7 +588,7 @@ impl MonitorJob {
                         route = %route,
                         flagged = add.len(),
                         groups = %names(&add),
-                        "fairness checks failed; this route's predictions about these groups go to review"
+                        "fairness checks failed; these groups are flagged for review on this route (their predictions go to review where `[routes.review] flagged_groups` is on)"
                     );
                 }
                 if !remove.is_empty() {

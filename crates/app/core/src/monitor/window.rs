@@ -24,10 +24,29 @@ use sidelight_monitor::{
 #[cfg(test)]
 use super::columns::Cell;
 use super::columns::{Column, reserve, retain};
-use super::{Observation, attribute_label, group_label};
+use super::{Observation, attribute_label, group_label, value_text};
 
 /// A row of no listed group.
 const UNLISTED: u8 = u8::MAX;
+
+/// A numeric column's values as levels (their text), and how many are missing: counted
+/// by bit pattern first, so that a million rows cost no million strings.
+fn number_levels(column: &Column) -> (Vec<(String, u64)>, u64) {
+    let mut by_bits: HashMap<u64, u64> = HashMap::new();
+    let mut missing = 0;
+    for x in column.numbers() {
+        if x.is_nan() {
+            missing += 1;
+        } else {
+            *by_bits.entry(x.to_bits()).or_insert(0) += 1;
+        }
+    }
+    let levels = by_bits
+        .into_iter()
+        .map(|(bits, n)| (value_text(&Value::Number(f64::from_bits(bits))), n))
+        .collect();
+    (levels, missing)
+}
 const FAVOURABLE: u8 = 1;
 const OUTCOME_FALSE: u8 = 2;
 const OUTCOME_TRUE: u8 = 4;
@@ -932,16 +951,47 @@ impl Windows {
                             }
                         }
                         (ReferenceFeature::Levels(reference), None) => {
-                            match self.features.get(j).and_then(Column::levels) {
-                                Some(levels) => FeatureSummary::Levels {
-                                    reference: reference.clone(),
-                                    current: levels
-                                        .counts()
-                                        .map(|(l, n)| (l.to_owned(), n))
-                                        .collect(),
-                                    missing: levels.missing,
-                                },
-                                None => FeatureSummary::Mismatch,
+                            let Some(column) = self.features.get(j) else {
+                                return FeatureSummary::Mismatch;
+                            };
+                            let (current, missing) = match column.levels() {
+                                Some(levels) => (
+                                    levels.counts().map(|(l, n)| (l.to_owned(), n)).collect(),
+                                    levels.missing,
+                                ),
+                                // Text in the reference, numbers only in the window:
+                                // both as levels, the numbers as their text.
+                                None => number_levels(column),
+                            };
+                            FeatureSummary::Levels {
+                                reference: reference.clone(),
+                                current,
+                                missing,
+                            }
+                        }
+                        // Numbers in the reference, text in the window: levels on both
+                        // sides when the reference's grid holds each of its values.
+                        (ReferenceFeature::Numeric { grid, counts }, None) => {
+                            let levels = self.features.get(j).and_then(Column::levels);
+                            match (levels, grid.point_counts(counts)) {
+                                (Some(levels), Some(points)) => {
+                                    match CategoricalReference::from_counts(
+                                        points.map(|(x, n)| (value_text(&Value::Number(x)), n)),
+                                        counts.missing,
+                                        &DriftConfig::default(),
+                                    ) {
+                                        Ok(reference) => FeatureSummary::Levels {
+                                            reference: Arc::new(reference),
+                                            current: levels
+                                                .counts()
+                                                .map(|(l, n)| (l.to_owned(), n))
+                                                .collect(),
+                                            missing: levels.missing,
+                                        },
+                                        Err(_) => FeatureSummary::Mismatch,
+                                    }
+                                }
+                                _ => FeatureSummary::Mismatch,
                             }
                         }
                         _ => FeatureSummary::Mismatch,
