@@ -30,7 +30,8 @@ pub struct FidelitySummary {
     /// time; `None` without a valid point.
     pub mean: Option<f64>,
     /// Least-squares slope of R² against time, in R² per day (86,400,000 ms). Negative:
-    /// the surrogate is getting worse. `None` with fewer than two distinct times.
+    /// the surrogate is getting worse. `None` until the points span a day: a slope per
+    /// day read off minutes of measurements would say nothing.
     pub trend_per_day: Option<f64>,
 }
 
@@ -54,6 +55,12 @@ pub fn summarise_fidelity(series: &[FidelityPoint]) -> FidelitySummary {
     let mean = crate::stats::mean(valid.iter().map(|p| p.r2));
     let trend_per_day = (|| {
         let t0 = valid.first()?.time;
+        let (lo, hi) = valid.iter().fold((i64::MAX, i64::MIN), |(lo, hi), p| {
+            (lo.min(p.time), hi.max(p.time))
+        });
+        if ((hi - lo) as f64) < DAY_MS {
+            return None;
+        }
         // Days relative to the first point keep the sums small and exact enough.
         let days = || valid.iter().map(move |p| (p.time - t0) as f64 / DAY_MS);
         let mt = crate::stats::mean(days())?;
@@ -119,5 +126,15 @@ mod tests {
         let s = summarise_fidelity(&[FidelityPoint { time: 3, r2: 0.7 }]);
         assert_eq!(s.last.unwrap().r2, 0.7);
         assert_eq!(s.trend_per_day, None);
+        // Minutes apart: no slope per day.
+        let s = summarise_fidelity(&[
+            FidelityPoint { time: 0, r2: 0.7 },
+            FidelityPoint {
+                time: 600_000,
+                r2: 0.9,
+            },
+        ]);
+        assert_eq!(s.trend_per_day, None);
+        assert_eq!(s.points, 2);
     }
 }
