@@ -109,11 +109,11 @@ class Tally:
             self.by_kind[kind][status] += 1
 
 
-def worker(seed, token, apps, tally, stop):
+def worker(seed, token, apps, tally, stopping):
     rng = random.Random(seed)
     client = Client(token)
     n = 0
-    while not stop.is_set():
+    while not stopping.is_set():
         n += 1
         roll = rng.random()
         if roll < 0.75:
@@ -219,8 +219,8 @@ def main():
 
         apps = applications()
         tally = Tally()
-        stop = threading.Event()
-        threads = [threading.Thread(target=worker, args=(i, token, apps, tally, stop))
+        stopping = threading.Event()
+        threads = [threading.Thread(target=worker, args=(i, token, apps, tally, stopping))
                    for i in range(args.workers)]
         started = time.time()
         deadline = started + args.minutes * 60
@@ -262,7 +262,7 @@ def main():
                 warm_rss = rss
             print(f"{now:6.0f} s  RSS {rss / 1024:6.1f} MiB  requests {requests:,.0f}",
                   file=sys.stderr)
-        stop.set()
+        stopping.set()
         for t in threads:
             t.join()
         status, _, metrics = sampler.call(ADMIN, "GET", "/metrics")
