@@ -433,21 +433,41 @@ pub fn possible_proxies(
         protected_idx.push(j);
     }
     let prepared: Vec<Prepared<'_>> = columns.iter().map(|c| prepare(&c.values)).collect();
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
     let mut out = Vec::new();
     for &pi in &protected_idx {
-        let mut found: Vec<(usize, Association)> = (0..columns.len())
+        let found: Vec<(usize, Association)> = (0..columns.len())
             .filter(|j| !protected_idx.contains(j))
             .filter_map(|j| associate(&prepared[pi], &prepared[j]).map(|a| (j, a)))
             .collect();
-        found.sort_by(|x, y| y.1.value.total_cmp(&x.1.value).then(x.0.cmp(&y.0)));
-        out.extend(found.into_iter().take(top_k).map(|(j, a)| ProxyCandidate {
-            protected: columns[pi].name.to_owned(),
-            feature: columns[j].name.to_owned(),
-            association: a,
-            mean_abs_contribution: None,
-        }));
+        out.extend(rank_proxies(columns[pi].name, &names, found, top_k));
     }
     Ok(out)
+}
+
+/// The `top_k` strongest of the associations `found` between protected column
+/// `protected` and the columns named by `names` (each found as its index in `names`),
+/// strongest first, ties by column order: how [`possible_proxies`] ranks, for callers
+/// that compute the associations column by column themselves.
+pub fn rank_proxies(
+    protected: &str,
+    names: &[impl AsRef<str>],
+    mut found: Vec<(usize, Association)>,
+    top_k: usize,
+) -> Vec<ProxyCandidate> {
+    found.sort_by(|x, y| y.1.value.total_cmp(&x.1.value).then(x.0.cmp(&y.0)));
+    found
+        .into_iter()
+        .take(top_k)
+        .filter_map(|(j, association)| {
+            Some(ProxyCandidate {
+                protected: protected.to_owned(),
+                feature: names.get(j)?.as_ref().to_owned(),
+                association,
+                mean_abs_contribution: None,
+            })
+        })
+        .collect()
 }
 
 /// Attribution summary and possible proxies together, each proxy carrying its own mean

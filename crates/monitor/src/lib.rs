@@ -52,7 +52,7 @@ pub mod window;
 
 pub use attribution::{
     Association, AttributionCheck, AttributionSummary, Column, FeatureImportance, Measure,
-    ProxyCandidate, Values, association, attribution_summary, possible_proxies,
+    ProxyCandidate, Values, association, attribution_summary, possible_proxies, rank_proxies,
 };
 pub use drift::{
     CategoricalDrift, CategoricalReference, ChiSquareTest, Drift, DriftConfig, FeatureDrift,

@@ -24,7 +24,7 @@ use sidelight_monitor::{
 #[cfg(test)]
 use super::columns::Cell;
 use super::columns::{Column, reserve, retain};
-use super::{Observation, attribute_label, group_label, value_text};
+use super::{Observation, attribute_label, attribute_of, group_label, value_text};
 
 /// A row of no listed group.
 const UNLISTED: u8 = u8::MAX;
@@ -443,7 +443,7 @@ impl Windows {
                 }
                 None if p.is_feature() => UNLISTED,
                 None => {
-                    let value = obs.attributes.as_ref().and_then(|a| a.get(k)?.as_deref());
+                    let value = attribute_of(&obs, k);
                     if let Some(Some(column)) = self.attributes.get_mut(k) {
                         let v = value.map_or(Value::Missing, |t| Value::Text(t.to_owned()));
                         column.push(&v, cap);
@@ -1095,17 +1095,13 @@ impl Windows {
                 }
             }
         }
-        let mut out = Vec::new();
-        for (source, mut list) in sources.iter().zip(found) {
-            list.sort_by(|x, y| y.1.value.total_cmp(&x.1.value).then(x.0.cmp(&y.0)));
-            out.extend(list.into_iter().take(top_k).map(|(j, a)| ProxyCandidate {
-                protected: source.name.to_owned(),
-                feature: self.names[j].clone(),
-                association: a,
-                mean_abs_contribution: None,
-            }));
-        }
-        out
+        sources
+            .iter()
+            .zip(found)
+            .flat_map(|(source, list)| {
+                sidelight_monitor::rank_proxies(source.name, &self.names, list, top_k)
+            })
+            .collect()
     }
 
     /// The level of a row's protected attribute that is not a feature.
