@@ -20,7 +20,6 @@ use sidelight_explain::TreeExplainer;
 use sidelight_explain::counterfactual::{
     Constraint, Query, SplitIndex, Target, counterfactual_indexed, search, tree_candidates,
 };
-use sidelight_explain::shap::Scratch;
 use std::hint::black_box;
 
 #[path = "support/demo.rs"]
@@ -139,19 +138,9 @@ fn bench(c: &mut Criterion) {
     // The engine's own TreeSHAP rate on this surrogate, one thread: the yardstick for
     // the proxy's explained rows per second (bench/passthrough.py, batch 32).
     let explainer = TreeExplainer::new(ensemble).expect("a valid ensemble");
-    let mut scratch = Scratch::default();
-    let mut values = vec![0.0; ensemble.n_features];
     let mut g = c.benchmark_group("treeshap_demo");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("one_row", |b| {
-        b.iter(|| {
-            i = (i + 1) % encoded.len();
-            explainer
-                .explain_into(&encoded[i], &mut scratch, &mut values)
-                .expect("explainable");
-            black_box(&values);
-        })
-    });
+    demo::bench_treeshap(&mut g, "one_row", &explainer, &encoded);
     g.finish();
 }
 

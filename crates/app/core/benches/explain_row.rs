@@ -17,7 +17,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sidelight_config::Audience;
 use sidelight_core::live::{LiveModel, Narrate, VersionRecord};
-use sidelight_explain::shap::{Scratch, TreeExplainer};
+use sidelight_explain::shap::TreeExplainer;
 use sidelight_narrate::{Locale, Narrator, RouteOverrides};
 use std::hint::black_box;
 
@@ -96,18 +96,8 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("explain_row_demo");
     g.throughput(Throughput::Elements(1));
+    demo::bench_treeshap(&mut g, "treeshap", &explainer, &encoded);
     let mut i = 0;
-    let mut scratch = Scratch::default();
-    let mut values = vec![0.0; encoded[0].len()];
-    g.bench_function("treeshap", |b| {
-        b.iter(|| {
-            i = (i + 1) % encoded.len();
-            explainer
-                .explain_into(&encoded[i], &mut scratch, &mut values)
-                .expect("explainable");
-            black_box(&values);
-        })
-    });
     g.bench_function("customer", |b| {
         b.iter(|| {
             i = (i + 1) % rows.len();

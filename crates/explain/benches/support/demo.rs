@@ -3,9 +3,14 @@
 //! credit model's scores of the 1,000 German credit applications, learnt with the live
 //! trainer's defaults (100 trees of depth 6).
 
+use std::hint::black_box;
+
+use criterion::BenchmarkGroup;
+use criterion::measurement::WallTime;
 use linfa::ParamGuard;
 use sidelight_demo_model::data::{FEATURE_NAMES, applications, is_numeric};
 use sidelight_demo_model::model::score;
+use sidelight_explain::shap::{Scratch, TreeExplainer};
 use sidelight_explain::{Feature, FeatureKind, GbtParams, OutputKind, Schema, Surrogate, Value};
 
 /// The applications as rows of values (in `FEATURE_NAMES` order), the demo model's
@@ -68,4 +73,26 @@ pub(crate) fn demo() -> Demo {
         outputs,
         surrogate,
     }
+}
+
+/// TreeSHAP alone on one encoded row after another, in `group` as `name`: the yardstick
+/// the other figures of both benches are read against.
+pub(crate) fn bench_treeshap(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    explainer: &TreeExplainer,
+    encoded: &[Vec<f64>],
+) {
+    let mut i = 0;
+    let mut scratch = Scratch::default();
+    let mut values = vec![0.0; encoded.first().map_or(0, Vec::len)];
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            i = (i + 1) % encoded.len();
+            explainer
+                .explain_into(&encoded[i], &mut scratch, &mut values)
+                .expect("explainable");
+            black_box(&values);
+        })
+    });
 }
