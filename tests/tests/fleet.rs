@@ -603,9 +603,10 @@ async fn send_explained(proxy: &Proxy, indices: std::ops::Range<usize>) {
 }
 
 /// With the PostgreSQL backend every replica's monitor publishes its counts and sums
-/// and merges the others': both replicas report the fleet's rows and fairness figures,
-/// as one proxy that saw all the traffic would, and the fairness alert fires once, on
-/// the one replica that holds the route's alert lock.
+/// and merges the others': both replicas report the fleet's rows, fairness and drift
+/// figures (drift against the one reference the fleet agreed on), as one proxy that saw
+/// all the traffic would, and the fairness alert fires once, on the one replica that
+/// holds the route's alert lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleets_monitoring_counts_every_replicas_rows_and_alerts_once() {
     let pg = PgServer::start();
@@ -664,6 +665,30 @@ async fn a_fleets_monitoring_counts_every_replicas_rows_and_alerts_once() {
         ma["attribution"]["summary"]["rows"], mb["attribution"]["summary"]["rows"],
         "{ma}\n{mb}"
     );
+    // Drift too: both count against the fleet's reference (the trainer's training
+    // window), so each reports the drift of every replica's rows together.
+    eventually("both replicas report the fleet's drift", async || {
+        let (ma, mb) = (monitoring(&a).await, monitoring(&b).await);
+        let whole = |m: &serde_json::Value| {
+            m["fleet"]["shared_reference"] == true
+                && m["fleet"]["drift_replicas"] == 2
+                && m["rows_seen"] == expected
+                && m["drift"].as_array().is_some_and(|d| {
+                    !d.is_empty()
+                        && d.iter().all(|f| {
+                            f["current_count"].as_u64().unwrap_or(0)
+                                + f["current_missing"].as_u64().unwrap_or(0)
+                                == expected
+                        })
+                })
+        };
+        whole(&ma) && whole(&mb)
+    })
+    .await;
+    let (ma, mb) = (monitoring(&a).await, monitoring(&b).await);
+    assert_eq!(ma["reference"], "training_window", "{ma}");
+    assert_eq!(ma["drift"], mb["drift"], "{ma}\n{mb}");
+    assert_eq!(ma["prediction_drift"], mb["prediction_drift"], "{ma}\n{mb}");
     // One replica sends the route's alerts.
     let senders = [&ma, &mb]
         .iter()

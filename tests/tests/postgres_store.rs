@@ -633,3 +633,62 @@ fn the_proxy_names_audit_url_when_tls_falls_back_or_fails() {
         out.stderr
     );
 }
+
+/// A fleet's monitoring shares are sealed at rest (their level counts name feature
+/// values) and open for every replica; the fleet keeps one drift reference per route,
+/// the highest ranked offered (the first among equals), sealed too, and an erasure
+/// withdraws it, since no replica can tell whose rows another's came from.
+#[test]
+fn the_fleets_monitoring_shares_and_drift_reference_are_sealed_and_ranked() {
+    let pg = PgServer::start();
+    let url = pg.create_database("audit");
+    let a = open(&url, "a").fleet();
+    let b = open(&url, "b").fleet();
+    a.publish_monitor("m", 1_000, r#"{"level":"secret-level"}"#)
+        .unwrap();
+    let stored = pg.sql("audit", "SELECT summary FROM fleet_monitor");
+    assert!(stored.starts_with("sealed:"), "{stored}");
+    assert!(!stored.contains("secret-level"), "{stored}");
+    assert_eq!(
+        b.monitor_summaries("m", 0).unwrap(),
+        vec![("a".to_owned(), r#"{"level":"secret-level"}"#.to_owned())]
+    );
+
+    assert_eq!(b.reference_id("m").unwrap(), None);
+    assert_eq!(
+        a.offer_reference("m", "first-a", 0, 1, b"grid a").unwrap(),
+        "first-a"
+    );
+    // Another replica's first rows do not replace the first offered.
+    assert_eq!(
+        b.offer_reference("m", "first-b", 0, 2, b"grid b").unwrap(),
+        "first-a"
+    );
+    // A training window does, and a newer one replaces it; an older one does not.
+    assert_eq!(
+        b.offer_reference("m", "train-1", 500, 3, b"grid t1")
+            .unwrap(),
+        "train-1"
+    );
+    assert_eq!(
+        a.offer_reference("m", "train-0", 400, 4, b"grid t0")
+            .unwrap(),
+        "train-1"
+    );
+    assert_eq!(
+        a.reference("m").unwrap(),
+        Some(("train-1".to_owned(), b"grid t1".to_vec()))
+    );
+    assert!(
+        !pg.sql(
+            "audit",
+            "SELECT encode(body, 'escape') FROM fleet_reference"
+        )
+        .contains("grid t1")
+    );
+    // Withdrawn only by the id it has.
+    a.retire_reference("m", "train-0").unwrap();
+    assert_eq!(a.reference_id("m").unwrap().as_deref(), Some("train-1"));
+    a.erase_subject("ps_someone", 5).unwrap();
+    assert_eq!(b.reference_id("m").unwrap(), None);
+}

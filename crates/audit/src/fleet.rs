@@ -33,6 +33,10 @@ use crate::store::StoreError;
 
 /// The field name sealed training payloads are bound to.
 const TRAINING_FIELD: &str = "training_rows";
+const MONITOR_FIELD: &str = "monitor_summary";
+const REFERENCE_FIELD: &str = "monitor_reference";
+/// How a sealed monitoring summary starts in its text column (a clear one is JSON).
+const SEALED_SUMMARY: &str = "sealed:";
 
 /// The requests a training read looks at, at most: one row each at worst.
 const MAX_BATCHES: usize = 1_000_000;
@@ -228,15 +232,60 @@ impl FleetStore {
         })
     }
 
+    /// Seals a replica's monitoring summary (its level counts name feature values) as
+    /// text: `sealed:<key id>:<base64>`; clear when the store does not seal fields.
+    fn seal_summary(&self, route: &str, writer: &str, summary: &str) -> Result<String, StoreError> {
+        if !self.config.encrypt {
+            return Ok(summary.to_owned());
+        }
+        use base64::Engine as _;
+        let keys = &self.config.keys;
+        let context = format!("{route}\0{writer}");
+        let sealed = keys
+            .seal(&context, MONITOR_FIELD, summary.as_bytes())
+            .ok_or_else(|| StoreError::Seal(context.clone()))?;
+        Ok(format!(
+            "{SEALED_SUMMARY}{}:{}",
+            keys.active_id(),
+            base64::engine::general_purpose::STANDARD.encode(sealed)
+        ))
+    }
+
+    fn open_summary(&self, route: &str, writer: &str, text: String) -> Result<String, StoreError> {
+        let Some(rest) = text.strip_prefix(SEALED_SUMMARY) else {
+            return Ok(text);
+        };
+        use base64::Engine as _;
+        let context = format!("{route}\0{writer}");
+        let corrupt =
+            |why: &str| StoreError::Corrupt(format!("monitoring summary of {writer}: {why}"));
+        let (key_id, body) = rest.split_once(':').ok_or_else(|| corrupt("no key id"))?;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| corrupt("not base64"))?;
+        let opened = self
+            .config
+            .keys
+            .open(key_id, &context, MONITOR_FIELD, &sealed)
+            .map_err(|source| StoreError::Open {
+                id: context.clone(),
+                field: MONITOR_FIELD,
+                source,
+            })?;
+        String::from_utf8(opened).map_err(|_| corrupt("not UTF-8"))
+    }
+
     /// Publishes this replica's monitoring summary of `route` (aggregates: counts and
-    /// sums, never a row), replacing its previous one; summaries not renewed for a day
-    /// (a replica or a route gone) are dropped on the way.
+    /// sums, never a row; sealed when the store seals fields), replacing its previous
+    /// one; summaries not renewed for a day (a replica or a route gone) are dropped on
+    /// the way.
     pub fn publish_monitor(
         &self,
         route: &str,
         time_ms: i64,
         summary: &str,
     ) -> Result<(), StoreError> {
+        let summary = self.seal_summary(route, &self.writer, summary)?;
         self.with(|s| {
             let mut tx = s.client.transaction()?;
             tx.execute(
@@ -269,7 +318,102 @@ impl FleetStore {
             )?;
             rows.iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect()
+                .collect::<Result<Vec<(String, String)>, StoreError>>()
+        })?
+        .into_iter()
+        .map(|(writer, text)| {
+            let summary = self.open_summary(route, &writer, text)?;
+            Ok((writer, summary))
+        })
+        .collect()
+    }
+
+    /// Offers `body` (a serialised drift reference named `id`) as the fleet's drift
+    /// reference of `route`: it becomes it when the route has none or one of a lower
+    /// `rank`. Returns the id of the fleet's reference afterwards.
+    pub fn offer_reference(
+        &self,
+        route: &str,
+        id: &str,
+        rank: i64,
+        time_ms: i64,
+        body: &[u8],
+    ) -> Result<String, StoreError> {
+        let keys = &self.config.keys;
+        let context = format!("{route}\0{id}");
+        let (stored, key_id) = if self.config.encrypt {
+            let sealed = keys
+                .seal(&context, REFERENCE_FIELD, body)
+                .ok_or_else(|| StoreError::Seal(context.clone()))?;
+            (sealed, Some(keys.active_id().to_owned()))
+        } else {
+            (body.to_vec(), None)
+        };
+        self.with(|s| {
+            let mut tx = s.client.transaction()?;
+            tx.execute(
+                "INSERT INTO fleet_reference (route, id, rank, time_ms, key_id, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (route) DO UPDATE SET id = EXCLUDED.id, rank = EXCLUDED.rank, \
+                 time_ms = EXCLUDED.time_ms, key_id = EXCLUDED.key_id, body = EXCLUDED.body \
+                 WHERE fleet_reference.rank < EXCLUDED.rank",
+                &[&route, &id, &rank, &time_ms, &key_id, &stored],
+            )?;
+            let row = tx.query_one("SELECT id FROM fleet_reference WHERE route = $1", &[&route])?;
+            tx.commit()?;
+            Ok(row.try_get(0)?)
+        })
+    }
+
+    /// The id of the fleet's drift reference of `route`, if it has one.
+    pub fn reference_id(&self, route: &str) -> Result<Option<String>, StoreError> {
+        self.with(|s| {
+            Ok(s.client
+                .query_opt("SELECT id FROM fleet_reference WHERE route = $1", &[&route])?
+                .map(|r| r.try_get(0))
+                .transpose()?)
+        })
+    }
+
+    /// The fleet's drift reference of `route`, opened: (id, body).
+    pub fn reference(&self, route: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let row = self.with(|s| {
+            Ok(s.client.query_opt(
+                "SELECT id, key_id, body FROM fleet_reference WHERE route = $1",
+                &[&route],
+            )?)
+        })?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: String = row.try_get(0)?;
+        let key_id: Option<String> = row.try_get(1)?;
+        let stored: Vec<u8> = row.try_get(2)?;
+        let context = format!("{route}\0{id}");
+        let body = match key_id {
+            Some(key) => self
+                .config
+                .keys
+                .open(&key, &context, REFERENCE_FIELD, &stored)
+                .map_err(|source| StoreError::Open {
+                    id: context.clone(),
+                    field: REFERENCE_FIELD,
+                    source,
+                })?,
+            None => stored,
+        };
+        Ok(Some((id, body)))
+    }
+
+    /// Withdraws reference `id` of `route` if it is still the fleet's (the replica that
+    /// made it dropped it: a subject its rows came from was erased).
+    pub fn retire_reference(&self, route: &str, id: &str) -> Result<(), StoreError> {
+        self.with(|s| {
+            s.client.execute(
+                "DELETE FROM fleet_reference WHERE route = $1 AND id = $2",
+                &[&route, &id],
+            )?;
+            Ok(())
         })
     }
 
@@ -409,6 +553,10 @@ impl FleetStore {
             // Every published surrogate that learnt from the subject's rows (or may have:
             // one of an earlier release lists none) loses its serialised form, so that no
             // replica loads it again, now or after a restart.
+            // The drift references go too: a replica cannot tell whose rows another's
+            // came from. Each replica made its own against its own subjects and offers it
+            // again if the subject was not among them.
+            tx.execute("DELETE FROM fleet_reference", &[])?;
             tx.execute(
                 "UPDATE fleet_surrogates SET surrogate = NULL, reason = reason || $2 \
                  WHERE surrogate IS NOT NULL AND (subjects IS NULL OR $1 = ANY(subjects))",

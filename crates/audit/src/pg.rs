@@ -179,6 +179,17 @@ const MIGRATIONS: &[&str] = &[
          summary TEXT NOT NULL,
          PRIMARY KEY (route, writer)
      );",
+    // 6: the fleet's drift reference per route (grids and counts, sealed like the
+    // training rows), which every replica counts its window against so that drift
+    // counts merge; `rank` says which of several offered the fleet keeps.
+    "CREATE TABLE fleet_reference (
+         route TEXT PRIMARY KEY,
+         id TEXT NOT NULL,
+         rank BIGINT NOT NULL,
+         time_ms BIGINT NOT NULL,
+         key_id TEXT,
+         body BYTEA NOT NULL
+     );",
 ];
 
 /// The rustls connector of `sslmode=require` and `prefer` (`mode`, for messages): the CA

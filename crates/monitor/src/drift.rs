@@ -478,6 +478,18 @@ impl CategoricalReference {
         })
     }
 
+    /// The reference's levels with their counts, most frequent first: with
+    /// [`missing`](Self::missing), what [`from_counts`](Self::from_counts) makes the
+    /// same reference from again.
+    pub fn levels(&self) -> &[(String, u64)] {
+        &self.levels
+    }
+
+    /// Reference values that were missing.
+    pub fn missing(&self) -> u64 {
+        self.missing
+    }
+
     /// Compares a current window kept as level counts with this reference: the same
     /// result as [`CategoricalReference::compare`] over the values counted.
     pub fn compare_counts<S: AsRef<str>>(

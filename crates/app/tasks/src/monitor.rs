@@ -18,13 +18,14 @@ use serde::{Deserialize, Serialize};
 use sidelight_audit::FleetStore;
 use sidelight_core::clock::now_ms;
 use sidelight_core::monitor::{
-    FeatureSummary, FleetView, GroupSummary, MonitorReport, RouteMonitor, Summary, worst,
+    FeatureSummary, FleetView, GroupSummary, MonitorReport, RouteMonitor, SharedReference, Summary,
+    worst,
 };
 use sidelight_core::reviews::{Flag, Reviews};
 use sidelight_monitor::{
     AttributionCheck, AttributionSums, Drift, DriftConfig, FairnessConfig, FairnessReport,
-    FeatureDrift, FidelityPoint, FidelitySummary, NumericDrift, ProtectedAttribute, ProxyCandidate,
-    Verdict,
+    FeatureDrift, FidelityPoint, FidelitySummary, Histogram, NumericDrift, ProtectedAttribute,
+    ProxyCandidate, Verdict,
 };
 
 use crate::alert::{AlertBook, Alerter, Check, Reading};
@@ -47,6 +48,8 @@ pub struct MonitorJob {
     fleet: OnceLock<FleetStore>,
     /// The last proxy sweep: when it started, how long it took, what it found.
     proxies: Mutex<Option<(std::time::Instant, std::time::Duration, Vec<ProxyCandidate>)>>,
+    /// The drift reference this replica made and offered to the fleet last.
+    offered: Mutex<Option<String>>,
 }
 
 /// A replica's share of a route's monitoring, as published to the fleet: counts and
@@ -62,6 +65,105 @@ struct Share {
     window_rows: usize,
     seen: u64,
     rows_with_outcome: u64,
+    /// The window's drift counts against the fleet's reference (absent from shares of
+    /// earlier releases, and while the replica counts against a reference of its own).
+    #[serde(default)]
+    drift: Option<DriftShare>,
+}
+
+/// A replica's drift counts, against the reference named `reference`.
+#[derive(Debug, Serialize, Deserialize)]
+struct DriftShare {
+    reference: String,
+    features: Vec<Option<CurrentCounts>>,
+    prediction: Option<Histogram>,
+}
+
+/// One feature's current counts in a [`DriftShare`].
+#[derive(Debug, Serialize, Deserialize)]
+enum CurrentCounts {
+    Numeric(Histogram),
+    Levels {
+        current: Vec<(String, u64)>,
+        missing: u64,
+    },
+}
+
+impl DriftShare {
+    fn of(summary: &Summary) -> Option<Self> {
+        let features = summary.drift.as_ref()?;
+        Some(Self {
+            reference: summary.reference_id.clone()?,
+            features: features
+                .iter()
+                .map(|f| match f {
+                    FeatureSummary::Numeric { current, .. } => {
+                        Some(CurrentCounts::Numeric(current.clone()))
+                    }
+                    FeatureSummary::Levels {
+                        current, missing, ..
+                    } => Some(CurrentCounts::Levels {
+                        current: current.clone(),
+                        missing: *missing,
+                    }),
+                    FeatureSummary::Mismatch => None,
+                })
+                .collect(),
+            prediction: summary.prediction.as_ref().map(|(_, _, h)| h.clone()),
+        })
+    }
+
+    /// Adds these counts to `summary`'s when both count against the same reference;
+    /// returns whether they did. A feature one replica holds as numbers and another
+    /// as text (a stray value) keeps this replica's counts.
+    fn merge_into(self, summary: &mut Summary) -> bool {
+        if summary.reference_id.as_deref() != Some(self.reference.as_str()) {
+            return false;
+        }
+        let Some(features) = summary.drift.as_mut() else {
+            return false;
+        };
+        if features.len() != self.features.len() {
+            return false;
+        }
+        for (mine, theirs) in features.iter_mut().zip(self.features) {
+            match (mine, theirs) {
+                (FeatureSummary::Numeric { current, .. }, Some(CurrentCounts::Numeric(h))) => {
+                    current.merge(&h);
+                }
+                (
+                    FeatureSummary::Levels {
+                        current, missing, ..
+                    },
+                    Some(CurrentCounts::Levels {
+                        current: theirs,
+                        missing: their_missing,
+                    }),
+                ) => {
+                    let mut at: std::collections::HashMap<String, usize> = current
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (l, _))| (l.clone(), i))
+                        .collect();
+                    for (level, n) in theirs {
+                        match at.get(&level) {
+                            Some(&i) => current[i].1 += n,
+                            None => {
+                                at.insert(level.clone(), current.len());
+                                current.push((level, n));
+                            }
+                        }
+                    }
+                    *missing += their_missing;
+                }
+                _ => {}
+            }
+        }
+        if let (Some((_, _, mine)), Some(theirs)) = (summary.prediction.as_mut(), self.prediction) {
+            mine.merge(&theirs);
+        }
+        true
+    }
 }
 
 impl Share {
@@ -72,7 +174,9 @@ impl Share {
     }
 
     /// Adds this share to a replica's own summary: counts and sums add exactly.
-    fn merge_into(self, summary: &mut Summary) {
+    /// Returns whether its drift counts merged too.
+    fn merge_into(self, summary: &mut Summary) -> bool {
+        let drift = self.drift.is_some_and(|d| d.merge_into(summary));
         if summary.names.is_empty() {
             summary.names = self.names;
             summary.fairness = self.fairness;
@@ -92,6 +196,7 @@ impl Share {
         summary.window_rows += self.window_rows;
         summary.seen += self.seen;
         summary.rows_with_outcome += self.rows_with_outcome;
+        drift
     }
 }
 
@@ -116,6 +221,7 @@ impl MonitorJob {
             alerts: Mutex::default(),
             fleet: OnceLock::new(),
             proxies: Mutex::default(),
+            offered: Mutex::default(),
         }
     }
 
@@ -153,6 +259,7 @@ impl MonitorJob {
             from_training,
             attributions: sums,
             rows_with_outcome,
+            ..
         } = summary;
         let fairness_config = FairnessConfig {
             confidence: self.monitor.config.confidence,
@@ -247,6 +354,7 @@ impl MonitorJob {
             readings,
             now,
             fleet_view.as_ref().is_none_or(|f| f.sends_alerts),
+            fleet_view.as_ref().is_none_or(|f| !f.shared_reference),
         );
         self.monitor.publish(MonitorReport {
             computed_at: now,
@@ -304,6 +412,7 @@ impl MonitorJob {
                 (definition, labels)
             })
             .collect();
+        let shared_reference = self.share_reference(store, summary, now, errors);
         let mine = Share {
             names: summary.names.clone(),
             groups: groups.clone(),
@@ -312,6 +421,7 @@ impl MonitorJob {
             window_rows: summary.window_rows,
             seen: summary.seen,
             rows_with_outcome: summary.rows_with_outcome,
+            drift: shared_reference.then(|| DriftShare::of(summary)).flatten(),
         };
         match serde_json::to_string(&mine) {
             Ok(text) => {
@@ -326,12 +436,15 @@ impl MonitorJob {
         let every = i64::try_from(self.monitor.config.every.as_millis()).unwrap_or(i64::MAX);
         let since = now.saturating_sub(every.saturating_mul(3).max(10_000));
         let (mut replicas, mut left_out) = (1, 0);
+        let mut drift_replicas = usize::from(mine.drift.is_some());
         match store.monitor_summaries(route, since) {
             Ok(others) => {
                 for (_, text) in others {
                     match serde_json::from_str::<Share>(&text) {
                         Ok(other) if other.fits(&groups, &summary.names) => {
-                            other.merge_into(summary);
+                            if other.merge_into(summary) && drift_replicas > 0 {
+                                drift_replicas += 1;
+                            }
                             replicas += 1;
                         }
                         _ => left_out += 1,
@@ -356,6 +469,102 @@ impl MonitorJob {
             replicas,
             left_out,
             sends_alerts,
+            drift_replicas,
+            shared_reference,
+        }
+    }
+
+    /// Agrees on one drift reference with the fleet, so that drift counts merge: offers
+    /// the reference made here (the fleet keeps a surrogate's newest training window
+    /// over first rows, and the first offered among first rows), takes the fleet's
+    /// when it is another (the window is counted on its grids from the next
+    /// computation), withdraws one made here and since dropped, and drops one taken
+    /// from the fleet that the fleet no longer keeps. Returns whether `summary` counts
+    /// against the fleet's reference.
+    fn share_reference(
+        &self,
+        store: &FleetStore,
+        summary: &Summary,
+        now: i64,
+        errors: &mut Vec<String>,
+    ) -> bool {
+        let route = &self.monitor.route;
+        let mut offered = self.offered.lock().unwrap_or_else(PoisonError::into_inner);
+        let made_here = summary
+            .reference_id
+            .as_ref()
+            .filter(|_| !summary.reference_adopted);
+        if let Some(old) = offered.as_ref().filter(|o| Some(*o) != made_here) {
+            // Dropped here (an erased subject's rows were in it): not the fleet's either.
+            match store.retire_reference(route, old) {
+                Ok(()) => *offered = None,
+                Err(e) => errors.push(format!(
+                    "a drift reference this replica dropped could not be withdrawn from the fleet: {e}"
+                )),
+            }
+        }
+        let mut fleet = match store.reference_id(route) {
+            Ok(id) => id,
+            Err(e) => {
+                errors.push(format!(
+                    "the fleet's drift reference could not be read: {e}"
+                ));
+                return false;
+            }
+        };
+        if let Some(mine) = made_here {
+            let offer =
+                fleet.is_none() || (fleet.as_ref() != Some(mine) && offered.as_ref() != Some(mine));
+            if offer {
+                let shared = self.monitor.shared_reference().filter(|r| r.id == *mine);
+                if let Some(shared) = shared {
+                    let kept = serde_json::to_vec(&shared)
+                        .map_err(|e| e.to_string())
+                        .and_then(|body| {
+                            store
+                                .offer_reference(route, &shared.id, shared.rank, now, &body)
+                                .map_err(|e| e.to_string())
+                        });
+                    match kept {
+                        Ok(id) => {
+                            *offered = Some(shared.id);
+                            fleet = Some(id);
+                        }
+                        Err(e) => errors.push(format!(
+                            "this replica's drift reference could not be offered to the fleet: {e}"
+                        )),
+                    }
+                }
+            }
+        }
+        match fleet {
+            Some(id) if summary.reference_id.as_ref() == Some(&id) => true,
+            Some(_) if summary.names.is_empty() => false,
+            Some(_) => {
+                match store.reference(route) {
+                    Ok(Some((_, body))) => {
+                        let adopted = serde_json::from_slice::<SharedReference>(&body)
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| self.monitor.adopt_reference(r));
+                        if let Err(e) = adopted {
+                            errors.push(format!(
+                                "the fleet's drift reference could not be taken: {e}; drift stays this replica's own"
+                            ));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => errors.push(format!(
+                        "the fleet's drift reference could not be read: {e}"
+                    )),
+                }
+                false
+            }
+            None => {
+                if summary.reference_adopted {
+                    self.monitor.drop_adopted_reference();
+                }
+                false
+            }
         }
     }
 
@@ -516,7 +725,10 @@ impl MonitorJob {
 
     /// Applies the readings to the route's alerts and publishes the transitions (only
     /// when `send`: in a fleet one replica per route sends them).
-    fn raise(&self, readings: Vec<Reading>, now: i64, send: bool) {
+    /// Logs and delivers the alerts that changed state. `send`: this replica sends the
+    /// fleet's alerts (always, outside a fleet); `own_drift`: its drift is its own (not
+    /// counted against the fleet's reference), so it alerts on it itself.
+    fn raise(&self, readings: Vec<Reading>, now: i64, send: bool, own_drift: bool) {
         let (transitions, firing) = {
             let mut book = self.alerts.lock().unwrap_or_else(PoisonError::into_inner);
             let t = book.update(&self.monitor.route, readings, now);
@@ -525,18 +737,18 @@ impl MonitorJob {
             (t, firing)
         };
         if let Some(alerter) = self.alerter.get() {
-            // The fleet's figures (fairness, attributions) alert from one replica; drift
-            // and fidelity are each replica's own, so each alerts on its own.
+            // The fleet's figures (fairness, attributions, and drift once counted
+            // against the fleet's reference) alert from one replica; fidelity, and drift
+            // against a replica's own reference, alert from each replica.
             let transitions = if send {
                 transitions
             } else {
                 transitions
                     .into_iter()
-                    .filter(|a| {
-                        matches!(
-                            a.check,
-                            Check::FeaturePsi | Check::PredictionPsi | Check::FidelityR2
-                        )
+                    .filter(|a| match a.check {
+                        Check::FeaturePsi | Check::PredictionPsi => own_drift,
+                        Check::FidelityR2 => true,
+                        _ => false,
                     })
                     .collect()
             };

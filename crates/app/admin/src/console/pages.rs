@@ -973,9 +973,11 @@ fn monitor_report(route: &str, r: &crate::monitor::MonitorReport) -> Markup {
         @if let Some(fleet) = &r.fleet {
             p { "The fleet's figures: " (fleet.replicas) " replicas' windows together"
                 @if fleet.left_out > 0 { " (" (fleet.left_out) " left out: another schema or other protected groups)" }
-                "; drift, possible proxies and fidelity are this replica's. "
-                @if fleet.sends_alerts { "This replica sends the route's fairness alerts." }
-                @else { "Another replica sends the route's fairness alerts; drift and fidelity alerts come from each replica." } }
+                @if fleet.shared_reference { "; drift against the fleet's reference, " (fleet.drift_replicas) " replicas' counts together" }
+                @else { "; drift against this replica's own reference until it takes the fleet's" }
+                "; possible proxies and fidelity are this replica's. "
+                @if fleet.sends_alerts { "This replica sends the route's fleet-wide alerts." }
+                @else { "Another replica sends the route's fleet-wide alerts; fidelity alerts come from each replica." } }
         }
         @for e in &r.errors { p.hint { (e) } }
         @for f in &r.fairness {
@@ -1110,11 +1112,14 @@ mod tests {
             replicas: 3,
             left_out: 1,
             sends_alerts: false,
+            drift_replicas: 2,
+            shared_reference: true,
         });
         let text = monitor_report("m", &fleet).into_string();
         for needle in [
             "The fleet's figures: 3 replicas' windows together (1 left out",
-            "Another replica sends the route's fairness alerts;",
+            "drift against the fleet's reference, 2 replicas' counts together",
+            "Another replica sends the route's fleet-wide alerts;",
         ] {
             assert!(text.contains(needle), "no {needle:?} in {text}");
         }

@@ -24,7 +24,7 @@ use sidelight_monitor::{
 use sidelight_config::{MonitorConfig, ProtectedConfig};
 
 use window::Windows;
-pub use window::{FeatureSummary, GroupSummary, Summary};
+pub use window::{FeatureSummary, GroupSummary, SharedFeature, SharedReference, Summary};
 
 /// Rows that wait for the window while a computation holds it; past this many the
 /// request path drops them and counts them in `rows_skipped`.
@@ -193,6 +193,12 @@ pub struct FleetView {
     pub left_out: usize,
     /// Whether this replica sends the route's alerts: one replica per route does.
     pub sends_alerts: bool,
+    /// Replicas whose drift counts were merged, this one included: those counting
+    /// against the fleet's drift reference.
+    pub drift_replicas: usize,
+    /// Whether this replica's drift reference is the fleet's (made here or taken from
+    /// the fleet); until it is, drift is this replica's own.
+    pub shared_reference: bool,
 }
 
 /// Rows pushed while the window was locked for a computation's copy.
@@ -445,6 +451,28 @@ impl RouteMonitor {
             return waiting;
         };
         waiting + w.forget(subject, training_reference_saw)
+    }
+
+    /// The drift reference made by this replica (not one taken from the fleet), as a
+    /// fleet shares it.
+    pub fn shared_reference(&self) -> Option<SharedReference> {
+        self.windows()?.shared_reference()
+    }
+
+    /// Makes the fleet's drift reference this replica's, so that the replicas' drift
+    /// counts merge; the window is counted on its grids.
+    pub fn adopt_reference(&self, shared: SharedReference) -> Result<(), String> {
+        match self.windows() {
+            Some(mut w) => w.adopt_reference(shared),
+            None => Err("the monitor is stopping".to_owned()),
+        }
+    }
+
+    /// Drops a drift reference taken from the fleet that the fleet no longer keeps.
+    pub fn drop_adopted_reference(&self) {
+        if let Some(mut w) = self.windows() {
+            w.drop_adopted_reference();
+        }
     }
 
     /// Makes the rows a newly accepted surrogate was trained on (given in the order of

@@ -94,6 +94,42 @@ pub(super) struct Reference {
     from_training: bool,
     /// The subjects of a reference of first rows: erasing one of them drops it.
     subjects: HashSet<u64>,
+    /// Names this reference wherever it is counted against: replicas of a fleet merge
+    /// their drift counts only when they count against the same one.
+    id: String,
+    /// When it was made, in milliseconds since the Unix epoch.
+    made_at: i64,
+    /// Taken from the fleet rather than made here: this replica cannot tell whose rows
+    /// it came from, so it keeps it only while the fleet does.
+    adopted: bool,
+}
+
+/// A drift reference as the replicas of a fleet share it: the grids and counts it is
+/// made of, never a row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SharedReference {
+    pub id: String,
+    /// Which reference a fleet keeps when replicas offer several: a surrogate's
+    /// training window (the newest) over first rows (the first offered).
+    pub rank: i64,
+    pub names: Vec<String>,
+    pub rows: usize,
+    pub from_training: bool,
+    pub features: Vec<SharedFeature>,
+    pub prediction: (NumericGrid, Histogram),
+}
+
+/// One feature of a [`SharedReference`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum SharedFeature {
+    Numeric {
+        grid: NumericGrid,
+        counts: Histogram,
+    },
+    Levels {
+        levels: Vec<(String, u64)>,
+        missing: u64,
+    },
 }
 
 impl Reference {
@@ -131,6 +167,69 @@ impl Reference {
             rows: rows.min(prediction.len()),
             from_training,
             subjects,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            made_at: crate::clock::now_ms(),
+            adopted: false,
+        })
+    }
+
+    /// The reference as a fleet shares it.
+    fn share(&self, names: &[String]) -> SharedReference {
+        SharedReference {
+            id: self.id.clone(),
+            rank: if self.from_training {
+                self.made_at.max(1)
+            } else {
+                0
+            },
+            names: names.to_vec(),
+            rows: self.rows,
+            from_training: self.from_training,
+            features: self
+                .features
+                .iter()
+                .map(|f| match f {
+                    ReferenceFeature::Numeric { grid, counts } => SharedFeature::Numeric {
+                        grid: (**grid).clone(),
+                        counts: (**counts).clone(),
+                    },
+                    ReferenceFeature::Levels(r) => SharedFeature::Levels {
+                        levels: r.levels().to_vec(),
+                        missing: r.missing(),
+                    },
+                })
+                .collect(),
+            prediction: ((*self.prediction.0).clone(), (*self.prediction.1).clone()),
+        }
+    }
+
+    /// A reference taken from the fleet.
+    fn adopt(shared: SharedReference) -> Result<Self, MonitorError> {
+        let config = DriftConfig::default();
+        let features = shared
+            .features
+            .into_iter()
+            .map(|f| {
+                Ok(match f {
+                    SharedFeature::Numeric { grid, counts } => ReferenceFeature::Numeric {
+                        grid: Arc::new(grid),
+                        counts: Arc::new(counts),
+                    },
+                    SharedFeature::Levels { levels, missing } => ReferenceFeature::Levels(
+                        Arc::new(CategoricalReference::from_counts(levels, missing, &config)?),
+                    ),
+                })
+            })
+            .collect::<Result<Vec<_>, MonitorError>>()?;
+        Ok(Self {
+            features,
+            prediction: (Arc::new(shared.prediction.0), Arc::new(shared.prediction.1)),
+            rows: shared.rows,
+            from_training: shared.from_training,
+            subjects: HashSet::new(),
+            id: shared.id,
+            made_at: shared.rank,
+            adopted: true,
         })
     }
 }
@@ -202,6 +301,10 @@ pub struct Summary {
     pub prediction: Option<(Arc<NumericGrid>, Arc<Histogram>, Histogram)>,
     pub reference_rows: usize,
     pub from_training: bool,
+    /// The reference's id ([`SharedReference::id`]), once there is one.
+    pub reference_id: Option<String>,
+    /// Whether the reference was taken from the fleet.
+    pub reference_adopted: bool,
     pub attributions: AttributionSums,
     pub rows_with_outcome: u64,
 }
@@ -797,18 +900,70 @@ impl Windows {
             }
         });
         if drop_reference {
-            self.reference = None;
-            self.drift = vec![None; self.features.len()];
-            self.prediction_drift = None;
-            // The window's rows have left before (it is past its first rows): collect
-            // the next ones apart.
-            self.collecting = Some(Collect::Apart(Box::new(Collecting {
-                features: vec![Column::default(); self.names.len()],
-                ..Collecting::default()
-            })));
-            self.fresh += 1;
+            self.drop_reference();
         }
         removed
+    }
+
+    fn drop_reference(&mut self) {
+        self.reference = None;
+        self.drift = vec![None; self.features.len()];
+        self.prediction_drift = None;
+        // The window's rows have left before (it is past its first rows): collect the
+        // next ones apart.
+        self.collecting = Some(Collect::Apart(Box::new(Collecting {
+            features: vec![Column::default(); self.names.len()],
+            ..Collecting::default()
+        })));
+        self.fresh += 1;
+    }
+
+    /// The reference made here (not one taken from the fleet), as a fleet shares it.
+    pub(super) fn shared_reference(&self) -> Option<SharedReference> {
+        self.reference
+            .as_ref()
+            .filter(|r| !r.adopted)
+            .map(|r| r.share(&self.names))
+    }
+
+    /// Makes the fleet's reference this window's (counting the window on its grids),
+    /// unless it is already.
+    pub(super) fn adopt_reference(&mut self, shared: SharedReference) -> Result<(), String> {
+        if self.reference.as_ref().is_some_and(|r| r.id == shared.id) {
+            return Ok(());
+        }
+        if shared.names != self.names || shared.features.len() != self.names.len() {
+            return Err("the fleet's drift reference is for other features".to_owned());
+        }
+        let grids_fit = shared
+            .features
+            .iter()
+            .filter_map(|f| match f {
+                SharedFeature::Numeric { grid, counts } => Some((grid, counts)),
+                SharedFeature::Levels { .. } => None,
+            })
+            .chain([(&shared.prediction.0, &shared.prediction.1)])
+            .all(|(grid, counts)| counts.counts.len() == grid.cells());
+        if !grids_fit {
+            return Err(
+                "the fleet's drift reference has counts that do not fit its grids".to_owned(),
+            );
+        }
+        let reference = Reference::adopt(shared).map_err(|e| e.to_string())?;
+        self.collecting = None;
+        self.install(reference);
+        while self.len() > self.cap {
+            self.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Drops a reference taken from the fleet (the fleet no longer keeps it: a subject
+    /// it may have come from was erased); first rows are collected again.
+    pub(super) fn drop_adopted_reference(&mut self) {
+        if self.reference.as_ref().is_some_and(|r| r.adopted) {
+            self.drop_reference();
+        }
     }
 
     /// Renumbers the records after rows went: a record's rows were pushed together and
@@ -1025,6 +1180,8 @@ impl Windows {
             prediction,
             reference_rows: self.reference.as_ref().map_or(0, |r| r.rows),
             from_training: self.reference.as_ref().is_some_and(|r| r.from_training),
+            reference_id: self.reference.as_ref().map(|r| r.id.clone()),
+            reference_adopted: self.reference.as_ref().is_some_and(|r| r.adopted),
             attributions: self.sums.clone(),
             rows_with_outcome: self.with_outcome,
         }
@@ -1229,6 +1386,58 @@ mod tests {
             let total: u64 = drift.levels.iter().map(|l| l.reference).sum();
             assert_eq!(total, 10);
         }
+    }
+
+    /// A replica of a fleet takes another's reference: it counts its own window on that
+    /// reference's grids (so that the two windows' counts add), does not offer it as its
+    /// own, and drops it when told the fleet no longer keeps it.
+    #[test]
+    fn a_reference_taken_from_another_window_counts_this_window_on_its_grids() {
+        let protected = protected();
+        let mut maker = Windows::new(10, false);
+        maker.add(&names(), (0..10).map(|i| numbered(i, "s")), &protected);
+        maker.finish_reference().unwrap();
+        let shared = maker.shared_reference().unwrap();
+        assert_eq!(shared.rank, 0, "first rows rank below any training window");
+
+        let mut taker = Windows::new(10, false);
+        taker.add(&names(), (30..45).map(|i| numbered(i, "t")), &protected);
+        taker.adopt_reference(shared.clone()).unwrap();
+        let s = taker.summary();
+        assert_eq!(s.reference_id.as_deref(), Some(shared.id.as_str()));
+        assert!(s.reference_adopted);
+        assert!(
+            taker.shared_reference().is_none(),
+            "offered only by its maker"
+        );
+        let Some(FeatureSummary::Numeric {
+            grid,
+            reference,
+            current,
+        }) = s.drift.as_ref().map(|d| d[0].clone())
+        else {
+            panic!("numeric drift of x")
+        };
+        assert_eq!(*reference, grid.count((0..10).map(|i| i as f64)));
+        // The window back to its size, counted on the maker's grid.
+        assert_eq!(current, grid.count((35..45).map(|i| i as f64)));
+
+        // Another schema's reference is refused, and nothing changes.
+        let mut other = shared.clone();
+        other.id = "other".to_owned();
+        other.names.pop();
+        assert!(taker.adopt_reference(other).is_err());
+        assert_eq!(
+            taker.summary().reference_id.as_deref(),
+            Some(shared.id.as_str())
+        );
+
+        taker.drop_adopted_reference();
+        assert!(taker.summary().reference_id.is_none());
+        assert!(taker.summary().drift.is_none());
+        // A reference made here is not dropped that way.
+        maker.drop_adopted_reference();
+        assert!(maker.summary().reference_id.is_some());
     }
 
     proptest! {
