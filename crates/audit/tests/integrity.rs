@@ -437,8 +437,12 @@ fn the_write_ahead_log_stays_under_its_bound_under_sustained_writes_and_a_reader
         bounded <= 12 * bound,
         "the WAL reached {bounded} bytes with a bound of {bound}"
     );
+    // The control run shows the bound is what keeps it small: without one the WAL
+    // grows well past both the bound and the bounded run's largest (60–80 MB on a quiet
+    // machine; 12 MB seen on one busy with the rest of the suite, where the bounded run
+    // reached 4 MB).
     assert!(
-        unbounded > 12 * bound,
-        "the control run's WAL stayed at {unbounded} bytes: the test cannot tell"
+        unbounded > 4 * bound && unbounded > 2 * bounded,
+        "the control run's WAL stayed at {unbounded} bytes (bounded: {bounded}): the test cannot tell"
     );
 }
