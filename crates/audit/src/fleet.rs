@@ -232,6 +232,28 @@ impl FleetStore {
         })
     }
 
+    /// Opens a field sealed under `key_id` for `context` (a clear one, `None`, as is).
+    fn open_field(
+        &self,
+        key_id: Option<String>,
+        context: &str,
+        field: &'static str,
+        stored: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        match key_id {
+            Some(key) => self
+                .config
+                .keys
+                .open(&key, context, field, &stored)
+                .map_err(|source| StoreError::Open {
+                    id: context.to_owned(),
+                    field,
+                    source,
+                }),
+            None => Ok(stored),
+        }
+    }
+
     /// Seals a replica's monitoring summary (its level counts name feature values) as
     /// text: `sealed:<key id>:<base64>`; clear when the store does not seal fields.
     fn seal_summary(&self, route: &str, writer: &str, summary: &str) -> Result<String, StoreError> {
@@ -263,15 +285,7 @@ impl FleetStore {
         let sealed = base64::engine::general_purpose::STANDARD
             .decode(body)
             .map_err(|_| corrupt("not base64"))?;
-        let opened = self
-            .config
-            .keys
-            .open(key_id, &context, MONITOR_FIELD, &sealed)
-            .map_err(|source| StoreError::Open {
-                id: context.clone(),
-                field: MONITOR_FIELD,
-                source,
-            })?;
+        let opened = self.open_field(Some(key_id.to_owned()), &context, MONITOR_FIELD, sealed)?;
         String::from_utf8(opened).map_err(|_| corrupt("not UTF-8"))
     }
 
@@ -389,19 +403,7 @@ impl FleetStore {
         let id: String = row.try_get(0)?;
         let key_id: Option<String> = row.try_get(1)?;
         let stored: Vec<u8> = row.try_get(2)?;
-        let context = format!("{route}\0{id}");
-        let body = match key_id {
-            Some(key) => self
-                .config
-                .keys
-                .open(&key, &context, REFERENCE_FIELD, &stored)
-                .map_err(|source| StoreError::Open {
-                    id: context.clone(),
-                    field: REFERENCE_FIELD,
-                    source,
-                })?,
-            None => stored,
-        };
+        let body = self.open_field(key_id, &format!("{route}\0{id}"), REFERENCE_FIELD, stored)?;
         Ok(Some((id, body)))
     }
 
@@ -471,7 +473,6 @@ impl FleetStore {
                 &[&route, &limit, &limit],
             )?)
         })?;
-        let keys = &self.config.keys;
         let mut out = Vec::with_capacity(found.len());
         let mut newest = 0;
         for row in &found {
@@ -479,16 +480,7 @@ impl FleetStore {
             let id: String = row.try_get(1)?;
             let key_id: Option<String> = row.try_get(5)?;
             let stored: Vec<u8> = row.try_get(6)?;
-            let payload = match key_id {
-                Some(key) => keys
-                    .open(&key, &id, TRAINING_FIELD, &stored)
-                    .map_err(|source| StoreError::Open {
-                        id: id.clone(),
-                        field: TRAINING_FIELD,
-                        source,
-                    })?,
-                None => stored,
-            };
+            let payload = self.open_field(key_id, &id, TRAINING_FIELD, stored)?;
             out.push(TrainingBatch {
                 route: route.to_owned(),
                 time_ms: row.try_get(2)?,
