@@ -12,7 +12,8 @@ use sidelight_config::{
     AttachMode, Audience, AuditBackend, AuditConfig, AuditDurability, DecisionConfig,
     DistillConfig, ExplainConfig, FeatureConfig, FeatureKindConfig, GroupConfig, LogConfig,
     MonitorConfig, OutputConfig, PrivacyConfig, ProtectedConfig, ProtocolName, QueueFull,
-    ReviewConfig, Role, RouteConfig, StoreFailure, SurrogateConfig, TokenConfig, WordingConfig,
+    ReasonConfig, ReviewConfig, Role, RouteConfig, StoreFailure, SurrogateConfig, TokenConfig,
+    WordingConfig,
 };
 use sidelight_demo_model::data::applications;
 use sidelight_demo_model::server::PREDICT_PATH;
@@ -252,6 +253,37 @@ fn report_config(db: &std::path::Path, key: &std::path::Path) -> String {
 }
 
 /// The credit model's words in English and German, the same files as
+/// The credit route's reason codes, worded by `custom-reason-<code>` in
+/// examples/narration; none covers a protected feature (age, personal status).
+fn credit_reasons() -> Vec<ReasonConfig> {
+    [
+        ("CHECKING_ACCOUNT", &["checking_account"][..]),
+        ("LOAN_DURATION", &["duration_months"]),
+        ("CREDIT_HISTORY", &["credit_history"]),
+        ("LOAN_PURPOSE", &["purpose"]),
+        ("LOAN_AMOUNT", &["credit_amount"]),
+        ("SAVINGS", &["savings"]),
+        ("EMPLOYMENT", &["employed_since", "job"]),
+        ("INSTALMENT_RATE", &["installment_rate_pct_income"]),
+        ("HOME", &["home"]),
+        (
+            "OTHER_CREDITS",
+            &[
+                "other_installment_plans",
+                "existing_credits",
+                "other_debtors",
+            ],
+        ),
+    ]
+    .into_iter()
+    .map(|(code, features)| ReasonConfig {
+        code: code.to_owned(),
+        features: features.iter().map(|f| (*f).to_owned()).collect(),
+        statement: None,
+    })
+    .collect()
+}
+
 /// examples/narration/: embedded, so that the demo needs no files.
 fn credit_wording() -> Vec<FtlSource> {
     vec![
@@ -396,6 +428,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 name: "home".to_owned(),
                 features: vec!["housing".to_owned(), "property".to_owned()],
             }],
+            reasons: credit_reasons(),
         }),
         // Protected attributes are personal data (pii), pseudonymised by default; age
         // is kept as a five-year band instead, which an auditor can still read and which

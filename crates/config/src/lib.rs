@@ -45,8 +45,8 @@ pub use review::{HoldFallback, ReviewConfig};
 
 pub use live::{
     AttachMode, Audience, DecisionConfig, DistillConfig, ExplainConfig, ExplainLimits,
-    FeatureConfig, FeatureKindConfig, GroupConfig, NarrationConfig, OutputConfig, ProtocolName,
-    StateConfig, SurrogateConfig, WordingConfig,
+    FeatureConfig, FeatureKindConfig, GroupConfig, MAX_REASON_CODES, NarrationConfig, OutputConfig,
+    ProtocolName, ReasonConfig, StateConfig, SurrogateConfig, WordingConfig,
 };
 
 /// Everything `sidelight serve` needs to run.

@@ -345,7 +345,32 @@ pub struct ExplainConfig {
     /// Features people read together (customers read the group).
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// The principal reasons an unfavourable decision can give, each a stable code
+    /// (`[[routes.explain.reasons]]`): the form adverse-action notices use.
+    #[serde(default)]
+    pub reasons: Vec<ReasonConfig>,
 }
+
+/// One reason code: the features (or groups) it stands for, never a protected one, and
+/// its statement. An unfavourable decision lists the codes whose features counted
+/// against it most (at most [`MAX_REASON_CODES`]), each worded by the narration's
+/// `custom-reason-<code>` message in the customer's language, else by `statement`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonConfig {
+    /// A stable code ("R01", "INSUFFICIENT_SAVINGS"): letters, digits, `_` and `-`.
+    pub code: String,
+    /// The configured features or groups it covers.
+    pub features: Vec<String>,
+    /// Its statement when the narration has no `custom-reason-<code>` message in a
+    /// language ("Insufficient savings").
+    #[serde(default)]
+    pub statement: Option<String>,
+}
+
+/// How many reason codes an unfavourable decision lists at most (Regulation B's
+/// adverse-action notices give no more than four principal reasons).
+pub const MAX_REASON_CODES: usize = 4;
 
 /// What one request may cost a route's explanation and learning
 /// (`[routes.explain.limits]`). Past a limit the model's answer goes on unexplained
@@ -664,6 +689,70 @@ impl ExplainConfig {
                         format!("`{member}` is already in another group"),
                     ));
                 }
+            }
+        }
+        let mut codes = std::collections::HashSet::new();
+        for (i, reason) in self.reasons.iter().enumerate() {
+            let at_reason = |field: &str| format!("{key}.reasons[{i}].{field}");
+            let well_formed = !reason.code.is_empty()
+                && reason
+                    .code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !well_formed {
+                return Err((
+                    at_reason("code"),
+                    format!(
+                        "`{}` is not a code: use letters, digits, `_` and `-`",
+                        reason.code
+                    ),
+                ));
+            }
+            if !codes.insert(reason.code.as_str()) {
+                return Err((
+                    at_reason("code"),
+                    format!("`{}` is listed twice", reason.code),
+                ));
+            }
+            if reason.features.is_empty() {
+                return Err((
+                    at_reason("features"),
+                    "a reason needs at least one feature or group".into(),
+                ));
+            }
+            for name in &reason.features {
+                let members: Vec<&str> = match self.groups.iter().find(|g| g.name == *name) {
+                    Some(group) => group.features.iter().map(String::as_str).collect(),
+                    None if names.contains(name.as_str()) => vec![name.as_str()],
+                    None => {
+                        return Err((
+                            at_reason("features"),
+                            format!(
+                                "`{name}` is not a configured feature or group of this route \
+                                 (reasons name features listed in [[routes.explain.features]])"
+                            ),
+                        ));
+                    }
+                };
+                let protected = members
+                    .iter()
+                    .find(|m| self.features.iter().any(|f| f.name == **m && f.protected));
+                if let Some(protected) = protected {
+                    return Err((
+                        at_reason("features"),
+                        format!(
+                            "`{protected}` is protected: a reason for a decision never names a \
+                             protected feature"
+                        ),
+                    ));
+                }
+            }
+            if reason
+                .statement
+                .as_deref()
+                .is_some_and(|s| s.trim().is_empty())
+            {
+                return Err((at_reason("statement"), "must not be empty".into()));
             }
         }
         if let Some(t) = self.decision.threshold {

@@ -148,6 +148,31 @@ fn invalid_values_name_their_key() {
              features = [\"x\", \"nope\"]\n",
             "routes[0].explain.groups[0].features",
         ),
+        // A reason code never covers a protected feature, even through a group.
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[[routes.explain.features]]\nname = \"x\"\n\
+             kind = \"numeric\"\n[[routes.explain.features]]\nname = \"age\"\n\
+             kind = \"numeric\"\nprotected = true\n[[routes.explain.groups]]\nname = \"g\"\n\
+             features = [\"x\", \"age\"]\n[[routes.explain.reasons]]\ncode = \"R1\"\n\
+             features = [\"g\"]\n",
+            "routes[0].explain.reasons[0].features",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[[routes.explain.features]]\nname = \"x\"\n\
+             kind = \"numeric\"\n[[routes.explain.reasons]]\ncode = \"R 1\"\n\
+             features = [\"x\"]\n",
+            "routes[0].explain.reasons[0].code",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[[routes.explain.features]]\nname = \"x\"\n\
+             kind = \"numeric\"\n[[routes.explain.reasons]]\ncode = \"R1\"\n\
+             features = [\"x\"]\n[[routes.explain.reasons]]\ncode = \"R1\"\n\
+             features = [\"nope\"]\n",
+            "routes[0].explain.reasons[1].code",
+        ),
         (
             "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
              protocol = \"kserve_v1\"\n[routes.explain.distill]\nenabled = true\n\

@@ -118,6 +118,21 @@ pub fn outcome_message_id(outcome: &str) -> String {
     id
 }
 
+/// The Fluent id of the message that states reason code `code` in one language:
+/// `custom-reason-` followed by the code (`custom-reason-R01 = Zu geringe Ersparnisse`).
+pub fn reason_message_id(code: &str) -> String {
+    let mut id = String::from(CUSTOM_PREFIX);
+    id.push_str("reason-");
+    for c in code.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            id.push(c);
+        } else {
+            id.push('_');
+        }
+    }
+    id
+}
+
 /// The Fluent id of the message describing feature `name`: `feature-` followed by the
 /// name, with every character that a Fluent identifier cannot hold replaced by `_`.
 pub fn feature_message_id(name: &str) -> String {

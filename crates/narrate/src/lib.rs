@@ -111,7 +111,7 @@ mod number;
 mod overrides;
 mod source;
 
-pub use catalogue::{feature_message_id, outcome_message_id};
+pub use catalogue::{feature_message_id, outcome_message_id, reason_message_id};
 pub use compose::{MAX_REASONS, SMALL_SHARE};
 pub use error::{NarrateError, Result};
 pub use input::{

@@ -118,6 +118,37 @@ impl Narrator {
             .collect()
     }
 
+    /// The statement of reason code `code` in `locale`: the narration's
+    /// `custom-reason-<code>` message in that language, else in English; `None` when no
+    /// language has it (the caller then uses the config's statement).
+    pub fn reason_statement(&self, code: &str, locale: &Locale) -> Option<String> {
+        let id = crate::catalogue::reason_message_id(code);
+        let lang = self.language_index(locale);
+        self.own_message(lang, &id, None)
+            .or_else(|| self.own_message(0, &id, None))
+    }
+
+    /// Checks the `custom-reason-<code>` messages of reason code `code` (they are given
+    /// no variables) and returns whether English has one (else the config must give the
+    /// statement).
+    pub fn check_reason(&self, code: &str) -> Result<bool> {
+        let id = crate::catalogue::reason_message_id(code);
+        for language in &self.languages {
+            if let Some(definition) = language.definitions.get(&id) {
+                if let Some((variable, line)) = definition.variables.first() {
+                    return Err(NarrateError::UnknownVariable {
+                        file: definition.file.clone(),
+                        line: *line,
+                        id,
+                        variable: variable.clone(),
+                        offered: "none".to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(self.own_message(0, &id, None).is_some())
+    }
+
     /// The best language for an `Accept-Language` header; English when nothing matches.
     pub fn negotiate(&self, accept_language: Option<&str>) -> Locale {
         let requested = accept_language

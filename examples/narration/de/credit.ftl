@@ -60,3 +60,16 @@ custom-credit-decision = { $favourable ->
 
 custom-outcome-approved = genehmigt
 custom-outcome-declined = abgelehnt
+
+# Begründungscodes ([[routes.explain.reasons]]): die Hauptgründe einer Ablehnung. Ohne
+# Variablen.
+custom-reason-CHECKING_ACCOUNT = Kontostand Ihres Girokontos
+custom-reason-LOAN_DURATION = Beantragte Laufzeit des Kredits
+custom-reason-CREDIT_HISTORY = Ihre bisherige Kreditgeschichte
+custom-reason-LOAN_PURPOSE = Verwendungszweck des Kredits
+custom-reason-LOAN_AMOUNT = Beantragte Kreditsumme
+custom-reason-SAVINGS = Vorhandene Ersparnisse
+custom-reason-EMPLOYMENT = Dauer und Art der Beschäftigung
+custom-reason-INSTALMENT_RATE = Rate im Verhältnis zu Ihrem Einkommen
+custom-reason-HOME = Wohnsituation und Eigentum
+custom-reason-OTHER_CREDITS = Andere Kredite und Verpflichtungen

@@ -56,3 +56,16 @@ custom-credit-decision = { $favourable ->
     [yes] Your loan application has been approved.
    *[no] We cannot approve your loan application at this time.
 }
+
+# Reason codes ([[routes.explain.reasons]]): the principal reasons of a declined
+# application, as an adverse-action notice states them. No variables.
+custom-reason-CHECKING_ACCOUNT = Balance of your current account
+custom-reason-LOAN_DURATION = Length of the loan requested
+custom-reason-CREDIT_HISTORY = Your credit history
+custom-reason-LOAN_PURPOSE = Purpose of the loan
+custom-reason-LOAN_AMOUNT = Amount of credit requested
+custom-reason-SAVINGS = Savings held
+custom-reason-EMPLOYMENT = Length and kind of employment
+custom-reason-INSTALMENT_RATE = Instalment as a share of your income
+custom-reason-HOME = Housing and property
+custom-reason-OTHER_CREDITS = Other credits and obligations

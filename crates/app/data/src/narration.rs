@@ -57,6 +57,26 @@ pub fn prepare(config: &Config, extra: Vec<FtlSource>) -> Result<Wording, Config
         let Some(explain) = &route.explain else {
             continue;
         };
+        for (j, reason) in explain.reasons.iter().enumerate() {
+            let key = format!("routes[{i}].explain.reasons[{j}]");
+            let worded = narrator
+                .check_reason(&reason.code)
+                .map_err(|e| ConfigError::Invalid {
+                    key: format!("{key}.code"),
+                    message: e.to_string(),
+                })?;
+            if !worded && reason.statement.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.statement"),
+                    message: format!(
+                        "reason `{}` has no statement: give one here, or a `{}` message in the \
+                         English narration files",
+                        reason.code,
+                        sidelight_narrate::reason_message_id(&reason.code)
+                    ),
+                });
+            }
+        }
         let spec = route_spec(&explain.wording, &file_name, &config_text);
         let overrides = narrator
             .compile_overrides(&spec)

@@ -166,6 +166,10 @@ pub struct RowExplanation {
     /// Why `text` is `null`: `low_fidelity` or `invalid_input`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub withheld_reason: Option<&'static str>,
+    /// An unfavourable decision's principal reasons, as stable codes (routes with
+    /// `[[routes.explain.reasons]]`; none when the text is withheld).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reason_codes: Vec<ReasonCode>,
     /// Every feature's contribution in schema order, whatever the audience saw; kept for
     /// the probe check, never sent.
     #[serde(skip)]
@@ -186,6 +190,69 @@ pub struct RowFidelity {
     pub local_error: f64,
     /// The surrogate's R² on held-out traffic.
     pub r2: f64,
+}
+
+/// One principal reason for an unfavourable decision (`[[routes.explain.reasons]]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReasonCode {
+    pub code: String,
+    /// Its statement in the explanation's language.
+    pub statement: String,
+    /// How much its features counted against the decision together, in the
+    /// explanation's space (positive).
+    pub weight: f64,
+}
+
+/// The reason codes of an unfavourable decision: each configured reason's features'
+/// contributions summed and turned towards "against" (the decision's direction), those
+/// that counted against it, most first, at most [`MAX_REASON_CODES`]. Reasons never
+/// cover a protected feature (`config check` refuses them).
+fn reason_codes(
+    names: &[String],
+    contributions: &[f64],
+    config: &ExplainConfig,
+    narrator: &Narrator,
+    locale: &Locale,
+) -> Vec<ReasonCode> {
+    let index = |name: &str| names.iter().position(|n| n == name);
+    let mut codes: Vec<ReasonCode> = config
+        .reasons
+        .iter()
+        .filter_map(|reason| {
+            let total: f64 = reason
+                .features
+                .iter()
+                .flat_map(
+                    |name| match config.groups.iter().find(|g| g.name == *name) {
+                        Some(group) => group.features.iter().map(String::as_str).collect(),
+                        None => vec![name.as_str()],
+                    },
+                )
+                .filter_map(index)
+                .filter_map(|i| contributions.get(i))
+                .sum();
+            let weight = if config.decision.higher_is_favourable {
+                -total
+            } else {
+                total
+            };
+            (weight > 0.0).then(|| ReasonCode {
+                code: reason.code.clone(),
+                statement: narrator
+                    .reason_statement(&reason.code, locale)
+                    .or_else(|| reason.statement.clone())
+                    .unwrap_or_else(|| reason.code.clone()),
+                weight,
+            })
+        })
+        .collect();
+    codes.sort_by(|a, b| {
+        b.weight
+            .total_cmp(&a.weight)
+            .then_with(|| a.code.cmp(&b.code))
+    });
+    codes.truncate(sidelight_config::MAX_REASON_CODES);
+    codes
 }
 
 /// A group's part in a prediction: the sum of its members' contributions.
@@ -541,6 +608,17 @@ impl LiveModel {
                 contribution: g.members.iter().map(|&i| attribution.values[i]).sum(),
             })
             .collect();
+        let reason_codes = if favourable || narration.withheld_reason.is_some() {
+            Vec::new()
+        } else {
+            reason_codes(
+                &self.names,
+                &attribution.values,
+                ask.config,
+                ask.narrator,
+                &narration.locale,
+            )
+        };
         let mut groups = Vec::new();
         if ask.audience == Audience::Customer {
             attributions = for_customer(attributions, &ask.config.features, &group_contributions);
@@ -572,6 +650,7 @@ impl LiveModel {
             caveat: narration.caveat,
             locale: narration.locale.to_string(),
             withheld_reason: narration.withheld_reason,
+            reason_codes,
             schema_contributions: attribution.values,
             threshold,
             next_step_skipped: due && !in_budget,
@@ -1076,8 +1155,73 @@ mod tests {
             wording: Default::default(),
             distill: Default::default(),
             groups: Vec::new(),
+            reasons: Vec::new(),
             surrogate: Default::default(),
         }
+    }
+
+    /// An unfavourable decision's reason codes: each reason's features summed (a group
+    /// through its members), turned towards "against" by the decision's direction,
+    /// only those that counted against it, most first, at most four; a statement from
+    /// the narration in the customer's language, else the config's.
+    #[test]
+    fn reason_codes_rank_what_counted_against_the_decision() {
+        let names: Vec<String> = ["a", "b", "c", "d", "e", "f"].map(str::to_owned).to_vec();
+        let reason = |code: &str, features: &[&str], statement: Option<&str>| {
+            sidelight_config::ReasonConfig {
+                code: code.to_owned(),
+                features: features.iter().map(|f| (*f).to_owned()).collect(),
+                statement: statement.map(str::to_owned),
+            }
+        };
+        let mut config = config();
+        config.groups = vec![crate::config::GroupConfig {
+            name: "de".to_owned(),
+            features: vec!["d".to_owned(), "e".to_owned()],
+        }];
+        config.reasons = vec![
+            reason("A", &["a"], Some("Reason a")),
+            reason("B", &["b"], Some("Reason b")),
+            reason("C", &["c"], None),
+            reason("DE", &["de"], Some("Reason d and e")),
+            reason("F", &["f"], Some("Reason f")),
+            reason("AB", &["a", "b"], Some("Reasons a and b")),
+        ];
+        let narrator = Narrator::builtin()
+            .unwrap()
+            .with_overrides(vec![
+                sidelight_narrate::FtlSource::new("en", "en.ftl", "custom-reason-C = Reason c\n"),
+                sidelight_narrate::FtlSource::new("de", "de.ftl", "custom-reason-C = Grund c\n"),
+            ])
+            .unwrap();
+        // Higher is favourable: negative contributions count against.
+        let contributions = [-0.5, 0.2, -0.1, -0.3, -0.25, -0.05];
+        let english = Locale::english();
+        let codes = reason_codes(&names, &contributions, &config, &narrator, &english);
+        let listed: Vec<(&str, f64)> = codes.iter().map(|c| (c.code.as_str(), c.weight)).collect();
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        assert_eq!(listed[0].0, "DE");
+        assert!((listed[0].1 - 0.55).abs() < 1e-12);
+        assert_eq!(listed[1].0, "A");
+        assert_eq!(listed[2].0, "AB");
+        assert!((listed[2].1 - 0.3).abs() < 1e-12);
+        assert_eq!(listed[3].0, "C");
+        assert!(
+            codes.iter().all(|c| c.code != "B"),
+            "b counted for the decision"
+        );
+        assert_eq!(codes[3].statement, "Reason c");
+        assert_eq!(codes[1].statement, "Reason a");
+        let german = Locale::parse("de").unwrap();
+        let codes = reason_codes(&names, &contributions, &config, &narrator, &german);
+        assert_eq!(codes[3].statement, "Grund c");
+        // Lower is favourable: the other way round.
+        config.decision.higher_is_favourable = false;
+        let codes = reason_codes(&names, &contributions, &config, &narrator, &english);
+        assert_eq!(
+            codes.iter().map(|c| c.code.as_str()).collect::<Vec<_>>(),
+            ["B"]
+        );
     }
 
     fn trained() -> LiveModel {
