@@ -116,6 +116,51 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
         "{explanation}"
     );
     assert!(text.contains("The main reason"), "{explanation}");
+    // A declined application lists its principal reasons as codes with statements
+    // (at most four, from the demo's list, none about a protected attribute); an
+    // approved one lists none.
+    let codes = explanation["reason_codes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if text.starts_with("Your loan application has been approved.") {
+        assert!(codes.is_empty(), "{explanation}");
+    }
+    // A clearly weak application: overdrawn account, a long large loan, no savings.
+    let weak = body
+        .replace("no checking account", "... < 0 DM")
+        .replace("\"duration_months\": 12", "\"duration_months\": 60")
+        .replace("\"credit_amount\": 2500", "\"credit_amount\": 15000")
+        .replace(
+            "existing credits paid back duly till now",
+            "no credits taken/ all credits paid back duly",
+        );
+    let answer = send(
+        &client(),
+        Method::POST,
+        &format!("{proxy}/v1/models/credit:predict"),
+        &[("content-type", "application/json")],
+        full(weak),
+    )
+    .await;
+    let declined = answer.json()["explanations"][0].clone();
+    let text = declined["text"].as_str().unwrap_or_default().to_owned();
+    let codes = declined["reason_codes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(text.starts_with("We cannot approve"), "{declined}");
+    {
+        assert!((1..=4).contains(&codes.len()), "{explanation}");
+        for code in &codes {
+            let statement = code["statement"].as_str().unwrap_or_default();
+            assert!(
+                !statement.is_empty() && !statement.contains("custom-"),
+                "{code}"
+            );
+            assert!(code["weight"].as_f64().unwrap_or(0.0) > 0.0, "{code}");
+        }
+    }
     for protected in ["age", "sex", "foreign", "personal status"] {
         assert!(!text.contains(protected), "{text}");
     }
