@@ -106,44 +106,31 @@ pub(crate) fn kind(id: &str) -> Option<Kind> {
 /// identifier cannot hold replaced by `_` (`custom-outcome-declined = abgelehnt`). A
 /// language without it uses the config's word as it is.
 pub fn outcome_message_id(outcome: &str) -> String {
-    let mut id = String::from(CUSTOM_PREFIX);
-    id.push_str("outcome-");
-    for c in outcome.chars() {
-        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-            id.push(c);
-        } else {
-            id.push('_');
-        }
-    }
-    id
+    message_id(&[CUSTOM_PREFIX, "outcome-"], outcome)
 }
 
 /// The Fluent id of the message that states reason code `code` in one language:
 /// `custom-reason-` followed by the code (`custom-reason-R01 = Zu geringe Ersparnisse`).
 pub fn reason_message_id(code: &str) -> String {
-    let mut id = String::from(CUSTOM_PREFIX);
-    id.push_str("reason-");
-    for c in code.chars() {
-        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-            id.push(c);
-        } else {
-            id.push('_');
-        }
-    }
-    id
+    message_id(&[CUSTOM_PREFIX, "reason-"], code)
 }
 
 /// The Fluent id of the message describing feature `name`: `feature-` followed by the
 /// name, with every character that a Fluent identifier cannot hold replaced by `_`.
 pub fn feature_message_id(name: &str) -> String {
-    let mut id = String::with_capacity(FEATURE_PREFIX.len() + name.len());
-    id.push_str(FEATURE_PREFIX);
-    for c in name.chars() {
+    message_id(&[FEATURE_PREFIX], name)
+}
+
+/// `prefix` followed by `name`, with every character that a Fluent identifier cannot
+/// hold replaced by `_`.
+fn message_id(prefix: &[&str], name: &str) -> String {
+    let mut id = prefix.concat();
+    id.extend(name.chars().map(|c| {
         if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-            id.push(c);
+            c
         } else {
-            id.push('_');
+            '_'
         }
-    }
+    }));
     id
 }
