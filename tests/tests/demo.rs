@@ -48,14 +48,17 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
         "other_debtors": "none", "residence_since_years": 2, "property": "car or other",
         "age_years": 35, "other_installment_plans": "none", "housing": "own", "existing_credits": 1,
         "job": "skilled employee/ official", "dependents": 1, "telephone": "no", "foreign_worker": "yes"}]}"#;
-    let answer = send(
-        &client(),
-        Method::POST,
-        &format!("{proxy}/v1/models/credit:predict"),
-        &[("content-type", "application/json")],
-        full(body),
-    )
-    .await;
+    let predict = async |body: String| {
+        send(
+            &client(),
+            Method::POST,
+            &format!("{proxy}/v1/models/credit:predict"),
+            &[("content-type", "application/json")],
+            full(body),
+        )
+        .await
+    };
+    let answer = predict(body.to_owned()).await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     let p = answer.json()["predictions"][0].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&p));
@@ -89,14 +92,7 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
     // customer's words, never naming a protected attribute.
     let deadline = Instant::now() + Duration::from_secs(60);
     let explained = loop {
-        let answer = send(
-            &client(),
-            Method::POST,
-            &format!("{proxy}/v1/models/credit:predict"),
-            &[("content-type", "application/json")],
-            full(body),
-        )
-        .await;
+        let answer = predict(body.to_owned()).await;
         let json = answer.json();
         if json.get("explanations").is_some() {
             break json;
@@ -135,14 +131,7 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
             "existing credits paid back duly till now",
             "no credits taken/ all credits paid back duly",
         );
-    let answer = send(
-        &client(),
-        Method::POST,
-        &format!("{proxy}/v1/models/credit:predict"),
-        &[("content-type", "application/json")],
-        full(weak),
-    )
-    .await;
+    let answer = predict(weak).await;
     let declined = answer.json()["explanations"][0].clone();
     let text = declined["text"].as_str().unwrap_or_default().to_owned();
     let codes = declined["reason_codes"]
