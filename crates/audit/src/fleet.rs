@@ -11,8 +11,9 @@
 //! - **Erasures** (`fleet_erasures`): the subjects erased through any replica, which the
 //!   others read to drop the subject from their memory.
 //! - **Monitoring summaries** (`fleet_monitor`): each replica's latest counts and sums
-//!   per route (one row per replica and route), which every replica merges into the
-//!   fleet's fairness and attribution figures.
+//!   per route (one sealed row per replica and route), which every replica merges into
+//!   the fleet's fairness, attribution and drift figures; and the fleet's drift
+//!   reference per route (`fleet_reference`), which every replica counts drift against.
 //! - **Trainer election**: a session advisory lock per route
 //!   ([`FleetStore::try_lead`]); the holder trains, and the lock goes with its session.
 //!   A second lock per route ([`FleetStore::try_lead_alerts`]) picks the one replica that
@@ -232,6 +233,24 @@ impl FleetStore {
         })
     }
 
+    /// Seals `bytes` as field `field` of `context` with the active key, returning them
+    /// with the key's id; as they are, with `None`, when the store does not seal fields.
+    fn seal_field(
+        &self,
+        context: &str,
+        field: &str,
+        bytes: &[u8],
+    ) -> Result<(Vec<u8>, Option<String>), StoreError> {
+        if !self.config.encrypt {
+            return Ok((bytes.to_vec(), None));
+        }
+        let keys = &self.config.keys;
+        let sealed = keys
+            .seal(context, field, bytes)
+            .ok_or_else(|| StoreError::Seal(context.to_owned()))?;
+        Ok((sealed, Some(keys.active_id().to_owned())))
+    }
+
     /// Opens a field sealed under `key_id` for `context` (a clear one, `None`, as is).
     fn open_field(
         &self,
@@ -257,20 +276,15 @@ impl FleetStore {
     /// Seals a replica's monitoring summary (its level counts name feature values) as
     /// text: `sealed:<key id>:<base64>`; clear when the store does not seal fields.
     fn seal_summary(&self, route: &str, writer: &str, summary: &str) -> Result<String, StoreError> {
-        if !self.config.encrypt {
-            return Ok(summary.to_owned());
-        }
-        use base64::Engine as _;
-        let keys = &self.config.keys;
         let context = format!("{route}\0{writer}");
-        let sealed = keys
-            .seal(&context, MONITOR_FIELD, summary.as_bytes())
-            .ok_or_else(|| StoreError::Seal(context.clone()))?;
-        Ok(format!(
-            "{SEALED_SUMMARY}{}:{}",
-            keys.active_id(),
-            base64::engine::general_purpose::STANDARD.encode(sealed)
-        ))
+        match self.seal_field(&context, MONITOR_FIELD, summary.as_bytes())? {
+            (sealed, Some(key_id)) => {
+                use base64::Engine as _;
+                let text = base64::engine::general_purpose::STANDARD.encode(sealed);
+                Ok(format!("{SEALED_SUMMARY}{key_id}:{text}"))
+            }
+            (_, None) => Ok(summary.to_owned()),
+        }
     }
 
     fn open_summary(&self, route: &str, writer: &str, text: String) -> Result<String, StoreError> {
@@ -353,16 +367,7 @@ impl FleetStore {
         time_ms: i64,
         body: &[u8],
     ) -> Result<String, StoreError> {
-        let keys = &self.config.keys;
-        let context = format!("{route}\0{id}");
-        let (stored, key_id) = if self.config.encrypt {
-            let sealed = keys
-                .seal(&context, REFERENCE_FIELD, body)
-                .ok_or_else(|| StoreError::Seal(context.clone()))?;
-            (sealed, Some(keys.active_id().to_owned()))
-        } else {
-            (body.to_vec(), None)
-        };
+        let (stored, key_id) = self.seal_field(&format!("{route}\0{id}"), REFERENCE_FIELD, body)?;
         self.with(|s| {
             let mut tx = s.client.transaction()?;
             tx.execute(
@@ -424,18 +429,10 @@ impl FleetStore {
         if batches.is_empty() {
             return Ok(());
         }
-        let keys = &self.config.keys;
         let mut sealed = Vec::with_capacity(batches.len());
         for b in batches {
             let id = format!("{}:{}", self.writer, uuid_like());
-            let (payload, key_id) = if self.config.encrypt {
-                let bytes = keys
-                    .seal(&id, TRAINING_FIELD, &b.payload)
-                    .ok_or_else(|| StoreError::Seal(id.clone()))?;
-                (bytes, Some(keys.active_id().to_owned()))
-            } else {
-                (b.payload.clone(), None)
-            };
+            let (payload, key_id) = self.seal_field(&id, TRAINING_FIELD, &b.payload)?;
             sealed.push((id, payload, key_id, to_i64(b.rows, "rows")?));
         }
         self.with(|s| {
@@ -545,15 +542,15 @@ impl FleetStore {
             // Every published surrogate that learnt from the subject's rows (or may have:
             // one of an earlier release lists none) loses its serialised form, so that no
             // replica loads it again, now or after a restart.
-            // The drift references go too: a replica cannot tell whose rows another's
-            // came from. Each replica made its own against its own subjects and offers it
-            // again if the subject was not among them.
-            tx.execute("DELETE FROM fleet_reference", &[])?;
             tx.execute(
                 "UPDATE fleet_surrogates SET surrogate = NULL, reason = reason || $2 \
                  WHERE surrogate IS NOT NULL AND (subjects IS NULL OR $1 = ANY(subjects))",
                 &[&digest, &RETIRED_REASON],
             )?;
+            // The drift references go too: a replica cannot tell whose rows another's
+            // came from. Each replica made its own against its own subjects and offers it
+            // again if the subject was not among them.
+            tx.execute("DELETE FROM fleet_reference", &[])?;
             tx.commit()?;
             Ok(n)
         })
