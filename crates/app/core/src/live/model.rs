@@ -103,6 +103,8 @@ pub struct LiveModel {
     scales: Vec<f64>,
     /// The configured groups present in the schema, with their members' schema indices.
     groups: Vec<Group>,
+    /// The configured reason codes, with their features' schema indices.
+    reasons: Vec<Reason>,
     /// Per schema feature, the range of the numbers the surrogate was trained on (none
     /// for other kinds, or a surrogate restored without its window).
     ranges: Vec<Option<(f64, f64)>>,
@@ -203,56 +205,75 @@ pub struct ReasonCode {
     pub weight: f64,
 }
 
-/// The reason codes of an unfavourable decision: each configured reason's features'
-/// contributions summed and turned towards "against" (the decision's direction), those
-/// that counted against it, most first, at most [`MAX_REASON_CODES`]. Reasons never
-/// cover a protected feature (`config check` refuses them).
-fn reason_codes(
-    names: &[String],
-    contributions: &[f64],
-    config: &ExplainConfig,
-    narrator: &Narrator,
-    locale: &Locale,
-) -> Vec<ReasonCode> {
+/// A configured reason code, resolved against the schema.
+#[derive(Debug, Clone)]
+struct Reason {
+    code: String,
+    statement: Option<String>,
+    /// Schema indices of its features (a group's through its members) that the schema
+    /// has.
+    members: Vec<usize>,
+}
+
+/// The route's reason codes with their features' schema indices.
+fn reasons(config: &ExplainConfig, names: &[String]) -> Vec<Reason> {
     let index = |name: &str| names.iter().position(|n| n == name);
-    let mut codes: Vec<ReasonCode> = config
+    config
         .reasons
         .iter()
-        .filter_map(|reason| {
-            let total: f64 = reason
+        .map(|reason| Reason {
+            code: reason.code.clone(),
+            statement: reason.statement.clone(),
+            members: reason
                 .features
                 .iter()
                 .flat_map(
                     |name| match config.groups.iter().find(|g| g.name == *name) {
-                        Some(group) => group.features.iter().map(String::as_str).collect(),
-                        None => vec![name.as_str()],
+                        Some(group) => group.features.iter().filter_map(|m| index(m)).collect(),
+                        None => index(name).into_iter().collect::<Vec<_>>(),
                     },
                 )
-                .filter_map(index)
-                .filter_map(|i| contributions.get(i))
-                .sum();
-            let weight = if config.decision.higher_is_favourable {
-                -total
-            } else {
-                total
-            };
-            (weight > 0.0).then(|| ReasonCode {
-                code: reason.code.clone(),
-                statement: narrator
-                    .reason_statement(&reason.code, locale)
-                    .or_else(|| reason.statement.clone())
-                    .unwrap_or_else(|| reason.code.clone()),
-                weight,
-            })
+                .collect(),
         })
+        .collect()
+}
+
+/// The reason codes of an unfavourable decision: each reason's features' contributions
+/// summed and turned towards "against" (the decision's direction), those that counted
+/// against it, most first, at most [`MAX_REASON_CODES`], each worded in `locale`.
+/// Reasons never cover a protected feature (`config check` refuses them).
+fn reason_codes(
+    reasons: &[Reason],
+    contributions: &[f64],
+    higher_is_favourable: bool,
+    narrator: &Narrator,
+    locale: &Locale,
+) -> Vec<ReasonCode> {
+    let mut against: Vec<(f64, &Reason)> = reasons
+        .iter()
+        .map(|reason| {
+            let total: f64 = reason
+                .members
+                .iter()
+                .filter_map(|&i| contributions.get(i))
+                .sum();
+            (if higher_is_favourable { -total } else { total }, reason)
+        })
+        .filter(|(weight, _)| *weight > 0.0)
         .collect();
-    codes.sort_by(|a, b| {
-        b.weight
-            .total_cmp(&a.weight)
-            .then_with(|| a.code.cmp(&b.code))
-    });
-    codes.truncate(sidelight_config::MAX_REASON_CODES);
-    codes
+    against.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.code.cmp(&b.1.code)));
+    against.truncate(sidelight_config::MAX_REASON_CODES);
+    against
+        .into_iter()
+        .map(|(weight, reason)| ReasonCode {
+            code: reason.code.clone(),
+            statement: narrator
+                .reason_statement(&reason.code, locale)
+                .or_else(|| reason.statement.clone())
+                .unwrap_or_else(|| reason.code.clone()),
+            weight,
+        })
+        .collect()
 }
 
 /// A group's part in a prediction: the sum of its members' contributions.
@@ -397,6 +418,7 @@ impl LiveModel {
             .collect();
         let ranges = stats.iter().map(|s| s.range).collect();
         let groups = groups(config, &names);
+        let reasons = reasons(config, &names);
         Ok(Self {
             record,
             surrogate,
@@ -408,6 +430,7 @@ impl LiveModel {
             scales,
             ranges,
             groups,
+            reasons,
             provenance: super::state::Provenance::default(),
             mask: None,
         })
@@ -612,9 +635,9 @@ impl LiveModel {
             Vec::new()
         } else {
             reason_codes(
-                &self.names,
+                &self.reasons,
                 &attribution.values,
-                ask.config,
+                rule.higher_is_favourable,
                 ask.narrator,
                 &narration.locale,
             )
@@ -1197,7 +1220,8 @@ mod tests {
         // Higher is favourable: negative contributions count against.
         let contributions = [-0.5, 0.2, -0.1, -0.3, -0.25, -0.05];
         let english = Locale::english();
-        let codes = reason_codes(&names, &contributions, &config, &narrator, &english);
+        let resolved = reasons(&config, &names);
+        let codes = reason_codes(&resolved, &contributions, true, &narrator, &english);
         let listed: Vec<(&str, f64)> = codes.iter().map(|c| (c.code.as_str(), c.weight)).collect();
         assert_eq!(listed.len(), 4, "{listed:?}");
         assert_eq!(listed[0].0, "DE");
@@ -1213,11 +1237,10 @@ mod tests {
         assert_eq!(codes[3].statement, "Reason c");
         assert_eq!(codes[1].statement, "Reason a");
         let german = Locale::parse("de").unwrap();
-        let codes = reason_codes(&names, &contributions, &config, &narrator, &german);
+        let codes = reason_codes(&resolved, &contributions, true, &narrator, &german);
         assert_eq!(codes[3].statement, "Grund c");
         // Lower is favourable: the other way round.
-        config.decision.higher_is_favourable = false;
-        let codes = reason_codes(&names, &contributions, &config, &narrator, &english);
+        let codes = reason_codes(&resolved, &contributions, false, &narrator, &english);
         assert_eq!(
             codes.iter().map(|c| c.code.as_str()).collect::<Vec<_>>(),
             ["B"]
