@@ -840,11 +840,10 @@ async fn augment(
         // compute thread and back would add. More rows in these few bytes go to the
         // pool in chunks, as a larger request's do.
         let work = std::panic::AssertUnwindSafe(|| {
-            let (request, response) = (&request_bytes[..], &response_bytes[..]);
             read_and_explain(
                 live,
-                request,
-                response,
+                &request_bytes,
+                &response_bytes,
                 &ask.target,
                 at_once,
                 INLINE_MAX_ROWS,
@@ -864,11 +863,10 @@ async fn augment(
         let at_once = std::sync::Mutex::new(at_once);
         let submitted = stores.pool.submit_chunked(lane, 1, 1, move |_| {
             let job = at_once.lock().ok().and_then(|mut job| job.take());
-            let (request, response) = (&request_bytes[..], &response_bytes[..]);
             vec![read_and_explain(
                 &live,
-                request,
-                response,
+                &request_bytes,
+                &response_bytes,
                 &target,
                 job,
                 ROWS_PER_CHUNK,
