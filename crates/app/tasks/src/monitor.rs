@@ -140,20 +140,8 @@ impl DriftShare {
                         missing: their_missing,
                     }),
                 ) => {
-                    let mut at: std::collections::HashMap<String, usize> = current
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (l, _))| (l.clone(), i))
-                        .collect();
-                    for (level, n) in theirs {
-                        match at.get(&level) {
-                            Some(&i) => current[i].1 += n,
-                            None => {
-                                at.insert(level.clone(), current.len());
-                                current.push((level, n));
-                            }
-                        }
-                    }
+                    // A level listed by both replicas is added up by `compare_counts`.
+                    current.extend(theirs);
                     *missing += their_missing;
                 }
                 _ => {}
@@ -167,16 +155,21 @@ impl DriftShare {
 }
 
 impl Share {
+    /// Whether this share merges with a replica's of `groups` and `names`: the same
+    /// protected attributes and rows, or no row yet (an idle replica has nothing to
+    /// merge, and is not another config).
     fn fits(&self, groups: &[(String, Vec<String>)], names: &[String]) -> bool {
-        self.groups == groups
-            && (self.names == names || self.names.is_empty() || names.is_empty())
-            && self.fairness.len() == self.groups.len()
+        self.names.is_empty()
+            || (self.groups == groups
+                && (self.names == names || names.is_empty())
+                && self.fairness.len() == self.groups.len())
     }
 
-    /// Adds this share to a replica's own summary: counts and sums add exactly.
-    /// Returns whether its drift counts merged too.
-    fn merge_into(self, summary: &mut Summary) -> bool {
-        let drift = self.drift.is_some_and(|d| d.merge_into(summary));
+    /// Adds this share to a replica's own summary: counts and sums add exactly; its
+    /// drift counts only when `with_drift` (the replica shares its own, against the
+    /// fleet's reference). Returns whether its drift counts merged.
+    fn merge_into(self, summary: &mut Summary, with_drift: bool) -> bool {
+        let drift = with_drift && self.drift.is_some_and(|d| d.merge_into(summary));
         if summary.names.is_empty() {
             summary.names = self.names;
             summary.fairness = self.fairness;
@@ -442,7 +435,7 @@ impl MonitorJob {
                 for (_, text) in others {
                     match serde_json::from_str::<Share>(&text) {
                         Ok(other) if other.fits(&groups, &summary.names) => {
-                            if other.merge_into(summary) && drift_replicas > 0 {
+                            if other.merge_into(summary, mine.drift.is_some()) {
                                 drift_replicas += 1;
                             }
                             replicas += 1;
@@ -494,15 +487,6 @@ impl MonitorJob {
             .reference_id
             .as_ref()
             .filter(|_| !summary.reference_adopted);
-        if let Some(old) = offered.as_ref().filter(|o| Some(*o) != made_here) {
-            // Dropped here (an erased subject's rows were in it): not the fleet's either.
-            match store.retire_reference(route, old) {
-                Ok(()) => *offered = None,
-                Err(e) => errors.push(format!(
-                    "a drift reference this replica dropped could not be withdrawn from the fleet: {e}"
-                )),
-            }
-        }
         let mut fleet = match store.reference_id(route) {
             Ok(id) => id,
             Err(e) => {
@@ -512,29 +496,24 @@ impl MonitorJob {
                 return false;
             }
         };
-        if let Some(mine) = made_here {
-            let offer =
-                fleet.is_none() || (fleet.as_ref() != Some(mine) && offered.as_ref() != Some(mine));
-            if offer {
-                let shared = self.monitor.shared_reference().filter(|r| r.id == *mine);
-                if let Some(shared) = shared {
-                    let kept = serde_json::to_vec(&shared)
-                        .map_err(|e| e.to_string())
-                        .and_then(|body| {
-                            store
-                                .offer_reference(route, &shared.id, shared.rank, now, &body)
-                                .map_err(|e| e.to_string())
-                        });
-                    match kept {
-                        Ok(id) => {
-                            *offered = Some(shared.id);
-                            fleet = Some(id);
-                        }
-                        Err(e) => errors.push(format!(
-                            "this replica's drift reference could not be offered to the fleet: {e}"
-                        )),
+        // The one made here, when the fleet has none or it is new: a newer one replaces
+        // one offered before in the same statement, so that no replica sees none.
+        self.offer_own(store, made_here, &mut fleet, &mut offered, now, errors);
+        if let Some(old) = offered.clone().filter(|o| Some(o) != made_here) {
+            if fleet.as_ref() == Some(&old) {
+                // Dropped here (an erased subject's rows were in it) and still the
+                // fleet's: withdrawn, and the one made here since offered in its place.
+                match store.retire_reference(route, &old) {
+                    Ok(()) => {
+                        (fleet, *offered) = (None, None);
+                        self.offer_own(store, made_here, &mut fleet, &mut offered, now, errors);
                     }
+                    Err(e) => errors.push(format!(
+                        "a drift reference this replica dropped could not be withdrawn from the fleet: {e}"
+                    )),
                 }
+            } else {
+                *offered = None;
             }
         }
         match fleet {
@@ -565,6 +544,46 @@ impl MonitorJob {
                 }
                 false
             }
+        }
+    }
+
+    /// Offers the reference made here (`mine`) to the fleet when the fleet has none, or
+    /// when this replica has not offered it yet; `fleet` and `offered` follow.
+    fn offer_own(
+        &self,
+        store: &FleetStore,
+        mine: Option<&String>,
+        fleet: &mut Option<String>,
+        offered: &mut Option<String>,
+        now: i64,
+        errors: &mut Vec<String>,
+    ) {
+        let Some(mine) = mine else {
+            return;
+        };
+        let due =
+            fleet.is_none() || (fleet.as_ref() != Some(mine) && offered.as_ref() != Some(mine));
+        if !due {
+            return;
+        }
+        let Some(shared) = self.monitor.shared_reference().filter(|r| r.id == *mine) else {
+            return;
+        };
+        let kept = serde_json::to_vec(&shared)
+            .map_err(|e| e.to_string())
+            .and_then(|body| {
+                store
+                    .offer_reference(&self.monitor.route, &shared.id, shared.rank, now, &body)
+                    .map_err(|e| e.to_string())
+            });
+        match kept {
+            Ok(id) => {
+                *offered = Some(shared.id);
+                *fleet = Some(id);
+            }
+            Err(e) => errors.push(format!(
+                "this replica's drift reference could not be offered to the fleet: {e}"
+            )),
         }
     }
 
@@ -723,11 +742,10 @@ impl MonitorJob {
         out
     }
 
-    /// Applies the readings to the route's alerts and publishes the transitions (only
-    /// when `send`: in a fleet one replica per route sends them).
-    /// Logs and delivers the alerts that changed state. `send`: this replica sends the
-    /// fleet's alerts (always, outside a fleet); `own_drift`: its drift is its own (not
-    /// counted against the fleet's reference), so it alerts on it itself.
+    /// Applies the readings to the route's alerts, then logs and delivers the alerts
+    /// that changed state. `send`: this replica sends the fleet's alerts (always,
+    /// outside a fleet); `own_drift`: its drift is its own (not counted against the
+    /// fleet's reference), so it alerts on it itself.
     fn raise(&self, readings: Vec<Reading>, now: i64, send: bool, own_drift: bool) {
         let (transitions, firing) = {
             let mut book = self.alerts.lock().unwrap_or_else(PoisonError::into_inner);
