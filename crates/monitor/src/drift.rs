@@ -317,23 +317,54 @@ fn ks_test(a: &[f64], b: &[f64]) -> Option<KsTest> {
     })
 }
 
+/// The PSI cut points of sorted values (NaN removed): the `k/bins` quantiles
+/// (⌈kn/bins⌉-th value) for k = 1 … bins − 1, without repeats.
+pub(crate) fn psi_cuts(sorted: &[f64], bins: usize) -> Vec<f64> {
+    let n = sorted.len();
+    let mut edges: Vec<f64> = Vec::with_capacity(bins.saturating_sub(1));
+    if n > 0 {
+        for k in 1..bins {
+            // ⌈kn/B⌉ − 1 (0-based), in integers.
+            let idx = (k.saturating_mul(n)).div_ceil(bins).max(1) - 1;
+            let e = sorted[idx.min(n - 1)];
+            if edges.last() != Some(&e) {
+                edges.push(e);
+            }
+        }
+    }
+    edges
+}
+
+/// The PSI bins and the PSI of reference and current counts per bin (`edges`: each
+/// bin's inclusive upper edge but the last's). The reference must not be empty.
+pub(crate) fn psi_bins(
+    edges: &[f64],
+    reference: &[u64],
+    current: &[u64],
+    epsilon: f64,
+) -> (Vec<PsiBin>, Option<f64>) {
+    let nr: u64 = reference.iter().sum();
+    let nc: u64 = current.iter().sum();
+    let bins = reference
+        .iter()
+        .zip(current)
+        .enumerate()
+        .map(|(i, (&r, &c))| PsiBin {
+            upper_edge: edges.get(i).copied(),
+            reference: r as f64 / nr as f64,
+            current: if nc == 0 { 0.0 } else { c as f64 / nc as f64 },
+        })
+        .collect();
+    (bins, psi(reference, current, epsilon))
+}
+
 impl NumericReference {
     /// Sorts the reference values (NaN counted as missing) and fixes the PSI cut points.
     pub fn new(values: &[f64], config: &DriftConfig) -> Result<Self, MonitorError> {
         config.validate()?;
         let (sorted, missing) = sorted_values(values);
         let n = sorted.len();
-        let mut edges: Vec<f64> = Vec::with_capacity(config.bins - 1);
-        if n > 0 {
-            for k in 1..config.bins {
-                // ⌈kn/B⌉ − 1 (0-based), in integers.
-                let idx = (k.saturating_mul(n)).div_ceil(config.bins) - 1;
-                let e = sorted[idx.min(n - 1)];
-                if edges.last() != Some(&e) {
-                    edges.push(e);
-                }
-            }
-        }
+        let edges = psi_cuts(&sorted, config.bins);
         let counts = if n > 0 {
             bin_counts(&sorted, &edges)
         } else {
@@ -375,18 +406,7 @@ impl NumericReference {
             (Vec::new(), None)
         } else {
             let cur = bin_counts(current, &self.edges);
-            let bins = self
-                .counts
-                .iter()
-                .zip(&cur)
-                .enumerate()
-                .map(|(i, (&r, &c))| PsiBin {
-                    upper_edge: self.edges.get(i).copied(),
-                    reference: r as f64 / nr as f64,
-                    current: if nc == 0 { 0.0 } else { c as f64 / nc as f64 },
-                })
-                .collect();
-            (bins, psi(&self.counts, &cur, self.config.epsilon))
+            psi_bins(&self.edges, &self.counts, &cur, self.config.epsilon)
         };
         NumericDrift {
             reference_count: nr as u64,
@@ -491,7 +511,8 @@ impl CategoricalReference {
     }
 
     /// Compares a current window kept as level counts with this reference: the same
-    /// result as [`CategoricalReference::compare`] over the values counted.
+    /// result as [`CategoricalReference::compare`] over the values counted. A level may
+    /// be listed more than once (counts of several windows): its counts add.
     pub fn compare_counts<S: AsRef<str>>(
         &self,
         current: impl IntoIterator<Item = (S, u64)>,

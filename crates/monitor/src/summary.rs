@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::MonitorError;
 use crate::attribution::{AttributionSummary, protected_flags, summary_of_means};
-use crate::drift::{DriftConfig, KsTest, NumericDrift, PsiBin, psi};
+use crate::drift::{DriftConfig, KsTest, NumericDrift, psi_bins, psi_cuts};
 use crate::stats::kolmogorov_sf;
 
 /// The cut points of a numeric feature's reference, and where its PSI bins end.
@@ -51,21 +51,14 @@ impl NumericGrid {
     }
 
     /// As [`NumericGrid::new`], sorting `values` in place rather than a copy of them.
-    pub fn from_values(mut sorted: Vec<f64>, config: &DriftConfig) -> Result<Self, MonitorError> {
+    pub fn from_values(mut values: Vec<f64>, config: &DriftConfig) -> Result<Self, MonitorError> {
         config.validate()?;
-        sorted.retain(|x| !x.is_nan());
-        sorted.sort_unstable_by(f64::total_cmp);
+        values.retain(|x| !x.is_nan());
+        values.sort_unstable_by(f64::total_cmp);
+        let sorted = values;
         let n = sorted.len();
         let quantile = |k: usize, of: usize| sorted[(k.saturating_mul(n).div_ceil(of)).max(1) - 1];
-        let mut psi_cuts: Vec<f64> = Vec::new();
-        if n > 0 {
-            for k in 1..config.bins {
-                let e = quantile(k, config.bins);
-                if psi_cuts.last() != Some(&e) {
-                    psi_cuts.push(e);
-                }
-            }
-        }
+        let psi_cuts = psi_cuts(&sorted, config.bins);
         // -0.0 and 0.0 compare equal: one point for both.
         let mut distinct: Vec<f64> = Vec::new();
         for &x in &sorted {
@@ -113,6 +106,16 @@ impl NumericGrid {
                 .enumerate()
                 .map(|(i, &x)| (x, h.counts[2 * i + 1]))
         })
+    }
+
+    /// Whether the grid is one [`NumericGrid::from_values`] can make: points ascending
+    /// without repeats or NaN, PSI edges ascending among them. One read from elsewhere
+    /// (a fleet's shared reference) is checked before it is counted on.
+    pub fn is_valid(&self) -> bool {
+        self.points.iter().all(|x| !x.is_nan())
+            && self.points.windows(2).all(|w| w[0] < w[1])
+            && self.psi_edges.windows(2).all(|w| w[0] < w[1])
+            && self.psi_edges.iter().all(|&e| e < self.points.len())
     }
 
     /// How many cells a histogram on this grid has.
@@ -174,17 +177,12 @@ impl NumericGrid {
         let (bins, psi_value) = if nr == 0 {
             (Vec::new(), None)
         } else {
-            let bins = ref_bins
+            let edges: Vec<f64> = self
+                .psi_edges
                 .iter()
-                .zip(&cur_bins)
-                .enumerate()
-                .map(|(i, (&r, &c))| PsiBin {
-                    upper_edge: self.psi_edges.get(i).map(|&e| self.points[e]),
-                    reference: r as f64 / nr as f64,
-                    current: if nc == 0 { 0.0 } else { c as f64 / nc as f64 },
-                })
+                .filter_map(|&e| self.points.get(e).copied())
                 .collect();
-            (bins, psi(&ref_bins, &cur_bins, config.epsilon))
+            psi_bins(&edges, &ref_bins, &cur_bins, config.epsilon)
         };
         NumericDrift {
             reference_count: nr,
