@@ -182,8 +182,9 @@ pub struct MonitorReport {
 
 /// How a fleet's monitoring figures were made: `window_rows`, `rows_seen`,
 /// `rows_with_outcome`, `fairness` and `attribution.summary` are the fleet's (every
-/// replica's window together); `drift`, the proxies and `fidelity` are this replica's,
-/// against its own reference.
+/// replica's window together), and so is `drift` once `shared_reference` (the replicas
+/// counting against the fleet's reference); the proxies and `fidelity` are this
+/// replica's.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetView {
     /// Replicas whose summaries were merged, this one included.
@@ -299,16 +300,18 @@ impl RouteMonitor {
     /// `always` (a fleet's figures change with the other replicas' traffic too).
     pub fn summary(&self, now: i64, always: bool) -> Option<Summary> {
         let mut w = self.windows()?;
-        if let Some(max_age) = self.config.max_age {
-            let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
-            w.expire_before(now.saturating_sub(age));
-        }
+        // The reference first: first rows still in the window become it without being
+        // copied aside, as expiring them first would.
         if w.reference_due() {
             // A sort per feature, once: the request path meanwhile puts its rows in the
             // inbox.
             if let Err(e) = w.finish_reference() {
                 tracing::warn!(route = %self.route, error = %e, "the first rows could not become the drift reference");
             }
+        }
+        if let Some(max_age) = self.config.max_age {
+            let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+            w.expire_before(now.saturating_sub(age));
         }
         if w.fresh == 0 && !always && self.latest.load().is_some() {
             return None;
@@ -317,14 +320,67 @@ impl RouteMonitor {
         Some(w.summary())
     }
 
-    /// For each protected attribute, the `top_k` features most associated with it in
-    /// the window: a sweep over the window's columns (the request path meanwhile puts
-    /// its rows in the inbox).
+    /// For each protected attribute (features and attributes outside the rows), the
+    /// `top_k` other features most associated with it in the window (see
+    /// `sidelight_monitor::possible_proxies`, which this follows column by column so as
+    /// not to widen every column at once). The window is locked only while a column is
+    /// copied out, never for the statistics: outcomes and attributes reported meanwhile
+    /// join at once. Each association is over the rows both columns had; an erasure
+    /// during the sweep starts it again (once).
     pub fn proxies(&self, top_k: usize) -> Vec<sidelight_monitor::ProxyCandidate> {
-        match self.windows() {
-            Some(w) => w.proxies(&self.config.protected, top_k),
-            None => Vec::new(),
+        for _ in 0..2 {
+            if let Some(found) = self.sweep_proxies(top_k) {
+                return found;
+            }
         }
+        Vec::new()
+    }
+
+    /// One sweep; `None` when an erasure renumbered the rows during it.
+    fn sweep_proxies(&self, top_k: usize) -> Option<Vec<sidelight_monitor::ProxyCandidate>> {
+        let (sources, span, names) = {
+            let w = self.windows()?;
+            let (sources, span) = w.proxy_sources(&self.config.protected);
+            (sources, span, w.names.clone())
+        };
+        let mut found: Vec<Vec<(usize, sidelight_monitor::Association)>> =
+            vec![Vec::new(); sources.len()];
+        let (mut numbers, mut codes) = (Vec::new(), Vec::new());
+        for j in 0..names.len() {
+            if sources.iter().any(|s| s.feature == Some(j)) {
+                continue;
+            }
+            let (levels, at) = self.windows()?.widen_feature(j, &mut numbers, &mut codes)?;
+            if at.erasures != span.erasures {
+                return None;
+            }
+            // The rows both copies hold, by sequence number.
+            let first = span.first.max(at.first);
+            let end = (span.first + span.rows as u64).min(at.first + at.rows as u64);
+            let (Ok(from_source), Ok(from_column), Ok(rows)) = (
+                usize::try_from(first.saturating_sub(span.first)),
+                usize::try_from(first.saturating_sub(at.first)),
+                usize::try_from(end.saturating_sub(first)),
+            ) else {
+                continue;
+            };
+            let other = window::widened(&numbers, &codes, levels, from_column..from_column + rows);
+            for (k, source) in sources.iter().enumerate() {
+                let values = source.values(from_source..from_source + rows);
+                if let Some(a) = sidelight_monitor::association(&values, &other) {
+                    found[k].push((j, a));
+                }
+            }
+        }
+        Some(
+            sources
+                .iter()
+                .zip(found)
+                .flat_map(|(source, list)| {
+                    sidelight_monitor::rank_proxies(&source.name, &names, list, top_k)
+                })
+                .collect(),
+        )
     }
 
     /// Joins an outcome reported for audit record `id` to its rows still in the window
@@ -606,6 +662,94 @@ mod tests {
                 ..Observation::default()
             }),
         );
+    }
+
+    /// The sweep of possible proxies, a column at a time, finds what the crate's
+    /// definition finds over the whole window at once, after rows left the window.
+    #[test]
+    fn the_proxy_sweep_finds_what_the_crates_definition_finds() {
+        let monitor = RouteMonitor::new(
+            "m",
+            MonitorConfig {
+                window_rows: 300,
+                protected: vec![ProtectedConfig {
+                    feature: "g".to_owned(),
+                    privileged: "a".to_owned(),
+                    unprivileged: vec!["b".to_owned()],
+                    bands: Vec::new(),
+                    header: None,
+                    reported: false,
+                }],
+                ..MonitorConfig::default()
+            },
+        );
+        let names: Vec<String> = ["g", "x", "y", "c"].map(str::to_owned).to_vec();
+        let row = |i: usize| {
+            let g = if i % 3 == 0 { "a" } else { "b" };
+            vec![
+                Value::Text(g.to_owned()),
+                Value::Number(if g == "a" { 1.0 } else { 5.0 } + (i % 7) as f64),
+                Value::Number((i * 37 % 101) as f64),
+                Value::Text(format!("l{}", i % 4)),
+            ]
+        };
+        monitor.push(
+            &names,
+            (0..500).map(|i| Observation {
+                row: Arc::from(row(i)),
+                ..Observation::default()
+            }),
+        );
+        // The computation makes the first rows the reference and trims the window.
+        assert_eq!(monitor.summary(1, true).unwrap().window_rows, 300);
+        let kept: Vec<Vec<Value>> = (200..500).map(row).collect();
+        let numbers = |j: usize| -> Vec<f64> {
+            kept.iter()
+                .map(|r| match &r[j] {
+                    Value::Number(x) => *x,
+                    _ => f64::NAN,
+                })
+                .collect()
+        };
+        let texts = |j: usize| -> Vec<Option<&str>> {
+            kept.iter()
+                .map(|r| match &r[j] {
+                    Value::Text(t) => Some(t.as_str()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (g, x, y, c) = (texts(0), numbers(1), numbers(2), texts(3));
+        let columns = [
+            sidelight_monitor::Column {
+                name: "g",
+                values: sidelight_monitor::Values::Categorical(&g),
+            },
+            sidelight_monitor::Column {
+                name: "x",
+                values: sidelight_monitor::Values::Numeric(&x),
+            },
+            sidelight_monitor::Column {
+                name: "y",
+                values: sidelight_monitor::Values::Numeric(&y),
+            },
+            sidelight_monitor::Column {
+                name: "c",
+                values: sidelight_monitor::Values::Categorical(&c),
+            },
+        ];
+        let expected = sidelight_monitor::possible_proxies(&columns, &["g"], 3).unwrap();
+        let found = monitor.proxies(3);
+        assert_eq!(found.len(), expected.len());
+        for (f, e) in found.iter().zip(&expected) {
+            assert_eq!((&f.protected, &f.feature), (&e.protected, &e.feature));
+            assert_eq!(f.association.measure, e.association.measure);
+            assert!(
+                (f.association.value - e.association.value).abs() < 1e-9,
+                "{f:?} {e:?}"
+            );
+        }
+        assert_eq!(found[0].feature, "x", "{found:?}");
     }
 
     /// Rows that arrive while a computation copies the window wait in the inbox and are

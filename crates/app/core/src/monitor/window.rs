@@ -17,8 +17,8 @@ use half::bf16;
 use sidelight_config::ProtectedConfig;
 use sidelight_explain::Value;
 use sidelight_monitor::{
-    Association, AttributionSums, CategoricalReference, DriftConfig, GroupCounts, Histogram,
-    MonitorError, NumericGrid, ProxyCandidate, Values,
+    AttributionSums, CategoricalReference, DriftConfig, GroupCounts, Histogram, MonitorError,
+    NumericGrid, Values,
 };
 
 #[cfg(test)]
@@ -257,6 +257,46 @@ struct Collecting {
     subjects: Vec<u64>,
 }
 
+/// A protected attribute's values, widened for a sweep of possible proxies.
+#[derive(Debug)]
+pub(super) struct ProxySource {
+    pub(super) name: String,
+    /// Its place among the features, if it is one.
+    pub(super) feature: Option<usize>,
+    numbers: Vec<f64>,
+    codes: Vec<u32>,
+    levels: Option<usize>,
+}
+
+impl ProxySource {
+    /// Its values at positions `range` of the rows it was widened from.
+    pub(super) fn values(&self, range: std::ops::Range<usize>) -> Values<'_> {
+        widened(&self.numbers, &self.codes, self.levels, range)
+    }
+}
+
+/// Values widened from a column (coded levels when `levels`), at positions `range`.
+pub(super) fn widened<'a>(
+    numbers: &'a [f64],
+    codes: &'a [u32],
+    levels: Option<usize>,
+    range: std::ops::Range<usize>,
+) -> Values<'a> {
+    match levels {
+        Some(n) => Values::Coded(codes.get(range).unwrap_or_default(), n),
+        None => Values::Numeric(numbers.get(range).unwrap_or_default()),
+    }
+}
+
+/// Where a window's rows were when something was read from it: rows keep their
+/// sequence numbers as others come and go, until an erasure renumbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RowSpan {
+    pub(super) first: u64,
+    pub(super) rows: usize,
+    pub(super) erasures: u64,
+}
+
 /// One feature's drift summaries, as a computation reads them.
 #[derive(Debug, Clone)]
 pub enum FeatureSummary {
@@ -343,6 +383,8 @@ pub(super) struct Windows {
     pub(super) seen: u64,
     /// The sequence number of the first row (rows are numbered as pushed).
     front_seq: u64,
+    /// Erasures that removed rows (and renumbered the rest).
+    erasures: u64,
     /// Per hashed audit record with rows in the window: its first row's sequence
     /// number and how many it has.
     records: HashMap<u64, (u64, u32)>,
@@ -377,6 +419,7 @@ impl Windows {
             fresh: 0,
             seen: 0,
             front_seq: 0,
+            erasures: 0,
             records: HashMap::new(),
             record_order: VecDeque::new(),
             hasher: RandomState::new(),
@@ -879,6 +922,7 @@ impl Windows {
                     c.retain(&keep);
                 }
                 self.renumber(&keep);
+                self.erasures += 1;
                 self.fresh += 1;
             }
         }
@@ -943,7 +987,7 @@ impl Windows {
                 SharedFeature::Levels { .. } => None,
             })
             .chain([(&shared.prediction.0, &shared.prediction.1)])
-            .all(|(grid, counts)| counts.counts.len() == grid.cells());
+            .all(|(grid, counts)| grid.is_valid() && counts.counts.len() == grid.cells());
         if !grids_fit {
             return Err(
                 "the fleet's drift reference has counts that do not fit its grids".to_owned(),
@@ -1187,25 +1231,13 @@ impl Windows {
         }
     }
 
-    /// For each protected attribute (features and attributes outside the rows), the
-    /// `top_k` other features most associated with it in the window (see
-    /// `sidelight_monitor::possible_proxies`, which this follows column by column so as
-    /// not to widen every column at once).
-    pub(super) fn proxies(
+    /// The protected attributes' columns (features, and attributes outside the rows),
+    /// widened for a sweep of possible proxies, with where their rows are.
+    pub(super) fn proxy_sources(
         &self,
         protected: &[ProtectedConfig],
-        top_k: usize,
-    ) -> Vec<ProxyCandidate> {
-        // Two columns widened at a time (a protected one kept, the other in reused
-        // room), never the whole window.
-        struct Source<'a> {
-            name: &'a str,
-            feature: Option<usize>,
-            numbers: Vec<f64>,
-            codes: Vec<u32>,
-            levels: Option<usize>,
-        }
-        let mut sources: Vec<Source<'_>> = Vec::new();
+    ) -> (Vec<ProxySource>, RowSpan) {
+        let mut sources = Vec::new();
         for (k, p) in protected.iter().enumerate() {
             let column = if p.is_feature() {
                 self.names
@@ -1226,8 +1258,8 @@ impl Windows {
                     Values::Coded(_, n) => Some(n),
                     _ => None,
                 };
-                sources.push(Source {
-                    name: &p.feature,
+                sources.push(ProxySource {
+                    name: p.feature.clone(),
                     feature,
                     numbers,
                     codes,
@@ -1235,30 +1267,30 @@ impl Windows {
                 });
             }
         }
-        let mut found: Vec<Vec<(usize, Association)>> = vec![Vec::new(); sources.len()];
-        let (mut numbers, mut codes) = (Vec::new(), Vec::new());
-        for (j, column) in self.features.iter().enumerate() {
-            if sources.iter().any(|s| s.feature == Some(j)) {
-                continue;
-            }
-            let other = column.values_into(&mut numbers, &mut codes);
-            for (k, source) in sources.iter().enumerate() {
-                let values = match source.levels {
-                    Some(n) => Values::Coded(&source.codes, n),
-                    None => Values::Numeric(&source.numbers),
-                };
-                if let Some(a) = sidelight_monitor::association(&values, &other) {
-                    found[k].push((j, a));
-                }
-            }
+        (sources, self.span())
+    }
+
+    /// Feature `j`'s column widened into `numbers` or `codes` (coded levels: `Some` of
+    /// how many), with where its rows are; `None` past the last feature.
+    pub(super) fn widen_feature(
+        &self,
+        j: usize,
+        numbers: &mut Vec<f64>,
+        codes: &mut Vec<u32>,
+    ) -> Option<(Option<usize>, RowSpan)> {
+        let levels = match self.features.get(j)?.values_into(numbers, codes) {
+            Values::Coded(_, n) => Some(n),
+            _ => None,
+        };
+        Some((levels, self.span()))
+    }
+
+    fn span(&self) -> RowSpan {
+        RowSpan {
+            first: self.front_seq,
+            rows: self.len(),
+            erasures: self.erasures,
         }
-        sources
-            .iter()
-            .zip(found)
-            .flat_map(|(source, list)| {
-                sidelight_monitor::rank_proxies(source.name, &self.names, list, top_k)
-            })
-            .collect()
     }
 
     /// The level of a row's protected attribute that is not a feature.
