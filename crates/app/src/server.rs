@@ -388,6 +388,7 @@ impl Sidelight {
             trust,
             reference_max_bytes: usize::try_from(config.server.explanation_max_bytes)
                 .unwrap_or(usize::MAX),
+            kept_records: sidelight_data::notice::KeptRecords::from_config(config.audit.as_ref()),
         };
         for index in 0..config.server.workers.max(1) {
             let listener = match data_listener.try_clone() {

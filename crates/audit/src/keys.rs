@@ -404,6 +404,32 @@ impl Keys {
         self.sealer()?.seal(record_id, field, plaintext)
     }
 
+    /// Seals a short text (a customer's words) with the active key, as text that fits a
+    /// text column: `sealed:<key id>:<base64>`. `None` without a key to seal with.
+    pub fn seal_text(&self, context: &str, field: &str, text: &str) -> Option<String> {
+        use base64::Engine as _;
+        let sealed = self.seal(context, field, text.as_bytes())?;
+        let body = base64::engine::general_purpose::STANDARD.encode(sealed);
+        Some(format!("{SEALED_TEXT}{}:{body}", self.active))
+    }
+
+    /// Opens a text sealed by [`seal_text`](Self::seal_text); a text that is not sealed
+    /// comes back as it is.
+    pub fn open_text(&self, context: &str, field: &str, text: &str) -> Result<String, OpenError> {
+        use base64::Engine as _;
+        let Some(rest) = text.strip_prefix(SEALED_TEXT) else {
+            return Ok(text.to_owned());
+        };
+        let (key_id, body) = rest
+            .split_once(':')
+            .ok_or_else(|| OpenError::Failed(String::new()))?;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| OpenError::Failed(key_id.to_owned()))?;
+        let clear = self.open(key_id, context, field, &sealed)?;
+        String::from_utf8(clear).map_err(|_| OpenError::Failed(key_id.to_owned()))
+    }
+
     /// Opens bytes sealed by [`seal`](Self::seal) with key `key_id`.
     pub fn open(
         &self,
@@ -434,6 +460,9 @@ impl Keys {
         Ok(clear)
     }
 }
+
+/// How a sealed text begins (see [`Keys::seal_text`]).
+const SEALED_TEXT: &str = "sealed:";
 
 /// Seals fields with the active key. Every field gets a nonce of its own: a random
 /// 96-bit base drawn for the sealer, with a per-field counter folded into its last four

@@ -61,9 +61,10 @@ pub use privacy::{FieldRule, PrivacyPolicy};
 pub use record::{Canonical, Consent, GENESIS_HASH, Record, sha256_hex};
 pub use sqlite::{BackgroundCheckpoints, SqliteConfig, SqliteStore, WalLimit, WalStats};
 pub use store::{
-    AuditStore, ChainRow, Checkpoint, ERASABLE_FIELDS, ErasableField, Erasure, ErasureEvent,
-    Feedback, LEGACY_SELECTOR, Page, RecordQuery, Review, StoreError, Stored, checkpoint_mac,
-    checkpoint_mac_ok, erasure_mac, erasure_mac_ok, tombstone_mac, tombstone_mac_ok,
+    AuditStore, CONTEST, ChainRow, Checkpoint, ContestTally, ERASABLE_FIELDS, ERASED_CONTEST,
+    ErasableField, Erasure, ErasureEvent, Feedback, LEGACY_SELECTOR, Page, RecordQuery, Review,
+    StoreError, Stored, checkpoint_mac, checkpoint_mac_ok, erasure_mac, erasure_mac_ok,
+    tombstone_mac, tombstone_mac_ok,
 };
 pub use verify::{BreakKind, VerifyError, VerifyReport, WriterReport, verify};
 pub use witness::{

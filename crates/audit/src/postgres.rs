@@ -42,8 +42,9 @@ use crate::keys::Keys;
 use crate::pg::{PostgresConfig, connect_client, drop_off_thread, settings};
 use crate::record::{GENESIS_HASH, Record};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, Erasure, ErasureEvent, Feedback, Page, RecordQuery, Review,
-    StoreError, Stored, checkpoint_mac, checkpoint_mac_ok, erasure_mac, tombstone_mac,
+    AuditStore, ChainRow, Checkpoint, ERASED_CONTEST, Erasure, ErasureEvent, Feedback, Page,
+    RecordQuery, Review, StoreError, Stored, checkpoint_mac, checkpoint_mac_ok, erasure_mac,
+    tombstone_mac,
 };
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
@@ -608,6 +609,15 @@ impl AuditStore for PostgresStore {
                 Ok(u64::try_from(tombstones.len()).unwrap_or(0))
             })?;
             if erased == 0 {
+                if event.is_some() {
+                    // A contest's words are the customer's: they go with the record.
+                    let clear = format!(
+                        "UPDATE audit_reviews SET reason = '{ERASED_CONTEST}' WHERE decision = 'contest' \
+                         AND reason <> '{ERASED_CONTEST}' AND record_id IN \
+                         (SELECT id FROM audit_records WHERE {filter} AND erased_at IS NOT NULL)"
+                    );
+                    self.with(|s| Ok(s.client.execute(clear.as_str(), &[arg])?))?;
+                }
                 return Ok(total);
             }
             total += erased;

@@ -14,8 +14,9 @@ use crate::common::{
 use crate::keys::Keys;
 use crate::record::{GENESIS_HASH, Record};
 use crate::store::{
-    AuditStore, ChainRow, Checkpoint, Erasure, ErasureEvent, Feedback, LEGACY_SELECTOR, Page,
-    RecordQuery, Review, StoreError, Stored, checkpoint_mac, erasure_mac, tombstone_mac,
+    AuditStore, ChainRow, Checkpoint, ERASED_CONTEST, Erasure, ErasureEvent, Feedback,
+    LEGACY_SELECTOR, Page, RecordQuery, Review, StoreError, Stored, checkpoint_mac, erasure_mac,
+    tombstone_mac,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -787,6 +788,17 @@ impl AuditStore for SqliteStore {
                 .query_map(params![arg], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
             if rows.is_empty() {
+                if event.is_some() {
+                    // A contest's words are the customer's: they go with the record.
+                    tx.execute(
+                        &format!(
+                            "UPDATE reviews SET reason = '{ERASED_CONTEST}' WHERE decision = 'contest' \
+                             AND reason <> '{ERASED_CONTEST}' AND record_id IN \
+                             (SELECT id FROM records WHERE {filter} AND erased_at IS NOT NULL)"
+                        ),
+                        params![arg],
+                    )?;
+                }
                 tx.commit()?;
                 return Ok(total);
             }

@@ -189,7 +189,8 @@ pub struct Review {
     pub time_ms: i64,
     /// Who decided (the token's name).
     pub reviewer: String,
-    /// `confirm`, `override` or `escalate`.
+    /// `confirm`, `override` or `escalate` (a reviewer's), or `contest` (the customer's,
+    /// through `POST /v1/contests`; the reviewer is then `customer`).
     pub decision: String,
     /// The corrected outcome, for `override`.
     pub outcome: Option<serde_json::Value>,
@@ -197,15 +198,91 @@ pub struct Review {
     pub reason: String,
 }
 
+/// A contest's words once its record is erased.
+pub const ERASED_CONTEST: &str = "[erased]";
+
+/// The decision a customer's contest is kept as.
+pub const CONTEST: &str = "contest";
+
 impl Review {
+    /// Whether it is a customer's contest rather than a reviewer's decision.
+    pub fn is_contest(&self) -> bool {
+        self.decision == CONTEST
+    }
+
     /// The record's review state after this decision.
     pub fn state(&self) -> &'static str {
         match self.decision.as_str() {
             "confirm" => "confirmed",
             "override" => "overridden",
+            CONTEST => "contested",
             _ => "escalated",
         }
     }
+}
+
+/// Customers' contests among decisions read in the order they were kept: how many,
+/// how many a reviewer has decided since (the first `confirm` or `override` after the
+/// contest), how many of those changed the decision, and the median time to decide.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ContestTally {
+    pub contested: u64,
+    pub decided: u64,
+    /// Decided by `override`: the contest changed the decision.
+    pub overturned: u64,
+    /// Median hours from a contest to its decision; `None` before the first decision.
+    pub median_hours_to_decision: Option<f64>,
+    /// Contested records by id, to their contest's time, until decided.
+    #[serde(skip)]
+    open: std::collections::HashMap<String, i64>,
+    #[serde(skip)]
+    waits_ms: Vec<i64>,
+}
+
+impl ContestTally {
+    /// Counts one decision; call in the order they were kept.
+    pub fn add(&mut self, review: &Review) {
+        if review.is_contest() {
+            if self
+                .open
+                .insert(review.record_id.clone(), review.time_ms)
+                .is_none()
+            {
+                self.contested += 1;
+            }
+            return;
+        }
+        if !matches!(review.decision.as_str(), "confirm" | "override") {
+            return;
+        }
+        if let Some(at) = self.open.remove(&review.record_id) {
+            self.decided += 1;
+            if review.decision == "override" {
+                self.overturned += 1;
+            }
+            self.waits_ms.push(review.time_ms.saturating_sub(at).max(0));
+            self.median_hours_to_decision = median_hours(&mut self.waits_ms);
+        }
+    }
+
+    /// Contests not decided yet.
+    pub fn open(&self) -> u64 {
+        self.contested.saturating_sub(self.decided)
+    }
+}
+
+fn median_hours(waits_ms: &mut [i64]) -> Option<f64> {
+    if waits_ms.is_empty() {
+        return None;
+    }
+    waits_ms.sort_unstable();
+    let n = waits_ms.len();
+    let middle = if n % 2 == 1 {
+        waits_ms[n / 2] as f64
+    } else {
+        (waits_ms[n / 2 - 1] as f64 + waits_ms[n / 2] as f64) / 2.0
+    };
+    Some(middle / 3_600_000.0)
 }
 
 /// The true outcome of a prediction, reported later.
@@ -570,5 +647,43 @@ impl<S: AuditStore + ?Sized> AuditStore for Box<S> {
     }
     fn last_checkpoint(&self, writer: &str) -> Result<Option<Checkpoint>, StoreError> {
         (**self).last_checkpoint(writer)
+    }
+}
+
+#[cfg(test)]
+mod contest_tests {
+    use super::*;
+
+    fn review(id: &str, decision: &str, hours: i64) -> Review {
+        Review {
+            record_id: id.to_owned(),
+            time_ms: hours * 3_600_000,
+            reviewer: "r".to_owned(),
+            decision: decision.to_owned(),
+            outcome: None,
+            reason: "why".to_owned(),
+        }
+    }
+
+    #[test]
+    fn contests_are_counted_once_and_decided_by_the_first_confirm_or_override_after_them() {
+        let mut tally = ContestTally::default();
+        for r in [
+            review("a", "confirm", 0), // a routine review before any contest
+            review("a", CONTEST, 1),
+            review("b", CONTEST, 2),
+            review("a", "escalate", 3),
+            review("a", "override", 5),  // 4 hours after its contest
+            review("b", "confirm", 50),  // 48 hours after
+            review("b", "override", 60), // already decided
+            review("c", CONTEST, 70),
+        ] {
+            tally.add(&r);
+        }
+        assert_eq!(tally.contested, 3);
+        assert_eq!(tally.decided, 2);
+        assert_eq!(tally.overturned, 1);
+        assert_eq!(tally.open(), 1);
+        assert_eq!(tally.median_hours_to_decision, Some(26.0));
     }
 }

@@ -478,6 +478,18 @@ impl Config {
                 .review
                 .validate(&key("review"))
                 .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+            if route.review.contest_within.is_some() && route.explain.is_none() {
+                return Err(invalid(
+                    &key("review.contest_within"),
+                    "needs [routes.explain]: only explained decisions are recorded and can be contested".to_owned(),
+                ));
+            }
+            if route.review.contest_within.is_some() && self.audit.is_none() {
+                return Err(invalid(
+                    &key("review.contest_within"),
+                    "needs [audit]: a contest is kept with the decision's record".to_owned(),
+                ));
+            }
             if route.review.alerts && route.monitor.is_none() {
                 return Err(invalid(
                     &key("review.alerts"),

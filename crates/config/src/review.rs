@@ -43,6 +43,14 @@ pub struct ReviewConfig {
     /// When a held response's deadline passes: `serve` (as the model answered, marked
     /// undecided) or `reject` (503 `review_timeout`).
     pub hold_fallback: HoldFallback,
+    /// How long after a decision the customer may contest it (`POST /v1/contests` with
+    /// the record's token); absent, decisions cannot be contested through Sidelight.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub contest_within: Option<Duration>,
 }
 
 /// What a held response does when no decision came in time.
@@ -67,6 +75,7 @@ impl Default for ReviewConfig {
             header: None,
             hold: None,
             hold_fallback: HoldFallback::Serve,
+            contest_within: None,
         }
     }
 }
@@ -109,6 +118,14 @@ impl ReviewConfig {
             return Err((
                 key("hold"),
                 "must be longer than zero and at most 5 minutes".to_owned(),
+            ));
+        }
+        if self.contest_within.is_some_and(|d| {
+            d < Duration::from_secs(3600) || d > Duration::from_secs(10 * 366 * 86_400)
+        }) {
+            return Err((
+                key("contest_within"),
+                "must be at least an hour and at most ten years (e.g. \"30days\")".to_owned(),
             ));
         }
         if self.hold.is_some() && !self.any() {

@@ -54,6 +54,50 @@ pub(crate) const MESSAGES: &[(&str, &[&str])] = &[
     ("audit-consent", &["consent"]),
     ("audit-storage", &["facts"]),
     ("audit-none", &[]),
+    // The transparency notice (`GET /v1/notice/{route}`).
+    ("notice-default-title", &[]),
+    ("notice-default-purpose", &[]),
+    ("notice-uses-heading", &[]),
+    ("notice-uses", &[]),
+    ("notice-uses-hidden", &["count"]),
+    ("notice-protected-heading", &[]),
+    ("notice-protected", &[]),
+    ("notice-fairness-monitored", &[]),
+    ("notice-fairness-unmonitored", &[]),
+    ("notice-fairness-fair", &["date"]),
+    ("notice-fairness-disparity", &["date"]),
+    ("notice-fairness-none", &[]),
+    ("notice-reasons-heading", &[]),
+    ("notice-reasons", &[]),
+    ("notice-explanations", &[]),
+    ("notice-record-heading", &[]),
+    ("notice-record-kept", &["days"]),
+    ("notice-record-kept-until-erased", &[]),
+    ("notice-record-minimised", &["count"]),
+    ("notice-record-encrypted", &[]),
+    ("notice-record-none", &[]),
+    ("notice-choices-heading", &[]),
+    ("notice-consent-default-granted", &[]),
+    ("notice-consent-default-denied", &[]),
+    ("notice-consent-how", &[]),
+    ("notice-access", &[]),
+    ("notice-review-heading", &[]),
+    ("notice-review-rules", &[]),
+    ("notice-contest", &["days"]),
+    ("notice-contest-offline", &[]),
+    ("notice-generated", &["date"]),
+    // A customer's contest of a decision (`/v1/contests`).
+    ("contest-received", &[]),
+    ("contest-pending", &[]),
+    ("contest-confirmed", &[]),
+    ("contest-overridden", &[]),
+    ("contest-unknown", &[]),
+    ("contest-closed", &["days"]),
+    ("contest-erased", &[]),
+    ("contest-already", &[]),
+    ("contest-unavailable", &[]),
+    ("contest-reason-needed", &["max"]),
+    ("contest-not-contested", &[]),
 ];
 
 /// Variables offered to a decision sentence (`customer-decision`, a route's override).
@@ -119,6 +163,12 @@ pub fn reason_message_id(code: &str) -> String {
 /// name, with every character that a Fluent identifier cannot hold replaced by `_`.
 pub fn feature_message_id(name: &str) -> String {
     message_id(&[FEATURE_PREFIX], name)
+}
+
+/// The Fluent id of a route's own notice sentence `part` (`title` or `purpose`):
+/// `custom-notice-<route>-<part>` (`custom-notice-credit-purpose = …`), no variables.
+pub fn notice_message_id(route: &str, part: &str) -> String {
+    message_id(&[CUSTOM_PREFIX, "notice-"], &format!("{route}-{part}"))
 }
 
 /// `prefix` followed by `name`, with every character that a Fluent identifier cannot

@@ -111,7 +111,7 @@ mod number;
 mod overrides;
 mod source;
 
-pub use catalogue::{feature_message_id, outcome_message_id, reason_message_id};
+pub use catalogue::{feature_message_id, notice_message_id, outcome_message_id, reason_message_id};
 pub use compose::{MAX_REASONS, SMALL_SHARE};
 pub use error::{NarrateError, Result};
 pub use input::{
@@ -119,6 +119,6 @@ pub use input::{
     NextStep, Space, StepChange, Typical, ValueFormat,
 };
 pub use locale::Locale;
-pub use narrator::Narrator;
+pub use narrator::{Arg, Narrator};
 pub use overrides::{Origin, OverrideSpec, OverrideText, RouteOverrides, RouteOverridesSpec};
 pub use source::FtlSource;

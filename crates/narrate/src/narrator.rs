@@ -25,7 +25,9 @@ const BUILTIN: &[(&str, &str, &str)] = &[
         "developer.ftl",
         include_str!("../locales/en/developer.ftl"),
     ),
+    ("en", "notice.ftl", include_str!("../locales/en/notice.ftl")),
     ("de", "common.ftl", include_str!("../locales/de/common.ftl")),
+    ("de", "notice.ftl", include_str!("../locales/de/notice.ftl")),
     (
         "de",
         "customer.ftl",
@@ -76,6 +78,14 @@ impl Language {
 pub struct Narrator {
     /// `languages[0]` is English, the fallback.
     pub(crate) languages: Vec<Language>,
+}
+
+/// A variable's value for [`Narrator::text`].
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Text(&'a str),
+    /// A number: Fluent picks plural forms by it.
+    Number(f64),
 }
 
 // === impl Narrator ===
@@ -132,7 +142,45 @@ impl Narrator {
     /// no variables) and returns whether English has one (else the config must give the
     /// statement).
     pub fn check_reason(&self, code: &str) -> Result<bool> {
-        let id = crate::catalogue::reason_message_id(code);
+        self.check_plain(&crate::catalogue::reason_message_id(code))
+    }
+
+    /// Formats one of the built-in messages of the notice and of contests (`notice-…`,
+    /// `contest-…`; a business's files may reword them) in the language closest to
+    /// `locale`, falling back to English.
+    pub fn text(&self, id: &str, args: &[(&str, Arg<'_>)], locale: &Locale) -> String {
+        let mut fluent = FluentArgs::new();
+        for (name, value) in args {
+            match value {
+                Arg::Text(text) => fluent.set(*name, (*text).to_owned()),
+                Arg::Number(number) => fluent.set(*name, *number),
+            }
+        }
+        let lang = self.language_index(locale);
+        self.message(lang, id, (!args.is_empty()).then_some(&fluent))
+    }
+
+    /// A business's own message `id` (a `custom-…` message without variables) in the
+    /// language closest to `locale`, else in English; `None` when neither has it.
+    pub fn own_text(&self, id: &str, locale: &Locale) -> Option<String> {
+        let lang = self.language_index(locale);
+        self.own_message(lang, id, None)
+            .or_else(|| self.own_message(0, id, None))
+    }
+
+    /// What a customer calls feature `name` in `locale`: its `feature-<name>` message,
+    /// else `display_name`, else the name with spaces.
+    pub fn feature_name(&self, name: &str, display_name: Option<&str>, locale: &Locale) -> String {
+        let id = crate::catalogue::feature_message_id(name);
+        self.own_message(self.language_index(locale), &id, None)
+            .or_else(|| display_name.map(str::to_owned))
+            .unwrap_or_else(|| name.replace('_', " "))
+    }
+
+    /// Checks that no language's message `id` uses a variable (a business's own
+    /// sentence is given none) and returns whether English has it.
+    pub fn check_plain(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
         for language in &self.languages {
             if let Some(definition) = language.definitions.get(&id) {
                 if let Some((variable, line)) = definition.variables.first() {

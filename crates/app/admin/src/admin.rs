@@ -43,6 +43,8 @@ enum Endpoint<'a> {
     Probe(&'a str),
     /// `POST /api/v1/erasure`.
     Erasure,
+    /// `POST /api/v1/subject-access`: every decision about one person.
+    SubjectAccess,
     /// `POST /api/v1/config/reload`.
     ConfigReload,
     /// `GET /api/v1/reviews`: the review queue.
@@ -78,6 +80,7 @@ impl<'a> Endpoint<'a> {
             MONITORING_PATH => Endpoint::Monitoring,
             ALERTS_PATH => Endpoint::Alerts,
             crate::records::ERASURE_PATH => Endpoint::Erasure,
+            crate::access::SUBJECT_ACCESS_PATH => Endpoint::SubjectAccess,
             crate::desk::REVIEWS_PATH => Endpoint::ReviewQueue,
             crate::desk::FLAGS_PATH => Endpoint::ReviewFlags,
             RELOAD_PATH => Endpoint::ConfigReload,
@@ -113,7 +116,9 @@ impl<'a> Endpoint<'a> {
             // Reviewers see records with personal data masked, and decide.
             Endpoint::ReviewQueue | Endpoint::Review(_) | Endpoint::ReviewFlags => Role::Reviewer,
             // The report holds aggregates only, but of the whole audit log.
-            Endpoint::Records | Endpoint::Probe(_) | Endpoint::Report => Role::Auditor,
+            Endpoint::Records | Endpoint::Probe(_) | Endpoint::Report | Endpoint::SubjectAccess => {
+                Role::Auditor
+            }
             Endpoint::Erasure | Endpoint::ConfigReload => Role::Admin,
         }
     }
@@ -131,7 +136,11 @@ impl<'a> Endpoint<'a> {
             Endpoint::Review(_) => READ_OR_POST,
             Endpoint::ReviewFlags => READ_OR_PUT,
             // The probe check calls the model; erasure and reload change state.
-            Endpoint::Probe(_) | Endpoint::Erasure | Endpoint::ConfigReload => POST,
+            // A subject's identifier goes in a body, never in a URL that logs keep.
+            Endpoint::Probe(_)
+            | Endpoint::Erasure
+            | Endpoint::ConfigReload
+            | Endpoint::SubjectAccess => POST,
         }
     }
 }
@@ -308,6 +317,31 @@ async fn dispatch(
             });
             record_action(state, &principal, "erasure", &subject, detail).await;
             response
+        }
+        Endpoint::SubjectAccess => {
+            // Like erasure: the identifier is personal data, neither logged nor
+            // recorded; the audit record names the subject by its pseudonym.
+            tracing::info!(principal = %principal.name, action = "subject_access", "admin action");
+            let (_, body) = request.into_parts();
+            let access = crate::access::subject_access(
+                state.erasable.audit.as_ref(),
+                &state.erasable.routes,
+                body,
+            )
+            .await;
+            let detail = json!({
+                "status": access.response.status().as_u16(),
+                "records": access.records,
+            });
+            record_action(
+                state,
+                &principal,
+                "subject_access",
+                access.subject.as_deref().unwrap_or_default(),
+                detail,
+            )
+            .await;
+            access.response
         }
         Endpoint::ConfigReload => reload(state, &principal).await,
         Endpoint::ReviewQueue => state.desk().queue(request.uri().query()).await,

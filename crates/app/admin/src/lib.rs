@@ -9,6 +9,7 @@
 //! jobs; decide a role from anything but the path; answer an unauthenticated caller
 //! with more than 401; or write a payload value, token or key to a log line.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod console;

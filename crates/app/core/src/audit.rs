@@ -48,6 +48,9 @@ struct ErasedLabels {
     reason: &'static str,
 }
 
+/// The field name a contest's words are sealed under.
+const CONTEST_FIELD: &str = "contest_reason";
+
 /// The audit log as the data plane and the admin API see it.
 pub struct AuditLog {
     writer: Arc<Writer>,
@@ -661,13 +664,51 @@ impl AuditLog {
         self.with_admin(move |s| s.add_review(&review)).await
     }
 
-    /// The decisions about a record and the outcomes reported for it.
+    /// Keeps a customer's contest of a record (a [`Review`] with decision `contest`),
+    /// like a reviewer's decision, with two differences: the customer's words are
+    /// sealed in the store (they are personal, and cleared if the record is erased), and
+    /// the chain holds their SHA-256 rather than the words, so that an erasure leaves
+    /// nothing of them behind. `Ok(false)` when no record has that id.
+    pub async fn add_contest(&self, contest: Review) -> Result<bool, AuditError> {
+        let id = contest.record_id.clone();
+        if !self.with_admin(move |s| s.contains(&id)).await? {
+            return Ok(false);
+        }
+        let chained = Review {
+            reason: format!(
+                "sha256:{}",
+                sidelight_audit::sha256_hex(contest.reason.as_bytes())
+            ),
+            ..contest.clone()
+        };
+        let stored = Review {
+            reason: self
+                .keys
+                .seal_text(&contest.record_id, CONTEST_FIELD, &contest.reason)
+                .ok_or_else(|| AuditError::Store(StoreError::Seal(contest.record_id.clone())))?,
+            ..contest
+        };
+        self.record_event_with("_review", serde_json::to_value(&chained)?, Durability::Sync)
+            .await?;
+        self.with_admin(move |s| s.add_review(&stored)).await
+    }
+
+    /// The decisions about a record and the outcomes reported for it; a contest's words
+    /// opened (or `[erased]`).
     pub async fn review_history(
         &self,
         id: String,
     ) -> Result<(Vec<Review>, Vec<Feedback>), AuditError> {
-        self.with_admin(move |store| Ok((store.reviews(&id)?, store.feedback(&id)?)))
-            .await
+        let (mut reviews, feedback) = self
+            .with_admin(move |store| Ok((store.reviews(&id)?, store.feedback(&id)?)))
+            .await?;
+        for review in reviews.iter_mut().filter(|r| r.is_contest()) {
+            review.reason = self
+                .keys
+                .open_text(&review.record_id, CONTEST_FIELD, &review.reason)
+                .unwrap_or_else(|_| "[cannot be opened with these keys]".to_owned());
+        }
+        Ok((reviews, feedback))
     }
 
     /// Stores a reported outcome and chains it. `Ok(false)` when no record has that id.

@@ -1,7 +1,8 @@
 //! The data port's own endpoints, answered by Sidelight before a request reaches the
 //! explanation layer or the model: `GET /v1/explanations/{id}` (explanations attached by
-//! reference) and `POST /v1/feedback` (outcomes reported later). Every other request
-//! goes on down the stack.
+//! reference), `POST /v1/feedback` (outcomes reported later), `GET /v1/notice/{route}`
+//! (the route's transparency notice) and `/v1/contests` (a customer contests a
+//! decision). Every other request goes on down the stack.
 //!
 //! A reference is a capability: 128 random bits made when the explanation was kept,
 //! never a client's own id. Outcome reports from clients that are not trusted are
@@ -20,9 +21,11 @@ use tower::{Layer, Service};
 
 use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full};
+use crate::contest::{CONTESTS_PATH, ContestDesk};
 use crate::error::{ProxyError, json_error};
 use crate::live::RecentExplanations;
 use crate::metrics::Metrics;
+use crate::notice::{NOTICE_PATH, NoticeDesk};
 use crate::review::FEEDBACK_PATH;
 use crate::trust::Caller;
 
@@ -35,6 +38,8 @@ pub struct EndpointsLayer {
     pub audit: Option<Arc<AuditLog>>,
     pub feedback_limit: Arc<FeedbackLimit>,
     pub metrics: Arc<Metrics>,
+    pub notices: Arc<NoticeDesk>,
+    pub contests: ContestDesk,
 }
 
 impl<S> Layer<S> for EndpointsLayer {
@@ -47,6 +52,8 @@ impl<S> Layer<S> for EndpointsLayer {
             audit: self.audit.clone(),
             feedback_limit: self.feedback_limit.clone(),
             metrics: self.metrics.clone(),
+            notices: self.notices.clone(),
+            contests: self.contests.clone(),
         }
     }
 }
@@ -59,6 +66,8 @@ pub struct Endpoints<S> {
     audit: Option<Arc<AuditLog>>,
     feedback_limit: Arc<FeedbackLimit>,
     metrics: Arc<Metrics>,
+    notices: Arc<NoticeDesk>,
+    contests: ContestDesk,
 }
 
 /// Outcome reports per client address in the current minute. The map is emptied each
@@ -110,6 +119,9 @@ impl FeedbackLimit {
 enum Endpoint<'a> {
     Explanation(&'a str),
     Feedback,
+    Notice(&'a str),
+    Contest,
+    ContestStatus(&'a str),
 }
 
 fn endpoint<B>(request: &Request<B>) -> Option<Endpoint<'_>> {
@@ -118,6 +130,18 @@ fn endpoint<B>(request: &Request<B>) -> Option<Endpoint<'_>> {
         if let Some(id) = path.strip_prefix(EXPLANATIONS_PATH) {
             return Some(Endpoint::Explanation(id));
         }
+        if let Some(route) = path.strip_prefix(NOTICE_PATH) {
+            return Some(Endpoint::Notice(route));
+        }
+        if let Some(id) = path
+            .strip_prefix(CONTESTS_PATH)
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
+            return Some(Endpoint::ContestStatus(id));
+        }
+    }
+    if path == CONTESTS_PATH {
+        return Some(Endpoint::Contest);
     }
     (path == FEEDBACK_PATH).then_some(Endpoint::Feedback)
 }
@@ -165,6 +189,62 @@ where
                 let (parts, body) = request.into_parts();
                 Box::pin(async move {
                     Ok(crate::review::feedback(audit.as_deref(), &parts, trusted, body).await)
+                })
+            }
+            Some(Endpoint::Notice(route)) => {
+                let answer = self.notices.answer(
+                    route,
+                    request.uri().query(),
+                    request.headers(),
+                    sidelight_core::clock::now_ms(),
+                );
+                Box::pin(async move { Ok(answer) })
+            }
+            Some(Endpoint::ContestStatus(id)) => {
+                let desk = self.contests.clone();
+                let id = id.to_owned();
+                let headers = request.headers().clone();
+                Box::pin(async move { Ok(desk.status(&id, &headers).await) })
+            }
+            Some(Endpoint::Contest) => {
+                if request.method() != Method::POST {
+                    return Box::pin(async move {
+                        Ok(json_error(
+                            StatusCode::METHOD_NOT_ALLOWED,
+                            "method_not_allowed",
+                            "a decision is contested with POST; its state is read with GET /v1/contests/{id}",
+                        ))
+                    });
+                }
+                // Limited like outcome reports: an untrusted client cannot flood the
+                // review queue's store with attempts.
+                let caller = request.extensions().get::<Caller>().copied();
+                let admitted = caller.is_none_or(|c| {
+                    c.trusted
+                        || self
+                            .feedback_limit
+                            .admit(c.address, sidelight_core::clock::now_ms())
+                });
+                if !admitted {
+                    self.metrics.limit_hit("feedback_per_minute");
+                    let mut answer = json_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "contest_rate_limited",
+                        "too many attempts from this client; server.trust.feedback_per_minute limits them",
+                    );
+                    answer
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                    return Box::pin(async move { Ok(answer) });
+                }
+                let desk = self.contests.clone();
+                let (parts, body) = request.into_parts();
+                Box::pin(async move {
+                    let body = match crate::review::read_json(body).await {
+                        Ok(b) => b,
+                        Err(response) => return Ok(response),
+                    };
+                    Ok(desk.contest(&parts.headers, body).await)
                 })
             }
             None => Box::pin(self.inner.call(request)),

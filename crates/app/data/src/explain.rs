@@ -563,6 +563,7 @@ fn record_attributions(
                     "next_step": e.next_step,
                     "caveat": e.caveat,
                     "withheld_reason": e.withheld_reason,
+                    "reason_codes": e.reason_codes,
                 },
             })
         })

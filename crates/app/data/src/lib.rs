@@ -10,12 +10,14 @@
 //! training; or write a payload value, token or key to a log line.
 
 pub mod compute;
+pub mod contest;
 pub mod endpoints;
 pub mod explain;
 pub mod forward;
 pub mod handoff;
 pub mod inspect;
 pub mod narration;
+pub mod notice;
 pub mod probe;
 pub mod record;
 pub mod review;

@@ -50,6 +50,8 @@ pub struct Shared {
     pub pool: Arc<crate::compute::ComputePool>,
     /// `server.explanation_max_bytes`.
     pub reference_max_bytes: usize,
+    /// What the audit log keeps, for the routes' notices.
+    pub kept_records: Option<crate::notice::KeptRecords>,
 }
 
 pub fn data_plane(forward: Forward, routes: Arc<RouteTable>, shared: Shared) -> DataPlane {
@@ -61,7 +63,9 @@ pub fn data_plane(forward: Forward, routes: Arc<RouteTable>, shared: Shared) -> 
         feedback_limit,
         pool,
         reference_max_bytes,
+        kept_records,
     } = shared;
+    let live_routes: Arc<[Arc<crate::live::RouteLive>]> = routes.live_routes().into();
     let metrics = Arc::new(routes.metrics().clone());
     ServiceBuilder::new()
         // Outermost, so that answers Sidelight made itself are counted and tagged too.
@@ -73,12 +77,21 @@ pub fn data_plane(forward: Forward, routes: Arc<RouteTable>, shared: Shared) -> 
         // The one place where a failure becomes an HTTP answer; nothing below may
         // fail a request in any other way.
         .layer(RescueLayer)
-        // The data port's own endpoints (`/v1/explanations/{id}`, `/v1/feedback`).
+        // The data port's own endpoints (`/v1/explanations/{id}`, `/v1/feedback`,
+        // `/v1/notice/{route}`, `/v1/contests`).
         .layer(EndpointsLayer {
             recent: recent.clone(),
             audit: audit.clone(),
             feedback_limit,
             metrics: metrics.clone(),
+            notices: Arc::new(crate::notice::NoticeDesk {
+                routes: live_routes.clone(),
+                records: kept_records,
+            }),
+            contests: crate::contest::ContestDesk {
+                audit: audit.clone(),
+                routes: live_routes,
+            },
         })
         // Waits for a reviewer's decision on a response the record layer held.
         .layer(HoldLayer)

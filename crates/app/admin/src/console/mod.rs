@@ -981,7 +981,26 @@ fn explained_rows(
                 .and_then(|s| s.get("audience"))
                 .and_then(Json::as_str)
                 .map(str::to_owned);
+            // The principal reasons the caller was given: business statements, never a
+            // value, so shown whatever the caller's role.
+            let reason_codes = row
+                .get("shown")
+                .and_then(|s| s.get("reason_codes"))
+                .and_then(Json::as_array)
+                .map(|codes| {
+                    codes
+                        .iter()
+                        .filter_map(|c| {
+                            Some((
+                                c.get("code")?.as_str()?.to_owned(),
+                                c.get("statement")?.as_str()?.to_owned(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             pages::ExplainedRow {
+                reason_codes,
                 space: row
                     .get("space")
                     .and_then(Json::as_str)
@@ -1032,6 +1051,11 @@ async fn reviews(
         return bad_query(chrome, "The query is not correctly %-encoded.");
     };
     let route = field(&pairs, "route").unwrap_or_default().to_owned();
+    let queue = match field(&pairs, "state").filter(|s| !s.is_empty()) {
+        None | Some("pending") => "pending",
+        Some("contested") => "contested",
+        Some(_) => return bad_query(chrome, "`state` must be pending or contested."),
+    };
     let after = match field(&pairs, "after").filter(|a| !a.is_empty()) {
         None => None,
         Some(a) => match a.parse::<u64>() {
@@ -1040,7 +1064,7 @@ async fn reviews(
         },
     };
     let q = RecordQuery {
-        review_state: Some("pending".to_owned()),
+        review_state: Some(queue.to_owned()),
         route: Some(route.clone()).filter(|r| !r.is_empty()),
         limit: PAGE,
         after,
@@ -1051,22 +1075,31 @@ async fn reviews(
         Err(e) => return unavailable(chrome, &e.to_string()),
     };
     let desk = state.desk();
-    let items: Vec<pages::QueueItem> = page
-        .records
-        .iter()
-        .map(|s| pages::QueueItem {
+    let mut items: Vec<pages::QueueItem> = Vec::with_capacity(page.records.len());
+    for s in &page.records {
+        // A contested record carries the customer's own words: the reviewer reads them.
+        let contest = if queue == "contested" {
+            match audit.review_history(s.record.id.clone()).await {
+                Ok((reviews, _)) => reviews.into_iter().rev().find(Review::is_contest),
+                Err(e) => return unavailable(chrome, &e.to_string()),
+            }
+        } else {
+            None
+        };
+        items.push(pages::QueueItem {
             row: pages::RecordRow::from_json(&desk.masked(s)),
             reasons: s.record.review_reasons.clone(),
-        })
-        .collect();
+            contest,
+        });
+    }
     let next = page.next.map(|n| {
         format!(
-            "/console/reviews?route={}&after={n}",
+            "/console/reviews?state={queue}&route={}&after={n}",
             percent_encode(&route)
         )
     });
-    let decided = match recent_decisions(audit).await {
-        Ok(decided) => decided,
+    let (decided, contests) = match recent_decisions(audit).await {
+        Ok(found) => found,
         Err(e) => return unavailable(chrome, &e.to_string()),
     };
     html(
@@ -1075,27 +1108,34 @@ async fn reviews(
             chrome,
             &route_names(state, false),
             &route,
+            queue,
             &items,
             next,
             &decided,
+            &contests,
         ),
     )
 }
 
-/// The newest decisions of the last 24 hours, newest first, from the `_review` records
-/// the audit log chains (read up to a bound).
+/// The newest decisions of the last 24 hours, newest first, and the customers'
+/// contests of the last 30 days, from the `_review` records the audit log chains (read
+/// up to a bound).
 async fn recent_decisions(
     audit: &crate::audit::AuditLog,
-) -> Result<Vec<Review>, crate::audit::AuditError> {
+) -> Result<(Vec<Review>, pages::Contests), crate::audit::AuditError> {
     const SHOWN: usize = 20;
-    const READ_AT_MOST: usize = 2000;
+    const READ_AT_MOST: usize = 20_000;
+    const CONTEST_DAYS: i64 = 30;
+    let now = now_ms();
     let mut decided: std::collections::VecDeque<Review> = std::collections::VecDeque::new();
+    let mut tally = sidelight_audit::ContestTally::default();
     let mut after = None;
     let mut read = 0;
+    let mut complete = true;
     loop {
         let q = RecordQuery {
             route: Some("_review".to_owned()),
-            from_ms: Some(now_ms() - DAY_MS),
+            from_ms: Some(now - CONTEST_DAYS * DAY_MS),
             limit: 500,
             after,
             ..RecordQuery::default()
@@ -1109,18 +1149,30 @@ async fn recent_decisions(
                 .as_deref()
                 .and_then(|b| serde_json::from_slice::<Review>(b).ok());
             if let Some(review) = review {
-                decided.push_back(review);
-                if decided.len() > SHOWN {
-                    decided.pop_front();
+                tally.add(&review);
+                if review.time_ms >= now - DAY_MS {
+                    decided.push_back(review);
+                    if decided.len() > SHOWN {
+                        decided.pop_front();
+                    }
                 }
             }
         }
         match page.next {
             Some(next) if read < READ_AT_MOST => after = Some(next),
-            _ => break,
+            Some(_) => {
+                complete = false;
+                break;
+            }
+            None => break,
         }
     }
-    Ok(decided.into_iter().rev().collect())
+    let contests = pages::Contests {
+        days: CONTEST_DAYS,
+        tally,
+        complete,
+    };
+    Ok((decided.into_iter().rev().collect(), contests))
 }
 
 /// `POST /console/reviews/{id}`: the form's decision, recorded as the API records it;

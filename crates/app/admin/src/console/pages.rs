@@ -547,6 +547,8 @@ pub(crate) struct ExplainedRow {
     /// What the caller was shown, and for which audience.
     pub(crate) shown: Option<String>,
     pub(crate) shown_audience: Option<String>,
+    /// The reason codes the caller was given: (code, statement), strongest first.
+    pub(crate) reason_codes: Vec<(String, String)>,
 }
 
 /// Why a record page shows no text for an audience.
@@ -667,6 +669,14 @@ pub(crate) fn record(chrome: &Chrome<'_>, view: &RecordPage<'_>) -> String {
                         @if let Some(a) = &row.shown_audience { " (" (a) ")" } }
                     p.explanation.shown { (shown) }
                 }
+                @if !row.reason_codes.is_empty() {
+                    h3 { "Reason codes given" }
+                    ol.reason-codes {
+                        @for (code, statement) in &row.reason_codes {
+                            li { code { (code) } " — " (statement) }
+                        }
+                    }
+                }
                 details {
                     summary { "All " (row.contributions.len()) " attributions" }
                     table {
@@ -697,7 +707,7 @@ pub(crate) fn record(chrome: &Chrome<'_>, view: &RecordPage<'_>) -> String {
                                 td { (d.reviewer) }
                                 td { (d.decision) }
                                 td { @match &d.outcome { Some(o) => code { (o.to_string()) }, None => "—" } }
-                                td { (d.reason) }
+                                td { @if d.is_contest() { "(the customer's words are on the record's review page)" } @else { (d.reason) } }
                             }
                         }
                     }
@@ -778,6 +788,17 @@ fn decision_form(csrf: &str, id: &str, back: &str, n: usize) -> Markup {
 pub(crate) struct QueueItem {
     pub(crate) row: RecordRow,
     pub(crate) reasons: Vec<String>,
+    /// The customer's contest, on the contested queue (its words opened).
+    pub(crate) contest: Option<Review>,
+}
+
+/// Customers' contests of the last `days` days.
+pub(crate) struct Contests {
+    pub(crate) days: i64,
+    pub(crate) tally: sidelight_audit::ContestTally,
+    /// Whether every decision of the period was read (else the figures are a lower
+    /// bound).
+    pub(crate) complete: bool,
 }
 
 /// The review queue: pending records, each with its decision form; recent decisions.
@@ -785,12 +806,38 @@ pub(crate) fn reviews(
     chrome: &Chrome<'_>,
     routes: &[String],
     route: &str,
+    queue: &str,
     items: &[QueueItem],
     next: Option<String>,
     decided: &[Review],
+    contests: &Contests,
 ) -> String {
+    let tally = &contests.tally;
     let body = html! {
+        section aria-labelledby="contests" {
+            h2 #contests { "Contested by customers, last " (contests.days) " days" }
+            dl.facts #contest-counts {
+                dt { "Contested" } dd { (tally.contested) }
+                dt { "Decided" } dd { (tally.decided) }
+                dt { "Overturned" } dd { (tally.overturned) }
+                dt { "Waiting" } dd { (tally.open()) }
+                dt { "Median time to decision" }
+                dd { @match tally.median_hours_to_decision {
+                    Some(h) if h < 48.0 => (format!("{h:.1} hours")),
+                    Some(h) => (format!("{:.1} days", h / 24.0)),
+                    None => "—",
+                } }
+            }
+            @if !contests.complete {
+                p { "Counted over the newest decisions the page reads at most; older ones in the period are not counted." }
+            }
+        }
         form.filters method="get" action="/console/reviews" {
+            label for="q-state" { "Queue" }
+            select #q-state name="state" {
+                option value="pending" selected[queue == "pending"] { "pending (sent by the rules)" }
+                option value="contested" selected[queue == "contested"] { "contested (by the customer)" }
+            }
             label for="q-route" { "Route" }
             select #q-route name="route" {
                 option value="" selected[route.is_empty()] { "any" }
@@ -801,7 +848,7 @@ pub(crate) fn reviews(
             button type="submit" { "Show" }
         }
         @if items.is_empty() {
-            p #queue-empty { "Nothing is waiting for review." }
+            p #queue-empty { @if queue == "contested" { "No contest is waiting for a decision." } @else { "Nothing is waiting for review." } }
         }
         @for (n, item) in items.iter().enumerate() {
             article.review-item aria-labelledby={ "item-" (n) } data-record=(item.row.id) {
@@ -810,7 +857,12 @@ pub(crate) fn reviews(
                     dt { "Route" } dd { (item.row.route) }
                     dt { "Time" } dd { (item.row.time) }
                     dt { "Prediction" } dd { (item.row.prediction) }
-                    dt { "Why it is here" } dd { (item.reasons.join(", ")) }
+                    @if let Some(contest) = &item.contest {
+                        dt { "Contested" } dd { (rfc3339_ms(contest.time_ms)) }
+                        dt { "The customer's reason" } dd.contest-reason { (contest.reason) }
+                    } @else {
+                        dt { "Why it is here" } dd { (item.reasons.join(", ")) }
+                    }
                 }
                 (decision_form(chrome.csrf, &item.row.id, "queue", n))
             }
