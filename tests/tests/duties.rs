@@ -294,6 +294,59 @@ async fn a_customer_reads_the_notice_contests_a_decision_and_gets_their_records(
         "Eine Person hat die Entscheidung geprüft und geändert."
     );
 
+    // The report counts the contest and maps each duty to what this deployment does.
+    let report = admin(&proxy, Method::GET, "/api/v1/report", Value::Null).await;
+    assert_eq!(report.status, 200, "{:?}", report.body);
+    let report = report.json();
+    let contests = &report["reviews"]["contests"];
+    assert_eq!(
+        (
+            &contests["contested"],
+            &contests["decided"],
+            &contests["overturned"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{contests}"
+    );
+    let duties = report["duties"]["duties"].as_array().unwrap();
+    let duty = |name: &str| {
+        duties
+            .iter()
+            .find(|d| d["duty"] == name)
+            .unwrap_or_else(|| panic!("no duty {name} in {duties:?}"))
+            .clone()
+    };
+    let contesting = duty("Contesting a decision");
+    assert_eq!(contesting["status"], "in_place");
+    assert!(
+        contesting["what"]
+            .as_str()
+            .unwrap()
+            .contains("contested 1, decided 1, overturned 1"),
+        "{contesting}"
+    );
+    assert!(
+        duty("Retention limits")["what"]
+            .as_str()
+            .unwrap()
+            .contains("400 days")
+    );
+    // No reason codes on this route: the duty says so rather than hide.
+    assert_eq!(
+        duty("Specific principal reasons for an unfavourable decision")["status"],
+        "not_configured"
+    );
+    let page = admin(
+        &proxy,
+        Method::GET,
+        "/api/v1/report?format=html",
+        Value::Null,
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&page.body).contains("9. Duties and what this deployment does")
+    );
+
     // The subject's access: every decision about customer 7, in their language.
     let access = admin(
         &proxy,

@@ -18,6 +18,7 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .note { color: #555; font-style: italic; }
 .fail { color: #a40000; font-weight: bold; }
 .ok { color: #0a5c0a; font-weight: bold; }
+.warn { color: #8a5a00; font-weight: bold; }
 svg.chart { width: 100%; height: auto; max-width: 760px; display: block; margin: .5rem 0; }
 svg.chart text { font-size: 12px; fill: #1a1a1a; }
 svg.chart .bar { fill: #3b6ea8; }
@@ -61,6 +62,7 @@ pub fn render(report: &Report) -> String {
                 (reviews(report))
                 (erasures(report))
                 (verification(report))
+                (duties(report))
                 (definitions())
             }
         }
@@ -262,6 +264,10 @@ fn reviews(r: &Report) -> Markup {
                 tr { th { "Still pending at the end of the period" } td.n { (s.pending_at_end) } }
                 tr { th { "Overrides (a reviewer replaced the model's outcome)" } td.n { (s.overrides) } }
                 tr { th { "Outcomes reported in the period" } td.n { (s.outcomes_reported) } }
+                tr { th { "Contested by customers in the period" } td.n { (s.contests.contested) } }
+                tr { th { "… decided since" } td.n { (s.contests.decided) } }
+                tr { th { "… overturned (the reviewer changed the decision)" } td.n { (s.contests.overturned) } }
+                tr { th { "Median time from contest to decision" } td.n { (s.contests.median_hours_to_decision.map_or_else(|| "—".to_owned(), |h| format!("{h:.1} h"))) } }
             }
             @if !s.by_reason.is_empty() {
                 table {
@@ -319,6 +325,26 @@ fn verification(r: &Report) -> Markup {
                 }
             } @else {
                 p { span.fail { "Not intact." } " " (v.error.as_deref().unwrap_or_default()) }
+            }
+        }
+    }
+}
+
+fn duties(r: &Report) -> Markup {
+    html! {
+        section #duties {
+            h2 { (SECTIONS[8]) }
+            p { "Each duty, the articles it answers, and what this deployment does about it, from its configuration and this period's records. A duty marked “not configured” is one Sidelight does nothing about here." }
+            table {
+                tr { th { "Duty" } th { "Answers" } th { "Status" } th { "What this deployment does" } }
+                @for d in &r.duties.duties {
+                    tr {
+                        td { (d.duty) }
+                        td { (d.answers) }
+                        td class=(match d.status { crate::DutyStatus::InPlace => "ok", crate::DutyStatus::Partial => "warn", crate::DutyStatus::NotConfigured => "fail" }) { (d.status.label()) }
+                        td { (d.what) }
+                    }
+                }
             }
         }
     }

@@ -19,8 +19,10 @@ mod markdown;
 mod verification;
 
 mod definitions;
+mod duties;
 
 pub use definitions::{DEFINITIONS, DEFINITIONS_LINK, Definition, OUTCOME_ROWS};
+pub use duties::{Duty, DutySection, DutyStatus};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -155,6 +157,8 @@ pub struct Report {
     pub reviews: ReviewSection,
     pub erasures: ErasureSection,
     pub verification: VerificationSection,
+    /// Each duty, the articles it answers, and what this deployment does about it.
+    pub duties: DutySection,
     /// What each figure means: its formula and interval.
     pub definitions: &'static [Definition],
 }
@@ -324,6 +328,8 @@ pub struct ReviewSection {
     pub pending_at_end: u64,
     /// Outcomes reported in the period (`POST /v1/feedback`).
     pub outcomes_reported: u64,
+    /// Customers' contests made in the period and their decisions so far.
+    pub contests: sidelight_audit::ContestTally,
     pub note: Option<String>,
 }
 
@@ -421,6 +427,8 @@ struct Acc {
     outcomes_reported: u64,
     erased: BTreeMap<String, u64>,
     erasure_actions: Vec<ErasureAction>,
+    contests: sidelight_audit::ContestTally,
+    access_requests: u64,
 }
 
 /// Builds the report of `input.period` from `store`, calling `progress` as it reads.
@@ -584,7 +592,12 @@ impl Acc {
                         erased_records: e["detail"]["erased_records"].as_u64(),
                     });
                 }
+                "_admin" if e["action"] == "subject_access" => self.access_requests += 1,
                 "_review" => {
+                    if let Ok(review) = serde_json::from_value::<sidelight_audit::Review>(e.clone())
+                    {
+                        self.contests.add(&review);
+                    }
                     let decision = text(&e["decision"]);
                     if decision == "override" {
                         self.overrides += 1;
@@ -791,6 +804,31 @@ impl Acc {
             }
         };
 
+        let consent_withheld = consent.total.explain_only + consent.total.none;
+        let fairness_failing = fairness
+            .routes
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .filter(|a| a.verdict == sidelight_monitor::Verdict::Fail)
+            .count();
+        let erased_records: u64 = self.erased.values().sum();
+        let decided: u64 = self.decisions.values().sum();
+        let duties = duties::duties(
+            config,
+            &duties::DutyFigures {
+                records,
+                verified: Some(verification.ok),
+                flagged: self.flagged,
+                decided,
+                pending_at_end: self.pending_at_end,
+                contests: &self.contests,
+                access_requests: self.access_requests,
+                erasure_actions: self.erasure_actions.len(),
+                erased_records,
+                consent_withheld,
+                fairness_failing,
+            },
+        );
         let reviews = ReviewSection {
             note: (self.flagged == 0 && self.decisions.is_empty()).then(|| {
                 "no prediction was sent to review and no decision was taken in the period"
@@ -802,6 +840,7 @@ impl Acc {
             overrides: self.overrides,
             pending_at_end: self.pending_at_end,
             outcomes_reported: self.outcomes_reported,
+            contests: self.contests,
         };
 
         let erasures = ErasureSection {
@@ -829,6 +868,7 @@ impl Acc {
             reviews,
             erasures,
             verification,
+            duties,
             definitions: DEFINITIONS,
         }
     }
@@ -1285,7 +1325,7 @@ fn verdict(v: sidelight_monitor::Verdict) -> &'static str {
 }
 
 /// The section headings, in order, shared by the renderers.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "1. The system",
     "2. Global feature importance",
     "3. Fairness and alerts",
@@ -1294,6 +1334,7 @@ pub const SECTIONS: [&str; 8] = [
     "6. Reviews and overrides",
     "7. Erasures",
     "8. Verification of the audit log",
+    "9. Duties and what this deployment does",
 ];
 
 #[cfg(test)]

@@ -272,8 +272,17 @@ pub fn render(r: &Report) -> String {
     note(o, v.note.as_ref());
     let _ = writeln!(
         o,
-        "- Predictions sent to review: {}\n- Still pending at the end of the period: {}\n- Overrides: {}\n- Outcomes reported in the period: {}",
-        v.flagged, v.pending_at_end, v.overrides, v.outcomes_reported
+        "- Predictions sent to review: {}\n- Still pending at the end of the period: {}\n- Overrides: {}\n- Outcomes reported in the period: {}\n- Contested by customers: {} (decided {}, overturned {}, median hours to a decision: {})",
+        v.flagged,
+        v.pending_at_end,
+        v.overrides,
+        v.outcomes_reported,
+        v.contests.contested,
+        v.contests.decided,
+        v.contests.overturned,
+        v.contests
+            .median_hours_to_decision
+            .map_or_else(|| "—".to_owned(), |h| format!("{h:.1}"))
     );
     for (reason, n) in &v.by_reason {
         let _ = writeln!(o, "- Reason `{}`: {n}", cell(reason));
@@ -358,6 +367,21 @@ pub fn render(r: &Report) -> String {
             o,
             "**Not intact.** {}",
             cell(x.error.as_deref().unwrap_or_default())
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\n## {}\n\n| Duty | Answers | Status | What this deployment does |\n|---|---|---|---|",
+        SECTIONS[8]
+    );
+    for d in &r.duties.duties {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            d.duty,
+            d.answers,
+            d.status.label(),
+            cell(&d.what)
         );
     }
     let _ = writeln!(
