@@ -347,6 +347,81 @@ async fn a_customer_reads_the_notice_contests_a_decision_and_gets_their_records(
         String::from_utf8_lossy(&page.body).contains("9. Duties and what this deployment does")
     );
 
+    // The evidence pack: written by the proxy for an auditor, verified offline with the
+    // audit key; a pack with one byte changed, or checked with another key, is refused.
+    let pack = admin(&proxy, Method::GET, "/api/v1/evidence", Value::Null).await;
+    assert_eq!(
+        pack.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&pack.body)
+    );
+    assert_eq!(header(&pack, "content-type"), "application/x-tar");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.tar");
+    std::fs::write(&path, &pack.body).unwrap();
+    let key = state.path().join("audit.key");
+    let verify = |file: &Path, key: &Path| {
+        cli(["evidence", "verify"])
+            .arg(file)
+            .arg("--key-file")
+            .arg(key)
+            .run()
+    };
+    let run = verify(&path, &key);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    assert!(run.text().contains("verified"), "{}", run.text());
+    let listing = String::from_utf8_lossy(&pack.body).into_owned();
+    for file in [
+        "evidence/report.html",
+        "evidence/report.json",
+        "evidence/verification.json",
+        "evidence/config/sidelight.redacted.toml",
+        "evidence/surrogates.json",
+        "evidence/notices/m.en.html",
+        "evidence/notices/m.de.json",
+        "evidence/manifest.sig",
+    ] {
+        assert!(listing.contains(file), "{file} not in the pack");
+    }
+    // Neither the key file's path nor the customer's words are in it.
+    assert!(
+        !listing.contains("audit.key"),
+        "the key file's path is in the pack"
+    );
+    assert!(
+        !listing.contains(words),
+        "the customer's words are in the pack"
+    );
+    let mut altered = pack.body.to_vec();
+    let at = listing.find("Audit report").unwrap();
+    altered[at] = b'a';
+    let tampered = dir.path().join("tampered.tar");
+    std::fs::write(&tampered, &altered).unwrap();
+    let run = verify(&tampered, &key);
+    assert_eq!(run.code, Some(65), "{}", run.text());
+    assert!(run.text().contains("report.html"), "{}", run.text());
+    assert!(run.text().contains("altered"), "{}", run.text());
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, "ab".repeat(32)).unwrap();
+    let run = verify(&path, &other_key);
+    assert_eq!(run.code, Some(65), "{}", run.text());
+    assert!(run.text().contains("signature"), "{}", run.text());
+
+    // The command line writes the same pack from the config and the log alone.
+    let config_file = dir.path().join("sidelight.toml");
+    std::fs::write(&config_file, duties_config(&model, state.path())).unwrap();
+    let offline = dir.path().join("offline.tar");
+    let run = cli(["evidence", "export", "--config"])
+        .arg(&config_file)
+        .arg("--out")
+        .arg(&offline)
+        .env("SIDELIGHT_AUDIT_KEY", AUDIT_KEY_HEX)
+        .run();
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let run = verify(&offline, &key);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+
     // The subject's access: every decision about customer 7, in their language.
     let access = admin(
         &proxy,

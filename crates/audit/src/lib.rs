@@ -64,7 +64,7 @@ pub use store::{
     AuditStore, CONTEST, ChainRow, Checkpoint, ContestTally, ERASABLE_FIELDS, ERASED_CONTEST,
     ErasableField, Erasure, ErasureEvent, Feedback, LEGACY_SELECTOR, Page, RecordQuery, Review,
     StoreError, Stored, checkpoint_mac, checkpoint_mac_ok, erasure_mac, erasure_mac_ok,
-    tombstone_mac, tombstone_mac_ok,
+    evidence_mac, evidence_mac_ok, tombstone_mac, tombstone_mac_ok,
 };
 pub use verify::{BreakKind, VerifyError, VerifyReport, WriterReport, verify};
 pub use witness::{

@@ -469,6 +469,33 @@ pub fn checkpoint_mac_ok(key: &[u8], seq: u64, hash_hex: &str, mac_hex: &str) ->
     }
 }
 
+/// Domain-separation prefix of an evidence pack's manifest signature.
+const EVIDENCE_DOMAIN: &[u8] = b"sidelight evidence manifest v1\0";
+
+/// Hex HMAC-SHA256 of an evidence pack's manifest under the checkpoint key: whoever
+/// holds the audit key can check it offline, and nobody without it can make one.
+pub fn evidence_mac(key: &[u8], manifest: &[u8]) -> String {
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(EVIDENCE_DOMAIN);
+    mac.update(manifest);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether `mac_hex` signs `manifest` under `key` (constant-time comparison).
+pub fn evidence_mac_ok(key: &[u8], manifest: &[u8], mac_hex: &str) -> bool {
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(EVIDENCE_DOMAIN);
+    mac.update(manifest);
+    match hex::decode(mac_hex.trim()) {
+        Ok(tag) => mac.verify_slice(&tag).is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// A backend of the audit log.
 ///
 /// Implementations must make `append_batch` atomic (all records or none) and durable

@@ -4,6 +4,7 @@
 
 mod audit;
 mod demo;
+mod evidence;
 mod health;
 mod logging;
 mod probe;
@@ -67,6 +68,10 @@ enum Command {
     /// importance, fairness and alerts, drift, consent, reviews, erasures, and the
     /// verification of the log, as printable HTML with charts, Markdown or JSON.
     Report(report::ReportArgs),
+    /// The evidence pack for a regulator: `export` writes the report, the log's
+    /// verification, the redacted config, the surrogates, the notices and a signed
+    /// manifest as one tar archive; `verify` checks a pack offline with the audit key.
+    Evidence(evidence::EvidenceArgs),
     /// Admin API tokens: `new` makes one and prints its config entry, `hash` prints the
     /// SHA-256 of a token read from standard input.
     Token(token::TokenArgs),
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => probe::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Report(args) => report::run(args),
+        Command::Evidence(args) => evidence::run(args),
         Command::Token(args) => token::run(args),
         Command::Health(args) => health::run(args),
         Command::Config {

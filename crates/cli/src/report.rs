@@ -201,7 +201,7 @@ fn report(args: &ReportArgs) -> Result<(), Failure> {
 
 /// Opens the PostgreSQL log of the config to read it; the label for messages masks the
 /// URL's password.
-fn open_postgres(
+pub(crate) fn open_postgres(
     audit: &AuditConfig,
     config: &Path,
     keys: sidelight_audit::Keys,

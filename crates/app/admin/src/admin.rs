@@ -35,6 +35,8 @@ enum Endpoint<'a> {
     Alerts,
     /// `GET /api/v1/report`: the audit report of a period.
     Report,
+    /// `GET /api/v1/evidence`: the evidence pack of a period.
+    Evidence,
     /// `GET /api/v1/schema/{route}`.
     Schema(&'a str),
     /// `GET /api/v1/records` and `GET /api/v1/records/{id}`; `records` reads the path.
@@ -85,6 +87,7 @@ impl<'a> Endpoint<'a> {
             crate::desk::FLAGS_PATH => Endpoint::ReviewFlags,
             RELOAD_PATH => Endpoint::ConfigReload,
             crate::report_endpoint::REPORT_PATH => Endpoint::Report,
+            crate::report_endpoint::EVIDENCE_PATH => Endpoint::Evidence,
             _ if path == records
                 || path
                     .strip_prefix(records)
@@ -115,10 +118,13 @@ impl<'a> Endpoint<'a> {
             // recorded request.
             // Reviewers see records with personal data masked, and decide.
             Endpoint::ReviewQueue | Endpoint::Review(_) | Endpoint::ReviewFlags => Role::Reviewer,
-            // The report holds aggregates only, but of the whole audit log.
-            Endpoint::Records | Endpoint::Probe(_) | Endpoint::Report | Endpoint::SubjectAccess => {
-                Role::Auditor
-            }
+            // The report and the evidence pack hold aggregates only, but of the whole
+            // audit log; a subject's access answer is one person's records.
+            Endpoint::Records
+            | Endpoint::Probe(_)
+            | Endpoint::Report
+            | Endpoint::Evidence
+            | Endpoint::SubjectAccess => Role::Auditor,
             Endpoint::Erasure | Endpoint::ConfigReload => Role::Admin,
         }
     }
@@ -131,6 +137,7 @@ impl<'a> Endpoint<'a> {
             | Endpoint::Schema(_)
             | Endpoint::Records
             | Endpoint::Report
+            | Endpoint::Evidence
             | Endpoint::ReviewQueue
             | Endpoint::Unknown => READ,
             Endpoint::Review(_) => READ_OR_POST,
@@ -236,6 +243,25 @@ async fn dispatch(
             &sidelight_tasks::alert::to_json(&state.surrogates.monitors()),
         ),
         Endpoint::Schema(route) => schema(state, route),
+        Endpoint::Evidence => {
+            let query = request.uri().query();
+            let response = crate::report_endpoint::evidence(
+                state.erasable.audit.as_ref(),
+                running(state).await,
+                query,
+            )
+            .await;
+            let detail = json!({ "status": response.status().as_u16() });
+            record_action(
+                state,
+                &principal,
+                "evidence",
+                query.unwrap_or_default(),
+                detail,
+            )
+            .await;
+            response
+        }
         Endpoint::Report => {
             let query = request.uri().query();
             let config = state.reloader.running().await;
@@ -385,6 +411,38 @@ async fn dispatch(
 }
 
 /// Makes `action` on `target` by `principal` an audit record, when there is an audit log.
+/// What an evidence pack takes from the running proxy: its config, its surrogates in
+/// service and their histories, and the narrator.
+pub(crate) async fn running(state: &AdminState) -> crate::report_endpoint::Running {
+    let config = state.reloader.running().await;
+    let in_service = state
+        .surrogates
+        .routes()
+        .into_iter()
+        .map(|s| sidelight_report::InService {
+            route: s.route,
+            version: s.version,
+            r2: s.r2.filter(|r2| r2.is_finite()),
+        })
+        .collect();
+    let mut surrogates = serde_json::Map::new();
+    for live in &state.erasable.routes {
+        let history = live
+            .history
+            .lock()
+            .map(|h| serde_json::to_value(&*h).unwrap_or_default())
+            .unwrap_or_default();
+        surrogates.insert(live.route.clone(), history);
+    }
+    let narrator = state.erasable.routes.first().map(|l| l.narrator.clone());
+    crate::report_endpoint::Running {
+        config,
+        in_service,
+        narrator,
+        surrogates: serde_json::Value::Object(surrogates),
+    }
+}
+
 async fn record_action(
     state: &AdminState,
     principal: &Principal,

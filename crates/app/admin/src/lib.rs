@@ -14,6 +14,7 @@ pub mod admin;
 pub mod auth;
 pub mod console;
 pub mod desk;
+pub mod evidence;
 pub mod preflight;
 pub mod probe;
 pub mod records;

@@ -20,6 +20,8 @@ use crate::query::{QueryError, query_pairs};
 use sidelight_report::{InService, Period, ReportError, ReportInput};
 
 pub const REPORT_PATH: &str = "/api/v1/report";
+/// `GET /api/v1/evidence?from=&to=`: the evidence pack of a period, as a tar archive.
+pub const EVIDENCE_PATH: &str = "/api/v1/evidence";
 
 /// The default period, up to now.
 const DEFAULT_DAYS: i64 = 30;
@@ -187,6 +189,121 @@ pub async fn report(
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// What an evidence pack takes from the running proxy besides the log.
+pub struct Running {
+    pub config: Config,
+    pub in_service: Vec<InService>,
+    /// The routes' narrator; `None` without explained routes (no notice to write).
+    pub narrator: Option<Arc<sidelight_narrate::Narrator>>,
+    /// Per route, every version trained with its fidelity.
+    pub surrogates: serde_json::Value,
+}
+
+/// Builds and answers the evidence pack of the period `from`/`to` (default: the last
+/// 30 days), as the report does, on a blocking thread with its own read connection.
+pub async fn evidence(
+    audit: Option<&Arc<AuditLog>>,
+    running: Running,
+    query: Option<&str>,
+) -> Response<ProxyBody> {
+    let (Some(audit), Some(audit_config)) = (audit, running.config.audit.clone()) else {
+        return crate::records::no_audit();
+    };
+    let now = sidelight_core::clock::now_ms();
+    let period = match query_pairs(query)
+        .map_err(|e| e.to_string())
+        .and_then(|pairs| {
+            let (mut from, mut to) = (None, None);
+            for (key, value) in pairs {
+                match key.as_str() {
+                    "from" => from = Some(time(&key, &value).map_err(|e| e.to_string())?),
+                    "to" => to = Some(time(&key, &value).map_err(|e| e.to_string())?),
+                    _ => {
+                        return Err(QueryError::Unknown {
+                            given: key,
+                            accepted: "from, to",
+                        }
+                        .to_string());
+                    }
+                }
+            }
+            let to = to.unwrap_or(now);
+            let from = from.unwrap_or(to - DEFAULT_DAYS * DAY_MS);
+            Period::new(from, to).map_err(|e| e.to_string())
+        }) {
+        Ok(period) => period,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &message),
+    };
+    let postgres = match audit_config.backend {
+        AuditBackend::Sqlite => None,
+        AuditBackend::Postgres => match audit.postgres_reader() {
+            Some(reader) => Some(reader),
+            None => {
+                return crate::records::store_error(
+                    &"the PostgreSQL audit log has no read connection",
+                );
+            }
+        },
+    };
+    let keys = audit.keys().clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let store: Box<dyn AuditStore> = match postgres {
+            Some(reader) => Box::new(reader),
+            None => Box::new(
+                SqliteStore::open(
+                    &audit_config.path,
+                    SqliteConfig {
+                        busy_timeout: audit_config.lock_timeout,
+                        ..SqliteConfig::new(keys.clone())
+                    },
+                )
+                .map_err(ReportError::from)?,
+            ),
+        };
+        // The file as loaded; a config without a file (variables only) has none.
+        let config_text = running
+            .config
+            .file
+            .as_deref()
+            .and_then(|f| std::fs::read_to_string(f).ok());
+        crate::evidence::export(
+            store,
+            &crate::evidence::PackInput {
+                config: &running.config,
+                config_text: config_text.as_deref(),
+                keys: &keys,
+                narrator: running.narrator.as_deref(),
+                period,
+                in_service: Some(&running.in_service),
+                surrogates: running.surrogates,
+                now_ms: now,
+            },
+        )
+    })
+    .await;
+    let pack = match built {
+        Ok(Ok(pack)) => pack,
+        Ok(Err(crate::evidence::EvidenceError::Report(ReportError::Period(message)))) => {
+            return json_error(StatusCode::BAD_REQUEST, "bad_query", &message);
+        }
+        Ok(Err(error)) => return crate::records::store_error(&error.to_string()),
+        Err(error) => {
+            return crate::records::store_error(&format!("the evidence task failed: {error}"));
+        }
+    };
+    let mut response = Response::new(full(Bytes::from(pack)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-tar"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        header::HeaderValue::from_static("attachment; filename=\"sidelight-evidence.tar\""),
     );
     response
 }

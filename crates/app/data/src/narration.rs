@@ -57,6 +57,16 @@ pub fn prepare(config: &Config, extra: Vec<FtlSource>) -> Result<Wording, Config
         let Some(explain) = &route.explain else {
             continue;
         };
+        // The route's own notice sentences are given no variables.
+        for part in ["title", "purpose"] {
+            let id = sidelight_narrate::notice_message_id(&route.name, part);
+            narrator
+                .check_plain(&id)
+                .map_err(|e| ConfigError::Invalid {
+                    key: "narration.dir".to_owned(),
+                    message: e.to_string(),
+                })?;
+        }
         for (j, reason) in explain.reasons.iter().enumerate() {
             let key = format!("routes[{i}].explain.reasons[{j}]");
             let worded = narrator
