@@ -234,8 +234,10 @@ fn is_command(line: &str) -> bool {
 async fn every_command_the_demo_prints_runs_as_printed() {
     // No --state-dir: the newcomer's first run, in a directory of its own.
     let mut demo = DemoProcess::start_in(None);
-    demo.read_until("its report command", Duration::from_secs(60), |l| {
-        l.contains(" report --config ")
+    // The last command block: the customer's side, printed once a surrogate is in
+    // service and the demo has made (and can contest) a declined application.
+    demo.read_until("its evidence command", Duration::from_secs(120), |l| {
+        l.contains(" evidence verify ")
     });
     let lines = demo.lines.clone();
     let state = lines
@@ -383,6 +385,15 @@ async fn every_command_the_demo_prints_runs_as_printed() {
     }
     let csv = std::fs::read_to_string(cwd.path().join("audit.csv")).unwrap();
     assert!(csv.lines().count() > 10, "{csv}");
+    // The customer's records as a printable page, and the evidence pack (verified by
+    // the printed `evidence verify`, which exited 0 above).
+    let access = std::fs::read_to_string(cwd.path().join("access.html")).unwrap();
+    assert!(access.contains("<h1>Decisions about"), "{access}");
+    assert!(access.contains("My savings are higher"), "{access}");
+    assert!(
+        std::fs::metadata(cwd.path().join("evidence.tar")).unwrap().len() > 10_000,
+        "the evidence pack is too small to hold the report"
+    );
 
     // Stopped before its directory is removed.
     let (status, _) = demo.interrupt(Duration::from_secs(15));

@@ -26,7 +26,7 @@ use sidelight_core::{audit, body, client, error, live, metrics, trust};
 use sidelight_data::{forward, narration, route, stack, tls};
 
 pub use auth::{new_token, token_sha256};
-pub use client::{AdminClientError, admin_get, admin_post, post_json};
+pub use client::{AdminClientError, admin_get, admin_post, post_json, post_json_with_headers};
 pub use preflight::check_files;
 pub use server::{Drained, Sidelight, StartError};
 pub use sidelight_admin::reload::{ReloadError, ReloadReport, Reloader};

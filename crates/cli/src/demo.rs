@@ -18,7 +18,9 @@ use sidelight_config::{
 use sidelight_demo_model::data::applications;
 use sidelight_demo_model::server::PREDICT_PATH;
 use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
-use sidelight_proxy::{Config, FtlSource, Sidelight, SurrogateStatus, post_json};
+use sidelight_proxy::{
+    Config, FtlSource, Sidelight, SurrogateStatus, post_json, post_json_with_headers,
+};
 use tokio::sync::watch;
 
 #[derive(clap::Args)]
@@ -442,6 +444,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         review: ReviewConfig {
             threshold_margin: Some(0.05),
             sample_rate: 0.01,
+            // Customers may contest a decision for 30 days (POST /v1/contests).
+            contest_within: Some(Duration::from_secs(30 * 86_400)),
             ..ReviewConfig::default()
         },
     });
@@ -485,6 +489,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     print_audit(&program, admin_addr, &audit_db, &audit_key)?;
     let report = ReportCommands::write(program, admin_addr, &state_dir, &audit_db, &audit_key)?;
     let url = format!("http://{proxy_addr}{PREDICT_PATH}");
+    let duties = Duties {
+        program: report.program.clone(),
+        proxy: proxy_addr,
+        admin: admin_addr,
+        key: audit_key.clone(),
+    };
     let samples = if args.rate > 0.0 {
         // The report lines wait for the first surrogate, so that they can name a
         // reference period that has data (the warm-up traffic).
@@ -492,11 +502,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             in_service(&surrogates).await;
             report.print(Some((started, now_ms())));
+            duties.print(&url).await;
             print_samples(surrogates, url).await;
         })
     } else {
         report.print(None);
-        tokio::spawn(print_samples(surrogates.clone(), url))
+        let surrogates = surrogates.clone();
+        tokio::spawn(async move {
+            in_service(&surrogates).await;
+            duties.print(&url).await;
+            print_samples(surrogates, url).await;
+        })
     };
 
     let mut progress = tokio::time::interval(Duration::from_secs(15));
@@ -737,6 +753,86 @@ impl ReportCommands {
                 );
             }
         }
+        println!();
+    }
+}
+
+/// The customer's side, walked through with one declined application the demo makes
+/// itself for the customer `customer-demo`: the notice, a contest with the record's
+/// token, the reviewer's decision, the customer's view of it, the customer's records,
+/// and the evidence pack.
+struct Duties {
+    program: String,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    key: std::path::PathBuf,
+}
+
+impl Duties {
+    async fn print(&self, url: &str) {
+        let Ok(applications) = applications() else {
+            return;
+        };
+        let mut decided = None;
+        for application in applications.iter().take(100) {
+            let body = serde_json::json!({ "instances": [application.application] }).to_string();
+            let headers = [("x-sidelight-subject", "customer-demo")];
+            let Ok((200, answer, text)) =
+                post_json_with_headers(url, &headers, body, Duration::from_secs(10)).await
+            else {
+                continue;
+            };
+            let declined = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|j| j["explanations"][0]["prediction"].as_f64())
+                .is_some_and(|p| p < 0.5);
+            let header = |name: &str| {
+                answer
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            if let (true, Some(id), Some(token)) = (
+                declined,
+                header("x-sidelight-record-id"),
+                header("x-sidelight-feedback-token"),
+            ) {
+                decided = Some((id, token));
+                break;
+            }
+        }
+        let Some((id, token)) = decided else {
+            return;
+        };
+        let (proxy, admin, program) = (self.proxy, self.admin, &self.program);
+        let key = shell_word(&self.key.display().to_string());
+        let auth = format!("-H \"authorization: Bearer ${ADMIN_TOKEN_VARIABLE}\"");
+        let json = "-H 'content-type: application/json'";
+        println!(
+            "The customer's side: the route's notice, then a declined application the demo just \
+             made for the customer `customer-demo` (record {id}), contested with the token its \
+             response carried, decided by a reviewer; the customer's records; the evidence pack:"
+        );
+        println!("  curl -s 'http://{proxy}/v1/notice/credit?format=json&lang=de'");
+        println!(
+            "  curl -s -X POST http://{proxy}/v1/contests {json} -d '{{\"id\": \"{id}\", \"token\": \"{token}\", \"reason\": \"My savings are higher than the form says.\"}}'"
+        );
+        println!("  curl -s 'http://{admin}/api/v1/reviews?state=contested' {auth}");
+        println!(
+            "  curl -s -X POST http://{admin}/api/v1/reviews/{id} {auth} {json} -d '{{\"decision\": \"confirm\", \"reason\": \"Savings checked against the statement: as on the form.\"}}'"
+        );
+        println!(
+            "  curl -s http://{proxy}/v1/contests/{id} -H 'x-sidelight-feedback-token: {token}' -H 'accept-language: de'"
+        );
+        println!(
+            "  curl -s -X POST http://{admin}/api/v1/subject-access {auth} {json} -d '{{\"subject_id\": \"customer-demo\", \"format\": \"html\"}}' > access.html"
+        );
+        println!("  curl -s 'http://{admin}/api/v1/evidence' {auth} > evidence.tar");
+        println!("  {program} evidence verify evidence.tar --key-file {key}");
+        println!(
+            "(the notice is a page for the business's own site at http://{proxy}/v1/notice/credit; \
+             contested decisions wait on the console's review queue, Queue: contested)"
+        );
         println!();
     }
 }

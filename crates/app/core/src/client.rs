@@ -51,7 +51,9 @@ pub async fn admin_post(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<(u16, String), AdminClientError> {
-    call(Method::POST, url, headers, Bytes::new(), timeout).await
+    call(Method::POST, url, headers, Bytes::new(), timeout)
+        .await
+        .map(|(status, _, body)| (status, body))
 }
 
 /// Sends a `GET` to `url` with extra `headers` (an `Authorization` with the admin token)
@@ -61,7 +63,9 @@ pub async fn admin_get(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<(u16, String), AdminClientError> {
-    call(Method::GET, url, headers, Bytes::new(), timeout).await
+    call(Method::GET, url, headers, Bytes::new(), timeout)
+        .await
+        .map(|(status, _, body)| (status, body))
 }
 
 /// Sends `body` as JSON in a `POST` to `url` with extra `headers`, and returns the
@@ -74,6 +78,20 @@ pub async fn post_json(
 ) -> Result<(u16, String), AdminClientError> {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
+    call(Method::POST, url, &all, Bytes::from(body), timeout)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+/// As [`post_json`], with the answer's headers (a record id and its token, say).
+pub async fn post_json_with_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: String,
+    timeout: Duration,
+) -> Result<(u16, http::HeaderMap, String), AdminClientError> {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
     call(Method::POST, url, &all, Bytes::from(body), timeout).await
 }
 
@@ -83,7 +101,7 @@ async fn call(
     headers: &[(&str, &str)],
     body: Bytes,
     timeout: Duration,
-) -> Result<(u16, String), AdminClientError> {
+) -> Result<(u16, http::HeaderMap, String), AdminClientError> {
     let uri: Uri = url
         .parse()
         .map_err(|e: http::uri::InvalidUri| AdminClientError::Url {
@@ -125,12 +143,13 @@ async fn call(
                 .map_err(|e| unreachable(crate::error::chain(&e)))?
         };
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
             .map_err(|e| unreachable(crate::error::chain(e.as_ref())))?
             .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
     };
     tokio::time::timeout(timeout, exchange)
         .await
