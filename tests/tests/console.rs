@@ -77,7 +77,7 @@ fn console_config(model: &ModelServer, dir: &Path, auditor_extra: &str) -> Strin
          decision = {{ favourable = \"approved\", unfavourable = \"declined\" }}\n{features}\
          [routes.explain.surrogate]\nwarm_up_rows = 150\nretrain_every_rows = 60\n\
          min_r2 = 0.0\ntrees = 60\ndepth = 4\ncpu_share = 1.0\n\
-         [routes.review]\nheader = \"x-sidelight-review\"\n{}",
+         [routes.review]\nheader = \"x-sidelight-review\"\ncontest_within = \"30days\"\n{}",
         dir.join("audit.db").display(),
         admin_section(auditor_extra),
     );
@@ -214,6 +214,7 @@ async fn the_console_checks_sessions_roles_csrf_and_sends_its_security_headers()
         "/console/reviews",
         "/console/records/x",
         "/console/monitoring",
+        "/console/duties",
     ] {
         let answer = call(&proxy, Method::GET, path, &[], "").await;
         assert_eq!(answer.status, 303, "{path}");
@@ -387,6 +388,8 @@ async fn the_console_checks_sessions_roles_csrf_and_sends_its_security_headers()
         ("/console/records/no-such-record", 404),
         ("/console/reviews", 200),
         ("/console/monitoring", 200),
+        ("/console/duties", 200),
+        ("/console/reviews?state=contested", 200),
         ("/console/nothing-here", 404),
     ] {
         let answer = page(&proxy, path, &auditor).await;
@@ -394,6 +397,23 @@ async fn the_console_checks_sessions_roles_csrf_and_sends_its_security_headers()
         assert_secure_headers(&answer, path);
         assert!(text(&answer).contains("<h1>"), "{path}");
     }
+    // An auditor's duties: the evidence pack downloads; a subject access for an
+    // identifier with no records says so; a reviewer may not open the page.
+    let pack = page(&proxy, "/console/duties/evidence?from=&to=", &auditor).await;
+    assert_eq!(pack.status, 200, "{}", text(&pack));
+    assert_eq!(header(&pack, "content-type"), "application/x-tar");
+    let duties = text(&page(&proxy, "/console/duties", &auditor).await);
+    let duties_csrf = csrf_of(&duties);
+    let nobody = post_form(
+        &proxy,
+        "/console/duties/access",
+        &auditor,
+        &format!("csrf={duties_csrf}&subject_id=nobody&language=de"),
+    )
+    .await;
+    assert_eq!(nobody.status, 404, "{}", text(&nobody));
+    assert!(text(&nobody).contains("No records"));
+    assert_eq!(page(&proxy, "/console/duties", &reviewer).await.status, 403);
 
     // Sign-out needs the CSRF token, and ends the session for good.
     let refused = post_form(&proxy, "/console/logout", &viewer, "csrf=wrong").await;
@@ -621,6 +641,7 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
         }
         assert!(Instant::now() < deadline, "no surrogate: {surrogates}");
     }
+    let mut tokens = Vec::new();
     for row in 0..6 {
         let answer = post(
             &proxy,
@@ -633,7 +654,29 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
         )
         .await;
         assert_eq!(answer.status, 200);
+        tokens.push((
+            header(&answer, "x-sidelight-record-id").to_owned(),
+            header(&answer, "x-sidelight-feedback-token").to_owned(),
+        ));
     }
+    // One of them the customer contests: it moves to the contested queue.
+    let (contested_id, contested_token) = tokens.pop().unwrap();
+    let contest = send(
+        &client(),
+        Method::POST,
+        &proxy.url("/v1/contests"),
+        &[("content-type", "application/json")],
+        full(
+            serde_json::json!({
+                "id": contested_id,
+                "token": contested_token,
+                "reason": "My card colour was recorded wrongly"
+            })
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(contest.status, 202, "{:?}", contest.body);
     // The record to work on: one the surrogate explains well, so that the customer's
     // text is not withheld.
     let pending = api(
@@ -643,7 +686,7 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
     )
     .await;
     let pending = pending["records"].as_array().unwrap().clone();
-    assert_eq!(pending.len(), 6, "{pending:?}");
+    assert_eq!(pending.len(), 5, "{pending:?}");
     let chosen = pending
         .iter()
         .min_by(|a, b| {
@@ -686,7 +729,7 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
         let route = text_of(&browser, "section.route").await;
         assert!(route.contains("Surrogate in service"), "{route}");
         let pending = text_of(&browser, "dl.facts a[href^='/console/reviews']").await;
-        assert_eq!(pending, "6", "pending reviews");
+        assert_eq!(pending, "5", "pending reviews");
         browser
             .find(Locator::Css("svg.fidelity title"))
             .await
@@ -747,7 +790,7 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
             .find_all(Locator::Css("article.review-item"))
             .await
             .unwrap();
-        assert_eq!(items.len(), 6);
+        assert_eq!(items.len(), 5);
         screenshot(&browser, "reviews").await;
         let item = browser
             .find(Locator::Css(&format!("article[data-record=\"{id}\"]")))
@@ -787,13 +830,36 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
             .find_all(Locator::Css("article.review-item"))
             .await
             .unwrap();
-        assert_eq!(left.len(), 5, "the decided record left the queue");
+        assert_eq!(left.len(), 4, "the decided record left the queue");
         let decisions = text_of(&browser, "#decisions").await;
         assert!(
             decisions.contains("Score too high") && decisions.contains("rita"),
             "{decisions}"
         );
         screenshot(&browser, "reviews-decided").await;
+
+        // The contested queue: the customer's own words, and the month's counts.
+        browser
+            .goto(&format!("{base}/console/reviews?state=contested"))
+            .await
+            .unwrap();
+        wait_for_page(&browser, "Review queue").await;
+        let contested = browser
+            .find(Locator::Css(&format!(
+                "article[data-record=\"{contested_id}\"] .contest-reason"
+            )))
+            .await
+            .expect("the contested record, with the customer's reason");
+        assert_eq!(
+            contested.text().await.unwrap(),
+            "My card colour was recorded wrongly"
+        );
+        let counts = text_of(&browser, "#contest-counts").await;
+        assert!(
+            counts.contains("Contested") && counts.contains('1'),
+            "{counts}"
+        );
+        screenshot(&browser, "reviews-contested").await;
 
         // The record's page shows the decision in its history.
         browser
@@ -847,6 +913,40 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
             .await
             .unwrap();
         assert_eq!(path_of(&browser).await, "/console/login");
+
+        // An auditor's duties page: the notices, a subject's access, the evidence pack.
+        let token = browser.find(Locator::Id("token")).await.unwrap();
+        token.send_keys(AUDITOR).await.unwrap();
+        browser
+            .find(Locator::Css("form.login button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_page(&browser, "Overview").await;
+        browser
+            .find(Locator::LinkText("Duties"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_page(&browser, "Duties to the person").await;
+        let notices = text_of(&browser, "#notice-routes").await;
+        assert!(
+            notices.contains("/v1/notice/m") && notices.contains("30 days"),
+            "{notices}"
+        );
+        browser
+            .find(Locator::Id("evidence-form"))
+            .await
+            .expect("the evidence form");
+        browser
+            .find(Locator::Id("access-form"))
+            .await
+            .expect("the subject access form");
+        screenshot(&browser, "duties").await;
     };
     let outcome = std::panic::AssertUnwindSafe(work).catch_unwind().await;
     // The browser is closed whatever happened, before chromedriver is stopped.

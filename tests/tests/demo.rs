@@ -391,7 +391,10 @@ async fn every_command_the_demo_prints_runs_as_printed() {
     assert!(access.contains("<h1>Decisions about"), "{access}");
     assert!(access.contains("My savings are higher"), "{access}");
     assert!(
-        std::fs::metadata(cwd.path().join("evidence.tar")).unwrap().len() > 10_000,
+        std::fs::metadata(cwd.path().join("evidence.tar"))
+            .unwrap()
+            .len()
+            > 10_000,
         "the evidence pack is too small to hold the report"
     );
 

@@ -31,15 +31,20 @@ pub const SUBJECT_ACCESS_PATH: &str = "/api/v1/subject-access";
 const MAX_RECORDS: usize = 10_000;
 const MAX_BODY: usize = 16 * 1024;
 
-#[derive(serde::Deserialize)]
+/// Whose decisions, in what form and language.
+#[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct AccessRequest {
-    subject: Option<String>,
-    subject_id: Option<String>,
+pub struct AccessRequest {
+    /// The pseudonym (`ps_…`).
+    pub subject: Option<String>,
+    /// The business's own identifier, pseudonymised here.
+    pub subject_id: Option<String>,
+    /// `json` (default) or `html`.
     #[serde(default)]
-    format: Option<String>,
+    pub format: Option<String>,
+    /// A language tag or an `Accept-Language` value.
     #[serde(default)]
-    language: Option<String>,
+    pub language: Option<String>,
 }
 
 /// The answer and the pseudonym it was for (for the admin action's record).
@@ -88,6 +93,15 @@ pub async fn subject_access(
             ));
         }
     };
+    answer(audit, routes, request).await
+}
+
+/// The answer to a parsed request: the API's and the console's one path.
+pub async fn answer(
+    audit: &Arc<AuditLog>,
+    routes: &[Arc<RouteLive>],
+    request: AccessRequest,
+) -> Access {
     let subject = match (request.subject, request.subject_id) {
         (Some(s), None) if !s.is_empty() => s,
         (None, Some(id)) if !id.is_empty() => audit.keys().pseudonym(&id),

@@ -218,7 +218,8 @@ pub async fn evidence(
         .map_err(|e| e.to_string())
         .and_then(|pairs| {
             let (mut from, mut to) = (None, None);
-            for (key, value) in pairs {
+            // A form's empty date field means "the default".
+            for (key, value) in pairs.into_iter().filter(|(_, v)| !v.is_empty()) {
                 match key.as_str() {
                     "from" => from = Some(time(&key, &value).map_err(|e| e.to_string())?),
                     "to" => to = Some(time(&key, &value).map_err(|e| e.to_string())?),

@@ -13,6 +13,9 @@
 //!   decides, through the same code as `POST /api/v1/reviews/{id}`.
 //! - `GET /console/monitoring` (reviewer): fidelity per route, the flagged groups, and the
 //!   latest fairness and drift results of monitored routes.
+//! - `GET /console/duties` (auditor): the routes' notices, a subject's access
+//!   (`POST /console/duties/access`: their decisions as a printable page) and the
+//!   evidence pack (`GET /console/duties/evidence`: the tar archive).
 //!
 //! The doors: every page needs a session (see `session`), whose token is checked again
 //! on every request against the tokens in force, so roles gate pages exactly as they
@@ -106,6 +109,11 @@ enum Page<'a> {
     /// `/console/reviews/{id}` (POST: a decision), the id still %-encoded.
     Decide(&'a str),
     Monitoring,
+    Duties,
+    /// `POST /console/duties/access`: a subject's decisions, printable.
+    Access,
+    /// `GET /console/duties/evidence`: the evidence pack.
+    Evidence,
     Logout,
     NotFound,
 }
@@ -120,6 +128,9 @@ impl<'a> Page<'a> {
             "/console/records" => Page::Records,
             "/console/reviews" => Page::Reviews,
             "/console/monitoring" => Page::Monitoring,
+            "/console/duties" => Page::Duties,
+            "/console/duties/access" => Page::Access,
+            "/console/duties/evidence" => Page::Evidence,
             LOGOUT_PATH => Page::Logout,
             p => match (
                 p.strip_prefix("/console/records/"),
@@ -137,13 +148,13 @@ impl<'a> Page<'a> {
         match self {
             Page::Overview | Page::Logout | Page::NotFound => Role::Viewer,
             Page::Record(_) | Page::Reviews | Page::Decide(_) | Page::Monitoring => Role::Reviewer,
-            Page::Records => Role::Auditor,
+            Page::Records | Page::Duties | Page::Access | Page::Evidence => Role::Auditor,
         }
     }
 
     fn methods(self) -> &'static [Method] {
         match self {
-            Page::Decide(_) | Page::Logout => POST,
+            Page::Decide(_) | Page::Logout | Page::Access => POST,
             _ => GET,
         }
     }
@@ -222,6 +233,7 @@ async fn respond(
         return match page {
             Page::Logout => sign_out(state, &session, &principal).await,
             Page::Decide(id) => decide(state, &session, &principal, id, &form).await,
+            Page::Access => access(state, &principal, &form).await,
             _ => method_not_allowed(page.methods()),
         };
     }
@@ -242,7 +254,29 @@ async fn respond(
         }
         Page::Reviews => reviews(state, &chrome_for(Nav::Reviews, flash), query).await,
         Page::Monitoring => monitoring(state, &chrome_for(Nav::Monitoring, flash)),
-        Page::NotFound | Page::Logout | Page::Decide(_) => html(
+        Page::Duties => duties(state, &chrome_for(Nav::Duties, flash)).await,
+        Page::Evidence => {
+            let response = crate::report_endpoint::evidence(
+                state.erasable.audit.as_ref(),
+                crate::admin::running(state).await,
+                query,
+            )
+            .await;
+            record_action(state, &principal, "evidence", query.unwrap_or_default()).await;
+            if response.status().is_success() {
+                return response;
+            }
+            html(
+                response.status(),
+                pages::message(
+                    "No evidence pack",
+                    Some(&chrome_for(Nav::Duties, None)),
+                    "The pack could not be made for this period: check the dates (the start \
+                     before the end), or the audit log's status on the overview.",
+                ),
+            )
+        }
+        Page::NotFound | Page::Logout | Page::Decide(_) | Page::Access => html(
             StatusCode::NOT_FOUND,
             pages::message(
                 "Not found",
@@ -251,6 +285,74 @@ async fn respond(
             ),
         ),
     }
+}
+
+/// The duties page: the routes' notices, a subject's access, the evidence pack.
+async fn duties(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody> {
+    let notices: Vec<pages::NoticeRow> = state
+        .erasable
+        .routes
+        .iter()
+        .map(|live| pages::NoticeRow {
+            route: live.route.clone(),
+            languages: live.narrator.locales(),
+            reason_codes: live.config.reasons.len(),
+            contest_days: live
+                .review
+                .contest_within
+                .map(|d| d.as_secs().div_ceil(86_400)),
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        pages::duties(chrome, &notices, state.erasable.audit.is_some()),
+    )
+}
+
+/// `POST /console/duties/access`: a subject's decisions as the printable page.
+async fn access(
+    state: &AdminState,
+    principal: &Principal,
+    form: &[(String, String)],
+) -> Response<ProxyBody> {
+    let Some(audit) = &state.erasable.audit else {
+        return html(
+            StatusCode::NOT_FOUND,
+            pages::message(
+                "No audit log",
+                None,
+                "No [audit] log is configured: there are no records to give.",
+            ),
+        );
+    };
+    let request = crate::access::AccessRequest {
+        subject: None,
+        subject_id: field(form, "subject_id")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        format: Some("html".to_owned()),
+        language: field(form, "language").map(str::to_owned),
+    };
+    let access = crate::access::answer(audit, &state.erasable.routes, request).await;
+    record_action(
+        state,
+        principal,
+        "subject_access",
+        access.subject.as_deref().unwrap_or_default(),
+    )
+    .await;
+    if access.response.status().is_success() {
+        return access.response;
+    }
+    html(
+        access.response.status(),
+        pages::message(
+            "No records",
+            None,
+            "The audit log holds no record about this identifier (or none was given).",
+        ),
+    )
 }
 
 /// Whether a form was sent from this origin, by the headers browsers add: a

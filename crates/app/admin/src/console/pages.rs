@@ -21,6 +21,7 @@ pub(crate) enum Nav {
     Records,
     Reviews,
     Monitoring,
+    Duties,
     Other,
 }
 
@@ -86,6 +87,7 @@ fn navigation(chrome: &Chrome<'_>) -> Markup {
             "Monitoring",
             Role::Reviewer,
         ),
+        (Nav::Duties, "/console/duties", "Duties", Role::Auditor),
     ];
     html! {
         nav aria-label="Console" {
@@ -707,7 +709,7 @@ pub(crate) fn record(chrome: &Chrome<'_>, view: &RecordPage<'_>) -> String {
                                 td { (d.reviewer) }
                                 td { (d.decision) }
                                 td { @match &d.outcome { Some(o) => code { (o.to_string()) }, None => "—" } }
-                                td { @if d.is_contest() { "(the customer's words are on the record's review page)" } @else { (d.reason) } }
+                                td { (d.reason) }
                             }
                         }
                     }
@@ -888,7 +890,7 @@ pub(crate) fn reviews(
                                 td { (d.reviewer) }
                                 td { (d.decision) }
                                 td { @match &d.outcome { Some(o) => code { (o.to_string()) }, None => "—" } }
-                                td { (d.reason) }
+                                td { @if d.is_contest() { "the customer's reason, on the record's page" } @else { (d.reason) } }
                             }
                         }
                     }
@@ -897,6 +899,73 @@ pub(crate) fn reviews(
         }
     };
     page("Review queue", Some(chrome), body)
+}
+
+// === duties ===
+
+/// One explained route's notice.
+pub(crate) struct NoticeRow {
+    pub(crate) route: String,
+    pub(crate) languages: Vec<String>,
+    pub(crate) reason_codes: usize,
+    pub(crate) contest_days: Option<u64>,
+}
+
+/// The duties to the person: where each notice is, a subject's access, the evidence.
+pub(crate) fn duties(chrome: &Chrome<'_>, notices: &[NoticeRow], audited: bool) -> String {
+    let body = html! {
+        section aria-labelledby="notices" {
+            h2 #notices { "Transparency notices" }
+            p { "Each explained route publishes its notice on the data port, for the business to link from its own site: HTML for people, " code { "?format=json" } " for programs, " code { "?lang=" } " or Accept-Language for the language." }
+            @if notices.is_empty() {
+                p { "No route explains its decisions, so there is no notice." }
+            } @else {
+                table #notice-routes {
+                    thead { tr { th scope="col" { "Route" } th scope="col" { "Notice (data port)" } th scope="col" { "Languages" } th scope="col" { "Reason codes" } th scope="col" { "Contest within" } } }
+                    tbody {
+                        @for n in notices {
+                            tr {
+                                td { (n.route) }
+                                td { code { "/v1/notice/" (n.route) } }
+                                td { (n.languages.join(", ")) }
+                                td.num { (n.reason_codes) }
+                                td { @match n.contest_days { Some(d) => (format!("{d} days")), None => "not offered" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if audited {
+            section aria-labelledby="access" {
+                h2 #access { "A subject's access to their decisions" }
+                p { "Every decision about one person, with its explanation in their words, the reasons given, reviews, contests and reported outcomes; erased records say only that they were erased. The identifier is the one the business sends (" code { "x-sidelight-subject" } "); it is pseudonymised here and never recorded." }
+                form.filters #access-form method="post" action="/console/duties/access" {
+                    input type="hidden" name="csrf" value=(chrome.csrf);
+                    label for="subject-id" { "Subject identifier" }
+                    input #subject-id type="text" name="subject_id" required autocomplete="off";
+                    label for="access-language" { "Language" }
+                    input #access-language type="text" name="language" value="en" size="5";
+                    button type="submit" { "Show the printable page" }
+                }
+            }
+            section aria-labelledby="evidence" {
+                h2 #evidence { "Evidence pack for a regulator" }
+                p { "One tar archive: the audit report (HTML and JSON), the verification of the whole log, the config without its secrets and its digests, the surrogate versions with their fidelity, each route's notice in each language, and a manifest signed with the audit key. Check it offline with " code { "sidelight evidence verify evidence.tar --key-file audit.key" } "." }
+                form.filters #evidence-form method="get" action="/console/duties/evidence" {
+                    label for="evidence-from" { "From (date)" }
+                    input #evidence-from type="date" name="from";
+                    label for="evidence-to" { "To (date, excluded)" }
+                    input #evidence-to type="date" name="to";
+                    button type="submit" { "Download the evidence pack" }
+                }
+                p { "Empty dates: the last 30 days." }
+            }
+        } @else {
+            p { "No [audit] log is configured: there are no records to give and no evidence to pack." }
+        }
+    };
+    page("Duties to the person", Some(chrome), body)
 }
 
 // === monitoring ===
