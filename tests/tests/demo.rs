@@ -153,6 +153,28 @@ async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
     for protected in ["age", "sex", "foreign", "personal status"] {
         assert!(!text.contains(protected), "{text}");
     }
+    // The route's notice, in German, in the route's own words, with its reason codes;
+    // protected attributes only as information explanations never use.
+    let notice = get(&format!("{proxy}/v1/notice/credit?format=json&lang=de"))
+        .await
+        .json();
+    assert_eq!(
+        notice["title"], "Wie wir über Kreditanträge entscheiden",
+        "{notice}"
+    );
+    assert_eq!(
+        notice["facts"]["reason_codes"].as_array().map(Vec::len),
+        Some(10)
+    );
+    let used = notice["facts"]["information_used"].to_string();
+    assert!(
+        used.contains("Sparguthaben") || used.contains("Ersparnisse"),
+        "{used}"
+    );
+    for protected in ["Alter", "Familienstand"] {
+        assert!(!used.contains(protected), "{used}");
+    }
+    assert_eq!(notice["facts"]["contest_within_days"], 30);
     let features: Vec<&str> = explanation["attributions"]
         .as_array()
         .unwrap()

@@ -73,3 +73,7 @@ custom-reason-EMPLOYMENT = Dauer und Art der Beschäftigung
 custom-reason-INSTALMENT_RATE = Rate im Verhältnis zu Ihrem Einkommen
 custom-reason-HOME = Wohnsituation und Eigentum
 custom-reason-OTHER_CREDITS = Andere Kredite und Verpflichtungen
+
+# Die eigenen Sätze des Hinweises dieser Route (GET /v1/notice/credit). Ohne Variablen.
+custom-notice-credit-title = Wie wir über Kreditanträge entscheiden
+custom-notice-credit-purpose = Ein automatisiertes Modell bewertet jeden Kreditantrag und schlägt vor, ob er genehmigt wird; diese Seite sagt, was es verwendet, was wir aufbewahren und wie eine Person Ihre Entscheidung prüfen kann.

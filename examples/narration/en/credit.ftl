@@ -69,3 +69,7 @@ custom-reason-EMPLOYMENT = Length and kind of employment
 custom-reason-INSTALMENT_RATE = Instalment as a share of your income
 custom-reason-HOME = Housing and property
 custom-reason-OTHER_CREDITS = Other credits and obligations
+
+# The route's own notice sentences (GET /v1/notice/credit). No variables.
+custom-notice-credit-title = How we decide on loan applications
+custom-notice-credit-purpose = An automated model assesses each loan application and proposes whether to approve it; this page says what it uses, what we keep, and how you can have a person look at your decision.
