@@ -109,7 +109,7 @@ async fn a_customer_reads_the_notice_contests_a_decision_and_gets_their_records(
     assert_eq!(header(&german, "content-language"), "de");
     let text = String::from_utf8_lossy(&german.body).into_owned();
     assert!(
-        text.contains("Sie können einer Entscheidung innerhalb von 30 Tagen"),
+        text.contains("Sie können eine Entscheidung innerhalb von 30 Tagen"),
         "{text}"
     );
     let facts = data(
@@ -402,6 +402,17 @@ async fn a_customer_reads_the_notice_contests_a_decision_and_gets_their_records(
     assert_eq!(run.code, Some(65), "{}", run.text());
     assert!(run.text().contains("report.html"), "{}", run.text());
     assert!(run.text().contains("altered"), "{}", run.text());
+    // A checker without the audit key verifies with the evidence key alone.
+    let printed = cli(["evidence", "key", "--key-file"]).arg(&key).run();
+    assert_eq!(printed.code, Some(0), "{}", printed.text());
+    let evidence_key = dir.path().join("evidence.key");
+    std::fs::write(&evidence_key, printed.stdout.trim()).unwrap();
+    let run = cli(["evidence", "verify"])
+        .arg(&path)
+        .arg("--evidence-key-file")
+        .arg(&evidence_key)
+        .run();
+    assert_eq!(run.code, Some(0), "{}", run.text());
     let other_key = dir.path().join("other.key");
     std::fs::write(&other_key, "ab".repeat(32)).unwrap();
     let run = verify(&path, &other_key);
@@ -448,6 +459,13 @@ async fn a_customer_reads_the_notice_contests_a_decision_and_gets_their_records(
     // Explanations never name the protected attribute: neither does the access answer.
     let information = decision["explanations"][0]["information"].to_string();
     assert!(!information.contains("colour"), "{information}");
+    // The person's own request, as recorded, protected attribute included.
+    assert!(
+        decision["request_as_recorded"]["instances"][0]
+            .get("colour")
+            .is_some(),
+        "{decision}"
+    );
     let printable = admin(
         &proxy,
         Method::POST,

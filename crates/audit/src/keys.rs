@@ -253,6 +253,13 @@ impl Keys {
         &self.master
     }
 
+    /// The key evidence packs' manifests are signed with: derived from the master, so
+    /// that it can be handed to whoever checks packs (`sidelight evidence key`) without
+    /// the audit key. It signs and checks manifests, and opens nothing.
+    pub fn evidence_key(&self) -> [u8; 32] {
+        derive(&self.master, b"evidence")
+    }
+
     /// The id of the key new records are sealed with.
     pub fn active_id(&self) -> &str {
         &self.active

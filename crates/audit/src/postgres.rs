@@ -609,8 +609,10 @@ impl AuditStore for PostgresStore {
                 Ok(u64::try_from(tombstones.len()).unwrap_or(0))
             })?;
             if erased == 0 {
-                if event.is_some() {
-                    // A contest's words are the customer's: they go with the record.
+                {
+                    // A contest's words are the customer's: they go with the record. Run
+                    // whatever this call erased, so that a purge cut short before this
+                    // point clears them when it is run again.
                     let clear = format!(
                         "UPDATE audit_reviews SET reason = '{ERASED_CONTEST}' WHERE decision = 'contest' \
                          AND reason <> '{ERASED_CONTEST}' AND record_id IN \

@@ -788,8 +788,10 @@ impl AuditStore for SqliteStore {
                 .query_map(params![arg], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
             if rows.is_empty() {
-                if event.is_some() {
-                    // A contest's words are the customer's: they go with the record.
+                {
+                    // A contest's words are the customer's: they go with the record. Run
+                    // whatever this call erased, so that a purge cut short before this
+                    // point clears them when it is run again.
                     tx.execute(
                         &format!(
                             "UPDATE reviews SET reason = '{ERASED_CONTEST}' WHERE decision = 'contest' \

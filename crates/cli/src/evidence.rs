@@ -37,9 +37,19 @@ enum EvidenceCommand {
     /// versions and their fidelity, every route's notice in every language, and a
     /// manifest signed with the audit key.
     Export(ExportArgs),
-    /// Check a pack offline: the manifest's signature with the audit key, and every
-    /// file against the manifest.
+    /// Check a pack offline: the manifest's signature with the evidence key (derived
+    /// from the audit key), and every file against the manifest.
     Verify(VerifyArgs),
+    /// Print the evidence key (hex): give it to whoever checks packs instead of the
+    /// audit key. It checks (and signs) evidence manifests and opens nothing.
+    Key(KeyArgs),
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    /// The audit key file (else SIDELIGHT_AUDIT_KEY).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -65,14 +75,19 @@ struct VerifyArgs {
     /// The pack (`evidence.tar`).
     pack: PathBuf,
     /// The audit key file (else SIDELIGHT_AUDIT_KEY).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "evidence_key_file")]
     key_file: Option<PathBuf>,
+    /// A file holding the evidence key as `sidelight evidence key` prints it, for a
+    /// checker who does not hold the audit key.
+    #[arg(long)]
+    evidence_key_file: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: EvidenceArgs) -> ExitCode {
     let (name, outcome) = match args.command {
         EvidenceCommand::Export(a) => ("export", export(&a)),
         EvidenceCommand::Verify(a) => ("verify", verify(&a)),
+        EvidenceCommand::Key(a) => ("key", print_key(&a)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,8 +217,34 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
             format!("{}: cannot open it: {e}", args.pack.display()),
         )
     })?;
-    let keys = load_keys(args.key_file.as_deref())?;
-    match evidence::verify(std::io::BufReader::new(file), &keys) {
+    let key = match &args.evidence_key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::new(
+                    EXIT_NO_INPUT,
+                    format!(
+                        "--evidence-key-file {}: cannot read it: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
+            hex::decode(text.trim())
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or_else(|| {
+                    Failure::data(format!(
+                        "--evidence-key-file {}: not an evidence key (64 hex digits, as `sidelight evidence key` prints)",
+                        path.display()
+                    ))
+                })?
+        }
+        None => load_keys(args.key_file.as_deref())?.evidence_key().to_vec(),
+    };
+    match evidence::verify(std::io::BufReader::new(file), &key) {
+        Ok(verified) if !verified.manifest.log.intact => Err(Failure::data(format!(
+            "{}: the pack is authentic, but it records that the audit log was NOT intact when it was made (see verification.json)",
+            args.pack.display()
+        ))),
         Ok(verified) => {
             let m = &verified.manifest;
             println!(
@@ -214,7 +255,7 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
                 m.period.to,
                 m.created_at,
                 m.sidelight_version,
-                if m.log.intact { "intact" } else { "NOT intact" },
+                "intact",
                 m.log.last_seq,
                 m.log.records
             );
@@ -222,4 +263,10 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
         }
         Err(e) => Err(Failure::data(format!("{}: {e}", args.pack.display()))),
     }
+}
+
+fn print_key(args: &KeyArgs) -> Result<(), Failure> {
+    let keys = load_keys(args.key_file.as_deref())?;
+    println!("{}", hex::encode(keys.evidence_key()));
+    Ok(())
 }

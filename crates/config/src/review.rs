@@ -121,11 +121,12 @@ impl ReviewConfig {
             ));
         }
         if self.contest_within.is_some_and(|d| {
-            d < Duration::from_secs(3600) || d > Duration::from_secs(10 * 366 * 86_400)
+            d < Duration::from_secs(86_400) || d > Duration::from_secs(10 * 366 * 86_400)
         }) {
+            // At least a day: customers are told the window in whole days.
             return Err((
                 key("contest_within"),
-                "must be at least an hour and at most ten years (e.g. \"30days\")".to_owned(),
+                "must be at least a day and at most ten years (e.g. \"30days\")".to_owned(),
             ));
         }
         if self.hold.is_some() && !self.any() {

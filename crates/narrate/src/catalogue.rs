@@ -66,6 +66,8 @@ pub(crate) const MESSAGES: &[(&str, &[&str])] = &[
     ("notice-fairness-unmonitored", &[]),
     ("notice-fairness-fair", &["date"]),
     ("notice-fairness-disparity", &["date"]),
+    ("notice-fairness-reviewed", &[]),
+    ("notice-protected-given", &[]),
     ("notice-fairness-none", &[]),
     ("notice-reasons-heading", &[]),
     ("notice-reasons", &[]),

@@ -147,7 +147,11 @@ pub(crate) fn duties(config: &Config, f: &DutyFigures<'_>) -> DutySection {
         answers: "EU AI Act Art. 14; GDPR Art. 22(3)",
         status: status(with_review.len(), explained.len().max(1)),
         what: if with_review.is_empty() {
-            "No review rule is configured ([routes.review]); decisions reach a person only when contested.".to_owned()
+            if config.routes.iter().any(|r| r.review.contest_within.is_some()) {
+                "No review rule is configured ([routes.review]); decisions reach a person only when contested.".to_owned()
+            } else {
+                "No review rule is configured ([routes.review]) and decisions cannot be contested: no decision reaches a person through Sidelight.".to_owned()
+            }
         } else {
             format!(
                 "Review rules on {}; {} prediction(s) sent to review in the period, {} decided, {} pending at its end.",

@@ -599,6 +599,11 @@ impl Acc {
                         self.contests.add(&review);
                     }
                     let decision = text(&e["decision"]);
+                    // A customer's contest is counted with the contests, not as a
+                    // reviewer's decision.
+                    if decision == sidelight_audit::CONTEST {
+                        return Ok(());
+                    }
                     if decision == "override" {
                         self.overrides += 1;
                     }

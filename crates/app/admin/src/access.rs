@@ -170,7 +170,11 @@ pub async fn answer(
 
     let mut decisions = Vec::with_capacity(records.len());
     for stored in &records {
-        decisions.push(decision(audit, routes, stored, &locale).await);
+        match decision(audit, routes, stored, &locale).await {
+            Ok(d) => decisions.push(d),
+            // Never a partial answer that looks complete.
+            Err(e) => return refused(store_error(&e)),
+        }
     }
     let document = json!({
         "subject": subject,
@@ -204,15 +208,15 @@ async fn decision(
     routes: &[Arc<RouteLive>],
     stored: &Stored,
     locale: &Locale,
-) -> Json {
+) -> Result<Json, crate::audit::AuditError> {
     let record = &stored.record;
     if let Some(at) = record.erased_at {
-        return json!({
+        return Ok(json!({
             "id": record.id,
             "erased": true,
             "erased_at": rfc3339_ms(at),
             "why": record.erased_reason,
-        });
+        }));
     }
     let live = routes.iter().find(|l| l.route == record.route);
     let rows: Vec<Json> = record
@@ -264,15 +268,19 @@ async fn decision(
             })
         })
         .collect();
-    let (reviews, feedback) = audit
-        .review_history(record.id.clone())
-        .await
-        .unwrap_or_default();
-    json!({
+    let (reviews, feedback) = audit.review_history(record.id.clone()).await?;
+    // Everything recorded about the request, as the privacy policy kept it: protected
+    // attributes included (an explanation never names them; the person may see them).
+    let request: Option<Json> = record
+        .request
+        .as_deref()
+        .and_then(|b| serde_json::from_slice(b).ok());
+    Ok(json!({
         "id": record.id,
         "time": rfc3339_ms(record.time_ms),
         "route": record.route,
         "consent": record.consent,
+        "request_as_recorded": request,
         "outputs": record.outputs,
         "explanations": explanations,
         "review_state": record.review_state,
@@ -286,7 +294,7 @@ async fn decision(
             "time": rfc3339_ms(f.time_ms),
             "outcome": f.outcome,
         })).collect::<Vec<_>>(),
-    })
+    }))
 }
 
 /// Protected attributes are in the record (the privacy policy decides how), but an
@@ -341,6 +349,7 @@ fn printable(document: &Json) -> String {
                                 dt { "When" } dd { (text(&d["time"])) }
                                 dt { "Service" } dd { (text(&d["route"])) }
                                 dt { "Consent" } dd { (text(&d["consent"])) }
+                                dt { "Your request, as recorded" } dd { code { (text(&d["request_as_recorded"])) } }
                                 @for e in d["explanations"].as_array().into_iter().flatten() {
                                     dt { "Explanation" } dd.explanation { (text(&e["explanation"])) }
                                     @let codes = e["reason_codes"].as_array().cloned().unwrap_or_default();

@@ -109,11 +109,12 @@ const SECRET_KEYS: &[&str] = &[
     "secret",
     "password",
     "token",
-    "tokens",
     "url",
     "url_file",
     "key_file",
     "secret_variable",
+    // A chat webhook's URL is itself the credential to post to it.
+    "webhook",
 ];
 
 /// The config text with the value of every key named in [`SECRET_KEYS`] (at any
@@ -129,7 +130,9 @@ pub fn redact(text: &str) -> Result<String, EvidenceError> {
                     let secret = SECRET_KEYS.contains(&key.as_str())
                         || key.ends_with("_token")
                         || key.ends_with("_secret")
-                        || key.ends_with("_password");
+                        || key.ends_with("_password")
+                        // Paths to files holding secrets (tokens_file, secret_file).
+                        || key.ends_with("_file");
                     if secret {
                         *v = toml::Value::String("[removed]".to_owned());
                     } else {
@@ -252,7 +255,7 @@ pub fn export<S: AuditStore>(store: S, input: &PackInput<'_>) -> Result<Vec<u8>,
             .collect(),
     };
     let manifest_bytes = json(&manifest)?;
-    let signature = evidence_mac(input.keys.checkpoint_key(), &manifest_bytes);
+    let signature = evidence_mac(&input.keys.evidence_key(), &manifest_bytes);
     files.insert(MANIFEST.to_owned(), manifest_bytes);
     files.insert(SIGNATURE.to_owned(), format!("{signature}\n").into_bytes());
 
@@ -279,9 +282,12 @@ pub struct Verified {
     pub files: usize,
 }
 
-/// Checks a pack: the manifest's signature with `keys`, then every file against it,
-/// and that nothing is in the pack that the manifest does not list.
-pub fn verify(pack: impl Read, keys: &Keys) -> Result<Verified, EvidenceError> {
+/// Checks a pack: the manifest's signature with the evidence key (`Keys::evidence_key`,
+/// or as `sidelight evidence key` prints it), then every file against it, and that
+/// nothing is in the pack that the manifest does not list. Only regular files under
+/// `evidence/`, each once, with no `..` or absolute part, are accepted: a pack that
+/// would unpack differently from what was checked is refused.
+pub fn verify(pack: impl Read, evidence_key: &[u8]) -> Result<Verified, EvidenceError> {
     let mut archive = tar::Archive::new(pack.take(MAX_PACK_BYTES));
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let entries = archive
@@ -289,17 +295,37 @@ pub fn verify(pack: impl Read, keys: &Keys) -> Result<Verified, EvidenceError> {
         .map_err(|e| EvidenceError::Archive(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| EvidenceError::Archive(e.to_string()))?;
-        let path = entry
+        let raw = entry
             .path()
             .map_err(|e| EvidenceError::Archive(e.to_string()))?
             .to_string_lossy()
             .into_owned();
-        let path = path.strip_prefix("evidence/").unwrap_or(&path).to_owned();
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(EvidenceError::Archive(format!(
+                "`{raw}` is not a regular file"
+            )));
+        }
+        let path = raw
+            .strip_prefix("evidence/")
+            .filter(|rest| {
+                !rest.is_empty()
+                    && rest
+                        .split('/')
+                        .all(|part| !part.is_empty() && part != "." && part != "..")
+            })
+            .ok_or_else(|| {
+                EvidenceError::Archive(format!("`{raw}` is not a plain path under evidence/"))
+            })?
+            .to_owned();
         let mut bytes = Vec::new();
         entry
             .read_to_end(&mut bytes)
             .map_err(|e| EvidenceError::Archive(e.to_string()))?;
-        files.insert(path, bytes);
+        if files.insert(path, bytes).is_some() {
+            return Err(EvidenceError::Archive(format!(
+                "`{raw}` is in the pack twice"
+            )));
+        }
     }
     let manifest_bytes = files
         .remove(MANIFEST)
@@ -308,7 +334,7 @@ pub fn verify(pack: impl Read, keys: &Keys) -> Result<Verified, EvidenceError> {
         .remove(SIGNATURE)
         .ok_or(EvidenceError::Missing(SIGNATURE))?;
     let signature = String::from_utf8_lossy(&signature);
-    if !evidence_mac_ok(keys.checkpoint_key(), &manifest_bytes, &signature) {
+    if !evidence_mac_ok(evidence_key, &manifest_bytes, &signature) {
         return Err(EvidenceError::BadSignature);
     }
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
@@ -344,7 +370,62 @@ fn json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EvidenceError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    fn tar_of(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
+        let mut archive = tar::Builder::new(Vec::new());
+        for (path, bytes, kind) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(*kind);
+            archive.append_data(&mut header, path, *bytes).unwrap();
+        }
+        archive.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_pack_that_would_unpack_otherwise_than_it_was_checked_is_refused() {
+        let key = [7u8; 32];
+        let regular = tar::EntryType::Regular;
+        for (entries, why) in [
+            (
+                vec![
+                    ("evidence/report.html", &b"a"[..], regular),
+                    ("evidence/report.html", &b"b"[..], regular),
+                ],
+                "twice",
+            ),
+            (
+                vec![("report.html", &b"a"[..], regular)],
+                "not a plain path",
+            ),
+            (
+                vec![("evidence/link", &b""[..], tar::EntryType::Symlink)],
+                "not a regular file",
+            ),
+        ] {
+            let pack = tar_of(&entries);
+            let error = verify(pack.as_slice(), &key).unwrap_err().to_string();
+            assert!(error.contains(why), "{why}: {error}");
+        }
+        // A name with `..`, written into the header by hand (the builder refuses it).
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        let name = b"evidence/../x";
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_cksum();
+        let mut pack = header.as_bytes().to_vec();
+        pack.extend_from_slice(&[b'a']);
+        pack.resize(512 * 2, 0);
+        pack.resize(512 * 4, 0);
+        let error = verify(pack.as_slice(), &key).unwrap_err().to_string();
+        assert!(error.contains("not a plain path"), "{error}");
+    }
 
     #[test]
     fn secrets_are_removed_at_any_depth_and_the_rest_is_kept() {
@@ -357,13 +438,26 @@ credentials_sha256 = ["ab"]
 backend = "postgres"
 url = "postgres://sidelight:hunter2@db/audit"
 key_file = "/etc/sidelight/audit.key"
+[alerts]
+webhook = "https://hooks.slack.com/services/T0/B0/XYZ"
+secret_file = "/etc/sidelight/alert.secret"
+[admin]
+tokens_file = "/etc/sidelight/tokens.toml"
 [[admin.tokens]]
 name = "ops"
 sha256 = "0123"
 role = "admin"
 "#;
         let out = redact(text).unwrap();
-        for secret in ["hunter2", "0123", "audit.key", "\"ab\""] {
+        for secret in [
+            "hunter2",
+            "0123",
+            "audit.key",
+            "\"ab\"",
+            "XYZ",
+            "alert.secret",
+            "tokens.toml",
+        ] {
             assert!(!out.contains(secret), "{secret} left in:\n{out}");
         }
         for kept in ["0.0.0.0:8080", "ops", "postgres\""] {

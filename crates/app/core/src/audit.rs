@@ -667,17 +667,19 @@ impl AuditLog {
     /// Keeps a customer's contest of a record (a [`Review`] with decision `contest`),
     /// like a reviewer's decision, with two differences: the customer's words are
     /// sealed in the store (they are personal, and cleared if the record is erased), and
-    /// the chain holds their SHA-256 rather than the words, so that an erasure leaves
-    /// nothing of them behind. `Ok(false)` when no record has that id.
+    /// the chain holds a keyed digest of them rather than the words, so that an erasure
+    /// leaves nothing readable of them behind. `Ok(false)` when no record has that id.
     pub async fn add_contest(&self, contest: Review) -> Result<bool, AuditError> {
         let id = contest.record_id.clone();
         if !self.with_admin(move |s| s.contains(&id)).await? {
             return Ok(false);
         }
+        // Keyed, so that nobody without the audit key can test a guess of the words
+        // against the chain.
         let chained = Review {
             reason: format!(
-                "sha256:{}",
-                sidelight_audit::sha256_hex(contest.reason.as_bytes())
+                "hmac:{}",
+                self.keys.capability(CONTEST_FIELD, &contest.reason)
             ),
             ..contest.clone()
         };

@@ -72,9 +72,9 @@ fn refusal(
     )
 }
 
-/// Days in a contest window, rounded up.
+/// Whole days in a contest window, as the notice tells them (rounded down).
 fn window_days(within: std::time::Duration) -> f64 {
-    within.as_secs().div_ceil(86_400) as f64
+    (within.as_secs() / 86_400) as f64
 }
 
 impl ContestDesk {

@@ -147,9 +147,10 @@ fn day(ms: i64) -> String {
         .collect()
 }
 
-/// Whole days in `d`, rounded up (a contest window of 36 hours is 2 days).
+/// Whole days in `d`, rounded down: a window of 36 hours is told as one day, never as
+/// more than it is.
 fn days(d: Duration) -> u64 {
-    d.as_secs().div_ceil(86_400)
+    d.as_secs() / 86_400
 }
 
 impl Notice {
@@ -242,15 +243,27 @@ impl Notice {
         });
         if !protected.is_empty() {
             let mut paragraphs = Vec::new();
+            if explain.features.iter().any(|f| f.protected) {
+                paragraphs.push(t("notice-protected-given"));
+            }
             if fairness_monitored {
                 paragraphs.push(t("notice-fairness-monitored"));
                 paragraphs.push(match &latest_fairness_check {
                     Some(check) => {
-                        let id = match check.finding {
-                            FairnessFinding::NoDisparity => "notice-fairness-fair",
-                            FairnessFinding::Disparity => "notice-fairness-disparity",
-                        };
-                        t_args(id, &[("date", Arg::Text(&check.at))])
+                        let date = [("date", Arg::Text(&check.at))];
+                        match check.finding {
+                            FairnessFinding::NoDisparity => t_args("notice-fairness-fair", &date),
+                            // That a person checks such decisions is said only where a
+                            // review rule makes it so.
+                            FairnessFinding::Disparity if review.flagged_groups => format!(
+                                "{} {}",
+                                t_args("notice-fairness-disparity", &date),
+                                t("notice-fairness-reviewed")
+                            ),
+                            FairnessFinding::Disparity => {
+                                t_args("notice-fairness-disparity", &date)
+                            }
+                        }
                     }
                     None => t("notice-fairness-none"),
                 });
@@ -260,7 +273,7 @@ impl Notice {
             sections.push(Section {
                 id: "protected",
                 heading: t("notice-protected-heading"),
-                paragraphs: std::iter::once(t("notice-protected")).collect(),
+                paragraphs: vec![t("notice-protected")],
                 items: protected.clone(),
                 after: Some(paragraphs.join(" ")),
             });

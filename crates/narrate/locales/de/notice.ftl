@@ -1,6 +1,5 @@
 # Sidelight-Erzähler, Deutsch: der Transparenzhinweis einer Route
-# (`GET /v1/notice/{route}`) und die Antworten auf den Widerspruch gegen eine
-# Entscheidung.
+# (`GET /v1/notice/{route}`) und die Antworten auf die Anfechtung einer Entscheidung.
 
 ## Der Hinweis
 
@@ -14,10 +13,12 @@ notice-uses-hidden = { $count ->
 }
 notice-protected-heading = Sensible Angaben
 notice-protected = Ihre Erklärung nennt die folgenden Angaben nie, und sie werden nicht zur Erklärung von Entscheidungen verwendet:
+notice-protected-given = Einige dieser Angaben können dem Modell mit Ihrer Anfrage übermittelt werden.
 notice-fairness-monitored = Wir prüfen regelmäßig, dass Entscheidungen für keine Gruppe von Menschen, die diese Angaben beschreiben, ungünstiger ausfallen.
 notice-fairness-unmonitored = Für diese Gruppen gibt es bei diesem Dienst keine automatische Prüfung der Entscheidungen.
 notice-fairness-fair = Die letzte Prüfung ({ $date }) fand keine Gruppe, die deutlich ungünstiger behandelt wurde als die anderen.
-notice-fairness-disparity = Die letzte Prüfung ({ $date }) fand eine Gruppe, die ungünstiger behandelt wurde als die anderen; eine Person geht dem nach, und solche Entscheidungen prüft eine Person.
+notice-fairness-disparity = Die letzte Prüfung ({ $date }) fand eine Gruppe, die ungünstiger behandelt wurde als die anderen.
+notice-fairness-reviewed = Entscheidungen über Menschen in einer Gruppe, die ungünstiger behandelt wurde, prüft eine Person.
 notice-fairness-none = Es wurde noch keine Prüfung abgeschlossen.
 notice-reasons-heading = Gründe, die wir nennen können
 notice-reasons = Wird eine Anfrage abgelehnt, nennen wir Ihnen die Hauptgründe aus dieser Liste:
@@ -26,7 +27,7 @@ notice-record-heading = Was wir aufbewahren
 notice-record-kept = Wir bewahren zu jeder Entscheidung auf, worauf sie beruhte und welche Erklärung Sie erhielten, { $days ->
     [one] einen Tag lang
    *[other] { $days } Tage lang
-}, und löschen es dann.
+}, und löschen diese Aufzeichnung dann.
 notice-record-kept-until-erased = Wir bewahren zu jeder Entscheidung auf, worauf sie beruhte und welche Erklärung Sie erhielten, bis Sie uns um Löschung bitten.
 notice-record-minimised = { $count ->
     [one] Eine Angabe wird nur verkürzt oder pseudonymisiert aufbewahrt.
@@ -41,26 +42,26 @@ notice-consent-how = Sie können diese Wahl mit Ihrer Anfrage treffen und uns je
 notice-access = Sie können eine Kopie aller Entscheidungen über Sie mit ihren Erklärungen verlangen.
 notice-review-heading = Eine Person kann Ihre Entscheidung prüfen
 notice-review-rules = Manche Entscheidungen prüft eine Person, zum Beispiel wenn das Modell unsicher ist.
-notice-contest = Sie können einer Entscheidung innerhalb von { $days ->
+notice-contest = Sie können eine Entscheidung innerhalb von { $days ->
     [one] einem Tag
    *[other] { $days } Tagen
-} mit der erhaltenen Referenz widersprechen. Eine Person prüft sie dann, und Sie können das Ergebnis verfolgen.
+} mit der erhaltenen Referenz anfechten. Eine Person prüft sie dann, und Sie können das Ergebnis verfolgen.
 notice-contest-offline = Wenn eine Person Ihre Entscheidung prüfen soll, wenden Sie sich an uns.
 notice-generated = Dieser Hinweis wurde am { $date } aus den aktuellen Einstellungen des Dienstes erstellt.
 
-## Widerspruch gegen eine Entscheidung
+## Anfechtung einer Entscheidung
 
-contest-received = Wir haben Ihren Widerspruch erhalten. Eine Person prüft die Entscheidung, und Sie können das Ergebnis mit derselben Referenz verfolgen.
+contest-received = Wir haben Ihre Anfechtung erhalten. Eine Person prüft die Entscheidung, und Sie können das Ergebnis mit derselben Referenz verfolgen.
 contest-pending = Eine Person prüft die Entscheidung.
 contest-confirmed = Eine Person hat die Entscheidung geprüft und bestätigt.
 contest-overridden = Eine Person hat die Entscheidung geprüft und geändert.
 contest-unknown = Zu dieser Referenz finden wir keine Entscheidung.
-contest-closed = Dieser Entscheidung kann hier nicht mehr widersprochen werden: Widerspruch ist innerhalb von { $days ->
+contest-closed = Diese Entscheidung kann hier nicht mehr angefochten werden: eine Anfechtung ist innerhalb von { $days ->
     [one] einem Tag
    *[other] { $days } Tagen
 } möglich.
 contest-erased = Die Aufzeichnung dieser Entscheidung wurde gelöscht.
-contest-already = Dieser Entscheidung wurde bereits widersprochen.
-contest-unavailable = Dieser Entscheidung kann hier nicht widersprochen werden. Bitte wenden Sie sich an uns.
-contest-reason-needed = Bitte sagen Sie uns in höchstens { $max } Zeichen, warum Sie widersprechen.
-contest-not-contested = Dieser Entscheidung wurde nicht widersprochen.
+contest-already = Diese Entscheidung wurde bereits angefochten.
+contest-unavailable = Diese Entscheidung kann hier nicht angefochten werden. Bitte wenden Sie sich an uns.
+contest-reason-needed = Bitte sagen Sie uns in höchstens { $max } Zeichen, warum Sie die Entscheidung anfechten.
+contest-not-contested = Diese Entscheidung wurde nicht angefochten.

@@ -16,12 +16,14 @@ notice-uses-hidden = { $count ->
 }
 notice-protected-heading = Sensitive information
 notice-protected = Your explanation never refers to the following information, and it is not used to explain decisions:
+notice-protected-given = The model may be given some of this information with your request.
 notice-fairness-monitored = We check regularly that decisions are not less favourable for any group of people described by this information.
 notice-fairness-unmonitored = There is no automatic check of decisions across these groups on this service.
 # $date: the day of the latest check.
 notice-fairness-fair = The latest check ({ $date }) found no group treated markedly less favourably than the others.
 # $date: the day of the latest check.
-notice-fairness-disparity = The latest check ({ $date }) found a group treated less favourably than the others; a person is looking into it, and such decisions are checked by a person.
+notice-fairness-disparity = The latest check ({ $date }) found a group treated less favourably than the others.
+notice-fairness-reviewed = Decisions about people in a group found treated less favourably are checked by a person.
 notice-fairness-none = No check has been completed yet.
 notice-reasons-heading = Reasons we may give
 notice-reasons = When a request is declined, we tell you its main reasons, from this list:

@@ -297,10 +297,7 @@ async fn duties(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody> 
             route: live.route.clone(),
             languages: live.narrator.locales(),
             reason_codes: live.config.reasons.len(),
-            contest_days: live
-                .review
-                .contest_within
-                .map(|d| d.as_secs().div_ceil(86_400)),
+            contest_days: live.review.contest_within.map(|d| d.as_secs() / 86_400),
         })
         .collect();
     html(
@@ -345,14 +342,18 @@ async fn access(
     if access.response.status().is_success() {
         return access.response;
     }
-    html(
-        access.response.status(),
-        pages::message(
+    let (title, text) = match access.response.status() {
+        StatusCode::NOT_FOUND => (
             "No records",
-            None,
-            "The audit log holds no record about this identifier (or none was given).",
+            "The audit log holds no record about this identifier.",
         ),
-    )
+        StatusCode::BAD_REQUEST => ("No identifier", "Give the subject's identifier."),
+        _ => (
+            "Not available",
+            "The audit log could not be read just now; try again, and see the overview's audit status.",
+        ),
+    };
+    html(access.response.status(), pages::message(title, None, text))
 }
 
 /// Whether a form was sent from this origin, by the headers browsers add: a
