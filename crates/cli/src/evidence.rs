@@ -248,14 +248,13 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
         Ok(verified) => {
             let m = &verified.manifest;
             println!(
-                "{}: verified: {} file(s) match the signed manifest; period {} to {}; made {} by Sidelight {}; the log was {} at seq {} ({} record(s))",
+                "{}: verified: {} file(s) match the signed manifest; period {} to {}; made {} by Sidelight {}; the log was intact at seq {} ({} record(s))",
                 args.pack.display(),
                 verified.files,
                 m.period.from,
                 m.period.to,
                 m.created_at,
                 m.sidelight_version,
-                "intact",
                 m.log.last_seq,
                 m.log.records
             );

@@ -420,7 +420,7 @@ mod tests {
         header.as_old_mut().name[..name.len()].copy_from_slice(name);
         header.set_cksum();
         let mut pack = header.as_bytes().to_vec();
-        pack.extend_from_slice(&[b'a']);
+        pack.extend_from_slice(b"a");
         pack.resize(512 * 2, 0);
         pack.resize(512 * 4, 0);
         let error = verify(pack.as_slice(), &key).unwrap_err().to_string();

@@ -1209,9 +1209,11 @@ async fn reviews(
         StatusCode::OK,
         pages::reviews(
             chrome,
-            &route_names(state, false),
-            &route,
-            queue,
+            &pages::QueueFilter {
+                routes: &route_names(state, false),
+                route: &route,
+                queue,
+            },
             &items,
             next,
             &decided,

@@ -803,17 +803,28 @@ pub(crate) struct Contests {
     pub(crate) complete: bool,
 }
 
-/// The review queue: pending records, each with its decision form; recent decisions.
+/// Which queue the review page shows: `pending` or `contested`, on one route or all.
+pub(crate) struct QueueFilter<'a> {
+    pub(crate) routes: &'a [String],
+    pub(crate) route: &'a str,
+    pub(crate) queue: &'a str,
+}
+
+/// The review queue: pending (or contested) records, each with its decision form;
+/// recent decisions; the month's contests.
 pub(crate) fn reviews(
     chrome: &Chrome<'_>,
-    routes: &[String],
-    route: &str,
-    queue: &str,
+    filter: &QueueFilter<'_>,
     items: &[QueueItem],
     next: Option<String>,
     decided: &[Review],
     contests: &Contests,
 ) -> String {
+    let QueueFilter {
+        routes,
+        route,
+        queue,
+    } = *filter;
     let tally = &contests.tally;
     let body = html! {
         section aria-labelledby="contests" {
