@@ -353,7 +353,14 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
 async fn one_wide_request_does_not_decide_the_columns_of_a_route_without_features() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = InProcess::start(&audited(&model, state.path(), "", ""));
+    // A budget a debug build cannot miss, so that the request is refused by the
+    // feature limit and not, as timing has it, by the time budget first.
+    let proxy = InProcess::start(&audited(
+        &model,
+        state.path(),
+        "[routes.explain.limits]\nbudget = \"10s\"\n",
+        "",
+    ));
     let mut wide = serde_json::Map::new();
     for (name, value) in [("a", json!(1.0)), ("b", json!(2.0)), ("c", json!(3.0))] {
         wide.insert(name.to_owned(), value);

@@ -213,10 +213,12 @@ async fn a_report_of_the_demos_traffic_has_every_section() {
         );
     }
     let sections: Vec<&str> = html.split("<section").skip(1).collect();
-    // The eight sections, then the definitions of their figures.
-    assert_eq!(sections.len(), 9);
-    assert!(sections[8].contains("Definitions of the figures"));
-    assert!(sections[8].contains("SR_u / SR_p, from 0 with no upper bound"));
+    // The nine sections (the last the duty map), then the definitions of the figures.
+    assert_eq!(sections.len(), 10);
+    assert!(sections[8].contains("Duties and what this deployment does"));
+    assert!(sections[8].contains("Logging of every decision"));
+    assert!(sections[9].contains("Definitions of the figures"));
+    assert!(sections[9].contains("SR_u / SR_p, from 0 with no upper bound"));
     // Importance, fairness, drift and consent have charts.
     for i in [1, 2, 3, 4] {
         assert!(sections[i].contains("<svg"), "no chart in {}", SECTIONS[i]);
