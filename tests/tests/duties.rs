@@ -474,6 +474,16 @@ async fn a_customer_reads_the_notice_contests_a_decision_and_gets_their_records(
     )
     .await;
     assert!(String::from_utf8_lossy(&printable.body).contains("<h1>Decisions about"));
+    let gedruckt = admin(
+        &proxy,
+        Method::POST,
+        "/api/v1/subject-access",
+        json!({"subject_id": "customer-7", "format": "html", "language": "de"}),
+    )
+    .await;
+    let page = String::from_utf8_lossy(&gedruckt.body).into_owned();
+    assert!(page.contains("<h1>Entscheidungen über"), "{page}");
+    assert!(page.contains("durch Sie"), "{page}");
     let nobody = admin(
         &proxy,
         Method::POST,

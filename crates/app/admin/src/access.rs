@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use maud::{DOCTYPE, html};
 use serde_json::{Value as Json, json};
 use sidelight_audit::{RecordQuery, Stored, rfc3339_ms};
-use sidelight_narrate::Locale;
+use sidelight_narrate::{Arg, Locale, Narrator};
 
 use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full, json_response};
@@ -186,7 +186,8 @@ pub async fn answer(
     });
     let count = records.len();
     let response = if html_page {
-        let mut r = Response::new(full(bytes::Bytes::from(printable(&document))));
+        let page = printable(&document, narrator.as_deref(), &locale);
+        let mut r = Response::new(full(bytes::Bytes::from(page)));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
@@ -312,8 +313,9 @@ fn is_protected(live: Option<&Arc<RouteLive>>, contribution: &Json) -> bool {
     })
 }
 
-/// The printable page: one section per decision, for the person to keep.
-fn printable(document: &Json) -> String {
+/// The printable page: one section per decision, for the person to keep, labelled in
+/// the person's language (`access-…` messages).
+fn printable(document: &Json, narrator: Option<&Narrator>, locale: &Locale) -> String {
     let decisions = document["decisions"]
         .as_array()
         .cloned()
@@ -323,51 +325,83 @@ fn printable(document: &Json) -> String {
         Json::Null => "—".to_owned(),
         other => other.to_string(),
     };
+    let builtin;
+    let narrator = match narrator {
+        Some(n) => n,
+        None => match Narrator::builtin() {
+            Ok(n) => {
+                builtin = n;
+                &builtin
+            }
+            Err(_) => return String::new(),
+        },
+    };
+    let label = |id: &str| narrator.text(id, &[], locale);
+    let subject = text(&document["subject"]);
+    let title = narrator.text("access-title", &[("subject", Arg::Text(&subject))], locale);
+    let generated = text(&document["generated_at"]);
+    let summary = narrator.text(
+        "access-summary",
+        &[
+            ("count", Arg::Number(decisions.len() as f64)),
+            ("date", Arg::Text(&generated)),
+        ],
+        locale,
+    );
     html! {
         (DOCTYPE)
         html lang=(text(&document["language"])) {
             head {
                 meta charset="utf-8";
-                title { "Decisions about " (text(&document["subject"])) }
+                title { (title) }
                 style { "body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;line-height:1.45}\
                     section{border-top:1px solid #ccc;padding:.5rem 0}dt{font-weight:600}dd{margin:0 0 .4rem 1rem}\
                     @media print{section{break-inside:avoid}}" }
             }
             body {
-                h1 { "Decisions about " code { (text(&document["subject"])) } }
-                p { (decisions.len()) " records, as of " (text(&document["generated_at"])) "." }
+                h1 { (title) }
+                p { (summary) }
                 @if document["truncated"] == true {
-                    p { strong { "Only the first records are listed here; ask for the rest." } }
+                    p { strong { (label("access-truncated")) } }
                 }
                 @for d in &decisions {
                     section {
                         h2 { code { (text(&d["id"])) } }
                         @if d["erased"] == true {
-                            p.erased { "Erased on " (text(&d["erased_at"])) " (" (text(&d["why"])) ")." }
+                            p.erased { (narrator.text("access-erased", &[("date", Arg::Text(&text(&d["erased_at"])))], locale)) }
                         } @else {
                             dl {
-                                dt { "When" } dd { (text(&d["time"])) }
-                                dt { "Service" } dd { (text(&d["route"])) }
-                                dt { "Consent" } dd { (text(&d["consent"])) }
-                                dt { "Your request, as recorded" } dd { code { (text(&d["request_as_recorded"])) } }
+                                dt { (label("access-when")) } dd { (text(&d["time"])) }
+                                dt { (label("access-service")) } dd { (text(&d["route"])) }
+                                dt { (label("access-consent")) } dd { (text(&d["consent"])) }
+                                dt { (label("access-request")) } dd { code { (text(&d["request_as_recorded"])) } }
                                 @for e in d["explanations"].as_array().into_iter().flatten() {
-                                    dt { "Explanation" } dd.explanation { (text(&e["explanation"])) }
+                                    dt { (label("access-explanation")) }
+                                    @if e["explanation"].is_string() {
+                                        dd.explanation { (text(&e["explanation"])) }
+                                    } @else {
+                                        dd.explanation { (narrator.text("access-no-explanation", &[("why", Arg::Text(&text(&e["explanation_withheld"])))], locale)) }
+                                    }
                                     @let codes = e["reason_codes"].as_array().cloned().unwrap_or_default();
                                     @if !codes.is_empty() {
-                                        dt { "Reasons given" }
+                                        dt { (label("access-reasons")) }
                                         dd { ol { @for c in &codes { li { (text(&c["statement"])) " (" (text(&c["code"])) ")" } } } }
                                     }
-                                    dt { "Information used" }
+                                    dt { (label("access-information")) }
                                     dd { ul { @for i in e["information"].as_array().into_iter().flatten() {
                                         li { (text(&i["feature"])) ": " (text(&i["value"])) }
                                     } } }
                                 }
                                 @for r in d["reviews"].as_array().into_iter().flatten() {
-                                    dt { "Review" }
-                                    dd { (text(&r["time"])) ": " (text(&r["decision"])) " by " (text(&r["by"])) " — " (text(&r["reason"])) }
+                                    dt { (label("access-review")) }
+                                    dd {
+                                        (text(&r["time"])) ": " (text(&r["decision"])) " "
+                                        (if r["by"] == "you" { label("access-by-you") } else { label("access-by-reviewer") })
+                                        " — " (text(&r["reason"]))
+                                    }
                                 }
                                 @for o in d["outcomes_reported"].as_array().into_iter().flatten() {
-                                    dt { "Outcome reported" } dd { (text(&o["time"])) ": " (text(&o["outcome"])) }
+                                    dt { (label("access-outcome")) } dd { (text(&o["time"])) ": " (text(&o["outcome"])) }
                                 }
                             }
                         }

@@ -65,3 +65,25 @@ contest-already = Diese Entscheidung wurde bereits angefochten.
 contest-unavailable = Diese Entscheidung kann hier nicht angefochten werden. Bitte wenden Sie sich an uns.
 contest-reason-needed = Bitte sagen Sie uns in höchstens { $max } Zeichen, warum Sie die Entscheidung anfechten.
 contest-not-contested = Diese Entscheidung wurde nicht angefochten.
+
+## Die druckbare Antwort auf ein Auskunftsersuchen
+
+access-title = Entscheidungen über { $subject }
+access-summary = { $count ->
+    [one] Eine Aufzeichnung, Stand { $date }.
+   *[other] { $count } Aufzeichnungen, Stand { $date }.
+}
+access-truncated = Hier stehen nur die ersten Aufzeichnungen; fragen Sie uns nach den übrigen.
+access-when = Wann
+access-service = Dienst
+access-consent = Einwilligung
+access-request = Ihre Anfrage, wie aufgezeichnet
+access-explanation = Erklärung
+access-no-explanation = Es wurde keine gegeben ({ $why }).
+access-reasons = Genannte Gründe
+access-information = Angaben, auf die sich die Erklärung bezieht
+access-review = Prüfung
+access-by-you = durch Sie
+access-by-reviewer = durch eine prüfende Person
+access-outcome = Gemeldetes Ergebnis
+access-erased = Diese Aufzeichnung wurde am { $date } gelöscht.

@@ -76,3 +76,29 @@ contest-unavailable = This decision cannot be contested here. Please contact us.
 # $max: the most characters a reason may have.
 contest-reason-needed = Please tell us why you contest the decision, in at most { $max } characters.
 contest-not-contested = This decision has not been contested.
+
+## The printable answer to a subject access request
+
+# $subject: the person's pseudonym.
+access-title = Decisions about { $subject }
+# $count: how many records; $date: when the answer was made.
+access-summary = { $count ->
+    [one] One record, as of { $date }.
+   *[other] { $count } records, as of { $date }.
+}
+access-truncated = Only the first records are listed here; ask us for the rest.
+access-when = When
+access-service = Service
+access-consent = Consent
+access-request = Your request, as recorded
+access-explanation = Explanation
+# $why: why no explanation was given (a technical reason).
+access-no-explanation = None was given ({ $why }).
+access-reasons = Reasons given
+access-information = Information the explanation is about
+access-review = Review
+access-by-you = by you
+access-by-reviewer = by a reviewer
+access-outcome = Outcome reported
+# $date: when the record was erased.
+access-erased = This record was erased on { $date }.
