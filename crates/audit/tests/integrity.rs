@@ -432,9 +432,10 @@ fn the_write_ahead_log_stays_under_its_bound_under_sustained_writes_and_a_reader
     // until the background copy has caught up to within a quarter of the bound, which
     // the reader's snapshots and a busy machine delay by a few ticks — on two cores
     // shared with the rest of the suite, by up to some ten (7 MB seen with a 1 MiB
-    // bound, against 60–80 MB for the control run).
+    // bound, and once 12.8 MB when CI ran every suite at once, against 60–80 MB for the
+    // control run).
     assert!(
-        bounded <= 12 * bound,
+        bounded <= 16 * bound,
         "the WAL reached {bounded} bytes with a bound of {bound}"
     );
     // The control run shows the bound is what keeps it small: without one the WAL

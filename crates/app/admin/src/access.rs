@@ -2,8 +2,8 @@
 //! every decision about one person, with its explanation in the person's words and
 //! language, the consent it was made under, the information as recorded, the reasons
 //! given, reviews, contests and reported outcomes, as JSON or as a printable page — the
-//! answer to a subject access request. An erased record says that it was erased, when
-//! and why, and nothing more.
+//! answer to a subject access request. An erased record says that it was erased and
+//! when, and nothing more.
 //!
 //! The person is named by the business's own identifier (`subject_id`, pseudonymised
 //! as the proxy pseudonymises it) or by the pseudonym (`subject`); the identifier is
@@ -216,7 +216,6 @@ async fn decision(
             "id": record.id,
             "erased": true,
             "erased_at": rfc3339_ms(at),
-            "why": record.erased_reason,
         }));
     }
     let live = routes.iter().find(|l| l.route == record.route);
