@@ -430,20 +430,22 @@ fn the_write_ahead_log_stays_under_its_bound_under_sustained_writes_and_a_reader
     eprintln!("largest WAL: {bounded} bytes with a {bound}-byte bound, {unbounded} without");
     // Between two ticks (20 ms) the writer adds a share of the bound; a restart waits
     // until the background copy has caught up to within a quarter of the bound, which
-    // the reader's snapshots and a busy machine delay by a few ticks — on two cores
-    // shared with the rest of the suite, by up to some ten (7 MB seen with a 1 MiB
-    // bound, and once 12.8 MB when CI ran every suite at once, against 60–80 MB for the
-    // control run).
+    // the reader's snapshots and a busy machine delay by some ticks. How many depends on
+    // how fast this machine writes, so the bound is judged against the control run on
+    // the same machine in the same minute: without a bound the WAL grows several times
+    // larger (seen: 7 MB bounded against 60–80 MB, 12.8 against 80, 18.5 against 175).
     assert!(
-        bounded <= 16 * bound,
+        bounded.saturating_mul(4) <= unbounded,
+        "the WAL reached {bounded} bytes with a bound of {bound}, against {unbounded} without one"
+    );
+    // And never without limit: a bounded WAL that kept growing would pass the ratio only
+    // on a machine fast enough to grow the control run faster still.
+    assert!(
+        bounded <= 32 * bound,
         "the WAL reached {bounded} bytes with a bound of {bound}"
     );
-    // The control run shows the bound is what keeps it small: without one the WAL
-    // grows well past both the bound and the bounded run's largest (60–80 MB on a quiet
-    // machine; 12 MB seen on one busy with the rest of the suite, where the bounded run
-    // reached 4 MB).
     assert!(
-        unbounded > 4 * bound && unbounded > 2 * bounded,
-        "the control run's WAL stayed at {unbounded} bytes (bounded: {bounded}): the test cannot tell"
+        unbounded > 4 * bound,
+        "the control run's WAL stayed at {unbounded} bytes: the test cannot tell"
     );
 }

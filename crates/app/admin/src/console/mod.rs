@@ -1157,7 +1157,10 @@ async fn reviews(
     let queue = match field(&pairs, "state").filter(|s| !s.is_empty()) {
         None | Some("pending") => "pending",
         Some("contested") => "contested",
-        Some(_) => return bad_query(chrome, "`state` must be pending or contested."),
+        Some("escalated") => "escalated",
+        Some(_) => {
+            return bad_query(chrome, "`state` must be pending, contested or escalated.");
+        }
     };
     let after = match field(&pairs, "after").filter(|a| !a.is_empty()) {
         None => None,
@@ -1181,7 +1184,8 @@ async fn reviews(
     let mut items: Vec<pages::QueueItem> = Vec::with_capacity(page.records.len());
     for s in &page.records {
         // A contested record carries the customer's own words: the reviewer reads them.
-        let contest = if queue == "contested" {
+        // (An escalated record may be a contest a reviewer passed on.)
+        let contest = if queue != "pending" {
             match audit.review_history(s.record.id.clone()).await {
                 Ok((reviews, _)) => reviews.into_iter().rev().find(Review::is_contest),
                 Err(e) => return unavailable(chrome, &e.to_string()),

@@ -850,6 +850,7 @@ pub(crate) fn reviews(
             select #q-state name="state" {
                 option value="pending" selected[queue == "pending"] { "pending (sent by the rules)" }
                 option value="contested" selected[queue == "contested"] { "contested (by the customer)" }
+                option value="escalated" selected[queue == "escalated"] { "escalated (by a reviewer)" }
             }
             label for="q-route" { "Route" }
             select #q-route name="route" {
@@ -861,7 +862,11 @@ pub(crate) fn reviews(
             button type="submit" { "Show" }
         }
         @if items.is_empty() {
-            p #queue-empty { @if queue == "contested" { "No contest is waiting for a decision." } @else { "Nothing is waiting for review." } }
+            p #queue-empty { @match queue {
+                "contested" => "No contest is waiting for a decision.",
+                "escalated" => "Nothing is escalated.",
+                _ => "Nothing is waiting for review.",
+            } }
         }
         @for (n, item) in items.iter().enumerate() {
             article.review-item aria-labelledby={ "item-" (n) } data-record=(item.row.id) {
