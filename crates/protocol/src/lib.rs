@@ -31,6 +31,7 @@ mod json;
 mod kserve_v1;
 mod mlflow;
 mod pointer;
+mod ranking;
 mod rows;
 mod splice;
 mod v2;
@@ -38,6 +39,7 @@ mod writer;
 
 use std::fmt;
 
+pub use ranking::{PairError, pair_by_id};
 pub use sidelight_explain::Value;
 pub use splice::attach_field;
 pub use writer::{WriteError, request_extras, with_extras, write_request};
