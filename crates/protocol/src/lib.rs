@@ -39,7 +39,10 @@ mod writer;
 
 use std::fmt;
 
-pub use ranking::{PairError, pair_by_id};
+pub use ranking::{
+    CONTEXT_PREFIX, ITEM_PREFIX, PairError, RankingRows, RankingShape, pair_by_id,
+    parse_ranking_request,
+};
 pub use sidelight_explain::Value;
 pub use splice::attach_field;
 pub use writer::{WriteError, request_extras, with_extras, write_request};

@@ -1,12 +1,121 @@
-//! Ranked answers matched to their candidates: the first piece of ranking routes
-//! (a recommendation API answering a ranked list of `{id, score}` for the candidates
-//! its request listed). A ranked answer is matched to the candidates by id, and only
+//! Ranking requests and answers, the first pieces of ranking routes (a recommendation
+//! API: the request carries the customer's context once and a list of candidate items;
+//! the answer scores them, or ranks them as `{id, score}`). A request is read into one
+//! row per candidate, context joined to item. A ranked answer is matched to the
+//! candidates by id, and only
 //! when the match is a bijection: every candidate's id is unique, and every answered
 //! id names exactly one candidate. Anything else is refused with where it went wrong,
 //! so that an item is never paired with another item's score (and so with another
 //! item's explanation).
 
 use std::collections::HashMap;
+
+use crate::json::{self, Path};
+use crate::rows::wrong;
+use crate::{AdapterError, Rows, Side, Value};
+
+/// Where a ranking request keeps its parts, as JSON Pointers (RFC 6901).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankingShape {
+    /// The features every candidate shares (the customer, the session): an object.
+    pub context: String,
+    /// The candidates: an array of objects (or of arrays, positional).
+    pub candidates: String,
+    /// The member of each candidate object that holds its id, which is not a feature.
+    pub id_field: Option<String>,
+}
+
+/// The prefix of a context feature's name in a ranking route's rows.
+pub const CONTEXT_PREFIX: &str = "context.";
+/// The prefix of a candidate feature's name in a ranking route's rows.
+pub const ITEM_PREFIX: &str = "item.";
+
+/// A ranking request read into rows: one row per candidate, the context's features
+/// first (`context.<name>`), then the candidate's (`item.<name>`), so that the two sides'
+/// names never meet; and each candidate's id when the shape names an id field.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RankingRows {
+    /// One row per candidate, in request order.
+    pub rows: Rows,
+    /// How many of the leading columns are the context's.
+    pub context_columns: usize,
+    /// Per candidate, its id as text (a number id as its JSON text).
+    pub ids: Option<Vec<String>>,
+}
+
+/// Reads a ranking request: the context object and the candidates, joined row by row.
+pub fn parse_ranking_request(
+    shape: &RankingShape,
+    body: &[u8],
+) -> Result<RankingRows, AdapterError> {
+    let root = json::parse(body, Side::Request)?;
+    let context = crate::pointer::request(&root, &shape.context)?;
+    if context.rows.len() != 1 {
+        return Err(wrong(
+            Side::Request,
+            Path::Root(&shape.context),
+            "one object of the features the candidates share",
+        ));
+    }
+    let mut candidates = crate::pointer::request(&root, &shape.candidates)?;
+    let ids = match &shape.id_field {
+        None => None,
+        Some(field) => {
+            let Some(k) = candidates.names.iter().position(|n| n == field) else {
+                return Err(AdapterError::MissingField {
+                    side: Side::Request,
+                    path: format!("{}/*/{field}", shape.candidates),
+                });
+            };
+            candidates.names.remove(k);
+            let mut ids = Vec::with_capacity(candidates.rows.len());
+            for (i, row) in candidates.rows.iter_mut().enumerate() {
+                let id = match row.remove(k) {
+                    Value::Text(text) => text,
+                    Value::Number(n) if n.is_finite() => json_number_text(n),
+                    _ => {
+                        return Err(AdapterError::MissingField {
+                            side: Side::Request,
+                            path: format!("{}/{i}/{field}", shape.candidates),
+                        });
+                    }
+                };
+                ids.push(id);
+            }
+            Some(ids)
+        }
+    };
+    let context_row = context.rows.into_iter().next().unwrap_or_default();
+    let names: Vec<String> = context
+        .names
+        .iter()
+        .map(|n| format!("{CONTEXT_PREFIX}{n}"))
+        .chain(candidates.names.iter().map(|n| format!("{ITEM_PREFIX}{n}")))
+        .collect();
+    let rows = candidates
+        .rows
+        .into_iter()
+        .map(|item| context_row.iter().cloned().chain(item).collect())
+        .collect();
+    Ok(RankingRows {
+        rows: Rows {
+            names,
+            rows,
+            positional: context.positional || candidates.positional,
+        },
+        context_columns: context.names.len(),
+        ids,
+    })
+}
+
+/// A number id as JSON writes it (`7`, not `7.0`).
+fn json_number_text(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        format!("{n:.0}")
+    } else {
+        n.to_string()
+    }
+}
 
 /// Why a ranked answer cannot be matched to its candidates. Ids are never quoted: they
 /// may be personal (a customer's own items).
@@ -132,6 +241,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn shape(id: Option<&str>) -> RankingShape {
+        RankingShape {
+            context: "/customer".to_owned(),
+            candidates: "/items".to_owned(),
+            id_field: id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_ranking_request_joins_the_context_to_each_candidate_and_keeps_the_ids_apart() {
+        let body = br#"{"customer": {"age_band": "30-40", "visits": 12},
+            "items": [{"sku": "tent-2", "price": 120.0, "weight_kg": 2.1},
+                      {"sku": 77, "price": 80.0, "weight_kg": 3.4}]}"#;
+        let read = parse_ranking_request(&shape(Some("sku")), body).unwrap();
+        assert_eq!(
+            read.rows.names,
+            [
+                "context.age_band",
+                "context.visits",
+                "item.price",
+                "item.weight_kg"
+            ]
+        );
+        assert_eq!(read.context_columns, 2);
+        assert_eq!(read.ids, Some(vec!["tent-2".to_owned(), "77".to_owned()]));
+        assert_eq!(
+            read.rows.rows[1],
+            [
+                Value::Text("30-40".to_owned()),
+                Value::Number(12.0),
+                Value::Number(80.0),
+                Value::Number(3.4)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_ranking_request_that_does_not_fit_its_shape_says_where() {
+        let no_context = br#"{"items": [{"sku": "a", "price": 1}]}"#;
+        assert!(matches!(
+            parse_ranking_request(&shape(None), no_context),
+            Err(AdapterError::MissingField { .. })
+        ));
+        let many_contexts = br#"{"customer": [{"a": 1}, {"a": 2}], "items": [{"price": 1}]}"#;
+        assert!(matches!(
+            parse_ranking_request(&shape(None), many_contexts),
+            Err(AdapterError::WrongType { .. })
+        ));
+        let no_id = br#"{"customer": {"a": 1}, "items": [{"sku": "a", "price": 1}, {"price": 2}]}"#;
+        let error = parse_ranking_request(&shape(Some("sku")), no_id).unwrap_err();
+        assert_eq!(
+            error,
+            AdapterError::MissingField {
+                side: Side::Request,
+                path: "/items/1/sku".to_owned()
+            }
+        );
     }
 
     #[test]
