@@ -40,8 +40,8 @@ mod writer;
 use std::fmt;
 
 pub use ranking::{
-    CONTEXT_PREFIX, ITEM_PREFIX, PairError, RankingRows, RankingShape, pair_by_id,
-    parse_ranking_request,
+    CONTEXT_PREFIX, ITEM_PREFIX, PairError, RankingAnswer, RankingError, RankingRows, RankingShape,
+    pair_by_id, parse_ranking_request, parse_ranking_response,
 };
 pub use sidelight_explain::Value;
 pub use splice::attach_field;

@@ -108,6 +108,115 @@ pub fn parse_ranking_request(
     })
 }
 
+/// Where a ranking route's answer keeps the scores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RankingAnswer {
+    /// One score per candidate, in request order, at this pointer (as a plain batch
+    /// answers).
+    Scores(String),
+    /// A ranked list of objects at `list`, each naming its candidate in member `id` and
+    /// its score in member `score`; matched to the candidates by id.
+    Ranked {
+        /// Where the list is.
+        list: String,
+        /// The member holding a candidate's id.
+        id: String,
+        /// The member holding its score.
+        score: String,
+    },
+}
+
+/// Why a ranking answer gives no score per candidate.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RankingError {
+    /// The body is not what the route's answer shape says.
+    #[error(transparent)]
+    Body(#[from] AdapterError),
+    /// The ranked ids do not match the candidates one to one.
+    #[error(transparent)]
+    Pairing(#[from] PairError),
+    /// The answer is by id, but the route names no id field for its candidates.
+    #[error("the answer ranks candidates by id, but the route's candidates have no id field")]
+    NoIds,
+}
+
+impl RankingError {
+    /// A short stable code for the `x-sidelight-status` header and metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Body(e) => e.reason(),
+            Self::Pairing(PairError::Length { .. }) => "row_count_mismatch",
+            Self::Pairing(_) => "ranking_ids_mismatch",
+            Self::NoIds => "ranking_without_ids",
+        }
+    }
+}
+
+/// Each candidate's score, in request order, from a ranking answer; `ids` are the
+/// candidates' ids (see [`RankingRows::ids`]), `candidates` how many there were.
+pub fn parse_ranking_response(
+    answer: &RankingAnswer,
+    body: &[u8],
+    ids: Option<&[String]>,
+    candidates: usize,
+) -> Result<crate::Outputs, RankingError> {
+    let root = json::parse(body, Side::Response)?;
+    match answer {
+        RankingAnswer::Scores(pointer) => Ok(crate::pointer::response(&root, pointer, candidates)?),
+        RankingAnswer::Ranked { list, id, score } => {
+            let ids = ids.ok_or(RankingError::NoIds)?;
+            let node = match root.pointer(list) {
+                Ok(Some(node)) => node,
+                Ok(None) => {
+                    return Err(AdapterError::MissingField {
+                        side: Side::Response,
+                        path: list.clone(),
+                    }
+                    .into());
+                }
+                Err(()) => {
+                    return Err(AdapterError::InvalidPointer {
+                        pointer: list.clone(),
+                    }
+                    .into());
+                }
+            };
+            let json::Node::Array(items) = node else {
+                return Err(wrong(
+                    Side::Response,
+                    Path::Root(list),
+                    "an array of ranked entries",
+                )
+                .into());
+            };
+            let mut entries: Vec<(String, f64)> = Vec::with_capacity(items.len());
+            for (k, item) in items.iter().enumerate() {
+                let missing = |member: &str| AdapterError::MissingField {
+                    side: Side::Response,
+                    path: format!("{list}/{k}/{member}"),
+                };
+                let entry_id = match item.get(id) {
+                    Some(json::Node::String(text)) => text.to_string(),
+                    Some(json::Node::Number(n)) if n.is_finite() => json_number_text(*n),
+                    _ => return Err(missing(id).into()),
+                };
+                let entry_score = item
+                    .get(score)
+                    .and_then(json::Node::as_output_number)
+                    .ok_or_else(|| missing(score))?;
+                entries.push((entry_id, entry_score));
+            }
+            let candidate_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let answered: Vec<(&str, f64)> =
+                entries.iter().map(|(i, s)| (i.as_str(), *s)).collect();
+            let scores = pair_by_id(&candidate_ids, &answered)?;
+            Ok(crate::Outputs {
+                rows: scores.into_iter().map(|s| vec![s]).collect(),
+            })
+        }
+    }
+}
+
 /// A number id as JSON writes it (`7`, not `7.0`).
 fn json_number_text(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 9.0e15 {
@@ -300,6 +409,37 @@ mod tests {
                 path: "/items/1/sku".to_owned()
             }
         );
+    }
+
+    #[test]
+    fn a_ranked_answer_is_read_back_into_request_order_by_id() {
+        let ids = vec!["tent-2".to_owned(), "77".to_owned(), "mat".to_owned()];
+        let ranked = RankingAnswer::Ranked {
+            list: "/recommendations".to_owned(),
+            id: "item_id".to_owned(),
+            score: "score".to_owned(),
+        };
+        let body = br#"{"recommendations": [{"item_id": 77, "score": 0.9},
+            {"item_id": "mat", "score": 0.5}, {"item_id": "tent-2", "score": 0.2}]}"#;
+        let out = parse_ranking_response(&ranked, body, Some(&ids), 3).unwrap();
+        assert_eq!(out.rows, [vec![0.2], vec![0.9], vec![0.5]]);
+        // An id that names no candidate, or a short list: refused, never paired wrong.
+        let stranger = br#"{"recommendations": [{"item_id": 78, "score": 0.9},
+            {"item_id": "mat", "score": 0.5}, {"item_id": "tent-2", "score": 0.2}]}"#;
+        let error = parse_ranking_response(&ranked, stranger, Some(&ids), 3).unwrap_err();
+        assert_eq!(error.reason(), "ranking_ids_mismatch");
+        let short = br#"{"recommendations": [{"item_id": "mat", "score": 0.5}]}"#;
+        let error = parse_ranking_response(&ranked, short, Some(&ids), 3).unwrap_err();
+        assert_eq!(error.reason(), "row_count_mismatch");
+        assert_eq!(
+            parse_ranking_response(&ranked, body, None, 3).unwrap_err(),
+            RankingError::NoIds
+        );
+        // Scores in request order, as a plain batch answers.
+        let scores = RankingAnswer::Scores("/scores".to_owned());
+        let out =
+            parse_ranking_response(&scores, br#"{"scores": [0.2, 0.9, 0.5]}"#, None, 3).unwrap();
+        assert_eq!(out.rows, [vec![0.2], vec![0.9], vec![0.5]]);
     }
 
     #[test]
