@@ -55,6 +55,7 @@
 //! algorithms recurse once per level and need `O(depth²)` scratch.
 
 mod common;
+pub mod contrast;
 pub mod fast;
 pub mod interventional;
 pub mod kernel;
@@ -67,6 +68,7 @@ pub(crate) mod brute;
 #[cfg(test)]
 mod tests;
 
+pub use contrast::{Contrast, ContrastError, contrast};
 pub use fast::{FastOptions, Scratch, TreeExplainer};
 pub use interventional::InterventionalExplainer;
 pub use kernel::{BatchModel, Batched, KernelExplainer, KernelOptions, PerRow, kernel_shap};

@@ -241,6 +241,23 @@ proptest! {
     }
 
     #[test]
+    fn a_contrast_adds_up_to_the_difference_of_two_rows_outputs((e, x, background) in ensemble_and_rows(1..=4)) {
+        // Two rows explained by one model: the difference of their attributions is an
+        // exact attribution of the difference of their outputs, and swapping them
+        // negates it.
+        let explainer = TreeExplainer::new(&e).unwrap();
+        let a = explainer.explain(&x).unwrap();
+        let b = explainer.explain(&background[0]).unwrap();
+        let c = super::contrast(&a, &b).unwrap();
+        prop_assert!((c.difference - (e.predict(&x) - e.predict(&background[0]))).abs() <= 1e-9);
+        prop_assert!((c.values.iter().sum::<f64>() - c.difference).abs() <= 1e-9);
+        let back = super::contrast(&b, &a).unwrap();
+        for (u, v) in c.values.iter().zip(&back.values) {
+            prop_assert!((u + v).abs() <= 1e-12);
+        }
+    }
+
+    #[test]
     fn interventional_equals_the_enumeration((e, x, background) in ensemble_and_rows(1..=4)) {
         let want = brute::interventional(&e, &x, &background);
         let got = InterventionalExplainer::new(&e, &background).unwrap().explain(&x).unwrap();
