@@ -36,6 +36,8 @@
 //!   reference's grid (PSI exact, KS exact or bounded), fixed-point attribution sums,
 //!   and (in [`mod@fairness`]) group counts; all add, subtract and merge exactly, so a
 //!   fleet's replicas merge theirs.
+//! - [`exposure`]: in rankings, each item group's share of the top slots shown to each
+//!   protected group of customers, with Wilson intervals.
 //! - [`fidelity`]: last, minimum and trend of a surrogate's R² over time.
 //! - [`window`]: bounded windows by count and by age.
 //! - [`stats`]: the distribution functions and intervals underneath.
@@ -44,6 +46,7 @@
 
 pub mod attribution;
 pub mod drift;
+pub mod exposure;
 pub mod fairness;
 pub mod fidelity;
 pub mod stats;

@@ -1,0 +1,172 @@
+//! Exposure in rankings: of the top-`k` slots shown to the customers of one protected
+//! group, the share that items of each item group receive. A recommender that shows
+//! one group of customers mostly expensive items, or another mostly one brand, shows
+//! here as shares that differ between customer groups.
+//!
+//! Each slot is counted as one trial, with a Wilson interval at the given confidence.
+//! Slots of one ranking are not independent draws, so the interval is narrower than a
+//! per-ranking one would be; it is a statement about the slots shown, as the counts
+//! are. (The first piece of ranking routes; the monitor and the report do not use it
+//! yet.)
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::stats::{Interval, wilson_interval};
+
+/// One ranking shown: the customer's protected group, and the item group of each item
+/// in the top slots, in rank order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShownRanking<'a> {
+    /// The customer's group (`None`: not known, and not counted).
+    pub customer_group: Option<&'a str>,
+    /// Per shown slot, its item's group (`None`: the item is in no configured group).
+    pub item_groups: Vec<Option<&'a str>>,
+}
+
+/// One item group's share of a customer group's slots.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemShare {
+    /// The item group.
+    pub item_group: String,
+    /// Slots its items took.
+    pub slots: u64,
+    /// `slots / total slots of the customer group`.
+    pub share: f64,
+    /// Wilson interval of the share; `None` below `min_slots`.
+    pub interval: Option<Interval>,
+}
+
+/// The exposure of every item group to one customer group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupExposure {
+    /// The customer group.
+    pub customer_group: String,
+    /// Rankings shown to it.
+    pub rankings: u64,
+    /// Slots shown to it, items in no configured group included.
+    pub slots: u64,
+    /// Per item group, in name order; items in no configured group are `"(other)"`.
+    pub shares: Vec<ItemShare>,
+}
+
+/// Exposure per customer group, in group name order. Customer groups with fewer than
+/// `min_slots` slots get no intervals (their shares are still given).
+pub fn exposure(
+    rankings: &[ShownRanking<'_>],
+    confidence: f64,
+    min_slots: u64,
+) -> Vec<GroupExposure> {
+    let mut by_group: BTreeMap<&str, (u64, BTreeMap<&str, u64>)> = BTreeMap::new();
+    for ranking in rankings {
+        let Some(group) = ranking.customer_group else {
+            continue;
+        };
+        let (count, slots) = by_group.entry(group).or_default();
+        *count += 1;
+        for item in &ranking.item_groups {
+            *slots.entry(item.unwrap_or("(other)")).or_default() += 1;
+        }
+    }
+    by_group
+        .into_iter()
+        .map(|(group, (count, slots))| {
+            let total: u64 = slots.values().sum();
+            GroupExposure {
+                customer_group: group.to_owned(),
+                rankings: count,
+                slots: total,
+                shares: slots
+                    .into_iter()
+                    .map(|(item_group, n)| ItemShare {
+                        item_group: item_group.to_owned(),
+                        slots: n,
+                        share: n as f64 / total.max(1) as f64,
+                        interval: (total >= min_slots)
+                            .then(|| wilson_interval(n, total, confidence))
+                            .flatten(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn shares_are_counted_per_customer_group() {
+        let shown = [
+            ShownRanking {
+                customer_group: Some("18-25"),
+                item_groups: vec![Some("budget"), Some("budget"), Some("premium")],
+            },
+            ShownRanking {
+                customer_group: Some("26+"),
+                item_groups: vec![Some("premium"), None],
+            },
+            ShownRanking {
+                customer_group: None,
+                item_groups: vec![Some("premium")],
+            },
+        ];
+        let out = exposure(&shown, 0.95, 1);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].customer_group, "18-25");
+        assert_eq!(out[0].slots, 3);
+        assert_eq!(out[0].shares[0].item_group, "budget");
+        assert_eq!(out[0].shares[0].slots, 2);
+        assert!((out[0].shares[0].share - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(out[1].shares[0].item_group, "(other)");
+        // Below the minimum, shares without intervals.
+        assert!(exposure(&shown, 0.95, 10)[0].shares[0].interval.is_none());
+    }
+
+    proptest! {
+        /// Against counting by hand: every customer group's shares add up to one, each
+        /// share is its slots over the group's slots, and each interval holds its share.
+        #[test]
+        fn shares_add_up_and_match_the_counts(
+            raw in proptest::collection::vec((0u8..3, proptest::collection::vec(0u8..4, 0..5)), 0..40),
+        ) {
+            let customers = ["a", "b", "c"];
+            let items = [Some("x"), Some("y"), Some("z"), None];
+            let shown: Vec<ShownRanking<'_>> = raw
+                .iter()
+                .map(|(c, slots)| ShownRanking {
+                    customer_group: Some(customers[*c as usize]),
+                    item_groups: slots.iter().map(|i| items[*i as usize]).collect(),
+                })
+                .collect();
+            for group in exposure(&shown, 0.95, 1) {
+                let mine: Vec<&ShownRanking<'_>> = shown
+                    .iter()
+                    .filter(|r| r.customer_group == Some(group.customer_group.as_str()))
+                    .collect();
+                prop_assert_eq!(group.rankings, mine.len() as u64);
+                let total: usize = mine.iter().map(|r| r.item_groups.len()).sum();
+                prop_assert_eq!(group.slots, total as u64);
+                if total > 0 {
+                    let sum: f64 = group.shares.iter().map(|s| s.share).sum();
+                    prop_assert!((sum - 1.0).abs() < 1e-9);
+                }
+                for share in &group.shares {
+                    let name = share.item_group.as_str();
+                    let by_hand = mine
+                        .iter()
+                        .flat_map(|r| &r.item_groups)
+                        .filter(|g| g.unwrap_or("(other)") == name)
+                        .count() as u64;
+                    prop_assert_eq!(share.slots, by_hand);
+                    if let Some(interval) = share.interval {
+                        prop_assert!(interval.contains(share.share));
+                    }
+                }
+            }
+        }
+    }
+}
