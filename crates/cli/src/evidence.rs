@@ -100,14 +100,8 @@ pub(crate) fn run(args: EvidenceArgs) -> ExitCode {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 fn export(args: &ExportArgs) -> Result<(), Failure> {
-    let now = now_ms();
+    let now = crate::report::now_ms();
     let to = match &args.to {
         Some(to) => parse_time("--to", to)?,
         None => now,

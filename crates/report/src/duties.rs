@@ -66,6 +66,15 @@ fn status(with: usize, of: usize) -> DutyStatus {
     }
 }
 
+/// A duty the deployment takes up as a whole, or not at all.
+fn configured(on: bool) -> DutyStatus {
+    if on {
+        DutyStatus::InPlace
+    } else {
+        DutyStatus::NotConfigured
+    }
+}
+
 fn names<'a>(routes: impl Iterator<Item = &'a str>) -> String {
     let all: Vec<&str> = routes.collect();
     if all.is_empty() {
@@ -87,11 +96,7 @@ pub(crate) fn duties(config: &Config, f: &DutyFigures<'_>) -> DutySection {
     duties.push(Duty {
         duty: "Logging of every decision",
         answers: "EU AI Act Art. 12, 19; GDPR Art. 5(2), 30",
-        status: if audit.is_some() {
-            DutyStatus::InPlace
-        } else {
-            DutyStatus::NotConfigured
-        },
+        status: configured(audit.is_some()),
         what: match audit {
             Some(a) => format!(
                 "Every explained prediction is recorded in a hash-chained audit log ({}{}); {} in the period; verification: {}.",
@@ -237,11 +242,7 @@ pub(crate) fn duties(config: &Config, f: &DutyFigures<'_>) -> DutySection {
     duties.push(Duty {
         duty: "Retention limits",
         answers: "GDPR Art. 5(1)(e)",
-        status: if retention.is_some() {
-            DutyStatus::InPlace
-        } else {
-            DutyStatus::NotConfigured
-        },
+        status: configured(retention.is_some()),
         what: match retention {
             Some(r) => format!(
                 "Records are erased after {} days (audit.retention).",
@@ -255,11 +256,7 @@ pub(crate) fn duties(config: &Config, f: &DutyFigures<'_>) -> DutySection {
     duties.push(Duty {
         duty: "Access to one's own decisions",
         answers: "GDPR Art. 15; EU AI Act Art. 86",
-        status: if audit.is_some() {
-            DutyStatus::InPlace
-        } else {
-            DutyStatus::NotConfigured
-        },
+        status: configured(audit.is_some()),
         what: if audit.is_some() {
             format!(
                 "Auditors export a subject's decisions with POST /api/v1/subject-access; {} request(s) in the period.",
@@ -273,11 +270,7 @@ pub(crate) fn duties(config: &Config, f: &DutyFigures<'_>) -> DutySection {
     duties.push(Duty {
         duty: "Erasure",
         answers: "GDPR Art. 17",
-        status: if audit.is_some() {
-            DutyStatus::InPlace
-        } else {
-            DutyStatus::NotConfigured
-        },
+        status: configured(audit.is_some()),
         what: if audit.is_some() {
             format!(
                 "POST /api/v1/erasure erases a subject's records, training rows and cached explanations; {} request(s) in the period, {} record(s) of the period erased (section 7).",
@@ -291,11 +284,7 @@ pub(crate) fn duties(config: &Config, f: &DutyFigures<'_>) -> DutySection {
     duties.push(Duty {
         duty: "Consent and objection",
         answers: "GDPR Art. 6, 7, 21",
-        status: if explained.is_empty() {
-            DutyStatus::NotConfigured
-        } else {
-            DutyStatus::InPlace
-        },
+        status: configured(!explained.is_empty()),
         what: format!(
             "x-sidelight-consent and Sec-GPC are honoured per request; {} prediction(s) of the period were made without consent to training (section 5).",
             f.consent_withheld

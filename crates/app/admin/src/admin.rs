@@ -265,16 +265,7 @@ async fn dispatch(
         Endpoint::Report => {
             let query = request.uri().query();
             let config = state.reloader.running().await;
-            let in_service = state
-                .surrogates
-                .routes()
-                .into_iter()
-                .map(|s| sidelight_report::InService {
-                    route: s.route,
-                    version: s.version,
-                    r2: s.r2.filter(|r2| r2.is_finite()),
-                })
-                .collect();
+            let in_service = in_service(state);
             let response = crate::report_endpoint::report(
                 state.erasable.audit.as_ref(),
                 config,
@@ -410,12 +401,9 @@ async fn dispatch(
     }
 }
 
-/// Makes `action` on `target` by `principal` an audit record, when there is an audit log.
-/// What an evidence pack takes from the running proxy: its config, its surrogates in
-/// service and their histories, and the narrator.
-pub(crate) async fn running(state: &AdminState) -> crate::report_endpoint::Running {
-    let config = state.reloader.running().await;
-    let in_service = state
+/// The surrogates in service, as a report names them.
+fn in_service(state: &AdminState) -> Vec<sidelight_report::InService> {
+    state
         .surrogates
         .routes()
         .into_iter()
@@ -424,7 +412,14 @@ pub(crate) async fn running(state: &AdminState) -> crate::report_endpoint::Runni
             version: s.version,
             r2: s.r2.filter(|r2| r2.is_finite()),
         })
-        .collect();
+        .collect()
+}
+
+/// What an evidence pack takes from the running proxy: its config, its surrogates in
+/// service and their histories, and the narrator.
+pub(crate) async fn running(state: &AdminState) -> crate::report_endpoint::Running {
+    let config = state.reloader.running().await;
+    let in_service = in_service(state);
     let mut surrogates = serde_json::Map::new();
     for live in &state.erasable.routes {
         let history = live
@@ -443,6 +438,7 @@ pub(crate) async fn running(state: &AdminState) -> crate::report_endpoint::Runni
     }
 }
 
+/// Makes `action` on `target` by `principal` an audit record, when there is an audit log.
 async fn record_action(
     state: &AdminState,
     principal: &Principal,

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
-use sidelight_audit::{AuditStore, SqliteConfig, SqliteStore};
+use sidelight_audit::{AuditStore, PostgresStore, SqliteConfig, SqliteStore};
 
 use crate::audit::AuditLog;
 use crate::body::{ProxyBody, full, json_response};
-use crate::config::{AuditBackend, Config};
+use crate::config::{AuditBackend, AuditConfig, Config};
 use crate::error::json_error;
 use crate::query::{QueryError, query_pairs};
 use sidelight_report::{InService, Period, ReportError, ReportInput};
@@ -110,6 +110,40 @@ fn parse(query: Option<&str>, now_ms: i64) -> Result<Ask, QueryError> {
     })
 }
 
+/// A read-only connection of its own to a PostgreSQL log (`None` for SQLite, opened on
+/// the blocking thread by [`read_store`]); `Err` when the log has none to give.
+fn postgres_reader(
+    audit: &AuditLog,
+    audit_config: &AuditConfig,
+) -> Result<Option<PostgresStore>, &'static str> {
+    match audit_config.backend {
+        AuditBackend::Sqlite => Ok(None),
+        AuditBackend::Postgres => audit
+            .postgres_reader()
+            .map(Some)
+            .ok_or("the PostgreSQL audit log has no read connection"),
+    }
+}
+
+/// The store a report or an evidence pack reads, on a connection of its own: so that
+/// a long read never holds up the admin connection. Blocks: call it off the workers.
+fn read_store(
+    postgres: Option<PostgresStore>,
+    audit_config: &AuditConfig,
+    keys: &sidelight_audit::Keys,
+) -> Result<Box<dyn AuditStore>, sidelight_audit::StoreError> {
+    Ok(match postgres {
+        Some(reader) => Box::new(reader),
+        None => Box::new(SqliteStore::open(
+            &audit_config.path,
+            SqliteConfig {
+                busy_timeout: audit_config.lock_timeout,
+                ..SqliteConfig::new(keys.clone())
+            },
+        )?),
+    })
+}
+
 /// Builds and answers the report.
 pub async fn report(
     audit: Option<&Arc<AuditLog>>,
@@ -120,16 +154,9 @@ pub async fn report(
     let (Some(audit), Some(audit_config)) = (audit, config.audit.clone()) else {
         return crate::records::no_audit();
     };
-    let postgres = match audit_config.backend {
-        AuditBackend::Sqlite => None,
-        AuditBackend::Postgres => match audit.postgres_reader() {
-            Some(reader) => Some(reader),
-            None => {
-                return crate::records::store_error(
-                    &"the PostgreSQL audit log has no read connection",
-                );
-            }
-        },
+    let postgres = match postgres_reader(audit, &audit_config) {
+        Ok(reader) => reader,
+        Err(message) => return crate::records::store_error(&message),
     };
     let now = sidelight_core::clock::now_ms();
     let ask = match parse(query, now) {
@@ -138,16 +165,7 @@ pub async fn report(
     };
     let keys = audit.keys().clone();
     let built = tokio::task::spawn_blocking(move || {
-        let store: Box<dyn AuditStore> = match postgres {
-            Some(reader) => Box::new(reader),
-            None => Box::new(SqliteStore::open(
-                &audit_config.path,
-                SqliteConfig {
-                    busy_timeout: audit_config.lock_timeout,
-                    ..SqliteConfig::new(keys.clone())
-                },
-            )?),
-        };
+        let store = read_store(postgres, &audit_config, &keys)?;
         let input = ReportInput {
             config: &config,
             keys: &keys,
@@ -239,32 +257,13 @@ pub async fn evidence(
         Ok(period) => period,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &message),
     };
-    let postgres = match audit_config.backend {
-        AuditBackend::Sqlite => None,
-        AuditBackend::Postgres => match audit.postgres_reader() {
-            Some(reader) => Some(reader),
-            None => {
-                return crate::records::store_error(
-                    &"the PostgreSQL audit log has no read connection",
-                );
-            }
-        },
+    let postgres = match postgres_reader(audit, &audit_config) {
+        Ok(reader) => reader,
+        Err(message) => return crate::records::store_error(&message),
     };
     let keys = audit.keys().clone();
     let built = tokio::task::spawn_blocking(move || {
-        let store: Box<dyn AuditStore> = match postgres {
-            Some(reader) => Box::new(reader),
-            None => Box::new(
-                SqliteStore::open(
-                    &audit_config.path,
-                    SqliteConfig {
-                        busy_timeout: audit_config.lock_timeout,
-                        ..SqliteConfig::new(keys.clone())
-                    },
-                )
-                .map_err(ReportError::from)?,
-            ),
-        };
+        let store = read_store(postgres, &audit_config, &keys).map_err(ReportError::from)?;
         // The file as loaded; a config without a file (variables only) has none.
         let config_text = running
             .config

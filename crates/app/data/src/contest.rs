@@ -38,6 +38,13 @@ pub struct ContestDesk {
     pub routes: Arc<[Arc<RouteLive>]>,
 }
 
+/// What a contest endpoint answers with: the wording, the customer's language, the log.
+struct Door<'a> {
+    narrator: Arc<Narrator>,
+    locale: Locale,
+    audit: &'a Arc<AuditLog>,
+}
+
 /// One contest kept at a time in this process (every worker's), so that two at once
 /// for one record cannot both pass the "already contested" check.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -72,6 +79,18 @@ fn refusal(
     )
 }
 
+/// The answer about an erased record: that it was erased, nothing more.
+fn erased(narrator: &Narrator, locale: &Locale) -> http::Response<ProxyBody> {
+    refusal(
+        StatusCode::GONE,
+        "record_erased",
+        narrator,
+        "contest-erased",
+        &[],
+        locale,
+    )
+}
+
 /// Whole days in a contest window, as the notice tells them (rounded down).
 fn window_days(within: std::time::Duration) -> f64 {
     (within.as_secs() / 86_400) as f64
@@ -81,6 +100,30 @@ impl ContestDesk {
     /// Any route's narrator (they share one); the built-in one without routes.
     fn narrator(&self) -> Option<Arc<Narrator>> {
         self.routes.first().map(|l| l.narrator.clone())
+    }
+
+    /// What both endpoints start from: the narrator, the customer's language, and the
+    /// audit log the contests live in; else the answer that there is none.
+    fn door(&self, headers: &HeaderMap) -> Result<Door<'_>, Box<http::Response<ProxyBody>>> {
+        let Some(narrator) = self.narrator() else {
+            return Err(Box::new(unavailable_without_routes()));
+        };
+        let locale = negotiate(&narrator, headers);
+        match &self.audit {
+            Some(audit) => Ok(Door {
+                narrator,
+                locale,
+                audit,
+            }),
+            None => Err(Box::new(refusal(
+                StatusCode::NOT_FOUND,
+                "contest_unavailable",
+                &narrator,
+                "contest-unavailable",
+                &[],
+                &locale,
+            ))),
+        }
     }
 
     /// The record `id` if `token` is its capability and it exists: else the one
@@ -117,19 +160,13 @@ impl ContestDesk {
     /// `POST /v1/contests` with `{"id", "token", "reason"}` (the token may come in
     /// `x-sidelight-feedback-token` instead).
     pub async fn contest(&self, headers: &HeaderMap, body: Json) -> http::Response<ProxyBody> {
-        let Some(narrator) = self.narrator() else {
-            return unavailable_without_routes();
-        };
-        let locale = negotiate(&narrator, headers);
-        let Some(audit) = &self.audit else {
-            return refusal(
-                StatusCode::NOT_FOUND,
-                "contest_unavailable",
-                &narrator,
-                "contest-unavailable",
-                &[],
-                &locale,
-            );
+        let Door {
+            narrator,
+            locale,
+            audit,
+        } = match self.door(headers) {
+            Ok(door) => door,
+            Err(response) => return *response,
         };
         let id = body["id"].as_str().unwrap_or_default();
         let token = body["token"].as_str().or_else(|| header_token(headers));
@@ -149,14 +186,7 @@ impl ContestDesk {
             );
         }
         if stored.record.erased_at.is_some() {
-            return refusal(
-                StatusCode::GONE,
-                "record_erased",
-                &narrator,
-                "contest-erased",
-                &[],
-                &locale,
-            );
+            return erased(&narrator, &locale);
         }
         let within = self
             .routes
@@ -236,19 +266,13 @@ impl ContestDesk {
 
     /// `GET /v1/contests/{id}` with the token in `x-sidelight-feedback-token`.
     pub async fn status(&self, id: &str, headers: &HeaderMap) -> http::Response<ProxyBody> {
-        let Some(narrator) = self.narrator() else {
-            return unavailable_without_routes();
-        };
-        let locale = negotiate(&narrator, headers);
-        let Some(audit) = &self.audit else {
-            return refusal(
-                StatusCode::NOT_FOUND,
-                "contest_unavailable",
-                &narrator,
-                "contest-unavailable",
-                &[],
-                &locale,
-            );
+        let Door {
+            narrator,
+            locale,
+            audit,
+        } = match self.door(headers) {
+            Ok(door) => door,
+            Err(response) => return *response,
         };
         let stored = match self
             .find(audit, id, header_token(headers), &narrator, &locale)
@@ -258,14 +282,7 @@ impl ContestDesk {
             Err(response) => return response,
         };
         if stored.record.erased_at.is_some() {
-            return refusal(
-                StatusCode::GONE,
-                "record_erased",
-                &narrator,
-                "contest-erased",
-                &[],
-                &locale,
-            );
+            return erased(&narrator, &locale);
         }
         let reviews = match audit.review_history(id.to_owned()).await {
             Ok((reviews, _)) => reviews,

@@ -166,23 +166,15 @@ where
                 Box::pin(async move { Ok(answer) })
             }
             Some(Endpoint::Feedback) => {
-                let caller = request.extensions().get::<Caller>().copied();
-                let trusted = caller.is_some_and(|c| c.trusted);
-                let admitted = trusted
-                    || caller.is_none_or(|c| {
-                        self.feedback_limit
-                            .admit(c.address, sidelight_core::clock::now_ms())
-                    });
-                if !admitted {
-                    self.metrics.limit_hit("feedback_per_minute");
-                    let mut answer = json_error(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "feedback_rate_limited",
-                        "too many outcome reports from this client; server.trust.feedback_per_minute limits them",
-                    );
-                    answer
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                let trusted = request
+                    .extensions()
+                    .get::<Caller>()
+                    .is_some_and(|c| c.trusted);
+                if let Some(answer) = self.over_limit(
+                    &request,
+                    "feedback_rate_limited",
+                    "too many outcome reports from this client; server.trust.feedback_per_minute limits them",
+                ) {
                     return Box::pin(async move { Ok(answer) });
                 }
                 let audit = self.audit.clone();
@@ -218,23 +210,11 @@ where
                 }
                 // Limited like outcome reports: an untrusted client cannot flood the
                 // review queue's store with attempts.
-                let caller = request.extensions().get::<Caller>().copied();
-                let admitted = caller.is_none_or(|c| {
-                    c.trusted
-                        || self
-                            .feedback_limit
-                            .admit(c.address, sidelight_core::clock::now_ms())
-                });
-                if !admitted {
-                    self.metrics.limit_hit("feedback_per_minute");
-                    let mut answer = json_error(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "contest_rate_limited",
-                        "too many attempts from this client; server.trust.feedback_per_minute limits them",
-                    );
-                    answer
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                if let Some(answer) = self.over_limit(
+                    &request,
+                    "contest_rate_limited",
+                    "too many attempts from this client; server.trust.feedback_per_minute limits them",
+                ) {
                     return Box::pin(async move { Ok(answer) });
                 }
                 let desk = self.contests.clone();
@@ -249,6 +229,34 @@ where
             }
             None => Box::pin(self.inner.call(request)),
         }
+    }
+}
+
+impl<S> Endpoints<S> {
+    /// `Some(429)` when an untrusted caller is past `server.trust.feedback_per_minute`
+    /// (outcome reports and contests share the count); trusted callers are not counted.
+    fn over_limit<B>(
+        &self,
+        request: &Request<B>,
+        code: &str,
+        message: &str,
+    ) -> Option<Response<ProxyBody>> {
+        let caller = request.extensions().get::<Caller>().copied();
+        let admitted = caller.is_none_or(|c| {
+            c.trusted
+                || self
+                    .feedback_limit
+                    .admit(c.address, sidelight_core::clock::now_ms())
+        });
+        if admitted {
+            return None;
+        }
+        self.metrics.limit_hit("feedback_per_minute");
+        let mut answer = json_error(StatusCode::TOO_MANY_REQUESTS, code, message);
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        Some(answer)
     }
 }
 
