@@ -642,6 +642,26 @@ async fn a_fleets_monitoring_counts_every_replicas_rows_and_alerts_once() {
         ma["fleet"]["replicas"] == 2 && mb["fleet"]["replicas"] == 2
     })
     .await;
+    // The warm-up rows reach each monitor a little after their answers, and the other
+    // replica's counts a publish later: take the starting count only once both
+    // replicas agree on it and it has held for a few publishes.
+    let mut settled: Option<(serde_json::Value, Instant)> = None;
+    eventually("both replicas agree on the warm-up rows", async || {
+        let (ma, mb) = (monitoring(&a).await, monitoring(&b).await);
+        let seen = ma["rows_seen"].clone();
+        if seen != mb["rows_seen"] || !seen.is_u64() {
+            settled = None;
+            return false;
+        }
+        match &settled {
+            Some((held, since)) if *held == seen => since.elapsed() > Duration::from_secs(1),
+            _ => {
+                settled = Some((seen, Instant::now()));
+                false
+            }
+        }
+    })
+    .await;
     let before = monitoring(&a).await["rows_seen"].as_u64().unwrap();
 
     // 300 rows through `a`, 180 through `b`.
