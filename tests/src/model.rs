@@ -11,6 +11,10 @@
 //! - `POST /invocations`: MLflow, `dataframe_split` or `dataframe_records` →
 //!   `{"predictions": [...]}`.
 //! - `POST /pointer`: `{"applicant": {a, b, c, colour}}` → `{"result": {"score": s}}`.
+//! - `POST /rank` (a recommender): `{"customer": {a, colour}, "items": [{sku, b, c,
+//!   brand}, …]}` → `{"ranking": [{"sku", "score"}, …]}`, best first; `POST
+//!   /scores`: the same request → `{"scores": [...]}` in request order. The query
+//!   `?bad=unknown` answers one id no candidate has; `?bad=short` one score too few.
 //! - `POST /text`: answers 200 with `text/plain`; `POST /fail`: answers 500 JSON.
 //!
 //! Requests carrying `x-sidelight-probe` (Sidelight's probe check) are counted.
@@ -146,8 +150,37 @@ fn score_array(a: &Value) -> f64 {
     )
 }
 
+/// The recommender's scores of a ranking request, in request order, with the ids.
+fn rank_scores(parsed: &Value) -> Vec<(String, f64)> {
+    let customer = &parsed["customer"];
+    let (a, colour) = (
+        num(&customer["a"]),
+        customer["colour"].as_str().unwrap_or(""),
+    );
+    parsed["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| {
+                    let id = match &item["sku"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (id, score(a, num(&item["b"]), num(&item["c"]), colour))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn handle(request: Request<Incoming>) -> Result<Response<BoxBody>, std::convert::Infallible> {
     let path = request.uri().path().to_owned();
+    let bad = request
+        .uri()
+        .query()
+        .and_then(|q| q.strip_prefix("bad="))
+        .map(str::to_owned);
     let body = request
         .into_body()
         .collect()
@@ -247,6 +280,27 @@ async fn handle(request: Request<Incoming>) -> Result<Response<BoxBody>, std::co
                 StatusCode::OK,
                 json!({ "result": { "score": s }, "model": "m" }).to_string(),
             )
+        }
+        "/rank" => {
+            let mut scored = rank_scores(&parsed);
+            scored.sort_by(|x, y| y.1.total_cmp(&x.1));
+            if bad.as_deref() == Some("unknown") {
+                if let Some(first) = scored.first_mut() {
+                    first.0 = "no-such-item".to_owned();
+                }
+            }
+            let ranking: Vec<Value> = scored
+                .iter()
+                .map(|(sku, score)| json!({ "sku": sku, "score": score }))
+                .collect();
+            json_answer(StatusCode::OK, json!({ "ranking": ranking }).to_string())
+        }
+        "/scores" => {
+            let mut scores: Vec<f64> = rank_scores(&parsed).into_iter().map(|(_, s)| s).collect();
+            if bad.as_deref() == Some("short") {
+                scores.pop();
+            }
+            json_answer(StatusCode::OK, json!({ "scores": scores }).to_string())
         }
         "/text" => {
             let mut response = Response::new(full("plain words"));

@@ -431,6 +431,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 features: vec!["housing".to_owned(), "property".to_owned()],
             }],
             reasons: credit_reasons(),
+            ranking: None,
         }),
         // Protected attributes are personal data (pii), pseudonymised by default; age
         // is kept as a five-year band instead, which an auditor can still read and which

@@ -36,6 +36,17 @@ enum SchemaCommand {
         /// With --protocol pointer: a JSON Pointer to the rows in each body.
         #[arg(long, default_value = "")]
         rows_pointer: String,
+        /// With --protocol ranking: a JSON Pointer to the context object (the customer)
+        /// in each body.
+        #[arg(long)]
+        context: Option<String>,
+        /// With --protocol ranking: a JSON Pointer to the list of candidates.
+        #[arg(long)]
+        candidates: Option<String>,
+        /// With --protocol ranking: the member of each candidate holding its id (not a
+        /// feature).
+        #[arg(long)]
+        id_field: Option<String>,
         /// With an admin URL: the token to call it with.
         #[command(flatten)]
         token: crate::token::AdminToken,
@@ -48,6 +59,7 @@ enum Protocol {
     OpenInferenceV2,
     Mlflow,
     Pointer,
+    Ranking,
 }
 
 pub(crate) fn run(args: SchemaArgs) -> ExitCode {
@@ -56,6 +68,9 @@ pub(crate) fn run(args: SchemaArgs) -> ExitCode {
         route,
         protocol,
         rows_pointer,
+        context,
+        candidates,
+        id_field,
         token,
     } = args.command;
     if from.starts_with("http://") || from.starts_with("https://") {
@@ -81,9 +96,25 @@ pub(crate) fn run(args: SchemaArgs) -> ExitCode {
         Protocol::OpenInferenceV2 => ProtocolName::OpenInferenceV2,
         Protocol::Mlflow => ProtocolName::Mlflow,
         Protocol::Pointer => ProtocolName::Pointer,
+        Protocol::Ranking => ProtocolName::Ranking,
+    };
+    if matches!(protocol, ProtocolName::Ranking) && (context.is_none() || candidates.is_none()) {
+        eprintln!("sidelight: --protocol ranking needs --context and --candidates (JSON Pointers)");
+        return ExitCode::from(2);
+    }
+    let ranking = sidelight_config::RankingConfig {
+        context,
+        candidates,
+        id_field,
+        ..Default::default()
     };
     let bodies = lines.iter().map(|(_, line)| line.as_bytes());
-    match sidelight_proxy::infer_from_requests(protocol, Some(&rows_pointer), bodies) {
+    match sidelight_proxy::infer_from_requests(
+        protocol,
+        Some(&rows_pointer),
+        Some(&ranking),
+        bodies,
+    ) {
         Ok(toml) => {
             print!("{toml}");
             ExitCode::SUCCESS

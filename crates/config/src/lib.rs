@@ -46,7 +46,7 @@ pub use review::{HoldFallback, ReviewConfig};
 pub use live::{
     AttachMode, Audience, DecisionConfig, DistillConfig, ExplainConfig, ExplainLimits,
     FeatureConfig, FeatureKindConfig, GroupConfig, MAX_REASON_CODES, NarrationConfig, OutputConfig,
-    ProtocolName, ReasonConfig, StateConfig, SurrogateConfig, WordingConfig,
+    ProtocolName, RankingConfig, ReasonConfig, StateConfig, SurrogateConfig, WordingConfig,
 };
 
 /// Everything `sidelight serve` needs to run.

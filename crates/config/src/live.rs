@@ -93,6 +93,9 @@ pub enum ProtocolName {
     Mlflow,
     /// Any JSON, with rows and outputs located by `rows_pointer` and `outputs_pointer`.
     Pointer,
+    /// A recommendation API: the customer's context once and a list of candidates in,
+    /// scores or a ranked list out, located by `[routes.explain.ranking]`.
+    Ranking,
 }
 
 /// How an explanation reaches the client.
@@ -349,6 +352,97 @@ pub struct ExplainConfig {
     /// (`[[routes.explain.reasons]]`): the form adverse-action notices use.
     #[serde(default)]
     pub reasons: Vec<ReasonConfig>,
+    /// A ranking route (`[routes.explain.ranking]`): the rows are candidates for one
+    /// customer, and only the top `top_k` shown are explained.
+    #[serde(default)]
+    pub ranking: Option<RankingConfig>,
+}
+
+/// A ranking route: a recommendation API's candidates, each explained row the
+/// customer's context joined to one candidate item, and only the items shown (the top
+/// `top_k` by score) explained. With `protocol = "ranking"` the request keeps the
+/// context once (`context`) and the candidates as a list (`candidates`), and the answer
+/// gives scores in request order (`scores`) or a ranked list of `{id, score}` matched
+/// to the candidates by id (`ranked`). With another protocol every row of the batch is
+/// one candidate, the answer one score per row, and `context_features` says which
+/// columns are about the customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankingConfig {
+    /// Items explained per request: the `top_k` highest scores (the rest pass, and are
+    /// still learned from).
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// `protocol = "ranking"`: a JSON Pointer to the object of features every
+    /// candidate shares (the customer, the session).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// `protocol = "ranking"`: a JSON Pointer to the list of candidates.
+    #[serde(default)]
+    pub candidates: Option<String>,
+    /// The member of each candidate that holds its id (not a feature).
+    #[serde(default)]
+    pub id_field: Option<String>,
+    /// `protocol = "ranking"`: a JSON Pointer to the scores, one per candidate in
+    /// request order.
+    #[serde(default)]
+    pub scores: Option<String>,
+    /// `protocol = "ranking"`: a JSON Pointer to a ranked list of objects, each naming
+    /// its candidate by `ranked_id` and its score by `ranked_score`.
+    #[serde(default)]
+    pub ranked: Option<String>,
+    /// The member of a ranked entry holding the candidate's id.
+    #[serde(default = "default_ranked_id")]
+    pub ranked_id: String,
+    /// The member of a ranked entry holding its score.
+    #[serde(default = "default_ranked_score")]
+    pub ranked_score: String,
+    /// With a plain batch protocol: the columns that are about the customer (the rest
+    /// are about the item). With `protocol = "ranking"` the request's shape says it:
+    /// context features are named `context.<name>`, item features `item.<name>`.
+    #[serde(default)]
+    pub context_features: Vec<String>,
+    /// The item feature whose levels group items for exposure fairness (the share of
+    /// shown slots each group receives, per protected group of customers).
+    #[serde(default)]
+    pub item_group: Option<String>,
+}
+
+impl Default for RankingConfig {
+    fn default() -> Self {
+        Self {
+            top_k: default_top_k(),
+            context: None,
+            candidates: None,
+            id_field: None,
+            scores: None,
+            ranked: None,
+            ranked_id: default_ranked_id(),
+            ranked_score: default_ranked_score(),
+            context_features: Vec::new(),
+            item_group: None,
+        }
+    }
+}
+
+fn default_top_k() -> usize {
+    3
+}
+
+fn default_ranked_id() -> String {
+    "id".to_owned()
+}
+
+fn default_ranked_score() -> String {
+    "score".to_owned()
+}
+
+impl RankingConfig {
+    /// Whether the feature `name` is about the customer (else it is about the item).
+    pub fn is_context(&self, name: &str) -> bool {
+        name.starts_with(sidelight_protocol::CONTEXT_PREFIX)
+            || self.context_features.iter().any(|c| c == name)
+    }
 }
 
 /// One reason code: the features (or groups) it stands for, never a protected one, and
@@ -509,6 +603,91 @@ impl ExplainConfig {
         audience == self.audience || self.audiences.contains(&audience)
     }
 
+    /// Checks `[routes.explain.ranking]` against the protocol.
+    fn validate_ranking(&self, key: &str) -> Result<(), (String, String)> {
+        let at = |field: &str| format!("{key}.ranking.{field}");
+        let Some(r) = &self.ranking else {
+            if self.protocol == ProtocolName::Ranking {
+                return Err((
+                    format!("{key}.ranking"),
+                    "is required with protocol = \"ranking\" (context, candidates, and scores or ranked)".into(),
+                ));
+            }
+            return Ok(());
+        };
+        if r.top_k == 0 || r.top_k > 100 {
+            return Err((at("top_k"), "must be between 1 and 100".into()));
+        }
+        if r.top_k > self.limits.max_rows {
+            return Err((at("top_k"), "must be at most limits.max_rows".into()));
+        }
+        for (field, value) in [
+            ("context", &r.context),
+            ("candidates", &r.candidates),
+            ("scores", &r.scores),
+            ("ranked", &r.ranked),
+        ] {
+            if let Some(p) = value
+                .as_ref()
+                .filter(|p| !sidelight_protocol::pointer_is_valid(p))
+            {
+                return Err((
+                    at(field),
+                    format!(
+                        "`{p}` is not a JSON Pointer (RFC 6901: \"\" or /a/b, with ~0 and ~1 escapes)"
+                    ),
+                ));
+            }
+        }
+        if self.protocol == ProtocolName::Ranking {
+            for (field, value) in [("context", &r.context), ("candidates", &r.candidates)] {
+                if value.is_none() {
+                    return Err((at(field), "is required with protocol = \"ranking\"".into()));
+                }
+            }
+            match (&r.scores, &r.ranked) {
+                (None, None) => {
+                    return Err((
+                        at("scores"),
+                        "one of scores (a score per candidate, in request order) and ranked (a list of {id, score}) is required with protocol = \"ranking\"".into(),
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err((at("ranked"), "give scores or ranked, not both".into()));
+                }
+                (None, Some(_)) if r.id_field.is_none() => {
+                    return Err((
+                        at("id_field"),
+                        "is required with ranked: the answer names candidates by id".into(),
+                    ));
+                }
+                _ => {}
+            }
+            if !r.context_features.is_empty() {
+                return Err((
+                    at("context_features"),
+                    "is for plain batch protocols; with protocol = \"ranking\" the context's features are the ones under `context`".into(),
+                ));
+            }
+        } else {
+            for (field, given) in [
+                ("context", r.context.is_some()),
+                ("candidates", r.candidates.is_some()),
+                ("id_field", r.id_field.is_some()),
+                ("scores", r.scores.is_some()),
+                ("ranked", r.ranked.is_some()),
+            ] {
+                if given {
+                    return Err((
+                        at(field),
+                        "is for protocol = \"ranking\"; with a plain batch protocol each row is one candidate and the answer one score per row".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the values that types cannot; `key` is the config path of this table.
     pub fn validate(&self, key: &str) -> Result<(), (String, String)> {
         let at = |field: &str| format!("{key}.{field}");
@@ -548,6 +727,7 @@ impl ExplainConfig {
                 }
             }
         }
+        self.validate_ranking(key)?;
         let s = &self.surrogate;
         if s.warm_up_rows < 20 {
             return Err((at("surrogate.warm_up_rows"), "must be at least 20".into()));

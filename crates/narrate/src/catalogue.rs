@@ -30,6 +30,14 @@ pub(crate) const MESSAGES: &[(&str, &[&str])] = &[
     ("customer-no-reasons", &[]),
     ("customer-caveat", &[]),
     ("customer-next-step", &["count", "changes"]),
+    ("customer-recommended", &["has_reasons", "reasons"]),
+    ("customer-recommended-you", &["your", "feature"]),
+    ("customer-recommended-item", &["feature"]),
+    ("customer-contrast", &["other", "has_reasons", "reasons"]),
+    (
+        "customer-contrast-reason",
+        &["feature", "comparison", "more", "less"],
+    ),
     (
         "customer-step-change",
         &["kind", "phrase", "feature", "value"],
@@ -130,7 +138,8 @@ pub(crate) const REASON_VARIABLES: &[&str] =
 /// feature's name in that language and these attributes (all optional, no variables)
 /// give the words around it.
 pub(crate) const FEATURE_PREFIX: &str = "feature-";
-pub(crate) const FEATURE_ATTRIBUTES: &[&str] = &["your", "more", "less", "step-more", "step-less"];
+pub(crate) const FEATURE_ATTRIBUTES: &[&str] =
+    &["your", "more", "less", "step-more", "step-less", "because"];
 
 /// A business's own messages, for route and feature overrides, are named `custom-…`;
 /// their variables are checked where a route uses them.

@@ -81,6 +81,9 @@ struct Words {
     less: String,
     step_more: String,
     step_less: String,
+    /// A clause saying why this feature placed an item high ("you often buy outdoor
+    /// gear"), when the business gave one (`.because`).
+    because: Option<String>,
 }
 
 struct Composer<'n, 'i> {
@@ -138,6 +141,197 @@ impl Narrator {
     }
 }
 
+// === impl Narrator (words) ===
+
+impl Narrator {
+    /// A feature's words in language `lang`.
+    fn feature_words(&self, lang: usize, feature: &FeatureInfo) -> Words {
+        let id = feature_message_id(&feature.name);
+        let name = self
+            .own_message(lang, &id, None)
+            .or_else(|| feature.display_name.clone())
+            .unwrap_or_else(|| feature.name.replace('_', " "));
+        let mut args = FluentArgs::new();
+        args.set("feature", name.clone());
+        let word = |attribute: &str, default: &str| {
+            self.attribute(lang, &id, attribute)
+                .unwrap_or_else(|| self.message(lang, default, Some(&args)))
+        };
+        Words {
+            your: word("your", "feature-default-your"),
+            more: word("more", "feature-default-more"),
+            less: word("less", "feature-default-less"),
+            step_more: word("step-more", "feature-default-step-more"),
+            step_less: word("step-less", "feature-default-step-less"),
+            because: self.attribute(lang, &id, "because"),
+            name,
+        }
+    }
+
+    /// `a, b and c` in language `lang`.
+    fn join(&self, lang: usize, items: &[String]) -> String {
+        match items {
+            [] => String::new(),
+            [one] => one.clone(),
+            [init @ .., last] => {
+                let and = self.message(lang, "list-and", None);
+                format!("{} {and} {last}", init.join(", "))
+            }
+        }
+    }
+}
+
+/// One side of a contrast the customer reads: the features, their values in the item
+/// ranked higher (`a`) and the one below it (`b`), and each feature's part of the
+/// difference of their scores.
+#[derive(Debug, Clone, Copy)]
+pub struct ContrastInput<'a> {
+    /// The features, in the order of the other slices.
+    pub features: &'a [FeatureInfo],
+    /// Whether each feature is about the item (else about the customer).
+    pub about_item: &'a [bool],
+    /// Values in the item ranked higher.
+    pub a: &'a [Value],
+    /// Values in the item ranked lower.
+    pub b: &'a [Value],
+    /// Each feature's contribution to `score(a) − score(b)` (an exact split of it).
+    pub difference: &'a [f64],
+    /// How the customer knows the lower item (its name or id).
+    pub other: &'a str,
+}
+
+// === impl Narrator (rankings) ===
+
+impl Narrator {
+    /// A customer's "why this recommendation": the strongest reasons that pushed the
+    /// item's score up, about the customer (`about_item[i] == false`) and about the
+    /// item, among the features a customer may read. The trust rules of
+    /// [`Narrator::narrate`] apply (caveat, withheld); there is no next step (there is
+    /// no decision to reverse). Developers and auditors get their usual text.
+    pub fn recommend(
+        &self,
+        input: &Input<'_>,
+        about_item: &[bool],
+        audience: Audience,
+        locale: &Locale,
+    ) -> Narration {
+        let mut narration = self.narrate(input, audience, locale);
+        if audience != Audience::Customer {
+            return narration;
+        }
+        narration.next_step = None;
+        if narration.text.is_none() || about_item.len() != input.features.len() {
+            return narration;
+        }
+        let lang = self.language_index(locale);
+        let largest = input.contributions.iter().fold(0.0_f64, |m, c| m.max(*c));
+        let cut = SMALL_SHARE * largest;
+        let named: Vec<usize> = by_magnitude(input.contributions)
+            .into_iter()
+            .filter(|&i| {
+                let c = input.contributions[i];
+                input.features[i].shown_to_customer() && c > 0.0 && c >= cut
+            })
+            .take(MAX_REASONS)
+            .collect();
+        // About the customer first, then about the item.
+        let clauses: Vec<String> = [false, true]
+            .iter()
+            .flat_map(|&item_side| {
+                named
+                    .iter()
+                    .filter(move |&&i| about_item[i] == item_side)
+                    .map(move |&i| {
+                        let words = self.feature_words(lang, &input.features[i]);
+                        words.because.unwrap_or_else(|| {
+                            let mut args = FluentArgs::new();
+                            args.set("your", words.your);
+                            args.set("feature", words.name);
+                            let id = if item_side {
+                                "customer-recommended-item"
+                            } else {
+                                "customer-recommended-you"
+                            };
+                            self.message(lang, id, Some(&args))
+                        })
+                    })
+            })
+            .collect();
+        let mut args = FluentArgs::new();
+        args.set("has_reasons", yes_no(!clauses.is_empty()));
+        args.set("reasons", self.join(lang, &clauses));
+        let mut text = capitalise(self.message(lang, "customer-recommended", Some(&args)));
+        if narration.caveat {
+            text.push(' ');
+            text.push_str(&self.message(lang, "customer-caveat", None));
+        }
+        narration.text = Some(text);
+        narration
+    }
+
+    /// "Ranked above X mainly because its price is lower": the item's features, among
+    /// those a customer may read, that count most for the item ranked higher, from an
+    /// exact split of the difference of the two scores. `None` when the input does not
+    /// add up.
+    pub fn contrast(&self, input: &ContrastInput<'_>, locale: &Locale) -> Option<String> {
+        let n = input.features.len();
+        if [
+            input.about_item.len(),
+            input.a.len(),
+            input.b.len(),
+            input.difference.len(),
+        ]
+        .iter()
+        .any(|&len| len != n)
+            || input.difference.iter().any(|d| !d.is_finite())
+        {
+            return None;
+        }
+        let lang = self.language_index(locale);
+        let largest = input.difference.iter().fold(0.0_f64, |m, d| m.max(*d));
+        let cut = SMALL_SHARE * largest;
+        let named: Vec<usize> = by_magnitude(input.difference)
+            .into_iter()
+            .filter(|&i| {
+                let d = input.difference[i];
+                input.about_item[i] && input.features[i].shown_to_customer() && d > 0.0 && d >= cut
+            })
+            .take(MAX_REASONS)
+            .collect();
+        let reasons: Vec<String> = named
+            .iter()
+            .map(|&i| {
+                let words = self.feature_words(lang, &input.features[i]);
+                let comparison = match (&input.a[i], &input.b[i]) {
+                    (Value::Number(a), Value::Number(b)) if a.is_finite() && b.is_finite() => {
+                        match a.total_cmp(b) {
+                            Ordering::Greater => "more",
+                            Ordering::Less => "less",
+                            Ordering::Equal => "other",
+                        }
+                    }
+                    _ => "other",
+                };
+                let mut args = FluentArgs::new();
+                args.set("feature", words.name);
+                args.set("comparison", comparison);
+                args.set("more", words.more);
+                args.set("less", words.less);
+                self.message(lang, "customer-contrast-reason", Some(&args))
+            })
+            .collect();
+        let mut args = FluentArgs::new();
+        args.set("other", input.other.to_owned());
+        args.set("has_reasons", yes_no(!reasons.is_empty()));
+        args.set("reasons", self.join(lang, &reasons));
+        Some(capitalise(self.message(
+            lang,
+            "customer-contrast",
+            Some(&args),
+        )))
+    }
+}
+
 // === impl Composer ===
 
 impl Composer<'_, '_> {
@@ -146,38 +340,11 @@ impl Composer<'_, '_> {
     }
 
     fn words(&self, feature: &FeatureInfo) -> Words {
-        let id = feature_message_id(&feature.name);
-        let name = self
-            .narrator
-            .own_message(self.lang, &id, None)
-            .or_else(|| feature.display_name.clone())
-            .unwrap_or_else(|| feature.name.replace('_', " "));
-        let mut args = FluentArgs::new();
-        args.set("feature", name.clone());
-        let word = |attribute: &str, default: &str| {
-            self.narrator
-                .attribute(self.lang, &id, attribute)
-                .unwrap_or_else(|| self.message(default, Some(&args)))
-        };
-        Words {
-            your: word("your", "feature-default-your"),
-            more: word("more", "feature-default-more"),
-            less: word("less", "feature-default-less"),
-            step_more: word("step-more", "feature-default-step-more"),
-            step_less: word("step-less", "feature-default-step-less"),
-            name,
-        }
+        self.narrator.feature_words(self.lang, feature)
     }
 
     fn join_list(&self, items: &[String]) -> String {
-        match items {
-            [] => String::new(),
-            [one] => one.clone(),
-            [init @ .., last] => {
-                let and = self.message("list-and", None);
-                format!("{} {and} {last}", init.join(", "))
-            }
-        }
+        self.narrator.join(self.lang, items)
     }
 
     fn decision_args(&self) -> FluentArgs<'static> {

@@ -112,7 +112,7 @@ mod overrides;
 mod source;
 
 pub use catalogue::{feature_message_id, notice_message_id, outcome_message_id, reason_message_id};
-pub use compose::{MAX_REASONS, SMALL_SHARE};
+pub use compose::{ContrastInput, MAX_REASONS, SMALL_SHARE};
 pub use error::{NarrateError, Result};
 pub use input::{
     Audience, AuditFacts, Decision, DurationUnit, FeatureInfo, FidelityPolicy, Input, Narration,

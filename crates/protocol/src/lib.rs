@@ -65,6 +65,16 @@ pub enum Protocol {
         /// Where the outputs are, one per row.
         outputs: String,
     },
+    /// A recommendation API: one context object and a list of candidates in, scores or
+    /// a ranked list out (see [`parse_ranking_request`]). Read through this enum, the
+    /// rows are every candidate's (ids dropped), and a ranked answer is matched to the
+    /// candidates by the ids [`write_request`] gives them: their positions, as text.
+    Ranking {
+        /// Where the context and the candidates are.
+        shape: RankingShape,
+        /// Where the scores are.
+        answer: RankingAnswer,
+    },
 }
 
 /// Whether `pointer` is a syntactically valid JSON Pointer (RFC 6901: `""` or `/…`, and
@@ -103,6 +113,9 @@ pub fn parse_request(protocol: &Protocol, body: &[u8]) -> Result<Rows, AdapterEr
         Protocol::OpenInferenceV2 => v2::request(&root),
         Protocol::Mlflow => mlflow::request(&root),
         Protocol::Pointer { rows, .. } => pointer::request(&root, rows),
+        Protocol::Ranking { shape, .. } => {
+            return ranking::request_rows(shape, &root);
+        }
     }?;
     // A name twice (a repeated key in a column dictionary, a repeated MLflow column, two
     // v2 tensors of one name) would make two features no schema, explanation or reviewer
@@ -128,6 +141,11 @@ pub fn parse_response(
         Protocol::OpenInferenceV2 => v2::response(&root, expected_rows),
         Protocol::Mlflow => mlflow::response(&root, expected_rows),
         Protocol::Pointer { outputs, .. } => pointer::response(&root, outputs, expected_rows),
+        Protocol::Ranking { answer, .. } => {
+            let ids: Vec<String> = (0..expected_rows).map(|i| i.to_string()).collect();
+            ranking::response_outputs(answer, &root, Some(&ids), expected_rows)
+                .map_err(AdapterError::from)
+        }
     }
 }
 
@@ -215,6 +233,24 @@ pub enum AdapterError {
     InvalidPointer { pointer: String },
     #[error("the value to attach is not valid JSON")]
     InvalidAttachment,
+    #[error("{message}")]
+    Ranking {
+        /// The stable code of [`RankingError::reason`].
+        reason: &'static str,
+        message: String,
+    },
+}
+
+impl From<RankingError> for AdapterError {
+    fn from(error: RankingError) -> Self {
+        match error {
+            RankingError::Body(e) => e,
+            other => AdapterError::Ranking {
+                reason: other.reason(),
+                message: other.to_string(),
+            },
+        }
+    }
 }
 
 impl AdapterError {
@@ -241,6 +277,7 @@ impl AdapterError {
             Self::FieldExists { .. } => "field_exists",
             Self::InvalidPointer { .. } => "invalid_pointer",
             Self::InvalidAttachment => "invalid_attachment",
+            Self::Ranking { reason, .. } => reason,
         }
     }
 }

@@ -49,7 +49,25 @@ pub fn parse_ranking_request(
     body: &[u8],
 ) -> Result<RankingRows, AdapterError> {
     let root = json::parse(body, Side::Request)?;
-    let context = crate::pointer::request(&root, &shape.context)?;
+    ranking_rows(shape, &root)
+}
+
+/// Every candidate's row of a parsed request (ids dropped), the names checked as
+/// `parse_request` checks them.
+pub(crate) fn request_rows(
+    shape: &RankingShape,
+    root: &json::Node<'_>,
+) -> Result<Rows, AdapterError> {
+    let rows = ranking_rows(shape, root)?.rows;
+    let mut seen = std::collections::HashSet::with_capacity(rows.names.len());
+    if let Some(name) = rows.names.iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(AdapterError::DuplicateName { name: name.clone() });
+    }
+    Ok(rows)
+}
+
+fn ranking_rows(shape: &RankingShape, root: &json::Node<'_>) -> Result<RankingRows, AdapterError> {
+    let context = crate::pointer::request(root, &shape.context)?;
     if context.rows.len() != 1 {
         return Err(wrong(
             Side::Request,
@@ -57,7 +75,7 @@ pub fn parse_ranking_request(
             "one object of the features the candidates share",
         ));
     }
-    let mut candidates = crate::pointer::request(&root, &shape.candidates)?;
+    let mut candidates = crate::pointer::request(root, &shape.candidates)?;
     let ids = match &shape.id_field {
         None => None,
         Some(field) => {
@@ -161,8 +179,18 @@ pub fn parse_ranking_response(
     candidates: usize,
 ) -> Result<crate::Outputs, RankingError> {
     let root = json::parse(body, Side::Response)?;
+    response_outputs(answer, &root, ids, candidates)
+}
+
+/// [`parse_ranking_response`] of a parsed body.
+pub(crate) fn response_outputs(
+    answer: &RankingAnswer,
+    root: &json::Node<'_>,
+    ids: Option<&[String]>,
+    candidates: usize,
+) -> Result<crate::Outputs, RankingError> {
     match answer {
-        RankingAnswer::Scores(pointer) => Ok(crate::pointer::response(&root, pointer, candidates)?),
+        RankingAnswer::Scores(pointer) => Ok(crate::pointer::response(root, pointer, candidates)?),
         RankingAnswer::Ranked { list, id, score } => {
             let ids = ids.ok_or(RankingError::NoIds)?;
             let node = match root.pointer(list) {

@@ -36,10 +36,12 @@ pub enum WriteError {
     Empty,
     #[error("a row has {found} values for {expected} feature names")]
     Ragged { expected: usize, found: usize },
-    #[error("the pointer protocol sends one row per request; {0} were given")]
+    #[error("the pointer and ranking protocols send one row per request; {0} were given")]
     OneRowOnly(usize),
-    #[error("{0:?} is not a valid JSON Pointer (RFC 6901)")]
+    #[error("{0:?} is not a valid JSON Pointer (RFC 6901) where a body can be written")]
     InvalidPointer(String),
+    #[error("feature {0:?} of a ranking route is neither a context. nor an item. feature")]
+    NotRanking(String),
     #[error(
         "feature {feature:?} cannot be written as a v2 tensor: its values are missing or \
          of mixed kinds"
@@ -87,6 +89,12 @@ pub fn write_request(
             out.push_str("]}}");
         }
         Protocol::OpenInferenceV2 => write_v2(&mut out, names, rows)?,
+        Protocol::Ranking { shape, .. } => {
+            let [row] = rows else {
+                return Err(WriteError::OneRowOnly(rows.len()));
+            };
+            return write_ranking(shape, names, row);
+        }
         Protocol::Pointer { rows: pointer, .. } => {
             let [row] = rows else {
                 return Err(WriteError::OneRowOnly(rows.len()));
@@ -140,7 +148,7 @@ pub fn request_extras(protocol: &Protocol, body: &[u8]) -> Option<String> {
             "instances",
             "inputs",
         ],
-        Protocol::Pointer { .. } => return None,
+        Protocol::Pointer { .. } | Protocol::Ranking { .. } => return None,
     };
     let serde_json::Value::Object(members) = serde_json::from_slice(body).ok()? else {
         return None;
@@ -173,6 +181,96 @@ pub fn with_extras(mut body: Vec<u8>, extras: &str) -> Vec<u8> {
     body.extend_from_slice(extras.as_bytes());
     body.push(b'}');
     body
+}
+
+/// One row of a ranking route as a request of its own: the `context.` features as the
+/// context object, the `item.` features as the one candidate, whose id (when the route
+/// names an id field) is `"0"`, its position, as [`crate::parse_response`] expects.
+fn write_ranking(
+    shape: &crate::RankingShape,
+    names: &[String],
+    row: &[Value],
+) -> Result<Vec<u8>, WriteError> {
+    let (mut context, mut item) = (Vec::new(), Vec::new());
+    for (name, value) in names.iter().zip(row) {
+        if let Some(n) = name.strip_prefix(crate::CONTEXT_PREFIX) {
+            context.push((n.to_owned(), value));
+        } else if let Some(n) = name.strip_prefix(crate::ITEM_PREFIX) {
+            item.push((n.to_owned(), value));
+        } else {
+            return Err(WriteError::NotRanking(name.clone()));
+        }
+    }
+    let as_json = |part: &[(String, &Value)]| -> serde_json::Value {
+        let part_names: Vec<String> = part.iter().map(|(n, _)| n.clone()).collect();
+        if !part.is_empty() && is_positional(&part_names) {
+            serde_json::Value::Array(part.iter().map(|(_, v)| json_value(v)).collect())
+        } else {
+            serde_json::Value::Object(
+                part.iter()
+                    .map(|(n, v)| (n.clone(), json_value(v)))
+                    .collect(),
+            )
+        }
+    };
+    let mut candidate = as_json(&item);
+    if let (Some(field), serde_json::Value::Object(members)) = (&shape.id_field, &mut candidate) {
+        members.insert(field.clone(), serde_json::Value::String("0".into()));
+    }
+    let mut root = serde_json::Value::Object(serde_json::Map::new());
+    set_at(&mut root, &shape.context, as_json(&context))?;
+    set_at(
+        &mut root,
+        &shape.candidates,
+        serde_json::Value::Array(vec![candidate]),
+    )?;
+    serde_json::to_vec(&root).map_err(|_| WriteError::InvalidPointer(shape.candidates.clone()))
+}
+
+fn json_value(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Number(n) => serde_json::Number::from_f64(*n)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Value::Missing => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Text(s) => serde_json::Value::String(s.clone()),
+    }
+}
+
+/// Puts `value` at `pointer` in `root`, making the objects on the way.
+fn set_at(
+    root: &mut serde_json::Value,
+    pointer: &str,
+    value: serde_json::Value,
+) -> Result<(), WriteError> {
+    let invalid = || WriteError::InvalidPointer(pointer.to_owned());
+    if pointer.is_empty() {
+        return Err(invalid());
+    }
+    let tokens: Vec<String> = pointer
+        .strip_prefix('/')
+        .ok_or_else(invalid)?
+        .split('/')
+        .map(|t| {
+            unescape_token(t)
+                .map(|t| t.into_owned())
+                .map_err(|()| invalid())
+        })
+        .collect::<Result<_, _>>()?;
+    let mut at = root;
+    for (k, token) in tokens.iter().enumerate() {
+        let serde_json::Value::Object(members) = at else {
+            return Err(invalid());
+        };
+        if k + 1 == tokens.len() {
+            members.insert(token.clone(), value);
+            return Ok(());
+        }
+        at = members
+            .entry(token.clone())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    }
+    Err(invalid())
 }
 
 /// `x0`, `x1`, …: the names the parsers give rows that carried none.

@@ -79,6 +79,15 @@ pub struct ConsentLabels {
     pub source: &'static str,
 }
 
+/// Labels of `sidelight_unexplained_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnexplainedLabels {
+    pub route: RouteName,
+    /// The code of `x-sidelight-status` (the part before any `;`), made by Sidelight,
+    /// never from a payload: a closed set.
+    pub reason: String,
+}
+
 /// Labels of `sidelight_limit_hits_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
@@ -106,6 +115,7 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub consent: Family<ConsentLabels, Counter>,
     pub limits: Family<LimitLabels, Counter>,
+    pub unexplained: Family<UnexplainedLabels, Counter>,
 }
 
 // === impl Metrics ===
@@ -127,6 +137,7 @@ impl Metrics {
             errors: Family::default(),
             consent: Family::default(),
             limits: Family::default(),
+            unexplained: Family::default(),
         };
         registry.register(
             "sidelight_requests",
@@ -159,6 +170,11 @@ impl Metrics {
             metrics.errors.clone(),
         );
         registry.register(
+            "sidelight_unexplained",
+            "Answers on explained routes that went on without an explanation, by the code of their x-sidelight-status",
+            metrics.unexplained.clone(),
+        );
+        registry.register(
             "sidelight_consent_requests",
             "Requests on explained routes by the consent they were served under and where it came from",
             metrics.consent.clone(),
@@ -169,6 +185,16 @@ impl Metrics {
             metrics.limits.clone(),
         );
         metrics
+    }
+
+    /// Counts an answer of `route` that went on unexplained, by its status `code`.
+    pub fn unexplained(&self, route: &str, code: &str) {
+        self.unexplained
+            .get_or_create(&UnexplainedLabels {
+                route: RouteName(Arc::from(route)),
+                reason: code.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts one hit of `limit` (a rare event: the label map is looked up each time).

@@ -1,8 +1,9 @@
 //! The data port's own endpoints, answered by Sidelight before a request reaches the
 //! explanation layer or the model: `GET /v1/explanations/{id}` (explanations attached by
 //! reference), `POST /v1/feedback` (outcomes reported later), `GET /v1/notice/{route}`
-//! (the route's transparency notice) and `/v1/contests` (a customer contests a
-//! decision). Every other request goes on down the stack.
+//! (the route's transparency notice), `/v1/contests` (a customer contests a
+//! decision) and `GET /v1/explanations/{id}/compare` (why one recommended item is
+//! ranked above another). Every other request goes on down the stack.
 //!
 //! A reference is a capability: 128 random bits made when the explanation was kept,
 //! never a client's own id. Outcome reports from clients that are not trusted are
@@ -118,6 +119,7 @@ impl FeedbackLimit {
 /// Which of the data port's endpoints a request is for, if any.
 enum Endpoint<'a> {
     Explanation(&'a str),
+    Compare(&'a str),
     Feedback,
     Notice(&'a str),
     Contest,
@@ -128,6 +130,9 @@ fn endpoint<B>(request: &Request<B>) -> Option<Endpoint<'_>> {
     let path = request.uri().path();
     if request.method() == Method::GET {
         if let Some(id) = path.strip_prefix(EXPLANATIONS_PATH) {
+            if let Some(reference) = id.strip_suffix("/compare") {
+                return Some(Endpoint::Compare(reference));
+            }
             return Some(Endpoint::Explanation(id));
         }
         if let Some(route) = path.strip_prefix(NOTICE_PATH) {
@@ -163,6 +168,15 @@ where
         match endpoint(&request) {
             Some(Endpoint::Explanation(id)) => {
                 let answer = fetch(&self.recent, id);
+                Box::pin(async move { Ok(answer) })
+            }
+            Some(Endpoint::Compare(reference)) => {
+                let answer = crate::compare::answer(
+                    &self.recent,
+                    &self.notices.routes,
+                    reference,
+                    request.uri().query(),
+                );
                 Box::pin(async move { Ok(answer) })
             }
             Some(Endpoint::Feedback) => {
@@ -261,7 +275,9 @@ impl<S> Endpoints<S> {
 }
 
 fn fetch(recent: &RecentExplanations, id: &str) -> Response<ProxyBody> {
-    match recent.get(id) {
+    // A reference is one path segment; what is kept under longer keys (a ranking's
+    // comparison data) is answered by its own endpoint.
+    match recent.get(id).filter(|_| !id.contains('/')) {
         Some(json) => {
             let mut response = Response::new(full(json));
             response.headers_mut().insert(

@@ -160,6 +160,14 @@ where
             };
             let mut response =
                 augment(&live, stores, audit.as_deref(), ask, &mut facts, response).await;
+            let code = response
+                .headers()
+                .get(&STATUS)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.split(';').next().unwrap_or_default().trim());
+            if let Some(code) = code.filter(|c| *c != "explained") {
+                metrics.unexplained(&live.route, code);
+            }
             // What the record layer keeps, with an audit log.
             if audit.is_some() {
                 response.extensions_mut().insert(Handoff::new(Explained {
@@ -731,10 +739,13 @@ fn read_and_explain(
     (prepared, explained)
 }
 
-/// A request's rows and the model's outputs, read on the compute pool.
+/// A request's rows and the model's outputs, read on the compute pool. On a ranking
+/// route, `rows` and `outputs` are the shown items', in rank order, and `ranking` holds
+/// the rest.
 struct Prepared {
     rows: sidelight_protocol::Rows,
     outputs: Vec<Vec<f64>>,
+    ranking: Option<Shown>,
     /// The features as the audit record keeps them (before any text is cut).
     features: Option<serde_json::Value>,
     outputs_json: Option<serde_json::Value>,
@@ -751,8 +762,18 @@ fn prepare(
     response_bytes: &[u8],
     target: &str,
 ) -> Result<Prepared, String> {
-    let mut rows = adapter::parse_request(&live.protocol, request_bytes)
-        .map_err(|error| error.reason().to_owned())?;
+    let (mut rows, ids) = match &live.protocol {
+        sidelight_protocol::Protocol::Ranking { shape, .. } => {
+            let read = adapter::parse_ranking_request(shape, request_bytes)
+                .map_err(|error| error.reason().to_owned())?;
+            (read.rows, read.ids)
+        }
+        protocol => (
+            adapter::parse_request(protocol, request_bytes)
+                .map_err(|error| error.reason().to_owned())?,
+            None,
+        ),
+    };
     live.map_columns(&mut rows)
         .map_err(|problem| problem.status())?;
     if live.columns.wants_extras() {
@@ -760,8 +781,24 @@ fn prepare(
             live.columns.set_extras(extras, target);
         }
     }
-    let outputs = adapter::parse_response(&live.protocol, response_bytes, rows.rows.len())
-        .map_err(|error| error.reason().to_owned())?;
+    let mut outputs = match &live.protocol {
+        sidelight_protocol::Protocol::Ranking { answer, .. } => {
+            adapter::parse_ranking_response(answer, response_bytes, ids.as_deref(), rows.rows.len())
+                .map_err(|error| error.reason().to_owned())?
+        }
+        protocol => adapter::parse_response(protocol, response_bytes, rows.rows.len())
+            .map_err(|error| error.reason().to_owned())?,
+    };
+    let ranking = match &live.config.ranking {
+        Some(config) => Some(Shown::select(
+            config.top_k,
+            live.config.limits.max_rows,
+            &mut rows.rows,
+            &mut outputs.rows,
+            ids,
+        )?),
+        None => None,
+    };
     let features = serde_json::to_value(&rows.rows)
         .ok()
         .map(|rows_json| serde_json::json!({ "names": rows.names, "rows": rows_json }));
@@ -773,9 +810,68 @@ fn prepare(
     Ok(Prepared {
         rows,
         outputs: outputs.rows,
+        ranking,
         features,
         outputs_json,
     })
+}
+
+/// The items a ranking route showed (the top `k` by score), and the candidates it did
+/// not, which are still learned from.
+struct Shown {
+    /// Per shown item, in rank order.
+    items: Vec<crate::live::model::ShownItem>,
+    /// The other candidates' rows and outputs.
+    rest_rows: Vec<Vec<Value>>,
+    rest_outputs: Vec<Vec<f64>>,
+}
+
+impl Shown {
+    /// Keeps the top `k` of `rows` (by their score, the output; of two, the second,
+    /// the positive class) in `rows` and `outputs`, in rank order, and the rest aside.
+    /// Ties keep request order. More candidates than `max_rows`: `too_many_rows`.
+    fn select(
+        k: usize,
+        max_rows: usize,
+        rows: &mut Vec<Vec<Value>>,
+        outputs: &mut Vec<Vec<f64>>,
+        ids: Option<Vec<String>>,
+    ) -> Result<Self, String> {
+        let n = rows.len();
+        if n > max_rows {
+            return Err(format!("too_many_rows; rows={n}, max_rows={max_rows}"));
+        }
+        let score = |o: &Vec<f64>| match o.as_slice() {
+            [s] | [_, s] => Some(*s).filter(|s| s.is_finite()),
+            _ => None,
+        };
+        let mut scores = Vec::with_capacity(n);
+        for o in outputs.iter() {
+            scores.push(score(o).ok_or_else(|| "ranking_score_not_single".to_owned())?);
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let shown = k.min(n);
+        let mut taken_rows: Vec<Option<Vec<Value>>> =
+            std::mem::take(rows).into_iter().map(Some).collect();
+        let mut taken_outputs: Vec<Option<Vec<f64>>> =
+            std::mem::take(outputs).into_iter().map(Some).collect();
+        let mut items = Vec::with_capacity(shown);
+        for (rank, &i) in order.iter().take(shown).enumerate() {
+            rows.push(taken_rows[i].take().unwrap_or_default());
+            outputs.push(taken_outputs[i].take().unwrap_or_default());
+            items.push(crate::live::model::ShownItem {
+                rank: rank + 1,
+                candidate: i,
+                id: ids.as_ref().and_then(|ids| ids.get(i).cloned()),
+            });
+        }
+        Ok(Self {
+            items,
+            rest_rows: taken_rows.into_iter().flatten().collect(),
+            rest_outputs: taken_outputs.into_iter().flatten().collect(),
+        })
+    }
 }
 
 /// Counts a batch the training window refused; a change of output width is the
@@ -888,6 +984,7 @@ async fn augment(
     let Prepared {
         rows,
         outputs,
+        ranking,
         features,
         outputs_json,
     } = match prepared {
@@ -910,10 +1007,26 @@ async fn augment(
         );
         return pass_through(rebuild(parts, body), &status);
     }
+    // A ranking's surrogate learns every candidate's score, not only the shown ones'.
+    let (rest_rows, rest_outputs, shown_items) = match ranking {
+        Some(Shown {
+            items,
+            rest_rows,
+            rest_outputs,
+        }) => (rest_rows, rest_outputs, Some(items)),
+        None => (Vec::new(), Vec::new(), None),
+    };
+    let learn = |mut rows: Vec<Vec<Value>>, mut outputs: Vec<Vec<f64>>| {
+        rows.extend(rest_rows);
+        outputs.extend(rest_outputs);
+        (rows, outputs)
+    };
     if ask.attach == AttachMode::Off {
         // Nothing will be attached: learn from the traffic, spend nothing on explaining.
         if train {
-            if let Err(refused) = live.observe(&rows.names, rows.rows, outputs, subject.as_ref()) {
+            let (all_rows, all_outputs) = learn(rows.rows, outputs);
+            if let Err(refused) = live.observe(&rows.names, all_rows, all_outputs, subject.as_ref())
+            {
                 count_refusal(metrics, refused);
             }
         }
@@ -956,7 +1069,8 @@ async fn augment(
     // Probe calls (and requests marked like them) ask about made-up rows: training on
     // them would teach the surrogate a distribution that is not the traffic's.
     if train {
-        if let Err(refused) = live.observe(&rows.names, rows.rows, outputs, subject.as_ref()) {
+        let (all_rows, all_outputs) = learn(rows.rows, outputs);
+        if let Err(refused) = live.observe(&rows.names, all_rows, all_outputs, subject.as_ref()) {
             count_refusal(metrics, refused);
         }
     }
@@ -983,13 +1097,18 @@ async fn augment(
             }
         }
     };
-    let explanations = match done.into_iter().collect::<Result<Vec<_>, _>>() {
+    let mut explanations = match done.into_iter().collect::<Result<Vec<_>, _>>() {
         Ok(explanations) => explanations,
         Err(error) => {
             tracing::debug!(route = %live.route, %error, "explanation failed");
             return pass_through(rebuild(parts, body), "explain_failed");
         }
     };
+    if let Some(items) = shown_items {
+        for (e, item) in explanations.iter_mut().zip(items) {
+            e.item = Some(item);
+        }
+    }
     let skipped = explanations.iter().filter(|e| e.next_step_skipped).count();
     if skipped > 0 {
         metrics.limit_hit("next_step_budget");
@@ -1087,6 +1206,28 @@ async fn augment(
         subject,
         facts,
     );
+    // A ranking kept by reference keeps its shown items' full attributions beside it,
+    // for `GET /v1/explanations/{ref}/compare`.
+    if let (Some(model), Some(reference)) = (
+        model.as_ref().filter(|_| live.config.ranking.is_some()),
+        response
+            .headers()
+            .get(&EXPLANATION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    ) {
+        if let Some(json) = crate::compare::kept(live, model, &ordered, &explanations, ask.audience)
+            .filter(|json| json.len() <= stores.reference_max_bytes)
+        {
+            let weight = json.len();
+            stores.recent.insert_new(
+                crate::compare::key(&reference),
+                Bytes::from(json),
+                weight,
+                facts.subject.clone(),
+            );
+        }
+    }
     if let (Some(model), true) = (model, audit.is_some()) {
         facts.attributions = Some(AttributionSource {
             model,

@@ -9,6 +9,7 @@
 //! explanation, narration, recording on `best_effort`) failed; block a request on
 //! training; or write a payload value, token or key to a log line.
 
+pub mod compare;
 pub mod compute;
 pub mod contest;
 pub mod endpoints;
@@ -26,4 +27,4 @@ pub mod stack;
 pub mod tls;
 
 use sidelight_config as config;
-use sidelight_core::{audit, body, error, headers, live, metrics, monitor, trust};
+use sidelight_core::{audit, body, error, headers, live, metrics, monitor, query, trust};

@@ -344,7 +344,7 @@ impl ProbeInput {
 
 fn batch_rows(protocol: &Protocol) -> usize {
     match protocol {
-        Protocol::Pointer { .. } => 1,
+        Protocol::Pointer { .. } | Protocol::Ranking { .. } => 1,
         _ => BATCH_ROWS,
     }
 }

@@ -156,7 +156,7 @@ impl Distiller {
         let allowed = (window.seen as f64 * config.synthetic_per_real) as u64;
         let budget = allowed.saturating_sub(self.sent);
         let per_call = match self.live.protocol {
-            Protocol::Pointer { .. } => 1,
+            Protocol::Pointer { .. } | Protocol::Ranking { .. } => 1,
             _ => config.batch_rows,
         };
         let n = usize::try_from(budget).unwrap_or(usize::MAX).min(per_call);

@@ -42,3 +42,23 @@ customer-step-change = { $kind ->
     [set] eine Änderung bei „{ $feature }“ auf { $value }
    *[other] { $phrase } (etwa { $value })
 }
+
+customer-recommended = { $has_reasons ->
+    [yes] Empfohlen, weil { $reasons }.
+   *[no] Empfohlen: viele kleine Faktoren zusammen brachten es hierher.
+}
+
+customer-recommended-you = { $your } dafür sprach
+
+customer-recommended-item = das Merkmal „{ $feature }“ dieses Artikels dafür sprach
+
+customer-contrast = { $has_reasons ->
+    [yes] Vor { $other } eingeordnet, vor allem weil { $reasons }.
+   *[no] Vor { $other } eingeordnet, durch viele kleine Unterschiede zusammen.
+}
+
+customer-contrast-reason = { $comparison ->
+    [more] „{ $feature }“ hier { $more } ist
+    [less] „{ $feature }“ hier { $less } ist
+   *[other] „{ $feature }“ hier besser passt
+}

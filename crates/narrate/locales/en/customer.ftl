@@ -54,3 +54,33 @@ customer-step-change = { $kind ->
     [set] a change of { $feature } to { $value }
    *[other] { $phrase } (about { $value })
 }
+
+# Ranking routes: why an item was recommended. $has_reasons: yes | no; $reasons: the
+# reasons, already joined (about the customer first, then about the item).
+customer-recommended = { $has_reasons ->
+    [yes] Recommended because { $reasons }.
+   *[no] Recommended: many small factors together placed it here.
+}
+
+# A reason about the customer. $your: the feature as "your …"; $feature: its name. A
+# feature's own `.because` clause ("you often buy outdoor gear") replaces it.
+customer-recommended-you = { $your } counted in its favour
+
+# A reason about the item. $feature: its name. A feature's own `.because` clause ("this
+# tent is light") replaces it.
+customer-recommended-item = its { $feature } counted in its favour
+
+# Why one item is ranked above another. $other: how the customer knows the other item;
+# $has_reasons: yes | no; $reasons: the reasons, already joined.
+customer-contrast = { $has_reasons ->
+    [yes] Ranked above { $other } mainly because { $reasons }.
+   *[no] Ranked above { $other } through many small differences together.
+}
+
+# One reason of a contrast. $feature: the item feature's name; $comparison: more | less
+# | other (its value in this item against the other's); $more, $less: its comparatives.
+customer-contrast-reason = { $comparison ->
+    [more] its { $feature } is { $more }
+    [less] its { $feature } is { $less }
+   *[other] of its { $feature }
+}

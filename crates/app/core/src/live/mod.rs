@@ -202,6 +202,28 @@ pub fn row_weight(row: &[Value]) -> usize {
     std::mem::size_of_val(row) + text
 }
 
+/// The wire protocol of a `protocol = "ranking"` route (the config is validated, so
+/// the pointers are there; an empty one reads nothing).
+pub fn ranking_protocol(ranking: Option<&crate::config::RankingConfig>) -> Protocol {
+    let r = ranking.cloned().unwrap_or_default();
+    let answer = match r.ranked {
+        Some(list) => sidelight_protocol::RankingAnswer::Ranked {
+            list,
+            id: r.ranked_id,
+            score: r.ranked_score,
+        },
+        None => sidelight_protocol::RankingAnswer::Scores(r.scores.unwrap_or_default()),
+    };
+    Protocol::Ranking {
+        shape: sidelight_protocol::RankingShape {
+            context: r.context.unwrap_or_default(),
+            candidates: r.candidates.unwrap_or_default(),
+            id_field: r.id_field,
+        },
+        answer,
+    }
+}
+
 /// Cuts a text value to at most `max` bytes, at a character boundary.
 pub fn cut_text(value: &mut Value, max: usize) {
     if let Value::Text(text) = value {
@@ -293,6 +315,7 @@ impl RouteLive {
                 rows: config.rows_pointer.clone().unwrap_or_default(),
                 outputs: config.outputs_pointer.clone().unwrap_or_default(),
             },
+            ProtocolName::Ranking => ranking_protocol(config.ranking.as_ref()),
         };
         let names: Vec<String> = config.features.iter().map(|f| f.name.clone()).collect();
         let live = Arc::new(Self {

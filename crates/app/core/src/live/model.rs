@@ -183,6 +183,22 @@ pub struct RowExplanation {
     /// spent. Never sent (the response's status says it).
     #[serde(skip)]
     pub next_step_skipped: bool,
+    /// On a ranking route: which shown item this row is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<ShownItem>,
+}
+
+/// An item a ranking route showed: its place in the ranking, its position among the
+/// request's candidates, and its id where the candidates carry one.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ShownItem {
+    /// 1 for the first item shown.
+    pub rank: usize,
+    /// Its 0-based position in the request's candidates.
+    pub candidate: usize,
+    /// Its id, when the route names an id field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// How far this explanation can be trusted.
@@ -509,6 +525,11 @@ impl LiveModel {
 
     /// Every feature's contribution to output `class` for `row` (both in schema order),
     /// in the space explanations are given in.
+    /// The schema's features, in order.
+    pub fn features(&self) -> &[FeatureInfo] {
+        &self.features
+    }
+
     pub fn contributions(&self, row: &[Value], class: usize) -> Result<Vec<f64>, ExplainError> {
         let explainer = self
             .explainers
@@ -548,7 +569,11 @@ impl LiveModel {
         // the next step otherwise, so searching would be wasted work).
         let trusted =
             local_error <= policy.caveat_local_error && self.record.r2 >= policy.caveat_r2;
-        let due = ask.audience == Audience::Customer && !favourable && trusted;
+        // A ranking has no decision to reverse: no next step (see `recommend`).
+        let due = ask.audience == Audience::Customer
+            && !favourable
+            && trusted
+            && ask.config.ranking.is_none();
         let in_budget = ask
             .next_steps_until
             .is_none_or(|until| std::time::Instant::now() < until);
@@ -607,9 +632,23 @@ impl LiveModel {
             overrides: ask.overrides,
             fidelity: policy,
         };
-        let narration = ask
-            .narrator
-            .narrate(&input, narrator_audience(ask.audience), ask.locale);
+        let narration = match &ask.config.ranking {
+            Some(ranking) => {
+                let about_item: Vec<bool> = features
+                    .iter()
+                    .map(|f| !ranking.is_context(&f.name))
+                    .collect();
+                ask.narrator.recommend(
+                    &input,
+                    &about_item,
+                    narrator_audience(ask.audience),
+                    ask.locale,
+                )
+            }
+            None => ask
+                .narrator
+                .narrate(&input, narrator_audience(ask.audience), ask.locale),
+        };
 
         let mut attributions: Vec<Contribution> = self
             .names
@@ -631,17 +670,18 @@ impl LiveModel {
                 contribution: g.members.iter().map(|&i| attribution.values[i]).sum(),
             })
             .collect();
-        let reason_codes = if favourable || narration.withheld_reason.is_some() {
-            Vec::new()
-        } else {
-            reason_codes(
-                &self.reasons,
-                &attribution.values,
-                rule.higher_is_favourable,
-                ask.narrator,
-                &narration.locale,
-            )
-        };
+        let reason_codes =
+            if favourable || narration.withheld_reason.is_some() || ask.config.ranking.is_some() {
+                Vec::new()
+            } else {
+                reason_codes(
+                    &self.reasons,
+                    &attribution.values,
+                    rule.higher_is_favourable,
+                    ask.narrator,
+                    &narration.locale,
+                )
+            };
         let mut groups = Vec::new();
         if ask.audience == Audience::Customer {
             attributions = for_customer(attributions, &ask.config.features, &group_contributions);
@@ -677,6 +717,7 @@ impl LiveModel {
             schema_contributions: attribution.values,
             threshold,
             next_step_skipped: due && !in_budget,
+            item: None,
         })
     }
 
@@ -1179,6 +1220,7 @@ mod tests {
             distill: Default::default(),
             groups: Vec::new(),
             reasons: Vec::new(),
+            ranking: None,
             surrogate: Default::default(),
         }
     }

@@ -32,10 +32,13 @@ pub enum SchemaInferError {
 }
 
 /// Infers the schema of request bodies in `protocol`'s format. `pointer` is the rows
-/// pointer for `ProtocolName::Pointer`.
+/// pointer for `ProtocolName::Pointer`; `ranking` the context and candidates pointers
+/// for `ProtocolName::Ranking` (its rows are named `context.<name>` and `item.<name>`,
+/// as the route's features must be).
 pub fn infer_from_requests<'a>(
     protocol: ProtocolName,
     pointer: Option<&str>,
+    ranking: Option<&crate::config::RankingConfig>,
     bodies: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<String, SchemaInferError> {
     let protocol = match protocol {
@@ -46,6 +49,7 @@ pub fn infer_from_requests<'a>(
             rows: pointer.unwrap_or_default().to_owned(),
             outputs: String::new(),
         },
+        ProtocolName::Ranking => super::ranking_protocol(ranking),
     };
     let mut names: Vec<String> = Vec::new();
     let mut rows: Vec<Vec<Value>> = Vec::new();
@@ -272,7 +276,7 @@ mod tests {
             br#"{"instances": [{"age": 30, "city": "Bonn", "member": true}]}"#.as_slice(),
             second.as_bytes(),
         ];
-        let toml = infer_from_requests(ProtocolName::KserveV1, None, bodies).unwrap();
+        let toml = infer_from_requests(ProtocolName::KserveV1, None, None, bodies).unwrap();
         let parsed: toml::Value = toml.parse().unwrap();
         let features = parsed["routes"]["explain"]["features"].as_array().unwrap();
         let kinds: Vec<(&str, &str)> = features
@@ -296,7 +300,7 @@ mod tests {
     #[test]
     fn positional_traffic_gives_a_template_in_column_order() {
         let bodies = [br#"{"instances": [[30, "Bonn"], [41, "Koeln"]]}"#.as_slice()];
-        let toml = infer_from_requests(ProtocolName::KserveV1, None, bodies).unwrap();
+        let toml = infer_from_requests(ProtocolName::KserveV1, None, None, bodies).unwrap();
         assert!(
             toml.contains("so these tables are in column order"),
             "{toml}"
@@ -309,7 +313,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["x0", "x1"]);
         let named = [br#"{"instances": [{"age": 30}]}"#.as_slice()];
-        let toml = infer_from_requests(ProtocolName::KserveV1, None, named).unwrap();
+        let toml = infer_from_requests(ProtocolName::KserveV1, None, None, named).unwrap();
         assert!(!toml.contains("column order"), "{toml}");
     }
 
@@ -334,6 +338,7 @@ mod tests {
             .collect();
         let toml = infer_from_requests(
             ProtocolName::KserveV1,
+            None,
             None,
             bodies.iter().map(|b| b.as_bytes()),
         )
@@ -365,7 +370,7 @@ mod tests {
     #[test]
     fn a_bad_request_is_named_by_position() {
         let bodies = [br#"{"instances": [[1]]}"#.as_slice(), b"not json"];
-        let error = infer_from_requests(ProtocolName::KserveV1, None, bodies).unwrap_err();
+        let error = infer_from_requests(ProtocolName::KserveV1, None, None, bodies).unwrap_err();
         assert!(error.to_string().starts_with("request 2:"), "{error}");
     }
 }

@@ -1,0 +1,279 @@
+//! Ranking routes end to end: the real binary in front of a real recommender (the test
+//! model's `/rank` and `/scores`): the customer's context joined to each candidate, the
+//! shown items explained and matched to their ids, "recommended because…" for the
+//! customer, the contrast of two items, and every way an answer cannot be paired with
+//! its candidates passed through with its status.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use sidelight_e2e::live::{config, post, status, warm_up};
+use sidelight_e2e::model::{ModelServer, score};
+use sidelight_e2e::*;
+
+const BRANDS: [&str; 3] = ["acme", "zenith", "own"];
+
+/// The route's features: `colour` is the customer's protected attribute.
+const FEATURES: &str = "\
+    [[routes.explain.features]]\nname = \"context.a\"\nkind = \"numeric\"\ndisplay_name = \"activity\"\n\
+    [[routes.explain.features]]\nname = \"context.colour\"\nkind = \"categorical\"\nprotected = true\n\
+    levels = [\"red\", \"green\", \"blue\"]\n\
+    [[routes.explain.features]]\nname = \"item.b\"\nkind = \"numeric\"\ndisplay_name = \"rating\"\n\
+    [[routes.explain.features]]\nname = \"item.c\"\nkind = \"numeric\"\ndisplay_name = \"freshness\"\n\
+    [[routes.explain.features]]\nname = \"item.brand\"\nkind = \"categorical\"\n\
+    levels = [\"acme\", \"zenith\", \"own\"]\n";
+
+const SURROGATE: &str = "[routes.explain.surrogate]\nwarm_up_rows = 1200\nwindow_rows = 4000\n\
+    retrain_every_rows = 100000\nmin_r2 = 0.5\ntrees = 150\ndepth = 6\ncpu_share = 1.0\n";
+
+fn routes() -> String {
+    format!(
+        "[[routes]]\nname = \"shop\"\npath_prefix = \"/rank\"\n\
+         [routes.explain]\nprotocol = \"ranking\"\naudiences = [\"developer\"]\nreferences = true\n\
+         [routes.explain.ranking]\ncontext = \"/customer\"\ncandidates = \"/items\"\n\
+         id_field = \"sku\"\nranked = \"/ranking\"\nranked_id = \"sku\"\ntop_k = 3\n\
+         item_group = \"item.brand\"\n{FEATURES}{SURROGATE}\
+         [[routes]]\nname = \"scores\"\npath_prefix = \"/scores\"\n\
+         [routes.explain]\nprotocol = \"ranking\"\n\
+         [routes.explain.ranking]\ncontext = \"/customer\"\ncandidates = \"/items\"\n\
+         id_field = \"sku\"\nscores = \"/scores\"\ntop_k = 2\n{FEATURES}{SURROGATE}"
+    )
+}
+
+/// Customer `i`'s context and eight candidates, with their true scores by id.
+fn request(i: usize) -> (Value, Vec<(String, f64)>) {
+    let a = ((i * 7) % 11) as f64 / 10.0;
+    let colour = ["red", "green", "blue"][i % 3];
+    let mut truth = Vec::new();
+    let items: Vec<Value> = (0..8)
+        .map(|k| {
+            let n = i * 8 + k;
+            let b = ((n * 5) % 13) as f64 / 12.0;
+            let c = ((n * 3) % 7) as f64 / 6.0;
+            let sku = format!("sku-{n}");
+            truth.push((sku.clone(), score(a, b, c, colour)));
+            json!({ "sku": sku, "b": b, "c": c, "brand": BRANDS[n % 3] })
+        })
+        .collect();
+    (
+        json!({ "customer": { "a": a, "colour": colour }, "items": items }),
+        truth,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shown_items_are_explained_by_id_for_the_customer_and_compared() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&config(&model, state.path(), &routes()));
+
+    // Before a surrogate: the model's ranking goes on as it is.
+    let (body, _) = request(0);
+    let answer = post(&proxy, "/rank", body.to_string(), &[]).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.json()["explanations"].is_null());
+    assert!(answer.json()["ranking"].is_array());
+
+    // Every candidate's score is learned (eight rows per request), not only the shown.
+    warm_up(&proxy, "shop", async |i| {
+        let (body, _) = request(i);
+        post(&proxy, "/rank", body.to_string(), &[]).await;
+    })
+    .await;
+
+    for i in 100..110 {
+        let (body, truth) = request(i);
+        let answer = post(&proxy, "/rank", body.to_string(), &[]).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert!(
+            status(&answer).starts_with("explained"),
+            "{}",
+            status(&answer)
+        );
+        let out = answer.json();
+        // The model's own answer is untouched.
+        assert_eq!(out["ranking"].as_array().unwrap().len(), 8);
+        let explanations = out["explanations"].as_array().unwrap();
+        assert_eq!(explanations.len(), 3, "top_k = 3");
+        let mut best = truth.clone();
+        best.sort_by(|x, y| y.1.total_cmp(&x.1));
+        for (k, e) in explanations.iter().enumerate() {
+            // Each explanation is its own item's: the id, its rank and its score.
+            assert_eq!(e["item"]["rank"], k + 1, "{e}");
+            let id = e["item"]["id"].as_str().unwrap();
+            assert_eq!(id, best[k].0, "{e}");
+            let own = truth.iter().find(|(sku, _)| sku == id).unwrap().1;
+            assert!(
+                (e["prediction"].as_f64().unwrap() - own).abs() < 1e-9,
+                "{e}"
+            );
+            let candidate = e["item"]["candidate"].as_u64().unwrap() as usize;
+            assert_eq!(truth[candidate].0, id);
+            // Customer words: why it was recommended, never the protected attribute,
+            // and no next step (there is no decision to reverse).
+            let text = e["text"].as_str().unwrap_or_default();
+            assert!(text.starts_with("Recommended"), "{e}");
+            assert!(!text.to_lowercase().contains("colour"), "{text}");
+            assert!(e["next_step"].is_null(), "{e}");
+            assert!(e["reason_codes"].is_null(), "{e}");
+        }
+    }
+
+    // In German, with the item's own reasons.
+    let (body, _) = request(120);
+    let answer = post(
+        &proxy,
+        "/rank",
+        body.to_string(),
+        &[("accept-language", "de")],
+    )
+    .await;
+    let text = answer.json()["explanations"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(text.starts_with("Empfohlen"), "{text}");
+
+    // Kept by reference, two shown items compare: the contributions are an exact split
+    // of the difference of their scores.
+    let (body, truth) = request(130);
+    let answer = post(
+        &proxy,
+        "/rank",
+        body.to_string(),
+        &[("x-sidelight-explain", "reference")],
+    )
+    .await;
+    let reference = answer.headers["x-sidelight-explanation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let kept = get(&proxy.url(&format!("/v1/explanations/{reference}"))).await;
+    assert_eq!(kept.status, 200);
+    let shown = kept.json()["explanations"].clone();
+    let (first, third) = (
+        shown[0]["item"]["id"].as_str().unwrap().to_owned(),
+        shown[2]["item"]["id"].as_str().unwrap().to_owned(),
+    );
+    let compared = get(&proxy.url(&format!(
+        "/v1/explanations/{reference}/compare?a={first}&b={third}"
+    )))
+    .await;
+    assert_eq!(compared.status, 200, "{:?}", compared.body);
+    let c = compared.json();
+    let named: f64 = c["contributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["contribution"].as_f64().unwrap())
+        .sum();
+    let total = named + c["other_factors"].as_f64().unwrap();
+    let difference = c["difference"].as_f64().unwrap();
+    assert!((total - difference).abs() < 1e-9, "{c}");
+    let surrogate = |e: &Value| e["surrogate_value"].as_f64().unwrap();
+    assert!(
+        (difference - (surrogate(&shown[0]) - surrogate(&shown[2]))).abs() < 1e-9,
+        "{c}"
+    );
+    // The protected attribute is never named to the customer, only summed.
+    assert!(
+        c["contributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["feature"] != "context.colour"),
+        "{c}"
+    );
+    let sentence = c["text"].as_str().unwrap();
+    assert!(
+        sentence.starts_with(&format!("Ranked above {third}")),
+        "{sentence}"
+    );
+    let _ = truth;
+    // Unknown items and references: precise answers, nothing else's data.
+    let unknown = get(&proxy.url(&format!(
+        "/v1/explanations/{reference}/compare?a={first}&b=sku-999999"
+    )))
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["error"]["code"], "item_not_shown");
+    let missing = get(&proxy.url(&format!("/v1/explanations/{reference}/compare?a={first}"))).await;
+    assert_eq!(missing.status, 400);
+    let nothing = get(&proxy.url("/v1/explanations/0123/compare?a=x&b=y")).await;
+    assert_eq!(nothing.status, 404);
+    assert_eq!(nothing.json()["error"]["code"], "comparison_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_cannot_be_paired_with_its_candidates_passes_with_its_status() {
+    let model = ModelServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&config(&model, state.path(), &routes()));
+    warm_up(&proxy, "scores", async |i| {
+        let (body, _) = request(i);
+        post(&proxy, "/scores", body.to_string(), &[]).await;
+    })
+    .await;
+
+    // Scores in request order: the top two are explained.
+    let (body, truth) = request(200);
+    let answer = post(&proxy, "/scores", body.to_string(), &[]).await;
+    let explanations = answer.json()["explanations"].as_array().unwrap().clone();
+    assert_eq!(explanations.len(), 2);
+    let mut best = truth.clone();
+    best.sort_by(|x, y| y.1.total_cmp(&x.1));
+    assert_eq!(explanations[0]["item"]["id"], best[0].0.as_str());
+
+    // A score list of another length.
+    let short = post(&proxy, "/scores?bad=short", body.to_string(), &[]).await;
+    assert_eq!(short.status, 200);
+    assert!(short.json()["explanations"].is_null());
+    assert_eq!(status(&short), "row_count_mismatch");
+
+    // An answered id that names no candidate, on the route paired by id (trained
+    // before, so the status is the pairing's and not the warm-up's).
+    warm_up(&proxy, "shop", async |i| {
+        let (body, _) = request(i);
+        post(&proxy, "/rank", body.to_string(), &[]).await;
+    })
+    .await;
+    let unknown = post(&proxy, "/rank?bad=unknown", body.to_string(), &[]).await;
+    assert_eq!(unknown.status, 200);
+    assert!(unknown.json()["explanations"].is_null());
+    assert_eq!(status(&unknown), "ranking_ids_mismatch");
+
+    // Two candidates with one id: never a guess at which is which.
+    let mut twice = body.clone();
+    twice["items"][1]["sku"] = twice["items"][0]["sku"].clone();
+    let duplicate = post(&proxy, "/rank", twice.to_string(), &[]).await;
+    assert_eq!(status(&duplicate), "ranking_ids_mismatch");
+
+    // Candidates without ids where the answer is by id.
+    let mut anonymous = body.clone();
+    for item in anonymous["items"].as_array_mut().unwrap() {
+        item.as_object_mut().unwrap().remove("sku");
+    }
+    let no_ids = post(&proxy, "/rank", anonymous.to_string(), &[]).await;
+    assert_eq!(status(&no_ids), "unparseable_request");
+
+    // A context pointer that does not resolve.
+    let mut no_context = body.clone();
+    no_context.as_object_mut().unwrap().remove("customer");
+    let lost = post(&proxy, "/rank", no_context.to_string(), &[]).await;
+    assert_eq!(status(&lost), "unparseable_request");
+
+    // Each is counted by its status.
+    let metrics = metrics_text(&proxy).await;
+    assert!(
+        metrics.contains(
+            "sidelight_unexplained_total{route=\"shop\",reason=\"ranking_ids_mismatch\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "sidelight_unexplained_total{route=\"scores\",reason=\"row_count_mismatch\"} 1"
+        ),
+        "{metrics}"
+    );
+}
