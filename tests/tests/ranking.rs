@@ -26,13 +26,17 @@ const FEATURES: &str = "\
 const SURROGATE: &str = "[routes.explain.surrogate]\nwarm_up_rows = 1200\nwindow_rows = 4000\n\
     retrain_every_rows = 100000\nmin_r2 = 0.5\ntrees = 150\ndepth = 6\ncpu_share = 1.0\n";
 
+const MONITOR: &str = "[routes.monitor]\nwindow_rows = 2000\nevery = \"200ms\"\n\
+    min_group_size = 30\n[[routes.monitor.protected]]\nfeature = \"context.colour\"\n\
+    privileged = \"red\"\nunprivileged = [\"blue\", \"green\"]\n";
+
 fn routes() -> String {
     format!(
         "[[routes]]\nname = \"shop\"\npath_prefix = \"/rank\"\n\
          [routes.explain]\nprotocol = \"ranking\"\naudiences = [\"developer\"]\nreferences = true\n\
          [routes.explain.ranking]\ncontext = \"/customer\"\ncandidates = \"/items\"\n\
          id_field = \"sku\"\nranked = \"/ranking\"\nranked_id = \"sku\"\ntop_k = 3\n\
-         item_group = \"item.brand\"\n{FEATURES}{SURROGATE}\
+         item_group = \"item.brand\"\n{FEATURES}{SURROGATE}{MONITOR}\
          [[routes]]\nname = \"scores\"\npath_prefix = \"/scores\"\n\
          [routes.explain]\nprotocol = \"ranking\"\n\
          [routes.explain.ranking]\ncontext = \"/customer\"\ncandidates = \"/items\"\n\
@@ -52,7 +56,13 @@ fn request(i: usize) -> (Value, Vec<(String, f64)>) {
             let c = ((n * 3) % 7) as f64 / 6.0;
             let sku = format!("sku-{n}");
             truth.push((sku.clone(), score(a, b, c, colour)));
-            json!({ "sku": sku, "b": b, "c": c, "brand": BRANDS[n % 3] })
+            // Blue customers' candidates are all the shop's own brand: exposure shows it.
+            let brand = if colour == "blue" {
+                "own"
+            } else {
+                BRANDS[n % 3]
+            };
+            json!({ "sku": sku, "b": b, "c": c, "brand": brand })
         })
         .collect();
     (
@@ -118,6 +128,51 @@ async fn the_shown_items_are_explained_by_id_for_the_customer_and_compared() {
             assert!(e["reason_codes"].is_null(), "{e}");
         }
     }
+
+    // Exposure: of the slots shown to blue customers, all go to the shop's own brand,
+    // against about a third for red ones: a failing comparison, with its interval.
+    for i in 300..400 {
+        let (body, _) = request(i);
+        post(&proxy, "/rank", body.to_string(), &[]).await;
+    }
+    let mut exposure = Value::Null;
+    for _ in 0..100 {
+        let monitoring = get(&proxy.admin_url("/api/v1/monitoring")).await.json();
+        let route = monitoring["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == "shop")
+            .cloned()
+            .unwrap();
+        exposure = route["latest"]["exposure"][0].clone();
+        if exposure["rankings"].as_u64().unwrap_or(0) >= 110 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(exposure["attribute"], "context.colour", "{exposure}");
+    assert_eq!(exposure["item_feature"], "item.brand", "{exposure}");
+    let blue = exposure["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["customer_group"] == "blue")
+        .unwrap();
+    assert_eq!(blue["shares"][0]["item_group"], "own", "{exposure}");
+    assert_eq!(blue["shares"][0]["share"], 1.0, "{exposure}");
+    let own_blue = exposure["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["unprivileged"] == "blue" && c["item_group"] == "own")
+        .unwrap();
+    assert_eq!(own_blue["verdict"], "fail", "{exposure}");
+    assert!(
+        own_blue["difference"]["lower"].as_f64().unwrap() > 0.1,
+        "{exposure}"
+    );
+    assert_eq!(exposure["verdict"], "fail", "{exposure}");
 
     // In German, with the item's own reasons.
     let (body, _) = request(120);

@@ -6,14 +6,20 @@
 //! Each slot is counted as one trial, with a Wilson interval at the given confidence.
 //! Slots of one ranking are not independent draws, so the interval is narrower than a
 //! per-ranking one would be; it is a statement about the slots shown, as the counts
-//! are. (The first piece of ranking routes; the monitor and the report do not use it
-//! yet.)
+//! are.
+//!
+//! [`compare_exposure`] gives each unprivileged customer group's share of an item
+//! group minus the privileged group's, with a Newcombe interval, and the verdict of
+//! the statistical parity difference: [`Verdict::Fail`] only when the whole interval
+//! lies beyond `max_difference`, [`Verdict::InsufficientData`] while either group has
+//! fewer than `min_group_size` slots.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::stats::{Interval, wilson_interval};
+use crate::fairness::{Estimate, FairnessConfig, Verdict, difference_verdict};
+use crate::stats::{Interval, newcombe_difference, wilson_interval};
 
 /// One ranking shown: the customer's protected group, and the item group of each item
 /// in the top slots, in rank order.
@@ -93,6 +99,84 @@ pub fn exposure(
         .collect()
 }
 
+/// One item group's share for an unprivileged customer group against the privileged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExposureComparison {
+    /// The item group.
+    pub item_group: String,
+    /// The unprivileged customer group (the first term of the difference).
+    pub unprivileged: String,
+    /// The privileged customer group.
+    pub privileged: String,
+    /// `share(unprivileged) − share(privileged)`, with its interval; `None` while a
+    /// group has no slots.
+    pub difference: Option<Estimate>,
+    /// As the statistical parity difference's.
+    pub verdict: Verdict,
+}
+
+/// Compares every unprivileged customer group's exposure to the privileged group's,
+/// item group by item group (every item group either saw). Customer groups that were
+/// shown nothing are compared as having no slots (insufficient data).
+pub fn compare_exposure(
+    groups: &[GroupExposure],
+    privileged: &str,
+    unprivileged: &[String],
+    config: &FairnessConfig,
+) -> Vec<ExposureComparison> {
+    let find = |name: &str| groups.iter().find(|g| g.customer_group == name);
+    let share = |group: Option<&GroupExposure>, item: &str| -> (u64, u64) {
+        group.map_or((0, 0), |g| {
+            let slots = g
+                .shares
+                .iter()
+                .find(|s| s.item_group == item)
+                .map_or(0, |s| s.slots);
+            (slots, g.slots)
+        })
+    };
+    let p = find(privileged);
+    let mut out = Vec::new();
+    for u_name in unprivileged {
+        let u = find(u_name);
+        let mut items: Vec<&str> = [u, p]
+            .iter()
+            .flatten()
+            .flat_map(|g| g.shares.iter().map(|s| s.item_group.as_str()))
+            .collect();
+        items.sort_unstable();
+        items.dedup();
+        for item in items {
+            let (su, nu) = share(u, item);
+            let (sp, np) = share(p, item);
+            let difference = match (
+                wilson_interval(su, nu, config.confidence),
+                wilson_interval(sp, np, config.confidence),
+            ) {
+                (Some(wu), Some(wp)) if nu > 0 && np > 0 => {
+                    let (ru, rp) = (su as f64 / nu as f64, sp as f64 / np as f64);
+                    let ci = newcombe_difference(ru, wu, rp, wp);
+                    Some(Estimate {
+                        value: ru - rp,
+                        lower: ci.lower,
+                        upper: ci.upper,
+                    })
+                }
+                _ => None,
+            };
+            let min = config.min_group_size.max(1);
+            out.push(ExposureComparison {
+                item_group: item.to_owned(),
+                unprivileged: u_name.clone(),
+                privileged: privileged.to_owned(),
+                difference,
+                verdict: difference_verdict(difference, nu >= min && np >= min, config),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +208,39 @@ mod tests {
         assert_eq!(out[1].shares[0].item_group, "(other)");
         // Below the minimum, shares without intervals.
         assert!(exposure(&shown, 0.95, 10)[0].shares[0].interval.is_none());
+    }
+
+    #[test]
+    fn a_group_shown_one_brand_far_more_often_fails() {
+        let mut shown = Vec::new();
+        for _ in 0..100 {
+            shown.push(ShownRanking {
+                customer_group: Some("p"),
+                item_groups: vec![Some("premium"), Some("budget")],
+            });
+            shown.push(ShownRanking {
+                customer_group: Some("u"),
+                item_groups: vec![Some("budget"), Some("budget")],
+            });
+        }
+        let groups = exposure(&shown, 0.95, 1);
+        let config = FairnessConfig::default();
+        let compared = compare_exposure(&groups, "p", &["u".to_owned()], &config);
+        let premium = compared.iter().find(|c| c.item_group == "premium").unwrap();
+        let d = premium.difference.unwrap();
+        assert!((d.value + 0.5).abs() < 1e-12, "{d:?}");
+        assert_eq!(premium.verdict, Verdict::Fail);
+        // Too few slots for a verdict.
+        let few = compare_exposure(
+            &exposure(&shown[..4], 0.95, 1),
+            "p",
+            &["u".to_owned()],
+            &config,
+        );
+        assert!(few.iter().all(|c| c.verdict == Verdict::InsufficientData));
+        // A customer group never shown anything is compared as having no slots.
+        let absent = compare_exposure(&groups, "p", &["nobody".to_owned()], &config);
+        assert!(absent.iter().all(|c| c.difference.is_none()));
     }
 
     proptest! {

@@ -497,7 +497,7 @@ fn ratio(u: &Rate, p: &Rate) -> Option<Estimate> {
     })
 }
 
-fn difference_verdict(
+pub(crate) fn difference_verdict(
     estimate: Option<Estimate>,
     enough: bool,
     config: &FairnessConfig,

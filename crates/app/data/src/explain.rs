@@ -1145,6 +1145,48 @@ async fn augment(
             );
         }
     }
+    // A ranking shown to a customer counts for exposure: their group and each shown
+    // item's group, in rank order.
+    if let (Some(monitor), Some(model)) = (live.monitor.as_ref(), model.as_ref()) {
+        if let (Some(item_feature), false, true) = (
+            monitor.item_feature(),
+            ask.probe,
+            ask.consent != Consent::None && !ordered.is_empty(),
+        ) {
+            let names = model.names();
+            let column = |feature: &str| names.iter().position(|n| n == feature);
+            let item_column = column(item_feature);
+            let groups = monitor
+                .config
+                .protected
+                .iter()
+                .enumerate()
+                .map(|(k, p)| {
+                    if p.is_feature() {
+                        let value = column(&p.feature).and_then(|i| ordered[0].get(i))?;
+                        Some(crate::monitor::group_label(p, value))
+                    } else {
+                        ask.attributes.as_ref()?.get(k)?.clone()
+                    }
+                })
+                .collect();
+            let items = ordered
+                .iter()
+                .map(|row| {
+                    item_column
+                        .and_then(|i| row.get(i))
+                        .filter(|v| !matches!(v, Value::Missing))
+                        .map(crate::monitor::value_text)
+                })
+                .collect();
+            monitor.push_ranking(crate::monitor::ShownRanking {
+                groups,
+                items,
+                subject: subject.clone(),
+                at: now_ms(),
+            });
+        }
+    }
     // The queue lives in the audit log: without one there is nothing to review in.
     if let (Some(model), Some(audit)) = (model.as_ref(), audit) {
         if !ask.probe && (live.review.any() || ask.review_requested) {

@@ -376,6 +376,11 @@ impl MonitorJob {
             flagged,
             errors,
             fleet: fleet_view,
+            exposure: self
+                .monitor
+                .item_feature()
+                .map(|item| self.monitor.exposure(now, item))
+                .unwrap_or_default(),
         });
     }
 

@@ -178,6 +178,37 @@ pub struct MonitorReport {
     /// absent for a proxy on its own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetView>,
+    /// A ranking route's exposure: per protected attribute, each item group's share of
+    /// the shown slots per customer group, and the comparisons (this replica's rankings
+    /// only, in a fleet). Absent on other routes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exposure: Vec<ExposureReport>,
+}
+
+/// Exposure for one protected attribute of a ranking route's customers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExposureReport {
+    /// The protected attribute.
+    pub attribute: String,
+    /// The item feature whose levels are the item groups.
+    pub item_feature: String,
+    /// Rankings in the window.
+    pub rankings: usize,
+    pub groups: Vec<sidelight_monitor::exposure::GroupExposure>,
+    pub comparisons: Vec<sidelight_monitor::exposure::ExposureComparison>,
+    /// The worst of the comparisons' verdicts.
+    pub verdict: sidelight_monitor::Verdict,
+}
+
+/// One ranking a customer was shown, as exposure counts it: the customer's group per
+/// protected attribute and each shown slot's item group, in rank order.
+#[derive(Debug, Clone)]
+pub struct ShownRanking {
+    pub groups: Box<[Option<String>]>,
+    pub items: Box<[Option<String>]>,
+    /// Pseudonymous subject, so that an erasure takes its rankings too.
+    pub subject: Option<Arc<str>>,
+    pub at: i64,
 }
 
 /// How a fleet's monitoring figures were made: `window_rows`, `rows_seen`,
@@ -227,6 +258,10 @@ pub struct RouteMonitor {
     stopping: AtomicBool,
     stop_lock: Mutex<()>,
     wake: Condvar,
+    /// A ranking route's recent rankings (at most `window_rows`), for exposure.
+    rankings: Mutex<std::collections::VecDeque<ShownRanking>>,
+    /// A ranking route's item feature whose levels group items for exposure.
+    item_feature: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for RouteMonitor {
@@ -252,7 +287,86 @@ impl RouteMonitor {
             stopping: AtomicBool::new(false),
             stop_lock: Mutex::new(()),
             wake: Condvar::new(),
+            rankings: Mutex::default(),
+            item_feature: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes the monitor a ranking route's with exposure over `item_feature`'s levels.
+    pub fn set_item_feature(&self, item_feature: String) {
+        let _ = self.item_feature.set(item_feature);
+    }
+
+    /// The item feature exposure groups items by, on a ranking route that has one.
+    pub fn item_feature(&self) -> Option<&str> {
+        self.item_feature.get().map(String::as_str)
+    }
+
+    /// Keeps a ranking shown to a customer, for exposure; the oldest goes past
+    /// `window_rows`.
+    pub fn push_ranking(&self, ranking: ShownRanking) {
+        let mut rankings = self.rankings.lock().unwrap_or_else(PoisonError::into_inner);
+        while rankings.len() >= self.config.window_rows.max(1) {
+            rankings.pop_front();
+        }
+        rankings.push_back(ranking);
+    }
+
+    /// The exposure of the rankings in the window (younger than `max_age` at `now`),
+    /// per protected attribute; `item_feature` names the item groups.
+    pub fn exposure(&self, now: i64, item_feature: &str) -> Vec<ExposureReport> {
+        let mut rankings = self.rankings.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(max_age) = self.config.max_age {
+            let oldest = now.saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+            while rankings.front().is_some_and(|r| r.at < oldest) {
+                rankings.pop_front();
+            }
+        }
+        if rankings.is_empty() {
+            return Vec::new();
+        }
+        let config = sidelight_monitor::FairnessConfig {
+            confidence: self.config.confidence,
+            min_group_size: self.config.min_group_size,
+            ..sidelight_monitor::FairnessConfig::default()
+        };
+        self.config
+            .protected
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                let shown: Vec<sidelight_monitor::exposure::ShownRanking<'_>> = rankings
+                    .iter()
+                    .map(|r| sidelight_monitor::exposure::ShownRanking {
+                        customer_group: r.groups.get(k).and_then(|g| g.as_deref()),
+                        item_groups: r.items.iter().map(|i| i.as_deref()).collect(),
+                    })
+                    .collect();
+                let groups = sidelight_monitor::exposure::exposure(
+                    &shown,
+                    config.confidence,
+                    config.min_group_size,
+                );
+                let comparisons = sidelight_monitor::exposure::compare_exposure(
+                    &groups,
+                    &p.privileged,
+                    &p.unprivileged,
+                    &config,
+                );
+                let verdict = comparisons.iter().map(|c| c.verdict).fold(
+                    sidelight_monitor::Verdict::Pass,
+                    sidelight_monitor::Verdict::worst,
+                );
+                ExposureReport {
+                    attribute: p.feature.clone(),
+                    item_feature: item_feature.to_owned(),
+                    rankings: rankings.len(),
+                    groups,
+                    comparisons,
+                    verdict,
+                }
+            })
+            .collect()
     }
 
     /// How many of the route's alerts fire now.
@@ -495,6 +609,10 @@ impl RouteMonitor {
     /// Forgets an erased subject's rows (see `Windows::forget`), those waiting in the
     /// inbox too. Returns how many rows went.
     pub fn forget_subject(&self, subject: &str, training_reference_saw: bool) -> usize {
+        self.rankings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|r| r.subject.as_deref() != Some(subject));
         let waiting = match self.inbox.lock() {
             Ok(mut inbox) => {
                 let before = inbox.rows.len();
