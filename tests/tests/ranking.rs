@@ -30,9 +30,17 @@ const MONITOR: &str = "[routes.monitor]\nwindow_rows = 2000\nevery = \"200ms\"\n
     min_group_size = 30\n[[routes.monitor.protected]]\nfeature = \"context.colour\"\n\
     privileged = \"red\"\nunprivileged = [\"blue\", \"green\"]\n";
 
-fn routes() -> String {
+/// The two ranking routes; with `audit`, an audit log in that directory.
+fn routes(audit: Option<&std::path::Path>) -> String {
+    let audit = audit.map_or_else(String::new, |dir| {
+        format!(
+            "[audit]\npath = \"{}\"\n{}",
+            dir.join("audit.db").display(),
+            audit_key_file_line(dir)
+        )
+    });
     format!(
-        "[[routes]]\nname = \"shop\"\npath_prefix = \"/rank\"\n\
+        "{audit}[[routes]]\nname = \"shop\"\npath_prefix = \"/rank\"\n\
          [routes.explain]\nprotocol = \"ranking\"\naudiences = [\"developer\"]\nreferences = true\n\
          [routes.explain.ranking]\ncontext = \"/customer\"\ncandidates = \"/items\"\n\
          id_field = \"sku\"\nranked = \"/ranking\"\nranked_id = \"sku\"\ntop_k = 3\n\
@@ -75,7 +83,7 @@ fn request(i: usize) -> (Value, Vec<(String, f64)>) {
 async fn the_shown_items_are_explained_by_id_for_the_customer_and_compared() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&config(&model, state.path(), &routes()));
+    let proxy = Proxy::start(&config(&model, state.path(), &routes(Some(state.path()))));
 
     // Before a surrogate: the model's ranking goes on as it is.
     let (body, _) = request(0);
@@ -173,6 +181,32 @@ async fn the_shown_items_are_explained_by_id_for_the_customer_and_compared() {
         "{exposure}"
     );
     assert_eq!(exposure["verdict"], "fail", "{exposure}");
+    // The audit report reads the same from the recorded shown items.
+    let mut reported = Value::Null;
+    for _ in 0..50 {
+        let report = get(&proxy.admin_url("/api/v1/report")).await.json();
+        reported = report["fairness"]["routes"]
+            .as_array()
+            .and_then(|routes| routes.iter().find(|r| r["route"] == "shop").cloned())
+            .map_or(Value::Null, |r| r["exposure"][0].clone());
+        if reported["rankings"].as_u64().unwrap_or(0) >= 110 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(reported["verdict"], "fail", "{reported}");
+    let reported_blue = reported["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["customer_group"] == "blue")
+        .unwrap();
+    assert_eq!(reported_blue["shares"][0]["share"], 1.0, "{reported}");
+    let html = get(&proxy.admin_url("/api/v1/report?format=html")).await;
+    assert!(
+        String::from_utf8_lossy(&html.body).contains("exposure by context.colour"),
+        "no exposure in the HTML report"
+    );
 
     // In German, with the item's own reasons.
     let (body, _) = request(120);
@@ -263,7 +297,7 @@ async fn the_shown_items_are_explained_by_id_for_the_customer_and_compared() {
 async fn an_answer_that_cannot_be_paired_with_its_candidates_passes_with_its_status() {
     let model = ModelServer::start().await;
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&config(&model, state.path(), &routes()));
+    let proxy = Proxy::start(&config(&model, state.path(), &routes(None)));
     warm_up(&proxy, "scores", async |i| {
         let (body, _) = request(i);
         post(&proxy, "/scores", body.to_string(), &[]).await;

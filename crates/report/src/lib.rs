@@ -240,7 +240,23 @@ pub struct RouteFairness {
     /// counted once per outcome received, not per row it applies to.
     pub unusable_outcomes: u64,
     pub attributes: Vec<FairnessReport>,
+    /// A ranking route's exposure per protected attribute: each item group's share of
+    /// the shown slots per customer group (from the recorded shown items, in rank
+    /// order), compared as the statistical parity difference is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exposure: Vec<RouteExposure>,
     pub note: Option<String>,
+}
+
+/// Exposure of one protected attribute's customer groups on a ranking route.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteExposure {
+    pub attribute: String,
+    pub item_feature: String,
+    pub rankings: u64,
+    pub groups: Vec<sidelight_monitor::exposure::GroupExposure>,
+    pub comparisons: Vec<sidelight_monitor::exposure::ExposureComparison>,
+    pub verdict: sidelight_monitor::Verdict,
 }
 
 /// An alert the monitor raised or resolved in the period (an `_alert` event).
@@ -409,6 +425,8 @@ struct RouteAcc {
     importance_skipped: u64,
     without_attributions: u64,
     rows: Vec<Row>,
+    /// Each record's rows in `rows` (a ranking's shown items, in rank order).
+    records_rows: Vec<std::ops::Range<usize>>,
     outcomes: u64,
     outcomes_received: u64,
     unusable_outcomes: u64,
@@ -938,6 +956,7 @@ impl RouteAcc {
         if outcome.is_some() {
             self.outcomes_received += 1;
         }
+        let first_row = self.rows.len();
         for (i, values) in rows.iter().enumerate() {
             let Some(values) = values.as_array() else {
                 continue;
@@ -981,6 +1000,7 @@ impl RouteAcc {
         if unusable {
             self.unusable_outcomes += 1;
         }
+        self.records_rows.push(first_row..self.rows.len());
     }
 }
 
@@ -1100,6 +1120,95 @@ fn stored_band(p: &ProtectedConfig, s: &str) -> Option<String> {
     (p.band(last)? == band).then_some(band)
 }
 
+/// A ranking route's exposure from its records: per record, the customer's group (the
+/// protected feature in its first shown row, the context being every row's) and each
+/// shown row's item group, in rank order.
+fn exposure(config: &Config, keys: &Keys, name: &str, acc: &RouteAcc) -> Vec<RouteExposure> {
+    let Some(route) = route_config(config, name) else {
+        return Vec::new();
+    };
+    let (Some(monitor), Some(item_feature)) = (
+        route.monitor.as_ref(),
+        route
+            .explain
+            .as_ref()
+            .and_then(|e| e.ranking.as_ref())
+            .and_then(|r| r.item_group.as_deref()),
+    ) else {
+        return Vec::new();
+    };
+    let names = acc.names.as_deref().unwrap_or_default();
+    let column = |feature: &str| names.iter().position(|n| n == feature);
+    let Some(item_column) = column(item_feature) else {
+        return Vec::new();
+    };
+    let fairness = FairnessConfig {
+        confidence: monitor.confidence,
+        min_group_size: monitor.min_group_size,
+        ..FairnessConfig::default()
+    };
+    monitor
+        .protected
+        .iter()
+        .filter(|p| p.is_feature())
+        .filter_map(|p| {
+            let protected_column = column(&p.feature)?;
+            let labels: Vec<(Option<String>, Vec<Option<String>>)> = acc
+                .records_rows
+                .iter()
+                .filter(|range| !range.is_empty())
+                .map(|range| {
+                    let rows = &acc.rows[range.clone()];
+                    let group = rows[0]
+                        .values
+                        .get(protected_column)
+                        .map(|v| group_of(p, keys, v))
+                        .filter(|g| !g.is_empty());
+                    let items = rows
+                        .iter()
+                        .map(|r| match r.values.get(item_column) {
+                            Some(Json::String(s)) => Some(s.clone()),
+                            Some(Json::Null) | None => None,
+                            Some(other) => Some(other.to_string()),
+                        })
+                        .collect();
+                    (group, items)
+                })
+                .collect();
+            let shown: Vec<sidelight_monitor::exposure::ShownRanking<'_>> = labels
+                .iter()
+                .map(|(group, items)| sidelight_monitor::exposure::ShownRanking {
+                    customer_group: group.as_deref(),
+                    item_groups: items.iter().map(Option::as_deref).collect(),
+                })
+                .collect();
+            let groups = sidelight_monitor::exposure::exposure(
+                &shown,
+                fairness.confidence,
+                fairness.min_group_size,
+            );
+            let comparisons = sidelight_monitor::exposure::compare_exposure(
+                &groups,
+                &p.privileged,
+                &p.unprivileged,
+                &fairness,
+            );
+            let verdict = comparisons.iter().map(|c| c.verdict).fold(
+                sidelight_monitor::Verdict::Pass,
+                sidelight_monitor::Verdict::worst,
+            );
+            Some(RouteExposure {
+                attribute: p.feature.clone(),
+                item_feature: item_feature.to_owned(),
+                rankings: shown.len() as u64,
+                groups,
+                comparisons,
+                verdict,
+            })
+        })
+        .collect()
+}
+
 fn fairness(config: &Config, keys: &Keys, name: &str, acc: &RouteAcc) -> RouteFairness {
     let monitor = route_config(config, name).and_then(|r| r.monitor.as_ref());
     let explained: Vec<&Row> = acc.rows.iter().filter(|r| r.favourable.is_some()).collect();
@@ -1110,6 +1219,7 @@ fn fairness(config: &Config, keys: &Keys, name: &str, acc: &RouteAcc) -> RouteFa
         rows_with_outcome: acc.outcomes,
         unusable_outcomes: acc.unusable_outcomes,
         attributes: Vec::new(),
+        exposure: exposure(config, keys, name, acc),
         note: None,
     };
     let Some(monitor) = monitor.filter(|m| !m.protected.is_empty()) else {

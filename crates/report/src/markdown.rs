@@ -173,6 +173,58 @@ pub fn render(r: &Report) -> String {
             o.push('\n');
         }
     }
+    for route in &f.routes {
+        for x in &route.exposure {
+            let _ = writeln!(
+                o,
+                "### Route {}, exposure by {}: {}\n\nShare of the shown slots per group of items (by {}) and customers, from {} ranking(s).\n\n| Customers | Rankings | Slots | Items | Share | Interval |\n|---|---:|---:|---|---:|---|",
+                cell(&route.route),
+                cell(&x.attribute),
+                verdict(x.verdict),
+                cell(&x.item_feature),
+                x.rankings
+            );
+            for g in &x.groups {
+                for share in &g.shares {
+                    let interval = share.interval.map_or_else(
+                        || "—".to_owned(),
+                        |i| format!("{} – {}", percent(Some(i.lower)), percent(Some(i.upper))),
+                    );
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {} | {} | {} |",
+                        cell(&g.customer_group),
+                        g.rankings,
+                        g.slots,
+                        cell(&share.item_group),
+                        percent(Some(share.share)),
+                        interval
+                    );
+                }
+            }
+            let _ = writeln!(
+                o,
+                "\n| Customers vs privileged | Items | Share difference | Interval | Verdict |\n|---|---|---:|---|---|"
+            );
+            for c in &x.comparisons {
+                let interval = c.difference.map_or_else(
+                    || "—".to_owned(),
+                    |e| format!("{} – {}", num(Some(e.lower)), num(Some(e.upper))),
+                );
+                let _ = writeln!(
+                    o,
+                    "| {} vs {} | {} | {} | {} | {} |",
+                    cell(&c.unprivileged),
+                    cell(&c.privileged),
+                    cell(&c.item_group),
+                    num(c.difference.map(|e| e.value)),
+                    interval,
+                    verdict(c.verdict)
+                );
+            }
+            o.push('\n');
+        }
+    }
     let _ = writeln!(o, "### Alerts\n");
     note(o, f.alerts_note.as_ref());
     if !f.alerts.is_empty() {
