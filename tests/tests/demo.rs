@@ -261,7 +261,25 @@ async fn every_command_the_demo_prints_runs_as_printed() {
     demo.read_until("its evidence command", Duration::from_secs(120), |l| {
         l.contains(" evidence verify ")
     });
+    // Then the recommender's block, once its surrogate is in service: two customers'
+    // top three in their words, and the contrast of two items with its curl.
+    demo.read_until(
+        "the recommender's contrast",
+        Duration::from_secs(120),
+        |l| l.contains("customer, en") && l.contains("Ranked above"),
+    );
     let lines = demo.lines.clone();
+    let recommended = lines
+        .iter()
+        .filter(|l| l.contains(" │ Recommended because "))
+        .count();
+    assert!(recommended >= 3, "{lines:#?}");
+    assert!(
+        lines.iter().any(
+            |l| l.trim_start().starts_with("curl -s 'http://") && l.contains("/compare?a=SKU-")
+        ),
+        "{lines:#?}"
+    );
     let state = lines
         .iter()
         .find_map(|l| {

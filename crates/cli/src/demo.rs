@@ -12,14 +12,14 @@ use sidelight_config::{
     AttachMode, Audience, AuditBackend, AuditConfig, AuditDurability, DecisionConfig,
     DistillConfig, ExplainConfig, FeatureConfig, FeatureKindConfig, GroupConfig, LogConfig,
     MonitorConfig, OutputConfig, PrivacyConfig, ProtectedConfig, ProtocolName, QueueFull,
-    ReasonConfig, ReviewConfig, Role, RouteConfig, StoreFailure, SurrogateConfig, TokenConfig,
-    WordingConfig,
+    RankingConfig, ReasonConfig, ReviewConfig, Role, RouteConfig, StoreFailure, SurrogateConfig,
+    TokenConfig, WordingConfig,
 };
 use sidelight_demo_model::data::applications;
-use sidelight_demo_model::server::PREDICT_PATH;
+use sidelight_demo_model::server::{PREDICT_PATH, RANK_PATH};
 use sidelight_demo_model::traffic::{TrafficConfig, TrafficStats, replay};
 use sidelight_proxy::{
-    Config, FtlSource, Sidelight, SurrogateStatus, post_json, post_json_with_headers,
+    Config, FtlSource, Sidelight, SurrogateStatus, admin_get, post_json, post_json_with_headers,
 };
 use tokio::sync::watch;
 
@@ -193,6 +193,99 @@ fn credit_features() -> Vec<FeatureConfig> {
 /// The demo's fairness and drift monitor: personal status and sex (the data set's only
 /// record of sex), and age in two groups split at 25, as the literature on this data set
 /// does.
+/// The recommender's route: the customer once and the candidates as a list, a ranked
+/// answer matched by SKU, the top three explained; age is protected, and exposure
+/// watches which range (budget or premium) each age group is shown.
+fn shop_route() -> RouteConfig {
+    use FeatureKindConfig::{Boolean, Categorical, Numeric};
+    let feature = |name: &str, kind, display: &str, unit: Option<&str>| FeatureConfig {
+        name: name.to_owned(),
+        kind,
+        display_name: Some(display.to_owned()),
+        unit: unit.map(str::to_owned),
+        levels: Vec::new(),
+        pii: false,
+        protected: false,
+        customer_visible: true,
+        actionable: false,
+        min: None,
+        max: None,
+    };
+    let mut age = feature("context.age", Numeric, "age", Some("years"));
+    age.protected = true;
+    age.pii = true;
+    age.customer_visible = false;
+    let mut tier = feature("item.tier", Categorical, "range", None);
+    // The range is how exposure groups items; the customer reads the price instead.
+    tier.customer_visible = false;
+    RouteConfig {
+        name: "shop".to_owned(),
+        path_prefix: "/v1/models/shop".to_owned(),
+        inspect_limit_bytes: 1024 * 1024,
+        explain: Some(ExplainConfig {
+            protocol: ProtocolName::Ranking,
+            rows_pointer: None,
+            outputs_pointer: None,
+            attach: AttachMode::Field,
+            audience: Audience::Customer,
+            audiences: vec![Audience::Developer, Audience::Auditor],
+            references: Some(true),
+            limits: Default::default(),
+            output: OutputConfig::Score,
+            explain_class: None,
+            features: vec![
+                age,
+                feature("context.outdoor_share", Numeric, "outdoor purchases", None),
+                feature("context.budget", Numeric, "budget", Some("EUR")),
+                feature("context.member", Boolean, "membership", None),
+                feature("item.category", Categorical, "kind of product", None),
+                feature("item.price", Numeric, "price", Some("EUR")),
+                feature("item.weight_kg", Numeric, "weight", Some("kg")),
+                feature("item.rating", Numeric, "rating", None),
+                tier,
+            ],
+            decision: DecisionConfig::default(),
+            wording: WordingConfig::default(),
+            surrogate: SurrogateConfig {
+                warm_up_rows: 2400,
+                retrain_every_rows: 4800,
+                ..SurrogateConfig::default()
+            },
+            distill: DistillConfig::default(),
+            groups: Vec::new(),
+            reasons: Vec::new(),
+            ranking: Some(RankingConfig {
+                top_k: 3,
+                context: Some("/customer".to_owned()),
+                candidates: Some("/items".to_owned()),
+                id_field: Some("sku".to_owned()),
+                ranked: Some("/recommendations".to_owned()),
+                ranked_id: "sku".to_owned(),
+                item_group: Some("item.tier".to_owned()),
+                ..RankingConfig::default()
+            }),
+        }),
+        privacy: PrivacyConfig {
+            fields: [("context.age".to_owned(), "band:5".to_owned())].into(),
+            ..PrivacyConfig::default()
+        },
+        monitor: Some(MonitorConfig {
+            window_rows: 1000,
+            every: Duration::from_secs(10),
+            protected: vec![ProtectedConfig {
+                feature: "context.age".to_owned(),
+                privileged: ">=30".to_owned(),
+                unprivileged: vec!["<30".to_owned()],
+                bands: vec![30.0],
+                header: None,
+                reported: false,
+            }],
+            ..MonitorConfig::default()
+        }),
+        review: ReviewConfig::default(),
+    }
+}
+
 fn credit_monitor() -> MonitorConfig {
     let protected =
         |feature: &str, bands: Vec<f64>, privileged: &str, unprivileged: &[&str]| ProtectedConfig {
@@ -251,10 +344,19 @@ fn report_config(db: &std::path::Path, key: &std::path::Path) -> String {
             toml.push_str(&format!("bands = [{}]\n", bands.join(", ")));
         }
     }
+    // The recommender: its exposure by age group is in the report too.
+    toml.push_str(
+        "\n[[routes]]\nname = \"shop\"\npath_prefix = \"/v1/models/shop\"\n\
+         [routes.explain]\nprotocol = \"ranking\"\n\
+         [routes.explain.ranking]\ncontext = \"/customer\"\ncandidates = \"/items\"\n\
+         id_field = \"sku\"\nranked = \"/recommendations\"\nranked_id = \"sku\"\ntop_k = 3\n\
+         item_group = \"item.tier\"\n\
+         [routes.monitor]\n[[routes.monitor.protected]]\nfeature = \"context.age\"\n\
+         privileged = \">=30\"\nunprivileged = [\"<30\"]\nbands = [30.0]\n",
+    );
     toml
 }
 
-/// The credit model's words in English and German, the same files as
 /// The credit route's reason codes, worded by `custom-reason-<code>` in
 /// examples/narration; none covers a protected feature (age, personal status).
 fn credit_reasons() -> Vec<ReasonConfig> {
@@ -287,8 +389,18 @@ fn credit_reasons() -> Vec<ReasonConfig> {
 }
 
 /// examples/narration/: embedded, so that the demo needs no files.
-fn credit_wording() -> Vec<FtlSource> {
+fn demo_wording() -> Vec<FtlSource> {
     vec![
+        FtlSource::new(
+            "en",
+            "examples/narration/en/shop.ftl",
+            include_str!("../../../examples/narration/en/shop.ftl"),
+        ),
+        FtlSource::new(
+            "de",
+            "examples/narration/de/shop.ftl",
+            include_str!("../../../examples/narration/de/shop.ftl"),
+        ),
         FtlSource::new(
             "en",
             "examples/narration/en/credit.ftl",
@@ -450,6 +562,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             ..ReviewConfig::default()
         },
     });
+    config.routes.push(shop_route());
     // A fresh admin token for this run: the admin API lets nobody in without one, and
     // the demo's user is its admin. Only its hash is configured; the token is printed.
     let admin_token =
@@ -461,7 +574,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         expires: None,
         revoked: false,
     });
-    let sidelight = Sidelight::bind_with_wording(config, credit_wording())
+    let sidelight = Sidelight::bind_with_wording(config, demo_wording())
         .await
         .context("cannot start Sidelight (use --listen / --admin-listen to pick other ports)")?;
     let proxy_addr = sidelight.data_addr();
@@ -478,6 +591,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 base_url: format!("http://{proxy_addr}"),
                 rate_per_sec: args.rate,
                 limit: None,
+                with_shop: true,
             },
             stats.clone(),
             on_stop(stopped.clone()),
@@ -504,6 +618,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             in_service(&surrogates).await;
             report.print(Some((started, now_ms())));
             duties.print(&url).await;
+            print_recommendations(&surrogates, proxy_addr).await;
             print_samples(surrogates, url).await;
         })
     } else {
@@ -512,6 +627,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             in_service(&surrogates).await;
             duties.print(&url).await;
+            print_recommendations(&surrogates, proxy_addr).await;
             print_samples(surrogates, url).await;
         })
     };
@@ -844,14 +960,93 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
 }
 
-/// Waits until the first surrogate is in service on the demo's route.
+/// Waits until the first surrogate is in service on the credit route.
 async fn in_service(surrogates: &SurrogateStatus) {
+    in_service_on(surrogates, "credit").await;
+}
+
+/// Waits until the first surrogate is in service on `route`.
+async fn in_service_on(surrogates: &SurrogateStatus, route: &str) {
     loop {
-        if surrogates.routes().iter().any(|r| r.version.is_some()) {
+        if surrogates
+            .routes()
+            .iter()
+            .any(|r| r.route == route && r.version.is_some())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Once the recommender's surrogate is in service: why two customers were shown their
+/// top three, in their words, and why one item is ranked above another (printed as the
+/// `curl` that asks, and its sentence).
+async fn print_recommendations(surrogates: &SurrogateStatus, proxy: SocketAddr) {
+    in_service_on(surrogates, "shop").await;
+    let url = format!("http://{proxy}{RANK_PATH}");
+    let timeout = Duration::from_secs(10);
+    println!(
+        "The recommender (route shop, a second model: an outdoor shop ranks 24 products \
+         per customer; the three shown are explained, in the customer's words):"
+    );
+    let mut contrast = None;
+    for (k, n) in [20_001_u64, 20_002].into_iter().enumerate() {
+        let body = sidelight_demo_model::shop::request(n).to_string();
+        let headers = [("x-sidelight-explain", "reference")];
+        let Ok((200, answer, _)) = post_json_with_headers(&url, &headers, body, timeout).await
+        else {
+            continue;
+        };
+        let Some(reference) = answer
+            .get("x-sidelight-explanation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let kept_url = format!("http://{proxy}/v1/explanations/{reference}");
+        let Ok((200, kept)) = admin_get(&kept_url, &[], timeout).await else {
+            continue;
+        };
+        let Ok(kept) = serde_json::from_str::<serde_json::Value>(&kept) else {
+            continue;
+        };
+        let shown = kept["explanations"].as_array().cloned().unwrap_or_default();
+        println!("── customer {} ──", k + 1);
+        for e in &shown {
+            let label = format!(
+                "#{} {}",
+                e["item"]["rank"],
+                e["item"]["id"].as_str().unwrap_or("?")
+            );
+            print_block(&label, e["text"].as_str().unwrap_or("(withheld)"));
+        }
+        if contrast.is_none() && shown.len() >= 3 {
+            let id = |e: &serde_json::Value| e["item"]["id"].as_str().unwrap_or("").to_owned();
+            contrast = Some((reference, id(&shown[0]), id(&shown[2])));
+        }
+    }
+    if let Some((reference, a, b)) = contrast {
+        let compare = format!("http://{proxy}/v1/explanations/{reference}/compare?a={a}&b={b}");
+        println!(
+            "Why {a} is ranked above {b} (each feature's part of the difference of their scores):"
+        );
+        println!("  curl -s '{compare}'");
+        if let Ok((200, answer)) = admin_get(&compare, &[], timeout).await {
+            let text = serde_json::from_str::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|j| j["text"].as_str().map(str::to_owned));
+            if let Some(text) = text {
+                print_block("customer, en", &text);
+            }
+        }
+    }
+    println!(
+        "(the console's Monitoring page shows which range, budget or premium, each age group \
+         is shown: exposure)"
+    );
+    println!();
 }
 
 /// Once the first surrogate is in service, asks the proxy itself about three applicants

@@ -10,9 +10,11 @@
 //! - [`data`]: the embedded data set (1,000 applications with their outcomes).
 //! - [`model`]: a deterministic, nonlinear score with interactions.
 //! - [`server`]: the model API (`serve`).
+//! - [`shop`]: the second model, a product recommender over a generated catalogue.
 //! - [`traffic`]: the replaying client (`replay`).
 
 pub mod data;
 pub mod model;
 pub mod server;
+pub mod shop;
 pub mod traffic;

@@ -2,6 +2,8 @@
 //! offers it for free).
 //!
 //! - `POST /v1/models/credit:predict` `{"instances": [...]}` → `{"predictions": [...]}`
+//! - `POST /v1/models/shop:rank` `{"customer": {...}, "items": [...]}` →
+//!   `{"recommendations": [{"sku", "score"}, …]}`, best first (see [`crate::shop`])
 //! - `GET /v1/models/credit`, `GET /v1/models`, `GET /healthz`
 //!
 //! Error bodies are `{"error": "..."}` and name the instance index and the field, never
@@ -34,6 +36,9 @@ pub const MODEL_NAME: &str = "credit";
 
 /// Path of the predict endpoint.
 pub const PREDICT_PATH: &str = "/v1/models/credit:predict";
+
+/// Path of the recommender's ranking endpoint.
+pub const RANK_PATH: &str = "/v1/models/shop:rank";
 
 const MODEL_PATH: &str = "/v1/models/credit";
 const MODELS_PATH: &str = "/v1/models";
@@ -126,7 +131,8 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     let read_only = [Method::GET, Method::HEAD];
     let response = match request.uri().path() {
         PREDICT_PATH if request.method() == Method::POST => predict(request).await,
-        PREDICT_PATH => method_not_allowed("POST"),
+        RANK_PATH if request.method() == Method::POST => rank(request).await,
+        PREDICT_PATH | RANK_PATH => method_not_allowed("POST"),
         path @ (MODEL_PATH | MODELS_PATH | HEALTH_PATH) => {
             if !read_only.contains(request.method()) {
                 method_not_allowed("GET, HEAD")
@@ -143,28 +149,56 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     Ok(response)
 }
 
-async fn predict(request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn rank(request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("request body is not valid JSON: {err}"),
+            );
+        }
+    };
+    match crate::shop::rank(&parsed) {
+        Ok(answer) => json_response(StatusCode::OK, &answer),
+        Err(message) => error_response(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+/// The whole body, within [`MAX_BODY_BYTES`]; or the error answer.
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return too_large();
+        return Err(too_large());
     }
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+    match Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
     {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(err) => {
             tracing::debug!(%err, "could not read request body");
-            return error_response(
+            Err(error_response(
                 StatusCode::BAD_REQUEST,
                 "could not read the request body".to_owned(),
-            );
+            ))
         }
+    }
+}
+
+async fn predict(request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
 
     match predictions(&body) {

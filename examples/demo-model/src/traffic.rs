@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::data::{DataError, applications};
-use crate::server::PREDICT_PATH;
+use crate::server::{PREDICT_PATH, RANK_PATH};
 
 /// A request that has not answered by then is counted as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +40,9 @@ pub struct TrafficConfig {
     pub rate_per_sec: f64,
     /// Stop after this many requests; `None` runs until shutdown.
     pub limit: Option<u64>,
+    /// Also ask the shop's recommender (`/v1/models/shop:rank`), once for every four
+    /// applications, each for a customer of its own (`customer-N`).
+    pub with_shop: bool,
 }
 
 /// Live counters, shared with the caller through an `Arc` so it can print progress.
@@ -92,7 +95,8 @@ pub async fn replay(
     stats: Arc<TrafficStats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TrafficError> {
-    let uri = predict_uri(&config.base_url)?;
+    let uri = predict_uri(&config.base_url, PREDICT_PATH)?;
+    let rank_uri = predict_uri(&config.base_url, RANK_PATH)?;
     if !(config.rate_per_sec.is_finite() && config.rate_per_sec > 0.0) {
         return Err(TrafficError::InvalidRate {
             rate: config.rate_per_sec,
@@ -100,18 +104,26 @@ pub async fn replay(
     }
     // Serialised once: the body of each request is fixed by its row. Each applicant is a
     // subject of their own (`applicant-N`), so the demo's audit log can erase one.
-    let bodies: Vec<(Bytes, HeaderValue)> = applications()?
-        .into_iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let subject = HeaderValue::from_str(&format!("applicant-{}", i + 1))
-                .unwrap_or(HeaderValue::from_static("applicant"));
-            (
-                Bytes::from(json!({"instances": [row.application]}).to_string()),
-                subject,
-            )
-        })
-        .collect();
+    let mut bodies: Vec<(Uri, Bytes, HeaderValue)> = Vec::new();
+    for (i, row) in applications()?.into_iter().enumerate() {
+        let subject = HeaderValue::from_str(&format!("applicant-{}", i + 1))
+            .unwrap_or(HeaderValue::from_static("applicant"));
+        bodies.push((
+            uri.clone(),
+            Bytes::from(json!({"instances": [row.application]}).to_string()),
+            subject,
+        ));
+        if config.with_shop && i % 4 == 3 {
+            let n = i as u64 / 4;
+            let customer = HeaderValue::from_str(&format!("customer-{}", n + 1))
+                .unwrap_or(HeaderValue::from_static("customer"));
+            bodies.push((
+                rank_uri.clone(),
+                Bytes::from(crate::shop::request(n).to_string()),
+                customer,
+            ));
+        }
+    }
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -140,10 +152,10 @@ pub async fn replay(
             // Skip this tick rather than queue: the target is not keeping up.
             continue;
         }
-        let Some((body, subject)) = rows.next() else {
+        let Some((uri, body, subject)) = rows.next() else {
             break;
         };
-        let request = predict_request(&uri, body.clone(), subject.clone());
+        let request = predict_request(uri, body.clone(), subject.clone());
         let (client, stats) = (client.clone(), Arc::clone(&stats));
         stats.sent.fetch_add(1, Ordering::Relaxed);
         dispatched += 1;
@@ -193,8 +205,8 @@ fn predict_request(uri: &Uri, body: Bytes, subject: HeaderValue) -> Request<Full
     request
 }
 
-/// Validates `base_url` (plain `http`, a host, no query) and appends the predict path.
-pub(crate) fn predict_uri(base_url: &str) -> Result<Uri, TrafficError> {
+/// Validates `base_url` (plain `http`, a host, no query) and appends `path`.
+pub(crate) fn predict_uri(base_url: &str, path: &str) -> Result<Uri, TrafficError> {
     let invalid = |reason: &str| TrafficError::InvalidBaseUrl {
         url: base_url.to_owned(),
         reason: reason.to_owned(),
@@ -216,7 +228,7 @@ pub(crate) fn predict_uri(base_url: &str) -> Result<Uri, TrafficError> {
     }
     let prefix = base.path().trim_end_matches('/');
     format!(
-        "http://{}{prefix}{PREDICT_PATH}",
+        "http://{}{prefix}{path}",
         base.authority().map_or("", |a| a.as_str())
     )
     .parse()
@@ -230,11 +242,11 @@ mod tests {
     #[test]
     fn base_urls_are_validated() {
         assert_eq!(
-            predict_uri("http://127.0.0.1:8080").unwrap(),
+            predict_uri("http://127.0.0.1:8080", PREDICT_PATH).unwrap(),
             "http://127.0.0.1:8080/v1/models/credit:predict"
         );
         assert_eq!(
-            predict_uri("http://proxy:9/prefix/").unwrap(),
+            predict_uri("http://proxy:9/prefix/", PREDICT_PATH).unwrap(),
             "http://proxy:9/prefix/v1/models/credit:predict"
         );
         for bad in [
@@ -245,7 +257,7 @@ mod tests {
             "http://x/?q=1",
             "not a url",
         ] {
-            let err = predict_uri(bad).unwrap_err();
+            let err = predict_uri(bad, PREDICT_PATH).unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
     }
@@ -256,6 +268,7 @@ mod tests {
         let config = TrafficConfig {
             base_url: "localhost:1".to_owned(),
             rate_per_sec: 1.0,
+            with_shop: false,
             limit: Some(1),
         };
         let err = replay(config, Arc::clone(&stats), std::future::pending())
@@ -266,6 +279,7 @@ mod tests {
         let config = TrafficConfig {
             base_url: "http://127.0.0.1:1".to_owned(),
             rate_per_sec: 0.0,
+            with_shop: false,
             limit: Some(1),
         };
         let err = replay(config, Arc::clone(&stats), std::future::pending())
@@ -287,6 +301,7 @@ mod tests {
         let config = TrafficConfig {
             base_url: format!("http://127.0.0.1:{port}"),
             rate_per_sec: 200.0,
+            with_shop: false,
             limit: Some(3),
         };
         replay(config, Arc::clone(&stats), std::future::pending())

@@ -208,6 +208,7 @@ async fn replay_against_the_real_server() {
     let config = TrafficConfig {
         base_url: format!("http://{}", server.addr),
         rate_per_sec: 200.0,
+        with_shop: false,
         limit: Some(20),
     };
     replay(config, Arc::clone(&stats), std::future::pending())
@@ -226,6 +227,7 @@ async fn replay_stops_on_shutdown() {
         base_url: format!("http://{}/", server.addr),
         rate_per_sec: 50.0,
         limit: None,
+        with_shop: false,
     };
     let shutdown = tokio::time::sleep(std::time::Duration::from_millis(300));
     replay(config, Arc::clone(&stats), shutdown).await.unwrap();

@@ -554,7 +554,7 @@ fn record_attributions(
                 let size = |v: &serde_json::Value| v["contribution"].as_f64().unwrap_or(0.0).abs();
                 size(b).total_cmp(&size(a))
             });
-            serde_json::json!({
+            let mut kept = serde_json::json!({
                 "surrogate_version": e.surrogate_version,
                 "output": e.output,
                 "space": e.space,
@@ -573,7 +573,12 @@ fn record_attributions(
                     "withheld_reason": e.withheld_reason,
                     "reason_codes": e.reason_codes,
                 },
-            })
+            });
+            // A ranking's shown item: its rank, candidate and id.
+            if let (Some(item), Some(object)) = (&e.item, kept.as_object_mut()) {
+                object.insert("item".to_owned(), serde_json::json!(item));
+            }
+            kept
         })
         .collect();
     serde_json::Value::Array(rows)

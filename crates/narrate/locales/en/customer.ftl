@@ -82,5 +82,5 @@ customer-contrast = { $has_reasons ->
 customer-contrast-reason = { $comparison ->
     [more] its { $feature } is { $more }
     [less] its { $feature } is { $less }
-   *[other] of its { $feature }
+   *[other] its { $feature } suits you better
 }

@@ -1102,7 +1102,14 @@ fn explained_rows(
                         .collect()
                 })
                 .unwrap_or_default();
+            let item = row.get("item").and_then(|item| {
+                Some((
+                    item.get("rank")?.as_u64()?,
+                    item.get("id").and_then(Json::as_str).map(str::to_owned),
+                ))
+            });
             pages::ExplainedRow {
+                item,
                 reason_codes,
                 space: row
                     .get("space")

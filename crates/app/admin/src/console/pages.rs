@@ -551,6 +551,31 @@ pub(crate) struct ExplainedRow {
     pub(crate) shown_audience: Option<String>,
     /// The reason codes the caller was given: (code, statement), strongest first.
     pub(crate) reason_codes: Vec<(String, String)>,
+    /// On a ranking route: the shown item's rank and id.
+    pub(crate) item: Option<(u64, Option<String>)>,
+}
+
+/// Why `a` is ranked above `b`: per feature, both values and `a`'s contribution minus
+/// `b`'s (an exact split of the difference of their surrogate outputs), largest first.
+fn contrast_rows(a: &ExplainedRow, b: &ExplainedRow) -> Vec<(String, String, String, f64)> {
+    let mut rows: Vec<(String, String, String, f64)> = a
+        .contributions
+        .iter()
+        .filter_map(|(feature, value_a, ca)| {
+            let (_, value_b, cb) = b.contributions.iter().find(|(f, _, _)| f == feature)?;
+            Some((feature.clone(), value_a.clone(), value_b.clone(), ca - cb))
+        })
+        .collect();
+    rows.sort_by(|x, y| y.3.abs().total_cmp(&x.3.abs()));
+    rows
+}
+
+fn item_label(row: &ExplainedRow, i: usize) -> String {
+    match &row.item {
+        Some((rank, Some(id))) => format!("#{rank} ({id})"),
+        Some((rank, None)) => format!("#{rank}"),
+        None => format!("row {}", i + 1),
+    }
 }
 
 /// Why a record page shows no text for an audience.
@@ -641,7 +666,8 @@ pub(crate) fn record(chrome: &Chrome<'_>, view: &RecordPage<'_>) -> String {
         @for (i, row) in view.rows.iter().enumerate() {
             section.explained aria-labelledby={ "row-" (i) } {
                 h2 id={ "row-" (i) } {
-                    "Explanation" @if view.rows.len() > 1 { " of row " (i + 1) }
+                    @if row.item.is_some() { "Shown item " (item_label(row, i)) }
+                    @else { "Explanation" @if view.rows.len() > 1 { " of row " (i + 1) } }
                 }
                 p {
                     @if let Some(p) = row.prediction { "The model answered " strong { (number(p, 4)) } }
@@ -686,6 +712,27 @@ pub(crate) fn record(chrome: &Chrome<'_>, view: &RecordPage<'_>) -> String {
                         tbody {
                             @for (f, v, c) in &row.contributions {
                                 tr { td { (f) } td { (v) } td.num { (format!("{c:+.4}")) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if view.rows.len() > 1 && view.rows.iter().all(|r| r.item.is_some()) {
+            section aria-labelledby="contrasts" {
+                h2 #contrasts { "Why one item above the next" }
+                p { "Each shown item against the one ranked below it: per feature, the first item's contribution minus the second's. SHAP values add up and both share the base value, so the column sums to the difference of the two surrogate outputs. Customers ask for the same through "
+                    code { "GET /v1/explanations/{ref}/compare?a=&b=" } "." }
+                @for (k, pair) in view.rows.windows(2).enumerate() {
+                    @let (a, b) = (&pair[0], &pair[1]);
+                    table.contrast id={ "contrast-" (k) } {
+                        caption { (item_label(a, k)) " above " (item_label(b, k + 1))
+                            @if let (Some(pa), Some(pb)) = (a.surrogate_prediction, b.surrogate_prediction) {
+                                ": surrogate " (number(pa, 4)) " against " (number(pb, 4)) } }
+                        thead { tr { th scope="col" { "Feature" } th scope="col" { "Value above" } th scope="col" { "Value below" } th scope="col" { "Difference" } } }
+                        tbody {
+                            @for (feature, va, vb, d) in contrast_rows(a, b) {
+                                tr { th scope="row" { (feature) } td { (va) } td { (vb) } td.num { (format!("{d:+.4}")) } }
                             }
                         }
                     }
@@ -1144,6 +1191,38 @@ fn monitor_report(route: &str, r: &crate::monitor::MonitorReport) -> Markup {
                                 Some(c) => (verdict_text(crate::monitor::worst(c))),
                                 None => "reference",
                             } }
+                        }
+                    }
+                }
+            }
+        }
+        @for x in &r.exposure {
+            table.exposure {
+                caption { "Exposure by " (x.attribute) " on " (route) ": share of the shown slots per group of items (" (x.item_feature) "), " (x.rankings) " rankings (verdict: " (verdict_text(x.verdict)) ")" }
+                thead { tr {
+                    th scope="col" { "Customers" } th scope="col" { "Items" } th scope="col" { "Slots" }
+                    th scope="col" { "Share" } th scope="col" { "Interval" }
+                    th scope="col" { "Difference from privileged" } th scope="col" { "Verdict" }
+                } }
+                tbody {
+                    @for g in &x.groups {
+                        @for share in &g.shares {
+                            @let c = x.comparisons.iter().find(|c| c.unprivileged == g.customer_group && c.item_group == share.item_group);
+                            tr {
+                                th scope="row" { (g.customer_group) }
+                                td { (share.item_group) }
+                                td.num { (share.slots) " of " (g.slots) }
+                                td.num { (number(share.share, 3)) }
+                                td.num { @match share.interval {
+                                    Some(i) => { (number(i.lower, 3)) " – " (number(i.upper, 3)) },
+                                    None => "—",
+                                } }
+                                td.num { (optional(c.and_then(|c| c.difference).map(|e| e.value), 3)) }
+                                td { @match c {
+                                    Some(c) => (verdict_text(c.verdict)),
+                                    None => "reference",
+                                } }
+                            }
                         }
                     }
                 }

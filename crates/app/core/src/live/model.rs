@@ -880,7 +880,16 @@ pub fn narrate_stored(
         overrides,
         fidelity: FidelityPolicy::default(),
     };
-    Some(narrator.narrate(&input, narrator_audience(audience), locale))
+    Some(match &config.ranking {
+        Some(ranking) => {
+            let about_item: Vec<bool> = features
+                .iter()
+                .map(|f| !ranking.is_context(&f.name))
+                .collect();
+            narrator.recommend(&input, &about_item, narrator_audience(audience), locale)
+        }
+        None => narrator.narrate(&input, narrator_audience(audience), locale),
+    })
 }
 
 /// The configured audience as the narrator knows it (two crates, one meaning).
