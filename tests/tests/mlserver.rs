@@ -1,6 +1,7 @@
 //! Interoperability with a real third-party model server: MLServer (Seldon) serving a
-//! scikit-learn GradientBoostingClassifier over the Open Inference Protocol v2, with the
-//! real `sidelight` binary in front of it.
+//! scikit-learn GradientBoostingClassifier over the Open Inference Protocol v2, and a
+//! GradientBoostingRegressor that scores a recommender's candidate rows (a ranking
+//! route), with the real `sidelight` binary in front of them.
 //!
 //! MLServer and scikit-learn come from `tests/mlserver/requirements.txt`, which `.ci/run`
 //! installs; without `mlserver` on PATH this suite fails and says how to install it.
@@ -183,6 +184,10 @@ impl MlServer {
 
     async fn infer_direct(&self, body: &str, headers: &[(&str, &str)]) -> Answer {
         post(&format!("{}{INFER}", self.url), body, headers).await
+    }
+
+    async fn infer_direct_path(&self, path: &str, body: &str) -> Answer {
+        post(&format!("{}{path}", self.url), body, &[]).await
     }
 }
 
@@ -598,4 +603,137 @@ async fn mlserver_positional_tensors_are_read_as_the_configured_features() {
 /// The value of one sample line of a Prometheus text exposition (0 when absent).
 fn metric(text: &str, series: &str) -> f64 {
     metric_value(text, series).unwrap_or(0.0)
+}
+
+/// The shop model's columns, in the tensor's order: the customer's, then the item's.
+const SHOP_FEATURES: [&str; 6] = [
+    "age",
+    "outdoor_share",
+    "budget",
+    "price",
+    "weight_kg",
+    "rating",
+];
+
+/// Customer `n` and 24 candidate products as one [24, 6] FP64 tensor (the context
+/// repeated on each row, as a plain batch carries it).
+fn shop_body(n: usize) -> (String, Vec<Vec<f64>>) {
+    let unit = |k: usize| ((k * 7919 + n * 104_729) % 1000) as f64 / 1000.0;
+    let age = 18.0 + (n * 13 % 57) as f64;
+    let outdoor = (unit(1) * 100.0).round() / 100.0;
+    let budget = (40.0 + 5.0 * (age - 18.0) + 160.0 * unit(2)).round();
+    let rows: Vec<Vec<f64>> = (0..24)
+        .map(|k| {
+            vec![
+                age,
+                outdoor,
+                budget,
+                (40.0 + 260.0 * unit(10 + 3 * k)).round(),
+                ((0.3 + 2.5 * unit(11 + 3 * k)) * 100.0).round() / 100.0,
+                ((3.0 + 2.0 * unit(12 + 3 * k)) * 10.0).round() / 10.0,
+            ]
+        })
+        .collect();
+    let body = json!({
+        "id": format!("shop-{n}"),
+        "inputs": [{
+            "name": "candidates",
+            "shape": [24, 6],
+            "datatype": "FP64",
+            "data": rows.iter().flatten().copied().collect::<Vec<f64>>(),
+        }],
+    });
+    (body.to_string(), rows)
+}
+
+/// A recommender on MLServer (a scikit-learn regressor over candidate rows, served as
+/// model `shop`) behind a ranking route: the plain v2 batch is the candidates, the top
+/// three by MLServer's own scores are explained with their positions, in the customer's
+/// words, never naming the protected age; every candidate is learned from.
+#[tokio::test]
+async fn mlserver_ranked_candidates_have_their_top_three_explained() {
+    let mlserver = MlServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut config = format!(
+        "{}\n[state]\ndir = \"{}\"\n\
+         [[routes]]\nname = \"shop\"\npath_prefix = \"/v2/models/shop\"\n\
+         [routes.explain]\nprotocol = \"open_inference_v2\"\noutput = \"score\"\n\
+         [routes.explain.ranking]\ntop_k = 3\ncontext_features = [\"age\", \"outdoor_share\", \"budget\"]\n\
+         [routes.explain.surrogate]\nwarm_up_rows = 1200\nretrain_every_rows = 100000\n\
+         min_r2 = 0.5\ntrees = 100\ndepth = 5\ncpu_share = 1.0\n",
+        config_for(&mlserver.url, "", ""),
+        state.path().display()
+    );
+    for name in SHOP_FEATURES {
+        config.push_str(&format!(
+            "[[routes.explain.features]]\nname = \"{name}\"\nkind = \"numeric\"\n"
+        ));
+        if name == "age" {
+            config.push_str("protected = true\npii = true\n");
+        }
+    }
+    let proxy = Proxy::start(&config);
+    let url = proxy.url("/v2/models/shop/infer");
+    // Exactly 1,200 rows in 50 requests: the surrogate comes into service only if every
+    // candidate is learned from, not only the three shown.
+    for n in 0..50 {
+        let (body, _) = shop_body(n);
+        let answer = post(&url, &body, &[]).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let surrogates = get(&proxy.admin_url("/api/v1/surrogates")).await.json();
+        if !surrogates["routes"][0]["in_service"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no surrogate: {surrogates}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for n in 1000..1005 {
+        let (body, _) = shop_body(n);
+        let direct = mlserver
+            .infer_direct_path("/v2/models/shop/infer", &body)
+            .await
+            .json();
+        let scores: Vec<f64> = direct["outputs"][0]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let mut best: Vec<usize> = (0..scores.len()).collect();
+        best.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+
+        let answer = post(&url, &body, &[]).await;
+        assert!(
+            status(&answer).starts_with("explained"),
+            "{}",
+            status(&answer)
+        );
+        let out = answer.json();
+        // MLServer's answer is untouched beside the explanations.
+        assert_eq!(out["outputs"], direct["outputs"]);
+        let explanations = out["explanations"].as_array().unwrap();
+        assert_eq!(explanations.len(), 3);
+        for (k, e) in explanations.iter().enumerate() {
+            assert_eq!(e["item"]["rank"], k + 1, "{e}");
+            let candidate = e["item"]["candidate"].as_u64().unwrap() as usize;
+            assert_eq!(candidate, best[k], "{e}");
+            assert!((e["prediction"].as_f64().unwrap() - scores[candidate]).abs() < 1e-9);
+            let text = e["text"].as_str().unwrap_or("");
+            if e["withheld_reason"].is_null() {
+                assert!(text.starts_with("Recommended"), "{e}");
+            }
+            assert!(!text.contains("age"), "{e}");
+            let names: Vec<&str> = e["attributions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["feature"].as_str().unwrap())
+                .collect();
+            assert!(!names.contains(&"age"), "{e}");
+        }
+    }
 }
