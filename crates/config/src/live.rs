@@ -639,6 +639,21 @@ impl ExplainConfig {
                 ));
             }
         }
+        // With configured features, the names the ranking refers to must be among them.
+        let configured =
+            |name: &str| self.features.is_empty() || self.features.iter().any(|f| f.name == name);
+        if let Some(item) = r.item_group.as_deref().filter(|i| !configured(i)) {
+            return Err((
+                at("item_group"),
+                format!("`{item}` is not a configured feature"),
+            ));
+        }
+        if let Some(name) = r.context_features.iter().find(|c| !configured(c)) {
+            return Err((
+                at("context_features"),
+                format!("`{name}` is not a configured feature"),
+            ));
+        }
         if self.protocol == ProtocolName::Ranking {
             for (field, value) in [("context", &r.context), ("candidates", &r.candidates)] {
                 if value.is_none() {

@@ -184,6 +184,53 @@ fn invalid_values_name_their_key() {
              protocol = \"kserve_v1\"\n[routes.explain.surrogate]\ngate_confidence = 1.5\n",
             "routes[0].explain.surrogate.gate_confidence",
         ),
+        // Ranking routes: the parts a ranking request and answer need, and nothing a
+        // plain batch cannot use.
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"ranking\"\n",
+            "routes[0].explain.ranking",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"ranking\"\n[routes.explain.ranking]\ncandidates = \"/items\"\n\
+             scores = \"/scores\"\n",
+            "routes[0].explain.ranking.context",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"ranking\"\n[routes.explain.ranking]\ncontext = \"/c\"\n\
+             candidates = \"/items\"\n",
+            "routes[0].explain.ranking.scores",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"ranking\"\n[routes.explain.ranking]\ncontext = \"/c\"\n\
+             candidates = \"/items\"\nranked = \"/r\"\n",
+            "routes[0].explain.ranking.id_field",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"ranking\"\n[routes.explain.ranking]\ncontext = \"c\"\n\
+             candidates = \"/items\"\nscores = \"/s\"\n",
+            "routes[0].explain.ranking.context",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[routes.explain.ranking]\ncandidates = \"/items\"\n",
+            "routes[0].explain.ranking.candidates",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[routes.explain.ranking]\ntop_k = 0\n",
+            "routes[0].explain.ranking.top_k",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"kserve_v1\"\n[[routes.explain.features]]\nname = \"x\"\n\
+             kind = \"numeric\"\n[routes.explain.ranking]\nitem_group = \"brand\"\n",
+            "routes[0].explain.ranking.item_group",
+        ),
     ];
     for (toml, key) in cases {
         let err = Config::from_toml_str(toml).unwrap_err();

@@ -321,6 +321,52 @@ pub fn pair_by_id(candidate_ids: &[&str], answer: &[(&str, f64)]) -> Result<Vec<
 
 #[cfg(test)]
 mod tests {
+
+    /// A ranking route's row written back as a request of its own (the probe check and
+    /// distillation ask the model this way) reads back as the same row, and a ranked
+    /// answer to it pairs by the position the writer gave as id.
+    #[test]
+    fn one_row_written_as_a_ranking_request_reads_back() {
+        let protocol = crate::Protocol::Ranking {
+            shape: RankingShape {
+                context: "/request/customer".into(),
+                candidates: "/request/items".into(),
+                id_field: Some("sku".into()),
+            },
+            answer: RankingAnswer::Ranked {
+                list: "/ranking".into(),
+                id: "sku".into(),
+                score: "score".into(),
+            },
+        };
+        let names: Vec<String> = ["context.age", "context.city", "item.price"]
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect();
+        let row = vec![
+            Value::Number(41.0),
+            Value::Text("Oslo".into()),
+            Value::Number(9.5),
+        ];
+        let body = crate::write_request(&protocol, &names, std::slice::from_ref(&row)).unwrap();
+        let read = crate::parse_request(&protocol, &body).unwrap();
+        assert_eq!(read.names, names);
+        assert_eq!(read.rows, vec![row.clone()]);
+        let outputs = crate::parse_response(
+            &protocol,
+            br#"{"ranking": [{"sku": "0", "score": 0.7}]}"#,
+            1,
+        )
+        .unwrap();
+        assert_eq!(outputs.rows, vec![vec![0.7]]);
+        // Two rows at once would need two contexts: refused, not merged.
+        assert!(crate::write_request(&protocol, &names, &[row.clone(), row]).is_err());
+        let wrong =
+            crate::parse_response(&protocol, br#"{"ranking": [{"sku": "9", "score": 1}]}"#, 1)
+                .unwrap_err();
+        assert_eq!(wrong.reason(), "ranking_ids_mismatch");
+    }
+
     use super::*;
     use proptest::prelude::*;
 
