@@ -82,6 +82,55 @@ fn open_inference_v2_tensor_names_become_feature_names() {
     );
 }
 
+/// A recommender's requests: the customer's features become `context.…`, each
+/// candidate's `item.…`, the id field none; the tables slot into a ranking route.
+#[test]
+fn ranking_requests_become_context_and_item_features() {
+    let traffic = r#"{"customer": {"age": 31, "segment": "outdoor"}, "items": [{"sku": "a1", "price": 120, "brand": "acme"}, {"sku": "b2", "price": 80, "brand": "own"}]}
+{"customer": {"age": 45, "segment": "city"}, "items": [{"sku": "c3", "price": 60, "brand": "own"}]}"#;
+    let CliRun {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = infer(
+        traffic,
+        &[
+            "--protocol",
+            "ranking",
+            "--context",
+            "/customer",
+            "--candidates",
+            "/items",
+            "--id-field",
+            "sku",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let parsed: toml::Value = stdout.parse().unwrap();
+    let names: Vec<&str> = parsed["routes"]["explain"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["context.age", "context.segment", "item.price", "item.brand"]
+    );
+    let config = format!(
+        "[[routes]]\nname = \"shop\"\npath_prefix = \"/rank\"\n[routes.explain]\n\
+         protocol = \"ranking\"\n[routes.explain.ranking]\ncontext = \"/customer\"\n\
+         candidates = \"/items\"\nid_field = \"sku\"\nscores = \"/scores\"\n\
+         item_group = \"item.brand\"\n{stdout}"
+    );
+    sidelight_proxy_config_accepts(&config);
+    // Without the pointers, the command says what it needs.
+    let CliRun { code, stderr, .. } = infer(traffic, &["--protocol", "ranking"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--context and --candidates"), "{stderr}");
+}
+
 #[tokio::test]
 async fn a_running_proxy_infers_the_schema_of_its_recent_traffic() {
     use sidelight_e2e::model::{ModelServer, row};
