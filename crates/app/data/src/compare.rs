@@ -129,12 +129,13 @@ pub fn answer(
             );
         }
     };
-    let find = |name: &str| -> Result<&KeptItem, Response<ProxyBody>> {
+    // Why an item is not found: (status, code, message).
+    let find = |name: &str| -> Result<&KeptItem, (StatusCode, &'static str, String)> {
         let Some(wanted) = crate::query::field(&pairs, name) else {
-            return Err(json_error(
+            return Err((
                 StatusCode::BAD_REQUEST,
                 "missing_item",
-                &format!("`{name}` is required: an item's id, or its rank when items have no id"),
+                format!("`{name}` is required: an item's id, or its rank when items have no id"),
             ));
         };
         kept.items
@@ -144,16 +145,18 @@ pub fn answer(
                 None => wanted.parse::<usize>().ok() == Some(i.rank),
             })
             .ok_or_else(|| {
-                json_error(
+                (
                     StatusCode::NOT_FOUND,
                     "item_not_shown",
-                    &format!("`{name}` names no item this explanation showed (only the shown items are explained)"),
+                    format!("`{name}` names no item this explanation showed (only the shown items are explained)"),
                 )
             })
     };
     let (a, b) = match (find("a"), find("b")) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err((status, code, message)), _) | (_, Err((status, code, message))) => {
+            return json_error(status, code, &message);
+        }
     };
     let attribution = |i: &KeptItem| Attribution {
         base_value: kept.base_value,
