@@ -18,8 +18,9 @@ pub enum Behaviour {
     Healthy,
     /// Answers as [`Behaviour::Healthy`] after this delay.
     Slow(Duration),
-    /// Resets the connection (RST) without answering: at once on a new connection, after
-    /// reading the request on a kept-alive one.
+    /// Resets the connection (RST) without answering, once the request has arrived (on a
+    /// new connection as on a kept-alive one: a reset before the client has finished
+    /// connecting would read as "unreachable" on a loaded machine, not as a reset).
     Refuse,
     /// Sends the response headers and part of the JSON body, then resets.
     ResetMidBody,
@@ -101,9 +102,6 @@ impl Drop for FaultyUpstream {
 }
 
 async fn connection(mut stream: TcpStream, behaviour: &Mutex<Behaviour>) -> std::io::Result<()> {
-    if *behaviour.lock().unwrap() == Behaviour::Refuse {
-        return reset(stream);
-    }
     let mut buffer = Vec::new();
     loop {
         let Some(body) = read_request(&mut stream, &mut buffer).await? else {

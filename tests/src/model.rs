@@ -14,7 +14,8 @@
 //! - `POST /rank` (a recommender): `{"customer": {a, colour}, "items": [{sku, b, c,
 //!   brand}, …]}` → `{"ranking": [{"sku", "score"}, …]}`, best first; `POST
 //!   /scores`: the same request → `{"scores": [...]}` in request order. The query
-//!   `?bad=unknown` answers one id no candidate has; `?bad=short` one score too few.
+//!   `?bad=unknown` answers one id no candidate has; `?bad=short` one score too few;
+//!   `?bad=reranked` shows the second best first (a business's re-ranking).
 //! - `POST /text`: answers 200 with `text/plain`; `POST /fail`: answers 500 JSON.
 //!
 //! Requests carrying `x-sidelight-probe` (Sidelight's probe check) are counted.
@@ -288,6 +289,10 @@ async fn handle(request: Request<Incoming>) -> Result<Response<BoxBody>, std::co
                 if let Some(first) = scored.first_mut() {
                     first.0 = "no-such-item".to_owned();
                 }
+            }
+            // A business re-ranking: the second best shown first.
+            if bad.as_deref() == Some("reranked") && scored.len() > 1 {
+                scored.swap(0, 1);
             }
             let ranking: Vec<Value> = scored
                 .iter()

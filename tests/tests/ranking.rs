@@ -329,13 +329,16 @@ async fn an_answer_that_cannot_be_paired_with_its_candidates_passes_with_its_sta
     let unknown = post(&proxy, "/rank?bad=unknown", body.to_string(), &[]).await;
     assert_eq!(unknown.status, 200);
     assert!(unknown.json()["explanations"].is_null());
-    assert_eq!(status(&unknown), "ranking_ids_mismatch");
+    assert_eq!(status(&unknown), "ranking_unknown_id");
 
-    // Two candidates with one id: never a guess at which is which.
+    // Two candidates with one id: never a guess at which is which, whatever the
+    // answer's shape.
     let mut twice = body.clone();
     twice["items"][1]["sku"] = twice["items"][0]["sku"].clone();
     let duplicate = post(&proxy, "/rank", twice.to_string(), &[]).await;
-    assert_eq!(status(&duplicate), "ranking_ids_mismatch");
+    assert_eq!(status(&duplicate), "ranking_duplicate_id");
+    let duplicate = post(&proxy, "/scores", twice.to_string(), &[]).await;
+    assert_eq!(status(&duplicate), "ranking_duplicate_id");
 
     // Candidates without ids where the answer is by id.
     let mut anonymous = body.clone();
@@ -343,22 +346,42 @@ async fn an_answer_that_cannot_be_paired_with_its_candidates_passes_with_its_sta
         item.as_object_mut().unwrap().remove("sku");
     }
     let no_ids = post(&proxy, "/rank", anonymous.to_string(), &[]).await;
-    assert_eq!(status(&no_ids), "unparseable_request");
+    assert_eq!(status(&no_ids), "ranking_candidate_without_id");
 
     // A context pointer that does not resolve.
     let mut no_context = body.clone();
     no_context.as_object_mut().unwrap().remove("customer");
     let lost = post(&proxy, "/rank", no_context.to_string(), &[]).await;
-    assert_eq!(status(&lost), "unparseable_request");
+    assert_eq!(status(&lost), "ranking_context_not_found");
+
+    // A ranked answer is shown in its own order, not the scores': a business that
+    // re-ranks gets its first item explained first.
+    let reranked = post(&proxy, "/rank?bad=reranked", body.to_string(), &[]).await;
+    let first_shown = reranked.json()["ranking"][0]["sku"].clone();
+    assert_eq!(
+        reranked.json()["explanations"][0]["item"]["id"],
+        first_shown,
+        "{}",
+        status(&reranked)
+    );
+    assert_eq!(reranked.json()["explanations"][0]["item"]["rank"], 1);
 
     // Each is counted by its status.
     let metrics = metrics_text(&proxy).await;
-    assert!(
-        metrics.contains(
-            "sidelight_unexplained_total{route=\"shop\",reason=\"ranking_ids_mismatch\"} 2"
-        ),
-        "{metrics}"
-    );
+    for (route, reason) in [
+        ("shop", "ranking_unknown_id"),
+        ("shop", "ranking_duplicate_id"),
+        ("scores", "ranking_duplicate_id"),
+        ("shop", "ranking_candidate_without_id"),
+        ("shop", "ranking_context_not_found"),
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "sidelight_unexplained_total{{route=\"{route}\",reason=\"{reason}\"}} 1"
+            )),
+            "{route} {reason}: {metrics}"
+        );
+    }
     assert!(
         metrics.contains(
             "sidelight_unexplained_total{route=\"scores\",reason=\"row_count_mismatch\"} 1"

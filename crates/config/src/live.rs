@@ -654,11 +654,39 @@ impl ExplainConfig {
                 format!("`{name}` is not a configured feature"),
             ));
         }
+        if let Some(item) = r.item_group.as_deref().filter(|i| r.is_context(i)) {
+            return Err((
+                at("item_group"),
+                format!("`{item}` is about the customer; items are grouped by an item feature"),
+            ));
+        }
         if self.protocol == ProtocolName::Ranking {
             for (field, value) in [("context", &r.context), ("candidates", &r.candidates)] {
-                if value.is_none() {
-                    return Err((at(field), "is required with protocol = \"ranking\"".into()));
+                match value.as_deref() {
+                    None => {
+                        return Err((at(field), "is required with protocol = \"ranking\"".into()));
+                    }
+                    Some("") => {
+                        return Err((
+                            at(field),
+                            "must point into the body (\"/customer\"), not be the whole of it"
+                                .into(),
+                        ));
+                    }
+                    Some(_) => {}
                 }
+            }
+            if let Some((i, f)) = self.features.iter().enumerate().find(|(_, f)| {
+                !f.name.starts_with(sidelight_protocol::CONTEXT_PREFIX)
+                    && !f.name.starts_with(sidelight_protocol::ITEM_PREFIX)
+            }) {
+                return Err((
+                    format!("{key}.features[{i}].name"),
+                    format!(
+                        "`{}` is neither context.<name> nor item.<name>: a ranking route's rows name the context's features and the candidates' apart",
+                        f.name
+                    ),
+                ));
             }
             match (&r.scores, &r.ranked) {
                 (None, None) => {

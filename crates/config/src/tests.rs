@@ -231,6 +231,25 @@ fn invalid_values_name_their_key() {
              kind = \"numeric\"\n[routes.explain.ranking]\nitem_group = \"brand\"\n",
             "routes[0].explain.ranking.item_group",
         ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"ranking\"\n[routes.explain.ranking]\ncontext = \"\"\n\
+             candidates = \"/items\"\nscores = \"/s\"\n",
+            "routes[0].explain.ranking.context",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"ranking\"\n[[routes.explain.features]]\nname = \"price\"\n\
+             kind = \"numeric\"\n[routes.explain.ranking]\ncontext = \"/c\"\n\
+             candidates = \"/items\"\nscores = \"/s\"\n",
+            "routes[0].explain.features[0].name",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\npath_prefix = \"/a\"\n[routes.explain]\n\
+             protocol = \"ranking\"\n[routes.explain.ranking]\ncontext = \"/c\"\n\
+             candidates = \"/items\"\nscores = \"/s\"\nitem_group = \"context.age\"\n",
+            "routes[0].explain.ranking.item_group",
+        ),
     ];
     for (toml, key) in cases {
         let err = Config::from_toml_str(toml).unwrap_err();

@@ -40,8 +40,9 @@ mod writer;
 use std::fmt;
 
 pub use ranking::{
-    CONTEXT_PREFIX, ITEM_PREFIX, PairError, RankingAnswer, RankingError, RankingRows, RankingShape,
-    pair_by_id, parse_ranking_request, parse_ranking_response,
+    CONTEXT_PREFIX, ITEM_PREFIX, PairError, RankingAnswer, RankingError, RankingOutputs,
+    RankingRows, RankingShape, pair_by_id, parse_ranking_answer, parse_ranking_request,
+    parse_ranking_response,
 };
 pub use sidelight_explain::Value;
 pub use splice::attach_field;

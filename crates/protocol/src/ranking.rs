@@ -66,24 +66,47 @@ pub(crate) fn request_rows(
     Ok(rows)
 }
 
+/// A ranking request's own problem, with its stable code.
+fn refused(reason: &'static str, message: String) -> AdapterError {
+    AdapterError::Ranking { reason, message }
+}
+
 fn ranking_rows(shape: &RankingShape, root: &json::Node<'_>) -> Result<RankingRows, AdapterError> {
-    let context = crate::pointer::request(root, &shape.context)?;
+    let context = crate::pointer::request(root, &shape.context).map_err(|e| match e {
+        AdapterError::MissingField { .. } => refused(
+            "ranking_context_not_found",
+            format!("request body has no context at {:?}", shape.context),
+        ),
+        other => other,
+    })?;
     if context.rows.len() != 1 {
-        return Err(wrong(
-            Side::Request,
-            Path::Root(&shape.context),
-            "one object of the features the candidates share",
+        return Err(refused(
+            "ranking_context_not_object",
+            format!(
+                "request body has {} rows at {:?} where one object of the features the candidates share was expected",
+                context.rows.len(),
+                shape.context
+            ),
         ));
     }
-    let mut candidates = crate::pointer::request(root, &shape.candidates)?;
+    let mut candidates = crate::pointer::request(root, &shape.candidates).map_err(|e| match e {
+        AdapterError::MissingField { .. } => refused(
+            "ranking_candidates_not_found",
+            format!("request body has no candidates at {:?}", shape.candidates),
+        ),
+        other => other,
+    })?;
     let ids = match &shape.id_field {
         None => None,
         Some(field) => {
             let Some(k) = candidates.names.iter().position(|n| n == field) else {
-                return Err(AdapterError::MissingField {
-                    side: Side::Request,
-                    path: format!("{}/*/{field}", shape.candidates),
-                });
+                return Err(refused(
+                    "ranking_candidate_without_id",
+                    format!(
+                        "no candidate at {:?} has the id field {field:?}",
+                        shape.candidates
+                    ),
+                ));
             };
             candidates.names.remove(k);
             let mut ids = Vec::with_capacity(candidates.rows.len());
@@ -92,13 +115,27 @@ fn ranking_rows(shape: &RankingShape, root: &json::Node<'_>) -> Result<RankingRo
                     Value::Text(text) => text,
                     Value::Number(n) if n.is_finite() => json_number_text(n),
                     _ => {
-                        return Err(AdapterError::MissingField {
-                            side: Side::Request,
-                            path: format!("{}/{i}/{field}", shape.candidates),
-                        });
+                        return Err(refused(
+                            "ranking_candidate_without_id",
+                            format!(
+                                "candidate {i} at {:?} has no id in {field:?}",
+                                shape.candidates
+                            ),
+                        ));
                     }
                 };
                 ids.push(id);
+            }
+            // Two candidates of one id could be told apart by nobody who reads an
+            // explanation by id: never a guess at which is which.
+            let mut seen: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+            for (i, id) in ids.iter().enumerate() {
+                if let Some(first) = seen.insert(id.as_str(), i) {
+                    return Err(refused(
+                        "ranking_duplicate_id",
+                        PairError::DuplicateCandidate { first, second: i }.to_string(),
+                    ));
+                }
             }
             Some(ids)
         }
@@ -164,10 +201,68 @@ impl RankingError {
         match self {
             Self::Body(e) => e.reason(),
             Self::Pairing(PairError::Length { .. }) => "row_count_mismatch",
-            Self::Pairing(_) => "ranking_ids_mismatch",
+            Self::Pairing(PairError::DuplicateCandidate { .. }) => "ranking_duplicate_id",
+            Self::Pairing(PairError::DuplicateAnswer { .. }) => "ranking_duplicate_answer",
+            Self::Pairing(PairError::UnknownId(_)) => "ranking_unknown_id",
             Self::NoIds => "ranking_without_ids",
         }
     }
+}
+
+/// A ranking answer read: each candidate's score in request order, and for a ranked
+/// list the candidates in the answer's order (what the customer is shown, which need
+/// not be the order of the scores: a business may re-rank).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RankingOutputs {
+    /// One score per candidate, in request order.
+    pub outputs: crate::Outputs,
+    /// With a ranked answer: the candidates' positions, best first.
+    pub order: Option<Vec<usize>>,
+}
+
+/// As [`parse_ranking_response`], with the ranked answer's order.
+pub fn parse_ranking_answer(
+    answer: &RankingAnswer,
+    body: &[u8],
+    ids: Option<&[String]>,
+    candidates: usize,
+) -> Result<RankingOutputs, RankingError> {
+    let root = json::parse(body, Side::Response)?;
+    let outputs = response_outputs(answer, &root, ids, candidates)?;
+    let order = match (answer, ids) {
+        (RankingAnswer::Ranked { list, id, .. }, Some(ids)) => {
+            let position: HashMap<&str, usize> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), i))
+                .collect();
+            let entries = match root.pointer(list) {
+                Ok(Some(json::Node::Array(entries))) => entries,
+                _ => {
+                    return Err(AdapterError::MissingField {
+                        side: Side::Response,
+                        path: list.clone(),
+                    }
+                    .into());
+                }
+            };
+            // The pairing above succeeded: every entry names one candidate, once.
+            let order: Option<Vec<usize>> = entries
+                .iter()
+                .map(|entry| {
+                    let text = match entry.get(id)? {
+                        json::Node::String(text) => text.to_string(),
+                        json::Node::Number(n) => json_number_text(*n),
+                        _ => return None,
+                    };
+                    position.get(text.as_str()).copied()
+                })
+                .collect();
+            Some(order.ok_or(RankingError::NoIds)?)
+        }
+        _ => None,
+    };
+    Ok(RankingOutputs { outputs, order })
 }
 
 /// Each candidate's score, in request order, from a ranking answer; `ids` are the
@@ -364,7 +459,7 @@ mod tests {
         let wrong =
             crate::parse_response(&protocol, br#"{"ranking": [{"sku": "9", "score": 1}]}"#, 1)
                 .unwrap_err();
-        assert_eq!(wrong.reason(), "ranking_ids_mismatch");
+        assert_eq!(wrong.reason(), "ranking_unknown_id");
     }
 
     use super::*;
@@ -464,25 +559,47 @@ mod tests {
 
     #[test]
     fn a_ranking_request_that_does_not_fit_its_shape_says_where() {
+        let code = |body: &[u8], id: Option<&str>| {
+            parse_ranking_request(&shape(id), body)
+                .map(|_| ())
+                .unwrap_err()
+                .reason()
+        };
         let no_context = br#"{"items": [{"sku": "a", "price": 1}]}"#;
-        assert!(matches!(
-            parse_ranking_request(&shape(None), no_context),
-            Err(AdapterError::MissingField { .. })
-        ));
+        assert_eq!(code(no_context, None), "ranking_context_not_found");
         let many_contexts = br#"{"customer": [{"a": 1}, {"a": 2}], "items": [{"price": 1}]}"#;
-        assert!(matches!(
-            parse_ranking_request(&shape(None), many_contexts),
-            Err(AdapterError::WrongType { .. })
-        ));
+        assert_eq!(code(many_contexts, None), "ranking_context_not_object");
+        let no_items = br#"{"customer": {"a": 1}}"#;
+        assert_eq!(code(no_items, None), "ranking_candidates_not_found");
         let no_id = br#"{"customer": {"a": 1}, "items": [{"sku": "a", "price": 1}, {"price": 2}]}"#;
         let error = parse_ranking_request(&shape(Some("sku")), no_id).unwrap_err();
-        assert_eq!(
-            error,
-            AdapterError::MissingField {
-                side: Side::Request,
-                path: "/items/1/sku".to_owned()
-            }
-        );
+        assert_eq!(error.reason(), "ranking_candidate_without_id");
+        // The message says where, never which id.
+        assert!(error.to_string().contains("candidate 1"), "{error}");
+        let twice = br#"{"customer": {"a": 1}, "items": [{"sku": "a", "price": 1}, {"sku": "a", "price": 2}]}"#;
+        let error = parse_ranking_request(&shape(Some("sku")), twice).unwrap_err();
+        assert_eq!(error.reason(), "ranking_duplicate_id");
+        assert!(!error.to_string().contains("\"a\""), "{error}");
+    }
+
+    /// A ranked answer gives the order the customer is shown, whatever the scores say.
+    #[test]
+    fn a_ranked_answer_keeps_its_own_order() {
+        let ids = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let ranked = RankingAnswer::Ranked {
+            list: "/r".to_owned(),
+            id: "id".to_owned(),
+            score: "s".to_owned(),
+        };
+        // Re-ranked by the business: b first although c scores higher.
+        let body =
+            br#"{"r": [{"id": "b", "s": 0.5}, {"id": "c", "s": 0.9}, {"id": "a", "s": 0.1}]}"#;
+        let read = parse_ranking_answer(&ranked, body, Some(&ids), 3).unwrap();
+        assert_eq!(read.order, Some(vec![1, 2, 0]));
+        assert_eq!(read.outputs.rows, [vec![0.1], vec![0.5], vec![0.9]]);
+        let scores = RankingAnswer::Scores("/s".to_owned());
+        let read = parse_ranking_answer(&scores, br#"{"s": [1, 2, 3]}"#, None, 3).unwrap();
+        assert_eq!(read.order, None);
     }
 
     #[test]
@@ -501,7 +618,7 @@ mod tests {
         let stranger = br#"{"recommendations": [{"item_id": 78, "score": 0.9},
             {"item_id": "mat", "score": 0.5}, {"item_id": "tent-2", "score": 0.2}]}"#;
         let error = parse_ranking_response(&ranked, stranger, Some(&ids), 3).unwrap_err();
-        assert_eq!(error.reason(), "ranking_ids_mismatch");
+        assert_eq!(error.reason(), "ranking_unknown_id");
         let short = br#"{"recommendations": [{"item_id": "mat", "score": 0.5}]}"#;
         let error = parse_ranking_response(&ranked, short, Some(&ids), 3).unwrap_err();
         assert_eq!(error.reason(), "row_count_mismatch");

@@ -186,7 +186,7 @@ pub fn answer(
             .as_ref()
             .and_then(|f| f.get(i))
             .is_some_and(|f| f.shown_to_customer());
-        let contribution = difference.values[i];
+        let contribution = difference.values.get(i).copied().unwrap_or(0.0);
         if customer && !shown {
             other_factors += contribution;
             continue;

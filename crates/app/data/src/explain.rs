@@ -405,6 +405,8 @@ pub struct Facts {
     /// What the record's attributions are written from, on the audit writer's thread.
     attributions: Option<AttributionSource>,
     texts: Option<Vec<String>>,
+    /// The reference Sidelight kept this request's explanations under, if it did.
+    reference: Option<String>,
 }
 
 /// A request's explained rows, kept as they are until the audit writer writes the
@@ -786,13 +788,22 @@ fn prepare(
             live.columns.set_extras(extras, target);
         }
     }
-    let mut outputs = match &live.protocol {
+    let (mut outputs, order) = match &live.protocol {
         sidelight_protocol::Protocol::Ranking { answer, .. } => {
-            adapter::parse_ranking_response(answer, response_bytes, ids.as_deref(), rows.rows.len())
-                .map_err(|error| error.reason().to_owned())?
+            let read = adapter::parse_ranking_answer(
+                answer,
+                response_bytes,
+                ids.as_deref(),
+                rows.rows.len(),
+            )
+            .map_err(|error| error.reason().to_owned())?;
+            (read.outputs, read.order)
         }
-        protocol => adapter::parse_response(protocol, response_bytes, rows.rows.len())
-            .map_err(|error| error.reason().to_owned())?,
+        protocol => (
+            adapter::parse_response(protocol, response_bytes, rows.rows.len())
+                .map_err(|error| error.reason().to_owned())?,
+            None,
+        ),
     };
     let ranking = match &live.config.ranking {
         Some(config) => Some(Shown::select(
@@ -801,6 +812,7 @@ fn prepare(
             &mut rows.rows,
             &mut outputs.rows,
             ids,
+            order,
         )?),
         None => None,
     };
@@ -821,6 +833,50 @@ fn prepare(
     })
 }
 
+/// A shown ranking as exposure counts it: the customer's group per protected attribute
+/// (a feature of the first shown row, every row having the context; or a header's) and
+/// each shown row's item group.
+fn shown_ranking(
+    monitor: &crate::monitor::RouteMonitor,
+    item_feature: &str,
+    shown: &sidelight_protocol::Rows,
+    attributes: Option<&[Option<String>]>,
+    subject: Option<Arc<str>>,
+) -> crate::monitor::ShownRanking {
+    let column = |feature: &str| shown.names.iter().position(|n| n == feature);
+    let item_column = column(item_feature);
+    let groups = monitor
+        .config
+        .protected
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            if p.is_feature() {
+                let value = column(&p.feature).and_then(|i| shown.rows.first()?.get(i))?;
+                Some(crate::monitor::group_label(p, value))
+            } else {
+                attributes?.get(k)?.clone()
+            }
+        })
+        .collect();
+    let items = shown
+        .rows
+        .iter()
+        .map(|row| {
+            item_column
+                .and_then(|i| row.get(i))
+                .filter(|v| !matches!(v, Value::Missing))
+                .map(crate::monitor::value_text)
+        })
+        .collect();
+    crate::monitor::ShownRanking {
+        groups,
+        items,
+        subject,
+        at: now_ms(),
+    }
+}
+
 /// The items a ranking route showed (the top `k` by score), and the candidates it did
 /// not, which are still learned from.
 struct Shown {
@@ -832,15 +888,18 @@ struct Shown {
 }
 
 impl Shown {
-    /// Keeps the top `k` of `rows` (by their score, the output; of two, the second,
-    /// the positive class) in `rows` and `outputs`, in rank order, and the rest aside.
-    /// Ties keep request order. More candidates than `max_rows`: `too_many_rows`.
+    /// Keeps the first `k` of `rows` as shown in `rows` and `outputs`, in rank order,
+    /// and the rest aside. The order is a ranked answer's own (`order`, the candidates'
+    /// positions best first: what the customer sees, re-ranked or not), else the scores'
+    /// (the output; of two, the second, the positive class), ties in request order.
+    /// More candidates than `max_rows`: `too_many_rows`.
     fn select(
         k: usize,
         max_rows: usize,
         rows: &mut Vec<Vec<Value>>,
         outputs: &mut Vec<Vec<f64>>,
         ids: Option<Vec<String>>,
+        order: Option<Vec<usize>>,
     ) -> Result<Self, String> {
         let n = rows.len();
         if n > max_rows {
@@ -854,8 +913,11 @@ impl Shown {
         for o in outputs.iter() {
             scores.push(score(o).ok_or_else(|| "ranking_score_not_single".to_owned())?);
         }
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let order = order.filter(|o| o.len() == n).unwrap_or_else(|| {
+            let mut by_score: Vec<usize> = (0..n).collect();
+            by_score.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+            by_score
+        });
         let shown = k.min(n);
         let mut taken_rows: Vec<Option<Vec<Value>>> =
             std::mem::take(rows).into_iter().map(Some).collect();
@@ -863,8 +925,14 @@ impl Shown {
             std::mem::take(outputs).into_iter().map(Some).collect();
         let mut items = Vec::with_capacity(shown);
         for (rank, &i) in order.iter().take(shown).enumerate() {
-            rows.push(taken_rows[i].take().unwrap_or_default());
-            outputs.push(taken_outputs[i].take().unwrap_or_default());
+            let (Some(row), Some(output)) = (
+                taken_rows.get_mut(i).and_then(Option::take),
+                taken_outputs.get_mut(i).and_then(Option::take),
+            ) else {
+                return Err("ranking_order_invalid".to_owned());
+            };
+            rows.push(row);
+            outputs.push(output);
             items.push(crate::live::model::ShownItem {
                 rank: rank + 1,
                 candidate: i,
@@ -933,7 +1001,10 @@ async fn augment(
     // two); a larger one is read first, then explained in chunks.
     let at_once = model
         .clone()
-        .filter(|_| lane == Lane::Small && ask.attach != AttachMode::Off)
+        // A ranking's shown items are explained one per pool task, in parallel (below).
+        .filter(|_| {
+            lane == Lane::Small && ask.attach != AttachMode::Off && live.config.ranking.is_none()
+        })
         .map(|model| ExplainJob::new(live, model, &ask, audit.is_some()));
     let inline =
         request_bytes.len() + response_bytes.len() <= INLINE_BYTES && budget >= INLINE_MIN_BUDGET;
@@ -1012,6 +1083,23 @@ async fn augment(
         );
         return pass_through(rebuild(parts, body), &status);
     }
+    // A ranking shown to a customer counts for exposure, explained or not (warm-up,
+    // attach = off, a spent budget): their group and each shown item's group, in rank
+    // order. Not probes, not consent `none`.
+    if let (Some(monitor), Some(_)) = (live.monitor.as_ref(), ranking.as_ref()) {
+        if let Some(item_feature) = monitor
+            .item_feature()
+            .filter(|_| !ask.probe && ask.consent != Consent::None && !rows.rows.is_empty())
+        {
+            monitor.push_ranking(shown_ranking(
+                monitor,
+                item_feature,
+                &rows,
+                ask.attributes.as_deref(),
+                subject.clone(),
+            ));
+        }
+    }
     // A ranking's surrogate learns every candidate's score, not only the shown ones'.
     let (rest_rows, rest_outputs, shown_items) = match ranking {
         Some(Shown {
@@ -1061,6 +1149,13 @@ async fn augment(
         job.outputs = outputs.clone();
         let abandoned = job.abandoned.clone();
         let len = job.rows.len();
+        // Each shown item of a ranking on a pool thread of its own: the customer waits
+        // for the slowest item, not for their sum.
+        let chunk = if live.config.ranking.is_some() {
+            1
+        } else {
+            ROWS_PER_CHUNK
+        };
         let lane = if len > ROWS_PER_CHUNK {
             Lane::Large
         } else {
@@ -1068,7 +1163,7 @@ async fn augment(
         };
         stores
             .pool
-            .submit_chunked(lane, len, ROWS_PER_CHUNK, move |range| job.explain(range))
+            .submit_chunked(lane, len, chunk, move |range| job.explain(range))
             .map(|done| (done, abandoned))
     });
     // Probe calls (and requests marked like them) ask about made-up rows: training on
@@ -1150,48 +1245,6 @@ async fn augment(
             );
         }
     }
-    // A ranking shown to a customer counts for exposure: their group and each shown
-    // item's group, in rank order.
-    if let (Some(monitor), Some(model)) = (live.monitor.as_ref(), model.as_ref()) {
-        if let (Some(item_feature), false, true) = (
-            monitor.item_feature(),
-            ask.probe,
-            ask.consent != Consent::None && !ordered.is_empty(),
-        ) {
-            let names = model.names();
-            let column = |feature: &str| names.iter().position(|n| n == feature);
-            let item_column = column(item_feature);
-            let groups = monitor
-                .config
-                .protected
-                .iter()
-                .enumerate()
-                .map(|(k, p)| {
-                    if p.is_feature() {
-                        let value = column(&p.feature).and_then(|i| ordered[0].get(i))?;
-                        Some(crate::monitor::group_label(p, value))
-                    } else {
-                        ask.attributes.as_ref()?.get(k)?.clone()
-                    }
-                })
-                .collect();
-            let items = ordered
-                .iter()
-                .map(|row| {
-                    item_column
-                        .and_then(|i| row.get(i))
-                        .filter(|v| !matches!(v, Value::Missing))
-                        .map(crate::monitor::value_text)
-                })
-                .collect();
-            monitor.push_ranking(crate::monitor::ShownRanking {
-                groups,
-                items,
-                subject: subject.clone(),
-                at: now_ms(),
-            });
-        }
-    }
     // The queue lives in the audit log: without one there is nothing to review in.
     if let (Some(model), Some(audit)) = (model.as_ref(), audit) {
         if !ask.probe && (live.review.any() || ask.review_requested) {
@@ -1255,13 +1308,10 @@ async fn augment(
     );
     // A ranking kept by reference keeps its shown items' full attributions beside it,
     // for `GET /v1/explanations/{ref}/compare`.
+    // Keyed on the reference kept just now, never on a header the model may have sent.
     if let (Some(model), Some(reference)) = (
         model.as_ref().filter(|_| live.config.ranking.is_some()),
-        response
-            .headers()
-            .get(&EXPLANATION_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        facts.reference.clone(),
     ) {
         if let Some(json) = crate::compare::kept(live, model, &ordered, &explanations, ask.audience)
             .filter(|json| json.len() <= stores.reference_max_bytes)
@@ -1446,6 +1496,7 @@ fn attach(
                 if let Ok(value) = HeaderValue::from_str(&reference) {
                     parts.headers.insert(EXPLANATION_ID.clone(), value);
                 }
+                facts.reference = Some(reference);
             }
         }
         AttachMode::Field | AttachMode::Off => {}
