@@ -677,3 +677,52 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
+
+/// Signs in to the console at `admin` with `token`: the session cookie (`name=value`).
+pub async fn console_session(admin: &str, token: &str) -> String {
+    let cookie = |answer: &Answer, name: &str| {
+        answer
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_owned())
+            .unwrap()
+    };
+    let form = get(&format!("{admin}/console/login")).await;
+    let login = cookie(&form, "sidelight_login");
+    let page = String::from_utf8_lossy(&form.body).into_owned();
+    let marker = r#"name="csrf" value=""#;
+    let csrf = page[page.find(marker).unwrap() + marker.len()..]
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let answer = send(
+        &client(),
+        http::Method::POST,
+        &format!("{admin}/console/login"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", &login),
+        ],
+        full(format!("csrf={csrf}&token={token}")),
+    )
+    .await;
+    assert_eq!(answer.status, 303);
+    cookie(&answer, "sidelight_session")
+}
+
+pub async fn console_page(admin: &str, path: &str, session: &str) -> String {
+    let answer = send(
+        &client(),
+        http::Method::GET,
+        &format!("{admin}{path}"),
+        &[("cookie", session)],
+        empty(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{path}");
+    String::from_utf8_lossy(&answer.body).into_owned()
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use sidelight_e2e::demo::DemoProcess;
-use sidelight_e2e::{client, full, get, send};
+use sidelight_e2e::{client, console_page, console_session, full, get, send};
 
 #[tokio::test]
 async fn the_demo_serves_predictions_through_the_proxy_and_stops_on_sigint() {
@@ -450,53 +450,4 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Signs in to the console at `admin` with `token`: the session cookie (`name=value`).
-async fn console_session(admin: &str, token: &str) -> String {
-    let cookie = |answer: &sidelight_e2e::Answer, name: &str| {
-        answer
-            .headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .find(|v| v.starts_with(&format!("{name}=")))
-            .map(|v| v.split(';').next().unwrap().to_owned())
-            .unwrap()
-    };
-    let form = get(&format!("{admin}/console/login")).await;
-    let login = cookie(&form, "sidelight_login");
-    let page = String::from_utf8_lossy(&form.body).into_owned();
-    let marker = r#"name="csrf" value=""#;
-    let csrf = page[page.find(marker).unwrap() + marker.len()..]
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    let answer = send(
-        &client(),
-        Method::POST,
-        &format!("{admin}/console/login"),
-        &[
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("cookie", &login),
-        ],
-        full(format!("csrf={csrf}&token={token}")),
-    )
-    .await;
-    assert_eq!(answer.status, 303);
-    cookie(&answer, "sidelight_session")
-}
-
-async fn console_page(admin: &str, path: &str, session: &str) -> String {
-    let answer = send(
-        &client(),
-        Method::GET,
-        &format!("{admin}{path}"),
-        &[("cookie", session)],
-        sidelight_e2e::empty(),
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{path}");
-    String::from_utf8_lossy(&answer.body).into_owned()
 }

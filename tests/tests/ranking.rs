@@ -208,6 +208,41 @@ async fn the_shown_items_are_explained_by_id_for_the_customer_and_compared() {
         "no exposure in the HTML report"
     );
 
+    // The console: exposure on the monitoring page, and a ranking's record page with
+    // why each shown item is above the next.
+    let admin = proxy.admin_url("");
+    let session = console_session(&admin, TEST_ADMIN_TOKEN).await;
+    let monitoring = console_page(&admin, "/console/monitoring", &session).await;
+    assert!(
+        monitoring.contains("Exposure by context.colour on shop"),
+        "{monitoring}"
+    );
+    let (body, _) = request(140);
+    let answer = post(&proxy, "/rank", body.to_string(), &[]).await;
+    let record = answer.headers["x-sidelight-record-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut page = String::new();
+    for _ in 0..50 {
+        let answer = send(
+            &client(),
+            http::Method::GET,
+            &format!("{admin}/console/records/{record}"),
+            &[("cookie", session.as_str())],
+            empty(),
+        )
+        .await;
+        if answer.status == 200 {
+            page = String::from_utf8_lossy(&answer.body).into_owned();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(page.contains("Shown item #1"), "{page}");
+    assert!(page.contains("Why one item above the next"), "{page}");
+    assert!(page.contains("id=\"contrast-1\""), "{page}");
+
     // In German, with the item's own reasons.
     let (body, _) = request(120);
     let answer = post(
