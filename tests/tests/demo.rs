@@ -266,7 +266,7 @@ async fn every_command_the_demo_prints_runs_as_printed() {
     demo.read_until(
         "the recommender's contrast",
         Duration::from_secs(120),
-        |l| l.contains("customer, en") && l.contains("Ranked above"),
+        |l| l.contains("customer, en") && l.contains("is ranked above"),
     );
     let lines = demo.lines.clone();
     let recommended = lines

@@ -308,11 +308,32 @@ async fn the_shown_items_are_explained_by_id_for_the_customer_and_compared() {
             .all(|p| p["feature"] != "context.colour"),
         "{c}"
     );
-    let sentence = c["text"].as_str().unwrap();
+    assert_eq!(c["higher"], "a", "{c}");
+    if c["withheld_reason"].is_null() {
+        let sentence = c["text"].as_str().unwrap();
+        assert!(
+            sentence.starts_with(&format!("{first} is ranked above {third}")),
+            "{sentence}"
+        );
+    }
+    // The other way round: the same split with the sign turned, the same sentence.
+    let reversed = get(&proxy.url(&format!(
+        "/v1/explanations/{reference}/compare?a={third}&b={first}"
+    )))
+    .await
+    .json();
+    assert_eq!(reversed["higher"], "b", "{reversed}");
     assert!(
-        sentence.starts_with(&format!("Ranked above {third}")),
-        "{sentence}"
+        (reversed["difference"].as_f64().unwrap() + difference).abs() < 1e-12,
+        "{reversed}"
     );
+    assert_eq!(reversed["text"], c["text"]);
+    let same = get(&proxy.url(&format!(
+        "/v1/explanations/{reference}/compare?a={first}&b={first}"
+    )))
+    .await;
+    assert_eq!(same.status, 400);
+    assert_eq!(same.json()["error"]["code"], "same_item");
     let _ = truth;
     // Unknown items and references: precise answers, nothing else's data.
     let unknown = get(&proxy.url(&format!(

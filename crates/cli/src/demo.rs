@@ -1022,9 +1022,14 @@ async fn print_recommendations(surrogates: &SurrogateStatus, proxy: SocketAddr) 
             );
             print_block(&label, e["text"].as_str().unwrap_or("(withheld)"));
         }
-        if contrast.is_none() && shown.len() >= 3 {
+        // Two items whose explanations the customer could read (a text withheld for
+        // poor fit gives no sentence in a comparison either).
+        let readable: Vec<&serde_json::Value> =
+            shown.iter().filter(|e| e["text"].is_string()).collect();
+        if contrast.is_none() && readable.len() >= 2 {
             let id = |e: &serde_json::Value| e["item"]["id"].as_str().unwrap_or("").to_owned();
-            contrast = Some((reference, id(&shown[0]), id(&shown[2])));
+            let (a, b) = (readable[0], readable[readable.len() - 1]);
+            contrast = Some((reference, id(a), id(b)));
         }
     }
     if let Some((reference, a, b)) = contrast {
@@ -1037,9 +1042,11 @@ async fn print_recommendations(surrogates: &SurrogateStatus, proxy: SocketAddr) 
             let text = serde_json::from_str::<serde_json::Value>(&answer)
                 .ok()
                 .and_then(|j| j["text"].as_str().map(str::to_owned));
-            if let Some(text) = text {
-                print_block("customer, en", &text);
-            }
+            print_block(
+                "customer, en",
+                text.as_deref()
+                    .unwrap_or("(no sentence: the surrogate fits one of the two too poorly)"),
+            );
         }
     }
     println!(

@@ -33,7 +33,10 @@ pub(crate) const MESSAGES: &[(&str, &[&str])] = &[
     ("customer-recommended", &["has_reasons", "reasons"]),
     ("customer-recommended-you", &["your", "feature"]),
     ("customer-recommended-item", &["feature"]),
-    ("customer-contrast", &["other", "has_reasons", "reasons"]),
+    (
+        "customer-contrast",
+        &["item", "other", "has_reasons", "reasons"],
+    ),
     (
         "customer-contrast-reason",
         &["feature", "comparison", "more", "less"],

@@ -196,7 +196,9 @@ pub struct ContrastInput<'a> {
     pub b: &'a [Value],
     /// Each feature's contribution to `score(a) − score(b)` (an exact split of it).
     pub difference: &'a [f64],
-    /// How the customer knows the lower item (its name or id).
+    /// How the customer knows the higher item, `a` (its name or id).
+    pub item: &'a str,
+    /// How the customer knows the lower item, `b`.
     pub other: &'a str,
 }
 
@@ -269,7 +271,7 @@ impl Narrator {
         narration
     }
 
-    /// "Ranked above X mainly because its price is lower": the item's features, among
+    /// "A is ranked above B mainly because its price is lower": the item's features, among
     /// those a customer may read, that count most for the item ranked higher, from an
     /// exact split of the difference of the two scores. `None` when the input does not
     /// add up.
@@ -321,14 +323,12 @@ impl Narrator {
             })
             .collect();
         let mut args = FluentArgs::new();
+        args.set("item", input.item.to_owned());
         args.set("other", input.other.to_owned());
         args.set("has_reasons", yes_no(!reasons.is_empty()));
         args.set("reasons", self.join(lang, &reasons));
-        Some(capitalise(self.message(
-            lang,
-            "customer-contrast",
-            Some(&args),
-        )))
+        // Not capitalised: the sentence may begin with an item's id, which is as it is.
+        Some(self.message(lang, "customer-contrast", Some(&args)))
     }
 }
 

@@ -130,17 +130,18 @@ fn a_contrast_names_the_item_features_that_count_for_the_higher_one() {
         // Age's share through interactions is never named; the customer's own
         // features are the same in both items and not reasons for the order.
         difference: &[0.8, 0.4, 0.3, 0.2],
+        item: "SKU-4",
         other: "SKU-9",
     };
     let text = narrator.contrast(&input, &locale).unwrap();
     assert_eq!(
         text,
-        "Ranked above SKU-9 mainly because its weight is lower and its price is lower."
+        "SKU-4 is ranked above SKU-9 mainly because its weight is lower and its price is lower."
     );
     let german = narrator
         .contrast(&input, &narrator.negotiate(Some("de")))
         .unwrap();
-    assert!(german.starts_with("Vor SKU-9 eingeordnet"), "{german}");
+    assert!(german.starts_with("SKU-4 steht vor SKU-9"), "{german}");
     // Slices of other lengths: no text rather than a wrong one.
     let short = ContrastInput {
         difference: &[0.1],

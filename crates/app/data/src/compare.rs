@@ -51,6 +51,10 @@ struct KeptItem {
     surrogate_value: f64,
     values: Vec<Value>,
     contributions: Vec<f64>,
+    /// Its explanation's text was withheld (the surrogate fits it too poorly): no
+    /// sentence is written from it either.
+    #[serde(default)]
+    withheld: bool,
 }
 
 /// The comparison data of a ranking request's shown items (rows in schema order, one
@@ -76,6 +80,7 @@ pub fn kept(
                 surrogate_value: e.surrogate_value,
                 values: row.clone(),
                 contributions: e.schema_contributions.clone(),
+                withheld: e.withheld_reason.is_some(),
             })
         })
         .collect::<Option<Vec<_>>>()?;
@@ -158,6 +163,13 @@ pub fn answer(
             return json_error(status, code, &message);
         }
     };
+    if a.rank == b.rank {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "same_item",
+            "`a` and `b` name the same item; compare two shown items",
+        );
+    }
     let attribution = |i: &KeptItem| Attribution {
         base_value: kept.base_value,
         values: i.contributions.clone(),
@@ -200,8 +212,9 @@ pub fn answer(
     }
     parts.sort_by(|x, y| y.contribution.abs().total_cmp(&x.contribution.abs()));
     let (higher, lower) = if a.rank <= b.rank { (a, b) } else { (b, a) };
+    let withheld = a.withheld || b.withheld;
     let text = match (route, features.as_ref()) {
-        (Some(route), Some(features)) if customer || kept.audience == Audience::Developer => {
+        (Some(route), Some(features)) if !withheld => {
             let ranking = route.config.ranking.as_ref();
             let about_item: Vec<bool> = features
                 .iter()
@@ -210,10 +223,8 @@ pub fn answer(
             let sign = if std::ptr::eq(higher, a) { 1.0 } else { -1.0 };
             let split: Vec<f64> = difference.values.iter().map(|d| sign * d).collect();
             let locale = route.narrator.negotiate(Some(&kept.locale));
-            let other = lower
-                .id
-                .clone()
-                .unwrap_or_else(|| format!("#{}", lower.rank));
+            let name = |i: &KeptItem| i.id.clone().unwrap_or_else(|| format!("#{}", i.rank));
+            let (item, other) = (name(higher), name(lower));
             route.narrator.contrast(
                 &sidelight_narrate::ContrastInput {
                     features,
@@ -221,6 +232,7 @@ pub fn answer(
                     a: &higher.values,
                     b: &lower.values,
                     difference: &split,
+                    item: &item,
                     other: &other,
                 },
                 &locale,
@@ -237,9 +249,13 @@ pub fn answer(
         "difference": difference.difference,
         "contributions": parts,
         "surrogate_version": kept.surrogate_version,
+        "higher": if std::ptr::eq(higher, a) { "a" } else { "b" },
         "text": text,
         "locale": kept.locale,
     });
+    if withheld {
+        body["withheld_reason"] = serde_json::json!("low_fidelity");
+    }
     if customer {
         body["other_factors"] = serde_json::json!(other_factors);
     }

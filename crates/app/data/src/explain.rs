@@ -769,15 +769,20 @@ fn prepare(
     response_bytes: &[u8],
     target: &str,
 ) -> Result<Prepared, String> {
+    // Adapter errors name where a body was wrong, never a value: the log may say it.
+    let unread = |error: &dyn std::fmt::Display, reason: &str| {
+        tracing::debug!(route = %live.route, %error, "not explained: {reason}");
+        reason.to_owned()
+    };
     let (mut rows, ids) = match &live.protocol {
         sidelight_protocol::Protocol::Ranking { shape, .. } => {
             let read = adapter::parse_ranking_request(shape, request_bytes)
-                .map_err(|error| error.reason().to_owned())?;
+                .map_err(|error| unread(&error, error.reason()))?;
             (read.rows, read.ids)
         }
         protocol => (
             adapter::parse_request(protocol, request_bytes)
-                .map_err(|error| error.reason().to_owned())?,
+                .map_err(|error| unread(&error, error.reason()))?,
             None,
         ),
     };
@@ -796,12 +801,12 @@ fn prepare(
                 ids.as_deref(),
                 rows.rows.len(),
             )
-            .map_err(|error| error.reason().to_owned())?;
+            .map_err(|error| unread(&error, error.reason()))?;
             (read.outputs, read.order)
         }
         protocol => (
             adapter::parse_response(protocol, response_bytes, rows.rows.len())
-                .map_err(|error| error.reason().to_owned())?,
+                .map_err(|error| unread(&error, error.reason()))?,
             None,
         ),
     };

@@ -243,7 +243,14 @@ pub fn install(
         live.retire(&model, "trained on rows of a subject erased since");
         return false;
     }
-    if let Some(monitor) = &live.monitor {
+    // A ranking's training window holds every candidate, but the monitor sees only the
+    // items shown, the best of them: against all candidates they would look drifted by
+    // construction. Its drift reference stays the first shown items.
+    if let Some(monitor) = live
+        .monitor
+        .as_ref()
+        .filter(|_| live.config.ranking.is_none())
+    {
         let reference = reference_rows(live, rows, outputs, width, multi_class);
         monitor.set_reference(names, reference);
     }

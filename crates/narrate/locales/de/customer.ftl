@@ -53,12 +53,12 @@ customer-recommended-you = { $your } dafür sprach
 customer-recommended-item = das Merkmal „{ $feature }“ dieses Artikels dafür sprach
 
 customer-contrast = { $has_reasons ->
-    [yes] Vor { $other } eingeordnet, vor allem weil { $reasons }.
-   *[no] Vor { $other } eingeordnet, durch viele kleine Unterschiede zusammen.
+    [yes] { $item } steht vor { $other }, vor allem weil { $reasons }.
+   *[no] { $item } steht vor { $other }, durch viele kleine Unterschiede zusammen.
 }
 
 customer-contrast-reason = { $comparison ->
-    [more] „{ $feature }“ hier { $more } ist
-    [less] „{ $feature }“ hier { $less } ist
-   *[other] „{ $feature }“ hier besser passt
+    [more] es beim Merkmal „{ $feature }“ { $more } ist
+    [less] es beim Merkmal „{ $feature }“ { $less } ist
+   *[other] es beim Merkmal „{ $feature }“ besser passt
 }

@@ -70,11 +70,11 @@ customer-recommended-you = { $your } counted in its favour
 # tent is light") replaces it.
 customer-recommended-item = its { $feature } counted in its favour
 
-# Why one item is ranked above another. $other: how the customer knows the other item;
-# $has_reasons: yes | no; $reasons: the reasons, already joined.
+# Why one item is ranked above another. $item: how the customer knows the higher item;
+# $other: the lower one; $has_reasons: yes | no; $reasons: the reasons, already joined.
 customer-contrast = { $has_reasons ->
-    [yes] Ranked above { $other } mainly because { $reasons }.
-   *[no] Ranked above { $other } through many small differences together.
+    [yes] { $item } is ranked above { $other } mainly because { $reasons }.
+   *[no] { $item } is ranked above { $other } through many small differences together.
 }
 
 # One reason of a contrast. $feature: the item feature's name; $comparison: more | less

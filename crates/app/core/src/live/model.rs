@@ -1006,7 +1006,12 @@ fn feature_info(
         info.customer_visible = false;
         return info;
     };
-    info.display_name = c.display_name.clone();
+    // A ranking route's `context.budget` is "budget" to a reader until worded otherwise.
+    info.display_name = c.display_name.clone().or_else(|| {
+        name.strip_prefix(sidelight_protocol::CONTEXT_PREFIX)
+            .or_else(|| name.strip_prefix(sidelight_protocol::ITEM_PREFIX))
+            .map(|short| short.replace('_', " "))
+    });
     info.unit = c.unit.clone();
     info.format = match c.kind {
         FeatureKindConfig::Categorical => ValueFormat::Category,
