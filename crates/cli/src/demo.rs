@@ -91,9 +91,14 @@ fn shell_word(text: &str) -> String {
 
 /// The German credit features as a business would describe them: display names, units,
 /// and which attributes are protected (never named to a customer).
-fn credit_features() -> Vec<FeatureConfig> {
-    use FeatureKindConfig::{Categorical, Numeric};
-    let feature = |name: &str, kind, display: &str, unit: Option<&str>| FeatureConfig {
+/// A demo feature a customer may read, with its display name and unit.
+fn feature(
+    name: &str,
+    kind: FeatureKindConfig,
+    display: &str,
+    unit: Option<&str>,
+) -> FeatureConfig {
+    FeatureConfig {
         name: name.to_owned(),
         kind,
         display_name: Some(display.to_owned()),
@@ -105,7 +110,11 @@ fn credit_features() -> Vec<FeatureConfig> {
         actionable: false,
         min: None,
         max: None,
-    };
+    }
+}
+
+fn credit_features() -> Vec<FeatureConfig> {
+    use FeatureKindConfig::{Categorical, Numeric};
     let protected = |mut f: FeatureConfig| {
         f.protected = true;
         f.pii = true;
@@ -198,19 +207,6 @@ fn credit_features() -> Vec<FeatureConfig> {
 /// watches which range (budget or premium) each age group is shown.
 fn shop_route() -> RouteConfig {
     use FeatureKindConfig::{Boolean, Categorical, Numeric};
-    let feature = |name: &str, kind, display: &str, unit: Option<&str>| FeatureConfig {
-        name: name.to_owned(),
-        kind,
-        display_name: Some(display.to_owned()),
-        unit: unit.map(str::to_owned),
-        levels: Vec::new(),
-        pii: false,
-        protected: false,
-        customer_visible: true,
-        actionable: false,
-        min: None,
-        max: None,
-    };
     let mut age = feature("context.age", Numeric, "age", Some("years"));
     age.protected = true;
     age.pii = true;

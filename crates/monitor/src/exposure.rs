@@ -177,6 +177,38 @@ pub fn compare_exposure(
     out
 }
 
+/// Exposure of one protected attribute's customer groups, compared and judged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExposureCheck {
+    /// Per customer group, each item group's share.
+    pub groups: Vec<GroupExposure>,
+    /// Per unprivileged customer group and item group, against the privileged group.
+    pub comparisons: Vec<ExposureComparison>,
+    /// The worst of the comparisons' verdicts ([`Verdict::Pass`] with none).
+    pub verdict: Verdict,
+}
+
+/// [`exposure`] of `rankings`, then [`compare_exposure`], then the worst verdict: what
+/// the monitor and the report both show.
+pub fn check_exposure(
+    rankings: &[ShownRanking<'_>],
+    privileged: &str,
+    unprivileged: &[String],
+    config: &FairnessConfig,
+) -> ExposureCheck {
+    let groups = exposure(rankings, config.confidence, config.min_group_size);
+    let comparisons = compare_exposure(&groups, privileged, unprivileged, config);
+    let verdict = comparisons
+        .iter()
+        .map(|c| c.verdict)
+        .fold(Verdict::Pass, Verdict::worst);
+    ExposureCheck {
+        groups,
+        comparisons,
+        verdict,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

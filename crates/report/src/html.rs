@@ -179,11 +179,11 @@ fn fairness(r: &Report) -> Markup {
             }
             @for route in &s.routes {
                 @for x in &route.exposure {
-                    h3 { "Route " (route.route) ", exposure by " (x.attribute) ": " span class=(if x.verdict == sidelight_monitor::Verdict::Fail { "fail" } else { "" }) { (verdict(x.verdict)) } }
+                    h3 { "Route " (route.route) ", exposure by " (x.attribute) ": " span class=(if x.check.verdict == sidelight_monitor::Verdict::Fail { "fail" } else { "" }) { (verdict(x.check.verdict)) } }
                     p { "Of the items shown in " (x.rankings) " ranking(s), the share of the shown slots each group of items (by " (x.item_feature) ") received, per group of customers, with its Wilson interval (each slot counted once); per unprivileged group the difference of its share from the privileged group's, judged as the statistical parity difference is." }
                     table {
                         tr { th { "Customers" } th { "Rankings" } th { "Slots" } th { "Items" } th { "Share" } th { "Interval" } }
-                        @for g in &x.groups {
+                        @for g in &x.check.groups {
                             @for share in &g.shares {
                                 tr { td { (g.customer_group) } td.n { (g.rankings) } td.n { (g.slots) } td { (share.item_group) } td.n { (percent(Some(share.share))) }
                                     td { @match share.interval { Some(i) => { (percent(Some(i.lower))) " – " (percent(Some(i.upper))) } None => { "—" } } } }
@@ -192,7 +192,7 @@ fn fairness(r: &Report) -> Markup {
                     }
                     table {
                         tr { th { "Customers vs privileged" } th { "Items" } th { "Share difference" } th { "Interval" } th { "Verdict" } }
-                        @for c in &x.comparisons {
+                        @for c in &x.check.comparisons {
                             tr { td { (c.unprivileged) " vs " (c.privileged) } td { (c.item_group) } td.n { (num(c.difference.map(|e| e.value))) }
                                 td { @match c.difference { Some(e) => { (num(Some(e.lower))) " – " (num(Some(e.upper))) } None => { "—" } } } td { (verdict(c.verdict)) } }
                         }

@@ -254,9 +254,8 @@ pub struct RouteExposure {
     pub attribute: String,
     pub item_feature: String,
     pub rankings: u64,
-    pub groups: Vec<sidelight_monitor::exposure::GroupExposure>,
-    pub comparisons: Vec<sidelight_monitor::exposure::ExposureComparison>,
-    pub verdict: sidelight_monitor::Verdict,
+    #[serde(flatten)]
+    pub check: sidelight_monitor::exposure::ExposureCheck,
 }
 
 /// An alert the monitor raised or resolved in the period (an `_alert` event).
@@ -1182,28 +1181,17 @@ fn exposure(config: &Config, keys: &Keys, name: &str, acc: &RouteAcc) -> Vec<Rou
                     item_groups: items.iter().map(Option::as_deref).collect(),
                 })
                 .collect();
-            let groups = sidelight_monitor::exposure::exposure(
+            let check = sidelight_monitor::exposure::check_exposure(
                 &shown,
-                fairness.confidence,
-                fairness.min_group_size,
-            );
-            let comparisons = sidelight_monitor::exposure::compare_exposure(
-                &groups,
                 &p.privileged,
                 &p.unprivileged,
                 &fairness,
-            );
-            let verdict = comparisons.iter().map(|c| c.verdict).fold(
-                sidelight_monitor::Verdict::Pass,
-                sidelight_monitor::Verdict::worst,
             );
             Some(RouteExposure {
                 attribute: p.feature.clone(),
                 item_feature: item_feature.to_owned(),
                 rankings: shown.len() as u64,
-                groups,
-                comparisons,
-                verdict,
+                check,
             })
         })
         .collect()

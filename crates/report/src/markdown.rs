@@ -180,11 +180,11 @@ pub fn render(r: &Report) -> String {
                 "### Route {}, exposure by {}: {}\n\nShare of the shown slots per group of items (by {}) and customers, from {} ranking(s).\n\n| Customers | Rankings | Slots | Items | Share | Interval |\n|---|---:|---:|---|---:|---|",
                 cell(&route.route),
                 cell(&x.attribute),
-                verdict(x.verdict),
+                verdict(x.check.verdict),
                 cell(&x.item_feature),
                 x.rankings
             );
-            for g in &x.groups {
+            for g in &x.check.groups {
                 for share in &g.shares {
                     let interval = share.interval.map_or_else(
                         || "—".to_owned(),
@@ -206,7 +206,7 @@ pub fn render(r: &Report) -> String {
                 o,
                 "\n| Customers vs privileged | Items | Share difference | Interval | Verdict |\n|---|---|---:|---|---|"
             );
-            for c in &x.comparisons {
+            for c in &x.check.comparisons {
                 let interval = c.difference.map_or_else(
                     || "—".to_owned(),
                     |e| format!("{} – {}", num(Some(e.lower)), num(Some(e.upper))),

@@ -1198,16 +1198,16 @@ fn monitor_report(route: &str, r: &crate::monitor::MonitorReport) -> Markup {
         }
         @for x in &r.exposure {
             table.exposure {
-                caption { "Exposure by " (x.attribute) " on " (route) ": share of the shown slots per group of items (" (x.item_feature) "), " (x.rankings) " rankings (verdict: " (verdict_text(x.verdict)) ")" }
+                caption { "Exposure by " (x.attribute) " on " (route) ": share of the shown slots per group of items (" (x.item_feature) "), " (x.rankings) " rankings (verdict: " (verdict_text(x.check.verdict)) ")" }
                 thead { tr {
                     th scope="col" { "Customers" } th scope="col" { "Items" } th scope="col" { "Slots" }
                     th scope="col" { "Share" } th scope="col" { "Interval" }
                     th scope="col" { "Difference from privileged" } th scope="col" { "Verdict" }
                 } }
                 tbody {
-                    @for g in &x.groups {
+                    @for g in &x.check.groups {
                         @for share in &g.shares {
-                            @let c = x.comparisons.iter().find(|c| c.unprivileged == g.customer_group && c.item_group == share.item_group);
+                            @let c = x.check.comparisons.iter().find(|c| c.unprivileged == g.customer_group && c.item_group == share.item_group);
                             tr {
                                 th scope="row" { (g.customer_group) }
                                 td { (share.item_group) }

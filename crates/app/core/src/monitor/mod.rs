@@ -194,10 +194,9 @@ pub struct ExposureReport {
     pub item_feature: String,
     /// Rankings in the window.
     pub rankings: usize,
-    pub groups: Vec<sidelight_monitor::exposure::GroupExposure>,
-    pub comparisons: Vec<sidelight_monitor::exposure::ExposureComparison>,
-    /// The worst of the comparisons' verdicts.
-    pub verdict: sidelight_monitor::Verdict,
+    /// Shares, comparisons and verdict.
+    #[serde(flatten)]
+    pub check: sidelight_monitor::exposure::ExposureCheck,
 }
 
 /// One ranking a customer was shown, as exposure counts it: the customer's group per
@@ -342,28 +341,17 @@ impl RouteMonitor {
                         item_groups: r.items.iter().map(|i| i.as_deref()).collect(),
                     })
                     .collect();
-                let groups = sidelight_monitor::exposure::exposure(
+                let check = sidelight_monitor::exposure::check_exposure(
                     &shown,
-                    config.confidence,
-                    config.min_group_size,
-                );
-                let comparisons = sidelight_monitor::exposure::compare_exposure(
-                    &groups,
                     &p.privileged,
                     &p.unprivileged,
                     &config,
-                );
-                let verdict = comparisons.iter().map(|c| c.verdict).fold(
-                    sidelight_monitor::Verdict::Pass,
-                    sidelight_monitor::Verdict::worst,
                 );
                 ExposureReport {
                     attribute: p.feature.clone(),
                     item_feature: item_feature.to_owned(),
                     rankings: rankings.len(),
-                    groups,
-                    comparisons,
-                    verdict,
+                    check,
                 }
             })
             .collect()
