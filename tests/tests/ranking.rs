@@ -181,6 +181,29 @@ async fn the_shown_items_are_explained_by_id_for_the_customer_and_compared() {
         "{exposure}"
     );
     assert_eq!(exposure["verdict"], "fail", "{exposure}");
+    // The failing comparison fires an alert; the selection-rate checks, meaningless
+    // over items shown, are not computed on a ranking route.
+    let mut alerts = Value::Null;
+    for _ in 0..100 {
+        alerts = get(&proxy.admin_url("/api/v1/alerts")).await.json();
+        if alerts.to_string().contains("context.colour=blue:own") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        alerts.to_string().contains("\"check\":\"exposure\""),
+        "{alerts}"
+    );
+    let monitoring = get(&proxy.admin_url("/api/v1/monitoring")).await.json();
+    let shop = monitoring["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "shop")
+        .unwrap()
+        .clone();
+    assert_eq!(shop["latest"]["fairness"], json!([]), "{shop}");
     // The audit report reads the same from the recorded shown items.
     let mut reported = Value::Null;
     for _ in 0..50 {

@@ -1215,6 +1215,17 @@ fn fairness(config: &Config, keys: &Keys, name: &str, acc: &RouteAcc) -> RouteFa
             Some("no protected attribute configured ([routes.monitor] protected)".to_owned());
         return out;
     };
+    let ranking = route_config(config, name)
+        .and_then(|r| r.explain.as_ref())
+        .is_some_and(|e| e.ranking.is_some());
+    if ranking {
+        out.note = Some(
+            "a ranking route: its rows are items shown, not decisions, so no selection rates; \
+             its fairness is exposure, below"
+                .to_owned(),
+        );
+        return out;
+    }
     let config_f = FairnessConfig {
         confidence: monitor.confidence,
         min_group_size: monitor.min_group_size,

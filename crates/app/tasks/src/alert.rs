@@ -42,6 +42,8 @@ pub enum Check {
     PredictionPsi,
     ProtectedShare,
     FidelityR2,
+    /// A ranking route's exposure difference for one customer group and item group.
+    Exposure,
 }
 
 impl Check {
@@ -55,6 +57,7 @@ impl Check {
             Check::PredictionPsi => "prediction_psi",
             Check::ProtectedShare => "protected_share",
             Check::FidelityR2 => "fidelity_r2",
+            Check::Exposure => "exposure",
         }
     }
 
@@ -68,6 +71,7 @@ impl Check {
             Check::PredictionPsi => "Prediction drift (PSI)",
             Check::ProtectedShare => "The protected features' share of the attributions",
             Check::FidelityR2 => "Surrogate fidelity (R²)",
+            Check::Exposure => "Exposure difference",
         }
     }
 
@@ -75,7 +79,7 @@ impl Check {
     fn breach(self) -> &'static str {
         match self {
             Check::DisparateImpact => "below the four-fifths bound of",
-            Check::StatisticalParity | Check::EqualOpportunity => {
+            Check::StatisticalParity | Check::EqualOpportunity | Check::Exposure => {
                 "beyond the allowed difference of ±"
             }
             Check::FeaturePsi | Check::PredictionPsi | Check::ProtectedShare => {

@@ -328,6 +328,16 @@ impl MonitorJob {
             .map(|series| series())
             .filter(|s| !s.is_empty())
             .map(|s| sidelight_monitor::summarise_fidelity(&s));
+        // A ranking's rows are items shown, not decisions: no selection rates (nor their
+        // alerts and review flags) over them; exposure instead.
+        if self.monitor.is_ranking() {
+            fairness.clear();
+        }
+        let exposure = self
+            .monitor
+            .item_feature()
+            .map(|item| self.monitor.exposure(now, item))
+            .unwrap_or_default();
         let flagged = self.update_flags(&fairness);
         self.set_gauges(
             &fairness,
@@ -337,6 +347,7 @@ impl MonitorJob {
         );
         let readings = self.readings(
             &fairness,
+            &exposure,
             &fairness_config,
             &drift,
             prediction_drift.as_ref(),
@@ -376,11 +387,7 @@ impl MonitorJob {
             flagged,
             errors,
             fleet: fleet_view,
-            exposure: self
-                .monitor
-                .item_feature()
-                .map(|item| self.monitor.exposure(now, item))
-                .unwrap_or_default(),
+            exposure,
         });
     }
 
@@ -642,9 +649,11 @@ impl MonitorJob {
     }
 
     /// Each alert check's reading in this computation.
+    #[allow(clippy::too_many_arguments)]
     fn readings(
         &self,
         fairness: &[FairnessReport],
+        exposure: &[sidelight_core::monitor::ExposureReport],
         config: &FairnessConfig,
         drift: &[FeatureDrift],
         prediction: Option<&NumericDrift>,
@@ -691,6 +700,19 @@ impl MonitorJob {
                             bound: Some(bound),
                         });
                     }
+                }
+            }
+        }
+        if bounds.fairness {
+            for x in exposure {
+                for c in &x.check.comparisons {
+                    out.push(Reading {
+                        check: Check::Exposure,
+                        subject: format!("{}={}:{}", x.attribute, c.unprivileged, c.item_group),
+                        breaking: verdict(c.verdict),
+                        value: c.difference.map(|e| e.value),
+                        bound: Some(config.max_difference),
+                    });
                 }
             }
         }

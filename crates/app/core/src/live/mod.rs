@@ -291,11 +291,11 @@ impl RouteLive {
             .monitor
             .clone()
             .map(|m| crate::monitor::RouteMonitor::new(&route.name, m));
-        if let (Some(monitor), Some(item)) = (
-            &monitor,
-            config.ranking.as_ref().and_then(|r| r.item_group.clone()),
-        ) {
-            monitor.set_item_feature(item);
+        if let (Some(monitor), Some(ranking)) = (&monitor, config.ranking.as_ref()) {
+            monitor.set_ranking();
+            if let Some(item) = ranking.item_group.clone() {
+                monitor.set_item_feature(item);
+            }
         }
         let response_limit = route.inspect_limit_bytes;
         let route = route.name.as_str();

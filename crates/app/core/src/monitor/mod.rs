@@ -261,6 +261,8 @@ pub struct RouteMonitor {
     rankings: Mutex<std::collections::VecDeque<ShownRanking>>,
     /// A ranking route's item feature whose levels group items for exposure.
     item_feature: std::sync::OnceLock<String>,
+    /// A ranking route's: its rows are items shown, not decisions.
+    ranking: AtomicBool,
 }
 
 impl std::fmt::Debug for RouteMonitor {
@@ -288,7 +290,19 @@ impl RouteMonitor {
             wake: Condvar::new(),
             rankings: Mutex::default(),
             item_feature: std::sync::OnceLock::new(),
+            ranking: AtomicBool::new(false),
         })
+    }
+
+    /// Makes the monitor a ranking route's: the decision checks (selection rates) are
+    /// not computed over items shown, which are no decisions; exposure is.
+    pub fn set_ranking(&self) {
+        self.ranking.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the monitor is a ranking route's.
+    pub fn is_ranking(&self) -> bool {
+        self.ranking.load(Ordering::Relaxed)
     }
 
     /// Makes the monitor a ranking route's with exposure over `item_feature`'s levels.
