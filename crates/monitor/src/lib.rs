@@ -40,6 +40,8 @@
 //!   protected group of customers, with Wilson intervals.
 //! - [`fidelity`]: last, minimum and trend of a surrogate's R² over time.
 //! - [`window`]: bounded windows by count and by age.
+//! - [`workbench`]: many explained predictions at once: a global summary per feature,
+//!   and the exact decomposition of two cohorts' difference.
 //! - [`stats`]: the distribution functions and intervals underneath.
 
 #![warn(missing_docs)]
@@ -52,6 +54,7 @@ pub mod fidelity;
 pub mod stats;
 pub mod summary;
 pub mod window;
+pub mod workbench;
 
 pub use attribution::{
     Association, AttributionCheck, AttributionSummary, Column, FeatureImportance, Measure,
@@ -107,4 +110,8 @@ pub enum MonitorError {
         /// The first column's number of values.
         expected: usize,
     },
+    /// Rows given to a summary do not fit it (a figure that is not finite, an empty
+    /// cohort); the message names the row or cohort, never a value.
+    #[error("{0}")]
+    Input(String),
 }
