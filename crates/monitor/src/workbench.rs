@@ -250,12 +250,10 @@ mod tests {
             a in proptest::collection::vec((-1.0f64..1.0, proptest::collection::vec(-5.0f64..5.0, 3)), 1..30),
             b in proptest::collection::vec((-1.0f64..1.0, proptest::collection::vec(-5.0f64..5.0, 3)), 1..30),
         ) {
-            let rows = |raw: &[(f64, Vec<f64>)]| -> Vec<(f64, Vec<f64>)> { raw.to_vec() };
-            let (ra, rb) = (rows(&a), rows(&b));
             let ea: Vec<ExplainedRow<'_>> =
-                ra.iter().map(|(base, x)| ExplainedRow { base: *base, attributions: x }).collect();
+                a.iter().map(|(base, x)| ExplainedRow { base: *base, attributions: x }).collect();
             let eb: Vec<ExplainedRow<'_>> =
-                rb.iter().map(|(base, x)| ExplainedRow { base: *base, attributions: x }).collect();
+                b.iter().map(|(base, x)| ExplainedRow { base: *base, attributions: x }).collect();
             let d = cohort_difference(&names(3), &ea, &eb).unwrap();
             let total = d.base + d.features.iter().map(|f| f.difference).sum::<f64>();
             let mean = |e: &[ExplainedRow<'_>]| {
