@@ -49,6 +49,19 @@ fn trust(input: &Input<'_>) -> Trust {
     }
 }
 
+/// The features (at most [`MAX_REASONS`], strongest first) that `may_name` allows and
+/// that pushed `values` up by at least [`SMALL_SHARE`] of the largest push: the reasons
+/// for a recommendation or for one item above another.
+fn strongest_for(values: &[f64], may_name: impl Fn(usize) -> bool) -> Vec<usize> {
+    let largest = values.iter().fold(0.0_f64, |m, v| m.max(*v));
+    let cut = SMALL_SHARE * largest;
+    by_magnitude(values)
+        .into_iter()
+        .filter(|&i| values[i] > 0.0 && values[i] >= cut && may_name(i))
+        .take(MAX_REASONS)
+        .collect()
+}
+
 /// The feature indices by |contribution| descending, ties by index.
 fn by_magnitude(contributions: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..contributions.len()).collect();
@@ -226,16 +239,9 @@ impl Narrator {
             return narration;
         }
         let lang = self.language_index(locale);
-        let largest = input.contributions.iter().fold(0.0_f64, |m, c| m.max(*c));
-        let cut = SMALL_SHARE * largest;
-        let named: Vec<usize> = by_magnitude(input.contributions)
-            .into_iter()
-            .filter(|&i| {
-                let c = input.contributions[i];
-                input.features[i].shown_to_customer() && c > 0.0 && c >= cut
-            })
-            .take(MAX_REASONS)
-            .collect();
+        let named = strongest_for(input.contributions, |i| {
+            input.features[i].shown_to_customer()
+        });
         // About the customer first, then about the item.
         let clauses: Vec<String> = [false, true]
             .iter()
@@ -290,16 +296,9 @@ impl Narrator {
             return None;
         }
         let lang = self.language_index(locale);
-        let largest = input.difference.iter().fold(0.0_f64, |m, d| m.max(*d));
-        let cut = SMALL_SHARE * largest;
-        let named: Vec<usize> = by_magnitude(input.difference)
-            .into_iter()
-            .filter(|&i| {
-                let d = input.difference[i];
-                input.about_item[i] && input.features[i].shown_to_customer() && d > 0.0 && d >= cut
-            })
-            .take(MAX_REASONS)
-            .collect();
+        let named = strongest_for(input.difference, |i| {
+            input.about_item[i] && input.features[i].shown_to_customer()
+        });
         let reasons: Vec<String> = named
             .iter()
             .map(|&i| {

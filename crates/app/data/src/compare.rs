@@ -187,15 +187,14 @@ pub fn answer(
     // Who may read which feature comes from the route's config, the same for every
     // version of its surrogate with these names.
     let features = model
-        .as_ref()
+        .as_deref()
         .filter(|m| m.names() == kept.names.as_slice())
-        .map(|m| m.features().to_vec());
+        .map(LiveModel::features);
     let customer = kept.audience == Audience::Customer;
     let mut parts = Vec::new();
     let mut other_factors = 0.0;
     for (i, name) in kept.names.iter().enumerate() {
         let shown = features
-            .as_ref()
             .and_then(|f| f.get(i))
             .is_some_and(|f| f.shown_to_customer());
         let contribution = difference.values.get(i).copied().unwrap_or(0.0);
@@ -213,7 +212,7 @@ pub fn answer(
     parts.sort_by(|x, y| y.contribution.abs().total_cmp(&x.contribution.abs()));
     let (higher, lower) = if a.rank <= b.rank { (a, b) } else { (b, a) };
     let withheld = a.withheld || b.withheld;
-    let text = match (route, features.as_ref()) {
+    let text = match (route, features) {
         (Some(route), Some(features)) if !withheld => {
             let ranking = route.config.ranking.as_ref();
             let about_item: Vec<bool> = features

@@ -632,23 +632,7 @@ impl LiveModel {
             overrides: ask.overrides,
             fidelity: policy,
         };
-        let narration = match &ask.config.ranking {
-            Some(ranking) => {
-                let about_item: Vec<bool> = features
-                    .iter()
-                    .map(|f| !ranking.is_context(&f.name))
-                    .collect();
-                ask.narrator.recommend(
-                    &input,
-                    &about_item,
-                    narrator_audience(ask.audience),
-                    ask.locale,
-                )
-            }
-            None => ask
-                .narrator
-                .narrate(&input, narrator_audience(ask.audience), ask.locale),
-        };
+        let narration = narrate_row(ask.config, ask.narrator, &input, ask.audience, ask.locale);
 
         let mut attributions: Vec<Contribution> = self
             .names
@@ -880,16 +864,29 @@ pub fn narrate_stored(
         overrides,
         fidelity: FidelityPolicy::default(),
     };
-    Some(match &config.ranking {
+    Some(narrate_row(config, narrator, &input, audience, locale))
+}
+
+/// One row's text in the route's kind: a ranking's "recommended because…" (the
+/// features not about the customer are about the item), else the decision's.
+fn narrate_row(
+    config: &ExplainConfig,
+    narrator: &Narrator,
+    input: &Input<'_>,
+    audience: Audience,
+    locale: &Locale,
+) -> sidelight_narrate::Narration {
+    match &config.ranking {
         Some(ranking) => {
-            let about_item: Vec<bool> = features
+            let about_item: Vec<bool> = input
+                .features
                 .iter()
                 .map(|f| !ranking.is_context(&f.name))
                 .collect();
-            narrator.recommend(&input, &about_item, narrator_audience(audience), locale)
+            narrator.recommend(input, &about_item, narrator_audience(audience), locale)
         }
-        None => narrator.narrate(&input, narrator_audience(audience), locale),
-    })
+        None => narrator.narrate(input, narrator_audience(audience), locale),
+    }
 }
 
 /// The configured audience as the narrator knows it (two crates, one meaning).

@@ -146,7 +146,8 @@ pub struct MonitorReport {
     pub rows_seen: u64,
     /// Rows not monitored: they arrived while the window was being copied for the
     /// computation and the inbox that holds such rows was busy or full (the request
-    /// path never waits for the monitor).
+    /// path never waits for the monitor); on a ranking route, also each ranking that
+    /// arrived while exposure was being computed.
     pub rows_skipped: u64,
     /// Rows in the drift reference.
     pub reference_rows: usize,
@@ -316,9 +317,17 @@ impl RouteMonitor {
     }
 
     /// Keeps a ranking shown to a customer, for exposure; the oldest goes past
-    /// `window_rows`.
+    /// `window_rows`. As with rows, the request path never waits for the monitor: while
+    /// a computation reads the rankings, this one is counted in `rows_skipped`.
     pub fn push_ranking(&self, ranking: ShownRanking) {
-        let mut rankings = self.rankings.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut rankings = match self.rankings.try_lock() {
+            Ok(rankings) => rankings,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
         while rankings.len() >= self.config.window_rows.max(1) {
             rankings.pop_front();
         }
