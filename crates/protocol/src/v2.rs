@@ -166,7 +166,7 @@ pub(super) fn request(root: &Node<'_>) -> Result<Rows, AdapterError> {
     }
     let mut names = Vec::new();
     let mut positional = false;
-    for t in &tensors {
+    for (i, t) in tensors.iter().enumerate() {
         if t.batch() != batch {
             return Err(AdapterError::BatchMismatch {
                 side,
@@ -174,6 +174,15 @@ pub(super) fn request(root: &Node<'_>) -> Result<Rows, AdapterError> {
                 expected: batch,
                 found: t.batch(),
             });
+        }
+        // A zero trailing dimension carries no feature: rows made of it would be
+        // explained as nothing, and written back as no tensor at all.
+        if t.width() == 0 {
+            return Err(wrong(
+                side,
+                inputs_path.index(i).key("shape"),
+                "[batch] or [batch, features] with at least one feature",
+            ));
         }
         // `[batch]` and `[batch, 1]` are one feature; anything wider is a block of
         // positional features under the tensor's name.
@@ -408,6 +417,12 @@ mod tests {
             req(r#"{"inputs": [{"name": "a", "shape": [0, 3], "datatype": "FP32", "data": []}]}"#)
                 .unwrap_err(),
             AdapterError::Empty { .. }
+        ));
+        // Found by the fuzzer: rows with no feature at all.
+        assert!(matches!(
+            req(r#"{"inputs": [{"name": "a", "shape": [3, 0], "datatype": "FP32", "data": []}]}"#)
+                .unwrap_err(),
+            AdapterError::WrongType { path, .. } if path == "/inputs/0/shape"
         ));
     }
 
