@@ -14,9 +14,12 @@
 //! admin API serves `GET /api/v1/report` by calling [`build`]), or write to the store.
 
 pub mod chart;
+pub mod explained;
+pub mod export;
 mod html;
 mod markdown;
 mod verification;
+pub mod workbench;
 
 mod definitions;
 mod duties;
@@ -973,13 +976,7 @@ impl RouteAcc {
             // gives row i its item i (null: unknown for that row, not unusable); one
             // reported with `row: k` (stored as {"row": k, "outcome": …}) row k alone;
             // a single value every row of the record.
-            let row_outcome = outcome.and_then(|o| match o {
-                Json::Array(per_row) => per_row.get(i).filter(|v| !v.is_null()),
-                Json::Object(pair) if pair.contains_key("row") && pair.contains_key("outcome") => {
-                    (pair["row"].as_u64() == u64::try_from(i).ok()).then(|| &pair["outcome"])
-                }
-                one => Some(one),
-            });
+            let row_outcome = outcome.and_then(|o| row_outcome(o, i));
             let threshold = decision
                 .and_then(|d| d.threshold)
                 .or_else(|| e.and_then(|e| e["threshold"].as_f64()));
@@ -1003,11 +1000,24 @@ impl RouteAcc {
     }
 }
 
+/// The part of a record's reported outcome that belongs to row `i`: an array gives row
+/// `i` its item `i` (null: unknown for that row); one reported with `row: k` (stored as
+/// `{"row": k, "outcome": …}`) row `k` alone; a single value every row of the record.
+pub(crate) fn row_outcome(outcome: &Json, i: usize) -> Option<&Json> {
+    match outcome {
+        Json::Array(per_row) => per_row.get(i).filter(|v| !v.is_null()),
+        Json::Object(pair) if pair.contains_key("row") && pair.contains_key("outcome") => {
+            (pair["row"].as_u64() == u64::try_from(i).ok()).then(|| &pair["outcome"])
+        }
+        one => Some(one),
+    }
+}
+
 /// Whether a reported outcome was favourable to the person: `true`/`false`; a number
 /// against the decision threshold, in the route's direction; or a word (`favourable`,
 /// `approved`, `good`, the route's own word for it, and their opposites). `None`: not
 /// usable.
-fn outcome_favourable(
+pub(crate) fn outcome_favourable(
     outcome: &Json,
     route: Option<&RouteConfig>,
     higher: bool,
@@ -1453,3 +1463,6 @@ pub const SECTIONS: [&str; 9] = [
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod workbench_tests;
