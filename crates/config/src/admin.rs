@@ -33,7 +33,34 @@ pub struct AdminConfig {
     /// TLS on the admin listener (`server.admin_listen`); absent, plain HTTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// The developer's workbench (`/api/v1/explanations/…`): how much one question may
+    /// read from the audit store.
+    pub workbench: WorkbenchConfig,
 }
+
+/// `[admin.workbench]`: bounds on the workbench's reads of the audit store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkbenchConfig {
+    /// The most explained rows one question (a summary, a cohort, an export) reads;
+    /// a longer period is answered as cut short, or, for an export, refused.
+    pub max_rows: usize,
+    /// The longest one question may read for.
+    #[serde(with = "humantime_serde")]
+    pub time_budget: std::time::Duration,
+}
+
+impl Default for WorkbenchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 100_000,
+            time_budget: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// The largest `admin.workbench.max_rows`: about 2 GiB of rows at 100 features.
+pub(crate) const MAX_WORKBENCH_ROWS: usize = 2_000_000;
 
 /// What a token may do. Each role may do everything the roles before it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -179,6 +206,18 @@ impl AdminConfig {
         }
         if let Some(tls) = &self.tls {
             tls.validate("admin.tls")?;
+        }
+        if !(1..=MAX_WORKBENCH_ROWS).contains(&self.workbench.max_rows) {
+            return Err((
+                "admin.workbench.max_rows".to_owned(),
+                format!("must be 1 to {MAX_WORKBENCH_ROWS}"),
+            ));
+        }
+        if self.workbench.time_budget.is_zero() {
+            return Err((
+                "admin.workbench.time_budget".to_owned(),
+                "must be longer than zero, e.g. \"10s\"".to_owned(),
+            ));
         }
         Ok(())
     }

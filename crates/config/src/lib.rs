@@ -31,7 +31,7 @@ mod parse_error;
 mod review;
 mod trust;
 
-pub use admin::{AdminConfig, Role, TlsConfig, TokenConfig, parse_rfc3339};
+pub use admin::{AdminConfig, Role, TlsConfig, TokenConfig, WorkbenchConfig, parse_rfc3339};
 pub use alerts::{ALERT_SECRET_VARIABLE, AlertsConfig};
 pub use trust::TrustConfig;
 

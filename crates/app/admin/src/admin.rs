@@ -55,6 +55,8 @@ enum Endpoint<'a> {
     Review(&'a str),
     /// `GET` or `PUT /api/v1/review-flags` (`PUT` needs `admin`).
     ReviewFlags,
+    /// `GET /api/v1/explanations/{summary,cohorts,dependence,slices,export}`.
+    Explanations(crate::workbench::View),
     /// Any other path under `/api/v1/`: 404, but only to a caller with a token.
     Unknown,
 }
@@ -98,6 +100,14 @@ impl<'a> Endpoint<'a> {
             _ if path.starts_with(SCHEMA_PATH) => Endpoint::Schema(&path[SCHEMA_PATH.len()..]),
             _ if path.starts_with(REVIEW_PATH) => Endpoint::Review(&path[REVIEW_PATH.len()..]),
             _ if path.starts_with(PROBE_PATH) => Endpoint::Probe(&path[PROBE_PATH.len()..]),
+            _ if path.starts_with(crate::workbench::EXPLANATIONS_PATH) => {
+                match crate::workbench::View::parse(
+                    &path[crate::workbench::EXPLANATIONS_PATH.len()..],
+                ) {
+                    Some(view) => Endpoint::Explanations(view),
+                    None => Endpoint::Unknown,
+                }
+            }
             _ if path.starts_with(API_PREFIX) => Endpoint::Unknown,
             _ => return None,
         })
@@ -114,6 +124,8 @@ impl<'a> Endpoint<'a> {
             | Endpoint::Alerts
             | Endpoint::Schema(_)
             | Endpoint::Unknown => Role::Viewer,
+            // Aggregates for a viewer; an export is rows of records, for an auditor.
+            Endpoint::Explanations(view) => view.role(),
             // Records hold personal data; the probe check calls the model with a
             // recorded request.
             // Reviewers see records with personal data masked, and decide.
@@ -139,6 +151,7 @@ impl<'a> Endpoint<'a> {
             | Endpoint::Report
             | Endpoint::Evidence
             | Endpoint::ReviewQueue
+            | Endpoint::Explanations(_)
             | Endpoint::Unknown => READ,
             Endpoint::Review(_) => READ_OR_POST,
             Endpoint::ReviewFlags => READ_OR_PUT,
@@ -359,6 +372,29 @@ async fn dispatch(
             )
             .await;
             access.response
+        }
+        Endpoint::Explanations(view) => {
+            let query = request.uri().query();
+            let config = state.reloader.running().await;
+            let response = crate::workbench::answer(
+                state.erasable.audit.as_ref(),
+                &config,
+                view,
+                principal.role,
+                query,
+            )
+            .await;
+            let detail = json!({ "status": response.status().as_u16() });
+            let action = format!("explanations.{}", view.name());
+            record_action(
+                state,
+                &principal,
+                &action,
+                query.unwrap_or_default(),
+                detail,
+            )
+            .await;
+            response
         }
         Endpoint::ConfigReload => reload(state, &principal).await,
         Endpoint::ReviewQueue => state.desk().queue(request.uri().query()).await,
@@ -660,6 +696,10 @@ mod tests {
             ("/api/v1/report", Some(Role::Auditor)),
             ("/api/v1/probe/abc", Some(Role::Auditor)),
             ("/api/v1/erasure", Some(Role::Admin)),
+            ("/api/v1/explanations/summary", Some(Role::Viewer)),
+            ("/api/v1/explanations/cohorts", Some(Role::Viewer)),
+            ("/api/v1/explanations/export", Some(Role::Auditor)),
+            ("/api/v1/explanations/nothing", Some(Role::Viewer)),
             ("/api/v1/config/reload", Some(Role::Admin)),
             ("/api/v1/reviews", Some(Role::Reviewer)),
             ("/api/v1/reviews/abc", Some(Role::Reviewer)),

@@ -1,7 +1,8 @@
 //! `sidelight-admin`: the control plane, on the admin listener. Health, readiness and
 //! metrics; the admin JSON API under `/api/v1` with bearer tokens and roles (`auth`);
 //! the audit records, erasure and reports read from the store (`records`,
-//! `report_endpoint`); the reviewers' desk (`desk`); the probe check (`probe`); the web
+//! `report_endpoint`); the reviewers' desk (`desk`); the developer's workbench over recorded
+//! explanations (`workbench`); the probe check (`probe`); the web
 //! console (`console`); and the checks a reload shares with `sidelight config check`
 //! (`preflight`).
 //!
@@ -21,6 +22,7 @@ pub mod records;
 pub mod reload;
 pub mod report_endpoint;
 pub mod state;
+pub mod workbench;
 
 use sidelight_config as config;
 use sidelight_core::{audit, body, error, live, monitor, query};

@@ -41,7 +41,7 @@ struct Ask {
 }
 
 /// A time as RFC 3339, a date (midnight UTC) or unix milliseconds.
-fn time(key: &str, value: &str) -> Result<i64, QueryError> {
+pub(crate) fn time(key: &str, value: &str) -> Result<i64, QueryError> {
     let text = if value.len() == "2026-11-27".len() {
         format!("{value}T00:00:00Z")
     } else {
@@ -112,7 +112,7 @@ fn parse(query: Option<&str>, now_ms: i64) -> Result<Ask, QueryError> {
 
 /// A read-only connection of its own to a PostgreSQL log (`None` for SQLite, opened on
 /// the blocking thread by [`read_store`]); `Err` when the log has none to give.
-fn postgres_reader(
+pub(crate) fn postgres_reader(
     audit: &AuditLog,
     audit_config: &AuditConfig,
 ) -> Result<Option<PostgresStore>, &'static str> {
@@ -127,7 +127,7 @@ fn postgres_reader(
 
 /// The store a report or an evidence pack reads, on a connection of its own: so that
 /// a long read never holds up the admin connection. Blocks: call it off the workers.
-fn read_store(
+pub(crate) fn read_store(
     postgres: Option<PostgresStore>,
     audit_config: &AuditConfig,
     keys: &sidelight_audit::Keys,
