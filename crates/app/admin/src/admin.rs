@@ -57,6 +57,8 @@ enum Endpoint<'a> {
     ReviewFlags,
     /// `GET /api/v1/explanations/{summary,cohorts,dependence,slices,export}`.
     Explanations(crate::workbench::View),
+    /// `POST /api/v1/whatif`: the model's answer for a changed row.
+    WhatIf,
     /// Any other path under `/api/v1/`: 404, but only to a caller with a token.
     Unknown,
 }
@@ -90,6 +92,7 @@ impl<'a> Endpoint<'a> {
             RELOAD_PATH => Endpoint::ConfigReload,
             crate::report_endpoint::REPORT_PATH => Endpoint::Report,
             crate::report_endpoint::EVIDENCE_PATH => Endpoint::Evidence,
+            crate::whatif::WHATIF_PATH => Endpoint::WhatIf,
             _ if path == records
                 || path
                     .strip_prefix(records)
@@ -134,6 +137,7 @@ impl<'a> Endpoint<'a> {
             // audit log; a subject's access answer is one person's records.
             Endpoint::Records
             | Endpoint::Probe(_)
+            | Endpoint::WhatIf
             | Endpoint::Report
             | Endpoint::Evidence
             | Endpoint::SubjectAccess => Role::Auditor,
@@ -158,6 +162,7 @@ impl<'a> Endpoint<'a> {
             // The probe check calls the model; erasure and reload change state.
             // A subject's identifier goes in a body, never in a URL that logs keep.
             Endpoint::Probe(_)
+            | Endpoint::WhatIf
             | Endpoint::Erasure
             | Endpoint::ConfigReload
             | Endpoint::SubjectAccess => POST,
@@ -395,6 +400,26 @@ async fn dispatch(
             )
             .await;
             response
+        }
+        Endpoint::WhatIf => {
+            tracing::info!(principal = %principal.name, action = "whatif", "admin action");
+            let (_, body) = request.into_parts();
+            let done =
+                crate::whatif::what_if(&state.probe, state.erasable.audit.as_ref(), body).await;
+            // The features changed, never their values.
+            let detail = json!({
+                "status": done.response.status().as_u16(),
+                "features": done.features,
+            });
+            record_action(
+                state,
+                &principal,
+                "whatif",
+                done.record.as_deref().unwrap_or_default(),
+                detail,
+            )
+            .await;
+            done.response
         }
         Endpoint::ConfigReload => reload(state, &principal).await,
         Endpoint::ReviewQueue => state.desk().queue(request.uri().query()).await,
@@ -696,6 +721,7 @@ mod tests {
             ("/api/v1/report", Some(Role::Auditor)),
             ("/api/v1/probe/abc", Some(Role::Auditor)),
             ("/api/v1/erasure", Some(Role::Admin)),
+            ("/api/v1/whatif", Some(Role::Auditor)),
             ("/api/v1/explanations/summary", Some(Role::Viewer)),
             ("/api/v1/explanations/cohorts", Some(Role::Viewer)),
             ("/api/v1/explanations/export", Some(Role::Auditor)),

@@ -22,6 +22,7 @@ pub mod records;
 pub mod reload;
 pub mod report_endpoint;
 pub mod state;
+pub mod whatif;
 pub mod workbench;
 
 use sidelight_config as config;

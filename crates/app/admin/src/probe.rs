@@ -22,11 +22,12 @@ use sidelight_explain::Value;
 pub struct Prober {
     pub requests: Arc<RecentRequests>,
     pub caller: Arc<UpstreamCaller>,
-    busy: AtomicBool,
+    /// Set while a probe or a what-if runs: one at a time, to spare the model.
+    pub(crate) busy: AtomicBool,
 }
 
 /// Clears the busy flag however the probe ends.
-struct Running<'a>(&'a AtomicBool);
+pub(crate) struct Running<'a>(pub(crate) &'a AtomicBool);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {

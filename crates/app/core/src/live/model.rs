@@ -523,20 +523,45 @@ impl LiveModel {
         }
     }
 
-    /// Every feature's contribution to output `class` for `row` (both in schema order),
-    /// in the space explanations are given in.
     /// The schema's features, in order.
     pub fn features(&self) -> &[FeatureInfo] {
         &self.features
     }
 
+    /// Every feature's contribution to output `class` for `row` (both in schema order),
+    /// in the space explanations are given in.
     pub fn contributions(&self, row: &[Value], class: usize) -> Result<Vec<f64>, ExplainError> {
+        Ok(self.attribute(row, class)?.values)
+    }
+
+    /// The space attributions add up in: `logit` for probabilities, else `output`.
+    pub fn space(&self) -> &'static str {
+        if self.surrogate.output().is_probability() {
+            "logit"
+        } else {
+            "output"
+        }
+    }
+
+    /// A value of the attribution's space (a base value plus contributions) as the
+    /// model's output: a probability for probabilities.
+    pub fn to_output(&self, raw: f64) -> f64 {
+        self.surrogate.output().to_output(raw)
+    }
+
+    /// The attribution of output `class` for `row`: base value, contributions (in schema
+    /// order) and their sum, in the space explanations are given in.
+    pub fn attribute(
+        &self,
+        row: &[Value],
+        class: usize,
+    ) -> Result<sidelight_explain::Attribution, ExplainError> {
         let explainer = self
             .explainers
             .get(class)
             .ok_or(ExplainError::NoOutput(class))?;
         let x = self.encode(row)?;
-        Ok(explain_reusing_scratch(explainer, &x)?.values)
+        explain_reusing_scratch(explainer, &x)
     }
 
     /// Explains one row, given in schema order, whose model output is `outputs`.
