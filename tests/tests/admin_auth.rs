@@ -181,6 +181,29 @@ fn endpoints() -> Vec<Endpoint> {
             "auditor",
             StatusCode::NOT_FOUND,
         ),
+        // The workbench: aggregates for a viewer (a route that does not exist: 404),
+        // exports and what-ifs for an auditor.
+        e(
+            Method::GET,
+            "/api/v1/explanations/summary?route=credit",
+            "",
+            "viewer",
+            StatusCode::NOT_FOUND,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/explanations/export?route=credit",
+            "",
+            "auditor",
+            StatusCode::NOT_FOUND,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/whatif",
+            r#"{"record": "no-such-id", "changes": {"a": 1}}"#,
+            "auditor",
+            StatusCode::NOT_FOUND,
+        ),
         e(
             Method::POST,
             "/api/v1/erasure",
