@@ -376,6 +376,66 @@ async fn the_workbench_answers_from_the_audit_log_and_asks_the_real_model() {
         );
         assert_eq!(answer.error_code(), code, "{body}");
     }
+    // The same export offline, from the log the proxy writes, with the command.
+    let config_file = state.path().join("sidelight.toml");
+    std::fs::write(&config_file, workbench_config(&model, state.path())).unwrap();
+    let out = state.path().join("explanations.csv");
+    let run = cli([
+        "explanations",
+        "export",
+        "--config",
+        config_file.to_str().unwrap(),
+        "--route",
+        "m",
+        "--format",
+        "csv",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .run_async()
+    .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let offline = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(offline.lines().count(), rows.len() + 1);
+    assert_eq!(offline.lines().next(), text.lines().next());
+    let capped = cli([
+        "explanations",
+        "export",
+        "--config",
+        config_file.to_str().unwrap(),
+        "--route",
+        "m",
+        "--max-rows",
+        "3",
+        "--out",
+        state.path().join("capped.parquet").to_str().unwrap(),
+    ])
+    .run_async()
+    .await;
+    assert_eq!(capped.code, Some(65), "{}", capped.stderr);
+    assert!(
+        capped.stderr.contains("more than 3 explained rows"),
+        "{}",
+        capped.stderr
+    );
+    assert!(!state.path().join("capped.parquet").exists());
+    let unknown = cli([
+        "explanations",
+        "export",
+        "--config",
+        config_file.to_str().unwrap(),
+        "--route",
+        "shop",
+    ])
+    .run_async()
+    .await;
+    assert_eq!(unknown.code, Some(64));
+    assert!(
+        unknown.stderr.contains("--route shop"),
+        "{}",
+        unknown.stderr
+    );
+
     // Each question is an admin action in the log.
     let actions = ask(&proxy, "/api/v1/records?route=_admin&limit=1000")
         .await

@@ -5,6 +5,7 @@
 mod audit;
 mod demo;
 mod evidence;
+mod explanations;
 mod health;
 mod logging;
 mod probe;
@@ -68,6 +69,10 @@ enum Command {
     /// importance, fairness and alerts, drift, consent, reviews, erasures, and the
     /// verification of the log, as printable HTML with charts, Markdown or JSON.
     Report(report::ReportArgs),
+    /// The developer's workbench offline: `export` writes every explained prediction of
+    /// a route and period, with one shap_<feature> column per feature, as Parquet or
+    /// CSV for notebooks.
+    Explanations(explanations::ExplanationsArgs),
     /// The evidence pack for a regulator: `export` writes the report, the log's
     /// verification, the redacted config, the surrogates, the notices and a signed
     /// manifest as one tar archive; `verify` checks a pack offline with the audit key.
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => probe::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Report(args) => report::run(args),
+        Command::Explanations(args) => explanations::run(args),
         Command::Evidence(args) => evidence::run(args),
         Command::Token(args) => token::run(args),
         Command::Health(args) => health::run(args),
