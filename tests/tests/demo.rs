@@ -423,6 +423,9 @@ async fn every_command_the_demo_prints_runs_as_printed() {
         );
         assert!(!report.contains("has no records"), "{file}: {report}");
     }
+    // The workbench's export, as a notebook reads it.
+    let parquet = std::fs::read(cwd.path().join("credit.parquet")).unwrap();
+    assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
     let csv = std::fs::read_to_string(cwd.path().join("audit.csv")).unwrap();
     assert!(csv.lines().count() > 10, "{csv}");
     // The customer's records as a printable page, and the evidence pack (verified by

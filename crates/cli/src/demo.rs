@@ -867,6 +867,16 @@ impl ReportCommands {
             }
         }
         println!();
+        println!(
+            "The developer's workbench over the recorded explanations: what the model relied on \
+             this week (per feature, against last week), and every explained prediction with one \
+             shap_<feature> column each, for a notebook (pandas: pd.read_parquet(\"credit.parquet\")):"
+        );
+        println!("  curl -s 'http://{admin}/api/v1/explanations/summary?route=credit' {auth}");
+        println!(
+            "  curl -s 'http://{admin}/api/v1/explanations/export?route=credit&format=parquet' {auth} > credit.parquet"
+        );
+        println!();
     }
 }
 

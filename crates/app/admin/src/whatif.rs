@@ -42,7 +42,7 @@ struct Ask {
 }
 
 /// Why a what-if was refused: status, code and a message naming what was wrong.
-struct Refusal(StatusCode, &'static str, String);
+pub struct Refusal(pub StatusCode, pub &'static str, pub String);
 
 impl Refusal {
     fn bad(code: &'static str, message: impl Into<String>) -> Self {
@@ -93,6 +93,32 @@ pub async fn what_if(
         Err(refusal) => refusal.respond(),
     };
     done
+}
+
+/// A what-if from the console's form: the same as the API's.
+pub async fn from_form(
+    prober: &Arc<Prober>,
+    audit: Option<&Arc<AuditLog>>,
+    record: String,
+    row: usize,
+    changes: Map<String, Json>,
+) -> Result<Json, Refusal> {
+    if changes.is_empty() {
+        return Err(Refusal::bad(
+            "bad_body",
+            "no change given: name at least one feature and its new value",
+        ));
+    }
+    run(
+        prober,
+        audit,
+        &Ask {
+            record,
+            row,
+            changes,
+        },
+    )
+    .await
 }
 
 async fn read(body: hyper::body::Incoming) -> Result<Ask, Refusal> {

@@ -324,6 +324,34 @@ fn compute(
     }
 }
 
+/// A refused question: status, code and a message naming what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn respond(&self) -> Response<ProxyBody> {
+        json_error(self.status, self.code, &self.message)
+    }
+}
+
+/// What a question produced: JSON, or an export's file.
+pub enum Produced {
+    Json(Json),
+    File(Response<ProxyBody>),
+}
+
 /// Answers a workbench question; `role` is the caller's.
 pub async fn answer(
     audit: Option<&Arc<AuditLog>>,
@@ -332,37 +360,59 @@ pub async fn answer(
     role: Role,
     query: Option<&str>,
 ) -> Response<ProxyBody> {
+    match produce(audit, config, view, role, query).await {
+        Ok(Produced::Json(json)) => json_response(StatusCode::OK, &json),
+        Ok(Produced::File(response)) => response,
+        Err(failure) => failure.respond(),
+    }
+}
+
+/// Computes a workbench question.
+pub async fn produce(
+    audit: Option<&Arc<AuditLog>>,
+    config: &Config,
+    view: View,
+    role: Role,
+    query: Option<&str>,
+) -> Result<Produced, Failure> {
     let (Some(audit), Some(audit_config)) = (audit, config.audit.clone()) else {
-        return crate::records::no_audit();
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "audit_not_configured",
+            "the workbench reads the audit log, and this proxy has no [audit] section",
+        ));
     };
     let now = sidelight_core::clock::now_ms();
-    let ask = match parse(view, query, now) {
-        Ok(ask) => ask,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_query", &e.to_string()),
-    };
+    let ask = parse(view, query, now)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
     let Some(route) = config.routes.iter().find(|r| r.name == ask.route).cloned() else {
         let known: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
-        return json_error(
+        return Err(Failure::new(
             StatusCode::NOT_FOUND,
             "unknown_route",
-            &format!(
+            format!(
                 "`route`: no route is named `{}`; the routes are: {}",
                 ask.route,
                 known.join(", ")
             ),
-        );
+        ));
     };
     if route.explain.is_none() {
-        return json_error(
+        return Err(Failure::new(
             StatusCode::NOT_FOUND,
             "route_not_explained",
-            &format!("`route`: route `{}` has no explanations", ask.route),
-        );
+            format!("`route`: route `{}` has no explanations", ask.route),
+        ));
     }
-    let postgres = match crate::report_endpoint::postgres_reader(audit, &audit_config) {
-        Ok(reader) => reader,
-        Err(message) => return crate::records::store_error(&message),
+    let unavailable = |message: String| {
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            message,
+        )
     };
+    let postgres = crate::report_endpoint::postgres_reader(audit, &audit_config)
+        .map_err(|message| unavailable(message.to_owned()))?;
     let keys = audit.keys().clone();
     let limits = config.admin.workbench.clone();
     let bounds = Bounds {
@@ -378,30 +428,31 @@ pub async fn answer(
     })
     .await;
     match computed {
-        Ok(Ok(Answer::Json(json))) => json_response(StatusCode::OK, &json),
-        Ok(Ok(Answer::File(bytes))) => file(&ask, bytes),
-        Ok(Err(refusal)) => refused(refusal, &limits),
-        Err(e) => crate::records::store_error(&format!("the workbench task failed: {e}")),
+        Ok(Ok(Answer::Json(json))) => Ok(Produced::Json(json)),
+        Ok(Ok(Answer::File(bytes))) => Ok(Produced::File(file(&ask, bytes))),
+        Ok(Err(refusal)) => Err(refused(refusal, &limits)),
+        Err(e) => Err(unavailable(format!("the workbench task failed: {e}"))),
     }
 }
 
-fn refused(refusal: Refusal, limits: &crate::config::WorkbenchConfig) -> Response<ProxyBody> {
+fn refused(refusal: Refusal, limits: &crate::config::WorkbenchConfig) -> Failure {
+    let failure = Failure::new;
     match refusal {
-        Refusal::Bad(error @ WorkbenchError::UnknownFeature { .. }) => json_error(
+        Refusal::Bad(error @ WorkbenchError::UnknownFeature { .. }) => failure(
             StatusCode::BAD_REQUEST,
             "unknown_feature",
-            &error.to_string(),
+            error.to_string(),
         ),
         Refusal::Bad(error @ WorkbenchError::BadFilter { .. }) => {
-            json_error(StatusCode::BAD_REQUEST, "bad_filter", &error.to_string())
+            failure(StatusCode::BAD_REQUEST, "bad_filter", error.to_string())
         }
         Refusal::Bad(error @ WorkbenchError::Empty(_)) => {
-            json_error(StatusCode::NOT_FOUND, "no_rows", &error.to_string())
+            failure(StatusCode::NOT_FOUND, "no_rows", error.to_string())
         }
-        Refusal::Bad(error @ WorkbenchError::Compute(_)) => json_error(
+        Refusal::Bad(error @ WorkbenchError::Compute(_)) => failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             "workbench_failed",
-            &error.to_string(),
+            error.to_string(),
         ),
         Refusal::Export(error @ ExportError::Truncated { stop, .. }) => {
             let (status, code) = match stop {
@@ -410,22 +461,26 @@ fn refused(refusal: Refusal, limits: &crate::config::WorkbenchConfig) -> Respons
                     (StatusCode::SERVICE_UNAVAILABLE, "export_time_budget")
                 }
             };
-            json_error(
+            failure(
                 status,
                 code,
-                &format!(
+                format!(
                     "{error} (admin.workbench.max_rows = {}, time_budget = {:?}); \
-                     `sidelight explanations export` reads a database without a cap",
+                     `sidelight explanations export` reads a database without a time budget",
                     limits.max_rows, limits.time_budget
                 ),
             )
         }
-        Refusal::Export(error) => json_error(
+        Refusal::Export(error) => failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             "export_failed",
-            &error.to_string(),
+            error.to_string(),
         ),
-        Refusal::Store(message) => crate::records::store_error(&message),
+        Refusal::Store(message) => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            message,
+        ),
     }
 }
 
