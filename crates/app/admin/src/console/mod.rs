@@ -26,6 +26,7 @@
 
 mod pages;
 pub mod session;
+mod workbench_page;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -114,6 +115,12 @@ enum Page<'a> {
     Access,
     /// `GET /console/duties/evidence`: the evidence pack.
     Evidence,
+    /// `GET /console/workbench`: the developer's workbench over recorded explanations.
+    Workbench,
+    /// `GET /console/workbench/export`: its export, as a file.
+    WorkbenchExport,
+    /// `POST /console/whatif`: a what-if from a record's page.
+    WhatIf,
     Logout,
     NotFound,
 }
@@ -131,6 +138,9 @@ impl<'a> Page<'a> {
             "/console/duties" => Page::Duties,
             "/console/duties/access" => Page::Access,
             "/console/duties/evidence" => Page::Evidence,
+            "/console/workbench" => Page::Workbench,
+            "/console/workbench/export" => Page::WorkbenchExport,
+            "/console/whatif" => Page::WhatIf,
             LOGOUT_PATH => Page::Logout,
             p => match (
                 p.strip_prefix("/console/records/"),
@@ -146,15 +156,20 @@ impl<'a> Page<'a> {
     /// The least role that may open the page: as the API's endpoints for the same data.
     fn role(self) -> Role {
         match self {
-            Page::Overview | Page::Logout | Page::NotFound => Role::Viewer,
+            Page::Overview | Page::Logout | Page::NotFound | Page::Workbench => Role::Viewer,
             Page::Record(_) | Page::Reviews | Page::Decide(_) | Page::Monitoring => Role::Reviewer,
-            Page::Records | Page::Duties | Page::Access | Page::Evidence => Role::Auditor,
+            Page::Records
+            | Page::Duties
+            | Page::Access
+            | Page::Evidence
+            | Page::WorkbenchExport
+            | Page::WhatIf => Role::Auditor,
         }
     }
 
     fn methods(self) -> &'static [Method] {
         match self {
-            Page::Decide(_) | Page::Logout | Page::Access => POST,
+            Page::Decide(_) | Page::Logout | Page::Access | Page::WhatIf => POST,
             _ => GET,
         }
     }
@@ -234,6 +249,10 @@ async fn respond(
             Page::Logout => sign_out(state, &session, &principal).await,
             Page::Decide(id) => decide(state, &session, &principal, id, &form).await,
             Page::Access => access(state, &principal, &form).await,
+            Page::WhatIf => {
+                let chrome = chrome_for(Nav::Workbench, None);
+                whatif(state, &chrome, &principal, &form).await
+            }
             _ => method_not_allowed(page.methods()),
         };
     }
@@ -255,6 +274,46 @@ async fn respond(
         Page::Reviews => reviews(state, &chrome_for(Nav::Reviews, flash), query).await,
         Page::Monitoring => monitoring(state, &chrome_for(Nav::Monitoring, flash)),
         Page::Duties => duties(state, &chrome_for(Nav::Duties, flash)).await,
+        Page::Workbench => {
+            workbench(state, &chrome_for(Nav::Workbench, flash), &principal, query).await
+        }
+        Page::WorkbenchExport => {
+            let config = state.reloader.running().await;
+            let produced = crate::workbench::produce(
+                state.erasable.audit.as_ref(),
+                &config,
+                crate::workbench::View::Export,
+                principal.role,
+                query,
+            )
+            .await;
+            record_action(
+                state,
+                &principal,
+                "explanations.export",
+                query.unwrap_or_default(),
+            )
+            .await;
+            match produced {
+                Ok(crate::workbench::Produced::File(response)) => response,
+                Ok(crate::workbench::Produced::Json(_)) => html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pages::message(
+                        "No export",
+                        Some(&chrome_for(Nav::Workbench, None)),
+                        "The export produced no file.",
+                    ),
+                ),
+                Err(failure) => html(
+                    failure.status,
+                    pages::message(
+                        "No export",
+                        Some(&chrome_for(Nav::Workbench, None)),
+                        &failure.message,
+                    ),
+                ),
+            }
+        }
         Page::Evidence => {
             let response = crate::report_endpoint::evidence(
                 state.erasable.audit.as_ref(),
@@ -276,7 +335,7 @@ async fn respond(
                 ),
             )
         }
-        Page::NotFound | Page::Logout | Page::Decide(_) | Page::Access => html(
+        Page::NotFound | Page::Logout | Page::Decide(_) | Page::Access | Page::WhatIf => html(
             StatusCode::NOT_FOUND,
             pages::message(
                 "Not found",
@@ -285,6 +344,199 @@ async fn respond(
             ),
         ),
     }
+}
+
+/// One workbench answer as JSON, or the message of its refusal.
+async fn workbench_json(
+    state: &AdminState,
+    config: &crate::config::Config,
+    view: crate::workbench::View,
+    role: Role,
+    query: &str,
+) -> Result<Json, String> {
+    match crate::workbench::produce(
+        state.erasable.audit.as_ref(),
+        config,
+        view,
+        role,
+        Some(query),
+    )
+    .await
+    {
+        Ok(crate::workbench::Produced::Json(json)) => Ok(json),
+        Ok(crate::workbench::Produced::File(_)) => Err("not a page".to_owned()),
+        Err(failure) => Err(failure.message),
+    }
+}
+
+/// `field=value;field=lo..hi` as repeated query parameters `key=…`.
+fn conditions(key: &str, text: &str) -> String {
+    text.split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| format!("&{key}={}", crate::query::percent_encode(c)))
+        .collect()
+}
+
+/// The workbench page: summary, dependence, cohorts and slices of one route and period.
+async fn workbench(
+    state: &AdminState,
+    chrome: &Chrome<'_>,
+    principal: &Principal,
+    query: Option<&str>,
+) -> Response<ProxyBody> {
+    let config = state.reloader.running().await;
+    let routes: Vec<String> = config
+        .routes
+        .iter()
+        .filter(|r| r.explain.is_some())
+        .map(|r| r.name.clone())
+        .collect();
+    let pairs = crate::query::query_pairs(query).unwrap_or_default();
+    let get = |key: &str| {
+        crate::query::field(&pairs, key)
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let route = match get("route") {
+        r if !r.is_empty() => r,
+        _ => match routes.first() {
+            Some(first) => first.clone(),
+            None => {
+                return html(
+                    StatusCode::NOT_FOUND,
+                    pages::message("Workbench", Some(chrome), "No route has explanations."),
+                );
+            }
+        },
+    };
+    let (from, to, a, b) = (get("from"), get("to"), get("a"), get("b"));
+    let mut base = format!("route={}", crate::query::percent_encode(&route));
+    for (key, value) in [("from", &from), ("to", &to)] {
+        if !value.is_empty() {
+            base.push_str(&format!("&{key}={}", crate::query::percent_encode(value)));
+        }
+    }
+    use crate::workbench::View;
+    let role = principal.role;
+    let summary = workbench_json(state, &config, View::Summary, role, &base).await;
+    // The feature asked for, else the one the model relies on most.
+    let feature = match get("feature") {
+        f if !f.is_empty() => f,
+        _ => summary
+            .as_ref()
+            .ok()
+            .and_then(|s| s["features"][0]["feature"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let dependence = if feature.is_empty() || summary.is_err() {
+        None
+    } else {
+        let q = format!(
+            "{base}&feature={}&points=600",
+            crate::query::percent_encode(&feature)
+        );
+        Some(workbench_json(state, &config, View::Dependence, role, &q).await)
+    };
+    let cohorts = if a.is_empty() || summary.is_err() {
+        None
+    } else {
+        let q = format!("{base}{}{}", conditions("a", &a), conditions("b", &b));
+        Some(workbench_json(state, &config, View::Cohorts, role, &q).await)
+    };
+    let slices = if summary.is_err() {
+        None
+    } else {
+        Some(workbench_json(state, &config, View::Slices, role, &base).await)
+    };
+    record_action(state, principal, "explanations.console", &base).await;
+    let view = workbench_page::WorkbenchView {
+        routes: &routes,
+        route: &route,
+        from: &from,
+        to: &to,
+        a: &a,
+        b: &b,
+        feature: &feature,
+        summary,
+        cohorts,
+        dependence,
+        slices,
+        auditor: role >= Role::Auditor,
+    };
+    html(StatusCode::OK, workbench_page::workbench(chrome, &view))
+}
+
+/// A what-if from a record's page: `changes` holds one `feature = value` per line, each
+/// value read as JSON where it is (numbers, true/false), else as text.
+async fn whatif(
+    state: &AdminState,
+    chrome: &Chrome<'_>,
+    principal: &Principal,
+    form: &[(String, String)],
+) -> Response<ProxyBody> {
+    let record = field(form, "record").unwrap_or_default().to_owned();
+    let row = field(form, "row")
+        .and_then(|r| r.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut changes = serde_json::Map::new();
+    let mut unreadable = Vec::new();
+    for line in field(form, "changes").unwrap_or_default().lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                let value = value.trim();
+                let parsed = serde_json::from_str::<Json>(value)
+                    .ok()
+                    .filter(|v| !v.is_object() && !v.is_array())
+                    .unwrap_or_else(|| Json::String(value.to_owned()));
+                changes.insert(name.trim().to_owned(), parsed);
+            }
+            _ => unreadable.push(line.to_owned()),
+        }
+    }
+    let answer = if unreadable.is_empty() {
+        crate::whatif::from_form(
+            &state.probe,
+            state.erasable.audit.as_ref(),
+            record.clone(),
+            row,
+            changes.clone(),
+        )
+        .await
+        .map_err(|refusal| refusal.2)
+    } else {
+        Err(format!(
+            "Write each change as feature = value; these lines are not: {}",
+            unreadable.join(" | ")
+        ))
+    };
+    if let Some(audit) = &state.erasable.audit {
+        audit
+            .record_admin_action(
+                &principal.name,
+                principal.role.as_str(),
+                "whatif",
+                &record,
+                serde_json::json!({
+                    "via": "console",
+                    "ok": answer.is_ok(),
+                    "features": changes.keys().collect::<Vec<_>>(),
+                }),
+            )
+            .await;
+    }
+    let status = if answer.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    html(status, workbench_page::whatif(chrome, &record, &answer))
 }
 
 /// The duties page: the routes' notices, a subject's access, the evidence pack.
@@ -995,6 +1247,7 @@ async fn record(
         rows,
         reviews: &reviews,
         feedback: &feedback,
+        whatif: !masked,
     };
     html(StatusCode::OK, pages::record(chrome, &view))
 }
@@ -1365,6 +1618,21 @@ fn monitoring(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody> {
         })
         .collect();
     let flagged = state.desk().flagged_groups();
+    let cohort_features: Vec<(String, Vec<String>)> = state
+        .erasable
+        .routes
+        .iter()
+        .map(|live| {
+            let features = live
+                .config
+                .features
+                .iter()
+                .filter(|f| !f.pii)
+                .map(|f| f.name.clone())
+                .collect();
+            (live.route.clone(), features)
+        })
+        .collect();
     let monitors: Vec<_> = state
         .surrogates
         .monitors()
@@ -1373,7 +1641,7 @@ fn monitoring(state: &AdminState, chrome: &Chrome<'_>) -> Response<ProxyBody> {
         .collect();
     html(
         StatusCode::OK,
-        pages::monitoring(chrome, &routes, &flagged, &monitors),
+        pages::monitoring(chrome, &routes, &flagged, &monitors, &cohort_features),
     )
 }
 
@@ -1397,6 +1665,13 @@ mod tests {
             ("/console/reviews", Page::Reviews, Role::Reviewer),
             ("/console/reviews/x", Page::Decide("x"), Role::Reviewer),
             ("/console/monitoring", Page::Monitoring, Role::Reviewer),
+            ("/console/workbench", Page::Workbench, Role::Viewer),
+            (
+                "/console/workbench/export",
+                Page::WorkbenchExport,
+                Role::Auditor,
+            ),
+            ("/console/whatif", Page::WhatIf, Role::Auditor),
             ("/console/logout", Page::Logout, Role::Viewer),
             ("/console/records/a/b", Page::NotFound, Role::Viewer),
             ("/console/nothing", Page::NotFound, Role::Viewer),

@@ -22,6 +22,7 @@ pub(crate) enum Nav {
     Reviews,
     Monitoring,
     Duties,
+    Workbench,
     Other,
 }
 
@@ -88,6 +89,12 @@ fn navigation(chrome: &Chrome<'_>) -> Markup {
             Role::Reviewer,
         ),
         (Nav::Duties, "/console/duties", "Duties", Role::Auditor),
+        (
+            Nav::Workbench,
+            "/console/workbench",
+            "Workbench",
+            Role::Viewer,
+        ),
     ];
     html! {
         nav aria-label="Console" {
@@ -601,6 +608,8 @@ pub(crate) struct RecordPage<'a> {
     pub(crate) rows: Vec<ExplainedRow>,
     pub(crate) reviews: &'a [Review],
     pub(crate) feedback: &'a [Feedback],
+    /// Whether to offer the what-if form (an auditor, on an explained record).
+    pub(crate) whatif: bool,
 }
 
 fn json_text(v: &Json) -> String {
@@ -704,6 +713,9 @@ pub(crate) fn record(chrome: &Chrome<'_>, view: &RecordPage<'_>) -> String {
                             li { code { (code) } " — " (statement) }
                         }
                     }
+                }
+                @if view.whatif && row.item.is_none() {
+                    (super::workbench_page::whatif_form(chrome.csrf, id, i))
                 }
                 details {
                     summary { "All " (row.contributions.len()) " attributions" }
@@ -1049,6 +1061,7 @@ pub(crate) fn monitoring(
         String,
         Option<std::sync::Arc<crate::monitor::MonitorReport>>,
     )],
+    cohort_features: &[(String, Vec<String>)],
 ) -> String {
     let unmonitored: Vec<&str> = routes
         .iter()
@@ -1118,7 +1131,10 @@ pub(crate) fn monitoring(
                 h3 { "Route " code { (route) } }
                 @match report {
                     None => p { "Not computed yet: the monitor counts explained predictions only." },
-                    Some(r) => (monitor_report(route, r)),
+                    Some(r) => (monitor_report(route, r, cohort_features
+                        .iter()
+                        .find(|(name, _)| name == route)
+                        .map_or(&[][..], |(_, features)| features.as_slice()))),
                 }
             }
             @if !unmonitored.is_empty() {
@@ -1148,7 +1164,13 @@ fn optional(x: Option<f64>, decimals: usize) -> String {
 }
 
 /// One monitored route's latest fairness and drift figures.
-fn monitor_report(route: &str, r: &crate::monitor::MonitorReport) -> Markup {
+/// `cohort_features`: the route's features a workbench cohort may be drawn on (not
+/// personal): their groups link to the cohort's comparison with everyone else.
+fn monitor_report(
+    route: &str,
+    r: &crate::monitor::MonitorReport,
+    cohort_features: &[String],
+) -> Markup {
     html! {
         p { "Computed " (chart::short_time(u64::try_from(r.computed_at / 1000).unwrap_or(0))) " UTC over the last " (r.window_rows)
             " explained predictions; drift against "
@@ -1177,7 +1199,13 @@ fn monitor_report(route: &str, r: &crate::monitor::MonitorReport) -> Markup {
                     @for g in &f.groups {
                         @let c = f.comparisons.iter().find(|c| c.unprivileged == g.group);
                         tr {
-                            th scope="row" { (g.group) @if g.privileged { " (privileged)" } }
+                            th scope="row" {
+                                @if cohort_features.contains(&f.attribute) {
+                                    a href=(super::workbench_page::cohort_link(route, &super::workbench_page::group_condition(&f.attribute, &g.group)))
+                                        title="Why this group's predictions differ from everyone else's, feature by feature" { (g.group) }
+                                } @else { (g.group) }
+                                @if g.privileged { " (privileged)" }
+                            }
                             td.num { (g.count) }
                             td.num { (g.selection.successes) }
                             td.num { (optional(g.selection.rate, 3)) }
@@ -1308,10 +1336,11 @@ mod tests {
         sidelight_tasks::monitor::MonitorJob::new(monitor.clone(), None, None)
             .compute(1_700_000_000_000);
         let report = monitor.latest.load_full().unwrap();
-        let text = monitor_report("m", &report).into_string();
+        let text = monitor_report("m", &report, &["colour".to_owned()]).into_string();
         for needle in [
             "Fairness by colour on m (verdict: fail)",
-            "red (privileged)",
+            "</a> (privileged)",
+            "/console/workbench?route=m&amp;a=colour%3Dred",
             "blue",
             "0.200",
             "fail",
@@ -1331,7 +1360,7 @@ mod tests {
             drift_replicas: 2,
             shared_reference: true,
         });
-        let text = monitor_report("m", &fleet).into_string();
+        let text = monitor_report("m", &fleet, &[]).into_string();
         for needle in [
             "The fleet's figures: 3 replicas' windows together (1 left out",
             "drift against the fleet's reference, 2 replicas' counts together",
