@@ -659,6 +659,8 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
             header(&answer, "x-sidelight-feedback-token").to_owned(),
         ));
     }
+    // The workbench's what-if asks again about a recent explained request.
+    let explained = tokens[0].0.clone();
     // One of them the customer contests: it moves to the contested queue.
     let (contested_id, contested_token) = tokens.pop().unwrap();
     let contest = send(
@@ -947,6 +949,70 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
             .await
             .expect("the subject access form");
         screenshot(&browser, "duties").await;
+
+        // The workbench: the summary from the recorded attributions, a dependence
+        // plot, a cohort comparison, and a what-if from a record's page.
+        browser
+            .find(Locator::LinkText("Workbench"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_page(&browser, "Workbench").await;
+        let summary = text_of(&browser, "table.summary").await;
+        assert!(
+            summary.contains("account") || summary.contains('a'),
+            "{summary}"
+        );
+        browser
+            .find(Locator::Css("svg.dependence"))
+            .await
+            .expect("the dependence plot");
+        screenshot(&browser, "workbench").await;
+        let cohort = browser
+            .find(Locator::Css("form.cohorts input[name=a]"))
+            .await
+            .unwrap();
+        cohort.send_keys("a=0.5..").await.unwrap();
+        browser
+            .find(Locator::Css("form.cohorts button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_page(&browser, "Workbench").await;
+        let cohorts = text_of(&browser, "table.cohorts").await;
+        assert!(cohorts.contains("A − B"), "{cohorts}");
+        screenshot(&browser, "workbench-cohorts").await;
+        browser
+            .goto(&format!("{base}/console/records/{explained}"))
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Css("details.whatif summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let changes = browser
+            .find(Locator::Css("details.whatif textarea"))
+            .await
+            .unwrap();
+        changes.send_keys("a = 0.9").await.unwrap();
+        browser
+            .find(Locator::Css("details.whatif button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_page(&browser, "What if").await;
+        let changed = text_of(&browser, "#whatif-changed").await;
+        assert!(changed.parse::<f64>().is_ok(), "{changed}");
+        screenshot(&browser, "whatif").await;
     };
     let outcome = std::panic::AssertUnwindSafe(work).catch_unwind().await;
     // The browser is closed whatever happened, before chromedriver is stopped.

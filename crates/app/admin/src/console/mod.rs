@@ -421,13 +421,26 @@ async fn workbench(
     use crate::workbench::View;
     let role = principal.role;
     let summary = workbench_json(state, &config, View::Summary, role, &base).await;
-    // The feature asked for, else the one the model relies on most.
+    // The feature asked for, else the one the model relies on most whose values may
+    // be shown.
+    let masked = config
+        .routes
+        .iter()
+        .find(|r| r.name == route)
+        .map(crate::workbench::masked_features)
+        .unwrap_or_default();
     let feature = match get("feature") {
         f if !f.is_empty() => f,
         _ => summary
             .as_ref()
             .ok()
-            .and_then(|s| s["features"][0]["feature"].as_str())
+            .and_then(|s| s["features"].as_array())
+            .and_then(|features| {
+                features
+                    .iter()
+                    .filter_map(|f| f["feature"].as_str())
+                    .find(|f| !masked.iter().any(|m| m == f))
+            })
             .unwrap_or_default()
             .to_owned(),
     };
