@@ -64,8 +64,11 @@ pub struct ExplainedRow {
     pub contributions: Vec<f64>,
     /// The surrogate's expected output.
     pub base: f64,
-    /// The model's own answer, in the explanation's space, when recorded.
+    /// The model's own answer as it returned it (a probability where the space is
+    /// `logit`), when recorded.
     pub model_prediction: Option<f64>,
+    /// The surrogate's answer in the same terms as `model_prediction`, when recorded.
+    pub surrogate_output: Option<f64>,
     /// `output`, `probability` or `logit`: the space of base, contributions and
     /// predictions.
     pub space: String,
@@ -147,10 +150,6 @@ pub fn read(store: &dyn AuditStore, scope: &Scope, bounds: &Bounds) -> Result<Fr
     'pages: loop {
         let page = store.query(&query)?;
         for stored in &page.records {
-            if frame.rows.len() >= bounds.max_rows {
-                frame.stopped = Some(Stop::RowCap);
-                break 'pages;
-            }
             let record = &stored.record;
             let explained = record
                 .attributions
@@ -159,8 +158,15 @@ pub fn read(store: &dyn AuditStore, scope: &Scope, bounds: &Bounds) -> Result<Fr
                 .filter(|rows| !rows.is_empty());
             let Some(explained) = explained else {
                 frame.unexplained_records += 1;
+                frame.through_ms = Some(record.time_ms);
                 continue;
             };
+            // A record's rows are taken whole or not at all, so that the cap is never
+            // passed and a record is never half in a frame.
+            if frame.rows.len() + explained.len() > bounds.max_rows {
+                frame.stopped = Some(Stop::RowCap);
+                break 'pages;
+            }
             let outcome = if bounds.outcomes {
                 store.feedback(&record.id)?.pop().map(|f| f.outcome)
             } else {
@@ -203,6 +209,7 @@ pub fn read(store: &dyn AuditStore, scope: &Scope, bounds: &Bounds) -> Result<Fr
                     contributions,
                     base,
                     model_prediction: number("prediction"),
+                    surrogate_output: number("surrogate_prediction"),
                     space: space.to_owned(),
                     surrogate_version: row
                         .get("surrogate_version")

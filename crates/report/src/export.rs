@@ -4,13 +4,15 @@
 //! Columns: `time`, `record_id`, `row` (and `rank` on a ranking route), one column per
 //! feature as recorded (after the privacy policy; features marked `pii` masked),
 //! `prediction` (what the attributions explain: `base_value + Σ shap_*`, exactly as
-//! written), `model_prediction` (the model's own answer in the same space), `space`,
+//! written), `model_prediction` (the model's own answer as it returned it: a
+//! probability where `space` is `logit`), `space`,
 //! `base_value`, one `shap_<feature>` per feature, `surrogate_version`, `decision`,
 //! `outcome` and `review_state`. A feature whose name is one of these columns is
 //! written as `feature_<name>`.
 //!
-//! The export is whole or refused: a frame cut short by its row cap or time budget is
-//! never written (see [`ExportError::Truncated`]).
+//! The export is whole or refused: a frame cut short by its row cap or time budget, or
+//! one that left out rows explained over another feature set, is never written (see
+//! [`ExportError::Truncated`] and [`ExportError::Mixed`]).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -64,6 +66,14 @@ pub enum ExportError {
         rows: usize,
         through_ms: Option<i64>,
     },
+    /// Rows of the period were explained over another feature set or space: a file
+    /// without them would look complete.
+    #[error(
+        "{0} explained rows of the period are over another feature set or space (the \
+         schema or the surrogate's output changed within it): export a period on one side \
+         of the change"
+    )]
+    Mixed(u64),
     #[error("writing CSV: {0}")]
     Csv(#[from] csv::Error),
     #[error("writing Parquet: {0}")]
@@ -160,6 +170,9 @@ fn rfc3339(ms: i64) -> String {
 
 /// Refuses a frame cut short.
 fn whole(frame: &Frame) -> Result<(), ExportError> {
+    if frame.other_features > 0 {
+        return Err(ExportError::Mixed(frame.other_features));
+    }
     match frame.stopped {
         Some(stop) => Err(ExportError::Truncated {
             stop,

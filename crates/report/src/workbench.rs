@@ -182,7 +182,7 @@ pub fn summary(
     previous: &Frame,
     bucket: Bucket,
 ) -> Result<Summary, WorkbenchError> {
-    let length = to_ms - from_ms;
+    let length = to_ms.saturating_sub(from_ms);
     let rows = rows_of(current);
     let now = means_by_feature(&current.names, &rows)?;
     // A previous period in another space is not comparable.
@@ -194,7 +194,8 @@ pub fn summary(
     let width = bucket.millis();
     let mut buckets: BTreeMap<i64, Vec<Row<'_>>> = BTreeMap::new();
     for (row, explained) in current.rows.iter().zip(&rows) {
-        let start = from_ms + (row.time_ms - from_ms).div_euclid(width) * width;
+        // Aligned to UTC hours and days, whatever minute the period starts at.
+        let start = row.time_ms.div_euclid(width) * width;
         buckets.entry(start).or_default().push(explained.clone());
     }
     let mut series: BTreeMap<String, Vec<Point>> = BTreeMap::new();
@@ -232,7 +233,7 @@ pub fn summary(
         route: route.to_owned(),
         space: current.space.clone(),
         period: Coverage::of(current, from_ms, to_ms),
-        previous_period: Coverage::of(previous, from_ms - length, from_ms),
+        previous_period: Coverage::of(previous, from_ms.saturating_sub(length), from_ms),
         bucket,
         features,
     })
@@ -471,6 +472,7 @@ pub fn cohorts(
     (frame, from_ms, to_ms): (&Frame, i64, i64),
     a: &Cohort,
     b: &Cohort,
+    min_rows: usize,
 ) -> Result<CohortAnswer, WorkbenchError> {
     let (mut in_a, mut in_b) = (Vec::new(), Vec::new());
     for row in &frame.rows {
@@ -487,6 +489,14 @@ pub fn cohorts(
             return Err(WorkbenchError::Empty(format!(
                 "cohort {name} has no explained rows in the period ({} rows read)",
                 frame.rows.len()
+            )));
+        }
+        // A cohort of a handful of rows would show those rows' own figures.
+        if rows.len() < min_rows {
+            return Err(WorkbenchError::Empty(format!(
+                "cohort {name} has {} explained rows in the period, fewer than the {min_rows} \
+                 a comparison needs to stay an aggregate",
+                rows.len()
             )));
         }
     }
@@ -767,12 +777,7 @@ pub fn slices(
             if feature(&single[i].0) == feature(&single[j].0) {
                 continue;
             }
-            let both: Vec<usize> = single[i]
-                .1
-                .iter()
-                .filter(|r| single[j].1.contains(r))
-                .copied()
-                .collect();
+            let both = intersection(&single[i].1, &single[j].1);
             if both.len() >= min_rows.max(1) {
                 candidates.push(slice(vec![single[i].0.clone(), single[j].0.clone()], &both));
             }
@@ -801,6 +806,23 @@ pub fn slices(
         by_surrogate_error: rank(|s| s.surrogate_error),
         by_model_error: rank(|s| s.model_error_rate),
     })
+}
+
+/// The rows in both ascending lists, in one pass.
+fn intersection(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let (mut i, mut j, mut both) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                both.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    both
 }
 
 /// A feature's slices: its levels, or, for a numeric feature with many values, its
@@ -847,8 +869,10 @@ fn figure(frame: &Frame, conditions: Vec<String>, members: &[usize]) -> Slice {
     let (mut wrong, mut judged) = (0_u64, 0_u64);
     for &i in members {
         let row = &frame.rows[i];
-        if let Some(model) = row.model_prediction {
-            error.0 += (model - row.prediction()).abs();
+        // Both as the model returns its answer: for probabilities, the surrogate's
+        // output is the logistic of what its attributions add up to.
+        if let (Some(model), Some(surrogate)) = (row.model_prediction, row.surrogate_output) {
+            error.0 += (model - surrogate).abs();
             error.1 += 1;
         }
         if let (Some(decision), Some(outcome)) = (row.favourable, row.outcome_favourable) {

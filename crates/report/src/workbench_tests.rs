@@ -24,9 +24,13 @@ fn explained(id: &str, time_ms: i64, values: [Json; 3], shap: [f64; 3], model: f
         let size = |v: &Json| v["contribution"].as_f64().unwrap().abs();
         size(b).total_cmp(&size(a))
     });
+    let logistic = |x: f64| 1.0 / (1.0 + (-x).exp());
+    // As the proxy records a probability model: attributions in logit space, the
+    // model's answer and the surrogate's as probabilities.
     r.attributions = Some(json!([{
-        "surrogate_version": 2, "space": "probability", "base_value": 0.5,
-        "prediction": model, "threshold": 0.5, "attributions": items,
+        "surrogate_version": 2, "space": "logit", "base_value": 0.5,
+        "prediction": model, "surrogate_prediction": logistic(0.5 + shap.iter().sum::<f64>()),
+        "threshold": 0.5, "attributions": items,
     }]));
     r
 }
@@ -44,7 +48,8 @@ fn store(dir: &std::path::Path, rows: usize) -> SqliteStore {
             if housing == "rent" { -0.1 } else { 0.03 },
             0.001 * (i % 11) as f64,
         ];
-        let model = 0.5 + shap.iter().sum::<f64>() + 0.01 * ((i % 5) as f64 - 2.0);
+        let model =
+            1.0 / (1.0 + (-(0.5 + shap.iter().sum::<f64>())).exp()) + 0.01 * ((i % 5) as f64 - 2.0);
         // Two days: the first half of the rows on day one, the rest on day two.
         let time = if i < rows / 2 { 10 * HOUR } else { 34 * HOUR } + i as i64;
         records.push(explained(
@@ -106,7 +111,7 @@ fn a_frame_reads_the_routes_rows_in_schema_order_and_says_what_it_left_out() {
     assert_eq!(frame.names, ["age", "housing", "amount"]);
     assert_eq!(frame.rows.len(), 40);
     assert_eq!(frame.unexplained_records, 1);
-    assert_eq!(frame.space.as_deref(), Some("probability"));
+    assert_eq!(frame.space.as_deref(), Some("logit"));
     assert_eq!(frame.stopped, None);
     let first = &frame.rows[0];
     assert_eq!(first.values, [json!(20), json!("own"), json!(1000)]);
@@ -170,7 +175,7 @@ fn a_cohort_difference_is_the_difference_of_mean_predictions() {
     let frame = everything(&store, 10_000);
     let a = Cohort::parse("a", &["age=..30".to_owned()], &frame.names, &[]).unwrap();
     let rest = Cohort::default();
-    let answer = cohorts("credit", (&frame, 0, 48 * HOUR), &a, &rest).unwrap();
+    let answer = cohorts("credit", (&frame, 0, 48 * HOUR), &a, &rest, 1).unwrap();
     let young: Vec<_> = frame
         .rows
         .iter()
@@ -199,8 +204,11 @@ fn a_cohort_difference_is_the_difference_of_mean_predictions() {
         &[],
     )
     .unwrap();
-    let answer = cohorts("credit", (&frame, 0, 48 * HOUR), &renters, &owners).unwrap();
+    let answer = cohorts("credit", (&frame, 0, 48 * HOUR), &renters, &owners, 1).unwrap();
     assert_eq!(answer.favourable_b, Some(1.0));
+    // Below the least size, a cohort is refused rather than shown.
+    let error = cohorts("credit", (&frame, 0, 48 * HOUR), &renters, &owners, 1000).unwrap_err();
+    assert!(error.to_string().contains("fewer than the 1000"), "{error}");
 }
 
 #[test]
@@ -250,6 +258,13 @@ fn dependence_and_slices_find_the_feature_and_the_slice_that_matter() {
     );
     let s = slices("credit", (&frame, 0, 48 * HOUR), &[], 5, 10).unwrap();
     assert_eq!(s.overall.rows, 90);
+    // The model's probabilities against the surrogate's, not against its log-odds: the
+    // only gap is the model's ±0.02 of noise.
+    assert!(
+        s.overall.surrogate_error.unwrap() <= 0.02 + 1e-9,
+        "{:?}",
+        s.overall
+    );
     assert!(!s.by_surrogate_error.is_empty());
     // Every slice's conditions read back as a cohort with the same rows.
     for slice in &s.by_surrogate_error {
@@ -286,7 +301,7 @@ fn an_export_adds_up_on_every_row_read_back_as_csv_and_parquet() {
                 .sum::<f64>();
         assert!((sum - number("prediction")).abs() < 1e-12);
         assert_eq!(&record[column("housing")], crate::export::MASKED);
-        assert_eq!(&record[column("space")], "probability");
+        assert_eq!(&record[column("space")], "logit");
         rows += 1;
     }
     assert_eq!(rows, 30);

@@ -389,16 +389,13 @@ async fn dispatch(
                 query,
             )
             .await;
-            let detail = json!({ "status": response.status().as_u16() });
+            // The route, and the parameters' names: filter values may be personal.
+            let pairs = crate::query::query_pairs(query).unwrap_or_default();
+            let route = crate::query::field(&pairs, "route").unwrap_or_default();
+            let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+            let detail = json!({ "status": response.status().as_u16(), "parameters": names });
             let action = format!("explanations.{}", view.name());
-            record_action(
-                state,
-                &principal,
-                &action,
-                query.unwrap_or_default(),
-                detail,
-            )
-            .await;
+            record_action(state, &principal, &action, route, detail).await;
             response
         }
         Endpoint::WhatIf => {

@@ -185,13 +185,23 @@ async fn run(
     ask: &Ask,
 ) -> Result<Json, Refusal> {
     // An erased record answers as erased, whether or not memory still held it.
+    // An erased record answers as erased, whether or not memory still held it; a log
+    // that cannot say refuses the what-if rather than risk one.
     if let Some(audit) = audit {
-        if let Ok(Some(stored)) = audit.get(ask.record.clone()).await {
-            if stored.record.erased_at.is_some() {
+        match audit.get(ask.record.clone()).await {
+            Ok(Some(stored)) if stored.record.erased_at.is_some() => {
                 return Err(Refusal(
                     StatusCode::GONE,
                     "record_erased",
                     "the record was erased: there is nothing to change".to_owned(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Refusal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    format!("the audit log cannot say whether the record was erased: {e}"),
                 ));
             }
         }

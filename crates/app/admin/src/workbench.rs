@@ -180,14 +180,14 @@ pub fn parse(view: View, query: Option<&str>, now_ms: i64) -> Result<Ask, QueryE
     }
     ask.route = route.ok_or_else(|| QueryError::value("route", "is required: name a route"))?;
     ask.to_ms = to.unwrap_or(now_ms);
-    ask.from_ms = from.unwrap_or(ask.to_ms - DEFAULT_DAYS * DAY_MS);
+    ask.from_ms = from.unwrap_or(ask.to_ms.saturating_sub(DEFAULT_DAYS * DAY_MS));
     if ask.from_ms >= ask.to_ms {
         return Err(QueryError::value("from`/`to", "`from` must be before `to`"));
     }
     if view == View::Cohorts && ask.a.is_empty() {
         return Err(QueryError::value(
             "a",
-            "is required: a condition such as `a=age=..25` (repeat `a` for more; `b` \
+            "is required: a condition such as `a=duration_months=24..` (repeat `a` for more; `b` \
              likewise, or none for every other row)",
         ));
     }
@@ -195,7 +195,7 @@ pub fn parse(view: View, query: Option<&str>, now_ms: i64) -> Result<Ask, QueryE
         return Err(QueryError::value("feature", "is required: name a feature"));
     }
     if ask.bucket.is_none() {
-        ask.bucket = Some(if ask.to_ms - ask.from_ms <= 2 * DAY_MS {
+        ask.bucket = Some(if ask.to_ms.saturating_sub(ask.from_ms) <= 2 * DAY_MS {
             Bucket::Hour
         } else {
             Bucket::Day
@@ -204,9 +204,11 @@ pub fn parse(view: View, query: Option<&str>, now_ms: i64) -> Result<Ask, QueryE
     Ok(ask)
 }
 
-/// Features of the route marked `pii`: their values are never shown here.
+/// Features whose values are personal: marked `pii`, or kept by the route's privacy
+/// policy in any form but as they were (pseudonymised, banded, dropped…). Their values
+/// are never shown, filtered on or exported here.
 pub fn masked_features(route: &RouteConfig) -> Vec<String> {
-    route
+    let mut masked: Vec<String> = route
         .explain
         .as_ref()
         .map(|e| {
@@ -216,8 +218,20 @@ pub fn masked_features(route: &RouteConfig) -> Vec<String> {
                 .map(|f| f.name.clone())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    for (name, rule) in &route.privacy.fields {
+        let kept = rule
+            .parse::<sidelight_audit::FieldRule>()
+            .is_ok_and(|r| r == sidelight_audit::FieldRule::Keep);
+        if !kept && !masked.contains(name) {
+            masked.push(name.clone());
+        }
+    }
+    masked
 }
+
+/// Rows a viewer's cohort needs at least: fewer would show a few people's own figures.
+pub const VIEWER_MIN_COHORT: usize = 10;
 
 /// What a question produced: JSON, or an export's bytes.
 enum Answer {
@@ -273,6 +287,18 @@ fn compute(
         explained::read(store, scope, &bounds).map_err(|e| Refusal::Store(e.to_string()))
     };
     let frame = read(&scope(ask.from_ms, ask.to_ms))?;
+    if frame.rows.is_empty() && frame.stopped.is_some() {
+        return Err(Refusal::Bad(WorkbenchError::Empty(format!(
+            "the read of route `{}` stopped at the workbench's {} before any explained row \
+             ({} records without attributions read): ask for a shorter period",
+            ask.route,
+            match frame.stopped {
+                Some(explained::Stop::RowCap) => "row cap (admin.workbench.max_rows)",
+                _ => "time budget (admin.workbench.time_budget)",
+            },
+            frame.unexplained_records
+        ))));
+    }
     if frame.rows.is_empty() {
         return Err(empty_period(ask, &frame));
     }
@@ -281,8 +307,8 @@ fn compute(
         |value: Result<Json, serde_json::Error>| value.map_err(|e| Refusal::Store(e.to_string()));
     match ask.view {
         View::Summary => {
-            let length = ask.to_ms - ask.from_ms;
-            let previous = read(&scope(ask.from_ms - length, ask.from_ms))?;
+            let length = ask.to_ms.saturating_sub(ask.from_ms);
+            let previous = read(&scope(ask.from_ms.saturating_sub(length), ask.from_ms))?;
             let bucket = ask.bucket.unwrap_or(Bucket::Day);
             let summary =
                 bench::summary(&ask.route, period, &previous, bucket).map_err(Refusal::Bad)?;
@@ -291,7 +317,12 @@ fn compute(
         View::Cohorts => {
             let a = Cohort::parse("a", &ask.a, &frame.names, &masked).map_err(Refusal::Bad)?;
             let b = Cohort::parse("b", &ask.b, &frame.names, &masked).map_err(Refusal::Bad)?;
-            let answer = bench::cohorts(&ask.route, period, &a, &b).map_err(Refusal::Bad)?;
+            let least = if role < Role::Auditor {
+                VIEWER_MIN_COHORT
+            } else {
+                1
+            };
+            let answer = bench::cohorts(&ask.route, period, &a, &b, least).map_err(Refusal::Bad)?;
             json(serde_json::to_value(answer)).map(Answer::Json)
         }
         View::Dependence => {
@@ -471,6 +502,11 @@ fn refused(refusal: Refusal, limits: &crate::config::WorkbenchConfig) -> Failure
                 ),
             )
         }
+        Refusal::Export(error @ ExportError::Mixed(_)) => failure(
+            StatusCode::CONFLICT,
+            "export_mixed_features",
+            error.to_string(),
+        ),
         Refusal::Export(error) => failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             "export_failed",

@@ -464,7 +464,23 @@ async fn workbench(
     } else {
         Some(workbench_json(state, &config, View::Slices, role, &base).await)
     };
-    record_action(state, principal, "explanations.console", &base).await;
+    // The route and the questions asked; filter values may be personal.
+    let asked: Vec<&str> = [
+        ("summary", true),
+        ("dependence", !feature.is_empty()),
+        ("cohorts", !a.is_empty()),
+        ("slices", true),
+    ]
+    .into_iter()
+    .filter_map(|(name, asked)| asked.then_some(name))
+    .collect();
+    record_action(
+        state,
+        principal,
+        &format!("explanations.console:{}", asked.join(",")),
+        &route,
+    )
+    .await;
     let view = workbench_page::WorkbenchView {
         routes: &routes,
         route: &route,

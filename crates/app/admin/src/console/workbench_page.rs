@@ -248,6 +248,9 @@ pub(crate) fn workbench(chrome: &Chrome<'_>, v: &WorkbenchView<'_>) -> String {
                 Err(message) => (refusal(message)),
                 Ok(s) => {
                     (coverage(&s["period"]))
+                    @if let Some(stop) = s["previous_period"]["truncated"].as_str() {
+                        p.hint { strong { "The previous period was cut short (" (stop.replace('_', " ")) "): the changes compare with part of it only." } }
+                    }
                     @let features = array(s, "features");
                     @let largest = features.iter().filter_map(|f| f64_of(f, "mean_abs")).fold(0.0, f64::max);
                     @let largest_signed = features.iter().filter_map(|f| f64_of(f, "mean").map(f64::abs)).fold(0.0, f64::max);
@@ -304,7 +307,7 @@ pub(crate) fn workbench(chrome: &Chrome<'_>, v: &WorkbenchView<'_>) -> String {
                 input type="hidden" name="route" value=(v.route);
                 input type="hidden" name="from" value=(v.from);
                 input type="hidden" name="to" value=(v.to);
-                label { "Cohort A " input type="text" name="a" value=(v.a) placeholder="age_years=..25"; }
+                label { "Cohort A " input type="text" name="a" value=(v.a) placeholder="duration_months=24.."; }
                 label { " Cohort B " input type="text" name="b" value=(v.b) placeholder="empty: everyone else"; }
                 " " button type="submit" { "Compare" }
                 p.hint { "Conditions: feature=value, feature!=value or feature=low..high, separated by ; — also decision=favourable|unfavourable, outcome=…, review_state=…" }
