@@ -62,7 +62,7 @@ async fn ask(proxy: &InProcess, path: &str) -> Answer {
 
 /// Every recorded explanation of route `m`, as the records API shows them.
 async fn recorded(proxy: &InProcess) -> Vec<Value> {
-    let page = ask(&proxy, "/api/v1/records?route=m&limit=1000")
+    let page = ask(proxy, "/api/v1/records?route=m&limit=1000")
         .await
         .json();
     page["records"]
