@@ -969,6 +969,10 @@ async fn a_reviewer_signs_in_reads_a_record_and_decides_in_a_real_browser() {
             .find(Locator::Css("svg.dependence"))
             .await
             .expect("the dependence plot");
+        browser
+            .find(Locator::Css("table.summary svg.strip circle"))
+            .await
+            .expect("a strip of predictions per feature");
         screenshot(&browser, "workbench").await;
         let cohort = browser
             .find(Locator::Css("form.cohorts input[name=a]"))

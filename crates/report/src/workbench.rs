@@ -123,6 +123,55 @@ pub struct FeatureFigures {
     pub change: Option<Change>,
     /// Per bucket, oldest first (buckets without rows are left out).
     pub series: Vec<Point>,
+    /// At most [`STRIP_POINTS`] predictions spread over the period: each one's
+    /// contribution, and its value's place between the feature's lowest (0) and highest
+    /// (1) number, for a beeswarm-like strip; `None` for text values and personal
+    /// features.
+    pub strip: Vec<StripPoint>,
+}
+
+/// Points of a feature's strip at most.
+pub const STRIP_POINTS: usize = 200;
+
+/// One prediction on a feature's strip.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StripPoint {
+    pub contribution: f64,
+    pub value: Option<f64>,
+}
+
+/// Each feature's strip over `frame`, by feature name.
+fn strips(frame: &Frame, masked: &[String]) -> BTreeMap<String, Vec<StripPoint>> {
+    let step = frame.rows.len().div_ceil(STRIP_POINTS).max(1);
+    frame
+        .names
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let hidden = masked.contains(name);
+            let numbers: Vec<f64> = frame
+                .rows
+                .iter()
+                .filter_map(|r| numeric(&r.values[k]))
+                .collect();
+            let lo = numbers.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let place = |v: &Json| {
+                let x = numeric(v)?;
+                Some(if hi > lo { (x - lo) / (hi - lo) } else { 0.5 })
+            };
+            let points = frame
+                .rows
+                .iter()
+                .step_by(step)
+                .map(|r| StripPoint {
+                    contribution: r.contributions[k],
+                    value: if hidden { None } else { place(&r.values[k]) },
+                })
+                .collect();
+            (name.clone(), points)
+        })
+        .collect()
 }
 
 /// A change against the previous period.
@@ -181,6 +230,7 @@ pub fn summary(
     (current, from_ms, to_ms): (&Frame, i64, i64),
     previous: &Frame,
     bucket: Bucket,
+    masked: &[String],
 ) -> Result<Summary, WorkbenchError> {
     let length = to_ms.saturating_sub(from_ms);
     let rows = rows_of(current);
@@ -207,6 +257,7 @@ pub fn summary(
             });
         }
     }
+    let mut strips = strips(current, masked);
     let mut features: Vec<FeatureFigures> = now
         .into_iter()
         .map(|(feature, means)| {
@@ -218,6 +269,7 @@ pub fn summary(
                 }),
                 previous,
                 series: series.remove(&feature).unwrap_or_default(),
+                strip: strips.remove(&feature).unwrap_or_default(),
                 feature,
                 means,
             }

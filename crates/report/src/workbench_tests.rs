@@ -136,7 +136,14 @@ fn the_summary_is_the_mean_of_the_recorded_attributions_per_period_and_bucket() 
         outcomes: false,
     };
     let previous = read(&store, &scope(-48 * HOUR, 0), &bounds).unwrap();
-    let s = summary("credit", (&frame, 0, 48 * HOUR), &previous, Bucket::Day).unwrap();
+    let s = summary(
+        "credit",
+        (&frame, 0, 48 * HOUR),
+        &previous,
+        Bucket::Day,
+        &["amount".to_owned()],
+    )
+    .unwrap();
     assert_eq!(s.period.rows, 40);
     assert_eq!(s.previous_period.rows, 0);
     assert_eq!(s.features[0].feature, "age");
@@ -156,11 +163,30 @@ fn the_summary_is_the_mean_of_the_recorded_attributions_per_period_and_bucket() 
         assert_eq!(f.series.len(), 2);
         assert_eq!(f.series[0].means.rows, 20);
         assert_eq!(f.series[1].start_ms, 24 * HOUR);
+        // A strip point per row (40 < 200): numbers placed between 0 and 1; text and
+        // the personal `amount` without a place.
+        assert_eq!(f.strip.len(), 40);
+        let placed = f.strip.iter().filter(|p| p.value.is_some()).count();
+        match f.feature.as_str() {
+            "age" => assert!(
+                f.strip
+                    .iter()
+                    .all(|p| p.value.is_some_and(|v| (0.0..=1.0).contains(&v)))
+            ),
+            _ => assert_eq!(placed, 0, "{}", f.feature),
+        }
     }
     // Against the first day as the previous period, the change is the difference.
     let day1 = read(&store, &scope(0, 24 * HOUR), &bounds).unwrap();
     let day2 = read(&store, &scope(24 * HOUR, 48 * HOUR), &bounds).unwrap();
-    let s = summary("credit", (&day2, 24 * HOUR, 48 * HOUR), &day1, Bucket::Hour).unwrap();
+    let s = summary(
+        "credit",
+        (&day2, 24 * HOUR, 48 * HOUR),
+        &day1,
+        Bucket::Hour,
+        &[],
+    )
+    .unwrap();
     for f in &s.features {
         let p = f.previous.unwrap();
         let c = f.change.unwrap();

@@ -310,8 +310,8 @@ fn compute(
             let length = ask.to_ms.saturating_sub(ask.from_ms);
             let previous = read(&scope(ask.from_ms.saturating_sub(length), ask.from_ms))?;
             let bucket = ask.bucket.unwrap_or(Bucket::Day);
-            let summary =
-                bench::summary(&ask.route, period, &previous, bucket).map_err(Refusal::Bad)?;
+            let summary = bench::summary(&ask.route, period, &previous, bucket, &masked)
+                .map_err(Refusal::Bad)?;
             json(serde_json::to_value(summary)).map(Answer::Json)
         }
         View::Cohorts => {

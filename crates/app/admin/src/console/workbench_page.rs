@@ -113,6 +113,35 @@ fn numeric(v: &Json) -> Option<f64> {
     }
 }
 
+/// A feature's predictions along its contribution (across, on one scale for every
+/// feature), each dot coloured by its value from blue (low) to red (high), grey without
+/// one: shap's summary plot, one row of it.
+fn strip(points: &[Json], largest: f64) -> Markup {
+    let (w, h) = (180.0, 22.0);
+    let scale = if largest > 0.0 {
+        (w / 2.0 - 4.0) / largest
+    } else {
+        0.0
+    };
+    html! {
+        svg.strip width=(w) height=(h) viewBox={ "0 0 " (w) " " (h) } role="img"
+            aria-label={ (points.len()) " predictions by contribution, coloured by value" } {
+            line x1=(w / 2.0) x2=(w / 2.0) y1="0" y2=(h) stroke="#999" stroke-width="0.5" {}
+            @for (i, p) in points.iter().enumerate() {
+                @if let Some(c) = f64_of(p, "contribution") {
+                    @let fill = match f64_of(p, "value") {
+                        Some(t) => format!("rgb({:.0},60,{:.0})", 40.0 + 200.0 * t, 240.0 - 200.0 * t),
+                        None => "#888".to_owned(),
+                    };
+                    // A fixed spread up and down, so that equal contributions stay visible.
+                    circle cx=(format!("{:.1}", w / 2.0 + c * scale)) cy=(format!("{:.1}", 3.0 + (i * 7 % 16) as f64))
+                        r="1.8" fill=(fill) fill-opacity="0.7" {}
+                }
+            }
+        }
+    }
+}
+
 /// Value → contribution, one dot per row, coloured from blue (low) to red (high) by the
 /// colouring feature; text values are spread by their order.
 fn scatter(points: &[Json]) -> Markup {
@@ -255,12 +284,14 @@ pub(crate) fn workbench(chrome: &Chrome<'_>, v: &WorkbenchView<'_>) -> String {
                     @let largest = features.iter().filter_map(|f| f64_of(f, "mean_abs")).fold(0.0, f64::max);
                     @let largest_signed = features.iter().filter_map(|f| f64_of(f, "mean").map(f64::abs)).fold(0.0, f64::max);
                     @let series_top = features.iter().flat_map(|f| array(f, "series")).filter_map(|p| f64_of(p, "mean_abs")).fold(0.0, f64::max);
+                    @let strip_top = features.iter().flat_map(|f| array(f, "strip")).filter_map(|p| f64_of(p, "contribution").map(f64::abs)).fold(0.0, f64::max);
                     table.summary {
                         caption { "Mean |contribution| per feature (" (s["space"].as_str().unwrap_or("output")) " space), against the previous period of the same length (" (s["previous_period"]["rows"]) " predictions); one line per " (s["bucket"].as_str().unwrap_or("bucket")) }
                         thead { tr {
                             th scope="col" { "Feature" } th scope="col" { "Mean |contribution|" } th scope="col" {}
                             th scope="col" { "Mean (signed)" } th scope="col" {} th scope="col" { "Change" }
                             th scope="col" { "Over time" }
+                            th scope="col" { "Each prediction (blue low, red high value)" }
                         } }
                         tbody {
                             @for f in features {
@@ -273,6 +304,7 @@ pub(crate) fn workbench(chrome: &Chrome<'_>, v: &WorkbenchView<'_>) -> String {
                                     td { (bar(f64_of(f, "mean").unwrap_or(0.0), largest_signed, true)) }
                                     td.num { (signed(f.get("change").and_then(|c| f64_of(c, "mean_abs")))) }
                                     td { (sparkline(array(f, "series"), series_top)) }
+                                    td { (strip(array(f, "strip"), strip_top)) }
                                 }
                             }
                         }
