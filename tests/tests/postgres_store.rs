@@ -692,3 +692,65 @@ fn the_fleets_monitoring_shares_and_drift_reference_are_sealed_and_ranked() {
     a.erase_subject("ps_someone", 5).unwrap();
     assert_eq!(b.reference_id("m").unwrap(), None);
 }
+
+/// An explained prediction of route `credit` as the proxy records it.
+fn explained(writer: &str, i: u64) -> Record {
+    let mut r = Record::new(
+        format!("{writer}-x{i}"),
+        1_700_000_000_000 + i64::try_from(i).unwrap(),
+        "credit",
+        "credit-v3",
+    );
+    let income = i as f64;
+    r.features = Some(json!({"names": ["income", "term"], "rows": [[income, "short"]]}));
+    r.attributions = Some(json!([{
+        "surrogate_version": 1, "space": "output", "base_value": 0.5, "prediction": 0.5,
+        "attributions": [
+            {"feature": "term", "value": "short", "contribution": -0.1},
+            {"feature": "income", "value": income, "contribution": 0.01 * income},
+        ],
+    }]));
+    r
+}
+
+#[test]
+fn the_workbench_reads_every_replicas_explanations_from_the_shared_database() {
+    use sidelight_report::explained::{Bounds, Scope, read};
+    let server = PgServer::start();
+    let url = server.create_database("workbench");
+    let (mut a, mut b) = (open(&url, "replica-a"), open(&url, "replica-b"));
+    a.append_batch(&(0..30).map(|i| explained("a", i)).collect::<Vec<_>>())
+        .unwrap();
+    b.append_batch(&(30..50).map(|i| explained("b", i)).collect::<Vec<_>>())
+        .unwrap();
+    append(&mut a, "a", 0..5);
+    let reader = PostgresStore::open_reader(&url, config(keys())).unwrap();
+    let scope = Scope {
+        route: "credit".to_owned(),
+        from_ms: 1_700_000_000_000,
+        to_ms: 1_700_000_001_000,
+        config: None,
+    };
+    let bounds = Bounds {
+        max_rows: 1000,
+        deadline: None,
+        outcomes: true,
+    };
+    let frame = read(&reader, &scope, &bounds).unwrap();
+    assert_eq!(frame.names, ["income", "term"]);
+    assert_eq!(frame.rows.len(), 50, "both replicas' rows");
+    let mean_income = frame.rows.iter().map(|r| r.contributions[0]).sum::<f64>() / 50.0;
+    assert!((mean_income - 0.01 * 24.5).abs() < 1e-12);
+    // The cap holds across writers, and says so.
+    let short = read(
+        &reader,
+        &scope,
+        &Bounds {
+            max_rows: 10,
+            ..bounds
+        },
+    )
+    .unwrap();
+    assert_eq!(short.rows.len(), 10);
+    assert!(short.stopped.is_some());
+}
