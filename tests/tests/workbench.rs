@@ -445,6 +445,46 @@ async fn the_workbench_answers_from_the_audit_log_and_asks_the_real_model() {
     for action in ["explanations.summary", "explanations.export", "whatif"] {
         assert!(text.contains(action), "{action} not recorded");
     }
+
+    // After a restart the workbench answers from the log as before; a what-if on a
+    // record no longer in memory is read from the log, which keeps `c` banded, not as
+    // the model saw it: refused, saying why.
+    let explained_rows = rows.len();
+    drop(proxy);
+    let proxy = InProcess::start(&workbench_config(&model, state.path()));
+    let summary = ask(&proxy, "/api/v1/explanations/summary?route=m").await;
+    assert_eq!(
+        summary.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&summary.body)
+    );
+    assert!(summary.json()["period"]["rows"].as_u64().unwrap() as usize >= explained_rows);
+    let old = json!({"record": ids[3], "changes": {"a": 0.5}}).to_string();
+    let answer = admin(&proxy, Method::POST, "/api/v1/whatif", None, &old).await;
+    assert!(
+        ["whatif_restricted", "whatif_no_target", "no_surrogate"]
+            .contains(&answer.error_code().as_str()),
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    post(&proxy, "/v1/models/m:predict", kserve_body(&[3]), &[]).await;
+    let answer = admin(&proxy, Method::POST, "/api/v1/whatif", None, &old).await;
+    assert_eq!(
+        answer.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.error_code(), "whatif_restricted");
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("no longer in memory") && message.contains("c (band:0.5)"),
+        "{message}"
+    );
 }
 
 /// The cells of one CSV line (quoted cells may hold commas).

@@ -401,8 +401,13 @@ async fn dispatch(
         Endpoint::WhatIf => {
             tracing::info!(principal = %principal.name, action = "whatif", "admin action");
             let (_, body) = request.into_parts();
-            let done =
-                crate::whatif::what_if(&state.probe, state.erasable.audit.as_ref(), body).await;
+            let done = crate::whatif::what_if(
+                &state.probe,
+                state.erasable.audit.as_ref(),
+                &state.erasable.routes,
+                body,
+            )
+            .await;
             // The features changed, never their values.
             let detail = json!({
                 "status": done.response.status().as_u16(),

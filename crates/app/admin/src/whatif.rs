@@ -5,10 +5,11 @@
 //! decision and never reaches monitoring), with the surrogate's explanation of both rows
 //! side by side.
 //!
-//! The original row is the one the model saw, which only the most recent explained
-//! requests keep in memory; a record the privacy policy generalised, pseudonymised or
-//! dropped features of can only be changed in the features it kept, and the answer
-//! shows those features as the audit log keeps them.
+//! The original row is the one the model saw: the most recent explained requests keep it
+//! in memory; an older record is read from the audit log, which has it only where the
+//! privacy policy keeps every feature as it was (else the what-if is refused). A
+//! feature the policy restricts can never be changed, and the answer shows it as the
+//! log keeps it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,7 +20,8 @@ use serde_json::{Map, Value as Json, json};
 use sidelight_audit::FieldRule;
 use sidelight_core::body::{ProxyBody, json_response};
 use sidelight_core::error::json_error;
-use sidelight_core::live::store::StoredRequest;
+use sidelight_core::live::RouteLive;
+use sidelight_core::live::store::{StoredExplanation, StoredRequest};
 use sidelight_explain::{FeatureKind, Value};
 
 use crate::audit::AuditLog;
@@ -72,6 +74,7 @@ pub struct Done {
 pub async fn what_if(
     prober: &Arc<Prober>,
     audit: Option<&Arc<AuditLog>>,
+    routes: &[Arc<RouteLive>],
     body: hyper::body::Incoming,
 ) -> Done {
     let mut done = Done {
@@ -88,7 +91,7 @@ pub async fn what_if(
     };
     done.record = Some(ask.record.clone());
     done.features = ask.changes.keys().cloned().collect();
-    done.response = match run(prober, audit, &ask).await {
+    done.response = match run(prober, audit, routes, &ask).await {
         Ok(answer) => json_response(StatusCode::OK, &answer),
         Err(refusal) => refusal.respond(),
     };
@@ -99,6 +102,7 @@ pub async fn what_if(
 pub async fn from_form(
     prober: &Arc<Prober>,
     audit: Option<&Arc<AuditLog>>,
+    routes: &[Arc<RouteLive>],
     record: String,
     row: usize,
     changes: Map<String, Json>,
@@ -112,6 +116,7 @@ pub async fn from_form(
     run(
         prober,
         audit,
+        routes,
         &Ask {
             record,
             row,
@@ -179,9 +184,156 @@ fn shown(stored: &StoredRequest, name: &str, value: &Value) -> Json {
     }
 }
 
+/// A record no longer held in memory, rebuilt from the audit log: its rows as the log
+/// keeps them, which are the rows the model saw only where the privacy policy keeps
+/// every feature as it was; the model's path from the route's newest request.
+async fn from_log(
+    prober: &Prober,
+    audit: Option<&Arc<AuditLog>>,
+    routes: &[Arc<RouteLive>],
+    id: &str,
+) -> Result<Arc<StoredRequest>, Refusal> {
+    let not_found = || {
+        Refusal(
+            StatusCode::NOT_FOUND,
+            "request_not_found",
+            "no explained record has this id (recent requests are kept in memory, older \
+             ones are read from the audit log)"
+                .to_owned(),
+        )
+    };
+    let audit = audit.ok_or_else(not_found)?;
+    let record = match audit.get(id.to_owned()).await {
+        Ok(Some(stored)) => stored.record,
+        Ok(None) => return Err(not_found()),
+        Err(e) => {
+            return Err(Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                format!("the audit log cannot be read: {e}"),
+            ));
+        }
+    };
+    let route = routes
+        .iter()
+        .find(|live| live.route == record.route)
+        .ok_or_else(not_found)?;
+    let (Some(features), Some(explained)) = (&record.features, &record.attributions) else {
+        return Err(not_found());
+    };
+    let names: Vec<String> = features
+        .get("names")
+        .and_then(|n| serde_json::from_value(n.clone()).ok())
+        .unwrap_or_default();
+    let restricted: Vec<String> = names
+        .iter()
+        .filter(|n| *route.policy.rule(n) != FieldRule::Keep)
+        .map(|n| format!("{n} ({})", route.policy.rule(n)))
+        .collect();
+    if !restricted.is_empty() {
+        return Err(Refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "whatif_restricted",
+            format!(
+                "the request is no longer in memory, and the audit log keeps {} not as the \
+                 model saw them: the model cannot be asked about this record again",
+                restricted.join(", ")
+            ),
+        ));
+    }
+    let model = route.model.load_full().ok_or_else(|| {
+        Refusal(
+            StatusCode::CONFLICT,
+            "no_surrogate",
+            "the route has no surrogate in service to explain the changed row".to_owned(),
+        )
+    })?;
+    let kinds: Vec<FeatureKind> = model.features().iter().map(|f| f.kind).collect();
+    if names != model.names() {
+        return Err(Refusal(
+            StatusCode::CONFLICT,
+            "schema_changed",
+            "the route's surrogate now explains other features than this record's".to_owned(),
+        ));
+    }
+    let rows: Vec<Vec<Value>> = features
+        .get("rows")
+        .and_then(Json::as_array)
+        .map(|rows| {
+            rows.iter()
+                .map(|row| {
+                    row.as_array()
+                        .map(|cells| {
+                            cells
+                                .iter()
+                                .zip(&kinds)
+                                .map(|(cell, kind)| recorded_value(cell, *kind))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let explanations = explained
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|e| StoredExplanation {
+                    surrogate_version: e["surrogate_version"].as_u64().unwrap_or_default(),
+                    output: e["output"]
+                        .as_u64()
+                        .and_then(|o| usize::try_from(o).ok())
+                        .unwrap_or(0),
+                    logit: e["space"] == "logit",
+                    base_value: e["base_value"].as_f64().unwrap_or_default(),
+                    contributions: Vec::new(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let target = prober
+        .requests
+        .newest(|s| s.route.route == route.route)
+        .map(|s| s.target.clone())
+        .ok_or_else(|| {
+            Refusal(
+                StatusCode::CONFLICT,
+                "whatif_no_target",
+                "the request is no longer in memory, and no recent request of its route \
+                 tells which path the model answers on: send one request through the \
+                 route, then ask again"
+                    .to_owned(),
+            )
+        })?;
+    Ok(Arc::new(StoredRequest {
+        route: route.clone(),
+        target,
+        names,
+        rows: Arc::new(rows),
+        explanations,
+    }))
+}
+
+/// A recorded value as the feature's kind (the log keeps JSON).
+fn recorded_value(cell: &Json, kind: FeatureKind) -> Value {
+    match (cell, kind) {
+        (Json::Null, _) => Value::Missing,
+        (Json::Number(n), _) => n.as_f64().map_or(Value::Missing, Value::Number),
+        (Json::Bool(b), _) => Value::Bool(*b),
+        (Json::String(s), FeatureKind::Numeric) => s
+            .trim()
+            .parse::<f64>()
+            .map_or_else(|_| Value::Text(s.clone()), Value::Number),
+        (Json::String(s), _) => Value::Text(s.clone()),
+        (other, _) => Value::Text(other.to_string()),
+    }
+}
+
 async fn run(
     prober: &Arc<Prober>,
     audit: Option<&Arc<AuditLog>>,
+    routes: &[Arc<RouteLive>],
     ask: &Ask,
 ) -> Result<Json, Refusal> {
     // An erased record answers as erased, whether or not memory still held it.
@@ -206,16 +358,10 @@ async fn run(
             }
         }
     }
-    let stored = prober.requests.get(&ask.record).ok_or_else(|| {
-        Refusal(
-            StatusCode::NOT_FOUND,
-            "request_not_found",
-            "no recent explained request has this id: a what-if needs the row as the model \
-             saw it, which only the most recent explained requests keep in memory (the \
-             audit log keeps rows after the privacy policy)"
-                .to_owned(),
-        )
-    })?;
+    let stored = match prober.requests.get(&ask.record) {
+        Some(stored) => stored,
+        None => from_log(prober, audit, routes, &ask.record).await?,
+    };
     let original = stored.rows.get(ask.row).cloned().ok_or_else(|| {
         Refusal::bad(
             "no_such_row",

@@ -533,6 +533,7 @@ async fn whatif(
         crate::whatif::from_form(
             &state.probe,
             state.erasable.audit.as_ref(),
+            &state.erasable.routes,
             record.clone(),
             row,
             changes.clone(),

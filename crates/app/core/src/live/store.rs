@@ -164,6 +164,19 @@ impl<T: Clone> Recent<T> {
             .get(id)
             .map(|(v, _, _)| v.clone())
     }
+
+    /// The newest entry `wanted` accepts.
+    pub fn newest(&self, wanted: impl Fn(&T) -> bool) -> Option<T> {
+        let inner = self.inner.lock().ok()?;
+        inner
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| inner.by_id.get(id))
+            .map(|(v, _, _)| v)
+            .find(|v| wanted(v))
+            .cloned()
+    }
 }
 
 #[cfg(test)]
