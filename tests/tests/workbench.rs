@@ -399,6 +399,11 @@ async fn the_workbench_answers_from_the_audit_log_and_asks_the_real_model() {
     let offline = std::fs::read_to_string(&out).unwrap();
     assert_eq!(offline.lines().count(), rows.len() + 1);
     assert_eq!(offline.lines().next(), text.lines().next());
+    // The banded `c` is masked offline too.
+    assert!(
+        offline.lines().skip(1).all(|l| l.contains("•••")),
+        "{offline}"
+    );
     let capped = cli([
         "explanations",
         "export",

@@ -133,17 +133,8 @@ fn export_explanations(args: &ExportArgs) -> Result<(), Failure> {
             (Box::new(store), label)
         }
     };
-    let masked = route
-        .explain
-        .as_ref()
-        .map(|e| {
-            e.features
-                .iter()
-                .filter(|f| f.pii)
-                .map(|f| f.name.clone())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    // As the admin API's export: personal features masked, whoever runs it.
+    let masked = sidelight_report::workbench::personal_features(&route);
     let scope = Scope {
         route: args.route.clone(),
         from_ms: from,

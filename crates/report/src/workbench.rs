@@ -37,6 +37,32 @@ pub enum WorkbenchError {
     Compute(String),
 }
 
+/// Features whose values are personal: marked `pii`, or kept by the route's privacy
+/// policy in any form but as they were (pseudonymised, banded, dropped…). The workbench
+/// never shows, filters on or exports their values, whoever asks.
+pub fn personal_features(route: &sidelight_config::RouteConfig) -> Vec<String> {
+    let mut personal: Vec<String> = route
+        .explain
+        .as_ref()
+        .map(|e| {
+            e.features
+                .iter()
+                .filter(|f| f.pii)
+                .map(|f| f.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, rule) in &route.privacy.fields {
+        let kept = rule
+            .parse::<sidelight_audit::FieldRule>()
+            .is_ok_and(|r| r == sidelight_audit::FieldRule::Keep);
+        if !kept && !personal.contains(name) {
+            personal.push(name.clone());
+        }
+    }
+    personal
+}
+
 /// Hour or day buckets for the series of a summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

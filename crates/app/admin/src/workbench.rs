@@ -204,30 +204,9 @@ pub fn parse(view: View, query: Option<&str>, now_ms: i64) -> Result<Ask, QueryE
     Ok(ask)
 }
 
-/// Features whose values are personal: marked `pii`, or kept by the route's privacy
-/// policy in any form but as they were (pseudonymised, banded, dropped…). Their values
-/// are never shown, filtered on or exported here.
+/// Features whose values are personal (see [`bench::personal_features`]).
 pub fn masked_features(route: &RouteConfig) -> Vec<String> {
-    let mut masked: Vec<String> = route
-        .explain
-        .as_ref()
-        .map(|e| {
-            e.features
-                .iter()
-                .filter(|f| f.pii)
-                .map(|f| f.name.clone())
-                .collect()
-        })
-        .unwrap_or_default();
-    for (name, rule) in &route.privacy.fields {
-        let kept = rule
-            .parse::<sidelight_audit::FieldRule>()
-            .is_ok_and(|r| r == sidelight_audit::FieldRule::Keep);
-        if !kept && !masked.contains(name) {
-            masked.push(name.clone());
-        }
-    }
-    masked
+    bench::personal_features(route)
 }
 
 /// Rows a viewer's cohort needs at least: fewer would show a few people's own figures.
