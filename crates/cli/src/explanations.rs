@@ -16,12 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use sidelight_audit::AuditStore;
-use sidelight_config::AuditBackend;
 use sidelight_report::explained::{self, Bounds, Scope};
 use sidelight_report::export::{self, ExportError, Format};
 
-use crate::audit::{Failure, load_keys, open_store, parse_time, store_failure};
+use crate::audit::{Failure, load_keys, parse_time, store_failure};
 
 /// sysexits' EX_DATAERR.
 const EXIT_DATA: u8 = 65;
@@ -123,16 +121,7 @@ fn export_explanations(args: &ExportArgs) -> Result<(), Failure> {
         )));
     };
     let keys = load_keys(audit.key_file.as_deref())?;
-    let (store, label): (Box<dyn AuditStore>, String) = match audit.backend {
-        AuditBackend::Sqlite => (
-            Box::new(open_store(&audit.path, keys)?),
-            audit.path.display().to_string(),
-        ),
-        AuditBackend::Postgres => {
-            let (store, label) = crate::report::open_postgres(audit, &args.config, keys)?;
-            (Box::new(store), label)
-        }
-    };
+    let (store, label) = crate::report::open_log(audit, &args.config, keys)?;
     // As the admin API's export: personal features masked, whoever runs it.
     let masked = sidelight_report::workbench::personal_features(&route);
     let scope = Scope {

@@ -118,16 +118,7 @@ fn report(args: &ReportArgs) -> Result<(), Failure> {
         )));
     };
     let keys = load_keys(audit.key_file.as_deref())?;
-    let (store, label): (Box<dyn AuditStore>, String) = match audit.backend {
-        AuditBackend::Sqlite => (
-            Box::new(open_store(&audit.path, keys.clone())?),
-            audit.path.display().to_string(),
-        ),
-        AuditBackend::Postgres => {
-            let (store, label) = open_postgres(audit, &args.config, keys.clone())?;
-            (Box::new(store), label)
-        }
-    };
+    let (store, label) = open_log(audit, &args.config, keys.clone())?;
 
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     if let Ok(style) =
@@ -197,6 +188,25 @@ fn report(args: &ReportArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Opens the config's audit log to read it, SQLite or PostgreSQL (on a read-only
+/// connection); the label names it in messages, the URL's password masked.
+pub(crate) fn open_log(
+    audit: &AuditConfig,
+    config: &Path,
+    keys: sidelight_audit::Keys,
+) -> Result<(Box<dyn AuditStore>, String), Failure> {
+    Ok(match audit.backend {
+        AuditBackend::Sqlite => (
+            Box::new(open_store(&audit.path, keys)?),
+            audit.path.display().to_string(),
+        ),
+        AuditBackend::Postgres => {
+            let (store, label) = open_postgres(audit, config, keys)?;
+            (Box::new(store), label)
+        }
+    })
 }
 
 /// Opens the PostgreSQL log of the config to read it; the label for messages masks the

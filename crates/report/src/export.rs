@@ -162,12 +162,6 @@ fn decision(row: &ExplainedRow) -> Option<&'static str> {
         .map(|f| if f { "favourable" } else { "unfavourable" })
 }
 
-fn rfc3339(ms: i64) -> String {
-    let time = std::time::UNIX_EPOCH
-        + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or_default());
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
 /// Refuses a frame cut short.
 fn whole(frame: &Frame) -> Result<(), ExportError> {
     if frame.other_features > 0 {
@@ -225,7 +219,7 @@ fn write_csv(frame: &Frame, masked: &[String], out: impl Write) -> Result<(), Ex
     let hidden: Vec<bool> = frame.names.iter().map(|n| masked.contains(n)).collect();
     for row in &frame.rows {
         let mut cells: Vec<String> = vec![
-            rfc3339(row.time_ms),
+            sidelight_audit::rfc3339_ms(row.time_ms),
             row.record.clone(),
             row.row.to_string(),
         ];
@@ -395,13 +389,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn times_are_written_in_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_796_643_000_123), "2026-12-07T11:30:00.123Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn features_never_collide_with_the_fixed_columns() {

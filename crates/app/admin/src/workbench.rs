@@ -204,11 +204,6 @@ pub fn parse(view: View, query: Option<&str>, now_ms: i64) -> Result<Ask, QueryE
     Ok(ask)
 }
 
-/// Features whose values are personal (see [`bench::personal_features`]).
-pub fn masked_features(route: &RouteConfig) -> Vec<String> {
-    bench::personal_features(route)
-}
-
 /// Rows a viewer's cohort needs at least: fewer would show a few people's own figures.
 pub const VIEWER_MIN_COHORT: usize = 10;
 
@@ -229,8 +224,8 @@ fn empty_period(ask: &Ask, frame: &Frame) -> Refusal {
     let mut message = format!(
         "route `{}` has no explained rows between {} and {}",
         ask.route,
-        format_time(ask.from_ms),
-        format_time(ask.to_ms),
+        sidelight_audit::rfc3339_ms(ask.from_ms),
+        sidelight_audit::rfc3339_ms(ask.to_ms),
     );
     if frame.unexplained_records > 0 {
         message.push_str(&format!(
@@ -241,12 +236,6 @@ fn empty_period(ask: &Ask, frame: &Frame) -> Refusal {
     Refusal::Bad(WorkbenchError::Empty(message))
 }
 
-fn format_time(ms: i64) -> String {
-    let time = std::time::UNIX_EPOCH
-        + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or_default());
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
 /// Computes `ask` over the store, blocking.
 fn compute(
     store: &dyn sidelight_audit::AuditStore,
@@ -255,7 +244,7 @@ fn compute(
     bounds: Bounds,
     role: Role,
 ) -> Result<Answer, Refusal> {
-    let masked = masked_features(&route);
+    let masked = bench::personal_features(&route);
     let scope = |from_ms, to_ms| Scope {
         route: ask.route.clone(),
         from_ms,

@@ -427,7 +427,7 @@ async fn workbench(
         .routes
         .iter()
         .find(|r| r.name == route)
-        .map(crate::workbench::masked_features)
+        .map(sidelight_report::workbench::personal_features)
         .unwrap_or_default();
     let feature = match get("feature") {
         f if !f.is_empty() => f,
